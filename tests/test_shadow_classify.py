@@ -1,0 +1,214 @@
+"""Pure unit tests of the shadow model and the classifier, built from event
+lists (no kernel involved: these layers only read events)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tracer.abi import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, READ_IMPLIES_EXEC, SHM_EXEC, Prot
+from tracer.categories import Category as C
+from tracer.classify import classify, classify_exec
+from tracer.events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
+from tracer.shadow import MEMFD, SHARED_ANON, ShadowModel
+
+R, W, X = Prot.READ, Prot.WRITE, Prot.EXEC
+PID = 100
+INFO = ProcessInfo("/usr/bin/prog", "prog", 0)
+ANON = MAP_PRIVATE | MAP_ANONYMOUS
+BASE_MAPS = (
+    MapEntry(0x400000, 0x401000, R, False, 0, os.makedev(8, 1), 11, "/usr/bin/prog"),
+    MapEntry(0x401000, 0x402000, R | X, False, 0x1000, os.makedev(8, 1), 11, "/usr/bin/prog"),
+    MapEntry(0x600000, 0x621000, R | W, False, 0, 0, 0, "[heap]"),
+    MapEntry(0x7FFF0000, 0x7FFF8000, R | W, False, 0, 0, 0, "[stack]"),
+)
+
+
+def model(personality: int = 0) -> ShadowModel:
+    shadow = ShadowModel()
+    shadow.seed(PID, INFO, BASE_MAPS, personality)
+    return shadow
+
+
+def call(name: str, *args: int, fd_object: FdObject | None = None, pid: int = PID,
+         object_size: int | None = None) -> MemCall:
+    return MemCall(0.0, pid, pid, name, "x86_64", tuple(args), fd_object=fd_object, object_size=object_size)
+
+
+def step(shadow: ShadowModel, c: MemCall, result: int, pid: int = PID) -> tuple[C, ...]:
+    """Plan, classify and apply one call; return its categories."""
+    change = shadow.plan(c)
+    cats = classify(change, shadow, pid) if change else ()
+    shadow.apply(c, result, change)
+    return cats
+
+
+def test_anonymous_wx_mmap_is_wx_map_and_anon_exec():
+    shadow = model()
+    assert step(shadow, call("mmap", 0, 4096, R | W | X, ANON, -1, 0), 0x10000) == (C.WX_MAP, C.ANON_EXEC)
+    region = shadow.process(PID).space.find(0x10000)
+    assert region.prot == R | W | X and region.ever_writable
+
+
+def test_plain_rw_and_relro_produce_nothing():
+    shadow = model()
+    assert step(shadow, call("mmap", 0, 8192, R | W, ANON, -1, 0), 0x20000) == ()
+    assert step(shadow, call("mprotect", 0x20000, 4096, R), 0) == ()
+    space = shadow.process(PID).space
+    assert space.find(0x20000).prot == R and space.find(0x21000).prot == R | W
+
+
+def test_write_then_exec_is_w_to_x_even_after_dropping_write():
+    shadow = model()
+    step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x10000)
+    assert step(shadow, call("mprotect", 0x10000, 4096, R), 0) == ()
+    assert step(shadow, call("mprotect", 0x10000, 4096, R | X), 0) == (C.W_TO_X, C.ANON_EXEC)
+
+
+def test_rw_to_rwx_is_wx_protect_w_to_x_anon_exec():
+    shadow = model()
+    step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x10000)
+    assert step(shadow, call("mprotect", 0x10000, 4096, R | W | X), 0) == (C.WX_PROTECT, C.W_TO_X, C.ANON_EXEC)
+
+
+def test_rx_to_rwx_is_wx_protect_only():
+    shadow = model()
+    step(shadow, call("mmap", 0, 4096, R | X, ANON, -1, 0), 0x10000)
+    assert step(shadow, call("mprotect", 0x10000, 4096, R | W | X), 0) == (C.WX_PROTECT,)
+
+
+def test_failed_call_leaves_model_unchanged():
+    shadow = model()
+    step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x10000)
+    step(shadow, call("mprotect", 0x10000, 4096, R | X), -13)
+    assert shadow.process(PID).space.find(0x10000).prot == R | W
+
+
+def test_split_and_merge_like_the_kernel():
+    shadow = model()
+    step(shadow, call("mmap", 0, 3 * 4096, R | W, ANON, -1, 0), 0x10000)
+    step(shadow, call("mprotect", 0x11000, 4096, R), 0)
+    space = shadow.process(PID).space
+    assert [(r.start, r.end, r.prot) for r in space.overlapping(0x10000, 0x13000)] == [
+        (0x10000, 0x11000, R | W), (0x11000, 0x12000, R), (0x12000, 0x13000, R | W)]
+    step(shadow, call("mprotect", 0x11000, 4096, R | W), 0)
+    assert [(r.start, r.end) for r in space.overlapping(0x10000, 0x13000)] == [(0x10000, 0x13000)]
+    step(shadow, call("munmap", 0x11000, 4096), 0)
+    assert space.find(0x11000) is None and space.find(0x12000) is not None
+
+
+def test_execstack_by_mprotect_and_at_exec():
+    shadow = model()
+    assert step(shadow, call("mprotect", 0x7FFF0000, 4096, R | W | X), 0) == (C.WX_PROTECT, C.W_TO_X, C.EXECSTACK)
+    maps = (*BASE_MAPS[:3], MapEntry(0x7FFF0000, 0x7FFF8000, R | W | X, False, 0, 0, 0, "[stack]"))
+    event = ExecEvent(0.0, PID, PID, INFO, maps, True, 0)
+    assert classify_exec(event) == (C.EXECSTACK,)
+    assert classify_exec(ExecEvent(0.0, PID, PID, INFO, BASE_MAPS, False, 0)) == ()
+
+
+def test_execheap_by_mprotect_and_by_brk_under_read_implies_exec():
+    shadow = model()
+    assert C.EXECHEAP in step(shadow, call("mprotect", 0x600000, 4096, R | W | X), 0)
+    rie = model(READ_IMPLIES_EXEC)
+    cats = step(rie, call("brk", 0x640000), 0x640000)
+    assert cats == (C.WX_MAP, C.EXECHEAP, C.READ_IMPLIES_EXEC)
+    assert rie.process(PID).space.find(0x630000).prot == R | W | X
+    # Without the persona, growing the heap is ordinary.
+    assert step(model(), call("brk", 0x640000), 0x640000) == ()
+
+
+def test_execmod_is_a_written_private_file_mapping_made_executable():
+    shadow = model()
+    lib = FdObject(3, "/usr/lib/libtextrel.so", os.makedev(8, 1), 77)
+    step(shadow, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 3, 0, fd_object=lib), 0x30000)
+    assert step(shadow, call("mprotect", 0x30000, 4096, R | W), 0) == ()
+    assert step(shadow, call("mprotect", 0x30000, 4096, R | X), 0) == (C.W_TO_X, C.EXECMOD)
+
+
+def test_dual_map_through_a_memfd_either_order():
+    memfd = FdObject(5, "/memfd:libffi (deleted)", os.makedev(0, 1), 4242)
+    shadow = model()
+    assert step(shadow, call("mmap", 0, 4096, R | W, MAP_SHARED, 5, 0, fd_object=memfd), 0x40000) == ()
+    cats = step(shadow, call("mmap", 0, 4096, R | X, MAP_SHARED, 5, 0, fd_object=memfd), 0x50000)
+    assert cats == (C.DUAL_MAP, C.EXEC_UNLINKED)
+    assert shadow.process(PID).space.find(0x40000).backing.kind == MEMFD
+    other = model()
+    step(other, call("mmap", 0, 4096, R | X, MAP_SHARED, 5, 0, fd_object=memfd), 0x50000)
+    assert C.DUAL_MAP in step(other, call("mmap", 0, 4096, R | W, MAP_SHARED, 5, 0, fd_object=memfd), 0x40000)
+
+
+def test_private_writable_view_is_not_a_dual_map():
+    lib = FdObject(3, "/usr/lib/libx.so", os.makedev(8, 1), 78)
+    shadow = model()
+    step(shadow, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 3, 0, fd_object=lib), 0x30000)
+    assert step(shadow, call("mmap", 0, 4096, R | W, MAP_PRIVATE, 3, 0, fd_object=lib), 0x40000) == ()
+
+
+def test_shared_anonymous_alias_by_mremap_and_by_fork():
+    shadow = model()
+    step(shadow, call("mmap", 0, 4096, R | X, MAP_SHARED | MAP_ANONYMOUS, -1, 0), 0x70000)
+    assert shadow.process(PID).space.find(0x70000).backing.kind == SHARED_ANON
+    step(shadow, call("mremap", 0x70000, 0, 4096, 1, 0), 0x80000)
+    assert step(shadow, call("mprotect", 0x80000, 4096, R | W), 0) == (C.DUAL_MAP,)
+    # The same object shared with a forked child, made writable there.
+    forked = model()
+    step(forked, call("mmap", 0, 4096, R | X, MAP_SHARED | MAP_ANONYMOUS, -1, 0), 0x70000)
+    forked.fork(PID, PID + 1, shares_vm=False)
+    assert step(forked, call("mprotect", 0x70000, 4096, R | W, pid=PID + 1), 0, pid=PID + 1) == (C.DUAL_MAP,)
+
+
+def test_mremap_moves_history():
+    shadow = model()
+    step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x10000)
+    step(shadow, call("mprotect", 0x10000, 4096, R), 0)
+    step(shadow, call("mremap", 0x10000, 4096, 8192, 1, 0), 0x90000)
+    space = shadow.process(PID).space
+    assert space.find(0x10000) is None
+    assert space.find(0x91000).ever_writable
+    assert step(shadow, call("mprotect", 0x90000, 8192, R | X), 0) == (C.W_TO_X, C.ANON_EXEC)
+
+
+def test_shmat_with_shm_exec():
+    shadow = model()
+    cats = step(shadow, call("shmat", 7, 0, SHM_EXEC, object_size=8192), 0xA0000)
+    assert cats == (C.WX_MAP, C.SHM_EXEC)
+    assert shadow.process(PID).space.find(0xA1000).backing.identity == ("shm", 7)
+    step(shadow, call("shmdt", 0xA0000), 0)
+    assert shadow.process(PID).space.find(0xA0000) is None
+
+
+def test_personality_read_implies_exec_then_readable_maps_are_executable():
+    shadow = model()
+    assert step(shadow, call("personality", READ_IMPLIES_EXEC), 0) == (C.READ_IMPLIES_EXEC,)
+    assert step(shadow, call("personality", 0xFFFFFFFF), READ_IMPLIES_EXEC) == ()
+    cats = step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x10000)
+    assert cats == (C.WX_MAP, C.READ_IMPLIES_EXEC, C.ANON_EXEC)
+
+
+def test_exec_unlinked_memfd_and_deleted_file():
+    shadow = model()
+    memfd = FdObject(5, "/memfd:jit (deleted)", os.makedev(0, 1), 99)
+    assert step(shadow, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 5, 0, fd_object=memfd), 0x40000) == (
+        C.EXEC_UNLINKED,)
+    tmp = FdObject(6, "/tmp/#1234 (deleted)", os.makedev(0, 30), 1234)
+    assert step(shadow, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 6, 0, fd_object=tmp), 0x50000) == (
+        C.EXEC_UNLINKED,)
+    fexec = ExecEvent(0.0, PID, PID, ProcessInfo("/memfd:payload (deleted)", "3", 0), BASE_MAPS, False, 0)
+    assert classify_exec(fexec) == (C.EXEC_UNLINKED,)
+
+
+def test_fixed_mapping_replaces_and_threads_share_a_space():
+    shadow = model()
+    step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x10000)
+    step(shadow, call("mmap", 0x10000, 4096, R, ANON | MAP_FIXED, -1, 0), 0x10000)
+    region = shadow.process(PID).space.find(0x10000)
+    assert region.prot == R and not region.ever_writable
+    vfork_child = shadow.fork(PID, PID + 5, shares_vm=True)
+    assert vfork_child.space is shadow.process(PID).space
+
+
+@pytest.mark.parametrize("prot", [R, R | W, W])
+def test_nothing_executable_is_never_a_category(prot):
+    shadow = model()
+    assert step(shadow, call("mmap", 0, 4096, prot, ANON, -1, 0), 0x10000) == ()

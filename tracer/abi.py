@@ -1,0 +1,177 @@
+"""Kernel ABI facts trampwatch relies on: syscall numbers, PROT/MAP flags,
+ptrace and seccomp constants that python-ptrace lacks.
+
+One definition of each table; reverse maps are derived, never written twice.
+"""
+
+from __future__ import annotations
+
+import enum
+
+# --- architectures (AUDIT_ARCH_* from linux/audit.h) -------------------------
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+AUDIT_ARCH_I386 = 0x40000003
+
+ARCH_NAMES = {AUDIT_ARCH_X86_64: "x86_64", AUDIT_ARCH_I386: "i386"}
+
+# --- syscalls ------------------------------------------------------------------
+
+# The syscalls the model needs, by name, with their number on each ABI.
+# i386 has no plain shmat before 4.x's direct entry (397) -- older libcs use
+# ipc(2) (117) with call SHMAT=21; both are listed so neither bypasses us.
+SYSCALLS_X86_64: dict[str, int] = {
+    "mmap": 9,
+    "mprotect": 10,
+    "munmap": 11,
+    "brk": 12,
+    "mremap": 25,
+    "shmat": 30,
+    "shmdt": 67,
+    "ptrace": 101,
+    "personality": 135,
+    "memfd_create": 319,
+    "pkey_mprotect": 329,
+    "execve": 59,
+    "execveat": 322,
+    "process_madvise": 440,
+}
+
+SYSCALLS_I386: dict[str, int] = {
+    "mmap": 90,  # old_mmap: a pointer to struct mmap_arg_struct
+    "mmap2": 192,  # offset in pages
+    "mprotect": 125,
+    "munmap": 91,
+    "brk": 45,
+    "mremap": 163,
+    "ipc": 117,
+    "shmat": 397,
+    "shmdt": 398,
+    "ptrace": 26,
+    "personality": 136,
+    "memfd_create": 356,
+    "pkey_mprotect": 380,
+    "execve": 11,
+    "execveat": 358,
+    "process_madvise": 440,
+}
+
+SYSCALL_TABLES: dict[int, dict[str, int]] = {
+    AUDIT_ARCH_X86_64: SYSCALLS_X86_64,
+    AUDIT_ARCH_I386: SYSCALLS_I386,
+}
+
+SYSCALL_NAMES: dict[int, dict[int, str]] = {
+    arch: {nr: name for name, nr in table.items()} for arch, table in SYSCALL_TABLES.items()
+}
+
+# Names as the policy language spells them (i386's mmap2 and ipc count too).
+KNOWN_SYSCALLS: frozenset[str] = frozenset(SYSCALLS_X86_64) | frozenset(SYSCALLS_I386)
+
+IPC_SHMAT = 21
+IPC_SHMDT = 22
+
+# --- memory protection and mapping flags --------------------------------------
+
+
+class Prot(enum.IntFlag):
+    """PROT_* bits of mmap(2)/mprotect(2)."""
+
+    NONE = 0
+    READ = 0x1
+    WRITE = 0x2
+    EXEC = 0x4
+
+
+PROT_MASK = Prot.READ | Prot.WRITE | Prot.EXEC
+PROT_GROWSDOWN = 0x01000000
+PROT_GROWSUP = 0x02000000
+
+MAP_SHARED = 0x01
+MAP_PRIVATE = 0x02
+MAP_SHARED_VALIDATE = 0x03
+MAP_TYPE = 0x0F
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_GROWSDOWN = 0x0100
+MAP_FIXED_NOREPLACE = 0x100000
+
+MREMAP_MAYMOVE = 1
+MREMAP_FIXED = 2
+MREMAP_DONTUNMAP = 4
+
+SHM_RDONLY = 0o10000
+SHM_RND = 0o20000
+SHM_REMAP = 0o40000
+SHM_EXEC = 0o100000
+
+READ_IMPLIES_EXEC = 0x0400000
+PERSONALITY_QUERY = 0xFFFFFFFF
+
+PAGE_SIZE = 4096
+
+
+def prot_text(prot: int) -> str:
+    """Return prot as the familiar 'rwx' triple, '-' for missing bits."""
+    return "".join(ch if prot & bit else "-" for ch, bit in (("r", 1), ("w", 2), ("x", 4)))
+
+
+def prot_names(prot: int) -> frozenset[str]:
+    """Return the set of lower-case flag names set in prot ('read', 'write', 'exec')."""
+    return frozenset(flag.name.lower() for flag in (Prot.READ, Prot.WRITE, Prot.EXEC) if prot & flag)
+
+
+# --- ptrace ---------------------------------------------------------------------
+
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_GETEVENTMSG = 0x4201
+PTRACE_GETSIGINFO = 0x4202
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_LISTEN = 0x4208
+PTRACE_GET_SYSCALL_INFO = 0x420E
+
+PTRACE_O_TRACESYSGOOD = 0x1
+PTRACE_O_TRACEFORK = 0x2
+PTRACE_O_TRACEVFORK = 0x4
+PTRACE_O_TRACECLONE = 0x8
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_O_TRACEVFORKDONE = 0x20
+PTRACE_O_TRACEEXIT = 0x40
+PTRACE_O_TRACESECCOMP = 0x80
+PTRACE_O_EXITKILL = 0x100000
+
+PTRACE_EVENT_FORK = 1
+PTRACE_EVENT_VFORK = 2
+PTRACE_EVENT_CLONE = 3
+PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_VFORK_DONE = 5
+PTRACE_EVENT_EXIT = 6
+PTRACE_EVENT_SECCOMP = 7
+PTRACE_EVENT_STOP = 128
+
+PTRACE_SYSCALL_INFO_NONE = 0
+PTRACE_SYSCALL_INFO_ENTRY = 1
+PTRACE_SYSCALL_INFO_EXIT = 2
+PTRACE_SYSCALL_INFO_SECCOMP = 3
+
+# --- seccomp --------------------------------------------------------------------
+
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_TRACE = 0x7FF00000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_DATA = 0x0000FFFF
+
+# --- prctl ----------------------------------------------------------------------
+
+PR_SET_MDWE = 65
+PR_GET_MDWE = 66
+PR_MDWE_REFUSE_EXEC_GAIN = 1
+
+# --- ELF program header bits the model reads -------------------------------------
+
+PT_GNU_STACK = 0x6474E551
+PF_X = 0x1
+PF_W = 0x2
+PF_R = 0x4

@@ -1,0 +1,151 @@
+"""The command line: arguments become a pipeline, errors become messages and
+exit codes. This is the only module that imports click."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import TextIO
+
+import click
+
+from .errors import EXIT_USAGE, PolicyError, TrampwatchError
+from .outputs.jsonl import JsonLinesOutput
+from .outputs.summary import Summary
+from .outputs.text import TextOutput
+from .pipeline import Judge, Output, trace_command
+from .policy.loader import load_policy_file, resolve_policy
+from .policy.model import Policy
+from .sources.seccomp_filter import build_filter, load_filter
+
+
+def _fail(err: TrampwatchError) -> None:
+    """Print an error the way users read it and exit with its code."""
+    if isinstance(err, PolicyError):
+        for issue in err.issues:
+            click.echo(str(issue), err=True)
+        click.echo(f"trampwatch: policy has {len(err.issues)} error(s); nothing was run", err=True)
+    else:
+        click.echo(f"trampwatch: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+def exit_code_of(status: int | None) -> int:
+    """Return the shell-style exit code of a wait status (128+N for signal N)."""
+    if status is None:
+        return 1
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 1
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="trampwatch")
+def main() -> None:
+    """trampwatch: trace, judge and enforce W^X memory and trampolines."""
+
+
+def _open_outputs(stack: ExitStack, output: str | None, json_path: str | None,
+                  summary: bool) -> list[Output]:
+    text_stream: TextIO = sys.stderr
+    if output:
+        text_stream = stack.enter_context(_open_for_write(output))
+    outputs: list[Output] = [TextOutput(text_stream)]
+    if json_path == "-":
+        outputs.append(JsonLinesOutput(sys.stdout))
+    elif json_path:
+        outputs.append(JsonLinesOutput(stack.enter_context(_open_for_write(json_path))))
+    if summary:
+        outputs.append(Summary(text_stream))
+    return outputs
+
+
+def _open_for_write(path: str) -> TextIO:
+    try:
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 -- closed by the ExitStack
+    except OSError as err:
+        raise click.BadParameter(f"cannot write {path}: {err.strerror}") from err
+
+
+def _load_policy(name: str) -> Policy:
+    policy = resolve_policy(name)
+    for warning in policy.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return policy
+
+
+def _child_setup(kernel_mdwe: bool) -> Callable[[], None]:
+    flt = build_filter()
+
+    def prepare() -> None:
+        if kernel_mdwe:
+            from .actions.mdwe import apply_kernel_mdwe
+
+            apply_kernel_mdwe()
+        load_filter(flt)
+
+    return prepare
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--policy", "policy_name", default="default", show_default=True,
+              help="A preset name (see `trampwatch policy list`) or a policy file.")
+@click.option("--mode", type=click.Choice(["audit", "enforce"]), default=None,
+              help="audit reports what the policy would do; enforce does it. Default: the policy's mode, else audit.")
+@click.option("--json", "json_path", metavar="PATH|-", help="Write JSON lines (schema: docs/events.md); - is stdout.")
+@click.option("-o", "--output", metavar="PATH", help="Write the human report here instead of stderr.")
+@click.option("--summary/--no-summary", default=True, help="Print the summary table at the end.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(policy_name: str, mode: str | None, json_path: str | None, output: str | None, summary: bool,
+        command: tuple[str, ...]) -> None:
+    """Run COMMAND under the tracer and report every W^X event.
+
+    trampwatch exits with COMMAND's status (128+N if a signal N killed it).
+    """
+    try:
+        policy = _load_policy(policy_name)
+        mode = mode or policy.mode or "audit"
+        prepare = _child_setup(kernel_mdwe=False)
+        with ExitStack() as stack:
+            outputs = _open_outputs(stack, output, json_path, summary)
+            judge = Judge(policy, mode, outputs, source="ptrace")
+            # The program owns the terminal's signals: Ctrl-C reaches it, not us.
+            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
+            try:
+                status = trace_command(judge, list(command), prepare)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            judge.finish(status)
+    except TrampwatchError as err:
+        _fail(err)
+    sys.exit(exit_code_of(status))
+
+
+@main.group()
+def policy() -> None:
+    """Check and list W^X policies."""
+
+
+@policy.command("check")
+@click.argument("files", nargs=-1, required=True)
+def policy_check(files: tuple[str, ...]) -> None:
+    """Validate policy FILES: every error as FILE:LINE:COL: key.path: message."""
+    failed = False
+    for path in files:
+        try:
+            loaded = load_policy_file(path)
+        except PolicyError as err:
+            failed = True
+            for issue in err.issues:
+                click.echo(str(issue), err=True)
+            continue
+        for warning in loaded.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        click.echo(f"{path}: ok ({len(loaded.rules)} rules, default {loaded.default_action.value})")
+    sys.exit(EXIT_USAGE if failed else 0)

@@ -1,0 +1,151 @@
+"""Frozen records of everything a source emits: raw facts, no judgement.
+
+Sources (ptrace, eBPF, procfs) produce these; the shadow model consumes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    """One line of /proc/PID/maps, parsed, with nothing inferred."""
+
+    start: int
+    end: int
+    prot: int
+    shared: bool
+    offset: int
+    dev: int
+    inode: int
+    path: str
+
+
+@dataclass(frozen=True)
+class FdObject:
+    """What a file descriptor referred to when a syscall used it."""
+
+    fd: int
+    path: str
+    dev: int
+    inode: int
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """Who a process is, as policies match it."""
+
+    exe: str
+    comm: str
+    uid: int
+
+
+@dataclass(frozen=True)
+class MemCall:
+    """A memory syscall at entry, as the thread asked for it.
+
+    `args` are the raw register values (i386 calls already widened), `ip`/`sp`
+    the thread's registers at the stop and `stack` the bytes at `sp`, kept for
+    attribution. `fd_object` is the object behind an mmap's descriptor and
+    `object_size` the size of a System V segment being attached. Sources
+    normalise multiplexed and legacy calls (i386 ipc(2) shmat, old_mmap's
+    argument block) into the plain call's name and argument order.
+    """
+
+    ts: float
+    pid: int
+    tid: int
+    syscall: str
+    arch: str
+    args: tuple[int, ...]
+    ip: int = 0
+    sp: int = 0
+    stack: bytes = b""
+    fd_object: FdObject | None = None
+    object_size: int | None = None
+
+
+@dataclass(frozen=True)
+class MemReturn:
+    """The same call at exit: `result` is the kernel's return value
+    (a negative errno on failure)."""
+
+    call: MemCall
+    result: int
+
+    @property
+    def failed(self) -> bool:
+        """True when the kernel refused the call."""
+        return -4096 < self.result < 0
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    """A successful execve: the address space was replaced.
+
+    `maps` is the new address space as /proc/PID/maps shows it right after the
+    exec; `elf_execstack` is PT_GNU_STACK's verdict for the main executable
+    (None when unknown) and `personality` the persona the kernel gave it.
+    """
+
+    ts: float
+    pid: int
+    tid: int
+    process: ProcessInfo
+    maps: tuple[MapEntry, ...]
+    elf_execstack: bool | None
+    personality: int
+    former_pid: int | None = None
+
+
+@dataclass(frozen=True)
+class AttachEvent:
+    """A running process was seized: its address space seeds the model."""
+
+    ts: float
+    pid: int
+    process: ProcessInfo
+    maps: tuple[MapEntry, ...]
+    personality: int
+    threads: tuple[int, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ForkEvent:
+    """A new task: a thread (`thread`), a child sharing the address space
+    until it execs (`shares_vm`, vfork and CLONE_VM), or a plain fork copy."""
+
+    ts: float
+    parent_pid: int
+    parent_tid: int
+    child_pid: int
+    thread: bool
+    shares_vm: bool
+
+
+@dataclass(frozen=True)
+class ExitEvent:
+    """A task is gone. `status` is the raw wait status of a process leader,
+    None for a thread."""
+
+    ts: float
+    pid: int
+    tid: int
+    status: int | None
+
+
+@dataclass(frozen=True)
+class ForeignWrite:
+    """A write into another (or the same) address space that bypasses page
+    protections: an open of /proc/PID/mem for writing or a ptrace POKE."""
+
+    ts: float
+    pid: int
+    tid: int
+    target_pid: int
+    how: str
+    addr: int | None = None
+
+
+Event = MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite

@@ -1,0 +1,77 @@
+"""JSON lines: one object per judgement, then one summary object.
+
+The schema is documented in docs/events.md and versioned by `schema`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from ..abi import prot_text
+from ..judgement import SCHEMA_VERSION, Judgement
+
+
+def judgement_record(judgement: Judgement) -> dict:
+    """Return the JSON-ready record of one judgement."""
+    caller = judgement.caller
+    backing = judgement.backing
+    return {
+        "type": "event",
+        "schema": SCHEMA_VERSION,
+        "ts": round(judgement.ts, 6),
+        "source": judgement.source,
+        "pid": judgement.pid,
+        "tid": judgement.tid,
+        "exe": judgement.exe,
+        "comm": judgement.comm,
+        "uid": judgement.uid,
+        "syscall": judgement.syscall,
+        "arch": judgement.arch,
+        "args": list(judgement.args),
+        "result": judgement.result,
+        "addr": judgement.addr,
+        "len": judgement.length,
+        "prot": prot_text(judgement.prot),
+        "prev_prot": prot_text(judgement.prev_prot) if judgement.prev_prot is not None else None,
+        "backing": {"kind": backing.kind, "path": backing.path, "inode": backing.inode or None},
+        "categories": [c.value for c in judgement.categories],
+        "rule": judgement.rule,
+        "action": judgement.action.value,
+        "errno": judgement.decision.errno,
+        "verdict": judgement.verdict,
+        "caller": {
+            "addr": caller.addr if caller else None,
+            "object": caller.object if caller else None,
+            "symbol": caller.symbol if caller else None,
+        },
+    }
+
+
+class JsonLinesOutput:
+    """Writes one JSON object per line."""
+
+    def __init__(self, stream: TextIO, close_stream: bool = False):
+        self.stream = stream
+        self.close_stream = close_stream
+
+    def emit(self, judgement: Judgement) -> None:
+        """Write one event record."""
+        self.stream.write(json.dumps(judgement_record(judgement)) + "\n")
+        self.stream.flush()
+
+    def close(self, stats) -> None:
+        """Write the summary record and close the stream if we opened it."""
+        record = {
+            "type": "summary",
+            "schema": SCHEMA_VERSION,
+            "calls": stats.calls,
+            "events": stats.judged,
+            "stops": stats.stops,
+            "lost": stats.lost,
+            "exit_status": stats.exit_status,
+        }
+        self.stream.write(json.dumps(record) + "\n")
+        self.stream.flush()
+        if self.close_stream:
+            self.stream.close()

@@ -1,0 +1,74 @@
+"""The end-of-run summary: counts per category and per caller object."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import TextIO
+
+from ..judgement import Judgement
+
+
+class Summary:
+    """Accumulates judgements and renders the end-of-run table."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.by_category: Counter[str] = Counter()
+        self.by_caller: Counter[str] = Counter()
+        self.by_verdict: Counter[str] = Counter()
+        self.events = 0
+
+    def emit(self, judgement: Judgement) -> None:
+        """Count one judgement."""
+        self.events += 1
+        for category in judgement.categories:
+            self.by_category[category.value] += 1
+        caller = judgement.caller.object if judgement.caller and judgement.caller.object else "?"
+        self.by_caller[os.path.basename(caller) or caller] += 1
+        self.by_verdict[judgement.verdict] += 1
+
+    def close(self, stats) -> None:
+        """Write the summary table."""
+        self.stream.write(self.render(stats))
+        self.stream.flush()
+
+    def render(self, stats) -> str:
+        """Return the summary as text."""
+        lines = ["", "trampwatch summary"]
+        lines.append(
+            f"  memory calls seen: {stats.calls}   W^X events: {self.events}   "
+            f"tracer stops: {stats.stops}   lost: {stats.lost}"
+        )
+        if stats.exit_status is not None:
+            lines.append(f"  program exit: {describe_status(stats.exit_status)}")
+        if self.events:
+            lines += _table("category", self.by_category)
+            lines += _table("caller object", self.by_caller)
+            lines += _table("verdict", self.by_verdict)
+        else:
+            lines.append("  no W^X events")
+        return "\n".join(lines) + "\n"
+
+
+def _table(title: str, counts: Counter[str]) -> list[str]:
+    width = max(len(title), *(len(key) for key in counts))
+    rows = [f"  {title:<{width}}  count", f"  {'-' * width}  -----"]
+    rows += [f"  {key:<{width}}  {count:>5}" for key, count in counts.most_common()]
+    return rows
+
+
+def describe_status(status: int) -> str:
+    """Return a wait status in words: 'exit 3' or 'killed by SIGKILL'."""
+    import signal
+
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"killed by {name}"
+    if os.WIFEXITED(status):
+        return f"exit {os.WEXITSTATUS(status)}"
+    return f"status {status:#x}"

@@ -1,0 +1,62 @@
+"""Human lines: a sentence, then ` | key=value` pairs (Falco's convention)."""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+from ..abi import prot_text
+from ..judgement import Judgement
+
+
+def format_caller(judgement: Judgement) -> str:
+    """Return 'object:symbol+0xoff' (basename of the object) or '?'."""
+    caller = judgement.caller
+    if caller is None or not caller.object:
+        return "?"
+    text = os.path.basename(caller.object) or caller.object
+    if caller.symbol:
+        text += f":{caller.symbol}"
+        if caller.offset:
+            text += f"+{caller.offset:#x}"
+    return text
+
+
+def format_line(judgement: Judgement) -> str:
+    """Return the one-line human report of a judgement."""
+    cats = ",".join(c.value for c in judgement.categories)
+    end = judgement.addr + judgement.length
+    prev = prot_text(judgement.prev_prot) if judgement.prev_prot is not None else "new"
+    backing = judgement.backing.kind
+    if judgement.backing.path:
+        backing += f":{judgement.backing.path}"
+    result = "" if judgement.result is None else (
+        f"{judgement.result:#x}" if judgement.result >= 0 else str(judgement.result)
+    )
+    sentence = (
+        f"W^X {judgement.verdict}: {judgement.comm} ({judgement.pid}) {judgement.syscall} "
+        f"{cats} from {format_caller(judgement)}"
+    )
+    pairs = [
+        ("pid", judgement.pid), ("tid", judgement.tid), ("exe", judgement.exe),
+        ("syscall", judgement.syscall), ("range", f"{judgement.addr:#x}-{end:#x}"),
+        ("prot", f"{prev}->{prot_text(judgement.prot)}"), ("backing", backing),
+        ("categories", cats), ("rule", judgement.rule or "default"),
+        ("verdict", judgement.verdict), ("result", result), ("caller", format_caller(judgement)),
+    ]
+    return sentence + "".join(f" | {key}={value}" for key, value in pairs)
+
+
+class TextOutput:
+    """Writes one human line per judgement as it happens."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def emit(self, judgement: Judgement) -> None:
+        """Write the judgement's line."""
+        self.stream.write(format_line(judgement) + "\n")
+        self.stream.flush()
+
+    def close(self, stats) -> None:
+        """Nothing to finish for plain lines."""

@@ -1,0 +1,217 @@
+"""Wiring: events from a source go through the shadow model, the classifier
+and the policy, and the judgements go to the outputs.
+
+`Judge` is source-agnostic: a source hands it calls at entry (so a decision
+can be enforced before the call runs) and everything else as events.
+`PtraceSink` adapts it to the ptrace source's stop-and-reply protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from .abi import prot_names
+from .attribution import Attributor, Caller
+from .classify import classify, classify_exec
+from .events import AttachEvent, Event, ExecEvent, ExitEvent, ForkEvent, MemCall, MemReturn
+from .judgement import VERDICTS, Judgement
+from .policy.engine import decide
+from .policy.model import EXEC_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
+from .shadow import ANON_BACKING, Change, ShadowModel
+from .sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, PtraceSource, TraceSink
+
+Peek = Callable[[int, int], bytes]
+
+
+class Output(Protocol):
+    """Where judgements go (text, JSON lines, summary)."""
+
+    def emit(self, judgement: Judgement) -> None:
+        """Write one judgement."""
+
+    def close(self, stats: RunStats) -> None:
+        """Write anything final and release the stream."""
+
+
+@dataclass
+class RunStats:
+    """Counts over a whole run, for the summary."""
+
+    calls: int = 0
+    judged: int = 0
+    exit_status: int | None = None
+    lost: int = 0
+    stops: int = 0
+
+
+@dataclass
+class _Pending:
+    call: MemCall
+    change: Change | None
+    judgement: Judgement | None
+
+
+class Judge:
+    """The model, classifier and policy for one run."""
+
+    def __init__(self, policy: Policy, mode: str, outputs: Sequence[Output], source: str):
+        self.policy = policy
+        self.mode = mode
+        self.outputs = list(outputs)
+        self.source = source
+        self.model = ShadowModel()
+        self.attributor = Attributor()
+        self.stats = RunStats()
+        self._pending: dict[int, _Pending] = {}
+
+    # --- calls ---------------------------------------------------------------------
+
+    def call(self, call: MemCall, peek: Peek | None) -> Decision | None:
+        """Judge a call at entry; return the decision for a W^X call, else None."""
+        self.stats.calls += 1
+        change = self.model.plan(call)
+        judgement = None
+        if change is not None:
+            categories = classify(change, self.model, call.pid)
+            if categories:
+                judgement = self._judge_call(call, change, categories, peek)
+        self._pending[call.tid] = _Pending(call, change, judgement)
+        return judgement.decision if judgement else None
+
+    def call_returned(self, ret: MemReturn) -> None:
+        """Apply a call's real result to the model and report its judgement."""
+        pending = self._pending.pop(ret.call.tid, None)
+        change = pending.change if pending and pending.call is ret.call else self.model.plan(ret.call)
+        judgement = pending.judgement if pending and pending.call is ret.call else None
+        self.model.apply(ret.call, ret.result, change)
+        if judgement is not None:
+            addr = judgement.addr
+            if change is not None and change.kind == "map" and not ret.failed:
+                addr = ret.result
+            self._emit(_with_result(judgement, ret.result, addr))
+
+    def _judge_call(self, call: MemCall, change: Change, categories, peek: Peek | None) -> Judgement:
+        process = self.model.process(call.pid)
+        info = process.info if process else None
+        caller = self._caller(call, peek)
+        facts = Facts(
+            categories=categories,
+            syscall=call.syscall,
+            exe=info.exe if info else "",
+            comm=info.comm if info else "",
+            uid=info.uid if info else -1,
+            backing_kind=change.backing.kind,
+            object_path=change.backing.path,
+            caller_object=caller.object if caller else None,
+            prot=prot_names(change.prot),
+            gained=prot_names(change.gained),
+            new_mapping=change.new_mapping,
+        )
+        decision = decide(self.policy, facts)
+        return Judgement(
+            ts=call.ts, source=self.source, pid=call.pid, tid=call.tid,
+            exe=facts.exe, comm=facts.comm, uid=facts.uid, syscall=call.syscall, arch=call.arch,
+            args=call.args, result=None, addr=change.start, length=change.end - change.start,
+            prot=change.prot, prev_prot=change.prev_prot if change.parts else None,
+            backing=change.backing, categories=categories, decision=decision,
+            verdict=VERDICTS[(self.mode, decision.action)], caller=caller,
+        )
+
+    def _caller(self, call: MemCall, peek: Peek | None) -> Caller | None:
+        process = self.model.process(call.pid)
+        if process is None:
+            return None
+        stack = call.stack
+        if not stack and peek is not None and call.sp:
+            stack = peek(call.sp, 2048)
+        return self.attributor.caller(call.ip, stack, call.sp, list(process.space))
+
+    # --- everything else ---------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        """Feed a non-call event to the model (and report exec-time findings)."""
+        if isinstance(event, MemReturn):
+            self.call_returned(event)
+        elif isinstance(event, ExecEvent):
+            self._exec(event)
+        elif isinstance(event, ForkEvent):
+            self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+        elif isinstance(event, ExitEvent):
+            if event.status is not None:
+                self.model.exit(event.pid)
+        elif isinstance(event, AttachEvent):
+            self.model.seed(event.pid, event.process, event.maps, event.personality)
+
+    def _exec(self, event: ExecEvent) -> None:
+        process = self.model.exec(event)
+        categories = classify_exec(event)
+        if not categories:
+            return
+        facts = Facts(
+            categories=categories, syscall=EXEC_PSEUDO_SYSCALL, exe=event.process.exe,
+            comm=event.process.comm, uid=event.process.uid, backing_kind="stack",
+            object_path=event.process.exe, caller_object=event.process.exe,
+            prot=frozenset(), gained=frozenset(), new_mapping=True,
+        )
+        decision = decide(self.policy, facts)
+        stack = next((r for r in process.space if r.backing.kind == "stack"), None)
+        judgement = Judgement(
+            ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=event.process.exe,
+            comm=event.process.comm, uid=event.process.uid, syscall=EXEC_PSEUDO_SYSCALL, arch="",
+            args=(), result=0, addr=stack.start if stack else 0,
+            length=(stack.end - stack.start) if stack else 0, prot=stack.prot if stack else 0,
+            prev_prot=None, backing=stack.backing if stack else ANON_BACKING,
+            categories=categories, decision=decision, verdict=VERDICTS[(self.mode, decision.action)],
+            caller=Caller(0, event.process.exe, None, 0),
+        )
+        self._emit(judgement)
+
+    def _emit(self, judgement: Judgement) -> None:
+        self.stats.judged += 1
+        for output in self.outputs:
+            output.emit(judgement)
+
+    def finish(self, exit_status: int | None) -> RunStats:
+        """Close every output with the run's statistics; return them."""
+        self.stats.exit_status = exit_status
+        for output in self.outputs:
+            output.close(self.stats)
+        return self.stats
+
+
+def _with_result(judgement: Judgement, result: int, addr: int) -> Judgement:
+    return replace(judgement, result=result, addr=addr)
+
+
+class PtraceSink(TraceSink):
+    """Adapts the Judge to the ptrace source: decisions become replies."""
+
+    def __init__(self, judge: Judge):
+        self.judge = judge
+
+    def on_call(self, call: MemCall, peek: Peek) -> CallReply:
+        """Judge at entry; in enforce mode turn deny/kill into a reply."""
+        decision = self.judge.call(call, peek)
+        if decision is None or self.judge.mode != "enforce":
+            return ALLOW_WITH_RESULT
+        if decision.action is Action.KILL:
+            return CallReply(kill=True)
+        if decision.action is Action.DENY:
+            return CallReply(deny_errno=decision.errno)
+        return ALLOW_WITH_RESULT
+
+    def on_event(self, event: Event) -> None:
+        """Pass every other event to the judge."""
+        self.judge.event(event)
+
+
+def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None],
+                  exit_kill: bool = False) -> int | None:
+    """Run argv under the ptrace source; return its wait status."""
+    source = PtraceSource(PtraceSink(judge), exit_kill=exit_kill)
+    source.spawn(argv, prepare_child)
+    status = source.run()
+    judge.stats.stops = source.stops
+    return status

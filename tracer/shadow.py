@@ -1,0 +1,606 @@
+"""The shadow memory model: per address space, every region with its current
+protection, its history (ever writable, ever executable) and its backing
+object, kept in step with the kernel from the events the sources emit.
+
+Threads share one address space, fork copies it, exec replaces it. Regions are
+split and merged like the kernel's VMAs, but only merged when their history is
+equal too, so nothing the classifier needs is lost.
+
+`plan()` says what a call *would* change (used to judge it before it runs);
+`apply()` records what it *did* change, from the call's real return value.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from dataclasses import dataclass, replace
+
+from .abi import (
+    MAP_ANONYMOUS,
+    MAP_GROWSDOWN,
+    MAP_SHARED,
+    MAP_TYPE,
+    MREMAP_DONTUNMAP,
+    PAGE_SIZE,
+    PERSONALITY_QUERY,
+    PROT_GROWSDOWN,
+    PROT_MASK,
+    READ_IMPLIES_EXEC,
+    SHM_EXEC,
+    SHM_RDONLY,
+    Prot,
+)
+from .events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
+
+DELETED = " (deleted)"
+
+# Backing kinds, as the policy language names them.
+ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL = (
+    "anon", "file", "memfd", "shm", "shared-anon", "stack", "heap", "special",
+)
+BACKING_KINDS = (ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL)
+
+_synthetic_ids = itertools.count(1)
+
+
+def page_up(value: int) -> int:
+    """Round value up to a page boundary."""
+    return (value + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+@dataclass(frozen=True)
+class Backing:
+    """What a region maps: its kind, and for objects their identity.
+
+    `identity` is equal for every view of one object (file dev+inode, memfd,
+    System V segment id, shared anonymous object) and None for private
+    anonymous memory, which nothing else can alias.
+    """
+
+    kind: str
+    path: str | None = None
+    dev: int = 0
+    inode: int = 0
+    deleted: bool = False
+    identity: tuple | None = None
+
+    @property
+    def on_disk(self) -> bool:
+        """True when the object is a file that still has a name on disk."""
+        return self.kind == FILE and not self.deleted
+
+
+ANON_BACKING = Backing(ANON)
+
+
+def backing_from_entry(entry: MapEntry) -> Backing:
+    """Return the Backing a /proc/PID/maps line describes."""
+    path = entry.path
+    if not path or (entry.inode == 0 and path.startswith("[anon")):
+        return ANON_BACKING
+    if path == "[stack]" or path.startswith("[stack:"):
+        return Backing(STACK, path)
+    if path == "[heap]":
+        return Backing(HEAP, path)
+    if path.startswith("["):
+        if path.startswith("[anon_shmem"):
+            return Backing(SHARED_ANON, path, entry.dev, entry.inode, True, ("ino", entry.dev, entry.inode))
+        return Backing(SPECIAL, path)
+    deleted = path.endswith(DELETED)
+    name = path[: -len(DELETED)] if deleted else path
+    if name.startswith("/SYSV"):
+        return Backing(SHM, name, entry.dev, entry.inode, True, ("shm", entry.inode))
+    if name.startswith("/memfd:"):
+        return Backing(MEMFD, name, entry.dev, entry.inode, True, ("ino", entry.dev, entry.inode))
+    if name == "/dev/zero" and entry.shared:
+        return Backing(SHARED_ANON, name, entry.dev, entry.inode, True, ("ino", entry.dev, entry.inode))
+    return Backing(FILE, name, entry.dev, entry.inode, deleted, ("ino", entry.dev, entry.inode))
+
+
+def backing_from_fd(obj: FdObject) -> Backing:
+    """Return the Backing of an mmap'ed descriptor."""
+    path = obj.path
+    deleted = path.endswith(DELETED)
+    name = path[: -len(DELETED)] if deleted else path
+    identity = ("ino", obj.dev, obj.inode)
+    if name.startswith("/memfd:"):
+        return Backing(MEMFD, name, obj.dev, obj.inode, True, identity)
+    if name == "/dev/zero":
+        return Backing(SHARED_ANON, name, obj.dev, obj.inode, True, ("anon", next(_synthetic_ids)))
+    # O_TMPFILE files show as "/dir/#inode (deleted)"; plain unlinked files too.
+    return Backing(FILE, name, obj.dev, obj.inode, deleted, identity)
+
+
+@dataclass(frozen=True)
+class Region:
+    """One contiguous run of pages with the same protection and history."""
+
+    start: int
+    end: int
+    prot: int
+    shared: bool
+    offset: int
+    backing: Backing
+    ever_writable: bool
+    ever_exec: bool
+
+    @property
+    def path(self) -> str:
+        """The backing path ('' for anonymous memory), as attribution expects."""
+        return self.backing.path or ""
+
+    def cut(self, start: int, end: int) -> Region:
+        """Return the part of this region between start and end."""
+        offset = self.offset + (start - self.start) if self.backing.identity else self.offset
+        return replace(self, start=start, end=end, offset=offset)
+
+    def joins(self, other: Region) -> bool:
+        """True when `other` starts where this ends and could be one VMA with it."""
+        if self.end != other.start or self.backing != other.backing:
+            return False
+        same = (self.prot, self.shared, self.ever_writable, self.ever_exec) == (
+            other.prot, other.shared, other.ever_writable, other.ever_exec,
+        )
+        contiguous = not self.backing.identity or self.offset + (self.end - self.start) == other.offset
+        return same and contiguous
+
+
+@dataclass(frozen=True)
+class Part:
+    """The state of one piece of a range before a call changes it."""
+
+    start: int
+    end: int
+    prot: int
+    backing: Backing
+    shared: bool
+    ever_writable: bool
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a call does (or would do) to an address space, for the classifier.
+
+    `parts` holds the regions a protection change touches, as they were;
+    `new_mapping` is True for calls that create a mapping (mmap, shmat,
+    mremap to a new place, brk growth, exec).
+    """
+
+    syscall: str
+    kind: str
+    start: int
+    end: int
+    prot: int
+    backing: Backing
+    shared: bool
+    new_mapping: bool
+    parts: tuple[Part, ...] = ()
+    shm_exec: bool = False
+    personality_set: int | None = None
+    read_implies_exec: bool = False
+    exec_from_rie: bool = False
+
+    @property
+    def prev_prot(self) -> int:
+        """The union of the protections the range had (0 for new mappings)."""
+        prot = 0
+        for part in self.parts:
+            prot |= part.prot
+        return prot
+
+    @property
+    def gained(self) -> int:
+        """Protection bits that some part of the range did not have before."""
+        if not self.parts:
+            return self.prot
+        gained = 0
+        for part in self.parts:
+            gained |= self.prot & ~part.prot
+        return gained & PROT_MASK
+
+
+class AddressSpace:
+    """The regions of one address space, sorted by start address."""
+
+    def __init__(self, regions: list[Region] | None = None):
+        self._regions: list[Region] = sorted(regions or [], key=lambda r: r.start)
+        self._starts: list[int] = [r.start for r in self._regions]
+        self.brk_start: int | None = None
+        self.brk_end: int | None = None
+
+    @classmethod
+    def from_maps(cls, maps: tuple[MapEntry, ...] | list[MapEntry]) -> AddressSpace:
+        """Return an address space seeded from /proc/PID/maps entries."""
+        regions = []
+        space_brk: tuple[int, int] | None = None
+        for entry in maps:
+            backing = backing_from_entry(entry)
+            prot = entry.prot & PROT_MASK
+            regions.append(
+                Region(entry.start, entry.end, prot, entry.shared, entry.offset, backing,
+                       bool(prot & Prot.WRITE), bool(prot & Prot.EXEC))
+            )
+            if backing.kind == HEAP:
+                space_brk = (entry.start, entry.end)
+        space = cls(regions)
+        if space_brk:
+            space.brk_start, space.brk_end = space_brk
+        return space
+
+    def copy(self) -> AddressSpace:
+        """Return an independent copy (what fork gives the child)."""
+        twin = AddressSpace(list(self._regions))
+        twin.brk_start, twin.brk_end = self.brk_start, self.brk_end
+        return twin
+
+    def __iter__(self):
+        return iter(self._regions)
+
+    def __len__(self) -> int:
+        return len(self._regions)
+
+    def find(self, addr: int) -> Region | None:
+        """Return the region holding addr, or None."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and self._regions[i].end > addr:
+            return self._regions[i]
+        return None
+
+    def overlapping(self, start: int, end: int) -> list[Region]:
+        """Return the regions that intersect [start, end), clipped to it."""
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        found = []
+        while i < len(self._regions) and self._regions[i].start < end:
+            region = self._regions[i]
+            if region.end > start:
+                found.append(region.cut(max(region.start, start), min(region.end, end)))
+            i += 1
+        return found
+
+    def remove(self, start: int, end: int) -> list[Region]:
+        """Unmap [start, end); return the removed pieces."""
+        removed = self.overlapping(start, end)
+        if not removed:
+            return removed
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        j = i
+        keep: list[Region] = []
+        while j < len(self._regions) and self._regions[j].start < end:
+            region = self._regions[j]
+            if region.end <= start:
+                keep.append(region)
+            else:
+                if region.start < start:
+                    keep.append(region.cut(region.start, start))
+                if region.end > end:
+                    keep.append(region.cut(end, region.end))
+            j += 1
+        self._regions[i:j] = keep
+        self._starts[i:j] = [r.start for r in keep]
+        return removed
+
+    def insert(self, region: Region) -> None:
+        """Map a region, replacing whatever was there, merging with neighbours."""
+        self.remove(region.start, region.end)
+        i = bisect.bisect_left(self._starts, region.start)
+        self._regions.insert(i, region)
+        self._starts.insert(i, region.start)
+        self._merge_around(i)
+
+    def _merge_around(self, i: int) -> None:
+        lo = max(i - 1, 0)
+        hi = min(i + 1, len(self._regions) - 1)
+        k = hi
+        while k > lo:
+            left, right = self._regions[k - 1], self._regions[k]
+            if left.joins(right):
+                self._regions[k - 1] = replace(left, end=right.end)
+                del self._regions[k]
+                del self._starts[k]
+            k -= 1
+
+    def protect(self, start: int, end: int, prot: int) -> None:
+        """Apply a successful mprotect to [start, end)."""
+        pieces = self.overlapping(start, end)
+        for piece in pieces:
+            self.insert(replace(
+                piece,
+                prot=prot,
+                ever_writable=piece.ever_writable or bool(prot & Prot.WRITE),
+                ever_exec=piece.ever_exec or bool(prot & Prot.EXEC),
+            ))
+
+    def aliases(self, identity: tuple) -> list[Region]:
+        """Return every region mapping the object with this identity."""
+        return [r for r in self._regions if r.backing.identity == identity]
+
+
+@dataclass
+class Process:
+    """A traced process: who it is, its address space and its persona."""
+
+    pid: int
+    info: ProcessInfo
+    space: AddressSpace
+    personality: int = 0
+
+    @property
+    def read_implies_exec(self) -> bool:
+        """True when the kernel adds PROT_EXEC to every readable mapping."""
+        return bool(self.personality & READ_IMPLIES_EXEC)
+
+
+def _effective(prot: int, process: Process) -> tuple[int, bool]:
+    """Return (prot as the kernel will apply it, whether X came only from RIE)."""
+    prot &= PROT_MASK
+    if process.read_implies_exec and prot & Prot.READ and not prot & Prot.EXEC:
+        return prot | Prot.EXEC, True
+    return prot, False
+
+
+class ShadowModel:
+    """Every traced process and its address space."""
+
+    def __init__(self) -> None:
+        self.processes: dict[int, Process] = {}
+
+    def process(self, pid: int) -> Process | None:
+        """Return the process with this tgid, or None when unknown."""
+        return self.processes.get(pid)
+
+    # --- process lifecycle --------------------------------------------------------
+
+    def seed(self, pid: int, info: ProcessInfo, maps: tuple[MapEntry, ...], personality: int) -> Process:
+        """Start (or restart, after exec) a process from its maps."""
+        process = Process(pid, info, AddressSpace.from_maps(maps), personality)
+        self.processes[pid] = process
+        return process
+
+    def exec(self, event: ExecEvent) -> Process:
+        """Replace a process's address space after exec."""
+        if event.former_pid is not None and event.former_pid != event.pid:
+            self.processes.pop(event.former_pid, None)
+        return self.seed(event.pid, event.process, event.maps, event.personality)
+
+    def fork(self, parent_pid: int, child_pid: int, shares_vm: bool) -> Process | None:
+        """Add a child: sharing the parent's space (CLONE_VM) or with a copy."""
+        parent = self.processes.get(parent_pid)
+        if parent is None:
+            return None
+        space = parent.space if shares_vm else parent.space.copy()
+        child = Process(child_pid, parent.info, space, parent.personality)
+        self.processes[child_pid] = child
+        return child
+
+    def exit(self, pid: int) -> None:
+        """Forget a process that is gone."""
+        self.processes.pop(pid, None)
+
+    def aliases(self, identity: tuple) -> list[tuple[Process, Region]]:
+        """Every region in any traced process that maps this object."""
+        seen: set[int] = set()
+        found = []
+        for process in self.processes.values():
+            if id(process.space) in seen:
+                continue
+            seen.add(id(process.space))
+            found.extend((process, region) for region in process.space.aliases(identity))
+        return found
+
+    # --- syscalls -------------------------------------------------------------------
+
+    def plan(self, call: MemCall) -> Change | None:
+        """Return what `call` would change, judged from its arguments and the
+        model; None when it cannot change protections (or is not modelled)."""
+        process = self.processes.get(call.pid)
+        if process is None:
+            return None
+        planner = _PLANNERS.get(call.syscall)
+        return planner(self, process, call) if planner else None
+
+    def apply(self, call: MemCall, result: int, change: Change | None) -> None:
+        """Record the effect of `call`, which returned `result`."""
+        process = self.processes.get(call.pid)
+        if process is None or -4096 < result < 0:
+            return
+        applier = _APPLIERS.get(call.syscall)
+        if applier:
+            applier(self, process, call, result, change)
+
+    def set_personality(self, pid: int, persona: int) -> None:
+        """Record a successful personality(2) change."""
+        process = self.processes.get(pid)
+        if process is not None:
+            process.personality = persona
+
+    # --- planners ------------------------------------------------------------------
+
+    def _plan_mmap(self, process: Process, call: MemCall) -> Change:
+        addr, length, prot, flags = call.args[0], call.args[1], call.args[2], call.args[3]
+        eff, from_rie = _effective(prot, process)
+        shared = flags & MAP_TYPE != 0x02 and bool(flags & MAP_SHARED)
+        if flags & MAP_ANONYMOUS or call.fd_object is None:
+            if shared:
+                backing = Backing(SHARED_ANON, None, identity=("anon", next(_synthetic_ids)))
+            elif flags & MAP_GROWSDOWN:
+                backing = Backing(STACK, None)
+            else:
+                backing = ANON_BACKING
+        else:
+            backing = backing_from_fd(call.fd_object)
+        return Change(call.syscall, "map", addr, addr + page_up(length), eff, backing, shared, True,
+                      read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
+
+    def _plan_mprotect(self, process: Process, call: MemCall) -> Change:
+        start, length, prot = call.args[0], call.args[1], call.args[2]
+        end = start + page_up(length)
+        if prot & PROT_GROWSDOWN:
+            region = process.space.find(start)
+            if region is not None:
+                start = region.start
+        eff, from_rie = _effective(prot, process)
+        parts = tuple(
+            Part(r.start, r.end, r.prot, r.backing, r.shared, r.ever_writable)
+            for r in process.space.overlapping(start, end)
+        )
+        backing = parts[0].backing if parts else ANON_BACKING
+        shared = any(p.shared for p in parts)
+        return Change(call.syscall, "protect", start, end, eff, backing, shared, False, parts,
+                      read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
+
+    def _plan_mremap(self, process: Process, call: MemCall) -> Change | None:
+        old, old_size = call.args[0], call.args[1]
+        pieces = process.space.overlapping(old, old + page_up(max(old_size, 1)))
+        if not pieces:
+            return None
+        first = pieces[0]
+        prot = 0
+        for piece in pieces:
+            prot |= piece.prot
+        parts = tuple(Part(r.start, r.end, r.prot, r.backing, r.shared, r.ever_writable) for r in pieces)
+        new_size = call.args[2]
+        return Change(call.syscall, "remap", old, old + page_up(new_size), prot, first.backing,
+                      first.shared, True, parts, read_implies_exec=process.read_implies_exec)
+
+    def _plan_shmat(self, process: Process, call: MemCall) -> Change:
+        shmid, addr, flags = call.args[0], call.args[1], call.args[2]
+        prot = Prot.READ if flags & SHM_RDONLY else Prot.READ | Prot.WRITE
+        if flags & SHM_EXEC:
+            prot |= Prot.EXEC
+        eff, from_rie = _effective(prot, process)
+        backing = Backing(SHM, f"/SYSV shmid={shmid}", 0, shmid, True, ("shm", shmid))
+        return Change(call.syscall, "map", addr, addr, eff, backing, True, True,
+                      shm_exec=bool(flags & SHM_EXEC), read_implies_exec=process.read_implies_exec,
+                      exec_from_rie=from_rie)
+
+    def _plan_brk(self, process: Process, call: MemCall) -> Change | None:
+        space = process.space
+        requested = call.args[0]
+        if space.brk_end is None or requested <= space.brk_end:
+            return None
+        prot = Prot.READ | Prot.WRITE
+        eff, from_rie = _effective(prot, process)
+        return Change(call.syscall, "brk", space.brk_end, page_up(requested), eff, Backing(HEAP, "[heap]"),
+                      False, True, read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
+
+    def _plan_personality(self, process: Process, call: MemCall) -> Change | None:
+        persona = call.args[0] & 0xFFFFFFFF
+        if persona == PERSONALITY_QUERY:
+            return None
+        return Change(call.syscall, "personality", 0, 0, 0, ANON_BACKING, False, False,
+                      personality_set=persona, read_implies_exec=bool(persona & READ_IMPLIES_EXEC))
+
+    # --- appliers ------------------------------------------------------------------
+
+    def _apply_mmap(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        if change is None:
+            return
+        start = result & 0xFFFFFFFFFFFFFFFF if call.arch == "x86_64" else result & 0xFFFFFFFF
+        end = start + (change.end - change.start)
+        offset = call.args[5] if len(call.args) > 5 else 0
+        if call.syscall == "mmap2":
+            offset *= PAGE_SIZE
+        prot = change.prot
+        process.space.insert(Region(start, end, prot, change.shared, offset, change.backing,
+                                    bool(prot & Prot.WRITE), bool(prot & Prot.EXEC)))
+
+    def _apply_mprotect(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        if change is not None:
+            process.space.protect(change.start, change.end, change.prot)
+
+    def _apply_munmap(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        start, length = call.args[0], call.args[1]
+        process.space.remove(start, start + page_up(length))
+
+    def _apply_mremap(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        old, old_size, new_size, flags = call.args[0], call.args[1], call.args[2], call.args[3]
+        space = process.space
+        if old_size == 0:
+            # A second view of the same shared object: the source stays.
+            region = space.find(old)
+            if region is None:
+                return
+            pieces = [region.cut(old, min(region.end, old + page_up(new_size)))]
+        else:
+            pieces = space.overlapping(old, old + page_up(old_size))
+            if not flags & MREMAP_DONTUNMAP:
+                space.remove(old, old + page_up(old_size))
+        if not pieces:
+            return
+        shift = result - old
+        new_end = result + page_up(new_size)
+        for piece in pieces:
+            moved = replace(piece, start=piece.start + shift, end=min(piece.end + shift, new_end))
+            if moved.start < moved.end:
+                space.insert(moved)
+        last = pieces[-1]
+        grown_from = last.end + shift
+        if grown_from < new_end:
+            offset = last.offset + (last.end - last.start) if last.backing.identity else last.offset
+            space.insert(replace(last, start=grown_from, end=new_end, offset=offset))
+
+    def _apply_shmat(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        if change is None or not call.object_size:
+            return
+        size = page_up(call.object_size)
+        prot = change.prot
+        process.space.insert(Region(result, result + size, prot, True, 0, change.backing,
+                                    bool(prot & Prot.WRITE), bool(prot & Prot.EXEC)))
+
+    def _apply_shmdt(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        addr = call.args[0]
+        region = process.space.find(addr)
+        if region is None or region.backing.kind != SHM:
+            return
+        identity = region.backing.identity
+        end = region.end
+        for other in process.space.overlapping(region.end, region.end + (1 << 40)):
+            if other.backing.identity != identity or other.start != end:
+                break
+            end = other.end
+        process.space.remove(addr, end)
+
+    def _apply_brk(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        space = process.space
+        new_end = page_up(result)
+        if space.brk_start is None:
+            space.brk_start = space.brk_end = new_end
+            return
+        old_end = page_up(space.brk_end or space.brk_start)
+        if new_end > old_end and change is not None:
+            prot = change.prot
+            space.insert(Region(old_end, new_end, prot, False, 0, change.backing,
+                                bool(prot & Prot.WRITE), bool(prot & Prot.EXEC)))
+        elif new_end < old_end:
+            space.remove(new_end, old_end)
+        space.brk_end = result
+
+    def _apply_personality(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        if change is not None and change.personality_set is not None:
+            process.personality = change.personality_set
+
+
+_PLANNERS = {
+    "mmap": ShadowModel._plan_mmap,
+    "mmap2": ShadowModel._plan_mmap,
+    "mprotect": ShadowModel._plan_mprotect,
+    "pkey_mprotect": ShadowModel._plan_mprotect,
+    "mremap": ShadowModel._plan_mremap,
+    "shmat": ShadowModel._plan_shmat,
+    "brk": ShadowModel._plan_brk,
+    "personality": ShadowModel._plan_personality,
+}
+
+_APPLIERS = {
+    "mmap": ShadowModel._apply_mmap,
+    "mmap2": ShadowModel._apply_mmap,
+    "mprotect": ShadowModel._apply_mprotect,
+    "pkey_mprotect": ShadowModel._apply_mprotect,
+    "munmap": ShadowModel._apply_munmap,
+    "mremap": ShadowModel._apply_mremap,
+    "shmat": ShadowModel._apply_shmat,
+    "shmdt": ShadowModel._apply_shmdt,
+    "brk": ShadowModel._apply_brk,
+    "personality": ShadowModel._apply_personality,
+}

@@ -1,0 +1,507 @@
+"""The ptrace source: start or seize a process tree, stop it only at the memory
+syscalls the seccomp filter selects, and turn each stop into events.
+
+This is the one module that imports `ptrace` (python-ptrace). The loop waits
+with a blocking waitpid(-1, __WALL); every stop is answered before the next
+wait. Processes are seized (PTRACE_SEIZE), so group-stops are kept as the
+program expects with PTRACE_LISTEN, and signals reach the program unchanged.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ptrace import PtraceError
+from ptrace.binding import func as pt
+
+from .. import abi
+from ..errors import CommandError, NoSuchProcess, TraceError
+from ..events import (
+    AttachEvent,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    MemCall,
+    MemReturn,
+)
+from ..elf import ElfError, read_elf
+from . import procfs
+
+_WALL = 0x40000000
+_GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+_INFO_SIZE = 88
+_ENTRY = struct.Struct("<B3xIQQQ6Q")
+_EXIT = struct.Struct("<B3xIQQqB")
+_OPTIONS = (
+    abi.PTRACE_O_TRACESYSGOOD
+    | abi.PTRACE_O_TRACEFORK
+    | abi.PTRACE_O_TRACEVFORK
+    | abi.PTRACE_O_TRACECLONE
+    | abi.PTRACE_O_TRACEEXEC
+    | abi.PTRACE_O_TRACESECCOMP
+)
+STACK_SAMPLE = 2048
+CLONE_VM = 0x100
+CLONE_THREAD = 0x10000
+_NR_CLONE, _NR_VFORK, _NR_CLONE3 = 56, 58, 435
+_CS_I386 = 0x23
+# i386: clone(120) takes its flags in ebx; vfork(190) always shares the VM.
+_I386_CLONE_FLAGS = {120: lambda regs: regs.rbx & 0xFFFFFFFF, 190: lambda regs: CLONE_VM}
+
+
+@dataclass(frozen=True)
+class CallReply:
+    """How to resume a thread stopped at a memory syscall's entry.
+
+    `deny_errno` skips the call and makes it return -errno; `kill` kills the
+    whole process before the call runs; `want_exit` asks for the exit stop
+    (needed to learn the result)."""
+
+    want_exit: bool = True
+    deny_errno: int | None = None
+    kill: bool = False
+
+
+ALLOW_WITH_RESULT = CallReply()
+
+
+class TraceSink(Protocol):
+    """What the source reports to (the pipeline implements it)."""
+
+    def on_call(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
+        """Judge a call at entry; `peek(addr, size)` reads the stopped thread's memory."""
+
+    def on_event(self, event: Event) -> None:
+        """Record any other event (MemReturn, exec, fork, exit, attach)."""
+
+
+@dataclass
+class _Task:
+    tid: int
+    pid: int
+    pending: MemCall | None = None
+    denied: bool = False
+    syscall_mode: bool = False
+
+
+class PtraceSource:
+    """Follows one process tree under ptrace and reports to a sink."""
+
+    def __init__(self, sink: TraceSink, exit_kill: bool = False):
+        self.sink = sink
+        self.exit_kill = exit_kill
+        self.tasks: dict[int, _Task] = {}
+        self.root_pid: int | None = None
+        self.root_status: int | None = None
+        self._info = ctypes.create_string_buffer(_INFO_SIZE)
+        self._info_addr = ctypes.addressof(self._info)
+        self._detaching = False
+        self.stops = 0
+
+    # --- starting ---------------------------------------------------------------
+
+    def spawn(self, argv: list[str], prepare_child: Callable[[], None]) -> int:
+        """Start argv with `prepare_child` run in the child before exec (it
+        installs the seccomp filter); return the child's pid, already seized.
+
+        Raises CommandError (exit 127/126) when argv cannot be executed.
+        """
+        path = resolve_command(argv[0])
+        child = os.fork()
+        if child == 0:
+            _exec_child(path, argv, prepare_child)
+        _, status = os.waitpid(child, os.WUNTRACED | _WALL)
+        if not os.WIFSTOPPED(status):
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 126
+            raise CommandError(argv[0], "could not prepare the traced child", code)
+        options = _OPTIONS | (abi.PTRACE_O_EXITKILL if self.exit_kill else 0)
+        self._ptrace(abi.PTRACE_SEIZE, child, 0, options)
+        self.tasks[child] = _Task(child, child)
+        self.root_pid = child
+        os.kill(child, signal.SIGCONT)
+        return child
+
+    def attach(self, pid: int) -> AttachEvent:
+        """Seize every thread of a running process; return the seed event.
+
+        Seized processes carry no seccomp filter of ours, so their threads
+        stop at every syscall (PTRACE_SYSCALL) and the source filters.
+        """
+        info = procfs.read_process_info(pid)
+        seen: set[int] = set()
+        while True:
+            fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
+            if not fresh:
+                break
+            for tid in fresh:
+                try:
+                    self._ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
+                    self._ptrace(abi.PTRACE_INTERRUPT, tid)
+                except TraceError:
+                    continue
+                seen.add(tid)
+                self.tasks[tid] = _Task(tid, pid, syscall_mode=True)
+        if not seen:
+            raise NoSuchProcess("could not seize any thread", pid=pid)
+        self.root_pid = pid
+        event = AttachEvent(time.time(), pid, info, procfs.read_maps(pid), procfs.read_personality(pid),
+                            tuple(sorted(seen)))
+        self.sink.on_event(event)
+        return event
+
+    def detach_all(self) -> None:
+        """Leave every thread running as it was (Ctrl-C on attach/audit)."""
+        self._detaching = True
+        for tid in list(self.tasks):
+            try:
+                self._ptrace(abi.PTRACE_INTERRUPT, tid)
+            except TraceError:
+                self.tasks.pop(tid, None)
+
+    # --- the loop ---------------------------------------------------------------
+
+    def run(self) -> int | None:
+        """Trace until every task is gone; return the root's wait status."""
+        while self.tasks:
+            try:
+                tid, status = os.waitpid(-1, _WALL)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            self._handle(tid, status)
+        return self.root_status
+
+    def _handle(self, tid: int, status: int) -> None:
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            self._gone(tid, status)
+            return
+        if not os.WIFSTOPPED(status):
+            return
+        task = self.tasks.get(tid)
+        if task is None:
+            task = self._adopt(tid)
+        self.stops += 1
+        sig = os.WSTOPSIG(status)
+        event = status >> 16
+        if self._detaching:
+            self._detach(task, sig, event)
+        elif sig == signal.SIGTRAP | 0x80:
+            self._syscall_stop(task)
+        elif sig == signal.SIGTRAP and event == abi.PTRACE_EVENT_SECCOMP:
+            self._syscall_stop(task)
+        elif sig == signal.SIGTRAP and event in (abi.PTRACE_EVENT_FORK, abi.PTRACE_EVENT_VFORK,
+                                                abi.PTRACE_EVENT_CLONE):
+            self._new_task(task, event)
+        elif sig == signal.SIGTRAP and event == abi.PTRACE_EVENT_EXEC:
+            self._exec(task)
+        elif event == abi.PTRACE_EVENT_STOP:
+            if sig in _GROUP_STOP_SIGNALS:
+                self._ptrace(abi.PTRACE_LISTEN, tid)
+            else:
+                self._resume(task)
+        else:
+            self._resume(task, sig)
+
+    def _resume(self, task: _Task, sig: int = 0) -> None:
+        request = pt.PTRACE_SYSCALL if task.syscall_mode or task.pending else pt.PTRACE_CONT
+        try:
+            pt.ptrace(request, task.tid, 0, sig)
+        except PtraceError as err:
+            if err.errno != errno.ESRCH:
+                raise TraceError(f"cannot resume: {err}", pid=task.tid) from err
+
+    def _detach(self, task: _Task, sig: int, event: int) -> None:
+        deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
+        try:
+            pt.ptrace(pt.PTRACE_DETACH, task.tid, 0, deliver)
+        except PtraceError:
+            pass
+        self.tasks.pop(task.tid, None)
+
+    def _adopt(self, tid: int) -> _Task:
+        """A task reported before its parent's clone event: find its process."""
+        try:
+            pid = procfs.read_tgid(tid)
+        except TraceError:
+            pid = tid
+        task = _Task(tid, pid)
+        self.tasks[tid] = task
+        return task
+
+    # --- syscalls ---------------------------------------------------------------
+
+    def _syscall_info(self, tid: int) -> tuple:
+        pt.ptrace(abi.PTRACE_GET_SYSCALL_INFO, tid, _INFO_SIZE, self._info_addr)
+        return self._info.raw
+
+    def _syscall_stop(self, task: _Task) -> None:
+        try:
+            raw = self._syscall_info(task.tid)
+        except PtraceError:
+            return  # the task died under us: its exit is reported next
+        op = raw[0]
+        if op == abi.PTRACE_SYSCALL_INFO_EXIT:
+            self._syscall_exit(task, raw)
+        elif op in (abi.PTRACE_SYSCALL_INFO_ENTRY, abi.PTRACE_SYSCALL_INFO_SECCOMP):
+            self._syscall_entry(task, raw)
+        else:
+            self._resume(task)
+
+    def _syscall_entry(self, task: _Task, raw: bytes) -> None:
+        _, arch_id, ip, sp, nr, *args = _ENTRY.unpack_from(raw)
+        names = abi.SYSCALL_NAMES.get(arch_id)
+        name = names.get(nr) if names else None
+        if name is None or name in ("process_madvise",):
+            self._resume(task)
+            return
+        arch = abi.ARCH_NAMES[arch_id]
+        if arch == "i386":
+            args = [a & 0xFFFFFFFF for a in args]
+        call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp),
+                          self._peek_for(task.tid))
+        if call is None:
+            self._resume(task)
+            return
+        if name in ("execve", "execveat"):
+            task.pending = None
+            self._resume(task)
+            return
+        if name == "mmap" or name == "mmap2":
+            call = _with_fd_object(call)
+        elif name == "shmat":
+            call = _with_segment_size(call)
+        reply = self.sink.on_call(call, self._peek_for(task.tid))
+        if reply.kill:
+            self._kill_process(task)
+            return
+        if reply.deny_errno is not None:
+            self._skip_syscall(task, reply.deny_errno)
+            task.pending = call if reply.want_exit else None
+            task.denied = True
+            self._resume(task)
+            return
+        task.pending = call if reply.want_exit else None
+        task.denied = False
+        self._resume(task)
+
+    def _syscall_exit(self, task: _Task, raw: bytes) -> None:
+        call, task.pending = task.pending, None
+        if call is not None:
+            _, _, _, _, rval, is_error = _EXIT.unpack_from(raw)
+            if not is_error and call.arch == "i386":
+                rval &= 0xFFFFFFFF
+            if call.syscall == "shmat" and call.args[3:4] and not is_error:
+                rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
+            self.sink.on_event(MemReturn(call, rval))
+        self._resume(task)
+
+    def _skip_syscall(self, task: _Task, err: int) -> None:
+        regs = pt.ptrace_getregs(task.tid)
+        regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+        regs.rax = (-err) & 0xFFFFFFFFFFFFFFFF
+        pt.ptrace_setregs(task.tid, regs)
+
+    def _kill_process(self, task: _Task) -> None:
+        try:
+            os.kill(task.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        task.pending = None
+        self._resume(task)
+
+    def _peek_for(self, tid: int) -> Callable[[int, int], bytes]:
+        def peek(addr: int, size: int) -> bytes:
+            try:
+                return procfs.read_mem(tid, addr, size)
+            except TraceError:
+                return b""
+        return peek
+
+    # --- process lifecycle ---------------------------------------------------------
+
+    def _new_task(self, task: _Task, event: int) -> None:
+        child = pt.ptrace_geteventmsg(task.tid)
+        flags = self._clone_flags(task.tid) if event != abi.PTRACE_EVENT_FORK else 0
+        thread = bool(flags & CLONE_THREAD)
+        shares_vm = bool(flags & CLONE_VM)
+        child_pid = task.pid if thread else child
+        known = self.tasks.get(child)
+        if known is None:
+            self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode)
+        else:
+            known.pid, known.syscall_mode = child_pid, task.syscall_mode
+        if not thread:
+            self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm))
+        self._resume(task)
+
+    def _clone_flags(self, tid: int) -> int:
+        """The clone flags of the call the thread is stopped in (clone,
+        clone3 or vfork), read from its registers."""
+        regs = pt.ptrace_getregs(tid)
+        nr = regs.orig_rax
+        if regs.cs == _CS_I386:
+            return _I386_CLONE_FLAGS.get(nr, lambda r: 0)(regs)
+        if nr == _NR_CLONE3:
+            raw = procfs.read_mem(tid, regs.rdi, 8)
+            return struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
+        if nr == _NR_VFORK:
+            return CLONE_VM
+        return regs.rdi if nr == _NR_CLONE else 0
+
+    def _exec(self, task: _Task) -> None:
+        former = pt.ptrace_geteventmsg(task.tid)
+        if former != task.tid:
+            self.tasks.pop(former, None)
+        # Every other thread of the process is gone now; the leader holds the pid.
+        for tid in [t for t, other in self.tasks.items() if other.pid == task.pid and t != task.tid]:
+            self.tasks.pop(tid, None)
+        task.pending = None
+        try:
+            info = procfs.read_process_info(task.tid)
+            maps = procfs.read_maps(task.tid)
+            persona = procfs.read_personality(task.tid)
+        except TraceError:
+            self._resume(task)
+            return
+        procfs.close_mem(task.tid)
+        execstack = _elf_execstack(info.exe)
+        self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona,
+                                     former_pid=None))
+        self._resume(task)
+
+    def _gone(self, tid: int, status: int) -> None:
+        task = self.tasks.pop(tid, None)
+        procfs.close_mem(tid)
+        if task is None:
+            return
+        leader = task.tid == task.pid
+        if leader and tid == self.root_pid:
+            self.root_status = status
+        self.sink.on_event(ExitEvent(time.time(), task.pid, tid, status if leader else None))
+
+    def _ptrace(self, request: int, tid: int, addr: int = 0, data: int = 0) -> int:
+        try:
+            return pt.ptrace(request, tid, addr, data)
+        except PtraceError as err:
+            if err.errno == errno.ESRCH:
+                raise NoSuchProcess(str(err), pid=tid) from err
+            raise TraceError(str(err), pid=tid) from err
+
+
+# --- argument normalisation --------------------------------------------------------
+
+_OLD_MMAP = struct.Struct("<6I")
+
+
+def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | None:
+    """Fold i386's legacy forms into the plain calls: old_mmap's argument
+    block and ipc(2)'s shmat/shmdt. Returns None for ipc calls that do not
+    touch memory mappings."""
+    if call.arch != "i386":
+        return call
+    if call.syscall == "mmap":
+        block = peek(call.args[0], _OLD_MMAP.size)
+        if len(block) != _OLD_MMAP.size:
+            return call
+        return _replace(call, args=_OLD_MMAP.unpack(block))
+    if call.syscall == "ipc":
+        sub = call.args[0] & 0xFFFF
+        if sub == abi.IPC_SHMAT:
+            # shmat(shmid, shmaddr, shmflg) with the result stored at *third.
+            return _replace(call, syscall="shmat", args=(call.args[1], call.args[4], call.args[2], call.args[3]))
+        if sub == abi.IPC_SHMDT:
+            return _replace(call, syscall="shmdt", args=(call.args[4],))
+        return None
+    return call
+
+
+def _ipc_shmat_address(peek: Callable[[int, int], bytes], call: MemCall, rval: int) -> int:
+    """ipc(SHMAT) returns 0 and stores the address at a pointer: read it."""
+    raw = peek(call.args[3], 4)
+    return struct.unpack("<I", raw)[0] if len(raw) == 4 else rval
+
+
+def _replace(call: MemCall, **changes) -> MemCall:
+    from dataclasses import replace
+
+    return replace(call, **changes)
+
+
+def _with_fd_object(call: MemCall) -> MemCall:
+    flags, fd = call.args[3], call.args[4]
+    fd = fd - (1 << 32) if fd >= (1 << 31) and fd < (1 << 32) else fd
+    if flags & abi.MAP_ANONYMOUS or fd < 0 or fd >= (1 << 31):
+        return call
+    obj = procfs.fd_object(call.tid, fd)
+    return _replace(call, fd_object=obj) if obj else call
+
+
+def _with_segment_size(call: MemCall) -> MemCall:
+    size = procfs.shm_segment_size(call.args[0])
+    return _replace(call, object_size=size) if size else call
+
+
+def _elf_execstack(path: str) -> bool | None:
+    """PT_GNU_STACK's verdict for the executable at path (None: unknown)."""
+    try:
+        return read_elf(path).execstack
+    except ElfError:
+        return None
+
+
+# --- spawning -----------------------------------------------------------------------
+
+
+def resolve_command(name: str) -> str:
+    """Return the path execve will run for `name`, as a shell finds it.
+
+    Raises CommandError with exit code 127 (not found) or 126 (not executable).
+    """
+    if "/" in name:
+        candidates = [name]
+    else:
+        candidates = [os.path.join(d or ".", name) for d in os.environ.get("PATH", "").split(":")]
+    found_not_exec = None
+    for path in candidates:
+        if os.path.isdir(path):
+            found_not_exec = found_not_exec or path
+            continue
+        if os.path.exists(path):
+            if os.access(path, os.X_OK):
+                return path
+            found_not_exec = found_not_exec or path
+    if found_not_exec:
+        what = "is a directory" if os.path.isdir(found_not_exec) else "permission denied (not executable)"
+        raise CommandError(name, what, 126)
+    raise CommandError(name, "command not found", 127)
+
+
+def _exec_child(path: str, argv: list[str], prepare_child: Callable[[], None]) -> None:
+    """In the forked child: restore default signal dispositions (Python
+    ignores SIGPIPE; trampwatch ignores SIGINT), install the filter, stop so
+    the parent can seize us, then exec. Never returns."""
+    try:
+        for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGXFSZ,
+                    signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        prepare_child()
+        os.kill(os.getpid(), signal.SIGSTOP)
+        os.execv(path, argv)
+    except OSError as err:
+        os.write(2, f"trampwatch: {argv[0]}: {err.strerror}\n".encode())
+        os._exit(127 if err.errno == errno.ENOENT else 126)
+    except BaseException as err:  # the child must never return into the tracer
+        os.write(2, f"trampwatch: cannot start {argv[0]}: {err}\n".encode())
+        os._exit(126)
+    os._exit(126)

@@ -1,0 +1,51 @@
+"""The seccomp filter that makes only memory syscalls stop a traced program.
+
+Built with libseccomp (Debian's python3-seccomp): it emits the architecture
+checks for x86-64, i386 (`int 0x80` from a 64-bit process included) and x32,
+so no ABI's numbers slip past the filter. This is the only module that
+imports `seccomp`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import seccomp
+
+from ..errors import CapabilityMissing
+
+# Syscalls the shadow model needs to see, by name on any ABI.
+MODEL_SYSCALLS: tuple[str, ...] = (
+    "mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk",
+    "shmat", "shmdt", "ipc", "memfd_create", "personality", "execve", "execveat",
+)
+
+_EXTRA_ARCHES = (seccomp.Arch.X86, seccomp.Arch.X32)
+
+
+def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS) -> seccomp.SyscallFilter:
+    """Return a filter that traps `syscalls` to the tracer (SECCOMP_RET_TRACE)
+    on every x86 ABI and allows everything else.
+
+    libseccomp maps each name onto every ABI that has it (i386's shmat both
+    as the direct call and through ipc(2)); names an ABI lacks, like mmap2 on
+    x86-64, simply never match there. Raises CapabilityMissing when libseccomp
+    cannot build the filter.
+    """
+    try:
+        flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        for arch in _EXTRA_ARCHES:
+            flt.add_arch(arch)
+        flt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
+        for name in syscalls:
+            flt.add_rule(seccomp.TRACE(0), name)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise CapabilityMissing("seccomp", f"libseccomp could not build the filter: {err}",
+                                "apt-get install python3-seccomp") from err
+    return flt
+
+
+def load_filter(flt: seccomp.SyscallFilter) -> None:
+    """Install the filter in the calling process (call it in the child
+    between fork and exec)."""
+    flt.load()
