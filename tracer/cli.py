@@ -67,7 +67,7 @@ def _open_outputs(stack: ExitStack, output: str | None, json_path: str | None,
 
 def _open_for_write(path: str) -> TextIO:
     try:
-        return open(path, "w", encoding="utf-8")  # noqa: SIM115 -- closed by the ExitStack
+        return open(path, "w", encoding="utf-8")
     except OSError as err:
         raise click.BadParameter(f"cannot write {path}: {err.strerror}") from err
 
@@ -96,8 +96,10 @@ def _child_setup(kernel_mdwe: bool) -> Callable[[], None]:
 @click.option("--policy", "policy_name", default="default", show_default=True,
               help="A preset name (see `trampwatch policy list`) or a policy file.")
 @click.option("--mode", type=click.Choice(["audit", "enforce"]), default=None,
-              help="audit reports what the policy would do; enforce does it. Default: the policy's mode, else audit.")
-@click.option("--json", "json_path", metavar="PATH|-", help="Write JSON lines (schema: docs/events.md); - is stdout.")
+              help="audit reports what the policy would do; enforce does it. "
+                   "Default: the policy's mode, else audit.")
+@click.option("--json", "json_path", metavar="PATH|-",
+              help="Write JSON lines (schema: docs/events.md); - is stdout.")
 @click.option("-o", "--output", metavar="PATH", help="Write the human report here instead of stderr.")
 @click.option("--summary/--no-summary", default=True, help="Print the summary table at the end.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)

@@ -9,6 +9,7 @@ program expects with PTRACE_LISTEN, and signals reach the program unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -23,6 +24,7 @@ from ptrace import PtraceError
 from ptrace.binding import func as pt
 
 from .. import abi
+from ..elf import ElfError, read_elf
 from ..errors import CommandError, NoSuchProcess, TraceError
 from ..events import (
     AttachEvent,
@@ -33,7 +35,6 @@ from ..events import (
     MemCall,
     MemReturn,
 )
-from ..elf import ElfError, read_elf
 from . import procfs
 
 _WALL = 0x40000000
@@ -195,9 +196,7 @@ class PtraceSource:
         event = status >> 16
         if self._detaching:
             self._detach(task, sig, event)
-        elif sig == signal.SIGTRAP | 0x80:
-            self._syscall_stop(task)
-        elif sig == signal.SIGTRAP and event == abi.PTRACE_EVENT_SECCOMP:
+        elif sig == signal.SIGTRAP | 0x80 or (sig == signal.SIGTRAP and event == abi.PTRACE_EVENT_SECCOMP):
             self._syscall_stop(task)
         elif sig == signal.SIGTRAP and event in (abi.PTRACE_EVENT_FORK, abi.PTRACE_EVENT_VFORK,
                                                 abi.PTRACE_EVENT_CLONE):
@@ -222,10 +221,8 @@ class PtraceSource:
 
     def _detach(self, task: _Task, sig: int, event: int) -> None:
         deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
-        try:
+        with contextlib.suppress(PtraceError):
             pt.ptrace(pt.PTRACE_DETACH, task.tid, 0, deliver)
-        except PtraceError:
-            pass
         self.tasks.pop(task.tid, None)
 
     def _adopt(self, tid: int) -> _Task:
@@ -300,7 +297,7 @@ class PtraceSource:
             _, _, _, _, rval, is_error = _EXIT.unpack_from(raw)
             if not is_error and call.arch == "i386":
                 rval &= 0xFFFFFFFF
-            if call.syscall == "shmat" and call.args[3:4] and not is_error:
+            if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
                 rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
             self.sink.on_event(MemReturn(call, rval))
         self._resume(task)
@@ -312,10 +309,8 @@ class PtraceSource:
         pt.ptrace_setregs(task.tid, regs)
 
     def _kill_process(self, task: _Task) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(task.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         task.pending = None
         self._resume(task)
 
@@ -401,6 +396,9 @@ class PtraceSource:
 # --- argument normalisation --------------------------------------------------------
 
 _OLD_MMAP = struct.Struct("<6I")
+# ipc(SHMAT) folded into shmat keeps a 4th argument: where the kernel stores
+# the address (direct shmat calls carry all six register arguments).
+_IPC_SHMAT_ARGC = 4
 
 
 def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | None:
@@ -418,7 +416,8 @@ def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | No
         sub = call.args[0] & 0xFFFF
         if sub == abi.IPC_SHMAT:
             # shmat(shmid, shmaddr, shmflg) with the result stored at *third.
-            return _replace(call, syscall="shmat", args=(call.args[1], call.args[4], call.args[2], call.args[3]))
+            args = (call.args[1], call.args[4], call.args[2], call.args[3])
+            return _replace(call, syscall="shmat", args=args)
         if sub == abi.IPC_SHMDT:
             return _replace(call, syscall="shmdt", args=(call.args[4],))
         return None
