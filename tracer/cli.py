@@ -16,7 +16,7 @@ from .errors import EXIT_USAGE, PolicyError, TrampwatchError
 from .outputs.jsonl import JsonLinesOutput
 from .outputs.summary import Summary
 from .outputs.text import TextOutput
-from .pipeline import Judge, Output, trace_command
+from .pipeline import Judge, Output, trace_attached, trace_command
 from .policy.loader import load_policy_file, resolve_policy
 from .policy.model import Policy
 from .sources.seccomp_filter import build_filter, load_filter
@@ -92,19 +92,31 @@ def _child_setup(kernel_mdwe: bool) -> Callable[[], None]:
     return prepare
 
 
+def judge_options(func: Callable) -> Callable:
+    """The options every tracing command shares: policy, mode and outputs."""
+    options = [
+        click.option("--policy", "policy_name", default="default", show_default=True,
+                     help="A preset name (see `trampwatch policy list`) or a policy file."),
+        click.option("--mode", type=click.Choice(["audit", "enforce"]), default=None,
+                     help="audit reports what the policy would do; enforce does it. "
+                          "Default: the policy's mode, else audit."),
+        click.option("--json", "json_path", metavar="PATH|-",
+                     help="Write JSON lines (schema: docs/events.md); - is stdout."),
+        click.option("-o", "--output", metavar="PATH", help="Write the human report here instead of stderr."),
+        click.option("--summary/--no-summary", default=True, help="Print the summary table at the end."),
+        click.option("--all-calls", is_flag=True,
+                     help="Report every memory call that changes protections, not only W^X events."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--policy", "policy_name", default="default", show_default=True,
-              help="A preset name (see `trampwatch policy list`) or a policy file.")
-@click.option("--mode", type=click.Choice(["audit", "enforce"]), default=None,
-              help="audit reports what the policy would do; enforce does it. "
-                   "Default: the policy's mode, else audit.")
-@click.option("--json", "json_path", metavar="PATH|-",
-              help="Write JSON lines (schema: docs/events.md); - is stdout.")
-@click.option("-o", "--output", metavar="PATH", help="Write the human report here instead of stderr.")
-@click.option("--summary/--no-summary", default=True, help="Print the summary table at the end.")
+@judge_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(policy_name: str, mode: str | None, json_path: str | None, output: str | None, summary: bool,
-        command: tuple[str, ...]) -> None:
+        all_calls: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND under the tracer and report every W^X event.
 
     trampwatch exits with COMMAND's status (128+N if a signal N killed it).
@@ -115,7 +127,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
         prepare = _child_setup(kernel_mdwe=False)
         with ExitStack() as stack:
             outputs = _open_outputs(stack, output, json_path, summary)
-            judge = Judge(policy, mode, outputs, source="ptrace")
+            judge = Judge(policy, mode, outputs, source="ptrace", report_all=all_calls)
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:
@@ -127,6 +139,26 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
     except TrampwatchError as err:
         _fail(err)
     sys.exit(exit_code_of(status))
+
+
+@main.command()
+@judge_options
+@click.argument("pid", type=int)
+def attach(policy_name: str, mode: str | None, json_path: str | None, output: str | None, summary: bool,
+           all_calls: bool, pid: int) -> None:
+    """Trace the running process PID (every thread) until it exits or Ctrl-C,
+    which detaches and leaves it running as it was."""
+    try:
+        policy = _load_policy(policy_name)
+        mode = mode or policy.mode or "audit"
+        with ExitStack() as stack:
+            outputs = _open_outputs(stack, output, json_path, summary)
+            judge = Judge(policy, mode, outputs, source="ptrace", report_all=all_calls)
+            status = trace_attached(judge, pid)
+            judge.finish(status)
+    except TrampwatchError as err:
+        _fail(err)
+    sys.exit(exit_code_of(status) if status is not None else 0)
 
 
 @main.group()

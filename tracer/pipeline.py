@@ -8,6 +8,7 @@ can be enforced before the call runs) and everything else as events.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -56,8 +57,10 @@ class _Pending:
 class Judge:
     """The model, classifier and policy for one run."""
 
-    def __init__(self, policy: Policy, mode: str, outputs: Sequence[Output], source: str):
+    def __init__(self, policy: Policy, mode: str, outputs: Sequence[Output], source: str,
+                 report_all: bool = False):
         self.policy = policy
+        self.report_all = report_all
         self.mode = mode
         self.outputs = list(outputs)
         self.source = source
@@ -75,7 +78,7 @@ class Judge:
         judgement = None
         if change is not None:
             categories = classify(change, self.model, call.pid)
-            if categories:
+            if categories or self.report_all:
                 judgement = self._judge_call(call, change, categories, peek)
         self._pending[call.tid] = _Pending(call, change, judgement)
         return judgement.decision if judgement else None
@@ -207,10 +210,33 @@ class PtraceSink(TraceSink):
         self.judge.event(event)
 
 
-def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None],
-                  exit_kill: bool = False) -> int | None:
-    """Run argv under the ptrace source; return its wait status."""
-    source = PtraceSource(PtraceSink(judge), exit_kill=exit_kill)
+def trace_attached(judge: Judge, pid: int) -> int | None:
+    """Seize the running process pid and trace it until it exits (its wait
+    status is unknown to a non-parent: None) or SIGINT/SIGTERM detaches."""
+    source = PtraceSource(PtraceSink(judge))
+    source.attach(pid)
+
+    def detach(signum: int, frame: object) -> None:
+        source.detach_all()
+
+    previous = {sig: signal.signal(sig, detach) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = source.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    judge.stats.stops = source.stops
+    return status
+
+
+def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None]) -> int | None:
+    """Run argv under the ptrace source; return its wait status.
+
+    The tree is started with PTRACE_O_EXITKILL: its seccomp filter makes every
+    memory syscall fail with ENOSYS once no tracer is attached, so a program
+    that outlived trampwatch would run broken; it dies with the tracer instead.
+    """
+    source = PtraceSource(PtraceSink(judge), exit_kill=True)
     source.spawn(argv, prepare_child)
     status = source.run()
     judge.stats.stops = source.stops

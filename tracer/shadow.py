@@ -470,7 +470,8 @@ class ShadowModel:
             prot |= Prot.EXEC
         eff, from_rie = _effective(prot, process)
         backing = Backing(SHM, f"/SYSV shmid={shmid}", 0, shmid, True, ("shm", shmid))
-        return Change(call.syscall, "map", addr, addr, eff, backing, True, True,
+        size = page_up(call.object_size or 0)
+        return Change(call.syscall, "map", addr, addr + size, eff, backing, True, True,
                       shm_exec=bool(flags & SHM_EXEC), read_implies_exec=process.read_implies_exec,
                       exec_from_rie=from_rie)
 

@@ -20,7 +20,10 @@ class Summary:
         self.events = 0
 
     def emit(self, judgement: Judgement) -> None:
-        """Count one judgement."""
+        """Count one W^X judgement (calls reported by --all-calls with no
+        category are not W^X events)."""
+        if not judgement.categories:
+            return
         self.events += 1
         for category in judgement.categories:
             self.by_category[category.value] += 1

@@ -40,7 +40,7 @@ def format_line(judgement: Judgement) -> str:
     pairs = [
         ("pid", judgement.pid), ("tid", judgement.tid), ("exe", judgement.exe),
         ("syscall", judgement.syscall), ("range", f"{judgement.addr:#x}-{end:#x}"),
-        ("prot", f"{prev}->{prot_text(judgement.prot)}"), ("backing", backing),
+        ("prev_prot", prev), ("prot", prot_text(judgement.prot)), ("backing", backing),
         ("categories", cats), ("rule", judgement.rule or "default"),
         ("verdict", judgement.verdict), ("result", result), ("caller", format_caller(judgement)),
     ]

@@ -1,0 +1,286 @@
+"""Shared test fixtures: build the C test programs, parse their line protocol.
+
+Fixtures:
+  build_program  -- session-scoped; ``build_program("wx_map") -> Path`` compiles
+                    tests/programs/wx_map.c into tests/programs/bin/ when stale.
+  parse_output   -- ``parse_output(stdout_text) -> ProgramOutput``.
+
+The protocol the programs speak is described in tests/programs/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
+BIN_DIR = PROGRAMS_DIR / "bin"
+COMMON_HEADER = PROGRAMS_DIR / "common.h"
+
+BASE_CFLAGS = ("-O1", "-g", "-Wall", "-Wextra")
+
+
+@dataclass(frozen=True)
+class Build:
+    """How one program is built beyond BASE_CFLAGS.
+
+    flags: gcc arguments placed after the source (so libraries link).
+    m32: build an i386 binary (needs gcc-multilib; the test skips without it).
+    drop_gnu_stack: turn the PT_GNU_STACK program header into PT_NULL after
+        linking -- GNU ld cannot omit it, and its absence is the point.
+    needs: other programs this one executes, built alongside it.
+    """
+
+    flags: tuple[str, ...] = ()
+    m32: bool = False
+    drop_gnu_stack: bool = False
+    needs: tuple[str, ...] = ()
+
+
+# The one table of per-program build settings; a program not listed uses Build().
+BUILDS: dict[str, Build] = {
+    "benign_dlopen": Build(flags=("-ldl",)),
+    "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),
+    "benign_threads": Build(flags=("-pthread",)),
+    "execstack": Build(flags=("-Wl,-z,execstack", "-Wl,--no-warn-execstack")),
+    "fork_tree": Build(needs=("wx_map",)),
+    "i386_noheader": Build(m32=True, drop_gnu_stack=True),
+    "thread_second": Build(flags=("-pthread",)),
+    "threads_flood": Build(flags=("-pthread",)),
+}
+
+PT_NULL = 0
+PT_GNU_STACK = 0x6474E551
+
+
+def drop_gnu_stack(path: Path) -> None:
+    """Rewrite every PT_GNU_STACK program header of the ELF at path to PT_NULL.
+
+    Raises ValueError if path is not a little-endian ELF or has no such header.
+    """
+    data = bytearray(path.read_bytes())
+    if data[:4] != b"\x7fELF" or data[5] != 1:
+        raise ValueError(f"{path}: not a little-endian ELF file")
+    if data[4] == 1:  # ELFCLASS32
+        phoff, phentsize, phnum = (
+            struct.unpack_from("<I", data, 28)[0],
+            *struct.unpack_from("<HH", data, 42),
+        )
+    else:
+        phoff, phentsize, phnum = (
+            struct.unpack_from("<Q", data, 32)[0],
+            *struct.unpack_from("<HH", data, 54),
+        )
+    dropped = 0
+    for index in range(phnum):
+        offset = phoff + index * phentsize
+        if struct.unpack_from("<I", data, offset)[0] == PT_GNU_STACK:
+            struct.pack_into("<I", data, offset, PT_NULL)
+            dropped += 1
+    if not dropped:
+        raise ValueError(f"{path}: has no PT_GNU_STACK header to drop")
+    path.write_bytes(bytes(data))
+
+
+class ProgramBuilder:
+    """Compiles test programs on demand, at most once per session each."""
+
+    def __init__(self, gcc: str) -> None:
+        self._gcc = gcc
+        self._built: dict[str, Path] = {}
+        self._m32_problem: str | None = None
+        self._m32_probed = False
+
+    def __call__(self, name: str) -> Path:
+        """Return the path of the built program `name`, compiling it if stale.
+
+        Fails the test on a compile error; skips it for -m32 programs when
+        the compiler cannot build i386 binaries (multilib missing).
+        """
+        if name in self._built:
+            return self._built[name]
+        source = PROGRAMS_DIR / f"{name}.c"
+        if not source.is_file():
+            pytest.fail(f"no test program named {name!r}: {source} does not exist")
+        build = BUILDS.get(name, Build())
+        for needed in build.needs:
+            self(needed)
+        if build.m32:
+            problem = self._m32_unavailable()
+            if problem:
+                pytest.skip(f"gcc -m32 cannot build i386 programs (gcc-multilib missing?): {problem}")
+        binary = BIN_DIR / name
+        if self._stale(source, binary):
+            self._compile(name, source, build, binary)
+        self._built[name] = binary
+        return binary
+
+    @staticmethod
+    def _stale(source: Path, binary: Path) -> bool:
+        if not binary.exists():
+            return True
+        # conftest.py holds the flags table, so a flag change rebuilds too.
+        inputs = (source, COMMON_HEADER, Path(__file__))
+        return binary.stat().st_mtime < max(p.stat().st_mtime for p in inputs)
+
+    def _compile(self, name: str, source: Path, build: Build, binary: Path) -> None:
+        BIN_DIR.mkdir(parents=True, exist_ok=True)
+        # Build beside the target and rename into place: other sessions may
+        # run the same binary while this one rebuilds it.
+        fd, tmp_name = tempfile.mkstemp(dir=BIN_DIR, prefix=f".{name}.")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            arch = ("-m32",) if build.m32 else ()
+            cmd = [self._gcc, *BASE_CFLAGS, *arch, "-o", str(tmp), str(source), *build.flags]
+            result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                pytest.fail(f"building {name} failed ({' '.join(cmd)}):\n{result.stderr}", pytrace=False)
+            if build.drop_gnu_stack:
+                drop_gnu_stack(tmp)
+            tmp.chmod(0o755)
+            tmp.replace(binary)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _m32_unavailable(self) -> str | None:
+        """Return why gcc cannot link an i386 program, or None if it can."""
+        if not self._m32_probed:
+            self._m32_probed = True
+            with tempfile.TemporaryDirectory() as tmp:
+                probe = Path(tmp) / "probe.c"
+                probe.write_text("int main(void) { return 0; }\n")
+                result = subprocess.run(
+                    [self._gcc, "-m32", "-o", str(Path(tmp) / "probe"), str(probe)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+            if result.returncode != 0:
+                self._m32_problem = result.stderr.strip() or f"gcc exited {result.returncode}"
+        return self._m32_problem
+
+
+@pytest.fixture(scope="session")
+def build_program() -> ProgramBuilder:
+    """Return the session's program builder: ``build_program(name) -> Path``.
+
+    Fails (does not skip) when gcc is missing: scripts/setup installs it.
+    """
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail("gcc is not on PATH; the C test programs need it (run scripts/setup)", pytrace=False)
+    return ProgramBuilder(gcc)
+
+
+# --- the line protocol -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One attempted call: ``STEP <label> <syscall> rc=<rc> errno=<name>``."""
+
+    label: str
+    syscall: str
+    rc: int
+    errno: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the call succeeded (errno is reported as 0)."""
+        return self.errno == "0"
+
+
+@dataclass(frozen=True)
+class MapsLine:
+    """A /proc/self/maps line the program printed: ``MAPS <label> <start>-<end> <perms> <path>``."""
+
+    start: int
+    end: int
+    perms: str
+    path: str
+
+    @property
+    def executable(self) -> bool:
+        """True when the region's permissions include x."""
+        return self.perms[2] == "x"
+
+
+@dataclass
+class ProgramOutput:
+    """Everything a program reported, by label."""
+
+    steps: dict[str, Step] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    maps: dict[str, MapsLine | None] = field(default_factory=dict)
+    children: dict[str, str] = field(default_factory=dict)
+    count: int | None = None
+    done: int = 0
+
+    def failed(self) -> dict[str, str]:
+        """Return {label: errno name} for every step that failed."""
+        return {label: s.errno for label, s in self.steps.items() if not s.ok}
+
+
+_STEP = re.compile(r"STEP (\S+) (\S+) rc=(-?\d+|0x[0-9a-f]+) errno=(0|E[A-Z0-9]+)")
+_MAPS = re.compile(r"MAPS (\S+) (?:([0-9a-f]+)-([0-9a-f]+) (\S{4}) (\S+)|(unmapped))")
+_CHILD = re.compile(r"CHILD (\S+) ((?:exit=\d+)|(?:signal=SIG[A-Z0-9]+))")
+_RAN = re.compile(r"RAN (\S+)")
+_COUNT = re.compile(r"COUNT (\d+)")
+
+
+def _claim(seen: set[str], label: str, line: str) -> None:
+    if label in seen:
+        raise ValueError(f"label {label!r} reported twice: {line!r}")
+    seen.add(label)
+
+
+def parse_program_output(text: str) -> ProgramOutput:
+    """Parse a test program's stdout into a ProgramOutput.
+
+    Raises ValueError on a line outside the protocol (including BADRET, which
+    a program prints when its code ran but returned the wrong value), on a
+    label reported twice, or on more than one COUNT.
+    """
+    out = ProgramOutput()
+    step_labels: set[str] = set()
+    other_labels: set[str] = set()
+    for line in text.splitlines():
+        if m := _STEP.fullmatch(line):
+            label, syscall, rc, err = m.groups()
+            _claim(step_labels, label, line)
+            out.steps[label] = Step(label, syscall, int(rc, 0), err)
+        elif m := _RAN.fullmatch(line):
+            _claim(other_labels, "RAN " + m[1], line)
+            out.ran.append(m[1])
+        elif m := _MAPS.fullmatch(line):
+            _claim(other_labels, "MAPS " + m[1], line)
+            unmapped = m[6] is not None
+            out.maps[m[1]] = None if unmapped else MapsLine(int(m[2], 16), int(m[3], 16), m[4], m[5])
+        elif m := _CHILD.fullmatch(line):
+            _claim(other_labels, "CHILD " + m[1], line)
+            out.children[m[1]] = m[2]
+        elif m := _COUNT.fullmatch(line):
+            if out.count is not None:
+                raise ValueError(f"COUNT reported twice: {line!r}")
+            out.count = int(m[1])
+        elif line == "DONE":
+            out.done += 1
+        else:
+            raise ValueError(f"line outside the test program protocol: {line!r}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def parse_output() -> Callable[[str], ProgramOutput]:
+    """Return parse_program_output: ``parse_output(stdout_text) -> ProgramOutput``."""
+    return parse_program_output

@@ -1,0 +1,19 @@
+/* wx-protect: read+write anonymous memory changed to read+write+execute. */
+#include "common.h"
+
+int main(void)
+{
+	size_t pg = tw_page();
+	void *p;
+
+	tw_init();
+	p = tw_mmap("rw_mmap", NULL, pg, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 1;
+	if (tw_mprotect("rwx_mprotect", p, pg, TW_RWX) == 0) {
+		tw_put_code(p);
+		tw_run("wx_call", p);
+	}
+	tw_munmap("rw_munmap", p, pg);
+	return tw_done();
+}

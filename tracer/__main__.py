@@ -1,0 +1,5 @@
+"""`python -m tracer` is the trampwatch command."""
+
+from .cli import main
+
+main()
