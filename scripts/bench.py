@@ -61,12 +61,6 @@ def measure(cases: list[Case], reps: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def pinned(cpu_tracer: int, cpu_tracee: int | None, argv: list[str], prog: list[str]) -> list[str]:
-    """Pin the tracer to one CPU, and the traced program to another (or the same)."""
-    inner = prog if cpu_tracee is None else ["taskset", "-c", str(cpu_tracee), *prog]
-    return ["taskset", "-c", str(cpu_tracer), *argv, *inner]
-
-
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
     """Print a markdown table."""
     print(f"\n### {title}\n")
@@ -77,50 +71,65 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
     sys.stdout.flush()
 
 
+def marginal(configs: dict[str, list[str]], prog: Path, n: int, reps: int) -> dict[str, tuple[float, float]]:
+    """Time each config running prog with n iterations and with 0, interleaved;
+    return {config: (median seconds for n, median seconds for n minus 0)}.
+    The difference is the loop's own cost: start-up (Python, exec) cancels out."""
+    cases = []
+    for name, wrapper in configs.items():
+        cases.append(Case(f"{name}|n", [*wrapper, str(prog), str(n)]))
+        cases.append(Case(f"{name}|0", [*wrapper, str(prog), "0"]))
+    med = measure(cases, reps)
+    return {name: (med[f"{name}|n"], med[f"{name}|n"] - med[f"{name}|0"]) for name in configs}
+
+
 def bench_cheap(bins: dict[str, Path], reps: int, n: int) -> None:
     """Unrelated cheap syscalls must not stop in the tracer."""
-    prog = [str(bins["cheap_syscalls"]), str(n)]
     tw = [*TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--"]
-    cases = [
-        Case("native", ["taskset", "-c", "0", *prog]),
-        Case("one-rule seccomp filter", ["taskset", "-c", "0", str(bins["seccomp_allow_exec"]), *prog]),
-        Case("trampwatch run", pinned(0, None, tw, prog)),
-    ]
-    med = measure(cases, reps)
-    floor = med["one-rule seccomp filter"]
-    rows = [[name, f"{sec * 1000:.1f}", f"{sec / med['native']:.3f}", f"{sec / floor:.3f}"]
-            for name, sec in med.items()]
-    table(f"{n:,} cheap unrelated syscalls (getppid), same CPU (target: trampwatch within 1.05x of the filter)",
-          ["workload", "ms (median)", "x native", "x one-rule filter"], rows)
+    configs = {
+        "native": ["taskset", "-c", "0"],
+        "one-rule seccomp filter": ["taskset", "-c", "0", str(bins["seccomp_allow_exec"])],
+        "trampwatch run": ["taskset", "-c", "0", *tw],
+    }
+    got = marginal(configs, bins["cheap_syscalls"], n, reps)
+    native, floor = got["native"][1], got["one-rule seccomp filter"][1]
+    rows = [[name, f"{total * 1000:.1f}", f"{loop * 1000:.1f}", f"{loop / native:.3f}", f"{loop / floor:.3f}"]
+            for name, (total, loop) in got.items()]
+    table(f"{n:,} cheap unrelated syscalls (getppid), same CPU "
+          "(target: trampwatch's loop within 1.05x of the filter's)",
+          ["workload", "ms total (median)", "ms loop (N minus 0 iterations)", "loop x native",
+           "loop x one-rule filter"], rows)
 
 
 def bench_mprotect(bins: dict[str, Path], reps: int, n: int) -> None:
     """Per-event cost of a traced mprotect, both CPU placements."""
-    prog = [str(bins["mprotect_flood"]), str(n)]
     tw = [*TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--"]
     strace_seccomp = ["strace", "-f", "--seccomp-bpf", "-e", STRACE_SET, "-o", "/dev/null"]
     strace_plain = ["strace", "-f", "-e", STRACE_SET, "-o", "/dev/null"]
-    cases = [Case("native", ["taskset", "-c", "0", *prog])]
+    configs = {"native": ["taskset", "-c", "0"]}
     for label, cpu in (("same CPU", None), ("across CPUs", 1)):
-        cases += [
-            Case(f"strace --seccomp-bpf, {label}", pinned(0, cpu, strace_seccomp, prog)),
-            Case(f"strace, {label}", pinned(0, cpu, strace_plain, prog)),
-            Case(f"trampwatch run, {label}", pinned(0, cpu, tw, prog)),
-        ]
-    med = measure(cases, reps)
-    native = med["native"]
+        tail = [] if cpu is None else ["taskset", "-c", str(cpu)]
+        configs[f"strace --seccomp-bpf, {label}"] = ["taskset", "-c", "0", *strace_seccomp, *tail]
+        configs[f"strace, {label}"] = ["taskset", "-c", "0", *strace_plain, *tail]
+        configs[f"trampwatch run, {label}"] = ["taskset", "-c", "0", *tw, *tail]
+    got = marginal(configs, bins["mprotect_flood"], n, reps)
+    native = got["native"][1]
 
     def per_event(name: str) -> float:
-        return (med[name] - native) / n * 1e6
+        return (got[name][1] - native) / n * 1e6
 
     rows = []
-    for name, sec in med.items():
+    for name, (total, _) in got.items():
         placement = "same CPU" if "same CPU" in name else "across CPUs"
         ref = f"strace --seccomp-bpf, {placement}"
-        vs = "" if name == "native" else f"{per_event(name) / per_event(ref):.2f}"
-        rows.append([name, f"{sec * 1000:.0f}", "" if name == "native" else f"{per_event(name):.1f}", vs])
+        if name == "native":
+            rows.append([name, f"{total * 1000:.0f}", "", ""])
+            continue
+        rows.append([name, f"{total * 1000:.0f}", f"{per_event(name):.1f}",
+                     f"{per_event(name) / per_event(ref):.2f}"])
     table(f"{n:,} mprotect calls (target: trampwatch per event <= 2x strace --seccomp-bpf, same placement)",
-          ["workload", "ms (median)", "µs per call over native", "x strace --seccomp-bpf"], rows)
+          ["workload", "ms total (median)", "µs per call over native (loop only)", "x strace --seccomp-bpf"],
+          rows)
 
 
 def bench_startup(reps: int) -> None:

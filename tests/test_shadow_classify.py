@@ -31,8 +31,9 @@ def model(personality: int = 0) -> ShadowModel:
     return shadow
 
 
-def call(name: str, *args: int, fd_object: FdObject | None = None, pid: int = PID,
-         object_size: int | None = None) -> MemCall:
+def call(
+    name: str, *args: int, fd_object: FdObject | None = None, pid: int = PID, object_size: int | None = None
+) -> MemCall:
     return MemCall(0.0, pid, pid, name, "x86_64", tuple(args), fd_object=fd_object, object_size=object_size)
 
 
@@ -69,7 +70,11 @@ def test_write_then_exec_is_w_to_x_even_after_dropping_write():
 def test_rw_to_rwx_is_wx_protect_w_to_x_anon_exec():
     shadow = model()
     step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x10000)
-    assert step(shadow, call("mprotect", 0x10000, 4096, R | W | X), 0) == (C.WX_PROTECT, C.W_TO_X, C.ANON_EXEC)
+    assert step(shadow, call("mprotect", 0x10000, 4096, R | W | X), 0) == (
+        C.WX_PROTECT,
+        C.W_TO_X,
+        C.ANON_EXEC,
+    )
 
 
 def test_rx_to_rwx_is_wx_protect_only():
@@ -91,7 +96,10 @@ def test_split_and_merge_like_the_kernel():
     step(shadow, call("mprotect", 0x11000, 4096, R), 0)
     space = shadow.process(PID).space
     assert [(r.start, r.end, r.prot) for r in space.overlapping(0x10000, 0x13000)] == [
-        (0x10000, 0x11000, R | W), (0x11000, 0x12000, R), (0x12000, 0x13000, R | W)]
+        (0x10000, 0x11000, R | W),
+        (0x11000, 0x12000, R),
+        (0x12000, 0x13000, R | W),
+    ]
     step(shadow, call("mprotect", 0x11000, 4096, R | W), 0)
     assert [(r.start, r.end) for r in space.overlapping(0x10000, 0x13000)] == [(0x10000, 0x13000)]
     step(shadow, call("munmap", 0x11000, 4096), 0)
@@ -100,7 +108,11 @@ def test_split_and_merge_like_the_kernel():
 
 def test_execstack_by_mprotect_and_at_exec():
     shadow = model()
-    assert step(shadow, call("mprotect", 0x7FFF0000, 4096, R | W | X), 0) == (C.WX_PROTECT, C.W_TO_X, C.EXECSTACK)
+    assert step(shadow, call("mprotect", 0x7FFF0000, 4096, R | W | X), 0) == (
+        C.WX_PROTECT,
+        C.W_TO_X,
+        C.EXECSTACK,
+    )
     maps = (*BASE_MAPS[:3], MapEntry(0x7FFF0000, 0x7FFF8000, R | W | X, False, 0, 0, 0, "[stack]"))
     event = ExecEvent(0.0, PID, PID, INFO, maps, True, 0)
     assert classify_exec(event) == (C.EXECSTACK,)
@@ -190,10 +202,12 @@ def test_exec_unlinked_memfd_and_deleted_file():
     shadow = model()
     memfd = FdObject(5, "/memfd:jit (deleted)", os.makedev(0, 1), 99)
     assert step(shadow, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 5, 0, fd_object=memfd), 0x40000) == (
-        C.EXEC_UNLINKED,)
+        C.EXEC_UNLINKED,
+    )
     tmp = FdObject(6, "/tmp/#1234 (deleted)", os.makedev(0, 30), 1234)
     assert step(shadow, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 6, 0, fd_object=tmp), 0x50000) == (
-        C.EXEC_UNLINKED,)
+        C.EXEC_UNLINKED,
+    )
     fexec = ExecEvent(0.0, PID, PID, ProcessInfo("/memfd:payload (deleted)", "3", 0), BASE_MAPS, False, 0)
     assert classify_exec(fexec) == (C.EXEC_UNLINKED,)
 

@@ -83,7 +83,9 @@ class Prot(enum.IntFlag):
     EXEC = 0x4
 
 
-PROT_MASK = Prot.READ | Prot.WRITE | Prot.EXEC
+# Plain ints for the hot path (IntFlag arithmetic is slow); same values.
+PROT_READ, PROT_WRITE, PROT_EXEC = int(Prot.READ), int(Prot.WRITE), int(Prot.EXEC)
+PROT_MASK = PROT_READ | PROT_WRITE | PROT_EXEC
 PROT_GROWSDOWN = 0x01000000
 PROT_GROWSUP = 0x02000000
 

@@ -4,7 +4,7 @@ apply, most severe first. Pure: it reads the model, never changes it.
 
 from __future__ import annotations
 
-from .abi import READ_IMPLIES_EXEC, Prot
+from .abi import PROT_EXEC, PROT_WRITE, READ_IMPLIES_EXEC
 from .categories import Category, by_severity
 from .events import ExecEvent
 from .shadow import ANON, FILE, HEAP, MEMFD, SHARED_ANON, STACK, Backing, Change, ShadowModel
@@ -21,8 +21,8 @@ def classify(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ..
     """Return every category `change` (made by process `pid`) falls in."""
     found: set[Category] = set()
     prot = change.prot
-    exec_now = bool(prot & Prot.EXEC)
-    write_now = bool(prot & Prot.WRITE)
+    exec_now = bool(prot & PROT_EXEC)
+    write_now = bool(prot & PROT_WRITE)
 
     if change.kind == "personality":
         if change.personality_set is not None and change.personality_set & READ_IMPLIES_EXEC:
@@ -48,16 +48,16 @@ def classify(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ..
     if exec_now and write_now:
         found.add(Category.WX_PROTECT)
     for part in change.parts:
-        gains_exec = exec_now and not part.prot & Prot.EXEC
+        gains_exec = exec_now and not part.prot & PROT_EXEC
         if gains_exec:
-            if part.prot & Prot.WRITE or part.ever_writable:
+            if part.prot & PROT_WRITE or part.ever_writable:
                 found.add(Category.W_TO_X)
             if part.backing.kind == FILE and not part.shared and part.ever_writable:
                 found.add(Category.EXECMOD)
             _exec_gain(found, part.backing, change)
         if part.backing.identity:
             _dual_map(found, change, part.backing, model, pid)
-    if change.exec_from_rie and any(not p.prot & Prot.EXEC for p in change.parts):
+    if change.exec_from_rie and any(not p.prot & PROT_EXEC for p in change.parts):
         found.add(Category.READ_IMPLIES_EXEC)
     return by_severity(found)
 
@@ -77,8 +77,8 @@ def _exec_gain(found: set[Category], backing: Backing, change: Change) -> None:
 def _dual_map(found: set[Category], change: Change, backing: Backing, model: ShadowModel, pid: int) -> None:
     """Add dual-map when, after `change`, one object is writable through a
     shared view and executable through another."""
-    grants_write = bool(change.prot & Prot.WRITE) and change.shared
-    grants_exec = bool(change.prot & Prot.EXEC)
+    grants_write = bool(change.prot & PROT_WRITE) and change.shared
+    grants_exec = bool(change.prot & PROT_EXEC)
     if not (grants_write or grants_exec):
         return
     process = model.process(pid)
@@ -87,10 +87,10 @@ def _dual_map(found: set[Category], change: Change, backing: Backing, model: Sha
             region.start < change.end and change.start < region.end
         ):
             continue
-        if grants_write and region.prot & Prot.EXEC:
+        if grants_write and region.prot & PROT_EXEC:
             found.add(Category.DUAL_MAP)
             return
-        if grants_exec and region.shared and region.prot & Prot.WRITE:
+        if grants_exec and region.shared and region.prot & PROT_WRITE:
             found.add(Category.DUAL_MAP)
             return
 
@@ -101,7 +101,7 @@ def classify_exec(event: ExecEvent) -> tuple[Category, ...]:
     from an object with no name on disk (fexecve of a memfd)."""
     found: set[Category] = set()
     stack = next((m for m in event.maps if m.path == "[stack]"), None)
-    if event.elf_execstack or (stack is not None and stack.prot & Prot.EXEC):
+    if event.elf_execstack or (stack is not None and stack.prot & PROT_EXEC):
         found.add(Category.EXECSTACK)
     if event.personality & READ_IMPLIES_EXEC:
         found.add(Category.READ_IMPLIES_EXEC)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MapEntry:
     """One line of /proc/PID/maps, parsed, with nothing inferred."""
 
@@ -22,7 +22,7 @@ class MapEntry:
     path: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FdObject:
     """What a file descriptor referred to when a syscall used it."""
 
@@ -32,7 +32,7 @@ class FdObject:
     inode: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessInfo:
     """Who a process is, as policies match it."""
 
@@ -41,7 +41,7 @@ class ProcessInfo:
     uid: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemCall:
     """A memory syscall at entry, as the thread asked for it.
 
@@ -66,7 +66,7 @@ class MemCall:
     object_size: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemReturn:
     """The same call at exit: `result` is the kernel's return value
     (a negative errno on failure)."""
@@ -80,7 +80,7 @@ class MemReturn:
         return -4096 < self.result < 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecEvent:
     """A successful execve: the address space was replaced.
 
@@ -99,7 +99,7 @@ class ExecEvent:
     former_pid: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttachEvent:
     """A running process was seized: its address space seeds the model."""
 
@@ -111,7 +111,7 @@ class AttachEvent:
     threads: tuple[int, ...] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ForkEvent:
     """A new task: a thread (`thread`), a child sharing the address space
     until it execs (`shares_vm`, vfork and CLONE_VM), or a plain fork copy."""
@@ -124,7 +124,7 @@ class ForkEvent:
     shares_vm: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExitEvent:
     """A task is gone. `status` is the raw wait status of a process leader,
     None for a thread."""
@@ -135,7 +135,7 @@ class ExitEvent:
     status: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ForeignWrite:
     """A write into another (or the same) address space that bypasses page
     protections: an open of /proc/PID/mem for writing or a ptrace POKE."""
@@ -148,4 +148,17 @@ class ForeignWrite:
     addr: int | None = None
 
 
-Event = MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite
+@dataclass(frozen=True)
+class KernelKill:
+    """The kernel side sent SIGKILL at the entry of `call` because kill rule
+    `rule` matched: the call ran (or stopped early on the fatal signal) and
+    the process died on its way back to user mode, before its next instruction."""
+
+    ts: float
+    pid: int
+    tid: int
+    rule: str
+    call: MemCall
+
+
+Event = MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill

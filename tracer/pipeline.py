@@ -15,10 +15,11 @@ from typing import Protocol
 
 from .abi import prot_names
 from .attribution import Attributor, Caller
+from .categories import Category
 from .classify import classify, classify_exec
 from .events import AttachEvent, Event, ExecEvent, ExitEvent, ForkEvent, MemCall, MemReturn
 from .judgement import VERDICTS, Judgement
-from .policy.engine import decide
+from .policy.engine import decide, judges_uncategorised
 from .policy.model import EXEC_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
 from .shadow import ANON_BACKING, Change, ShadowModel
 from .sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, PtraceSource, TraceSink
@@ -61,6 +62,9 @@ class Judge:
                  report_all: bool = False):
         self.policy = policy
         self.report_all = report_all
+        # Only rules without a category condition can judge uncategorised calls.
+        self.judges_uncategorised = any(judges_uncategorised(rule) for rule in policy.rules)
+        self.matches_caller = any(rule.match.caller is not None for rule in policy.rules)
         self.mode = mode
         self.outputs = list(outputs)
         self.source = source
@@ -72,13 +76,14 @@ class Judge:
     # --- calls ---------------------------------------------------------------------
 
     def call(self, call: MemCall, peek: Peek | None) -> Decision | None:
-        """Judge a call at entry; return the decision for a W^X call, else None."""
+        """Judge a call at entry; return the decision when the policy judged
+        it (a W^X event, or a call a category-free rule matched), else None."""
         self.stats.calls += 1
         change = self.model.plan(call)
         judgement = None
         if change is not None:
             categories = classify(change, self.model, call.pid)
-            if categories or self.report_all:
+            if categories or self.report_all or self.judges_uncategorised:
                 judgement = self._judge_call(call, change, categories, peek)
         self._pending[call.tid] = _Pending(call, change, judgement)
         return judgement.decision if judgement else None
@@ -95,10 +100,15 @@ class Judge:
                 addr = ret.result
             self._emit(_with_result(judgement, ret.result, addr))
 
-    def _judge_call(self, call: MemCall, change: Change, categories, peek: Peek | None) -> Judgement:
+    def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
+                    peek: Peek | None) -> Judgement | None:
+        """Return the judgement of a call, or None when it is neither a W^X
+        event nor matched by a rule (and --all-calls is off)."""
         process = self.model.process(call.pid)
         info = process.info if process else None
-        caller = self._caller(call, peek)
+        # Attribution reads the tracee's stack: only pay for it when a rule
+        # needs the caller or the event will be reported.
+        caller = self._caller(call, peek) if self.matches_caller else None
         facts = Facts(
             categories=categories,
             syscall=call.syscall,
@@ -113,6 +123,10 @@ class Judge:
             new_mapping=change.new_mapping,
         )
         decision = decide(self.policy, facts)
+        if not (categories or self.report_all or decision.rule is not None):
+            return None
+        if caller is None:
+            caller = self._caller(call, peek)
         return Judgement(
             ts=call.ts, source=self.source, pid=call.pid, tid=call.tid,
             exe=facts.exe, comm=facts.comm, uid=facts.uid, syscall=call.syscall, arch=call.arch,

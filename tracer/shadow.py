@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .abi import (
     MAP_ANONYMOUS,
@@ -24,12 +24,14 @@ from .abi import (
     MREMAP_DONTUNMAP,
     PAGE_SIZE,
     PERSONALITY_QUERY,
+    PROT_EXEC,
     PROT_GROWSDOWN,
     PROT_MASK,
+    PROT_READ,
+    PROT_WRITE,
     READ_IMPLIES_EXEC,
     SHM_EXEC,
     SHM_RDONLY,
-    Prot,
 )
 from .events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
 
@@ -112,9 +114,13 @@ def backing_from_fd(obj: FdObject) -> Backing:
     return Backing(FILE, name, obj.dev, obj.inode, deleted, identity)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Region:
-    """One contiguous run of pages with the same protection and history."""
+    """One contiguous run of pages with the same protection and history.
+
+    Treated as immutable: every change makes a new Region (slots and a
+    plain constructor because the model builds several per traced call).
+    """
 
     start: int
     end: int
@@ -133,7 +139,13 @@ class Region:
     def cut(self, start: int, end: int) -> Region:
         """Return the part of this region between start and end."""
         offset = self.offset + (start - self.start) if self.backing.identity else self.offset
-        return replace(self, start=start, end=end, offset=offset)
+        return Region(start, end, self.prot, self.shared, offset, self.backing, self.ever_writable,
+                      self.ever_exec)
+
+    def reprotected(self, prot: int) -> Region:
+        """Return this region with protection prot, its history updated."""
+        return Region(self.start, self.end, prot, self.shared, self.offset, self.backing,
+                      self.ever_writable or bool(prot & PROT_WRITE), self.ever_exec or bool(prot & PROT_EXEC))
 
     def joins(self, other: Region) -> bool:
         """True when `other` starts where this ends and could be one VMA with it."""
@@ -146,7 +158,7 @@ class Region:
         return same and contiguous
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Part:
     """The state of one piece of a range before a call changes it."""
 
@@ -158,7 +170,7 @@ class Part:
     ever_writable: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """What a call does (or would do) to an address space, for the classifier.
 
@@ -219,7 +231,7 @@ class AddressSpace:
             prot = entry.prot & PROT_MASK
             regions.append(
                 Region(entry.start, entry.end, prot, entry.shared, entry.offset, backing,
-                       bool(prot & Prot.WRITE), bool(prot & Prot.EXEC))
+                       bool(prot & PROT_WRITE), bool(prot & PROT_EXEC))
             )
             if backing.kind == HEAP:
                 space_brk = (entry.start, entry.end)
@@ -295,21 +307,33 @@ class AddressSpace:
         while k > lo:
             left, right = self._regions[k - 1], self._regions[k]
             if left.joins(right):
-                self._regions[k - 1] = replace(left, end=right.end)
+                self._regions[k - 1] = Region(left.start, right.end, left.prot, left.shared, left.offset,
+                                              left.backing, left.ever_writable, left.ever_exec)
                 del self._regions[k]
                 del self._starts[k]
             k -= 1
 
     def protect(self, start: int, end: int, prot: int) -> None:
         """Apply a successful mprotect to [start, end)."""
-        pieces = self.overlapping(start, end)
-        for piece in pieces:
-            self.insert(replace(
-                piece,
-                prot=prot,
-                ever_writable=piece.ever_writable or bool(prot & Prot.WRITE),
-                ever_exec=piece.ever_exec or bool(prot & Prot.EXEC),
-            ))
+        i = bisect.bisect_right(self._starts, start) - 1
+        if i >= 0 and self._regions[i].end >= end:
+            # The common case: the range lies inside one region; split it in place.
+            region = self._regions[i]
+            if region.prot == prot:
+                return
+            pieces = []
+            if region.start < start:
+                pieces.append(region.cut(region.start, start))
+            pieces.append(region.cut(start, end).reprotected(prot))
+            if end < region.end:
+                pieces.append(region.cut(end, region.end))
+            self._regions[i:i + 1] = pieces
+            self._starts[i:i + 1] = [r.start for r in pieces]
+            middle = i + (1 if region.start < start else 0)
+            self._merge_around(middle)
+            return
+        for piece in self.overlapping(start, end):
+            self.insert(piece.reprotected(prot))
 
     def aliases(self, identity: tuple) -> list[Region]:
         """Return every region mapping the object with this identity."""
@@ -334,8 +358,8 @@ class Process:
 def _effective(prot: int, process: Process) -> tuple[int, bool]:
     """Return (prot as the kernel will apply it, whether X came only from RIE)."""
     prot &= PROT_MASK
-    if process.read_implies_exec and prot & Prot.READ and not prot & Prot.EXEC:
-        return prot | Prot.EXEC, True
+    if process.read_implies_exec and prot & PROT_READ and not prot & PROT_EXEC:
+        return prot | PROT_EXEC, True
     return prot, False
 
 
@@ -465,9 +489,9 @@ class ShadowModel:
 
     def _plan_shmat(self, process: Process, call: MemCall) -> Change:
         shmid, addr, flags = call.args[0], call.args[1], call.args[2]
-        prot = Prot.READ if flags & SHM_RDONLY else Prot.READ | Prot.WRITE
+        prot = PROT_READ if flags & SHM_RDONLY else PROT_READ | PROT_WRITE
         if flags & SHM_EXEC:
-            prot |= Prot.EXEC
+            prot |= PROT_EXEC
         eff, from_rie = _effective(prot, process)
         backing = Backing(SHM, f"/SYSV shmid={shmid}", 0, shmid, True, ("shm", shmid))
         size = page_up(call.object_size or 0)
@@ -480,7 +504,7 @@ class ShadowModel:
         requested = call.args[0]
         if space.brk_end is None or requested <= space.brk_end:
             return None
-        prot = Prot.READ | Prot.WRITE
+        prot = PROT_READ | PROT_WRITE
         eff, from_rie = _effective(prot, process)
         return Change(call.syscall, "brk", space.brk_end, page_up(requested), eff, Backing(HEAP, "[heap]"),
                       False, True, read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
@@ -504,7 +528,7 @@ class ShadowModel:
             offset *= PAGE_SIZE
         prot = change.prot
         process.space.insert(Region(start, end, prot, change.shared, offset, change.backing,
-                                    bool(prot & Prot.WRITE), bool(prot & Prot.EXEC)))
+                                    bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 
     def _apply_mprotect(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None:
@@ -532,14 +556,16 @@ class ShadowModel:
         shift = result - old
         new_end = result + page_up(new_size)
         for piece in pieces:
-            moved = replace(piece, start=piece.start + shift, end=min(piece.end + shift, new_end))
+            moved = Region(piece.start + shift, min(piece.end + shift, new_end), piece.prot, piece.shared,
+                           piece.offset, piece.backing, piece.ever_writable, piece.ever_exec)
             if moved.start < moved.end:
                 space.insert(moved)
         last = pieces[-1]
         grown_from = last.end + shift
         if grown_from < new_end:
             offset = last.offset + (last.end - last.start) if last.backing.identity else last.offset
-            space.insert(replace(last, start=grown_from, end=new_end, offset=offset))
+            space.insert(Region(grown_from, new_end, last.prot, last.shared, offset, last.backing,
+                                last.ever_writable, last.ever_exec))
 
     def _apply_shmat(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is None or not call.object_size:
@@ -547,7 +573,7 @@ class ShadowModel:
         size = page_up(call.object_size)
         prot = change.prot
         process.space.insert(Region(result, result + size, prot, True, 0, change.backing,
-                                    bool(prot & Prot.WRITE), bool(prot & Prot.EXEC)))
+                                    bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 
     def _apply_shmdt(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         addr = call.args[0]
@@ -572,7 +598,7 @@ class ShadowModel:
         if new_end > old_end and change is not None:
             prot = change.prot
             space.insert(Region(old_end, new_end, prot, False, 0, change.backing,
-                                bool(prot & Prot.WRITE), bool(prot & Prot.EXEC)))
+                                bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
         elif new_end < old_end:
             space.remove(new_end, old_end)
         space.brk_end = result

@@ -1,0 +1,138 @@
+"""The policy model: what a loaded policy is, what the engine judges (Facts)
+and what it answers (Decision). Plain frozen data; loading lives in loader.py,
+judging in engine.py.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from tracer.abi import KNOWN_SYSCALLS
+from tracer.categories import Category
+from tracer.errors import PolicyIssue
+
+API_VERSION = "trampwatch.dev/v1"
+KIND = "WXPolicy"
+
+# The pseudo-syscall of facts found at exec time (an executable stack from the
+# ELF header, READ_IMPLIES_EXEC set by the kernel): nothing asked for them.
+EXEC_PSEUDO_SYSCALL = "exec"
+
+MODES: tuple[str, ...] = ("audit", "enforce")
+MATCH_SYSCALLS: frozenset[str] = KNOWN_SYSCALLS | {EXEC_PSEUDO_SYSCALL}
+BACKING_KINDS: tuple[str, ...] = (
+    "anon",
+    "file",
+    "memfd",
+    "shm",
+    "shared-anon",
+    "stack",
+    "heap",
+    "special",
+    "none",
+)
+PROT_FLAGS: tuple[str, ...] = ("read", "write", "exec")
+
+
+class Action(enum.StrEnum):
+    """What to do with a judged event; the value is the name users write."""
+
+    ALLOW = "allow"
+    LOG = "log"
+    DENY = "deny"
+    KILL = "kill"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the engine judges about one event; the pipeline builds it.
+
+    `prot` is the effective protection after the call (READ_IMPLIES_EXEC
+    already applied), `gained` the flags the call adds to some part of the
+    range, `caller_object` the full path of the object that made the call.
+    """
+
+    categories: tuple[Category, ...]
+    syscall: str
+    exe: str
+    comm: str
+    uid: int
+    backing_kind: str
+    object_path: str | None
+    caller_object: str | None
+    prot: frozenset[str]
+    gained: frozenset[str]
+    new_mapping: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one event: `rule` is None when the default action applied,
+    `errno` is set only for deny."""
+
+    action: Action
+    rule: str | None
+    errno: int | None
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Glob:
+    """Shell-style patterns (any-of), compiled once into one regular expression."""
+
+    patterns: tuple[str, ...]
+    regex: re.Pattern[str]
+
+    def matches(self, text: str) -> bool:
+        """Return True when text matches any of the patterns."""
+        return self.regex.match(text) is not None
+
+
+@dataclass(frozen=True)
+class Match:
+    """A rule's conditions, ANDed; None means the key was not written.
+
+    Sets are any-of, except `prot` and `gains`, whose flags must all hold.
+    """
+
+    category: frozenset[Category] | None = None
+    exe: Glob | None = None
+    comm: Glob | None = None
+    uid: frozenset[int] | None = None
+    syscall: frozenset[str] | None = None
+    backing: frozenset[str] | None = None
+    object_path: Glob | None = None
+    caller: Glob | None = None
+    prot: frozenset[str] | None = None
+    gains: frozenset[str] | None = None
+    new_mapping: bool | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule; `errno` is a number, set only when `action` is deny."""
+
+    name: str
+    description: str
+    match: Match
+    action: Action
+    errno: int | None
+    priority: int
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded policy: `rules` are already in evaluation order (priority
+    descending, then file order); `warnings` never stopped the load."""
+
+    name: str
+    description: str
+    source: str
+    mode: str | None
+    default_action: Action
+    default_errno: int | None
+    rules: tuple[Rule, ...]
+    warnings: tuple[PolicyIssue, ...]
