@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import TextIO
 
@@ -19,7 +19,7 @@ from .outputs.text import TextOutput
 from .pipeline import Judge, Output, trace_attached, trace_command
 from .policy.loader import load_policy_file, resolve_policy
 from .policy.model import Policy
-from .sources.seccomp_filter import build_filter, load_filter
+from .sources.seccomp_filter import TrapRule, build_filter, load_filter
 
 
 def _fail(err: TrampwatchError) -> None:
@@ -79,8 +79,8 @@ def _load_policy(name: str) -> Policy:
     return policy
 
 
-def _child_setup(kernel_mdwe: bool) -> Callable[[], None]:
-    flt = build_filter()
+def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = ()) -> Callable[[], None]:
+    flt = build_filter(extra=extra)
 
     def prepare() -> None:
         if kernel_mdwe:
@@ -114,24 +114,38 @@ def judge_options(func: Callable) -> Callable:
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @judge_options
+@click.option("--emulate-trampfd", is_flag=True,
+              help="Serve the trampfd syscall (docs/trampfd.md) for COMMAND: trampolines without W+X memory.")
+@click.option("--trampfd-nr", type=click.IntRange(0, 1023), default=440, show_default=True,
+              help="The syscall number programs use for trampfd (440 is process_madvise: see the docs).")
+@click.option("--trace-trampolines", is_flag=True,
+              help="Report every trampoline invocation (with --emulate-trampfd).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(policy_name: str, mode: str | None, json_path: str | None, output: str | None, summary: bool,
-        all_calls: bool, command: tuple[str, ...]) -> None:
+        all_calls: bool, emulate_trampfd: bool, trampfd_nr: int, trace_trampolines: bool,
+        command: tuple[str, ...]) -> None:
     """Run COMMAND under the tracer and report every W^X event.
 
     trampwatch exits with COMMAND's status (128+N if a signal N killed it).
     """
+    if trace_trampolines and not emulate_trampfd:
+        raise click.UsageError("--trace-trampolines needs --emulate-trampfd")
     try:
         policy = _load_policy(policy_name)
         mode = mode or policy.mode or "audit"
-        prepare = _child_setup(kernel_mdwe=False)
         with ExitStack() as stack:
             outputs = _open_outputs(stack, output, json_path, summary)
             judge = Judge(policy, mode, outputs, source="ptrace", report_all=all_calls)
+            handler = None
+            if emulate_trampfd:
+                from .actions.emulate import TrampfdEmulator
+
+                handler = TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event)
+            prepare = _child_setup(kernel_mdwe=False, extra=handler.trap_rules() if handler else ())
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:
-                status = trace_command(judge, list(command), prepare)
+                status = trace_command(judge, list(command), prepare, handler)
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)

@@ -161,4 +161,26 @@ class KernelKill:
     call: MemCall
 
 
-Event = MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
+@dataclass(frozen=True, slots=True)
+class TrampfdEvent:
+    """A trampoline created, mapped or invoked through (emulated) trampfd.
+
+    `op` is 'create', 'map' or 'invoke'; `addr` the trampoline (or table)
+    address, `target` the PC it jumps to, `registers` the values it set."""
+
+    ts: float
+    pid: int
+    tid: int
+    op: str
+    version: int
+    addr: int = 0
+    length: int = 0
+    target: int = 0
+    registers: tuple[tuple[str, int], ...] = ()
+    caller: int = 0
+
+
+Event = (
+    MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
+    | TrampfdEvent
+)

@@ -17,14 +17,15 @@ from .abi import prot_names
 from .attribution import Attributor, Caller
 from .categories import Category
 from .classify import classify, classify_exec
-from .events import AttachEvent, Event, ExecEvent, ExitEvent, ForkEvent, MemCall, MemReturn
+from .events import AttachEvent, Event, ExecEvent, ExitEvent, ForkEvent, MemCall, MemReturn, TrampfdEvent
 from .judgement import VERDICTS, Judgement
 from .policy.engine import decide, judges_uncategorised
-from .policy.model import EXEC_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
-from .shadow import ANON_BACKING, Change, ShadowModel
-from .sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, PtraceSource, TraceSink
+from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
+from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel
+from .sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, PtraceSource, SyscallHandler, TraceSink
 
 Peek = Callable[[int, int], bytes]
+TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
 
 
 class Output(Protocol):
@@ -160,6 +161,32 @@ class Judge:
                 self.model.exit(event.pid)
         elif isinstance(event, AttachEvent):
             self.model.seed(event.pid, event.process, event.maps, event.personality)
+        elif isinstance(event, TrampfdEvent):
+            self._trampfd(event)
+
+    def _trampfd(self, event: TrampfdEvent) -> None:
+        """Judge a trampfd create/map/invoke like any W^X event."""
+        process = self.model.process(event.pid)
+        info = process.info if process else None
+        categories = (Category.TRAMPFD,)
+        facts = Facts(
+            categories=categories, syscall=TRAMPFD_PSEUDO_SYSCALL, exe=info.exe if info else "",
+            comm=info.comm if info else "", uid=info.uid if info else -1, backing_kind="special",
+            object_path="[trampfd]", caller_object=None, prot=frozenset(), gained=frozenset(),
+            new_mapping=event.op == "map",
+        )
+        decision = decide(self.policy, facts)
+        caller = None
+        if process is not None and event.caller:
+            region = process.space.find(event.caller)
+            caller = Caller(event.caller, region.path if region else None, None, 0)
+        self._emit(Judgement(
+            ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=facts.exe,
+            comm=facts.comm, uid=facts.uid, syscall=f"trampfd-{event.op}", arch="x86_64",
+            args=tuple(value for _, value in event.registers), result=event.target, addr=event.addr,
+            length=event.length, prot=0, prev_prot=None, backing=TRAMPFD_BACKING, categories=categories,
+            decision=decision, verdict=VERDICTS[(self.mode, decision.action)], caller=caller,
+        ))
 
     def _exec(self, event: ExecEvent) -> None:
         process = self.model.exec(event)
@@ -243,14 +270,15 @@ def trace_attached(judge: Judge, pid: int) -> int | None:
     return status
 
 
-def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None]) -> int | None:
+def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None],
+                  handler: SyscallHandler | None = None) -> int | None:
     """Run argv under the ptrace source; return its wait status.
 
     The tree is started with PTRACE_O_EXITKILL: its seccomp filter makes every
     memory syscall fail with ENOSYS once no tracer is attached, so a program
     that outlived trampwatch would run broken; it dies with the tracer instead.
     """
-    source = PtraceSource(PtraceSink(judge), exit_kill=True)
+    source = PtraceSource(PtraceSink(judge), exit_kill=True, handler=handler)
     source.spawn(argv, prepare_child)
     status = source.run()
     judge.stats.stops = source.stops

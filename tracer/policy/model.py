@@ -20,8 +20,11 @@ KIND = "WXPolicy"
 # ELF header, READ_IMPLIES_EXEC set by the kernel): nothing asked for them.
 EXEC_PSEUDO_SYSCALL = "exec"
 
+# The pseudo-syscall of trampfd events (create, map, invoke), real or emulated.
+TRAMPFD_PSEUDO_SYSCALL = "trampfd"
+
 MODES: tuple[str, ...] = ("audit", "enforce")
-MATCH_SYSCALLS: frozenset[str] = KNOWN_SYSCALLS | {EXEC_PSEUDO_SYSCALL}
+MATCH_SYSCALLS: frozenset[str] = KNOWN_SYSCALLS | {EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL}
 BACKING_KINDS: tuple[str, ...] = (
     "anon",
     "file",

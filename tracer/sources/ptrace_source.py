@@ -16,7 +16,7 @@ import os
 import signal
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +36,7 @@ from ..events import (
     MemReturn,
 )
 from . import procfs
+from .seccomp_filter import TrapRule
 
 _WALL = 0x40000000
 _GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
@@ -85,6 +86,119 @@ class TraceSink(Protocol):
         """Record any other event (MemReturn, exec, fork, exit, attach)."""
 
 
+@dataclass(frozen=True)
+class RawCall:
+    """Any trapped syscall at entry, as a syscall handler (an emulator) sees it."""
+
+    pid: int
+    tid: int
+    arch: str
+    nr: int
+    args: tuple[int, ...]
+    ip: int
+    sp: int
+
+
+class SyscallHandler(Protocol):
+    """An emulator served by the source: it picks syscalls (trap_rules, made
+    part of the seccomp filter) and faults, and answers them through Control."""
+
+    def trap_rules(self) -> Sequence[TrapRule]:
+        """Extra syscalls (with argument conditions) that must stop the tracee."""
+
+    def on_syscall(self, call: RawCall, ctl: Control) -> bool:
+        """Handle a trapped call; True when it was answered (ctl.finish) and
+        must not run; False to let the source treat it as usual."""
+
+    def on_fault(self, pid: int, tid: int, fault_addr: int, ctl: Control) -> bool:
+        """A SIGSEGV is about to be delivered; True when the handler patched the
+        registers and the signal must be suppressed."""
+
+    def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
+        """A new task appeared."""
+
+    def on_exec(self, pid: int) -> None:
+        """The process replaced its program."""
+
+    def on_exit(self, pid: int) -> None:
+        """The process is gone."""
+
+
+_REGISTER_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
+                   "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss")
+_ARG_REGISTERS = {"x86_64": ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
+                  "i386": ("rbx", "rcx", "rdx", "rsi", "rdi", "rbp")}
+_SYSCALL_INSN_LEN = 2  # syscall (0f 05), int 0x80 (cd 80) and sysenter (0f 34)
+
+
+class Control:
+    """A thread stopped at a syscall entry (or a fault), for a handler: its
+    registers, its memory, and syscalls run on its behalf."""
+
+    def __init__(self, source: PtraceSource, tid: int, arch: str):
+        self._source = source
+        self.tid = tid
+        self.arch = arch
+        self._saved: dict[str, int] | None = None
+        self._at_exit = False
+
+    def registers(self) -> dict[str, int]:
+        """Return the thread's general registers by name."""
+        regs = pt.ptrace_getregs(self.tid)
+        return {name: getattr(regs, name) for name in _REGISTER_NAMES}
+
+    def set_registers(self, values: dict[str, int]) -> None:
+        """Change some registers (by name); the others keep their values."""
+        regs = pt.ptrace_getregs(self.tid)
+        for name, value in values.items():
+            setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
+        pt.ptrace_setregs(self.tid, regs)
+
+    def read(self, addr: int, size: int) -> bytes:
+        """Read the thread's memory (b'' where unmapped)."""
+        try:
+            return procfs.read_mem(self.tid, addr, size)
+        except TraceError:
+            return b""
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Write the thread's memory through /proc/PID/mem (which, like the
+        kernel's ptrace, writes even read-only pages). Raises TraceError."""
+        procfs.write_mem(self.tid, addr, data)
+
+    def inject(self, nr: int, *args: int) -> int:
+        """Run syscall nr(args) in the thread instead of the one it stopped
+        in; return its raw result (negative errno on failure). Only valid
+        while stopped at a syscall entry; finish() must follow."""
+        if self._saved is None:
+            self._saved = self.registers()
+        values = dict(zip(_ARG_REGISTERS[self.arch], args, strict=False))
+        if self._at_exit:
+            # Re-execute the syscall instruction with new registers.
+            values.update(rax=nr, rip=self._saved["rip"] - _SYSCALL_INSN_LEN)
+        else:
+            values["orig_rax"] = nr
+        self.set_registers(values)
+        result = self._source.step_to_syscall_exit(self.tid)
+        self._at_exit = True
+        if self.arch == "i386":
+            result = result - (1 << 32) if result & 0x80000000 else result & 0xFFFFFFFF
+        return result
+
+    def finish(self, result: int) -> None:
+        """Make the stopped call return `result` without running it (or, after
+        inject(), restore the registers with `result` in rax)."""
+        if self._saved is None:
+            self.set_registers({"orig_rax": -1, "rax": result})
+            return
+        restored = dict(self._saved)
+        restored.pop("orig_rax")
+        restored["rax"] = result
+        if not self._at_exit:
+            restored["orig_rax"] = -1
+        self.set_registers(restored)
+
+
 @dataclass
 class _Task:
     tid: int
@@ -97,9 +211,10 @@ class _Task:
 class PtraceSource:
     """Follows one process tree under ptrace and reports to a sink."""
 
-    def __init__(self, sink: TraceSink, exit_kill: bool = False):
+    def __init__(self, sink: TraceSink, exit_kill: bool = False, handler: SyscallHandler | None = None):
         self.sink = sink
         self.exit_kill = exit_kill
+        self.handler = handler
         self.tasks: dict[int, _Task] = {}
         self.root_pid: int | None = None
         self.root_status: int | None = None
@@ -208,8 +323,17 @@ class PtraceSource:
                 self._ptrace(abi.PTRACE_LISTEN, tid)
             else:
                 self._resume(task)
+        elif sig == signal.SIGSEGV and self.handler is not None and self._fault_handled(task):
+            self._resume(task)
         else:
             self._resume(task, sig)
+
+    def _fault_handled(self, task: _Task) -> bool:
+        info = pt.ptrace_getsiginfo(task.tid)
+        fault_addr = info._sigfault._addr or 0
+        regs = pt.ptrace_getregs(task.tid)
+        arch = "i386" if regs.cs == _CS_I386 else "x86_64"
+        return self.handler.on_fault(task.pid, task.tid, fault_addr, Control(self, task.tid, arch))
 
     def _resume(self, task: _Task, sig: int = 0) -> None:
         request = pt.PTRACE_SYSCALL if task.syscall_mode or task.pending else pt.PTRACE_CONT
@@ -256,14 +380,22 @@ class PtraceSource:
 
     def _syscall_entry(self, task: _Task, raw: bytes) -> None:
         _, arch_id, ip, sp, nr, *args = _ENTRY.unpack_from(raw)
-        names = abi.SYSCALL_NAMES.get(arch_id)
-        name = names.get(nr) if names else None
-        if name is None or name in ("process_madvise",):
+        arch = abi.ARCH_NAMES.get(arch_id)
+        if arch is None:
             self._resume(task)
             return
-        arch = abi.ARCH_NAMES[arch_id]
         if arch == "i386":
             args = [a & 0xFFFFFFFF for a in args]
+        if self.handler is not None:
+            ctl = Control(self, task.tid, arch)
+            if self.handler.on_syscall(RawCall(task.pid, task.tid, arch, nr, tuple(args), ip, sp), ctl):
+                task.pending = None
+                self._resume(task)
+                return
+        name = abi.SYSCALL_NAMES[arch_id].get(nr)
+        if name is None or name == "process_madvise":
+            self._resume(task)
+            return
         call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp),
                           self._peek_for(task.tid))
         if call is None:
@@ -302,6 +434,20 @@ class PtraceSource:
             self.sink.on_event(MemReturn(call, rval))
         self._resume(task)
 
+    def step_to_syscall_exit(self, tid: int) -> int:
+        """Resume tid until its current syscall returns; return rax (used by
+        Control.inject). Other threads' stops wait in the kernel meanwhile."""
+        while True:
+            pt.ptrace(pt.PTRACE_SYSCALL, tid, 0, 0)
+            _, status = os.waitpid(tid, _WALL)
+            if not os.WIFSTOPPED(status):
+                self._gone(tid, status)
+                raise NoSuchProcess("exited during an injected syscall", pid=tid)
+            if os.WSTOPSIG(status) == signal.SIGTRAP | 0x80:
+                raw = self._syscall_info(tid)
+                if raw[0] == abi.PTRACE_SYSCALL_INFO_EXIT:
+                    return pt.ptrace_getregs(tid).rax
+
     def _skip_syscall(self, task: _Task, err: int) -> None:
         regs = pt.ptrace_getregs(task.tid)
         regs.orig_rax = 0xFFFFFFFFFFFFFFFF
@@ -309,6 +455,10 @@ class PtraceSource:
         pt.ptrace_setregs(task.tid, regs)
 
     def _kill_process(self, task: _Task) -> None:
+        # Skip the call as well: the kernel skips a seccomp-stopped call when a
+        # fatal signal is pending, but a PTRACE_SYSCALL entry stop does not.
+        with contextlib.suppress(PtraceError):
+            self._skip_syscall(task, errno.EPERM)
         with contextlib.suppress(ProcessLookupError):
             os.kill(task.pid, signal.SIGKILL)
         task.pending = None
@@ -337,6 +487,8 @@ class PtraceSource:
             known.pid, known.syscall_mode = child_pid, task.syscall_mode
         if not thread:
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm))
+        if self.handler is not None:
+            self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
         self._resume(task)
 
     def _clone_flags(self, tid: int) -> int:
@@ -361,6 +513,8 @@ class PtraceSource:
         for tid in [t for t, other in self.tasks.items() if other.pid == task.pid and t != task.tid]:
             self.tasks.pop(tid, None)
         task.pending = None
+        if self.handler is not None:
+            self.handler.on_exec(task.pid)
         try:
             info = procfs.read_process_info(task.tid)
             maps = procfs.read_maps(task.tid)
@@ -382,6 +536,8 @@ class PtraceSource:
         leader = task.tid == task.pid
         if leader and tid == self.root_pid:
             self.root_status = status
+        if leader and self.handler is not None:
+            self.handler.on_exit(task.pid)
         self.sink.on_event(ExitEvent(time.time(), task.pid, tid, status if leader else None))
 
     def _ptrace(self, request: int, tid: int, addr: int = 0, data: int = 0) -> int:

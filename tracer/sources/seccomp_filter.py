@@ -9,6 +9,7 @@ imports `seccomp`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import seccomp
 
@@ -23,7 +24,29 @@ MODEL_SYSCALLS: tuple[str, ...] = (
 _EXTRA_ARCHES = (seccomp.Arch.X86, seccomp.Arch.X32)
 
 
-def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS) -> seccomp.SyscallFilter:
+@dataclass(frozen=True)
+class TrapRule:
+    """One more syscall to stop at, optionally only when argument `arg` is at
+    least `at_least` (how an emulator keeps ordinary descriptors out: its own
+    live above a fixed floor) or has `mask` bits equal to `equals`."""
+
+    syscall: str
+    arg: int | None = None
+    at_least: int | None = None
+    mask: int | None = None
+    equals: int | None = None
+
+    def conditions(self) -> tuple[seccomp.Arg, ...]:
+        """The libseccomp argument comparisons of this rule."""
+        if self.arg is None:
+            return ()
+        if self.at_least is not None:
+            return (seccomp.Arg(self.arg, seccomp.GE, self.at_least),)
+        return (seccomp.Arg(self.arg, seccomp.MASKED_EQ, self.mask, self.equals),)
+
+
+def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
+                 extra: Iterable[TrapRule] = ()) -> seccomp.SyscallFilter:
     """Return a filter that traps `syscalls` to the tracer (SECCOMP_RET_TRACE)
     on every x86 ABI and allows everything else.
 
@@ -39,6 +62,8 @@ def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS) -> seccomp.SyscallFil
         flt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
         for name in syscalls:
             flt.add_rule(seccomp.TRACE(0), name)
+        for rule in extra:
+            flt.add_rule(seccomp.TRACE(0), rule.syscall, *rule.conditions())
     except (OSError, RuntimeError, ValueError) as err:
         raise CapabilityMissing("seccomp", f"libseccomp could not build the filter: {err}",
                                 "apt-get install python3-seccomp") from err

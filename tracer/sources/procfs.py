@@ -1,0 +1,266 @@
+"""Read what /proc says about a process: maps, identity, personality, memory,
+file descriptors, threads.
+
+Every OSError is translated here, at the boundary: a process that is gone
+raises NoSuchProcess, one we may not read raises AccessDenied, anything else
+TraceError -- always chained to the original error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tracer.abi import Prot
+from tracer.errors import AccessDenied, NoSuchProcess, TraceError
+from tracer.events import FdObject, MapEntry, ProcessInfo
+
+_GONE = frozenset({errno.ENOENT, errno.ESRCH})
+_DENIED = frozenset({errno.EACCES, errno.EPERM})
+
+
+def _permissions_table() -> dict[str, tuple[int, bool]]:
+    """Map each of the 16 'rwxp'-style strings the kernel prints to (prot, shared)."""
+    table = {}
+    for r in "r-":
+        for w in "w-":
+            for x in "x-":
+                prot = (Prot.READ if r == "r" else 0) | (Prot.WRITE if w == "w" else 0)
+                prot |= Prot.EXEC if x == "x" else 0
+                for kind in "ps":
+                    table[r + w + x + kind] = (int(prot), kind == "s")
+    return table
+
+
+_PERMS = _permissions_table()
+
+
+@contextmanager
+def _translated(pid: int | None, what: str) -> Iterator[None]:
+    """Turn an OSError raised while reading `what` of `pid` into the errors tree."""
+    try:
+        yield
+    except OSError as err:
+        raise _translate(err, pid, what) from err
+
+
+def _translate(err: OSError, pid: int | None, what: str) -> TraceError:
+    """Return the trampwatch error that stands for `err` (not raised here)."""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    if err.errno in _GONE:
+        return NoSuchProcess(f"no such process (reading {what})", pid=pid)
+    if err.errno in _DENIED:
+        return AccessDenied(f"cannot read {what}: {reason}", pid=pid)
+    return TraceError(f"cannot read {what}: {reason}", pid=pid)
+
+
+def _read_text(pid: int, name: str) -> str:
+    path = f"/proc/{pid}/{name}"
+    with _translated(pid, path), open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return f.read()
+
+
+def parse_maps(text: str) -> tuple[MapEntry, ...]:
+    """Parse the text of /proc/PID/maps into MapEntry records, in file order.
+
+    The path is '' for anonymous memory and keeps the kernel's own spelling
+    otherwise ('[stack]', '/memfd:x (deleted)', '/usr/lib/... (deleted)'),
+    except that leading blanks of a file name are lost in the column padding.
+    Raises ValueError on a line that is not in the kernel's format.
+    """
+    perms_table = _PERMS
+    devs: dict[str, int] = {}
+    entries = []
+    append = entries.append
+    # Only "\n" ends a line: a file name may hold "\r" or other characters
+    # str.splitlines() would also split on (the kernel escapes only "\n").
+    for line in text.split("\n"):
+        if not line:
+            continue
+        # The path is the sixth field; it may itself contain spaces, and the
+        # kernel pads the inode column with spaces before it.
+        fields = line.split(None, 5)
+        try:
+            span, perms, offset, dev_text, inode = fields[:5]
+            start, _, end = span.partition("-")
+            prot, shared = perms_table[perms]
+            dev = devs.get(dev_text)
+            if dev is None:
+                major, _, minor = dev_text.partition(":")
+                dev = devs[dev_text] = os.makedev(int(major, 16), int(minor, 16))
+            append(
+                MapEntry(
+                    int(start, 16),
+                    int(end, 16),
+                    prot,
+                    shared,
+                    int(offset, 16),
+                    dev,
+                    int(inode),
+                    fields[5] if len(fields) == 6 else "",
+                )
+            )
+        except (ValueError, KeyError) as err:
+            raise ValueError(f"malformed maps line: {line!r}") from err
+    return tuple(entries)
+
+
+def read_maps(pid: int) -> tuple[MapEntry, ...]:
+    """Return the parsed /proc/PID/maps of `pid`.
+
+    Raises NoSuchProcess, AccessDenied or TraceError.
+    """
+    text = _read_text(pid, "maps")
+    try:
+        return parse_maps(text)
+    except ValueError as err:
+        raise TraceError(f"unexpected /proc/{pid}/maps format: {err}", pid=pid) from err
+
+
+def read_process_info(pid: int) -> ProcessInfo:
+    """Return exe, comm and real uid of `pid`. `exe` is '' for kernel threads,
+    which have no executable. Raises NoSuchProcess, AccessDenied or TraceError."""
+    uid = _status_field(pid, "Uid:")
+    comm = _read_text(pid, "comm").rstrip("\n")
+    exe_link = f"/proc/{pid}/exe"
+    try:
+        exe = os.readlink(exe_link)
+    except OSError as err:
+        # A kernel thread has no exe link; a gone process has no status either,
+        # which the next read detects.
+        if err.errno != errno.ENOENT:
+            raise _translate(err, pid, exe_link) from err
+        _status_field(pid, "Uid:")
+        exe = ""
+    return ProcessInfo(exe=exe, comm=comm, uid=uid)
+
+
+def _status_field(pid: int, key: str) -> int:
+    """Return the first number of the `key` line of /proc/PID/status."""
+    for line in _read_text(pid, "status").splitlines():
+        if line.startswith(key):
+            return int(line[len(key) :].split()[0])
+    raise TraceError(f"/proc/{pid}/status has no {key} line", pid=pid)
+
+
+def read_tgid(tid: int) -> int:
+    """Return the thread group id (process id) of thread `tid`.
+    Raises NoSuchProcess, AccessDenied or TraceError."""
+    return _status_field(tid, "Tgid:")
+
+
+def read_personality(pid: int) -> int:
+    """Return the personality(2) flags of `pid` (READ_IMPLIES_EXEC, ...).
+    Raises NoSuchProcess, AccessDenied (needs ptrace access) or TraceError."""
+    text = _read_text(pid, "personality")
+    try:
+        return int(text, 16)
+    except ValueError as err:
+        raise TraceError(f"unexpected /proc/{pid}/personality: {text!r}", pid=pid) from err
+
+
+# Open /proc/PID/mem descriptors by pid. The kernel binds a mem descriptor to
+# the address space it was opened on, so after an exec it reads nothing: the
+# reader reopens once when a cached descriptor returns no bytes.
+_mem_fds: dict[int, int] = {}
+
+
+def _open_mem(pid: int) -> int:
+    path = f"/proc/{pid}/mem"
+    with _translated(pid, path):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    _mem_fds[pid] = fd
+    return fd
+
+
+def read_mem(pid: int, addr: int, size: int) -> bytes:
+    """Return up to `size` bytes of `pid`'s memory at `addr` (fewer when the
+    range runs past the end of a mapping; b'' for a zombie, which has no
+    memory left, or when size is 0). Raises TraceError when `addr` is not mapped, NoSuchProcess or
+    AccessDenied. The descriptor stays cached until close_mem(pid)."""
+    if size <= 0:
+        return b""
+    fd = _mem_fds.get(pid)
+    cached = fd is not None
+    if fd is None:
+        fd = _open_mem(pid)
+    what = f"{size} bytes at {addr:#x} of /proc/{pid}/mem"
+    with _translated(pid, what):
+        data = os.pread(fd, size, addr)
+        if not data and cached:
+            close_mem(pid)
+            data = os.pread(_open_mem(pid), size, addr)
+    return data
+
+
+def close_mem(pid: int) -> None:
+    """Close the cached /proc/PID/mem descriptor of `pid`, if any (call on exec and exit)."""
+    fd = _mem_fds.pop(pid, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def fd_object(pid: int, fd: int) -> FdObject | None:
+    """Return what descriptor `fd` of `pid` refers to: its link text
+    ('/usr/lib/x.so', '/memfd:libffi (deleted)', 'socket:[123]') and the
+    device/inode of the object. Returns None when `fd` is negative or not
+    open. Raises NoSuchProcess, AccessDenied or TraceError."""
+    if fd < 0:
+        return None
+    link = f"/proc/{pid}/fd/{fd}"
+    try:
+        st = os.stat(link)
+        path = os.readlink(link)
+    except OSError as err:
+        if err.errno == errno.ENOENT and os.path.isdir(f"/proc/{pid}/fd"):
+            return None
+        raise _translate(err, pid, link) from err
+    return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino)
+
+
+def _numeric_entries(path: str, pid: int | None) -> list[int]:
+    with _translated(pid, path):
+        names = os.listdir(path)
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def list_threads(pid: int) -> list[int]:
+    """Return the thread ids of `pid`, sorted. Raises NoSuchProcess, AccessDenied or TraceError."""
+    return _numeric_entries(f"/proc/{pid}/task", pid)
+
+
+def list_pids() -> list[int]:
+    """Return the ids of all processes visible in /proc, sorted."""
+    return _numeric_entries("/proc", None)
+
+
+def shm_segment_size(shmid: int) -> int | None:
+    """Return the size in bytes of System V segment `shmid` (from
+    /proc/sysvipc/shm), or None when there is no such segment."""
+    try:
+        with open("/proc/sysvipc/shm", encoding="ascii") as table:
+            next(table, None)
+            for line in table:
+                fields = line.split()
+                if len(fields) > 3 and int(fields[1]) == shmid:
+                    return int(fields[3])
+    except OSError:
+        return None
+    return None
+
+
+def write_mem(pid: int, addr: int, data: bytes) -> None:
+    """Write `data` into `pid`'s memory at `addr` through /proc/PID/mem, which
+    (like ptrace POKE) writes even pages mapped without write permission.
+    Raises TraceError when the range is not mapped, NoSuchProcess or AccessDenied."""
+    path = f"/proc/{pid}/mem"
+    with _translated(pid, path):
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            written = os.pwrite(fd, data, addr)
+        finally:
+            os.close(fd)
+    if written != len(data):
+        raise TraceError(f"short write of {len(data)} bytes at {addr:#x}", pid=pid)
