@@ -38,22 +38,22 @@ _PERMS = _permissions_table()
 
 
 @contextmanager
-def _translated(pid: int | None, what: str) -> Iterator[None]:
-    """Turn an OSError raised while reading `what` of `pid` into the errors tree."""
+def _translated(pid: int | None, what: str, verb: str = "read") -> Iterator[None]:
+    """Turn an OSError raised while we `verb` `what` of `pid` into the errors tree."""
     try:
         yield
     except OSError as err:
-        raise _translate(err, pid, what) from err
+        raise _translate(err, pid, what, verb) from err
 
 
-def _translate(err: OSError, pid: int | None, what: str) -> TraceError:
+def _translate(err: OSError, pid: int | None, what: str, verb: str = "read") -> TraceError:
     """Return the trampwatch error that stands for `err` (not raised here)."""
     reason = os.strerror(err.errno) if err.errno else str(err)
     if err.errno in _GONE:
-        return NoSuchProcess(f"no such process (reading {what})", pid=pid)
+        return NoSuchProcess(f"no such process (to {verb} {what})", pid=pid)
     if err.errno in _DENIED:
-        return AccessDenied(f"cannot read {what}: {reason}", pid=pid)
-    return TraceError(f"cannot read {what}: {reason}", pid=pid)
+        return AccessDenied(f"cannot {verb} {what}: {reason}", pid=pid)
+    return TraceError(f"cannot {verb} {what}: {reason}", pid=pid)
 
 
 def _read_text(pid: int, name: str) -> str:
@@ -178,8 +178,9 @@ def _open_mem(pid: int) -> int:
 def read_mem(pid: int, addr: int, size: int) -> bytes:
     """Return up to `size` bytes of `pid`'s memory at `addr` (fewer when the
     range runs past the end of a mapping; b'' for a zombie, which has no
-    memory left, or when size is 0). Raises TraceError when `addr` is not mapped, NoSuchProcess or
-    AccessDenied. The descriptor stays cached until close_mem(pid)."""
+    memory left, or when size is 0). Raises TraceError when `addr` is not
+    mapped, NoSuchProcess or AccessDenied. The descriptor stays cached until
+    close_mem(pid)."""
     if size <= 0:
         return b""
     fd = _mem_fds.get(pid)
@@ -256,7 +257,7 @@ def write_mem(pid: int, addr: int, data: bytes) -> None:
     (like ptrace POKE) writes even pages mapped without write permission.
     Raises TraceError when the range is not mapped, NoSuchProcess or AccessDenied."""
     path = f"/proc/{pid}/mem"
-    with _translated(pid, path):
+    with _translated(pid, f"{len(data)} bytes at {addr:#x} of {path}", verb="write"):
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
             written = os.pwrite(fd, data, addr)

@@ -1,0 +1,372 @@
+"""procfs reader: parsing the kernel's text, and reading live processes."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from tracer.abi import READ_IMPLIES_EXEC, Prot
+from tracer.errors import AccessDenied, NoSuchProcess, TraceError
+from tracer.events import MapEntry
+from tracer.sources import procfs
+
+MAPS_TEXT = (
+    "55d0c8a00000-55d0c8a21000 r--p 00000000 fd:01 1310744                    /usr/bin/cat\n"
+    "55d0c8a21000-55d0c8a35000 r-xp 00021000 fd:01 1310744                    /usr/bin/cat\n"
+    "7f1200000000-7f1200001000 rw-s 00000000 00:01 2049                       /memfd:libffi (deleted)\n"
+    "7f1200001000-7f1200002000 r-xs 00000000 00:01 2049                       /memfd:libffi (deleted)\n"
+    "7f1200002000-7f1200003000 rwxp 00000000 00:00 0 \n"
+    "7f1200003000-7f1200004000 ---p 00000000 00:00 0\n"
+    "7f1200004000-7f1200005000 r--p 00001000 103:02 77                        /tmp/a dir/my lib.so \n"
+    "7ffd3b5e0000-7ffd3b601000 rw-p 00000000 00:00 0                          [stack]\n"
+    "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
+)
+
+
+def test_parse_maps_reads_every_field() -> None:
+    entries = procfs.parse_maps(MAPS_TEXT)
+    assert entries[0] == MapEntry(
+        0x55D0C8A00000, 0x55D0C8A21000, Prot.READ, False, 0, os.makedev(0xFD, 1), 1310744, "/usr/bin/cat"
+    )
+    assert entries[1].prot == Prot.READ | Prot.EXEC and entries[1].offset == 0x21000
+    assert entries[2].shared and entries[2].prot == Prot.READ | Prot.WRITE
+    assert entries[2].path == "/memfd:libffi (deleted)"
+    assert entries[3].shared and entries[3].prot == Prot.READ | Prot.EXEC
+    assert entries[4] == MapEntry(0x7F1200002000, 0x7F1200003000, 7, False, 0, 0, 0, "")
+    assert entries[5].prot == Prot.NONE and entries[5].path == ""
+    # Spaces inside and after a file name belong to it; major:minor are hex.
+    assert entries[6].path == "/tmp/a dir/my lib.so "
+    assert entries[6].dev == os.makedev(0x103, 2)
+    assert entries[7].path == "[stack]"
+    assert entries[8].end == 0xFFFFFFFFFF601000 and entries[8].prot == Prot.EXEC
+    assert len(entries) == 9
+
+
+def test_parse_maps_keeps_carriage_returns_in_names() -> None:
+    line = "7f0000000000-7f0000001000 r--p 00000000 fd:01 5    /tmp/odd\rname\x1cx\n"
+    (entry,) = procfs.parse_maps(line)
+    assert entry.path == "/tmp/odd\rname\x1cx"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "7f0000000000-7f0000001000 r--p 00000000 fd:01\n",
+        "7f0000000000-7f0000001000 rw 00000000 fd:01 5\n",
+        "zzzz-7f0000001000 r--p 00000000 fd:01 5\n",
+    ],
+)
+def test_parse_maps_rejects_foreign_text(line: str) -> None:
+    with pytest.raises(ValueError, match="maps"):
+        procfs.parse_maps(line)
+
+
+def test_read_maps_sees_a_file_mapping_with_its_identity(tmp_path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x" * 3 * mmap.PAGESIZE)
+    st = os.stat(data)
+    with open(data, "r+b") as f, mmap.mmap(f.fileno(), mmap.PAGESIZE, offset=mmap.PAGESIZE) as m:
+        view = ctypes.c_char.from_buffer(m)
+        addr = ctypes.addressof(view)
+        del view
+        entries = [e for e in procfs.read_maps(os.getpid()) if e.start == addr]
+    expected = MapEntry(addr, addr + mmap.PAGESIZE, 3, True, mmap.PAGESIZE, st.st_dev, st.st_ino, str(data))
+    assert entries == [expected]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+MAP_PRIVATE_ANONYMOUS = 0x22
+MAP_FAILED = 2**64 - 1
+
+
+def test_read_maps_handles_ten_thousand_mappings() -> None:
+    page = mmap.PAGESIZE
+    # One reserved range, then each page remapped with alternating protections
+    # so the kernel cannot merge neighbours: 12000 distinct mappings.
+    base = _libc.mmap(None, 12000 * page, 0, MAP_PRIVATE_ANONYMOUS, -1, 0)
+    assert base not in (None, MAP_FAILED)
+    try:
+        for i in range(0, 12000, 2):
+            addr = _libc.mmap(base + i * page, page, 1, MAP_PRIVATE_ANONYMOUS | 0x10, -1, 0)
+            assert addr == base + i * page
+        entries = procfs.read_maps(os.getpid())
+    finally:
+        _libc.munmap(base, 12000 * page)
+    mine = [e for e in entries if base <= e.start < base + 12000 * page]
+    assert len(mine) == 12000
+    assert [e.prot for e in mine[:4]] == [Prot.READ, Prot.NONE, Prot.READ, Prot.NONE]
+    assert all(e.end - e.start == page and e.path == "" for e in mine)
+
+
+@contextmanager
+def child(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A child that prints one line once it is running, then sleeps."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        procfs.close_mem(proc.pid)
+
+
+SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]
+
+
+def test_read_process_info_of_a_child() -> None:
+    with child(SLEEPER) as proc:
+        info = procfs.read_process_info(proc.pid)
+    assert info.exe == os.path.realpath(sys.executable)
+    assert info.comm == os.path.basename(sys.executable)[:15]
+    assert info.uid == os.getuid()
+
+
+def test_read_process_info_of_a_kernel_thread_has_no_exe() -> None:
+    kthreadd = 2
+    try:
+        is_kernel = procfs.read_process_info(kthreadd).comm == "kthreadd"
+    except NoSuchProcess:
+        is_kernel = False
+    if not is_kernel:
+        pytest.skip("no kernel thread visible in this pid namespace")
+    assert procfs.read_process_info(kthreadd).exe == ""
+
+
+def test_read_personality_sees_read_implies_exec() -> None:
+    # A 64-bit exec clears READ_IMPLIES_EXEC, so the child sets it itself.
+    script = (
+        "import ctypes, time; ctypes.CDLL(None).personality(0x0400000); "
+        "print('up', flush=True); time.sleep(60)"
+    )
+    with child([sys.executable, "-c", script]) as proc:
+        assert procfs.read_personality(proc.pid) & READ_IMPLIES_EXEC
+    assert not procfs.read_personality(os.getpid()) & READ_IMPLIES_EXEC
+
+
+def test_read_tgid_and_list_threads() -> None:
+    started = threading.Event()
+    stop = threading.Event()
+
+    def run() -> None:
+        started.set()
+        stop.wait()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        started.wait()
+        assert thread.native_id is not None
+        assert procfs.read_tgid(thread.native_id) == os.getpid()
+        threads = procfs.list_threads(os.getpid())
+    finally:
+        stop.set()
+        thread.join()
+    assert os.getpid() in threads and thread.native_id in threads
+    assert threads == sorted(threads)
+
+
+def test_list_pids() -> None:
+    pids = procfs.list_pids()
+    assert os.getpid() in pids and pids == sorted(pids)
+
+
+def test_read_mem_reads_own_memory_and_refuses_unmapped() -> None:
+    buf = ctypes.create_string_buffer(b"trampwatch-read-mem-check", 64)
+    pid = os.getpid()
+    try:
+        assert procfs.read_mem(pid, ctypes.addressof(buf), 25) == b"trampwatch-read-mem-check"
+        with pytest.raises(TraceError, match="0x1000"):
+            procfs.read_mem(pid, 0x1000, 16)
+    finally:
+        procfs.close_mem(pid)
+
+
+def test_read_mem_reads_across_exec() -> None:
+    """The cached descriptor belongs to the old address space: after the
+    child execs, reading must still work (through a fresh descriptor)."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            os.write(ready_w, b"r")
+            os.read(go_r, 1)
+            os.dup2(ready_w, 1)
+            os.execv(sys.executable, SLEEPER)
+        finally:
+            os._exit(127)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        os.read(ready_r, 1)
+        before = next(e for e in procfs.read_maps(pid) if e.prot & Prot.READ and e.path)
+        assert procfs.read_mem(pid, before.start, 4)
+        os.write(go_w, b"g")
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(ready_r, 16)
+            assert chunk, "the child exited instead of exec'ing"
+            line += chunk
+        assert line == b"up\n"
+        exe = next(e for e in procfs.read_maps(pid) if e.path == os.path.realpath(sys.executable))
+        assert procfs.read_mem(pid, exe.start, 4) == b"\x7fELF"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        procfs.close_mem(pid)
+        os.close(ready_r)
+        os.close(go_w)
+
+
+def _mem_fds_open() -> int:
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").endswith("/mem"):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_close_mem_closes_the_descriptor() -> None:
+    buf = ctypes.create_string_buffer(8)
+    base = _mem_fds_open()
+    procfs.read_mem(os.getpid(), ctypes.addressof(buf), 8)
+    assert _mem_fds_open() == base + 1
+    procfs.close_mem(os.getpid())
+    assert _mem_fds_open() == base
+    procfs.close_mem(os.getpid())
+
+
+def test_fd_object_names_files_and_memfds(tmp_path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+    pid = os.getpid()
+    fd = os.open(path, os.O_RDONLY)
+    memfd = os.memfd_create("tw-test")
+    try:
+        obj = procfs.fd_object(pid, fd)
+        mem = procfs.fd_object(pid, memfd)
+        st = os.fstat(fd)
+        mst = os.fstat(memfd)
+    finally:
+        os.close(fd)
+        os.close(memfd)
+    assert obj is not None and (obj.path, obj.dev, obj.inode) == (str(path), st.st_dev, st.st_ino)
+    assert mem is not None and mem.path == "/memfd:tw-test (deleted)" and mem.inode == mst.st_ino
+    assert procfs.fd_object(pid, -1) is None
+    assert procfs.fd_object(pid, fd) is None  # closed now
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        procfs.read_maps,
+        procfs.read_process_info,
+        procfs.read_tgid,
+        procfs.read_personality,
+        procfs.list_threads,
+        lambda pid: procfs.read_mem(pid, 0x1000, 8),
+        lambda pid: procfs.fd_object(pid, 0),
+    ],
+)
+def test_a_gone_process_raises_no_such_process(read) -> None:
+    pid = _dead_pid()
+    with pytest.raises(NoSuchProcess) as info:
+        read(pid)
+    assert info.value.pid == pid
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_reading_another_users_process_raises_access_denied() -> None:
+    """A child that drops to 'nobody' may not read its root parent's memory
+    or personality: both must come back as AccessDenied."""
+    parent = os.getpid()
+    buf = ctypes.create_string_buffer(8)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            procfs.close_mem(parent)  # a descriptor opened as root would still read
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            for read in (
+                lambda: procfs.read_mem(parent, ctypes.addressof(buf), 8),
+                lambda: procfs.read_personality(parent),
+            ):
+                try:
+                    read()
+                    code |= 1
+                except AccessDenied as err:
+                    code |= 0 if isinstance(err.__cause__, PermissionError) else 2
+        except BaseException:
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status:#x}"
+
+
+_libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+_libc.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+IPC_PRIVATE = 0
+IPC_CREAT = 0o1000
+IPC_RMID = 0
+
+
+def test_shm_segment_size_reads_sysvipc() -> None:
+    shmid = _libc.shmget(IPC_PRIVATE, 12345, IPC_CREAT | 0o600)
+    if shmid < 0:
+        pytest.skip(f"System V shared memory unavailable: {os.strerror(ctypes.get_errno())}")
+    try:
+        assert procfs.shm_segment_size(shmid) == 12345
+    finally:
+        _libc.shmctl(shmid, IPC_RMID, None)
+    assert procfs.shm_segment_size(shmid) is None
+
+
+def test_write_mem_writes_even_read_only_pages() -> None:
+    page = mmap.PAGESIZE
+    addr = _libc.mmap(None, page, mmap.PROT_READ, MAP_PRIVATE_ANONYMOUS, -1, 0)
+    assert addr not in (None, MAP_FAILED)
+    pid = os.getpid()
+    try:
+        procfs.write_mem(pid, addr + 100, b"forced")
+        assert ctypes.string_at(addr + 100, 6) == b"forced"
+        assert next(e for e in procfs.read_maps(pid) if e.start == addr).prot == Prot.READ
+        with pytest.raises(TraceError, match="0x1000"):
+            procfs.write_mem(pid, 0x1000, b"x")
+    finally:
+        _libc.munmap(addr, page)
+    with pytest.raises(NoSuchProcess):
+        procfs.write_mem(_dead_pid(), 0x1000, b"x")

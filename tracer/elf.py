@@ -1,0 +1,462 @@
+"""What an ELF file says about W^X: load segments and their flags, the stack
+header, text relocations, imports, symbols -- read with pyelftools only.
+
+read_elf() parses one file; ElfCache keeps parsed files by identity (path,
+device, inode, mtime) so a file replaced on disk is read again. Any failure
+to read or parse raises ElfError (NotElfError for a file that is not ELF at
+all), never a pyelftools exception.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import os
+import stat
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cached_property
+from typing import BinaryIO
+
+from elftools.common.exceptions import ELFError
+from elftools.construct.core import ConstructError
+from elftools.elf.dynamic import DynamicSegment
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from tracer.abi import PF_W, PF_X
+from tracer.errors import EXIT_VIOLATION, TrampwatchError
+
+# pyelftools reports malformed input through its own exceptions and, on
+# hostile input, through plain Python ones from its struct and string code.
+_PARSE_ERRORS = (
+    ELFError,
+    ConstructError,
+    struct.error,
+    ValueError,
+    IndexError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    UnicodeDecodeError,
+    OverflowError,
+)
+
+_DF_TEXTREL = 0x4
+_DF_1_PIE = 0x08000000
+_ELF_MAGIC = b"\x7fELF"
+_SYMBOL_KINDS = {"STT_FUNC": "func", "STT_LOOS": "func", "STT_OBJECT": "object"}  # STT_LOOS = GNU_IFUNC
+
+
+class ElfError(TrampwatchError):
+    """A file could not be read as an ELF object.
+
+    `reason` is a short stable code ('not-elf', 'not-regular', 'unreadable',
+    'vanished', 'truncated', 'malformed', 'changed', 'io-error'); `detail` the
+    human explanation.
+    """
+
+    exit_code = EXIT_VIOLATION
+
+    def __init__(self, path: str, reason: str, detail: str):
+        self.path = path
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{path}: {detail}")
+
+
+class NotElfError(ElfError):
+    """The file is readable but is not an ELF object (or not a regular file)."""
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """The identity of a file's contents: where it lives and when it last changed."""
+
+    dev: int
+    ino: int
+    mtime_ns: int
+    size: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileKey:
+        """Return the key of a stat result."""
+        return cls(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One PT_LOAD program header. `flags` holds PF_R/PF_W/PF_X."""
+
+    vaddr: int
+    memsz: int
+    offset: int
+    filesz: int
+    flags: int
+
+    @property
+    def writable_executable(self) -> bool:
+        """True when the segment is mapped writable and executable at once."""
+        return self.flags & (PF_W | PF_X) == PF_W | PF_X
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A sized function ('func', including GNU ifuncs) or data ('object') symbol."""
+
+    name: str
+    addr: int
+    size: int
+    kind: str
+
+
+class SymbolTable:
+    """Symbols of one ELF, sorted by address for bisect lookup."""
+
+    def __init__(self, symbols: list[Symbol]):
+        # Aliases share an address: keep one per address, preferring a public
+        # spelling (no leading underscore), then the shorter name.
+        chosen: dict[int, Symbol] = {}
+        for sym in symbols:
+            old = chosen.get(sym.addr)
+            if old is None or _name_rank(sym) < _name_rank(old):
+                chosen[sym.addr] = sym
+        self.symbols: tuple[Symbol, ...] = tuple(sorted(chosen.values(), key=lambda s: s.addr))
+        self._starts = [sym.addr for sym in self.symbols]
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def lookup(self, vaddr: int) -> Symbol | None:
+        """Return the symbol whose [addr, addr+size) holds `vaddr`, or None."""
+        index = bisect.bisect_right(self._starts, vaddr) - 1
+        # A larger symbol may enclose a smaller one that starts later (a
+        # function with a local object); look back a few entries for it.
+        for sym in self.symbols[max(0, index - 3) : index + 1][::-1]:
+            if sym.addr <= vaddr < sym.addr + sym.size:
+                return sym
+        return None
+
+
+def _name_rank(sym: Symbol) -> tuple[bool, bool, int, str]:
+    return (sym.kind != "func", sym.name.startswith("_"), len(sym.name), sym.name)
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    """The W^X-relevant facts of one ELF file.
+
+    `e_type` is 'EXEC', 'DYN', 'REL' or 'CORE'; `machine` pyelftools' name
+    ('EM_X86_64', 'EM_386'); `gnu_stack_flags` the PT_GNU_STACK flags or None
+    when the header is absent; `pie` is DF_1_PIE from DT_FLAGS_1; `imports`
+    the undefined dynamic symbols.
+    """
+
+    path: str
+    key: FileKey
+    elfclass: int
+    machine: str
+    e_type: str
+    entry: int
+    segments: tuple[Segment, ...]
+    gnu_stack_flags: int | None
+    textrel: bool
+    interpreter: str | None
+    soname: str | None
+    pie: bool
+    needed: tuple[str, ...]
+    imports: frozenset[str]
+
+    @property
+    def execstack(self) -> bool | None:
+        """True/False from PT_GNU_STACK's PF_X; None when the header is absent."""
+        return None if self.gnu_stack_flags is None else bool(self.gnu_stack_flags & PF_X)
+
+    @property
+    def is_program(self) -> bool:
+        """True for a program (ET_EXEC, or a PIE: DF_1_PIE, or an interpreter
+        and no soname); False for shared libraries, which ld.so loads -- even
+        runnable ones such as libc.so.6."""
+        if self.e_type == "EXEC" or self.pie:
+            return True
+        return self.e_type == "DYN" and self.interpreter is not None and self.soname is None
+
+    @cached_property
+    def symbols(self) -> SymbolTable:
+        """The .symtab and .dynsym symbols, loaded on first use.
+        Raises ElfError (reason 'changed') if the file changed since read_elf()."""
+        return _load_symbols(self)
+
+    @property
+    def has_code(self) -> bool:
+        """False for a separate debug-info file, whose executable segments
+        have no bytes in the file (only headers copied from the real object)."""
+        return any(seg.flags & PF_X and seg.filesz for seg in self.segments)
+
+    def segment_for_offset(self, file_offset: int) -> Segment | None:
+        """Return the PT_LOAD segment whose file bytes hold `file_offset`, or None."""
+        for seg in self.segments:
+            if seg.offset <= file_offset < seg.offset + seg.filesz:
+                return seg
+        return None
+
+    def segment_for_vaddr(self, vaddr: int) -> Segment | None:
+        """Return the PT_LOAD segment whose memory image holds `vaddr`, or None."""
+        for seg in self.segments:
+            if seg.vaddr <= vaddr < seg.vaddr + seg.memsz:
+                return seg
+        return None
+
+
+def _open_regular(path: str) -> tuple[int, os.stat_result]:
+    """Open `path` read-only without blocking on a FIFO; return (fd, fstat)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        raise _os_error(path, err) from err
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotElfError(path, "not-regular", "not a regular file")
+    return fd, st
+
+
+def _os_error(path: str, err: OSError) -> ElfError:
+    reason = {
+        errno.EACCES: "unreadable",
+        errno.EPERM: "unreadable",
+        errno.ENOENT: "vanished",
+        errno.ENOTDIR: "vanished",
+    }.get(err.errno or 0, "io-error")
+    return ElfError(path, reason, f"cannot read: {os.strerror(err.errno) if err.errno else err}")
+
+
+def read_elf(path: str) -> ElfInfo:
+    """Parse the ELF file at `path` and return its ElfInfo.
+
+    Raises NotElfError when the file is not a regular file or lacks the ELF
+    magic, and ElfError for unreadable, truncated or malformed files.
+    """
+    fd, st = _open_regular(path)
+    with os.fdopen(fd, "rb") as stream:
+        try:
+            magic = stream.read(4)
+        except OSError as err:
+            raise _os_error(path, err) from err
+        if magic != _ELF_MAGIC:
+            raise NotElfError(path, "not-elf", "not an ELF file")
+        try:
+            return _parse(path, FileKey.of(st), stream)
+        except OSError as err:
+            # EINVAL is a seek to a negative offset a bogus header asked for.
+            if err.errno != errno.EINVAL:
+                raise _os_error(path, err) from err
+            raise _malformed(path, st.st_size, stream, err) from err
+        except _PARSE_ERRORS as err:
+            raise _malformed(path, st.st_size, stream, err) from err
+
+
+def _malformed(path: str, size: int, stream: BinaryIO, err: Exception) -> ElfError:
+    """Classify a parse failure: 'truncated' when the ELF header claims tables
+    past the end of the file, 'malformed' otherwise."""
+    try:
+        elf = ELFFile(stream)
+        ends = (
+            elf["e_phoff"] + elf["e_phnum"] * elf["e_phentsize"],
+            elf["e_shoff"] + elf["e_shnum"] * elf["e_shentsize"],
+        )
+    except (*_PARSE_ERRORS, OSError):
+        # Not even the ELF header parses: only a short file does that.
+        if size < 64:
+            return ElfError(path, "truncated", f"truncated ELF ({size} bytes)")
+        return ElfError(path, "malformed", f"malformed ELF: {err}")
+    if max(ends) > size:
+        return ElfError(
+            path, "truncated", f"truncated ELF: headers end at {max(ends)}, file has {size} bytes"
+        )
+    return ElfError(path, "malformed", f"malformed ELF: {err}")
+
+
+def _parse(path: str, key: FileKey, stream: BinaryIO) -> ElfInfo:
+    elf = ELFFile(stream)
+    segments = []
+    gnu_stack_flags = None
+    interp = dynamic = None
+    for seg in elf.iter_segments():
+        kind = seg["p_type"]
+        if kind == "PT_LOAD":
+            segments.append(
+                Segment(seg["p_vaddr"], seg["p_memsz"], seg["p_offset"], seg["p_filesz"], seg["p_flags"])
+            )
+        elif kind == "PT_GNU_STACK":
+            gnu_stack_flags = seg["p_flags"]
+        elif kind == "PT_INTERP":
+            interp = seg
+        elif kind == "PT_DYNAMIC":
+            dynamic = seg
+    file_end = max((seg.offset + seg.filesz for seg in segments), default=0)
+    if file_end > key.size:
+        raise ElfError(
+            path, "truncated", f"truncated ELF: segments end at {file_end}, file has {key.size} bytes"
+        )
+    if segments and not any(seg.flags & PF_X and seg.filesz for seg in segments):
+        # A separate debug-info file: its program headers are copies and the
+        # bytes they point at are something else. Read no contents from them.
+        interp = dynamic = None
+    textrel = pie = False
+    soname = None
+    needed = []
+    if dynamic is not None:
+        for tag in dynamic.iter_tags():
+            name = tag.entry.d_tag
+            if name == "DT_TEXTREL" or (name == "DT_FLAGS" and tag.entry.d_val & _DF_TEXTREL):
+                textrel = True
+            elif name == "DT_FLAGS_1" and tag.entry.d_val & _DF_1_PIE:
+                pie = True
+            elif name == "DT_NEEDED":
+                needed.append(tag.needed)
+            elif name == "DT_SONAME":
+                soname = tag.soname
+    e_type = elf["e_type"]
+    return ElfInfo(
+        path=path,
+        key=key,
+        elfclass=elf.elfclass,
+        machine=str(elf["e_machine"]),
+        e_type=e_type[3:] if isinstance(e_type, str) and e_type.startswith("ET_") else str(e_type),
+        entry=elf["e_entry"],
+        segments=tuple(segments),
+        gnu_stack_flags=gnu_stack_flags,
+        textrel=textrel,
+        interpreter=interp.get_interp_name() if interp is not None else None,
+        soname=soname,
+        pie=pie,
+        needed=tuple(needed),
+        imports=_imports(elf, dynamic) if dynamic is not None else frozenset(),
+    )
+
+
+def _imports(elf: ELFFile, dynamic: DynamicSegment) -> frozenset[str]:
+    """Names of the undefined symbols of the dynamic symbol table: .dynsym,
+    or the table DT_SYMTAB points at when the section headers are stripped."""
+    table: SymbolTableSection | DynamicSegment | None = None
+    if elf.num_sections():
+        table = next(elf.iter_sections("SHT_DYNSYM"), None)
+    elif dynamic.get_table_offset("DT_SYMTAB")[1] is not None:
+        table = dynamic
+    if table is None:
+        return frozenset()
+    return frozenset(sym.name for sym in table.iter_symbols() if sym.name and sym["st_shndx"] == "SHN_UNDEF")
+
+
+def _load_symbols(info: ElfInfo) -> SymbolTable:
+    fd, st = _open_regular(info.path)
+    with os.fdopen(fd, "rb") as stream:
+        if FileKey.of(st) != info.key:
+            raise ElfError(info.path, "changed", "file changed on disk since it was read")
+        try:
+            elf = ELFFile(stream)
+            symbols = [
+                Symbol(sym.name, sym["st_value"], sym["st_size"], _SYMBOL_KINDS[sym["st_info"]["type"]])
+                for section in elf.iter_sections()
+                if isinstance(section, SymbolTableSection)
+                for sym in section.iter_symbols()
+                if sym["st_info"]["type"] in _SYMBOL_KINDS
+                and sym["st_shndx"] != "SHN_UNDEF"
+                and sym["st_size"] > 0
+                and sym.name
+            ]
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                raise _os_error(info.path, err) from err
+            raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
+        except _PARSE_ERRORS as err:
+            raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
+    return SymbolTable(symbols)
+
+
+def map_to_vaddr(info: ElfInfo, addr: int, map_start: int, map_offset: int) -> int | None:
+    """Translate `addr`, inside a mapping of `info` that starts at `map_start`
+    with file offset `map_offset`, to the ELF's own virtual address.
+
+    Going through the file offset gives the right answer for PIE executables
+    and shared libraries (any load bias) and for fixed-address executables
+    alike. Returns None when the address lies in no PT_LOAD segment.
+    """
+    file_offset = addr - map_start + map_offset
+    seg = info.segment_for_offset(file_offset)
+    if seg is None:
+        return None
+    return seg.vaddr + (file_offset - seg.offset)
+
+
+def symbolize(info: ElfInfo, addr: int, map_start: int, map_offset: int) -> tuple[str, int] | None:
+    """Return (symbol name, offset of `addr` from the symbol's start) for an
+    address inside a mapping of `info`, or None when no sized symbol covers it.
+    Raises ElfError when the symbol tables cannot be read."""
+    vaddr = map_to_vaddr(info, addr, map_start, map_offset)
+    if vaddr is None:
+        return None
+    sym = info.symbols.lookup(vaddr)
+    if sym is None:
+        return None
+    return sym.name, vaddr - sym.addr
+
+
+def read_at_vaddr(info: ElfInfo, vaddr: int, size: int) -> bytes:
+    """Return up to `size` file bytes at the ELF virtual address `vaddr` (fewer
+    at the end of a segment's file image; b'' outside every segment).
+    Raises ElfError when the file is unreadable or changed since read_elf()."""
+    seg = next((s for s in info.segments if s.vaddr <= vaddr < s.vaddr + s.filesz), None)
+    if seg is None or size <= 0:
+        return b""
+    count = min(size, seg.vaddr + seg.filesz - vaddr)
+    fd, st = _open_regular(info.path)
+    try:
+        if FileKey.of(st) != info.key:
+            raise ElfError(info.path, "changed", "file changed on disk since it was read")
+        return os.pread(fd, count, seg.offset + (vaddr - seg.vaddr))
+    except OSError as err:
+        raise _os_error(info.path, err) from err
+    finally:
+        os.close(fd)
+
+
+class ElfCache:
+    """Parsed ELF files by (path, device, inode, mtime), least recently used
+    evicted first. Failures are remembered too, so a non-ELF or unreadable
+    file costs one stat per lookup, not one parse."""
+
+    def __init__(self, maxsize: int = 256):
+        self.maxsize = maxsize
+        self._entries: OrderedDict[tuple[str, int, int, int], ElfInfo | ElfError] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, path: str) -> ElfInfo:
+        """Return the ElfInfo of `path`, parsing it if it is new or changed.
+        Raises ElfError (or NotElfError) as read_elf() does."""
+        try:
+            st = os.stat(path)
+        except OSError as err:
+            raise _os_error(path, err) from err
+        key = (path, st.st_dev, st.st_ino, st.st_mtime_ns)
+        entry = self._entries.get(key)
+        if entry is None:
+            try:
+                entry = read_elf(path)
+            except ElfError as err:
+                entry = err
+            self._entries[key] = entry
+            if len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        if isinstance(entry, ElfError):
+            # A fresh exception each time: re-raising one instance would
+            # grow its traceback with every lookup.
+            raise type(entry)(entry.path, entry.reason, entry.detail)
+        return entry
