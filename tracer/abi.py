@@ -35,6 +35,9 @@ SYSCALLS_X86_64: dict[str, int] = {
     "execve": 59,
     "execveat": 322,
     "process_madvise": 440,
+    "open": 2,
+    "openat": 257,
+    "openat2": 437,
 }
 
 SYSCALLS_I386: dict[str, int] = {
@@ -54,6 +57,9 @@ SYSCALLS_I386: dict[str, int] = {
     "execve": 11,
     "execveat": 358,
     "process_madvise": 440,
+    "open": 5,
+    "openat": 295,
+    "openat2": 437,
 }
 
 SYSCALL_TABLES: dict[int, dict[str, int]] = {
@@ -67,6 +73,14 @@ SYSCALL_NAMES: dict[int, dict[int, str]] = {
 
 # Names as the policy language spells them (i386's mmap2 and ipc count too).
 KNOWN_SYSCALLS: frozenset[str] = frozenset(SYSCALLS_X86_64) | frozenset(SYSCALLS_I386)
+
+# Writes that bypass page protections (foreign-write): ptrace POKE requests and
+# opens of /proc/PID/mem for writing.
+PTRACE_POKETEXT = 4
+PTRACE_POKEDATA = 5
+O_ACCMODE = 0o3
+O_WRONLY = 0o1
+O_RDWR = 0o2
 
 IPC_SHMAT = 21
 IPC_SHMDT = 22

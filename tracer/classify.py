@@ -24,6 +24,9 @@ def classify(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ..
     exec_now = bool(prot & PROT_EXEC)
     write_now = bool(prot & PROT_WRITE)
 
+    if change.kind == "foreign-write":
+        return (Category.FOREIGN_WRITE,)
+
     if change.kind == "personality":
         if change.personality_set is not None and change.personality_set & READ_IMPLIES_EXEC:
             found.add(Category.READ_IMPLIES_EXEC)

@@ -48,7 +48,9 @@ class MemCall:
     `args` are the raw register values (i386 calls already widened), `ip`/`sp`
     the thread's registers at the stop and `stack` the bytes at `sp`, kept for
     attribution. `fd_object` is the object behind an mmap's descriptor and
-    `object_size` the size of a System V segment being attached. Sources
+    `object_size` the size of a System V segment being attached; `target`
+    and `path` name the process whose memory a foreign write (an open of
+    /proc/PID/mem for writing, a ptrace POKE) reaches. Sources
     normalise multiplexed and legacy calls (i386 ipc(2) shmat, old_mmap's
     argument block) into the plain call's name and argument order.
     """
@@ -64,6 +66,8 @@ class MemCall:
     stack: bytes = b""
     fd_object: FdObject | None = None
     object_size: int | None = None
+    target: int | None = None
+    path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,12 +148,13 @@ class Judge:
 
     # --- everything else ---------------------------------------------------------------
 
-    def event(self, event: Event) -> None:
-        """Feed a non-call event to the model (and report exec-time findings)."""
+    def event(self, event: Event) -> Decision | None:
+        """Feed a non-call event to the model (and report exec-time findings);
+        return the policy's decision on a new program, None otherwise."""
         if isinstance(event, MemReturn):
             self.call_returned(event)
         elif isinstance(event, ExecEvent):
-            self._exec(event)
+            return self._exec(event)
         elif isinstance(event, ForkEvent):
             self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
         elif isinstance(event, ExitEvent):
@@ -163,6 +164,7 @@ class Judge:
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
             self._trampfd(event)
+        return None
 
     def _trampfd(self, event: TrampfdEvent) -> None:
         """Judge a trampfd create/map/invoke like any W^X event."""
@@ -188,11 +190,11 @@ class Judge:
             decision=decision, verdict=VERDICTS[(self.mode, decision.action)], caller=caller,
         ))
 
-    def _exec(self, event: ExecEvent) -> None:
+    def _exec(self, event: ExecEvent) -> Decision | None:
         process = self.model.exec(event)
         categories = classify_exec(event)
         if not categories:
-            return
+            return None
         facts = Facts(
             categories=categories, syscall=EXEC_PSEUDO_SYSCALL, exe=event.process.exe,
             comm=event.process.comm, uid=event.process.uid, backing_kind="stack",
@@ -207,10 +209,12 @@ class Judge:
             args=(), result=0, addr=stack.start if stack else 0,
             length=(stack.end - stack.start) if stack else 0, prot=stack.prot if stack else 0,
             prev_prot=None, backing=stack.backing if stack else ANON_BACKING,
-            categories=categories, decision=decision, verdict=VERDICTS[(self.mode, decision.action)],
+            categories=categories, decision=decision,
+            verdict=VERDICTS[(self.mode, _at_exec(decision.action))],
             caller=Caller(0, event.process.exe, None, 0),
         )
         self._emit(judgement)
+        return decision
 
     def _emit(self, judgement: Judgement) -> None:
         self.stats.judged += 1
@@ -223,6 +227,11 @@ class Judge:
         for output in self.outputs:
             output.close(self.stats)
         return self.stats
+
+
+def _at_exec(action: Action) -> Action:
+    """What an action becomes at exec time, where no call can be refused."""
+    return Action.KILL if action is Action.DENY else action
 
 
 def _with_result(judgement: Judgement, result: int, addr: int) -> Judgement:
@@ -246,9 +255,12 @@ class PtraceSink(TraceSink):
             return CallReply(deny_errno=decision.errno)
         return ALLOW_WITH_RESULT
 
-    def on_event(self, event: Event) -> None:
-        """Pass every other event to the judge."""
-        self.judge.event(event)
+    def on_event(self, event: Event) -> bool:
+        """Pass every other event to the judge; in enforce mode a new program
+        the policy denies or kills is killed (an exec cannot be refused)."""
+        decision = self.judge.event(event)
+        return (decision is not None and self.judge.mode == "enforce"
+                and decision.action in (Action.DENY, Action.KILL))
 
 
 def trace_attached(judge: Judge, pid: int) -> int | None:

@@ -516,6 +516,20 @@ class ShadowModel:
         return Change(call.syscall, "personality", 0, 0, 0, ANON_BACKING, False, False,
                       personality_set=persona, read_implies_exec=bool(persona & READ_IMPLIES_EXEC))
 
+    def _plan_foreign_write(self, process: Process, call: MemCall) -> Change | None:
+        if call.target is None:
+            return None
+        target = self.processes.get(call.target)
+        if call.syscall == "ptrace":
+            addr = call.args[2]
+            region = target.space.find(addr) if target else None
+            if region is not None and not region.prot & PROT_EXEC:
+                return None  # a POKE into data: no code is written
+            backing = region.backing if region else Backing(SPECIAL, None)
+            prot = region.prot if region else PROT_EXEC
+            return Change(call.syscall, "foreign-write", addr, addr + 8, prot, backing, False, False)
+        return Change(call.syscall, "foreign-write", 0, 0, 0, Backing(SPECIAL, call.path), False, False)
+
     # --- appliers ------------------------------------------------------------------
 
     def _apply_mmap(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
@@ -609,6 +623,10 @@ class ShadowModel:
 
 
 _PLANNERS = {
+    "open": ShadowModel._plan_foreign_write,
+    "openat": ShadowModel._plan_foreign_write,
+    "openat2": ShadowModel._plan_foreign_write,
+    "ptrace": ShadowModel._plan_foreign_write,
     "mmap": ShadowModel._plan_mmap,
     "mmap2": ShadowModel._plan_mmap,
     "mprotect": ShadowModel._plan_mprotect,

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import re
 import signal
 import struct
 import time
@@ -82,8 +83,10 @@ class TraceSink(Protocol):
     def on_call(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
         """Judge a call at entry; `peek(addr, size)` reads the stopped thread's memory."""
 
-    def on_event(self, event: Event) -> None:
-        """Record any other event (MemReturn, exec, fork, exit, attach)."""
+    def on_event(self, event: Event) -> bool:
+        """Record any other event (MemReturn, exec, fork, exit, attach);
+        True asks the source to kill the process now (at an exec stop: the
+        new program never runs an instruction)."""
 
 
 @dataclass(frozen=True)
@@ -405,7 +408,12 @@ class PtraceSource:
             task.pending = None
             self._resume(task)
             return
-        if name == "mmap" or name == "mmap2":
+        if name in _FOREIGN_WRITE_CALLS:
+            call = _foreign_write_target(call)
+            if call is None:
+                self._resume(task)
+                return
+        elif name == "mmap" or name == "mmap2":
             call = _with_fd_object(call)
         elif name == "shmat":
             call = _with_segment_size(call)
@@ -524,8 +532,9 @@ class PtraceSource:
             return
         procfs.close_mem(task.tid)
         execstack = _elf_execstack(info.exe)
-        self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona,
-                                     former_pid=None))
+        if self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(task.pid, signal.SIGKILL)
         self._resume(task)
 
     def _gone(self, tid: int, status: int) -> None:
@@ -578,6 +587,65 @@ def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | No
             return _replace(call, syscall="shmdt", args=(call.args[4],))
         return None
     return call
+
+
+_FOREIGN_WRITE_CALLS = frozenset({"open", "openat", "openat2", "ptrace"})
+_PROC_MEM = re.compile(r"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/mem")
+_AT_FDCWD = -100
+_PATH_MAX_READ = 256
+
+
+def _foreign_write_target(call: MemCall) -> MemCall | None:
+    """For an open of /proc/PID/mem for writing, or a ptrace POKE, return the
+    call with `target` set to the process whose memory it writes; None for
+    every other open or ptrace request (they go on untouched)."""
+    if call.syscall == "ptrace":
+        request = call.args[0] & 0xFFFFFFFF
+        if request not in (abi.PTRACE_POKETEXT, abi.PTRACE_POKEDATA):
+            return None
+        return _replace(call, target=call.args[1] & 0xFFFFFFFF)
+    if call.syscall == "open":
+        dirfd, path_addr, flags = _AT_FDCWD, call.args[0], call.args[1]
+    elif call.syscall == "openat":
+        dirfd, path_addr, flags = call.args[0], call.args[1], call.args[2]
+    else:  # openat2: flags live in struct open_how
+        how = procfs_read(call.tid, call.args[2], 8)
+        if len(how) != 8:
+            return None
+        dirfd, path_addr, flags = call.args[0], call.args[1], struct.unpack("<Q", how)[0]
+    if flags & abi.O_ACCMODE not in (abi.O_WRONLY, abi.O_RDWR):
+        return None
+    raw = procfs_read(call.tid, path_addr, _PATH_MAX_READ)
+    path = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    if not path.startswith("/"):
+        dirfd = dirfd - (1 << 32) if dirfd >= (1 << 31) and dirfd < (1 << 32) else dirfd
+        base = _directory_of(call.tid, dirfd)
+        if base is None:
+            return None
+        path = os.path.normpath(os.path.join(base, path))
+    match = _PROC_MEM.fullmatch(path)
+    if match is None:
+        return None
+    who = match.group(1)
+    target = call.pid if who in ("self", "thread-self") else int(who)
+    return _replace(call, target=target, path=path)
+
+
+def _directory_of(tid: int, dirfd: int) -> str | None:
+    """The directory a relative path is resolved against (None if unknown)."""
+    link = f"/proc/{tid}/cwd" if dirfd == _AT_FDCWD else f"/proc/{tid}/fd/{dirfd}"
+    try:
+        return os.readlink(link)
+    except OSError:
+        return None
+
+
+def procfs_read(tid: int, addr: int, size: int) -> bytes:
+    """Read tracee memory, b'' when it is not there."""
+    try:
+        return procfs.read_mem(tid, addr, size)
+    except TraceError:
+        return b""
 
 
 def _ipc_shmat_address(peek: Callable[[int, int], bytes], call: MemCall, rval: int) -> int:

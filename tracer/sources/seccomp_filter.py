@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 import seccomp
 
+from ..abi import O_ACCMODE, O_RDWR, O_WRONLY
 from ..errors import CapabilityMissing
 
 # Syscalls the shadow model needs to see, by name on any ABI.
 MODEL_SYSCALLS: tuple[str, ...] = (
     "mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk",
     "shmat", "shmdt", "ipc", "memfd_create", "personality", "execve", "execveat",
+    "ptrace", "openat2",
 )
 
 _EXTRA_ARCHES = (seccomp.Arch.X86, seccomp.Arch.X32)
@@ -45,10 +47,20 @@ class TrapRule:
         return (seccomp.Arg(self.arg, seccomp.MASKED_EQ, self.mask, self.equals),)
 
 
+# Opens for writing only (a read-only open cannot write code): candidates for
+# a write through /proc/PID/mem. openat2 keeps its flags in a struct: all stop.
+FOREIGN_WRITE_RULES: tuple[TrapRule, ...] = tuple(
+    TrapRule(name, arg, mask=O_ACCMODE, equals=mode)
+    for name, arg in (("open", 1), ("openat", 2))
+    for mode in (O_WRONLY, O_RDWR)
+)
+
+
 def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
                  extra: Iterable[TrapRule] = ()) -> seccomp.SyscallFilter:
     """Return a filter that traps `syscalls` to the tracer (SECCOMP_RET_TRACE)
-    on every x86 ABI and allows everything else.
+    on every x86 ABI, plus opens for writing (foreign-write candidates) and
+    the `extra` rules, and allows everything else.
 
     libseccomp maps each name onto every ABI that has it (i386's shmat both
     as the direct call and through ipc(2)); names an ABI lacks, like mmap2 on
@@ -62,7 +74,7 @@ def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
         flt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
         for name in syscalls:
             flt.add_rule(seccomp.TRACE(0), name)
-        for rule in extra:
+        for rule in (*FOREIGN_WRITE_RULES, *extra):
             flt.add_rule(seccomp.TRACE(0), rule.syscall, *rule.conditions())
     except (OSError, RuntimeError, ValueError) as err:
         raise CapabilityMissing("seccomp", f"libseccomp could not build the filter: {err}",
