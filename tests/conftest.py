@@ -54,6 +54,8 @@ BUILDS: dict[str, Build] = {
     "execstack": Build(flags=("-Wl,-z,execstack", "-Wl,--no-warn-execstack")),
     "fork_tree": Build(needs=("wx_map",)),
     "i386_noheader": Build(m32=True, drop_gnu_stack=True),
+    # x86-64 exec clears READ_IMPLIES_EXEC; an i386 image keeps an inherited one.
+    "rie_reexec": Build(m32=True),
     "thread_second": Build(flags=("-pthread",)),
     "threads_flood": Build(flags=("-pthread",)),
 }

@@ -42,6 +42,7 @@ class Truth:
     dones: DONE lines expected (a child that execs another program adds one).
     mdwe_killed_by: the signal that kills the program under MDWE before it
         prints anything, if it never gets to run.
+    errors: (label, errno name) of STEPs that fail natively too.
     """
 
     ran: tuple[str, ...] = ()
@@ -50,6 +51,7 @@ class Truth:
     args: tuple[str, ...] = ()
     dones: int = 1
     mdwe_killed_by: signal.Signals | None = None
+    errors: tuple[tuple[str, str], ...] = ()
 
 
 TRUTH: dict[str, Truth] = {
@@ -94,6 +96,15 @@ TRUTH: dict[str, Truth] = {
     # MDWE its execve fails (EACCES) past the point of no return and the
     # kernel kills it with SIGSEGV before it prints anything.
     "i386_noheader": Truth(ran=("heap_call",), mdwe_killed_by=signal.SIGSEGV),
+    # An inherited READ_IMPLIES_EXEC survives the exec of an i386 image (the
+    # re-executed child's read+write mmap is executable).
+    # The re-exec itself then dies like i386_noheader: MDWE refuses the image.
+    "rie_reexec": Truth(ran=("child_call",), mdwe_killed_by=signal.SIGSEGV),
+    "shared_fork_alias": Truth(ran=("parent_call",), mdwe_ran=("parent_call",)),
+    "procmem_child": Truth(ran=("child_patched_call",), mdwe_ran=("child_patched_call",)),
+    "own_seccomp": Truth(ran=("wx_call",), refused=("wx_mmap",)),
+    # The parent is not the child's tracer: the kernel refuses the POKE (ESRCH).
+    "poke_attempt": Truth(errors=(("child_poketext", "ESRCH"),)),
     # Load and process-handling programs.
     "mprotect_flood": Truth(args=("200",)),
     "threads_flood": Truth(args=("4", "50")),
@@ -131,7 +142,7 @@ def test_native(name: str, build_program: ProgramBuilder) -> None:
     proc, out = run(build_program(name), *truth.args)
     assert proc.returncode == 0, proc.stderr
     assert out is not None
-    assert out.failed() == {}
+    assert out.failed() == dict(truth.errors)
     assert set(out.ran) == set(truth.ran)
     assert out.done == truth.dones
 
@@ -142,11 +153,11 @@ def test_under_mdwe(name: str, build_program: ProgramBuilder, mdwe: Path) -> Non
     proc, out = run(build_program(name), *truth.args, wrapper=mdwe)
     if truth.mdwe_killed_by is not None:
         assert proc.returncode == -truth.mdwe_killed_by
-        assert out is None
+        assert out is None or (set(out.ran) == set(truth.mdwe_ran) and out.failed() == {})
         return
     assert proc.returncode == 0, proc.stderr
     assert out is not None
-    assert out.failed() == dict.fromkeys(truth.refused, "EACCES")
+    assert out.failed() == dict(truth.errors) | dict.fromkeys(truth.refused, "EACCES")
     assert set(out.ran) == set(truth.mdwe_ran)
     assert out.done == truth.dones
 

@@ -118,11 +118,13 @@ def judge_options(func: Callable) -> Callable:
               help="Serve the trampfd syscall (docs/trampfd.md) for COMMAND: trampolines without W+X memory.")
 @click.option("--trampfd-nr", type=click.IntRange(0, 1023), default=440, show_default=True,
               help="The syscall number programs use for trampfd (440 is process_madvise: see the docs).")
+@click.option("--kernel-mdwe", is_flag=True,
+              help="Also apply the kernel's PR_SET_MDWE to COMMAND before exec (defense in depth).")
 @click.option("--trace-trampolines", is_flag=True,
               help="Report every trampoline invocation (with --emulate-trampfd).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(policy_name: str, mode: str | None, json_path: str | None, output: str | None, summary: bool,
-        all_calls: bool, emulate_trampfd: bool, trampfd_nr: int, trace_trampolines: bool,
+        all_calls: bool, emulate_trampfd: bool, trampfd_nr: int, kernel_mdwe: bool, trace_trampolines: bool,
         command: tuple[str, ...]) -> None:
     """Run COMMAND under the tracer and report every W^X event.
 
@@ -141,7 +143,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 from .actions.emulate import TrampfdEmulator
 
                 handler = TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event)
-            prepare = _child_setup(kernel_mdwe=False, extra=handler.trap_rules() if handler else ())
+            prepare = _child_setup(kernel_mdwe, extra=handler.trap_rules() if handler else ())
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:

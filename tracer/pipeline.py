@@ -9,8 +9,9 @@ can be enforced before the call runs) and everything else as events.
 from __future__ import annotations
 
 import signal
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .abi import prot_names
@@ -43,6 +44,7 @@ class RunStats:
     """Counts over a whole run, for the summary."""
 
     calls: int = 0
+    calls_by_syscall: Counter[str] = field(default_factory=Counter)
     judged: int = 0
     exit_status: int | None = None
     lost: int = 0
@@ -73,6 +75,7 @@ class Judge:
         self.attributor = Attributor()
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
+        self.finished = False
 
     # --- calls ---------------------------------------------------------------------
 
@@ -80,6 +83,7 @@ class Judge:
         """Judge a call at entry; return the decision when the policy judged
         it (a W^X event, or a call a category-free rule matched), else None."""
         self.stats.calls += 1
+        self.stats.calls_by_syscall[call.syscall] += 1
         change = self.model.plan(call)
         judgement = None
         if change is not None:
@@ -222,7 +226,10 @@ class Judge:
             output.emit(judgement)
 
     def finish(self, exit_status: int | None) -> RunStats:
-        """Close every output with the run's statistics; return them."""
+        """Close every output with the run's statistics (once); return them."""
+        if self.finished:
+            return self.stats
+        self.finished = True
         self.stats.exit_status = exit_status
         for output in self.outputs:
             output.close(self.stats)
@@ -292,6 +299,37 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
     """
     source = PtraceSource(PtraceSink(judge), exit_kill=True, handler=handler)
     source.spawn(argv, prepare_child)
-    status = source.run()
+
+    def on_terminate(signum: int, frame: object) -> None:
+        # enforce fails closed: the tree dies with us. audit cannot detach (the
+        # filter would break the program), so it stops judging and reporting,
+        # writes the summary now and only passes stops through until the end.
+        if judge.mode == "enforce":
+            source.kill_all()
+        elif not judge.finished:
+            source.sink = PASS_THROUGH
+            judge.stats.stops = source.stops
+            judge.finish(None)
+
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        status = source.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     judge.stats.stops = source.stops
     return status
+
+
+class _PassThrough(TraceSink):
+    """A sink that judges nothing: every call goes on, no exit stop asked."""
+
+    def on_call(self, call: MemCall, peek: Peek) -> CallReply:
+        """Let the call run unobserved."""
+        return CallReply(want_exit=False)
+
+    def on_event(self, event: Event) -> bool:
+        """Ignore the event."""
+        return False
+
+
+PASS_THROUGH = _PassThrough()

@@ -66,6 +66,7 @@ class JsonLinesOutput:
             "type": "summary",
             "schema": SCHEMA_VERSION,
             "calls": stats.calls,
+            "calls_by_syscall": dict(stats.calls_by_syscall),
             "events": stats.judged,
             "stops": stats.stops,
             "lost": stats.lost,

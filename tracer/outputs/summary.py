@@ -43,6 +43,9 @@ class Summary:
             f"  memory calls seen: {stats.calls}   W^X events: {self.events}   "
             f"tracer stops: {stats.stops}   lost: {stats.lost}"
         )
+        if stats.calls_by_syscall:
+            lines.append("  by syscall: " + ", ".join(
+                f"{name} {count}" for name, count in sorted(stats.calls_by_syscall.items())))
         if stats.exit_status is not None:
             lines.append(f"  program exit: {describe_status(stats.exit_status)}")
         if self.events:

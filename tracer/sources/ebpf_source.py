@@ -550,8 +550,9 @@ def try_send_signal() -> tuple[bool, str]:
     Returns (ok, detail).
     """
     try:
-        bpf = load_program(BPF_DIR / "probe_send_signal.bpf.c", [f"-DWX_PROBE_PID={_PROBE_PID}"],
-                           "bpf_send_signal probe")
+        bpf = load_program(
+            BPF_DIR / "probe_send_signal.bpf.c", [f"-DWX_PROBE_PID={_PROBE_PID}"], "bpf_send_signal probe"
+        )
     except CapabilityMissing as err:
         return False, err.reason
     try:
@@ -693,18 +694,20 @@ class EbpfSource:
         Raises NoSuchProcess for a pid that does not exist, TrampwatchError /
         CapabilityMissing for a bad cgroup.
         """
+        # Resolve everything first: a bad entry must leave the sets untouched.
+        updates: list[tuple[str, list[Any], Filter]] = []
         if pids is not None:
             missing = [pid for pid in pids if not Path(f"/proc/{pid}").is_dir()]
             if missing:
                 raise NoSuchProcess("no such process to monitor", pid=missing[0])
             wanted = set(pids)
-            self._replace_set("sel_pids", sorted(wanted | _descendants(wanted)), Filter.PIDS, bool(pids))
+            updates.append(("sel_pids", sorted(wanted | _descendants(wanted)), Filter.PIDS))
         if comms is not None:
-            keys = [name.encode()[: COMM_LEN - 1] for name in comms]
-            self._replace_set("sel_comms", keys, Filter.COMMS, bool(comms))
+            updates.append(("sel_comms", [name.encode()[: COMM_LEN - 1] for name in comms], Filter.COMMS))
         if cgroups is not None:
-            ids = [cgroup_id(spec) for spec in cgroups]
-            self._replace_set("sel_cgroups", ids, Filter.CGROUPS, bool(cgroups))
+            updates.append(("sel_cgroups", [cgroup_id(spec) for spec in cgroups], Filter.CGROUPS))
+        for name, keys, bit in updates:
+            self._replace_set(name, keys, bit)
         self._write_config()
 
     def set_kill_rules(self, rules: tuple[KillRule, ...], enforce: bool) -> None:
@@ -724,12 +727,13 @@ class EbpfSource:
         self._enforce = enforce
         self._write_config()
 
-    def _replace_set(self, name: str, keys: list[Any], bit: Filter, active: bool) -> None:
+    def _replace_set(self, name: str, keys: list[Any], bit: Filter) -> None:
+        """Make map `name` hold exactly `keys`; an empty set turns its filter off."""
         table = self._bpf[name.encode()]
         table.clear()
         for key in keys:
             table[table.Key(key)] = table.Leaf(1)
-        self._filters = self._filters | bit if active else self._filters & ~bit
+        self._filters = self._filters | bit if keys else self._filters & ~bit
 
     def _write_config(self) -> None:
         table = self._bpf[b"config"]
@@ -805,7 +809,12 @@ class EbpfSource:
         if arch == "i386" and not -4096 < result < 0:
             result &= 0xFFFFFFFF
         call = MemCall(
-            ts, rec.tgid, rec.tid, name, arch, args,
+            ts,
+            rec.tgid,
+            rec.tid,
+            name,
+            arch,
+            args,
             fd_object=self._fd_object(rec, args) if rec.flags & RecordFlag.OBJECT else None,
             object_size=_segment_size(name, args),
         )

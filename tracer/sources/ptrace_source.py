@@ -15,6 +15,7 @@ import errno
 import os
 import re
 import signal
+import stat
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -276,6 +277,12 @@ class PtraceSource:
                             tuple(sorted(seen)))
         self.sink.on_event(event)
         return event
+
+    def kill_all(self) -> None:
+        """SIGKILL every traced process (fail closed); the loop then reaps them."""
+        for pid in {task.pid for task in self.tasks.values()}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def detach_all(self) -> None:
         """Leave every thread running as it was (Ctrl-C on attach/audit)."""
@@ -701,12 +708,23 @@ def resolve_command(name: str) -> str:
             continue
         if os.path.exists(path):
             if os.access(path, os.X_OK):
+                _refuse_unfollowable(name, path)
                 return path
             found_not_exec = found_not_exec or path
     if found_not_exec:
         what = "is a directory" if os.path.isdir(found_not_exec) else "permission denied (not executable)"
         raise CommandError(name, what, 126)
     raise CommandError(name, "command not found", 127)
+
+
+def _refuse_unfollowable(name: str, path: str) -> None:
+    """A set-user/group-ID program cannot be followed by an unprivileged
+    tracer: the kernel would run it without its privileges. Refuse it
+    (exit 126) rather than trace something other than what it is."""
+    mode = os.stat(path).st_mode
+    if mode & (stat.S_ISUID | stat.S_ISGID) and os.geteuid() != 0:
+        raise CommandError(name, "is set-user/group-ID: ptrace cannot follow it without privileges "
+                           "(the kernel would drop them); run trampwatch as root", 126)
 
 
 def _exec_child(path: str, argv: list[str], prepare_child: Callable[[], None]) -> None:

@@ -1,0 +1,617 @@
+"""Tests of the eBPF source against the real kernel: real BPF programs,
+real compiled C programs, no mocks.
+
+The C program (CASES_C) waits for one byte on stdin before doing its W^X
+pattern, so the test can select its pid first. Skips only when the kernel
+side cannot load at all (CapabilityMissing names what is missing).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tracer import abi
+from tracer.categories import Category
+from tracer.errors import CapabilityMissing, NoSuchProcess, TrampwatchError
+from tracer.events import Event, ExecEvent, ExitEvent, ForkEvent, KernelKill, MemCall, MemReturn
+from tracer.sources import ebpf_source, procfs
+from tracer.sources.ebpf_source import EbpfConfig, EbpfSource, KillRule
+
+CASES_C = r"""/* Test program for tests/test_ebpf_source.py: one W^X pattern per mode. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const unsigned char CODE[] = {0xb8, 0x2a, 0x00, 0x00, 0x00, 0xc3}; /* mov eax, 42; ret */
+
+static void *must_map(int prot, int flags, int fd)
+{
+	void *p = mmap(NULL, 4096, prot, flags, fd, 0);
+	if (p == MAP_FAILED) { perror("mmap"); exit(2); }
+	return p;
+}
+
+static void run_code(void *page)
+{
+	memcpy(page, CODE, sizeof(CODE));
+	int (*fn)(void) = (int (*)(void))page;
+	printf("RAN %d\n", fn());
+}
+
+int main(int argc, char **argv)
+{
+	char go;
+	const char *mode = argc > 1 ? argv[1] : "";
+	long count = argc > 2 ? atol(argv[2]) : 0;
+
+	/* Wait until the test has selected this pid. */
+	if (read(0, &go, 1) != 1)
+		return 3;
+	if (!strcmp(mode, "rwx")) {
+		run_code(must_map(PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1));
+	} else if (!strcmp(mode, "rw_rx")) {
+		void *p = must_map(PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		memcpy(p, CODE, sizeof(CODE));
+		if (mprotect(p, 4096, PROT_READ | PROT_EXEC)) return 2;
+		printf("RAN %d\n", ((int (*)(void))p)());
+	} else if (!strcmp(mode, "memfd")) {
+		int fd = memfd_create("twtest", 0);
+		if (fd < 0 || ftruncate(fd, 4096)) return 2;
+		void *w = must_map(PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		void *x = must_map(PROT_READ | PROT_EXEC, MAP_SHARED, fd);
+		memcpy(w, CODE, sizeof(CODE));
+		printf("RAN %d\n", ((int (*)(void))x)());
+	} else if (!strcmp(mode, "flood")) {
+		/* count x (RW <-> R) on one page; then one RX as the control. */
+		char *p = must_map(PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		for (long i = 0; i < count; i++)
+			mprotect(p, 4096, (i & 1) ? PROT_READ | PROT_WRITE : PROT_READ);
+		mprotect(p, 4096, PROT_READ | PROT_EXEC);
+	} else if (!strcmp(mode, "xflood")) {
+		/* count mprotects that all ask for exec: each one crosses. */
+		char *p = must_map(PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		for (long i = 0; i < count; i++)
+			mprotect(p, 4096, (i & 1) ? PROT_READ | PROT_WRITE | PROT_EXEC : PROT_READ | PROT_EXEC);
+	} else if (!strcmp(mode, "history")) {
+		/* After an RWX mapping, even a plain mprotect crosses. */
+		must_map(PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		void *p = must_map(PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		mprotect(p, 4096, PROT_READ);
+	} else if (!strcmp(mode, "fork")) {
+		pid_t child = fork();
+		if (child == 0) {
+			must_map(PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+			_exit(0);
+		}
+		waitpid(child, NULL, 0);
+		printf("CHILD %d\n", child);
+	} else if (!strcmp(mode, "rie")) {
+		personality(READ_IMPLIES_EXEC);
+		if (sbrk(65536) == (void *)-1) return 2;
+	} else if (!strcmp(mode, "shm")) {
+		int id = shmget(IPC_PRIVATE, 8192, IPC_CREAT | 0600);
+		void *p = shmat(id, NULL, SHM_EXEC);
+		shmctl(id, IPC_RMID, NULL);
+		if (p == (void *)-1) return 2;
+		printf("SHM %d %p\n", id, p);
+#ifdef __x86_64__
+	} else if (!strcmp(mode, "int80")) {
+		/* A 64-bit program making an i386 mprotect through int 0x80. */
+		void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+		long ret, nr = 125; /* i386 mprotect */
+		__asm__ volatile("int $0x80" : "=a"(ret)
+			: "a"(nr), "b"(p), "c"(4096), "d"(PROT_READ | PROT_EXEC) : "memory");
+		printf("INT80 %p %ld\n", p, ret);
+#endif
+	} else {
+		return 4;
+	}
+	fflush(stdout);
+	return 0;
+}
+"""
+
+# Prints, for every field and constant of wx_record.h, "name value".
+LAYOUT_C = r"""
+#include <stddef.h>
+#include <stdio.h>
+#include "wx_record.h"
+#define FIELD(s, f) printf("%s.%s %zu\n", #s, #f, offsetof(struct s, f))
+#define CONST(c) printf("%s %lld\n", #c, (long long)(c))
+int main(void)
+{
+	FIELD(wx_record, ts); FIELD(wx_record, args); FIELD(wx_record, ret);
+	FIELD(wx_record, cgroup); FIELD(wx_record, obj_ino); FIELD(wx_record, obj_dev);
+	FIELD(wx_record, obj_nlink); FIELD(wx_record, kind); FIELD(wx_record, tgid);
+	FIELD(wx_record, tid); FIELD(wx_record, uid); FIELD(wx_record, arch); FIELD(wx_record, nr);
+	FIELD(wx_record, flags); FIELD(wx_record, personality); FIELD(wx_record, kill_rule);
+	FIELD(wx_record, comm); FIELD(wx_record, obj_name);
+	FIELD(wx_exec_record, rec); FIELD(wx_exec_record, filename);
+	printf("sizeof.wx_record %zu\n", sizeof(struct wx_record));
+	printf("sizeof.wx_exec_record %zu\n", sizeof(struct wx_exec_record));
+	CONST(WX_COMM_LEN); CONST(WX_PATH_LEN); CONST(WX_NAME_LEN); CONST(WX_MAX_KILL_RULES);
+	CONST(WX_KIND_SYSCALL); CONST(WX_KIND_EXEC); CONST(WX_KIND_FORK); CONST(WX_KIND_EXIT);
+	CONST(WX_SYS_NONE); CONST(WX_SYS_MMAP); CONST(WX_SYS_MPROTECT); CONST(WX_SYS_PKEY_MPROTECT);
+	CONST(WX_SYS_MREMAP); CONST(WX_SYS_MUNMAP); CONST(WX_SYS_BRK); CONST(WX_SYS_SHMAT);
+	CONST(WX_SYS_SHMDT); CONST(WX_SYS_MEMFD_CREATE); CONST(WX_SYS_PERSONALITY);
+	CONST(WX_F_KILLED); CONST(WX_F_ARGS_FAULT); CONST(WX_F_THREAD); CONST(WX_F_SHARES_VM);
+	CONST(WX_F_GROUP_DEAD); CONST(WX_F_OBJECT);
+	CONST(WX_FILTER_PIDS); CONST(WX_FILTER_COMMS); CONST(WX_FILTER_CGROUPS);
+	CONST(WX_LOST_RINGBUF); CONST(WX_LOST_PENDING); CONST(WX_LOST_SLOTS);
+	return 0;
+}
+"""
+
+MAX_POLLS = 150  # 150 x 200 ms: a guard against hanging, not a timing assertion
+WX = int(abi.Prot.WRITE | abi.Prot.EXEC)
+
+
+def _compile(source: str, out: Path, *flags: str) -> Path | str:
+    """Build `source` into `out`; return the binary, or gcc's complaint."""
+    src = out.with_suffix(".c")
+    src.write_text(source)
+    result = subprocess.run(
+        ["gcc", "-O1", "-Wall", "-Wextra", *flags, "-o", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out if result.returncode == 0 else result.stderr.strip()
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The cases program, 64-bit and i386 (skipped where gcc -m32 cannot link)."""
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is not on PATH (run scripts/setup)")
+    tmp = tmp_path_factory.mktemp("ebpf")
+    built = {"x86_64": _compile(CASES_C, tmp / "cases64"), "i386": _compile(CASES_C, tmp / "cases32", "-m32")}
+    if isinstance(built["x86_64"], str):
+        pytest.fail(f"the test program does not build: {built['x86_64']}")
+    return built
+
+
+def _i386(programs: dict[str, Path | str]) -> Path:
+    if isinstance(programs["i386"], str):
+        pytest.skip(f"gcc -m32 cannot build i386 programs (gcc-multilib missing?): {programs['i386']}")
+    return programs["i386"]
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[EbpfSource]:
+    """One attached source for the module; each test sets its own filters."""
+    try:
+        src = EbpfSource(EbpfConfig(pids=(os.getpid(),)))
+    except CapabilityMissing as err:
+        pytest.skip(f"the eBPF source cannot load here: {err}")
+    yield src
+    src.close()
+
+
+@dataclass
+class Run:
+    pid: int
+    returncode: int
+    stdout: str
+    events: list[Event]
+
+    def calls(self, syscall: str | None = None, pid: int | None = None) -> list[MemReturn]:
+        """The MemReturns of `pid` (default: the run's), optionally of one syscall."""
+        want = self.pid if pid is None else pid
+        return [
+            e
+            for e in self.events
+            if isinstance(e, MemReturn) and e.call.pid == want and syscall in (None, e.call.syscall)
+        ]
+
+
+def _drain_until_exit(src: EbpfSource, pid: int) -> list[Event]:
+    """Poll until the process exit record of `pid` arrives; return all events."""
+    events: list[Event] = []
+    for _ in range(MAX_POLLS):
+        events += src.poll(200)
+        if any(isinstance(e, ExitEvent) and e.pid == pid and e.status is not None for e in events):
+            return events
+    pytest.fail(f"no exit record for pid {pid} after {MAX_POLLS} polls (lost={src.lost()})")
+
+
+def _start(argv: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen[str]) -> str:
+    out, _ = proc.communicate("g")
+    return out
+
+
+def run_selected(src: EbpfSource, argv: list[str], **filters: tuple) -> Run:
+    """Start argv, select it (by pid unless filters are given), let it run,
+    and collect events until it has exited."""
+    proc = _start(argv)
+    src.set_filters(**(filters or {"pids": (proc.pid,), "comms": (), "cgroups": ()}))
+    out = _finish(proc)
+    return Run(proc.pid, proc.returncode, out, _drain_until_exit(src, proc.pid))
+
+
+def run_unselected(argv: list[str]) -> int:
+    """Run argv to its end (selection is the caller's business); return its pid."""
+    proc = _start(argv)
+    _finish(proc)
+    assert proc.returncode == 0, f"{argv} exited {proc.returncode}"
+    return proc.pid
+
+
+# --- the record layout ------------------------------------------------------------
+
+
+def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
+    binary = _compile(LAYOUT_C, tmp_path / "layout", f"-I{ebpf_source.BPF_DIR}")
+    assert isinstance(binary, Path), binary
+    c_view = dict(
+        line.split()
+        for line in subprocess.run(
+            [str(binary)], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    )
+    c_view = {name: int(value) for name, value in c_view.items()}
+
+    py_view = {
+        f"wx_record.{name}": getattr(ebpf_source.Record, name).offset
+        for name, _ in ebpf_source.Record._fields_
+    }
+    py_view |= {
+        f"wx_exec_record.{name}": getattr(ebpf_source.ExecRecord, name).offset
+        for name, _ in ebpf_source.ExecRecord._fields_
+    }
+    py_view["sizeof.wx_record"] = ctypes.sizeof(ebpf_source.Record)
+    py_view["sizeof.wx_exec_record"] = ctypes.sizeof(ebpf_source.ExecRecord)
+    py_view |= {
+        "WX_COMM_LEN": ebpf_source.COMM_LEN,
+        "WX_PATH_LEN": ebpf_source.PATH_LEN,
+        "WX_NAME_LEN": ebpf_source.NAME_LEN,
+        "WX_MAX_KILL_RULES": ebpf_source.MAX_KILL_RULES,
+        "WX_LOST_SLOTS": len(ebpf_source.LostSlot),
+    }
+    for prefix, enum_type in (
+        ("WX_KIND_", ebpf_source.Kind),
+        ("WX_SYS_", ebpf_source.Sys),
+        ("WX_F_", ebpf_source.RecordFlag),
+        ("WX_FILTER_", ebpf_source.Filter),
+        ("WX_LOST_", ebpf_source.LostSlot),
+    ):
+        py_view |= {prefix + member.name: int(member.value) for member in enum_type}
+    assert py_view == c_view
+
+
+# --- what crosses to user space ---------------------------------------------------------
+
+
+def test_anonymous_rwx_mmap_arrives_with_args_and_result(source, programs) -> None:
+    run = run_selected(source, [str(programs["x86_64"]), "rwx"])
+    assert run.returncode == 0 and "RAN 42" in run.stdout
+    rwx = [r for r in run.calls("mmap") if r.call.args[2] & 7 == 7]
+    assert len(rwx) == 1
+    call = rwx[0].call
+    assert call.arch == "x86_64" and call.tid == run.pid
+    assert call.args[1] == 4096 and call.args[3] & abi.MAP_ANONYMOUS and call.fd_object is None
+    assert not rwx[0].failed and rwx[0].result > 0
+    # Each call is one MemCall followed by its MemReturn.
+    index = run.events.index(rwx[0])
+    assert run.events[index - 1] is call
+
+
+def test_rw_then_rx_mprotect_arrives(source, programs) -> None:
+    run = run_selected(source, [str(programs["x86_64"]), "rw_rx"])
+    assert "RAN 42" in run.stdout
+    protects = run.calls("mprotect")
+    assert [(r.call.args[1], r.call.args[2], r.result) for r in protects] == [(4096, 5, 0)]
+    # The RW mmap before it made nothing executable: it stays in the kernel.
+    assert not [r for r in run.calls("mmap") if r.result == protects[0].call.args[0]]
+
+
+def test_memfd_dual_map_shows_both_views_of_one_object(source, programs) -> None:
+    run = run_selected(source, [str(programs["x86_64"]), "memfd"])
+    assert "RAN 42" in run.stdout
+    assert len(run.calls("memfd_create")) == 1
+    views = [r for r in run.calls("mmap") if r.call.fd_object and "twtest" in r.call.fd_object.path]
+    assert sorted(r.call.args[2] for r in views) == [3, 5]
+    writable, executable = sorted(views, key=lambda r: r.call.args[2])
+    assert writable.call.fd_object.path == "/memfd:twtest (deleted)"
+    assert (writable.call.fd_object.dev, writable.call.fd_object.inode) == (
+        executable.call.fd_object.dev,
+        executable.call.fd_object.inode,
+    )
+
+
+def _libc_mappings(events: list[Event], pid: int) -> list:
+    return [
+        e.call.fd_object
+        for e in events
+        if isinstance(e, MemReturn)
+        and e.call.pid == pid
+        and e.call.fd_object
+        and os.path.basename(e.call.fd_object.path).startswith("libc.so")
+    ]
+
+
+def test_file_mappings_of_the_loader_carry_the_object_after_close(source, programs) -> None:
+    # Selected through this test process, the child is followed from its fork:
+    # the loader's mappings happen before main() and must not be missed.
+    source.set_filters(pids=(os.getpid(),), comms=(), cgroups=())
+    proc = _start([str(programs["x86_64"]), "rwx"])
+    events: list[Event] = []
+    # The child now waits on stdin, libc mapped and its descriptor long closed.
+    for _ in range(MAX_POLLS):
+        events += source.poll(200)
+        if _libc_mappings(events, proc.pid):
+            break
+    _finish(proc)
+    events += _drain_until_exit(source, proc.pid)
+    libc = _libc_mappings(events, proc.pid)
+    assert libc, "the loader's read+exec mapping of libc crosses, with its object"
+    ours = {(m.dev, m.inode): m.path for m in procfs.read_maps(os.getpid())}
+    # The path comes from the live process's maps; dev/inode from the kernel at the call.
+    assert ours.get((libc[0].dev, libc[0].inode)) == libc[0].path
+
+
+def test_exec_history_lets_plain_mprotect_through(source, programs) -> None:
+    run = run_selected(source, [str(programs["x86_64"]), "history"])
+    assert [r.call.args[2] for r in run.calls("mprotect")] == [int(abi.Prot.READ)]
+
+
+def test_fork_is_followed_and_the_child_is_selected(source, programs) -> None:
+    run = run_selected(source, [str(programs["x86_64"]), "fork"])
+    child = int(re.search(r"CHILD (\d+)", run.stdout)[1])
+    forks = [e for e in run.events if isinstance(e, ForkEvent) and e.parent_pid == run.pid]
+    assert any(f.child_pid == child and not f.thread and not f.shares_vm for f in forks)
+    assert [r.call.args[2] for r in run.calls("mmap", pid=child) if r.call.args[2] == 7] == [7]
+
+
+def test_read_implies_exec_makes_brk_and_personality_cross(source, programs) -> None:
+    run = run_selected(source, [str(programs["x86_64"]), "rie"])
+    persona = run.calls("personality")
+    assert [r.call.args[0] for r in persona] == [abi.READ_IMPLIES_EXEC]
+    grows = [r for r in run.calls("brk") if r.call.args[0]]
+    assert grows, "brk under READ_IMPLIES_EXEC makes heap memory executable"
+
+
+def test_shmat_with_shm_exec(source, programs) -> None:
+    run = run_selected(source, [str(programs["x86_64"]), "shm"])
+    attached = run.calls("shmat")
+    assert len(attached) == 1 and attached[0].call.args[2] & abi.SHM_EXEC
+    assert f"{attached[0].result:#x}" in run.stdout
+
+
+def test_comm_filter_sees_the_exec_and_seeds_the_process(source, programs, tmp_path) -> None:
+    named = tmp_path / "twcomm"
+    shutil.copy(programs["x86_64"], named)
+    source.set_filters(pids=(), comms=("twcomm",), cgroups=())
+    try:
+        proc = _start([str(named), "rwx"])
+        events: list[Event] = []
+        # The program waits on stdin, so it is alive while /proc is read for the exec.
+        for _ in range(MAX_POLLS):
+            events += source.poll(200)
+            if any(isinstance(e, ExecEvent) and e.pid == proc.pid for e in events):
+                break
+        other = run_unselected([str(programs["x86_64"]), "rwx"])
+        _finish(proc)
+        events += _drain_until_exit(source, proc.pid)
+    finally:
+        source.set_filters(pids=(os.getpid(),), comms=())
+    (exec_event,) = [e for e in events if isinstance(e, ExecEvent) and e.pid == proc.pid]
+    assert exec_event.process.exe == str(named) and exec_event.process.comm == "twcomm"
+    assert any(m.path == str(named) for m in exec_event.maps)
+    assert exec_event.elf_execstack is False and exec_event.former_pid is None
+    assert [e for e in events if isinstance(e, MemCall) and e.pid == proc.pid and e.args[2] == 7]
+    assert not [e for e in events if getattr(e, "pid", None) == other]
+
+
+# --- i386 ---------------------------------------------------------------------------
+
+
+def test_i386_program_calls_arrive_as_i386(source, programs) -> None:
+    run = run_selected(source, [str(_i386(programs)), "rw_rx"])
+    assert "RAN 42" in run.stdout
+    protects = run.calls("mprotect")
+    assert [(r.call.arch, r.call.args[2], r.result) for r in protects if r.call.args[2] == 5] == [
+        ("i386", 5, 0)
+    ]
+    loader = [r for r in run.calls("mmap2") if r.call.fd_object]
+    assert loader and all(r.call.arch == "i386" and 0 < r.result < 2**32 for r in loader)
+
+
+def test_i386_shmat_is_normalised(source, programs) -> None:
+    run = run_selected(source, [str(_i386(programs)), "shm"])
+    attached = run.calls("shmat")
+    assert len(attached) == 1 and attached[0].call.arch == "i386"
+    assert attached[0].call.args[2] & abi.SHM_EXEC
+    assert f"{attached[0].result:#x}" in run.stdout
+
+
+def test_int80_from_a_64_bit_program_is_seen(source, programs) -> None:
+    run = run_selected(source, [str(programs["x86_64"]), "int80"])
+    address = int(re.search(r"INT80 (0x[0-9a-f]+) 0", run.stdout)[1], 16)
+    i386 = [r for r in run.calls("mprotect") if r.call.arch == "i386"]
+    assert [(r.call.args[0], r.call.args[2], r.result) for r in i386] == [(address, 5, 0)]
+
+
+# --- filters ---------------------------------------------------------------------------
+
+
+def test_pid_filter_keeps_other_processes_out(source, programs) -> None:
+    proc = _start([str(programs["x86_64"]), "rwx"])
+    source.set_filters(pids=(proc.pid,), comms=(), cgroups=())
+    other = run_unselected([str(programs["x86_64"]), "rwx"])
+    _finish(proc)
+    events = _drain_until_exit(source, proc.pid)
+    assert [e for e in events if isinstance(e, MemCall) and e.pid == proc.pid]
+    assert not [e for e in events if getattr(e, "pid", None) == other]
+
+
+def test_unselected_flood_produces_no_records(source, programs) -> None:
+    flood_count = 1_000_000
+    proc = _start([str(programs["x86_64"]), "rwx"])
+    source.set_filters(pids=(proc.pid,), comms=(), cgroups=())
+    lost_before = source.lost()
+    flooder = run_unselected([str(programs["x86_64"]), "flood", str(flood_count)])
+    _finish(proc)
+    events = _drain_until_exit(source, proc.pid)
+    from_flooder = [e for e in events if getattr(e, "pid", None) == flooder]
+    assert from_flooder == []
+    assert source.lost() == lost_before
+    assert [e for e in events if isinstance(e, MemCall) and e.pid == proc.pid]
+
+
+def test_selected_flood_without_exec_history_produces_no_records(source, programs) -> None:
+    flood_count = 1_000_000
+    lost_before = source.lost()
+    run = run_selected(source, [str(programs["x86_64"]), "flood", str(flood_count)])
+    assert run.returncode == 0
+    # Only the closing RX mprotect -- the control that proves selection -- crosses.
+    assert [r.call.args[2] for r in run.calls("mprotect")] == [5]
+    assert source.lost() == lost_before
+
+
+def test_cgroup_filter(source, programs) -> None:
+    root = ebpf_source.cgroup2_mount()
+    if root is None:
+        pytest.skip("no cgroup2 file system is mounted")
+    group = root / f"trampwatch-test-{os.getpid()}"
+    try:
+        group.mkdir()
+    except OSError as err:
+        pytest.skip(f"cannot create a cgroup under {root}: {err}")
+    try:
+        inside = _start(
+            ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" rwx', str(programs["x86_64"])]
+        )
+        source.set_filters(pids=(), comms=(), cgroups=(str(group),))
+        outside = run_unselected([str(programs["x86_64"]), "rwx"])
+        _finish(inside)
+        events = _drain_until_exit(source, inside.pid)
+    finally:
+        source.set_filters(pids=(os.getpid(),), cgroups=())
+        group.rmdir()
+    assert [e for e in events if isinstance(e, MemCall) and e.pid == inside.pid and e.args[2] == 7]
+    assert not [e for e in events if getattr(e, "pid", None) == outside]
+
+
+def test_bad_filters_are_clear_errors(source) -> None:
+    with pytest.raises(NoSuchProcess):
+        source.set_filters(pids=(2**22 + 12345,))
+    with pytest.raises(TrampwatchError, match="--cgroup"):
+        source.set_filters(cgroups=("no-such-cgroup-here",))
+    source.set_filters(pids=(os.getpid(),), cgroups=())
+
+
+# --- enforcement --------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def killing(source: EbpfSource) -> Iterator[EbpfSource]:
+    source.set_kill_rules((KillRule("no-wx-map", "mmap", WX),), enforce=True)
+    yield source
+    source.set_kill_rules((), enforce=True)
+
+
+def test_kill_rule_kills_before_the_code_runs(killing, programs) -> None:
+    run = run_selected(killing, [str(programs["x86_64"]), "rwx"])
+    assert run.returncode == -signal.SIGKILL
+    assert "RAN" not in run.stdout
+    kills = [e for e in run.events if isinstance(e, KernelKill) and e.pid == run.pid]
+    assert [(k.rule, k.call.syscall, k.call.args[2]) for k in kills] == [("no-wx-map", "mmap", 7)]
+    assert any(
+        isinstance(e, ExitEvent) and e.pid == run.pid and e.status == signal.SIGKILL for e in run.events
+    )
+
+
+def test_kill_rule_spares_calls_it_does_not_match(killing, programs) -> None:
+    run = run_selected(killing, [str(programs["x86_64"]), "rw_rx"])
+    assert run.returncode == 0 and "RAN 42" in run.stdout
+    assert not [e for e in run.events if isinstance(e, KernelKill)]
+
+
+def test_kill_rules_are_inert_when_not_enforcing(source, programs) -> None:
+    source.set_kill_rules((KillRule("no-wx-map", "mmap", WX),), enforce=False)
+    try:
+        run = run_selected(source, [str(programs["x86_64"]), "rwx"])
+    finally:
+        source.set_kill_rules((), enforce=True)
+    assert run.returncode == 0 and "RAN 42" in run.stdout
+
+
+# --- drops ----------------------------------------------------------------------------------
+
+
+def test_a_small_ring_buffer_counts_what_it_drops(programs) -> None:
+    calls = 20_000
+    try:
+        small = EbpfSource(EbpfConfig(pids=(os.getpid(),), buffer_pages=1))
+    except CapabilityMissing as err:
+        pytest.skip(f"the eBPF source cannot load here: {err}")
+    with small:
+        assert small.lost() == 0 and small.lost_counts() == {"ringbuf": 0, "pending": 0}
+        proc = _start([str(programs["x86_64"]), "xflood", str(calls)])
+        small.set_filters(pids=(proc.pid,))
+        # Nobody reads while it runs: a one-page buffer must overflow (and may
+        # drop the exit record too). Once it is reaped, every record it made
+        # is in the buffer or counted lost: read until the buffer is empty.
+        _finish(proc)
+        events: list[Event] = []
+        while batch := small.poll(0):
+            events += batch
+        run = Run(proc.pid, proc.returncode, "", events)
+        received = len(run.calls("mprotect"))
+        assert small.lost_counts()["ringbuf"] > 0
+        assert received < calls <= received + small.lost()
+
+
+# --- pure parts ------------------------------------------------------------------------------
+
+
+def test_config_and_rule_validation() -> None:
+    with pytest.raises(TrampwatchError, match="power of two"):
+        EbpfConfig(buffer_pages=48)
+    with pytest.raises(TrampwatchError, match="cannot stop syscall 'execve'"):
+        KillRule("r", "execve")
+    with pytest.raises(TrampwatchError, match="at most"):
+        EbpfConfig(kill_rules=tuple(KillRule(f"r{i}", "mmap") for i in range(17)))
+
+
+def test_kill_coverage_table() -> None:
+    exact = {c for c in Category if (cov := ebpf_source.kill_rules_for(c, "r")) and cov.exact}
+    assert exact == {Category.WX_PROTECT, Category.SHM_EXEC}
+    wx_map = ebpf_source.kill_rules_for(Category.WX_MAP, "deny-wx")
+    assert {(r.rule, r.syscall, r.prot_all) for r in wx_map.rules} == {
+        ("deny-wx", "mmap", WX),
+        ("deny-wx", "shmat", WX),
+    }
+    assert ebpf_source.kill_rules_for(Category.DUAL_MAP, "r") is None
+
+
+def test_kernel_offsets_come_from_btf(tmp_path: Path) -> None:
+    offsets = ebpf_source.kernel_offsets()
+    assert set(offsets) == set(ebpf_source.KERNEL_OFFSETS)
+    assert offsets["WX_OFF_TASK_TGID"] == offsets["WX_OFF_TASK_PID"] + 4  # pid_t pid; pid_t tgid;
+    with pytest.raises(CapabilityMissing, match="kernel BTF"):
+        ebpf_source.kernel_offsets(tmp_path / "missing")
+    (tmp_path / "junk").write_bytes(b"\0" * 64)
+    with pytest.raises(CapabilityMissing, match="kernel BTF"):
+        ebpf_source.kernel_offsets(tmp_path / "junk")
