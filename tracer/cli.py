@@ -12,12 +12,12 @@ from typing import TextIO
 
 import click
 
-from .errors import EXIT_USAGE, PolicyError, TrampwatchError
+from .errors import EXIT_USAGE, CapabilityMissing, PolicyError, TrampwatchError
 from .outputs.jsonl import JsonLinesOutput
 from .outputs.summary import Summary
 from .outputs.text import TextOutput
 from .pipeline import Judge, Output, trace_attached, trace_command
-from .policy.loader import load_policy_file, resolve_policy
+from .policy.loader import load_policy_file, preset_names, resolve_policy
 from .policy.model import Policy
 from .sources.seccomp_filter import TrapRule, build_filter, load_filter
 
@@ -177,9 +177,125 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
     sys.exit(exit_code_of(status) if status is not None else 0)
 
 
+@main.command()
+@click.option("--policy", "policy_name", default="default", show_default=True,
+              help="A preset name or a policy file.")
+@click.option("--mode", type=click.Choice(["audit", "enforce"]), default=None,
+              help="enforce kills in the kernel what deny/kill rules forbid (see docs/monitor.md).")
+@click.option("--json", "json_path", metavar="PATH|-", help="Write JSON lines; - is stdout.")
+@click.option("-o", "--output", metavar="PATH", help="Write the human report here instead of stderr.")
+@click.option("--pid", "pids", type=int, multiple=True, help="Watch this process and its descendants.")
+@click.option("--comm", "comms", multiple=True, help="Watch processes with this comm.")
+@click.option("--cgroup", "cgroups", multiple=True, help="Watch processes in this cgroup v2 directory.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after SECONDS.")
+@click.option("--buffer-pages", type=int, default=64, show_default=True,
+              help="Ring buffer size in pages (a power of two).")
+@click.option("--require-deny", is_flag=True,
+              help="Refuse to start unless every deny rule can be refused in the kernel with its errno.")
+@click.option("--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics here.")
+@click.option("--all-calls", is_flag=True, help="Report every memory call the kernel side delivers.")
+def monitor(policy_name: str, mode: str | None, json_path: str | None, output: str | None,
+            pids: tuple[int, ...], comms: tuple[str, ...], cgroups: tuple[str, ...], duration: float | None,
+            buffer_pages: int, require_deny: bool, metrics: str | None, all_calls: bool) -> None:
+    """Watch W^X host-wide with eBPF until SIGINT/SIGTERM (or --duration)."""
+    from .actions.kernel_enforce import compile_kill_rules
+    from .pipeline import monitor_host
+    from .probe import bpf_lsm_probe
+    from .sources.ebpf_source import EbpfConfig, EbpfSource
+
+    try:
+        policy = _load_policy(policy_name)
+        mode = mode or policy.mode or "audit"
+        enforcement = compile_kill_rules(policy)
+        if mode == "enforce":
+            lsm = bpf_lsm_probe()
+            if not lsm.ok:
+                if require_deny:
+                    raise CapabilityMissing("BPF LSM", f"{lsm.detail}: deny rules cannot return an errno",
+                                            lsm.fix or "a kernel that allows BPF LSM programs")
+                click.echo(f"trampwatch: BPF LSM unavailable ({lsm.detail}): deny rules fall back to "
+                           "SIGKILL at syscall entry", err=True)
+            for note in enforcement.notes:
+                click.echo(f"trampwatch: {note}", err=True)
+        config = EbpfConfig(pids=pids, comms=comms, cgroups=cgroups, buffer_pages=buffer_pages,
+                            kill_rules=enforcement.rules if mode == "enforce" else (),
+                            enforce=mode == "enforce")
+        with ExitStack() as stack:
+            outputs = _open_outputs(stack, output, json_path, summary=True)
+            metrics_out = None
+            if metrics:
+                from .outputs.metrics import MetricsOutput
+
+                host, _, port = metrics.rpartition(":")
+                if not port.isdigit():
+                    raise click.BadParameter(f"--metrics wants HOST:PORT, not {metrics!r}")
+                metrics_out = MetricsOutput(host or "0.0.0.0", int(port))
+                outputs.append(metrics_out)
+            judge = Judge(policy, mode, outputs, source="ebpf", report_all=all_calls)
+            source = stack.enter_context(EbpfSource(config))
+            click.echo(f"trampwatch: monitoring ({mode}); BPF compiled and attached in "
+                       f"{source.load_seconds:.2f}s", err=True)
+            monitor_host(judge, source, duration, metrics_out.set_lost if metrics_out else None)
+            judge.finish(None)
+    except TrampwatchError as err:
+        _fail(err)
+
+
+@main.command()
+def doctor() -> None:
+    """Show what works on this host, and how to fix what does not."""
+    from .probe import Probe, format_table, probe_all
+    from .sources.ptrace_source import ptrace_works
+
+    def ptrace_probe() -> Probe:
+        ok, detail = ptrace_works()
+        return Probe("ptrace", ok, detail, "" if ok else "run as root or set kernel.yama.ptrace_scope=0",
+                     "run, attach")
+
+    probes = probe_all(ptrace_probe)
+    click.echo(format_table(probes))
+    sys.exit(0 if all(p.ok is not False for p in probes if p.name in ESSENTIAL_PROBES) else 1)
+
+
+ESSENTIAL_PROBES = frozenset({"ptrace", "seccomp"})
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--policy", "policy_name", default="default", show_default=True,
+              help="Judge each file's findings with this policy (exit 1 when it denies or kills).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file, then a summary object.")
+@click.option("--follow-symlinks", is_flag=True, help="Follow symlinks met inside directories.")
+@click.option("--all", "show_all", is_flag=True, help="List clean ELF files too.")
+def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlinks: bool,
+         show_all: bool) -> None:
+    """Scan ELF files and directories for W^X hazards and trampoline APIs."""
+    from .outputs.scan_report import ScanPrinter
+    from .scan import ScanSummary, scan_paths
+
+    try:
+        policy = _load_policy(policy_name)
+        summary = ScanSummary()
+        printer = ScanPrinter(policy, as_json, show_all, sys.stdout)
+        for result in scan_paths(paths, follow_symlinks=follow_symlinks, summary=summary):
+            printer.result(result)
+        printer.summary(summary)
+    except TrampwatchError as err:
+        _fail(err)
+    sys.exit(1 if printer.forbidden else 0)
+
+
 @main.group()
 def policy() -> None:
     """Check and list W^X policies."""
+
+
+@policy.command("list")
+def policy_list() -> None:
+    """List the preset policies (usable as --policy NAME)."""
+    for name in preset_names():
+        preset = resolve_policy(name)
+        click.echo(f"{name:<16} {preset.description}")
 
 
 @policy.command("check")

@@ -9,6 +9,7 @@ can be enforced before the call runs) and everything else as events.
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,11 +19,22 @@ from .abi import prot_names
 from .attribution import Attributor, Caller
 from .categories import Category
 from .classify import classify, classify_exec
-from .events import AttachEvent, Event, ExecEvent, ExitEvent, ForkEvent, MemCall, MemReturn, TrampfdEvent
+from .events import (
+    AttachEvent,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    KernelKill,
+    MemCall,
+    MemReturn,
+    TrampfdEvent,
+)
 from .judgement import VERDICTS, Judgement
 from .policy.engine import decide, judges_uncategorised
 from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
 from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel
+from .sources.ebpf_source import EbpfSource
 from .sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, PtraceSource, SyscallHandler, TraceSink
 
 Peek = Callable[[int, int], bytes]
@@ -318,6 +330,33 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
         signal.signal(signal.SIGTERM, previous)
     judge.stats.stops = source.stops
     return status
+
+
+def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
+                 on_lost: Callable[[int], None] | None = None) -> None:
+    """Feed the eBPF source's events through the judge until SIGINT/SIGTERM
+    or `duration` seconds; the lost-record count goes into the stats."""
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    deadline = None if duration is None else time.monotonic() + duration
+    try:
+        while not stopping and (deadline is None or time.monotonic() < deadline):
+            for event in source.poll(200):
+                if isinstance(event, MemCall):
+                    judge.call(event, None)
+                elif not isinstance(event, KernelKill):
+                    judge.event(event)
+            judge.stats.lost = source.lost()
+            if on_lost is not None:
+                on_lost(judge.stats.lost)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _PassThrough(TraceSink):

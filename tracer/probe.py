@@ -75,6 +75,12 @@ def probe_all(ptrace_probe: Callable[[], Probe] | None = None) -> list[Probe]:
     ]
 
 
+def bpf_lsm_probe() -> Probe:
+    """Really try to load a BPF LSM program; monitor says at start-up whether
+    deny rules can return an errno or fall back to SIGKILL."""
+    return _bpf_lsm(_bcc().ok is True)
+
+
 def format_table(probes: list[Probe]) -> str:
     """Return the probes as aligned text lines, each failing one followed by
     its fix, for `trampwatch doctor`."""

@@ -717,6 +717,23 @@ def resolve_command(name: str) -> str:
     raise CommandError(name, "command not found", 127)
 
 
+def ptrace_works() -> tuple[bool, str]:
+    """Really seize a child process; return (worked, what happened)."""
+    child = os.fork()
+    if child == 0:
+        os.kill(os.getpid(), signal.SIGSTOP)
+        os._exit(0)
+    try:
+        os.waitpid(child, os.WUNTRACED)
+        pt.ptrace(abi.PTRACE_SEIZE, child, 0, abi.PTRACE_O_EXITKILL)
+        return True, "PTRACE_SEIZE of a child works"
+    except PtraceError as err:
+        return False, f"PTRACE_SEIZE failed: {err}"
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
 def _refuse_unfollowable(name: str, path: str) -> None:
     """A set-user/group-ID program cannot be followed by an unprivileged
     tracer: the kernel would run it without its privileges. Refuse it

@@ -1,0 +1,87 @@
+"""Turn a policy's deny/kill rules into the eBPF monitor's kernel kill rules,
+and say, rule by rule, how exactly the kernel can enforce them.
+
+The monitor can only kill at syscall entry (bpf_send_signal): BPF LSM and
+fentry programs are refused on hosts like this one, so a deny rule falls back
+to kill, and only categories a stateless check of the call's arguments can
+recognise are enforced in the kernel at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..abi import PROT_EXEC, PROT_READ, PROT_WRITE
+from ..policy.model import Action, Match, Policy
+from ..sources.ebpf_source import KILL_SYSCALLS, KillRule, kill_rules_for
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """The kernel kill rules of a policy and what they cannot do."""
+
+    rules: tuple[KillRule, ...]
+    notes: tuple[str, ...]
+    exact: bool
+
+
+def compile_kill_rules(policy: Policy) -> Enforcement:
+    """Return the kill rules for every deny/kill rule of `policy` that matches
+    on categories only (other conditions, like exe globs, need the model in
+    user space: those rules are reported, not enforced in the kernel)."""
+    rules: list[KillRule] = []
+    notes: list[str] = []
+    exact = True
+    for rule in policy.rules:
+        if rule.action not in (Action.DENY, Action.KILL):
+            continue
+        match = rule.match
+        if _needs_user_space(match):
+            notes.append(f"rule {rule.name}: matches on the process or the region; reported, not enforced "
+                         "in the kernel")
+            exact = False
+            continue
+        if match.category is None:
+            found, precise = _protection_rule(rule.name, match)
+            rules.extend(found)
+            if not precise:
+                notes.append(f"rule {rule.name}: 'gains' is judged as 'asks for' in the kernel "
+                             "(it does not know regions)")
+                exact = False
+            continue
+        for category in sorted(match.category, key=str):
+            coverage = kill_rules_for(category, rule.name)
+            if coverage is None:
+                notes.append(f"rule {rule.name}: {category} cannot be recognised at syscall entry; "
+                             "reported only")
+                exact = False
+                continue
+            wanted = [r for r in coverage.rules if match.syscall is None or r.syscall in match.syscall]
+            rules.extend(wanted)
+            if not coverage.exact:
+                notes.append(f"rule {rule.name}: {category}: {coverage.note}")
+                exact = False
+    return Enforcement(tuple(dict.fromkeys(rules)), tuple(notes), exact)
+
+
+def _needs_user_space(match: Match) -> bool:
+    """True when a rule looks at who runs or what is mapped: the kernel side
+    sees only the call's arguments."""
+    keys = ("exe", "comm", "uid", "backing", "object_path", "caller")
+    return any(getattr(match, key) is not None for key in keys)
+
+
+_PROT_BITS = {"read": PROT_READ, "write": PROT_WRITE, "exec": PROT_EXEC}
+
+
+def _protection_rule(name: str, match: Match) -> tuple[list[KillRule], bool]:
+    """Kill rules for a rule on syscalls and protection bits (like mdwe's);
+    returns them and whether they are exact."""
+    prot = 0
+    for flag in (match.prot or frozenset()) | (match.gains or frozenset()):
+        prot |= _PROT_BITS[flag]
+    if prot == 0:
+        return [], False  # a rule on syscalls alone would kill every such call
+    syscalls = match.syscall if match.syscall is not None else KILL_SYSCALLS
+    found = [KillRule(name, syscall, prot) for syscall in sorted(syscalls) if syscall in KILL_SYSCALLS]
+    return found, match.gains is None

@@ -1,0 +1,40 @@
+"""Prometheus metrics for `monitor --metrics HOST:PORT` (prometheus-client):
+events, violations by category and rule, lost records, kills."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from ..judgement import Judgement
+
+
+class MetricsOutput:
+    """Counts judgements into Prometheus metrics served over HTTP."""
+
+    def __init__(self, host: str, port: int):
+        self.registry = CollectorRegistry()
+        self.events = Counter("trampwatch_events", "W^X events judged", registry=self.registry)
+        self.violations = Counter("trampwatch_violations", "W^X events by category and rule",
+                                  ["category", "rule", "verdict"], registry=self.registry)
+        self.kills = Counter("trampwatch_kills", "processes killed by the policy", registry=self.registry)
+        self.lost = Gauge("trampwatch_lost_records", "records the kernel could not deliver",
+                          registry=self.registry)
+        self.server, self.thread = start_http_server(port, addr=host, registry=self.registry)
+
+    def emit(self, judgement: Judgement) -> None:
+        """Count one judgement."""
+        self.events.inc()
+        rule = judgement.rule or "default"
+        for category in judgement.categories:
+            self.violations.labels(category.value, rule, judgement.verdict).inc()
+        if judgement.verdict == "killed":
+            self.kills.inc()
+
+    def set_lost(self, lost: int) -> None:
+        """Publish the lost-record count."""
+        self.lost.set(lost)
+
+    def close(self, stats) -> None:
+        """Stop serving."""
+        self.lost.set(stats.lost)
+        self.server.shutdown()
