@@ -117,6 +117,12 @@ class Judge:
                 addr = ret.result
             self._emit(_with_result(judgement, ret.result, addr))
 
+    def call_killed(self, call: MemCall) -> None:
+        """Report a call whose process is killed at entry: it never returns."""
+        pending = self._pending.pop(call.tid, None)
+        if pending is not None and pending.judgement is not None and pending.call is call:
+            self._emit(pending.judgement)
+
     def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
                     peek: Peek | None) -> Judgement | None:
         """Return the judgement of a call, or None when it is neither a W^X
@@ -269,6 +275,7 @@ class PtraceSink(TraceSink):
         if decision is None or self.judge.mode != "enforce":
             return ALLOW_WITH_RESULT
         if decision.action is Action.KILL:
+            self.judge.call_killed(call)
             return CallReply(kill=True)
         if decision.action is Action.DENY:
             return CallReply(deny_errno=decision.errno)
@@ -310,7 +317,6 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
     that outlived trampwatch would run broken; it dies with the tracer instead.
     """
     source = PtraceSource(PtraceSink(judge), exit_kill=True, handler=handler)
-    source.spawn(argv, prepare_child)
 
     def on_terminate(signum: int, frame: object) -> None:
         # enforce fails closed: the tree dies with us. audit cannot detach (the
@@ -323,11 +329,16 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
             judge.stats.stops = source.stops
             judge.finish(None)
 
+    # SIGTERM waits until the child is seized, so it always finds it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
     previous = signal.signal(signal.SIGTERM, on_terminate)
     try:
+        source.spawn(argv, prepare_child)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
         status = source.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
     judge.stats.stops = source.stops
     return status
 
