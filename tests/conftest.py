@@ -226,6 +226,7 @@ class ProgramOutput:
     maps: dict[str, MapsLine | None] = field(default_factory=dict)
     children: dict[str, str] = field(default_factory=dict)
     count: int | None = None
+    ready: int | None = None
     done: int = 0
 
     def failed(self) -> dict[str, str]:
@@ -238,6 +239,7 @@ _MAPS = re.compile(r"MAPS (\S+) (?:([0-9a-f]+)-([0-9a-f]+) (\S{4}) (\S+)|(unmapp
 _CHILD = re.compile(r"CHILD (\S+) ((?:exit=\d+)|(?:signal=SIG[A-Z0-9]+))")
 _RAN = re.compile(r"RAN (\S+)")
 _COUNT = re.compile(r"COUNT (\d+)")
+_READY = re.compile(r"READY (\d+)")
 
 
 def _claim(seen: set[str], label: str, line: str) -> None:
@@ -275,6 +277,8 @@ def parse_program_output(text: str) -> ProgramOutput:
             if out.count is not None:
                 raise ValueError(f"COUNT reported twice: {line!r}")
             out.count = int(m[1])
+        elif m := _READY.fullmatch(line):
+            out.ready = int(m[1])
         elif line == "DONE":
             out.done += 1
         else:

@@ -105,6 +105,7 @@ TRUTH: dict[str, Truth] = {
     "own_seccomp": Truth(ran=("wx_call",), refused=("wx_mmap",)),
     # The parent is not the child's tracer: the kernel refuses the POKE (ESRCH).
     "poke_attempt": Truth(errors=(("child_poketext", "ESRCH"),)),
+    "wait_then_wx": Truth(ran=("wx_call",), refused=("wx_mmap",)),
     # Load and process-handling programs.
     "mprotect_flood": Truth(args=("200",)),
     "threads_flood": Truth(args=("4", "50")),

@@ -19,6 +19,7 @@ from .abi import prot_names
 from .attribution import Attributor, Caller
 from .categories import Category
 from .classify import classify, classify_exec
+from .errors import TraceError
 from .events import (
     AttachEvent,
     Event,
@@ -33,8 +34,9 @@ from .events import (
 from .judgement import VERDICTS, Judgement
 from .policy.engine import decide, judges_uncategorised
 from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
-from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel
+from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
+from .sources.procfs import read_maps
 from .sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, PtraceSource, SyscallHandler, TraceSink
 
 Peek = Callable[[int, int], bytes]
@@ -293,13 +295,14 @@ def trace_attached(judge: Judge, pid: int) -> int | None:
     """Seize the running process pid and trace it until it exits (its wait
     status is unknown to a non-parent: None) or SIGINT/SIGTERM detaches."""
     source = PtraceSource(PtraceSink(judge))
-    source.attach(pid)
 
     def detach(signum: int, frame: object) -> None:
         source.detach_all()
 
+    # Installed first: a Ctrl-C during the seize must detach, not kill us.
     previous = {sig: signal.signal(sig, detach) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        source.attach(pid)
         status = source.run()
     finally:
         for sig, handler in previous.items():
@@ -355,12 +358,18 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     deadline = None if duration is None else time.monotonic() + duration
+    # Processes first seen through a call: /proc was read after that call, so
+    # the model shows its range as the call left it.
+    seeded_by: dict[int, AttachEvent] = {}
     try:
         while not stopping and (deadline is None or time.monotonic() < deadline):
             for event in source.poll(200):
                 if isinstance(event, MemCall):
+                    _fill_unseen(judge, event, seeded_by.pop(event.pid, None))
                     judge.call(event, None)
                 elif not isinstance(event, KernelKill):
+                    if isinstance(event, AttachEvent):
+                        seeded_by[event.pid] = event
                     judge.event(event)
             judge.stats.lost = source.lost()
             if on_lost is not None:
@@ -368,6 +377,34 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+_PROTECTS = frozenset({"mprotect", "pkey_mprotect"})
+
+
+def _fill_unseen(judge: Judge, call: MemCall, seed: AttachEvent | None) -> None:
+    """Before judging an mprotect the eBPF source delivered, add the regions
+    of its range the model never saw (created by calls the kernel side did not
+    forward), from the process's maps; when the model was seeded by this very
+    call, its range is one the model never saw before the call."""
+    if call.syscall not in _PROTECTS:
+        return
+    process = judge.model.process(call.pid)
+    if process is None:
+        return
+    start, end = call.args[0], call.args[0] + page_up(call.args[1])
+    if seed is not None:
+        process.space.remove(start, end)
+        judge.model.fill_gaps(call.pid, start, end, seed.maps, call.args[2])
+        return
+    covered = sum(r.end - r.start for r in process.space.overlapping(start, end))
+    if covered == end - start:
+        return
+    try:
+        maps = read_maps(call.pid)
+    except TraceError:
+        return
+    judge.model.fill_gaps(call.pid, start, end, maps, call.args[2])
 
 
 class _PassThrough(TraceSink):

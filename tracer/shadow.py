@@ -432,6 +432,31 @@ class ShadowModel:
         if applier:
             applier(self, process, call, result, change)
 
+    def fill_gaps(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...], asked: int) -> int:
+        """Add the parts of [start, end) the model never saw, from `maps` read
+        after the call that touches them (a source that judges calls after the
+        fact, like eBPF, sees only calls that can matter). Their protection
+        before the call is unknown: it is taken as the mapped one without the
+        bits the call asks for, so the call is judged as gaining them. Returns
+        how many regions were added."""
+        process = self.processes.get(pid)
+        if process is None:
+            return 0
+        space = process.space
+        added = 0
+        for entry in maps:
+            if entry.end <= start or entry.start >= end:
+                continue
+            lo, hi = max(entry.start, start), min(entry.end, end)
+            if space.overlapping(lo, hi):
+                continue
+            backing = backing_from_entry(entry)
+            prot = entry.prot & PROT_MASK & ~(asked & PROT_EXEC)
+            space.insert(Region(lo, hi, prot, entry.shared, entry.offset + (lo - entry.start), backing,
+                                bool(entry.prot & PROT_WRITE), bool(prot & PROT_EXEC)))
+            added += 1
+        return added
+
     def set_personality(self, pid: int, persona: int) -> None:
         """Record a successful personality(2) change."""
         process = self.processes.get(pid)
@@ -494,7 +519,7 @@ class ShadowModel:
             prot |= PROT_EXEC
         eff, from_rie = _effective(prot, process)
         backing = Backing(SHM, f"/SYSV shmid={shmid}", 0, shmid, True, ("shm", shmid))
-        size = page_up(call.object_size or 0)
+        size = _segment_bytes(call)
         return Change(call.syscall, "map", addr, addr + size, eff, backing, True, True,
                       shm_exec=bool(flags & SHM_EXEC), read_implies_exec=process.read_implies_exec,
                       exec_from_rie=from_rie)
@@ -582,9 +607,9 @@ class ShadowModel:
                                 last.ever_writable, last.ever_exec))
 
     def _apply_shmat(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
-        if change is None or not call.object_size:
+        if change is None:
             return
-        size = page_up(call.object_size)
+        size = _segment_bytes(call)
         prot = change.prot
         process.space.insert(Region(result, result + size, prot, True, 0, change.backing,
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
@@ -620,6 +645,13 @@ class ShadowModel:
     def _apply_personality(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None and change.personality_set is not None:
             process.personality = change.personality_set
+
+
+def _segment_bytes(call: MemCall) -> int:
+    """The size a shmat maps. A source that learns of the call after the
+    segment was removed cannot know it: the model then keeps one page, enough
+    to remember the object's identity (what dual-map is judged on)."""
+    return page_up(call.object_size or PAGE_SIZE)
 
 
 _PLANNERS = {

@@ -227,8 +227,9 @@ static __always_inline int wx_enter(__u32 sys, __u32 arch, __s32 nr, __u64 *argv
 	case WX_SYS_MMAP:
 		prot = effective_prot(argv[2], rie);
 		flags = argv[3];
-		wanted = (prot & PROT_EXEC) || history ||
-			 (!(flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) != MAP_PRIVATE && (prot & PROT_WRITE));
+		/* Every writable mapping too: it starts the write history that a
+		 * later exec gain (w-to-x, execmod, dual-map) is judged on. */
+		wanted = (prot & PROT_EXEC) || history || (prot & PROT_WRITE);
 		/* ld.so's read+exec private file mappings are every program's: no history from them. */
 		gives_history = (prot & PROT_EXEC) &&
 				((flags & MAP_ANONYMOUS) || (prot & PROT_WRITE) || (flags & MAP_TYPE) != MAP_PRIVATE);
@@ -240,19 +241,22 @@ static __always_inline int wx_enter(__u32 sys, __u32 arch, __s32 nr, __u64 *argv
 		gives_history = (prot & PROT_EXEC) != 0;
 		break;
 	case WX_SYS_MREMAP:
+		/* Rare, and it moves a region's history (mremap of written code). */
 		flags = argv[3];
-		wanted = history;
+		wanted = 1;
 		break;
 	case WX_SYS_MUNMAP:
 	case WX_SYS_SHMDT:
 		wanted = history;
 		break;
 	case WX_SYS_BRK:
-		/* brk(0) only asks where the break is. */
+		/* brk(0) only asks where the break is; every brk is sent (they are
+		 * rare: malloc grows the heap in large steps) so the heap, writable
+		 * memory that can later be made executable, is known. */
 		if (argv[0])
 			prot = PROT_READ | PROT_WRITE | (rie ? PROT_EXEC : 0);
-		wanted = (prot & PROT_EXEC) != 0;
-		gives_history = wanted;
+		wanted = 1;
+		gives_history = (prot & PROT_EXEC) != 0;
 		break;
 	case WX_SYS_SHMAT:
 		flags = argv[2];

@@ -1,0 +1,125 @@
+"""CLI smoke tests: each command run as a user would, on this machine."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from test_run_programs import ROOT, TRAMPWATCH, trace
+
+
+def tw(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TRAMPWATCH, *args], capture_output=True, text=True, cwd=ROOT, timeout=120, **kw)
+
+
+def test_help_lists_every_command():
+    out = tw("--help").stdout
+    for command in ("run", "attach", "monitor", "doctor", "scan", "policy"):
+        assert command in out
+
+
+def test_policy_list_and_check_the_presets():
+    listed = tw("policy", "list")
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert names == ["default", "jit-allowlist", "mdwe", "selinux-strict", "strict"]
+    checked = tw("policy", "check", *(f"policies/{name}.yaml" for name in names))
+    assert checked.returncode == 0 and checked.stderr == ""
+
+
+def test_policy_check_reports_every_error_with_its_location(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: trampwatch.dev/v1\nkind: WXPolicy\nmetadata: {name: x}\nspec:\n"
+                   "  defaultAction: allwo\n  rules:\n  - name: r\n    match: {categroy: wx-map}\n"
+                   "    action: deny\n    errno: EWHAT\n")
+    done = tw("policy", "check", str(bad))
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert any(":5:" in line and "spec.defaultAction" in line and "allow" in line for line in lines)
+    assert any(":8:" in line and "categroy" in line and "did you mean 'category'" in line for line in lines)
+    assert any("errno" in line and "EWHAT" in line for line in lines)
+
+
+def test_doctor_reports_the_refused_lsm_and_the_working_pieces():
+    done = tw("doctor")
+    assert done.returncode == 0
+    rows = {line.split()[1]: line.split()[0] for line in done.stdout.splitlines() if line[:4].strip()}
+    assert rows["ptrace"] == rows["seccomp"] == rows["mdwe"] == "ok"
+    assert rows["bpf-send-signal"] == "ok"
+    # This host lists bpf as an LSM but refuses BPF LSM programs.
+    assert rows["bpf-lsm"] == "FAIL" and "EPERM" in done.stdout
+
+
+def test_scan_flags_hazards_and_gates_on_the_policy(build_program, tmp_path):
+    execstack = build_program("execstack")
+    (tmp_path / "loop").symlink_to(tmp_path)
+    (tmp_path / "notes.txt").write_text("not an ELF")
+    (tmp_path / "truncated").write_bytes(execstack.read_bytes()[:200])
+    targets = [str(execstack), str(build_program("benign_rw")), str(tmp_path)]
+    logged = tw("scan", "--json", *targets)
+    assert logged.returncode == 0
+    records = [json.loads(line) for line in logged.stdout.splitlines()]
+    files = {r["path"]: r for r in records if r["type"] == "file"}
+    assert files[str(execstack)]["categories"] == ["execstack"]
+    assert files[str(tmp_path / "truncated")]["error"] == "truncated"
+    assert records[-1]["type"] == "summary" and records[-1]["not_elf"] >= 1
+    gated = tw("scan", "--policy", "strict", str(execstack))
+    assert gated.returncode == 1
+
+
+def test_attach_sees_a_running_process_and_detaches_on_ctrl_c(build_program, parse_output, tmp_path):
+    program = subprocess.Popen([str(build_program("wait_then_wx"))], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    ready = program.stdout.readline()
+    assert ready == f"READY {program.pid}\n"
+    json_path = tmp_path / "attach.jsonl"
+    tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), str(program.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    for _ in range(200):  # wait until every thread is seized
+        status = Path(f"/proc/{program.pid}/status").read_text()
+        if f"TracerPid:\t{tracer.pid}" in status:
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("attach never seized the process")
+    program.stdin.write("go\n")
+    program.stdin.flush()
+    for _ in range(200):
+        if json_path.exists() and "wx-map" in json_path.read_text():
+            break
+        time.sleep(0.02)
+    tracer.send_signal(signal.SIGINT)
+    assert tracer.wait(timeout=30) == 0
+    out, _ = program.communicate(timeout=30)
+    assert program.returncode == 0
+    assert parse_output(ready + out).ran == ["wx_call"]
+    events = [json.loads(line) for line in json_path.read_text().splitlines()]
+    assert [e["categories"] for e in events if e["type"] == "event"] == [["wx-map", "anon-exec"]]
+    assert "TracerPid:\t0" in Path(f"/proc/{program.pid}/status").read_text() or program.returncode == 0
+
+
+def test_monitor_reports_the_same_categories_as_run(build_program, tmp_path):
+    names = ["wx_map", "w_to_x", "dual_map_memfd", "shm_exec", "rx_to_rwx", "execheap"]
+    programs = [build_program(name) for name in names]
+    json_path = tmp_path / "monitor.jsonl"
+    comms = [arg for name in names for arg in ("--comm", name[:15])]
+    monitor = subprocess.Popen([*TRAMPWATCH, "monitor", "--json", str(json_path), "-o", str(tmp_path / "m.txt"),
+                                *comms], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    line = monitor.stderr.readline()
+    assert "monitoring" in line, line + monitor.stderr.read()
+    for program in programs:
+        subprocess.run([str(program)], check=True, capture_output=True)
+    time.sleep(1)
+    monitor.send_signal(signal.SIGINT)
+    assert monitor.wait(timeout=60) == 0
+    seen = [json.loads(line) for line in json_path.read_text().splitlines()]
+    by_program: dict[str, list[list[str]]] = {}
+    for event in seen:
+        if event["type"] == "event":
+            by_program.setdefault(event["comm"], []).append(event["categories"])
+    for name, program in zip(names, programs, strict=True):
+        traced = trace([str(program)], tmp_path / name if (tmp_path / name).mkdir() is None else tmp_path)
+        assert by_program.get(name) == [e["categories"] for e in traced.events], name
+    assert seen[-1]["type"] == "summary" and seen[-1]["lost"] == 0
