@@ -79,7 +79,7 @@ def test_attach_sees_a_running_process_and_detaches_on_ctrl_c(build_program, par
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     for _ in range(200):  # wait until every thread is seized
         status = Path(f"/proc/{program.pid}/status").read_text()
-        if f"TracerPid:\t{tracer.pid}" in status:
+        if f"TracerPid:\t{tracer.pid}\n" in status:
             break
         time.sleep(0.02)
     else:
@@ -92,12 +92,12 @@ def test_attach_sees_a_running_process_and_detaches_on_ctrl_c(build_program, par
         time.sleep(0.02)
     tracer.send_signal(signal.SIGINT)
     assert tracer.wait(timeout=30) == 0
-    out, _ = program.communicate(timeout=30)
+    assert "TracerPid:\t0\n" in Path(f"/proc/{program.pid}/status").read_text()
+    out, _ = program.communicate("bye\n", timeout=30)
     assert program.returncode == 0
     assert parse_output(ready + out).ran == ["wx_call"]
     events = [json.loads(line) for line in json_path.read_text().splitlines()]
     assert [e["categories"] for e in events if e["type"] == "event"] == [["wx-map", "anon-exec"]]
-    assert "TracerPid:\t0" in Path(f"/proc/{program.pid}/status").read_text() or program.returncode == 0
 
 
 def test_monitor_reports_the_same_categories_as_run(build_program, tmp_path):

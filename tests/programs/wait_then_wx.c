@@ -1,6 +1,7 @@
 /*
  * Waits for a line on stdin (so a tracer can attach first), then maps a page
- * writable and executable and runs code there. EOF counts as the line.
+ * writable and executable and runs code there, then waits for another line
+ * (so the tracer can detach while it still runs). EOF counts as a line.
  */
 #include "common.h"
 
@@ -20,5 +21,7 @@ int main(void)
 		tw_run("wx_call", p);
 		tw_munmap("wx_munmap", p, pg);
 	}
+	if (!fgets(line, sizeof(line), stdin))
+		line[0] = 0;
 	return tw_done();
 }
