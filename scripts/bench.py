@@ -7,8 +7,10 @@ Run through scripts/bench. Prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -146,10 +148,112 @@ def bench_startup(reps: int) -> None:
           ["command", "ms (median)", "ms over native"], rows)
 
 
+DENY_W_TO_X = """apiVersion: trampwatch.dev/v1
+kind: WXPolicy
+metadata: {name: bench}
+spec:
+  defaultAction: allow
+  rules:
+    - {name: no-w-to-x, match: {category: w-to-x}, action: deny}
+"""
+
+
+def bench_enforce(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
+    """The same judged events in audit and in enforce mode (deny = skip the
+    call and set its result: two more ptrace requests)."""
+    policy = out / "deny-w-to-x.yaml"
+    policy.write_text(DENY_W_TO_X)
+    tw = [*TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--policy", str(policy)]
+    configs = {
+        "native": ["taskset", "-c", "0"],
+        "trampwatch audit": ["taskset", "-c", "0", *tw, "--mode", "audit", "--"],
+        "trampwatch enforce": ["taskset", "-c", "0", *tw, "--mode", "enforce", "--"],
+    }
+    cases = []
+    for name, wrapper in configs.items():
+        cases.append(Case(f"{name}|n", [*wrapper, str(bins["flip_flood"]), "wx", str(n)]))
+        cases.append(Case(f"{name}|0", [*wrapper, str(bins["flip_flood"]), "wx", "0"]))
+    med = measure(cases, reps)
+    native = med["native|n"] - med["native|0"]
+    per = {name: ((med[f"{name}|n"] - med[f"{name}|0"]) - native) / (2 * n) * 1e6 for name in configs}
+    rows = [[name, f"{per[name]:.1f}", f"{per[name] / per['trampwatch audit']:.2f}"]
+            for name in configs if name != "native"]
+    table(f"{n:,} RW->RX->RW flips, every RX a w-to-x event denied by the policy, same CPU "
+          "(target: enforce <= 1.10x audit per event)",
+          ["mode", "µs per mprotect over native", "x audit"], rows)
+
+
+def bench_threads(bins: dict[str, Path], reps: int, threads: int, flips: int) -> None:
+    """The many-threads load program against native and strace."""
+    prog = [str(bins["threads_flood"]), str(threads), str(flips)]
+    cases = [
+        Case("native", prog),
+        Case("strace -f --seccomp-bpf -e trace=mprotect",
+             ["strace", "-f", "--seccomp-bpf", "-e", "trace=mprotect", "-o", "/dev/null", *prog]),
+        Case("trampwatch run", [*TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--", *prog]),
+    ]
+    med = measure(cases, reps)
+    rows = [[name, f"{sec:.2f}", f"{sec / med['native']:.1f}",
+             f"{sec / med['strace -f --seccomp-bpf -e trace=mprotect']:.2f}"] for name, sec in med.items()]
+    table(f"{threads} threads x {flips} mprotect flips ({threads * flips:,} calls), no CPU pinning",
+          ["workload", "s (median)", "x native", "x strace --seccomp-bpf"], rows)
+
+
+def _start_monitor(args: list[str], json_path: Path) -> tuple[subprocess.Popen, float]:
+    """Start `trampwatch monitor`; return it once attached, and its BPF load time."""
+    proc = subprocess.Popen([*TRAMPWATCH, "monitor", "--json", str(json_path), "-o", "/dev/null", *args],
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    if "monitoring" not in line:
+        sys.exit(f"bench: monitor did not start: {line}{proc.stderr.read()}")
+    return proc, float(line.rsplit(" in ", 1)[1].rstrip("s\n"))
+
+
+def _stop_monitor(proc: subprocess.Popen, json_path: Path) -> dict:
+    """Stop the monitor; return its JSON summary record."""
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    return json.loads(json_path.read_text().splitlines()[-1])
+
+
+def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
+    """Added cost per mprotect with the eBPF monitor running, and its start-up."""
+    flood = [str(bins["flip_flood"])]
+    cases = [Case("hist|n", [*flood, "hist", str(n)]), Case("hist|0", [*flood, "hist", "0"])]
+
+    def loop() -> float:
+        med = measure(cases, reps)
+        return (med["hist|n"] - med["hist|0"]) / (2 * n) * 1e6
+
+    native = loop()
+    rows = [["native (no monitor)", f"{native:.2f}", "", ""]]
+    loads = []
+    for label, args in (("monitor running, process not selected", ["--comm", "no-such-comm"]),
+                        ("monitor running, process selected (exec history: every call sent)",
+                         ["--comm", "flip_flood"])):
+        json_path = out / "monitor.jsonl"
+        proc, load = _start_monitor(args, json_path)
+        loads.append(load)
+        started = time.perf_counter()
+        cost = loop()
+        elapsed = time.perf_counter() - started
+        summary = _stop_monitor(proc, json_path)
+        rows.append([label, f"{cost:.2f}", f"{cost - native:+.2f}",
+                     f"{summary['calls']:,} records ({summary['calls'] / elapsed:,.0f}/s), "
+                     f"{summary['lost']} lost"])
+    table(f"{n:,} x 2 mprotect RW<->R after one exec mapping, under the eBPF monitor "
+          "(target: under 1 µs added when monitored, noise when not)",
+          ["workload", "µs per mprotect", "added µs", "user-space records"], rows)
+    print(f"\nmonitor start-up (BPF compile + attach): {min(loads):.2f} s (target: under 3 s)")
+
+
 BENCHES: dict[str, Callable[..., None]] = {
     "cheap": bench_cheap,
     "mprotect": bench_mprotect,
     "startup": bench_startup,
+    "enforce": bench_enforce,
+    "threads": bench_threads,
+    "monitor": bench_monitor,
 }
 
 
@@ -169,7 +273,9 @@ def main() -> None:
         bins = {
             "cheap_syscalls": build(out, PROGRAMS / "cheap_syscalls.c"),
             "mprotect_flood": build(out, PROGRAMS / "mprotect_flood.c"),
+            "threads_flood": build(out, PROGRAMS / "threads_flood.c", "-pthread"),
             "seccomp_allow_exec": build(out, BENCH_PROGRAMS / "seccomp_allow_exec.c"),
+            "flip_flood": build(out, BENCH_PROGRAMS / "flip_flood.c"),
         }
         print(f"# trampwatch benchmarks ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{reps} interleaved repetitions, medians)")
@@ -180,6 +286,12 @@ def main() -> None:
             bench_mprotect(bins, reps, 100_000 // scale)
         if "startup" in selected:
             bench_startup(reps)
+        if "enforce" in selected:
+            bench_enforce(bins, reps, 50_000 // scale, out)
+        if "threads" in selected:
+            bench_threads(bins, reps, 500, 2000 // scale)
+        if "monitor" in selected:
+            bench_monitor(bins, reps, 500_000 // scale, out)
 
 
 if __name__ == "__main__":

@@ -105,8 +105,8 @@ def test_monitor_reports_the_same_categories_as_run(build_program, tmp_path):
     programs = [build_program(name) for name in names]
     json_path = tmp_path / "monitor.jsonl"
     comms = [arg for name in names for arg in ("--comm", name[:15])]
-    monitor = subprocess.Popen([*TRAMPWATCH, "monitor", "--json", str(json_path), "-o", str(tmp_path / "m.txt"),
-                                *comms], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    monitor = subprocess.Popen([*TRAMPWATCH, "monitor", "--json", str(json_path), "-o",
+                                str(tmp_path / "m.txt"), *comms], stderr=subprocess.PIPE, text=True, cwd=ROOT)
     line = monitor.stderr.readline()
     assert "monitoring" in line, line + monitor.stderr.read()
     for program in programs:
