@@ -3,6 +3,7 @@ exit codes. This is the only module that imports click."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -283,6 +284,37 @@ def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlink
     except TrampwatchError as err:
         _fail(err)
     sys.exit(1 if printer.forbidden else 0)
+
+
+@main.command("inspect")
+@click.argument("pid", type=int, required=False)
+@click.option("--all", "every", is_flag=True, help="Inspect every process the caller may read.")
+@click.option("--json", "as_json", is_flag=True, help="JSON (schema trampwatch.inspect/v1).")
+@click.option("--disasm", is_flag=True, help="Disassemble each trampoline.")
+@click.option("--policy", "policy_name", default=None,
+              help="Judge the hazards with this policy: exit 1 when it forbids one.")
+def inspect_command(pid: int | None, every: bool, as_json: bool, disasm: bool,
+                    policy_name: str | None) -> None:
+    """List trampolines, closures and W^X hazards of process PID (or --all)."""
+    from .inspect import forbidden, inspect_all, inspect_process
+    from .outputs.inspect_report import render_summary, render_text, report_json
+
+    if (pid is None) == (not every):
+        raise click.UsageError("give a PID or --all (not both)")
+    try:
+        policy = _load_policy(policy_name) if policy_name else None
+        if every:
+            result = inspect_all(policy, disasm)
+            reports = result.reports
+        else:
+            reports = [inspect_process(pid, policy, disasm)]
+        for report in reports:
+            click.echo(json.dumps(report_json(report)) if as_json else render_text(report))
+        if every and not as_json:
+            click.echo(render_summary(result))
+    except TrampwatchError as err:
+        _fail(err)
+    sys.exit(1 if any(forbidden(report) for report in reports) else 0)
 
 
 @main.group()
