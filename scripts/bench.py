@@ -36,19 +36,20 @@ def build(out: Path, source: Path, *flags: str) -> Path:
 
 @dataclass
 class Case:
-    """One command line to time."""
+    """One command line to time; `ok_codes` are the exit codes that mean it worked."""
 
     name: str
     argv: list[str]
+    ok_codes: tuple[int, ...] = (0,)
 
 
-def time_once(argv: list[str]) -> float:
-    """Run argv with output discarded; return wall seconds. Fails loudly."""
+def time_once(case: Case) -> float:
+    """Run a case with output discarded; return wall seconds. Fails loudly."""
     start = time.perf_counter()
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(case.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"bench: {' '.join(argv)} exited {done.returncode}")
+    if done.returncode not in case.ok_codes:
+        sys.exit(f"bench: {' '.join(case.argv)} exited {done.returncode}")
     return elapsed
 
 
@@ -56,10 +57,10 @@ def measure(cases: list[Case], reps: int) -> dict[str, float]:
     """Run every case `reps` times, interleaved; return median seconds."""
     samples: dict[str, list[float]] = {case.name: [] for case in cases}
     for case in cases:  # warm-up: page cache, bcc-free imports
-        time_once(case.argv)
+        time_once(case)
     for _ in range(reps):
         for case in cases:
-            samples[case.name].append(time_once(case.argv))
+            samples[case.name].append(time_once(case))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -247,6 +248,55 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
     print(f"\nmonitor start-up (BPF compile + attach): {min(loads):.2f} s (target: under 3 s)")
 
 
+def bench_inspect(bins: dict[str, Path], reps: int, n: int) -> None:
+    """inspect of a process with n mappings, against reading its maps."""
+    proc = subprocess.Popen([str(bins["many_maps"]), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    while proc.stdout.readline().strip() != "READY":
+        pass
+    try:
+        cases = [
+            Case("cat /proc/PID/maps", ["cat", f"/proc/{proc.pid}/maps"]),
+            Case("trampwatch inspect PID", [*TRAMPWATCH, "inspect", str(proc.pid)]),
+            Case("trampwatch inspect PID --policy strict", [*TRAMPWATCH, "inspect", str(proc.pid), "--policy",
+                                                             "strict"]),
+            Case("trampwatch --help (python start-up)", [*TRAMPWATCH, "--help"]),
+        ]
+        cases[2].ok_codes = (1,)
+        med = measure(cases, reps)
+    finally:
+        proc.communicate("\n", timeout=30)
+    rows = [[name, f"{sec * 1000:.0f}"] for name, sec in med.items()]
+    table(f"inspect of a process with {n:,} mappings (half of them executable anonymous pages)",
+          ["command", "ms (median)"], rows)
+
+
+def bench_scan(reps: int, root: str) -> None:
+    """scan of a directory tree, against readelf -lW over the same files."""
+    files = [str(p) for p in Path(root).rglob("*") if p.is_file() and not p.is_symlink()]
+    elves = []
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                if f.read(4) == b"\x7fELF":
+                    elves.append(path)
+        except OSError:
+            continue
+    listing = Path(tempfile.mkstemp(prefix="tw-elves-")[1])
+    listing.write_text("\0".join(elves))
+    cases = [
+        Case("readelf -lW (ELF files only)",
+             ["sh", "-c", f"xargs -0 readelf -lW < {listing} > /dev/null 2>&1; true"]),
+        Case("trampwatch scan", [*TRAMPWATCH, "scan", root]),
+    ]
+    med = measure(cases, reps)
+    listing.unlink()
+    rows = [[name, f"{sec:.2f}", f"{len(files) / sec:,.0f}", f"{len(elves) / sec:,.0f}"]
+            for name, sec in med.items()]
+    table(f"scan of {root}: {len(files):,} files, {len(elves):,} ELF",
+          ["command", "s (median)", "files/s", "ELF files/s"], rows)
+
+
 BENCHES: dict[str, Callable[..., None]] = {
     "cheap": bench_cheap,
     "mprotect": bench_mprotect,
@@ -254,6 +304,8 @@ BENCHES: dict[str, Callable[..., None]] = {
     "enforce": bench_enforce,
     "threads": bench_threads,
     "monitor": bench_monitor,
+    "inspect": bench_inspect,
+    "scan": bench_scan,
 }
 
 
@@ -276,6 +328,7 @@ def main() -> None:
             "threads_flood": build(out, PROGRAMS / "threads_flood.c", "-pthread"),
             "seccomp_allow_exec": build(out, BENCH_PROGRAMS / "seccomp_allow_exec.c"),
             "flip_flood": build(out, BENCH_PROGRAMS / "flip_flood.c"),
+            "many_maps": build(out, ROOT / "tests" / "inspect_programs" / "many_maps.c"),
         }
         print(f"# trampwatch benchmarks ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{reps} interleaved repetitions, medians)")
@@ -292,6 +345,10 @@ def main() -> None:
             bench_threads(bins, reps, 500, 2000 // scale)
         if "monitor" in selected:
             bench_monitor(bins, reps, 500_000 // scale, out)
+        if "inspect" in selected:
+            bench_inspect(bins, reps, 10_000)
+        if "scan" in selected:
+            bench_scan(reps, "/usr/lib")
 
 
 if __name__ == "__main__":
