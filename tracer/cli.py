@@ -80,6 +80,14 @@ def _load_policy(name: str) -> Policy:
     return policy
 
 
+def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | None, json_path: str | None,
+           summary: bool, all_calls: bool) -> Judge:
+    """The policy, mode and outputs of a ptrace run, as one Judge."""
+    policy = _load_policy(policy_name)
+    outputs = _open_outputs(stack, output, json_path, summary)
+    return Judge(policy, mode or policy.mode or "audit", outputs, source="ptrace", report_all=all_calls)
+
+
 def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = ()) -> Callable[[], None]:
     flt = build_filter(extra=extra)
 
@@ -134,11 +142,8 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
     if trace_trampolines and not emulate_trampfd:
         raise click.UsageError("--trace-trampolines needs --emulate-trampfd")
     try:
-        policy = _load_policy(policy_name)
-        mode = mode or policy.mode or "audit"
         with ExitStack() as stack:
-            outputs = _open_outputs(stack, output, json_path, summary)
-            judge = Judge(policy, mode, outputs, source="ptrace", report_all=all_calls)
+            judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
             handler = None
             if emulate_trampfd:
                 from .actions.emulate import TrampfdEmulator
@@ -150,8 +155,8 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             try:
                 status = trace_command(judge, list(command), prepare, handler)
             finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+                for sig, disposition in previous.items():
+                    signal.signal(sig, disposition)
             judge.finish(status)
     except TrampwatchError as err:
         _fail(err)
@@ -166,11 +171,8 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
     """Trace the running process PID (every thread) until it exits or Ctrl-C,
     which detaches and leaves it running as it was."""
     try:
-        policy = _load_policy(policy_name)
-        mode = mode or policy.mode or "audit"
         with ExitStack() as stack:
-            outputs = _open_outputs(stack, output, json_path, summary)
-            judge = Judge(policy, mode, outputs, source="ptrace", report_all=all_calls)
+            judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
             status = trace_attached(judge, pid)
             judge.finish(status)
     except TrampwatchError as err:
