@@ -18,6 +18,8 @@ import pytest
 from test_run_programs import NEEDS_JAVA, NEEDS_NODE, PYTHON, ROOT, TRAMPWATCH, shape, trace
 
 STRICT = ("--policy", "strict", "--mode", "enforce")
+# Every call judged by the tracer (W+X mmaps too), so each shows in the report.
+STRICT_TRACED = (*STRICT, "--no-kernel-deny")
 
 # program: the W^X events strict must stop, in order, as (syscall, verdict).
 BYPASSES: dict[str, list[tuple[str, str]]] = {
@@ -56,7 +58,7 @@ KILLED_AT_EXEC = {"execstack", "i386_noheader"}
 def test_strict_stops_every_bypass_before_its_code_runs(name, build_program, parse_output, tmp_path):
     native = parse_output(subprocess.run([str(build_program(name))], capture_output=True, text=True).stdout)
     assert native.ran or name in {"poke_attempt", "anon_exec"}, "the program must run its code natively"
-    traced = trace([str(build_program(name))], tmp_path, *STRICT)
+    traced = trace([str(build_program(name))], tmp_path, *STRICT_TRACED)
     assert [(e["syscall"], e["verdict"]) for e in traced.events] == BYPASSES[name], shape(traced.events)
     for event in traced.events:
         if event["verdict"] == "denied":
@@ -66,6 +68,29 @@ def test_strict_stops_every_bypass_before_its_code_runs(name, build_program, par
         assert traced.stdout == ""
     else:
         assert parse_output(traced.stdout).ran == []
+
+
+@pytest.mark.parametrize("name", ["wx_map", "thread_second", "fork_tree", "own_seccomp"])
+def test_strict_refuses_wx_mmap_in_the_seccomp_filter(name, build_program, parse_output, tmp_path):
+    traced = trace([str(build_program(name))], tmp_path, *STRICT)
+    assert "refused in the kernel by the seccomp filter (rule deny-wx, EACCES)" in traced.stderr
+    out = parse_output(traced.stdout)
+    assert out.steps["wx_mmap"].errno == "EACCES" and out.ran == []
+    # The kernel refused it: the tracer never stopped for it.
+    assert not [e for e in traced.events if e["syscall"] == "mmap"]
+    assert traced.returncode == 0
+
+
+def test_a_policy_that_spares_someone_keeps_wx_mmap_in_the_tracer(build_program, parse_output, tmp_path):
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "apiVersion: trampwatch.dev/v1\nkind: WXPolicy\nmetadata: {name: t}\nspec:\n"
+        "  mode: enforce\n  defaultAction: deny\n  rules:\n"
+        "  - {name: jit, match: {category: wx-map, exe: '*/node'}, action: allow}\n")
+    traced = trace([str(build_program("wx_map"))], tmp_path, "--policy", str(policy))
+    assert "seccomp filter" not in traced.stderr
+    assert [(e["syscall"], e["verdict"], e["rule"]) for e in traced.events] == [("mmap", "denied", None)]
+    assert parse_output(traced.stdout).failed() == {"wx_mmap": "EACCES"}
 
 
 @pytest.mark.parametrize("name", ["benign_rw", "benign_dlopen", "benign_relro", "benign_threads"])
@@ -86,7 +111,7 @@ def test_deny_uses_the_rules_errno_and_kill_kills_before_the_code_runs(build_pro
         "  mode: enforce\n  defaultAction: allow\n  rules:\n"
         "  - {name: no-wx-map, match: {category: wx-map}, action: deny, errno: ENOMEM}\n"
         "  - {name: no-w-to-x, match: {category: w-to-x}, action: kill}\n")
-    denied = trace([str(build_program("wx_map"))], tmp_path, "--policy", str(policy))
+    denied = trace([str(build_program("wx_map"))], tmp_path, "--policy", str(policy), "--no-kernel-deny")
     assert parse_output(denied.stdout).failed() == {"wx_mmap": "ENOMEM"}
     assert denied.events[0]["rule"] == "no-wx-map" and denied.events[0]["result"] == -errno.ENOMEM
     killed = trace([str(build_program("w_to_x"))], tmp_path, "--policy", str(policy))
@@ -167,10 +192,16 @@ def _children(pid: int) -> list[int]:
 
 
 def _wait_for_child(pid: int) -> int:
-    for _ in range(200):
-        kids = _children(pid)
-        if kids:
-            return kids[0]
+    """The child `pid` traces, once it is seized (other children, like a
+    library's ldconfig run at import time, are not it)."""
+    for _ in range(500):
+        for kid in _children(pid):
+            try:
+                status = Path(f"/proc/{kid}/status").read_text()
+            except OSError:
+                continue
+            if f"TracerPid:\t{pid}\n" in status:
+                return kid
         time.sleep(0.02)
     raise AssertionError("the traced child never appeared")
 

@@ -3,6 +3,7 @@ exit codes. This is the only module that imports click."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from .outputs.text import TextOutput
 from .pipeline import Judge, Output, trace_attached, trace_command
 from .policy.loader import load_policy_file, preset_names, resolve_policy
 from .policy.model import Policy
-from .sources.seccomp_filter import TrapRule, build_filter, load_filter
+from .sources.seccomp_filter import TrapRule, build_filter, build_wx_refusal, load_filter
 
 
 def _fail(err: TrampwatchError) -> None:
@@ -88,17 +89,36 @@ def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | N
     return Judge(policy, mode or policy.mode or "audit", outputs, source="ptrace", report_all=all_calls)
 
 
-def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = ()) -> Callable[[], None]:
-    flt = build_filter(extra=extra)
+def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = (), refuse_wx: int | None = None
+                 ) -> Callable[[], None]:
+    filters = [build_filter(extra=extra), *(build_wx_refusal(refuse_wx) if refuse_wx else ())]
 
     def prepare() -> None:
         if kernel_mdwe:
             from .actions.mdwe import apply_kernel_mdwe
 
             apply_kernel_mdwe()
-        load_filter(flt)
+        for flt in filters:
+            load_filter(flt)
 
     return prepare
+
+
+def _kernel_refusal(judge: Judge, wanted: bool) -> int | None:
+    """The errno with which the seccomp filter itself refuses W+X mmaps, when
+    the policy denies them all and enforce mode is on (and say so)."""
+    if not wanted or judge.mode != "enforce":
+        return None
+    from .actions.seccomp_deny import wx_mmap_refusal
+
+    refusal = wx_mmap_refusal(judge.policy)
+    if refusal is None:
+        return None
+    errno_value, rule = refusal
+    click.echo(f"trampwatch: W+X mmap is refused in the kernel by the seccomp filter (rule {rule}, "
+               f"{errno.errorcode.get(errno_value, errno_value)}): such calls are counted by no stop and "
+               "reported by no line (--no-kernel-deny reports them)", err=True)
+    return errno_value
 
 
 def judge_options(func: Callable) -> Callable:
@@ -129,12 +149,14 @@ def judge_options(func: Callable) -> Callable:
               help="The syscall number programs use for trampfd (440 is process_madvise: see the docs).")
 @click.option("--kernel-mdwe", is_flag=True,
               help="Also apply the kernel's PR_SET_MDWE to COMMAND before exec (defense in depth).")
+@click.option("--kernel-deny/--no-kernel-deny", default=True, show_default=True,
+              help="In enforce mode, refuse W+X mmap in the seccomp filter when the policy denies them all.")
 @click.option("--trace-trampolines", is_flag=True,
               help="Report every trampoline invocation (with --emulate-trampfd).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(policy_name: str, mode: str | None, json_path: str | None, output: str | None, summary: bool,
-        all_calls: bool, emulate_trampfd: bool, trampfd_nr: int, kernel_mdwe: bool, trace_trampolines: bool,
-        command: tuple[str, ...]) -> None:
+        all_calls: bool, emulate_trampfd: bool, trampfd_nr: int, kernel_mdwe: bool, kernel_deny: bool,
+        trace_trampolines: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND under the tracer and report every W^X event.
 
     trampwatch exits with COMMAND's status (128+N if a signal N killed it).
@@ -149,7 +171,8 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 from .actions.emulate import TrampfdEmulator
 
                 handler = TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event)
-            prepare = _child_setup(kernel_mdwe, extra=handler.trap_rules() if handler else ())
+            prepare = _child_setup(kernel_mdwe, handler.trap_rules() if handler else (),
+                                   _kernel_refusal(judge, kernel_deny))
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:

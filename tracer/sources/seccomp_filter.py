@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import seccomp
 
-from ..abi import O_ACCMODE, O_RDWR, O_WRONLY
+from ..abi import O_ACCMODE, O_RDWR, O_WRONLY, PROT_EXEC, PROT_WRITE
 from ..errors import CapabilityMissing
 
 # Syscalls the shadow model needs to see, by name on any ABI.
@@ -30,9 +30,11 @@ _EXTRA_ARCHES = (seccomp.Arch.X86, seccomp.Arch.X32)
 class TrapRule:
     """One more syscall to stop at, optionally only when argument `arg` is at
     least `at_least` (how an emulator keeps ordinary descriptors out: its own
-    live above a fixed floor) or has `mask` bits equal to `equals`."""
+    live above a fixed floor) or has `mask` bits equal to `equals`. A number
+    instead of a name is an x86-64 number, trapped on that ABI only (it may
+    be one no kernel has)."""
 
-    syscall: str
+    syscall: str | int
     arg: int | None = None
     at_least: int | None = None
     mask: int | None = None
@@ -69,17 +71,44 @@ def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
     """
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        rules = (*FOREIGN_WRITE_RULES, *extra)
+        # libseccomp translates a number to every ABI of the filter and fails
+        # on one it cannot name: add numbers while only x86-64 is there.
+        for rule in rules:
+            if isinstance(rule.syscall, int):
+                flt.add_rule(seccomp.TRACE(0), rule.syscall, *rule.conditions())
         for arch in _EXTRA_ARCHES:
             flt.add_arch(arch)
         flt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
         for name in syscalls:
             flt.add_rule(seccomp.TRACE(0), name)
-        for rule in (*FOREIGN_WRITE_RULES, *extra):
-            flt.add_rule(seccomp.TRACE(0), rule.syscall, *rule.conditions())
+        for rule in rules:
+            if isinstance(rule.syscall, str):
+                flt.add_rule(seccomp.TRACE(0), rule.syscall, *rule.conditions())
     except (OSError, RuntimeError, ValueError) as err:
         raise CapabilityMissing("seccomp", f"libseccomp could not build the filter: {err}",
                                 "apt-get install python3-seccomp") from err
     return flt
+
+
+def build_wx_refusal(errno: int) -> list[seccomp.SyscallFilter]:
+    """Return filters that refuse, in the kernel, every mmap asking for write
+    and exec together with `errno`: the stateless deny of a policy that
+    refuses all such calls. One filter per ABI, because i386's mmap (old_mmap)
+    passes a pointer and only its mmap2 has prot in a register; old_mmap and
+    mappings made W+X by READ_IMPLIES_EXEC still reach the tracer. ERRNO takes
+    precedence over the main filter's TRACE in the kernel."""
+    wx = seccomp.Arg(2, seccomp.MASKED_EQ, PROT_WRITE | PROT_EXEC, PROT_WRITE | PROT_EXEC)
+    filters = []
+    for arch, name in ((seccomp.Arch.X86_64, "mmap"), (seccomp.Arch.X86, "mmap2")):
+        flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        flt.set_attr(seccomp.Attr.ACT_BADARCH, seccomp.ALLOW)
+        if arch != seccomp.Arch.X86_64:
+            flt.add_arch(arch)
+            flt.remove_arch(seccomp.Arch.NATIVE)
+        flt.add_rule(seccomp.ERRNO(errno), name, wx)
+        filters.append(flt)
+    return filters
 
 
 def load_filter(flt: seccomp.SyscallFilter) -> None:

@@ -1,0 +1,56 @@
+"""Which of a policy's denials need no state: those the seccomp filter can
+refuse in the kernel (SECCOMP_RET_ERRNO) exactly as the tracer would.
+
+Only one shape is exact from the arguments alone: an mmap asking for write and
+exec together. It is refused in the kernel when the policy refuses *every*
+such call with the same errno, whoever makes it: the first rule that can match
+one must match them all, have no condition on the process, the caller or the
+object, and deny.
+"""
+
+from __future__ import annotations
+
+from ..categories import Category
+from ..policy.model import Action, Match, Policy
+
+# The categories a W+X mmap can fall in (wx-map always, the others by backing).
+_WX_MMAP_CATEGORIES = frozenset({Category.WX_MAP, Category.ANON_EXEC, Category.EXEC_UNLINKED,
+                                 Category.DUAL_MAP, Category.READ_IMPLIES_EXEC})
+_MMAPS = frozenset({"mmap", "mmap2"})
+_WX = frozenset({"write", "exec"})
+
+
+def _can_match(match: Match) -> bool:
+    """True when the rule could match some W+X mmap."""
+    if match.category is not None and match.category.isdisjoint(_WX_MMAP_CATEGORIES):
+        return False
+    if match.syscall is not None and match.syscall.isdisjoint(_MMAPS):
+        return False
+    return match.new_mapping is not False
+
+
+def _matches_all(match: Match) -> bool:
+    """True when the rule matches every W+X mmap, whatever else is true of it."""
+    unconditional = all(getattr(match, key) is None
+                        for key in ("exe", "comm", "uid", "backing", "object_path", "caller"))
+    return (
+        unconditional
+        and (match.category is None or Category.WX_MAP in match.category)
+        and (match.syscall is None or match.syscall >= _MMAPS)
+        and (match.prot is None or match.prot <= _WX)
+        and (match.gains is None or match.gains <= _WX)
+    )
+
+
+def wx_mmap_refusal(policy: Policy) -> tuple[int, str] | None:
+    """Return (errno, rule name or 'default') when the policy denies every
+    mmap asking for write+exec, else None."""
+    for rule in policy.rules:
+        if not _can_match(rule.match):
+            continue
+        if rule.action is Action.DENY and _matches_all(rule.match) and rule.errno is not None:
+            return rule.errno, rule.name
+        return None
+    if policy.default_action is Action.DENY and policy.default_errno is not None:
+        return policy.default_errno, "default"
+    return None
