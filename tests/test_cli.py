@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
-from test_run_programs import ROOT, TRAMPWATCH, trace
+from test_run_programs import PYTHON, ROOT, TRAMPWATCH, trace
 
 
 def tw(*args: str, **kw) -> subprocess.CompletedProcess[str]:
@@ -123,3 +125,43 @@ def test_monitor_reports_the_same_categories_as_run(build_program, tmp_path):
         traced = trace([str(program)], tmp_path / name if (tmp_path / name).mkdir() is None else tmp_path)
         assert by_program.get(name) == [e["categories"] for e in traced.events], name
     assert seen[-1]["type"] == "summary" and seen[-1]["lost"] == 0
+
+
+def _monitor(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    json_path = tmp_path / "monitor.jsonl"
+    proc = subprocess.Popen([*TRAMPWATCH, "monitor", "--json", str(json_path), "-o", str(tmp_path / "m.txt"),
+                             *args], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    line = proc.stderr.readline()
+    assert "monitoring" in line, line + proc.stderr.read()
+    return proc, json_path
+
+
+def _stop(proc: subprocess.Popen, json_path: Path) -> list[dict]:
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    return [json.loads(line) for line in json_path.read_text().splitlines()]
+
+
+def test_monitor_sees_python_ctypes_like_run(tmp_path):
+    script = str(ROOT / "examples" / "closure.py")
+    proc, json_path = _monitor(tmp_path, "--comm", "python3")
+    subprocess.run([PYTHON, script], check=True, capture_output=True)
+    seen = [e for e in _stop(proc, json_path) if e["type"] == "event"]
+    traced = trace([PYTHON, script], tmp_path)
+    assert [e["categories"] for e in seen] == [e["categories"] for e in traced.events]
+    assert ["wx-map", "anon-exec"] in [e["categories"] for e in seen]
+
+
+def test_monitor_serves_prometheus_metrics(build_program, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc, json_path = _monitor(tmp_path, "--comm", "wx_map", "--metrics", f"127.0.0.1:{port}")
+    subprocess.run([str(build_program("wx_map"))], check=True, capture_output=True)
+    time.sleep(1)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    _stop(proc, json_path)
+    assert 'trampwatch_violations_total{category="wx-map",rule="log-wx",verdict="logged"} 1.0' in metrics
+    assert "trampwatch_events_total 1.0" in metrics
+    assert "trampwatch_lost_records 0.0" in metrics
