@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
+import pytest
 from test_run_programs import PYTHON, ROOT, TRAMPWATCH, trace
 
 
@@ -165,3 +168,20 @@ def test_monitor_serves_prometheus_metrics(build_program, tmp_path):
     assert 'trampwatch_violations_total{category="wx-map",rule="log-wx",verdict="logged"} 1.0' in metrics
     assert "trampwatch_events_total 1.0" in metrics
     assert "trampwatch_lost_records 0.0" in metrics
+
+
+@pytest.mark.parametrize("argv", [["node", "-e", "console.log(1)"], ["java", "-version"]],
+                         ids=["node", "java"])
+def test_monitor_sees_jits_like_run(argv, tmp_path):
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (scripts/setup installs it)")
+    proc, json_path = _monitor(tmp_path, "--comm", argv[0])
+    subprocess.run(argv, check=True, capture_output=True)
+    seen = [e for e in _stop(proc, json_path) if e["type"] == "event"]
+    traced = trace(argv, tmp_path)
+
+    def shapes(events: list[dict]) -> Counter:
+        return Counter((e["syscall"], tuple(e["categories"])) for e in events)
+
+    assert shapes(seen) == shapes(traced.events)
+    assert seen

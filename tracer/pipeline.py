@@ -363,23 +363,42 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
     seeded_by: dict[int, AttachEvent] = {}
     try:
         while not stopping and (deadline is None or time.monotonic() < deadline):
-            for event in source.poll(200):
-                if isinstance(event, MemCall):
-                    _fill_unseen(judge, event, seeded_by.pop(event.pid, None))
-                    judge.call(event, None)
-                elif not isinstance(event, KernelKill):
-                    if isinstance(event, AttachEvent):
-                        seeded_by[event.pid] = event
-                    judge.event(event)
-            judge.stats.lost = source.lost()
+            _feed(judge, source.poll(200), seeded_by)
             if on_lost is not None:
-                on_lost(judge.stats.lost)
+                on_lost(source.lost())
+        # Drain what the kernel already sent before the stop.
+        while batch := source.poll(0):
+            _feed(judge, batch, seeded_by)
+        judge.stats.lost = source.lost()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 _PROTECTS = frozenset({"mprotect", "pkey_mprotect"})
+
+
+def _feed(judge: Judge, events: list[Event], seeded_by: dict[int, AttachEvent]) -> None:
+    """Judge a batch of eBPF events in order."""
+    for event in events:
+        if isinstance(event, MemCall):
+            _fill_unseen(judge, event, seeded_by.pop(event.pid, None))
+            judge.call(event, None)
+        elif isinstance(event, AttachEvent):
+            seeded_by[event.pid] = event
+            judge.event(event)
+        elif isinstance(event, ExecEvent):
+            judge.event(_as_at_exec(event))
+        elif not isinstance(event, KernelKill):
+            judge.event(event)
+
+
+def _as_at_exec(event: ExecEvent) -> ExecEvent:
+    """An exec the eBPF source reports with maps read some time after it:
+    keep what exists at exec (the program, the loader, stack, heap, vDSO) and
+    drop later anonymous mappings, which the model learns from their calls."""
+    kept = tuple(m for m in event.maps if m.path and not m.path.startswith("[anon"))
+    return replace(event, maps=kept)
 
 
 def _fill_unseen(judge: Judge, call: MemCall, seed: AttachEvent | None) -> None:

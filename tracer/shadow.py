@@ -435,10 +435,11 @@ class ShadowModel:
     def fill_gaps(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...], asked: int) -> int:
         """Add the parts of [start, end) the model never saw, from `maps` read
         after the call that touches them (a source that judges calls after the
-        fact, like eBPF, sees only calls that can matter). Their protection
-        before the call is unknown: it is taken as the mapped one without the
-        bits the call asks for, so the call is judged as gaining them. Returns
-        how many regions were added."""
+        fact, like eBPF, sees only calls that can matter, and every writable
+        mapping). A region it never saw was not mapped writable, so its
+        protection before the call is taken as the mapped one without the bits
+        the call asks for, and it has no write history. Returns how many
+        regions were added."""
         process = self.processes.get(pid)
         if process is None:
             return 0
@@ -450,10 +451,9 @@ class ShadowModel:
             lo, hi = max(entry.start, start), min(entry.end, end)
             if space.overlapping(lo, hi):
                 continue
-            backing = backing_from_entry(entry)
-            prot = entry.prot & PROT_MASK & ~(asked & PROT_EXEC)
-            space.insert(Region(lo, hi, prot, entry.shared, entry.offset + (lo - entry.start), backing,
-                                bool(entry.prot & PROT_WRITE), bool(prot & PROT_EXEC)))
+            prot = entry.prot & PROT_MASK & ~(asked & (PROT_WRITE | PROT_EXEC))
+            space.insert(Region(lo, hi, prot, entry.shared, entry.offset + (lo - entry.start),
+                                backing_from_entry(entry), bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
             added += 1
         return added
 

@@ -227,9 +227,10 @@ static __always_inline int wx_enter(__u32 sys, __u32 arch, __s32 nr, __u64 *argv
 	case WX_SYS_MMAP:
 		prot = effective_prot(argv[2], rie);
 		flags = argv[3];
-		/* Every writable mapping too: it starts the write history that a
-		 * later exec gain (w-to-x, execmod, dual-map) is judged on. */
-		wanted = (prot & PROT_EXEC) || history || (prot & PROT_WRITE);
+		/* Every mapping: a new region is what a later exec gain (w-to-x,
+		 * anon-exec, execmod, dual-map) is judged on, and mmap is rare next
+		 * to the mprotect flips that stay in the kernel. */
+		wanted = 1;
 		/* ld.so's read+exec private file mappings are every program's: no history from them. */
 		gives_history = (prot & PROT_EXEC) &&
 				((flags & MAP_ANONYMOUS) || (prot & PROT_WRITE) || (flags & MAP_TYPE) != MAP_PRIVATE);
