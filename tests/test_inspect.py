@@ -371,10 +371,14 @@ def test_node_rwx_code_space():
     script = "let s = 0; for (let i = 0; i < 1e6; i++) s += i; console.log('READY'); process.stdin.resume()"
     with running([node, "-e", script]) as run:
         report = inspect_process(run.pid, resolve_policy("mdwe"))
-    rwx = [r for r in report.regions if r.perms == "rwxp" and r.backing == "anon"]
-    assert rwx, render_text(report)
-    assert all(r.categories == (Category.WX_MAP, Category.ANON_EXEC) for r in rwx)
-    assert forbidden(report)
+    # V8's code space: kept RWX by node 20, flipped to R-X between writes by
+    # Debian 12's node 18 (so what mdwe forbids depends on the version).
+    code = [r for r in report.regions if r.backing == "anon" and r.perms[2] == "x"]
+    assert code, render_text(report)
+    for region in code:
+        expected = (Category.WX_MAP, Category.ANON_EXEC) if region.perms == "rwxp" else (Category.ANON_EXEC,)
+        assert region.categories == expected
+    assert forbidden(report) == any(r.perms == "rwxp" for r in code)
 
 
 # --- a READ_IMPLIES_EXEC persona ------------------------------------------------------------
