@@ -246,6 +246,13 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
           "(target: under 1 µs added when monitored, noise when not)",
           ["workload", "µs per mprotect", "added µs", "user-space records"], rows)
     print(f"\nmonitor start-up (BPF compile + attach): {min(loads):.2f} s (target: under 3 s)")
+    json_path = out / "burst.jsonl"
+    proc, _ = _start_monitor(["--comm", "flip_flood"], json_path)
+    burst = 10_000
+    subprocess.run([*flood, "hist", str(burst // 2)], check=True, stdout=subprocess.DEVNULL)
+    summary = _stop_monitor(proc, json_path)
+    print(f"a burst of {burst:,} monitored mprotects at the default buffer size: "
+          f"{summary['calls']:,} records judged, {summary['lost']} lost")
 
 
 def bench_inspect(bins: dict[str, Path], reps: int, n: int) -> None:

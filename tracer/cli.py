@@ -214,7 +214,7 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
 @click.option("--comm", "comms", multiple=True, help="Watch processes with this comm.")
 @click.option("--cgroup", "cgroups", multiple=True, help="Watch processes in this cgroup v2 directory.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after SECONDS.")
-@click.option("--buffer-pages", type=int, default=64, show_default=True,
+@click.option("--buffer-pages", type=int, default=1024, show_default=True,
               help="Ring buffer size in pages (a power of two).")
 @click.option("--require-deny", is_flag=True,
               help="Refuse to start unless every deny rule can be refused in the kernel with its errno.")

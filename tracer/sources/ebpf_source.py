@@ -282,7 +282,7 @@ class EbpfConfig:
     pids: tuple[int, ...] = ()
     comms: tuple[str, ...] = ()
     cgroups: tuple[str, ...] = ()
-    buffer_pages: int = 64
+    buffer_pages: int = 1024
     kill_rules: tuple[KillRule, ...] = ()
     enforce: bool = True
 
