@@ -348,7 +348,31 @@ def _imports(elf: ELFFile, dynamic: DynamicSegment) -> frozenset[str]:
         table = dynamic
     if table is None:
         return frozenset()
+    if isinstance(table, SymbolTableSection):
+        return _undefined_names(elf, table)
     return frozenset(sym.name for sym in table.iter_symbols() if sym.name and sym["st_shndx"] == "SHN_UNDEF")
+
+
+# Elf32_Sym / Elf64_Sym field orders: the offsets of st_name and st_shndx.
+_SYM_LAYOUTS = {32: ("IIIBBH", 0, 5), 64: ("IBBHQQ", 0, 3)}
+
+
+def _undefined_names(elf: ELFFile, table: SymbolTableSection) -> frozenset[str]:
+    """The undefined symbols of a symbol table section, decoded in bulk: the
+    section's bytes in one struct pass instead of one pyelftools parse per
+    symbol (which costs 30x more and dominates a scan of /usr/lib)."""
+    layout, name_at, shndx_at = _SYM_LAYOUTS[elf.elfclass]
+    entry = struct.Struct(("<" if elf.little_endian else ">") + layout)
+    data = table.data()
+    strings = elf.get_section(table["sh_link"]).data()
+    names = set()
+    usable = len(data) - len(data) % entry.size
+    for fields in entry.iter_unpack(data[:usable]):
+        offset = fields[name_at]
+        if fields[shndx_at] == 0 and offset:  # SHN_UNDEF, named
+            end = strings.find(b"\0", offset)
+            names.add(strings[offset:end if end >= 0 else None].decode("utf-8", "replace"))
+    return frozenset(names)
 
 
 def _load_symbols(info: ElfInfo) -> SymbolTable:
