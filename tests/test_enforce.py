@@ -240,11 +240,11 @@ def test_ctrl_c_reaches_the_program(tmp_path):
               "signal.signal(signal.SIGINT, lambda *a: (print('got SIGINT', flush=True), sys.exit(5)))\n"
               "print('ready', flush=True)\ntime.sleep(30)\n")
     proc = subprocess.Popen([*TRAMPWATCH, "run", "--", PYTHON, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stdout.readline() == "ready\n"
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
-    out, _ = proc.communicate(timeout=30)
-    assert out == "got SIGINT\n" and proc.returncode == 5
+    out, err = proc.communicate(timeout=30)
+    assert (out, proc.returncode) == ("got SIGINT\n", 5), err
 
 
 def test_group_stops_blocked_signals_and_sigchld(build_program, parse_output, tmp_path):
