@@ -20,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+# Run as a script, so its own folder (scripts/) is on the import path.
+from bench_trampfd import main as bench_trampfd_main
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = ROOT / "tests" / "programs"
 BENCH_PROGRAMS = ROOT / "scripts" / "bench_programs"
@@ -328,6 +331,7 @@ BENCHES: dict[str, Callable[..., None]] = {
     "monitor": bench_monitor,
     "inspect": bench_inspect,
     "scan": bench_scan,
+    "trampfd": bench_trampfd_main,
 }
 
 
@@ -371,6 +375,10 @@ def main() -> None:
             bench_inspect(bins, reps, 10_000)
         if "scan" in selected:
             bench_scan(reps, "/usr/lib")
+        if "trampfd" in selected:
+            print()
+            sys.stdout.flush()
+            bench_trampfd_main(["--reps", str(reps), *(["--quick"] if args.quick else [])])
 
 
 if __name__ == "__main__":

@@ -74,6 +74,15 @@ SYSCALL_NAMES: dict[int, dict[int, str]] = {
 # Names as the policy language spells them (i386's mmap2 and ipc count too).
 KNOWN_SYSCALLS: frozenset[str] = frozenset(SYSCALLS_X86_64) | frozenset(SYSCALLS_I386)
 
+# Descriptor calls the trampfd emulator serves or injects (x86-64 only; not
+# model syscalls, so neither policy names nor part of SYSCALL_NAMES).
+EMULATOR_SYSCALLS_X86_64: dict[str, int] = {
+    "read": 0, "write": 1, "close": 3, "lseek": 8, "pread64": 17, "pwrite64": 18, "readv": 19,
+    "writev": 20, "madvise": 28, "dup": 32, "dup2": 33, "recvmsg": 47, "fcntl": 72,
+    "dup3": 292, "preadv": 295, "pwritev": 296, "recvmmsg": 299, "seccomp": 317, "preadv2": 327,
+    "pwritev2": 328, "pidfd_getfd": 438,
+}
+
 # Writes that bypass page protections (foreign-write): ptrace POKE requests and
 # opens of /proc/PID/mem for writing.
 PTRACE_POKETEXT = 4

@@ -342,6 +342,14 @@ def inspect_command(pid: int | None, every: bool, as_json: bool, disasm: bool,
     sys.exit(1 if any(forbidden(report) for report in reports) else 0)
 
 
+@main.command("include-path")
+def include_path() -> None:
+    """Print the directory of trampfd.h (gcc -I "$(trampwatch include-path)")."""
+    from .trampfd import include_dir
+
+    click.echo(str(include_dir()))
+
+
 @main.group()
 def policy() -> None:
     """Check and list W^X policies."""

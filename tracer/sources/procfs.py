@@ -221,6 +221,16 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
     return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino)
 
 
+def fd_position(pid: int, fd: int) -> int:
+    """Return the file position of descriptor `fd` of `pid` (the 'pos:' line
+    of /proc/PID/fdinfo/FD). Raises NoSuchProcess (also when fd is not
+    open), AccessDenied or TraceError."""
+    for line in _read_text(pid, f"fdinfo/{fd}").splitlines():
+        if line.startswith("pos:"):
+            return int(line[4:])
+    raise TraceError(f"/proc/{pid}/fdinfo/{fd} has no pos line", pid=pid)
+
+
 def _numeric_entries(path: str, pid: int | None) -> list[int]:
     with _translated(pid, path):
         names = os.listdir(path)

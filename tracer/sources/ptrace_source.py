@@ -114,9 +114,10 @@ class SyscallHandler(Protocol):
         """Handle a trapped call; True when it was answered (ctl.finish) and
         must not run; False to let the source treat it as usual."""
 
-    def on_fault(self, pid: int, tid: int, fault_addr: int, ctl: Control) -> bool:
-        """A SIGSEGV is about to be delivered; True when the handler patched the
-        registers and the signal must be suppressed."""
+    def on_fault(self, pid: int, tid: int, ctl: Control) -> bool:
+        """A SIGSEGV is about to be delivered (ctl holds the faulting
+        registers); True when the handler patched the registers and the
+        signal must be suppressed."""
 
     def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
         """A new task appeared."""
@@ -133,30 +134,75 @@ _REGISTER_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9",
 _ARG_REGISTERS = {"x86_64": ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
                   "i386": ("rbx", "rcx", "rdx", "rsi", "rdi", "rbp")}
 _SYSCALL_INSN_LEN = 2  # syscall (0f 05), int 0x80 (cd 80) and sysenter (0f 34)
+_RED_ZONE = 128
+_NR_RT_SIGPROCMASK = {"x86_64": 14, "i386": 175}
+_SIG_SETMASK = 2
+_ALL_SIGNALS = b"\xff" * 8
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+for _name in ("process_vm_readv", "process_vm_writev"):
+    getattr(_libc, _name).argtypes = (ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong,
+                                      ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.c_ulong)
+    getattr(_libc, _name).restype = ctypes.c_ssize_t
+_libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)
+_libc.ptrace.restype = ctypes.c_long
+
+
+def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> None:
+    """pt.ptrace without python-ptrace's per-call work, for the requests of
+    every stop (resume, get/set registers). Raises PtraceError."""
+    if _libc.ptrace(request, tid, addr, data) == -1:
+        err = ctypes.get_errno()
+        raise PtraceError(f"ptrace({request}, {tid}): {os.strerror(err)}", errno=err, pid=tid)
+
+
+def _getregs(tid: int):
+    regs = pt.ptrace_registers_t()
+    _fast_ptrace(pt.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
+    return regs
 
 
 class Control:
     """A thread stopped at a syscall entry (or a fault), for a handler: its
     registers, its memory, and syscalls run on its behalf."""
 
-    def __init__(self, source: PtraceSource, tid: int, arch: str):
+    def __init__(self, source: PtraceSource, tid: int, arch: str, regs: object | None = None):
         self._source = source
         self.tid = tid
         self.arch = arch
         self._saved: dict[str, int] | None = None
         self._at_exit = False
+        # The thread's registers as last read or written (a fault emulator
+        # pays one PTRACE_GETREGS per invocation, not three).
+        self._regs = regs
+        self._scratch_top: int | None = None
+        self._old_mask: bytes | None = None
+
+    def _user_regs(self):
+        if self._regs is None:
+            self._regs = _getregs(self.tid)
+        return self._regs
 
     def registers(self) -> dict[str, int]:
         """Return the thread's general registers by name."""
-        regs = pt.ptrace_getregs(self.tid)
+        regs = self._user_regs()
         return {name: getattr(regs, name) for name in _REGISTER_NAMES}
+
+    def register(self, name: str) -> int:
+        """Return one register by name (cheaper than registers() on a hot path)."""
+        return getattr(self._user_regs(), name)
 
     def set_registers(self, values: dict[str, int]) -> None:
         """Change some registers (by name); the others keep their values."""
-        regs = pt.ptrace_getregs(self.tid)
+        regs = self._user_regs()
         for name, value in values.items():
             setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
-        pt.ptrace_setregs(self.tid, regs)
+        _fast_ptrace(pt.PTRACE_SETREGS, self.tid, 0, ctypes.addressof(regs))
 
     def read(self, addr: int, size: int) -> bytes:
         """Read the thread's memory (b'' where unmapped)."""
@@ -165,17 +211,59 @@ class Control:
         except TraceError:
             return b""
 
+    def copy_from_user(self, addr: int, size: int) -> bytes | None:
+        """Read memory as the program itself may (page protections apply,
+        like the kernel's copy_from_user); None if any byte is not readable."""
+        buf = ctypes.create_string_buffer(size)
+        local, remote = _IoVec(ctypes.addressof(buf), size), _IoVec(addr, size)
+        done = _libc.process_vm_readv(self.tid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        return buf.raw if done == size else None
+
+    def copy_to_user(self, addr: int, data: bytes) -> bool:
+        """Write memory as the program itself may (page protections apply,
+        like the kernel's copy_to_user); False if any byte is not writable."""
+        buf = ctypes.create_string_buffer(data, len(data))
+        local, remote = _IoVec(ctypes.addressof(buf), len(data)), _IoVec(addr, len(data))
+        done = _libc.process_vm_writev(self.tid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        return done == len(data)
+
     def write(self, addr: int, data: bytes) -> None:
         """Write the thread's memory through /proc/PID/mem (which, like the
         kernel's ptrace, writes even read-only pages). Raises TraceError."""
         procfs.write_mem(self.tid, addr, data)
 
+    def scratch(self, data: bytes) -> int | None:
+        """Copy data onto the thread's stack below the red zone (dead while it
+        is stopped in a syscall); return its 16-aligned address, or None when
+        it cannot be written. Successive calls never overlap."""
+        if self._scratch_top is None:
+            self._scratch_top = self._user_regs().rsp - _RED_ZONE
+        addr = (self._scratch_top - len(data)) & ~0xF
+        if not self.copy_to_user(addr, data):
+            return None
+        self._scratch_top = addr
+        return addr
+
     def inject(self, nr: int, *args: int) -> int:
         """Run syscall nr(args) in the thread instead of the one it stopped
         in; return its raw result (negative errno on failure). Only valid
-        while stopped at a syscall entry; finish() must follow."""
+        while stopped at a syscall entry (or in an on_exit hook); finish()
+        must follow. Signals stay blocked from the first injection to
+        finish(), so none is delivered (and lost) between injected calls."""
         if self._saved is None:
             self._saved = self.registers()
+            self._block_signals()
+        return self._run(nr, *args)
+
+    def _block_signals(self) -> None:
+        # Each injected call after the first passes through user mode, where a
+        # pending signal would be delivered to a thread in a borrowed state.
+        masks = self.scratch(_ALL_SIGNALS + bytes(8))
+        nr = _NR_RT_SIGPROCMASK[self.arch]
+        if masks is not None and self._run(nr, _SIG_SETMASK, masks, masks + 8, 8) == 0:
+            self._old_mask = self.copy_from_user(masks + 8, 8)
+
+    def _run(self, nr: int, *args: int) -> int:
         values = dict(zip(_ARG_REGISTERS[self.arch], args, strict=False))
         if self._at_exit:
             # Re-execute the syscall instruction with new registers.
@@ -184,10 +272,18 @@ class Control:
             values["orig_rax"] = nr
         self.set_registers(values)
         result = self._source.step_to_syscall_exit(self.tid)
+        self._regs = None
         self._at_exit = True
         if self.arch == "i386":
             result = result - (1 << 32) if result & 0x80000000 else result & 0xFFFFFFFF
+        elif result >= 1 << 63:
+            result -= 1 << 64
         return result
+
+    def on_exit(self, hook: Callable[[int, Control], None]) -> None:
+        """Let the stopped call run, and stop again when it returns: there
+        hook(result, ctl) may inject calls and finish() with a new result."""
+        self._source.tasks[self.tid].exit_hook = hook
 
     def finish(self, result: int) -> None:
         """Make the stopped call return `result` without running it (or, after
@@ -195,6 +291,10 @@ class Control:
         if self._saved is None:
             self.set_registers({"orig_rax": -1, "rax": result})
             return
+        if self._old_mask is not None:
+            mask = self.scratch(self._old_mask)
+            if mask is not None:
+                self._run(_NR_RT_SIGPROCMASK[self.arch], _SIG_SETMASK, mask, 0, 8)
         restored = dict(self._saved)
         restored.pop("orig_rax")
         restored["rax"] = result
@@ -210,6 +310,8 @@ class _Task:
     pending: MemCall | None = None
     denied: bool = False
     syscall_mode: bool = False
+    exit_hook: Callable[[int, Control], None] | None = None
+    deferred_signal: int = 0
 
 
 class PtraceSource:
@@ -339,16 +441,18 @@ class PtraceSource:
             self._resume(task, sig)
 
     def _fault_handled(self, task: _Task) -> bool:
-        info = pt.ptrace_getsiginfo(task.tid)
-        fault_addr = info._sigfault._addr or 0
-        regs = pt.ptrace_getregs(task.tid)
+        # No PTRACE_GETSIGINFO: one syscall less per emulated fault, and an
+        # emulator learns what it needs (the faulting PC) from the registers.
+        regs = _getregs(task.tid)
         arch = "i386" if regs.cs == _CS_I386 else "x86_64"
-        return self.handler.on_fault(task.pid, task.tid, fault_addr, Control(self, task.tid, arch))
+        return self.handler.on_fault(task.pid, task.tid, Control(self, task.tid, arch, regs))
 
     def _resume(self, task: _Task, sig: int = 0) -> None:
-        request = pt.PTRACE_SYSCALL if task.syscall_mode or task.pending else pt.PTRACE_CONT
+        if not sig and task.deferred_signal:
+            sig, task.deferred_signal = task.deferred_signal, 0
+        request = pt.PTRACE_SYSCALL if task.syscall_mode or task.pending or task.exit_hook else pt.PTRACE_CONT
         try:
-            pt.ptrace(request, task.tid, 0, sig)
+            _fast_ptrace(request, task.tid, 0, sig)
         except PtraceError as err:
             if err.errno != errno.ESRCH:
                 raise TraceError(f"cannot resume: {err}", pid=task.tid) from err
@@ -447,6 +551,12 @@ class PtraceSource:
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
                 rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
             self.sink.on_event(MemReturn(call, rval))
+        hook, task.exit_hook = task.exit_hook, None
+        if hook is not None:
+            _, arch_id, _, _, rval, _ = _EXIT.unpack_from(raw)
+            ctl = Control(self, task.tid, abi.ARCH_NAMES.get(arch_id, "x86_64"))
+            ctl._at_exit = True
+            hook(rval, ctl)
         self._resume(task)
 
     def step_to_syscall_exit(self, tid: int) -> int:
@@ -462,6 +572,10 @@ class PtraceSource:
                 raw = self._syscall_info(tid)
                 if raw[0] == abi.PTRACE_SYSCALL_INFO_EXIT:
                     return pt.ptrace_getregs(tid).rax
+            elif status >> 16 == 0 and tid in self.tasks:
+                # A signal delivered before Control blocked them (an injection
+                # from an exit stop): resend it when the thread resumes.
+                self.tasks[tid].deferred_signal = os.WSTOPSIG(status)
 
     def _skip_syscall(self, task: _Task, err: int) -> None:
         regs = pt.ptrace_getregs(task.tid)

@@ -8,6 +8,7 @@ imports `seccomp`.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -115,3 +116,32 @@ def load_filter(flt: seccomp.SyscallFilter) -> None:
     """Install the filter in the calling process (call it in the child
     between fork and exec)."""
     flt.load()
+
+
+def x86_64_syscall_name(nr: int) -> str | None:
+    """Return the name libseccomp knows for x86-64 syscall `nr` (None: none;
+    numbers newer than the installed libseccomp are unknown to it)."""
+    try:
+        return seccomp.resolve_syscall(seccomp.Arch.X86_64, nr).decode()
+    except ValueError:
+        return None
+
+
+def filter_program(rules: Iterable[TrapRule]) -> bytes:
+    """Return the BPF (struct sock_filter array) of a filter that traps
+    `rules` on x86-64 and allows everything else, other ABIs included: a
+    filter to install later in a running process, on top of the first one.
+    Raises CapabilityMissing when libseccomp cannot build it."""
+    try:
+        flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        flt.set_attr(seccomp.Attr.ACT_BADARCH, seccomp.ALLOW)
+        flt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
+        for rule in rules:
+            flt.add_rule(seccomp.TRACE(0), rule.syscall, *rule.conditions())
+        with tempfile.TemporaryFile() as out:
+            flt.export_bpf(out)
+            out.seek(0)
+            return out.read()
+    except (OSError, RuntimeError, ValueError) as err:
+        raise CapabilityMissing("seccomp", f"libseccomp could not build the filter: {err}",
+                                "apt-get install python3-seccomp") from err
