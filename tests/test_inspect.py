@@ -289,6 +289,9 @@ def test_trampfd_program_under_the_emulator(inspect_program):
     (tramp,) = table.trampolines
     assert (tramp.kind, tramp.addr, tramp.data) == (tr.TRAMPFD_V2, run.addrs["tramp1"], 0x4242)
     assert tramp.target.addr == run.addrs["target"] and tramp.target.symbol == "tw_emulated_target"
+    # The v1 page: a PROT_NONE view of the trampfd's memfd, found by its name.
+    v1 = region_at(report, run.addrs["v1_page"])
+    assert (v1.start, v1.perms, v1.categories) == (run.addrs["v1_page"], "---p", (Category.TRAMPFD,))
     # run --emulate-trampfd allows the table under strict; so does inspect.
     assert not forbidden(report)
 

@@ -104,7 +104,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class Symbol:
-    """A sized function ('func', including GNU ifuncs) or data ('object') symbol."""
+    """A function ('func', including GNU ifuncs), data ('object') or sizeless
+    global entry point ('label') symbol."""
 
     name: str
     addr: int
@@ -130,12 +131,13 @@ class SymbolTable:
         return len(self.symbols)
 
     def lookup(self, vaddr: int) -> Symbol | None:
-        """Return the symbol whose [addr, addr+size) holds `vaddr`, or None."""
+        """Return the symbol whose [addr, addr+size) holds `vaddr` (or a
+        sizeless label at exactly `vaddr`), or None."""
         index = bisect.bisect_right(self._starts, vaddr) - 1
         # A larger symbol may enclose a smaller one that starts later (a
         # function with a local object); look back a few entries for it.
         for sym in self.symbols[max(0, index - 3) : index + 1][::-1]:
-            if sym.addr <= vaddr < sym.addr + sym.size:
+            if sym.addr <= vaddr < sym.addr + sym.size or (sym.size == 0 and sym.addr == vaddr):
                 return sym
         return None
 
@@ -375,6 +377,18 @@ def _undefined_names(elf: ELFFile, table: SymbolTableSection) -> frozenset[str]:
     return frozenset(names)
 
 
+def _symbol_kind(sym) -> str | None:
+    """'func'/'object' for sized symbols, 'label' for a global entry point
+    without a size (hand-written assembly: an address matches it exactly),
+    None for the rest."""
+    kind = sym["st_info"]["type"]
+    if sym["st_size"] > 0:
+        return _SYMBOL_KINDS.get(kind)
+    if kind in ("STT_FUNC", "STT_NOTYPE") and sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK"):
+        return "label"
+    return None
+
+
 def _load_symbols(info: ElfInfo) -> SymbolTable:
     fd, st = _open_regular(info.path)
     with os.fdopen(fd, "rb") as stream:
@@ -383,14 +397,11 @@ def _load_symbols(info: ElfInfo) -> SymbolTable:
         try:
             elf = ELFFile(stream)
             symbols = [
-                Symbol(sym.name, sym["st_value"], sym["st_size"], _SYMBOL_KINDS[sym["st_info"]["type"]])
+                Symbol(sym.name, sym["st_value"], sym["st_size"], _symbol_kind(sym))
                 for section in elf.iter_sections()
                 if isinstance(section, SymbolTableSection)
                 for sym in section.iter_symbols()
-                if sym["st_info"]["type"] in _SYMBOL_KINDS
-                and sym["st_shndx"] != "SHN_UNDEF"
-                and sym["st_size"] > 0
-                and sym.name
+                if _symbol_kind(sym) and sym["st_shndx"] != "SHN_UNDEF" and sym.name
             ]
         except OSError as err:
             if err.errno != errno.EINVAL:

@@ -28,7 +28,9 @@ VERDICTS = {
 
 @dataclass(frozen=True)
 class Judgement:
-    """One W^X event with its categories, the policy's decision and the outcome."""
+    """One W^X event with its categories, the policy's decision and the outcome;
+    `detail` holds extra key/value pairs some events carry (a trampoline's
+    target and the registers it set)."""
 
     ts: float
     source: str
@@ -50,6 +52,7 @@ class Judgement:
     decision: Decision
     verdict: str
     caller: Caller | None
+    detail: tuple[tuple[str, str], ...] = ()
 
     @property
     def rule(self) -> str | None:

@@ -168,7 +168,7 @@ class Judge:
         stack = call.stack
         if not stack and peek is not None and call.sp:
             stack = peek(call.sp, 2048)
-        return self.attributor.caller(call.ip, stack, call.sp, list(process.space))
+        return self.attributor.caller(call.ip, stack, call.sp, process.space.snapshot())
 
     # --- everything else ---------------------------------------------------------------
 
@@ -202,16 +202,22 @@ class Judge:
             new_mapping=event.op == "map",
         )
         decision = decide(self.policy, facts)
-        caller = None
-        if process is not None and event.caller:
-            region = process.space.find(event.caller)
-            caller = Caller(event.caller, region.path if region else None, None, 0)
+        caller = target = None
+        if process is not None:
+            regions = process.space.snapshot()
+            # An address's object and symbol (no stack: the address itself).
+            caller = self.attributor.caller(event.caller, b"", 0, regions) if event.caller else None
+            target = self.attributor.caller(event.target, b"", 0, regions) if event.target else None
+        detail = [("target", _describe_address(event.target, target))] if event.target else []
+        if event.registers:
+            detail.append(("registers", ",".join(f"{name}={value:#x}" for name, value in event.registers)))
         self._emit(Judgement(
             ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=facts.exe,
             comm=facts.comm, uid=facts.uid, syscall=f"trampfd-{event.op}", arch="x86_64",
             args=tuple(value for _, value in event.registers), result=event.target, addr=event.addr,
             length=event.length, prot=0, prev_prot=None, backing=TRAMPFD_BACKING, categories=categories,
             decision=decision, verdict=VERDICTS[(self.mode, decision.action)], caller=caller,
+            detail=tuple(detail),
         ))
 
     def _exec(self, event: ExecEvent) -> Decision | None:
@@ -254,6 +260,16 @@ class Judge:
         for output in self.outputs:
             output.close(self.stats)
         return self.stats
+
+
+def _describe_address(addr: int, where: Caller | None) -> str:
+    """'0x... (object:symbol+0x..)' for reports."""
+    if where is None or not where.object:
+        return f"{addr:#x}"
+    name = where.object.rsplit("/", 1)[-1]
+    if where.symbol:
+        name += f":{where.symbol}" + (f"+{where.offset:#x}" if where.offset else "")
+    return f"{addr:#x} ({name})"
 
 
 def _at_exec(action: Action) -> Action:

@@ -218,6 +218,7 @@ class AddressSpace:
     def __init__(self, regions: list[Region] | None = None):
         self._regions: list[Region] = sorted(regions or [], key=lambda r: r.start)
         self._starts: list[int] = [r.start for r in self._regions]
+        self._snapshot: tuple[Region, ...] | None = None
         self.brk_start: int | None = None
         self.brk_end: int | None = None
 
@@ -248,6 +249,13 @@ class AddressSpace:
 
     def __iter__(self):
         return iter(self._regions)
+
+    def snapshot(self) -> tuple[Region, ...]:
+        """The regions as a tuple that stays the same object until the space
+        changes (so attribution can keep its index of them)."""
+        if self._snapshot is None:
+            self._snapshot = tuple(self._regions)
+        return self._snapshot
 
     def __len__(self) -> int:
         return len(self._regions)
@@ -290,6 +298,7 @@ class AddressSpace:
             j += 1
         self._regions[i:j] = keep
         self._starts[i:j] = [r.start for r in keep]
+        self._snapshot = None
         return removed
 
     def insert(self, region: Region) -> None:
@@ -298,6 +307,7 @@ class AddressSpace:
         i = bisect.bisect_left(self._starts, region.start)
         self._regions.insert(i, region)
         self._starts.insert(i, region.start)
+        self._snapshot = None
         self._merge_around(i)
 
     def _merge_around(self, i: int) -> None:
@@ -329,6 +339,7 @@ class AddressSpace:
                 pieces.append(region.cut(end, region.end))
             self._regions[i:i + 1] = pieces
             self._starts[i:i + 1] = [r.start for r in pieces]
+            self._snapshot = None
             middle = i + (1 if region.start < start else 0)
             self._merge_around(middle)
             return

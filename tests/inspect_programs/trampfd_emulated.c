@@ -5,7 +5,9 @@
  * read+execute and calls trampoline 1. Run it under
  * `trampwatch run --emulate-trampfd`: no kernel has trampfd.
  *
- * Prints: ADDR table|tramp1|code_table|data_table|target 0x..., READY;
+ * It also creates a v1 (fault-based) trampoline and maps its page.
+ *
+ * Prints: ADDR table|tramp1|code_table|data_table|target|v1_page 0x..., READY;
  * FAIL <what> errno=<n> when a step is refused.
  */
 #include "common.h"
@@ -75,6 +77,23 @@ int main(void)
 	tw_emit("ADDR code_table %#lx", (unsigned long)(uintptr_t)code_table);
 	tw_emit("ADDR data_table %#lx", (unsigned long)(uintptr_t)data_table);
 	tw_emit("ADDR target %#lx", (unsigned long)(uintptr_t)tw_emulated_target);
+	{
+		/* v1: trampfd_create(TRAMPFD_USER, &user, 0), then map one PROT_NONE page. */
+		uint32_t user[2] = {0, 0};
+		long v1 = syscall(TW_TRAMPFD_NR, 0, user, 0);
+		void *page;
+
+		if (v1 < 0) {
+			tw_emit("FAIL v1 errno=%d", errno);
+			return 1;
+		}
+		page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE, (int)v1, 0);
+		if (page == MAP_FAILED) {
+			tw_emit("FAIL v1 mmap errno=%d", errno);
+			return 1;
+		}
+		tw_emit("ADDR v1_page %#lx", (unsigned long)(uintptr_t)page);
+	}
 	tw_emit("READY");
 	if (read(STDIN_FILENO, &c, 1) < 0)
 		return 1;

@@ -45,6 +45,7 @@ def judgement_record(judgement: Judgement) -> dict:
             "object": caller.object if caller else None,
             "symbol": caller.symbol if caller else None,
         },
+        "detail": dict(judgement.detail),
     }
 
 

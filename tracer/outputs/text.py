@@ -43,6 +43,7 @@ def format_line(judgement: Judgement) -> str:
         ("prev_prot", prev), ("prot", prot_text(judgement.prot)), ("backing", backing),
         ("categories", cats), ("rule", judgement.rule or "default"),
         ("verdict", judgement.verdict), ("result", result), ("caller", format_caller(judgement)),
+        *judgement.detail,
     ]
     return sentence + "".join(f" | {key}={value}" for key, value in pairs)
 
