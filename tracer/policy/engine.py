@@ -48,11 +48,10 @@ def matches(match: Match, facts: Facts) -> bool:
 
 
 def judges_uncategorised(rule: Rule) -> bool:
-    """True for a rule that can judge a call in no W^X category: one that names
-    protection bits (`prot` or `gains`) and no category, like mdwe's
-    "mprotect gains exec", which covers exec gains on file mappings too."""
-    match = rule.match
-    return match.category is None and (match.prot is not None or match.gains is not None)
+    """True for a rule that can judge a call in no W^X category (a protection
+    rule, like mdwe's "mprotect gains exec", which covers exec gains on file
+    mappings too)."""
+    return rule.match.judges_uncategorised
 
 
 def decide(policy: Policy, facts: Facts) -> Decision:

@@ -75,6 +75,10 @@ def shadowing(matches: Sequence[Match]) -> list[tuple[int, int]]:
         if never_matches(match):
             continue
         for earlier in range(later):
+            # A protection rule also judges calls in no category, which only
+            # protection rules see: only another protection rule covers it.
+            if match.judges_uncategorised and not matches[earlier].judges_uncategorised:
+                continue
             if covers(matches[earlier], match):
                 found.append((later, earlier))
                 break

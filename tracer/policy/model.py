@@ -112,6 +112,13 @@ class Match:
     gains: frozenset[str] | None = None
     new_mapping: bool | None = None
 
+    @property
+    def judges_uncategorised(self) -> bool:
+        """True for a protection rule's match: it names protection bits
+        (`prot` or `gains`) and no category, so it also judges calls in no W^X
+        category (which no other rule sees)."""
+        return self.category is None and (self.prot is not None or self.gains is not None)
+
 
 @dataclass(frozen=True)
 class Rule:
