@@ -236,8 +236,10 @@ def test_sigterm_in_enforce_kills_the_tree_and_in_audit_lets_it_finish(tmp_path)
 
 
 def test_ctrl_c_reaches_the_program(tmp_path):
-    script = ("import signal, sys, time\n"
-              "signal.signal(signal.SIGINT, lambda *a: (print('got SIGINT', flush=True), sys.exit(5)))\n"
+    # os.write in the handler: SIGINT may land while print('ready') is still
+    # inside the buffered writer, and print() is not reentrant.
+    script = ("import os, signal, time\n"
+              "signal.signal(signal.SIGINT, lambda *a: (os.write(1, b'got SIGINT\\n'), os._exit(5)))\n"
               "print('ready', flush=True)\ntime.sleep(30)\n")
     proc = subprocess.Popen([*TRAMPWATCH, "run", "--", PYTHON, "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
