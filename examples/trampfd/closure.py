@@ -1,7 +1,10 @@
 """Closures without writable code, from Python, on trampfd.
 
-Run: trampwatch run --emulate-trampfd -- python3 examples/trampfd/closure.py
-(with the trampwatch package importable, e.g. PYTHONPATH=. from the repo).
+Run: trampwatch run --emulate-trampfd -- .venv/bin/python examples/trampfd/closure.py
+(any Python that can import the trampwatch package: the venv, or PYTHONPATH=.).
+The generic handler is itself a ctypes callback, so libffi makes one W+X page
+for it (one wx-map in the report); every closure after that is a trampoline
+with no writable code.
 
 1. v1, partial application of a C function: a trampoline that loads 16 into
    rdx (strtol's base) and jumps to strtol is a hex parser.
