@@ -37,7 +37,14 @@ from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, D
 from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
-from .sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, PtraceSource, SyscallHandler, TraceSink
+from .sources.ptrace_source import (
+    ALLOW_WITH_RESULT,
+    STACK_SAMPLE,
+    CallReply,
+    PtraceSource,
+    SyscallHandler,
+    TraceSink,
+)
 
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
@@ -167,7 +174,7 @@ class Judge:
             return None
         stack = call.stack
         if not stack and peek is not None and call.sp:
-            stack = peek(call.sp, 2048)
+            stack = peek(call.sp, STACK_SAMPLE)
         return self.attributor.caller(call.ip, stack, call.sp, process.space.snapshot())
 
     # --- everything else ---------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import re
 import signal
@@ -308,7 +309,6 @@ class _Task:
     tid: int
     pid: int
     pending: MemCall | None = None
-    denied: bool = False
     syscall_mode: bool = False
     exit_hook: Callable[[int, Control], None] | None = None
     deferred_signal: int = 0
@@ -534,12 +534,7 @@ class PtraceSource:
             return
         if reply.deny_errno is not None:
             self._skip_syscall(task, reply.deny_errno)
-            task.pending = call if reply.want_exit else None
-            task.denied = True
-            self._resume(task)
-            return
         task.pending = call if reply.want_exit else None
-        task.denied = False
         self._resume(task)
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
@@ -594,12 +589,7 @@ class PtraceSource:
         self._resume(task)
 
     def _peek_for(self, tid: int) -> Callable[[int, int], bytes]:
-        def peek(addr: int, size: int) -> bytes:
-            try:
-                return procfs.read_mem(tid, addr, size)
-            except TraceError:
-                return b""
-        return peek
+        return functools.partial(read_tracee, tid)
 
     # --- process lifecycle ---------------------------------------------------------
 
@@ -730,13 +720,13 @@ def _foreign_write_target(call: MemCall) -> MemCall | None:
     elif call.syscall == "openat":
         dirfd, path_addr, flags = call.args[0], call.args[1], call.args[2]
     else:  # openat2: flags live in struct open_how
-        how = procfs_read(call.tid, call.args[2], 8)
+        how = read_tracee(call.tid, call.args[2], 8)
         if len(how) != 8:
             return None
         dirfd, path_addr, flags = call.args[0], call.args[1], struct.unpack("<Q", how)[0]
     if flags & abi.O_ACCMODE not in (abi.O_WRONLY, abi.O_RDWR):
         return None
-    raw = procfs_read(call.tid, path_addr, _PATH_MAX_READ)
+    raw = read_tracee(call.tid, path_addr, _PATH_MAX_READ)
     path = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
     if not path.startswith("/"):
         dirfd = dirfd - (1 << 32) if dirfd >= (1 << 31) and dirfd < (1 << 32) else dirfd
@@ -761,7 +751,7 @@ def _directory_of(tid: int, dirfd: int) -> str | None:
         return None
 
 
-def procfs_read(tid: int, addr: int, size: int) -> bytes:
+def read_tracee(tid: int, addr: int, size: int) -> bytes:
     """Read tracee memory, b'' when it is not there."""
     try:
         return procfs.read_mem(tid, addr, size)
