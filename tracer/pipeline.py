@@ -189,6 +189,8 @@ class Judge:
         elif isinstance(event, ForkEvent):
             self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
         elif isinstance(event, ExitEvent):
+            # A thread that dies inside a call never returns from it.
+            self._pending.pop(event.tid, None)
             if event.status is not None:
                 self.model.exit(event.pid)
         elif isinstance(event, AttachEvent):

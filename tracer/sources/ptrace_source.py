@@ -54,6 +54,7 @@ _OPTIONS = (
     | abi.PTRACE_O_TRACEEXEC
     | abi.PTRACE_O_TRACESECCOMP
 )
+# Bytes of a stopped thread's stack read to find its caller (attribution).
 STACK_SAMPLE = 2048
 CLONE_VM = 0x100
 CLONE_THREAD = 0x10000
