@@ -35,6 +35,22 @@ def _fail(err: TrampwatchError) -> None:
     sys.exit(err.exit_code)
 
 
+EXIT_INTERNAL = 70  # EX_SOFTWARE
+
+
+def main() -> None:
+    """The trampwatch command: a bug in trampwatch itself is one clear line
+    and exit code 70, not a traceback (TRAMPWATCH_DEBUG=1 shows it)."""
+    try:
+        commands()
+    except Exception as err:  # every deliberate error is a TrampwatchError, handled inside
+        if os.environ.get("TRAMPWATCH_DEBUG"):
+            raise
+        click.echo(f"trampwatch: internal error: {type(err).__name__}: {err} "
+                   "(TRAMPWATCH_DEBUG=1 shows where; please report it)", err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
 def exit_code_of(status: int | None) -> int:
     """Return the shell-style exit code of a wait status (128+N for signal N)."""
     if status is None:
@@ -48,7 +64,7 @@ def exit_code_of(status: int | None) -> int:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="trampwatch")
-def main() -> None:
+def commands() -> None:
     """trampwatch: trace, judge and enforce W^X memory and trampolines."""
 
 
@@ -141,7 +157,7 @@ def judge_options(func: Callable) -> Callable:
     return func
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@commands.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @judge_options
 @click.option("--emulate-trampfd", is_flag=True,
               help="Serve the trampfd syscall (docs/trampfd.md) for COMMAND: trampolines without W+X memory.")
@@ -186,7 +202,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
     sys.exit(exit_code_of(status))
 
 
-@main.command()
+@commands.command()
 @judge_options
 @click.argument("pid", type=int)
 def attach(policy_name: str, mode: str | None, json_path: str | None, output: str | None, summary: bool,
@@ -203,7 +219,7 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
     sys.exit(exit_code_of(status) if status is not None else 0)
 
 
-@main.command()
+@commands.command()
 @click.option("--policy", "policy_name", default="default", show_default=True,
               help="A preset name or a policy file.")
 @click.option("--mode", type=click.Choice(["audit", "enforce"]), default=None,
@@ -267,7 +283,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
         _fail(err)
 
 
-@main.command()
+@commands.command()
 def doctor() -> None:
     """Show what works on this host, and how to fix what does not."""
     from .probe import Probe, format_table, probe_all
@@ -286,7 +302,7 @@ def doctor() -> None:
 ESSENTIAL_PROBES = frozenset({"ptrace", "seccomp"})
 
 
-@main.command()
+@commands.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--policy", "policy_name", default="default", show_default=True,
               help="Judge each file's findings with this policy (exit 1 when it denies or kills).")
@@ -311,7 +327,7 @@ def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlink
     sys.exit(1 if printer.forbidden else 0)
 
 
-@main.command("inspect")
+@commands.command("inspect")
 @click.argument("pid", type=int, required=False)
 @click.option("--all", "every", is_flag=True, help="Inspect every process the caller may read.")
 @click.option("--json", "as_json", is_flag=True, help="JSON (schema trampwatch.inspect/v1).")
@@ -342,7 +358,7 @@ def inspect_command(pid: int | None, every: bool, as_json: bool, disasm: bool,
     sys.exit(1 if any(forbidden(report) for report in reports) else 0)
 
 
-@main.command("include-path")
+@commands.command("include-path")
 def include_path() -> None:
     """Print the directory of trampfd.h (gcc -I "$(trampwatch include-path)")."""
     from .trampfd import include_dir
@@ -350,7 +366,7 @@ def include_path() -> None:
     click.echo(str(include_dir()))
 
 
-@main.group()
+@commands.group()
 def policy() -> None:
     """Check and list W^X policies."""
 
