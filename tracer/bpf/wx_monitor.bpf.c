@@ -449,20 +449,21 @@ static __always_inline __u32 compat_family(long nr, __u64 ipc_call)
 
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
-	if (!in_compat_syscall_now())
+	/* Every syscall of the host comes here: the number is checked first
+	 * (no memory read), the task's compat bit only for the few 64-bit
+	 * numbers that are also i386 memory calls. */
+	long nr = args->id;
+	__u32 sys = compat_family(nr, args->args[0] & 0xffffffffULL);
+
+	if (sys == WX_SYS_NONE || !in_compat_syscall_now())
 		return 0;
 
-	long nr = args->id;
 	__u64 a[6];
 	__u32 flags = 0;
 
 #pragma unroll
 	for (int i = 0; i < 6; i++)
 		a[i] = args->args[i] & 0xffffffffULL;
-	__u32 sys = compat_family(nr, a[0]);
-
-	if (sys == WX_SYS_NONE)
-		return 0;
 	if (nr == __NR_ia32_mmap) {
 		/* old_mmap: one pointer to {addr, len, prot, flags, fd, offset}. */
 		__u32 block[6] = {};
@@ -480,9 +481,12 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
-	if (!in_compat_syscall_now())
+	/* ipc's call number is gone at exit: any ipc may be a kept shmat. */
+	long nr = args->id;
+
+	if ((nr != __NR_ia32_ipc && compat_family(nr, 0) == WX_SYS_NONE) || !in_compat_syscall_now())
 		return 0;
-	return wx_exit(AUDIT_ARCH_I386, args->id, args->ret);
+	return wx_exit(AUDIT_ARCH_I386, nr, args->ret);
 }
 
 /* --- process lifecycle ------------------------------------------------------------ */
