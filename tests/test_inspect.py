@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -204,6 +205,12 @@ def test_log_only_policy_forbids_nothing(inspect_program):
 def test_gcc_nested_trampoline_on_the_stack(inspect_program):
     binary = inspect_program("nested")
     with running([str(binary)]) as run:
+        # READY is printed just before the read(): wait until the thread
+        # really blocks there, so its stack pointer can be read.
+        for _ in range(200):
+            if not Path(f"/proc/{run.pid}/syscall").read_text().startswith("running"):
+                break
+            time.sleep(0.01)
         report = inspect_process(run.pid, resolve_policy("strict"))
     stack = region_at(report, run.addrs["trampoline"])
     assert (stack.path, stack.perms) == ("[stack]", "rwxp")
