@@ -29,10 +29,11 @@ from .events import (
     KernelKill,
     MemCall,
     MemReturn,
+    ProcessInfo,
     TrampfdEvent,
 )
 from .judgement import VERDICTS, Judgement
-from .policy.engine import decide, judges_uncategorised
+from .policy.engine import decide
 from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
 from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
@@ -48,6 +49,8 @@ from .sources.ptrace_source import (
 
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
+# Who a call comes from when the model does not know the process (yet).
+UNKNOWN_PROCESS = ProcessInfo("", "", -1)
 
 
 class Output(Protocol):
@@ -87,7 +90,7 @@ class Judge:
         self.policy = policy
         self.report_all = report_all
         # Only rules without a category condition can judge uncategorised calls.
-        self.judges_uncategorised = any(judges_uncategorised(rule) for rule in policy.rules)
+        self.judges_uncategorised = any(rule.match.judges_uncategorised for rule in policy.rules)
         self.matches_caller = any(rule.match.caller is not None for rule in policy.rules)
         self.mode = mode
         self.outputs = list(outputs)
@@ -137,16 +140,16 @@ class Judge:
         """Return the judgement of a call, or None when it is neither a W^X
         event nor matched by a rule (and --all-calls is off)."""
         process = self.model.process(call.pid)
-        info = process.info if process else None
+        info = process.info if process else UNKNOWN_PROCESS
         # Attribution reads the tracee's stack: only pay for it when a rule
         # needs the caller or the event will be reported.
         caller = self._caller(call, peek) if self.matches_caller else None
         facts = Facts(
             categories=categories,
             syscall=call.syscall,
-            exe=info.exe if info else "",
-            comm=info.comm if info else "",
-            uid=info.uid if info else -1,
+            exe=info.exe,
+            comm=info.comm,
+            uid=info.uid,
             backing_kind=change.backing.kind,
             object_path=change.backing.path,
             caller_object=caller.object if caller else None,
@@ -202,11 +205,11 @@ class Judge:
     def _trampfd(self, event: TrampfdEvent) -> None:
         """Judge a trampfd create/map/invoke like any W^X event."""
         process = self.model.process(event.pid)
-        info = process.info if process else None
+        info = process.info if process else UNKNOWN_PROCESS
         categories = (Category.TRAMPFD,)
         facts = Facts(
-            categories=categories, syscall=TRAMPFD_PSEUDO_SYSCALL, exe=info.exe if info else "",
-            comm=info.comm if info else "", uid=info.uid if info else -1, backing_kind="special",
+            categories=categories, syscall=TRAMPFD_PSEUDO_SYSCALL, exe=info.exe,
+            comm=info.comm, uid=info.uid, backing_kind="special",
             object_path="[trampfd]", caller_object=None, prot=frozenset(), gained=frozenset(),
             new_mapping=event.op == "map",
         )

@@ -6,7 +6,7 @@ compilation, set building, rule ordering) was done when the policy loaded.
 
 from __future__ import annotations
 
-from tracer.policy.model import Action, Decision, Facts, Match, Policy, Rule
+from tracer.policy.model import Action, Decision, Facts, Match, Policy
 
 # A call in no category that no rule names is not a W^X event: it is allowed
 # without judgement (the default action is for W^X events only).
@@ -47,24 +47,17 @@ def matches(match: Match, facts: Facts) -> bool:
     return True
 
 
-def judges_uncategorised(rule: Rule) -> bool:
-    """True for a rule that can judge a call in no W^X category (a protection
-    rule, like mdwe's "mprotect gains exec", which covers exec gains on file
-    mappings too)."""
-    return rule.match.judges_uncategorised
-
-
 def decide(policy: Policy, facts: Facts) -> Decision:
     """Return the decision of the first rule (in evaluation order) whose match
     holds, else the policy's default.
 
-    A call in no category is judged only by rules for which
-    judges_uncategorised() holds; when none matches it is allowed unjudged
+    A call in no category is judged only by protection rules (whose match
+    `judges_uncategorised`); when none matches it is allowed unjudged
     (rule None), never given the default action. Never raises for
     well-formed facts."""
     if not facts.categories:
         for rule in policy.rules:
-            if judges_uncategorised(rule) and matches(rule.match, facts):
+            if rule.match.judges_uncategorised and matches(rule.match, facts):
                 return Decision(rule.action, rule.name, rule.errno, rule.tags)
         return UNJUDGED
     for rule in policy.rules:

@@ -508,16 +508,14 @@ class PtraceSource:
                 self._resume(task)
                 return
         name = abi.SYSCALL_NAMES[arch_id].get(nr)
-        if name is None or name == "process_madvise":
-            self._resume(task)
-            return
-        call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp),
-                          self._peek_for(task.tid))
-        if call is None:
-            self._resume(task)
-            return
-        if name in ("execve", "execveat"):
+        if name is None or name in _PASSED_ON:
+            # An exec is seen at its PTRACE_EVENT_EXEC stop instead.
             task.pending = None
+            self._resume(task)
+            return
+        peek = self._peek_for(task.tid)
+        call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp), peek)
+        if call is None:
             self._resume(task)
             return
         if name in _FOREIGN_WRITE_CALLS:
@@ -529,7 +527,7 @@ class PtraceSource:
             call = _with_fd_object(call)
         elif name == "shmat":
             call = _with_segment_size(call)
-        reply = self.sink.on_call(call, self._peek_for(task.tid))
+        reply = self.sink.on_call(call, peek)
         if reply.kill:
             self._kill_process(task)
             return
@@ -702,6 +700,9 @@ def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | No
 
 
 _FOREIGN_WRITE_CALLS = frozenset({"open", "openat", "openat2", "ptrace"})
+# Trapped calls that need nothing at entry (process_madvise: a real one the
+# emulator passed on).
+_PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
 _PROC_MEM = re.compile(r"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/mem")
 _AT_FDCWD = -100
 _PATH_MAX_READ = 256
