@@ -32,8 +32,10 @@ CASES_C = r"""/* Test program for tests/test_ebpf_source.py: one W^X pattern per
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,6 +54,14 @@ static void run_code(void *page)
 	memcpy(page, CODE, sizeof(CODE));
 	int (*fn)(void) = (int (*)(void))page;
 	printf("RAN %d\n", fn());
+}
+
+static void *renamed_thread(void *arg)
+{
+	(void)arg;
+	prctl(PR_SET_NAME, "renamed-worker");
+	must_map(PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -101,6 +111,10 @@ int main(int argc, char **argv)
 		}
 		waitpid(child, NULL, 0);
 		printf("CHILD %d\n", child);
+	} else if (!strcmp(mode, "renamed_thread")) {
+		/* A thread that names itself, then maps RWX memory. */
+		pthread_t thread;
+		if (pthread_create(&thread, NULL, renamed_thread, NULL) || pthread_join(thread, NULL)) return 2;
 	} else if (!strcmp(mode, "rie")) {
 		personality(READ_IMPLIES_EXEC);
 		if (sbrk(65536) == (void *)-1) return 2;
@@ -422,6 +436,17 @@ def test_comm_filter_sees_the_exec_and_seeds_the_process(source, programs, tmp_p
     assert exec_event.elf_execstack is False and exec_event.former_pid is None
     assert [e for e in events if isinstance(e, MemCall) and e.pid == proc.pid and e.args[2] == 7]
     assert not [e for e in events if getattr(e, "pid", None) == other]
+
+
+def test_comm_filter_selects_the_process_not_the_thread_name(source, programs, tmp_path) -> None:
+    named = tmp_path / "twcomm"
+    shutil.copy(programs["x86_64"], named)
+    run = run_selected(source, [str(named), "renamed_thread"], pids=(), comms=("twcomm",), cgroups=())
+    source.set_filters(pids=(os.getpid(),), comms=())
+    assert run.returncode == 0
+    rwx = [r for r in run.calls("mmap") if r.call.args[2] == 7]
+    # The call came from the thread named renamed-worker, not from the main thread.
+    assert len(rwx) == 1 and rwx[0].call.tid != run.pid
 
 
 # --- i386 ---------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def _tracepoints() -> Probe:
             "monitor",
         )
     return Probe(
-        "tracepoints", True, f"all {len(wanted)} present (syscalls, raw_syscalls, sched)", needed_by="monitor"
+        "tracepoints", True, f"all {len(wanted)} present (raw_syscalls, sched)", needed_by="monitor"
     )
 
 

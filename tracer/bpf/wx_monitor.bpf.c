@@ -15,22 +15,24 @@
  *     of an object (one half of a dual map), every shmat and memfd_create,
  *     brk and personality where READ_IMPLIES_EXEC is involved;
  *   - exec, fork and exit of selected processes, always.
- * Entry and exit are paired here (per-thread `pending` map), so a call
+ * Entry and exit are paired here (per-thread `pending` task storage), so a call
  * crosses once, at its exit, with its entry arguments and its result.
  *
  * Deny rules run at entry: bpf_send_signal(SIGKILL) marks the process, the
  * call runs (or stops early on the fatal signal) and the process dies on
  * the way back to user mode, before any instruction after the syscall.
  *
- * i386 calls (a 32-bit program, or int 0x80 from a 64-bit one) never reach
- * the syscalls:sys_{enter,exit}_* tracepoints -- the kernel's syscall trace
- * events skip compat calls -- so raw_syscalls:sys_{enter,exit} handle them,
- * recognised by TS_COMPAT in the task's thread_info.
+ * Syscalls are seen at raw_syscalls:sys_{enter,exit} through raw tracepoint
+ * programs, one pair for both ABIs: the per-syscall syscalls:sys_*_<name>
+ * events never fire for i386 calls (a 32-bit program, or int 0x80 from a
+ * 64-bit one; recognised here by TS_COMPAT in the task's thread_info), and
+ * a perf-event tracepoint program costs a copied record per call. Measured
+ * on a 6.18 VM: an empty sys_enter_mprotect/sys_exit_mprotect pair adds
+ * 0.30 us to every mprotect, an empty raw pair 0.15 us (docs/monitor.md).
  *
  * Build-time knobs (cflags), all required:
  *   WX_RINGBUF_PAGES     ring buffer size in pages (a power of two)
  *   WX_MAX_PROCS         entries of the per-process maps
- *   WX_MAX_TASKS         entries of the per-thread pending map
  *   WX_OFF_*             byte offsets of the kernel structure members read
  *                        here (task_struct, files_struct, fdtable, file,
  *                        dentry, inode, super_block), taken from the running
@@ -45,6 +47,7 @@
 #include <uapi/linux/ipc.h>
 #include <uapi/linux/shm.h>
 #include <asm/unistd_32_ia32.h>
+#include <asm/unistd_64.h>
 
 #include "wx_record.h"
 
@@ -54,6 +57,7 @@
 /* Fields of a call kept from entry to exit. */
 struct wx_pending {
 	__u64 ts;
+	__u32 active; /* kept at entry, not yet sent at exit */
 	__u64 args[6];
 	__u32 sys;
 	__u32 arch;
@@ -70,13 +74,14 @@ struct wx_pending {
 
 BPF_RINGBUF_OUTPUT(records, WX_RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(lost, __u64, WX_LOST_SLOTS);
+BPF_PERCPU_ARRAY(since_wakeup, __u64, 1);
 BPF_ARRAY(config, struct wx_config, 1);
 BPF_ARRAY(kill_rules, struct wx_kill_rule, WX_MAX_KILL_RULES);
 BPF_HASH(sel_pids, __u32, __u8, WX_MAX_PROCS);
 BPF_HASH(sel_comms, struct wx_comm, __u8, 256);
 BPF_HASH(sel_cgroups, __u64, __u8, 256);
 BPF_HASH(exec_history, __u32, __u8, WX_MAX_PROCS);
-BPF_HASH(pending, __u32, struct wx_pending, WX_MAX_TASKS);
+BPF_TASK_STORAGE(pending, struct wx_pending);
 
 /* Read a member of a kernel structure at a BTF-derived offset (0 on a fault). */
 static __always_inline __u32 kread_u32(void *base, long off)
@@ -85,6 +90,17 @@ static __always_inline __u32 kread_u32(void *base, long off)
 
 	bpf_probe_read_kernel(&value, sizeof(value), (char *)base + off);
 	return value;
+}
+
+/*
+ * Read a member of the current task directly: `task` is the BTF pointer of
+ * bpf_get_current_task_btf(), so the verifier checks the offset against the
+ * kernel's own description of task_struct and the load is one instruction,
+ * where a bpf_probe_read_kernel() call costs ~25 ns.
+ */
+static __always_inline __u32 task_u32(struct task_struct *task, long off)
+{
+	return *(__u32 *)((char *)task + off);
 }
 
 static __always_inline __u64 kread_u64(void *base, long off)
@@ -126,6 +142,29 @@ static __always_inline int read_object(__u64 fd, struct wx_pending *entry)
 	return 1;
 }
 
+/*
+ * How to submit a syscall record: wake the reader once per WX_WAKEUP_EVERY
+ * records of this CPU, a sixteenth of what the buffer holds. Each wake-up
+ * costs the calling thread ~10 us on a VM (an interrupt to itself and one
+ * to the reader's CPU): measured, one every 8 records adds 1.4 us to each
+ * call, one every 1024 nothing visible. User space also takes what is in
+ * the buffer at every poll timeout, so a quiet host's records wait at most
+ * that long.
+ */
+#define WX_RECORDS_IN_BUFFER (WX_RINGBUF_PAGES * 4096ULL / (sizeof(struct wx_record) + 8))
+#define WX_WAKEUP_EVERY (WX_RECORDS_IN_BUFFER / 16 ? WX_RECORDS_IN_BUFFER / 16 : 1)
+
+static __always_inline __u64 call_wakeup(void)
+{
+	int zero = 0;
+	__u64 *count = since_wakeup.lookup(&zero);
+
+	if (!count)
+		return 0;
+	*count += 1;
+	return *count % WX_WAKEUP_EVERY ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
+}
+
 static __always_inline void count_lost(int slot)
 {
 	__u64 *count = lost.lookup(&slot);
@@ -148,10 +187,18 @@ static __always_inline int selected(struct wx_config *cfg, __u32 tgid)
 	if ((cfg->filters & WX_FILTER_PIDS) && !sel_pids.lookup(&tgid))
 		return 0;
 	if (cfg->filters & WX_FILTER_COMMS) {
-		struct wx_comm key = {};
+		/* The process's name (its leader's comm, as ps shows it), so a
+		 * thread that names itself stays selected with its process. */
+		char *task = (char *)bpf_get_current_task_btf();
+		char *leader = *(char **)(task + WX_OFF_TASK_GROUP_LEADER);
+		union {
+			struct wx_comm key;
+			__u64 words[WX_COMM_LEN / 8];
+		} name;
 
-		bpf_get_current_comm(&key.comm, sizeof(key.comm));
-		if (!sel_comms.lookup(&key))
+		name.words[0] = *(__u64 *)(leader + WX_OFF_TASK_COMM);
+		name.words[1] = *(__u64 *)(leader + WX_OFF_TASK_COMM + 8);
+		if (!sel_comms.lookup(&name.key))
 			return 0;
 	}
 	if (cfg->filters & WX_FILTER_CGROUPS) {
@@ -198,21 +245,14 @@ static __always_inline int matching_rule(struct wx_config *cfg, __u32 sys, __u32
 }
 
 /*
- * A memory syscall enters: decide whether it can matter, apply the kill
- * rules, and keep its arguments for the exit.
+ * A memory syscall of a selected process enters: decide whether it can
+ * matter, apply the kill rules, and keep its arguments for the exit.
  */
-static __always_inline int wx_enter(__u32 sys, __u32 arch, __s32 nr, __u64 *argv, __u32 flags_in)
+static __always_inline int wx_enter(struct wx_config *cfg, __u32 sys, __u32 arch, __s32 nr, __u64 *argv,
+				    __u32 flags_in)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	__u32 tid = id;
-	struct wx_config *cfg = get_config();
-
-	if (!cfg || !selected(cfg, tgid))
-		return 0;
-
-	void *task = (void *)bpf_get_current_task();
-	__u32 persona = kread_u32(task, WX_OFF_TASK_PERSONALITY);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 persona = task_u32(bpf_get_current_task_btf(), WX_OFF_TASK_PERSONALITY);
 	int rie = (persona & READ_IMPLIES_EXEC) != 0;
 	__u8 *seen = exec_history.lookup(&tgid);
 	/* Read the value: the verifier forbids arithmetic on the pointer itself. */
@@ -288,28 +328,41 @@ static __always_inline int wx_enter(__u32 sys, __u32 arch, __s32 nr, __u64 *argv
 	if (!wanted && !(out_flags & WX_F_KILLED))
 		return 0;
 
-	struct wx_pending entry = {};
+	/* The thread's entry lives as long as the thread; made on its first kept call. */
+	struct wx_pending *entry = pending.task_storage_get(bpf_get_current_task_btf(), 0,
+							   BPF_LOCAL_STORAGE_GET_F_CREATE);
 
-	entry.ts = bpf_ktime_get_ns();
+	if (!entry) {
+		count_lost(WX_LOST_PENDING);
+		return 0;
+	}
+	__builtin_memset(entry, 0, sizeof(*entry));
+	entry->ts = bpf_ktime_get_ns();
 #pragma unroll
 	for (int i = 0; i < 6; i++)
-		entry.args[i] = argv[i];
-	entry.sys = sys;
-	entry.arch = arch;
-	entry.nr = nr;
-	entry.flags = out_flags;
-	entry.kill_rule = rule >= 0 ? rule : 0;
-	entry.personality = persona;
-	entry.history_on_success = gives_history;
+		entry->args[i] = argv[i];
+	entry->sys = sys;
+	entry->arch = arch;
+	entry->nr = nr;
+	entry->flags = out_flags;
+	entry->kill_rule = rule >= 0 ? rule : 0;
+	entry->personality = persona;
+	entry->history_on_success = gives_history;
 	if (sys == WX_SYS_MMAP && !(flags & MAP_ANONYMOUS) && (__s32)argv[4] >= 0 &&
-	    read_object((__u32)argv[4], &entry))
-		entry.flags |= WX_F_OBJECT;
-	if (pending.update(&tid, &entry))
-		count_lost(WX_LOST_PENDING);
+	    read_object((__u32)argv[4], entry))
+		entry->flags |= WX_F_OBJECT;
+	entry->active = 1;
 	return 0;
 }
 
-static __always_inline void fill_common(struct wx_record *rec, __u32 kind, void *task)
+/* Whether the current syscall is an i386 one (a 32-bit program, or int 0x80 from a 64-bit one). */
+static __always_inline int in_compat_syscall_now(void)
+{
+	return (task_u32(bpf_get_current_task_btf(), WX_OFF_TASK_TI_STATUS) & WX_TS_COMPAT) != 0;
+}
+
+/* Zero a record and fill in its kind and the current thread. */
+static __always_inline void fill_common(struct wx_record *rec, __u32 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 
@@ -317,30 +370,40 @@ static __always_inline void fill_common(struct wx_record *rec, __u32 kind, void 
 	rec->kind = kind;
 	rec->tgid = id >> 32;
 	rec->tid = id;
+}
+
+/* The current task's uid, cgroup and comm: exec, fork and exit records only
+ * (~80 ns a call; user space knows a process's identity from those). */
+static __always_inline void fill_identity(struct wx_record *rec)
+{
 	rec->uid = bpf_get_current_uid_gid();
 	rec->cgroup = bpf_get_current_cgroup_id();
-	rec->personality = kread_u32(task, WX_OFF_TASK_PERSONALITY);
 	bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
 }
 
-/* A memory syscall exits: send its one record if its entry was kept. */
-static __always_inline int wx_exit(__u32 arch, __s32 nr, __s64 ret)
+/*
+ * A syscall exits (`regs` its saved registers): when the thread's entry was
+ * kept at this call's entry, send its one record. The entry is looked up
+ * first: a thread that never had a call kept has no storage at all, so
+ * every other syscall of the host costs one lookup here.
+ */
+static __always_inline int wx_exit(void *regs, __s64 ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	__u32 tid = id;
-	struct wx_pending *entry = pending.lookup(&tid);
+	struct wx_pending *entry = pending.task_storage_get(bpf_get_current_task_btf(), 0, 0);
 
-	if (!entry)
+	if (!entry || !entry->active)
 		return 0;
-	if (entry->arch != arch || entry->nr != nr) {
-		/* Left by a call whose exit we never saw (attached mid-call). */
-		pending.delete(&tid);
-		return 0;
-	}
+	entry->active = 0;
+
+	__s32 nr = kread_u64(regs, offsetof(struct pt_regs, orig_ax));
+	__u32 arch = in_compat_syscall_now() ? AUDIT_ARCH_I386 : AUDIT_ARCH_X86_64;
+
+	if (entry->arch != arch || entry->nr != nr)
+		return 0; /* left by a call whose exit was not seen (the monitor was attaching) */
 	int failed = ret < 0 && ret > -4096;
 
 	if (!failed && entry->history_on_success) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 		__u8 one = 1;
 
 		exec_history.update(&tgid, &one);
@@ -357,10 +420,9 @@ static __always_inline int wx_exit(__u32 arch, __s32 nr, __s64 ret)
 
 	if (!rec) {
 		count_lost(WX_LOST_RINGBUF);
-		pending.delete(&tid);
 		return 0;
 	}
-	fill_common(rec, WX_KIND_SYSCALL, (void *)bpf_get_current_task());
+	fill_common(rec, WX_KIND_SYSCALL);
 	rec->ts = entry->ts;
 #pragma unroll
 	for (int i = 0; i < 6; i++)
@@ -376,41 +438,11 @@ static __always_inline int wx_exit(__u32 arch, __s32 nr, __s64 ret)
 	rec->obj_dev = entry->obj_dev;
 	rec->obj_nlink = entry->obj_nlink;
 	__builtin_memcpy(rec->obj_name, entry->obj_name, sizeof(rec->obj_name));
-	records.ringbuf_submit(rec, 0);
-	pending.delete(&tid);
+	records.ringbuf_submit(rec, call_wakeup());
 	return 0;
 }
 
-/* --- x86-64: one tracepoint pair per syscall --------------------------------- */
-
-#define WX_ENTER64(name, sys, a0, a1, a2, a3, a4, a5)                              \
-	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                               \
-	{                                                                          \
-		__u64 args6[6] = {a0, a1, a2, a3, a4, a5};                         \
-		return wx_enter(sys, AUDIT_ARCH_X86_64, args->__syscall_nr, args6, 0); \
-	}                                                                          \
-	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                                \
-	{                                                                          \
-		return wx_exit(AUDIT_ARCH_X86_64, args->__syscall_nr, args->ret);  \
-	}
-
-WX_ENTER64(mmap, WX_SYS_MMAP, args->addr, args->len, args->prot, args->flags, args->fd, args->off)
-WX_ENTER64(mprotect, WX_SYS_MPROTECT, args->start, args->len, args->prot, 0, 0, 0)
-WX_ENTER64(pkey_mprotect, WX_SYS_PKEY_MPROTECT, args->start, args->len, args->prot, args->pkey, 0, 0)
-WX_ENTER64(mremap, WX_SYS_MREMAP, args->addr, args->old_len, args->new_len, args->flags, args->new_addr, 0)
-WX_ENTER64(munmap, WX_SYS_MUNMAP, args->addr, args->len, 0, 0, 0, 0)
-WX_ENTER64(brk, WX_SYS_BRK, args->brk, 0, 0, 0, 0, 0)
-WX_ENTER64(shmat, WX_SYS_SHMAT, args->shmid, (__u64)args->shmaddr, args->shmflg, 0, 0, 0)
-WX_ENTER64(shmdt, WX_SYS_SHMDT, (__u64)args->shmaddr, 0, 0, 0, 0, 0)
-WX_ENTER64(memfd_create, WX_SYS_MEMFD_CREATE, (__u64)args->uname, args->flags, 0, 0, 0, 0)
-WX_ENTER64(personality, WX_SYS_PERSONALITY, args->personality, 0, 0, 0, 0, 0)
-
-/* --- i386: the raw syscall tracepoints, compat calls only ----------------------- */
-
-static __always_inline int in_compat_syscall_now(void)
-{
-	return (kread_u32((void *)bpf_get_current_task(), WX_OFF_TASK_TI_STATUS) & WX_TS_COMPAT) != 0;
-}
+/* --- memory syscalls, both ABIs: one raw tracepoint pair --------------------- */
 
 /* The family of an i386 syscall number (ipc by its call), or WX_SYS_NONE. */
 static __always_inline __u32 compat_family(long nr, __u64 ipc_call)
@@ -447,23 +479,85 @@ static __always_inline __u32 compat_family(long nr, __u64 ipc_call)
 	return WX_SYS_NONE;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+/* The family of an x86-64 syscall number, or WX_SYS_NONE. */
+static __always_inline __u32 native_family(long nr)
 {
-	/* Every syscall of the host comes here: the number is checked first
-	 * (no memory read), the task's compat bit only for the few 64-bit
-	 * numbers that are also i386 memory calls. */
-	long nr = args->id;
-	__u32 sys = compat_family(nr, args->args[0] & 0xffffffffULL);
+	switch (nr) {
+	case __NR_mmap:
+		return WX_SYS_MMAP;
+	case __NR_mprotect:
+		return WX_SYS_MPROTECT;
+	case __NR_pkey_mprotect:
+		return WX_SYS_PKEY_MPROTECT;
+	case __NR_mremap:
+		return WX_SYS_MREMAP;
+	case __NR_munmap:
+		return WX_SYS_MUNMAP;
+	case __NR_brk:
+		return WX_SYS_BRK;
+	case __NR_shmat:
+		return WX_SYS_SHMAT;
+	case __NR_shmdt:
+		return WX_SYS_SHMDT;
+	case __NR_memfd_create:
+		return WX_SYS_MEMFD_CREATE;
+	case __NR_personality:
+		return WX_SYS_PERSONALITY;
+	}
+	return WX_SYS_NONE;
+}
 
-	if (sys == WX_SYS_NONE || !in_compat_syscall_now())
+/* Whether `nr` is a memory call in either table (any i386 ipc counts). */
+static __always_inline int memory_number(long nr)
+{
+	return native_family(nr) != WX_SYS_NONE || nr == __NR_ia32_ipc || compat_family(nr, 0) != WX_SYS_NONE;
+}
+
+/*
+ * Every syscall of the host passes these two programs: each returns after a
+ * switch on the number unless it is a memory call, and reads memory (the
+ * selection maps, the task, the saved registers) only then.
+ */
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+	long nr = ctx->args[1];
+
+	if (!memory_number(nr))
 		return 0;
 
+	struct wx_config *cfg = get_config();
+
+	if (!cfg || !selected(cfg, bpf_get_current_pid_tgid() >> 32))
+		return 0;
+
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* A BTF pointer: its members are loaded directly, checked by the verifier. */
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	__u64 a[6];
 	__u32 flags = 0;
+	__u32 sys;
 
-#pragma unroll
-	for (int i = 0; i < 6; i++)
-		a[i] = args->args[i] & 0xffffffffULL;
+	if (!(task_u32(task, WX_OFF_TASK_TI_STATUS) & WX_TS_COMPAT)) {
+		sys = native_family(nr);
+		if (sys == WX_SYS_NONE)
+			return 0;
+		a[0] = regs->di;
+		a[1] = regs->si;
+		a[2] = regs->dx;
+		a[3] = regs->r10;
+		a[4] = regs->r8;
+		a[5] = regs->r9;
+		return wx_enter(cfg, sys, AUDIT_ARCH_X86_64, nr, a, 0);
+	}
+	a[0] = regs->bx & 0xffffffffULL;
+	a[1] = regs->cx & 0xffffffffULL;
+	a[2] = regs->dx & 0xffffffffULL;
+	a[3] = regs->si & 0xffffffffULL;
+	a[4] = regs->di & 0xffffffffULL;
+	a[5] = regs->bp & 0xffffffffULL;
+	sys = compat_family(nr, a[0]);
+	if (sys == WX_SYS_NONE)
+		return 0;
 	if (nr == __NR_ia32_mmap) {
 		/* old_mmap: one pointer to {addr, len, prot, flags, fd, offset}. */
 		__u32 block[6] = {};
@@ -476,17 +570,12 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 			flags |= WX_F_ARGS_FAULT;
 		}
 	}
-	return wx_enter(sys, AUDIT_ARCH_I386, nr, a, flags);
+	return wx_enter(cfg, sys, AUDIT_ARCH_I386, nr, a, flags);
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+RAW_TRACEPOINT_PROBE(sys_exit)
 {
-	/* ipc's call number is gone at exit: any ipc may be a kept shmat. */
-	long nr = args->id;
-
-	if ((nr != __NR_ia32_ipc && compat_family(nr, 0) == WX_SYS_NONE) || !in_compat_syscall_now())
-		return 0;
-	return wx_exit(AUDIT_ARCH_I386, nr, args->ret);
+	return wx_exit((void *)ctx->args[0], ctx->args[1]);
 }
 
 /* --- process lifecycle ------------------------------------------------------------ */
@@ -507,7 +596,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 		count_lost(WX_LOST_RINGBUF);
 		return 0;
 	}
-	fill_common(&rec->rec, WX_KIND_EXEC, (void *)bpf_get_current_task());
+	fill_common(&rec->rec, WX_KIND_EXEC);
+	fill_identity(&rec->rec);
+	rec->rec.personality = task_u32(bpf_get_current_task_btf(), WX_OFF_TASK_PERSONALITY);
 	rec->rec.ts = bpf_ktime_get_ns();
 	rec->rec.args[0] = args->old_pid;
 	rec->filename[0] = 0;
@@ -550,7 +641,9 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 		count_lost(WX_LOST_RINGBUF);
 		return 0;
 	}
-	fill_common(rec, WX_KIND_FORK, parent);
+	fill_common(rec, WX_KIND_FORK);
+	fill_identity(rec);
+	rec->personality = kread_u32(parent, WX_OFF_TASK_PERSONALITY);
 	rec->ts = bpf_ktime_get_ns();
 	rec->args[0] = child_tid;
 	rec->args[1] = child_tgid;
@@ -565,7 +658,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	__u32 tid = id;
-	void *task = (void *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct wx_config *cfg = get_config();
 #if WX_EXIT_HAS_GROUP_DEAD
 	int group_dead = args->group_dead;
@@ -573,14 +666,15 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	int group_dead = tid == tgid;
 #endif
 
-	pending.delete(&tid);
 	if (cfg && selected(cfg, tgid)) {
 		struct wx_record *rec = records.ringbuf_reserve(sizeof(struct wx_record));
 
 		if (rec) {
-			fill_common(rec, WX_KIND_EXIT, task);
+			fill_common(rec, WX_KIND_EXIT);
+			fill_identity(rec);
+			rec->personality = task_u32(task, WX_OFF_TASK_PERSONALITY);
 			rec->ts = bpf_ktime_get_ns();
-			rec->ret = (__s32)kread_u32(task, WX_OFF_TASK_EXIT_CODE);
+			rec->ret = (__s32)task_u32(task, WX_OFF_TASK_EXIT_CODE);
 			rec->flags = group_dead ? WX_F_GROUP_DEAD : 0;
 			records.ringbuf_submit(rec, 0);
 		} else {

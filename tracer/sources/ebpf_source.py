@@ -55,9 +55,8 @@ MONITOR_PROGRAM = BPF_DIR / "wx_monitor.bpf.c"
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
-# Sizes of the per-process and per-thread kernel maps (build-time knobs).
+# Entries of the per-process kernel maps (a build-time knob).
 MAX_PROCS = 16384
-MAX_TASKS = 16384
 
 # The thread_info status bit the x86 kernel sets during an i386 syscall
 # (arch/x86/include/asm/thread_info.h); BTF has no macros, so it is stated here.
@@ -313,6 +312,8 @@ KERNEL_OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
     "WX_OFF_TASK_TGID": (("task_struct", "tgid"),),
     "WX_OFF_TASK_MM": (("task_struct", "mm"),),
     "WX_OFF_TASK_PERSONALITY": (("task_struct", "personality"),),
+    "WX_OFF_TASK_GROUP_LEADER": (("task_struct", "group_leader"),),
+    "WX_OFF_TASK_COMM": (("task_struct", "comm"),),
     "WX_OFF_TASK_EXIT_CODE": (("task_struct", "exit_code"),),
     "WX_OFF_TASK_TI_STATUS": (("task_struct", "thread_info"), ("thread_info", "status")),
     "WX_OFF_TASK_FILES": (("task_struct", "files"),),
@@ -442,13 +443,11 @@ def headers_dir() -> Path:
 
 def required_tracepoints() -> list[str]:
     """Return the tracepoints the monitor program attaches to, as paths
-    under tracefs's events/ ('syscalls/sys_enter_mmap'; a raw tracepoint,
-    which names no category, as '*/sched_process_fork'), read from its source."""
+    under tracefs's events/ ('sched/sched_process_exec'; a raw tracepoint,
+    which names no category, as '*/sys_enter'), read from its source."""
     names: list[str] = []
     for line in MONITOR_PROGRAM.read_text().splitlines():
-        if found := re.match(r"WX_ENTER64\((\w+),", line):
-            names += [f"syscalls/sys_enter_{found[1]}", f"syscalls/sys_exit_{found[1]}"]
-        elif found := re.match(r"TRACEPOINT_PROBE\((\w+), (\w+)\)", line):
+        if found := re.match(r"TRACEPOINT_PROBE\((\w+), (\w+)\)", line):
             names.append(f"{found[1]}/{found[2]}")
         elif found := re.match(r"RAW_TRACEPOINT_PROBE\((\w+)\)", line):
             names.append(f"*/{found[1]}")
@@ -647,7 +646,6 @@ class EbpfSource:
         cflags = [
             f"-DWX_RINGBUF_PAGES={config.buffer_pages}",
             f"-DWX_MAX_PROCS={MAX_PROCS}",
-            f"-DWX_MAX_TASKS={MAX_TASKS}",
             f"-DWX_TS_COMPAT={TS_COMPAT}",
             f"-DWX_EXIT_HAS_GROUP_DEAD={int(_exit_has_group_dead())}",
             *(f"-D{macro}={offset}" for macro, offset in kernel_offsets().items()),
@@ -752,8 +750,11 @@ class EbpfSource:
         A syscall gives MemCall then MemReturn (preceded by an AttachEvent the
         first time a process already running is seen, followed by KernelKill
         when a kill rule fired). Also ExecEvent, ForkEvent, ExitEvent.
+        Syscall records wake the reader only in bulk (call_wakeup() in the C
+        side), so what is in the buffer is taken whether or not it woke us.
         """
         self._bpf.ring_buffer_poll(timeout_ms)
+        self._bpf.ring_buffer_consume()
         raw, self._raw = self._raw, []
         self._maps_cache.clear()
         events: list[Event] = []
@@ -767,7 +768,7 @@ class EbpfSource:
 
     def lost_counts(self) -> dict[str, int]:
         """Return records dropped so far, by reason: 'ringbuf' (the buffer was
-        full) and 'pending' (the per-thread map was full)."""
+        full) and 'pending' (no per-thread entry could be made: kernel memory)."""
         table = self._bpf[b"lost"]
         return {slot.name.lower(): int(table.sum(table.Key(slot)).value) for slot in LostSlot}
 
