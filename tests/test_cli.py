@@ -185,3 +185,64 @@ def test_monitor_sees_jits_like_run(argv, tmp_path):
 
     assert shapes(seen) == shapes(traced.events)
     assert seen
+
+
+POLICY_LOGGING = """apiVersion: trampwatch.dev/v1
+kind: WXPolicy
+metadata: {name: reload-test}
+spec:
+  defaultAction: allow
+  rules:
+    - {name: RULE, match: {category: wx-map}, action: ACTION}
+"""
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, times: int = 1) -> str:
+    """Poll `path` until it holds `text` `times` times (a guard against
+    hanging, not a timing assertion)."""
+    for _ in range(300):
+        content = path.read_text()
+        if content.count(text) >= times:
+            return content
+        assert proc.poll() is None, content
+        time.sleep(0.1)
+    pytest.fail(f"{text!r} never appeared in {path}: {path.read_text()}")
+
+
+def test_monitor_reloads_policy_and_selection_on_sighup(build_program, tmp_path):
+    program = tmp_path / "twreload"
+    shutil.copy(build_program("wx_map"), program)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY_LOGGING.replace("RULE", "first").replace("ACTION", "log"))
+    watch = tmp_path / "watch"
+    watch.write_text("comm nobody-here\n")
+    json_path, stderr_path = tmp_path / "m.jsonl", tmp_path / "stderr"
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen([*TRAMPWATCH, "monitor", "--policy", str(policy), "--select-file", str(watch),
+                                 "--json", str(json_path), "-o", str(tmp_path / "m.txt")],
+                                stderr=stderr, text=True, cwd=ROOT)
+    try:
+        _wait_for(stderr_path, "monitoring", proc)
+        subprocess.run([str(program)], check=True, capture_output=True)  # not selected yet
+
+        watch.write_text("# now the program\ncomm twreload\n")
+        proc.send_signal(signal.SIGHUP)
+        reloaded = "reloaded: policy reload-test (1 rules), watching comm twreload"
+        _wait_for(stderr_path, reloaded, proc)
+        subprocess.run([str(program)], check=True, capture_output=True)
+
+        policy.write_text(POLICY_LOGGING.replace("RULE", "second").replace("ACTION", "deny"))
+        proc.send_signal(signal.SIGHUP)
+        _wait_for(stderr_path, reloaded, proc, times=2)
+        subprocess.run([str(program)], check=True, capture_output=True)
+
+        # A bad file changes nothing: the program is still watched, by the second policy.
+        watch.write_text("comm twreload\nproces twreload\n")
+        proc.send_signal(signal.SIGHUP)
+        log = _wait_for(stderr_path, "reload failed", proc)
+        assert f"{watch}:2: unknown selector 'proces'" in log
+        subprocess.run([str(program)], check=True, capture_output=True)
+    finally:
+        seen = _stop(proc, json_path)
+    events = [(e["rule"], e["verdict"]) for e in seen if e["type"] == "event" and e["comm"] == "twreload"]
+    assert events == [("first", "logged"), ("second", "would deny"), ("second", "would deny")]

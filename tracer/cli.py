@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TextIO
 
 import click
@@ -24,14 +25,17 @@ from .policy.model import Policy
 from .sources.seccomp_filter import TrapRule, build_filter, build_wx_refusal, load_filter
 
 
+def _error_lines(err: TrampwatchError, outcome: str) -> str:
+    """An error the way users read it; `outcome` says what it stopped."""
+    if isinstance(err, PolicyError):
+        return "\n".join([*(str(issue) for issue in err.issues),
+                          f"trampwatch: policy has {len(err.issues)} error(s); {outcome}"])
+    return f"trampwatch: {err}"
+
+
 def _fail(err: TrampwatchError) -> None:
     """Print an error the way users read it and exit with its code."""
-    if isinstance(err, PolicyError):
-        for issue in err.issues:
-            click.echo(str(issue), err=True)
-        click.echo(f"trampwatch: policy has {len(err.issues)} error(s); nothing was run", err=True)
-    else:
-        click.echo(f"trampwatch: {err}", err=True)
+    click.echo(_error_lines(err, "nothing was run"), err=True)
     sys.exit(err.exit_code)
 
 
@@ -229,6 +233,9 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
 @click.option("--pid", "pids", type=int, multiple=True, help="Watch this process and its descendants.")
 @click.option("--comm", "comms", multiple=True, help="Watch processes with this comm.")
 @click.option("--cgroup", "cgroups", multiple=True, help="Watch processes in this cgroup v2 directory.")
+@click.option("--select-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also watch what this file lists ('pid N', 'comm NAME', 'cgroup DIR' lines); "
+                   "SIGHUP re-reads it and the policy.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after SECONDS.")
 @click.option("--buffer-pages", type=int, default=1024, show_default=True,
               help="Ring buffer size in pages (a power of two).")
@@ -237,13 +244,21 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
 @click.option("--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics here.")
 @click.option("--all-calls", is_flag=True, help="Report every memory call the kernel side delivers.")
 def monitor(policy_name: str, mode: str | None, json_path: str | None, output: str | None,
-            pids: tuple[int, ...], comms: tuple[str, ...], cgroups: tuple[str, ...], duration: float | None,
-            buffer_pages: int, require_deny: bool, metrics: str | None, all_calls: bool) -> None:
-    """Watch W^X host-wide with eBPF until SIGINT/SIGTERM (or --duration)."""
+            pids: tuple[int, ...], comms: tuple[str, ...], cgroups: tuple[str, ...], select_file: Path | None,
+            duration: float | None, buffer_pages: int, require_deny: bool, metrics: str | None,
+            all_calls: bool) -> None:
+    """Watch W^X host-wide with eBPF until SIGINT/SIGTERM (or --duration).
+    SIGHUP reloads the policy and the --select-file."""
     from .actions.kernel_enforce import compile_kill_rules
     from .pipeline import monitor_host
     from .probe import bpf_lsm_probe
-    from .sources.ebpf_source import EbpfConfig, EbpfSource
+    from .sources.ebpf_source import EbpfConfig, EbpfSource, check_kill_rules
+    from .sources.selection import Selection, read_selection
+
+    given = Selection(pids, comms, cgroups)
+
+    def selection() -> Selection:
+        return given | read_selection(select_file) if select_file else given
 
     try:
         policy = _load_policy(policy_name)
@@ -259,7 +274,9 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                            "SIGKILL at syscall entry", err=True)
             for note in enforcement.notes:
                 click.echo(f"trampwatch: {note}", err=True)
-        config = EbpfConfig(pids=pids, comms=comms, cgroups=cgroups, buffer_pages=buffer_pages,
+        watched = selection()
+        config = EbpfConfig(pids=watched.pids, comms=watched.comms, cgroups=watched.cgroups,
+                            buffer_pages=buffer_pages,
                             kill_rules=enforcement.rules if mode == "enforce" else (),
                             enforce=mode == "enforce")
         with ExitStack() as stack:
@@ -277,7 +294,30 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
             source = stack.enter_context(EbpfSource(config))
             click.echo(f"trampwatch: monitoring ({mode}); BPF compiled and attached in "
                        f"{source.load_seconds:.2f}s", err=True)
-            monitor_host(judge, source, duration, metrics_out.set_lost if metrics_out else None)
+
+            def reload() -> None:
+                # Everything is read and checked before anything changes.
+                try:
+                    new_policy = _load_policy(policy_name)
+                    rules = compile_kill_rules(new_policy)
+                    check_kill_rules(rules.rules)
+                    new_selection = selection()
+                    source.set_filters(pids=new_selection.pids, comms=new_selection.comms,
+                                       cgroups=new_selection.cgroups)
+                except TrampwatchError as err:
+                    click.echo(_error_lines(err, "not reloaded"), err=True)
+                    click.echo("trampwatch: reload failed: still running the previous policy and selection",
+                               err=True)
+                    return
+                if mode == "enforce":
+                    source.set_kill_rules(rules.rules, enforce=True)
+                    for note in rules.notes:
+                        click.echo(f"trampwatch: {note}", err=True)
+                judge.set_policy(new_policy)
+                click.echo(f"trampwatch: reloaded: policy {new_policy.name} ({len(new_policy.rules)} rules), "
+                           f"watching {new_selection.describe()}", err=True)
+
+            monitor_host(judge, source, duration, metrics_out.set_lost if metrics_out else None, reload)
             judge.finish(None)
     except TrampwatchError as err:
         _fail(err)

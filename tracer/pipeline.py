@@ -87,11 +87,8 @@ class Judge:
 
     def __init__(self, policy: Policy, mode: str, outputs: Sequence[Output], source: str,
                  report_all: bool = False):
-        self.policy = policy
+        self.set_policy(policy)
         self.report_all = report_all
-        # Only rules without a category condition can judge uncategorised calls.
-        self.judges_uncategorised = any(rule.match.judges_uncategorised for rule in policy.rules)
-        self.matches_caller = any(rule.match.caller is not None for rule in policy.rules)
         self.mode = mode
         self.outputs = list(outputs)
         self.source = source
@@ -100,6 +97,13 @@ class Judge:
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
         self.finished = False
+
+    def set_policy(self, policy: Policy) -> None:
+        """Judge every call from now on by `policy` (the model is kept)."""
+        self.policy = policy
+        # Only rules without a category condition can judge uncategorised calls.
+        self.judges_uncategorised = any(rule.match.judges_uncategorised for rule in policy.rules)
+        self.matches_caller = any(rule.match.caller is not None for rule in policy.rules)
 
     # --- calls ---------------------------------------------------------------------
 
@@ -375,16 +379,26 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
 
 
 def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
-                 on_lost: Callable[[int], None] | None = None) -> None:
+                 on_lost: Callable[[int], None] | None = None,
+                 on_reload: Callable[[], None] | None = None) -> None:
     """Feed the eBPF source's events through the judge until SIGINT/SIGTERM
-    or `duration` seconds; the lost-record count goes into the stats."""
+    or `duration` seconds; the lost-record count goes into the stats.
+    SIGHUP calls `on_reload` (when given) once what the kernel sent before
+    it is judged."""
     stopping = False
+    reloading = False
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
 
+    def reload(signum: int, frame: object) -> None:
+        nonlocal reloading
+        reloading = True
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if on_reload is not None:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     deadline = None if duration is None else time.monotonic() + duration
     # Processes first seen through a call: /proc was read after that call, so
     # the model shows its range as the call left it.
@@ -394,6 +408,12 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
             _feed(judge, source.poll(200), seeded_by)
             if on_lost is not None:
                 on_lost(source.lost())
+            if reloading and on_reload is not None:
+                reloading = False
+                # Calls made before the signal are judged as they were made.
+                while batch := source.poll(0):
+                    _feed(judge, batch, seeded_by)
+                on_reload()
         # Drain what the kernel already sent before the stop.
         while batch := source.poll(0):
             _feed(judge, batch, seeded_by)

@@ -289,10 +289,13 @@ class EbpfConfig:
         pages = self.buffer_pages
         if pages < 1 or pages & (pages - 1):
             raise TrampwatchError(f"--buffer-pages must be a power of two (1, 2, 4, ...), not {pages}")
-        if len(self.kill_rules) > MAX_KILL_RULES:
-            raise TrampwatchError(
-                f"{len(self.kill_rules)} kill rules: the kernel side holds at most {MAX_KILL_RULES}"
-            )
+        check_kill_rules(self.kill_rules)
+
+
+def check_kill_rules(rules: tuple[KillRule, ...]) -> None:
+    """Raise TrampwatchError when the kernel side cannot hold `rules`."""
+    if len(rules) > MAX_KILL_RULES:
+        raise TrampwatchError(f"{len(rules)} kill rules: the kernel side holds at most {MAX_KILL_RULES}")
 
 
 # --- the running kernel's task_struct, from its BTF ----------------------------------
@@ -711,8 +714,7 @@ class EbpfSource:
     def set_kill_rules(self, rules: tuple[KillRule, ...], enforce: bool) -> None:
         """Load `rules` into the kernel (at most MAX_KILL_RULES); they send
         SIGKILL at entry only while `enforce` is true."""
-        if len(rules) > MAX_KILL_RULES:
-            raise TrampwatchError(f"{len(rules)} kill rules: the kernel side holds at most {MAX_KILL_RULES}")
+        check_kill_rules(rules)
         table = self._bpf[b"kill_rules"]
         for index, rule in enumerate(rules):
             leaf = table.Leaf()
