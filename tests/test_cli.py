@@ -246,3 +246,37 @@ def test_monitor_reloads_policy_and_selection_on_sighup(build_program, tmp_path)
         seen = _stop(proc, json_path)
     events = [(e["rule"], e["verdict"]) for e in seen if e["type"] == "event" and e["comm"] == "twreload"]
     assert events == [("first", "logged"), ("second", "would deny"), ("second", "would deny")]
+
+
+FLOOD_C = r"""
+#include <stdlib.h>
+#include <sys/mman.h>
+int main(int argc, char **argv)
+{
+	char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	for (long i = atol(argv[1]); i > 0; i--) { /* every RX crosses to user space */
+		mprotect(p, 4096, PROT_READ | PROT_EXEC);
+		mprotect(p, 4096, PROT_READ | PROT_WRITE);
+	}
+	return 0;
+}
+"""
+
+
+def test_monitor_reports_lost_records_as_they_happen(tmp_path):
+    source = tmp_path / "twflood.c"
+    source.write_text(FLOOD_C)
+    program = tmp_path / "twflood"
+    subprocess.run(["gcc", "-O1", "-o", str(program), str(source)], check=True)
+    proc, json_path = _monitor(tmp_path, "--comm", "twflood", "--buffer-pages", "1")
+    subprocess.run([str(program), "20000"], check=True)
+    seen = _stop(proc, json_path)
+    lost = [e for e in seen if e["type"] == "lost"]
+    summary = seen[-1]
+    assert lost and summary["type"] == "summary" and summary["lost"] > 0
+    assert lost[-1]["total"] == summary["lost"] == sum(e["count"] for e in lost)
+    assert lost[-1]["by_reason"]["ringbuf"] == summary["lost"]
+    # Every call crossed or was counted: none vanished silently.
+    assert summary["calls_by_syscall"]["mprotect"] + summary["lost"] >= 40_000
+    text = (tmp_path / "m.txt").read_text()
+    assert f"total={summary['lost']} " in text and "raise --buffer-pages" in text

@@ -23,7 +23,16 @@ import pytest
 from tracer import abi
 from tracer.categories import Category
 from tracer.errors import CapabilityMissing, NoSuchProcess, TrampwatchError
-from tracer.events import Event, ExecEvent, ExitEvent, ForkEvent, KernelKill, MemCall, MemReturn
+from tracer.events import (
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    KernelKill,
+    MemCall,
+    MemReturn,
+    RecordsLost,
+)
 from tracer.sources import ebpf_source, procfs
 from tracer.sources.ebpf_source import EbpfConfig, EbpfSource, KillRule
 
@@ -607,6 +616,10 @@ def test_a_small_ring_buffer_counts_what_it_drops(programs) -> None:
         received = len(run.calls("mprotect"))
         assert small.lost_counts()["ringbuf"] > 0
         assert received < calls <= received + small.lost()
+        # Each poll that found new drops said so, with the running total.
+        reports = [e for e in events if isinstance(e, RecordsLost)]
+        assert reports and reports[-1].total == small.lost() == sum(r.count for r in reports)
+        assert dict(reports[-1].by_reason) == small.lost_counts()
 
 
 # --- pure parts ------------------------------------------------------------------------------

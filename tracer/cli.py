@@ -281,15 +281,13 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                             enforce=mode == "enforce")
         with ExitStack() as stack:
             outputs = _open_outputs(stack, output, json_path, summary=True)
-            metrics_out = None
             if metrics:
                 from .outputs.metrics import MetricsOutput
 
                 host, _, port = metrics.rpartition(":")
                 if not port.isdigit():
                     raise click.BadParameter(f"--metrics wants HOST:PORT, not {metrics!r}")
-                metrics_out = MetricsOutput(host or "0.0.0.0", int(port))
-                outputs.append(metrics_out)
+                outputs.append(MetricsOutput(host or "0.0.0.0", int(port)))
             judge = Judge(policy, mode, outputs, source="ebpf", report_all=all_calls)
             source = stack.enter_context(EbpfSource(config))
             click.echo(f"trampwatch: monitoring ({mode}); BPF compiled and attached in "
@@ -317,7 +315,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                 click.echo(f"trampwatch: reloaded: policy {new_policy.name} ({len(new_policy.rules)} rules), "
                            f"watching {new_selection.describe()}", err=True)
 
-            monitor_host(judge, source, duration, metrics_out.set_lost if metrics_out else None, reload)
+            monitor_host(judge, source, duration, reload)
             judge.finish(None)
     except TrampwatchError as err:
         _fail(err)

@@ -184,7 +184,20 @@ class TrampfdEvent:
     caller: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RecordsLost:
+    """The eBPF source dropped records it could not deliver: `count` since
+    its previous report, `total` since it started, `by_reason` the totals
+    per reason ('ringbuf': the buffer was full, 'pending': no per-thread
+    entry could be made)."""
+
+    ts: float
+    count: int
+    total: int
+    by_reason: tuple[tuple[str, int], ...]
+
+
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
-    | TrampfdEvent
+    | TrampfdEvent | RecordsLost
 )

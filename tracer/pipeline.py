@@ -30,6 +30,7 @@ from .events import (
     MemCall,
     MemReturn,
     ProcessInfo,
+    RecordsLost,
     TrampfdEvent,
 )
 from .judgement import VERDICTS, Judgement
@@ -58,6 +59,9 @@ class Output(Protocol):
 
     def emit(self, judgement: Judgement) -> None:
         """Write one judgement."""
+
+    def lost(self, event: RecordsLost) -> None:
+        """Report records the source could not deliver (the eBPF ring buffer)."""
 
     def close(self, stats: RunStats) -> None:
         """Write anything final and release the stream."""
@@ -204,6 +208,10 @@ class Judge:
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
             self._trampfd(event)
+        elif isinstance(event, RecordsLost):
+            self.stats.lost = event.total
+            for output in self.outputs:
+                output.lost(event)
         return None
 
     def _trampfd(self, event: TrampfdEvent) -> None:
@@ -379,10 +387,9 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
 
 
 def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
-                 on_lost: Callable[[int], None] | None = None,
                  on_reload: Callable[[], None] | None = None) -> None:
     """Feed the eBPF source's events through the judge until SIGINT/SIGTERM
-    or `duration` seconds; the lost-record count goes into the stats.
+    or `duration` seconds; lost records are reported as they are counted.
     SIGHUP calls `on_reload` (when given) once what the kernel sent before
     it is judged."""
     stopping = False
@@ -406,8 +413,6 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
     try:
         while not stopping and (deadline is None or time.monotonic() < deadline):
             _feed(judge, source.poll(200), seeded_by)
-            if on_lost is not None:
-                on_lost(source.lost())
             if reloading and on_reload is not None:
                 reloading = False
                 # Calls made before the signal are judged as they were made.
@@ -417,7 +422,6 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
         # Drain what the kernel already sent before the stop.
         while batch := source.poll(0):
             _feed(judge, batch, seeded_by)
-        judge.stats.lost = source.lost()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,4 +1,5 @@
-"""JSON lines: one object per judgement, then one summary object.
+"""JSON lines: one object per judgement (and per report of lost records),
+then one summary object.
 
 The schema is documented in docs/events.md and versioned by `schema`.
 """
@@ -9,6 +10,7 @@ import json
 from typing import TextIO
 
 from ..abi import prot_text
+from ..events import RecordsLost
 from ..judgement import SCHEMA_VERSION, Judgement
 
 
@@ -59,6 +61,19 @@ class JsonLinesOutput:
     def emit(self, judgement: Judgement) -> None:
         """Write one event record."""
         self.stream.write(json.dumps(judgement_record(judgement)) + "\n")
+        self.stream.flush()
+
+    def lost(self, event: RecordsLost) -> None:
+        """Write a record saying how many records the kernel side dropped."""
+        record = {
+            "type": "lost",
+            "schema": SCHEMA_VERSION,
+            "ts": round(event.ts, 6),
+            "count": event.count,
+            "total": event.total,
+            "by_reason": dict(event.by_reason),
+        }
+        self.stream.write(json.dumps(record) + "\n")
         self.stream.flush()
 
     def close(self, stats) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from ..events import RecordsLost
 from ..judgement import Judgement
 
 
@@ -17,7 +18,7 @@ class MetricsOutput:
         self.violations = Counter("trampwatch_violations", "W^X events by category and rule",
                                   ["category", "rule", "verdict"], registry=self.registry)
         self.kills = Counter("trampwatch_kills", "processes killed by the policy", registry=self.registry)
-        self.lost = Gauge("trampwatch_lost_records", "records the kernel could not deliver",
+        self.lost_records = Gauge("trampwatch_lost_records", "records the kernel could not deliver",
                           registry=self.registry)
         self.server, self.thread = start_http_server(port, addr=host, registry=self.registry)
 
@@ -30,11 +31,11 @@ class MetricsOutput:
         if judgement.verdict == "killed":
             self.kills.inc()
 
-    def set_lost(self, lost: int) -> None:
+    def lost(self, event: RecordsLost) -> None:
         """Publish the lost-record count."""
-        self.lost.set(lost)
+        self.lost_records.set(event.total)
 
     def close(self, stats) -> None:
         """Stop serving."""
-        self.lost.set(stats.lost)
+        self.lost_records.set(stats.lost)
         self.server.shutdown()

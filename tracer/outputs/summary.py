@@ -6,6 +6,7 @@ import os
 from collections import Counter
 from typing import TextIO
 
+from ..events import RecordsLost
 from ..judgement import Judgement
 
 
@@ -30,6 +31,9 @@ class Summary:
         caller = judgement.caller.object if judgement.caller and judgement.caller.object else "?"
         self.by_caller[os.path.basename(caller) or caller] += 1
         self.by_verdict[judgement.verdict] += 1
+
+    def lost(self, event: RecordsLost) -> None:
+        """Nothing now: the table ends with the total lost."""
 
     def close(self, stats) -> None:
         """Write the summary table."""

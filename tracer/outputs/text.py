@@ -6,6 +6,7 @@ import os
 from typing import TextIO
 
 from ..abi import prot_text
+from ..events import RecordsLost
 from ..judgement import Judgement
 
 
@@ -48,6 +49,14 @@ def format_line(judgement: Judgement) -> str:
     return sentence + "".join(f" | {key}={value}" for key, value in pairs)
 
 
+def format_lost(event: RecordsLost) -> str:
+    """Return the human line of a lost-records report, with what helps."""
+    reasons = ",".join(f"{reason}:{count}" for reason, count in event.by_reason if count)
+    return (f"LOST {event.count:,} records (the kernel side could not deliver them; raise --buffer-pages "
+            f"or narrow --pid/--comm/--cgroup) | count={event.count} | total={event.total} "
+            f"| by_reason={reasons}")
+
+
 class TextOutput:
     """Writes one human line per judgement as it happens."""
 
@@ -57,6 +66,11 @@ class TextOutput:
     def emit(self, judgement: Judgement) -> None:
         """Write the judgement's line."""
         self.stream.write(format_line(judgement) + "\n")
+        self.stream.flush()
+
+    def lost(self, event: RecordsLost) -> None:
+        """Say that records were dropped, and what helps."""
+        self.stream.write(format_lost(event) + "\n")
         self.stream.flush()
 
     def close(self, stats) -> None:

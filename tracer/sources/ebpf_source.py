@@ -45,6 +45,7 @@ from tracer.events import (
     MemCall,
     MemReturn,
     ProcessInfo,
+    RecordsLost,
 )
 from tracer.sources import procfs
 
@@ -657,6 +658,7 @@ class EbpfSource:
         self._bpf = load_program(MONITOR_PROGRAM, cflags, "eBPF monitor program")
         self.load_seconds = time.monotonic() - started
         self._raw: list[bytes] = []
+        self._reported_lost = 0
         self._bpf[b"records"].open_ring_buffer(self._on_record)
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; events carry wall-clock time.
         self._clock_offset_ns = time.time_ns() - time.monotonic_ns()
@@ -751,8 +753,9 @@ class EbpfSource:
 
         A syscall gives MemCall then MemReturn (preceded by an AttachEvent the
         first time a process already running is seen, followed by KernelKill
-        when a kill rule fired). Also ExecEvent, ForkEvent, ExitEvent.
-        Syscall records wake the reader only in bulk (call_wakeup() in the C
+        when a kill rule fired). Also ExecEvent, ForkEvent, ExitEvent, and
+        last RecordsLost when the kernel side dropped records since the
+        previous poll. Syscall records wake the reader only in bulk (call_wakeup() in the C
         side), so what is in the buffer is taken whether or not it woke us.
         """
         self._bpf.ring_buffer_poll(timeout_ms)
@@ -762,6 +765,12 @@ class EbpfSource:
         events: list[Event] = []
         for data in raw:
             events.extend(self._decode(data))
+        by_reason = self.lost_counts()
+        total = sum(by_reason.values())
+        if total > self._reported_lost:
+            count = total - self._reported_lost
+            events.append(RecordsLost(time.time(), count, total, tuple(by_reason.items())))
+            self._reported_lost = total
         return events
 
     def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
