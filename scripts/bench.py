@@ -231,65 +231,77 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _burst_cost(flood: str, n: int, reps: int, cpu: int | None) -> float:
-    """Median µs per mprotect inside `flip_flood burst` runs on CPU `cpu` (or
+def _burst_cost(flood: str, n: int, cpu: int | None) -> float:
+    """µs per mprotect inside one `flip_flood burst` run on CPU `cpu` (or
     any): bursts a monitor drains between them, so every record is delivered."""
     pin = [] if cpu is None else ["taskset", "-c", str(cpu)]
-    samples = []
-    for _ in range(reps):
-        argv = [*pin, flood, "burst", str(n), str(MONITOR_BURST)]
-        done = subprocess.run(argv, check=True, capture_output=True, text=True)
-        calls, seconds = done.stdout.split()
-        samples.append(float(seconds) / int(calls) * 1e6)
-    return statistics.median(samples)
+    argv = [*pin, flood, "burst", str(n), str(MONITOR_BURST)]
+    calls, seconds = subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()
+    return float(seconds) / int(calls) * 1e6
+
+
+def _cheap_cost(cheap: str, n: int) -> float:
+    """µs per getppid on CPU 0: n calls minus none, so start-up cancels out."""
+    pin = ["taskset", "-c", "0", cheap]
+    med = measure([Case("n", [*pin, str(n)]), Case("0", [*pin, "0"])], 1)
+    return (med["n"] - med["0"]) / n * 1e6
 
 
 def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
     """Added cost per mprotect with the eBPF monitor running, in each
     placement of the workload and the monitor's judge; its start-up, burst
-    loss and throughput."""
+    loss and throughput. Each sample is paired with a native one taken just
+    before it (this VM's speed drifts by more than the effects measured)."""
     flood = str(bins["flip_flood"])
-    flips = n // 10
-    cheap = [Case("cheap|n", ["taskset", "-c", "0", str(bins["cheap_syscalls"]), str(n)]),
-             Case("cheap|0", ["taskset", "-c", "0", str(bins["cheap_syscalls"]), "0"])]
-
-    def cheap_loop() -> float:
-        med = measure(cheap, reps)
-        return (med["cheap|n"] - med["cheap|0"]) / n * 1e6
-
-    native = _burst_cost(flood, flips, reps, 0)
-    cheap_native = cheap_loop()
-    rows = [["native (no monitor), workload on CPU 0", f"{native:.2f}", "", ""]]
-    loads = []
+    flips = n // 20
     cases = (
         ("not selected, monitor on CPU 1", ["--comm", "no-such-comm"], 1, 0),
         ("selected (every call sent), monitor on CPU 1", ["--comm", "flip_flood"], 1, 0),
         ("selected (every call sent), monitor on CPU 0 too", ["--comm", "flip_flood"], 0, 0),
         ("selected (every call sent), no pinning", ["--comm", "flip_flood"], None, None),
     )
+    native: list[float] = []
+    added: dict[str, list[float]] = {label: [] for label, *_ in cases}
+    cheap_added: list[float] = []
+    cheap_native: list[float] = []
+    loads: list[float] = []
     judge_cpu: list[float] = []
-    for label, args, monitor_cpu, workload_cpu in cases:
-        json_path = out / "monitor.jsonl"
-        proc, load = _start_monitor(args, json_path, monitor_cpu)
-        loads.append(load)
-        cpu_before = _cpu_seconds(proc.pid)
-        cost = _burst_cost(flood, flips, reps, workload_cpu)
-        if label.startswith("not selected"):
-            # Any syscall tracepoint puts every syscall on the kernel's slow path.
-            cheap_cost = cheap_loop()
-        time.sleep(0.5)  # the last records' poll timeout
-        cpu_used = _cpu_seconds(proc.pid) - cpu_before
-        summary = _stop_monitor(proc, json_path)
-        if summary["calls"]:
-            judge_cpu.append(cpu_used / summary["calls"] * 1e6)
-        rows.append([label, f"{cost:.2f}", f"{cost - native:+.2f}",
-                     f"{summary['calls']:,} records, {summary['lost']} lost"])
-    rows.append(["getppid() of any process, monitor running (native "
-                 f"{cheap_native:.2f})", f"{cheap_cost:.2f}", f"{cheap_cost - cheap_native:+.2f}", ""])
+    records: dict[str, tuple[int, int]] = {}
+    json_path = out / "monitor.jsonl"
+    for _ in range(reps):
+        for label, args, monitor_cpu, workload_cpu in cases:
+            base = _burst_cost(flood, flips, workload_cpu)
+            native.append(base)
+            if label.startswith("not selected"):
+                cheap_native.append(_cheap_cost(str(bins["cheap_syscalls"]), n))
+            proc, load = _start_monitor(args, json_path, monitor_cpu)
+            loads.append(load)
+            cpu_before = _cpu_seconds(proc.pid)
+            added[label].append(_burst_cost(flood, flips, workload_cpu) - base)
+            if label.startswith("not selected"):
+                # Any syscall tracepoint puts every syscall on the kernel's slow path.
+                cheap_added.append(_cheap_cost(str(bins["cheap_syscalls"]), n) - cheap_native[-1])
+            time.sleep(0.5)  # the last records' poll timeout
+            cpu_used = _cpu_seconds(proc.pid) - cpu_before
+            summary = _stop_monitor(proc, json_path)
+            if summary["calls"]:
+                judge_cpu.append(cpu_used / summary["calls"] * 1e6)
+            records[label] = (summary["calls"], summary["lost"])
+    rows = [["native (no monitor), workload on CPU 0", f"{statistics.median(native):.2f}", "", ""]]
+    for label, samples in added.items():
+        calls, lost = records[label]
+        rows.append([label, f"{statistics.median(samples):+.2f}",
+                     f"{min(samples):+.2f} .. {max(samples):+.2f}", f"{calls:,} records, {lost} lost"])
+    rows.append([f"getppid() of any process, monitor running (native {statistics.median(cheap_native):.2f})",
+                 f"{statistics.median(cheap_added):+.2f}",
+                 f"{min(cheap_added):+.2f} .. {max(cheap_added):+.2f}", ""])
     table(f"{flips:,} x 2 mprotect RW<->R after one exec mapping, in bursts of {MONITOR_BURST:,} flips "
-          "100 ms apart, timed inside the bursts (target: under 1 µs added when monitored, noise when not)",
-          ["workload", "µs per call", "added µs", "user-space records"], rows)
-    print(f"\njudge (user space) CPU per record: {statistics.median(judge_cpu):.1f} µs; when the judge "
+          "100 ms apart, timed inside the bursts; each sample minus a native run just before it "
+          "(target: under 1 µs added when monitored, noise when not)",
+          ["workload", "added µs per call (median)", f"range over {reps} pairs", "user-space records (last)"],
+          rows)
+    print(f"\nnative run to run: {min(native):.2f} .. {max(native):.2f} µs per mprotect (the noise)")
+    print(f"judge (user space) CPU per record: {statistics.median(judge_cpu):.1f} µs; when the judge "
           "shares the workload's CPU, the workload pays its share of that")
     print(f"monitor start-up (BPF compile + attach): {min(loads):.2f} s (target: under 3 s)")
     json_path = out / "burst.jsonl"

@@ -160,13 +160,15 @@ LAYOUT_C = r"""
 int main(void)
 {
 	FIELD(wx_record, ts); FIELD(wx_record, args); FIELD(wx_record, ret);
-	FIELD(wx_record, cgroup); FIELD(wx_record, obj_ino); FIELD(wx_record, obj_dev);
-	FIELD(wx_record, obj_nlink); FIELD(wx_record, kind); FIELD(wx_record, tgid);
-	FIELD(wx_record, tid); FIELD(wx_record, uid); FIELD(wx_record, arch); FIELD(wx_record, nr);
-	FIELD(wx_record, flags); FIELD(wx_record, personality); FIELD(wx_record, kill_rule);
-	FIELD(wx_record, comm); FIELD(wx_record, obj_name);
-	FIELD(wx_exec_record, rec); FIELD(wx_exec_record, filename);
+	FIELD(wx_record, kind); FIELD(wx_record, tgid); FIELD(wx_record, tid);
+	FIELD(wx_record, arch); FIELD(wx_record, nr); FIELD(wx_record, flags);
+	FIELD(wx_record, personality); FIELD(wx_record, kill_rule);
+	FIELD(wx_object_record, rec); FIELD(wx_object_record, obj_ino); FIELD(wx_object_record, obj_dev);
+	FIELD(wx_object_record, obj_nlink); FIELD(wx_object_record, obj_name);
+	FIELD(wx_exec_record, rec); FIELD(wx_exec_record, uid); FIELD(wx_exec_record, comm);
+	FIELD(wx_exec_record, filename);
 	printf("sizeof.wx_record %zu\n", sizeof(struct wx_record));
+	printf("sizeof.wx_object_record %zu\n", sizeof(struct wx_object_record));
 	printf("sizeof.wx_exec_record %zu\n", sizeof(struct wx_exec_record));
 	CONST(WX_COMM_LEN); CONST(WX_PATH_LEN); CONST(WX_NAME_LEN); CONST(WX_MAX_KILL_RULES);
 	CONST(WX_KIND_SYSCALL); CONST(WX_KIND_EXEC); CONST(WX_KIND_FORK); CONST(WX_KIND_EXIT);
@@ -298,12 +300,11 @@ def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
         f"wx_record.{name}": getattr(ebpf_source.Record, name).offset
         for name, _ in ebpf_source.Record._fields_
     }
-    py_view |= {
-        f"wx_exec_record.{name}": getattr(ebpf_source.ExecRecord, name).offset
-        for name, _ in ebpf_source.ExecRecord._fields_
-    }
+    views = (("wx_object_record", ebpf_source.ObjectRecord), ("wx_exec_record", ebpf_source.ExecRecord))
+    for c_name, view in views:
+        py_view |= {f"{c_name}.{name}": getattr(view, name).offset for name, _ in view._fields_}
+        py_view[f"sizeof.{c_name}"] = ctypes.sizeof(view)
     py_view["sizeof.wx_record"] = ctypes.sizeof(ebpf_source.Record)
-    py_view["sizeof.wx_exec_record"] = ctypes.sizeof(ebpf_source.ExecRecord)
     py_view |= {
         "WX_COMM_LEN": ebpf_source.COMM_LEN,
         "WX_PATH_LEN": ebpf_source.PATH_LEN,

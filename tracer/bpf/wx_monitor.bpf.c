@@ -372,13 +372,26 @@ static __always_inline void fill_common(struct wx_record *rec, __u32 kind)
 	rec->tid = id;
 }
 
-/* The current task's uid, cgroup and comm: exec, fork and exit records only
- * (~80 ns a call; user space knows a process's identity from those). */
-static __always_inline void fill_identity(struct wx_record *rec)
+/* Every field of a syscall's record, from its kept entry and its exit. */
+static __always_inline void fill_call(struct wx_record *rec, struct wx_pending *entry, __u32 arch, __s32 nr,
+				      __s64 ret)
 {
-	rec->uid = bpf_get_current_uid_gid();
-	rec->cgroup = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
+	__u64 id = bpf_get_current_pid_tgid();
+
+	rec->ts = entry->ts;
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		rec->args[i] = entry->args[i];
+	rec->ret = ret;
+	rec->kind = WX_KIND_SYSCALL;
+	rec->tgid = id >> 32;
+	rec->tid = id;
+	rec->arch = arch;
+	rec->nr = nr;
+	rec->flags = entry->flags;
+	rec->kill_rule = entry->kill_rule;
+	/* The persona the call was judged under, not one it just set. */
+	rec->personality = entry->personality;
 }
 
 /*
@@ -416,29 +429,29 @@ static __always_inline int wx_exit(void *regs, __s64 ret)
 			ret = addr;
 	}
 
-	struct wx_record *rec = records.ringbuf_reserve(sizeof(struct wx_record));
+	if (!(entry->flags & WX_F_OBJECT)) {
+		struct wx_record *rec = records.ringbuf_reserve(sizeof(struct wx_record));
 
-	if (!rec) {
+		if (!rec) {
+			count_lost(WX_LOST_RINGBUF);
+			return 0;
+		}
+		fill_call(rec, entry, arch, nr, ret);
+		records.ringbuf_submit(rec, call_wakeup());
+		return 0;
+	}
+	struct wx_object_record *obj = records.ringbuf_reserve(sizeof(struct wx_object_record));
+
+	if (!obj) {
 		count_lost(WX_LOST_RINGBUF);
 		return 0;
 	}
-	fill_common(rec, WX_KIND_SYSCALL);
-	rec->ts = entry->ts;
-#pragma unroll
-	for (int i = 0; i < 6; i++)
-		rec->args[i] = entry->args[i];
-	rec->ret = ret;
-	rec->arch = arch;
-	rec->nr = nr;
-	rec->flags = entry->flags;
-	rec->kill_rule = entry->kill_rule;
-	/* The persona the call was judged under, not one it just set. */
-	rec->personality = entry->personality;
-	rec->obj_ino = entry->obj_ino;
-	rec->obj_dev = entry->obj_dev;
-	rec->obj_nlink = entry->obj_nlink;
-	__builtin_memcpy(rec->obj_name, entry->obj_name, sizeof(rec->obj_name));
-	records.ringbuf_submit(rec, call_wakeup());
+	fill_call(&obj->rec, entry, arch, nr, ret);
+	obj->obj_ino = entry->obj_ino;
+	obj->obj_dev = entry->obj_dev;
+	obj->obj_nlink = entry->obj_nlink;
+	__builtin_memcpy(obj->obj_name, entry->obj_name, sizeof(obj->obj_name));
+	records.ringbuf_submit(obj, call_wakeup());
 	return 0;
 }
 
@@ -596,8 +609,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 		count_lost(WX_LOST_RINGBUF);
 		return 0;
 	}
+	__builtin_memset(rec, 0, sizeof(*rec));
 	fill_common(&rec->rec, WX_KIND_EXEC);
-	fill_identity(&rec->rec);
+	rec->uid = bpf_get_current_uid_gid();
+	bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
 	rec->rec.personality = task_u32(bpf_get_current_task_btf(), WX_OFF_TASK_PERSONALITY);
 	rec->rec.ts = bpf_ktime_get_ns();
 	rec->rec.args[0] = args->old_pid;
@@ -642,7 +657,6 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 		return 0;
 	}
 	fill_common(rec, WX_KIND_FORK);
-	fill_identity(rec);
 	rec->personality = kread_u32(parent, WX_OFF_TASK_PERSONALITY);
 	rec->ts = bpf_ktime_get_ns();
 	rec->args[0] = child_tid;
@@ -671,7 +685,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 
 		if (rec) {
 			fill_common(rec, WX_KIND_EXIT);
-			fill_identity(rec);
 			rec->personality = task_u32(task, WX_OFF_TASK_PERSONALITY);
 			rec->ts = bpf_ktime_get_ns();
 			rec->ret = (__s32)task_u32(task, WX_OFF_TASK_EXIT_CODE);

@@ -54,51 +54,57 @@ enum wx_sys {
 #define WX_F_OBJECT 0x20    /* syscall: obj_* describe the object behind mmap's descriptor */
 
 /*
- * One fact. Field meaning by kind:
+ * One fact; every record starts with this part. Field meaning by kind:
  *   all      ts: bpf_ktime_get_ns() (CLOCK_MONOTONIC) at the syscall's entry
  *               or at the event; tgid/tid of the current task (the parent
- *               for a fork); personality: the task's persona; uid/cgroup/comm
- *               of the task too, except in SYSCALL records, where they are 0
- *               (reading them would cost every call ~80 ns).
+ *               for a fork); personality: the task's persona.
  *   SYSCALL  arch: AUDIT_ARCH_X86_64 or AUDIT_ARCH_I386; nr: the syscall
  *               number on that arch; args: the entry arguments (i386 ones
  *               zero-extended; old_mmap's argument block read from memory);
  *               ret: the return value (i386 ipc(SHMAT): the attach address
  *               read from *third when the call succeeded); kill_rule: the
- *               index of the rule that fired when WX_F_KILLED; with
- *               WX_F_OBJECT, the object mmap's descriptor referred to at
- *               entry: obj_ino, obj_dev (the kernel's dev_t encoding,
- *               major << 20 | minor), obj_nlink (0: unlinked, or never
- *               linked like a memfd) and obj_name (its dentry's name,
- *               "libc.so.6", "memfd:libffi").
- *   EXEC     args[0]: the tid that called execve (old_pid).
+ *               index of the rule that fired when WX_F_KILLED. With
+ *               WX_F_OBJECT the record is a struct wx_object_record.
+ *   EXEC     a struct wx_exec_record; args[0]: the tid that called execve
+ *               (old_pid).
  *   FORK     args[0]: the child's tid, args[1]: the child's tgid.
  *   EXIT     ret: the task's exit_code (a wait status).
+ * Kept small (96 bytes, 104 with the ring buffer's header): every byte is
+ * written by the calling thread into memory no cache holds yet.
  */
 struct wx_record {
 	__u64 ts;
 	__u64 args[6];
 	__s64 ret;
-	__u64 cgroup;
-	__u64 obj_ino;
-	__u32 obj_dev;
-	__u32 obj_nlink;
 	__u32 kind;
 	__u32 tgid;
 	__u32 tid;
-	__u32 uid;
 	__u32 arch;
 	__s32 nr;
 	__u32 flags;
 	__u32 personality;
 	__u32 kill_rule;
-	char comm[WX_COMM_LEN];
+};
+
+/*
+ * WX_KIND_SYSCALL with WX_F_OBJECT: the object mmap's descriptor referred to
+ * at entry: obj_ino, obj_dev (the kernel's dev_t encoding, major << 20 |
+ * minor), obj_nlink (0: unlinked, or never linked like a memfd) and obj_name
+ * (its dentry's name, "libc.so.6", "memfd:libffi").
+ */
+struct wx_object_record {
+	struct wx_record rec;
+	__u64 obj_ino;
+	__u32 obj_dev;
+	__u32 obj_nlink;
 	char obj_name[WX_NAME_LEN];
 };
 
-/* WX_KIND_EXEC: the record and the path execve was given (NUL-terminated). */
+/* WX_KIND_EXEC: the task's uid and comm, and the path execve was given (NUL-terminated). */
 struct wx_exec_record {
 	struct wx_record rec;
+	__u32 uid;
+	char comm[WX_COMM_LEN];
 	char filename[WX_PATH_LEN];
 };
 

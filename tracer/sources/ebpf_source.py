@@ -129,26 +129,31 @@ class LostSlot(enum.IntEnum):
 
 
 class Record(ctypes.Structure):
-    """struct wx_record."""
+    """struct wx_record: the part every record starts with."""
 
     _fields_ = (
         ("ts", ctypes.c_uint64),
         ("args", ctypes.c_uint64 * 6),
         ("ret", ctypes.c_int64),
-        ("cgroup", ctypes.c_uint64),
-        ("obj_ino", ctypes.c_uint64),
-        ("obj_dev", ctypes.c_uint32),
-        ("obj_nlink", ctypes.c_uint32),
         ("kind", ctypes.c_uint32),
         ("tgid", ctypes.c_uint32),
         ("tid", ctypes.c_uint32),
-        ("uid", ctypes.c_uint32),
         ("arch", ctypes.c_uint32),
         ("nr", ctypes.c_int32),
         ("flags", ctypes.c_uint32),
         ("personality", ctypes.c_uint32),
         ("kill_rule", ctypes.c_uint32),
-        ("comm", ctypes.c_char * COMM_LEN),
+    )
+
+
+class ObjectRecord(ctypes.Structure):
+    """struct wx_object_record: a syscall record with WX_F_OBJECT."""
+
+    _fields_ = (
+        ("rec", Record),
+        ("obj_ino", ctypes.c_uint64),
+        ("obj_dev", ctypes.c_uint32),
+        ("obj_nlink", ctypes.c_uint32),
         ("obj_name", ctypes.c_char * NAME_LEN),
     )
 
@@ -156,7 +161,12 @@ class Record(ctypes.Structure):
 class ExecRecord(ctypes.Structure):
     """struct wx_exec_record."""
 
-    _fields_ = (("rec", Record), ("filename", ctypes.c_char * PATH_LEN))
+    _fields_ = (
+        ("rec", Record),
+        ("uid", ctypes.c_uint32),
+        ("comm", ctypes.c_char * COMM_LEN),
+        ("filename", ctypes.c_char * PATH_LEN),
+    )
 
 
 # The syscall names a kill rule may use, by family (i386's mmap2 and ipc fold in).
@@ -806,9 +816,9 @@ class EbpfSource:
         ts = (rec.ts + self._clock_offset_ns) / 1e9
         kind = rec.kind
         if kind == Kind.SYSCALL:
-            return self._syscall(rec, ts)
+            return self._syscall(rec, data, ts)
         if kind == Kind.EXEC:
-            return [self._exec(rec, ExecRecord.from_buffer_copy(data).filename, ts)]
+            return [self._exec(ExecRecord.from_buffer_copy(data), ts)]
         if kind == Kind.FORK:
             thread = bool(rec.flags & RecordFlag.THREAD)
             if rec.tgid in self._known and not thread:
@@ -820,12 +830,15 @@ class EbpfSource:
             self._known.discard(rec.tgid)
         return [ExitEvent(ts, rec.tgid, rec.tid, rec.ret if group_dead else None)]
 
-    def _syscall(self, rec: Record, ts: float) -> list[Event]:
+    def _syscall(self, rec: Record, data: bytes, ts: float) -> list[Event]:
         arch = abi.ARCH_NAMES[rec.arch]
         name, args = _normalise(abi.SYSCALL_NAMES[rec.arch][rec.nr], arch, tuple(rec.args))
         result = rec.ret
         if arch == "i386" and not -4096 < result < 0:
             result &= 0xFFFFFFFF
+        fd_object = None
+        if rec.flags & _OBJECT:
+            fd_object = self._fd_object(ObjectRecord.from_buffer_copy(data), args)
         call = MemCall(
             ts,
             rec.tgid,
@@ -833,7 +846,7 @@ class EbpfSource:
             name,
             arch,
             args,
-            fd_object=self._fd_object(rec, args) if rec.flags & _OBJECT else None,
+            fd_object=fd_object,
             object_size=_segment_size(name, args),
         )
         events: list[Event] = [*self._attach_if_new(rec.tgid, ts), call, MemReturn(call, result)]
@@ -841,21 +854,21 @@ class EbpfSource:
             events.append(KernelKill(ts, rec.tgid, rec.tid, self._rule_names[rec.kill_rule], call))
         return events
 
-    def _fd_object(self, rec: Record, args: tuple[int, ...]) -> FdObject:
+    def _fd_object(self, obj: ObjectRecord, args: tuple[int, ...]) -> FdObject:
         """The object the kernel saw behind an mmap's descriptor, with the
         best path we can still find: the descriptor's link if it still refers
         to that object, else a mapping of it in /proc/PID/maps, else the
         bare dentry name (the process is gone or unmapped it)."""
         fd = ctypes.c_int32(args[4] & 0xFFFFFFFF).value
-        dev, ino = os.makedev(rec.obj_dev >> 20, rec.obj_dev & 0xFFFFF), rec.obj_ino
+        dev, ino = os.makedev(obj.obj_dev >> 20, obj.obj_dev & 0xFFFFF), obj.obj_ino
         try:
-            live = procfs.fd_object(rec.tid, fd)
+            live = procfs.fd_object(obj.rec.tid, fd)
         except TraceError:
             live = None
         if live is not None and (live.dev, live.inode) == (dev, ino):
             return live
-        path = next((m.path for m in self._maps_of(rec.tgid) if (m.dev, m.inode) == (dev, ino)), None)
-        return FdObject(fd, path or _object_name(rec), dev, ino)
+        path = next((m.path for m in self._maps_of(obj.rec.tgid) if (m.dev, m.inode) == (dev, ino)), None)
+        return FdObject(fd, path or _object_name(obj), dev, ino)
 
     def _maps_of(self, pid: int) -> tuple[MapEntry, ...]:
         """/proc/PID/maps, read at most once per poll()."""
@@ -881,13 +894,15 @@ class EbpfSource:
             return []
         return [AttachEvent(ts, pid, info, maps, persona, threads)]
 
-    def _exec(self, rec: Record, filename: bytes, ts: float) -> ExecEvent:
+    def _exec(self, exec_rec: ExecRecord, ts: float) -> ExecEvent:
+        rec = exec_rec.rec
         pid = rec.tgid
         self._known.add(pid)
         try:
             info = procfs.read_process_info(pid)
         except TraceError:
-            info = ProcessInfo(os.fsdecode(filename), rec.comm.decode(errors="replace"), rec.uid)
+            info = ProcessInfo(os.fsdecode(exec_rec.filename), exec_rec.comm.decode(errors="replace"),
+                               exec_rec.uid)
         try:
             maps = procfs.read_maps(pid)
         except TraceError:
@@ -920,13 +935,13 @@ def _normalise(name: str, arch: str, args: tuple[int, ...]) -> tuple[str, tuple[
     return "shmdt", (args[4],)
 
 
-def _object_name(rec: Record) -> str:
-    """The path /proc would show for the object of `rec`, from its dentry
+def _object_name(obj: ObjectRecord) -> str:
+    """The path /proc would show for the object of `obj`, from its dentry
     name alone: no directory, ' (deleted)' when it has no link left."""
-    name = os.fsdecode(rec.obj_name)
+    name = os.fsdecode(obj.obj_name)
     if name.startswith("memfd:"):
         name = "/" + name
-    return f"{name} (deleted)" if rec.obj_nlink == 0 else name
+    return f"{name} (deleted)" if obj.obj_nlink == 0 else name
 
 
 def _segment_size(name: str, args: tuple[int, ...]) -> int | None:
