@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -229,6 +230,8 @@ def test_monitor_reloads_policy_and_selection_on_sighup(build_program, tmp_path)
         proc.send_signal(signal.SIGHUP)
         reloaded = "reloaded: policy reload-test (1 rules), watching comm twreload"
         _wait_for(stderr_path, reloaded, proc)
+        # The judge runs as batch work: it never preempts the programs it watches.
+        assert os.sched_getscheduler(proc.pid) == os.SCHED_BATCH
         subprocess.run([str(program)], check=True, capture_output=True)
 
         policy.write_text(POLICY_LOGGING.replace("RULE", "second").replace("ACTION", "deny"))
