@@ -166,17 +166,35 @@ int main(void)
 	FIELD(wx_object_record, rec); FIELD(wx_object_record, obj_ino); FIELD(wx_object_record, obj_dev);
 	FIELD(wx_object_record, obj_nlink); FIELD(wx_object_record, obj_name);
 	FIELD(wx_exec_record, rec); FIELD(wx_exec_record, uid); FIELD(wx_exec_record, comm);
-	FIELD(wx_exec_record, filename);
+	FIELD(wx_exec_record, filename); FIELD(wx_exec_record, mm); FIELD(wx_exec_record, stack);
+	FIELD(wx_part, start); FIELD(wx_part, end); FIELD(wx_part, ino); FIELD(wx_part, dev);
+	FIELD(wx_part, flags); FIELD(wx_part, name);
+	FIELD(wx_region_record, rec); FIELD(wx_region_record, mm); FIELD(wx_region_record, start_stack);
+	FIELD(wx_region_record, start_brk); FIELD(wx_region_record, brk); FIELD(wx_region_record, nparts);
+	FIELD(wx_region_record, region_flags); FIELD(wx_region_record, parts);
+	FIELD(wx_repeat_key, mm); FIELD(wx_repeat_key, start); FIELD(wx_repeat_key, end);
+	FIELD(wx_repeat_key, tgid); FIELD(wx_repeat_key, sys); FIELD(wx_repeat_key, prot);
+	FIELD(wx_repeat_key, flags); FIELD(wx_repeat_key, rie); FIELD(wx_repeat_key, pad);
+	FIELD(wx_repeat_count, count); FIELD(wx_repeat_count, last_ts); FIELD(wx_repeat_count, last_tid);
+	FIELD(wx_repeat_count, pad);
 	printf("sizeof.wx_record %zu\n", sizeof(struct wx_record));
 	printf("sizeof.wx_object_record %zu\n", sizeof(struct wx_object_record));
 	printf("sizeof.wx_exec_record %zu\n", sizeof(struct wx_exec_record));
+	printf("sizeof.wx_part %zu\n", sizeof(struct wx_part));
+	printf("sizeof.wx_region_record %zu\n", sizeof(struct wx_region_record));
+	printf("sizeof.wx_repeat_key %zu\n", sizeof(struct wx_repeat_key));
+	printf("sizeof.wx_repeat_count %zu\n", sizeof(struct wx_repeat_count));
 	CONST(WX_COMM_LEN); CONST(WX_PATH_LEN); CONST(WX_NAME_LEN); CONST(WX_MAX_KILL_RULES);
+	CONST(WX_PART_NAME_LEN); CONST(WX_MAX_PARTS);
+	CONST(WX_P_READ); CONST(WX_P_WRITE); CONST(WX_P_EXEC); CONST(WX_P_SHARED); CONST(WX_P_GROWSDOWN);
+	CONST(WX_P_STACK); CONST(WX_P_HEAP); CONST(WX_P_FILE); CONST(WX_P_SPECIAL); CONST(WX_P_UNLINKED);
+	CONST(WX_R_WALKED); CONST(WX_R_MORE); CONST(WX_R_HOLE); CONST(WX_R_FAILED);
 	CONST(WX_KIND_SYSCALL); CONST(WX_KIND_EXEC); CONST(WX_KIND_FORK); CONST(WX_KIND_EXIT);
 	CONST(WX_SYS_NONE); CONST(WX_SYS_MMAP); CONST(WX_SYS_MPROTECT); CONST(WX_SYS_PKEY_MPROTECT);
 	CONST(WX_SYS_MREMAP); CONST(WX_SYS_MUNMAP); CONST(WX_SYS_BRK); CONST(WX_SYS_SHMAT);
 	CONST(WX_SYS_SHMDT); CONST(WX_SYS_MEMFD_CREATE); CONST(WX_SYS_PERSONALITY);
 	CONST(WX_F_KILLED); CONST(WX_F_ARGS_FAULT); CONST(WX_F_THREAD); CONST(WX_F_SHARES_VM);
-	CONST(WX_F_GROUP_DEAD); CONST(WX_F_OBJECT);
+	CONST(WX_F_GROUP_DEAD); CONST(WX_F_OBJECT); CONST(WX_F_REGION); CONST(WX_F_REPEAT_KEY);
 	CONST(WX_FILTER_PIDS); CONST(WX_FILTER_COMMS); CONST(WX_FILTER_CGROUPS);
 	CONST(WX_LOST_RINGBUF); CONST(WX_LOST_PENDING); CONST(WX_LOST_SLOTS);
 	return 0;
@@ -309,7 +327,14 @@ def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
         f"wx_record.{name}": getattr(ebpf_source.Record, name).offset
         for name, _ in ebpf_source.Record._fields_
     }
-    views = (("wx_object_record", ebpf_source.ObjectRecord), ("wx_exec_record", ebpf_source.ExecRecord))
+    views = (
+        ("wx_object_record", ebpf_source.ObjectRecord),
+        ("wx_exec_record", ebpf_source.ExecRecord),
+        ("wx_part", ebpf_source.Part),
+        ("wx_region_record", ebpf_source.RegionRecord),
+        ("wx_repeat_key", ebpf_source.RepeatKey),
+        ("wx_repeat_count", ebpf_source.RepeatCount),
+    )
     for c_name, view in views:
         py_view |= {f"{c_name}.{name}": getattr(view, name).offset for name, _ in view._fields_}
         py_view[f"sizeof.{c_name}"] = ctypes.sizeof(view)
@@ -320,6 +345,8 @@ def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
         "WX_NAME_LEN": ebpf_source.NAME_LEN,
         "WX_MAX_KILL_RULES": ebpf_source.MAX_KILL_RULES,
         "WX_LOST_SLOTS": len(ebpf_source.LostSlot),
+        "WX_PART_NAME_LEN": ebpf_source.PART_NAME_LEN,
+        "WX_MAX_PARTS": ebpf_source.MAX_PARTS,
     }
     for prefix, enum_type in (
         ("WX_KIND_", ebpf_source.Kind),
@@ -327,6 +354,8 @@ def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
         ("WX_F_", ebpf_source.RecordFlag),
         ("WX_FILTER_", ebpf_source.Filter),
         ("WX_LOST_", ebpf_source.LostSlot),
+        ("WX_P_", ebpf_source.PartFlag),
+        ("WX_R_", ebpf_source.RegionFlag),
     ):
         py_view |= {prefix + member.name: int(member.value) for member in enum_type}
     assert py_view == c_view

@@ -30,7 +30,9 @@ VERDICTS = {
 class Judgement:
     """One W^X event with its categories, the policy's decision and the outcome;
     `detail` holds extra key/value pairs some events carry (a trampoline's
-    target and the registers it set)."""
+    target and the registers it set). `count` > 1 stands for that many equal
+    calls a source counted instead of delivering one by one (`ts` and `tid`
+    are the last one's)."""
 
     ts: float
     source: str
@@ -53,6 +55,7 @@ class Judgement:
     verdict: str
     caller: Caller | None
     detail: tuple[tuple[str, str], ...] = ()
+    count: int = 1
 
     @property
     def rule(self) -> str | None:

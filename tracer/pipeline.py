@@ -22,7 +22,9 @@ from .categories import Category
 from .classify import classify, classify_exec
 from .errors import TraceError
 from .events import (
+    UNKNOWN_PROCESS,
     AttachEvent,
+    CallsRepeated,
     Event,
     ExecEvent,
     ExitEvent,
@@ -30,7 +32,6 @@ from .events import (
     KernelKill,
     MemCall,
     MemReturn,
-    ProcessInfo,
     RecordsLost,
     TrampfdEvent,
 )
@@ -51,8 +52,6 @@ from .sources.ptrace_source import (
 
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
-# Who a call comes from when the model does not know the process (yet).
-UNKNOWN_PROCESS = ProcessInfo("", "", -1)
 
 
 class Output(Protocol):
@@ -101,6 +100,9 @@ class Judge:
         self.attributor = Attributor()
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
+        # Calls a source counts instead of delivering, by (pid, repeat key):
+        # the first such call and what the model made of it.
+        self._repeatable: dict[tuple[int, int], tuple[MemCall, Change, tuple[Category, ...]]] = {}
         self.finished = False
 
     def set_policy(self, policy: Policy) -> None:
@@ -132,11 +134,31 @@ class Judge:
         change = pending.change if pending and pending.call is ret.call else self.model.plan(ret.call)
         judgement = pending.judgement if pending and pending.call is ret.call else None
         self.model.apply(ret.call, ret.result, change)
+        if ret.call.repeat_key is not None and change is not None:
+            categories = judgement.categories if judgement is not None else ()
+            self._repeatable[(ret.call.pid, ret.call.repeat_key)] = (ret.call, change, categories)
         if judgement is not None:
             addr = judgement.addr
             if change is not None and change.kind == "map" and not ret.failed:
                 addr = ret.result
             self._emit(_with_result(judgement, ret.result, addr))
+
+    def calls_repeated(self, event: CallsRepeated) -> None:
+        """Count `event.count` more calls equal to a repeat key's first one
+        and report them as one judgement with that count, judged by the
+        policy in force now. The model is left as it is: the source's next
+        delivered call on the range brings the kernel's view of it."""
+        first = self._repeatable.get((event.pid, event.key))
+        if first is None:
+            return
+        call, change, categories = first
+        self.stats.calls += event.count
+        self.stats.calls_by_syscall[call.syscall] += event.count
+        if not (categories or self.report_all or self.judges_uncategorised):
+            return
+        judgement = self._judge_call(call, change, categories, None)
+        if judgement is not None:
+            self._emit(replace(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count))
 
     def call_killed(self, call: MemCall) -> None:
         """Report a call whose process is killed at entry: it never returns."""
@@ -200,11 +222,14 @@ class Judge:
             return self._exec(event)
         elif isinstance(event, ForkEvent):
             self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+        elif isinstance(event, CallsRepeated):
+            self.calls_repeated(event)
         elif isinstance(event, ExitEvent):
             # A thread that dies inside a call never returns from it.
             self._pending.pop(event.tid, None)
             if event.status is not None:
                 self.model.exit(event.pid)
+                self._forget_repeatable(event.pid)
         elif isinstance(event, AttachEvent):
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
@@ -245,7 +270,12 @@ class Judge:
             detail=tuple(detail),
         ))
 
+    def _forget_repeatable(self, pid: int) -> None:
+        for key in [key for key in self._repeatable if key[0] == pid]:
+            del self._repeatable[key]
+
     def _exec(self, event: ExecEvent) -> Decision | None:
+        self._forget_repeatable(event.pid)
         process = self.model.exec(event)
         categories = classify_exec(event)
         if not categories:
@@ -272,7 +302,7 @@ class Judge:
         return decision
 
     def _emit(self, judgement: Judgement) -> None:
-        self.stats.judged += 1
+        self.stats.judged += judgement.count
         for output in self.outputs:
             output.emit(judgement)
 
@@ -459,10 +489,15 @@ def _as_at_exec(event: ExecEvent) -> ExecEvent:
 
 
 def _fill_unseen(judge: Judge, call: MemCall, seed: AttachEvent | None) -> None:
-    """Before judging an mprotect the eBPF source delivered, add the regions
-    of its range the model never saw (created by calls the kernel side did not
-    forward), from the process's maps; when the model was seeded by this very
-    call, its range is one the model never saw before the call."""
+    """Before judging an mprotect (or mremap) the eBPF source delivered,
+    make the model's view of its range what it was before the call: the
+    kernel's own view when the source has it; otherwise add the regions the
+    model never saw (created by calls the kernel side did not forward) from
+    the process's maps, and when the model was seeded by this very call, its
+    range is one the model never saw before the call."""
+    if call.vmas is not None:
+        judge.model.observe(call.pid, call.vmas)
+        return
     if call.syscall not in _PROTECTS:
         return
     process = judge.model.process(call.pid)

@@ -24,10 +24,10 @@ class MetricsOutput:
 
     def emit(self, judgement: Judgement) -> None:
         """Count one judgement."""
-        self.events.inc()
+        self.events.inc(judgement.count)
         rule = judgement.rule or "default"
         for category in judgement.categories:
-            self.violations.labels(category.value, rule, judgement.verdict).inc()
+            self.violations.labels(category.value, rule, judgement.verdict).inc(judgement.count)
         if judgement.verdict == "killed":
             self.kills.inc()
 

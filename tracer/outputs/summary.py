@@ -25,12 +25,13 @@ class Summary:
         category are not W^X events)."""
         if not judgement.categories:
             return
-        self.events += 1
+        count = judgement.count
+        self.events += count
         for category in judgement.categories:
-            self.by_category[category.value] += 1
+            self.by_category[category.value] += count
         caller = judgement.caller.object if judgement.caller and judgement.caller.object else "?"
-        self.by_caller[os.path.basename(caller) or caller] += 1
-        self.by_verdict[judgement.verdict] += 1
+        self.by_caller[os.path.basename(caller) or caller] += count
+        self.by_verdict[judgement.verdict] += count
 
     def lost(self, event: RecordsLost) -> None:
         """Nothing now: the table ends with the total lost."""

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import enum
 import errno
+import itertools
 import os
 import platform
 import re
@@ -34,7 +35,9 @@ from tracer.categories import Category
 from tracer.elf import ElfCache, ElfError
 from tracer.errors import CapabilityMissing, NoSuchProcess, TraceError, TrampwatchError
 from tracer.events import (
+    UNKNOWN_PROCESS,
     AttachEvent,
+    CallsRepeated,
     Event,
     ExecEvent,
     ExitEvent,
@@ -49,6 +52,10 @@ from tracer.events import (
 )
 from tracer.sources import procfs
 
+# What an address space's special mapping (vdso, vvar) is called when the
+# kernel side saw it but /proc can no longer name it.
+SPECIAL_MAPPING = "[special]"
+
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 RECORD_HEADER = BPF_DIR / "wx_record.h"
 MONITOR_PROGRAM = BPF_DIR / "wx_monitor.bpf.c"
@@ -58,6 +65,9 @@ TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/traci
 
 # Entries of the per-process kernel maps (a build-time knob).
 MAX_PROCS = 16384
+# Repeat keys the kernel counts at once (process x region x transition);
+# a call whose key finds the map full is sent like any other.
+MAX_REPEAT_KEYS = 16384
 
 # The thread_info status bit the x86 kernel sets during an i386 syscall
 # (arch/x86/include/asm/thread_info.h); BTF has no macros, so it is stated here.
@@ -68,7 +78,9 @@ TS_COMPAT = 0x0002
 COMM_LEN = 16
 PATH_LEN = 256
 NAME_LEN = 48
+PART_NAME_LEN = 32
 MAX_KILL_RULES = 16
+MAX_PARTS = 2
 
 
 class Kind(enum.IntEnum):
@@ -105,12 +117,42 @@ class RecordFlag(enum.IntFlag):
     SHARES_VM = 0x8
     GROUP_DEAD = 0x10
     OBJECT = 0x20
+    REGION = 0x40
+    REPEAT_KEY = 0x80
+
+
+class PartFlag(enum.IntFlag):
+    """WX_P_* bits of wx_part.flags."""
+
+    READ = 0x1
+    WRITE = 0x2
+    EXEC = 0x4
+    SHARED = 0x8
+    GROWSDOWN = 0x10
+    STACK = 0x20
+    HEAP = 0x40
+    FILE = 0x80
+    SPECIAL = 0x100
+    UNLINKED = 0x200
+
+
+class RegionFlag(enum.IntFlag):
+    """WX_R_* bits of wx_region_record.region_flags."""
+
+    WALKED = 0x1
+    MORE = 0x2
+    HOLE = 0x4
+    FAILED = 0x8
 
 
 # The flags every syscall record is tested for, as plain ints: IntFlag
 # arithmetic made up ~40% of decoding a record.
 _KILLED = int(RecordFlag.KILLED)
 _OBJECT = int(RecordFlag.OBJECT)
+_REGION = int(RecordFlag.REGION)
+_REPEAT_KEY = int(RecordFlag.REPEAT_KEY)
+_GROUP_DEAD = int(RecordFlag.GROUP_DEAD)
+_MASK64 = (1 << 64) - 1
 
 
 class Filter(enum.IntFlag):
@@ -158,6 +200,34 @@ class ObjectRecord(ctypes.Structure):
     )
 
 
+class Part(ctypes.Structure):
+    """struct wx_part: one VMA at a call's entry."""
+
+    _fields_ = (
+        ("start", ctypes.c_uint64),
+        ("end", ctypes.c_uint64),
+        ("ino", ctypes.c_uint64),
+        ("dev", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * PART_NAME_LEN),
+    )
+
+
+class RegionRecord(ctypes.Structure):
+    """struct wx_region_record: a syscall record with WX_F_REGION."""
+
+    _fields_ = (
+        ("rec", Record),
+        ("mm", ctypes.c_uint64),
+        ("start_stack", ctypes.c_uint64),
+        ("start_brk", ctypes.c_uint64),
+        ("brk", ctypes.c_uint64),
+        ("nparts", ctypes.c_uint32),
+        ("region_flags", ctypes.c_uint32),
+        ("parts", Part * MAX_PARTS),
+    )
+
+
 class ExecRecord(ctypes.Structure):
     """struct wx_exec_record."""
 
@@ -166,6 +236,35 @@ class ExecRecord(ctypes.Structure):
         ("uid", ctypes.c_uint32),
         ("comm", ctypes.c_char * COMM_LEN),
         ("filename", ctypes.c_char * PATH_LEN),
+        ("mm", ctypes.c_uint64),
+        ("stack", Part),
+    )
+
+
+class RepeatKey(ctypes.Structure):
+    """struct wx_repeat_key."""
+
+    _fields_ = (
+        ("mm", ctypes.c_uint64),
+        ("start", ctypes.c_uint64),
+        ("end", ctypes.c_uint64),
+        ("tgid", ctypes.c_uint32),
+        ("sys", ctypes.c_uint32),
+        ("prot", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("rie", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    )
+
+
+class RepeatCount(ctypes.Structure):
+    """struct wx_repeat_count."""
+
+    _fields_ = (
+        ("count", ctypes.c_uint64),
+        ("last_ts", ctypes.c_uint64),
+        ("last_tid", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
     )
 
 
@@ -293,6 +392,10 @@ class EbpfConfig:
     `cgroups` are cgroup v2 directories, absolute or relative to the cgroup2
     mount. `buffer_pages` is the ring buffer's size in pages, a power of two.
     `kill_rules` are sent SIGKILL at entry when `enforce` is true.
+    `walk_vmas` lets the kernel side walk the VMA tree where this kernel's
+    BTF allows it (False: only the mm's stack and brk addresses are recorded,
+    as on a kernel where it cannot be walked). `repeats` counts equal
+    repeatable calls in the kernel instead of sending each.
     """
 
     pids: tuple[int, ...] = ()
@@ -301,6 +404,8 @@ class EbpfConfig:
     buffer_pages: int = 1024
     kill_rules: tuple[KillRule, ...] = ()
     enforce: bool = True
+    walk_vmas: bool = True
+    repeats: bool = True
 
     def __post_init__(self) -> None:
         pages = self.buffer_pages
@@ -347,6 +452,24 @@ KERNEL_OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
     "WX_OFF_INODE_SB": (("inode", "i_sb"),),
     "WX_OFF_INODE_NLINK": (("inode", "i_nlink"),),
     "WX_OFF_SB_DEV": (("super_block", "s_dev"),),
+    "WX_OFF_MM_START_STACK": (("mm_struct", "start_stack"),),
+    "WX_OFF_MM_START_BRK": (("mm_struct", "start_brk"),),
+    "WX_OFF_MM_BRK": (("mm_struct", "brk"),),
+}
+
+# What walking an mm's VMAs needs (a maple tree: Linux 6.1 on). Without
+# them the kernel side records only the mm's stack and brk addresses.
+VMA_WALK_OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "WX_OFF_MM_MT_ROOT": (("mm_struct", "mm_mt"), ("maple_tree", "ma_root")),
+    "WX_OFF_MR64_PIVOT": (("maple_range_64", "pivot"),),
+    "WX_OFF_MR64_SLOT": (("maple_range_64", "slot"),),
+    "WX_OFF_MA64_PIVOT": (("maple_arange_64", "pivot"),),
+    "WX_OFF_MA64_SLOT": (("maple_arange_64", "slot"),),
+    "WX_OFF_VMA_START": (("vm_area_struct", "vm_start"),),
+    "WX_OFF_VMA_END": (("vm_area_struct", "vm_end"),),
+    "WX_OFF_VMA_FLAGS": (("vm_area_struct", "vm_flags"),),
+    "WX_OFF_VMA_OPS": (("vm_area_struct", "vm_ops"),),
+    "WX_OFF_VMA_FILE": (("vm_area_struct", "vm_file"),),
 }
 
 
@@ -403,6 +526,26 @@ class _Btf:
         if found is None:
             raise KeyError(f"struct {struct_name} has no member {member}")
         return found
+
+
+def vma_walk_offsets(btf_path: Path = BTF_PATH) -> tuple[dict[str, int] | None, str]:
+    """Return the VMA_WALK_OFFSETS entries of the running kernel plus
+    WX_VMA_READ_LEN (the bytes of a vm_area_struct read at once), with a
+    note, or (None, why the VMAs cannot be walked here)."""
+    try:
+        btf = _Btf(btf_path.read_bytes())
+        found = {
+            macro: sum(btf.offset(struct_name, member) for struct_name, member in chain)
+            for macro, chain in VMA_WALK_OFFSETS.items()
+        }
+    except (OSError, KeyError, ValueError, struct.error) as err:
+        return None, f"the VMA tree cannot be walked on this kernel ({err})"
+    vma = [found[name] for name in found if name.startswith("WX_OFF_VMA_")]
+    # The walk reads a node's parent and pivots in one go, and 8-byte VMA members.
+    if found["WX_OFF_MR64_PIVOT"] != 8 or found["WX_OFF_MA64_PIVOT"] != 8 or any(off % 8 for off in vma):
+        return None, "the maple tree or vm_area_struct is laid out differently from what the walk expects"
+    found["WX_VMA_READ_LEN"] = max(vma) + 8
+    return found, "the VMA tree (a maple tree) is walked at each protection change"
 
 
 def kernel_offsets(btf_path: Path = BTF_PATH) -> dict[str, int]:
@@ -663,12 +806,18 @@ class EbpfSource:
 
     def __init__(self, config: EbpfConfig):
         _check_host()
+        walk, self.vma_note = vma_walk_offsets() if config.walk_vmas else (None, "VMA walk turned off")
+        self.walks_vmas = walk is not None
         cflags = [
             f"-DWX_RINGBUF_PAGES={config.buffer_pages}",
             f"-DWX_MAX_PROCS={MAX_PROCS}",
+            f"-DWX_MAX_REPEAT_KEYS={MAX_REPEAT_KEYS if config.repeats else 1}",
+            f"-DWX_REPEATS={int(config.repeats)}",
             f"-DWX_TS_COMPAT={TS_COMPAT}",
             f"-DWX_EXIT_HAS_GROUP_DEAD={int(_exit_has_group_dead())}",
+            f"-DWX_VMA_WALK={int(walk is not None)}",
             *(f"-D{macro}={offset}" for macro, offset in kernel_offsets().items()),
+            *(f"-D{macro}={offset}" for macro, offset in (walk or {}).items()),
         ]
         started = time.monotonic()
         self._bpf = load_program(MONITOR_PROGRAM, cflags, "eBPF monitor program")
@@ -679,6 +828,11 @@ class EbpfSource:
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; events carry wall-clock time.
         self._clock_offset_ns = time.time_ns() - time.monotonic_ns()
         self._known: set[int] = set()
+        # Repeat keys whose first call was delivered: key bytes -> (id, tgid,
+        # mm, count delivered so far); the kernel counts the later calls.
+        self._repeat_keys: dict[bytes, list[int]] = {}
+        self._repeat_ids = itertools.count(1)
+        self._repeated_total = 0
         self._maps_cache: dict[int, tuple[MapEntry, ...]] = {}
         self._elf = ElfCache()
         self._rule_names: list[str] = []
@@ -781,6 +935,12 @@ class EbpfSource:
         events: list[Event] = []
         for data in raw:
             events.extend(self._decode(data))
+        if self._repeat_keys:
+            table = self._bpf[b"repeated"]
+            total = int(table.sum(table.Key(0)).value)
+            if total != self._repeated_total:
+                self._repeated_total = total
+                events.extend(self._repeats(list(self._repeat_keys)))
         by_reason = self.lost_counts()
         total = sum(by_reason.values())
         if total > self._reported_lost:
@@ -818,17 +978,72 @@ class EbpfSource:
         if kind == Kind.SYSCALL:
             return self._syscall(rec, data, ts)
         if kind == Kind.EXEC:
-            return [self._exec(ExecRecord.from_buffer_copy(data), ts)]
+            exec_rec = ExecRecord.from_buffer_copy(data)
+            # The old image's counts are final: deliver them before its end.
+            return [*self._repeats_of(rec.tgid, keep_mm=exec_rec.mm), self._exec(exec_rec, ts)]
         if kind == Kind.FORK:
             thread = bool(rec.flags & RecordFlag.THREAD)
             if rec.tgid in self._known and not thread:
                 self._known.add(rec.args[1])
             shares_vm = bool(rec.flags & RecordFlag.SHARES_VM)
             return [ForkEvent(ts, rec.tgid, rec.tid, rec.args[0], thread, shares_vm)]
-        group_dead = bool(rec.flags & RecordFlag.GROUP_DEAD)
-        if group_dead:
-            self._known.discard(rec.tgid)
-        return [ExitEvent(ts, rec.tgid, rec.tid, rec.ret if group_dead else None)]
+        group_dead = bool(rec.flags & _GROUP_DEAD)
+        if not group_dead:
+            return [ExitEvent(ts, rec.tgid, rec.tid, None)]
+        self._known.discard(rec.tgid)
+        return [*self._repeats_of(rec.tgid), ExitEvent(ts, rec.tgid, rec.tid, rec.ret)]
+
+    # --- calls counted in the kernel -------------------------------------------------------
+
+    def _repeat_key(self, region: RegionRecord, args: tuple[int, ...]) -> int:
+        """Note the repeat key the kernel made for this first call (the
+        same fields wx_monitor.bpf.c's send_region() fills); return its id."""
+        rec = region.rec
+        rie = rec.personality & abi.READ_IMPLIES_EXEC != 0
+        prot = args[2] & 7
+        if rie and prot & 1:
+            prot |= 4
+        key = RepeatKey(
+            region.mm,
+            args[0] & ~4095 & _MASK64,
+            (args[0] + (args[1] or 1) + 4095) & ~4095 & _MASK64,
+            rec.tgid,
+            Sys.MPROTECT if abi.SYSCALL_NAMES[rec.arch][rec.nr] == "mprotect" else Sys.PKEY_MPROTECT,
+            prot,
+            region.parts[0].flags,
+            int(rie),
+        )
+        key_id = next(self._repeat_ids)
+        self._repeat_keys[bytes(key)] = [key_id, rec.tgid, region.mm, 0]
+        return key_id
+
+    def _repeats(self, keys: list[bytes], forget: bool = False) -> list[Event]:
+        """CallsRepeated for every key in `keys` whose kernel count grew;
+        with `forget`, the keys are dropped here and in the kernel (their
+        process or image is gone, so the counts are final)."""
+        table = self._bpf[b"repeats"]
+        events: list[Event] = []
+        for raw in keys:
+            state = self._repeat_keys[raw] if not forget else self._repeat_keys.pop(raw)
+            key = RepeatKey.from_buffer_copy(raw)
+            try:
+                value = table[key]
+            except KeyError:
+                continue
+            if value.count > state[3]:
+                ts = (value.last_ts + self._clock_offset_ns) / 1e9
+                events.append(CallsRepeated(ts, state[1], value.last_tid, state[0], value.count - state[3]))
+                state[3] = value.count
+            if forget:
+                with contextlib.suppress(KeyError):
+                    del table[key]
+        return events
+
+    def _repeats_of(self, tgid: int, keep_mm: int | None = None) -> list[Event]:
+        """Deliver and forget the repeat keys of process `tgid` (those of
+        another address space than `keep_mm`, when given)."""
+        keys = [raw for raw, (_, pid, mm, _) in self._repeat_keys.items() if pid == tgid and mm != keep_mm]
+        return self._repeats(keys, forget=True) if keys else []
 
     def _syscall(self, rec: Record, data: bytes, ts: float) -> list[Event]:
         arch = abi.ARCH_NAMES[rec.arch]
@@ -837,8 +1052,15 @@ class EbpfSource:
         if arch == "i386" and not -4096 < result < 0:
             result &= 0xFFFFFFFF
         fd_object = None
+        vmas = None
+        repeat_key = None
         if rec.flags & _OBJECT:
             fd_object = self._fd_object(ObjectRecord.from_buffer_copy(data), args)
+        elif rec.flags & _REGION:
+            region = RegionRecord.from_buffer_copy(data)
+            vmas = self._vmas(region)
+            if rec.flags & _REPEAT_KEY:
+                repeat_key = self._repeat_key(region, args)
         call = MemCall(
             ts,
             rec.tgid,
@@ -848,8 +1070,11 @@ class EbpfSource:
             args,
             fd_object=fd_object,
             object_size=_segment_size(name, args),
+            vmas=vmas,
+            repeat_key=repeat_key,
         )
-        events: list[Event] = [*self._attach_if_new(rec.tgid, ts), call, MemReturn(call, result)]
+        events: list[Event] = [*self._attach_if_new(rec.tgid, ts, rec.personality), call,
+                               MemReturn(call, result)]
         if rec.flags & _KILLED:
             events.append(KernelKill(ts, rec.tgid, rec.tid, self._rule_names[rec.kill_rule], call))
         return events
@@ -870,6 +1095,35 @@ class EbpfSource:
         path = next((m.path for m in self._maps_of(obj.rec.tgid) if (m.dev, m.inode) == (dev, ino)), None)
         return FdObject(fd, path or _object_name(obj), dev, ino)
 
+    def _vmas(self, region: RegionRecord) -> tuple[MapEntry, ...] | None:
+        """The kernel's VMAs of a call's range, as maps lines; None when it
+        could not walk them or the range held more than it records."""
+        flags = region.region_flags
+        if flags & (RegionFlag.FAILED | RegionFlag.MORE) or not flags & RegionFlag.WALKED:
+            return None
+        return tuple(self._vma(region.rec.tgid, part) for part in region.parts[: region.nparts])
+
+    def _vma(self, pid: int, part: Part) -> MapEntry:
+        """One VMA as /proc/PID/maps names it: a file by its path (from the
+        live maps when the process still maps it, else from its dentry name),
+        [heap] and [stack] as the kernel tests them, '' for anonymous memory."""
+        flags = part.flags
+        dev = ino = 0
+        if flags & PartFlag.FILE:
+            dev, ino = os.makedev(part.dev >> 20, part.dev & 0xFFFFF), part.ino
+            path = next((m.path for m in self._maps_of(pid) if (m.dev, m.inode) == (dev, ino)), None)
+            if path is None:
+                path = _dentry_path(os.fsdecode(part.name), not flags & PartFlag.UNLINKED)
+        elif flags & PartFlag.SPECIAL:
+            path = SPECIAL_MAPPING
+        elif flags & PartFlag.HEAP:
+            path = "[heap]"
+        elif flags & (PartFlag.STACK | PartFlag.GROWSDOWN):
+            path = "[stack]"
+        else:
+            path = ""
+        return MapEntry(part.start, part.end, flags & 7, bool(flags & PartFlag.SHARED), 0, dev, ino, path)
+
     def _maps_of(self, pid: int) -> tuple[MapEntry, ...]:
         """/proc/PID/maps, read at most once per poll()."""
         if pid not in self._maps_cache:
@@ -879,9 +1133,11 @@ class EbpfSource:
                 self._maps_cache[pid] = ()
         return self._maps_cache[pid]
 
-    def _attach_if_new(self, pid: int, ts: float) -> list[Event]:
+    def _attach_if_new(self, pid: int, ts: float, persona_now: int) -> list[Event]:
         """Seed a process seen for the first time (running before we started)
-        from /proc: after the call that revealed it, so the maps include it."""
+        from /proc: after the call that revealed it, so the maps include it.
+        A process already gone is seeded empty, with no name: the kernel's
+        view of each call's range is all there is to judge it by."""
         if pid in self._known:
             return []
         self._known.add(pid)
@@ -891,7 +1147,8 @@ class EbpfSource:
             persona = procfs.read_personality(pid)
             threads = tuple(procfs.list_threads(pid))
         except TraceError:
-            return []
+            # Gone already: judged on what the kernel sent of its calls alone.
+            return [AttachEvent(ts, pid, UNKNOWN_PROCESS, (), persona_now, ())]
         return [AttachEvent(ts, pid, info, maps, persona, threads)]
 
     def _exec(self, exec_rec: ExecRecord, ts: float) -> ExecEvent:
@@ -906,7 +1163,11 @@ class EbpfSource:
         try:
             maps = procfs.read_maps(pid)
         except TraceError:
+            # Gone already: the kernel's view of the new stack is what remains.
+            stack = exec_rec.stack
             maps = ()
+            if stack.end:
+                maps = (MapEntry(stack.start, stack.end, stack.flags & 7, False, 0, 0, 0, "[stack]"),)
         try:
             execstack = self._elf.get(info.exe).execstack
         except ElfError:
@@ -937,11 +1198,17 @@ def _normalise(name: str, arch: str, args: tuple[int, ...]) -> tuple[str, tuple[
 
 def _object_name(obj: ObjectRecord) -> str:
     """The path /proc would show for the object of `obj`, from its dentry
-    name alone: no directory, ' (deleted)' when it has no link left."""
-    name = os.fsdecode(obj.obj_name)
-    if name.startswith("memfd:"):
+    name alone."""
+    return _dentry_path(os.fsdecode(obj.obj_name), obj.obj_nlink != 0)
+
+
+def _dentry_path(name: str, linked: bool) -> str:
+    """The path /proc would show for an object known by its dentry name
+    alone: no directory (but the '/' of memfds, SysV segments and shared
+    anonymous memory), ' (deleted)' when it has no link left."""
+    if name.startswith(("memfd:", "SYSV", "dev/zero")):
         name = "/" + name
-    return f"{name} (deleted)" if obj.obj_nlink == 0 else name
+    return name if linked else f"{name} (deleted)"
 
 
 def _segment_size(name: str, args: tuple[int, ...]) -> int | None:
