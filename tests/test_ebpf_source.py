@@ -167,6 +167,7 @@ int main(void)
 	FIELD(wx_object_record, obj_nlink); FIELD(wx_object_record, obj_name);
 	FIELD(wx_exec_record, rec); FIELD(wx_exec_record, uid); FIELD(wx_exec_record, comm);
 	FIELD(wx_exec_record, filename); FIELD(wx_exec_record, mm); FIELD(wx_exec_record, stack);
+	FIELD(wx_exec_record, exe);
 	FIELD(wx_part, start); FIELD(wx_part, end); FIELD(wx_part, ino); FIELD(wx_part, dev);
 	FIELD(wx_part, flags); FIELD(wx_part, name);
 	FIELD(wx_region_record, rec); FIELD(wx_region_record, mm); FIELD(wx_region_record, start_stack);

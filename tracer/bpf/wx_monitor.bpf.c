@@ -175,21 +175,24 @@ static __always_inline int read_file(void *file, __u64 *ino, __u32 *dev, __u32 *
 #define WX_MT_MAX_DEPTH 8
 #define WX_VMA_WORDS (WX_VMA_READ_LEN / 8)
 
+/* What vma_at() returns when it gives up: no VMA is at an odd address. */
+#define WX_WALK_FAILED 1ULL
+
 /*
  * The entry of the maple tree rooted at `root` that holds `addr`: a VMA, 0 in
- * a hole, or -1 when the walk gives up (deeper than WX_MT_MAX_DEPTH, a node
+ * a hole, or WX_WALK_FAILED when the walk gives up (deeper than WX_MT_MAX_DEPTH, a node
  * freed under us, an unreadable node). mtree_lookup_walk(), with probe reads:
  * the tree may change meanwhile (another thread's mmap), and nodes are freed
  * only after an RCU grace period, which this program's run holds off.
  */
-static __always_inline long vma_at(__u64 root, __u64 addr)
+static __always_inline __u64 vma_at(__u64 root, __u64 addr)
 {
 	__u64 next = root;
 
 	if (!next)
 		return 0;
 	if ((next & 3) != 2 || next <= 4096)
-		return -1; /* a single entry at index 0: never an mm's tree */
+		return WX_WALK_FAILED; /* a single entry at index 0: never an mm's tree */
 	for (int depth = 0; depth < WX_MT_MAX_DEPTH; depth++) {
 		__u64 node = next & ~WX_MT_NODE_MASK;
 		__u32 type = WX_MT_TYPE(next);
@@ -205,12 +208,12 @@ static __always_inline long vma_at(__u64 root, __u64 addr)
 			pivots = WX_MT_RANGE64_PIVOTS;
 			slots = WX_OFF_MR64_SLOT;
 		} else {
-			return -1;
+			return WX_WALK_FAILED;
 		}
 		if (bpf_probe_read_kernel(head, sizeof(head), (void *)node))
-			return -1;
+			return WX_WALK_FAILED;
 		if ((head[0] & ~WX_MT_NODE_MASK) == node)
-			return -1; /* ma_dead_node(): freed while we looked */
+			return WX_WALK_FAILED; /* ma_dead_node(): freed while we looked */
 		int offset = pivots;
 
 		for (int i = 0; i < WX_MT_RANGE64_PIVOTS; i++) {
@@ -222,14 +225,14 @@ static __always_inline long vma_at(__u64 root, __u64 addr)
 		__u64 slot = 0;
 
 		if (bpf_probe_read_kernel(&slot, sizeof(slot), (void *)(node + slots + offset * 8)))
-			return -1;
+			return WX_WALK_FAILED;
 		if (type == WX_MAPLE_LEAF_64)
 			return slot;
 		if (!slot)
-			return -1;
+			return WX_WALK_FAILED;
 		next = slot;
 	}
-	return -1;
+	return WX_WALK_FAILED;
 }
 
 /* Describe the VMA at `vma` in `part`; return its end. */
@@ -295,9 +298,9 @@ static __always_inline void read_region(struct task_struct *task, __u64 start, _
 	for (int i = 0; i < WX_MAX_PARTS; i++) {
 		if (addr >= end)
 			break;
-		long vma = vma_at(root, addr);
+		__u64 vma = vma_at(root, addr);
 
-		if (vma < 0) {
+		if (vma == WX_WALK_FAILED) {
 			entry->region_flags = WX_R_FAILED;
 			entry->nparts = 0;
 			return;
@@ -888,19 +891,23 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 
 /* --- process lifecycle ------------------------------------------------------------ */
 
-/* The new address space and its stack's VMA, at exec: whether the stack is executable. */
+/* The new address space, its executable file and its stack's VMA, at exec. */
 static __always_inline void exec_stack(struct task_struct *task, struct wx_exec_record *rec)
 {
 	char *mm = *(char **)((char *)task + WX_OFF_TASK_MM);
+	__u32 nlink = 1;
 
 	if (!mm)
 		return;
 	rec->mm = (__u64)mm;
+	if (read_file((void *)kread_u64(mm, WX_OFF_MM_EXE_FILE), &rec->exe.ino, &rec->exe.dev, &nlink, rec->exe.name,
+		      sizeof(rec->exe.name)))
+		rec->exe.flags = WX_P_FILE | (nlink ? 0 : WX_P_UNLINKED);
 #if WX_VMA_WALK
 	__u64 start_stack = *(__u64 *)(mm + WX_OFF_MM_START_STACK);
-	long vma = vma_at(*(__u64 *)(mm + WX_OFF_MM_MT_ROOT), start_stack);
+	__u64 vma = vma_at(*(__u64 *)(mm + WX_OFF_MM_MT_ROOT), start_stack);
 
-	if (vma > 0)
+	if (vma && vma != WX_WALK_FAILED)
 		read_part(vma, start_stack, *(__u64 *)(mm + WX_OFF_MM_START_BRK), *(__u64 *)(mm + WX_OFF_MM_BRK),
 			  &rec->stack);
 #endif

@@ -158,9 +158,11 @@ struct wx_region_record {
 
 /*
  * WX_KIND_EXEC: the task's uid and comm, the path execve was given
- * (NUL-terminated), and the new stack's VMA (stack.flags 0: not found), so
- * an executable stack is known even when the process is gone before /proc
- * can be read; mm identifies the new address space in repeat keys.
+ * (NUL-terminated), the new stack's VMA (stack.end 0: not found) and the
+ * executable file (exe: its ino, dev, name and WX_P_UNLINKED), so an
+ * executable stack or a program run from a memfd is known even when the
+ * process is gone before /proc can be read; mm identifies the new address
+ * space in repeat keys.
  */
 struct wx_exec_record {
 	struct wx_record rec;
@@ -169,6 +171,7 @@ struct wx_exec_record {
 	char filename[WX_PATH_LEN];
 	__u64 mm;
 	struct wx_part stack;
+	struct wx_part exe;
 };
 
 /*

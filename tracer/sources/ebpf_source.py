@@ -238,6 +238,7 @@ class ExecRecord(ctypes.Structure):
         ("filename", ctypes.c_char * PATH_LEN),
         ("mm", ctypes.c_uint64),
         ("stack", Part),
+        ("exe", Part),
     )
 
 
@@ -455,6 +456,7 @@ KERNEL_OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
     "WX_OFF_MM_START_STACK": (("mm_struct", "start_stack"),),
     "WX_OFF_MM_START_BRK": (("mm_struct", "start_brk"),),
     "WX_OFF_MM_BRK": (("mm_struct", "brk"),),
+    "WX_OFF_MM_EXE_FILE": (("mm_struct", "exe_file"),),
 }
 
 # What walking an mm's VMAs needs (a maple tree: Linux 6.1 on). Without
@@ -1158,8 +1160,13 @@ class EbpfSource:
         try:
             info = procfs.read_process_info(pid)
         except TraceError:
-            info = ProcessInfo(os.fsdecode(exec_rec.filename), exec_rec.comm.decode(errors="replace"),
-                               exec_rec.uid)
+            # Gone already. A program with no name on disk (fexecve of a
+            # memfd) is named as /proc would name it, from the kernel's view
+            # of its file; any other by the path execve was given.
+            exe = os.fsdecode(exec_rec.filename)
+            if exec_rec.exe.flags & PartFlag.UNLINKED:
+                exe = _dentry_path(os.fsdecode(exec_rec.exe.name), linked=False)
+            info = ProcessInfo(exe, exec_rec.comm.decode(errors="replace"), exec_rec.uid)
         try:
             maps = procfs.read_maps(pid)
         except TraceError:
