@@ -24,6 +24,7 @@ from tracer import abi
 from tracer.categories import Category
 from tracer.errors import CapabilityMissing, NoSuchProcess, TrampwatchError
 from tracer.events import (
+    CallsRepeated,
     Event,
     ExecEvent,
     ExitEvent,
@@ -107,6 +108,17 @@ int main(int argc, char **argv)
 		char *p = must_map(PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 		for (long i = 0; i < count; i++)
 			mprotect(p, 4096, (i & 1) ? PROT_READ | PROT_WRITE | PROT_EXEC : PROT_READ | PROT_EXEC);
+	} else if (!strcmp(mode, "jit")) {
+		/* count x (RW -> RX, RX -> RW) on one page, as a JIT flips its code. */
+		char *p = must_map(PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		for (long i = 0; i < count; i++) {
+			mprotect(p, 4096, PROT_READ | PROT_EXEC);
+			mprotect(p, 4096, PROT_READ | PROT_WRITE);
+		}
+	} else if (!strcmp(mode, "stack")) {
+		/* The stack page holding `go`, made read+write+execute. */
+		char *page = (char *)((unsigned long)&go & ~4095UL);
+		printf("STACK %p %d\n", page, mprotect(page, 4096, PROT_READ | PROT_WRITE | PROT_EXEC));
 	} else if (!strcmp(mode, "history")) {
 		/* After an RWX mapping, even a plain mprotect crosses. */
 		must_map(PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1);
@@ -496,6 +508,59 @@ def test_comm_filter_selects_the_process_not_the_thread_name(source, programs, t
     rwx = [r for r in run.calls("mmap") if r.call.args[2] == 7]
     # The call came from the thread named renamed-worker, not from the main thread.
     assert len(rwx) == 1 and rwx[0].call.tid != run.pid
+
+
+# --- what the kernel knew of the range -----------------------------------------------
+
+
+def test_a_protection_change_carries_the_kernels_view_of_its_range(source, programs) -> None:
+    run = run_selected(source, [str(programs["x86_64"]), "stack"])
+    page = int(re.search(r"STACK (0x[0-9a-f]+) 0", run.stdout)[1], 16)
+    (call,) = [r.call for r in run.calls("mprotect") if r.call.args[0] == page]
+    # The stack VMA as it was before the call: read+write, named as /proc names it.
+    (vma,) = call.vmas
+    assert vma.start <= page < page + 4096 <= vma.end
+    assert (vma.path, vma.prot, vma.shared) == ("[stack]", int(abi.Prot.READ | abi.Prot.WRITE), False)
+
+
+def test_without_the_vma_walk_the_range_is_unknown(programs) -> None:
+    with load_source(EbpfConfig(pids=(os.getpid(),), walk_vmas=False)) as blind:
+        assert not blind.walks_vmas and "turned off" in blind.vma_note
+        run = run_selected(blind, [str(programs["x86_64"]), "stack"])
+    page = int(re.search(r"STACK (0x[0-9a-f]+) 0", run.stdout)[1], 16)
+    (call,) = [r.call for r in run.calls("mprotect") if r.call.args[0] == page]
+    assert call.vmas is None and call.repeat_key is None
+
+
+# --- repeated calls, counted in the kernel ---------------------------------------------
+
+
+def test_jit_flips_cross_once_per_transition_and_the_rest_are_counted(source, programs) -> None:
+    flips = 100_000
+    lost_before = source.lost()
+    run = run_selected(source, [str(programs["x86_64"]), "jit", str(flips)])
+    assert run.returncode == 0
+    protects = run.calls("mprotect")
+    # The first RW -> RX and the first RX -> RW cross, each starting a repeat key.
+    assert [(r.call.args[2], r.result) for r in protects] == [(5, 0), (3, 0)]
+    keys = {r.call.repeat_key: r.call.args[2] for r in protects}
+    assert None not in keys
+    repeats = [e for e in run.events if isinstance(e, CallsRepeated) and e.pid == run.pid]
+    counted = {key: sum(e.count for e in repeats if e.key == key) for key in keys}
+    # Every call is delivered or counted: none is lost, none counted twice.
+    assert counted == {key: flips - 1 for key in keys}
+    assert source.lost() == lost_before
+    # Counts come before the process's exit.
+    exit_index = next(i for i, e in enumerate(run.events) if isinstance(e, ExitEvent) and e.pid == run.pid
+                      and e.status is not None)
+    assert all(run.events.index(e) < exit_index for e in repeats)
+
+
+def test_kernel_repeats_can_be_turned_off(programs) -> None:
+    with load_source(EbpfConfig(pids=(os.getpid(),), repeats=False)) as every:
+        run = run_selected(every, [str(programs["x86_64"]), "jit", "1000"])
+    assert len(run.calls("mprotect")) == 2000
+    assert not [e for e in run.events if isinstance(e, CallsRepeated)]
 
 
 # --- i386 ---------------------------------------------------------------------------
