@@ -18,9 +18,11 @@ import ctypes
 import enum
 import errno
 import itertools
+import mmap
 import os
 import platform
 import re
+import select
 import struct
 import sys
 import tempfile
@@ -794,6 +796,67 @@ def _descendants(pids: set[int]) -> set[int]:
     return found
 
 
+# --- the ring buffer, read in bulk ---------------------------------------------------
+
+# A BPF ring buffer record's 8-byte header: its length, with these bits.
+_RINGBUF_BUSY = 1 << 31
+_RINGBUF_DISCARD = 1 << 30
+_RINGBUF_HEADER = 8
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+
+
+class RingReader:
+    """The consumer side of a BPF ring buffer map, read by mapping it.
+
+    bcc's reader calls a Python function through ctypes for every record;
+    this one copies every record that is ready in one pass. The map's first
+    page is the consumer position (ours to write), the second the producer
+    position, then the data pages, mapped twice in a row so a record that
+    wraps around the end reads as one piece (kernel/bpf/ringbuf.c).
+    """
+
+    def __init__(self, map_fd: int, size: int):
+        page = mmap.PAGESIZE
+        self._mask = size - 1
+        self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self._view = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._data = page
+        self._epoll = select.epoll()
+        # Readable while records are ready; the producers wake a sleeping
+        # reader only now and then (call_wakeup() in wx_monitor.bpf.c).
+        self._epoll.register(map_fd, select.EPOLLIN)
+
+    def wait(self, timeout_ms: int) -> None:
+        """Sleep until records are ready (and a producer woke us) or `timeout_ms` passed."""
+        with contextlib.suppress(InterruptedError):
+            self._epoll.poll(timeout_ms / 1000)
+
+    def take(self) -> list[bytes]:
+        """Return every committed record, in order, and release their space."""
+        view, data, mask = self._view, self._data, self._mask
+        consumer = _U64.unpack_from(self._consumer, 0)[0]
+        producer = _U64.unpack_from(view, 0)[0]
+        records = []
+        while consumer < producer:
+            at = data + (consumer & mask)
+            header = _U32.unpack_from(view, at)[0]
+            if header & _RINGBUF_BUSY:
+                break  # reserved, not yet submitted: later records wait for it
+            length = header & ~(_RINGBUF_BUSY | _RINGBUF_DISCARD)
+            if not header & _RINGBUF_DISCARD:
+                records.append(view[at + _RINGBUF_HEADER : at + _RINGBUF_HEADER + length])
+            consumer += (length + _RINGBUF_HEADER + 7) & ~7
+        _U64.pack_into(self._consumer, 0, consumer)
+        return records
+
+    def close(self) -> None:
+        """Unmap the buffer."""
+        self._epoll.close()
+        self._view.close()
+        self._consumer.close()
+
+
 # --- the source ------------------------------------------------------------------------
 
 
@@ -824,9 +887,8 @@ class EbpfSource:
         started = time.monotonic()
         self._bpf = load_program(MONITOR_PROGRAM, cflags, "eBPF monitor program")
         self.load_seconds = time.monotonic() - started
-        self._raw: list[bytes] = []
         self._reported_lost = 0
-        self._bpf[b"records"].open_ring_buffer(self._on_record)
+        self._ring = RingReader(self._bpf[b"records"].map_fd, config.buffer_pages * mmap.PAGESIZE)
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; events carry wall-clock time.
         self._clock_offset_ns = time.time_ns() - time.monotonic_ns()
         self._known: set[int] = set()
@@ -931,12 +993,10 @@ class EbpfSource:
         previous poll. Syscall records wake the reader only in bulk (call_wakeup() in the C
         side), so what is in the buffer is taken whether or not it woke us.
         """
-        self._bpf.ring_buffer_poll(timeout_ms)
-        self._bpf.ring_buffer_consume()
-        raw, self._raw = self._raw, []
+        self._ring.wait(timeout_ms)
         self._maps_cache.clear()
         events: list[Event] = []
-        for data in raw:
+        for data in self._ring.take():
             events.extend(self._decode(data))
         if self._repeat_keys:
             table = self._bpf[b"repeated"]
@@ -952,10 +1012,6 @@ class EbpfSource:
             self._reported_lost = total
         return events
 
-    def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
-        self._raw.append(ctypes.string_at(data, size))
-        return 0
-
     def lost_counts(self) -> dict[str, int]:
         """Return records dropped so far, by reason: 'ringbuf' (the buffer was
         full) and 'pending' (no per-thread entry could be made: kernel memory)."""
@@ -968,6 +1024,9 @@ class EbpfSource:
 
     def close(self) -> None:
         """Detach every program and free the maps (idempotent)."""
+        ring, self._ring = getattr(self, "_ring", None), None
+        if ring is not None:
+            ring.close()
         bpf, self._bpf = getattr(self, "_bpf", None), None
         if bpf is not None:
             bpf.cleanup()
