@@ -352,6 +352,11 @@ def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
         py_view |= {f"{c_name}.{name}": getattr(view, name).offset for name, _ in view._fields_}
         py_view[f"sizeof.{c_name}"] = ctypes.sizeof(view)
     py_view["sizeof.wx_record"] = ctypes.sizeof(ebpf_source.Record)
+    # The struct formats used to decode in bulk agree with the ctypes views.
+    assert ebpf_source.RECORD_FORMAT.size == ctypes.sizeof(ebpf_source.Record)
+    parts_at = ebpf_source.RECORD_FORMAT.size + ebpf_source.REGION_FORMAT.size
+    assert parts_at == ebpf_source.RegionRecord.parts.offset
+    assert ebpf_source.PART_FORMAT.size == ctypes.sizeof(ebpf_source.Part)
     py_view |= {
         "WX_COMM_LEN": ebpf_source.COMM_LEN,
         "WX_PATH_LEN": ebpf_source.PATH_LEN,

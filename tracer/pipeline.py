@@ -156,7 +156,7 @@ class Judge:
             addr = judgement.addr
             if change is not None and change.kind == "map" and not ret.failed:
                 addr = ret.result
-            self._settle(replace(judgement, result=ret.result, addr=addr), pending.plan,
+            self._settle(_evolve(judgement, result=ret.result, addr=addr), pending.plan,
                          Evidence(result=ret.result, kernel_kill=pending.kernel_kill))
 
     def calls_repeated(self, event: CallsRepeated) -> None:
@@ -174,7 +174,7 @@ class Judge:
             return
         judgement = self._judge_call(call, change, categories, None)
         if judgement is not None:
-            judgement = replace(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
+            judgement = _evolve(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
             # Every one succeeded and none was killed (a kill is never counted).
             self._settle(judgement, self.enforcer.plan(judgement), Evidence(result=0))
 
@@ -261,6 +261,10 @@ class Judge:
         stack = call.stack
         if not stack and peek is not None and call.sp:
             stack = peek(call.sp, STACK_SAMPLE)
+        if not call.ip and not stack:
+            # No registers (the eBPF source): nothing to attribute, and no
+            # need to index a space that changes at every call.
+            return _NO_CALLER
         return self.attributor.caller(call.ip, stack, call.sp, process.space.snapshot())
 
     # --- everything else ---------------------------------------------------------------
@@ -368,7 +372,7 @@ class Judge:
             self._awaiting.setdefault(judgement.pid, []).append((judgement, plan))
             return
         outcome, reason = settled
-        self._emit(replace(judgement, outcome=outcome, reason=reason))
+        self._emit(_evolve(judgement, outcome=outcome, reason=reason))
 
     def _emit(self, judgement: Judgement) -> None:
         self.stats.judged += judgement.count
@@ -393,6 +397,18 @@ class Judge:
         for output in self.outputs:
             output.close(self.stats)
         return self.stats
+
+
+# The caller of a call whose source gives no registers: what attribution says of address 0.
+_NO_CALLER = Caller(0, None, None, 0)
+
+
+def _evolve(judgement: Judgement, **changes: object) -> Judgement:
+    """dataclasses.replace() without its per-call introspection of the
+    fields (a judged call is evolved twice: its result, then its outcome)."""
+    evolved = object.__new__(Judgement)
+    evolved.__dict__.update(judgement.__dict__, **changes)
+    return evolved
 
 
 def _describe_address(addr: int, where: Caller | None) -> str:

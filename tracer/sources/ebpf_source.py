@@ -149,12 +149,33 @@ class RegionFlag(enum.IntFlag):
 
 # The flags every syscall record is tested for, as plain ints: IntFlag
 # arithmetic made up ~40% of decoding a record.
+_SYSCALL = int(Kind.SYSCALL)
 _KILLED = int(RecordFlag.KILLED)
 _OBJECT = int(RecordFlag.OBJECT)
 _REGION = int(RecordFlag.REGION)
 _REPEAT_KEY = int(RecordFlag.REPEAT_KEY)
 _GROUP_DEAD = int(RecordFlag.GROUP_DEAD)
+_WALKED = int(RegionFlag.WALKED)
+_P_FILE = int(PartFlag.FILE)
+_P_UNLINKED = int(PartFlag.UNLINKED)
+_P_SHARED = int(PartFlag.SHARED)
+_P_NAMED = int(PartFlag.SPECIAL | PartFlag.HEAP | PartFlag.STACK | PartFlag.GROWSDOWN)
 _MASK64 = (1 << 64) - 1
+
+
+def _anon_name(flags: int) -> str:
+    """What /proc calls a VMA with no file, by its WX_P_* flags."""
+    if flags & PartFlag.SPECIAL:
+        return SPECIAL_MAPPING
+    if flags & PartFlag.HEAP:
+        return "[heap]"
+    if flags & (PartFlag.STACK | PartFlag.GROWSDOWN):
+        return "[stack]"
+    return ""
+
+
+# The name of a VMA with no file, for every combination of the flags that name it.
+_ANON_NAMES = {flags: _anon_name(flags) for flags in range(_P_NAMED + 1) if flags & ~_P_NAMED == 0}
 
 
 class Filter(enum.IntFlag):
@@ -270,6 +291,15 @@ class RepeatCount(ctypes.Structure):
         ("pad", ctypes.c_uint32),
     )
 
+
+# The same layouts as struct formats, for decoding in bulk (one unpack per
+# record instead of a ctypes object; the layout test checks both views).
+RECORD_FORMAT = struct.Struct("<Q6QqIIIIiIII")
+REGION_FORMAT = struct.Struct("<QQQQII")  # after the record: mm .. region_flags
+PART_FORMAT = struct.Struct(f"<QQQII{PART_NAME_LEN}s")
+_REGION_AT = RECORD_FORMAT.size
+_PARTS_AT = _REGION_AT + REGION_FORMAT.size
+_PART_SIZE = PART_FORMAT.size
 
 # The syscall names a kill rule may use, by family (i386's mmap2 and ipc fold in).
 KILL_SYSCALLS: dict[str, Sys] = {
@@ -996,8 +1026,9 @@ class EbpfSource:
         self._ring.wait(timeout_ms)
         self._maps_cache.clear()
         events: list[Event] = []
+        decode = self._decode
         for data in self._ring.take():
-            events.extend(self._decode(data))
+            decode(data, events)
         if self._repeat_keys:
             table = self._bpf[b"repeated"]
             total = int(table.sum(table.Key(0)).value)
@@ -1033,50 +1064,55 @@ class EbpfSource:
 
     # --- records to events ----------------------------------------------------------------
 
-    def _decode(self, data: bytes) -> list[Event]:
+    def _decode(self, data: bytes, events: list[Event]) -> None:
+        """Append the events of one record to `events`."""
+        fields = RECORD_FORMAT.unpack_from(data)
+        ts = (fields[0] + self._clock_offset_ns) / 1e9
+        kind = fields[8]
+        if kind == _SYSCALL:
+            self._syscall(fields, data, ts, events)
+            return
         rec = Record.from_buffer_copy(data)
-        ts = (rec.ts + self._clock_offset_ns) / 1e9
-        kind = rec.kind
-        if kind == Kind.SYSCALL:
-            return self._syscall(rec, data, ts)
         if kind == Kind.EXEC:
             exec_rec = ExecRecord.from_buffer_copy(data)
             # The old image's counts are final: deliver them before its end.
-            return [*self._repeats_of(rec.tgid, keep_mm=exec_rec.mm), self._exec(exec_rec, ts)]
-        if kind == Kind.FORK:
+            events += self._repeats_of(rec.tgid, keep_mm=exec_rec.mm)
+            events.append(self._exec(exec_rec, ts))
+        elif kind == Kind.FORK:
             thread = bool(rec.flags & RecordFlag.THREAD)
             if rec.tgid in self._known and not thread:
                 self._known.add(rec.args[1])
             shares_vm = bool(rec.flags & RecordFlag.SHARES_VM)
-            return [ForkEvent(ts, rec.tgid, rec.tid, rec.args[0], thread, shares_vm)]
-        group_dead = bool(rec.flags & _GROUP_DEAD)
-        if not group_dead:
-            return [ExitEvent(ts, rec.tgid, rec.tid, None)]
-        self._known.discard(rec.tgid)
-        return [*self._repeats_of(rec.tgid), ExitEvent(ts, rec.tgid, rec.tid, rec.ret)]
+            events.append(ForkEvent(ts, rec.tgid, rec.tid, rec.args[0], thread, shares_vm))
+        elif not rec.flags & _GROUP_DEAD:
+            events.append(ExitEvent(ts, rec.tgid, rec.tid, None))
+        else:
+            self._known.discard(rec.tgid)
+            events += self._repeats_of(rec.tgid)
+            events.append(ExitEvent(ts, rec.tgid, rec.tid, rec.ret))
 
     # --- calls counted in the kernel -------------------------------------------------------
 
-    def _repeat_key(self, region: RegionRecord, args: tuple[int, ...]) -> int:
+    def _repeat_key(self, mm: int, tgid: int, name: str, persona: int, part_flags: int,
+                    args: tuple[int, ...]) -> int:
         """Note the repeat key the kernel made for this first call (the
         same fields wx_monitor.bpf.c's send_region() fills); return its id."""
-        rec = region.rec
-        rie = rec.personality & abi.READ_IMPLIES_EXEC != 0
+        rie = persona & abi.READ_IMPLIES_EXEC != 0
         prot = args[2] & 7
         if rie and prot & 1:
             prot |= 4
         key = RepeatKey(
-            region.mm,
+            mm,
             args[0] & ~4095 & _MASK64,
             (args[0] + (args[1] or 1) + 4095) & ~4095 & _MASK64,
-            rec.tgid,
-            Sys.MPROTECT if abi.SYSCALL_NAMES[rec.arch][rec.nr] == "mprotect" else Sys.PKEY_MPROTECT,
+            tgid,
+            Sys.MPROTECT if name == "mprotect" else Sys.PKEY_MPROTECT,
             prot,
-            region.parts[0].flags,
+            part_flags,
             int(rie),
         )
         key_id = next(self._repeat_ids)
-        self._repeat_keys[bytes(key)] = [key_id, rec.tgid, region.mm, 0]
+        self._repeat_keys[bytes(key)] = [key_id, tgid, mm, 0]
         return key_id
 
     def _repeats(self, keys: list[bytes], forget: bool = False) -> list[Event]:
@@ -1107,39 +1143,34 @@ class EbpfSource:
         keys = [raw for raw, (_, pid, mm, _) in self._repeat_keys.items() if pid == tgid and mm != keep_mm]
         return self._repeats(keys, forget=True) if keys else []
 
-    def _syscall(self, rec: Record, data: bytes, ts: float) -> list[Event]:
-        arch = abi.ARCH_NAMES[rec.arch]
-        name, args = _normalise(abi.SYSCALL_NAMES[rec.arch][rec.nr], arch, tuple(rec.args))
-        result = rec.ret
+    def _syscall(self, fields: tuple, data: bytes, ts: float, events: list[Event]) -> None:
+        """Append a syscall record's events: MemCall, KernelKill when a kill
+        rule fired, MemReturn (after an AttachEvent for a process first seen)."""
+        tgid, tid, arch_id, nr, flags = fields[9], fields[10], fields[11], fields[12], fields[13]
+        arch = abi.ARCH_NAMES[arch_id]
+        name, args = _normalise(abi.SYSCALL_NAMES[arch_id][nr], arch, fields[1:7])
+        result = fields[7]
         if arch == "i386" and not -4096 < result < 0:
             result &= 0xFFFFFFFF
-        fd_object = None
-        vmas = None
-        repeat_key = None
-        if rec.flags & _OBJECT:
+        fd_object = vmas = repeat_key = None
+        if flags & _OBJECT:
             fd_object = self._fd_object(ObjectRecord.from_buffer_copy(data), args)
-        elif rec.flags & _REGION:
-            region = RegionRecord.from_buffer_copy(data)
-            vmas = self._vmas(region)
-            if rec.flags & _REPEAT_KEY:
-                repeat_key = self._repeat_key(region, args)
-        call = MemCall(
-            ts,
-            rec.tgid,
-            rec.tid,
-            name,
-            arch,
-            args,
-            fd_object=fd_object,
-            object_size=_segment_size(name, args),
-            vmas=vmas,
-            repeat_key=repeat_key,
-        )
-        events: list[Event] = [*self._attach_if_new(rec.tgid, ts, rec.personality), call]
-        if rec.flags & _KILLED:
-            events.append(KernelKill(ts, rec.tgid, rec.tid, self._rule_names[rec.kill_rule], call))
+        elif flags & _REGION:
+            mm, _stack, _brk_start, _brk, nparts, region_flags = REGION_FORMAT.unpack_from(data, _REGION_AT)
+            if region_flags == _WALKED:
+                parts = [PART_FORMAT.unpack_from(data, _PARTS_AT + i * _PART_SIZE) for i in range(nparts)]
+                vmas = tuple(self._vma(tgid, part) for part in parts)
+                if flags & _REPEAT_KEY:
+                    repeat_key = self._repeat_key(mm, tgid, name, fields[14], parts[0][4], args)
+        call = MemCall(ts, tgid, tid, name, arch, args, fd_object=fd_object,
+                       object_size=_segment_size(name, args) if name == "shmat" else None,
+                       vmas=vmas, repeat_key=repeat_key)
+        if tgid not in self._known:
+            events += self._attach_if_new(tgid, ts, fields[14])
+        events.append(call)
+        if flags & _KILLED:
+            events.append(KernelKill(ts, tgid, tid, self._rule_names[fields[15]], call))
         events.append(MemReturn(call, result))
-        return events
 
     def _fd_object(self, obj: ObjectRecord, args: tuple[int, ...]) -> FdObject:
         """The object the kernel saw behind an mmap's descriptor, with the
@@ -1157,34 +1188,24 @@ class EbpfSource:
         path = next((m.path for m in self._maps_of(obj.rec.tgid) if (m.dev, m.inode) == (dev, ino)), None)
         return FdObject(fd, path or _object_name(obj), dev, ino)
 
-    def _vmas(self, region: RegionRecord) -> tuple[MapEntry, ...] | None:
-        """The kernel's VMAs of a call's range, as maps lines; None when it
-        could not walk them or the range held more than it records."""
-        flags = region.region_flags
-        if flags & (RegionFlag.FAILED | RegionFlag.MORE) or not flags & RegionFlag.WALKED:
-            return None
-        return tuple(self._vma(region.rec.tgid, part) for part in region.parts[: region.nparts])
-
-    def _vma(self, pid: int, part: Part) -> MapEntry:
-        """One VMA as /proc/PID/maps names it: a file by its path (from the
-        live maps when the process still maps it, else from its dentry name),
-        [heap] and [stack] as the kernel tests them, '' for anonymous memory."""
-        flags = part.flags
-        dev = ino = 0
-        if flags & PartFlag.FILE:
-            dev, ino = os.makedev(part.dev >> 20, part.dev & 0xFFFFF), part.ino
+    def _vma(self, pid: int, part: tuple) -> MapEntry:
+        """One VMA (a PART_FORMAT tuple) as /proc/PID/maps names it: a file
+        by its path (from the live maps when the process still maps it, else
+        from its dentry name), [heap] and [stack] as the kernel tests them,
+        '' for anonymous memory. Only the protection changes that cross, and
+        no more than WX_MAX_PARTS of them a call: walked only when whole
+        (region_flags WALKED alone), else the caller falls back to /proc."""
+        start, end, ino, kdev, flags, name = part
+        dev = 0
+        if flags & _P_FILE:
+            dev = os.makedev(kdev >> 20, kdev & 0xFFFFF)
             path = next((m.path for m in self._maps_of(pid) if (m.dev, m.inode) == (dev, ino)), None)
             if path is None:
-                path = _dentry_path(os.fsdecode(part.name), not flags & PartFlag.UNLINKED)
-        elif flags & PartFlag.SPECIAL:
-            path = SPECIAL_MAPPING
-        elif flags & PartFlag.HEAP:
-            path = "[heap]"
-        elif flags & (PartFlag.STACK | PartFlag.GROWSDOWN):
-            path = "[stack]"
+                path = _dentry_path(os.fsdecode(name.split(b"\0", 1)[0]), not flags & _P_UNLINKED)
         else:
-            path = ""
-        return MapEntry(part.start, part.end, flags & 7, bool(flags & PartFlag.SHARED), 0, dev, ino, path)
+            ino = 0
+            path = _ANON_NAMES[flags & _P_NAMED]
+        return MapEntry(start, end, flags & 7, bool(flags & _P_SHARED), 0, dev, ino, path)
 
     def _maps_of(self, pid: int) -> tuple[MapEntry, ...]:
         """/proc/PID/maps, read at most once per poll()."""
