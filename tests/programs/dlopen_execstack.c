@@ -11,6 +11,7 @@ int main(void)
 	char self[4096], lib[4200];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	void *h;
+	int err;
 
 	tw_init();
 	if (n < 0)
@@ -18,9 +19,16 @@ int main(void)
 	self[n] = 0;
 	snprintf(lib, sizeof(lib), "%s/execstack_lib", dirname(self));
 	h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		fprintf(stderr, "execstack_lib: %s\n", dlerror());
-	tw_step_addr("execstack_dlopen", "dlopen", h, NULL, ENOENT);
+	err = ENOENT;
+	if (!h) {
+		/* dlopen sets no errno: the refused mprotect's is in its message (under MDWE). */
+		const char *why = dlerror();
+
+		if (why && strstr(why, strerror(EACCES)))
+			err = EACCES;
+		fprintf(stderr, "execstack_lib: %s\n", why ? why : "?");
+	}
+	tw_step_addr("execstack_dlopen", "dlopen", h, NULL, err);
 	if (h) {
 		int (*answer)(void) = (int (*)(void))dlsym(h, "tw_lib_answer");
 
