@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from .abi import prot_names
+from .abi import PROT_EXEC, PROT_GROWSDOWN, PROT_WRITE, prot_names
 from .attribution import Attributor, Caller
 from .categories import Category
 from .classify import classify, classify_exec
@@ -117,6 +117,8 @@ class Judge:
         it (a W^X event, or a call a category-free rule matched), else None."""
         self.stats.calls += 1
         self.stats.calls_by_syscall[call.syscall] += 1
+        if peek is not None and call.syscall in _PROTECTS:
+            self._learn_unseen(call)
         change = self.model.plan(call)
         judgement = None
         if change is not None:
@@ -143,6 +145,23 @@ class Judge:
         pending = self._pending.pop(call.tid, None)
         if pending is not None and pending.judgement is not None and pending.call is call:
             self._emit(pending.judgement)
+
+    def _learn_unseen(self, call: MemCall) -> None:
+        """Before judging an mprotect of a live process (stopped at entry),
+        add the pages of its range the model never saw, as the kernel's maps
+        show them now, with unknown (possibly written) history."""
+        start, end = call.args[0], call.args[0] + page_up(call.args[1])
+        grows = bool(call.args[2] & PROT_GROWSDOWN)
+        if not grows and self.model.covers(call.pid, start, end):
+            return
+        try:
+            maps = read_maps(call.pid)
+        except TraceError:
+            return
+        if grows:
+            # The kernel extends the range down to the start of the mapping.
+            start = next((m.start for m in maps if m.start <= start < m.end), start)
+        self.model.fill_unknown(call.pid, start, end, maps)
 
     def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
                     peek: Peek | None) -> Judgement | None:
@@ -258,6 +277,9 @@ class Judge:
         )
         decision = decide(self.policy, facts)
         stack = next((r for r in process.space if r.backing.kind == "stack"), None)
+        if Category.EXECSTACK not in categories and Category.WX_MAP in categories:
+            # Name the W+X segment rather than the (harmless) stack.
+            stack = next((r for r in process.space if r.prot & PROT_WRITE and r.prot & PROT_EXEC), stack)
         judgement = Judgement(
             ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=event.process.exe,
             comm=event.process.comm, uid=event.process.uid, syscall=EXEC_PSEUDO_SYSCALL, arch="",

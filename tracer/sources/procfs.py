@@ -151,6 +151,12 @@ def read_tgid(tid: int) -> int:
     return _status_field(tid, "Tgid:")
 
 
+def read_ppid(pid: int) -> int:
+    """Return the parent process id of `pid`.
+    Raises NoSuchProcess, AccessDenied or TraceError."""
+    return _status_field(pid, "PPid:")
+
+
 def read_personality(pid: int) -> int:
     """Return the personality(2) flags of `pid` (READ_IMPLIES_EXEC, ...).
     Raises NoSuchProcess, AccessDenied (needs ptrace access) or TraceError."""

@@ -60,6 +60,8 @@ CLONE_VM = 0x100
 CLONE_THREAD = 0x10000
 _NR_CLONE, _NR_VFORK, _NR_CLONE3 = 56, 58, 435
 _CS_I386 = 0x23
+_NR_KCMP = 312
+_KCMP_VM = 1
 # i386: clone(120) takes its flags in ebx; vfork(190) always shares the VM.
 _I386_CLONE_FLAGS = {120: lambda regs: regs.rbx & 0xFFFFFFFF, 190: lambda regs: CLONE_VM}
 
@@ -155,18 +157,46 @@ _libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c
 _libc.ptrace.restype = ctypes.c_long
 
 
-def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> None:
-    """pt.ptrace without python-ptrace's per-call work, for the requests of
-    every stop (resume, get/set registers). Raises PtraceError."""
-    if _libc.ptrace(request, tid, addr, data) == -1:
+def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> int:
+    """The one way the source makes a ptrace request (python-ptrace's
+    per-call work left out). Returns the request's result. A thread that is
+    gone, or no longer stopped because it is dying (ESRCH), raises
+    NoSuchProcess: an ordinary event, its exit is reported next. Any other
+    failure raises TraceError."""
+    ctypes.set_errno(0)
+    result = _libc.ptrace(request, tid, addr, data)
+    if result == -1:
         err = ctypes.get_errno()
-        raise PtraceError(f"ptrace({request}, {tid}): {os.strerror(err)}", errno=err, pid=tid)
+        if err:
+            message = f"ptrace({request}, {tid}): {os.strerror(err)}"
+            if err == errno.ESRCH:
+                raise NoSuchProcess(message, pid=tid)
+            raise TraceError(message, pid=tid)
+    return result
+
+
+def _kcmp(pid1: int, pid2: int, kind: int) -> bool | None:
+    """kcmp(2): True when both tasks hold the same kernel object of `kind`
+    (KCMP_VM: one address space), None when it cannot tell (a task is gone)."""
+    result = _libc.syscall(_NR_KCMP, ctypes.c_long(pid1), ctypes.c_long(pid2), ctypes.c_long(kind),
+                           ctypes.c_long(0), ctypes.c_long(0))
+    return None if result < 0 else result == 0
 
 
 def _getregs(tid: int):
     regs = pt.ptrace_registers_t()
     _fast_ptrace(pt.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
     return regs
+
+
+def _setregs(tid: int, regs) -> None:
+    _fast_ptrace(pt.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs))
+
+
+def _geteventmsg(tid: int) -> int:
+    msg = ctypes.c_ulong()
+    _fast_ptrace(abi.PTRACE_GETEVENTMSG, tid, 0, ctypes.addressof(msg))
+    return msg.value
 
 
 class Control:
@@ -204,7 +234,7 @@ class Control:
         regs = self._user_regs()
         for name, value in values.items():
             setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
-        _fast_ptrace(pt.PTRACE_SETREGS, self.tid, 0, ctypes.addressof(regs))
+        _setregs(self.tid, regs)
 
     def read(self, addr: int, size: int) -> bytes:
         """Read the thread's memory (b'' where unmapped)."""
@@ -313,6 +343,9 @@ class _Task:
     syscall_mode: bool = False
     exit_hook: Callable[[int, Control], None] | None = None
     deferred_signal: int = 0
+    # Seen before its creator's fork/clone event; kept stopped until it comes.
+    held: bool = False
+    parent: int = 0
 
 
 class PtraceSource:
@@ -407,8 +440,20 @@ class PtraceSource:
                 break
             except InterruptedError:
                 continue
-            self._handle(tid, status)
+            try:
+                self._handle(tid, status)
+            except NoSuchProcess:
+                # The thread vanished at this stop (exit_group by another
+                # thread, SIGKILL): waitpid reports its end next.
+                self._forget_stop(tid)
         return self.root_status
+
+    def _forget_stop(self, tid: int) -> None:
+        """A thread that died while its stop was handled has no pending call."""
+        task = self.tasks.get(tid)
+        if task is not None:
+            task.pending = None
+            task.exit_hook = None
 
     def _handle(self, tid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
@@ -417,11 +462,18 @@ class PtraceSource:
         if not os.WIFSTOPPED(status):
             return
         task = self.tasks.get(tid)
-        if task is None:
-            task = self._adopt(tid)
         self.stops += 1
         sig = os.WSTOPSIG(status)
         event = status >> 16
+        if task is None:
+            task = self._adopt(tid)
+            if event == abi.PTRACE_EVENT_STOP and not self._detaching:
+                # A new task reported before its creator's fork/clone event:
+                # it has run no instruction yet. It stays stopped until that
+                # event says whose address space it has, so none of its calls
+                # (or an exec) can be judged against a model it is not in.
+                task.held = True
+                return
         if self._detaching:
             self._detach(task, sig, event)
         elif sig == signal.SIGTRAP | 0x80 or (sig == signal.SIGTRAP and event == abi.PTRACE_EVENT_SECCOMP):
@@ -452,39 +504,34 @@ class PtraceSource:
         if not sig and task.deferred_signal:
             sig, task.deferred_signal = task.deferred_signal, 0
         request = pt.PTRACE_SYSCALL if task.syscall_mode or task.pending or task.exit_hook else pt.PTRACE_CONT
-        try:
+        with contextlib.suppress(NoSuchProcess):
             _fast_ptrace(request, task.tid, 0, sig)
-        except PtraceError as err:
-            if err.errno != errno.ESRCH:
-                raise TraceError(f"cannot resume: {err}", pid=task.tid) from err
 
     def _detach(self, task: _Task, sig: int, event: int) -> None:
         deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
-        with contextlib.suppress(PtraceError):
-            pt.ptrace(pt.PTRACE_DETACH, task.tid, 0, deliver)
+        with contextlib.suppress(TraceError):
+            _fast_ptrace(pt.PTRACE_DETACH, task.tid, 0, deliver)
         self.tasks.pop(task.tid, None)
 
     def _adopt(self, tid: int) -> _Task:
         """A task reported before its parent's clone event: find its process."""
         try:
             pid = procfs.read_tgid(tid)
+            parent = procfs.read_ppid(tid) if pid == tid else pid
         except TraceError:
-            pid = tid
-        task = _Task(tid, pid)
+            pid = parent = tid
+        task = _Task(tid, pid, parent=parent)
         self.tasks[tid] = task
         return task
 
     # --- syscalls ---------------------------------------------------------------
 
     def _syscall_info(self, tid: int) -> tuple:
-        pt.ptrace(abi.PTRACE_GET_SYSCALL_INFO, tid, _INFO_SIZE, self._info_addr)
+        _fast_ptrace(abi.PTRACE_GET_SYSCALL_INFO, tid, _INFO_SIZE, self._info_addr)
         return self._info.raw
 
     def _syscall_stop(self, task: _Task) -> None:
-        try:
-            raw = self._syscall_info(task.tid)
-        except PtraceError:
-            return  # the task died under us: its exit is reported next
+        raw = self._syscall_info(task.tid)
         op = raw[0]
         if op == abi.PTRACE_SYSCALL_INFO_EXIT:
             self._syscall_exit(task, raw)
@@ -557,7 +604,7 @@ class PtraceSource:
         """Resume tid until its current syscall returns; return rax (used by
         Control.inject). Other threads' stops wait in the kernel meanwhile."""
         while True:
-            pt.ptrace(pt.PTRACE_SYSCALL, tid, 0, 0)
+            _fast_ptrace(pt.PTRACE_SYSCALL, tid, 0, 0)
             _, status = os.waitpid(tid, _WALL)
             if not os.WIFSTOPPED(status):
                 self._gone(tid, status)
@@ -565,22 +612,22 @@ class PtraceSource:
             if os.WSTOPSIG(status) == signal.SIGTRAP | 0x80:
                 raw = self._syscall_info(tid)
                 if raw[0] == abi.PTRACE_SYSCALL_INFO_EXIT:
-                    return pt.ptrace_getregs(tid).rax
+                    return _getregs(tid).rax
             elif status >> 16 == 0 and tid in self.tasks:
                 # A signal delivered before Control blocked them (an injection
                 # from an exit stop): resend it when the thread resumes.
                 self.tasks[tid].deferred_signal = os.WSTOPSIG(status)
 
     def _skip_syscall(self, task: _Task, err: int) -> None:
-        regs = pt.ptrace_getregs(task.tid)
+        regs = _getregs(task.tid)
         regs.orig_rax = 0xFFFFFFFFFFFFFFFF
         regs.rax = (-err) & 0xFFFFFFFFFFFFFFFF
-        pt.ptrace_setregs(task.tid, regs)
+        _setregs(task.tid, regs)
 
     def _kill_process(self, task: _Task) -> None:
         # Skip the call as well: the kernel skips a seccomp-stopped call when a
         # fatal signal is pending, but a PTRACE_SYSCALL entry stop does not.
-        with contextlib.suppress(PtraceError):
+        with contextlib.suppress(TraceError):
             self._skip_syscall(task, errno.EPERM)
         with contextlib.suppress(ProcessLookupError):
             os.kill(task.pid, signal.SIGKILL)
@@ -593,10 +640,8 @@ class PtraceSource:
     # --- process lifecycle ---------------------------------------------------------
 
     def _new_task(self, task: _Task, event: int) -> None:
-        child = pt.ptrace_geteventmsg(task.tid)
-        flags = self._clone_flags(task.tid) if event != abi.PTRACE_EVENT_FORK else 0
-        thread = bool(flags & CLONE_THREAD)
-        shares_vm = bool(flags & CLONE_VM)
+        child = _geteventmsg(task.tid)
+        thread, shares_vm = self._relation(task, child, event)
         child_pid = task.pid if thread else child
         known = self.tasks.get(child)
         if known is None:
@@ -607,24 +652,44 @@ class PtraceSource:
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm))
         if self.handler is not None:
             self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
+        if known is not None and known.held:
+            known.held = False
+            self._resume(known)
         self._resume(task)
+
+    def _relation(self, task: _Task, child: int, event: int) -> tuple[bool, bool]:
+        """(thread, shares_vm) of a new task, from what the kernel made: the
+        child is in the creator's thread group, and kcmp(KCMP_VM) says whether
+        it has the creator's address space. The call's flags (registers of
+        some ABI, clone3's struct in memory the program controls) are only a
+        fallback for a child that is already gone."""
+        if event == abi.PTRACE_EVENT_FORK:
+            return False, False
+        thread = os.path.exists(f"/proc/{task.pid}/task/{child}")
+        same_vm = _kcmp(task.tid, child, _KCMP_VM)
+        if same_vm is not None:
+            return thread, thread or same_vm
+        flags = self._clone_flags(task.tid)
+        return bool(flags & CLONE_THREAD), bool(flags & CLONE_VM)
 
     def _clone_flags(self, tid: int) -> int:
         """The clone flags of the call the thread is stopped in (clone,
-        clone3 or vfork), read from its registers."""
-        regs = pt.ptrace_getregs(tid)
+        clone3 or vfork), read from its registers with the ABI's numbering."""
+        self._syscall_info(tid)
+        arch = abi.ARCH_NAMES.get(struct.unpack_from("<I", self._info.raw, 4)[0], "x86_64")
+        regs = _getregs(tid)
         nr = regs.orig_rax
-        if regs.cs == _CS_I386:
-            return _I386_CLONE_FLAGS.get(nr, lambda r: 0)(regs)
+        if arch == "i386":
+            return _I386_CLONE_FLAGS.get(nr, lambda r: CLONE_VM)(regs)
         if nr == _NR_CLONE3:
-            raw = procfs.read_mem(tid, regs.rdi, 8)
-            return struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
+            raw = procfs.read_mem(tid, regs.rdi, 8) if regs.rdi else b""
+            return struct.unpack("<Q", raw)[0] if len(raw) == 8 else CLONE_VM
         if nr == _NR_VFORK:
             return CLONE_VM
         return regs.rdi if nr == _NR_CLONE else 0
 
     def _exec(self, task: _Task) -> None:
-        former = pt.ptrace_geteventmsg(task.tid)
+        former = _geteventmsg(task.tid)
         if former != task.tid:
             self.tasks.pop(former, None)
         # Every other thread of the process is gone now; the leader holds the pid.
@@ -658,14 +723,23 @@ class PtraceSource:
         if leader and self.handler is not None:
             self.handler.on_exit(task.pid)
         self.sink.on_event(ExitEvent(time.time(), task.pid, tid, status if leader else None))
+        if leader:
+            self._release_orphans(task.pid)
+
+    def _release_orphans(self, pid: int) -> None:
+        """Children held for the fork event of `pid`, which died before
+        reporting it: the model learns them from their maps, as if attached."""
+        for orphan in [t for t in self.tasks.values() if t.held and t.parent == pid and t.tid == t.pid]:
+            orphan.held = False
+            with contextlib.suppress(TraceError):
+                info = procfs.read_process_info(orphan.pid)
+                event = AttachEvent(time.time(), orphan.pid, info, procfs.read_maps(orphan.pid),
+                                    procfs.read_personality(orphan.pid), (orphan.tid,))
+                self.sink.on_event(event)
+            self._resume(orphan)
 
     def _ptrace(self, request: int, tid: int, addr: int = 0, data: int = 0) -> int:
-        try:
-            return pt.ptrace(request, tid, addr, data)
-        except PtraceError as err:
-            if err.errno == errno.ESRCH:
-                raise NoSuchProcess(str(err), pid=tid) from err
-            raise TraceError(str(err), pid=tid) from err
+        return _fast_ptrace(request, tid, addr, data)
 
 
 # --- argument normalisation --------------------------------------------------------
