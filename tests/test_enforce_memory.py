@@ -75,3 +75,78 @@ def test_rwx_segment_at_exec_is_reported_in_audit(build_program, parse_output, t
     assert traced.returncode == 0
     assert shape(traced.events) == [("exec", ("wx-map",))]
     assert parse_output(traced.stdout).ran == ["wx_segment_call"]
+
+
+# --- route 5: no decision on a stale model ------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["mremap", "memfd"])
+def test_memory_calls_of_one_address_space_are_judged_one_at_a_time(how, build_program, parse_output,
+                                                                     tmp_path):
+    program = str(build_program("mem_race"))
+    assert _native(build_program, parse_output, "mem_race", how, "300").ran == ["race_call"]
+    # Without serialisation the code ran in 3 of 4 such runs on this machine.
+    for attempt in range(3):
+        traced = trace([program, how, "300"], tmp_path / str(attempt), *STRICT_TRACED, timeout=300)
+        assert traced.returncode == 0, traced.stderr
+        _denied_before_running(traced, parse_output)
+        assert parse_output(traced.stdout).done == 1
+
+
+def test_mmap_is_judged_by_the_object_the_kernel_mapped(build_program, parse_output, tmp_path):
+    program = str(build_program("fd_swap"))
+    assert "swap_call" in _native(build_program, parse_output, "fd_swap", "200").ran
+    traced = trace([program, "200"], tmp_path, *STRICT_TRACED, timeout=300)
+    assert traced.returncode == 0, traced.stderr
+    _denied_before_running(traced, parse_output)
+    assert traced.events and all("exec-unlinked" in e["categories"] for e in traced.events)
+
+
+def test_exec_seen_before_the_fork_event_keeps_the_childs_model(build_program, parse_output, tmp_path):
+    program = build_program("bss_code")
+    assert _native(build_program, parse_output, "bss_code").ran == ["bss_call"]
+    rounds = 40
+    script = f"for i in $(seq {rounds}); do {program} || echo; done | tee"
+    traced = trace(["sh", "-c", script], tmp_path, *STRICT_TRACED, timeout=300)
+    assert traced.returncode == 0, traced.stderr
+    assert "RAN" not in traced.stdout
+    assert shape(traced.events) == [("mprotect", ("w-to-x",))] * rounds
+    _denied_before_running(traced, parse_output)
+
+
+# --- route 6: threads made through another ABI ------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["int80_clone", "m32_threads"])
+def test_threads_made_by_i386_clone_share_the_address_space(name, build_program, parse_output, tmp_path):
+    native = _native(build_program, parse_output, name)
+    assert native.ran
+    traced = trace([str(build_program(name))], tmp_path, *STRICT_TRACED)
+    assert traced.returncode == 0, traced.stderr
+    out = parse_output(traced.stdout)
+    assert out.ran == [] and out.done == 1
+    assert traced.events and all(e["categories"] == ["w-to-x", "anon-exec"] for e in traced.events)
+    # One process: every event, from either thread, carries its process id.
+    assert {e["pid"] for e in traced.events} == {out.ready}
+    assert len({e["tid"] for e in traced.events}) == (2 if name == "m32_threads" else 1)
+    _denied_before_running(traced, parse_output)
+
+
+# --- route 10: never crash ----------------------------------------------------------------
+
+
+def test_threads_vanishing_at_stops_are_ordinary_events(build_program, parse_output, tmp_path):
+    rounds = 300
+    traced = trace([str(build_program("exit_race")), str(rounds)], tmp_path, *STRICT_TRACED, timeout=600)
+    assert traced.returncode == 0, traced.stderr
+    assert "internal error" not in traced.stderr and "Traceback" not in traced.stderr
+    assert parse_output(traced.stdout).count == rounds
+    assert traced.summary["exit_status"] == 0
+    assert traced.summary["calls"] >= sum(1 for e in traced.events)
+    assert all(e["verdict"] == "denied" for e in traced.events)
+
+
+def test_cli_run_of_a_vanishing_tree_has_a_summary(build_program, tmp_path):
+    done = subprocess.run([*TRAMPWATCH, "run", *STRICT, "--", str(build_program("exit_race")), "50"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and "trampwatch summary" in done.stderr

@@ -128,6 +128,20 @@ class Judge:
         self._pending[call.tid] = _Pending(call, change, judgement)
         return judgement.decision if judgement else None
 
+    def rejudge(self, call: MemCall, peek: Peek | None) -> Decision | None:
+        """Judge a call again at its exit, with what the kernel really did
+        (`call` carries it, e.g. the object an mmap mapped); the entry's
+        judgement is replaced. Returns the decision like call()."""
+        self._pending.pop(call.tid, None)
+        change = self.model.plan(call)
+        judgement = None
+        if change is not None:
+            categories = classify(change, self.model, call.pid)
+            if categories or self.report_all or self.judges_uncategorised:
+                judgement = self._judge_call(call, change, categories, peek)
+        self._pending[call.tid] = _Pending(call, change, judgement)
+        return judgement.decision if judgement else None
+
     def call_returned(self, ret: MemReturn) -> None:
         """Apply a call's real result to the model and report its judgement."""
         pending = self._pending.pop(ret.call.tid, None)
@@ -336,7 +350,9 @@ class PtraceSink(TraceSink):
 
     def on_call(self, call: MemCall, peek: Peek) -> CallReply:
         """Judge at entry; in enforce mode turn deny/kill into a reply."""
-        decision = self.judge.call(call, peek)
+        return self._reply(call, self.judge.call(call, peek))
+
+    def _reply(self, call: MemCall, decision: Decision | None) -> CallReply:
         if decision is None or self.judge.mode != "enforce":
             return ALLOW_WITH_RESULT
         if decision.action is Action.KILL:
@@ -345,6 +361,12 @@ class PtraceSink(TraceSink):
         if decision.action is Action.DENY:
             return CallReply(deny_errno=decision.errno)
         return ALLOW_WITH_RESULT
+
+    def on_result(self, call: MemCall, peek: Peek) -> CallReply:
+        """Judge a call again at exit; in enforce mode deny/kill become a reply
+        the source applies to the result."""
+        decision = self.judge.rejudge(call, peek)
+        return self._reply(call, decision)
 
     def on_event(self, event: Event) -> bool:
         """Pass every other event to the judge; in enforce mode a new program
@@ -511,6 +533,10 @@ class _PassThrough(TraceSink):
     def on_call(self, call: MemCall, peek: Peek) -> CallReply:
         """Let the call run unobserved."""
         return CallReply(want_exit=False)
+
+    def on_result(self, call: MemCall, peek: Peek) -> CallReply:
+        """Keep the result."""
+        return ALLOW_WITH_RESULT
 
     def on_event(self, event: Event) -> bool:
         """Ignore the event."""

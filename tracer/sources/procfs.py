@@ -227,6 +227,25 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
     return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino)
 
 
+def mapped_object(pid: int, start: int, end: int) -> FdObject | None:
+    """Return the object the kernel maps at [start, end) of `pid` (what an
+    mmap really mapped, whatever its descriptor number meant by then): from
+    /proc/PID/map_files when the mapping is one VMA of exactly that range,
+    else from the /proc/PID/maps line holding `start`. None when no file
+    object is mapped there. Raises NoSuchProcess, AccessDenied or TraceError."""
+    link = f"/proc/{pid}/map_files/{start:x}-{end:x}"
+    try:
+        st = os.stat(link)
+        return FdObject(fd=-1, path=os.readlink(link), dev=st.st_dev, inode=st.st_ino)
+    except OSError as err:
+        if err.errno not in _GONE:
+            raise _translate(err, pid, link) from err
+    for entry in read_maps(pid):
+        if entry.start <= start < entry.end:
+            return FdObject(fd=-1, path=entry.path, dev=entry.dev, inode=entry.inode) if entry.inode else None
+    return None
+
+
 def fd_position(pid: int, fd: int) -> int:
     """Return the file position of descriptor `fd` of `pid` (the 'pos:' line
     of /proc/PID/fdinfo/FD). Raises NoSuchProcess (also when fd is not

@@ -9,6 +9,7 @@ program expects with PTRACE_LISTEN, and signals reach the program unchanged.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import errno
@@ -87,6 +88,11 @@ class TraceSink(Protocol):
 
     def on_call(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
         """Judge a call at entry; `peek(addr, size)` reads the stopped thread's memory."""
+
+    def on_result(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
+        """Judge again, at exit, a call whose result is not what its entry
+        said (the object an mmap really mapped); the reply is applied to the
+        result (deny: undone and -errno; kill)."""
 
     def on_event(self, event: Event) -> bool:
         """Record any other event (MemReturn, exec, fork, exit, attach);
@@ -346,6 +352,12 @@ class _Task:
     # Seen before its creator's fork/clone event; kept stopped until it comes.
     held: bool = False
     parent: int = 0
+    # The address space (its first owner's pid); threads and CLONE_VM
+    # children share their creator's, exec starts a new one.
+    vm: int = 0
+
+    def __post_init__(self) -> None:
+        self.vm = self.vm or self.pid
 
 
 class PtraceSource:
@@ -362,6 +374,11 @@ class PtraceSource:
         self._info_addr = ctypes.addressof(self._info)
         self._detaching = False
         self.stops = 0
+        # Memory calls of one address space are judged one at a time: the
+        # thread whose call is between entry and exit, and the entry stops
+        # that wait for it (each with its raw syscall info), per address space.
+        self._in_flight: dict[int, int] = {}
+        self._waiting: dict[int, collections.deque[tuple[_Task, bytes]]] = {}
 
     # --- starting ---------------------------------------------------------------
 
@@ -560,6 +577,12 @@ class PtraceSource:
             task.pending = None
             self._resume(task)
             return
+        serialised = name in _SERIALISED
+        if serialised and self._in_flight.get(task.vm, task.tid) != task.tid:
+            # Another thread's memory call in this address space has not
+            # returned: judging this one now would use a model it may change.
+            self._waiting.setdefault(task.vm, collections.deque()).append((task, raw))
+            return
         peek = self._peek_for(task.tid)
         call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp), peek)
         if call is None:
@@ -581,7 +604,58 @@ class PtraceSource:
         if reply.deny_errno is not None:
             self._skip_syscall(task, reply.deny_errno)
         task.pending = call if reply.want_exit else None
+        if serialised and task.pending is not None:
+            self._in_flight[task.vm] = task.tid
         self._resume(task)
+
+    def _call_done(self, task: _Task) -> None:
+        """The memory call of `task` returned (or the task is gone): judge
+        the next waiting call of its address space."""
+        if self._in_flight.get(task.vm) == task.tid:
+            del self._in_flight[task.vm]
+        waiting = self._waiting.get(task.vm)
+        while waiting and task.vm not in self._in_flight:
+            queued, raw = waiting.popleft()
+            if self.tasks.get(queued.tid) is not queued:
+                continue
+            try:
+                self._syscall_entry(queued, raw)
+            except NoSuchProcess:
+                self._forget_stop(queued.tid)
+        if not waiting:
+            self._waiting.pop(task.vm, None)
+
+    def _mapped_object_changed(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
+        """For a descriptor mmap that may matter (executable, or shared and
+        writable), the call with the object the kernel really mapped when it
+        is not the one the descriptor named at entry (another thread swapped
+        the descriptor with dup2 in between); None when it is the same."""
+        prot, flags = call.args[2], call.args[3]
+        if flags & abi.MAP_ANONYMOUS or call.args[4] & 0xFFFFFFFF == 0xFFFFFFFF:
+            return None
+        if not (prot & abi.PROT_EXEC or (flags & abi.MAP_SHARED and prot & abi.PROT_WRITE)):
+            return None
+        end = start + ((call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1))
+        try:
+            actual = procfs.mapped_object(task.tid, start, end)
+        except NoSuchProcess:
+            raise
+        except TraceError:
+            actual = None
+        entry = call.fd_object
+        if actual is None or (entry is not None and (entry.dev, entry.inode) == (actual.dev, actual.inode)):
+            return None
+        return _replace(call, fd_object=actual)
+
+    def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> None:
+        """Undo a mapping the kernel made before the thread runs again: unmap
+        it and make the call return -err."""
+        ctl = Control(self, task.tid, call.arch)
+        ctl._at_exit = True
+        length = (call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1)
+        ctl.inject(abi.SYSCALLS_I386["munmap"] if call.arch == "i386" else abi.SYSCALLS_X86_64["munmap"],
+                   start, length)
+        ctl.finish(-err)
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
@@ -591,7 +665,20 @@ class PtraceSource:
                 rval &= 0xFFFFFFFF
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
                 rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
+            if call.syscall in ("mmap", "mmap2") and not is_error:
+                rechecked = self._mapped_object_changed(task, call, rval)
+                if rechecked is not None:
+                    call = rechecked
+                    reply = self.sink.on_result(call, self._peek_for(task.tid))
+                    if reply.kill:
+                        self._kill_process(task)
+                        self._call_done(task)
+                        return
+                    if reply.deny_errno is not None:
+                        self._refuse_result(task, call, rval, reply.deny_errno)
+                        rval = -reply.deny_errno
             self.sink.on_event(MemReturn(call, rval))
+            self._call_done(task)
         hook, task.exit_hook = task.exit_hook, None
         if hook is not None:
             _, arch_id, _, _, rval, _ = _EXIT.unpack_from(raw)
@@ -644,10 +731,11 @@ class PtraceSource:
         thread, shares_vm = self._relation(task, child, event)
         child_pid = task.pid if thread else child
         known = self.tasks.get(child)
+        vm = task.vm if shares_vm else child
         if known is None:
-            self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode)
+            self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode, vm=vm)
         else:
-            known.pid, known.syscall_mode = child_pid, task.syscall_mode
+            known.pid, known.syscall_mode, known.vm = child_pid, task.syscall_mode, vm
         if not thread:
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm))
         if self.handler is not None:
@@ -690,12 +778,14 @@ class PtraceSource:
 
     def _exec(self, task: _Task) -> None:
         former = _geteventmsg(task.tid)
-        if former != task.tid:
-            self.tasks.pop(former, None)
+        if former != task.tid and (old := self.tasks.pop(former, None)) is not None:
+            self._call_done(old)
         # Every other thread of the process is gone now; the leader holds the pid.
         for tid in [t for t, other in self.tasks.items() if other.pid == task.pid and t != task.tid]:
-            self.tasks.pop(tid, None)
+            self._call_done(self.tasks.pop(tid))
         task.pending = None
+        self._call_done(task)
+        task.vm = task.pid
         if self.handler is not None:
             self.handler.on_exec(task.pid)
         try:
@@ -717,6 +807,7 @@ class PtraceSource:
         procfs.close_mem(tid)
         if task is None:
             return
+        self._call_done(task)
         leader = task.tid == task.pid
         if leader and tid == self.root_pid:
             self.root_status = status
@@ -777,6 +868,9 @@ _FOREIGN_WRITE_CALLS = frozenset({"open", "openat", "openat2", "ptrace"})
 # Trapped calls that need nothing at entry (process_madvise: a real one the
 # emulator passed on).
 _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
+# Calls that change an address space: judged one at a time per address space.
+_SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
+                         "shmdt", "ipc"})
 _PROC_MEM = re.compile(r"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/mem")
 _AT_FDCWD = -100
 _PATH_MAX_READ = 256
