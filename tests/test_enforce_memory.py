@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 from test_enforce import STRICT, STRICT_TRACED
-from test_run_programs import shape, trace
+from test_run_programs import ROOT, TRAMPWATCH, shape, trace
 
 
 def _native(build_program, parse_output, name: str, *args: str):
