@@ -132,7 +132,7 @@ def test_threads_made_by_i386_clone_share_the_address_space(name, build_program,
     assert traced.events and all(e["categories"] == ["w-to-x", "anon-exec"] for e in traced.events)
     # One process: every event, from either thread, carries its process id.
     assert {e["pid"] for e in traced.events} == {out.ready}
-    assert len({e["tid"] for e in traced.events}) == (2 if name == "m32_threads" else 1)
+    assert len({e["tid"] for e in traced.events}) == 2
     _denied_before_running(traced, parse_output)
 
 

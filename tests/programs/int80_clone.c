@@ -1,10 +1,13 @@
 /*
  * A thread made by the i386 clone (`int $0x80`, number 120) from 64-bit code
  * (issue 10, route 6): the registers say x86-64 while the call is i386's, so
- * flags decoded for the wrong ABI make it look like a separate process. The
- * thread (raw syscalls only: it has no TLS of its own) maps a page read+write,
- * writes code and makes it read+execute; the main thread runs it if that
- * worked. READY prints the process id every event must carry.
+ * flags decoded for the wrong ABI make it look like a separate process with a
+ * copy of the address space. The thread (raw syscalls only: it has no TLS of
+ * its own) maps a page read+write, writes code and makes it read+execute, and
+ * writes code into a second page it maps read+write; the main thread runs the
+ * first if that worked, and makes the second read+execute and runs it (a
+ * tracer that gave the thread its own copy never saw that page written).
+ * READY prints the process id every event must carry.
  */
 #include "common.h"
 
@@ -13,7 +16,7 @@
 #define I386_CLONE 120
 #define THREAD_FLAGS (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM)
 
-static volatile long thread_mmap, thread_mprotect = 1;
+static volatile long thread_mmap, thread_mprotect = 1, second_mmap;
 static volatile int thread_done;
 
 static long raw6(long nr, long a, long b, long c, long d, long e, long f)
@@ -38,6 +41,11 @@ __attribute__((used, noinline, noreturn)) void tw_int80_thread(void)
 			((volatile unsigned char *)p)[i] = TW_CODE[i];
 		thread_mprotect = raw6(10, p, 4096, TW_RX, 0, 0, 0);
 	}
+	p = raw6(9, 0, 4096, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p > 0)
+		for (unsigned i = 0; i < sizeof(TW_CODE); i++)
+			((volatile unsigned char *)p)[i] = TW_CODE[i];
+	second_mmap = p;
 	thread_done = 1;
 	raw6(60, 0, 0, 0, 0, 0, 0);
 	__builtin_unreachable();
@@ -70,5 +78,7 @@ int main(void)
 	tw_step_raw("thread_rx_mprotect", "mprotect", thread_mprotect);
 	if (thread_mprotect == 0)
 		tw_run("int80_thread_call", (void *)thread_mmap);
+	if (second_mmap > 0 && tw_mprotect("main_rx_mprotect", (void *)second_mmap, tw_page(), TW_RX) == 0)
+		tw_run("main_call", (void *)second_mmap);
 	return tw_done();
 }
