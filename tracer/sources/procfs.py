@@ -218,12 +218,20 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
         return None
     link = f"/proc/{pid}/fd/{fd}"
     try:
-        st = os.stat(link)
-        path = os.readlink(link)
+        # One look at the descriptor: the program may swap it (dup2) between
+        # a stat and a readlink of the link; an O_PATH open pins one object.
+        pinned = os.open(link, os.O_PATH | os.O_CLOEXEC)
     except OSError as err:
         if err.errno == errno.ENOENT and os.path.isdir(f"/proc/{pid}/fd"):
             return None
         raise _translate(err, pid, link) from err
+    try:
+        st = os.fstat(pinned)
+        path = os.readlink(f"/proc/self/fd/{pinned}")
+    except OSError as err:
+        raise _translate(err, pid, link) from err
+    finally:
+        os.close(pinned)
     return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino)
 
 

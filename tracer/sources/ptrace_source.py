@@ -643,7 +643,8 @@ class PtraceSource:
         except TraceError:
             actual = None
         entry = call.fd_object
-        if actual is None or (entry is not None and (entry.dev, entry.inode) == (actual.dev, actual.inode)):
+        if actual is None or (entry is not None and (entry.dev, entry.inode, entry.path) == (
+                actual.dev, actual.inode, actual.path)):
             return None
         return _replace(call, fd_object=actual)
 
