@@ -16,7 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from .abi import PROT_EXEC, PROT_GROWSDOWN, PROT_WRITE, prot_names
+from .abi import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE,
+    MAP_TYPE,
+    PROT_EXEC,
+    PROT_GROWSDOWN,
+    PROT_WRITE,
+    prot_names,
+)
 from .attribution import Attributor, Caller
 from .categories import Category
 from .classify import classify, classify_exec
@@ -127,6 +137,31 @@ class Judge:
                 judgement = self._judge_call(call, change, categories, peek)
         self._pending[call.tid] = _Pending(call, change, judgement)
         return judgement.decision if judgement else None
+
+    def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
+        """The address ranges `call` may change and is judged on, for a source
+        that judges overlapping calls one at a time; None when that is not a
+        known range: a mapping the kernel places, any view of an object with
+        other views (dual-map and object history look beyond the range),
+        a growing stack, brk, System V attaches."""
+        args = call.args
+        if call.syscall in _PROTECTS:
+            if args[2] & PROT_GROWSDOWN:
+                return None
+            start, end = args[0], args[0] + page_up(args[1])
+            process = self.model.process(call.pid)
+            if process is None or any(r.shared or r.backing.identity
+                                      for r in process.space.overlapping(start, end)):
+                return None
+            return ((start, end),)
+        if call.syscall == "munmap":
+            return ((args[0], args[0] + page_up(args[1])),)
+        if call.syscall in ("mmap", "mmap2"):
+            flags = args[3]
+            private_anon = flags & MAP_ANONYMOUS and flags & MAP_TYPE == MAP_PRIVATE
+            if private_anon and flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+                return ((args[0], args[0] + page_up(args[1])),)
+        return None
 
     def rejudge(self, call: MemCall, peek: Peek | None) -> Decision | None:
         """Judge a call again at its exit, with what the kernel really did
@@ -362,6 +397,10 @@ class PtraceSink(TraceSink):
             return CallReply(deny_errno=decision.errno)
         return ALLOW_WITH_RESULT
 
+    def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
+        """The ranges the judge needs stable while it judges `call`."""
+        return self.judge.footprint(call)
+
     def on_result(self, call: MemCall, peek: Peek) -> CallReply:
         """Judge a call again at exit; in enforce mode deny/kill become a reply
         the source applies to the result."""
@@ -533,6 +572,10 @@ class _PassThrough(TraceSink):
     def on_call(self, call: MemCall, peek: Peek) -> CallReply:
         """Let the call run unobserved."""
         return CallReply(want_exit=False)
+
+    def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
+        """Nothing is judged: any footprint will do."""
+        return None
 
     def on_result(self, call: MemCall, peek: Peek) -> CallReply:
         """Keep the result."""

@@ -20,6 +20,7 @@ import signal
 import stat
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -67,6 +68,11 @@ _KCMP_VM = 1
 _I386_CLONE_FLAGS = {120: lambda regs: regs.rbx & 0xFFFFFFFF, 190: lambda regs: CLONE_VM}
 
 
+# The address ranges a memory call may change or be judged on; None: any part
+# of the address space (a mapping the kernel places, an object's other views).
+Footprint = tuple[tuple[int, int], ...] | None
+
+
 @dataclass(frozen=True)
 class CallReply:
     """How to resume a thread stopped at a memory syscall's entry.
@@ -88,6 +94,11 @@ class TraceSink(Protocol):
 
     def on_call(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
         """Judge a call at entry; `peek(addr, size)` reads the stopped thread's memory."""
+
+    def footprint(self, call: MemCall) -> Footprint:
+        """The ranges a memory call's judgement depends on and its effect
+        reaches (None: the whole address space); calls whose footprints
+        overlap are judged one at a time."""
 
     def on_result(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
         """Judge again, at exit, a call whose result is not what its entry
@@ -374,11 +385,14 @@ class PtraceSource:
         self._info_addr = ctypes.addressof(self._info)
         self._detaching = False
         self.stops = 0
-        # Memory calls of one address space are judged one at a time: the
-        # thread whose call is between entry and exit, and the entry stops
-        # that wait for it (each with its raw syscall info), per address space.
-        self._in_flight: dict[int, int] = {}
-        self._waiting: dict[int, collections.deque[tuple[_Task, bytes]]] = {}
+        # No memory call is judged while a call it depends on is between
+        # entry and exit (the model does not hold its result yet). Per
+        # address space: the calls in flight with their footprints, the entry
+        # stops waiting (with their raw syscall info), and how many of those
+        # need the whole space (later calls queue behind them: no starvation).
+        self._in_flight: dict[int, dict[int, Footprint]] = {}
+        self._waiting: dict[int, collections.deque[tuple[_Task, bytes, Footprint]]] = {}
+        self._wide_waiting: Counter[int] = Counter()
 
     # --- starting ---------------------------------------------------------------
 
@@ -440,6 +454,12 @@ class PtraceSource:
     def detach_all(self) -> None:
         """Leave every thread running as it was (Ctrl-C on attach/audit)."""
         self._detaching = True
+        # Entry stops held for a call in flight would never be reported again.
+        for waiting in self._waiting.values():
+            for queued, _, _ in waiting:
+                self._detach(queued, 0, 0)
+        self._waiting.clear()
+        self._wide_waiting.clear()
         for tid in list(self.tasks):
             try:
                 self._ptrace(abi.PTRACE_INTERRUPT, tid)
@@ -578,11 +598,6 @@ class PtraceSource:
             self._resume(task)
             return
         serialised = name in _SERIALISED
-        if serialised and self._in_flight.get(task.vm, task.tid) != task.tid:
-            # Another thread's memory call in this address space has not
-            # returned: judging this one now would use a model it may change.
-            self._waiting.setdefault(task.vm, collections.deque()).append((task, raw))
-            return
         peek = self._peek_for(task.tid)
         call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp), peek)
         if call is None:
@@ -597,6 +612,15 @@ class PtraceSource:
             call = _with_fd_object(call)
         elif name == "shmat":
             call = _with_segment_size(call)
+        footprint: Footprint = None
+        if serialised:
+            footprint = self.sink.footprint(call)
+            if self._must_wait(task, footprint):
+                # A call in flight may change what this one is judged on.
+                self._waiting.setdefault(task.vm, collections.deque()).append((task, raw, footprint))
+                if footprint is None:
+                    self._wide_waiting[task.vm] += 1
+                return
         reply = self.sink.on_call(call, peek)
         if reply.kill:
             self._kill_process(task)
@@ -605,25 +629,43 @@ class PtraceSource:
             self._skip_syscall(task, reply.deny_errno)
         task.pending = call if reply.want_exit else None
         if serialised and task.pending is not None:
-            self._in_flight[task.vm] = task.tid
+            self._in_flight.setdefault(task.vm, {})[task.tid] = footprint
         self._resume(task)
+
+    def _must_wait(self, task: _Task, footprint: Footprint) -> bool:
+        """True when a call of `task` with `footprint` must wait: another
+        call in flight in its address space overlaps it (or one of the two
+        needs the whole space), or a whole-space call is already waiting."""
+        if self._wide_waiting.get(task.vm):
+            return True
+        flying = self._in_flight.get(task.vm)
+        if not flying:
+            return False
+        for tid, other in flying.items():
+            if tid != task.tid and (other is None or footprint is None or _overlap(other, footprint)):
+                return True
+        return False
 
     def _call_done(self, task: _Task) -> None:
         """The memory call of `task` returned (or the task is gone): judge
         the next waiting call of its address space."""
-        if self._in_flight.get(task.vm) == task.tid:
+        flying = self._in_flight.get(task.vm)
+        if flying is None or flying.pop(task.tid, _NOT_FLYING) is _NOT_FLYING:
+            return
+        if not flying:
             del self._in_flight[task.vm]
-        waiting = self._waiting.get(task.vm)
-        while waiting and task.vm not in self._in_flight:
-            queued, raw = waiting.popleft()
+        waiting = self._waiting.pop(task.vm, None)
+        if not waiting:
+            return
+        self._wide_waiting.pop(task.vm, None)
+        # Judged again in arrival order: those still blocked queue again.
+        for queued, raw, _ in waiting:
             if self.tasks.get(queued.tid) is not queued:
                 continue
             try:
                 self._syscall_entry(queued, raw)
             except NoSuchProcess:
                 self._forget_stop(queued.tid)
-        if not waiting:
-            self._waiting.pop(task.vm, None)
 
     def _mapped_object_changed(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
         """For a descriptor mmap that may matter (executable, or shared and
@@ -869,6 +911,13 @@ _FOREIGN_WRITE_CALLS = frozenset({"open", "openat", "openat2", "ptrace"})
 # Trapped calls that need nothing at entry (process_madvise: a real one the
 # emulator passed on).
 _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
+_NOT_FLYING = object()
+
+
+def _overlap(one: tuple[tuple[int, int], ...], other: tuple[tuple[int, int], ...]) -> bool:
+    """True when two footprints share an address."""
+    return any(a < d and c < b for a, b in one for c, d in other)
+
 # Calls that change an address space: judged one at a time per address space.
 _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
                          "shmdt", "ipc"})
