@@ -20,7 +20,6 @@ import signal
 import stat
 import struct
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -392,7 +391,7 @@ class PtraceSource:
         # need the whole space (later calls queue behind them: no starvation).
         self._in_flight: dict[int, dict[int, Footprint]] = {}
         self._waiting: dict[int, collections.deque[tuple[_Task, bytes, Footprint]]] = {}
-        self._wide_waiting: Counter[int] = Counter()
+        self._wide_waiting: collections.Counter[int] = collections.Counter()
 
     # --- starting ---------------------------------------------------------------
 
