@@ -28,6 +28,17 @@ PROGRAMS = ROOT / "tests" / "programs"
 BENCH_PROGRAMS = ROOT / "scripts" / "bench_programs"
 TRAMPWATCH = [str(ROOT / ".venv" / "bin" / "trampwatch")]
 STRACE_SET = "trace=mmap,mprotect,munmap,mremap,pkey_mprotect"
+# The memory calls trampwatch's filter stops on, for the whole-program comparison (issue 13).
+STRACE_WORKLOAD = ["strace", "-f", "-qq", "--seccomp-bpf",
+                   "-e", "trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat", "-o", "/dev/null"]
+NODE_FUNCTIONS = ('let s = 0; for (let i = 0; i < 20000; i++) { const f = new Function("x", "return x + " + i); '
+                  's += f(i); } console.log(s)')
+# JIT-heavy: 400 distinct hot functions, each compiled by the optimising tier (a few seconds native).
+NODE_JIT = ('let t = 0; for (let i = 0; i < 400; i++) { const f = new Function("n", "let s = 0; '
+            'for (let j = 0; j < n; j++) s = (s + j * " + i + ") % 1000003; return s"); '
+            'for (let k = 0; k < 10; k++) t += f(100000); } console.log(t)')
+# 250 x (true, echo, sh -c :, env true): 1,000 short processes of four programs, dynamic and static shells.
+SHELL_1000 = ("for i in $(seq 250); do /bin/true; /bin/echo $i; /bin/sh -c :; /usr/bin/env true; done")
 # Flips per burst in the monitor cost runs: 5,000 records, half the burst shown lossless.
 MONITOR_BURST = 2_500
 
@@ -343,6 +354,38 @@ def bench_inspect(bins: dict[str, Path], reps: int, n: int) -> None:
           ["command", "ms (median)"], rows)
 
 
+def workload_cases() -> list[tuple[str, list[str]]]:
+    """The whole programs of issue 13's table, as (label, argv)."""
+    python = "/usr/bin/python3"
+    return [
+        ("python3 -c 'import json, ctypes, decimal, asyncio, email.mime.text'",
+         [python, "-c", "import json, ctypes, decimal, asyncio, email.mime.text"]),
+        ("bash loop of 200 /bin/true", ["bash", "-c", "for i in $(seq 200); do /bin/true; done"]),
+        ("node creating and calling 20,000 functions", ["node", "-e", NODE_FUNCTIONS]),
+        ("java -version", ["java", "-version"]),
+        ("node JIT-heavy (400 hot functions, optimised)", ["node", "-e", NODE_JIT]),
+        ("bash loop of 1,000 short processes (true, echo, sh -c, env)", ["bash", "-c", SHELL_1000]),
+    ]
+
+
+def bench_workloads(reps: int) -> None:
+    """Whole real programs: native, under strace --seccomp-bpf tracing the
+    same memory calls, and under trampwatch run (audit, default policy,
+    attribution on, output discarded). Each workload's three configurations
+    run interleaved."""
+    tw = [*TRAMPWATCH, "run", "--mode", "audit", "--no-summary", "-o", "/dev/null", "--"]
+    rows = []
+    for label, argv in workload_cases():
+        med = measure([Case("native", argv), Case("strace", [*STRACE_WORKLOAD, *argv]),
+                       Case("trampwatch", [*tw, *argv])], reps)
+        rows.append([label, f"{med['native']:.2f}", f"{med['strace']:.2f}", f"{med['trampwatch']:.2f}",
+                     f"{med['trampwatch'] / med['strace']:.2f}x", f"{med['trampwatch'] / med['native']:.1f}x"])
+    table("whole programs, no CPU pinning (target: trampwatch within 1.2x strace -f --seccomp-bpf "
+          "-e trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat)",
+          ["workload", "native s", "strace s", "trampwatch run s", "trampwatch / strace",
+           "trampwatch / native"], rows)
+
+
 def bench_scan(reps: int, root: str) -> None:
     """scan of a directory tree, against readelf -lW over the same files."""
     files = [str(p) for p in Path(root).rglob("*") if p.is_file() and not p.is_symlink()]
@@ -370,6 +413,7 @@ def bench_scan(reps: int, root: str) -> None:
 
 
 BENCHES: dict[str, Callable[..., None]] = {
+    "workloads": bench_workloads,
     "cheap": bench_cheap,
     "mprotect": bench_mprotect,
     "startup": bench_startup,
@@ -406,6 +450,8 @@ def main() -> None:
         print(f"# trampwatch benchmarks ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{reps} interleaved repetitions, medians)")
         selected = args.only or list(BENCHES)
+        if "workloads" in selected:
+            bench_workloads(reps)
         if "cheap" in selected:
             bench_cheap(bins, reps, 2_000_000 // scale)
         if "mprotect" in selected:
