@@ -1,5 +1,6 @@
 """What an ELF file says about W^X: load segments and their flags, the stack
-header, text relocations, imports, symbols -- read with pyelftools only.
+header, text relocations, imports -- read with pyelftools -- and symbols,
+read in bulk by tracer.symbols (pyelftools is too slow for them).
 
 read_elf() parses one file; ElfCache keeps parsed files by identity (path,
 device, inode, mtime) so a file replaced on disk is read again. Any failure
@@ -9,7 +10,6 @@ all), never a pyelftools exception.
 
 from __future__ import annotations
 
-import bisect
 import errno
 import os
 import stat
@@ -27,6 +27,10 @@ from elftools.elf.sections import SymbolTableSection
 
 from tracer.abi import PF_W, PF_X
 from tracer.errors import EXIT_VIOLATION, TrampwatchError
+from tracer.symbols import Identity, Symbol, SymbolFormatError, SymbolTable, default_store, read_symbols
+
+__all__ = ["ElfCache", "ElfError", "ElfInfo", "FileKey", "NotElfError", "Segment", "Symbol", "SymbolTable",
+           "map_to_vaddr", "read_at_vaddr", "read_elf", "symbolize"]
 
 # pyelftools reports malformed input through its own exceptions and, on
 # hostile input, through plain Python ones from its struct and string code.
@@ -47,7 +51,6 @@ _PARSE_ERRORS = (
 _DF_TEXTREL = 0x4
 _DF_1_PIE = 0x08000000
 _ELF_MAGIC = b"\x7fELF"
-_SYMBOL_KINDS = {"STT_FUNC": "func", "STT_LOOS": "func", "STT_OBJECT": "object"}  # STT_LOOS = GNU_IFUNC
 
 
 class ElfError(TrampwatchError):
@@ -100,50 +103,6 @@ class Segment:
     def writable_executable(self) -> bool:
         """True when the segment is mapped writable and executable at once."""
         return self.flags & (PF_W | PF_X) == PF_W | PF_X
-
-
-@dataclass(frozen=True)
-class Symbol:
-    """A function ('func', including GNU ifuncs), data ('object') or sizeless
-    global entry point ('label') symbol."""
-
-    name: str
-    addr: int
-    size: int
-    kind: str
-
-
-class SymbolTable:
-    """Symbols of one ELF, sorted by address for bisect lookup."""
-
-    def __init__(self, symbols: list[Symbol]):
-        # Aliases share an address: keep one per address, preferring a public
-        # spelling (no leading underscore), then the shorter name.
-        chosen: dict[int, Symbol] = {}
-        for sym in symbols:
-            old = chosen.get(sym.addr)
-            if old is None or _name_rank(sym) < _name_rank(old):
-                chosen[sym.addr] = sym
-        self.symbols: tuple[Symbol, ...] = tuple(sorted(chosen.values(), key=lambda s: s.addr))
-        self._starts = [sym.addr for sym in self.symbols]
-
-    def __len__(self) -> int:
-        return len(self.symbols)
-
-    def lookup(self, vaddr: int) -> Symbol | None:
-        """Return the symbol whose [addr, addr+size) holds `vaddr` (or a
-        sizeless label at exactly `vaddr`), or None."""
-        index = bisect.bisect_right(self._starts, vaddr) - 1
-        # A larger symbol may enclose a smaller one that starts later (a
-        # function with a local object); look back a few entries for it.
-        for sym in self.symbols[max(0, index - 3) : index + 1][::-1]:
-            if sym.addr <= vaddr < sym.addr + sym.size or (sym.size == 0 and sym.addr == vaddr):
-                return sym
-        return None
-
-
-def _name_rank(sym: Symbol) -> tuple[bool, bool, int, str]:
-    return (sym.kind != "func", sym.name.startswith("_"), len(sym.name), sym.name)
 
 
 @dataclass(frozen=True)
@@ -377,39 +336,21 @@ def _undefined_names(elf: ELFFile, table: SymbolTableSection) -> frozenset[str]:
     return frozenset(names)
 
 
-def _symbol_kind(sym) -> str | None:
-    """'func'/'object' for sized symbols, 'label' for a global entry point
-    without a size (hand-written assembly: an address matches it exactly),
-    None for the rest."""
-    kind = sym["st_info"]["type"]
-    if sym["st_size"] > 0:
-        return _SYMBOL_KINDS.get(kind)
-    if kind in ("STT_FUNC", "STT_NOTYPE") and sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK"):
-        return "label"
-    return None
-
-
 def _load_symbols(info: ElfInfo) -> SymbolTable:
+    """The symbol table of `info`'s file, read in bulk (tracer.symbols) or
+    taken from the on-disk cache for its build-id."""
     fd, st = _open_regular(info.path)
-    with os.fdopen(fd, "rb") as stream:
+    try:
         if FileKey.of(st) != info.key:
             raise ElfError(info.path, "changed", "file changed on disk since it was read")
-        try:
-            elf = ELFFile(stream)
-            symbols = [
-                Symbol(sym.name, sym["st_value"], sym["st_size"], _symbol_kind(sym))
-                for section in elf.iter_sections()
-                if isinstance(section, SymbolTableSection)
-                for sym in section.iter_symbols()
-                if _symbol_kind(sym) and sym["st_shndx"] != "SHN_UNDEF" and sym.name
-            ]
-        except OSError as err:
-            if err.errno != errno.EINVAL:
-                raise _os_error(info.path, err) from err
-            raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
-        except _PARSE_ERRORS as err:
-            raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
-    return SymbolTable(symbols)
+        identity = Identity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return read_symbols(fd, identity, default_store())
+    except OSError as err:
+        raise _os_error(info.path, err) from err
+    except SymbolFormatError as err:
+        raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
+    finally:
+        os.close(fd)
 
 
 def map_to_vaddr(info: ElfInfo, addr: int, map_start: int, map_offset: int) -> int | None:
