@@ -31,8 +31,8 @@ STRACE_SET = "trace=mmap,mprotect,munmap,mremap,pkey_mprotect"
 # The memory calls trampwatch's filter stops on, for the whole-program comparison (issue 13).
 STRACE_WORKLOAD = ["strace", "-f", "-qq", "--seccomp-bpf",
                    "-e", "trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat", "-o", "/dev/null"]
-NODE_FUNCTIONS = ('let s = 0; for (let i = 0; i < 20000; i++) { const f = new Function("x", "return x + " + i); '
-                  's += f(i); } console.log(s)')
+NODE_FUNCTIONS = ('let s = 0; for (let i = 0; i < 20000; i++) { '
+                  'const f = new Function("x", "return x + " + i); s += f(i); } console.log(s)')
 # JIT-heavy: 400 distinct hot functions, each compiled by the optimising tier (a few seconds native).
 NODE_JIT = ('let t = 0; for (let i = 0; i < 400; i++) { const f = new Function("n", "let s = 0; '
             'for (let j = 0; j < n; j++) s = (s + j * " + i + ") % 1000003; return s"); '
@@ -57,12 +57,13 @@ class Case:
     name: str
     argv: list[str]
     ok_codes: tuple[int, ...] = (0,)
+    env: dict[str, str] | None = None
 
 
 def time_once(case: Case) -> float:
     """Run a case with output discarded; return wall seconds. Fails loudly."""
     start = time.perf_counter()
-    done = subprocess.run(case.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(case.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=case.env)
     elapsed = time.perf_counter() - start
     if done.returncode not in case.ok_codes:
         sys.exit(f"bench: {' '.join(case.argv)} exited {done.returncode}")
@@ -368,22 +369,33 @@ def workload_cases() -> list[tuple[str, list[str]]]:
     ]
 
 
-def bench_workloads(reps: int) -> None:
+def bench_workloads(reps: int, baseline: str | None = None) -> None:
     """Whole real programs: native, under strace --seccomp-bpf tracing the
     same memory calls, and under trampwatch run (audit, default policy,
-    attribution on, output discarded). Each workload's three configurations
-    run interleaved."""
+    attribution on, output discarded). Each workload's configurations run
+    interleaved. `baseline`: another checkout's tree, run as one more column
+    (PYTHONPATH=baseline) so before/after share the same noise."""
     tw = [*TRAMPWATCH, "run", "--mode", "audit", "--no-summary", "-o", "/dev/null", "--"]
+    base_env = {**os.environ, "PYTHONPATH": baseline} if baseline else None
     rows = []
     for label, argv in workload_cases():
-        med = measure([Case("native", argv), Case("strace", [*STRACE_WORKLOAD, *argv]),
-                       Case("trampwatch", [*tw, *argv])], reps)
-        rows.append([label, f"{med['native']:.2f}", f"{med['strace']:.2f}", f"{med['trampwatch']:.2f}",
-                     f"{med['trampwatch'] / med['strace']:.2f}x", f"{med['trampwatch'] / med['native']:.1f}x"])
+        cases = [Case("native", argv), Case("strace", [*STRACE_WORKLOAD, *argv]),
+                 Case("trampwatch", [*tw, *argv])]
+        if base_env:
+            cases.append(Case("baseline", [*tw, *argv], env=base_env))
+        med = measure(cases, reps)
+        row = [label, f"{med['native']:.2f}", f"{med['strace']:.2f}"]
+        if base_env:
+            row += [f"{med['baseline']:.2f}", f"{med['baseline'] / med['strace']:.2f}x"]
+        row += [f"{med['trampwatch']:.2f}", f"{med['trampwatch'] / med['strace']:.2f}x",
+                f"{med['trampwatch'] / med['native']:.1f}x"]
+        rows.append(row)
+    header = ["workload", "native s", "strace s"]
+    if base_env:
+        header += ["baseline trampwatch s", "baseline / strace"]
+    header += ["trampwatch run s", "trampwatch / strace", "trampwatch / native"]
     table("whole programs, no CPU pinning (target: trampwatch within 1.2x strace -f --seccomp-bpf "
-          "-e trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat)",
-          ["workload", "native s", "strace s", "trampwatch run s", "trampwatch / strace",
-           "trampwatch / native"], rows)
+          "-e trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat)", header, rows)
 
 
 def bench_scan(reps: int, root: str) -> None:
@@ -432,6 +444,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller workloads, 3 repetitions")
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
+    parser.add_argument("--baseline", metavar="TREE",
+                        help="workloads: also time trampwatch from another checkout (its PYTHONPATH)")
     args = parser.parse_args()
     reps = 3 if args.quick else args.reps
     scale = 10 if args.quick else 1
@@ -451,7 +465,7 @@ def main() -> None:
               f"{reps} interleaved repetitions, medians)")
         selected = args.only or list(BENCHES)
         if "workloads" in selected:
-            bench_workloads(reps)
+            bench_workloads(reps, args.baseline)
         if "cheap" in selected:
             bench_cheap(bins, reps, 2_000_000 // scale)
         if "mprotect" in selected:
