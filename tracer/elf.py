@@ -23,7 +23,7 @@ from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
 from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from elftools.elf.sections import Section, SymbolTableSection
 
 from tracer.abi import PF_W, PF_X
 from tracer.errors import EXIT_VIOLATION, TrampwatchError
@@ -171,6 +171,19 @@ class ElfInfo:
         return None
 
 
+class _ElfFile(ELFFile):
+    """pyelftools' ELFFile without parsing hash sections: building one reads
+    its bucket and chain arrays element by element (80,000 for node, most of
+    a read_elf), each time a walk of the sections meets it; nothing here uses
+    them."""
+
+    def _make_gnu_hash_section(self, section_header, name: str) -> Section:
+        return Section(section_header, name, self)
+
+    def _make_elf_hash_section(self, section_header, name: str) -> Section:
+        return Section(section_header, name, self)
+
+
 def _open_regular(path: str) -> tuple[int, os.stat_result]:
     """Open `path` read-only without blocking on a FIFO; return (fd, fstat)."""
     try:
@@ -241,7 +254,7 @@ def _malformed(path: str, size: int, stream: BinaryIO, err: Exception) -> ElfErr
 
 
 def _parse(path: str, key: FileKey, stream: BinaryIO) -> ElfInfo:
-    elf = ELFFile(stream)
+    elf = _ElfFile(stream)
     segments = []
     gnu_stack_flags = None
     interp = dynamic = None
