@@ -413,6 +413,76 @@ def read_at_vaddr(info: ElfInfo, vaddr: int, size: int) -> bytes:
         os.close(fd)
 
 
+_PT_GNU_STACK = 0x6474E551
+# Per ELF class: (e_phoff format, e_phoff offset, program header format, p_flags position).
+_PHDR_LAYOUTS = {1: ("I", 0x1C, "8I", 6), 2: ("Q", 0x20, "IIQQQQQQ", 1)}
+
+
+def read_stack_flags(path: str) -> int | None:
+    """The PT_GNU_STACK flags of the ELF file at `path`, None when it has no
+    such header -- from the program headers alone, as the kernel's exec reads
+    them. Raises ElfError (NotElfError) when the file cannot be read or its
+    program headers are not there."""
+    fd, st = _open_regular(path)
+    try:
+        head = os.pread(fd, 64, 0)
+        if head[:4] != _ELF_MAGIC:
+            raise NotElfError(path, "not-elf", "not an ELF file")
+        if len(head) < 64 or head[4] not in _PHDR_LAYOUTS or head[5] not in (1, 2):
+            raise ElfError(path, "malformed", "malformed ELF header")
+        endian = "<" if head[5] == 1 else ">"
+        offword, at, phdr_format, flags_at = _PHDR_LAYOUTS[head[4]]
+        (phoff,) = struct.unpack_from(endian + offword, head, at)
+        # e_phoff, e_shoff, e_flags, e_ehsize, then e_phentsize and e_phnum.
+        phentsize, phnum = struct.unpack_from(endian + "HH", head, at + 2 * struct.calcsize(offword) + 6)
+        phdr = struct.Struct(endian + phdr_format)
+        if phnum == 0:
+            return None
+        if phentsize < phdr.size:
+            raise ElfError(path, "malformed", f"program header entries of {phentsize} bytes")
+        if phoff + phnum * phentsize > st.st_size:
+            raise ElfError(path, "truncated", "program headers lie past the end of the file")
+        table = os.pread(fd, phnum * phentsize, phoff)
+    except OSError as err:
+        raise _os_error(path, err) from err
+    finally:
+        os.close(fd)
+    for index in range(len(table) // phentsize):
+        fields = phdr.unpack_from(table, index * phentsize)
+        if fields[0] == _PT_GNU_STACK:
+            return fields[flags_at]
+    return None
+
+
+class ExecStackCache:
+    """PT_GNU_STACK verdicts of executables by (path, device, inode, mtime,
+    size): a program exec'd again and again (a shell loop) costs one stat."""
+
+    def __init__(self, maxsize: int = 1024):
+        self.maxsize = maxsize
+        self._entries: dict[tuple[str, int, int, int, int], bool | None] = {}
+
+    def execstack(self, path: str) -> bool | None:
+        """True/False from PT_GNU_STACK's PF_X; None when the header is absent
+        or the file cannot be read as ELF."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        key = (path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        if key in self._entries:
+            return self._entries[key]
+        try:
+            flags = read_stack_flags(path)
+            verdict = None if flags is None else bool(flags & PF_X)
+        except ElfError:
+            verdict = None
+        if len(self._entries) >= self.maxsize:
+            self._entries.clear()
+        self._entries[key] = verdict
+        return verdict
+
+
 class ElfCache:
     """Parsed ELF files by (path, device, inode, mtime), least recently used
     evicted first. Failures are remembered too, so a non-ELF or unreadable

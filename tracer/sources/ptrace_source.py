@@ -27,7 +27,7 @@ from ptrace import PtraceError
 from ptrace.binding import func as pt
 
 from .. import abi
-from ..elf import ElfCache, ElfError
+from ..elf import ExecStackCache
 from ..errors import CommandError, NoSuchProcess, TraceError
 from ..events import (
     AttachEvent,
@@ -787,17 +787,14 @@ def _with_segment_size(call: MemCall) -> MemCall:
     return _replace(call, object_size=size) if size else call
 
 
-# Programs exec'd again and again (a shell loop) are parsed once: keyed by
+# Programs exec'd again and again (a shell loop) are read once: keyed by
 # path, device, inode and mtime, so a replaced file is read again.
-_EXEC_ELVES = ElfCache()
+_EXEC_STACKS = ExecStackCache()
 
 
 def _elf_execstack(path: str) -> bool | None:
     """PT_GNU_STACK's verdict for the executable at path (None: unknown)."""
-    try:
-        return _EXEC_ELVES.get(path).execstack
-    except ElfError:
-        return None
+    return _EXEC_STACKS.execstack(path)
 
 
 # --- spawning -----------------------------------------------------------------------
