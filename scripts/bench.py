@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -68,6 +69,31 @@ def time_once(case: Case) -> float:
     if done.returncode not in case.ok_codes:
         sys.exit(f"bench: {' '.join(case.argv)} exited {done.returncode}")
     return elapsed
+
+
+def time_and_cpu_once(case: Case) -> tuple[float, float]:
+    """Run a case like time_once; return (wall seconds, CPU seconds of it and
+    all its descendants: the tracer's and the program's user + system time)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time_once(case)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def measure_wall_and_cpu(cases: list[Case], reps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Like measure(); also the median CPU seconds of each case (steadier than
+    wall time on a busy machine)."""
+    walls: dict[str, list[float]] = {case.name: [] for case in cases}
+    cpus: dict[str, list[float]] = {case.name: [] for case in cases}
+    for case in cases:
+        time_once(case)
+    for _ in range(reps):
+        for case in cases:
+            wall, cpu = time_and_cpu_once(case)
+            walls[case.name].append(wall)
+            cpus[case.name].append(cpu)
+    return ({name: statistics.median(v) for name, v in walls.items()},
+            {name: statistics.median(v) for name, v in cpus.items()})
 
 
 def measure(cases: list[Case], reps: int) -> dict[str, float]:
@@ -373,27 +399,29 @@ def bench_workloads(reps: int, baseline: str | None = None) -> None:
     """Whole real programs: native, under strace --seccomp-bpf tracing the
     same memory calls, and under trampwatch run (audit, default policy,
     attribution on, output discarded). Each workload's configurations run
-    interleaved. `baseline`: another checkout's tree, run as one more column
-    (PYTHONPATH=baseline) so before/after share the same noise."""
+    interleaved. Wall time and CPU time (tracer + program) are both shown:
+    on a shared machine CPU time is the steadier of the two. `baseline`:
+    another checkout's tree, run as one more configuration
+    (PYTHONPATH=baseline) so before and after share the same noise."""
     tw = [*TRAMPWATCH, "run", "--mode", "audit", "--no-summary", "-o", "/dev/null", "--"]
     base_env = {**os.environ, "PYTHONPATH": baseline} if baseline else None
+    configs = ["native", "strace", *(["baseline"] if base_env else []), "trampwatch"]
     rows = []
     for label, argv in workload_cases():
         cases = [Case("native", argv), Case("strace", [*STRACE_WORKLOAD, *argv]),
                  Case("trampwatch", [*tw, *argv])]
         if base_env:
             cases.append(Case("baseline", [*tw, *argv], env=base_env))
-        med = measure(cases, reps)
-        row = [label, f"{med['native']:.2f}", f"{med['strace']:.2f}"]
-        if base_env:
-            row += [f"{med['baseline']:.2f}", f"{med['baseline'] / med['strace']:.2f}x"]
-        row += [f"{med['trampwatch']:.2f}", f"{med['trampwatch'] / med['strace']:.2f}x",
-                f"{med['trampwatch'] / med['native']:.1f}x"]
+        wall, cpu = measure_wall_and_cpu(cases, reps)
+        row = [label]
+        for measured in (wall, cpu):
+            row += [f"{measured[name]:.2f}" for name in configs]
+            row += [f"{measured[name] / measured['strace']:.2f}x" for name in configs[2:]]
         rows.append(row)
-    header = ["workload", "native s", "strace s"]
-    if base_env:
-        header += ["baseline trampwatch s", "baseline / strace"]
-    header += ["trampwatch run s", "trampwatch / strace", "trampwatch / native"]
+    header = ["workload"]
+    for kind in ("wall", "CPU"):
+        header += [f"{name} {kind} s" for name in configs]
+        header += [f"{name} / strace ({kind})" for name in configs[2:]]
     table("whole programs, no CPU pinning (target: trampwatch within 1.2x strace -f --seccomp-bpf "
           "-e trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat)", header, rows)
 
