@@ -290,3 +290,19 @@ def parse_program_output(text: str) -> ProgramOutput:
 def parse_output() -> Callable[[str], ProgramOutput]:
     """Return parse_program_output: ``parse_output(stdout_text) -> ProgramOutput``."""
     return parse_program_output
+
+
+# --- markers (registered in pyproject.toml) ------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Loading BPF programs needs root: every `ebpf` test is a `root` test too."""
+    for item in items:
+        if item.get_closest_marker("ebpf") and not item.get_closest_marker("root"):
+            item.add_marker(pytest.mark.root)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip `root` tests, saying why, when the suite does not run as root."""
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.skip("needs root (BPF programs, tracing processes the test did not start): run as root")
