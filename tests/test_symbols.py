@@ -85,7 +85,8 @@ def _table(path: str, store: symbols.SymbolStore | None) -> symbols.SymbolTable:
         os.close(fd)
 
 
-@pytest.mark.parametrize("which", ["libc", "libjvm.so", "node"])
+@pytest.mark.parametrize("which", ["libc", pytest.param("libjvm.so", marks=pytest.mark.slow),
+                                   pytest.param("node", marks=pytest.mark.slow)])
 def test_bulk_table_matches_pyelftools(which: str) -> None:
     path = {"libc": _libc, "libjvm.so": _libjvm, "node": _node}[which]()
     if path is None:
