@@ -476,8 +476,8 @@ class PtraceSource:
 
     # --- syscalls ---------------------------------------------------------------
 
-    def _syscall_info(self, tid: int) -> tuple:
-        pt.ptrace(abi.PTRACE_GET_SYSCALL_INFO, tid, _INFO_SIZE, self._info_addr)
+    def _syscall_info(self, tid: int) -> bytes:
+        _fast_ptrace(abi.PTRACE_GET_SYSCALL_INFO, tid, _INFO_SIZE, self._info_addr)
         return self._info.raw
 
     def _syscall_stop(self, task: _Task) -> None:
