@@ -16,14 +16,9 @@ import stat
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property
-from typing import BinaryIO
-
-from elftools.common.exceptions import ELFError
-from elftools.construct.core import ConstructError
-from elftools.elf.dynamic import DynamicSegment
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import Section, SymbolTableSection
+from functools import cache, cached_property
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, BinaryIO
 
 from tracer.abi import PF_W, PF_X
 from tracer.errors import EXIT_VIOLATION, TrampwatchError
@@ -32,11 +27,15 @@ from tracer.symbols import Identity, Symbol, SymbolFormatError, SymbolTable, def
 __all__ = ["ElfCache", "ElfError", "ElfInfo", "FileKey", "NotElfError", "Segment", "Symbol", "SymbolTable",
            "map_to_vaddr", "read_at_vaddr", "read_elf", "symbolize"]
 
-# pyelftools reports malformed input through its own exceptions and, on
-# hostile input, through plain Python ones from its struct and string code.
-_PARSE_ERRORS = (
-    ELFError,
-    ConstructError,
+if TYPE_CHECKING:
+    from elftools.elf.dynamic import DynamicSegment
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+# pyelftools reports malformed input through its own exceptions (added by
+# _elftools()) and, on hostile input, through plain Python ones from its
+# struct and string code.
+_PYTHON_PARSE_ERRORS = (
     struct.error,
     ValueError,
     IndexError,
@@ -171,17 +170,31 @@ class ElfInfo:
         return None
 
 
-class _ElfFile(ELFFile):
-    """pyelftools' ELFFile without parsing hash sections: building one reads
-    its bucket and chain arrays element by element (80,000 for node, most of
-    a read_elf), each time a walk of the sections meets it; nothing here uses
-    them."""
+@cache
+def _elftools() -> SimpleNamespace:
+    """pyelftools, imported on first use: a traced program whose calls are
+    never reported needs none of it, and the import costs a start-up.
+    Holds ELFFile, ElfFile (ELFFile without hash sections), SymbolTableSection
+    and parse_errors."""
+    from elftools.common.exceptions import ELFError
+    from elftools.construct.core import ConstructError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import Section, SymbolTableSection
 
-    def _make_gnu_hash_section(self, section_header, name: str) -> Section:
-        return Section(section_header, name, self)
+    class ElfFile(ELFFile):
+        """ELFFile without parsing hash sections: building one reads its
+        bucket and chain arrays element by element (80,000 for node, most of
+        a read_elf), each time a walk of the sections meets it; nothing here
+        uses them."""
 
-    def _make_elf_hash_section(self, section_header, name: str) -> Section:
-        return Section(section_header, name, self)
+        def _make_gnu_hash_section(self, section_header, name: str) -> Section:
+            return Section(section_header, name, self)
+
+        def _make_elf_hash_section(self, section_header, name: str) -> Section:
+            return Section(section_header, name, self)
+
+    return SimpleNamespace(ELFFile=ELFFile, ElfFile=ElfFile, SymbolTableSection=SymbolTableSection,
+                           parse_errors=(ELFError, ConstructError, *_PYTHON_PARSE_ERRORS))
 
 
 def _open_regular(path: str) -> tuple[int, os.stat_result]:
@@ -213,6 +226,7 @@ def read_elf(path: str) -> ElfInfo:
     Raises NotElfError when the file is not a regular file or lacks the ELF
     magic, and ElfError for unreadable, truncated or malformed files.
     """
+    parse_errors = _elftools().parse_errors
     fd, st = _open_regular(path)
     with os.fdopen(fd, "rb") as stream:
         try:
@@ -228,20 +242,21 @@ def read_elf(path: str) -> ElfInfo:
             if err.errno != errno.EINVAL:
                 raise _os_error(path, err) from err
             raise _malformed(path, st.st_size, stream, err) from err
-        except _PARSE_ERRORS as err:
+        except parse_errors as err:
             raise _malformed(path, st.st_size, stream, err) from err
 
 
 def _malformed(path: str, size: int, stream: BinaryIO, err: Exception) -> ElfError:
     """Classify a parse failure: 'truncated' when the ELF header claims tables
     past the end of the file, 'malformed' otherwise."""
+    lib = _elftools()
     try:
-        elf = ELFFile(stream)
+        elf = lib.ELFFile(stream)
         ends = (
             elf["e_phoff"] + elf["e_phnum"] * elf["e_phentsize"],
             elf["e_shoff"] + elf["e_shnum"] * elf["e_shentsize"],
         )
-    except (*_PARSE_ERRORS, OSError):
+    except (*lib.parse_errors, OSError):
         # Not even the ELF header parses: only a short file does that.
         if size < 64:
             return ElfError(path, "truncated", f"truncated ELF ({size} bytes)")
@@ -254,7 +269,7 @@ def _malformed(path: str, size: int, stream: BinaryIO, err: Exception) -> ElfErr
 
 
 def _parse(path: str, key: FileKey, stream: BinaryIO) -> ElfInfo:
-    elf = _ElfFile(stream)
+    elf = _elftools().ElfFile(stream)
     segments = []
     gnu_stack_flags = None
     interp = dynamic = None
@@ -322,7 +337,7 @@ def _imports(elf: ELFFile, dynamic: DynamicSegment) -> frozenset[str]:
         table = dynamic
     if table is None:
         return frozenset()
-    if isinstance(table, SymbolTableSection):
+    if isinstance(table, _elftools().SymbolTableSection):
         return _undefined_names(elf, table)
     return frozenset(sym.name for sym in table.iter_symbols() if sym.name and sym["st_shndx"] == "SHN_UNDEF")
 
