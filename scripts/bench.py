@@ -34,8 +34,8 @@ STRACE_WORKLOAD = ["strace", "-f", "-qq", "--seccomp-bpf",
                    "-e", "trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat", "-o", "/dev/null"]
 NODE_FUNCTIONS = ('let s = 0; for (let i = 0; i < 20000; i++) { '
                   'const f = new Function("x", "return x + " + i); s += f(i); } console.log(s)')
-# JIT-heavy: 400 distinct hot functions, each compiled by the optimising tier (a few seconds native).
-NODE_JIT = ('let t = 0; for (let i = 0; i < 400; i++) { const f = new Function("n", "let s = 0; '
+# JIT-heavy: 200 distinct hot functions, each compiled by the optimising tier (a few seconds native).
+NODE_JIT = ('let t = 0; for (let i = 0; i < 200; i++) { const f = new Function("n", "let s = 0; '
             'for (let j = 0; j < n; j++) s = (s + j * " + i + ") % 1000003; return s"); '
             'for (let k = 0; k < 10; k++) t += f(100000); } console.log(t)')
 # 250 x (true, echo, sh -c :, env true): 1,000 short processes of four programs, dynamic and static shells.
@@ -390,7 +390,7 @@ def workload_cases() -> list[tuple[str, list[str]]]:
         ("bash loop of 200 /bin/true", ["bash", "-c", "for i in $(seq 200); do /bin/true; done"]),
         ("node creating and calling 20,000 functions", ["node", "-e", NODE_FUNCTIONS]),
         ("java -version", ["java", "-version"]),
-        ("node JIT-heavy (400 hot functions, optimised)", ["node", "-e", NODE_JIT]),
+        ("node JIT-heavy (200 hot functions, optimised)", ["node", "-e", NODE_JIT]),
         ("bash loop of 1,000 short processes (true, echo, sh -c, env)", ["bash", "-c", SHELL_1000]),
     ]
 
