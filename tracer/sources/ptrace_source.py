@@ -28,7 +28,7 @@ from ptrace import PtraceError
 from ptrace.binding import func as pt
 
 from .. import abi
-from ..elf import ElfError, read_elf
+from ..elf import ExecStackCache
 from ..errors import CommandError, NoSuchProcess, TraceError
 from ..events import (
     AttachEvent,
@@ -562,7 +562,7 @@ class PtraceSource:
 
     # --- syscalls ---------------------------------------------------------------
 
-    def _syscall_info(self, tid: int) -> tuple:
+    def _syscall_info(self, tid: int) -> bytes:
         _fast_ptrace(abi.PTRACE_GET_SYSCALL_INFO, tid, _INFO_SIZE, self._info_addr)
         return self._info.raw
 
@@ -1004,12 +1004,14 @@ def _with_segment_size(call: MemCall) -> MemCall:
     return _replace(call, object_size=size) if size else call
 
 
+# Programs exec'd again and again (a shell loop) are read once: keyed by
+# path, device, inode and mtime, so a replaced file is read again.
+_EXEC_STACKS = ExecStackCache()
+
+
 def _elf_execstack(path: str) -> bool | None:
     """PT_GNU_STACK's verdict for the executable at path (None: unknown)."""
-    try:
-        return read_elf(path).execstack
-    except ElfError:
-        return None
+    return _EXEC_STACKS.execstack(path)
 
 
 # --- spawning -----------------------------------------------------------------------
