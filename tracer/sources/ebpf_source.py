@@ -52,13 +52,14 @@ from tracer.events import (
     ProcessInfo,
     RecordsLost,
 )
+from tracer.resources import package_path
 from tracer.sources import procfs
 
 # What an address space's special mapping (vdso, vvar) is called when the
 # kernel side saw it but /proc can no longer name it.
 SPECIAL_MAPPING = "[special]"
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+BPF_DIR = package_path("bpf")
 RECORD_HEADER = BPF_DIR / "wx_record.h"
 MONITOR_PROGRAM = BPF_DIR / "wx_monitor.bpf.c"
 
