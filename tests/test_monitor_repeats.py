@@ -24,13 +24,16 @@ def test_a_million_jit_flips_lose_no_verdict(build_program, tmp_path) -> None:
     json_path = tmp_path / "monitor.jsonl"
     monitor = subprocess.Popen([*TRAMPWATCH, "monitor", "--comm", "jit_flood", "--json", str(json_path),
                                 "-o", str(tmp_path / "m.txt")], stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    line = monitor.stderr.readline()
-    assert "monitoring" in line, line + monitor.stderr.read()
-    done = subprocess.run([str(program), str(FLIPS)], capture_output=True, text=True, check=True)
-    assert f"COUNT {FLIPS}" in done.stdout and "STEP jit_mprotect" not in done.stdout
-    time.sleep(1.5)  # the poll timeout, twice over
-    monitor.send_signal(signal.SIGINT)
-    assert monitor.wait(timeout=120) == 0, monitor.stderr.read()
+    try:
+        line = monitor.stderr.readline()
+        assert "monitoring" in line, line + monitor.stderr.read()
+        done = subprocess.run([str(program), str(FLIPS)], capture_output=True, text=True, check=True)
+        assert f"COUNT {FLIPS}" in done.stdout and "STEP jit_mprotect" not in done.stdout
+        time.sleep(1.5)  # the poll timeout, twice over
+    finally:
+        monitor.send_signal(signal.SIGINT)
+        status = monitor.wait(timeout=120)
+    assert status == 0, monitor.stderr.read()
     records = [json.loads(line) for line in json_path.read_text().splitlines()]
     summary = records[-1]
     assert summary["type"] == "summary" and summary["lost"] == 0

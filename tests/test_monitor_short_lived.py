@@ -73,11 +73,15 @@ def test_short_lived_programs_get_the_same_categories_as_under_run(build_program
         # children): once it has exited, every process of the batch is gone.
         batch.communicate("go\n", timeout=120)
         assert batch.returncode == 0
-    finally:
         monitor.send_signal(signal.SIGCONT)
-    time.sleep(1.5)  # the poll timeout, twice over
-    monitor.send_signal(signal.SIGINT)
-    assert monitor.wait(timeout=60) == 0, monitor.stderr.read()
+        time.sleep(1.5)  # the poll timeout, twice over
+    finally:
+        # Whatever happened, the monitor is stopped (never left running).
+        monitor.send_signal(signal.SIGCONT)
+        monitor.send_signal(signal.SIGINT)
+        status = monitor.wait(timeout=60)
+        batch.kill()
+    assert status == 0, monitor.stderr.read()
     records = [json.loads(line) for line in json_path.read_text().splitlines()]
     assert records[-1]["type"] == "summary" and records[-1]["lost"] == 0
     monitored = _by_exe([r for r in records if r["type"] == "event"])
