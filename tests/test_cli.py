@@ -184,6 +184,7 @@ def test_monitor_serves_prometheus_metrics(build_program, tmp_path):
 @pytest.mark.parametrize("argv", [["node", "-e", "console.log(1)"], ["java", "-version"]],
                          ids=["node", "java"])
 @pytest.mark.ebpf
+@pytest.mark.slow
 def test_monitor_sees_jits_like_run(argv, tmp_path):
     if shutil.which(argv[0]) is None:
         pytest.skip(f"{argv[0]} is not installed (scripts/setup installs it)")
@@ -279,6 +280,7 @@ int main(int argc, char **argv)
 
 
 @pytest.mark.ebpf
+@pytest.mark.slow
 def test_monitor_reports_lost_records_as_they_happen(tmp_path):
     source = tmp_path / "twflood.c"
     source.write_text(FLOOD_C)
