@@ -57,6 +57,7 @@ Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
 # A call the model could not plan (its process unknown), reported because the kernel killed it.
 UNKNOWN_BACKING = Backing("unknown")
+_NOTHING = Evidence()
 # Who a call comes from when the model does not know the process (yet).
 UNKNOWN_PROCESS = ProcessInfo("", "", -1)
 
@@ -153,8 +154,10 @@ class Judge:
             addr = judgement.addr
             if change is not None and change.kind == "map" and not ret.failed:
                 addr = ret.result
-            self._settle(replace(judgement, result=ret.result, addr=addr), pending.plan,
-                         Evidence(result=ret.result, kernel_kill=pending.kernel_kill))
+            plan = pending.plan
+            # Most plans need no proof: no Evidence to make (this is every judged call's path).
+            seen = _NOTHING if plan.proof is Proof.NONE else Evidence(ret.result, pending.kernel_kill)
+            self._settle(judgement, plan, seen, result=ret.result, addr=addr)
 
     def call_killed(self, call: MemCall) -> None:
         """A call whose process is being killed at entry: it never returns;
@@ -330,15 +333,23 @@ class Judge:
         self._settle(judgement, plan, Evidence())
         return plan
 
-    def _settle(self, judgement: Judgement, plan: Plan, seen: Evidence) -> None:
-        """Emit `judgement` with its outcome once `seen` settles `plan`; else
-        keep it until its process dies (or the run ends)."""
-        settled = settle(plan, judgement, seen)
-        if settled is None:
-            self._awaiting.setdefault(judgement.pid, []).append((judgement, plan))
-            return
-        outcome, reason = settled
-        self._emit(replace(judgement, outcome=outcome, reason=reason))
+    def _settle(self, judgement: Judgement, plan: Plan, seen: Evidence, **learnt: int) -> None:
+        """Emit `judgement` (with the fields `learnt` since it was made) and
+        its outcome once `seen` settles `plan`; else keep it until its process
+        dies (or the run ends)."""
+        if plan.proof is Proof.NONE:
+            outcome, reason = plan.outcome, plan.reason
+        else:
+            settled = settle(plan, judgement, seen)
+            if settled is None:
+                held = replace(judgement, **learnt) if learnt else judgement
+                self._awaiting.setdefault(judgement.pid, []).append((held, plan))
+                return
+            outcome, reason = settled
+        changes: dict[str, object] = learnt
+        if outcome is not judgement.outcome or reason is not None:
+            changes = {**learnt, "outcome": outcome, "reason": reason}
+        self._emit(replace(judgement, **changes) if changes else judgement)
 
     def _emit(self, judgement: Judgement) -> None:
         self.stats.judged += 1
