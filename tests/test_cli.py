@@ -212,8 +212,9 @@ spec:
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, times: int = 1) -> str:
     """Poll `path` until it holds `text` `times` times (a guard against
-    hanging, not a timing assertion)."""
-    for _ in range(300):
+    hanging, not a timing assertion: compiling BPF on a loaded host takes
+    tens of seconds)."""
+    for _ in range(1800):
         content = path.read_text()
         if content.count(text) >= times:
             return content

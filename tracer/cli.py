@@ -293,8 +293,10 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
             enforcer = KernelKillEnforcer(enforcement) if mode == "enforce" else AUDIT
             judge = Judge(policy, mode, outputs, source="ebpf", report_all=all_calls, enforcer=enforcer)
             source = stack.enter_context(EbpfSource(config))
-            click.echo(f"trampwatch: monitoring ({mode}); BPF compiled and attached in "
-                       f"{source.load_seconds:.2f}s", err=True)
+
+            def ready() -> None:
+                click.echo(f"trampwatch: monitoring ({mode}); BPF compiled and attached in "
+                           f"{source.load_seconds:.2f}s", err=True)
 
             def reload() -> None:
                 # Everything is read and checked before anything changes.
@@ -319,7 +321,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                 click.echo(f"trampwatch: reloaded: policy {new_policy.name} ({len(new_policy.rules)} rules), "
                            f"watching {new_selection.describe()}", err=True)
 
-            monitor_host(judge, source, duration, reload)
+            monitor_host(judge, source, duration, reload, ready)
             judge.finish(None)
     except TrampwatchError as err:
         _fail(err)

@@ -468,11 +468,13 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
 
 
 def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
-                 on_reload: Callable[[], None] | None = None) -> None:
+                 on_reload: Callable[[], None] | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
     """Feed the eBPF source's events through the judge until SIGINT/SIGTERM
     or `duration` seconds; lost records are reported as they are counted.
     SIGHUP calls `on_reload` (when given) once what the kernel sent before
-    it is judged."""
+    it is judged. `on_ready` is called once the signals are handled (a
+    readiness line printed earlier would let a quick SIGINT abort the run)."""
     stopping = False
     reloading = False
 
@@ -492,6 +494,8 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
     if on_reload is not None:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     deadline = None if duration is None else time.monotonic() + duration
+    if on_ready is not None:
+        on_ready()
     # Processes first seen through a call: /proc was read after that call, so
     # the model shows its range as the call left it.
     seeded_by: dict[int, AttachEvent] = {}

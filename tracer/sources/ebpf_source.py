@@ -686,8 +686,10 @@ class EbpfSource:
         self._filters = Filter(0)
         self._enforce = config.enforce
         try:
-            self.set_kill_rules(config.kill_rules, config.enforce)
+            # Selection first: each call writes the config, and kill rules
+            # written before the filters would apply to every process.
             self.set_filters(pids=config.pids, comms=config.comms, cgroups=config.cgroups)
+            self.set_kill_rules(config.kill_rules, config.enforce)
         except BaseException:
             self.close()
             raise
