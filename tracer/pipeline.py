@@ -23,6 +23,7 @@ from .classify import classify, classify_exec
 from .errors import TraceError
 from .events import (
     AttachEvent,
+    ClosureEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -51,6 +52,7 @@ from .sources.ptrace_source import (
 
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
+CLOSURE_BACKING = Backing(SPECIAL, "[closure]")
 # Who a call comes from when the model does not know the process (yet).
 UNKNOWN_PROCESS = ProcessInfo("", "", -1)
 
@@ -78,6 +80,7 @@ class RunStats:
     exit_status: int | None = None
     lost: int = 0
     stops: int = 0
+    closures: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -102,6 +105,8 @@ class Judge:
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
         self.finished = False
+        # Report every closure served (run --closures --trace-trampolines).
+        self.trace_trampolines = False
 
     def set_policy(self, policy: Policy) -> None:
         """Judge every call from now on by `policy` (the model is kept)."""
@@ -209,6 +214,8 @@ class Judge:
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
             self._trampfd(event)
+        elif isinstance(event, ClosureEvent):
+            self._closure(event)
         elif isinstance(event, RecordsLost):
             self.stats.lost = event.total
             for output in self.outputs:
@@ -243,6 +250,40 @@ class Judge:
             length=event.length, prot=0, prev_prot=None, backing=TRAMPFD_BACKING, categories=categories,
             decision=decision, verdict=VERDICTS[(self.mode, decision.action)], caller=caller,
             detail=tuple(detail),
+        ))
+
+    def _closure(self, event: ClosureEvent) -> None:
+        """Count a served closure (reported with --trace-trampolines) or
+        report a jump into granted memory that was no known trampoline."""
+        self.stats.closures[event.op] += 1
+        if event.op != "refused" and not self.trace_trampolines:
+            return
+        process = self.model.process(event.pid)
+        info = process.info if process else UNKNOWN_PROCESS
+        regions = process.space.snapshot() if process is not None else ()
+        caller = self.attributor.caller(event.caller, b"", 0, regions) if event.caller and regions else None
+        if event.op == "refused":
+            categories = (Category.W_TO_X,)
+            decision = Decision(Action.DENY, None, None, ())
+            verdict = "sigsegv"
+            detail = [("why", "execution of written memory that holds no known trampoline: the program got "
+                              "the SIGSEGV the kernel delivers")]
+        else:
+            categories = (Category.TRAMPFD,)
+            decision = decide(self.policy, Facts(
+                categories=categories, syscall=TRAMPFD_PSEUDO_SYSCALL, exe=info.exe, comm=info.comm,
+                uid=info.uid, backing_kind="special", object_path="[closure]", caller_object=None,
+                prot=frozenset(), gained=frozenset(), new_mapping=event.op == "alloc"))
+            verdict = VERDICTS[(self.mode, decision.action)]
+            target = self.attributor.caller(event.target, b"", 0, regions) if regions else None
+            detail = [("target", _describe_address(event.target, target)), ("data", f"{event.data:#x}"),
+                      ("pattern", event.pattern)]
+        self._emit(Judgement(
+            ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=info.exe, comm=info.comm,
+            uid=info.uid, syscall=f"closure-{event.op}", arch=event.arch, args=(event.data,),
+            result=event.target or None, addr=event.addr, length=0, prot=0, prev_prot=None,
+            backing=CLOSURE_BACKING, categories=categories, decision=decision, verdict=verdict, caller=caller,
+            detail=(("mode", event.mode), *detail),
         ))
 
     def _exec(self, event: ExecEvent) -> Decision | None:
