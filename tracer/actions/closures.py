@@ -92,7 +92,8 @@ class ClosureEmulator:
         return ()
 
     def on_syscall(self, call: RawCall, ctl: Control) -> bool:
-        """Rewrite a W+X request to W (the call still runs: always False)."""
+        """Rewrite a W+X request to W, and exec asked for a page of known
+        trampolines to none (the call still runs: always False)."""
         name = _NAMES[call.arch].get(call.nr)
         if name in ("mmap2",) or (name == "mmap" and call.arch == "x86_64"):
             self._map(call, ctl)
@@ -194,7 +195,7 @@ class ClosureEmulator:
     def _protect(self, call: RawCall, ctl: Control) -> None:
         addr, length, prot = call.args[0], call.args[1], call.args[2]
         end = addr + _page_up(length)
-        if prot & _WX != _WX:
+        if prot & _WX != _WX and not (prot & PROT_EXEC and self._holds_trampolines(call, ctl, addr)):
             self._forget(call.pid, addr, end)
             return
         ctl.rewrite_arguments((addr, length, prot & ~PROT_EXEC, *call.args[3:]))
@@ -207,6 +208,15 @@ class ClosureEmulator:
                 self._space(call.pid).granted.add(start, end)
 
         ctl.on_exit(granted)
+
+    @staticmethod
+    def _holds_trampolines(call: RawCall, ctl: Control, addr: int) -> bool:
+        """True when memory about to be made executable starts with a known
+        trampoline: a page filled with closures, then flipped to exec (Ruby
+        FFI's closure pool). JIT code never starts so; it keeps its exec."""
+        code = ctl.read(addr, CODE_WINDOW)
+        regs = {"eflags": 0, "rsp": call.sp}
+        return match(call.arch, addr, code, regs, lambda at, size: ctl.read(at, size)) is not None
 
     def _remap(self, call: RawCall, ctl: Control) -> None:
         space = self.spaces.get(call.pid)

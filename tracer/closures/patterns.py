@@ -14,6 +14,8 @@ x86-64
 - GCC nested function: [endbr64] movabs $fn,%r11 (49 bb imm64, or mov
   $fn,%r11d 41 bb imm32); movabs $chain,%r10 (49 ba imm64, or 41 ba imm32);
   jmp *%r11 (49 ff e3).
+- ruby-ffi's method trampoline: movabs $ctx,%rcx (48 b9 imm64); movabs
+  $fn,%r11; jmp *%r11 (41 ff e3).
 - libffi 3.0-3.2: movabs $handler,%r11; movabs $closure,%r10; clc or stc
   (f8/f9: the carry flag tells the handler whether SSE registers are used);
   jmp *%r11.
@@ -80,42 +82,52 @@ def match(arch: str, pc: int, code: bytes, regs: Mapping[str, int], fetch: Fetch
     return None
 
 
-def _imm_load(code: bytes, at: int, opcode: int) -> tuple[int, int] | None:
-    """movabs $imm64 (49 op) or mov $imm32 zero-extended (41 op) to r8-r15:
-    return (value, length) or None."""
-    if code[at:at + 2] == bytes((0x49, opcode)) and len(code) >= at + 10:
-        return _U64.unpack_from(code, at + 2)[0], 10
-    if code[at:at + 2] == bytes((0x41, opcode)) and len(code) >= at + 6:
-        return _U32.unpack_from(code, at + 2)[0], 6
-    return None
-
-
-_MOV_R11, _MOV_R10 = 0xBB, 0xBA
-_JMP_R11 = b"\x49\xff\xe3"
+# 64-bit immediate loads a trampoline may make: (prefix, opcode) -> register.
+# movabs is REX.W B8+r imm64; the short form (REX.B B8+r imm32) zero-extends.
+_IMM64 = {(0x49, 0xBB): "r11", (0x49, 0xBA): "r10", (0x48, 0xB9): "rcx"}
+_IMM32 = {(0x41, 0xBB): "r11", (0x41, 0xBA): "r10"}
+# jmp *%r11, with or without a (meaningless) REX.W.
+_JMP_R11 = (b"\x49\xff\xe3", b"\x41\xff\xe3")
 _LEA_R10_RIP = b"\x4c\x8d\x15"
 _JMP_RIP = b"\xff\x25"
+
+
+def _imm_loads(code: bytes, at: int) -> tuple[list[tuple[str, int]], int]:
+    """The immediate register loads starting at `at`: [(register, value)]
+    and the offset after them."""
+    loads = []
+    while len(loads) < 2:
+        key = tuple(code[at:at + 2])
+        if key in _IMM64 and len(code) >= at + 10:
+            loads.append((_IMM64[key], _U64.unpack_from(code, at + 2)[0]))
+            at += 10
+        elif key in _IMM32 and len(code) >= at + 6:
+            loads.append((_IMM32[key], _U32.unpack_from(code, at + 2)[0]))
+            at += 6
+        else:
+            break
+    return loads, at
 
 
 def _match_x86_64(pc: int, code: bytes, regs: Mapping[str, int], fetch: Fetch) -> Invocation | None:
     endbr = code.startswith(ENDBR64)
     at = len(ENDBR64) if endbr else 0
     prefix = "endbr64, " if endbr else ""
-    fn = _imm_load(code, at, _MOV_R11)
-    if fn is not None:
-        chain = _imm_load(code, at + fn[1], _MOV_R10)
-        if chain is None:
-            return None
-        tail = at + fn[1] + chain[1]
-        target, data = fn[0], chain[0]
-        if code[tail:tail + 3] == _JMP_R11:
-            return Invocation(f"gcc nested function ({prefix}movabs r11, r10; jmp *r11)",
-                              {"r11": target, "r10": data, "rip": target}, data)
-        if code[tail:tail + 1] in (b"\xf8", b"\xf9") and code[tail + 1:tail + 4] == _JMP_R11 and not endbr:
-            carry = code[tail] == 0xF9
+    loads, tail = _imm_loads(code, at)
+    values = dict(loads)
+    if len(loads) == 2 and len(values) == 2 and "r11" in values:
+        target = values["r11"]
+        other, data = next((name, value) for name, value in loads if name != "r11")
+        if code[tail:tail + 3] in _JMP_R11:
+            kind = "gcc nested function" if other == "r10" else "ruby-ffi method trampoline"
+            return Invocation(f"{kind} ({prefix}mov r11, {other}; jmp *r11)", {**values, "rip": target}, data)
+        carry_byte = code[tail:tail + 1]
+        if (carry_byte in (b"\xf8", b"\xf9") and code[tail + 1:tail + 4] in _JMP_R11 and not endbr
+                and other == "r10"):
+            carry = carry_byte == b"\xf9"
             eflags = (regs["eflags"] | _CARRY) if carry else (regs["eflags"] & ~_CARRY)
             return Invocation("libffi 3.0-3.2 closure (movabs r11, r10; " + ("stc" if carry else "clc")
-                              + "; jmp *r11)", {"r11": target, "r10": data, "eflags": eflags, "rip": target},
-                              data)
+                              + "; jmp *r11)", {**values, "eflags": eflags, "rip": target}, data)
         return None
     if code[at:at + 3] == _LEA_R10_RIP and code[at + 7:at + 9] == _JMP_RIP and len(code) >= at + 13:
         lea_end = pc + at + 7
