@@ -202,11 +202,17 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
         with ExitStack() as stack:
             judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
             closures = closures or judge.policy.closures
+            if closures == "trampfd":
+                raise click.UsageError("--closures=trampfd is not built yet (docs/closures.md): use "
+                                       "--closures=emulate, which serves every program")
+            if closures == "auto":
+                click.echo("trampwatch: --closures=auto serves every program in emulate mode (trampfd mode "
+                           "is not built yet; docs/closures.md)", err=True)
             if trace_trampolines and not (emulate_trampfd or closures):
                 raise click.UsageError("--trace-trampolines needs --emulate-trampfd or --closures")
             judge.trace_trampolines = trace_trampolines
             handlers: list = []
-            if emulate_trampfd or closures in ("trampfd", "auto"):
+            if emulate_trampfd:
                 from .actions.emulate import TrampfdEmulator
 
                 handlers.append(TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event))

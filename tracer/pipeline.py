@@ -104,6 +104,7 @@ class Judge:
         self.attributor = Attributor()
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
+        self._refusals: Counter[tuple] = Counter()
         self.finished = False
         # Report every closure served (run --closures --trace-trampolines).
         self.trace_trampolines = False
@@ -176,6 +177,7 @@ class Judge:
             return None
         if caller is None:
             caller = self._caller(call, peek)
+        hint = closure_hint(caller.object if caller else None, decision.action)
         return Judgement(
             ts=call.ts, source=self.source, pid=call.pid, tid=call.tid,
             exe=facts.exe, comm=facts.comm, uid=facts.uid, syscall=call.syscall, arch=call.arch,
@@ -183,7 +185,30 @@ class Judge:
             prot=change.prot, prev_prot=change.prev_prot if change.parts else None,
             backing=change.backing, categories=categories, decision=decision,
             verdict=VERDICTS[(self.mode, decision.action)], caller=caller,
+            detail=(("hint", hint),) if hint else (),
         )
+
+    def refused_again(self, call: MemCall) -> bool:
+        """Count a refusal of `call`; True when its process has had the same
+        refusal (same syscall, categories and calling object) RETRY_LIMIT
+        times: it is retrying in a loop (libffi walks temporary directories
+        forever when every executable mapping is refused) and is killed,
+        which its pending judgement now says."""
+        pending = self._pending.get(call.tid)
+        if pending is None or pending.judgement is None or pending.call is not call:
+            return False
+        judgement = pending.judgement
+        caller = judgement.caller.object if judgement.caller else None
+        key = (call.pid, call.syscall, judgement.categories, caller)
+        self._refusals[key] += 1
+        if self._refusals[key] < RETRY_LIMIT:
+            return False
+        pending.judgement = replace(judgement, verdict=VERDICTS[(self.mode, Action.KILL)], detail=(
+            *judgement.detail,
+            ("why", f"the same call was refused {RETRY_LIMIT} times: the program retries it in a loop and "
+                    "would never finish, so it was stopped"),
+        ))
+        return True
 
     def _caller(self, call: MemCall, peek: Peek | None) -> Caller | None:
         process = self.model.process(call.pid)
@@ -308,6 +333,9 @@ class Judge:
             categories=categories, decision=decision,
             verdict=VERDICTS[(self.mode, _at_exec(decision.action))],
             caller=Caller(0, event.process.exe, None, 0),
+            detail=(("hint", "an executable stack is what GCC nested functions need for their trampolines; "
+                             "`trampwatch run --closures` serves them without one (docs/closures.md)"),)
+            if Category.EXECSTACK in categories and decision.action in (Action.DENY, Action.KILL) else (),
         )
         self._emit(judgement)
         return decision
@@ -326,6 +354,31 @@ class Judge:
         for output in self.outputs:
             output.close(self.stats)
         return self.stats
+
+
+# Identical refusals after which a process is taken to retry forever.
+RETRY_LIMIT = 200
+# Libraries that ask for closure memory, by file name prefix (what they are).
+CLOSURE_LIBRARIES = {
+    "libffi.so": "libffi (closures)",
+    "libffi_pic": "libffi (closures)",
+    "ffi_c.so": "Ruby FFI (closures)",
+    "_cffi_backend": "cffi (closures)",
+    "_ctypes": "ctypes (closures)",
+}
+
+
+def closure_hint(caller_object: str | None, action: Action) -> str | None:
+    """The hint a refused closure page gets: which library wanted it and
+    that `run --closures` serves it; None for any other call."""
+    if action not in (Action.DENY, Action.KILL) or not caller_object:
+        return None
+    name = os.path.basename(caller_object)
+    what = next((what for prefix, what in CLOSURE_LIBRARIES.items() if name.startswith(prefix)), None)
+    if what is None:
+        return None
+    return (f"{name} ({what}) wanted this memory for closures; `trampwatch run --closures` serves them "
+            "without W+X memory (docs/closures.md)")
 
 
 def _describe_address(addr: int, where: Caller | None) -> str:
@@ -362,6 +415,9 @@ class PtraceSink(TraceSink):
             self.judge.call_killed(call)
             return CallReply(kill=True)
         if decision.action is Action.DENY:
+            if self.judge.refused_again(call):
+                self.judge.call_killed(call)
+                return CallReply(kill=True)
             return CallReply(deny_errno=decision.errno)
         return ALLOW_WITH_RESULT
 
