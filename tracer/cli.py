@@ -109,11 +109,15 @@ def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | N
     return Judge(policy, mode or policy.mode or "audit", outputs, source="ptrace", report_all=all_calls)
 
 
-def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = (), refuse_wx: int | None = None
-                 ) -> Callable[[], None]:
+def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = (), refuse_wx: int | None = None,
+                 preload: str | None = None) -> Callable[[], None]:
     filters = [build_filter(extra=extra), *(build_wx_refusal(refuse_wx) if refuse_wx else ())]
 
     def prepare() -> None:
+        if preload:
+            # In the traced child only: the tree inherits it, trampwatch does not.
+            previous = os.environ.get("LD_PRELOAD")
+            os.environ["LD_PRELOAD"] = f"{preload}:{previous}" if previous else preload
         if kernel_mdwe:
             from .actions.mdwe import apply_kernel_mdwe
 
@@ -202,20 +206,24 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
         with ExitStack() as stack:
             judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
             closures = closures or judge.policy.closures
-            if closures == "trampfd":
-                raise click.UsageError("--closures=trampfd is not built yet (docs/closures.md): use "
-                                       "--closures=emulate, which serves every program")
-            if closures == "auto":
-                click.echo("trampwatch: --closures=auto serves every program in emulate mode (trampfd mode "
-                           "is not built yet; docs/closures.md)", err=True)
             if trace_trampolines and not (emulate_trampfd or closures):
                 raise click.UsageError("--trace-trampolines needs --emulate-trampfd or --closures")
             judge.trace_trampolines = trace_trampolines
             handlers: list = []
-            if emulate_trampfd:
+            preload = None
+            if emulate_trampfd or closures in ("trampfd", "auto"):
                 from .actions.emulate import TrampfdEmulator
 
                 handlers.append(TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event))
+            if closures in ("trampfd", "auto"):
+                from .actions.closures import ClosureAnnouncements
+                from .closures.preload import ANNOUNCE_NR, preload_value
+
+                if trampfd_nr != 440:
+                    raise click.UsageError("--closures=trampfd and auto use trampfd's number 440 "
+                                           "(the library is built for it): drop --trampfd-nr")
+                handlers.append(ClosureAnnouncements(ANNOUNCE_NR, judge.event))
+                preload = preload_value()
             emulator = None
             if closures in ("emulate", "auto"):
                 from .actions.closures import ClosureEmulator
@@ -225,7 +233,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
             prepare = _child_setup(kernel_mdwe, handler.trap_rules() if handler else (),
-                                   _kernel_refusal(judge, kernel_deny and emulator is None))
+                                   _kernel_refusal(judge, kernel_deny and emulator is None), preload)
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:

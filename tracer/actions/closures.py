@@ -242,3 +242,43 @@ class ClosureEmulator:
     def _word(ctl: Control, addr: int, size: int) -> int:
         raw = ctl.read(addr, size)
         return int.from_bytes(raw, "little") if len(raw) == size else 0
+
+
+class ClosureAnnouncements:
+    """Trampfd mode's tracer side: the preloaded library announces each
+    closure it served (code slot, handler, closure, caller) with a syscall
+    no kernel has; this handler turns it into a ClosureEvent and answers 0.
+    The trampolines themselves are trampfd v2 tables (TrampfdEmulator)."""
+
+    mode = "trampfd"
+
+    def __init__(self, nr: int, emit: Callable[[Event], None]):
+        self.nr = nr
+        self.emit = emit
+
+    def trap_rules(self) -> Sequence[TrapRule]:
+        """The announcement number (x86-64: the library is 64-bit only)."""
+        return (TrapRule(self.nr),)
+
+    def on_syscall(self, call: RawCall, ctl: Control) -> bool:
+        """Report an announcement; True (answered) for it, False otherwise."""
+        if call.arch != "x86_64" or call.nr != self.nr:
+            return False
+        code, target, closure, caller = call.args[:4]
+        self.emit(ClosureEvent(time.time(), call.pid, call.tid, "alloc", self.mode, code, target, closure,
+                               "trampfd v2 slot (r10 = closure; jmp to libffi's handler)", caller))
+        ctl.finish(0)
+        return True
+
+    def on_fault(self, pid: int, tid: int, ctl: Control) -> bool:
+        """No faults: trampfd v2 slots run natively."""
+        return False
+
+    def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
+        """Nothing kept per process."""
+
+    def on_exec(self, pid: int, ctl: Control) -> None:
+        """Nothing kept per process."""
+
+    def on_exit(self, pid: int) -> None:
+        """Nothing kept per process."""
