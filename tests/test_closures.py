@@ -154,11 +154,13 @@ def _native(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Co
 
 
 def _assert_served(argv: list[str], mode: str, env: dict[str, str] | None = None) -> dict:
+    """Run argv natively and under strict enforce --closures=MODE: same exit
+    status and output, no event but trampfd's own (allowed), nothing refused."""
     native = _native(argv, env)
     assert native.returncode == 0 and native.stdout.endswith("DONE\n"), native.stderr
     traced, events, summary = _run(argv, *STRICT, f"--closures={mode}", env=env)
     assert (traced.returncode, traced.stdout) == (0, native.stdout), traced.stderr[-3000:]
-    assert events == [], events[:3]  # no W^X event, no denial, no kill
+    assert [e for e in events if e["categories"] != ["trampfd"] or e["verdict"] != "allowed"] == []
     assert "denied" not in traced.stderr and "killed" not in traced.stderr
     return summary
 
@@ -176,35 +178,52 @@ def _c_program(name: str, m32: bool = False) -> str:
     return str(build(PROGRAMS / f"{name}.c", *flags, *libs, name=f"closures_{name}{'32' if m32 else ''}"))
 
 
-@pytest.mark.parametrize("m32", [False, True], ids=["x86_64", "i386"])
-@pytest.mark.parametrize("name", ["nested", "ffi_closures"])
-def test_c_programs_run_under_strict_in_emulate_mode(name: str, m32: bool) -> None:
-    summary = _assert_served([_c_program(name, m32)], "emulate")
-    assert summary["stops"] > 1000  # every invocation stopped in the tracer: it was emulated
+@pytest.mark.parametrize("name,m32,mode,served", [
+    ("nested", False, "emulate", "invoke"),
+    ("nested", True, "emulate", "invoke"),
+    ("nested", False, "auto", "invoke"),          # no libffi: emulate mode serves it
+    ("ffi_closures", False, "emulate", "invoke"),
+    ("ffi_closures", True, "emulate", "invoke"),
+    ("ffi_closures", False, "trampfd", "alloc"),
+    ("ffi_closures", False, "auto", "alloc"),
+    ("ffi_closures", True, "auto", "invoke"),     # 32-bit: trampfd is x86-64 only
+])
+def test_c_programs_under_strict(name: str, m32: bool, mode: str, served: str) -> None:
+    summary = _assert_served([_c_program(name, m32)], mode)
+    closures = summary["closures"]
+    assert closures[served] > 600 and closures["refused"] == 0
+    assert closures["invoke" if served == "alloc" else "alloc"] == 0
 
 
+@pytest.mark.parametrize("mode,callbacks", [("auto", 100_000), ("trampfd", 100_000), ("emulate", 20_000)])
 @pytest.mark.parametrize("python", ["/usr/bin/python3", "python3"], ids=["debian", "path"])
-def test_ctypes_callbacks_under_strict(python: str) -> None:
+def test_ctypes_callbacks_under_strict(python: str, mode: str, callbacks: int) -> None:
     resolved = shutil.which(python)
     if resolved is None:
         pytest.skip(f"no {python}")
-    _assert_served([resolved, "ctypes_callbacks.py"], "emulate")
+    summary = _assert_served([resolved, "ctypes_callbacks.py"], mode, {"CALLBACKS": str(callbacks)})
+    if mode == "emulate":
+        assert summary["closures"]["invoke"] > callbacks
+    else:
+        assert summary["closures"]["alloc"] == 2 and summary["closures"]["invoke"] == 0
 
 
+@pytest.mark.parametrize("mode", ["emulate", "auto"])
 @pytest.mark.parametrize("script,module,package", [
     ("cffi_callbacks.py", "cffi", "python3-cffi"),
     ("gi_timeout.py", "gi", "python3-gi"),
 ])
-def test_python_closure_libraries_under_strict(script: str, module: str, package: str) -> None:
+def test_python_closure_libraries_under_strict(script: str, module: str, package: str, mode: str) -> None:
     _need(module, package)
-    _assert_served(["/usr/bin/python3", script], "emulate")
+    _assert_served(["/usr/bin/python3", script], mode)
 
 
-def test_ruby_ffi_callbacks_under_strict() -> None:
+@pytest.mark.parametrize("mode", ["emulate", "auto"])
+def test_ruby_ffi_callbacks_under_strict(mode: str) -> None:
     if shutil.which("ruby") is None or subprocess.run(["ruby", "-e", "require 'ffi'"], check=False,
                                                       capture_output=True).returncode != 0:
         pytest.skip("ruby with the ffi gem is missing: Debian package ruby-ffi (scripts/setup)")
-    _assert_served(["ruby", "ruby_ffi.rb"], "emulate")
+    _assert_served(["ruby", "ruby_ffi.rb"], mode)
 
 
 def test_trace_trampolines_reports_each_invocation() -> None:
@@ -219,8 +238,9 @@ def test_trace_trampolines_reports_each_invocation() -> None:
     assert "apply" in first["caller"]["symbol"]
 
 
-def test_inspect_during_the_run_shows_no_wx_and_no_writable_alias() -> None:
-    cmd = [*TRAMPWATCH, "run", *STRICT, "--closures=emulate", "--no-summary", "--",
+@pytest.mark.parametrize("mode", ["emulate", "auto"])
+def test_inspect_during_the_run_shows_no_wx_and_no_writable_alias(mode: str) -> None:
+    cmd = [*TRAMPWATCH, "run", *STRICT, f"--closures={mode}", "--no-summary", "--",
            "/usr/bin/python3", "ctypes_callbacks.py", "wait"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CALLBACKS": "50"}
     proc = subprocess.Popen(cmd, cwd=PROGRAMS, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -285,9 +305,26 @@ def test_policy_key_turns_closures_on(tmp_path: Path) -> None:
     assert (traced.returncode, traced.stdout, events) == (0, native.stdout, [])
 
 
-def test_trampfd_mode_refuses_clearly() -> None:
-    traced, _, _ = _run(["true"], "--closures=trampfd")
-    assert traced.returncode == 2 and "not built" in traced.stderr
+def test_trace_trampolines_reports_each_closure_served_by_trampfd() -> None:
+    traced, events, _ = _run(["/usr/bin/python3", "ctypes_callbacks.py"], *STRICT, "--closures=trampfd",
+                             "--trace-trampolines", env={"CALLBACKS": "10"})
+    assert traced.returncode == 0
+    allocs = [e for e in events if e["syscall"] == "closure-alloc"]
+    assert len(allocs) == 2 and all(e["verdict"] == "allowed" for e in allocs)
+    for event in allocs:
+        assert "libffi.so" in event["detail"]["target"]  # the handler libffi chose
+        assert event["caller"]["object"].endswith(".so") and "_ctypes" in event["caller"]["object"]
+        assert int(event["detail"]["data"], 16) != event["addr"]
+
+
+def test_the_library_leaves_a_program_alone_without_the_tracer(tmp_path: Path) -> None:
+    """Preloaded outside trampwatch (no trampfd served), libffi's own
+    allocator runs: the program works as without it."""
+    from tracer.closures.preload import preload_value
+
+    native = _native([_c_program("ffi_closures")])
+    preloaded = _native([_c_program("ffi_closures")], {"LD_PRELOAD": preload_value()})
+    assert (preloaded.returncode, preloaded.stdout, preloaded.stderr) == (0, native.stdout, "")
 
 
 if __name__ == "__main__":
