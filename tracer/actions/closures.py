@@ -27,7 +27,7 @@ from ..abi import (
     SYSCALLS_I386,
     SYSCALLS_X86_64,
 )
-from ..closures.patterns import CODE_WINDOW, match
+from ..closures.patterns import CODE_WINDOW, Invocation, match
 from ..closures.regions import Ranges
 from ..errors import TraceError
 from ..events import ClosureEvent, Event
@@ -66,6 +66,10 @@ class _Space:
     """One address space: the memory granted without exec."""
 
     granted: Ranges = field(default_factory=Ranges)
+    # The last trampoline decoded at each PC, with its bytes: reused while
+    # the bytes read at a fault are the same (invocations that depend on
+    # nothing but the bytes and the PC).
+    decoded: dict[int, tuple[bytes, Invocation]] = field(default_factory=dict)
 
 
 class ClosureEmulator:
@@ -114,29 +118,37 @@ class ClosureEmulator:
         pc = ctl.register("rip")
         if not space.granted.contains(pc):
             return False
-        code = ctl.read(pc, CODE_WINDOW)
-        regs = ctl.registers()
+        # Read as the program could (process_vm_readv: cheaper than /proc/PID/mem).
+        code = ctl.copy_from_user(pc, CODE_WINDOW) or ctl.read(pc, CODE_WINDOW)
+        cached = space.decoded.get(pc)
+        if cached is not None and cached[0] == code:
+            invocation = cached[1]
+        else:
+            # The only registers a pattern reads (cheaper than all of them).
+            regs = {"eflags": ctl.register("eflags"), "rsp": ctl.register("rsp")}
 
-        def fetch(addr: int, size: int) -> bytes:
-            if pc <= addr and addr + size <= pc + len(code):
-                return code[addr - pc:addr - pc + size]
-            return ctl.read(addr, size)
+            def fetch(addr: int, size: int) -> bytes:
+                if pc <= addr and addr + size <= pc + len(code):
+                    return code[addr - pc:addr - pc + size]
+                return ctl.read(addr, size)
 
-        invocation = match(ctl.arch, pc, code, regs, fetch)
+            invocation = match(ctl.arch, pc, code, regs, fetch)
+            if invocation is not None and invocation.pure:
+                space.decoded[pc] = (code, invocation)
         word = _WORD[ctl.arch]
         if invocation is None:
             self.refused += 1
             self.emit(ClosureEvent(time.time(), pid, tid, "refused", self.mode, pc, arch=ctl.arch,
-                                   caller=self._word(ctl, regs["rsp"], word)))
+                                   caller=self._word(ctl, ctl.register("rsp"), word)))
             return False
         if invocation.push is not None and not ctl.copy_to_user(*invocation.push):
             return False  # the push would fault: the kernel's SIGSEGV
         ctl.set_registers(dict(invocation.registers))
         self.invocations += 1
         if self.trace:
+            caller = self._word(ctl, ctl.register("rsp"), word)
             self.emit(ClosureEvent(time.time(), pid, tid, "invoke", self.mode, pc, invocation.target,
-                                   invocation.data, invocation.pattern, self._word(ctl, regs["rsp"], word),
-                                   ctl.arch))
+                                   invocation.data, invocation.pattern, caller, ctl.arch))
         return True
 
     def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
@@ -145,7 +157,7 @@ class ClosureEmulator:
             return
         space = self.spaces.get(parent_pid)
         if space is not None:
-            self.spaces[child_pid] = space if shares_vm else _Space(space.granted.copy())
+            self.spaces[child_pid] = space if shares_vm else _Space(space.granted.copy(), dict(space.decoded))
 
     def on_exec(self, pid: int, ctl: Control) -> None:
         """A new program: take PROT_EXEC off its stack if the kernel gave it."""

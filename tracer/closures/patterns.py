@@ -64,6 +64,8 @@ class Invocation:
     registers: Mapping[str, int]
     data: int
     push: tuple[int, bytes] | None = field(default=None)
+    # True when it depends on nothing but the bytes and the PC (no flags, no stack).
+    pure: bool = True
 
     @property
     def target(self) -> int:
@@ -127,7 +129,7 @@ def _match_x86_64(pc: int, code: bytes, regs: Mapping[str, int], fetch: Fetch) -
             carry = carry_byte == b"\xf9"
             eflags = (regs["eflags"] | _CARRY) if carry else (regs["eflags"] & ~_CARRY)
             return Invocation("libffi 3.0-3.2 closure (movabs r11, r10; " + ("stc" if carry else "clc")
-                              + "; jmp *r11)", {**values, "eflags": eflags, "rip": target}, data)
+                              + "; jmp *r11)", {**values, "eflags": eflags, "rip": target}, data, pure=False)
         return None
     if code[at:at + 3] == _LEA_R10_RIP and code[at + 7:at + 9] == _JMP_RIP and len(code) >= at + 13:
         lea_end = pc + at + 7
@@ -164,5 +166,5 @@ def _match_i386(pc: int, code: bytes, regs: Mapping[str, int]) -> Invocation | N
     if opcode == _PUSH_IMM32:
         sp = (regs["rsp"] - 4) & _MASK32
         return Invocation(f"i386 trampoline ({prefix}push imm32; jmp rel32)",
-                          {"rsp": sp, "rip": target}, value, push=(sp, _U32.pack(value)))
+                          {"rsp": sp, "rip": target}, value, push=(sp, _U32.pack(value)), pure=False)
     return None
