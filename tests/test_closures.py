@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -278,6 +277,38 @@ def test_without_closures_strict_refuses_and_names_the_library() -> None:
     assert "--closures" in traced.stderr
 
 
+@pytest.mark.parametrize("argv,library", [
+    (["/usr/bin/python3", "cffi_callbacks.py"], "_cffi_backend"),
+    (["ruby", "ruby_ffi.rb"], "ffi_c.so"),
+    (["/usr/bin/python3", "gi_timeout.py"], "libffi.so"),
+    (["ffi_closures"], "libffi.so"),
+])
+def test_without_closures_each_closure_user_is_refused_with_the_hint(argv: list[str], library: str) -> None:
+    """Refused under strict: the report names the library and suggests
+    --closures. PyGObject then waits forever in its main loop for a callback
+    that was never installed (its own behaviour, not a loop of refusals):
+    the run is ended once the report is seen."""
+    if argv[0] == "ruby" and shutil.which("ruby") is None:
+        pytest.skip("ruby is missing: Debian package ruby-ffi (scripts/setup)")
+    if argv == ["ffi_closures"]:
+        argv = [_c_program("ffi_closures")]
+    cmd = [*TRAMPWATCH, "run", *STRICT, "--no-kernel-deny", "--no-summary", "--", *argv]
+    proc = subprocess.Popen(cmd, cwd=PROGRAMS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        hinted = None
+        for line in proc.stderr:
+            if "verdict=denied" in line and "hint=" in line:
+                hinted = line
+                break
+        assert hinted is not None, "no refusal with a hint"
+        assert library in hinted.split("| hint=")[1] and "--closures" in hinted
+        assert library in hinted.split("| caller=")[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def test_without_closures_a_nested_function_program_is_killed_at_exec_with_the_hint() -> None:
     traced, events, _ = _run([_c_program("nested")], *STRICT)
     assert traced.returncode == 128 + 9
@@ -327,5 +358,18 @@ def test_the_library_leaves_a_program_alone_without_the_tracer(tmp_path: Path) -
     assert (preloaded.returncode, preloaded.stdout, preloaded.stderr) == (0, native.stdout, "")
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_policy_closures_key_is_checked() -> None:
+    from tracer.errors import PolicyError
+    from tracer.policy.loader import load_policy_text
+
+    text = ("apiVersion: trampwatch.dev/v1\nkind: WXPolicy\nmetadata:\n  name: p\n"
+            "spec:\n  defaultAction: allow\n")
+    assert load_policy_text(text + "  closures: auto\n", "p.yaml").closures == "auto"
+    assert load_policy_text(text + '  closures: "off"\n', "p.yaml").closures is None
+    assert load_policy_text(text, "p.yaml").closures is None
+    with pytest.raises(PolicyError) as err:
+        load_policy_text(text + "  closures: emulated\n", "p.yaml")
+    message = str(err.value.issues[0])
+    assert "p.yaml:7:3: spec.closures: unknown closures mode 'emulated' (did you mean 'emulate'?)" in message
