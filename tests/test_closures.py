@@ -373,3 +373,18 @@ def test_policy_closures_key_is_checked() -> None:
         load_policy_text(text + "  closures: emulated\n", "p.yaml")
     message = str(err.value.issues[0])
     assert "p.yaml:7:3: spec.closures: unknown closures mode 'emulated' (did you mean 'emulate'?)" in message
+
+
+@pytest.mark.parametrize("example", ["closure_v1", "stack_arg", "closure_v2"])
+def test_emulate_mode_composes_with_emulate_trampfd(example: str) -> None:
+    """Both emulators on one source: trampfd's v1 faults and tables are
+    served by one, GCC nested functions by the other, in the same process
+    tree (the nested-function program runs under the same flags)."""
+    binary = build(ROOT / "examples" / "trampfd" / f"{example}.c", "-O2", name=f"{example}-O2")
+    alone, _, _ = _run([str(binary)], "--emulate-trampfd", cwd=ROOT)
+    both, events, _ = _run([str(binary)], *STRICT, "--emulate-trampfd", "--closures=emulate", cwd=ROOT)
+    assert alone.returncode == 0 and (both.returncode, both.stdout) == (0, alone.stdout)
+    assert {e["categories"][0] for e in events} <= {"trampfd"}
+    nested, events, summary = _run([_c_program("nested")], *STRICT, "--emulate-trampfd", "--closures=emulate")
+    assert (nested.returncode, nested.stdout) == (0, _native([_c_program("nested")]).stdout)
+    assert summary["closures"]["invoke"] == 2201 and events == []
