@@ -318,11 +318,14 @@ def test_without_closures_a_nested_function_program_is_killed_at_exec_with_the_h
 
 
 def test_a_program_retrying_a_refused_call_forever_is_stopped() -> None:
-    binary = build(PROGRAMS / "retry_loop.c", name="closures_retry_loop")
+    binary = build(PROGRAMS / "retry_loop.c", "-lffi", name="closures_retry_loop")
     traced, events, _ = _run([str(binary)], *STRICT, "--no-kernel-deny", timeout=300)
     assert traced.returncode == 128 + 9
-    assert events[-1]["verdict"] == "killed" and "refused 200 times" in events[-1]["detail"]["why"]
-    assert sum(e["verdict"] == "denied" for e in events) == 199
+    last = events[-1]
+    assert last["verdict"] == "killed" and "refused 200 times" in last["detail"]["why"]
+    assert "libffi" in last["caller"]["object"] and "--closures" in last["detail"]["hint"]
+    same = [e for e in events if (e["syscall"], e["categories"]) == (last["syscall"], last["categories"])]
+    assert len(same) == 200 and all(e["verdict"] == "denied" for e in same[:-1])
 
 
 def test_policy_key_turns_closures_on(tmp_path: Path) -> None:

@@ -241,15 +241,18 @@ class Judge:
         )
 
     def refused_again(self, call: MemCall) -> bool:
-        """Count a refusal of `call`; True when its process has had the same
-        refusal (same syscall, categories and calling object) RETRY_LIMIT
-        times: it is retrying in a loop (libffi walks temporary directories
-        when every executable mapping is refused) and is to be killed, which
-        its pending judgement now plans and says."""
+        """Count a refusal of closure memory (a judgement with a closure
+        hint); True when its process has had the same refusal (same syscall,
+        categories and calling library) RETRY_LIMIT times: it is retrying in
+        a loop (libffi walks temporary directories when every executable
+        mapping is refused, and a program may retry the allocation) and is
+        to be killed, which its pending judgement now plans and says."""
         pending = self._pending.get(call.tid)
         if pending is None or pending.judgement is None or pending.call is not call:
             return False
         judgement = pending.judgement
+        if not any(key == "hint" for key, _ in judgement.detail):
+            return False  # only closure libraries' refusals: a program may refuse-loop on purpose
         caller = judgement.caller.object if judgement.caller else None
         key = (call.pid, call.syscall, judgement.categories, caller)
         self._refusals[key] += 1

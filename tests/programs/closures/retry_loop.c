@@ -1,15 +1,14 @@
-/* Retries a refused W+X mmap forever, as libffi retries temporary
- * directories when every executable mapping is refused. */
+/* Retries a refused closure allocation forever: each ffi_closure_alloc
+ * makes libffi try an RWX page, a memfd and each temporary directory, all
+ * refused under a strict policy; the program then tries again. */
+#include <ffi.h>
 #include <stdio.h>
-#include <sys/mman.h>
 
 int main(void)
 {
-    for (;;) {
-        void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (page != MAP_FAILED) {
-            printf("mapped\n");
-            return 0;
-        }
-    }
+    void *code;
+    while (ffi_closure_alloc(sizeof(ffi_closure), &code) == NULL)
+        ;
+    printf("allocated\n");
+    return 0;
 }
