@@ -19,14 +19,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from .abi import prot_names
+from .abi import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE,
+    MAP_TYPE,
+    PROT_EXEC,
+    PROT_GROWSDOWN,
+    PROT_WRITE,
+    prot_names,
+)
 from .actions.outcomes import AUDIT, Enforcer, Evidence, Plan, Proof, PtraceEnforcer, settle
 from .attribution import Attributor, Caller
 from .categories import Category
 from .classify import classify, classify_exec
 from .errors import TraceError
 from .events import (
+    UNKNOWN_PROCESS,
     AttachEvent,
+    CallsRepeated,
     ClosureEvent,
     Event,
     ExecEvent,
@@ -35,14 +47,13 @@ from .events import (
     KernelKill,
     MemCall,
     MemReturn,
-    ProcessInfo,
     RecordsLost,
     TrampfdEvent,
 )
 from .judgement import UNENFORCED, Judgement, Outcome
 from .policy.engine import decide
 from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
-from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel, page_up
+from .shadow import ANON_BACKING, SPECIAL, UNKNOWN_BACKING, Backing, Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
@@ -57,10 +68,6 @@ from .sources.ptrace_source import (
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
 CLOSURE_BACKING = Backing(SPECIAL, "[closure]")
-# A call the model could not plan (its process unknown), reported because the kernel killed it.
-UNKNOWN_BACKING = Backing("unknown")
-# Who a call comes from when the model does not know the process (yet).
-UNKNOWN_PROCESS = ProcessInfo("", "", -1)
 
 
 class Output(Protocol):
@@ -116,6 +123,9 @@ class Judge:
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
         self._refusals: Counter[tuple] = Counter()
+        # Calls a source counts instead of delivering, by (pid, repeat key):
+        # the first such call and what the model made of it.
+        self._repeatable: dict[tuple[int, int], tuple[MemCall, Change, tuple[Category, ...]]] = {}
         # Judgements whose plan waits for their process's death, by pid.
         self._awaiting: dict[int, list[tuple[Judgement, Plan]]] = {}
         self.finished = False
@@ -136,6 +146,11 @@ class Judge:
         judged it (a W^X event, or a call a category-free rule matched), else None."""
         self.stats.calls += 1
         self.stats.calls_by_syscall[call.syscall] += 1
+        if peek is not None and call.syscall in _PROTECTS:
+            self._learn_unseen(call)
+        return self._plan_call(call, peek)
+
+    def _plan_call(self, call: MemCall, peek: Peek | None) -> Plan | None:
         change = self.model.plan(call)
         judgement = plan = None
         if change is not None:
@@ -147,6 +162,38 @@ class Judge:
         self._pending[call.tid] = _Pending(call, change, judgement, plan)
         return plan
 
+    def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
+        """The address ranges `call` may change and is judged on, for a source
+        that judges overlapping calls one at a time; None when that is not a
+        known range: a mapping the kernel places, any view of an object with
+        other views (dual-map and object history look beyond the range),
+        a growing stack, brk, System V attaches."""
+        args = call.args
+        if call.syscall in _PROTECTS:
+            if args[2] & PROT_GROWSDOWN:
+                return None
+            start, end = args[0], args[0] + page_up(args[1])
+            process = self.model.process(call.pid)
+            if process is None or any(r.shared or r.backing.identity
+                                      for r in process.space.overlapping(start, end)):
+                return None
+            return ((start, end),)
+        if call.syscall == "munmap":
+            return ((args[0], args[0] + page_up(args[1])),)
+        if call.syscall in ("mmap", "mmap2"):
+            flags = args[3]
+            private_anon = flags & MAP_ANONYMOUS and flags & MAP_TYPE == MAP_PRIVATE
+            if private_anon and flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+                return ((args[0], args[0] + page_up(args[1])),)
+        return None
+
+    def rejudge(self, call: MemCall, peek: Peek | None) -> Plan | None:
+        """Judge a call again at its exit, with what the kernel really did
+        (`call` carries it, e.g. the object an mmap mapped); the entry's
+        judgement is replaced. Returns the plan like call()."""
+        self._pending.pop(call.tid, None)
+        return self._plan_call(call, peek)
+
     def call_returned(self, ret: MemReturn) -> None:
         """Apply a call's real result to the model and report its judgement
         (once its outcome is known)."""
@@ -155,12 +202,34 @@ class Judge:
             pending = _Pending(ret.call, self.model.plan(ret.call), None, None)
         change, judgement = pending.change, pending.judgement
         self.model.apply(ret.call, ret.result, change)
+        if ret.call.repeat_key is not None and change is not None:
+            categories = judgement.categories if judgement is not None else ()
+            self._repeatable[(ret.call.pid, ret.call.repeat_key)] = (ret.call, change, categories)
         if judgement is not None and pending.plan is not None:
             addr = judgement.addr
             if change is not None and change.kind == "map" and not ret.failed:
                 addr = ret.result
-            self._settle(replace(judgement, result=ret.result, addr=addr), pending.plan,
+            self._settle(_evolve(judgement, result=ret.result, addr=addr), pending.plan,
                          Evidence(result=ret.result, kernel_kill=pending.kernel_kill))
+
+    def calls_repeated(self, event: CallsRepeated) -> None:
+        """Count `event.count` more calls equal to a repeat key's first one
+        and report them as one judgement with that count, judged by the
+        policy in force now. The model is left as it is: the source's next
+        delivered call on the range brings the kernel's view of it."""
+        first = self._repeatable.get((event.pid, event.key))
+        if first is None:
+            return
+        call, change, categories = first
+        self.stats.calls += event.count
+        self.stats.calls_by_syscall[call.syscall] += event.count
+        if not (categories or self.report_all or self.judges_uncategorised):
+            return
+        judgement = self._judge_call(call, change, categories, None)
+        if judgement is not None:
+            judgement = _evolve(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
+            # Every one succeeded and none was killed (a kill is never counted).
+            self._settle(judgement, self.enforcer.plan(judgement), Evidence(result=0))
 
     def call_killed(self, call: MemCall) -> None:
         """A call whose process is being killed at entry: it never returns;
@@ -201,6 +270,23 @@ class Judge:
             length=0, prot=0, prev_prot=None, backing=UNKNOWN_BACKING, categories=(), decision=decision,
             outcome=UNENFORCED[decision.action], caller=None,
         )
+
+    def _learn_unseen(self, call: MemCall) -> None:
+        """Before judging an mprotect of a live process (stopped at entry),
+        add the pages of its range the model never saw, as the kernel's maps
+        show them now, with unknown (possibly written) history."""
+        start, end = call.args[0], call.args[0] + page_up(call.args[1])
+        grows = bool(call.args[2] & PROT_GROWSDOWN)
+        if not grows and self.model.covers(call.pid, start, end):
+            return
+        try:
+            maps = read_maps(call.pid)
+        except TraceError:
+            return
+        if grows:
+            # The kernel extends the range down to the start of the mapping.
+            start = next((m.start for m in maps if m.start <= start < m.end), start)
+        self.model.fill_unknown(call.pid, start, end, maps)
 
     def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
                     peek: Peek | None, force: bool = False) -> Judgement | None:
@@ -271,6 +357,10 @@ class Judge:
         stack = call.stack
         if not stack and peek is not None and call.sp:
             stack = peek(call.sp, STACK_SAMPLE)
+        if not call.ip and not stack:
+            # No registers (the eBPF source): nothing to attribute, and no
+            # need to index a space that changes at every call.
+            return _NO_CALLER
         return self.attributor.caller(call.ip, stack, call.sp, process.space.snapshot())
 
     # --- everything else ---------------------------------------------------------------
@@ -284,6 +374,8 @@ class Judge:
             return self._exec(event)
         elif isinstance(event, ForkEvent):
             self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+        elif isinstance(event, CallsRepeated):
+            self.calls_repeated(event)
         elif isinstance(event, ExitEvent):
             # A thread that dies inside a call never returns from it.
             pending = self._pending.pop(event.tid, None)
@@ -291,6 +383,7 @@ class Judge:
                 self._settle(pending.judgement, pending.plan, Evidence(gone=True))
             if event.status is not None:
                 self.model.exit(event.pid)
+                self._forget_repeatable(event.pid)
                 for judgement, plan in self._awaiting.pop(event.pid, ()):
                     self._settle(judgement, plan, Evidence(status=event.status))
         elif isinstance(event, KernelKill):
@@ -375,7 +468,12 @@ class Judge:
             detail=(("mode", event.mode), *detail), reason=reason,
         ))
 
+    def _forget_repeatable(self, pid: int) -> None:
+        for key in [key for key in self._repeatable if key[0] == pid]:
+            del self._repeatable[key]
+
     def _exec(self, event: ExecEvent) -> Plan | None:
+        self._forget_repeatable(event.pid)
         process = self.model.exec(event)
         categories = classify_exec(event)
         if not categories:
@@ -388,6 +486,9 @@ class Judge:
         )
         decision = decide(self.policy, facts)
         stack = next((r for r in process.space if r.backing.kind == "stack"), None)
+        if Category.EXECSTACK not in categories and Category.WX_MAP in categories:
+            # Name the W+X segment rather than the (harmless) stack.
+            stack = next((r for r in process.space if r.prot & PROT_WRITE and r.prot & PROT_EXEC), stack)
         judgement = Judgement(
             ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=event.process.exe,
             comm=event.process.comm, uid=event.process.uid, syscall=EXEC_PSEUDO_SYSCALL, arch="",
@@ -412,10 +513,10 @@ class Judge:
             self._awaiting.setdefault(judgement.pid, []).append((judgement, plan))
             return
         outcome, reason = settled
-        self._emit(replace(judgement, outcome=outcome, reason=reason))
+        self._emit(_evolve(judgement, outcome=outcome, reason=reason))
 
     def _emit(self, judgement: Judgement) -> None:
-        self.stats.judged += 1
+        self.stats.judged += judgement.count
         for output in self.outputs:
             output.emit(judgement)
 
@@ -464,6 +565,18 @@ def closure_hint(caller_object: str | None, action: Action) -> str | None:
             "without W+X memory (docs/closures.md)")
 
 
+# The caller of a call whose source gives no registers: what attribution says of address 0.
+_NO_CALLER = Caller(0, None, None, 0)
+
+
+def _evolve(judgement: Judgement, **changes: object) -> Judgement:
+    """dataclasses.replace() without its per-call introspection of the
+    fields (a judged call is evolved twice: its result, then its outcome)."""
+    evolved = object.__new__(Judgement)
+    evolved.__dict__.update(judgement.__dict__, **changes)
+    return evolved
+
+
 def _describe_address(addr: int, where: Caller | None) -> str:
     """'0x... (object:symbol+0x..)' for reports."""
     if where is None or not where.object:
@@ -483,7 +596,9 @@ class PtraceSink(TraceSink):
     def on_call(self, call: MemCall, peek: Peek) -> CallReply:
         """Judge at entry; carry out the enforcer's plan: a refusal (the exit
         stop then shows the result) or a kill."""
-        plan = self.judge.call(call, peek)
+        return self._reply(call, self.judge.call(call, peek))
+
+    def _reply(self, call: MemCall, plan: Plan | None) -> CallReply:
         if plan is None:
             return ALLOW_WITH_RESULT
         if plan.proof is Proof.DEATH:
@@ -495,6 +610,15 @@ class PtraceSink(TraceSink):
                 return CallReply(kill=True)
             return CallReply(deny_errno=plan.errno)
         return ALLOW_WITH_RESULT
+
+    def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
+        """The ranges the judge needs stable while it judges `call`."""
+        return self.judge.footprint(call)
+
+    def on_result(self, call: MemCall, peek: Peek) -> CallReply:
+        """Judge a call again at exit; the enforcer's plan becomes a reply the
+        source applies to the result (a refusal undoes it)."""
+        return self._reply(call, self.judge.rejudge(call, peek))
 
     def on_event(self, event: Event) -> bool:
         """Pass every other event to the judge; True (kill now) when the
@@ -630,10 +754,15 @@ def _as_at_exec(event: ExecEvent) -> ExecEvent:
 
 
 def _fill_unseen(judge: Judge, call: MemCall, seed: AttachEvent | None) -> None:
-    """Before judging an mprotect the eBPF source delivered, add the regions
-    of its range the model never saw (created by calls the kernel side did not
-    forward), from the process's maps; when the model was seeded by this very
-    call, its range is one the model never saw before the call."""
+    """Before judging an mprotect (or mremap) the eBPF source delivered,
+    make the model's view of its range what it was before the call: the
+    kernel's own view when the source has it; otherwise add the regions the
+    model never saw (created by calls the kernel side did not forward) from
+    the process's maps, and when the model was seeded by this very call, its
+    range is one the model never saw before the call."""
+    if call.vmas is not None:
+        judge.model.observe(call.pid, call.vmas)
+        return
     if call.syscall not in _PROTECTS:
         return
     process = judge.model.process(call.pid)
@@ -660,6 +789,14 @@ class _PassThrough(TraceSink):
     def on_call(self, call: MemCall, peek: Peek) -> CallReply:
         """Let the call run unobserved."""
         return CallReply(want_exit=False)
+
+    def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
+        """Nothing is judged: any footprint will do."""
+        return None
+
+    def on_result(self, call: MemCall, peek: Peek) -> CallReply:
+        """Keep the result."""
+        return ALLOW_WITH_RESULT
 
     def on_event(self, event: Event) -> bool:
         """Ignore the event."""

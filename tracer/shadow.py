@@ -37,11 +37,12 @@ from .events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
 
 DELETED = " (deleted)"
 
-# Backing kinds, as the policy language names them.
-ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL = (
-    "anon", "file", "memfd", "shm", "shared-anon", "stack", "heap", "special",
+# Backing kinds, as the policy language names them. UNKNOWN: nothing the
+# source delivered says what the memory is (never guessed to be anonymous).
+ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL, UNKNOWN = (
+    "anon", "file", "memfd", "shm", "shared-anon", "stack", "heap", "special", "unknown",
 )
-BACKING_KINDS = (ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL)
+BACKING_KINDS = (ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL, UNKNOWN)
 
 _synthetic_ids = itertools.count(1)
 
@@ -74,6 +75,7 @@ class Backing:
 
 
 ANON_BACKING = Backing(ANON)
+UNKNOWN_BACKING = Backing(UNKNOWN)
 
 
 def backing_from_entry(entry: MapEntry) -> Backing:
@@ -379,6 +381,19 @@ class ShadowModel:
 
     def __init__(self) -> None:
         self.processes: dict[int, Process] = {}
+        # Objects (System V segments, memfds, files, shared anonymous memory)
+        # some traced view ever mapped writable and shared: their pages may
+        # hold written code whatever view maps them next. Write history
+        # belongs to the object, not to one attach or mapping of it.
+        self.written_objects: set[tuple] = set()
+
+    def object_written(self, identity: tuple | None) -> bool:
+        """True when a shared writable view of this object ever existed."""
+        return identity is not None and identity in self.written_objects
+
+    def _note_writable(self, backing: Backing, shared: bool, prot: int) -> None:
+        if shared and prot & PROT_WRITE and backing.identity is not None:
+            self.written_objects.add(backing.identity)
 
     def process(self, pid: int) -> Process | None:
         """Return the process with this tgid, or None when unknown."""
@@ -390,6 +405,8 @@ class ShadowModel:
         """Start (or restart, after exec) a process from its maps."""
         process = Process(pid, info, AddressSpace.from_maps(maps), personality)
         self.processes[pid] = process
+        for region in process.space:
+            self._note_writable(region.backing, region.shared, region.prot)
         return process
 
     def exec(self, event: ExecEvent) -> Process:
@@ -400,6 +417,11 @@ class ShadowModel:
 
     def fork(self, parent_pid: int, child_pid: int, shares_vm: bool) -> Process | None:
         """Add a child: sharing the parent's space (CLONE_VM) or with a copy."""
+        known = self.processes.get(child_pid)
+        if known is not None:
+            # The child already exec'd (its exec was seen first): its own
+            # address space is newer than any copy of the parent's.
+            return known
         parent = self.processes.get(parent_pid)
         if parent is None:
             return None
@@ -463,10 +485,71 @@ class ShadowModel:
             if space.overlapping(lo, hi):
                 continue
             prot = entry.prot & PROT_MASK & ~(asked & (PROT_WRITE | PROT_EXEC))
-            space.insert(Region(lo, hi, prot, entry.shared, entry.offset + (lo - entry.start),
-                                backing_from_entry(entry), bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
+            space.insert(_region_from_entry(entry, lo, hi, prot))
             added += 1
         return added
+
+    def observe(self, pid: int, vmas: tuple[MapEntry, ...]) -> None:
+        """Take `vmas`, the kernel's own view of some mappings at a call's
+        entry (an eBPF source's), as the truth before that call: the parts
+        the model never saw are added from them (their history starts with
+        their protection, as for a seeded process), and the parts it knows
+        keep their backing and history but take the kernel's protection
+        (calls the source counted instead of delivering may have changed it)."""
+        process = self.processes.get(pid)
+        if process is None:
+            return
+        space = process.space
+        for entry in vmas:
+            prot = entry.prot & PROT_MASK
+            pos = entry.start
+            for known in space.overlapping(entry.start, entry.end):
+                if known.start > pos:
+                    space.insert(_region_from_entry(entry, pos, known.start))
+                if known.prot != prot:
+                    space.protect(known.start, known.end, prot)
+                pos = known.end
+            if pos < entry.end:
+                space.insert(_region_from_entry(entry, pos, entry.end))
+
+    def fill_unknown(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...]) -> int:
+        """Add the parts of [start, end) the model never saw, from `maps` read
+        while the call touching them is stopped at entry: pages the kernel
+        made without a call the tracer judged (stack growth, a MAP_GROWSDOWN
+        region growing, anything else it filled in). Their history is
+        unknown, so they count as possibly written (unknown is unsafe).
+        Returns how many regions were added."""
+        process = self.processes.get(pid)
+        if process is None:
+            return 0
+        space = process.space
+        added = 0
+        for entry in maps:
+            if entry.end <= start or entry.start >= end:
+                continue
+            lo, hi = max(entry.start, start), min(entry.end, end)
+            cursor = lo
+            for known in [*space.overlapping(lo, hi), None]:
+                gap_end = known.start if known is not None else hi
+                if cursor < gap_end:
+                    prot = entry.prot & PROT_MASK
+                    space.insert(Region(cursor, gap_end, prot, entry.shared,
+                                        entry.offset + (cursor - entry.start), backing_from_entry(entry),
+                                        True, bool(prot & PROT_EXEC)))
+                    added += 1
+                if known is not None:
+                    cursor = max(cursor, known.end)
+        return added
+
+    def covers(self, pid: int, start: int, end: int) -> bool:
+        """True when the model knows every page of [start, end) of `pid`."""
+        process = self.processes.get(pid)
+        if process is None:
+            return False
+        region = process.space.find(start)
+        if region is not None and region.end >= end:
+            return True
+        return sum(r.end - r.start for r in process.space.overlapping(start, end)) == end - start
 
     def set_personality(self, pid: int, persona: int) -> None:
         """Record a successful personality(2) change."""
@@ -496,15 +579,19 @@ class ShadowModel:
         start, length, prot = call.args[0], call.args[1], call.args[2]
         end = start + page_up(length)
         if prot & PROT_GROWSDOWN:
+            # Down to the start of the mapping: the regions below that join
+            # it with the same object (history may split one VMA in several).
             region = process.space.find(start)
-            if region is not None:
+            while region is not None:
                 start = region.start
+                below = process.space.find(start - 1)
+                region = below if below is not None and below.backing == region.backing else None
         eff, from_rie = _effective(prot, process)
         parts = tuple(
             Part(r.start, r.end, r.prot, r.backing, r.shared, r.ever_writable)
             for r in process.space.overlapping(start, end)
         )
-        backing = parts[0].backing if parts else ANON_BACKING
+        backing = parts[0].backing if parts else UNKNOWN_BACKING
         shared = any(p.shared for p in parts)
         return Change(call.syscall, "protect", start, end, eff, backing, shared, False, parts,
                       read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
@@ -577,11 +664,14 @@ class ShadowModel:
         if call.syscall == "mmap2":
             offset *= PAGE_SIZE
         prot = change.prot
+        self._note_writable(change.backing, change.shared, prot)
         process.space.insert(Region(start, end, prot, change.shared, offset, change.backing,
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 
     def _apply_mprotect(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None:
+            for part in change.parts:
+                self._note_writable(part.backing, part.shared, change.prot)
             process.space.protect(change.start, change.end, change.prot)
 
     def _apply_munmap(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
@@ -622,6 +712,7 @@ class ShadowModel:
             return
         size = _segment_bytes(call)
         prot = change.prot
+        self._note_writable(change.backing, True, prot)
         process.space.insert(Region(result, result + size, prot, True, 0, change.backing,
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 
@@ -656,6 +747,15 @@ class ShadowModel:
     def _apply_personality(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None and change.personality_set is not None:
             process.personality = change.personality_set
+
+
+def _region_from_entry(entry: MapEntry, start: int, end: int, prot: int | None = None) -> Region:
+    """The part [start, end) of a maps line as a region first seen now:
+    its history is its protection (`prot`, default the line's)."""
+    prot = entry.prot & PROT_MASK if prot is None else prot
+    offset = entry.offset + (start - entry.start)
+    return Region(start, end, prot, entry.shared, offset, backing_from_entry(entry), bool(prot & PROT_WRITE),
+                  bool(prot & PROT_EXEC))
 
 
 def _segment_bytes(call: MemCall) -> int:
