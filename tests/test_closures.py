@@ -391,3 +391,10 @@ def test_emulate_mode_composes_with_emulate_trampfd(example: str) -> None:
     nested, events, summary = _run([_c_program("nested")], *STRICT, "--emulate-trampfd", "--closures=emulate")
     assert (nested.returncode, nested.stdout) == (0, _native([_c_program("nested")]).stdout)
     assert summary["closures"]["invoke"] == 2201 and events == []
+
+
+def test_closures_value_is_checked() -> None:
+    done = subprocess.run([*TRAMPWATCH, "run", "--closures", "/bin/echo", "hi"], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert done.returncode == 2
+    assert "'/bin/echo' is not one of 'auto', 'trampfd', 'emulate'" in done.stderr
