@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Run as a script, so its own folder (scripts/) is on the import path.
+from bench_closures import main as bench_closures_main
 from bench_trampfd import main as bench_trampfd_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -528,6 +529,7 @@ BENCHES: dict[str, Callable[..., None]] = {
     "inspect": bench_inspect,
     "scan": bench_scan,
     "trampfd": bench_trampfd_main,
+    "closures": bench_closures_main,
 }
 
 
@@ -581,6 +583,10 @@ def main() -> None:
             print()
             sys.stdout.flush()
             bench_trampfd_main(["--reps", str(reps), *(["--quick"] if args.quick else [])])
+        if "closures" in selected:
+            print()
+            sys.stdout.flush()
+            bench_closures_main(["--reps", str(reps), *(["--quick"] if args.quick else [])])
 
 
 if __name__ == "__main__":
