@@ -19,9 +19,10 @@ import tempfile
 from pathlib import Path
 
 from ..errors import TrampwatchError
+from ..resources import package_path
 from ..trampfd import include_dir
 
-SOURCE = Path(__file__).resolve().parent / "ffi_closures.c"
+SOURCE = package_path("closures", "ffi_closures.c")
 LIBRARY = "libtrampwatch-closures.so"
 # The syscall number the library announces each closure with (TW_CLOSURE_NR
 # in the C source): no kernel has it; the tracer traps it.
