@@ -642,9 +642,18 @@ class PtraceSource:
         flying = self._in_flight.get(vm)
         if not flying:
             return False
+        if footprint is None:
+            return any(other_tid != tid for other_tid in flying)
+        # Plain loops: this runs for every memory call, against every call in flight.
         for other_tid, other in flying.items():
-            if other_tid != tid and (other is None or footprint is None or _overlap(other, footprint)):
+            if other_tid == tid:
+                continue
+            if other is None:
                 return True
+            for start, end in other:
+                for lo, hi in footprint:
+                    if start < hi and lo < end:
+                        return True
         return False
 
     def _task_gone(self, task: _Task) -> None:
@@ -947,10 +956,6 @@ _FOREIGN_WRITE_CALLS = frozenset({"open", "openat", "openat2", "ptrace"})
 _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
 _NOT_FLYING = object()
 
-
-def _overlap(one: tuple[tuple[int, int], ...], other: tuple[tuple[int, int], ...]) -> bool:
-    """True when two footprints share an address."""
-    return any(a < d and c < b for a, b in one for c, d in other)
 
 # Calls that change an address space: judged one at a time per address space.
 _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
