@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Run as a script, so its own folder (scripts/) is on the import path.
+from bench_closures import main as bench_closures_main
 from bench_trampfd import main as bench_trampfd_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,17 @@ PROGRAMS = ROOT / "tests" / "programs"
 BENCH_PROGRAMS = ROOT / "scripts" / "bench_programs"
 TRAMPWATCH = [str(ROOT / ".venv" / "bin" / "trampwatch")]
 STRACE_SET = "trace=mmap,mprotect,munmap,mremap,pkey_mprotect"
+# The memory calls trampwatch's filter stops on, for the whole-program comparison (issue 13).
+STRACE_WORKLOAD = ["strace", "-f", "-qq", "--seccomp-bpf",
+                   "-e", "trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat", "-o", "/dev/null"]
+NODE_FUNCTIONS = ('let s = 0; for (let i = 0; i < 20000; i++) { '
+                  'const f = new Function("x", "return x + " + i); s += f(i); } console.log(s)')
+# JIT-heavy: 200 distinct hot functions, each compiled by the optimising tier (a few seconds native).
+NODE_JIT = ('let t = 0; for (let i = 0; i < 200; i++) { const f = new Function("n", "let s = 0; '
+            'for (let j = 0; j < n; j++) s = (s + j * " + i + ") % 1000003; return s"); '
+            'for (let k = 0; k < 10; k++) t += f(100000); } console.log(t)')
+# 250 x (true, echo, sh -c :, env true): 1,000 short processes of four programs, dynamic and static shells.
+SHELL_1000 = ("for i in $(seq 250); do /bin/true; /bin/echo $i; /bin/sh -c :; /usr/bin/env true; done")
 # Flips per burst in the monitor cost runs: 5,000 records, half the burst shown lossless.
 MONITOR_BURST = 2_500
 
@@ -46,16 +59,42 @@ class Case:
     name: str
     argv: list[str]
     ok_codes: tuple[int, ...] = (0,)
+    env: dict[str, str] | None = None
 
 
 def time_once(case: Case) -> float:
     """Run a case with output discarded; return wall seconds. Fails loudly."""
     start = time.perf_counter()
-    done = subprocess.run(case.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(case.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=case.env)
     elapsed = time.perf_counter() - start
     if done.returncode not in case.ok_codes:
         sys.exit(f"bench: {' '.join(case.argv)} exited {done.returncode}")
     return elapsed
+
+
+def time_and_cpu_once(case: Case) -> tuple[float, float]:
+    """Run a case like time_once; return (wall seconds, CPU seconds of it and
+    all its descendants: the tracer's and the program's user + system time)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time_once(case)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def measure_wall_and_cpu(cases: list[Case], reps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Like measure(); also the median CPU seconds of each case (steadier than
+    wall time on a busy machine)."""
+    walls: dict[str, list[float]] = {case.name: [] for case in cases}
+    cpus: dict[str, list[float]] = {case.name: [] for case in cases}
+    for case in cases:
+        time_once(case)
+    for _ in range(reps):
+        for case in cases:
+            wall, cpu = time_and_cpu_once(case)
+            walls[case.name].append(wall)
+            cpus[case.name].append(cpu)
+    return ({name: statistics.median(v) for name, v in walls.items()},
+            {name: statistics.median(v) for name, v in cpus.items()})
 
 
 def measure(cases: list[Case], reps: int) -> dict[str, float]:
@@ -293,11 +332,13 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
     before it (this VM's speed drifts by more than the effects measured)."""
     flood = str(bins["flip_flood"])
     flips = n // 20
+    every = ["--comm", "flip_flood", "--no-kernel-repeats"]
     cases = (
         ("not selected, monitor on CPU 1", ["--comm", "no-such-comm"], 1, 0),
-        ("selected (every call sent), monitor on CPU 1", ["--comm", "flip_flood"], 1, 0),
-        ("selected (every call sent), monitor on CPU 0 too", ["--comm", "flip_flood"], 0, 0),
-        ("selected (every call sent), no pinning", ["--comm", "flip_flood"], None, None),
+        ("selected (every call sent), monitor on CPU 1", every, 1, 0),
+        ("selected (every call sent), monitor on CPU 0 too", every, 0, 0),
+        ("selected (every call sent), no pinning", every, None, None),
+        ("selected, repeats counted in the kernel (default), monitor on CPU 1", ["--comm", "flip_flood"], 1, 0),
     )
     native: list[float] = []
     added: dict[str, list[float]] = {label: [] for label, *_ in cases}
@@ -323,7 +364,7 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
             time.sleep(0.5)  # the last records' poll timeout
             cpu_used = _cpu_seconds(proc.pid) - cpu_before
             summary = _stop_monitor(proc, json_path)
-            if summary["calls"]:
+            if summary["calls"] and "every call sent" in label:
                 judge_cpu.append(cpu_used / summary["calls"] * 1e6)
             records[label] = (summary["calls"], summary["lost"])
     rows = [["native (no monitor), workload on CPU 0", f"{statistics.median(native):.2f}", "", ""]]
@@ -340,8 +381,9 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
           ["workload", "added µs per call (median)", f"range over {reps} pairs", "user-space records (last)"],
           rows)
     print(f"\nnative run to run: {min(native):.2f} .. {max(native):.2f} µs per mprotect (the noise)")
-    print(f"judge (user space) CPU per record: {statistics.median(judge_cpu):.1f} µs; when the judge "
-          "shares the workload's CPU, the workload pays its share of that")
+    print(f"judge (user space) CPU per record, every call sent: {statistics.median(judge_cpu):.1f} µs "
+          f"(range {min(judge_cpu):.1f} .. {max(judge_cpu):.1f}); when the judge shares the workload's CPU, "
+          "the workload pays its share of that")
     print(f"monitor start-up (BPF compile + attach): {min(loads):.2f} s (target: under 3 s)")
     json_path = out / "burst.jsonl"
     proc, _ = _start_monitor(["--comm", "flip_flood"], json_path)
@@ -350,13 +392,33 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
     summary = _stop_monitor(proc, json_path)
     print(f"a burst of {burst:,} monitored mprotects at the default buffer size: "
           f"{summary['calls']:,} records judged, {summary['lost']} lost")
-    proc, _ = _start_monitor(["--comm", "flip_flood"], json_path)
+    for mode, what, args in (
+        ("hist", "RW<->R flips after an exec mapping, every call sent", ["--no-kernel-repeats"]),
+        ("hist", "RW<->R flips after an exec mapping", []),
+        ("wx", "JIT-style RW<->RX flips (each RX a W^X event), every call sent", ["--no-kernel-repeats"]),
+        ("wx", "JIT-style RW<->RX flips (each RX a W^X event)", []),
+    ):
+        _flood(flood, mode, what, args, n, out / f"flood-{mode}-{len(args)}.jsonl")
+
+
+def _flood(flood: str, mode: str, what: str, args: list[str], n: int, json_path: Path) -> None:
+    """Run `flip_flood MODE n` (2n calls) under the monitor; print what was
+    judged, what the kernel counted, what was lost, and the judge's CPU."""
+    proc, _ = _start_monitor(["--comm", "flip_flood", *args], json_path)
+    cpu_before = _cpu_seconds(proc.pid)
     started = time.perf_counter()
-    subprocess.run([flood, "hist", str(n)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([flood, mode, str(n)], check=True, stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - started
+    time.sleep(0.5)  # the last records' poll timeout
+    cpu = _cpu_seconds(proc.pid) - cpu_before
     summary = _stop_monitor(proc, json_path)
-    print(f"a flood of {2 * n:,} monitored mprotects in {elapsed:.1f} s: {summary['calls']:,} records judged "
-          f"({summary['calls'] / elapsed:,.0f}/s), {summary['lost']:,} lost and counted")
+    records = [json.loads(line) for line in json_path.read_text().splitlines()]
+    lines = sum(1 for r in records if r["type"] == "event")
+    verdicts = sum(r["count"] for r in records if r["type"] == "event")
+    expected = n if mode == "wx" else 0
+    print(f"a flood of {2 * n:,} {what} in {elapsed:.1f} s: {summary['calls']:,} calls judged, "
+          f"{summary['lost']:,} records lost (counted); {verdicts:,} W^X verdicts of {expected:,} "
+          f"in {lines:,} event lines; judge CPU {cpu:.2f} s ({cpu / (2 * n) * 1e6:.2f} µs per call)")
 
 
 def bench_inspect(bins: dict[str, Path], reps: int, n: int) -> None:
@@ -382,33 +444,81 @@ def bench_inspect(bins: dict[str, Path], reps: int, n: int) -> None:
           ["command", "ms (median)"], rows)
 
 
+def workload_cases() -> list[tuple[str, list[str]]]:
+    """The whole programs of issue 13's table, as (label, argv)."""
+    python = "/usr/bin/python3"
+    return [
+        ("python3 -c 'import json, ctypes, decimal, asyncio, email.mime.text'",
+         [python, "-c", "import json, ctypes, decimal, asyncio, email.mime.text"]),
+        ("bash loop of 200 /bin/true", ["bash", "-c", "for i in $(seq 200); do /bin/true; done"]),
+        ("node creating and calling 20,000 functions", ["node", "-e", NODE_FUNCTIONS]),
+        ("java -version", ["java", "-version"]),
+        ("node JIT-heavy (200 hot functions, optimised)", ["node", "-e", NODE_JIT]),
+        ("bash loop of 1,000 short processes (true, echo, sh -c, env)", ["bash", "-c", SHELL_1000]),
+    ]
+
+
+def bench_workloads(reps: int, baseline: str | None = None) -> None:
+    """Whole real programs: native, under strace --seccomp-bpf tracing the
+    same memory calls, and under trampwatch run (audit, default policy,
+    attribution on, output discarded). Each workload's configurations run
+    interleaved. Wall time and CPU time (tracer + program) are both shown:
+    on a shared machine CPU time is the steadier of the two. `baseline`:
+    another checkout's tree, run as one more configuration
+    (PYTHONPATH=baseline) so before and after share the same noise."""
+    tw = [*TRAMPWATCH, "run", "--mode", "audit", "--no-summary", "-o", "/dev/null", "--"]
+    base_env = {**os.environ, "PYTHONPATH": baseline} if baseline else None
+    configs = ["native", "strace", *(["baseline"] if base_env else []), "trampwatch"]
+    rows = []
+    for label, argv in workload_cases():
+        cases = [Case("native", argv), Case("strace", [*STRACE_WORKLOAD, *argv]),
+                 Case("trampwatch", [*tw, *argv])]
+        if base_env:
+            cases.append(Case("baseline", [*tw, *argv], env=base_env))
+        wall, cpu = measure_wall_and_cpu(cases, reps)
+        row = [label]
+        for measured in (wall, cpu):
+            row += [f"{measured[name]:.2f}" for name in configs]
+            row += [f"{measured[name] / measured['strace']:.2f}x" for name in configs[2:]]
+        rows.append(row)
+    header = ["workload"]
+    for kind in ("wall", "CPU"):
+        header += [f"{name} {kind} s" for name in configs]
+        header += [f"{name} / strace ({kind})" for name in configs[2:]]
+    table("whole programs, no CPU pinning (target: trampwatch within 1.2x strace -f --seccomp-bpf "
+          "-e trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat)", header, rows)
+
+
 def bench_scan(reps: int, root: str) -> None:
-    """scan of a directory tree, against readelf -lW over the same files."""
-    files = [str(p) for p in Path(root).rglob("*") if p.is_file() and not p.is_symlink()]
-    elves = []
+    """scan of a directory tree against pax-utils' scanelf -qRe -t over the
+    same tree (both walk it, find the ELF files, and report stack, load
+    segment and text relocation markings)."""
+    files = [p for p in Path(root).rglob("*") if p.is_file() and not p.is_symlink()]
+    elves = 0
     for path in files:
         try:
             with open(path, "rb") as f:
-                if f.read(4) == b"\x7fELF":
-                    elves.append(path)
+                elves += f.read(4) == b"\x7fELF"
         except OSError:
             continue
-    listing = Path(tempfile.mkstemp(prefix="tw-elves-")[1])
-    listing.write_text("\0".join(elves))
+    scanelf = shutil.which("scanelf")
+    if scanelf is None:
+        sys.exit("bench: scanelf is missing: apt-get install pax-utils (scripts/setup installs it)")
     cases = [
-        Case("readelf -lW (ELF files only)",
-             ["sh", "-c", f"xargs -0 readelf -lW < {listing} > /dev/null 2>&1; true"]),
+        Case("scanelf -qRe -t (pax-utils)", [scanelf, "-qRe", "-t", root]),
         Case("trampwatch scan", [*TRAMPWATCH, "scan", root]),
     ]
     med = measure(cases, reps)
-    listing.unlink()
-    rows = [[name, f"{sec:.2f}", f"{len(files) / sec:,.0f}", f"{len(elves) / sec:,.0f}"]
+    base = med["scanelf -qRe -t (pax-utils)"]
+    rows = [[name, f"{sec:.2f}", f"{len(files) / sec:,.0f}", f"{sec / base:.2f}x"]
             for name, sec in med.items()]
-    table(f"scan of {root}: {len(files):,} files, {len(elves):,} ELF",
-          ["command", "s (median)", "files/s", "ELF files/s"], rows)
+    table(f"scan of {root}: {len(files):,} files, {elves:,} ELF "
+          "(target: trampwatch scan faster than scanelf)",
+          ["command", "s (median)", "files/s", "x scanelf"], rows)
 
 
 BENCHES: dict[str, Callable[..., None]] = {
+    "workloads": bench_workloads,
     "cheap": bench_cheap,
     "mprotect": bench_mprotect,
     "startup": bench_startup,
@@ -419,6 +529,7 @@ BENCHES: dict[str, Callable[..., None]] = {
     "inspect": bench_inspect,
     "scan": bench_scan,
     "trampfd": bench_trampfd_main,
+    "closures": bench_closures_main,
 }
 
 
@@ -428,6 +539,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller workloads, 3 repetitions")
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
+    parser.add_argument("--baseline", metavar="TREE",
+                        help="workloads: also time trampwatch from another checkout (its PYTHONPATH)")
     args = parser.parse_args()
     reps = 3 if args.quick else args.reps
     scale = 10 if args.quick else 1
@@ -446,6 +559,8 @@ def main() -> None:
         print(f"# trampwatch benchmarks ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{reps} interleaved repetitions, medians)")
         selected = args.only or list(BENCHES)
+        if "workloads" in selected:
+            bench_workloads(reps, args.baseline)
         if "cheap" in selected:
             bench_cheap(bins, reps, 2_000_000 // scale)
         if "mprotect" in selected:
@@ -468,6 +583,10 @@ def main() -> None:
             print()
             sys.stdout.flush()
             bench_trampfd_main(["--reps", str(reps), *(["--quick"] if args.quick else [])])
+        if "closures" in selected:
+            print()
+            sys.stdout.flush()
+            bench_closures_main(["--reps", str(reps), *(["--quick"] if args.quick else [])])
 
 
 if __name__ == "__main__":
