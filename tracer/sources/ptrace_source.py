@@ -667,15 +667,32 @@ class PtraceSource:
         """True when a call of `task` with `footprint` must wait: another
         call in flight in its address space overlaps it (or one of the two
         needs the whole space), or a whole-space call is already waiting."""
-        if self._wide_waiting.get(task.vm):
-            return True
-        flying = self._in_flight.get(task.vm)
+        return bool(self._wide_waiting.get(task.vm)) or self._blocked(task.vm, task.tid, footprint)
+
+    def _blocked(self, vm: int, tid: int, footprint: Footprint) -> bool:
+        """True when a call in flight in `vm` (not tid's own) overlaps `footprint`."""
+        flying = self._in_flight.get(vm)
         if not flying:
             return False
-        for tid, other in flying.items():
-            if tid != task.tid and (other is None or footprint is None or _overlap(other, footprint)):
+        if footprint is None:
+            return any(other_tid != tid for other_tid in flying)
+        # Plain loops: this runs for every memory call, against every call in flight.
+        for other_tid, other in flying.items():
+            if other_tid == tid:
+                continue
+            if other is None:
                 return True
+            for start, end in other:
+                for lo, hi in footprint:
+                    if start < hi and lo < end:
+                        return True
         return False
+
+    def _task_gone(self, task: _Task) -> None:
+        """A task vanished (or left its address space by exec): release its
+        call in flight and its place in the queue."""
+        self._call_done(task)
+        self._forget_waiting(task)
 
     def _call_done(self, task: _Task) -> None:
         """The memory call of `task` returned (or the task is gone): judge
@@ -685,18 +702,45 @@ class PtraceSource:
             return
         if not flying:
             del self._in_flight[task.vm]
-        waiting = self._waiting.pop(task.vm, None)
+        self._drain(task.vm)
+
+    def _forget_waiting(self, task: _Task) -> None:
+        """Drop a waiting call of a task that is gone (or exec'd)."""
+        waiting = self._waiting.get(task.vm)
+        if not waiting or not any(queued is task for queued, _, _ in waiting):
+            return
+        kept = collections.deque(entry for entry in waiting if entry[0] is not task)
+        self._waiting[task.vm] = kept
+        self._wide_waiting[task.vm] = sum(1 for entry in kept if entry[2] is None)
+        self._drain(task.vm)
+
+    def _drain(self, vm: int) -> None:
+        """Judge, in arrival order, the waiting calls of address space `vm`
+        that no call in flight blocks any more; a waiting whole-space call
+        blocks every call behind it."""
+        waiting = self._waiting.get(vm)
         if not waiting:
             return
-        self._wide_waiting.pop(task.vm, None)
-        # Judged again in arrival order: those still blocked queue again.
-        for queued, raw, _ in waiting:
+        flying = self._in_flight.get(vm)
+        if flying and waiting[0][2] is None:
+            return  # the head needs the whole space and something is in flight
+        self._waiting[vm] = kept = collections.deque()
+        self._wide_waiting.pop(vm, None)
+        for entry in waiting:
+            queued, raw, footprint = entry
             if self.tasks.get(queued.tid) is not queued:
+                continue
+            if self._wide_waiting.get(vm) or self._blocked(vm, queued.tid, footprint):
+                kept.append(entry)
+                if footprint is None:
+                    self._wide_waiting[vm] += 1
                 continue
             try:
                 self._syscall_entry(queued, raw)
             except NoSuchProcess:
                 self._forget_stop(queued.tid)
+        if not kept:
+            self._waiting.pop(vm, None)
 
     def _mapped_object_changed(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
         """For a descriptor mmap that may matter (executable, or shared and
@@ -853,12 +897,12 @@ class PtraceSource:
     def _exec(self, task: _Task) -> None:
         former = _geteventmsg(task.tid)
         if former != task.tid and (old := self.tasks.pop(former, None)) is not None:
-            self._call_done(old)
+            self._task_gone(old)
         # Every other thread of the process is gone now; the leader holds the pid.
         for tid in [t for t, other in self.tasks.items() if other.pid == task.pid and t != task.tid]:
-            self._call_done(self.tasks.pop(tid))
+            self._task_gone(self.tasks.pop(tid))
         task.pending = None
-        self._call_done(task)
+        self._task_gone(task)
         task.vm = task.pid
         # The cached /proc/PID/mem descriptor shows the old address space.
         procfs.close_mem(task.tid)
@@ -889,7 +933,7 @@ class PtraceSource:
         procfs.close_mem(tid)
         if task is None:
             return
-        self._call_done(task)
+        self._task_gone(task)
         leader = task.tid == task.pid
         if leader and tid == self.root_pid:
             self.root_status = status
@@ -952,10 +996,6 @@ _FOREIGN_WRITE_CALLS = frozenset({"open", "openat", "openat2", "ptrace"})
 _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
 _NOT_FLYING = object()
 
-
-def _overlap(one: tuple[tuple[int, int], ...], other: tuple[tuple[int, int], ...]) -> bool:
-    """True when two footprints share an address."""
-    return any(a < d and c < b for a, b in one for c, d in other)
 
 # Calls that change an address space: judged one at a time per address space.
 _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
