@@ -31,7 +31,7 @@ from typing import Any
 
 from tracer import abi
 from tracer.categories import Category
-from tracer.elf import ElfCache, ElfError
+from tracer.elf import ExecStackCache
 from tracer.errors import CapabilityMissing, NoSuchProcess, TraceError, TrampwatchError
 from tracer.events import (
     AttachEvent,
@@ -681,7 +681,7 @@ class EbpfSource:
         self._clock_offset_ns = time.time_ns() - time.monotonic_ns()
         self._known: set[int] = set()
         self._maps_cache: dict[int, tuple[MapEntry, ...]] = {}
-        self._elf = ElfCache()
+        self._exec_stacks = ExecStackCache()
         self._rule_names: list[str] = []
         self._filters = Filter(0)
         self._enforce = config.enforce
@@ -910,10 +910,7 @@ class EbpfSource:
             maps = procfs.read_maps(pid)
         except TraceError:
             maps = ()
-        try:
-            execstack = self._elf.get(info.exe).execstack
-        except ElfError:
-            execstack = None
+        execstack = self._exec_stacks.execstack(info.exe)
         former = rec.args[0] if rec.args[0] != pid else None
         return ExecEvent(ts, pid, pid, info, maps, execstack, rec.personality, former_pid=former)
 
