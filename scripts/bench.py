@@ -243,6 +243,45 @@ def bench_threads(bins: dict[str, Path], reps: int, threads: int, flips: int) ->
           ["workload", "s (median)", "x native", "x strace --seccomp-bpf"], rows)
 
 
+def bench_serialise(bins: dict[str, Path], reps: int, n: int, threads: int, flips: int, loops: int) -> None:
+    """What judging one address space's memory calls one at a time costs
+    (issue 10, route 5): per-event cost with one thread and with many
+    threads flipping at once under strict enforce, and a fork/exec-heavy
+    shell loop under run against native and strace. With
+    TRAMPWATCH_BASELINE_TREE=DIR (a checkout of an earlier commit), that
+    tree's trampwatch runs in the same interleaved rounds ("before")."""
+    tw = [*TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--policy", "strict", "--mode", "enforce",
+          "--"]
+    tracers = {"trampwatch strict enforce": tw}
+    baseline = os.environ.get("TRAMPWATCH_BASELINE_TREE")
+    if baseline:
+        tracers["trampwatch strict enforce (baseline tree)"] = ["env", f"PYTHONPATH={baseline}", *tw]
+    strace = ["strace", "-f", "--seccomp-bpf", "-e", "trace=mmap,mprotect", "-o", "/dev/null"]
+    configs = {"native": ["taskset", "-c", "0"], "strace --seccomp-bpf": ["taskset", "-c", "0", *strace]}
+    configs.update({name: ["taskset", "-c", "0", *argv] for name, argv in tracers.items()})
+    got = marginal(configs, bins["mprotect_flood"], n, reps)
+    native = got["native"][1]
+    rows = [[name, f"{(loop - native) / n * 1e6:.1f}"] for name, (_, loop) in got.items() if name != "native"]
+    table(f"{n:,} mprotect calls, one thread, same CPU", ["workload", "µs per call over native"], rows)
+    prog = [str(bins["threads_flood"]), str(threads), str(flips)]
+    med = measure([Case("native", prog), Case("strace --seccomp-bpf", [*strace, *prog]),
+                   *(Case(name, [*argv, *prog]) for name, argv in tracers.items())], reps)
+    calls = threads * flips
+    rows = [[name, f"{sec:.2f}", f"{(sec - med['native']) / calls * 1e6:.1f}", f"{sec / med['native']:.1f}"]
+            for name, sec in med.items()]
+    table(f"{threads} threads x {flips} mprotect flips at once ({calls:,} calls), no CPU pinning",
+          ["workload", "s (median)", "µs per call over native", "x native"], rows)
+    true = shutil.which("true") or "/bin/true"
+    loop = ["bash", "-c", f"for i in $(seq {loops}); do {true}; done"]
+    reference = "strace -f --seccomp-bpf -e trace=mmap,mprotect"
+    med = measure([Case("native", loop), Case(reference, [*strace, *loop]),
+                   *(Case(name, [*argv, *loop]) for name, argv in tracers.items())], reps)
+    rows = [[name, f"{sec * 1000:.0f}", f"{sec / med['native']:.2f}", f"{sec / med[reference]:.2f}"]
+            for name, sec in med.items()]
+    table(f"{loops} /bin/true from a bash loop (fork/exec heavy), no CPU pinning",
+          ["workload", "ms (median)", "x native", "x strace --seccomp-bpf"], rows)
+
+
 def _start_monitor(args: list[str], json_path: Path,
                    cpu: int | None = None) -> tuple[subprocess.Popen, float]:
     """Start `trampwatch monitor` (on CPU `cpu`, or any); return it once
@@ -464,6 +503,7 @@ BENCHES: dict[str, Callable[..., None]] = {
     "startup": bench_startup,
     "enforce": bench_enforce,
     "threads": bench_threads,
+    "serialise": bench_serialise,
     "monitor": bench_monitor,
     "inspect": bench_inspect,
     "scan": bench_scan,
@@ -509,6 +549,8 @@ def main() -> None:
             bench_enforce(bins, reps, 50_000 // scale, out)
         if "threads" in selected:
             bench_threads(bins, reps, 500, 2000 // scale)
+        if "serialise" in selected:
+            bench_serialise(bins, reps, 20_000 // scale, 500, 200 // scale, 500)
         if "monitor" in selected:
             bench_monitor(bins, reps, 500_000 // scale, out)
         if "inspect" in selected:
