@@ -20,7 +20,8 @@ import pytest
 import tracer
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+# Building and installing a wheel under load takes minutes: more than the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
