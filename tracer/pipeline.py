@@ -33,6 +33,7 @@ from .events import (
     ProcessInfo,
     RecordsLost,
     TrampfdEvent,
+    WritableObjects,
 )
 from .judgement import VERDICTS, Judgement
 from .policy.engine import decide
@@ -177,7 +178,7 @@ class Judge:
             args=call.args, result=None, addr=change.start, length=change.end - change.start,
             prot=change.prot, prev_prot=change.prev_prot if change.parts else None,
             backing=change.backing, categories=categories, decision=decision,
-            verdict=VERDICTS[(self.mode, decision.action)], caller=caller,
+            verdict=VERDICTS[(self.mode, decision.action)], caller=caller, detail=_call_detail(call, change),
         )
 
     def _caller(self, call: MemCall, peek: Peek | None) -> Caller | None:
@@ -209,6 +210,8 @@ class Judge:
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
             self._trampfd(event)
+        elif isinstance(event, WritableObjects):
+            self.model.add_written(event.objects)
         elif isinstance(event, RecordsLost):
             self.stats.lost = event.total
             for output in self.outputs:
@@ -247,7 +250,7 @@ class Judge:
 
     def _exec(self, event: ExecEvent) -> Decision | None:
         process = self.model.exec(event)
-        categories = classify_exec(event)
+        categories = classify_exec(event, self.model.written)
         if not categories:
             return None
         facts = Facts(
@@ -285,6 +288,19 @@ class Judge:
         for output in self.outputs:
             output.close(self.stats)
         return self.stats
+
+
+def _call_detail(call: MemCall, change: Change) -> tuple[tuple[str, str], ...]:
+    """Extra report pairs: the facility an opaque call uses, the process a
+    write through /proc/PID/mem reaches, the descriptor a call produced."""
+    detail = []
+    if change.facility:
+        detail.append(("facility", change.facility))
+    if call.fd_object is not None and call.fd_object.fd >= 0:
+        detail.append(("fd", str(call.fd_object.fd)))
+    if call.target is not None and change.kind == "foreign-write":
+        detail.append(("target", str(call.target) if call.target >= 0 else "unknown (another procfs)"))
+    return tuple(detail)
 
 
 def _describe_address(addr: int, where: Caller | None) -> str:
