@@ -416,7 +416,8 @@ def test_default_logs_opaque_but_lets_clone3_go() -> None:
 
 
 @pytest.mark.parametrize(
-    "category", [Category.EXECSTACK, Category.READ_IMPLIES_EXEC, Category.EXEC_UNLINKED, Category.EXEC_WRITTEN],
+    "category",
+    [Category.EXECSTACK, Category.READ_IMPLIES_EXEC, Category.EXEC_UNLINKED, Category.EXEC_WRITTEN],
     ids=str,
 )
 def test_strict_kills_what_is_found_at_exec(category: Category) -> None:

@@ -338,6 +338,12 @@ class _Hold:
     waiting: set[int]
     held: list[tuple[int, int]]
     started: bool = False
+    deadline: float = 0.0
+
+
+# How long an open may block while its siblings are held (a FIFO whose reader
+# is a sibling thread would otherwise wait forever): then they go on.
+HOLD_PATIENCE = 0.5
 
 
 class PtraceSource:
@@ -429,15 +435,40 @@ class PtraceSource:
 
     def run(self) -> int | None:
         """Trace until every task is gone; return the root's wait status."""
-        while self.tasks:
-            try:
-                tid, status = os.waitpid(-1, _WALL)
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            self._handle(tid, status)
+        # Blocked, so a held open can wait for the next stop with a timeout.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+        try:
+            while self.tasks:
+                try:
+                    waited = self._wait()
+                except ChildProcessError:
+                    break
+                except InterruptedError:
+                    continue
+                if waited is not None:
+                    self._handle(*waited)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return self.root_status
+
+    def _wait(self) -> tuple[int, int] | None:
+        """The next stop; while an open runs with its siblings held, wait at
+        most until its deadline, then let the siblings go (None)."""
+        started = [hold.deadline for hold in self._holds.values() if hold.started]
+        if not started:
+            return os.waitpid(-1, _WALL)
+        deadline = min(started)
+        while True:
+            tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
+            if tid:
+                return tid, status
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for key, hold in list(self._holds.items()):
+                    if hold.started and hold.deadline <= deadline:
+                        self._release(key)
+                return None
+            signal.sigtimedwait([signal.SIGCHLD], remaining)
 
     def _handle(self, tid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
@@ -659,6 +690,7 @@ class PtraceSource:
         if hold.waiting or hold.started:
             return
         hold.started = True
+        hold.deadline = time.monotonic() + HOLD_PATIENCE
         owner = self.tasks.get(hold.owner)
         if owner is not None:
             self._resume(owner)
