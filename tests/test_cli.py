@@ -248,7 +248,7 @@ def test_monitor_reloads_policy_and_selection_on_sighup(build_program, tmp_path)
     finally:
         seen = _stop(proc, json_path)
     events = [(e["rule"], e["verdict"]) for e in seen if e["type"] == "event" and e["comm"] == "twreload"]
-    assert events == [("first", "logged"), ("second", "would deny"), ("second", "would deny")]
+    assert events == [("first", "logged"), ("second", "would-deny"), ("second", "would-deny")]
 
 
 FLOOD_C = r"""

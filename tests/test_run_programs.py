@@ -228,7 +228,7 @@ def mdwe_parity(argv: list[str], build_program, tmp_path: Path) -> Traced:
                    "--policy", "mdwe", "--mode", "audit", "--all-calls")
     for event in traced.events:
         refused = event["result"] == -errno.EACCES and event["syscall"] != "exec"
-        assert (event["verdict"] == "would deny") == refused, event
+        assert (event["verdict"] == "would-deny") == refused, event
     return traced
 
 
@@ -236,7 +236,7 @@ def mdwe_parity(argv: list[str], build_program, tmp_path: Path) -> Traced:
 def test_mdwe_preset_flags_exactly_what_the_kernel_refuses(name, build_program, parse_output, tmp_path):
     traced = mdwe_parity([str(build_program(name))], build_program, tmp_path)
     refused_steps = [s for s in parse_output(traced.stdout).steps.values() if s.errno == "EACCES"]
-    would_deny = [e for e in traced.events if e["verdict"] == "would deny"]
+    would_deny = [e for e in traced.events if e["verdict"] == "would-deny"]
     assert len(would_deny) == len(refused_steps)
 
 
@@ -244,7 +244,7 @@ def test_mdwe_preset_matches_the_kernel_on_python_ctypes(build_program, tmp_path
     traced = mdwe_parity([PYTHON, str(ROOT / "examples" / "closure.py")], build_program, tmp_path)
     assert "callback returned 42" in traced.stdout
     # Refused RWX page, then libffi's memfd fallback: a dual-map MDWE lets through.
-    assert any(e["verdict"] == "would deny" for e in traced.events)
+    assert any(e["verdict"] == "would-deny" for e in traced.events)
     assert any("dual-map" in e["categories"] and e["verdict"] == "allowed" for e in traced.events)
 
 
@@ -252,11 +252,11 @@ def test_mdwe_preset_matches_the_kernel_on_python_ctypes(build_program, tmp_path
 def test_mdwe_preset_matches_the_kernel_on_node(build_program, tmp_path):
     traced = mdwe_parity(["node", "-e", "console.log(1)"], build_program, tmp_path)
     assert traced.returncode != 0
-    assert any(e["verdict"] == "would deny" for e in traced.events)
+    assert any(e["verdict"] == "would-deny" for e in traced.events)
 
 
 @NEEDS_JAVA
 def test_mdwe_preset_matches_the_kernel_on_java(build_program, tmp_path):
     traced = mdwe_parity(["java", "-version"], build_program, tmp_path)
     assert traced.returncode != 0
-    assert any(e["verdict"] == "would deny" for e in traced.events)
+    assert any(e["verdict"] == "would-deny" for e in traced.events)

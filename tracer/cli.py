@@ -282,6 +282,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
     """Watch W^X host-wide with eBPF until SIGINT/SIGTERM (or --duration).
     SIGHUP reloads the policy and the --select-file."""
     from .actions.kernel_enforce import compile_kill_rules
+    from .actions.outcomes import AUDIT, KernelKillEnforcer
     from .pipeline import monitor_host
     from .probe import bpf_lsm_probe
     from .sources.ebpf_source import EbpfConfig, EbpfSource, check_kill_rules
@@ -320,7 +321,8 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                 if not port.isdigit():
                     raise click.BadParameter(f"--metrics wants HOST:PORT, not {metrics!r}")
                 outputs.append(MetricsOutput(host or "0.0.0.0", int(port)))
-            judge = Judge(policy, mode, outputs, source="ebpf", report_all=all_calls)
+            enforcer = KernelKillEnforcer(enforcement) if mode == "enforce" else AUDIT
+            judge = Judge(policy, mode, outputs, source="ebpf", report_all=all_calls, enforcer=enforcer)
             source = stack.enter_context(EbpfSource(config))
             click.echo(f"trampwatch: monitoring ({mode}); BPF compiled and attached in "
                        f"{source.load_seconds:.2f}s", err=True)
@@ -341,6 +343,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                     return
                 if mode == "enforce":
                     source.set_kill_rules(rules.rules, enforce=True)
+                    judge.enforcer = KernelKillEnforcer(rules)
                     for note in rules.notes:
                         click.echo(f"trampwatch: {note}", err=True)
                 judge.set_policy(new_policy)

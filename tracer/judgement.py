@@ -1,9 +1,11 @@
 """The judged event: what happened, which categories it falls in, what the
-policy said and what was done. Outputs render these; nothing changes them.
+policy said and what was done (the outcome, as the enforcing code saw it
+happen). Outputs render these; nothing changes them.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from .attribution import Caller
@@ -11,24 +13,36 @@ from .categories import Category
 from .policy.model import Action, Decision
 from .shadow import Backing
 
-SCHEMA_VERSION = 1
+# 2: `verdict` is the outcome (hyphenated spellings, `not-enforced`), `reason` added.
+SCHEMA_VERSION = 2
 
-# What each action means in each mode, as reports spell it.
-VERDICTS = {
-    ("audit", Action.ALLOW): "allowed",
-    ("audit", Action.LOG): "logged",
-    ("audit", Action.DENY): "would deny",
-    ("audit", Action.KILL): "would kill",
-    ("enforce", Action.ALLOW): "allowed",
-    ("enforce", Action.LOG): "logged",
-    ("enforce", Action.DENY): "denied",
-    ("enforce", Action.KILL): "killed",
+
+class Outcome(enum.StrEnum):
+    """What was done about an event: reported by the code that acted (or
+    found it could not), never derived from the mode alone."""
+
+    ALLOWED = "allowed"
+    LOGGED = "logged"
+    WOULD_DENY = "would-deny"
+    WOULD_KILL = "would-kill"
+    DENIED = "denied"
+    KILLED = "killed"
+    NOT_ENFORCED = "not-enforced"
+
+
+# The outcome of a decision nothing enforces (audit mode, or allow/log anywhere).
+UNENFORCED = {
+    Action.ALLOW: Outcome.ALLOWED,
+    Action.LOG: Outcome.LOGGED,
+    Action.DENY: Outcome.WOULD_DENY,
+    Action.KILL: Outcome.WOULD_KILL,
 }
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """One W^X event with its categories, the policy's decision and the outcome;
+    """One W^X event with its categories, the policy's decision and the outcome
+    (`reason` says why an outcome is not what the decision asked for);
     `detail` holds extra key/value pairs some events carry (a trampoline's
     target and the registers it set)."""
 
@@ -50,9 +64,10 @@ class Judgement:
     backing: Backing
     categories: tuple[Category, ...]
     decision: Decision
-    verdict: str
+    outcome: Outcome
     caller: Caller | None
     detail: tuple[tuple[str, str], ...] = ()
+    reason: str | None = None
 
     @property
     def rule(self) -> str | None:

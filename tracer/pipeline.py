@@ -2,7 +2,10 @@
 and the policy, and the judgements go to the outputs.
 
 `Judge` is source-agnostic: a source hands it calls at entry (so a decision
-can be enforced before the call runs) and everything else as events.
+can be enforced before the call runs) and everything else as events. Its
+enforcer (tracer/actions/outcomes.py) plans what is done with each decision;
+a judgement is emitted once what was seen afterwards (the call's result, the
+process's death, the kernel's kill record) settles its outcome.
 `PtraceSink` adapts it to the ptrace source's stop-and-reply protocol.
 """
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .abi import prot_names
+from .actions.outcomes import AUDIT, Enforcer, Evidence, Plan, Proof, PtraceEnforcer, settle
 from .attribution import Attributor, Caller
 from .categories import Category
 from .classify import classify, classify_exec
@@ -35,9 +39,9 @@ from .events import (
     TrampfdEvent,
     WritableObjects,
 )
-from .judgement import VERDICTS, Judgement
+from .judgement import UNENFORCED, Judgement
 from .policy.engine import decide
-from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
+from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Facts, Policy
 from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
@@ -52,6 +56,8 @@ from .sources.ptrace_source import (
 
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
+# A call the model could not plan (its process unknown), reported because the kernel killed it.
+UNKNOWN_BACKING = Backing("unknown")
 # Who a call comes from when the model does not know the process (yet).
 UNKNOWN_PROCESS = ProcessInfo("", "", -1)
 
@@ -81,27 +87,34 @@ class RunStats:
     stops: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     call: MemCall
     change: Change | None
     judgement: Judgement | None
+    plan: Plan | None
+    kernel_kill: str | None = None
 
 
 class Judge:
-    """The model, classifier and policy for one run."""
+    """The model, classifier and policy for one run; `enforcer` plans what is
+    done with each decision (default: audit, or ptrace enforcement in enforce
+    mode)."""
 
     def __init__(self, policy: Policy, mode: str, outputs: Sequence[Output], source: str,
-                 report_all: bool = False):
+                 report_all: bool = False, enforcer: Enforcer | None = None):
         self.set_policy(policy)
         self.report_all = report_all
         self.mode = mode
+        self.enforcer = enforcer or (PtraceEnforcer() if mode == "enforce" else AUDIT)
         self.outputs = list(outputs)
         self.source = source
         self.model = ShadowModel()
         self.attributor = Attributor()
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
+        # Judgements whose plan waits for their process's death, by pid.
+        self._awaiting: dict[int, list[tuple[Judgement, Plan]]] = {}
         self.finished = False
 
     def set_policy(self, policy: Policy) -> None:
@@ -113,42 +126,81 @@ class Judge:
 
     # --- calls ---------------------------------------------------------------------
 
-    def call(self, call: MemCall, peek: Peek | None) -> Decision | None:
-        """Judge a call at entry; return the decision when the policy judged
-        it (a W^X event, or a call a category-free rule matched), else None."""
+    def call(self, call: MemCall, peek: Peek | None) -> Plan | None:
+        """Judge a call at entry; return the enforcer's plan when the policy
+        judged it (a W^X event, or a call a category-free rule matched), else None."""
         self.stats.calls += 1
         self.stats.calls_by_syscall[call.syscall] += 1
         change = self.model.plan(call)
-        judgement = None
+        judgement = plan = None
         if change is not None:
             categories = classify(change, self.model, call.pid)
             if categories or self.report_all or self.judges_uncategorised:
                 judgement = self._judge_call(call, change, categories, peek)
-        self._pending[call.tid] = _Pending(call, change, judgement)
-        return judgement.decision if judgement else None
+                if judgement is not None:
+                    plan = self.enforcer.plan(judgement)
+        self._pending[call.tid] = _Pending(call, change, judgement, plan)
+        return plan
 
     def call_returned(self, ret: MemReturn) -> None:
-        """Apply a call's real result to the model and report its judgement."""
+        """Apply a call's real result to the model and report its judgement
+        (once its outcome is known)."""
         pending = self._pending.pop(ret.call.tid, None)
-        change = pending.change if pending and pending.call is ret.call else self.model.plan(ret.call)
-        judgement = pending.judgement if pending and pending.call is ret.call else None
+        if pending is None or pending.call is not ret.call:
+            pending = _Pending(ret.call, self.model.plan(ret.call), None, None)
+        change, judgement = pending.change, pending.judgement
         self.model.apply(ret.call, ret.result, change)
-        if judgement is not None:
+        if judgement is not None and pending.plan is not None:
             addr = judgement.addr
             if change is not None and change.kind == "map" and not ret.failed:
                 addr = ret.result
-            self._emit(_with_result(judgement, ret.result, addr))
+            self._settle(replace(judgement, result=ret.result, addr=addr), pending.plan,
+                         Evidence(result=ret.result, kernel_kill=pending.kernel_kill))
 
     def call_killed(self, call: MemCall) -> None:
-        """Report a call whose process is killed at entry: it never returns."""
+        """A call whose process is being killed at entry: it never returns;
+        its judgement waits for the process's death."""
         pending = self._pending.pop(call.tid, None)
-        if pending is not None and pending.judgement is not None and pending.call is call:
-            self._emit(pending.judgement)
+        if pending is not None and pending.judgement is not None and pending.plan is not None \
+                and pending.call is call:
+            self._settle(pending.judgement, pending.plan, Evidence())
+
+    def _kernel_kill(self, kill: KernelKill) -> None:
+        """The kernel side killed the process at the entry of `kill.call`
+        (its record comes before the call's return): the call is reported,
+        whatever the policy said of it, and its outcome is `killed`."""
+        pending = self._pending.get(kill.tid)
+        if pending is None or pending.call is not kill.call:
+            pending = self._pending[kill.tid] = _Pending(kill.call, self.model.plan(kill.call), None, None)
+        if pending.judgement is None:
+            change = pending.change
+            if change is None:
+                judgement = self._unmodelled(kill.call)
+            else:
+                categories = classify(change, self.model, kill.pid)
+                judgement = self._judge_call(kill.call, change, categories, None, force=True)
+            pending.judgement, pending.plan = judgement, self.enforcer.plan(judgement)
+        pending.kernel_kill = kill.rule
+
+    def _unmodelled(self, call: MemCall) -> Judgement:
+        """A judgement of a call the model could not plan: the policy's
+        decision on its syscall alone, nothing known of its range."""
+        info = UNKNOWN_PROCESS
+        facts = Facts(categories=(), syscall=call.syscall, exe=info.exe, comm=info.comm, uid=info.uid,
+                      backing_kind=UNKNOWN_BACKING.kind, object_path=None, caller_object=None,
+                      prot=frozenset(), gained=frozenset(), new_mapping=False)
+        decision = decide(self.policy, facts)
+        return Judgement(
+            ts=call.ts, source=self.source, pid=call.pid, tid=call.tid, exe=info.exe, comm=info.comm,
+            uid=info.uid, syscall=call.syscall, arch=call.arch, args=call.args, result=None, addr=0,
+            length=0, prot=0, prev_prot=None, backing=UNKNOWN_BACKING, categories=(), decision=decision,
+            outcome=UNENFORCED[decision.action], caller=None,
+        )
 
     def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
-                    peek: Peek | None) -> Judgement | None:
+                    peek: Peek | None, force: bool = False) -> Judgement | None:
         """Return the judgement of a call, or None when it is neither a W^X
-        event nor matched by a rule (and --all-calls is off)."""
+        event nor matched by a rule (and --all-calls is off), unless `force`."""
         process = self.model.process(call.pid)
         info = process.info if process else UNKNOWN_PROCESS
         # Attribution reads the tracee's stack: only pay for it when a rule
@@ -168,7 +220,7 @@ class Judge:
             new_mapping=change.new_mapping,
         )
         decision = decide(self.policy, facts)
-        if not (categories or self.report_all or decision.rule is not None):
+        if not (categories or self.report_all or decision.rule is not None or force):
             return None
         if caller is None:
             caller = self._caller(call, peek)
@@ -178,7 +230,7 @@ class Judge:
             args=call.args, result=None, addr=change.start, length=change.end - change.start,
             prot=change.prot, prev_prot=change.prev_prot if change.parts else None,
             backing=change.backing, categories=categories, decision=decision,
-            verdict=VERDICTS[(self.mode, decision.action)], caller=caller, detail=_call_detail(call, change),
+            outcome=UNENFORCED[decision.action], caller=caller, detail=_call_detail(call, change),
         )
 
     def _caller(self, call: MemCall, peek: Peek | None) -> Caller | None:
@@ -192,9 +244,9 @@ class Judge:
 
     # --- everything else ---------------------------------------------------------------
 
-    def event(self, event: Event) -> Decision | None:
+    def event(self, event: Event) -> Plan | None:
         """Feed a non-call event to the model (and report exec-time findings);
-        return the policy's decision on a new program, None otherwise."""
+        return the enforcer's plan for a new program the policy judged, None otherwise."""
         if isinstance(event, MemReturn):
             self.call_returned(event)
         elif isinstance(event, ExecEvent):
@@ -203,9 +255,15 @@ class Judge:
             self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
         elif isinstance(event, ExitEvent):
             # A thread that dies inside a call never returns from it.
-            self._pending.pop(event.tid, None)
+            pending = self._pending.pop(event.tid, None)
+            if pending is not None and pending.judgement is not None and pending.plan is not None:
+                self._settle(pending.judgement, pending.plan, Evidence(gone=True))
             if event.status is not None:
                 self.model.exit(event.pid)
+                for judgement, plan in self._awaiting.pop(event.pid, ()):
+                    self._settle(judgement, plan, Evidence(status=event.status))
+        elif isinstance(event, KernelKill):
+            self._kernel_kill(event)
         elif isinstance(event, AttachEvent):
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
@@ -239,16 +297,17 @@ class Judge:
         detail = [("target", _describe_address(event.target, target))] if event.target else []
         if event.registers:
             detail.append(("registers", ",".join(f"{name}={value:#x}" for name, value in event.registers)))
-        self._emit(Judgement(
+        judgement = Judgement(
             ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=facts.exe,
             comm=facts.comm, uid=facts.uid, syscall=f"trampfd-{event.op}", arch="x86_64",
             args=tuple(value for _, value in event.registers), result=event.target, addr=event.addr,
             length=event.length, prot=0, prev_prot=None, backing=TRAMPFD_BACKING, categories=categories,
-            decision=decision, verdict=VERDICTS[(self.mode, decision.action)], caller=caller,
+            decision=decision, outcome=UNENFORCED[decision.action], caller=caller,
             detail=tuple(detail),
-        ))
+        )
+        self._settle(judgement, self.enforcer.plan(judgement), Evidence())
 
-    def _exec(self, event: ExecEvent) -> Decision | None:
+    def _exec(self, event: ExecEvent) -> Plan | None:
         process = self.model.exec(event)
         categories = classify_exec(event, self.model.written)
         if not categories:
@@ -267,12 +326,22 @@ class Judge:
             args=(), result=0, addr=stack.start if stack else 0,
             length=(stack.end - stack.start) if stack else 0, prot=stack.prot if stack else 0,
             prev_prot=None, backing=stack.backing if stack else ANON_BACKING,
-            categories=categories, decision=decision,
-            verdict=VERDICTS[(self.mode, _at_exec(decision.action))],
+            categories=categories, decision=decision, outcome=UNENFORCED[decision.action],
             caller=Caller(0, event.process.exe, None, 0),
         )
-        self._emit(judgement)
-        return decision
+        plan = self.enforcer.plan(judgement)
+        self._settle(judgement, plan, Evidence())
+        return plan
+
+    def _settle(self, judgement: Judgement, plan: Plan, seen: Evidence) -> None:
+        """Emit `judgement` with its outcome once `seen` settles `plan`; else
+        keep it until its process dies (or the run ends)."""
+        settled = settle(plan, judgement, seen)
+        if settled is None:
+            self._awaiting.setdefault(judgement.pid, []).append((judgement, plan))
+            return
+        outcome, reason = settled
+        self._emit(replace(judgement, outcome=outcome, reason=reason))
 
     def _emit(self, judgement: Judgement) -> None:
         self.stats.judged += 1
@@ -284,6 +353,15 @@ class Judge:
         if self.finished:
             return self.stats
         self.finished = True
+        # What never settled is reported with what is known now.
+        pending, self._pending = self._pending, {}
+        for entry in pending.values():
+            if entry.judgement is not None and entry.plan is not None:
+                self._settle(entry.judgement, entry.plan, Evidence(ended=True))
+        awaiting, self._awaiting = self._awaiting, {}
+        for judged in awaiting.values():
+            for judgement, plan in judged:
+                self._settle(judgement, plan, Evidence(ended=True))
         self.stats.exit_status = exit_status
         for output in self.outputs:
             output.close(self.stats)
@@ -313,15 +391,6 @@ def _describe_address(addr: int, where: Caller | None) -> str:
     return f"{addr:#x} ({name})"
 
 
-def _at_exec(action: Action) -> Action:
-    """What an action becomes at exec time, where no call can be refused."""
-    return Action.KILL if action is Action.DENY else action
-
-
-def _with_result(judgement: Judgement, result: int, addr: int) -> Judgement:
-    return replace(judgement, result=result, addr=addr)
-
-
 class PtraceSink(TraceSink):
     """Adapts the Judge to the ptrace source: decisions become replies."""
 
@@ -329,23 +398,23 @@ class PtraceSink(TraceSink):
         self.judge = judge
 
     def on_call(self, call: MemCall, peek: Peek) -> CallReply:
-        """Judge at entry; in enforce mode turn deny/kill into a reply."""
-        decision = self.judge.call(call, peek)
-        if decision is None or self.judge.mode != "enforce":
+        """Judge at entry; carry out the enforcer's plan: a refusal (the exit
+        stop then shows the result) or a kill."""
+        plan = self.judge.call(call, peek)
+        if plan is None:
             return ALLOW_WITH_RESULT
-        if decision.action is Action.KILL:
+        if plan.proof is Proof.DEATH:
             self.judge.call_killed(call)
             return CallReply(kill=True)
-        if decision.action is Action.DENY:
-            return CallReply(deny_errno=decision.errno)
+        if plan.proof is Proof.RESULT:
+            return CallReply(deny_errno=plan.errno)
         return ALLOW_WITH_RESULT
 
     def on_event(self, event: Event) -> bool:
-        """Pass every other event to the judge; in enforce mode a new program
-        the policy denies or kills is killed (an exec cannot be refused)."""
-        decision = self.judge.event(event)
-        return (decision is not None and self.judge.mode == "enforce"
-                and decision.action in (Action.DENY, Action.KILL))
+        """Pass every other event to the judge; True (kill now) when the
+        enforcer plans the death of a new program (an exec cannot be refused)."""
+        plan = self.judge.event(event)
+        return plan is not None and plan.proof is Proof.DEATH
 
 
 def trace_attached(judge: Judge, pid: int) -> int | None:
@@ -462,7 +531,7 @@ def _feed(judge: Judge, events: list[Event], seeded_by: dict[int, AttachEvent]) 
             judge.event(event)
         elif isinstance(event, ExecEvent):
             judge.event(_as_at_exec(event))
-        elif not isinstance(event, KernelKill):
+        else:
             judge.event(event)
 
 

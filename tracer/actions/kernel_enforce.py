@@ -18,11 +18,24 @@ from ..sources.ebpf_source import KILL_SYSCALLS, KillRule, kill_rules_for
 
 @dataclass(frozen=True)
 class Enforcement:
-    """The kernel kill rules of a policy and what they cannot do."""
+    """The kernel kill rules of a policy and what they cannot do: `notes` for
+    the user, `gaps` the same per policy rule (what an event that rule
+    forbids, when no kill rule fired, reports as its reason)."""
 
     rules: tuple[KillRule, ...]
     notes: tuple[str, ...]
     exact: bool
+    gaps: tuple[tuple[str, str], ...] = ()
+
+    def why_not(self, rule: str | None) -> str:
+        """Why a call policy rule `rule` (None: the default action) forbids
+        was not killed by the kernel side."""
+        if rule is None:
+            return "the default action is not enforced in the kernel (only rules become kill rules)"
+        gaps = [gap for name, gap in self.gaps if name == rule]
+        if gaps:
+            return "; ".join(gaps)
+        return f"no kernel kill rule compiled from rule {rule} matched this call"
 
 
 def compile_kill_rules(policy: Policy) -> Enforcement:
@@ -30,38 +43,38 @@ def compile_kill_rules(policy: Policy) -> Enforcement:
     on categories only (other conditions, like exe globs, need the model in
     user space: those rules are reported, not enforced in the kernel)."""
     rules: list[KillRule] = []
-    notes: list[str] = []
+    gaps: list[tuple[str, str]] = []
     exact = True
     for rule in policy.rules:
         if rule.action not in (Action.DENY, Action.KILL):
             continue
         match = rule.match
         if _needs_user_space(match):
-            notes.append(f"rule {rule.name}: matches on the process or the region; reported, not enforced "
-                         "in the kernel")
+            gaps.append((rule.name, "matches on the process or the region (exe, comm, uid, backing, object, "
+                                    "caller): reported, not enforced in the kernel"))
             exact = False
             continue
         if match.category is None:
             found, precise = _protection_rule(rule.name, match)
             rules.extend(found)
             if not precise:
-                notes.append(f"rule {rule.name}: 'gains' is judged as 'asks for' in the kernel "
-                             "(it does not know regions)")
+                gaps.append((rule.name, "'gains' is judged as 'asks for' in the kernel (it does not know "
+                                        "regions)"))
                 exact = False
             continue
         for category in sorted(match.category, key=str):
             coverage = kill_rules_for(category, rule.name)
             if coverage is None:
-                notes.append(f"rule {rule.name}: {category} cannot be recognised at syscall entry; "
-                             "reported only")
+                gaps.append((rule.name, f"{category} cannot be recognised at syscall entry: reported only"))
                 exact = False
                 continue
             wanted = [r for r in coverage.rules if match.syscall is None or r.syscall in match.syscall]
             rules.extend(wanted)
             if not coverage.exact:
-                notes.append(f"rule {rule.name}: {category}: {coverage.note}")
+                gaps.append((rule.name, f"{category}: {coverage.note}"))
                 exact = False
-    return Enforcement(tuple(dict.fromkeys(rules)), tuple(notes), exact)
+    notes = tuple(f"rule {name}: {gap}" for name, gap in gaps)
+    return Enforcement(tuple(dict.fromkeys(rules)), notes, exact, tuple(gaps))
 
 
 def _needs_user_space(match: Match) -> bool:

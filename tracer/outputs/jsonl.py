@@ -41,7 +41,8 @@ def judgement_record(judgement: Judgement) -> dict:
         "rule": judgement.rule,
         "action": judgement.action.value,
         "errno": judgement.decision.errno,
-        "verdict": judgement.verdict,
+        "verdict": judgement.outcome.value,
+        "reason": judgement.reason,
         "caller": {
             "addr": caller.addr if caller else None,
             "object": caller.object if caller else None,

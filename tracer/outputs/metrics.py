@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from ..events import RecordsLost
-from ..judgement import Judgement
+from ..judgement import Judgement, Outcome
 
 
 class MetricsOutput:
@@ -17,7 +17,8 @@ class MetricsOutput:
         self.events = Counter("trampwatch_events", "W^X events judged", registry=self.registry)
         self.violations = Counter("trampwatch_violations", "W^X events by category and rule",
                                   ["category", "rule", "verdict"], registry=self.registry)
-        self.kills = Counter("trampwatch_kills", "processes killed by the policy", registry=self.registry)
+        self.kills = Counter("trampwatch_kills", "processes seen killed by enforcement",
+                             registry=self.registry)
         self.lost_records = Gauge("trampwatch_lost_records", "records the kernel could not deliver",
                           registry=self.registry)
         self.server, self.thread = start_http_server(port, addr=host, registry=self.registry)
@@ -27,8 +28,8 @@ class MetricsOutput:
         self.events.inc()
         rule = judgement.rule or "default"
         for category in judgement.categories:
-            self.violations.labels(category.value, rule, judgement.verdict).inc()
-        if judgement.verdict == "killed":
+            self.violations.labels(category.value, rule, judgement.outcome.value).inc()
+        if judgement.outcome is Outcome.KILLED:
             self.kills.inc()
 
     def lost(self, event: RecordsLost) -> None:

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import TextIO
 
 from ..events import RecordsLost
-from ..judgement import Judgement
+from ..judgement import Judgement, Outcome
 
 
 class Summary:
@@ -18,6 +18,7 @@ class Summary:
         self.by_category: Counter[str] = Counter()
         self.by_caller: Counter[str] = Counter()
         self.by_verdict: Counter[str] = Counter()
+        self.not_enforced: Counter[str] = Counter()
         self.events = 0
 
     def emit(self, judgement: Judgement) -> None:
@@ -30,7 +31,9 @@ class Summary:
             self.by_category[category.value] += 1
         caller = judgement.caller.object if judgement.caller and judgement.caller.object else "?"
         self.by_caller[os.path.basename(caller) or caller] += 1
-        self.by_verdict[judgement.verdict] += 1
+        self.by_verdict[judgement.outcome.value] += 1
+        if judgement.outcome is Outcome.NOT_ENFORCED:
+            self.not_enforced[judgement.reason or "?"] += 1
 
     def lost(self, event: RecordsLost) -> None:
         """Nothing now: the table ends with the total lost."""
@@ -56,6 +59,8 @@ class Summary:
             lines += _table("category", self.by_category)
             lines += _table("caller object", self.by_caller)
             lines += _table("verdict", self.by_verdict)
+            if self.not_enforced:
+                lines += _table("not enforced because", self.not_enforced)
         else:
             lines.append("  no W^X events")
         return "\n".join(lines) + "\n"

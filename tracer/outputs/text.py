@@ -35,7 +35,7 @@ def format_line(judgement: Judgement) -> str:
         f"{judgement.result:#x}" if judgement.result >= 0 else str(judgement.result)
     )
     sentence = (
-        f"W^X {judgement.verdict}: {judgement.comm} ({judgement.pid}) {judgement.syscall} "
+        f"W^X {judgement.outcome}: {judgement.comm} ({judgement.pid}) {judgement.syscall} "
         f"{cats} from {format_caller(judgement)}"
     )
     pairs = [
@@ -43,9 +43,11 @@ def format_line(judgement: Judgement) -> str:
         ("syscall", judgement.syscall), ("range", f"{judgement.addr:#x}-{end:#x}"),
         ("prev_prot", prev), ("prot", prot_text(judgement.prot)), ("backing", backing),
         ("categories", cats), ("rule", judgement.rule or "default"),
-        ("verdict", judgement.verdict), ("result", result), ("caller", format_caller(judgement)),
+        ("verdict", judgement.outcome), ("result", result), ("caller", format_caller(judgement)),
         *judgement.detail,
     ]
+    if judgement.reason:
+        pairs.append(("reason", judgement.reason))
     return sentence + "".join(f" | {key}={value}" for key, value in pairs)
 
 

@@ -768,8 +768,9 @@ class EbpfSource:
         """Wait up to `timeout_ms` for records; return them as events, in order.
 
         A syscall gives MemCall then MemReturn (preceded by an AttachEvent the
-        first time a process already running is seen, followed by KernelKill
-        when a kill rule fired). Also ExecEvent, ForkEvent, ExitEvent, and
+        first time a process already running is seen; KernelKill between the
+        two when a kill rule fired, so the call's judgement is settled by its
+        return). Also ExecEvent, ForkEvent, ExitEvent, and
         last RecordsLost when the kernel side dropped records since the
         previous poll. Syscall records wake the reader only in bulk (call_wakeup() in the C
         side), so what is in the buffer is taken whether or not it woke us.
@@ -849,9 +850,10 @@ class EbpfSource:
             fd_object=fd_object,
             object_size=_segment_size(name, args),
         )
-        events: list[Event] = [*self._attach_if_new(rec.tgid, ts), call, MemReturn(call, result)]
+        events: list[Event] = [*self._attach_if_new(rec.tgid, ts), call]
         if rec.flags & _KILLED:
             events.append(KernelKill(ts, rec.tgid, rec.tid, self._rule_names[rec.kill_rule], call))
+        events.append(MemReturn(call, result))
         return events
 
     def _fd_object(self, obj: ObjectRecord, args: tuple[int, ...]) -> FdObject:

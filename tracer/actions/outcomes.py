@@ -1,0 +1,178 @@
+"""What enforcement did: for each judged event, the enforcer says what it will
+do with the policy's decision (a Plan) and which later observation proves it
+was done; `settle` turns that observation into the outcome reports show.
+
+Three enforcers: AUDIT (nothing is enforced), PtraceEnforcer (`run`,
+`attach`: a call refused at entry or a process killed) and
+KernelKillEnforcer (`monitor`: eBPF kill rules at syscall entry). The
+pipeline holds each judgement until its plan settles, then emits it.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..judgement import UNENFORCED, Judgement, Outcome
+from ..policy.model import EXEC_PSEUDO_SYSCALL, Action, Decision
+
+if TYPE_CHECKING:
+    from .kernel_enforce import Enforcement
+
+
+class Proof(enum.Enum):
+    """The observation that settles a plan."""
+
+    NONE = "none"                 # nothing is done: the outcome is known now
+    RESULT = "result"             # the call is refused at entry: its exit shows -errno
+    DEATH = "death"               # the process is killed: it dies by SIGKILL
+    KERNEL_KILL = "kernel-kill"   # the kernel side may kill at entry: its kill record arrives
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an enforcer does with one judgement. `outcome`/`reason` are the
+    outcome when there is nothing to prove, or when the proof never comes
+    (KERNEL_KILL); `errno` is what a refused call must return."""
+
+    proof: Proof
+    outcome: Outcome
+    reason: str | None = None
+    errno: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What was seen after a decision: the call's return value, the kernel's
+    kill record (its rule), the process's wait status, or that the thread
+    (`gone`) or the whole trace (`ended`) finished without the rest."""
+
+    result: int | None = None
+    kernel_kill: str | None = None
+    status: int | None = None
+    gone: bool = False
+    ended: bool = False
+
+
+class Enforcer(Protocol):
+    """Turns a judgement into what will be done about it."""
+
+    def plan(self, judgement: Judgement) -> Plan:
+        """Return the plan for `judgement` (its decision is final)."""
+
+
+_FORBIDDING = (Action.DENY, Action.KILL)
+_KILLED = Outcome.KILLED
+
+
+def _unenforced(decision: Decision) -> Plan:
+    return Plan(Proof.NONE, UNENFORCED[decision.action])
+
+
+class _Audit:
+    """audit mode: nothing is enforced, forbidding decisions are would-deny/would-kill."""
+
+    def plan(self, judgement: Judgement) -> Plan:
+        """Return the unenforced outcome of the decision."""
+        return _unenforced(judgement.decision)
+
+
+AUDIT: Enforcer = _Audit()
+
+
+class PtraceEnforcer:
+    """enforce mode under ptrace: a call denied at entry (skipped, made to
+    return -errno), a process killed at a call's entry or at an exec (which
+    cannot be refused)."""
+
+    def plan(self, judgement: Judgement) -> Plan:
+        """Return the plan: RESULT for a denied call, DEATH for a kill or a
+        forbidden exec, NONE otherwise (trampfd operations are served by the
+        emulator before they are judged: not enforced)."""
+        decision = judgement.decision
+        if decision.action not in _FORBIDDING:
+            return _unenforced(decision)
+        if judgement.syscall.startswith("trampfd-"):
+            return Plan(Proof.NONE, Outcome.NOT_ENFORCED,
+                        "trampfd operations are served by the emulator, then judged: reported, not refused")
+        if judgement.syscall == EXEC_PSEUDO_SYSCALL:
+            reason = "an exec cannot be refused: killed instead" if decision.action is Action.DENY else None
+            return Plan(Proof.DEATH, _KILLED, reason)
+        if decision.action is Action.DENY:
+            return Plan(Proof.RESULT, Outcome.DENIED, errno=decision.errno)
+        return Plan(Proof.DEATH, _KILLED)
+
+
+class KernelKillEnforcer:
+    """enforce mode under eBPF: the kernel side sends SIGKILL at the entry of
+    calls its kill rules match (eBPF cannot refuse a call on this kernel);
+    what it does not match is not enforced, with the compiler's reason."""
+
+    def __init__(self, enforcement: Enforcement):
+        self.enforcement = enforcement
+
+    def plan(self, judgement: Judgement) -> Plan:
+        """Return KERNEL_KILL for every call (a kill rule may fire whatever
+        the user-space decision), with the outcome when none fires."""
+        decision = judgement.decision
+        if judgement.syscall == EXEC_PSEUDO_SYSCALL:
+            if decision.action in _FORBIDDING:
+                return Plan(Proof.NONE, Outcome.NOT_ENFORCED,
+                            "monitor kills only at memory syscalls' entry, not at exec")
+            return _unenforced(decision)
+        if decision.action not in _FORBIDDING:
+            return Plan(Proof.KERNEL_KILL, UNENFORCED[decision.action])
+        return Plan(Proof.KERNEL_KILL, Outcome.NOT_ENFORCED, self.enforcement.why_not(decision.rule))
+
+
+def settle(plan: Plan, judgement: Judgement, seen: Evidence) -> tuple[Outcome, str | None] | None:
+    """Return (outcome, reason) once `seen` settles `plan`, None while its
+    proof may still come."""
+    proof = plan.proof
+    if proof is Proof.NONE:
+        return plan.outcome, plan.reason
+    finished = seen.gone or seen.ended
+    if proof is Proof.KERNEL_KILL:
+        if seen.kernel_kill is not None:
+            return _KILLED, _kernel_kill_reason(judgement.decision, seen.kernel_kill)
+        return (plan.outcome, plan.reason) if seen.result is not None or finished else None
+    if proof is Proof.RESULT:
+        if seen.result is not None:
+            want = -(plan.errno or 0)
+            if seen.result == want:
+                return Outcome.DENIED, None
+            return Outcome.NOT_ENFORCED, f"the call returned {_result(seen.result)}, not {_result(want)}"
+        if finished:
+            return Outcome.NOT_ENFORCED, "the thread was gone before the refused call returned"
+        return None
+    if seen.status is not None:
+        if os.WIFSIGNALED(seen.status) and os.WTERMSIG(seen.status) == signal.SIGKILL:
+            return _KILLED, plan.reason
+        return Outcome.NOT_ENFORCED, f"the process ended otherwise ({_describe(seen.status)})"
+    if seen.ended:
+        return Outcome.NOT_ENFORCED, "trampwatch stopped before the process was seen to die"
+    return None
+
+
+def _kernel_kill_reason(decision: Decision, rule: str) -> str | None:
+    if decision.action is Action.DENY:
+        return f"eBPF cannot refuse a call here: kernel kill rule {rule} killed the process instead"
+    if decision.action is not Action.KILL or decision.rule != rule:
+        return f"kernel kill rule {rule} fired (it judges from the arguments alone)"
+    return None
+
+
+def _result(value: int) -> str:
+    name = errno.errorcode.get(-value) if -4096 < value < 0 else None
+    return f"-{name}" if name else f"{value:#x}" if value >= 0 else str(value)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"signal {signal.Signals(sig).name if sig in signal.valid_signals() else sig}"
+    return f"exit {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else f"status {status:#x}"
