@@ -397,8 +397,8 @@ def descriptor_facility(obj: FdObject) -> str | None:
     writable = obj.access in (O_WRONLY, O_RDWR)
     if obj.access is None:
         return "unreadable"
-    if obj.fs_type == PROC_SUPER_MAGIC and _is_mem_link(obj.path):
-        return "mem" if writable else None
+    if obj.fs_type == PROC_SUPER_MAGIC:  # no procfs file but mem can hold code
+        return "mem" if writable and _is_mem_link(obj.path) else None
     if obj.path == "anon_inode:[userfaultfd]" or obj.misc == "userfaultfd":
         return "userfaultfd"
     if obj.path == "anon_inode:[io_uring]":

@@ -733,7 +733,7 @@ class PtraceSource:
         kill = False
         for fd in fds:
             try:
-                view = procfs.fd_view(task.tid, fd)
+                view = procfs.fd_view(task.tid, fd) if fd >= 0 else _UNREADABLE
             except NoSuchProcess:
                 raise
             except TraceError:
@@ -765,10 +765,15 @@ class PtraceSource:
         if call.syscall not in _RECEIVE_CALLS:
             return [rval] if rval >= 0 else []
         found = []
-        for fd in procfs.list_fds(task.tid):
-            link = procfs.fd_link(task.tid, fd)
-            if link is not None and _worth_a_view(link):
-                found.append(fd)
+        try:
+            for fd in procfs.list_fds(task.tid):
+                link = procfs.fd_link(task.tid, fd)
+                if link is not None and _worth_a_view(link):
+                    found.append(fd)
+        except NoSuchProcess:
+            raise
+        except TraceError:
+            return [-1]  # the table cannot be read: judged as unreadable (fails closed)
         return found
 
     def _skip_syscall(self, task: _Task, err: int) -> None:
@@ -928,6 +933,8 @@ _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
 # kernel's d_path of a detached or foreign procfs starts elsewhere).
 _MEM_LINK = re.compile(r"(?:^|/)(\d+)(?:/task/\d+)?/mem(?: \(deleted\))?$")
 _OPAQUE_LINKS = frozenset({"anon_inode:[userfaultfd]", "anon_inode:[io_uring]"})
+# What a receive stands for when the descriptor table cannot be read.
+_UNREADABLE = FdObject(-1, "", 0, 0)
 
 
 def _foreign_write_target(call: MemCall) -> MemCall | None:
