@@ -154,8 +154,8 @@ def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None]:
     """How clone3 is handled: (trap rules, errno of a refusal in the kernel).
     Its flags live in memory the program can change after any check, so the
     tracer cannot judge it: a policy that denies it for everyone has the
-    filter refuse it (libc then falls back to clone, whose flags are a
-    register); one that allows it for everyone lets it run unstopped; any
+    filter refuse it with ENOSYS (libc then falls back to clone, whose flags
+    are a register); one that allows it for everyone lets it run unstopped; any
     other decision stops every clone3 and judges it as `opaque`."""
     from .actions.seccomp_deny import clone3_decision
     from .policy.model import Action
@@ -163,12 +163,16 @@ def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None]:
     decision = clone3_decision(judge.policy)
     if decision is not None and decision.action is Action.ALLOW:
         return (), None
-    if (decision is not None and decision.action is Action.DENY and judge.mode == "enforce"
-            and decision.errno is not None):
+    if decision is not None and decision.action is Action.DENY and judge.mode == "enforce":
+        # Whatever errno the rule names: only ENOSYS makes libc fall back to
+        # clone; any other one would make every pthread_create fail.
+        asked = "" if decision.errno == errno.ENOSYS else (
+            f"; the rule asks {errno.errorcode.get(decision.errno, decision.errno)}, but only ENOSYS lets "
+            "libc fall back")
         click.echo(f"trampwatch: clone3 is refused in the kernel by the seccomp filter (rule "
-                   f"{decision.rule or 'default'}, {errno.errorcode.get(decision.errno, decision.errno)}): "
-                   "its arguments cannot be judged; libc falls back to clone", err=True)
-        return (), decision.errno
+                   f"{decision.rule or 'default'}, ENOSYS{asked}): its arguments cannot be judged; "
+                   "libc falls back to clone", err=True)
+        return (), errno.ENOSYS
     return (CLONE3_RULE,), None
 
 
