@@ -258,18 +258,21 @@ def misc_devices() -> dict[int, str]:
     return found
 
 
-def fd_view(pid: int, fd: int) -> FdObject | None:
+def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
     """Return the kernel's view of descriptor `fd` of `pid` (read at a
     syscall's exit, never from the program's arguments): its link text,
-    stat, filesystem magic, access mode and misc device name. Returns None
-    when `fd` is not open. Raises NoSuchProcess, AccessDenied or TraceError."""
+    stat, filesystem magic, access mode and misc device name. `access`, when
+    the caller knows it from a register the kernel read (an open's flags),
+    spares reading fdinfo. Returns None when `fd` is not open. Raises
+    NoSuchProcess, AccessDenied or TraceError."""
     link = f"/proc/{pid}/fd/{fd}"
     try:
         st = os.stat(link)
         path = os.readlink(link)
         fs_type = _fs_type(link)
-        flags = next(int(line[6:].strip(), 8) for line in _read_text(pid, f"fdinfo/{fd}").splitlines()
-                     if line.startswith("flags:"))
+        flags = access if access is not None else next(
+            int(line[6:].strip(), 8) for line in _read_text(pid, f"fdinfo/{fd}").splitlines()
+            if line.startswith("flags:"))
     except StopIteration as err:
         raise TraceError(f"/proc/{pid}/fdinfo/{fd} has no flags line", pid=pid) from err
     except OSError as err:

@@ -733,7 +733,7 @@ class PtraceSource:
         kill = False
         for fd in fds:
             try:
-                view = procfs.fd_view(task.tid, fd) if fd >= 0 else _UNREADABLE
+                view = procfs.fd_view(task.tid, fd, _access_asked(call)) if fd >= 0 else _UNREADABLE
             except NoSuchProcess:
                 raise
             except TraceError:
@@ -953,6 +953,21 @@ def _may_write(call: MemCall) -> bool:
     register)."""
     arg = _OPEN_FLAGS_ARG.get(call.syscall)
     return arg is None or call.args[arg] & abi.O_ACCMODE in (abi.O_WRONLY, abi.O_RDWR)
+
+
+_O_PATH = 0o10000000
+
+
+def _access_asked(call: MemCall) -> int | None:
+    """The access mode an open's flags register gave the new descriptor (the
+    kernel read the register, not memory); None when only fdinfo can tell
+    (openat2's struct, O_PATH, received descriptors)."""
+    if call.syscall == "creat":
+        return abi.O_WRONLY
+    arg = _OPEN_FLAGS_ARG.get(call.syscall)
+    if arg is None or call.args[arg] & _O_PATH:
+        return None
+    return call.args[arg] & abi.O_ACCMODE
 
 
 def _worth_a_view(link: str) -> bool:
