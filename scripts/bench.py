@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -28,6 +29,17 @@ PROGRAMS = ROOT / "tests" / "programs"
 BENCH_PROGRAMS = ROOT / "scripts" / "bench_programs"
 TRAMPWATCH = [str(ROOT / ".venv" / "bin" / "trampwatch")]
 STRACE_SET = "trace=mmap,mprotect,munmap,mremap,pkey_mprotect"
+# The memory calls trampwatch's filter stops on, for the whole-program comparison (issue 13).
+STRACE_WORKLOAD = ["strace", "-f", "-qq", "--seccomp-bpf",
+                   "-e", "trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat", "-o", "/dev/null"]
+NODE_FUNCTIONS = ('let s = 0; for (let i = 0; i < 20000; i++) { '
+                  'const f = new Function("x", "return x + " + i); s += f(i); } console.log(s)')
+# JIT-heavy: 200 distinct hot functions, each compiled by the optimising tier (a few seconds native).
+NODE_JIT = ('let t = 0; for (let i = 0; i < 200; i++) { const f = new Function("n", "let s = 0; '
+            'for (let j = 0; j < n; j++) s = (s + j * " + i + ") % 1000003; return s"); '
+            'for (let k = 0; k < 10; k++) t += f(100000); } console.log(t)')
+# 250 x (true, echo, sh -c :, env true): 1,000 short processes of four programs, dynamic and static shells.
+SHELL_1000 = ("for i in $(seq 250); do /bin/true; /bin/echo $i; /bin/sh -c :; /usr/bin/env true; done")
 # Flips per burst in the monitor cost runs: 5,000 records, half the burst shown lossless.
 MONITOR_BURST = 2_500
 
@@ -46,16 +58,42 @@ class Case:
     name: str
     argv: list[str]
     ok_codes: tuple[int, ...] = (0,)
+    env: dict[str, str] | None = None
 
 
 def time_once(case: Case) -> float:
     """Run a case with output discarded; return wall seconds. Fails loudly."""
     start = time.perf_counter()
-    done = subprocess.run(case.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(case.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=case.env)
     elapsed = time.perf_counter() - start
     if done.returncode not in case.ok_codes:
         sys.exit(f"bench: {' '.join(case.argv)} exited {done.returncode}")
     return elapsed
+
+
+def time_and_cpu_once(case: Case) -> tuple[float, float]:
+    """Run a case like time_once; return (wall seconds, CPU seconds of it and
+    all its descendants: the tracer's and the program's user + system time)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time_once(case)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def measure_wall_and_cpu(cases: list[Case], reps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Like measure(); also the median CPU seconds of each case (steadier than
+    wall time on a busy machine)."""
+    walls: dict[str, list[float]] = {case.name: [] for case in cases}
+    cpus: dict[str, list[float]] = {case.name: [] for case in cases}
+    for case in cases:
+        time_once(case)
+    for _ in range(reps):
+        for case in cases:
+            wall, cpu = time_and_cpu_once(case)
+            walls[case.name].append(wall)
+            cpus[case.name].append(cpu)
+    return ({name: statistics.median(v) for name, v in walls.items()},
+            {name: statistics.median(v) for name, v in cpus.items()})
 
 
 def measure(cases: list[Case], reps: int) -> dict[str, float]:
@@ -234,6 +272,45 @@ def bench_threads(bins: dict[str, Path], reps: int, threads: int, flips: int) ->
           ["workload", "s (median)", "x native", "x strace --seccomp-bpf"], rows)
 
 
+def bench_serialise(bins: dict[str, Path], reps: int, n: int, threads: int, flips: int, loops: int) -> None:
+    """What judging one address space's memory calls one at a time costs
+    (issue 10, route 5): per-event cost with one thread and with many
+    threads flipping at once under strict enforce, and a fork/exec-heavy
+    shell loop under run against native and strace. With
+    TRAMPWATCH_BASELINE_TREE=DIR (a checkout of an earlier commit), that
+    tree's trampwatch runs in the same interleaved rounds ("before")."""
+    tw = [*TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--policy", "strict", "--mode", "enforce",
+          "--"]
+    tracers = {"trampwatch strict enforce": tw}
+    baseline = os.environ.get("TRAMPWATCH_BASELINE_TREE")
+    if baseline:
+        tracers["trampwatch strict enforce (baseline tree)"] = ["env", f"PYTHONPATH={baseline}", *tw]
+    strace = ["strace", "-f", "--seccomp-bpf", "-e", "trace=mmap,mprotect", "-o", "/dev/null"]
+    configs = {"native": ["taskset", "-c", "0"], "strace --seccomp-bpf": ["taskset", "-c", "0", *strace]}
+    configs.update({name: ["taskset", "-c", "0", *argv] for name, argv in tracers.items()})
+    got = marginal(configs, bins["mprotect_flood"], n, reps)
+    native = got["native"][1]
+    rows = [[name, f"{(loop - native) / n * 1e6:.1f}"] for name, (_, loop) in got.items() if name != "native"]
+    table(f"{n:,} mprotect calls, one thread, same CPU", ["workload", "µs per call over native"], rows)
+    prog = [str(bins["threads_flood"]), str(threads), str(flips)]
+    med = measure([Case("native", prog), Case("strace --seccomp-bpf", [*strace, *prog]),
+                   *(Case(name, [*argv, *prog]) for name, argv in tracers.items())], reps)
+    calls = threads * flips
+    rows = [[name, f"{sec:.2f}", f"{(sec - med['native']) / calls * 1e6:.1f}", f"{sec / med['native']:.1f}"]
+            for name, sec in med.items()]
+    table(f"{threads} threads x {flips} mprotect flips at once ({calls:,} calls), no CPU pinning",
+          ["workload", "s (median)", "µs per call over native", "x native"], rows)
+    true = shutil.which("true") or "/bin/true"
+    loop = ["bash", "-c", f"for i in $(seq {loops}); do {true}; done"]
+    reference = "strace -f --seccomp-bpf -e trace=mmap,mprotect"
+    med = measure([Case("native", loop), Case(reference, [*strace, *loop]),
+                   *(Case(name, [*argv, *loop]) for name, argv in tracers.items())], reps)
+    rows = [[name, f"{sec * 1000:.0f}", f"{sec / med['native']:.2f}", f"{sec / med[reference]:.2f}"]
+            for name, sec in med.items()]
+    table(f"{loops} /bin/true from a bash loop (fork/exec heavy), no CPU pinning",
+          ["workload", "ms (median)", "x native", "x strace --seccomp-bpf"], rows)
+
+
 def _start_monitor(args: list[str], json_path: Path,
                    cpu: int | None = None) -> tuple[subprocess.Popen, float]:
     """Start `trampwatch monitor` (on CPU `cpu`, or any); return it once
@@ -372,39 +449,88 @@ def bench_inspect(bins: dict[str, Path], reps: int, n: int) -> None:
           ["command", "ms (median)"], rows)
 
 
+def workload_cases() -> list[tuple[str, list[str]]]:
+    """The whole programs of issue 13's table, as (label, argv)."""
+    python = "/usr/bin/python3"
+    return [
+        ("python3 -c 'import json, ctypes, decimal, asyncio, email.mime.text'",
+         [python, "-c", "import json, ctypes, decimal, asyncio, email.mime.text"]),
+        ("bash loop of 200 /bin/true", ["bash", "-c", "for i in $(seq 200); do /bin/true; done"]),
+        ("node creating and calling 20,000 functions", ["node", "-e", NODE_FUNCTIONS]),
+        ("java -version", ["java", "-version"]),
+        ("node JIT-heavy (200 hot functions, optimised)", ["node", "-e", NODE_JIT]),
+        ("bash loop of 1,000 short processes (true, echo, sh -c, env)", ["bash", "-c", SHELL_1000]),
+    ]
+
+
+def bench_workloads(reps: int, baseline: str | None = None) -> None:
+    """Whole real programs: native, under strace --seccomp-bpf tracing the
+    same memory calls, and under trampwatch run (audit, default policy,
+    attribution on, output discarded). Each workload's configurations run
+    interleaved. Wall time and CPU time (tracer + program) are both shown:
+    on a shared machine CPU time is the steadier of the two. `baseline`:
+    another checkout's tree, run as one more configuration
+    (PYTHONPATH=baseline) so before and after share the same noise."""
+    tw = [*TRAMPWATCH, "run", "--mode", "audit", "--no-summary", "-o", "/dev/null", "--"]
+    base_env = {**os.environ, "PYTHONPATH": baseline} if baseline else None
+    configs = ["native", "strace", *(["baseline"] if base_env else []), "trampwatch"]
+    rows = []
+    for label, argv in workload_cases():
+        cases = [Case("native", argv), Case("strace", [*STRACE_WORKLOAD, *argv]),
+                 Case("trampwatch", [*tw, *argv])]
+        if base_env:
+            cases.append(Case("baseline", [*tw, *argv], env=base_env))
+        wall, cpu = measure_wall_and_cpu(cases, reps)
+        row = [label]
+        for measured in (wall, cpu):
+            row += [f"{measured[name]:.2f}" for name in configs]
+            row += [f"{measured[name] / measured['strace']:.2f}x" for name in configs[2:]]
+        rows.append(row)
+    header = ["workload"]
+    for kind in ("wall", "CPU"):
+        header += [f"{name} {kind} s" for name in configs]
+        header += [f"{name} / strace ({kind})" for name in configs[2:]]
+    table("whole programs, no CPU pinning (target: trampwatch within 1.2x strace -f --seccomp-bpf "
+          "-e trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat)", header, rows)
+
+
 def bench_scan(reps: int, root: str) -> None:
-    """scan of a directory tree, against readelf -lW over the same files."""
-    files = [str(p) for p in Path(root).rglob("*") if p.is_file() and not p.is_symlink()]
-    elves = []
+    """scan of a directory tree against pax-utils' scanelf -qRe -t over the
+    same tree (both walk it, find the ELF files, and report stack, load
+    segment and text relocation markings)."""
+    files = [p for p in Path(root).rglob("*") if p.is_file() and not p.is_symlink()]
+    elves = 0
     for path in files:
         try:
             with open(path, "rb") as f:
-                if f.read(4) == b"\x7fELF":
-                    elves.append(path)
+                elves += f.read(4) == b"\x7fELF"
         except OSError:
             continue
-    listing = Path(tempfile.mkstemp(prefix="tw-elves-")[1])
-    listing.write_text("\0".join(elves))
+    scanelf = shutil.which("scanelf")
+    if scanelf is None:
+        sys.exit("bench: scanelf is missing: apt-get install pax-utils (scripts/setup installs it)")
     cases = [
-        Case("readelf -lW (ELF files only)",
-             ["sh", "-c", f"xargs -0 readelf -lW < {listing} > /dev/null 2>&1; true"]),
+        Case("scanelf -qRe -t (pax-utils)", [scanelf, "-qRe", "-t", root]),
         Case("trampwatch scan", [*TRAMPWATCH, "scan", root]),
     ]
     med = measure(cases, reps)
-    listing.unlink()
-    rows = [[name, f"{sec:.2f}", f"{len(files) / sec:,.0f}", f"{len(elves) / sec:,.0f}"]
+    base = med["scanelf -qRe -t (pax-utils)"]
+    rows = [[name, f"{sec:.2f}", f"{len(files) / sec:,.0f}", f"{sec / base:.2f}x"]
             for name, sec in med.items()]
-    table(f"scan of {root}: {len(files):,} files, {len(elves):,} ELF",
-          ["command", "s (median)", "files/s", "ELF files/s"], rows)
+    table(f"scan of {root}: {len(files):,} files, {elves:,} ELF "
+          "(target: trampwatch scan faster than scanelf)",
+          ["command", "s (median)", "files/s", "x scanelf"], rows)
 
 
 BENCHES: dict[str, Callable[..., None]] = {
+    "workloads": bench_workloads,
     "cheap": bench_cheap,
     "mprotect": bench_mprotect,
     "startup": bench_startup,
     "enforce": bench_enforce,
     "threads": bench_threads,
     "opens": bench_opens,
+    "serialise": bench_serialise,
     "monitor": bench_monitor,
     "inspect": bench_inspect,
     "scan": bench_scan,
@@ -418,6 +544,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller workloads, 3 repetitions")
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
+    parser.add_argument("--baseline", metavar="TREE",
+                        help="workloads: also time trampwatch from another checkout (its PYTHONPATH)")
     args = parser.parse_args()
     reps = 3 if args.quick else args.reps
     scale = 10 if args.quick else 1
@@ -437,6 +565,8 @@ def main() -> None:
         print(f"# trampwatch benchmarks ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{reps} interleaved repetitions, medians)")
         selected = args.only or list(BENCHES)
+        if "workloads" in selected:
+            bench_workloads(reps, args.baseline)
         if "cheap" in selected:
             bench_cheap(bins, reps, 2_000_000 // scale)
         if "mprotect" in selected:
@@ -449,6 +579,8 @@ def main() -> None:
             bench_threads(bins, reps, 500, 2000 // scale)
         if "opens" in selected:
             bench_opens(bins, reps, 20_000 // scale)
+        if "serialise" in selected:
+            bench_serialise(bins, reps, 20_000 // scale, 500, 200 // scale, 500)
         if "monitor" in selected:
             bench_monitor(bins, reps, 500_000 // scale, out)
         if "inspect" in selected:

@@ -38,12 +38,21 @@ class Build:
     drop_gnu_stack: turn the PT_GNU_STACK program header into PT_NULL after
         linking -- GNU ld cannot omit it, and its absence is the point.
     needs: other programs this one executes, built alongside it.
+    source: the C file's stem when it is not the program's name (one source,
+        several builds).
+    rwx_load: after linking, make every writable PT_LOAD segment executable
+        too (an RWX segment the kernel's loader maps W+X).
+    rwx_interp: link against a copy of the dynamic loader whose writable
+        PT_LOAD segment was made executable (bin/ld-rwx.so.2).
     """
 
     flags: tuple[str, ...] = ()
     m32: bool = False
     drop_gnu_stack: bool = False
     needs: tuple[str, ...] = ()
+    source: str | None = None
+    rwx_load: bool = False
+    rwx_interp: bool = False
 
 
 # The one table of per-program build settings; a program not listed uses Build().
@@ -53,6 +62,13 @@ BUILDS: dict[str, Build] = {
     "benign_threads": Build(flags=("-pthread",)),
     "execstack": Build(flags=("-Wl,-z,execstack", "-Wl,--no-warn-execstack")),
     "fork_tree": Build(needs=("wx_map",)),
+    "int80_clone": Build(flags=("-pthread",)),
+    "m32_threads": Build(m32=True, flags=("-pthread",)),
+    "exit_race": Build(flags=("-pthread",)),
+    "mem_race": Build(flags=("-pthread",)),
+    "wx_segment_static": Build(source="wx_segment", flags=("-static",), rwx_load=True),
+    "wx_segment_dynamic": Build(source="wx_segment", rwx_load=True),
+    "wx_segment_interp": Build(source="wx_segment", rwx_interp=True),
     "i386_noheader": Build(m32=True, drop_gnu_stack=True),
     # x86-64 exec clears READ_IMPLIES_EXEC; an i386 image keeps an inherited one.
     "rie_reexec": Build(m32=True),
@@ -63,7 +79,40 @@ BUILDS: dict[str, Build] = {
 }
 
 PT_NULL = 0
+PT_LOAD = 1
 PT_GNU_STACK = 0x6474E551
+PF_X, PF_W = 0x1, 0x2
+RWX_INTERP = BIN_DIR / "ld-rwx.so.2"
+SYSTEM_INTERP = Path("/lib64/ld-linux-x86-64.so.2")
+
+
+def _program_headers(data: bytes | bytearray) -> list[int]:
+    """Offsets of the program headers of a little-endian ELF file."""
+    if data[:4] != b"\x7fELF" or data[5] != 1:
+        raise ValueError("not a little-endian ELF file")
+    if data[4] == 1:  # ELFCLASS32
+        phoff, (phentsize, phnum) = struct.unpack_from("<I", data, 28)[0], struct.unpack_from("<HH", data, 42)
+    else:
+        phoff, (phentsize, phnum) = struct.unpack_from("<Q", data, 32)[0], struct.unpack_from("<HH", data, 54)
+    return [phoff + index * phentsize for index in range(phnum)]
+
+
+def make_writable_segments_executable(path: Path) -> None:
+    """Add PF_X to every writable PT_LOAD segment of the ELF at path (p_flags
+    sits at offset 4 in a 64-bit header, 24 in a 32-bit one).
+    Raises ValueError if path is not an ELF file or has no writable segment."""
+    data = bytearray(path.read_bytes())
+    flags_at = 24 if data[4] == 1 else 4
+    changed = 0
+    for offset in _program_headers(data):
+        kind = struct.unpack_from("<I", data, offset)[0]
+        flags = struct.unpack_from("<I", data, offset + flags_at)[0]
+        if kind == PT_LOAD and flags & PF_W:
+            struct.pack_into("<I", data, offset + flags_at, flags | PF_X)
+            changed += 1
+    if not changed:
+        raise ValueError(f"{path}: has no writable PT_LOAD segment")
+    path.write_bytes(bytes(data))
 
 
 def drop_gnu_stack(path: Path) -> None:
@@ -112,10 +161,10 @@ class ProgramBuilder:
         """
         if name in self._built:
             return self._built[name]
-        source = PROGRAMS_DIR / f"{name}.c"
+        build = BUILDS.get(name, Build())
+        source = PROGRAMS_DIR / f"{build.source or name}.c"
         if not source.is_file():
             pytest.fail(f"no test program named {name!r}: {source} does not exist")
-        build = BUILDS.get(name, Build())
         for needed in build.needs:
             self(needed)
         if build.m32:
@@ -145,16 +194,33 @@ class ProgramBuilder:
         tmp = Path(tmp_name)
         try:
             arch = ("-m32",) if build.m32 else ()
-            cmd = [self._gcc, *BASE_CFLAGS, *arch, "-o", str(tmp), str(source), *build.flags]
+            interp = (f"-Wl,--dynamic-linker={self._rwx_interp()}",) if build.rwx_interp else ()
+            cmd = [self._gcc, *BASE_CFLAGS, *arch, "-o", str(tmp), str(source), *build.flags, *interp]
             result = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 pytest.fail(f"building {name} failed ({' '.join(cmd)}):\n{result.stderr}", pytrace=False)
             if build.drop_gnu_stack:
                 drop_gnu_stack(tmp)
+            if build.rwx_load:
+                make_writable_segments_executable(tmp)
             tmp.chmod(0o755)
             tmp.replace(binary)
         finally:
             tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _rwx_interp() -> Path:
+        """A copy of the system's dynamic loader with an RWX data segment."""
+        if not RWX_INTERP.exists() or RWX_INTERP.stat().st_mtime < Path(__file__).stat().st_mtime:
+            BIN_DIR.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=BIN_DIR, prefix=".ld-rwx.")
+            os.close(fd)
+            tmp = Path(tmp_name)
+            shutil.copyfile(SYSTEM_INTERP, tmp)
+            make_writable_segments_executable(tmp)
+            tmp.chmod(0o755)
+            tmp.replace(RWX_INTERP)
+        return RWX_INTERP
 
     def _m32_unavailable(self) -> str | None:
         """Return why gcc cannot link an i386 program, or None if it can."""
@@ -292,3 +358,19 @@ def parse_program_output(text: str) -> ProgramOutput:
 def parse_output() -> Callable[[str], ProgramOutput]:
     """Return parse_program_output: ``parse_output(stdout_text) -> ProgramOutput``."""
     return parse_program_output
+
+
+# --- markers (registered in pyproject.toml) ------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Loading BPF programs needs root: every `ebpf` test is a `root` test too."""
+    for item in items:
+        if item.get_closest_marker("ebpf") and not item.get_closest_marker("root"):
+            item.add_marker(pytest.mark.root)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip `root` tests, saying why, when the suite does not run as root."""
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.skip("needs root (BPF programs, tracing processes the test did not start): run as root")

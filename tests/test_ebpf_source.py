@@ -36,6 +36,8 @@ from tracer.events import (
 from tracer.sources import ebpf_source, procfs
 from tracer.sources.ebpf_source import EbpfConfig, EbpfSource, KillRule
 
+pytestmark = pytest.mark.ebpf
+
 CASES_C = r"""/* Test program for tests/test_ebpf_source.py: one W^X pattern per mode. */
 #define _GNU_SOURCE
 #include <stdio.h>

@@ -303,6 +303,46 @@ def test_cache_evicts_the_least_recently_used(built: Fixtures) -> None:
     assert len(cache) == 2
 
 
+def test_stack_flags_from_program_headers_alone(built: Fixtures, tmp_path: Path) -> None:
+    """read_stack_flags (exec's fast path) agrees with read_elf, including
+    i386 and a header-less object, and refuses what is not ELF."""
+    paths = [built.pie, built.nopie, built.lib, built.execstack, "/usr/lib/i386-linux-gnu/libc.so.6"]
+    for path in paths:
+        if os.path.exists(path):  # the i386 libc comes with gcc-multilib
+            assert elf.read_stack_flags(path) == elf.read_elf(path).gnu_stack_flags, path
+    assert elf.read_stack_flags(built.execstack) == PF_R | PF_W | PF_X
+    obj = tmp_path / "lib.o"
+    _gcc("-c", "-o", str(obj), str(Path(built.lib).parent / "lib.c"))
+    assert elf.read_stack_flags(str(obj)) is None  # relocatable: no program headers
+    text = tmp_path / "text"
+    text.write_text("hello")
+    with pytest.raises(elf.NotElfError):
+        elf.read_stack_flags(str(text))
+    short = tmp_path / "short"
+    short.write_bytes(Path(built.pie).read_bytes()[:80])
+    with pytest.raises(elf.ElfError) as caught:
+        elf.read_stack_flags(str(short))
+    assert caught.value.reason == "truncated"
+
+
+def test_exec_stack_cache_reads_a_program_once_until_it_changes(built: Fixtures, tmp_path: Path) -> None:
+    copy = tmp_path / "prog"
+    shutil.copy(built.pie, copy)
+    cache = elf.ExecStackCache()
+    assert cache.execstack(str(copy)) is False
+    # Same identity: the cached verdict, even if the bytes are swapped behind
+    # an unchanged mtime (what the key promises and no more).
+    mtime = copy.stat().st_mtime_ns
+    shutil.copy(built.execstack, copy)
+    os.utime(copy, ns=(mtime, mtime))
+    if copy.stat().st_size == Path(built.pie).stat().st_size:
+        assert cache.execstack(str(copy)) is False
+    # A new mtime: read again.
+    os.utime(copy, ns=(mtime + 1_000_000_000, mtime + 1_000_000_000))
+    assert cache.execstack(str(copy)) is True
+    assert cache.execstack(str(tmp_path / "missing")) is None
+
+
 @pytest.fixture(scope="module")
 def fuzz_input(built: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, str]:
     """The bytes of a small real program, and where to write mutated copies."""

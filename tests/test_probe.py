@@ -11,6 +11,8 @@ import pytest
 from tracer.probe import Probe, format_table, probe_all
 from tracer.sources import ebpf_source
 
+pytestmark = pytest.mark.ebpf
+
 
 @pytest.fixture(scope="module")
 def probes() -> dict[str, Probe]:

@@ -111,6 +111,21 @@ TRUTH: dict[str, Truth] = {
     "threads_flood": Truth(args=("4", "50")),
     "cheap_syscalls": Truth(args=("1000",)),
     "signals": Truth(),
+    # issue 10: attacks on the tracer's model (tests/test_enforce_memory.py).
+    "unseen_pages": Truth(ran=("stack_grown_call", "growsdown_grown_call"),
+                          refused=("stack_grown_mprotect", "growsdown_grown_mprotect")),
+    "shm_reattach": Truth(ran=("shm_reattached_call",), refused=("shm_ro_rx_mprotect",)),
+    "bss_code": Truth(ran=("bss_call",), refused=("bss_rx_mprotect",)),
+    "int80_clone": Truth(ran=("int80_thread_call", "main_call"),
+                         refused=("thread_rx_mprotect", "main_rx_mprotect")),
+    "m32_threads": Truth(ran=("thread_call", "main_call"),
+                         refused=("thread_rx_mprotect", "main_rx_mprotect")),
+    # Mapping a memfd read+execute directly is no exec gain: MDWE lets it run.
+    "fd_swap": Truth(ran=("swap_call",), mdwe_ran=("swap_call",), args=("2000",)),
+    "mem_race": Truth(ran=("race_call",), args=("mremap", "300")),
+    "exit_race": Truth(args=("20",)),
+    # Built plainly it has no RWX segment; the wx_segment_* builds (conftest) do.
+    "wx_segment": Truth(),
 }
 
 

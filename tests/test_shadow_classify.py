@@ -226,3 +226,45 @@ def test_fixed_mapping_replaces_and_threads_share_a_space():
 def test_nothing_executable_is_never_a_category(prot):
     shadow = model()
     assert step(shadow, call("mmap", 0, 4096, prot, ANON, -1, 0), 0x10000) == ()
+
+
+# --- issue 10: unknown is unsafe, object history, exec before fork, W+X at exec ----------
+
+
+def test_pages_the_model_never_saw_count_as_written():
+    shadow = model()
+    grown = (MapEntry(0x7FFE0000, 0x7FFF8000, R | W, False, 0, 0, 0, "[stack]"),)
+    assert shadow.fill_unknown(PID, 0x7FFE0000, 0x7FFE1000, grown) == 1
+    assert step(shadow, call("mprotect", 0x7FFE0000, 4096, R | X), 0) == (C.W_TO_X, C.EXECSTACK)
+    # A page it knew and never saw written stays clean.
+    assert shadow.fill_unknown(PID, 0x401000, 0x402000, BASE_MAPS) == 0
+
+
+def test_write_history_belongs_to_the_segment_not_the_attach():
+    shadow = model()
+    seg = 7
+    step(shadow, call("shmat", seg, 0, 0, object_size=4096), 0x30000)
+    step(shadow, call("shmdt", 0x30000), 0)
+    step(shadow, call("shmat", seg, 0, 0o10000, object_size=4096), 0x31000)  # SHM_RDONLY
+    assert step(shadow, call("mprotect", 0x31000, 4096, R | X), 0) == (C.W_TO_X,)
+    other = 8
+    step(shadow, call("shmat", other, 0, 0o10000, object_size=4096), 0x32000)
+    assert step(shadow, call("mprotect", 0x32000, 4096, R | X), 0) == ()
+
+
+def test_a_fork_event_after_the_childs_exec_keeps_the_childs_space():
+    shadow = model()
+    child = PID + 1
+    exec_maps = (MapEntry(0x500000, 0x501000, R | X, False, 0, os.makedev(8, 1), 12, "/usr/bin/other"),)
+    shadow.exec(ExecEvent(0.0, child, child, ProcessInfo("/usr/bin/other", "other", 0), exec_maps, False, 0))
+    shadow.fork(PID, child, shares_vm=False)
+    assert shadow.process(child).info.exe == "/usr/bin/other"
+    assert shadow.process(child).space.find(0x400000) is None
+
+
+def test_rwx_segment_at_exec_is_wx_map_and_the_stack_alone_is_execstack():
+    rwx = MapEntry(0x402000, 0x403000, R | W | X, False, 0x2000, os.makedev(8, 1), 11, "/usr/bin/prog")
+    event = ExecEvent(0.0, PID, PID, INFO, (*BASE_MAPS, rwx), False, 0)
+    assert classify_exec(event) == (C.WX_MAP,)
+    stack = MapEntry(0x7FFF0000, 0x7FFF8000, R | W | X, False, 0, 0, 0, "[stack]")
+    assert classify_exec(ExecEvent(0.0, PID, PID, INFO, (*BASE_MAPS[:3], stack), None, 0)) == (C.EXECSTACK,)

@@ -14,12 +14,13 @@ import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-import capstone
+from typing import TYPE_CHECKING, Protocol
 
 from tracer.abi import PF_X, Prot
 from tracer.elf import ElfCache, ElfError, ElfInfo, map_to_vaddr, read_at_vaddr, symbolize
+
+if TYPE_CHECKING:
+    import capstone
 
 # Basenames of the C library (glibc, musl) and of glibc's dynamic loader.
 _LIBC = re.compile(r"libc\.so(\.\d+)?|libc-[\d.]+\.so|libc\.musl-.*|ld-musl-.*")
@@ -217,6 +218,9 @@ class Attributor:
     def _disassembler(self, elfclass: int) -> capstone.Cs:
         cs = self._disassemblers.get(elfclass)
         if cs is None:
+            # Imported here: only a reported event's caller needs it.
+            import capstone
+
             cs = capstone.Cs(
                 capstone.CS_ARCH_X86, capstone.CS_MODE_32 if elfclass == 32 else capstone.CS_MODE_64
             )

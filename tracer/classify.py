@@ -63,7 +63,7 @@ def classify(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ..
     for part in change.parts:
         gains_exec = exec_now and not part.prot & PROT_EXEC
         if gains_exec:
-            if part.prot & PROT_WRITE or part.ever_writable:
+            if part.prot & PROT_WRITE or part.ever_writable or model.object_written(part.backing.identity):
                 found.add(Category.W_TO_X)
             if part.backing.kind == FILE and not part.shared and part.ever_writable:
                 found.add(Category.EXECMOD)
@@ -118,9 +118,11 @@ def _dual_map(found: set[Category], change: Change, backing: Backing, model: Sha
 def classify_exec(event: ExecEvent, written: set[tuple] | frozenset[tuple] = frozenset()
                   ) -> tuple[Category, ...]:
     """Return the categories a fresh address space is in at exec time:
-    an executable stack, READ_IMPLIES_EXEC given by the kernel, code run
-    from an object with no name on disk (fexecve of a memfd), or a program
-    (or its interpreter) the traced tree wrote (`written`: object identities)."""
+    an executable stack, any other writable and executable region (an RWX
+    PT_LOAD segment of the program or its interpreter), READ_IMPLIES_EXEC
+    given by the kernel, code run from an object with no name on disk
+    (fexecve of a memfd), or a program (or its interpreter) the traced tree
+    wrote (`written`: object identities)."""
     found: set[Category] = set()
     if written:
         exe = event.exe_object
@@ -130,6 +132,10 @@ def classify_exec(event: ExecEvent, written: set[tuple] | frozenset[tuple] = fro
     stack = next((m for m in event.maps if m.path == "[stack]"), None)
     if event.elf_execstack or (stack is not None and stack.prot & PROT_EXEC):
         found.add(Category.EXECSTACK)
+    # The program's or its interpreter's PT_LOAD segments mapped W+X by the
+    # kernel's loader (an RWX segment, READ_IMPLIES_EXEC): no syscall asks.
+    if any(m.prot & PROT_WRITE and m.prot & PROT_EXEC for m in event.maps if m.path != "[stack]"):
+        found.add(Category.WX_MAP)
     if event.personality & READ_IMPLIES_EXEC:
         found.add(Category.READ_IMPLIES_EXEC)
     exe = event.process.exe

@@ -15,6 +15,7 @@ from typing import TextIO
 
 import click
 
+from . import __version__
 from .errors import EXIT_USAGE, CapabilityMissing, PolicyError, TrampwatchError
 from .outputs.jsonl import JsonLinesOutput
 from .outputs.summary import Summary
@@ -74,7 +75,7 @@ def exit_code_of(status: int | None) -> int:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="trampwatch")
+@click.version_option(version=__version__, prog_name="trampwatch")
 def commands() -> None:
     """trampwatch: trace, judge and enforce W^X memory and trampolines."""
 

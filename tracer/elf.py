@@ -1,5 +1,6 @@
 """What an ELF file says about W^X: load segments and their flags, the stack
-header, text relocations, imports, symbols -- read with pyelftools only.
+header, text relocations, imports -- read with pyelftools -- and symbols,
+read in bulk by tracer.symbols (pyelftools is too slow for them).
 
 read_elf() parses one file; ElfCache keeps parsed files by identity (path,
 device, inode, mtime) so a file replaced on disk is read again. Any failure
@@ -9,30 +10,32 @@ all), never a pyelftools exception.
 
 from __future__ import annotations
 
-import bisect
 import errno
 import os
 import stat
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property
-from typing import BinaryIO
-
-from elftools.common.exceptions import ELFError
-from elftools.construct.core import ConstructError
-from elftools.elf.dynamic import DynamicSegment
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from functools import cache, cached_property
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, BinaryIO
 
 from tracer.abi import PF_W, PF_X
 from tracer.errors import EXIT_VIOLATION, TrampwatchError
+from tracer.symbols import Identity, Symbol, SymbolFormatError, SymbolTable, default_store, read_symbols
 
-# pyelftools reports malformed input through its own exceptions and, on
-# hostile input, through plain Python ones from its struct and string code.
-_PARSE_ERRORS = (
-    ELFError,
-    ConstructError,
+__all__ = ["ElfCache", "ElfError", "ElfInfo", "FileKey", "NotElfError", "Segment", "Symbol", "SymbolTable",
+           "map_to_vaddr", "read_at_vaddr", "read_elf", "symbolize"]
+
+if TYPE_CHECKING:
+    from elftools.elf.dynamic import DynamicSegment
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+# pyelftools reports malformed input through its own exceptions (added by
+# _elftools()) and, on hostile input, through plain Python ones from its
+# struct and string code.
+_PYTHON_PARSE_ERRORS = (
     struct.error,
     ValueError,
     IndexError,
@@ -47,7 +50,6 @@ _PARSE_ERRORS = (
 _DF_TEXTREL = 0x4
 _DF_1_PIE = 0x08000000
 _ELF_MAGIC = b"\x7fELF"
-_SYMBOL_KINDS = {"STT_FUNC": "func", "STT_LOOS": "func", "STT_OBJECT": "object"}  # STT_LOOS = GNU_IFUNC
 
 
 class ElfError(TrampwatchError):
@@ -100,50 +102,6 @@ class Segment:
     def writable_executable(self) -> bool:
         """True when the segment is mapped writable and executable at once."""
         return self.flags & (PF_W | PF_X) == PF_W | PF_X
-
-
-@dataclass(frozen=True)
-class Symbol:
-    """A function ('func', including GNU ifuncs), data ('object') or sizeless
-    global entry point ('label') symbol."""
-
-    name: str
-    addr: int
-    size: int
-    kind: str
-
-
-class SymbolTable:
-    """Symbols of one ELF, sorted by address for bisect lookup."""
-
-    def __init__(self, symbols: list[Symbol]):
-        # Aliases share an address: keep one per address, preferring a public
-        # spelling (no leading underscore), then the shorter name.
-        chosen: dict[int, Symbol] = {}
-        for sym in symbols:
-            old = chosen.get(sym.addr)
-            if old is None or _name_rank(sym) < _name_rank(old):
-                chosen[sym.addr] = sym
-        self.symbols: tuple[Symbol, ...] = tuple(sorted(chosen.values(), key=lambda s: s.addr))
-        self._starts = [sym.addr for sym in self.symbols]
-
-    def __len__(self) -> int:
-        return len(self.symbols)
-
-    def lookup(self, vaddr: int) -> Symbol | None:
-        """Return the symbol whose [addr, addr+size) holds `vaddr` (or a
-        sizeless label at exactly `vaddr`), or None."""
-        index = bisect.bisect_right(self._starts, vaddr) - 1
-        # A larger symbol may enclose a smaller one that starts later (a
-        # function with a local object); look back a few entries for it.
-        for sym in self.symbols[max(0, index - 3) : index + 1][::-1]:
-            if sym.addr <= vaddr < sym.addr + sym.size or (sym.size == 0 and sym.addr == vaddr):
-                return sym
-        return None
-
-
-def _name_rank(sym: Symbol) -> tuple[bool, bool, int, str]:
-    return (sym.kind != "func", sym.name.startswith("_"), len(sym.name), sym.name)
 
 
 @dataclass(frozen=True)
@@ -212,6 +170,33 @@ class ElfInfo:
         return None
 
 
+@cache
+def _elftools() -> SimpleNamespace:
+    """pyelftools, imported on first use: a traced program whose calls are
+    never reported needs none of it, and the import costs a start-up.
+    Holds ELFFile, ElfFile (ELFFile without hash sections), SymbolTableSection
+    and parse_errors."""
+    from elftools.common.exceptions import ELFError
+    from elftools.construct.core import ConstructError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import Section, SymbolTableSection
+
+    class ElfFile(ELFFile):
+        """ELFFile without parsing hash sections: building one reads its
+        bucket and chain arrays element by element (80,000 for node, most of
+        a read_elf), each time a walk of the sections meets it; nothing here
+        uses them."""
+
+        def _make_gnu_hash_section(self, section_header, name: str) -> Section:
+            return Section(section_header, name, self)
+
+        def _make_elf_hash_section(self, section_header, name: str) -> Section:
+            return Section(section_header, name, self)
+
+    return SimpleNamespace(ELFFile=ELFFile, ElfFile=ElfFile, SymbolTableSection=SymbolTableSection,
+                           parse_errors=(ELFError, ConstructError, *_PYTHON_PARSE_ERRORS))
+
+
 def _open_regular(path: str) -> tuple[int, os.stat_result]:
     """Open `path` read-only without blocking on a FIFO; return (fd, fstat)."""
     try:
@@ -241,6 +226,7 @@ def read_elf(path: str) -> ElfInfo:
     Raises NotElfError when the file is not a regular file or lacks the ELF
     magic, and ElfError for unreadable, truncated or malformed files.
     """
+    parse_errors = _elftools().parse_errors
     fd, st = _open_regular(path)
     with os.fdopen(fd, "rb") as stream:
         try:
@@ -256,20 +242,21 @@ def read_elf(path: str) -> ElfInfo:
             if err.errno != errno.EINVAL:
                 raise _os_error(path, err) from err
             raise _malformed(path, st.st_size, stream, err) from err
-        except _PARSE_ERRORS as err:
+        except parse_errors as err:
             raise _malformed(path, st.st_size, stream, err) from err
 
 
 def _malformed(path: str, size: int, stream: BinaryIO, err: Exception) -> ElfError:
     """Classify a parse failure: 'truncated' when the ELF header claims tables
     past the end of the file, 'malformed' otherwise."""
+    lib = _elftools()
     try:
-        elf = ELFFile(stream)
+        elf = lib.ELFFile(stream)
         ends = (
             elf["e_phoff"] + elf["e_phnum"] * elf["e_phentsize"],
             elf["e_shoff"] + elf["e_shnum"] * elf["e_shentsize"],
         )
-    except (*_PARSE_ERRORS, OSError):
+    except (*lib.parse_errors, OSError):
         # Not even the ELF header parses: only a short file does that.
         if size < 64:
             return ElfError(path, "truncated", f"truncated ELF ({size} bytes)")
@@ -282,7 +269,7 @@ def _malformed(path: str, size: int, stream: BinaryIO, err: Exception) -> ElfErr
 
 
 def _parse(path: str, key: FileKey, stream: BinaryIO) -> ElfInfo:
-    elf = ELFFile(stream)
+    elf = _elftools().ElfFile(stream)
     segments = []
     gnu_stack_flags = None
     interp = dynamic = None
@@ -350,7 +337,7 @@ def _imports(elf: ELFFile, dynamic: DynamicSegment) -> frozenset[str]:
         table = dynamic
     if table is None:
         return frozenset()
-    if isinstance(table, SymbolTableSection):
+    if isinstance(table, _elftools().SymbolTableSection):
         return _undefined_names(elf, table)
     return frozenset(sym.name for sym in table.iter_symbols() if sym.name and sym["st_shndx"] == "SHN_UNDEF")
 
@@ -377,39 +364,21 @@ def _undefined_names(elf: ELFFile, table: SymbolTableSection) -> frozenset[str]:
     return frozenset(names)
 
 
-def _symbol_kind(sym) -> str | None:
-    """'func'/'object' for sized symbols, 'label' for a global entry point
-    without a size (hand-written assembly: an address matches it exactly),
-    None for the rest."""
-    kind = sym["st_info"]["type"]
-    if sym["st_size"] > 0:
-        return _SYMBOL_KINDS.get(kind)
-    if kind in ("STT_FUNC", "STT_NOTYPE") and sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK"):
-        return "label"
-    return None
-
-
 def _load_symbols(info: ElfInfo) -> SymbolTable:
+    """The symbol table of `info`'s file, read in bulk (tracer.symbols) or
+    taken from the on-disk cache for its build-id."""
     fd, st = _open_regular(info.path)
-    with os.fdopen(fd, "rb") as stream:
+    try:
         if FileKey.of(st) != info.key:
             raise ElfError(info.path, "changed", "file changed on disk since it was read")
-        try:
-            elf = ELFFile(stream)
-            symbols = [
-                Symbol(sym.name, sym["st_value"], sym["st_size"], _symbol_kind(sym))
-                for section in elf.iter_sections()
-                if isinstance(section, SymbolTableSection)
-                for sym in section.iter_symbols()
-                if _symbol_kind(sym) and sym["st_shndx"] != "SHN_UNDEF" and sym.name
-            ]
-        except OSError as err:
-            if err.errno != errno.EINVAL:
-                raise _os_error(info.path, err) from err
-            raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
-        except _PARSE_ERRORS as err:
-            raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
-    return SymbolTable(symbols)
+        identity = Identity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return read_symbols(fd, identity, default_store())
+    except OSError as err:
+        raise _os_error(info.path, err) from err
+    except SymbolFormatError as err:
+        raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
+    finally:
+        os.close(fd)
 
 
 def map_to_vaddr(info: ElfInfo, addr: int, map_start: int, map_offset: int) -> int | None:
@@ -457,6 +426,76 @@ def read_at_vaddr(info: ElfInfo, vaddr: int, size: int) -> bytes:
         raise _os_error(info.path, err) from err
     finally:
         os.close(fd)
+
+
+_PT_GNU_STACK = 0x6474E551
+# Per ELF class: (e_phoff format, e_phoff offset, program header format, p_flags position).
+_PHDR_LAYOUTS = {1: ("I", 0x1C, "8I", 6), 2: ("Q", 0x20, "IIQQQQQQ", 1)}
+
+
+def read_stack_flags(path: str) -> int | None:
+    """The PT_GNU_STACK flags of the ELF file at `path`, None when it has no
+    such header -- from the program headers alone, as the kernel's exec reads
+    them. Raises ElfError (NotElfError) when the file cannot be read or its
+    program headers are not there."""
+    fd, st = _open_regular(path)
+    try:
+        head = os.pread(fd, 64, 0)
+        if head[:4] != _ELF_MAGIC:
+            raise NotElfError(path, "not-elf", "not an ELF file")
+        if len(head) < 64 or head[4] not in _PHDR_LAYOUTS or head[5] not in (1, 2):
+            raise ElfError(path, "malformed", "malformed ELF header")
+        endian = "<" if head[5] == 1 else ">"
+        offword, at, phdr_format, flags_at = _PHDR_LAYOUTS[head[4]]
+        (phoff,) = struct.unpack_from(endian + offword, head, at)
+        # e_phoff, e_shoff, e_flags, e_ehsize, then e_phentsize and e_phnum.
+        phentsize, phnum = struct.unpack_from(endian + "HH", head, at + 2 * struct.calcsize(offword) + 6)
+        phdr = struct.Struct(endian + phdr_format)
+        if phnum == 0:
+            return None
+        if phentsize < phdr.size:
+            raise ElfError(path, "malformed", f"program header entries of {phentsize} bytes")
+        if phoff + phnum * phentsize > st.st_size:
+            raise ElfError(path, "truncated", "program headers lie past the end of the file")
+        table = os.pread(fd, phnum * phentsize, phoff)
+    except OSError as err:
+        raise _os_error(path, err) from err
+    finally:
+        os.close(fd)
+    for index in range(len(table) // phentsize):
+        fields = phdr.unpack_from(table, index * phentsize)
+        if fields[0] == _PT_GNU_STACK:
+            return fields[flags_at]
+    return None
+
+
+class ExecStackCache:
+    """PT_GNU_STACK verdicts of executables by (path, device, inode, mtime,
+    size): a program exec'd again and again (a shell loop) costs one stat."""
+
+    def __init__(self, maxsize: int = 1024):
+        self.maxsize = maxsize
+        self._entries: dict[tuple[str, int, int, int, int], bool | None] = {}
+
+    def execstack(self, path: str) -> bool | None:
+        """True/False from PT_GNU_STACK's PF_X; None when the header is absent
+        or the file cannot be read as ELF."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        key = (path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        if key in self._entries:
+            return self._entries[key]
+        try:
+            flags = read_stack_flags(path)
+            verdict = None if flags is None else bool(flags & PF_X)
+        except ElfError:
+            verdict = None
+        if len(self._entries) >= self.maxsize:
+            self._entries.clear()
+        self._entries[key] = verdict
+        return verdict
 
 
 class ElfCache:

@@ -19,7 +19,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from .abi import prot_names
+from .abi import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE,
+    MAP_TYPE,
+    PROT_EXEC,
+    PROT_GROWSDOWN,
+    PROT_WRITE,
+    prot_names,
+)
 from .actions.outcomes import AUDIT, Enforcer, Evidence, Plan, Proof, PtraceEnforcer, settle
 from .attribution import Attributor, Caller
 from .categories import Category
@@ -131,6 +141,11 @@ class Judge:
         judged it (a W^X event, or a call a category-free rule matched), else None."""
         self.stats.calls += 1
         self.stats.calls_by_syscall[call.syscall] += 1
+        if peek is not None and call.syscall in _PROTECTS:
+            self._learn_unseen(call)
+        return self._plan_call(call, peek)
+
+    def _plan_call(self, call: MemCall, peek: Peek | None) -> Plan | None:
         change = self.model.plan(call)
         judgement = plan = None
         if change is not None:
@@ -141,6 +156,38 @@ class Judge:
                     plan = self.enforcer.plan(judgement)
         self._pending[call.tid] = _Pending(call, change, judgement, plan)
         return plan
+
+    def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
+        """The address ranges `call` may change and is judged on, for a source
+        that judges overlapping calls one at a time; None when that is not a
+        known range: a mapping the kernel places, any view of an object with
+        other views (dual-map and object history look beyond the range),
+        a growing stack, brk, System V attaches."""
+        args = call.args
+        if call.syscall in _PROTECTS:
+            if args[2] & PROT_GROWSDOWN:
+                return None
+            start, end = args[0], args[0] + page_up(args[1])
+            process = self.model.process(call.pid)
+            if process is None or any(r.shared or r.backing.identity
+                                      for r in process.space.overlapping(start, end)):
+                return None
+            return ((start, end),)
+        if call.syscall == "munmap":
+            return ((args[0], args[0] + page_up(args[1])),)
+        if call.syscall in ("mmap", "mmap2"):
+            flags = args[3]
+            private_anon = flags & MAP_ANONYMOUS and flags & MAP_TYPE == MAP_PRIVATE
+            if private_anon and flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+                return ((args[0], args[0] + page_up(args[1])),)
+        return None
+
+    def rejudge(self, call: MemCall, peek: Peek | None) -> Plan | None:
+        """Judge a call again at its exit, with what the kernel really did
+        (`call` carries it, e.g. the object an mmap mapped); the entry's
+        judgement is replaced. Returns the plan like call()."""
+        self._pending.pop(call.tid, None)
+        return self._plan_call(call, peek)
 
     def call_returned(self, ret: MemReturn) -> None:
         """Apply a call's real result to the model and report its judgement
@@ -196,6 +243,23 @@ class Judge:
             length=0, prot=0, prev_prot=None, backing=UNKNOWN_BACKING, categories=(), decision=decision,
             outcome=UNENFORCED[decision.action], caller=None,
         )
+
+    def _learn_unseen(self, call: MemCall) -> None:
+        """Before judging an mprotect of a live process (stopped at entry),
+        add the pages of its range the model never saw, as the kernel's maps
+        show them now, with unknown (possibly written) history."""
+        start, end = call.args[0], call.args[0] + page_up(call.args[1])
+        grows = bool(call.args[2] & PROT_GROWSDOWN)
+        if not grows and self.model.covers(call.pid, start, end):
+            return
+        try:
+            maps = read_maps(call.pid)
+        except TraceError:
+            return
+        if grows:
+            # The kernel extends the range down to the start of the mapping.
+            start = next((m.start for m in maps if m.start <= start < m.end), start)
+        self.model.fill_unknown(call.pid, start, end, maps)
 
     def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
                     peek: Peek | None, force: bool = False) -> Judgement | None:
@@ -320,6 +384,9 @@ class Judge:
         )
         decision = decide(self.policy, facts)
         stack = next((r for r in process.space if r.backing.kind == "stack"), None)
+        if Category.EXECSTACK not in categories and Category.WX_MAP in categories:
+            # Name the W+X segment rather than the (harmless) stack.
+            stack = next((r for r in process.space if r.prot & PROT_WRITE and r.prot & PROT_EXEC), stack)
         judgement = Judgement(
             ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=event.process.exe,
             comm=event.process.comm, uid=event.process.uid, syscall=EXEC_PSEUDO_SYSCALL, arch="",
@@ -400,7 +467,9 @@ class PtraceSink(TraceSink):
     def on_call(self, call: MemCall, peek: Peek) -> CallReply:
         """Judge at entry; carry out the enforcer's plan: a refusal (the exit
         stop then shows the result) or a kill."""
-        plan = self.judge.call(call, peek)
+        return self._reply(call, self.judge.call(call, peek))
+
+    def _reply(self, call: MemCall, plan: Plan | None) -> CallReply:
         if plan is None:
             return ALLOW_WITH_RESULT
         if plan.proof is Proof.DEATH:
@@ -409,6 +478,15 @@ class PtraceSink(TraceSink):
         if plan.proof is Proof.RESULT:
             return CallReply(deny_errno=plan.errno)
         return ALLOW_WITH_RESULT
+
+    def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
+        """The ranges the judge needs stable while it judges `call`."""
+        return self.judge.footprint(call)
+
+    def on_result(self, call: MemCall, peek: Peek) -> CallReply:
+        """Judge a call again at exit; the enforcer's plan becomes a reply the
+        source applies to the result (a refusal undoes it)."""
+        return self._reply(call, self.judge.rejudge(call, peek))
 
     def on_event(self, event: Event) -> bool:
         """Pass every other event to the judge; True (kill now) when the
@@ -574,6 +652,14 @@ class _PassThrough(TraceSink):
     def on_call(self, call: MemCall, peek: Peek) -> CallReply:
         """Let the call run unobserved."""
         return CallReply(want_exit=False)
+
+    def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
+        """Nothing is judged: any footprint will do."""
+        return None
+
+    def on_result(self, call: MemCall, peek: Peek) -> CallReply:
+        """Keep the result."""
+        return ALLOW_WITH_RESULT
 
     def on_event(self, event: Event) -> bool:
         """Ignore the event."""

@@ -420,6 +420,19 @@ class ShadowModel:
     def __init__(self) -> None:
         self.processes: dict[int, Process] = {}
         self.written: set[tuple] = set()
+        # Objects (System V segments, memfds, files, shared anonymous memory)
+        # some traced view ever mapped writable and shared: their pages may
+        # hold written code whatever view maps them next. Write history
+        # belongs to the object, not to one attach or mapping of it.
+        self.written_objects: set[tuple] = set()
+
+    def object_written(self, identity: tuple | None) -> bool:
+        """True when a shared writable view of this object ever existed."""
+        return identity is not None and identity in self.written_objects
+
+    def _note_writable(self, backing: Backing, shared: bool, prot: int) -> None:
+        if shared and prot & PROT_WRITE and backing.identity is not None:
+            self.written_objects.add(backing.identity)
 
     def process(self, pid: int) -> Process | None:
         """Return the process with this tgid, or None when unknown."""
@@ -431,6 +444,8 @@ class ShadowModel:
         """Start (or restart, after exec) a process from its maps."""
         process = Process(pid, info, AddressSpace.from_maps(maps), personality)
         self.processes[pid] = process
+        for region in process.space:
+            self._note_writable(region.backing, region.shared, region.prot)
         return process
 
     def exec(self, event: ExecEvent) -> Process:
@@ -441,6 +456,11 @@ class ShadowModel:
 
     def fork(self, parent_pid: int, child_pid: int, shares_vm: bool) -> Process | None:
         """Add a child: sharing the parent's space (CLONE_VM) or with a copy."""
+        known = self.processes.get(child_pid)
+        if known is not None:
+            # The child already exec'd (its exec was seen first): its own
+            # address space is newer than any copy of the parent's.
+            return known
         parent = self.processes.get(parent_pid)
         if parent is None:
             return None
@@ -509,6 +529,45 @@ class ShadowModel:
             added += 1
         return added
 
+    def fill_unknown(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...]) -> int:
+        """Add the parts of [start, end) the model never saw, from `maps` read
+        while the call touching them is stopped at entry: pages the kernel
+        made without a call the tracer judged (stack growth, a MAP_GROWSDOWN
+        region growing, anything else it filled in). Their history is
+        unknown, so they count as possibly written (unknown is unsafe).
+        Returns how many regions were added."""
+        process = self.processes.get(pid)
+        if process is None:
+            return 0
+        space = process.space
+        added = 0
+        for entry in maps:
+            if entry.end <= start or entry.start >= end:
+                continue
+            lo, hi = max(entry.start, start), min(entry.end, end)
+            cursor = lo
+            for known in [*space.overlapping(lo, hi), None]:
+                gap_end = known.start if known is not None else hi
+                if cursor < gap_end:
+                    prot = entry.prot & PROT_MASK
+                    space.insert(Region(cursor, gap_end, prot, entry.shared,
+                                        entry.offset + (cursor - entry.start), backing_from_entry(entry),
+                                        True, bool(prot & PROT_EXEC)))
+                    added += 1
+                if known is not None:
+                    cursor = max(cursor, known.end)
+        return added
+
+    def covers(self, pid: int, start: int, end: int) -> bool:
+        """True when the model knows every page of [start, end) of `pid`."""
+        process = self.processes.get(pid)
+        if process is None:
+            return False
+        region = process.space.find(start)
+        if region is not None and region.end >= end:
+            return True
+        return sum(r.end - r.start for r in process.space.overlapping(start, end)) == end - start
+
     def set_personality(self, pid: int, persona: int) -> None:
         """Record a successful personality(2) change."""
         process = self.processes.get(pid)
@@ -537,9 +596,13 @@ class ShadowModel:
         start, length, prot = call.args[0], call.args[1], call.args[2]
         end = start + page_up(length)
         if prot & PROT_GROWSDOWN:
+            # Down to the start of the mapping: the regions below that join
+            # it with the same object (history may split one VMA in several).
             region = process.space.find(start)
-            if region is not None:
+            while region is not None:
                 start = region.start
+                below = process.space.find(start - 1)
+                region = below if below is not None and below.backing == region.backing else None
         eff, from_rie = _effective(prot, process)
         parts = tuple(
             Part(r.start, r.end, r.prot, r.backing, r.shared, r.ever_writable)
@@ -656,11 +719,14 @@ class ShadowModel:
         if call.syscall == "mmap2":
             offset *= PAGE_SIZE
         prot = change.prot
+        self._note_writable(change.backing, change.shared, prot)
         process.space.insert(Region(start, end, prot, change.shared, offset, change.backing,
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 
     def _apply_mprotect(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None:
+            for part in change.parts:
+                self._note_writable(part.backing, part.shared, change.prot)
             process.space.protect(change.start, change.end, change.prot)
 
     def _apply_munmap(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
@@ -701,6 +767,7 @@ class ShadowModel:
             return
         size = _segment_bytes(call)
         prot = change.prot
+        self._note_writable(change.backing, True, prot)
         process.space.insert(Region(result, result + size, prot, True, 0, change.backing,
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 

@@ -309,7 +309,7 @@ def libffi_entry_points(info: ElfInfo) -> dict[int, str]:
     code does not look as expected. Never raises for unreadable files.
     """
     try:
-        prep = next((s for s in info.symbols.symbols if s.name == "ffi_prep_closure_loc"), None)
+        prep = info.symbols.find("ffi_prep_closure_loc")
         if prep is None:
             return {}
         code = read_at_vaddr(info, prep.addr, prep.size)

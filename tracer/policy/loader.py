@@ -1,5 +1,6 @@
 """Reading policies: YAML text → located node tree → validated Policy, plus
-the presets shipped in policies/. The only module that imports yaml.
+the presets shipped with the package (tracer/presets: policies/ in the source
+tree). The only module that imports yaml.
 
 The YAML is composed (never constructed with yaml.load) so that every node
 keeps its line and column; scalars are typed by the safe resolver's tags.
@@ -12,13 +13,13 @@ from pathlib import Path
 
 import yaml
 
-import tracer
 from tracer.errors import PolicyError, PolicyIssue
 from tracer.policy.model import Policy
 from tracer.policy.nodes import INVALID_KIND, Mapping, Node, Scalar, Seq
 from tracer.policy.schema import build_policy, closest
+from tracer.resources import package_path
 
-PRESET_DIR = Path(tracer.__file__).resolve().parent.parent / "policies"
+PRESET_DIR = package_path("presets")
 
 _STANDARD = "tag:yaml.org,2002:"
 _SCALAR_KINDS = {
@@ -150,7 +151,7 @@ def load_policy_file(path: str | Path) -> Policy:
 
 
 def preset_names() -> list[str]:
-    """Return the names of the presets in policies/, sorted."""
+    """Return the names of the shipped presets, sorted."""
     if not PRESET_DIR.is_dir():
         return []
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))

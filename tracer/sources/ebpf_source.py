@@ -47,9 +47,10 @@ from tracer.events import (
     ProcessInfo,
     RecordsLost,
 )
+from tracer.resources import package_path
 from tracer.sources import procfs
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+BPF_DIR = package_path("bpf")
 RECORD_HEADER = BPF_DIR / "wx_record.h"
 MONITOR_PROGRAM = BPF_DIR / "wx_monitor.bpf.c"
 

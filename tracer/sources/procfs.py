@@ -60,9 +60,18 @@ def _translate(err: OSError, pid: int | None, what: str, verb: str = "read") -> 
 
 
 def _read_text(pid: int, name: str) -> str:
+    # Raw descriptor reads, not open(): a text file object costs ~4x the
+    # syscalls' own time, and an exec reads four of these files.
     path = f"/proc/{pid}/{name}"
-    with _translated(pid, path), open(path, encoding="utf-8", errors="surrogateescape") as f:
-        return f.read()
+    with _translated(pid, path):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 def parse_maps(text: str) -> tuple[MapEntry, ...]:
@@ -154,6 +163,12 @@ def read_tgid(tid: int) -> int:
     return _status_field(tid, "Tgid:")
 
 
+def read_ppid(pid: int) -> int:
+    """Return the parent process id of `pid`.
+    Raises NoSuchProcess, AccessDenied or TraceError."""
+    return _status_field(pid, "PPid:")
+
+
 def read_personality(pid: int) -> int:
     """Return the personality(2) flags of `pid` (READ_IMPLIES_EXEC, ...).
     Raises NoSuchProcess, AccessDenied (needs ptrace access) or TraceError."""
@@ -215,12 +230,20 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
         return None
     link = f"/proc/{pid}/fd/{fd}"
     try:
-        st = os.stat(link)
-        path = os.readlink(link)
+        # One look at the descriptor: the program may swap it (dup2) between
+        # a stat and a readlink of the link; an O_PATH open pins one object.
+        pinned = os.open(link, os.O_PATH | os.O_CLOEXEC)
     except OSError as err:
         if err.errno == errno.ENOENT and os.path.isdir(f"/proc/{pid}/fd"):
             return None
         raise _translate(err, pid, link) from err
+    try:
+        st = os.fstat(pinned)
+        path = os.readlink(f"/proc/self/fd/{pinned}")
+    except OSError as err:
+        raise _translate(err, pid, link) from err
+    finally:
+        os.close(pinned)
     return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino)
 
 
@@ -299,6 +322,25 @@ def fd_link(pid: int, fd: int) -> str | None:
         if err.errno == errno.ENOENT:
             return None
         raise _translate(err, pid, f"/proc/{pid}/fd/{fd}") from err
+
+
+def mapped_object(pid: int, start: int, end: int) -> FdObject | None:
+    """Return the object the kernel maps at [start, end) of `pid` (what an
+    mmap really mapped, whatever its descriptor number meant by then): from
+    /proc/PID/map_files when the mapping is one VMA of exactly that range,
+    else from the /proc/PID/maps line holding `start`. None when no file
+    object is mapped there. Raises NoSuchProcess, AccessDenied or TraceError."""
+    link = f"/proc/{pid}/map_files/{start:x}-{end:x}"
+    try:
+        st = os.stat(link)
+        return FdObject(fd=-1, path=os.readlink(link), dev=st.st_dev, inode=st.st_ino)
+    except OSError as err:
+        if err.errno not in _GONE:
+            raise _translate(err, pid, link) from err
+    for entry in read_maps(pid):
+        if entry.start <= start < entry.end:
+            return FdObject(fd=-1, path=entry.path, dev=entry.dev, inode=entry.inode) if entry.inode else None
+    return None
 
 
 def fd_position(pid: int, fd: int) -> int:

@@ -9,6 +9,7 @@ program expects with PTRACE_LISTEN, and signals reach the program unchanged.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import errno
@@ -27,7 +28,7 @@ from ptrace import PtraceError
 from ptrace.binding import func as pt
 
 from .. import abi
-from ..elf import ElfError, read_elf
+from ..elf import ExecStackCache
 from ..errors import CommandError, NoSuchProcess, TraceError
 from ..events import (
     AttachEvent,
@@ -62,8 +63,16 @@ CLONE_VM = 0x100
 CLONE_THREAD = 0x10000
 _NR_CLONE, _NR_VFORK, _NR_CLONE3 = 56, 58, 435
 _CS_I386 = 0x23
+_NR_KCMP = 312
+_KCMP_VM = 1
+_KCMP_FILES = 2
 # i386: clone(120) takes its flags in ebx; vfork(190) always shares the VM.
 _I386_CLONE_FLAGS = {120: lambda regs: regs.rbx & 0xFFFFFFFF, 190: lambda regs: CLONE_VM}
+
+
+# The address ranges a memory call may change or be judged on; None: any part
+# of the address space (a mapping the kernel places, an object's other views).
+Footprint = tuple[tuple[int, int], ...] | None
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,16 @@ class TraceSink(Protocol):
 
     def on_call(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
         """Judge a call at entry; `peek(addr, size)` reads the stopped thread's memory."""
+
+    def footprint(self, call: MemCall) -> Footprint:
+        """The ranges a memory call's judgement depends on and its effect
+        reaches (None: the whole address space); calls whose footprints
+        overlap are judged one at a time."""
+
+    def on_result(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
+        """Judge again, at exit, a call whose result is not what its entry
+        said (the object an mmap really mapped); the reply is applied to the
+        result (deny: undone and -errno; kill)."""
 
     def on_event(self, event: Event) -> bool:
         """Record any other event (MemReturn, exec, fork, exit, attach);
@@ -158,18 +177,46 @@ _libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c
 _libc.ptrace.restype = ctypes.c_long
 
 
-def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> None:
-    """pt.ptrace without python-ptrace's per-call work, for the requests of
-    every stop (resume, get/set registers). Raises PtraceError."""
-    if _libc.ptrace(request, tid, addr, data) == -1:
+def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> int:
+    """The one way the source makes a ptrace request (python-ptrace's
+    per-call work left out). Returns the request's result. A thread that is
+    gone, or no longer stopped because it is dying (ESRCH), raises
+    NoSuchProcess: an ordinary event, its exit is reported next. Any other
+    failure raises TraceError."""
+    ctypes.set_errno(0)
+    result = _libc.ptrace(request, tid, addr, data)
+    if result == -1:
         err = ctypes.get_errno()
-        raise PtraceError(f"ptrace({request}, {tid}): {os.strerror(err)}", errno=err, pid=tid)
+        if err:
+            message = f"ptrace({request}, {tid}): {os.strerror(err)}"
+            if err == errno.ESRCH:
+                raise NoSuchProcess(message, pid=tid)
+            raise TraceError(message, pid=tid)
+    return result
+
+
+def _kcmp(pid1: int, pid2: int, kind: int) -> bool | None:
+    """kcmp(2): True when both tasks hold the same kernel object of `kind`
+    (KCMP_VM: one address space), None when it cannot tell (a task is gone)."""
+    result = _libc.syscall(_NR_KCMP, ctypes.c_long(pid1), ctypes.c_long(pid2), ctypes.c_long(kind),
+                           ctypes.c_long(0), ctypes.c_long(0))
+    return None if result < 0 else result == 0
 
 
 def _getregs(tid: int):
     regs = pt.ptrace_registers_t()
     _fast_ptrace(pt.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
     return regs
+
+
+def _setregs(tid: int, regs) -> None:
+    _fast_ptrace(pt.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs))
+
+
+def _geteventmsg(tid: int) -> int:
+    msg = ctypes.c_ulong()
+    _fast_ptrace(abi.PTRACE_GETEVENTMSG, tid, 0, ctypes.addressof(msg))
+    return msg.value
 
 
 class Control:
@@ -207,7 +254,7 @@ class Control:
         regs = self._user_regs()
         for name, value in values.items():
             setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
-        _fast_ptrace(pt.PTRACE_SETREGS, self.tid, 0, ctypes.addressof(regs))
+        _setregs(self.tid, regs)
 
     def read(self, addr: int, size: int) -> bytes:
         """Read the thread's memory (b'' where unmapped)."""
@@ -316,9 +363,18 @@ class _Task:
     syscall_mode: bool = False
     exit_hook: Callable[[int, Control], None] | None = None
     deferred_signal: int = 0
-    # Which descriptor table the task uses (tasks with the same key may share
+    # Seen before its creator's fork/clone event; kept stopped until it comes.
+    held: bool = False
+    parent: int = 0
+    # The address space (its first owner's pid); threads and CLONE_VM
+    # children share their creator's, exec starts a new one.
+    vm: int = 0
+    # Which descriptor table the task uses (tasks with the same key share
     # one: threads, CLONE_FILES children); 0 means its own pid.
     files: int = 0
+
+    def __post_init__(self) -> None:
+        self.vm = self.vm or self.pid
 
     @property
     def files_key(self) -> int:
@@ -336,7 +392,9 @@ class _Hold:
 
     owner: int
     waiting: set[int]
-    held: list[tuple[int, int]]
+    # (tid, wait status) of a stop, or (tid, None, raw) of an entry stop that
+    # was already taken and waited for an address space's call in flight.
+    held: list[tuple]
     started: bool = False
     deadline: float = 0.0
 
@@ -361,6 +419,14 @@ class PtraceSource:
         self._detaching = False
         self._holds: dict[int, _Hold] = {}
         self.stops = 0
+        # No memory call is judged while a call it depends on is between
+        # entry and exit (the model does not hold its result yet). Per
+        # address space: the calls in flight with their footprints, the entry
+        # stops waiting (with their raw syscall info), and how many of those
+        # need the whole space (later calls queue behind them: no starvation).
+        self._in_flight: dict[int, dict[int, Footprint]] = {}
+        self._waiting: dict[int, collections.deque[tuple[_Task, bytes, Footprint]]] = {}
+        self._wide_waiting: collections.Counter[int] = collections.Counter()
 
     # --- starting ---------------------------------------------------------------
 
@@ -425,6 +491,12 @@ class PtraceSource:
     def detach_all(self) -> None:
         """Leave every thread running as it was (Ctrl-C on attach/audit)."""
         self._detaching = True
+        # Entry stops held for a call in flight would never be reported again.
+        for waiting in self._waiting.values():
+            for queued, _, _ in waiting:
+                self._detach(queued, 0, 0)
+        self._waiting.clear()
+        self._wide_waiting.clear()
         for tid in list(self.tasks):
             try:
                 self._ptrace(abi.PTRACE_INTERRUPT, tid)
@@ -445,8 +517,15 @@ class PtraceSource:
                     break
                 except InterruptedError:
                     continue
-                if waited is not None:
-                    self._handle(*waited)
+                if waited is None:
+                    continue
+                tid, status = waited
+                try:
+                    self._handle(tid, status)
+                except NoSuchProcess:
+                    # The thread vanished at this stop (exit_group by another
+                    # thread, SIGKILL): waitpid reports its end next.
+                    self._forget_stop(tid)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return self.root_status
@@ -470,6 +549,13 @@ class PtraceSource:
                 return None
             signal.sigtimedwait([signal.SIGCHLD], remaining)
 
+    def _forget_stop(self, tid: int) -> None:
+        """A thread that died while its stop was handled has no pending call."""
+        task = self.tasks.get(tid)
+        if task is not None:
+            task.pending = None
+            task.exit_hook = None
+
     def _handle(self, tid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             self._gone(tid, status)
@@ -477,17 +563,25 @@ class PtraceSource:
         if not os.WIFSTOPPED(status):
             return
         task = self.tasks.get(tid)
+        self.stops += 1
+        event = status >> 16
         if task is None:
             task = self._adopt(tid)
-        self.stops += 1
+            if event == abi.PTRACE_EVENT_STOP and not self._detaching:
+                # A new task reported before its creator's fork/clone event:
+                # it has run no instruction yet. It stays stopped until that
+                # event says whose address space it has, so none of its calls
+                # (or an exec) can be judged against a model it is not in.
+                task.held = True
+                return
         self._route(task, status)
 
     def _route(self, task: _Task, status: int) -> None:
         """Answer a stop, or keep it for later while the task's descriptor
         table is held for another task's open."""
         hold = self._holds.get(task.files_key)
-        if hold is not None and task.tid != hold.owner:
-            hold.held.append((task.tid, status))
+        if hold is not None and task.tid != hold.owner and not self._detaching:
+            hold.held.append((task.tid, status, None))
             hold.waiting.discard(task.tid)
             self._start_if_quiet(hold)
             return
@@ -527,39 +621,34 @@ class PtraceSource:
         if not sig and task.deferred_signal:
             sig, task.deferred_signal = task.deferred_signal, 0
         request = pt.PTRACE_SYSCALL if task.syscall_mode or task.pending or task.exit_hook else pt.PTRACE_CONT
-        try:
+        with contextlib.suppress(NoSuchProcess):
             _fast_ptrace(request, task.tid, 0, sig)
-        except PtraceError as err:
-            if err.errno != errno.ESRCH:
-                raise TraceError(f"cannot resume: {err}", pid=task.tid) from err
 
     def _detach(self, task: _Task, sig: int, event: int) -> None:
         deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
-        with contextlib.suppress(PtraceError):
-            pt.ptrace(pt.PTRACE_DETACH, task.tid, 0, deliver)
+        with contextlib.suppress(TraceError):
+            _fast_ptrace(pt.PTRACE_DETACH, task.tid, 0, deliver)
         self.tasks.pop(task.tid, None)
 
     def _adopt(self, tid: int) -> _Task:
         """A task reported before its parent's clone event: find its process."""
         try:
             pid = procfs.read_tgid(tid)
+            parent = procfs.read_ppid(tid) if pid == tid else pid
         except TraceError:
-            pid = tid
-        task = _Task(tid, pid)
+            pid = parent = tid
+        task = _Task(tid, pid, parent=parent)
         self.tasks[tid] = task
         return task
 
     # --- syscalls ---------------------------------------------------------------
 
-    def _syscall_info(self, tid: int) -> tuple:
-        pt.ptrace(abi.PTRACE_GET_SYSCALL_INFO, tid, _INFO_SIZE, self._info_addr)
+    def _syscall_info(self, tid: int) -> bytes:
+        _fast_ptrace(abi.PTRACE_GET_SYSCALL_INFO, tid, _INFO_SIZE, self._info_addr)
         return self._info.raw
 
     def _syscall_stop(self, task: _Task) -> None:
-        try:
-            raw = self._syscall_info(task.tid)
-        except PtraceError:
-            return  # the task died under us: its exit is reported next
+        raw = self._syscall_info(task.tid)
         op = raw[0]
         if op == abi.PTRACE_SYSCALL_INFO_EXIT:
             self._syscall_exit(task, raw)
@@ -588,6 +677,7 @@ class PtraceSource:
             task.pending = None
             self._resume(task)
             return
+        serialised = name in _SERIALISED
         peek = self._peek_for(task.tid)
         call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp), peek)
         if call is None:
@@ -605,6 +695,15 @@ class PtraceSource:
             call = _with_fd_object(call)
         elif name == "shmat":
             call = _with_segment_size(call)
+        footprint: Footprint = None
+        if serialised:
+            footprint = self.sink.footprint(call)
+            if self._must_wait(task, footprint):
+                # A call in flight may change what this one is judged on.
+                self._waiting.setdefault(task.vm, collections.deque()).append((task, raw, footprint))
+                if footprint is None:
+                    self._wide_waiting[task.vm] += 1
+                return
         reply = self.sink.on_call(call, peek)
         if reply.kill:
             self._kill_process(task)
@@ -612,7 +711,81 @@ class PtraceSource:
         if reply.deny_errno is not None:
             self._skip_syscall(task, reply.deny_errno)
         task.pending = call if reply.want_exit else None
+        if serialised and task.pending is not None:
+            self._in_flight.setdefault(task.vm, {})[task.tid] = footprint
         self._resume(task)
+
+    def _must_wait(self, task: _Task, footprint: Footprint) -> bool:
+        """True when a call of `task` with `footprint` must wait: another
+        call in flight in its address space overlaps it (or one of the two
+        needs the whole space), or a whole-space call is already waiting."""
+        if self._wide_waiting.get(task.vm):
+            return True
+        flying = self._in_flight.get(task.vm)
+        if not flying:
+            return False
+        for tid, other in flying.items():
+            if tid != task.tid and (other is None or footprint is None or _overlap(other, footprint)):
+                return True
+        return False
+
+    def _call_done(self, task: _Task) -> None:
+        """The memory call of `task` returned (or the task is gone): judge
+        the next waiting call of its address space."""
+        flying = self._in_flight.get(task.vm)
+        if flying is None or flying.pop(task.tid, _NOT_FLYING) is _NOT_FLYING:
+            return
+        if not flying:
+            del self._in_flight[task.vm]
+        waiting = self._waiting.pop(task.vm, None)
+        if not waiting:
+            return
+        self._wide_waiting.pop(task.vm, None)
+        # Judged again in arrival order: those still blocked queue again.
+        for queued, raw, _ in waiting:
+            if self.tasks.get(queued.tid) is not queued:
+                continue
+            hold = self._holds.get(queued.files_key)
+            if hold is not None and queued.tid != hold.owner:
+                hold.held.append((queued.tid, None, raw))  # its descriptor table is held: later
+                continue
+            try:
+                self._syscall_entry(queued, raw)
+            except NoSuchProcess:
+                self._forget_stop(queued.tid)
+
+    def _mapped_object_changed(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
+        """For a descriptor mmap that may matter (executable, or shared and
+        writable), the call with the object the kernel really mapped when it
+        is not the one the descriptor named at entry (another thread swapped
+        the descriptor with dup2 in between); None when it is the same."""
+        prot, flags = call.args[2], call.args[3]
+        if flags & abi.MAP_ANONYMOUS or call.args[4] & 0xFFFFFFFF == 0xFFFFFFFF:
+            return None
+        if not (prot & abi.PROT_EXEC or (flags & abi.MAP_SHARED and prot & abi.PROT_WRITE)):
+            return None
+        end = start + ((call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1))
+        try:
+            actual = procfs.mapped_object(task.tid, start, end)
+        except NoSuchProcess:
+            raise
+        except TraceError:
+            actual = None
+        entry = call.fd_object
+        if actual is None or (entry is not None and (entry.dev, entry.inode, entry.path) == (
+                actual.dev, actual.inode, actual.path)):
+            return None
+        return _replace(call, fd_object=actual)
+
+    def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> None:
+        """Undo a mapping the kernel made before the thread runs again: unmap
+        it and make the call return -err."""
+        ctl = Control(self, task.tid, call.arch)
+        ctl._at_exit = True
+        length = (call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1)
+        ctl.inject(abi.SYSCALLS_I386["munmap"] if call.arch == "i386" else abi.SYSCALLS_X86_64["munmap"],
+                   start, length)
+        ctl.finish(-err)
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
@@ -625,7 +798,20 @@ class PtraceSource:
                 return
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
                 rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
+            if call.syscall in ("mmap", "mmap2") and not is_error:
+                rechecked = self._mapped_object_changed(task, call, rval)
+                if rechecked is not None:
+                    call = rechecked
+                    reply = self.sink.on_result(call, self._peek_for(task.tid))
+                    if reply.kill:
+                        self._kill_process(task)
+                        self._call_done(task)
+                        return
+                    if reply.deny_errno is not None:
+                        self._refuse_result(task, call, rval, reply.deny_errno)
+                        rval = -reply.deny_errno
             self.sink.on_event(MemReturn(call, rval))
+            self._call_done(task)
         hook, task.exit_hook = task.exit_hook, None
         if hook is not None:
             _, arch_id, _, _, rval, _ = _EXIT.unpack_from(raw)
@@ -638,7 +824,7 @@ class PtraceSource:
         """Resume tid until its current syscall returns; return rax (used by
         Control.inject). Other threads' stops wait in the kernel meanwhile."""
         while True:
-            pt.ptrace(pt.PTRACE_SYSCALL, tid, 0, 0)
+            _fast_ptrace(pt.PTRACE_SYSCALL, tid, 0, 0)
             _, status = os.waitpid(tid, _WALL)
             if not os.WIFSTOPPED(status):
                 self._gone(tid, status)
@@ -646,7 +832,7 @@ class PtraceSource:
             if os.WSTOPSIG(status) == signal.SIGTRAP | 0x80:
                 raw = self._syscall_info(tid)
                 if raw[0] == abi.PTRACE_SYSCALL_INFO_EXIT:
-                    return pt.ptrace_getregs(tid).rax
+                    return _getregs(tid).rax
             elif status >> 16 == 0 and tid in self.tasks:
                 # A signal delivered before Control blocked them (an injection
                 # from an exit stop): resend it when the thread resumes.
@@ -671,7 +857,12 @@ class PtraceSource:
         key = task.files_key
         if key in self._holds:
             return False
-        siblings = [t.tid for t in self.tasks.values() if t.files_key == key and t.tid != task.tid]
+        # Tasks we keep stopped already (new ones awaiting their creator's
+        # event, entry stops queued behind a memory call) cannot run: no
+        # interrupt for them, it would never be answered.
+        queued = {id(t) for waiting in self._waiting.values() for t, _, _ in waiting}
+        siblings = [t.tid for t in self.tasks.values()
+                    if t.files_key == key and t.tid != task.tid and not t.held and id(t) not in queued]
         if not siblings:
             return False
         hold = _Hold(task.tid, set(), [])
@@ -701,10 +892,17 @@ class PtraceSource:
         hold = self._holds.pop(key, None)
         if hold is None:
             return
-        for tid, status in hold.held:
+        for tid, status, raw in hold.held:
             task = self.tasks.get(tid)
-            if task is not None:
-                self._route(task, status)
+            if task is None:
+                continue
+            try:
+                if status is None:
+                    self._syscall_entry(task, raw)
+                else:
+                    self._route(task, status)
+            except NoSuchProcess:
+                self._forget_stop(tid)
 
     def _descriptor_exit(self, task: _Task, call: MemCall, rval: int, failed: bool) -> None:
         """Judge each descriptor the call produced from the kernel's view of
@@ -777,15 +975,15 @@ class PtraceSource:
         return found
 
     def _skip_syscall(self, task: _Task, err: int) -> None:
-        regs = pt.ptrace_getregs(task.tid)
+        regs = _getregs(task.tid)
         regs.orig_rax = 0xFFFFFFFFFFFFFFFF
         regs.rax = (-err) & 0xFFFFFFFFFFFFFFFF
-        pt.ptrace_setregs(task.tid, regs)
+        _setregs(task.tid, regs)
 
     def _kill_process(self, task: _Task) -> None:
         # Skip the call as well: the kernel skips a seccomp-stopped call when a
         # fatal signal is pending, but a PTRACE_SYSCALL entry stop does not.
-        with contextlib.suppress(PtraceError):
+        with contextlib.suppress(TraceError):
             self._skip_syscall(task, errno.EPERM)
         with contextlib.suppress(ProcessLookupError):
             os.kill(task.pid, signal.SIGKILL)
@@ -798,45 +996,73 @@ class PtraceSource:
     # --- process lifecycle ---------------------------------------------------------
 
     def _new_task(self, task: _Task, event: int) -> None:
-        child = pt.ptrace_geteventmsg(task.tid)
-        flags = self._clone_flags(task.tid) if event != abi.PTRACE_EVENT_FORK else 0
-        thread = bool(flags & CLONE_THREAD)
-        shares_vm = bool(flags & CLONE_VM)
+        child = _geteventmsg(task.tid)
+        thread, shares_vm = self._relation(task, child, event)
         child_pid = task.pid if thread else child
-        files = task.files_key if thread or flags & abi.CLONE_FILES else child_pid
         known = self.tasks.get(child)
+        vm = task.vm if shares_vm else child
+        files = task.files_key if thread or self._shares_files(task, child) else child_pid
         if known is None:
-            known = self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode, files=files)
+            self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode, vm=vm, files=files)
         else:
-            known.pid, known.syscall_mode, known.files = child_pid, task.syscall_mode, files
+            known.pid, known.syscall_mode, known.vm, known.files = child_pid, task.syscall_mode, vm, files
         if not thread:
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm))
         if self.handler is not None:
             self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
+        if known is not None and known.held:
+            known.held = False
+            self._resume(known)
         self._resume(task)
+
+    def _relation(self, task: _Task, child: int, event: int) -> tuple[bool, bool]:
+        """(thread, shares_vm) of a new task, from what the kernel made: the
+        child is in the creator's thread group, and kcmp(KCMP_VM) says whether
+        it has the creator's address space. The call's flags (registers of
+        some ABI, clone3's struct in memory the program controls) are only a
+        fallback for a child that is already gone."""
+        if event == abi.PTRACE_EVENT_FORK:
+            return False, False
+        thread = os.path.exists(f"/proc/{task.pid}/task/{child}")
+        same_vm = _kcmp(task.tid, child, _KCMP_VM)
+        if same_vm is not None:
+            return thread, thread or same_vm
+        flags = self._clone_flags(task.tid)
+        return bool(flags & CLONE_THREAD), bool(flags & CLONE_VM)
+
+    def _shares_files(self, task: _Task, child: int) -> bool:
+        """Whether a new process shares its creator's descriptor table
+        (CLONE_FILES), as kcmp(KCMP_FILES) says; when it cannot tell (the
+        child is gone), assume it does (holding one task too many is safe)."""
+        same = _kcmp(task.tid, child, _KCMP_FILES)
+        return True if same is None else same
 
     def _clone_flags(self, tid: int) -> int:
         """The clone flags of the call the thread is stopped in (clone,
-        clone3 or vfork), read from its registers."""
-        regs = pt.ptrace_getregs(tid)
+        clone3 or vfork), read from its registers with the ABI's numbering."""
+        self._syscall_info(tid)
+        arch = abi.ARCH_NAMES.get(struct.unpack_from("<I", self._info.raw, 4)[0], "x86_64")
+        regs = _getregs(tid)
         nr = regs.orig_rax
-        if regs.cs == _CS_I386:
-            return _I386_CLONE_FLAGS.get(nr, lambda r: 0)(regs)
+        if arch == "i386":
+            return _I386_CLONE_FLAGS.get(nr, lambda r: CLONE_VM)(regs)
         if nr == _NR_CLONE3:
-            raw = procfs.read_mem(tid, regs.rdi, 8)
-            return struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
+            raw = procfs.read_mem(tid, regs.rdi, 8) if regs.rdi else b""
+            return struct.unpack("<Q", raw)[0] if len(raw) == 8 else CLONE_VM
         if nr == _NR_VFORK:
             return CLONE_VM
         return regs.rdi if nr == _NR_CLONE else 0
 
     def _exec(self, task: _Task) -> None:
-        former = pt.ptrace_geteventmsg(task.tid)
-        if former != task.tid:
-            self.tasks.pop(former, None)
+        former = _geteventmsg(task.tid)
+        if former != task.tid and (old := self.tasks.pop(former, None)) is not None:
+            self._call_done(old)
         # Every other thread of the process is gone now; the leader holds the pid.
         for tid in [t for t, other in self.tasks.items() if other.pid == task.pid and t != task.tid]:
-            self.tasks.pop(tid, None)
+            self._call_done(self.tasks.pop(tid))
         task.pending = None
+        self._call_done(task)
+        task.vm = task.pid
         task.files = 0  # exec gives the process a descriptor table of its own
         if self.handler is not None:
             self.handler.on_exec(task.pid)
@@ -861,6 +1087,7 @@ class PtraceSource:
         procfs.close_mem(tid)
         if task is None:
             return
+        self._call_done(task)
         hold = self._holds.get(task.files_key)
         if hold is not None:
             if hold.owner == tid:
@@ -874,14 +1101,23 @@ class PtraceSource:
         if leader and self.handler is not None:
             self.handler.on_exit(task.pid)
         self.sink.on_event(ExitEvent(time.time(), task.pid, tid, status if leader else None))
+        if leader:
+            self._release_orphans(task.pid)
+
+    def _release_orphans(self, pid: int) -> None:
+        """Children held for the fork event of `pid`, which died before
+        reporting it: the model learns them from their maps, as if attached."""
+        for orphan in [t for t in self.tasks.values() if t.held and t.parent == pid and t.tid == t.pid]:
+            orphan.held = False
+            with contextlib.suppress(TraceError):
+                info = procfs.read_process_info(orphan.pid)
+                event = AttachEvent(time.time(), orphan.pid, info, procfs.read_maps(orphan.pid),
+                                    procfs.read_personality(orphan.pid), (orphan.tid,))
+                self.sink.on_event(event)
+            self._resume(orphan)
 
     def _ptrace(self, request: int, tid: int, addr: int = 0, data: int = 0) -> int:
-        try:
-            return pt.ptrace(request, tid, addr, data)
-        except PtraceError as err:
-            if err.errno == errno.ESRCH:
-                raise NoSuchProcess(str(err), pid=tid) from err
-            raise TraceError(str(err), pid=tid) from err
+        return _fast_ptrace(request, tid, addr, data)
 
 
 # --- argument normalisation --------------------------------------------------------
@@ -929,6 +1165,17 @@ _OPEN_FLAGS_ARG = {"open": 1, "openat": 2, "open_by_handle_at": 2}
 # Trapped calls that need nothing at entry (process_madvise: a real one the
 # emulator passed on).
 _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
+_NOT_FLYING = object()
+
+
+def _overlap(one: tuple[tuple[int, int], ...], other: tuple[tuple[int, int], ...]) -> bool:
+    """True when two footprints share an address."""
+    return any(a < d and c < b for a, b in one for c, d in other)
+
+
+# Calls that change an address space: judged one at a time per address space.
+_SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
+                         "shmdt", "ipc"})
 # A procfs mem file, as a descriptor's link names it (any mount point; the
 # kernel's d_path of a detached or foreign procfs starts elsewhere).
 _MEM_LINK = re.compile(r"(?:^|/)(\d+)(?:/task/\d+)?/mem(?: \(deleted\))?$")
@@ -1049,12 +1296,14 @@ def _with_segment_size(call: MemCall) -> MemCall:
     return _replace(call, object_size=size) if size else call
 
 
+# Programs exec'd again and again (a shell loop) are read once: keyed by
+# path, device, inode and mtime, so a replaced file is read again.
+_EXEC_STACKS = ExecStackCache()
+
+
 def _elf_execstack(path: str) -> bool | None:
     """PT_GNU_STACK's verdict for the executable at path (None: unknown)."""
-    try:
-        return read_elf(path).execstack
-    except ElfError:
-        return None
+    return _EXEC_STACKS.execstack(path)
 
 
 # --- spawning -----------------------------------------------------------------------

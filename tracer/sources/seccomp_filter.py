@@ -3,7 +3,8 @@
 Built with libseccomp (Debian's python3-seccomp): it emits the architecture
 checks for x86-64, i386 (`int 0x80` from a 64-bit process included) and x32,
 so no ABI's numbers slip past the filter. This is the only module that
-imports `seccomp`.
+imports `seccomp`, and only when a filter is built: the binding is a Debian
+package (not on PyPI), and commands that need no filter work without it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import seccomp
+from typing import TYPE_CHECKING, Any
 
 from ..abi import (
     CLONE_UNTRACED,
@@ -26,15 +26,27 @@ from ..abi import (
 )
 from ..errors import CapabilityMissing
 
+if TYPE_CHECKING:
+    import seccomp
+
+
+def _seccomp() -> Any:
+    """Import libseccomp's Python binding. Raises CapabilityMissing with the fix."""
+    try:
+        import seccomp
+    except ImportError as err:
+        raise CapabilityMissing(
+            "python3-seccomp", f"the libseccomp Python binding does not import ({err})",
+            "apt-get install python3-seccomp (a Debian package, not on PyPI) and make the venv with "
+            "--system-site-packages (scripts/setup does both)") from err
+    return seccomp
+
 # Syscalls the shadow model needs to see, by name on any ABI.
 MODEL_SYSCALLS: tuple[str, ...] = (
     "mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk",
     "shmat", "shmdt", "ipc", "memfd_create", "personality", "execve", "execveat",
     "ptrace", "openat2",
 )
-
-_EXTRA_ARCHES = (seccomp.Arch.X86, seccomp.Arch.X32)
-
 
 @dataclass(frozen=True)
 class TrapRule:
@@ -54,6 +66,7 @@ class TrapRule:
         """The libseccomp argument comparisons of this rule."""
         if self.arg is None:
             return ()
+        seccomp = _seccomp()
         if self.at_least is not None:
             return (seccomp.Arg(self.arg, seccomp.GE, self.at_least),)
         return (seccomp.Arg(self.arg, seccomp.MASKED_EQ, self.mask, self.equals),)
@@ -106,6 +119,7 @@ def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
     x86-64, simply never match there. Raises CapabilityMissing when libseccomp
     cannot build the filter.
     """
+    seccomp = _seccomp()
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
         rules = (*WRITE_OPEN_RULES, *RECEIVE_RULES, *OPAQUE_RULES, *extra)
@@ -114,7 +128,7 @@ def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
         for rule in rules:
             if isinstance(rule.syscall, int):
                 flt.add_rule(seccomp.TRACE(0), rule.syscall, *rule.conditions())
-        for arch in _EXTRA_ARCHES:
+        for arch in (seccomp.Arch.X86, seccomp.Arch.X32):
             flt.add_arch(arch)
         flt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
         for name in syscalls:
@@ -135,6 +149,7 @@ def build_wx_refusal(errno: int) -> list[seccomp.SyscallFilter]:
     passes a pointer and only its mmap2 has prot in a register; old_mmap and
     mappings made W+X by READ_IMPLIES_EXEC still reach the tracer. ERRNO takes
     precedence over the main filter's TRACE in the kernel."""
+    seccomp = _seccomp()
     wx = seccomp.Arg(2, seccomp.MASKED_EQ, PROT_WRITE | PROT_EXEC, PROT_WRITE | PROT_EXEC)
     filters = []
     for arch, name in ((seccomp.Arch.X86_64, "mmap"), (seccomp.Arch.X86, "mmap2")):
@@ -153,9 +168,10 @@ def build_syscall_refusal(name: str, errno: int) -> seccomp.SyscallFilter:
     kernel on every x86 ABI (clone3 refused outright: its arguments live in
     memory the program can change after any check). ERRNO takes precedence
     over the main filter's TRACE."""
+    seccomp = _seccomp()
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-        for arch in _EXTRA_ARCHES:
+        for arch in (seccomp.Arch.X86, seccomp.Arch.X32):
             flt.add_arch(arch)
         flt.add_rule(seccomp.ERRNO(errno), name)
     except (OSError, RuntimeError, ValueError) as err:
@@ -173,6 +189,7 @@ def load_filter(flt: seccomp.SyscallFilter) -> None:
 def x86_64_syscall_name(nr: int) -> str | None:
     """Return the name libseccomp knows for x86-64 syscall `nr` (None: none;
     numbers newer than the installed libseccomp are unknown to it)."""
+    seccomp = _seccomp()
     try:
         return seccomp.resolve_syscall(seccomp.Arch.X86_64, nr).decode()
     except ValueError:
@@ -184,6 +201,7 @@ def filter_program(rules: Iterable[TrapRule]) -> bytes:
     `rules` on x86-64 and allows everything else, other ABIs included: a
     filter to install later in a running process, on top of the first one.
     Raises CapabilityMissing when libseccomp cannot build it."""
+    seccomp = _seccomp()
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
         flt.set_attr(seccomp.Attr.ACT_BADARCH, seccomp.ALLOW)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..resources import package_path
 from .layout import PAGE_SIZE, Refused
 from .space import AddressSpace
 from .v1 import TrampolineV1
@@ -27,4 +28,4 @@ __all__ = ["FD_FLOOR", "PAGE_SIZE", "AddressSpace", "Refused", "TrampolineTable"
 
 def include_dir() -> Path:
     """Return the directory holding trampfd.h (installed package data)."""
-    return Path(__file__).resolve().parent.parent / "include"
+    return package_path("include")
