@@ -794,8 +794,10 @@ class PtraceSource:
             if not is_error and call.arch == "i386":
                 rval &= 0xFFFFFFFF
             if call.syscall in _DESCRIPTOR_CALLS:
-                self._descriptor_exit(task, call, rval, bool(is_error))
-                return
+                if self._descriptor_exit(task, call, rval, bool(is_error)):
+                    return  # killed
+                call = None  # judged and reported there
+        if call is not None:
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
                 rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
             if call.syscall in ("mmap", "mmap2") and not is_error:
@@ -904,11 +906,12 @@ class PtraceSource:
             except NoSuchProcess:
                 self._forget_stop(tid)
 
-    def _descriptor_exit(self, task: _Task, call: MemCall, rval: int, failed: bool) -> None:
+    def _descriptor_exit(self, task: _Task, call: MemCall, rval: int, failed: bool) -> bool:
         """Judge each descriptor the call produced from the kernel's view of
         it; undo a refused one (close it in the thread, return -errno, or
         kill) before the thread runs another instruction, then let the
-        siblings go."""
+        siblings go (the caller resumes the thread, after any exit hook).
+        Returns True when the process was killed."""
         key = task.files_key
         try:
             kill = self._judge_descriptors(task, call, rval, failed)
@@ -916,11 +919,10 @@ class PtraceSource:
             kill = False  # the thread is gone; its exit is reported
         if kill:
             self._kill_process(task)
-        else:
-            self._resume(task)
         hold = self._holds.get(key)
         if hold is not None and hold.owner == task.tid:
             self._release(key)
+        return kill
 
     def _judge_descriptors(self, task: _Task, call: MemCall, rval: int, failed: bool) -> bool:
         """Judge the call's descriptors; return True when the process must die."""
