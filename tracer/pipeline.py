@@ -36,7 +36,10 @@ from .categories import Category
 from .classify import classify, classify_exec
 from .errors import TraceError
 from .events import (
+    UNKNOWN_PROCESS,
     AttachEvent,
+    CallsRepeated,
+    ClosureEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -44,15 +47,14 @@ from .events import (
     KernelKill,
     MemCall,
     MemReturn,
-    ProcessInfo,
     RecordsLost,
     TrampfdEvent,
     WritableObjects,
 )
-from .judgement import UNENFORCED, Judgement
+from .judgement import UNENFORCED, Judgement, Outcome
 from .policy.engine import decide
-from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Facts, Policy
-from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel, page_up
+from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
+from .shadow import ANON_BACKING, SPECIAL, UNKNOWN_BACKING, Backing, Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
@@ -66,10 +68,8 @@ from .sources.ptrace_source import (
 
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
-# A call the model could not plan (its process unknown), reported because the kernel killed it.
-UNKNOWN_BACKING = Backing("unknown")
-# Who a call comes from when the model does not know the process (yet).
-UNKNOWN_PROCESS = ProcessInfo("", "", -1)
+_NOTHING = Evidence()
+CLOSURE_BACKING = Backing(SPECIAL, "[closure]")
 
 
 class Output(Protocol):
@@ -95,6 +95,7 @@ class RunStats:
     exit_status: int | None = None
     lost: int = 0
     stops: int = 0
+    closures: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -123,9 +124,15 @@ class Judge:
         self.attributor = Attributor()
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
+        self._refusals: Counter[tuple] = Counter()
+        # Calls a source counts instead of delivering, by (pid, repeat key):
+        # the first such call and what the model made of it.
+        self._repeatable: dict[tuple[int, int], tuple[MemCall, Change, tuple[Category, ...]]] = {}
         # Judgements whose plan waits for their process's death, by pid.
         self._awaiting: dict[int, list[tuple[Judgement, Plan]]] = {}
         self.finished = False
+        # Report every closure served (run --closures --trace-trampolines).
+        self.trace_trampolines = False
 
     def set_policy(self, policy: Policy) -> None:
         """Judge every call from now on by `policy` (the model is kept)."""
@@ -197,12 +204,36 @@ class Judge:
             pending = _Pending(ret.call, self.model.plan(ret.call), None, None)
         change, judgement = pending.change, pending.judgement
         self.model.apply(ret.call, ret.result, change)
+        if ret.call.repeat_key is not None and change is not None:
+            categories = judgement.categories if judgement is not None else ()
+            self._repeatable[(ret.call.pid, ret.call.repeat_key)] = (ret.call, change, categories)
         if judgement is not None and pending.plan is not None:
             addr = judgement.addr
             if change is not None and change.kind == "map" and not ret.failed:
                 addr = ret.result
-            self._settle(replace(judgement, result=ret.result, addr=addr), pending.plan,
-                         Evidence(result=ret.result, kernel_kill=pending.kernel_kill))
+            plan = pending.plan
+            # Most plans need no proof: no Evidence to make (this is every judged call's path).
+            seen = _NOTHING if plan.proof is Proof.NONE else Evidence(ret.result, pending.kernel_kill)
+            self._settle(judgement, plan, seen, result=ret.result, addr=addr)
+
+    def calls_repeated(self, event: CallsRepeated) -> None:
+        """Count `event.count` more calls equal to a repeat key's first one
+        and report them as one judgement with that count, judged by the
+        policy in force now. The model is left as it is: the source's next
+        delivered call on the range brings the kernel's view of it."""
+        first = self._repeatable.get((event.pid, event.key))
+        if first is None:
+            return
+        call, change, categories = first
+        self.stats.calls += event.count
+        self.stats.calls_by_syscall[call.syscall] += event.count
+        if not (categories or self.report_all or self.judges_uncategorised):
+            return
+        judgement = self._judge_call(call, change, categories, None)
+        if judgement is not None:
+            judgement = _evolve(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
+            # Every one succeeded and none was killed (a kill is never counted).
+            self._settle(judgement, self.enforcer.plan(judgement), Evidence(result=0))
 
     def call_killed(self, call: MemCall) -> None:
         """A call whose process is being killed at entry: it never returns;
@@ -288,14 +319,44 @@ class Judge:
             return None
         if caller is None:
             caller = self._caller(call, peek)
+        hint = closure_hint(caller.object if caller else None, decision.action)
         return Judgement(
             ts=call.ts, source=self.source, pid=call.pid, tid=call.tid,
             exe=facts.exe, comm=facts.comm, uid=facts.uid, syscall=call.syscall, arch=call.arch,
             args=call.args, result=None, addr=change.start, length=change.end - change.start,
             prot=change.prot, prev_prot=change.prev_prot if change.parts else None,
             backing=change.backing, categories=categories, decision=decision,
+<<<<<<< HEAD
             outcome=UNENFORCED[decision.action], caller=caller, detail=_call_detail(call, change),
+=======
+            outcome=UNENFORCED[decision.action], caller=caller,
+            detail=(("hint", hint),) if hint else (),
+>>>>>>> main
         )
+
+    def refused_again(self, call: MemCall) -> bool:
+        """Count a refusal of closure memory (a judgement with a closure
+        hint); True when its process has had the same refusal (same syscall,
+        categories and calling library) RETRY_LIMIT times: it is retrying in
+        a loop (libffi walks temporary directories when every executable
+        mapping is refused, and a program may retry the allocation) and is
+        to be killed, which its pending judgement now plans and says."""
+        pending = self._pending.get(call.tid)
+        if pending is None or pending.judgement is None or pending.call is not call:
+            return False
+        judgement = pending.judgement
+        if not any(key == "hint" for key, _ in judgement.detail):
+            return False  # only closure libraries' refusals: a program may refuse-loop on purpose
+        caller = judgement.caller.object if judgement.caller else None
+        key = (call.pid, call.syscall, judgement.categories, caller)
+        self._refusals[key] += 1
+        if self._refusals[key] < RETRY_LIMIT:
+            return False
+        why = (f"the same call was refused {RETRY_LIMIT} times: the program retries it in a loop and would "
+               "never finish, so it was stopped")
+        pending.judgement = replace(judgement, detail=(*judgement.detail, ("why", why)))
+        pending.plan = Plan(Proof.DEATH, Outcome.KILLED, why)
+        return True
 
     def _caller(self, call: MemCall, peek: Peek | None) -> Caller | None:
         process = self.model.process(call.pid)
@@ -304,6 +365,10 @@ class Judge:
         stack = call.stack
         if not stack and peek is not None and call.sp:
             stack = peek(call.sp, STACK_SAMPLE)
+        if not call.ip and not stack:
+            # No registers (the eBPF source): nothing to attribute, and no
+            # need to index a space that changes at every call.
+            return _NO_CALLER
         return self.attributor.caller(call.ip, stack, call.sp, process.space.snapshot())
 
     # --- everything else ---------------------------------------------------------------
@@ -317,6 +382,8 @@ class Judge:
             return self._exec(event)
         elif isinstance(event, ForkEvent):
             self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+        elif isinstance(event, CallsRepeated):
+            self.calls_repeated(event)
         elif isinstance(event, ExitEvent):
             # A thread that dies inside a call never returns from it.
             pending = self._pending.pop(event.tid, None)
@@ -324,6 +391,7 @@ class Judge:
                 self._settle(pending.judgement, pending.plan, Evidence(gone=True))
             if event.status is not None:
                 self.model.exit(event.pid)
+                self._forget_repeatable(event.pid)
                 for judgement, plan in self._awaiting.pop(event.pid, ()):
                     self._settle(judgement, plan, Evidence(status=event.status))
         elif isinstance(event, KernelKill):
@@ -332,8 +400,13 @@ class Judge:
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
             self._trampfd(event)
+<<<<<<< HEAD
         elif isinstance(event, WritableObjects):
             self.model.add_written(event.objects)
+=======
+        elif isinstance(event, ClosureEvent):
+            self._closure(event)
+>>>>>>> main
         elif isinstance(event, RecordsLost):
             self.stats.lost = event.total
             for output in self.outputs:
@@ -371,7 +444,49 @@ class Judge:
         )
         self._settle(judgement, self.enforcer.plan(judgement), Evidence())
 
+    def _closure(self, event: ClosureEvent) -> None:
+        """Count a served closure (reported with --trace-trampolines) or
+        report a jump into granted memory that was no known trampoline."""
+        self.stats.closures[event.op] += 1
+        if event.op != "refused" and not self.trace_trampolines:
+            return
+        process = self.model.process(event.pid)
+        info = process.info if process else UNKNOWN_PROCESS
+        regions = process.space.snapshot() if process is not None else ()
+        caller = self.attributor.caller(event.caller, b"", 0, regions) if event.caller and regions else None
+        if event.op == "refused":
+            categories = (Category.W_TO_X,)
+            decision = Decision(Action.DENY, None, None, ())
+            outcome = Outcome.DENIED
+            reason = "the jump was not run: the program got the SIGSEGV the kernel delivers"
+            detail = [("why", "execution of written memory that holds no known trampoline")]
+        else:
+            categories = (Category.TRAMPFD,)
+            decision = decide(self.policy, Facts(
+                categories=categories, syscall=TRAMPFD_PSEUDO_SYSCALL, exe=info.exe, comm=info.comm,
+                uid=info.uid, backing_kind="special", object_path="[closure]", caller_object=None,
+                prot=frozenset(), gained=frozenset(), new_mapping=event.op == "alloc"))
+            outcome, reason = UNENFORCED[decision.action], None
+            if decision.action in (Action.DENY, Action.KILL):
+                outcome = Outcome.NOT_ENFORCED
+                reason = "closures are served by --closures, then judged: reported, not refused"
+            target = self.attributor.caller(event.target, b"", 0, regions) if regions else None
+            detail = [("target", _describe_address(event.target, target)), ("data", f"{event.data:#x}"),
+                      ("pattern", event.pattern)]
+        self._emit(Judgement(
+            ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=info.exe, comm=info.comm,
+            uid=info.uid, syscall=f"closure-{event.op}", arch=event.arch, args=(event.data,),
+            result=event.target or None, addr=event.addr, length=0, prot=0, prev_prot=None,
+            backing=CLOSURE_BACKING, categories=categories, decision=decision, outcome=outcome, caller=caller,
+            detail=(("mode", event.mode), *detail), reason=reason,
+        ))
+
+    def _forget_repeatable(self, pid: int) -> None:
+        for key in [key for key in self._repeatable if key[0] == pid]:
+            del self._repeatable[key]
+
     def _exec(self, event: ExecEvent) -> Plan | None:
+        self._forget_repeatable(event.pid)
         process = self.model.exec(event)
         categories = classify_exec(event, self.model.written)
         if not categories:
@@ -395,23 +510,34 @@ class Judge:
             prev_prot=None, backing=stack.backing if stack else ANON_BACKING,
             categories=categories, decision=decision, outcome=UNENFORCED[decision.action],
             caller=Caller(0, event.process.exe, None, 0),
+            detail=(("hint", "an executable stack is what GCC nested functions need for their trampolines; "
+                             "`trampwatch run --closures` serves them without one (docs/closures.md)"),)
+            if Category.EXECSTACK in categories and decision.action in (Action.DENY, Action.KILL) else (),
         )
         plan = self.enforcer.plan(judgement)
         self._settle(judgement, plan, Evidence())
         return plan
 
-    def _settle(self, judgement: Judgement, plan: Plan, seen: Evidence) -> None:
-        """Emit `judgement` with its outcome once `seen` settles `plan`; else
-        keep it until its process dies (or the run ends)."""
-        settled = settle(plan, judgement, seen)
-        if settled is None:
-            self._awaiting.setdefault(judgement.pid, []).append((judgement, plan))
-            return
-        outcome, reason = settled
-        self._emit(replace(judgement, outcome=outcome, reason=reason))
+    def _settle(self, judgement: Judgement, plan: Plan, seen: Evidence, **learnt: int) -> None:
+        """Emit `judgement` (with the fields `learnt` since it was made) and
+        its outcome once `seen` settles `plan`; else keep it until its process
+        dies (or the run ends)."""
+        if plan.proof is Proof.NONE:
+            outcome, reason = plan.outcome, plan.reason
+        else:
+            settled = settle(plan, judgement, seen)
+            if settled is None:
+                held = _evolve(judgement, **learnt) if learnt else judgement
+                self._awaiting.setdefault(judgement.pid, []).append((held, plan))
+                return
+            outcome, reason = settled
+        changes: dict[str, object] = learnt
+        if outcome is not judgement.outcome or reason is not None:
+            changes = {**learnt, "outcome": outcome, "reason": reason}
+        self._emit(_evolve(judgement, **changes) if changes else judgement)
 
     def _emit(self, judgement: Judgement) -> None:
-        self.stats.judged += 1
+        self.stats.judged += judgement.count
         for output in self.outputs:
             output.emit(judgement)
 
@@ -435,6 +561,7 @@ class Judge:
         return self.stats
 
 
+<<<<<<< HEAD
 def _call_detail(call: MemCall, change: Change) -> tuple[tuple[str, str], ...]:
     """Extra report pairs: the facility an opaque call uses, the process a
     write through /proc/PID/mem reaches, the descriptor a call produced."""
@@ -446,6 +573,43 @@ def _call_detail(call: MemCall, change: Change) -> tuple[tuple[str, str], ...]:
     if call.target is not None and change.kind == "foreign-write":
         detail.append(("target", str(call.target) if call.target >= 0 else "unknown (another procfs)"))
     return tuple(detail)
+=======
+# Identical refusals after which a process is taken to retry forever.
+RETRY_LIMIT = 200
+# Libraries that ask for closure memory, by file name prefix (what they are).
+CLOSURE_LIBRARIES = {
+    "libffi.so": "libffi (closures)",
+    "libffi_pic": "libffi (closures)",
+    "ffi_c.so": "Ruby FFI (closures)",
+    "_cffi_backend": "cffi (closures)",
+    "_ctypes": "ctypes (closures)",
+}
+
+
+def closure_hint(caller_object: str | None, action: Action) -> str | None:
+    """The hint a refused closure page gets: which library wanted it and
+    that `run --closures` serves it; None for any other call."""
+    if action not in (Action.DENY, Action.KILL) or not caller_object:
+        return None
+    name = os.path.basename(caller_object)
+    what = next((what for prefix, what in CLOSURE_LIBRARIES.items() if name.startswith(prefix)), None)
+    if what is None:
+        return None
+    return (f"{name} ({what}) wanted this memory for closures; `trampwatch run --closures` serves them "
+            "without W+X memory (docs/closures.md)")
+
+
+# The caller of a call whose source gives no registers: what attribution says of address 0.
+_NO_CALLER = Caller(0, None, None, 0)
+
+
+def _evolve(judgement: Judgement, **changes: object) -> Judgement:
+    """dataclasses.replace() without its per-call introspection of the
+    fields (a judged call is evolved twice: its result, then its outcome)."""
+    evolved = object.__new__(Judgement)
+    evolved.__dict__.update(judgement.__dict__, **changes)
+    return evolved
+>>>>>>> main
 
 
 def _describe_address(addr: int, where: Caller | None) -> str:
@@ -476,6 +640,9 @@ class PtraceSink(TraceSink):
             self.judge.call_killed(call)
             return CallReply(kill=True)
         if plan.proof is Proof.RESULT:
+            if self.judge.refused_again(call):
+                self.judge.call_killed(call)
+                return CallReply(kill=True)
             return CallReply(deny_errno=plan.errno)
         return ALLOW_WITH_RESULT
 
@@ -551,11 +718,13 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
 
 
 def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
-                 on_reload: Callable[[], None] | None = None) -> None:
+                 on_reload: Callable[[], None] | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
     """Feed the eBPF source's events through the judge until SIGINT/SIGTERM
     or `duration` seconds; lost records are reported as they are counted.
     SIGHUP calls `on_reload` (when given) once what the kernel sent before
-    it is judged."""
+    it is judged. `on_ready` is called once the signals are handled (a
+    readiness line printed earlier would let a quick SIGINT abort the run)."""
     stopping = False
     reloading = False
 
@@ -575,6 +744,8 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
     if on_reload is not None:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     deadline = None if duration is None else time.monotonic() + duration
+    if on_ready is not None:
+        on_ready()
     # Processes first seen through a call: /proc was read after that call, so
     # the model shows its range as the call left it.
     seeded_by: dict[int, AttachEvent] = {}
@@ -622,10 +793,15 @@ def _as_at_exec(event: ExecEvent) -> ExecEvent:
 
 
 def _fill_unseen(judge: Judge, call: MemCall, seed: AttachEvent | None) -> None:
-    """Before judging an mprotect the eBPF source delivered, add the regions
-    of its range the model never saw (created by calls the kernel side did not
-    forward), from the process's maps; when the model was seeded by this very
-    call, its range is one the model never saw before the call."""
+    """Before judging an mprotect (or mremap) the eBPF source delivered,
+    make the model's view of its range what it was before the call: the
+    kernel's own view when the source has it; otherwise add the regions the
+    model never saw (created by calls the kernel side did not forward) from
+    the process's maps, and when the model was seeded by this very call, its
+    range is one the model never saw before the call."""
+    if call.vmas is not None:
+        judge.model.observe(call.pid, call.vmas)
+        return
     if call.syscall not in _PROTECTS:
         return
     process = judge.model.process(call.pid)

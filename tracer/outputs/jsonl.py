@@ -49,6 +49,7 @@ def judgement_record(judgement: Judgement) -> dict:
             "symbol": caller.symbol if caller else None,
         },
         "detail": dict(judgement.detail),
+        "count": judgement.count,
     }
 
 
@@ -88,6 +89,7 @@ class JsonLinesOutput:
             "stops": stats.stops,
             "lost": stats.lost,
             "exit_status": stats.exit_status,
+            "closures": {op: stats.closures[op] for op in ("alloc", "invoke", "refused")},
         }
         self.stream.write(json.dumps(record) + "\n")
         self.stream.flush()

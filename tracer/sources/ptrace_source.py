@@ -145,8 +145,9 @@ class SyscallHandler(Protocol):
     def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
         """A new task appeared."""
 
-    def on_exec(self, pid: int) -> None:
-        """The process replaced its program."""
+    def on_exec(self, pid: int, ctl: Control) -> None:
+        """The process replaced its program (ctl: its thread at the exec
+        stop, which may run syscalls in the new program with run_after_exec)."""
 
     def on_exit(self, pid: int) -> None:
         """The process is gone."""
@@ -234,6 +235,8 @@ class Control:
         self._regs = regs
         self._scratch_top: int | None = None
         self._old_mask: bytes | None = None
+        # The call's arguments as a handler rewrote them (None: unchanged).
+        self.arguments: tuple[int, ...] | None = None
 
     def _user_regs(self):
         if self._regs is None:
@@ -255,6 +258,33 @@ class Control:
         for name, value in values.items():
             setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
         _setregs(self.tid, regs)
+
+    def rewrite_arguments(self, args: tuple[int, ...]) -> None:
+        """Change the arguments of the call the thread is stopped in at its
+        entry: the kernel runs it with these, and the source reports it so."""
+        self.set_registers(dict(zip(_ARG_REGISTERS[self.arch], args, strict=False)))
+        self.arguments = args
+
+    def run_after_exec(self, gadget: int, nr: int, *args: int) -> int:
+        """At an exec stop: let execve return, run syscall nr(args) from the
+        syscall instruction at `gadget` (an address in the new program), then
+        put the new program's first registers back; return the raw result
+        (negative errno on failure). Signals arriving meanwhile are delivered
+        when the program resumes."""
+        if self._saved is None:
+            self._source.step_to_syscall_exit(self.tid)  # execve returns
+            self._regs = None
+            self._saved = self.registers()
+        values = dict(zip(_ARG_REGISTERS[self.arch], args, strict=False))
+        self.set_registers({**values, "rax": nr, "rip": gadget})
+        result = self._source.step_to_syscall_exit(self.tid)
+        self._regs = None
+        restored = dict(self._saved)
+        restored.pop("orig_rax")
+        self.set_registers(restored)
+        if self.arch == "i386":
+            return result - (1 << 32) if result & 0x80000000 else result & 0xFFFFFFFF
+        return result - (1 << 64) if result >= 1 << 63 else result
 
     def read(self, addr: int, size: int) -> bytes:
         """Read the thread's memory (b'' where unmapped)."""
@@ -671,6 +701,8 @@ class PtraceSource:
                 task.pending = None
                 self._resume(task)
                 return
+            if ctl.arguments is not None:
+                args = list(ctl.arguments)
         name = abi.SYSCALL_NAMES[arch_id].get(nr)
         if name is None or name in _PASSED_ON:
             # An exec is seen at its PTRACE_EVENT_EXEC stop instead.
@@ -1066,8 +1098,16 @@ class PtraceSource:
         self._call_done(task)
         task.vm = task.pid
         task.files = 0  # exec gives the process a descriptor table of its own
+        # The cached /proc/PID/mem descriptor shows the old address space.
+        procfs.close_mem(task.tid)
         if self.handler is not None:
-            self.handler.on_exec(task.pid)
+            try:
+                regs = _getregs(task.tid)
+            except PtraceError:
+                self._resume(task)
+                return
+            arch = "i386" if regs.cs == _CS_I386 else "x86_64"
+            self.handler.on_exec(task.pid, Control(self, task.tid, arch, regs))
         try:
             info = procfs.read_process_info(task.tid)
             maps = procfs.read_maps(task.tid)
