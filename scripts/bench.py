@@ -367,7 +367,8 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
         ("selected (every call sent), monitor on CPU 1", every, 1, 0),
         ("selected (every call sent), monitor on CPU 0 too", every, 0, 0),
         ("selected (every call sent), no pinning", every, None, None),
-        ("selected, repeats counted in the kernel (default), monitor on CPU 1", ["--comm", "flip_flood"], 1, 0),
+        ("selected, repeats counted in the kernel (default), monitor on CPU 1", ["--comm", "flip_flood"],
+         1, 0),
     )
     native: list[float] = []
     added: dict[str, list[float]] = {label: [] for label, *_ in cases}

@@ -118,11 +118,7 @@ def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | N
 
 
 def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = (), refuse_wx: int | None = None,
-<<<<<<< HEAD
-                 refuse_clone3: int | None = None) -> Callable[[], None]:
-=======
-                 preload: str | None = None) -> Callable[[], None]:
->>>>>>> main
+                 preload: str | None = None, refuse_clone3: int | None = None) -> Callable[[], None]:
     filters = [build_filter(extra=extra), *(build_wx_refusal(refuse_wx) if refuse_wx else ())]
     if refuse_clone3 is not None:
         filters.append(build_syscall_refusal("clone3", refuse_clone3))
@@ -159,7 +155,6 @@ def _kernel_refusal(judge: Judge, wanted: bool) -> int | None:
     return errno_value
 
 
-<<<<<<< HEAD
 def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None]:
     """How clone3 is handled: (trap rules, errno of a refusal in the kernel).
     Its flags live in memory the program can change after any check, so the
@@ -184,7 +179,8 @@ def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None]:
                    "libc falls back to clone", err=True)
         return (), errno.ENOSYS
     return (CLONE3_RULE,), None
-=======
+
+
 CLOSURE_CHOICES = ("auto", "trampfd", "emulate")
 
 
@@ -195,7 +191,6 @@ def _one_handler(handlers: list) -> object | None:
     from .actions.chain import HandlerChain
 
     return HandlerChain(handlers)
->>>>>>> main
 
 
 def judge_options(func: Callable) -> Callable:
@@ -255,12 +250,6 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             if emulate_trampfd or closures in ("trampfd", "auto"):
                 from .actions.emulate import TrampfdEmulator
 
-<<<<<<< HEAD
-                handler = TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event)
-            clone3_traps, clone3_refusal = _clone3_handling(judge)
-            prepare = _child_setup(kernel_mdwe, (*(handler.trap_rules() if handler else ()), *clone3_traps),
-                                   _kernel_refusal(judge, kernel_deny), clone3_refusal)
-=======
                 handlers.append(TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event))
             if closures in ("trampfd", "auto"):
                 from .actions.closures import ClosureAnnouncements
@@ -279,9 +268,10 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 handlers.append(emulator)
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
-            prepare = _child_setup(kernel_mdwe, handler.trap_rules() if handler else (),
-                                   _kernel_refusal(judge, kernel_deny and emulator is None), preload)
->>>>>>> main
+            clone3_traps, clone3_refusal = _clone3_handling(judge)
+            prepare = _child_setup(kernel_mdwe, (*(handler.trap_rules() if handler else ()), *clone3_traps),
+                                   _kernel_refusal(judge, kernel_deny and emulator is None), preload,
+                                   clone3_refusal)
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:

@@ -274,9 +274,5 @@ class RecordsLost:
 
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
-<<<<<<< HEAD
-    | TrampfdEvent | RecordsLost | WritableObjects
-=======
-    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated
->>>>>>> main
+    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects
 )

@@ -326,12 +326,8 @@ class Judge:
             args=call.args, result=None, addr=change.start, length=change.end - change.start,
             prot=change.prot, prev_prot=change.prev_prot if change.parts else None,
             backing=change.backing, categories=categories, decision=decision,
-<<<<<<< HEAD
-            outcome=UNENFORCED[decision.action], caller=caller, detail=_call_detail(call, change),
-=======
             outcome=UNENFORCED[decision.action], caller=caller,
-            detail=(("hint", hint),) if hint else (),
->>>>>>> main
+            detail=(*_call_detail(call, change), *((("hint", hint),) if hint else ())),
         )
 
     def refused_again(self, call: MemCall) -> bool:
@@ -400,13 +396,10 @@ class Judge:
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
             self._trampfd(event)
-<<<<<<< HEAD
         elif isinstance(event, WritableObjects):
             self.model.add_written(event.objects)
-=======
         elif isinstance(event, ClosureEvent):
             self._closure(event)
->>>>>>> main
         elif isinstance(event, RecordsLost):
             self.stats.lost = event.total
             for output in self.outputs:
@@ -561,7 +554,6 @@ class Judge:
         return self.stats
 
 
-<<<<<<< HEAD
 def _call_detail(call: MemCall, change: Change) -> tuple[tuple[str, str], ...]:
     """Extra report pairs: the facility an opaque call uses, the process a
     write through /proc/PID/mem reaches, the descriptor a call produced."""
@@ -573,7 +565,8 @@ def _call_detail(call: MemCall, change: Change) -> tuple[tuple[str, str], ...]:
     if call.target is not None and change.kind == "foreign-write":
         detail.append(("target", str(call.target) if call.target >= 0 else "unknown (another procfs)"))
     return tuple(detail)
-=======
+
+
 # Identical refusals after which a process is taken to retry forever.
 RETRY_LIMIT = 200
 # Libraries that ask for closure memory, by file name prefix (what they are).
@@ -609,7 +602,6 @@ def _evolve(judgement: Judgement, **changes: object) -> Judgement:
     evolved = object.__new__(Judgement)
     evolved.__dict__.update(judgement.__dict__, **changes)
     return evolved
->>>>>>> main
 
 
 def _describe_address(addr: int, where: Caller | None) -> str:
