@@ -220,7 +220,7 @@ static int route_rewritten_path(void)
 	close(tmp);
 	strcpy(flip_path, harmless);
 	pthread_create(&t, NULL, flipper, NULL);
-	for (i = 0; i < 400; i++) {
+	for (i = 0; i < 3000; i++) {
 		fd = open(flip_path, O_RDWR | O_CLOEXEC);
 		if (fd >= 0 && is_procfs(fd))
 			break;
