@@ -228,6 +228,35 @@ def bench_enforce(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
           ["mode", "µs per mprotect over native", "x audit"], rows)
 
 
+def bench_opens(bins: dict[str, Path], reps: int, n: int) -> None:
+    """Opens of an ordinary file: read-only ones never stop (the filter reads
+    the flags register); opens for writing stop at entry and at exit, where
+    the new descriptor is judged (fstat, statfs, fdinfo). Against native and
+    strace --seccomp-bpf, which stops at every openat, both on CPU 0."""
+    tw = ["taskset", "-c", "0", *TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--"]
+    configs = {
+        "native": ["taskset", "-c", "0"],
+        "strace --seccomp-bpf -e trace=openat": ["taskset", "-c", "0", "strace", "-f", "--seccomp-bpf", "-e",
+                                                 "trace=openat", "-o", "/dev/null"],
+        "trampwatch run": tw,
+    }
+    cases = []
+    for mode in ("r", "w"):
+        for name, wrapper in configs.items():
+            cases.append(Case(f"{name}|{mode}|n", [*wrapper, str(bins["open_loop"]), mode, str(n)]))
+            cases.append(Case(f"{name}|{mode}|0", [*wrapper, str(bins["open_loop"]), mode, "0"]))
+    med = measure(cases, reps)
+    rows = []
+    for mode, label in (("r", "O_RDONLY"), ("w", "O_WRONLY")):
+        per = {name: (med[f"{name}|{mode}|n"] - med[f"{name}|{mode}|0"]) / n * 1e6 for name in configs}
+        strace = per["strace --seccomp-bpf -e trace=openat"]
+        rows.extend([label, name, f"{us:.2f}", f"{us / per['native']:.1f}", f"{us / strace:.2f}"]
+                    for name, us in per.items())
+    table(f"{n:,} open+close of an ordinary file, same CPU (target: O_RDONLY at native cost; O_WRONLY "
+          "within 2x strace's per-open cost)",
+          ["flags", "workload", "µs per open+close", "x native", "x strace --seccomp-bpf"], rows)
+
+
 def bench_threads(bins: dict[str, Path], reps: int, threads: int, flips: int) -> None:
     """The many-threads load program against native and strace."""
     prog = [str(bins["threads_flood"]), str(threads), str(flips)]
@@ -528,6 +557,7 @@ BENCHES: dict[str, Callable[..., None]] = {
     "startup": bench_startup,
     "enforce": bench_enforce,
     "threads": bench_threads,
+    "opens": bench_opens,
     "serialise": bench_serialise,
     "monitor": bench_monitor,
     "inspect": bench_inspect,
@@ -559,6 +589,7 @@ def main() -> None:
             "seccomp_allow_exec": build(out, BENCH_PROGRAMS / "seccomp_allow_exec.c"),
             "flip_flood": build(out, BENCH_PROGRAMS / "flip_flood.c"),
             "many_maps": build(out, ROOT / "tests" / "inspect_programs" / "many_maps.c"),
+            "open_loop": build(out, BENCH_PROGRAMS / "open_loop.c"),
         }
         print(f"# trampwatch benchmarks ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{reps} interleaved repetitions, medians)")
@@ -575,6 +606,8 @@ def main() -> None:
             bench_enforce(bins, reps, 50_000 // scale, out)
         if "threads" in selected:
             bench_threads(bins, reps, 500, 2000 // scale)
+        if "opens" in selected:
+            bench_opens(bins, reps, 20_000 // scale)
         if "serialise" in selected:
             bench_serialise(bins, reps, 20_000 // scale, 500, 200 // scale, 500)
         if "monitor" in selected:

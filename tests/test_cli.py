@@ -130,7 +130,10 @@ def test_monitor_reports_the_same_categories_as_run(build_program, tmp_path):
             by_program.setdefault(event["comm"], []).append(event["categories"])
     for name, program in zip(names, programs, strict=True):
         traced = trace([str(program)], tmp_path / name if (tmp_path / name).mkdir() is None else tmp_path)
-        assert by_program.get(name) == [e["categories"] for e in traced.events], name
+        # exec-written needs the descriptors opens return, which only the
+        # ptrace source judges (docs/monitor.md): the monitor cannot report it.
+        seen_by_run = [[c for c in e["categories"] if c != "exec-written"] for e in traced.events]
+        assert by_program.get(name) == seen_by_run, name
     assert seen[-1]["type"] == "summary" and seen[-1]["lost"] == 0
 
 

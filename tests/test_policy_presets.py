@@ -23,6 +23,8 @@ RW = frozenset({"read", "write"})
 EXEC = frozenset({"exec"})
 NONE: frozenset[str] = frozenset()
 WX_CATEGORIES = [c for c in Category if c is not Category.TRAMPFD]
+# W^X categories proper: refused by strict's deny-wx (opaque has its own rules).
+STRICT_WX_CATEGORIES = [c for c in WX_CATEGORIES if c is not Category.OPAQUE]
 
 
 def facts(*categories: Category, **changes: object) -> Facts:
@@ -392,13 +394,31 @@ def test_jit_allowlist_logs_everything_else() -> None:
 # --- strict --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("category", WX_CATEGORIES, ids=str)
+@pytest.mark.parametrize("category", STRICT_WX_CATEGORIES, ids=str)
 def test_strict_denies_every_wx_category_at_a_call(category: Category) -> None:
     assert verdict("strict", facts(category)) == (Action.DENY, "deny-wx", errno.EACCES)
 
 
+@pytest.mark.parametrize(("syscall", "rule", "err"), [
+    ("clone3", "refuse-clone3", errno.ENOSYS), ("io_uring_setup", "refuse-io-uring", errno.ENOSYS),
+    ("userfaultfd", "refuse-opaque", errno.EPERM), ("clone", "refuse-opaque", errno.EPERM),
+    ("seccomp", "refuse-opaque", errno.EPERM), ("recvmsg", "refuse-opaque", errno.EPERM),
+])
+def test_strict_refuses_what_it_cannot_see_with_each_routes_errno(syscall: str, rule: str, err: int) -> None:
+    event = facts(Category.OPAQUE, syscall=syscall, prot=NONE, gained=NONE, backing_kind="special")
+    assert verdict("strict", event) == (Action.DENY, rule, err)
+
+
+def test_default_logs_opaque_but_lets_clone3_go() -> None:
+    opaque = facts(Category.OPAQUE, syscall="io_uring_setup", prot=NONE, gained=NONE)
+    assert verdict("default", opaque) == (Action.LOG, "log-wx", None)
+    assert verdict("default", replace(opaque, syscall="clone3")) == (Action.ALLOW, "allow-clone3", None)
+
+
 @pytest.mark.parametrize(
-    "category", [Category.EXECSTACK, Category.READ_IMPLIES_EXEC, Category.EXEC_UNLINKED], ids=str
+    "category",
+    [Category.EXECSTACK, Category.READ_IMPLIES_EXEC, Category.EXEC_UNLINKED, Category.EXEC_WRITTEN],
+    ids=str,
 )
 def test_strict_kills_what_is_found_at_exec(category: Category) -> None:
     event = facts(category, syscall="exec", prot=NONE, gained=NONE)

@@ -150,8 +150,11 @@ def mdwe(build_program: ProgramBuilder) -> Path:
 def test_every_program_has_a_truth() -> None:
     """A new program in tests/programs must get its kernel truth pinned here."""
     sources = {p.stem for p in (Path(__file__).parent / "programs").glob("*.c")}
-    # Run with their own tests below: arguments, exit codes and signals.
-    own_tests = {"mdwe_exec", "exit_code", "kill_self", "execstack_lib"}  # and a library, not a program
+    # Run with their own tests below: arguments, exit codes and signals; the
+    # descriptor and opaque routes (and their untraced helper) pin their native
+    # truth in tests/test_enforce_fds.py (they need a socket, a code file).
+    own_tests = {"mdwe_exec", "exit_code", "kill_self", "execstack_lib",  # and a library, not a program
+                 "procmem_routes", "procmem_recv", "mem_fd_server", "exec_written", "opaque_routes"}
     assert sources - own_tests == set(TRUTH)
 
 

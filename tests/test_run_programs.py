@@ -81,7 +81,7 @@ EXPECTED: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "execstack_mprotect": [("mprotect", ("wx-protect", "w-to-x", "execstack"))],
     "execheap": [("mprotect", ("wx-protect", "w-to-x", "execheap"))],
     "execmod": [("mprotect", ("w-to-x", "execmod"))],
-    "dual_map_memfd": [("mmap", ("dual-map", "exec-unlinked"))],
+    "dual_map_memfd": [("mmap", ("dual-map", "exec-written", "exec-unlinked"))],
     "shared_anon_alias": [("mmap", ("anon-exec",)), ("mprotect", ("dual-map",))],
     "shm_exec": [("shmat", ("wx-map", "shm-exec")), ("shmat", ("shm-exec",)), ("shmat", ("dual-map",))],
     "int80_mprotect": [("mprotect", ("wx-protect", "w-to-x", "anon-exec"))],
@@ -112,14 +112,15 @@ def test_c_program_categories_and_attribution(name, build_program, parse_output,
 def test_dual_map_through_an_unlinked_temporary_file(build_program, tmp_path):
     traced = trace([str(build_program("dual_map_tmpfile"))], tmp_path)
     assert traced.returncode == 0, traced.stderr
-    assert shape(traced.events) == [("mmap", ("dual-map", "exec-unlinked"))] * 2
+    assert shape(traced.events) == [("mmap", ("dual-map", "exec-written", "exec-unlinked"))] * 2
     assert all(e["backing"]["kind"] == "file" for e in traced.events)
 
 
 def test_exec_unlinked_write_then_map_and_fexecve(build_program, tmp_path):
     traced = trace([str(build_program("exec_unlinked"))], tmp_path)
     assert traced.returncode == 0, traced.stderr
-    assert shape(traced.events) == [("mmap", ("exec-unlinked",))] * 2 + [("exec", ("exec-unlinked",))]
+    written = ("exec-written", "exec-unlinked")  # the tree wrote the memfd it maps and runs
+    assert shape(traced.events) == [("mmap", written)] * 2 + [("exec", written)]
     assert traced.events[-1]["exe"].startswith("/memfd:")
 
 

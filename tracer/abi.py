@@ -38,6 +38,21 @@ SYSCALLS_X86_64: dict[str, int] = {
     "open": 2,
     "openat": 257,
     "openat2": 437,
+    # Calls judged at their exit from the descriptors they return (route 1, exec-written).
+    "creat": 85,
+    "open_by_handle_at": 304,
+    "pidfd_getfd": 438,
+    "recvmsg": 47,
+    "recvmmsg": 299,
+    # Facilities the tracer cannot see through (refused as `opaque` by policy).
+    "io_uring_setup": 425,
+    "userfaultfd": 323,
+    "ioctl": 16,
+    "remap_file_pages": 216,
+    "clone": 56,
+    "clone3": 435,
+    "seccomp": 317,
+    "fanotify_init": 300,
 }
 
 SYSCALLS_I386: dict[str, int] = {
@@ -60,6 +75,20 @@ SYSCALLS_I386: dict[str, int] = {
     "open": 5,
     "openat": 295,
     "openat2": 437,
+    "creat": 8,
+    "open_by_handle_at": 342,
+    "pidfd_getfd": 438,
+    "recvmsg": 372,
+    "recvmmsg": 337,
+    "socketcall": 102,  # recvmsg/recvmmsg multiplexed (older i386 libcs)
+    "io_uring_setup": 425,
+    "userfaultfd": 374,
+    "ioctl": 54,
+    "remap_file_pages": 257,
+    "clone": 120,
+    "clone3": 435,
+    "seccomp": 354,
+    "fanotify_init": 338,
 }
 
 SYSCALL_TABLES: dict[int, dict[str, int]] = {
@@ -78,9 +107,8 @@ KNOWN_SYSCALLS: frozenset[str] = frozenset(SYSCALLS_X86_64) | frozenset(SYSCALLS
 # model syscalls, so neither policy names nor part of SYSCALL_NAMES).
 EMULATOR_SYSCALLS_X86_64: dict[str, int] = {
     "read": 0, "write": 1, "close": 3, "lseek": 8, "pread64": 17, "pwrite64": 18, "readv": 19,
-    "writev": 20, "madvise": 28, "dup": 32, "dup2": 33, "recvmsg": 47, "fcntl": 72,
-    "dup3": 292, "preadv": 295, "pwritev": 296, "recvmmsg": 299, "seccomp": 317, "preadv2": 327,
-    "pwritev2": 328, "pidfd_getfd": 438,
+    "writev": 20, "madvise": 28, "dup": 32, "dup2": 33, "fcntl": 72,
+    "dup3": 292, "preadv": 295, "pwritev": 296, "preadv2": 327, "pwritev2": 328,
 }
 
 # Writes that bypass page protections (foreign-write): ptrace POKE requests and
@@ -93,6 +121,16 @@ O_RDWR = 0o2
 
 IPC_SHMAT = 21
 IPC_SHMDT = 22
+SYS_RECVMSG = 17  # socketcall(2) sub-calls
+SYS_RECVMMSG = 19
+
+# Facilities refused as `opaque` (what the tracer cannot judge).
+CLONE_UNTRACED = 0x00800000
+CLONE_FILES = 0x400
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+USERFAULTFD_IOC_NEW = 0xAA00  # _IO(0xAA, 0x00) on /dev/userfaultfd
+PROC_SUPER_MAGIC = 0x9FA0
 
 # --- memory protection and mapping flags --------------------------------------
 

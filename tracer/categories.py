@@ -14,8 +14,10 @@ class Category(enum.StrEnum):
     WX_PROTECT = "wx-protect"
     DUAL_MAP = "dual-map"
     FOREIGN_WRITE = "foreign-write"
+    OPAQUE = "opaque"
     W_TO_X = "w-to-x"
     EXECMOD = "execmod"
+    EXEC_WRITTEN = "exec-written"
     EXEC_UNLINKED = "exec-unlinked"
     EXECSTACK = "execstack"
     EXECHEAP = "execheap"
@@ -35,8 +37,11 @@ DESCRIPTIONS: dict[Category, str] = {
     Category.WX_PROTECT: "mprotect gives a region write and execute together",
     Category.DUAL_MAP: "one object is mapped writable at one address and executable at another",
     Category.FOREIGN_WRITE: "executable memory written through /proc/PID/mem or ptrace POKE",
+    Category.OPAQUE: "a kernel facility the tracer cannot see through (io_uring, userfaultfd, "
+                     "CLONE_UNTRACED, clone3, a seccomp listener, remap_file_pages)",
     Category.W_TO_X: "a region that is or was writable becomes executable",
     Category.EXECMOD: "a written private file mapping is made executable (text relocation)",
+    Category.EXEC_WRITTEN: "an object the traced tree opened for writing is mapped executable or exec'd",
     Category.EXEC_UNLINKED: "code with no file identity on disk is made executable",
     Category.EXECSTACK: "the stack is executable",
     Category.EXECHEAP: "the brk heap is made executable",

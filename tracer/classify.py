@@ -27,6 +27,15 @@ def classify(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ..
     if change.kind == "foreign-write":
         return (Category.FOREIGN_WRITE,)
 
+    if change.kind == "opaque":
+        return (Category.OPAQUE,)
+
+    if change.kind == "write-object":
+        # Opened for writing while it is mapped executable somewhere in the
+        # tree: what is written becomes code (a file mapping shares the page cache).
+        mapped_exec = any(region.prot & PROT_EXEC for _, region in model.aliases(change.backing.identity))
+        return (Category.EXEC_WRITTEN,) if mapped_exec else ()
+
     if change.kind == "personality":
         if change.personality_set is not None and change.personality_set & READ_IMPLIES_EXEC:
             found.add(Category.READ_IMPLIES_EXEC)
@@ -37,6 +46,7 @@ def classify(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ..
             found.add(Category.WX_MAP)
         if change.kind == "map" and exec_now:
             _exec_gain(found, change.backing, change)
+            _exec_written(found, change.backing, model)
         if change.kind == "brk" and exec_now:
             found.add(Category.EXECHEAP)
         if change.shm_exec:
@@ -58,6 +68,7 @@ def classify(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ..
             if part.backing.kind == FILE and not part.shared and part.ever_writable:
                 found.add(Category.EXECMOD)
             _exec_gain(found, part.backing, change)
+            _exec_written(found, part.backing, model)
         if part.backing.identity:
             _dual_map(found, change, part.backing, model, pid)
     if change.exec_from_rie and any(not p.prot & PROT_EXEC for p in change.parts):
@@ -75,6 +86,12 @@ def _exec_gain(found: set[Category], backing: Backing, change: Change) -> None:
         found.add(Category.EXECHEAP)
     if _unlinked(backing):
         found.add(Category.EXEC_UNLINKED)
+
+
+def _exec_written(found: set[Category], backing: Backing, model: ShadowModel) -> None:
+    """exec-written when the object made executable is one the tree could write."""
+    if backing.identity is not None and backing.identity in model.written:
+        found.add(Category.EXEC_WRITTEN)
 
 
 def _dual_map(found: set[Category], change: Change, backing: Backing, model: ShadowModel, pid: int) -> None:
@@ -98,13 +115,20 @@ def _dual_map(found: set[Category], change: Change, backing: Backing, model: Sha
             return
 
 
-def classify_exec(event: ExecEvent) -> tuple[Category, ...]:
+def classify_exec(event: ExecEvent, written: set[tuple] | frozenset[tuple] = frozenset()
+                  ) -> tuple[Category, ...]:
     """Return the categories a fresh address space is in at exec time:
     an executable stack, any other writable and executable region (an RWX
     PT_LOAD segment of the program or its interpreter), READ_IMPLIES_EXEC
-    given by the kernel, or code run from an object with no name on disk
-    (fexecve of a memfd)."""
+    given by the kernel, code run from an object with no name on disk
+    (fexecve of a memfd), or a program (or its interpreter) the traced tree
+    wrote (`written`: object identities)."""
     found: set[Category] = set()
+    if written:
+        exe = event.exe_object
+        mapped = {("ino", m.dev, m.inode) for m in event.maps if m.prot & PROT_EXEC and m.inode}
+        if (exe is not None and ("ino", exe.dev, exe.inode) in written) or not mapped.isdisjoint(written):
+            found.add(Category.EXEC_WRITTEN)
     stack = next((m for m in event.maps if m.path == "[stack]"), None)
     # What the kernel did decides; PT_GNU_STACK only when no stack is listed
     # (run --closures takes PROT_EXEC off the stack before this is judged).

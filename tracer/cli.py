@@ -23,7 +23,14 @@ from .outputs.text import TextOutput
 from .pipeline import Judge, Output, trace_attached, trace_command
 from .policy.loader import load_policy_file, preset_names, resolve_policy
 from .policy.model import Policy
-from .sources.seccomp_filter import TrapRule, build_filter, build_wx_refusal, load_filter
+from .sources.seccomp_filter import (
+    CLONE3_RULE,
+    TrapRule,
+    build_filter,
+    build_syscall_refusal,
+    build_wx_refusal,
+    load_filter,
+)
 
 
 def _error_lines(err: TrampwatchError, outcome: str) -> str:
@@ -111,8 +118,10 @@ def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | N
 
 
 def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = (), refuse_wx: int | None = None,
-                 preload: str | None = None) -> Callable[[], None]:
+                 preload: str | None = None, refuse_clone3: int | None = None) -> Callable[[], None]:
     filters = [build_filter(extra=extra), *(build_wx_refusal(refuse_wx) if refuse_wx else ())]
+    if refuse_clone3 is not None:
+        filters.append(build_syscall_refusal("clone3", refuse_clone3))
 
     def prepare() -> None:
         if preload:
@@ -144,6 +153,32 @@ def _kernel_refusal(judge: Judge, wanted: bool) -> int | None:
                f"{errno.errorcode.get(errno_value, errno_value)}): such calls are counted by no stop and "
                "reported by no line (--no-kernel-deny reports them)", err=True)
     return errno_value
+
+
+def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None]:
+    """How clone3 is handled: (trap rules, errno of a refusal in the kernel).
+    Its flags live in memory the program can change after any check, so the
+    tracer cannot judge it: a policy that denies it for everyone has the
+    filter refuse it with ENOSYS (libc then falls back to clone, whose flags
+    are a register); one that allows it for everyone lets it run unstopped; any
+    other decision stops every clone3 and judges it as `opaque`."""
+    from .actions.seccomp_deny import clone3_decision
+    from .policy.model import Action
+
+    decision = clone3_decision(judge.policy)
+    if decision is not None and decision.action is Action.ALLOW:
+        return (), None
+    if decision is not None and decision.action is Action.DENY and judge.mode == "enforce":
+        # Whatever errno the rule names: only ENOSYS makes libc fall back to
+        # clone; any other one would make every pthread_create fail.
+        asked = "" if decision.errno == errno.ENOSYS else (
+            f"; the rule asks {errno.errorcode.get(decision.errno, decision.errno)}, but only ENOSYS lets "
+            "libc fall back")
+        click.echo(f"trampwatch: clone3 is refused in the kernel by the seccomp filter (rule "
+                   f"{decision.rule or 'default'}, ENOSYS{asked}): its arguments cannot be judged; "
+                   "libc falls back to clone", err=True)
+        return (), errno.ENOSYS
+    return (CLONE3_RULE,), None
 
 
 CLOSURE_CHOICES = ("auto", "trampfd", "emulate")
@@ -233,8 +268,10 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 handlers.append(emulator)
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
-            prepare = _child_setup(kernel_mdwe, handler.trap_rules() if handler else (),
-                                   _kernel_refusal(judge, kernel_deny and emulator is None), preload)
+            clone3_traps, clone3_refusal = _clone3_handling(judge)
+            prepare = _child_setup(kernel_mdwe, (*(handler.trap_rules() if handler else ()), *clone3_traps),
+                                   _kernel_refusal(judge, kernel_deny and emulator is None), preload,
+                                   clone3_refusal)
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:

@@ -24,12 +24,23 @@ class MapEntry:
 
 @dataclass(frozen=True, slots=True)
 class FdObject:
-    """What a file descriptor referred to when a syscall used it."""
+    """What a file descriptor referred to when a syscall used or returned it.
+
+    `path` is the descriptor's link text, `dev`/`inode`/`mode`/`rdev` its
+    stat, `fs_type` the statfs magic of its filesystem (0: not read),
+    `access` the O_ACCMODE bits it was opened with (None: not read), and
+    `misc` the name /proc/misc gives a misc character device (else None).
+    """
 
     fd: int
     path: str
     dev: int
     inode: int
+    mode: int = 0
+    rdev: int = 0
+    fs_type: int = 0
+    access: int | None = None
+    misc: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +126,17 @@ class ExecEvent:
     elf_execstack: bool | None
     personality: int
     former_pid: int | None = None
+    exe_object: FdObject | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WritableObjects:
+    """Objects a process can write that no traced open gave it (descriptors
+    it was started with): they count as written by the traced tree."""
+
+    ts: float
+    pid: int
+    objects: tuple[FdObject, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,5 +274,5 @@ class RecordsLost:
 
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
-    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated
+    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects
 )

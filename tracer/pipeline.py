@@ -49,6 +49,7 @@ from .events import (
     MemReturn,
     RecordsLost,
     TrampfdEvent,
+    WritableObjects,
 )
 from .judgement import UNENFORCED, Judgement, Outcome
 from .policy.engine import decide
@@ -326,7 +327,7 @@ class Judge:
             prot=change.prot, prev_prot=change.prev_prot if change.parts else None,
             backing=change.backing, categories=categories, decision=decision,
             outcome=UNENFORCED[decision.action], caller=caller,
-            detail=(("hint", hint),) if hint else (),
+            detail=(*_call_detail(call, change), *((("hint", hint),) if hint else ())),
         )
 
     def refused_again(self, call: MemCall) -> bool:
@@ -395,6 +396,8 @@ class Judge:
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
             self._trampfd(event)
+        elif isinstance(event, WritableObjects):
+            self.model.add_written(event.objects)
         elif isinstance(event, ClosureEvent):
             self._closure(event)
         elif isinstance(event, RecordsLost):
@@ -478,7 +481,7 @@ class Judge:
     def _exec(self, event: ExecEvent) -> Plan | None:
         self._forget_repeatable(event.pid)
         process = self.model.exec(event)
-        categories = classify_exec(event)
+        categories = classify_exec(event, self.model.written)
         if not categories:
             return None
         facts = Facts(
@@ -549,6 +552,19 @@ class Judge:
         for output in self.outputs:
             output.close(self.stats)
         return self.stats
+
+
+def _call_detail(call: MemCall, change: Change) -> tuple[tuple[str, str], ...]:
+    """Extra report pairs: the facility an opaque call uses, the process a
+    write through /proc/PID/mem reaches, the descriptor a call produced."""
+    detail = []
+    if change.facility:
+        detail.append(("facility", change.facility))
+    if call.fd_object is not None and call.fd_object.fd >= 0:
+        detail.append(("fd", str(call.fd_object.fd)))
+    if call.target is not None and change.kind == "foreign-write":
+        detail.append(("target", str(call.target) if call.target >= 0 else "unknown (another procfs)"))
+    return tuple(detail)
 
 
 # Identical refusals after which a process is taken to retry forever.

@@ -14,24 +14,32 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import stat
 from dataclasses import dataclass
 
 from .abi import (
+    CLONE_UNTRACED,
     MAP_ANONYMOUS,
     MAP_GROWSDOWN,
     MAP_SHARED,
     MAP_TYPE,
     MREMAP_DONTUNMAP,
+    O_RDWR,
+    O_WRONLY,
     PAGE_SIZE,
     PERSONALITY_QUERY,
+    PROC_SUPER_MAGIC,
     PROT_EXEC,
     PROT_GROWSDOWN,
     PROT_MASK,
     PROT_READ,
     PROT_WRITE,
     READ_IMPLIES_EXEC,
+    SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    SECCOMP_SET_MODE_FILTER,
     SHM_EXEC,
     SHM_RDONLY,
+    USERFAULTFD_IOC_NEW,
 )
 from .events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
 
@@ -194,6 +202,7 @@ class Change:
     personality_set: int | None = None
     read_implies_exec: bool = False
     exec_from_rie: bool = False
+    facility: str | None = None
 
     @property
     def prev_prot(self) -> int:
@@ -376,11 +385,43 @@ def _effective(prot: int, process: Process) -> tuple[int, bool]:
     return prot, False
 
 
+def _opaque(call: MemCall, facility: str) -> Change:
+    """A call the tracer cannot see through, named by its facility."""
+    return Change(call.syscall, "opaque", 0, 0, 0, Backing(SPECIAL, f"[{facility}]"), False, False,
+                  facility=facility)
+
+
+def descriptor_facility(obj: FdObject) -> str | None:
+    """What a descriptor the kernel handed out is, when it matters: 'mem' (a
+    procfs mem file, written to write another address space), an opaque
+    facility ('userfaultfd', 'io_uring', 'unreadable'), 'written' (a
+    regular file or memfd open for writing), else None."""
+    writable = obj.access in (O_WRONLY, O_RDWR)
+    if obj.access is None:
+        return "unreadable"
+    if obj.fs_type == PROC_SUPER_MAGIC:  # no procfs file but mem can hold code
+        return "mem" if writable and _is_mem_link(obj.path) else None
+    if obj.path == "anon_inode:[userfaultfd]" or obj.misc == "userfaultfd":
+        return "userfaultfd"
+    if obj.path == "anon_inode:[io_uring]":
+        return "io_uring"
+    if writable and stat.S_ISREG(obj.mode):
+        return "written"
+    return None
+
+
+def _is_mem_link(path: str) -> bool:
+    name = path[: -len(DELETED)] if path.endswith(DELETED) else path
+    return name.rpartition("/")[2] == "mem"
+
+
 class ShadowModel:
-    """Every traced process and its address space."""
+    """Every traced process and its address space, and the objects (files,
+    memfds) the traced tree could write: their identities, `written`."""
 
     def __init__(self) -> None:
         self.processes: dict[int, Process] = {}
+        self.written: set[tuple] = set()
         # Objects (System V segments, memfds, files, shared anonymous memory)
         # some traced view ever mapped writable and shared: their pages may
         # hold written code whatever view maps them next. Write history
@@ -656,7 +697,45 @@ class ShadowModel:
             return Change(call.syscall, "foreign-write", addr, addr + 8, prot, backing, False, False)
         return Change(call.syscall, "foreign-write", 0, 0, 0, Backing(SPECIAL, call.path), False, False)
 
+    def _plan_descriptor(self, process: Process, call: MemCall) -> Change | None:
+        """A descriptor the call produced, judged from the kernel's view."""
+        obj = call.fd_object
+        if obj is None:
+            return None
+        facility = descriptor_facility(obj)
+        if facility == "mem":
+            return Change(call.syscall, "foreign-write", 0, 0, 0, Backing(SPECIAL, obj.path), False, False)
+        if facility == "written":
+            return Change(call.syscall, "write-object", 0, 0, PROT_WRITE, backing_from_fd(obj), False, False)
+        return _opaque(call, facility) if facility else None
+
+    def _plan_opaque(self, process: Process, call: MemCall) -> Change | None:
+        """io_uring, userfaultfd, clone3 and the shapes of clone, ioctl and
+        seccomp the filter stops only when they ask for what cannot be seen."""
+        name, args = call.syscall, call.args
+        if name == "clone":
+            return _opaque(call, "CLONE_UNTRACED") if args[0] & CLONE_UNTRACED else None
+        if name == "ioctl":
+            return _opaque(call, "userfaultfd") if args[1] & 0xFFFFFFFF == USERFAULTFD_IOC_NEW else None
+        if name == "seccomp":
+            listener = args[0] == SECCOMP_SET_MODE_FILTER and args[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER
+            return _opaque(call, "seccomp-listener") if listener else None
+        if name == "remap_file_pages":
+            region = process.space.find(args[0])
+            risky = region is not None and region.shared and bool(region.prot & PROT_EXEC)
+            return _opaque(call, "remap_file_pages") if risky else None
+        return _opaque(call, _FACILITIES[name])
+
     # --- appliers ------------------------------------------------------------------
+
+    def _apply_descriptor(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        if change is not None and change.kind == "write-object" and change.backing.identity:
+            self.written.add(change.backing.identity)
+
+    def add_written(self, objects) -> None:
+        """Record objects the tree can write without a traced open."""
+        for obj in objects:
+            self.written.add(backing_from_fd(obj).identity)
 
     def _apply_mmap(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is None:
@@ -768,10 +847,15 @@ def _segment_bytes(call: MemCall) -> int:
     return page_up(call.object_size or PAGE_SIZE)
 
 
+_FACILITIES = {"io_uring_setup": "io_uring", "userfaultfd": "userfaultfd", "clone3": "clone3",
+               "fanotify_init": "fanotify"}
+_DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd", "recvmsg",
+                     "recvmmsg", "memfd_create")
+
 _PLANNERS = {
-    "open": ShadowModel._plan_foreign_write,
-    "openat": ShadowModel._plan_foreign_write,
-    "openat2": ShadowModel._plan_foreign_write,
+    **dict.fromkeys(_DESCRIPTOR_CALLS, ShadowModel._plan_descriptor),
+    **dict.fromkeys(("clone", "ioctl", "seccomp", "remap_file_pages", *_FACILITIES),
+                    ShadowModel._plan_opaque),
     "ptrace": ShadowModel._plan_foreign_write,
     "mmap": ShadowModel._plan_mmap,
     "mmap2": ShadowModel._plan_mmap,
@@ -784,6 +868,7 @@ _PLANNERS = {
 }
 
 _APPLIERS = {
+    **dict.fromkeys(_DESCRIPTOR_CALLS, ShadowModel._apply_descriptor),
     "mmap": ShadowModel._apply_mmap,
     "mmap2": ShadowModel._apply_mmap,
     "mprotect": ShadowModel._apply_mprotect,

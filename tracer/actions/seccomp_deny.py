@@ -10,8 +10,11 @@ object, and deny.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..categories import Category
-from ..policy.model import Action, Match, Policy
+from ..policy.engine import decide, matches
+from ..policy.model import Action, Decision, Facts, Match, Policy
 
 # The categories a W+X mmap can fall in (wx-map always, the others by backing).
 _WX_MMAP_CATEGORIES = frozenset({Category.WX_MAP, Category.ANON_EXEC, Category.EXEC_UNLINKED,
@@ -54,3 +57,25 @@ def wx_mmap_refusal(policy: Policy) -> tuple[int, str] | None:
     if policy.default_action is Action.DENY and policy.default_errno is not None:
         return policy.default_errno, "default"
     return None
+
+
+# The facts of every clone3 the tracer stops (shadow model: opaque, facility
+# clone3): its flags live in memory, so no stop can judge it safely.
+_CLONE3_FACTS = Facts(
+    categories=(Category.OPAQUE,), syscall="clone3", exe="", comm="", uid=-1, backing_kind="special",
+    object_path="[clone3]", caller_object=None, prot=frozenset(), gained=frozenset(), new_mapping=False,
+)
+_PROCESS_KEYS = ("exe", "comm", "uid", "caller")
+
+
+def clone3_decision(policy: Policy) -> Decision | None:
+    """Return the policy's decision on clone3 when it is the same for every
+    process, None when it depends on who calls (then every clone3 stops)."""
+    for rule in policy.rules:
+        general = replace(rule.match, **dict.fromkeys(_PROCESS_KEYS))
+        if not matches(general, _CLONE3_FACTS):
+            continue
+        if any(getattr(rule.match, key) is not None for key in _PROCESS_KEYS):
+            return None
+        return Decision(rule.action, rule.name, rule.errno, rule.tags)
+    return decide(policy, _CLONE3_FACTS)

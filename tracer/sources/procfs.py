@@ -8,8 +8,11 @@ TraceError -- always chained to the original error.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -242,6 +245,83 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
     finally:
         os.close(pinned)
     return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino)
+
+
+class _StatFs(ctypes.Structure):
+    # struct statfs on x86-64: f_type first, 120 bytes in all.
+    _fields_ = (("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112))
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.statfs.argtypes = (ctypes.c_char_p, ctypes.POINTER(_StatFs))
+_MISC_MAJOR = 10
+
+
+def _fs_type(path: str) -> int:
+    """statfs(path).f_type (the link is followed, as os.stat does)."""
+    buf = _StatFs()
+    if _libc.statfs(path.encode(), ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return buf.f_type & 0xFFFFFFFF
+
+
+@functools.cache
+def misc_devices() -> dict[int, str]:
+    """Minor number -> name of the misc character devices (/proc/misc)."""
+    found = {}
+    try:
+        with open("/proc/misc") as lines:
+            for line in lines:
+                minor, _, name = line.strip().partition(" ")
+                if minor.isdigit():
+                    found[int(minor)] = name
+    except OSError:
+        pass
+    return found
+
+
+def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
+    """Return the kernel's view of descriptor `fd` of `pid` (read at a
+    syscall's exit, never from the program's arguments): its link text,
+    stat, filesystem magic, access mode and misc device name. `access`, when
+    the caller knows it from a register the kernel read (an open's flags),
+    spares reading fdinfo. Returns None when `fd` is not open. Raises
+    NoSuchProcess, AccessDenied or TraceError."""
+    link = f"/proc/{pid}/fd/{fd}"
+    try:
+        st = os.stat(link)
+        path = os.readlink(link)
+        fs_type = _fs_type(link)
+        flags = access if access is not None else next(
+            int(line[6:].strip(), 8) for line in _read_text(pid, f"fdinfo/{fd}").splitlines()
+            if line.startswith("flags:"))
+    except StopIteration as err:
+        raise TraceError(f"/proc/{pid}/fdinfo/{fd} has no flags line", pid=pid) from err
+    except OSError as err:
+        if err.errno == errno.ENOENT and os.path.isdir(f"/proc/{pid}/fd"):
+            return None
+        raise _translate(err, pid, link) from err
+    misc = None
+    if stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == _MISC_MAJOR:
+        misc = misc_devices().get(os.minor(st.st_rdev))
+    return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino, mode=st.st_mode, rdev=st.st_rdev,
+                    fs_type=fs_type, access=flags & 0o3, misc=misc)
+
+
+def list_fds(pid: int) -> list[int]:
+    """The open descriptors of `pid`. Raises NoSuchProcess or TraceError."""
+    return _numeric_entries(f"/proc/{pid}/fd", pid)
+
+
+def fd_link(pid: int, fd: int) -> str | None:
+    """The link text of descriptor `fd` of `pid` (None when it is closed)."""
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError as err:
+        if err.errno == errno.ENOENT:
+            return None
+        raise _translate(err, pid, f"/proc/{pid}/fd/{fd}") from err
 
 
 def mapped_object(pid: int, start: int, end: int) -> FdObject | None:

@@ -35,9 +35,11 @@ from ..events import (
     Event,
     ExecEvent,
     ExitEvent,
+    FdObject,
     ForkEvent,
     MemCall,
     MemReturn,
+    WritableObjects,
 )
 from . import procfs
 from .seccomp_filter import TrapRule
@@ -63,6 +65,7 @@ _NR_CLONE, _NR_VFORK, _NR_CLONE3 = 56, 58, 435
 _CS_I386 = 0x23
 _NR_KCMP = 312
 _KCMP_VM = 1
+_KCMP_FILES = 2
 # i386: clone(120) takes its flags in ebx; vfork(190) always shares the VM.
 _I386_CLONE_FLAGS = {120: lambda regs: regs.rbx & 0xFFFFFFFF, 190: lambda regs: CLONE_VM}
 
@@ -157,6 +160,7 @@ _ARG_REGISTERS = {"x86_64": ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
 _SYSCALL_INSN_LEN = 2  # syscall (0f 05), int 0x80 (cd 80) and sysenter (0f 34)
 _RED_ZONE = 128
 _NR_RT_SIGPROCMASK = {"x86_64": 14, "i386": 175}
+_NR_CLOSE = {"x86_64": 3, "i386": 6}
 _SIG_SETMASK = 2
 _ALL_SIGNALS = b"\xff" * 8
 
@@ -395,9 +399,39 @@ class _Task:
     # The address space (its first owner's pid); threads and CLONE_VM
     # children share their creator's, exec starts a new one.
     vm: int = 0
+    # Which descriptor table the task uses (tasks with the same key share
+    # one: threads, CLONE_FILES children); 0 means its own pid.
+    files: int = 0
 
     def __post_init__(self) -> None:
         self.vm = self.vm or self.pid
+
+    @property
+    def files_key(self) -> int:
+        """The key of the descriptor table this task may share."""
+        return self.files or self.pid
+
+
+@dataclass
+class _Hold:
+    """Tasks sharing a descriptor table, stopped while one of them opens a
+    file: nobody can use (or dup) the new descriptor before it is judged.
+    `waiting` are interrupted tasks not yet stopped, `held` the stops they
+    reported (answered when the hold ends), `started` whether the opener
+    was let go into its call."""
+
+    owner: int
+    waiting: set[int]
+    # (tid, wait status) of a stop, or (tid, None, raw) of an entry stop that
+    # was already taken and waited for an address space's call in flight.
+    held: list[tuple]
+    started: bool = False
+    deadline: float = 0.0
+
+
+# How long an open may block while its siblings are held (a FIFO whose reader
+# is a sibling thread would otherwise wait forever): then they go on.
+HOLD_PATIENCE = 0.5
 
 
 class PtraceSource:
@@ -413,6 +447,7 @@ class PtraceSource:
         self._info = ctypes.create_string_buffer(_INFO_SIZE)
         self._info_addr = ctypes.addressof(self._info)
         self._detaching = False
+        self._holds: dict[int, _Hold] = {}
         self.stops = 0
         # No memory call is judged while a call it depends on is between
         # entry and exit (the model does not hold its result yet). Per
@@ -443,6 +478,9 @@ class PtraceSource:
         self._ptrace(abi.PTRACE_SEIZE, child, 0, options)
         self.tasks[child] = _Task(child, child)
         self.root_pid = child
+        inherited = _writable_objects(child)
+        if inherited:
+            self.sink.on_event(WritableObjects(time.time(), child, inherited))
         os.kill(child, signal.SIGCONT)
         return child
 
@@ -499,20 +537,47 @@ class PtraceSource:
 
     def run(self) -> int | None:
         """Trace until every task is gone; return the root's wait status."""
-        while self.tasks:
-            try:
-                tid, status = os.waitpid(-1, _WALL)
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            try:
-                self._handle(tid, status)
-            except NoSuchProcess:
-                # The thread vanished at this stop (exit_group by another
-                # thread, SIGKILL): waitpid reports its end next.
-                self._forget_stop(tid)
+        # Blocked, so a held open can wait for the next stop with a timeout.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+        try:
+            while self.tasks:
+                try:
+                    waited = self._wait()
+                except ChildProcessError:
+                    break
+                except InterruptedError:
+                    continue
+                if waited is None:
+                    continue
+                tid, status = waited
+                try:
+                    self._handle(tid, status)
+                except NoSuchProcess:
+                    # The thread vanished at this stop (exit_group by another
+                    # thread, SIGKILL): waitpid reports its end next.
+                    self._forget_stop(tid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return self.root_status
+
+    def _wait(self) -> tuple[int, int] | None:
+        """The next stop; while an open runs with its siblings held, wait at
+        most until its deadline, then let the siblings go (None)."""
+        started = [hold.deadline for hold in self._holds.values() if hold.started]
+        if not started:
+            return os.waitpid(-1, _WALL)
+        deadline = min(started)
+        while True:
+            tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
+            if tid:
+                return tid, status
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for key, hold in list(self._holds.items()):
+                    if hold.started and hold.deadline <= deadline:
+                        self._release(key)
+                return None
+            signal.sigtimedwait([signal.SIGCHLD], remaining)
 
     def _forget_stop(self, tid: int) -> None:
         """A thread that died while its stop was handled has no pending call."""
@@ -529,7 +594,6 @@ class PtraceSource:
             return
         task = self.tasks.get(tid)
         self.stops += 1
-        sig = os.WSTOPSIG(status)
         event = status >> 16
         if task is None:
             task = self._adopt(tid)
@@ -540,6 +604,23 @@ class PtraceSource:
                 # (or an exec) can be judged against a model it is not in.
                 task.held = True
                 return
+        self._route(task, status)
+
+    def _route(self, task: _Task, status: int) -> None:
+        """Answer a stop, or keep it for later while the task's descriptor
+        table is held for another task's open."""
+        hold = self._holds.get(task.files_key)
+        if hold is not None and task.tid != hold.owner and not self._detaching:
+            hold.held.append((task.tid, status, None))
+            hold.waiting.discard(task.tid)
+            self._start_if_quiet(hold)
+            return
+        self._dispatch(task, status)
+
+    def _dispatch(self, task: _Task, status: int) -> None:
+        tid = task.tid
+        sig = os.WSTOPSIG(status)
+        event = status >> 16
         if self._detaching:
             self._detach(task, sig, event)
         elif sig == signal.SIGTRAP | 0x80 or (sig == signal.SIGTRAP and event == abi.PTRACE_EVENT_SECCOMP):
@@ -633,6 +714,9 @@ class PtraceSource:
         call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp), peek)
         if call is None:
             self._resume(task)
+            return
+        if name in _DESCRIPTOR_CALLS:
+            self._descriptor_entry(task, call)
             return
         if name in _FOREIGN_WRITE_CALLS:
             call = _foreign_write_target(call)
@@ -730,6 +814,10 @@ class PtraceSource:
             queued, raw, footprint = entry
             if self.tasks.get(queued.tid) is not queued:
                 continue
+            hold = self._holds.get(queued.files_key)
+            if hold is not None and queued.tid != hold.owner:
+                hold.held.append((queued.tid, None, raw))  # its descriptor table is held: later
+                continue
             if self._wide_waiting.get(vm) or self._blocked(vm, queued.tid, footprint):
                 kept.append(entry)
                 if footprint is None:
@@ -781,6 +869,11 @@ class PtraceSource:
             _, _, _, _, rval, is_error = _EXIT.unpack_from(raw)
             if not is_error and call.arch == "i386":
                 rval &= 0xFFFFFFFF
+            if call.syscall in _DESCRIPTOR_CALLS:
+                if self._descriptor_exit(task, call, rval, bool(is_error)):
+                    return  # killed
+                call = None  # judged and reported there
+        if call is not None:
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
                 rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
             if call.syscall in ("mmap", "mmap2") and not is_error:
@@ -823,6 +916,142 @@ class PtraceSource:
                 # from an exit stop): resend it when the thread resumes.
                 self.tasks[tid].deferred_signal = os.WSTOPSIG(status)
 
+    # --- descriptors judged at exit ----------------------------------------------------
+
+    def _descriptor_entry(self, task: _Task, call: MemCall) -> None:
+        """A call that may hand the process a descriptor: learn what it is at
+        the exit. An open first stops every other task that shares the
+        descriptor table, so none can use the new descriptor before it is
+        judged (they go on when it is)."""
+        if task.syscall_mode and not _may_write(call):
+            self._resume(task)
+            return
+        task.pending = call
+        if call.syscall in _HELD_CALLS and self._hold_siblings(task):
+            return  # the opener goes on once every sibling has stopped
+        self._resume(task)
+
+    def _hold_siblings(self, task: _Task) -> bool:
+        key = task.files_key
+        if key in self._holds:
+            return False
+        # Tasks we keep stopped already (new ones awaiting their creator's
+        # event, entry stops queued behind a memory call) cannot run: no
+        # interrupt for them, it would never be answered.
+        queued = {id(t) for waiting in self._waiting.values() for t, _, _ in waiting}
+        siblings = [t.tid for t in self.tasks.values()
+                    if t.files_key == key and t.tid != task.tid and not t.held and id(t) not in queued]
+        if not siblings:
+            return False
+        hold = _Hold(task.tid, set(), [])
+        for tid in siblings:
+            try:
+                _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
+            except PtraceError:
+                continue  # gone: its exit is reported
+            hold.waiting.add(tid)
+        if not hold.waiting:
+            return False
+        self._holds[key] = hold
+        return True
+
+    def _start_if_quiet(self, hold: _Hold) -> None:
+        if hold.waiting or hold.started:
+            return
+        hold.started = True
+        hold.deadline = time.monotonic() + HOLD_PATIENCE
+        owner = self.tasks.get(hold.owner)
+        if owner is not None:
+            self._resume(owner)
+
+    def _release(self, key: int) -> None:
+        """End the hold of a descriptor table: answer the stops kept meanwhile
+        (one may start a new hold; the others are then kept for it)."""
+        hold = self._holds.pop(key, None)
+        if hold is None:
+            return
+        for tid, status, raw in hold.held:
+            task = self.tasks.get(tid)
+            if task is None:
+                continue
+            try:
+                if status is None:
+                    self._syscall_entry(task, raw)
+                else:
+                    self._route(task, status)
+            except NoSuchProcess:
+                self._forget_stop(tid)
+
+    def _descriptor_exit(self, task: _Task, call: MemCall, rval: int, failed: bool) -> bool:
+        """Judge each descriptor the call produced from the kernel's view of
+        it; undo a refused one (close it in the thread, return -errno, or
+        kill) before the thread runs another instruction, then let the
+        siblings go (the caller resumes the thread, after any exit hook).
+        Returns True when the process was killed."""
+        key = task.files_key
+        try:
+            kill = self._judge_descriptors(task, call, rval, failed)
+        except (NoSuchProcess, PtraceError):
+            kill = False  # the thread is gone; its exit is reported
+        if kill:
+            self._kill_process(task)
+        hold = self._holds.get(key)
+        if hold is not None and hold.owner == task.tid:
+            self._release(key)
+        return kill
+
+    def _judge_descriptors(self, task: _Task, call: MemCall, rval: int, failed: bool) -> bool:
+        """Judge the call's descriptors; return True when the process must die."""
+        fds = () if failed else self._new_descriptors(task, call, rval)
+        peek = self._peek_for(task.tid)
+        ctl: Control | None = None
+        refused: int | None = None
+        kill = False
+        for fd in fds:
+            try:
+                view = procfs.fd_view(task.tid, fd, _access_asked(call)) if fd >= 0 else _UNREADABLE
+            except NoSuchProcess:
+                raise
+            except TraceError:
+                view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
+            if view is None:
+                continue
+            judged = _replace(call, fd_object=view, path=view.path, target=_mem_target(view))
+            reply = self.sink.on_call(judged, peek)
+            if reply.kill or reply.deny_errno is not None:
+                if ctl is None:
+                    ctl = Control(self, task.tid, call.arch)
+                    ctl._at_exit = True
+                ctl.inject(_NR_CLOSE[call.arch], fd)
+                kill = kill or reply.kill
+                refused = reply.deny_errno if reply.deny_errno is not None else errno.EPERM
+                if reply.kill:
+                    continue  # reported by the sink as killed
+                self.sink.on_event(MemReturn(judged, -refused))
+            else:
+                self.sink.on_event(MemReturn(judged, rval))
+        if ctl is not None:
+            ctl.finish(-refused if refused is not None else rval)
+        return kill
+
+    def _new_descriptors(self, task: _Task, call: MemCall, rval: int) -> list[int]:
+        """The descriptors a successful call produced: its result, or for a
+        receive every descriptor that could hold what it received (rights
+        arrive in a control buffer the program can rewrite)."""
+        if call.syscall not in _RECEIVE_CALLS:
+            return [rval] if rval >= 0 else []
+        found = []
+        try:
+            for fd in procfs.list_fds(task.tid):
+                link = procfs.fd_link(task.tid, fd)
+                if link is not None and _worth_a_view(link):
+                    found.append(fd)
+        except NoSuchProcess:
+            raise
+        except TraceError:
+            return [-1]  # the table cannot be read: judged as unreadable (fails closed)
+        return found
+
     def _skip_syscall(self, task: _Task, err: int) -> None:
         regs = _getregs(task.tid)
         regs.orig_rax = 0xFFFFFFFFFFFFFFFF
@@ -850,10 +1079,11 @@ class PtraceSource:
         child_pid = task.pid if thread else child
         known = self.tasks.get(child)
         vm = task.vm if shares_vm else child
+        files = task.files_key if thread or self._shares_files(task, child) else child_pid
         if known is None:
-            self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode, vm=vm)
+            self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode, vm=vm, files=files)
         else:
-            known.pid, known.syscall_mode, known.vm = child_pid, task.syscall_mode, vm
+            known.pid, known.syscall_mode, known.vm, known.files = child_pid, task.syscall_mode, vm, files
         if not thread:
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm))
         if self.handler is not None:
@@ -877,6 +1107,13 @@ class PtraceSource:
             return thread, thread or same_vm
         flags = self._clone_flags(task.tid)
         return bool(flags & CLONE_THREAD), bool(flags & CLONE_VM)
+
+    def _shares_files(self, task: _Task, child: int) -> bool:
+        """Whether a new process shares its creator's descriptor table
+        (CLONE_FILES), as kcmp(KCMP_FILES) says; when it cannot tell (the
+        child is gone), assume it does (holding one task too many is safe)."""
+        same = _kcmp(task.tid, child, _KCMP_FILES)
+        return True if same is None else same
 
     def _clone_flags(self, tid: int) -> int:
         """The clone flags of the call the thread is stopped in (clone,
@@ -904,6 +1141,7 @@ class PtraceSource:
         task.pending = None
         self._task_gone(task)
         task.vm = task.pid
+        task.files = 0  # exec gives the process a descriptor table of its own
         # The cached /proc/PID/mem descriptor shows the old address space.
         procfs.close_mem(task.tid)
         if self.handler is not None:
@@ -923,7 +1161,9 @@ class PtraceSource:
             return
         procfs.close_mem(task.tid)
         execstack = _elf_execstack(info.exe)
-        if self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona)):
+        exe = _exe_object(task.tid)
+        if self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona,
+                                        exe_object=exe)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(task.pid, signal.SIGKILL)
         self._resume(task)
@@ -934,6 +1174,13 @@ class PtraceSource:
         if task is None:
             return
         self._task_gone(task)
+        hold = self._holds.get(task.files_key)
+        if hold is not None:
+            if hold.owner == tid:
+                self._release(task.files_key)
+            else:
+                hold.waiting.discard(tid)
+                self._start_if_quiet(hold)
         leader = task.tid == task.pid
         if leader and tid == self.root_pid:
             self.root_status = status
@@ -987,10 +1234,20 @@ def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | No
         if sub == abi.IPC_SHMDT:
             return _replace(call, syscall="shmdt", args=(call.args[4],))
         return None
+    if call.syscall == "socketcall":
+        receive = {abi.SYS_RECVMSG: "recvmsg", abi.SYS_RECVMMSG: "recvmmsg"}.get(call.args[0])
+        return _replace(call, syscall=receive) if receive else None
     return call
 
 
-_FOREIGN_WRITE_CALLS = frozenset({"open", "openat", "openat2", "ptrace"})
+_FOREIGN_WRITE_CALLS = frozenset({"ptrace"})
+# Calls that open a descriptor: the sibling tasks are held until it is judged.
+_HELD_CALLS = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd"})
+# Calls whose descriptors arrive in a buffer (SCM_RIGHTS): every candidate is judged.
+_RECEIVE_CALLS = frozenset({"recvmsg", "recvmmsg"})
+# Every call judged at its exit from the descriptors it produced.
+_DESCRIPTOR_CALLS = _HELD_CALLS | _RECEIVE_CALLS | {"memfd_create"}
+_OPEN_FLAGS_ARG = {"open": 1, "openat": 2, "open_by_handle_at": 2}
 # Trapped calls that need nothing at entry (process_madvise: a real one the
 # emulator passed on).
 _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
@@ -1000,54 +1257,90 @@ _NOT_FLYING = object()
 # Calls that change an address space: judged one at a time per address space.
 _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
                          "shmdt", "ipc"})
-_PROC_MEM = re.compile(r"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/mem")
-_AT_FDCWD = -100
-_PATH_MAX_READ = 256
+# A procfs mem file, as a descriptor's link names it (any mount point; the
+# kernel's d_path of a detached or foreign procfs starts elsewhere).
+_MEM_LINK = re.compile(r"(?:^|/)(\d+)(?:/task/\d+)?/mem(?: \(deleted\))?$")
+_OPAQUE_LINKS = frozenset({"anon_inode:[userfaultfd]", "anon_inode:[io_uring]"})
+# What a receive stands for when the descriptor table cannot be read.
+_UNREADABLE = FdObject(-1, "", 0, 0)
 
 
 def _foreign_write_target(call: MemCall) -> MemCall | None:
-    """For an open of /proc/PID/mem for writing, or a ptrace POKE, return the
-    call with `target` set to the process whose memory it writes; None for
-    every other open or ptrace request (they go on untouched)."""
-    if call.syscall == "ptrace":
-        request = call.args[0] & 0xFFFFFFFF
-        if request not in (abi.PTRACE_POKETEXT, abi.PTRACE_POKEDATA):
-            return None
-        return _replace(call, target=call.args[1] & 0xFFFFFFFF)
-    if call.syscall == "open":
-        dirfd, path_addr, flags = _AT_FDCWD, call.args[0], call.args[1]
-    elif call.syscall == "openat":
-        dirfd, path_addr, flags = call.args[0], call.args[1], call.args[2]
-    else:  # openat2: flags live in struct open_how
-        how = read_tracee(call.tid, call.args[2], 8)
-        if len(how) != 8:
-            return None
-        dirfd, path_addr, flags = call.args[0], call.args[1], struct.unpack("<Q", how)[0]
-    if flags & abi.O_ACCMODE not in (abi.O_WRONLY, abi.O_RDWR):
+    """For a ptrace POKE, return the call with `target` set to the process
+    whose memory it writes; None for every other ptrace request (they go on
+    untouched). Opens of /proc/PID/mem are judged at exit (_descriptor_exit)."""
+    request = call.args[0] & 0xFFFFFFFF
+    if request not in (abi.PTRACE_POKETEXT, abi.PTRACE_POKEDATA):
         return None
-    raw = read_tracee(call.tid, path_addr, _PATH_MAX_READ)
-    path = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-    if not path.startswith("/"):
-        dirfd = dirfd - (1 << 32) if dirfd >= (1 << 31) and dirfd < (1 << 32) else dirfd
-        base = _directory_of(call.tid, dirfd)
-        if base is None:
-            return None
-        path = os.path.normpath(os.path.join(base, path))
-    match = _PROC_MEM.fullmatch(path)
+    return _replace(call, target=call.args[1] & 0xFFFFFFFF)
+
+
+def _may_write(call: MemCall) -> bool:
+    """Whether a descriptor call may give write access (a thread stopping at
+    every syscall, after attach, sees read-only opens too: the flags are a
+    register)."""
+    arg = _OPEN_FLAGS_ARG.get(call.syscall)
+    return arg is None or call.args[arg] & abi.O_ACCMODE in (abi.O_WRONLY, abi.O_RDWR)
+
+
+_O_PATH = 0o10000000
+
+
+def _access_asked(call: MemCall) -> int | None:
+    """The access mode an open's flags register gave the new descriptor (the
+    kernel read the register, not memory); None when only fdinfo can tell
+    (openat2's struct, O_PATH, received descriptors)."""
+    if call.syscall == "creat":
+        return abi.O_WRONLY
+    arg = _OPEN_FLAGS_ARG.get(call.syscall)
+    if arg is None or call.args[arg] & _O_PATH:
+        return None
+    return call.args[arg] & abi.O_ACCMODE
+
+
+def _worth_a_view(link: str) -> bool:
+    """A received descriptor worth judging: a procfs mem file, an opaque
+    facility, or a file (which may be writable)."""
+    return link.startswith("/") or link in _OPAQUE_LINKS
+
+
+@functools.cache
+def _our_procfs_dev() -> int:
+    return os.stat("/proc/self").st_dev
+
+
+def _mem_target(view: FdObject) -> int | None:
+    """The process a procfs mem descriptor writes into: its pid when the
+    procfs is ours (another procfs may number another pid namespace: -1,
+    unknown); None for any other descriptor."""
+    if view.fs_type != abi.PROC_SUPER_MAGIC:
+        return None
+    match = _MEM_LINK.search(view.path)
     if match is None:
         return None
-    who = match.group(1)
-    target = call.pid if who in ("self", "thread-self") else int(who)
-    return _replace(call, target=target, path=path)
+    return int(match.group(1)) if view.dev == _our_procfs_dev() else -1
 
 
-def _directory_of(tid: int, dirfd: int) -> str | None:
-    """The directory a relative path is resolved against (None if unknown)."""
-    link = f"/proc/{tid}/cwd" if dirfd == _AT_FDCWD else f"/proc/{tid}/fd/{dirfd}"
+def _writable_objects(pid: int) -> tuple[FdObject, ...]:
+    """The files `pid` can write through descriptors it already holds."""
+    found = []
     try:
-        return os.readlink(link)
+        for fd in procfs.list_fds(pid):
+            view = procfs.fd_view(pid, fd)
+            if view is not None and view.access in (abi.O_WRONLY, abi.O_RDWR) and stat.S_ISREG(view.mode):
+                found.append(view)
+    except TraceError:
+        return tuple(found)
+    return tuple(found)
+
+
+def _exe_object(tid: int) -> FdObject | None:
+    """The identity of the program a thread just exec'd."""
+    try:
+        st = os.stat(f"/proc/{tid}/exe")
     except OSError:
         return None
+    return FdObject(-1, "", st.st_dev, st.st_ino, st.st_mode)
 
 
 def read_tracee(tid: int, addr: int, size: int) -> bytes:

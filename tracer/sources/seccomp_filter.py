@@ -14,7 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..abi import O_ACCMODE, O_RDWR, O_WRONLY, PROT_EXEC, PROT_WRITE
+from ..abi import (
+    CLONE_UNTRACED,
+    O_ACCMODE,
+    O_RDWR,
+    O_WRONLY,
+    PROT_EXEC,
+    PROT_WRITE,
+    SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    USERFAULTFD_IOC_NEW,
+)
 from ..errors import CapabilityMissing
 
 if TYPE_CHECKING:
@@ -63,20 +72,47 @@ class TrapRule:
         return (seccomp.Arg(self.arg, seccomp.MASKED_EQ, self.mask, self.equals),)
 
 
-# Opens for writing only (a read-only open cannot write code): candidates for
-# a write through /proc/PID/mem. openat2 keeps its flags in a struct: all stop.
-FOREIGN_WRITE_RULES: tuple[TrapRule, ...] = tuple(
-    TrapRule(name, arg, mask=O_ACCMODE, equals=mode)
-    for name, arg in (("open", 1), ("openat", 2))
-    for mode in (O_WRONLY, O_RDWR)
+# Opens for writing only (a read-only open cannot write code or memory): the
+# flags are a register, so the filter decides and the hot path of read-only
+# opens never stops. What the open yields is judged at its exit from the new
+# descriptor. openat2 keeps its flags in a struct and creat always writes:
+# those always stop.
+WRITE_OPEN_RULES: tuple[TrapRule, ...] = (
+    *(TrapRule(name, arg, mask=O_ACCMODE, equals=mode)
+      for name, arg in (("open", 1), ("openat", 2), ("open_by_handle_at", 2))
+      for mode in (O_WRONLY, O_RDWR)),
+    TrapRule("creat"),
+    TrapRule("openat2"),
 )
+
+# Calls that hand the process a descriptor it did not open: judged at exit.
+RECEIVE_RULES: tuple[TrapRule, ...] = (
+    TrapRule("pidfd_getfd"), TrapRule("recvmsg"), TrapRule("recvmmsg"),
+)
+
+_LOW32 = 0xFFFFFFFF  # int/unsigned int arguments: the kernel ignores the upper half
+
+# Facilities the tracer cannot see through, stopped only in the shape that
+# matters (every input a register), so the policy can refuse them (`opaque`).
+OPAQUE_RULES: tuple[TrapRule, ...] = (
+    TrapRule("io_uring_setup"),
+    TrapRule("userfaultfd"),
+    TrapRule("ioctl", 1, mask=_LOW32, equals=USERFAULTFD_IOC_NEW),
+    TrapRule("remap_file_pages"),
+    TrapRule("clone", 0, mask=CLONE_UNTRACED, equals=CLONE_UNTRACED),
+    TrapRule("seccomp", 1, mask=SECCOMP_FILTER_FLAG_NEW_LISTENER, equals=SECCOMP_FILTER_FLAG_NEW_LISTENER),
+    *(TrapRule("fanotify_init", 1, mask=O_ACCMODE, equals=mode) for mode in (O_WRONLY, O_RDWR)),
+)
+# clone3 keeps its flags in memory: stopped (and judged `opaque`) unless the
+# policy allows it outright or the filter refuses it (build_syscall_refusal).
+CLONE3_RULE = TrapRule("clone3")
 
 
 def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
                  extra: Iterable[TrapRule] = ()) -> seccomp.SyscallFilter:
     """Return a filter that traps `syscalls` to the tracer (SECCOMP_RET_TRACE)
-    on every x86 ABI, plus opens for writing (foreign-write candidates) and
-    the `extra` rules, and allows everything else.
+    on every x86 ABI, plus opens for writing, calls that receive descriptors,
+    the opaque facilities and the `extra` rules, and allows everything else.
 
     libseccomp maps each name onto every ABI that has it (i386's shmat both
     as the direct call and through ipc(2)); names an ABI lacks, like mmap2 on
@@ -86,7 +122,7 @@ def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
     seccomp = _seccomp()
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-        rules = (*FOREIGN_WRITE_RULES, *extra)
+        rules = (*WRITE_OPEN_RULES, *RECEIVE_RULES, *OPAQUE_RULES, *extra)
         # libseccomp translates a number to every ABI of the filter and fails
         # on one it cannot name: add numbers while only x86-64 is there.
         for rule in rules:
@@ -125,6 +161,23 @@ def build_wx_refusal(errno: int) -> list[seccomp.SyscallFilter]:
         flt.add_rule(seccomp.ERRNO(errno), name, wx)
         filters.append(flt)
     return filters
+
+
+def build_syscall_refusal(name: str, errno: int) -> seccomp.SyscallFilter:
+    """Return a filter that makes syscall `name` fail with `errno` in the
+    kernel on every x86 ABI (clone3 refused outright: its arguments live in
+    memory the program can change after any check). ERRNO takes precedence
+    over the main filter's TRACE."""
+    seccomp = _seccomp()
+    try:
+        flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        for arch in (seccomp.Arch.X86, seccomp.Arch.X32):
+            flt.add_arch(arch)
+        flt.add_rule(seccomp.ERRNO(errno), name)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise CapabilityMissing("seccomp", f"libseccomp could not build the filter: {err}",
+                                "apt-get install python3-seccomp") from err
+    return flt
 
 
 def load_filter(flt: seccomp.SyscallFilter) -> None:
