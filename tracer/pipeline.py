@@ -196,6 +196,8 @@ class Judge:
             pending = _Pending(ret.call, self.model.plan(ret.call), None, None)
         change, judgement = pending.change, pending.judgement
         self.model.apply(ret.call, ret.result, change)
+        if ret.failed and ret.call.syscall in _PROTECTS:
+            self._learn_partial(ret.call)
         if judgement is not None and pending.plan is not None:
             addr = judgement.addr
             if change is not None and change.kind == "map" and not ret.failed:
@@ -259,6 +261,19 @@ class Judge:
             # The kernel extends the range down to the start of the mapping.
             start = next((m.start for m in maps if m.start <= start < m.end), start)
         self.model.fill_unknown(call.pid, start, end, maps)
+
+    def _learn_partial(self, call: MemCall) -> None:
+        """A failed mprotect may still have changed the mappings before the
+        one it failed on (a hole: ENOMEM; write asked of a shared read-only
+        file view: EACCES): take the range's protections from the kernel's
+        maps, read while the thread is stopped at the call's exit, with the
+        history they imply (a page made writable counts as written)."""
+        start, end = call.args[0], call.args[0] + page_up(call.args[1])
+        try:
+            maps = read_maps(call.pid)
+        except TraceError:
+            return
+        self.model.reconcile(call.pid, start, end, maps)
 
     def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
                     peek: Peek | None, force: bool = False) -> Judgement | None:

@@ -517,6 +517,26 @@ class ShadowModel:
                     cursor = max(cursor, known.end)
         return added
 
+    def reconcile(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...]) -> None:
+        """Give the known pages of [start, end) the protection `maps` shows
+        (read after a call that may have changed part of the range although
+        it failed), with the history that protection implies. Pages the
+        model does not know stay unknown."""
+        process = self.processes.get(pid)
+        if process is None:
+            return
+        for entry in maps:
+            if entry.end <= start or entry.start >= end:
+                continue
+            lo, hi = max(entry.start, start), min(entry.end, end)
+            prot = entry.prot & PROT_MASK
+            pieces = process.space.overlapping(lo, hi)
+            if all(piece.prot == prot for piece in pieces):
+                continue
+            for piece in pieces:
+                self._note_writable(piece.backing, piece.shared, prot)
+            process.space.protect(lo, hi, prot)
+
     def covers(self, pid: int, start: int, end: int) -> bool:
         """True when the model knows every page of [start, end) of `pid`."""
         process = self.processes.get(pid)

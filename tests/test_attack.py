@@ -1,0 +1,41 @@
+"""Attacks on enforce mode (issue 10), each a C program that natively runs
+code it wrote (checked first, so the attack means something) and, under
+strict enforce, must not: no RAN line, and every reported event denied or
+killed. Attacks still open are xfail(strict=True) with the hole named, so
+they fail loudly once closed."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+
+from test_enforce import STRICT
+from test_run_programs import shape, trace
+
+
+def _native(build_program, parse_output, name: str, *args: str):
+    done = subprocess.run([str(build_program(name)), *args], capture_output=True, text=True, timeout=120)
+    return parse_output(done.stdout)
+
+
+def _blocked(traced, parse_output) -> None:
+    assert parse_output(traced.stdout).ran == [], traced.stdout
+    assert traced.events, traced.stderr
+    for event in traced.events:
+        assert event["verdict"] in ("denied", "killed"), event
+        if event["verdict"] == "denied":
+            assert event["result"] == -errno.EACCES
+
+
+def test_partial_mprotect_history_comes_from_the_kernel(build_program, parse_output, tmp_path):
+    """mprotect(RW) failing part-way (ENOMEM at a hole, EACCES at a shared
+    read-only view) still made the first page writable: the later R-X is
+    w-to-x, judged from the maps read at the failed call's exit."""
+    native = _native(build_program, parse_output, "attack_partial_mprotect")
+    assert native.failed() == {"hole_partial_mprotect": "ENOMEM", "shared_partial_mprotect": "EACCES"}
+    assert native.ran == ["hole_call", "shared_call"]
+    traced = trace([str(build_program("attack_partial_mprotect"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "execmod"))] * 2
+    out = parse_output(traced.stdout)
+    assert out.failed()["hole_rx_mprotect"] == "EACCES" and out.failed()["shared_rx_mprotect"] == "EACCES"
