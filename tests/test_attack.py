@@ -9,7 +9,8 @@ from __future__ import annotations
 import errno
 import subprocess
 
-from test_enforce import STRICT
+import pytest
+from test_enforce import STRICT, STRICT_TRACED
 from test_run_programs import shape, trace
 
 
@@ -39,3 +40,32 @@ def test_partial_mprotect_history_comes_from_the_kernel(build_program, parse_out
     assert shape(traced.events) == [("mprotect", ("w-to-x", "execmod"))] * 2
     out = parse_output(traced.stdout)
     assert out.failed()["hole_rx_mprotect"] == "EACCES" and out.failed()["shared_rx_mprotect"] == "EACCES"
+
+
+def test_old_mmap_block_in_secret_memory_is_judged_by_the_mapping_made(build_program, parse_output, tmp_path):
+    """i386 old_mmap (int $0x80) whose argument block lives in memfd_secret
+    memory: the tracer cannot read it, the kernel can. The exit stop judges
+    the mapping the kernel made (anonymous RWX), undoes it and fails the call."""
+    native = _native(build_program, parse_output, "attack_old_mmap", "secret")
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.ran == ["secret_old_mmap_call"]
+    traced = trace([str(build_program("attack_old_mmap")), "secret"], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("wx-map", "anon-exec"))]
+    assert traced.events[0]["prot"] == "rwx" and traced.events[0]["addr"] != 0
+    assert parse_output(traced.stdout).failed()["secret_old_mmap"] == "EACCES"
+
+
+def test_old_mmap_block_rewritten_by_a_thread_is_judged_by_the_mapping_made(build_program, parse_output,
+                                                                             tmp_path):
+    """A thread flips old_mmap's prot between RW and RWX while the call is
+    made: what the tracer read at entry may not be what the kernel read; the
+    exit stop's look at the maps catches every such win."""
+    native = _native(build_program, parse_output, "attack_old_mmap", "race", "20000")
+    assert native.ran == ["race_old_mmap_call"]
+    traced = trace([str(build_program("attack_old_mmap")), "race", "3000"], tmp_path, *STRICT_TRACED,
+                   timeout=300)
+    _blocked(traced, parse_output)
+    assert parse_output(traced.stdout).count == 0
+    assert {shape_ for shape_ in shape(traced.events)} == {("mmap", ("wx-map", "anon-exec"))}
