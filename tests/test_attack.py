@@ -69,3 +69,19 @@ def test_old_mmap_block_rewritten_by_a_thread_is_judged_by_the_mapping_made(buil
     _blocked(traced, parse_output)
     assert parse_output(traced.stdout).count == 0
     assert {shape_ for shape_ in shape(traced.events)} == {("mmap", ("wx-map", "anon-exec"))}
+
+
+def test_failed_fixed_mmap_gap_is_learnt_from_the_kernel(build_program, parse_output, tmp_path):
+    """A MAP_FIXED mmap refused by the file's own mmap handler (a perf ring
+    of the wrong size) after the kernel cleared the old range leaves a gap;
+    a MAP_GROWSDOWN region grown into it must not be judged as the clean
+    file page the model remembered there."""
+    native = _native(build_program, parse_output, "attack_fixed_gap")
+    if "perf_open" in native.failed():
+        pytest.skip(f"perf_event_open is refused here: {native.failed()['perf_open']}")
+    assert native.failed() == {"fixed_fail_mmap": "EINVAL"}
+    assert native.maps["after_fail"] is None and native.ran == ["grown_call"]
+    traced = trace([str(build_program("attack_fixed_gap"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed()["grown_rx_mprotect"] == "EACCES"

@@ -25,6 +25,7 @@ from .abi import (
     MAP_FIXED_NOREPLACE,
     MAP_PRIVATE,
     MAP_TYPE,
+    MREMAP_FIXED,
     PROT_EXEC,
     PROT_GROWSDOWN,
     PROT_WRITE,
@@ -196,7 +197,7 @@ class Judge:
             pending = _Pending(ret.call, self.model.plan(ret.call), None, None)
         change, judgement = pending.change, pending.judgement
         self.model.apply(ret.call, ret.result, change)
-        if ret.failed and ret.call.syscall in _PROTECTS:
+        if ret.failed:
             self._learn_partial(ret.call)
         if judgement is not None and pending.plan is not None:
             addr = judgement.addr
@@ -263,17 +264,24 @@ class Judge:
         self.model.fill_unknown(call.pid, start, end, maps)
 
     def _learn_partial(self, call: MemCall) -> None:
-        """A failed mprotect may still have changed the mappings before the
-        one it failed on (a hole: ENOMEM; write asked of a shared read-only
-        file view: EACCES): take the range's protections from the kernel's
-        maps, read while the thread is stopped at the call's exit, with the
-        history they imply (a page made writable counts as written)."""
-        start, end = call.args[0], call.args[0] + page_up(call.args[1])
+        """A failed call may still have changed part of its range: an
+        mprotect changes the mappings before the one it fails on (a hole:
+        ENOMEM; write asked of a shared read-only file view: EACCES); a
+        MAP_FIXED mmap whose file refuses the mapping (its mmap handler
+        fails) leaves a gap where the old mapping was; a failed mremap may
+        have unmapped its target. Take those ranges from the kernel's maps,
+        read while the thread is stopped at the call's exit: pages gone are
+        forgotten, pages the model does not know are unknown (possibly
+        written), and changed protections carry the history they imply."""
+        ranges = _touched_ranges(call)
+        if not ranges:
+            return
         try:
             maps = read_maps(call.pid)
         except TraceError:
             return
-        self.model.reconcile(call.pid, start, end, maps)
+        for start, end in ranges:
+            self.model.reconcile(call.pid, start, end, maps)
 
     def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
                     peek: Peek | None, force: bool = False) -> Judgement | None:
@@ -595,6 +603,19 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
 
 
 _PROTECTS = frozenset({"mprotect", "pkey_mprotect"})
+
+
+def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
+    """The ranges a failed call may nevertheless have changed."""
+    args = call.args
+    if call.syscall in _PROTECTS or (call.syscall in ("mmap", "mmap2") and args[3] & MAP_FIXED):
+        return ((args[0], args[0] + page_up(args[1])),)
+    if call.syscall == "mremap":
+        ranges = [(args[0], args[0] + page_up(args[1]))]
+        if args[3] & MREMAP_FIXED and len(args) > 4:
+            ranges.append((args[4], args[4] + page_up(args[2])))
+        return tuple(ranges)
+    return ()
 
 
 def _feed(judge: Judge, events: list[Event], seeded_by: dict[int, AttachEvent]) -> None:

@@ -518,24 +518,31 @@ class ShadowModel:
         return added
 
     def reconcile(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...]) -> None:
-        """Give the known pages of [start, end) the protection `maps` shows
-        (read after a call that may have changed part of the range although
-        it failed), with the history that protection implies. Pages the
-        model does not know stay unknown."""
+        """Make [start, end) of `pid` what `maps` shows (read after a call
+        that may have changed part of the range although it failed): pages
+        no longer mapped are forgotten, known pages take the protection the
+        kernel gave them with the history it implies, and pages the model
+        never saw are added with unknown (possibly written) history."""
         process = self.processes.get(pid)
         if process is None:
             return
-        for entry in maps:
-            if entry.end <= start or entry.start >= end:
-                continue
+        space = process.space
+        cursor = start
+        for entry in [*(m for m in maps if m.end > start and m.start < end), None]:
+            gap_end = min(entry.start, end) if entry is not None else end
+            if cursor < gap_end and space.overlapping(cursor, gap_end):
+                space.remove(cursor, gap_end)
+            if entry is None:
+                break
+            cursor = max(cursor, entry.end)
             lo, hi = max(entry.start, start), min(entry.end, end)
             prot = entry.prot & PROT_MASK
-            pieces = process.space.overlapping(lo, hi)
-            if all(piece.prot == prot for piece in pieces):
-                continue
-            for piece in pieces:
-                self._note_writable(piece.backing, piece.shared, prot)
-            process.space.protect(lo, hi, prot)
+            pieces = space.overlapping(lo, hi)
+            if any(piece.prot != prot for piece in pieces):
+                for piece in pieces:
+                    self._note_writable(piece.backing, piece.shared, prot)
+                space.protect(lo, hi, prot)
+        self.fill_unknown(pid, start, end, maps)
 
     def covers(self, pid: int, start: int, end: int) -> bool:
         """True when the model knows every page of [start, end) of `pid`."""
