@@ -331,11 +331,13 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
     before it (this VM's speed drifts by more than the effects measured)."""
     flood = str(bins["flip_flood"])
     flips = n // 20
+    every = ["--comm", "flip_flood", "--no-kernel-repeats"]
     cases = (
         ("not selected, monitor on CPU 1", ["--comm", "no-such-comm"], 1, 0),
-        ("selected (every call sent), monitor on CPU 1", ["--comm", "flip_flood"], 1, 0),
-        ("selected (every call sent), monitor on CPU 0 too", ["--comm", "flip_flood"], 0, 0),
-        ("selected (every call sent), no pinning", ["--comm", "flip_flood"], None, None),
+        ("selected (every call sent), monitor on CPU 1", every, 1, 0),
+        ("selected (every call sent), monitor on CPU 0 too", every, 0, 0),
+        ("selected (every call sent), no pinning", every, None, None),
+        ("selected, repeats counted in the kernel (default), monitor on CPU 1", ["--comm", "flip_flood"], 1, 0),
     )
     native: list[float] = []
     added: dict[str, list[float]] = {label: [] for label, *_ in cases}
@@ -361,7 +363,7 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
             time.sleep(0.5)  # the last records' poll timeout
             cpu_used = _cpu_seconds(proc.pid) - cpu_before
             summary = _stop_monitor(proc, json_path)
-            if summary["calls"]:
+            if summary["calls"] and "every call sent" in label:
                 judge_cpu.append(cpu_used / summary["calls"] * 1e6)
             records[label] = (summary["calls"], summary["lost"])
     rows = [["native (no monitor), workload on CPU 0", f"{statistics.median(native):.2f}", "", ""]]
@@ -378,8 +380,9 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
           ["workload", "added µs per call (median)", f"range over {reps} pairs", "user-space records (last)"],
           rows)
     print(f"\nnative run to run: {min(native):.2f} .. {max(native):.2f} µs per mprotect (the noise)")
-    print(f"judge (user space) CPU per record: {statistics.median(judge_cpu):.1f} µs; when the judge "
-          "shares the workload's CPU, the workload pays its share of that")
+    print(f"judge (user space) CPU per record, every call sent: {statistics.median(judge_cpu):.1f} µs "
+          f"(range {min(judge_cpu):.1f} .. {max(judge_cpu):.1f}); when the judge shares the workload's CPU, "
+          "the workload pays its share of that")
     print(f"monitor start-up (BPF compile + attach): {min(loads):.2f} s (target: under 3 s)")
     json_path = out / "burst.jsonl"
     proc, _ = _start_monitor(["--comm", "flip_flood"], json_path)
@@ -388,13 +391,33 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
     summary = _stop_monitor(proc, json_path)
     print(f"a burst of {burst:,} monitored mprotects at the default buffer size: "
           f"{summary['calls']:,} records judged, {summary['lost']} lost")
-    proc, _ = _start_monitor(["--comm", "flip_flood"], json_path)
+    for mode, what, args in (
+        ("hist", "RW<->R flips after an exec mapping, every call sent", ["--no-kernel-repeats"]),
+        ("hist", "RW<->R flips after an exec mapping", []),
+        ("wx", "JIT-style RW<->RX flips (each RX a W^X event), every call sent", ["--no-kernel-repeats"]),
+        ("wx", "JIT-style RW<->RX flips (each RX a W^X event)", []),
+    ):
+        _flood(flood, mode, what, args, n, out / f"flood-{mode}-{len(args)}.jsonl")
+
+
+def _flood(flood: str, mode: str, what: str, args: list[str], n: int, json_path: Path) -> None:
+    """Run `flip_flood MODE n` (2n calls) under the monitor; print what was
+    judged, what the kernel counted, what was lost, and the judge's CPU."""
+    proc, _ = _start_monitor(["--comm", "flip_flood", *args], json_path)
+    cpu_before = _cpu_seconds(proc.pid)
     started = time.perf_counter()
-    subprocess.run([flood, "hist", str(n)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([flood, mode, str(n)], check=True, stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - started
+    time.sleep(0.5)  # the last records' poll timeout
+    cpu = _cpu_seconds(proc.pid) - cpu_before
     summary = _stop_monitor(proc, json_path)
-    print(f"a flood of {2 * n:,} monitored mprotects in {elapsed:.1f} s: {summary['calls']:,} records judged "
-          f"({summary['calls'] / elapsed:,.0f}/s), {summary['lost']:,} lost and counted")
+    records = [json.loads(line) for line in json_path.read_text().splitlines()]
+    lines = sum(1 for r in records if r["type"] == "event")
+    verdicts = sum(r["count"] for r in records if r["type"] == "event")
+    expected = n if mode == "wx" else 0
+    print(f"a flood of {2 * n:,} {what} in {elapsed:.1f} s: {summary['calls']:,} calls judged, "
+          f"{summary['lost']:,} records lost (counted); {verdicts:,} W^X verdicts of {expected:,} "
+          f"in {lines:,} event lines; judge CPU {cpu:.2f} s ({cpu / (2 * n) * 1e6:.2f} µs per call)")
 
 
 def bench_inspect(bins: dict[str, Path], reps: int, n: int) -> None:

@@ -61,7 +61,10 @@ BUILDS: dict[str, Build] = {
     "benign_dlopen": Build(flags=("-ldl",)),
     "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),
     "benign_threads": Build(flags=("-pthread",)),
+    "dlopen_execstack": Build(flags=("-ldl",), needs=("execstack_lib",)),
     "execstack": Build(flags=("-Wl,-z,execstack", "-Wl,--no-warn-execstack")),
+    # A library, not a program: dlopen_execstack loads it.
+    "execstack_lib": Build(flags=("-shared", "-fPIC", "-Wl,-z,execstack", "-Wl,--no-warn-execstack")),
     "fork_tree": Build(needs=("wx_map",)),
     "int80_clone": Build(flags=("-pthread",)),
     "m32_threads": Build(m32=True, flags=("-pthread",)),

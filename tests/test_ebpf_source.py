@@ -24,6 +24,7 @@ from tracer import abi
 from tracer.categories import Category
 from tracer.errors import CapabilityMissing, NoSuchProcess, TrampwatchError
 from tracer.events import (
+    CallsRepeated,
     Event,
     ExecEvent,
     ExitEvent,
@@ -109,6 +110,17 @@ int main(int argc, char **argv)
 		char *p = must_map(PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 		for (long i = 0; i < count; i++)
 			mprotect(p, 4096, (i & 1) ? PROT_READ | PROT_WRITE | PROT_EXEC : PROT_READ | PROT_EXEC);
+	} else if (!strcmp(mode, "jit")) {
+		/* count x (RW -> RX, RX -> RW) on one page, as a JIT flips its code. */
+		char *p = must_map(PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		for (long i = 0; i < count; i++) {
+			mprotect(p, 4096, PROT_READ | PROT_EXEC);
+			mprotect(p, 4096, PROT_READ | PROT_WRITE);
+		}
+	} else if (!strcmp(mode, "stack")) {
+		/* The stack page holding `go`, made read+write+execute. */
+		char *page = (char *)((unsigned long)&go & ~4095UL);
+		printf("STACK %p %d\n", page, mprotect(page, 4096, PROT_READ | PROT_WRITE | PROT_EXEC));
 	} else if (!strcmp(mode, "history")) {
 		/* After an RWX mapping, even a plain mprotect crosses. */
 		must_map(PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1);
@@ -168,17 +180,36 @@ int main(void)
 	FIELD(wx_object_record, rec); FIELD(wx_object_record, obj_ino); FIELD(wx_object_record, obj_dev);
 	FIELD(wx_object_record, obj_nlink); FIELD(wx_object_record, obj_name);
 	FIELD(wx_exec_record, rec); FIELD(wx_exec_record, uid); FIELD(wx_exec_record, comm);
-	FIELD(wx_exec_record, filename);
+	FIELD(wx_exec_record, filename); FIELD(wx_exec_record, mm); FIELD(wx_exec_record, stack);
+	FIELD(wx_exec_record, exe);
+	FIELD(wx_part, start); FIELD(wx_part, end); FIELD(wx_part, ino); FIELD(wx_part, dev);
+	FIELD(wx_part, flags); FIELD(wx_part, name);
+	FIELD(wx_region_record, rec); FIELD(wx_region_record, mm); FIELD(wx_region_record, start_stack);
+	FIELD(wx_region_record, start_brk); FIELD(wx_region_record, brk); FIELD(wx_region_record, nparts);
+	FIELD(wx_region_record, region_flags); FIELD(wx_region_record, parts);
+	FIELD(wx_repeat_key, mm); FIELD(wx_repeat_key, start); FIELD(wx_repeat_key, end);
+	FIELD(wx_repeat_key, tgid); FIELD(wx_repeat_key, sys); FIELD(wx_repeat_key, prot);
+	FIELD(wx_repeat_key, flags); FIELD(wx_repeat_key, rie); FIELD(wx_repeat_key, pad);
+	FIELD(wx_repeat_count, count); FIELD(wx_repeat_count, last_ts); FIELD(wx_repeat_count, last_tid);
+	FIELD(wx_repeat_count, pad);
 	printf("sizeof.wx_record %zu\n", sizeof(struct wx_record));
 	printf("sizeof.wx_object_record %zu\n", sizeof(struct wx_object_record));
 	printf("sizeof.wx_exec_record %zu\n", sizeof(struct wx_exec_record));
+	printf("sizeof.wx_part %zu\n", sizeof(struct wx_part));
+	printf("sizeof.wx_region_record %zu\n", sizeof(struct wx_region_record));
+	printf("sizeof.wx_repeat_key %zu\n", sizeof(struct wx_repeat_key));
+	printf("sizeof.wx_repeat_count %zu\n", sizeof(struct wx_repeat_count));
 	CONST(WX_COMM_LEN); CONST(WX_PATH_LEN); CONST(WX_NAME_LEN); CONST(WX_MAX_KILL_RULES);
+	CONST(WX_PART_NAME_LEN); CONST(WX_MAX_PARTS);
+	CONST(WX_P_READ); CONST(WX_P_WRITE); CONST(WX_P_EXEC); CONST(WX_P_SHARED); CONST(WX_P_GROWSDOWN);
+	CONST(WX_P_STACK); CONST(WX_P_HEAP); CONST(WX_P_FILE); CONST(WX_P_SPECIAL); CONST(WX_P_UNLINKED);
+	CONST(WX_R_WALKED); CONST(WX_R_MORE); CONST(WX_R_HOLE); CONST(WX_R_FAILED);
 	CONST(WX_KIND_SYSCALL); CONST(WX_KIND_EXEC); CONST(WX_KIND_FORK); CONST(WX_KIND_EXIT);
 	CONST(WX_SYS_NONE); CONST(WX_SYS_MMAP); CONST(WX_SYS_MPROTECT); CONST(WX_SYS_PKEY_MPROTECT);
 	CONST(WX_SYS_MREMAP); CONST(WX_SYS_MUNMAP); CONST(WX_SYS_BRK); CONST(WX_SYS_SHMAT);
 	CONST(WX_SYS_SHMDT); CONST(WX_SYS_MEMFD_CREATE); CONST(WX_SYS_PERSONALITY);
 	CONST(WX_F_KILLED); CONST(WX_F_ARGS_FAULT); CONST(WX_F_THREAD); CONST(WX_F_SHARES_VM);
-	CONST(WX_F_GROUP_DEAD); CONST(WX_F_OBJECT);
+	CONST(WX_F_GROUP_DEAD); CONST(WX_F_OBJECT); CONST(WX_F_REGION); CONST(WX_F_REPEAT_KEY);
 	CONST(WX_FILTER_PIDS); CONST(WX_FILTER_COMMS); CONST(WX_FILTER_CGROUPS);
 	CONST(WX_LOST_RINGBUF); CONST(WX_LOST_PENDING); CONST(WX_LOST_SLOTS);
 	return 0;
@@ -311,17 +342,31 @@ def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
         f"wx_record.{name}": getattr(ebpf_source.Record, name).offset
         for name, _ in ebpf_source.Record._fields_
     }
-    views = (("wx_object_record", ebpf_source.ObjectRecord), ("wx_exec_record", ebpf_source.ExecRecord))
+    views = (
+        ("wx_object_record", ebpf_source.ObjectRecord),
+        ("wx_exec_record", ebpf_source.ExecRecord),
+        ("wx_part", ebpf_source.Part),
+        ("wx_region_record", ebpf_source.RegionRecord),
+        ("wx_repeat_key", ebpf_source.RepeatKey),
+        ("wx_repeat_count", ebpf_source.RepeatCount),
+    )
     for c_name, view in views:
         py_view |= {f"{c_name}.{name}": getattr(view, name).offset for name, _ in view._fields_}
         py_view[f"sizeof.{c_name}"] = ctypes.sizeof(view)
     py_view["sizeof.wx_record"] = ctypes.sizeof(ebpf_source.Record)
+    # The struct formats used to decode in bulk agree with the ctypes views.
+    assert ebpf_source.RECORD_FORMAT.size == ctypes.sizeof(ebpf_source.Record)
+    parts_at = ebpf_source.RECORD_FORMAT.size + ebpf_source.REGION_FORMAT.size
+    assert parts_at == ebpf_source.RegionRecord.parts.offset
+    assert ebpf_source.PART_FORMAT.size == ctypes.sizeof(ebpf_source.Part)
     py_view |= {
         "WX_COMM_LEN": ebpf_source.COMM_LEN,
         "WX_PATH_LEN": ebpf_source.PATH_LEN,
         "WX_NAME_LEN": ebpf_source.NAME_LEN,
         "WX_MAX_KILL_RULES": ebpf_source.MAX_KILL_RULES,
         "WX_LOST_SLOTS": len(ebpf_source.LostSlot),
+        "WX_PART_NAME_LEN": ebpf_source.PART_NAME_LEN,
+        "WX_MAX_PARTS": ebpf_source.MAX_PARTS,
     }
     for prefix, enum_type in (
         ("WX_KIND_", ebpf_source.Kind),
@@ -329,6 +374,8 @@ def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
         ("WX_F_", ebpf_source.RecordFlag),
         ("WX_FILTER_", ebpf_source.Filter),
         ("WX_LOST_", ebpf_source.LostSlot),
+        ("WX_P_", ebpf_source.PartFlag),
+        ("WX_R_", ebpf_source.RegionFlag),
     ):
         py_view |= {prefix + member.name: int(member.value) for member in enum_type}
     assert py_view == c_view
@@ -470,6 +517,68 @@ def test_comm_filter_selects_the_process_not_the_thread_name(source, programs, t
     assert len(rwx) == 1 and rwx[0].call.tid != run.pid
 
 
+# --- what the kernel knew of the range -----------------------------------------------
+
+
+@pytest.fixture()
+def reselect(source: EbpfSource) -> Iterator[EbpfSource]:
+    """The module's source, selecting this test process again afterwards
+    (so the next test's programs are followed from their fork)."""
+    yield source
+    source.set_filters(pids=(os.getpid(),), comms=(), cgroups=())
+
+
+def test_a_protection_change_carries_the_kernels_view_of_its_range(reselect, programs) -> None:
+    run = run_selected(reselect, [str(programs["x86_64"]), "stack"])
+    page = int(re.search(r"STACK (0x[0-9a-f]+) 0", run.stdout)[1], 16)
+    (call,) = [r.call for r in run.calls("mprotect") if r.call.args[0] == page]
+    # The stack VMA as it was before the call: read+write, named as /proc names it.
+    (vma,) = call.vmas
+    assert vma.start <= page < page + 4096 <= vma.end
+    assert (vma.path, vma.prot, vma.shared) == ("[stack]", int(abi.Prot.READ | abi.Prot.WRITE), False)
+
+
+def test_without_the_vma_walk_the_range_is_unknown(programs) -> None:
+    with load_source(EbpfConfig(pids=(os.getpid(),), walk_vmas=False)) as blind:
+        assert not blind.walks_vmas and "turned off" in blind.vma_note
+        run = run_selected(blind, [str(programs["x86_64"]), "stack"])
+    page = int(re.search(r"STACK (0x[0-9a-f]+) 0", run.stdout)[1], 16)
+    (call,) = [r.call for r in run.calls("mprotect") if r.call.args[0] == page]
+    assert call.vmas is None and call.repeat_key is None
+
+
+# --- repeated calls, counted in the kernel ---------------------------------------------
+
+
+def test_jit_flips_cross_once_per_transition_and_the_rest_are_counted(reselect, programs) -> None:
+    source = reselect
+    flips = 100_000
+    lost_before = source.lost()
+    run = run_selected(source, [str(programs["x86_64"]), "jit", str(flips)])
+    assert run.returncode == 0
+    protects = run.calls("mprotect")
+    # The first RW -> RX and the first RX -> RW cross, each starting a repeat key.
+    assert [(r.call.args[2], r.result) for r in protects] == [(5, 0), (3, 0)]
+    keys = {r.call.repeat_key: r.call.args[2] for r in protects}
+    assert None not in keys
+    repeats = [e for e in run.events if isinstance(e, CallsRepeated) and e.pid == run.pid]
+    counted = {key: sum(e.count for e in repeats if e.key == key) for key in keys}
+    # Every call is delivered or counted: none is lost, none counted twice.
+    assert counted == {key: flips - 1 for key in keys}
+    assert source.lost() == lost_before
+    # Counts come before the process's exit.
+    exit_index = next(i for i, e in enumerate(run.events) if isinstance(e, ExitEvent) and e.pid == run.pid
+                      and e.status is not None)
+    assert all(run.events.index(e) < exit_index for e in repeats)
+
+
+def test_kernel_repeats_can_be_turned_off(programs) -> None:
+    with load_source(EbpfConfig(pids=(os.getpid(),), repeats=False)) as every:
+        run = run_selected(every, [str(programs["x86_64"]), "jit", "1000"])
+    assert len(run.calls("mprotect")) == 2000
+    assert not [e for e in run.events if isinstance(e, CallsRepeated)]
+
+
 # --- i386 ---------------------------------------------------------------------------
 
 
@@ -609,7 +718,8 @@ def test_kill_rules_are_inert_when_not_enforcing(source, programs) -> None:
 
 def test_a_small_ring_buffer_counts_what_it_drops(programs) -> None:
     calls = 20_000
-    with load_source(EbpfConfig(pids=(os.getpid(),), buffer_pages=1)) as small:
+    # Every call sent (the RWX -> RX half would otherwise be counted in the kernel).
+    with load_source(EbpfConfig(pids=(os.getpid(),), buffer_pages=1, repeats=False)) as small:
         assert small.lost() == 0 and small.lost_counts() == {"ringbuf": 0, "pending": 0}
         proc = _start([str(programs["x86_64"]), "xflood", str(calls)])
         small.set_filters(pids=(proc.pid,))

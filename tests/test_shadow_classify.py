@@ -228,6 +228,39 @@ def test_nothing_executable_is_never_a_category(prot):
     assert step(shadow, call("mmap", 0, 4096, prot, ANON, -1, 0), 0x10000) == ()
 
 
+# --- the kernel's view of a range (the eBPF source) ----------------------------------
+
+
+def test_a_range_the_model_never_saw_is_judged_on_the_kernels_view():
+    # A process gone before its maps could be read: the model knows nothing.
+    shadow = ShadowModel()
+    shadow.seed(PID, INFO, (), 0)
+    stack = MapEntry(0x7FFF0000, 0x7FFF8000, R | W, False, 0, 0, 0, "[stack]")
+    shadow.observe(PID, (stack,))
+    cats = step(shadow, call("mprotect", 0x7FFF7000, 4096, R | W | X), 0)
+    assert cats == (C.WX_PROTECT, C.W_TO_X, C.EXECSTACK)
+
+
+def test_without_any_view_the_backing_is_unknown_not_anon():
+    shadow = ShadowModel()
+    shadow.seed(PID, INFO, (), 0)
+    change = shadow.plan(call("mprotect", 0x7FFF7000, 4096, R | W | X))
+    assert change.backing.kind == "unknown" and change.parts == ()
+    # Only what the call itself shows: it asks for write and exec together.
+    assert classify(change, shadow, PID) == (C.WX_PROTECT,)
+
+
+def test_the_kernels_view_corrects_a_protection_the_model_missed():
+    shadow = model()
+    assert step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x10000) == ()
+    assert step(shadow, call("mprotect", 0x10000, 4096, R | X), 0) == (C.W_TO_X, C.ANON_EXEC)
+    # Calls counted in the kernel left the page read+write+exec; the next one
+    # that crosses says so, and keeps the region's backing and history.
+    shadow.observe(PID, (MapEntry(0x10000, 0x11000, R | W | X, False, 0, 0, 0, ""),))
+    region = shadow.process(PID).space.find(0x10000)
+    assert region.prot == R | W | X and region.ever_writable
+    assert step(shadow, call("mprotect", 0x10000, 4096, R | X), 0) == ()
+
 # --- issue 10: unknown is unsafe, object history, exec before fork, W+X at exec ----------
 
 

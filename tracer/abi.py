@@ -143,7 +143,14 @@ def prot_text(prot: int) -> str:
 
 def prot_names(prot: int) -> frozenset[str]:
     """Return the set of lower-case flag names set in prot ('read', 'write', 'exec')."""
-    return frozenset(flag.name.lower() for flag in (Prot.READ, Prot.WRITE, Prot.EXEC) if prot & flag)
+    return _PROT_NAMES[prot & 7]
+
+
+# Every answer of prot_names, made once: it is asked for each judged call.
+_PROT_NAMES = tuple(
+    frozenset(flag.name.lower() for flag in (Prot.READ, Prot.WRITE, Prot.EXEC) if prot & flag)
+    for prot in range(8)
+)
 
 
 # --- ptrace ---------------------------------------------------------------------

@@ -244,10 +244,13 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
               help="Refuse to start unless every deny rule can be refused in the kernel with its errno.")
 @click.option("--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics here.")
 @click.option("--all-calls", is_flag=True, help="Report every memory call the kernel side delivers.")
+@click.option("--kernel-repeats/--no-kernel-repeats", default=True, show_default=True,
+              help="Count equal repeated protection changes in the kernel and report them as one event "
+                   "with a count (docs/monitor.md); --no-kernel-repeats sends every call.")
 def monitor(policy_name: str, mode: str | None, json_path: str | None, output: str | None,
             pids: tuple[int, ...], comms: tuple[str, ...], cgroups: tuple[str, ...], select_file: Path | None,
             duration: float | None, buffer_pages: int, require_deny: bool, metrics: str | None,
-            all_calls: bool) -> None:
+            all_calls: bool, kernel_repeats: bool) -> None:
     """Watch W^X host-wide with eBPF until SIGINT/SIGTERM (or --duration).
     SIGHUP reloads the policy and the --select-file."""
     from .actions.kernel_enforce import compile_kill_rules
@@ -280,7 +283,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
         config = EbpfConfig(pids=watched.pids, comms=watched.comms, cgroups=watched.cgroups,
                             buffer_pages=buffer_pages,
                             kill_rules=enforcement.rules if mode == "enforce" else (),
-                            enforce=mode == "enforce")
+                            enforce=mode == "enforce", repeats=kernel_repeats)
         with ExitStack() as stack:
             outputs = _open_outputs(stack, output, json_path, summary=True)
             if metrics:

@@ -41,6 +41,11 @@ class ProcessInfo:
     uid: int
 
 
+# Who a process is when its source could not find out (it was gone before
+# /proc could be read, or it was never seen starting).
+UNKNOWN_PROCESS = ProcessInfo("", "", -1)
+
+
 @dataclass(frozen=True, slots=True)
 class MemCall:
     """A memory syscall at entry, as the thread asked for it.
@@ -53,6 +58,13 @@ class MemCall:
     /proc/PID/mem for writing, a ptrace POKE) reaches. Sources
     normalise multiplexed and legacy calls (i386 ipc(2) shmat, old_mmap's
     argument block) into the plain call's name and argument order.
+
+    `vmas` is the kernel's own view of the call's range at entry (the eBPF
+    source, for protection changes and mremap): the mappings it held, as
+    /proc/PID/maps would have shown them (whole, in address order);
+    None when the source could not know them. `repeat_key` names the calls
+    the source counts instead of delivering (CallsRepeated): every later
+    call with this key is equal to this one for judging.
     """
 
     ts: float
@@ -68,6 +80,8 @@ class MemCall:
     object_size: int | None = None
     target: int | None = None
     path: str | None = None
+    vmas: tuple[MapEntry, ...] | None = None
+    repeat_key: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +199,20 @@ class TrampfdEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class CallsRepeated:
+    """`count` more calls equal, for judging, to the MemCall of process
+    `pid` with `repeat_key` `key` (same range, same protection asked, same
+    mapping before, all successful) were counted by the source instead of
+    delivered; `ts` and `tid` are the last one's."""
+
+    ts: float
+    pid: int
+    tid: int
+    key: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class RecordsLost:
     """The eBPF source dropped records it could not deliver: `count` since
     its previous report, `total` since it started, `by_reason` the totals
@@ -199,5 +227,5 @@ class RecordsLost:
 
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
-    | TrampfdEvent | RecordsLost
+    | TrampfdEvent | RecordsLost | CallsRepeated
 )

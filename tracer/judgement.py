@@ -44,7 +44,9 @@ class Judgement:
     """One W^X event with its categories, the policy's decision and the outcome
     (`reason` says why an outcome is not what the decision asked for);
     `detail` holds extra key/value pairs some events carry (a trampoline's
-    target and the registers it set)."""
+    target and the registers it set). `count` > 1 stands for that many equal
+    calls a source counted instead of delivering one by one (`ts` and `tid`
+    are the last one's)."""
 
     ts: float
     source: str
@@ -68,6 +70,7 @@ class Judgement:
     caller: Caller | None
     detail: tuple[tuple[str, str], ...] = ()
     reason: str | None = None
+    count: int = 1
 
     @property
     def rule(self) -> str | None:

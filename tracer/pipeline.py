@@ -37,7 +37,9 @@ from .categories import Category
 from .classify import classify, classify_exec
 from .errors import TraceError
 from .events import (
+    UNKNOWN_PROCESS,
     AttachEvent,
+    CallsRepeated,
     Event,
     ExecEvent,
     ExitEvent,
@@ -45,14 +47,13 @@ from .events import (
     KernelKill,
     MemCall,
     MemReturn,
-    ProcessInfo,
     RecordsLost,
     TrampfdEvent,
 )
 from .judgement import UNENFORCED, Judgement
 from .policy.engine import decide
 from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Facts, Policy
-from .shadow import ANON_BACKING, SPECIAL, Backing, Change, ShadowModel, page_up
+from .shadow import ANON_BACKING, SPECIAL, UNKNOWN_BACKING, Backing, Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
@@ -66,10 +67,6 @@ from .sources.ptrace_source import (
 
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
-# A call the model could not plan (its process unknown), reported because the kernel killed it.
-UNKNOWN_BACKING = Backing("unknown")
-# Who a call comes from when the model does not know the process (yet).
-UNKNOWN_PROCESS = ProcessInfo("", "", -1)
 
 
 class Output(Protocol):
@@ -123,6 +120,9 @@ class Judge:
         self.attributor = Attributor()
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
+        # Calls a source counts instead of delivering, by (pid, repeat key):
+        # the first such call and what the model made of it.
+        self._repeatable: dict[tuple[int, int], tuple[MemCall, Change, tuple[Category, ...]]] = {}
         # Judgements whose plan waits for their process's death, by pid.
         self._awaiting: dict[int, list[tuple[Judgement, Plan]]] = {}
         self.finished = False
@@ -199,12 +199,34 @@ class Judge:
         self.model.apply(ret.call, ret.result, change)
         if ret.failed:
             self._learn_partial(ret.call)
+        if ret.call.repeat_key is not None and change is not None:
+            categories = judgement.categories if judgement is not None else ()
+            self._repeatable[(ret.call.pid, ret.call.repeat_key)] = (ret.call, change, categories)
         if judgement is not None and pending.plan is not None:
             addr = judgement.addr
             if change is not None and change.kind == "map" and not ret.failed:
                 addr = ret.result
-            self._settle(replace(judgement, result=ret.result, addr=addr), pending.plan,
+            self._settle(_evolve(judgement, result=ret.result, addr=addr), pending.plan,
                          Evidence(result=ret.result, kernel_kill=pending.kernel_kill))
+
+    def calls_repeated(self, event: CallsRepeated) -> None:
+        """Count `event.count` more calls equal to a repeat key's first one
+        and report them as one judgement with that count, judged by the
+        policy in force now. The model is left as it is: the source's next
+        delivered call on the range brings the kernel's view of it."""
+        first = self._repeatable.get((event.pid, event.key))
+        if first is None:
+            return
+        call, change, categories = first
+        self.stats.calls += event.count
+        self.stats.calls_by_syscall[call.syscall] += event.count
+        if not (categories or self.report_all or self.judges_uncategorised):
+            return
+        judgement = self._judge_call(call, change, categories, None)
+        if judgement is not None:
+            judgement = _evolve(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
+            # Every one succeeded and none was killed (a kill is never counted).
+            self._settle(judgement, self.enforcer.plan(judgement), Evidence(result=0))
 
     def call_killed(self, call: MemCall) -> None:
         """A call whose process is being killed at entry: it never returns;
@@ -326,6 +348,10 @@ class Judge:
         stack = call.stack
         if not stack and peek is not None and call.sp:
             stack = peek(call.sp, STACK_SAMPLE)
+        if not call.ip and not stack:
+            # No registers (the eBPF source): nothing to attribute, and no
+            # need to index a space that changes at every call.
+            return _NO_CALLER
         return self.attributor.caller(call.ip, stack, call.sp, process.space.snapshot())
 
     # --- everything else ---------------------------------------------------------------
@@ -339,6 +365,8 @@ class Judge:
             return self._exec(event)
         elif isinstance(event, ForkEvent):
             self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+        elif isinstance(event, CallsRepeated):
+            self.calls_repeated(event)
         elif isinstance(event, ExitEvent):
             # A thread that dies inside a call never returns from it.
             pending = self._pending.pop(event.tid, None)
@@ -346,6 +374,7 @@ class Judge:
                 self._settle(pending.judgement, pending.plan, Evidence(gone=True))
             if event.status is not None:
                 self.model.exit(event.pid)
+                self._forget_repeatable(event.pid)
                 for judgement, plan in self._awaiting.pop(event.pid, ()):
                     self._settle(judgement, plan, Evidence(status=event.status))
         elif isinstance(event, KernelKill):
@@ -391,7 +420,12 @@ class Judge:
         )
         self._settle(judgement, self.enforcer.plan(judgement), Evidence())
 
+    def _forget_repeatable(self, pid: int) -> None:
+        for key in [key for key in self._repeatable if key[0] == pid]:
+            del self._repeatable[key]
+
     def _exec(self, event: ExecEvent) -> Plan | None:
+        self._forget_repeatable(event.pid)
         process = self.model.exec(event)
         categories = classify_exec(event)
         if not categories:
@@ -428,10 +462,10 @@ class Judge:
             self._awaiting.setdefault(judgement.pid, []).append((judgement, plan))
             return
         outcome, reason = settled
-        self._emit(replace(judgement, outcome=outcome, reason=reason))
+        self._emit(_evolve(judgement, outcome=outcome, reason=reason))
 
     def _emit(self, judgement: Judgement) -> None:
-        self.stats.judged += 1
+        self.stats.judged += judgement.count
         for output in self.outputs:
             output.emit(judgement)
 
@@ -453,6 +487,18 @@ class Judge:
         for output in self.outputs:
             output.close(self.stats)
         return self.stats
+
+
+# The caller of a call whose source gives no registers: what attribution says of address 0.
+_NO_CALLER = Caller(0, None, None, 0)
+
+
+def _evolve(judgement: Judgement, **changes: object) -> Judgement:
+    """dataclasses.replace() without its per-call introspection of the
+    fields (a judged call is evolved twice: its result, then its outcome)."""
+    evolved = object.__new__(Judgement)
+    evolved.__dict__.update(judgement.__dict__, **changes)
+    return evolved
 
 
 def _describe_address(addr: int, where: Caller | None) -> str:
@@ -642,10 +688,15 @@ def _as_at_exec(event: ExecEvent) -> ExecEvent:
 
 
 def _fill_unseen(judge: Judge, call: MemCall, seed: AttachEvent | None) -> None:
-    """Before judging an mprotect the eBPF source delivered, add the regions
-    of its range the model never saw (created by calls the kernel side did not
-    forward), from the process's maps; when the model was seeded by this very
-    call, its range is one the model never saw before the call."""
+    """Before judging an mprotect (or mremap) the eBPF source delivered,
+    make the model's view of its range what it was before the call: the
+    kernel's own view when the source has it; otherwise add the regions the
+    model never saw (created by calls the kernel side did not forward) from
+    the process's maps, and when the model was seeded by this very call, its
+    range is one the model never saw before the call."""
+    if call.vmas is not None:
+        judge.model.observe(call.pid, call.vmas)
+        return
     if call.syscall not in _PROTECTS:
         return
     process = judge.model.process(call.pid)

@@ -37,11 +37,12 @@ from .events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
 
 DELETED = " (deleted)"
 
-# Backing kinds, as the policy language names them.
-ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL = (
-    "anon", "file", "memfd", "shm", "shared-anon", "stack", "heap", "special",
+# Backing kinds, as the policy language names them. UNKNOWN: nothing the
+# source delivered says what the memory is (never guessed to be anonymous).
+ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL, UNKNOWN = (
+    "anon", "file", "memfd", "shm", "shared-anon", "stack", "heap", "special", "unknown",
 )
-BACKING_KINDS = (ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL)
+BACKING_KINDS = (ANON, FILE, MEMFD, SHM, SHARED_ANON, STACK, HEAP, SPECIAL, UNKNOWN)
 
 _synthetic_ids = itertools.count(1)
 
@@ -74,6 +75,7 @@ class Backing:
 
 
 ANON_BACKING = Backing(ANON)
+UNKNOWN_BACKING = Backing(UNKNOWN)
 
 
 def backing_from_entry(entry: MapEntry) -> Backing:
@@ -483,10 +485,32 @@ class ShadowModel:
             if space.overlapping(lo, hi):
                 continue
             prot = entry.prot & PROT_MASK & ~(asked & (PROT_WRITE | PROT_EXEC))
-            space.insert(Region(lo, hi, prot, entry.shared, entry.offset + (lo - entry.start),
-                                backing_from_entry(entry), bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
+            space.insert(_region_from_entry(entry, lo, hi, prot))
             added += 1
         return added
+
+    def observe(self, pid: int, vmas: tuple[MapEntry, ...]) -> None:
+        """Take `vmas`, the kernel's own view of some mappings at a call's
+        entry (an eBPF source's), as the truth before that call: the parts
+        the model never saw are added from them (their history starts with
+        their protection, as for a seeded process), and the parts it knows
+        keep their backing and history but take the kernel's protection
+        (calls the source counted instead of delivering may have changed it)."""
+        process = self.processes.get(pid)
+        if process is None:
+            return
+        space = process.space
+        for entry in vmas:
+            prot = entry.prot & PROT_MASK
+            pos = entry.start
+            for known in space.overlapping(entry.start, entry.end):
+                if known.start > pos:
+                    space.insert(_region_from_entry(entry, pos, known.start))
+                if known.prot != prot:
+                    space.protect(known.start, known.end, prot)
+                pos = known.end
+            if pos < entry.end:
+                space.insert(_region_from_entry(entry, pos, entry.end))
 
     def fill_unknown(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...]) -> int:
         """Add the parts of [start, end) the model never saw, from `maps` read
@@ -594,7 +618,7 @@ class ShadowModel:
             Part(r.start, r.end, r.prot, r.backing, r.shared, r.ever_writable)
             for r in process.space.overlapping(start, end)
         )
-        backing = parts[0].backing if parts else ANON_BACKING
+        backing = parts[0].backing if parts else UNKNOWN_BACKING
         shared = any(p.shared for p in parts)
         return Change(call.syscall, "protect", start, end, eff, backing, shared, False, parts,
                       read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
@@ -750,6 +774,15 @@ class ShadowModel:
     def _apply_personality(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None and change.personality_set is not None:
             process.personality = change.personality_set
+
+
+def _region_from_entry(entry: MapEntry, start: int, end: int, prot: int | None = None) -> Region:
+    """The part [start, end) of a maps line as a region first seen now:
+    its history is its protection (`prot`, default the line's)."""
+    prot = entry.prot & PROT_MASK if prot is None else prot
+    offset = entry.offset + (start - entry.start)
+    return Region(start, end, prot, entry.shared, offset, backing_from_entry(entry), bool(prot & PROT_WRITE),
+                  bool(prot & PROT_EXEC))
 
 
 def _segment_bytes(call: MemCall) -> int:

@@ -40,6 +40,16 @@
  *                        another kernel
  *   WX_TS_COMPAT         the thread_info status bit of an i386 syscall
  *   WX_EXIT_HAS_GROUP_DEAD  1 when sched_process_exit has `group_dead`
+ *   WX_VMA_WALK          1 when the mm's VMAs are in a maple tree laid out as
+ *                        WX_OFF_MT_* say (Linux 6.1 on); 0 records only the
+ *                        mm's stack and brk addresses (region_flags say so)
+ *   WX_REPEATS           1: count equal repeatable calls in `repeats` (below)
+ *   WX_MAX_REPEAT_KEYS   entries of the `repeats` map
+ *
+ * bpf_find_vma() would find a VMA for us, but it takes a callback, and bcc
+ * (0.26, iovisor/bcc#3418) does not relocate callback functions: the
+ * verifier refuses the call ("R3 type=scalar expected=func"). The VMA tree
+ * is walked here instead, as mtree_lookup_walk() does, with probe reads.
  */
 #include <uapi/linux/audit.h>
 #include <uapi/linux/mman.h>
@@ -70,6 +80,19 @@ struct wx_pending {
 	__u32 obj_dev;
 	__u32 obj_nlink;
 	char obj_name[WX_NAME_LEN];
+	/* WX_F_REGION: the range's VMAs at entry. */
+	__u64 start_stack;
+	__u64 start_brk;
+	__u64 brk;
+	__u64 mm;
+	__u32 nparts;
+	__u32 region_flags;
+	__u32 repeatable; /* a repeat key if the call succeeds */
+	__u32 rie;
+	__u32 prot;
+	__u64 start;
+	__u64 end;
+	struct wx_part parts[WX_MAX_PARTS];
 };
 
 BPF_RINGBUF_OUTPUT(records, WX_RINGBUF_PAGES);
@@ -82,6 +105,9 @@ BPF_HASH(sel_comms, struct wx_comm, __u8, 256);
 BPF_HASH(sel_cgroups, __u64, __u8, 256);
 BPF_HASH(exec_history, __u32, __u8, WX_MAX_PROCS);
 BPF_TASK_STORAGE(pending, struct wx_pending);
+BPF_HASH(repeats, struct wx_repeat_key, struct wx_repeat_count, WX_MAX_REPEAT_KEYS);
+/* Calls counted in `repeats` so far (per CPU): user space reads the map only when this grew. */
+BPF_PERCPU_ARRAY(repeated, __u64, 1);
 
 /* Read a member of a kernel structure at a BTF-derived offset (0 on a fault). */
 static __always_inline __u32 kread_u32(void *base, long off)
@@ -111,6 +137,196 @@ static __always_inline __u64 kread_u64(void *base, long off)
 	return value;
 }
 
+/* The identity of the file behind a `struct file *`: inode, dev, link count, dentry name. */
+static __always_inline int read_file(void *file, __u64 *ino, __u32 *dev, __u32 *nlink, char *name, int size)
+{
+	void *inode = file ? (void *)kread_u64(file, WX_OFF_FILE_INODE) : NULL;
+
+	if (!inode)
+		return 0;
+	void *sb = (void *)kread_u64(inode, WX_OFF_INODE_SB);
+	void *dentry = (void *)kread_u64(file, WX_OFF_FILE_DENTRY);
+	void *dname = dentry ? (void *)kread_u64(dentry, WX_OFF_DENTRY_NAME) : NULL;
+
+	*ino = kread_u64(inode, WX_OFF_INODE_INO);
+	*nlink = kread_u32(inode, WX_OFF_INODE_NLINK);
+	*dev = sb ? kread_u32(sb, WX_OFF_SB_DEV) : 0;
+	if (dname)
+		bpf_probe_read_kernel_str(name, size, dname);
+	return 1;
+}
+
+/* VM_* bits of vm_area_struct.vm_flags (include/linux/mm.h; unchanged since 2.6). */
+#define WX_VM_READ 0x1
+#define WX_VM_WRITE 0x2
+#define WX_VM_EXEC 0x4
+#define WX_VM_SHARED 0x8
+#define WX_VM_GROWSDOWN 0x100
+
+#if WX_VMA_WALK
+/* The maple tree's node encoding (lib/maple_tree.c, include/linux/maple_tree.h). */
+#define WX_MT_NODE_MASK 255ULL
+#define WX_MT_TYPE(enode) (((enode) >> 3) & 0xf)
+#define WX_MAPLE_LEAF_64 1
+#define WX_MAPLE_RANGE_64 2
+#define WX_MAPLE_ARANGE_64 3
+#define WX_MT_RANGE64_PIVOTS 15
+#define WX_MT_ARANGE64_PIVOTS 9
+#define WX_MT_MAX_DEPTH 8
+#define WX_VMA_WORDS (WX_VMA_READ_LEN / 8)
+
+/* What vma_at() returns when it gives up: no VMA is at an odd address. */
+#define WX_WALK_FAILED 1ULL
+
+/*
+ * The entry of the maple tree rooted at `root` that holds `addr`: a VMA, 0 in
+ * a hole, or WX_WALK_FAILED when the walk gives up (deeper than WX_MT_MAX_DEPTH, a node
+ * freed under us, an unreadable node). mtree_lookup_walk(), with probe reads:
+ * the tree may change meanwhile (another thread's mmap), and nodes are freed
+ * only after an RCU grace period, which this program's run holds off.
+ */
+static __always_inline __u64 vma_at(__u64 root, __u64 addr)
+{
+	__u64 next = root;
+
+	if (!next)
+		return 0;
+	if ((next & 3) != 2 || next <= 4096)
+		return WX_WALK_FAILED; /* a single entry at index 0: never an mm's tree */
+	for (int depth = 0; depth < WX_MT_MAX_DEPTH; depth++) {
+		__u64 node = next & ~WX_MT_NODE_MASK;
+		__u32 type = WX_MT_TYPE(next);
+		/* parent, then the pivots (both node types keep them right after parent) */
+		__u64 head[1 + WX_MT_RANGE64_PIVOTS];
+		int pivots;
+		long slots;
+
+		if (type == WX_MAPLE_ARANGE_64) {
+			pivots = WX_MT_ARANGE64_PIVOTS;
+			slots = WX_OFF_MA64_SLOT;
+		} else if (type == WX_MAPLE_RANGE_64 || type == WX_MAPLE_LEAF_64) {
+			pivots = WX_MT_RANGE64_PIVOTS;
+			slots = WX_OFF_MR64_SLOT;
+		} else {
+			return WX_WALK_FAILED;
+		}
+		if (bpf_probe_read_kernel(head, sizeof(head), (void *)node))
+			return WX_WALK_FAILED;
+		if ((head[0] & ~WX_MT_NODE_MASK) == node)
+			return WX_WALK_FAILED; /* ma_dead_node(): freed while we looked */
+		int offset = pivots;
+
+		for (int i = 0; i < WX_MT_RANGE64_PIVOTS; i++) {
+			if (i < pivots && head[1 + i] >= addr) {
+				offset = i;
+				break;
+			}
+		}
+		__u64 slot = 0;
+
+		if (bpf_probe_read_kernel(&slot, sizeof(slot), (void *)(node + slots + offset * 8)))
+			return WX_WALK_FAILED;
+		if (type == WX_MAPLE_LEAF_64)
+			return slot;
+		if (!slot)
+			return WX_WALK_FAILED;
+		next = slot;
+	}
+	return WX_WALK_FAILED;
+}
+
+/* Describe the VMA at `vma` in `part`; return its end. */
+static __always_inline __u64 read_part(__u64 vma, __u64 start_stack, __u64 start_brk, __u64 brk,
+				       struct wx_part *part)
+{
+	__u64 v[WX_VMA_WORDS] = {};
+
+	if (bpf_probe_read_kernel(v, sizeof(v), (void *)vma))
+		return 0;
+	__u64 start = v[WX_OFF_VMA_START / 8];
+	__u64 end = v[WX_OFF_VMA_END / 8];
+	__u64 vm_flags = v[WX_OFF_VMA_FLAGS / 8];
+	void *file = (void *)v[WX_OFF_VMA_FILE / 8];
+	__u32 flags = vm_flags & (WX_VM_READ | WX_VM_WRITE | WX_VM_EXEC);
+	__u32 nlink = 1;
+
+	if (vm_flags & WX_VM_SHARED)
+		flags |= WX_P_SHARED;
+	if (vm_flags & WX_VM_GROWSDOWN)
+		flags |= WX_P_GROWSDOWN;
+	if (start <= start_stack && start_stack <= end)
+		flags |= WX_P_STACK;
+	if (start <= brk && end >= start_brk)
+		flags |= WX_P_HEAP;
+	if (file) {
+		flags |= WX_P_FILE;
+		read_file(file, &part->ino, &part->dev, &nlink, part->name, sizeof(part->name));
+		if (!nlink)
+			flags |= WX_P_UNLINKED;
+	} else if (v[WX_OFF_VMA_OPS / 8]) {
+		flags |= WX_P_SPECIAL; /* vma_is_anonymous() is !vm_ops */
+	}
+	part->start = start;
+	part->end = end;
+	part->flags = flags;
+	return end;
+}
+#endif
+
+/*
+ * Fill `entry`'s region fields with the VMAs of [start, end) in the current
+ * task's address space, as they are now, before the call changes them.
+ */
+static __always_inline void read_region(struct task_struct *task, __u64 start, __u64 end, struct wx_pending *entry)
+{
+	char *mm = *(char **)((char *)task + WX_OFF_TASK_MM);
+
+	if (!mm) {
+		entry->region_flags = WX_R_FAILED;
+		return;
+	}
+	entry->mm = (__u64)mm;
+	entry->start_stack = *(__u64 *)(mm + WX_OFF_MM_START_STACK);
+	entry->start_brk = *(__u64 *)(mm + WX_OFF_MM_START_BRK);
+	entry->brk = *(__u64 *)(mm + WX_OFF_MM_BRK);
+#if WX_VMA_WALK
+	__u64 root = *(__u64 *)(mm + WX_OFF_MM_MT_ROOT);
+	__u64 addr = start;
+	__u32 flags = WX_R_WALKED;
+	__u32 n = 0;
+
+	for (int i = 0; i < WX_MAX_PARTS; i++) {
+		if (addr >= end)
+			break;
+		__u64 vma = vma_at(root, addr);
+
+		if (vma == WX_WALK_FAILED) {
+			entry->region_flags = WX_R_FAILED;
+			entry->nparts = 0;
+			return;
+		}
+		if (!vma) {
+			/* A hole: mprotect fails with ENOMEM; mremap with EFAULT. */
+			flags |= WX_R_HOLE;
+			break;
+		}
+		__u64 next = read_part(vma, entry->start_stack, entry->start_brk, entry->brk, &entry->parts[i]);
+
+		if (!next) {
+			entry->region_flags = WX_R_FAILED;
+			entry->nparts = 0;
+			return;
+		}
+		n++;
+		addr = next;
+	}
+	if (addr < end && !(flags & WX_R_HOLE))
+		flags |= WX_R_MORE;
+	entry->nparts = n;
+	entry->region_flags = flags;
+#endif
+}
+
 /*
  * Note which object descriptor `fd` refers to, now, while the call holds it:
  * by the time user space reads /proc the descriptor may be closed (ld.so
@@ -126,20 +342,9 @@ static __always_inline int read_object(__u64 fd, struct wx_pending *entry)
 		return 0;
 	void *array = (void *)kread_u64(fdt, WX_OFF_FDT_FD);
 	void *file = array ? (void *)kread_u64(array, fd * sizeof(void *)) : NULL;
-	void *inode = file ? (void *)kread_u64(file, WX_OFF_FILE_INODE) : NULL;
 
-	if (!inode)
-		return 0;
-	void *sb = (void *)kread_u64(inode, WX_OFF_INODE_SB);
-	void *dentry = (void *)kread_u64(file, WX_OFF_FILE_DENTRY);
-	void *name = dentry ? (void *)kread_u64(dentry, WX_OFF_DENTRY_NAME) : NULL;
-
-	entry->obj_ino = kread_u64(inode, WX_OFF_INODE_INO);
-	entry->obj_nlink = kread_u32(inode, WX_OFF_INODE_NLINK);
-	entry->obj_dev = sb ? kread_u32(sb, WX_OFF_SB_DEV) : 0;
-	if (name)
-		bpf_probe_read_kernel_str(entry->obj_name, sizeof(entry->obj_name), name);
-	return 1;
+	return read_file(file, &entry->obj_ino, &entry->obj_dev, &entry->obj_nlink, entry->obj_name,
+			 sizeof(entry->obj_name));
 }
 
 /*
@@ -351,6 +556,31 @@ static __always_inline int wx_enter(struct wx_config *cfg, __u32 sys, __u32 arch
 	if (sys == WX_SYS_MMAP && !(flags & MAP_ANONYMOUS) && (__s32)argv[4] >= 0 &&
 	    read_object((__u32)argv[4], entry))
 		entry->flags |= WX_F_OBJECT;
+	if (sys == WX_SYS_MPROTECT || sys == WX_SYS_PKEY_MPROTECT || sys == WX_SYS_MREMAP) {
+		/* mremap's old_size 0 makes a second view of one page's object at least. */
+		__u64 len = argv[1] ? argv[1] : 1;
+		__u64 start = argv[0] & ~4095ULL;
+		__u64 end = (argv[0] + len + 4095) & ~4095ULL;
+
+		read_region(bpf_get_current_task_btf(), start, end, entry);
+		entry->flags |= WX_F_REGION;
+		entry->rie = rie;
+		entry->prot = prot;
+		entry->start = start;
+		entry->end = end;
+		if (WX_REPEATS && sys != WX_SYS_MREMAP && arch == AUDIT_ARCH_X86_64 && !(out_flags & WX_F_KILLED) &&
+		    entry->region_flags == WX_R_WALKED && entry->nparts == 1) {
+			__u32 part = entry->parts[0].flags;
+
+			/* One private anonymous VMA holds the whole range, and the
+			 * judgement cannot depend on its history: it was writable
+			 * (so gaining exec is w-to-x whatever came before), or the
+			 * call asks for no exec (nothing is gained). */
+			entry->repeatable = entry->parts[0].start <= start && end <= entry->parts[0].end &&
+					    !(part & (WX_P_FILE | WX_P_SPECIAL | WX_P_SHARED)) &&
+					    ((part & WX_P_WRITE) || !(prot & PROT_EXEC));
+		}
+	}
 	entry->active = 1;
 	return 0;
 }
@@ -395,6 +625,72 @@ static __always_inline void fill_call(struct wx_record *rec, struct wx_pending *
 }
 
 /*
+ * Send a call with its region, or count it: a successful call equal to one
+ * already sent (same address space, range, asked prot, VMA flags before it)
+ * whose judgement cannot differ is counted in `repeats` instead. The first
+ * call of a key is sent with WX_F_REPEAT_KEY, so user space has judged it
+ * before it reads any count of it.
+ */
+static __always_inline int send_region(struct wx_pending *entry, __u32 arch, __s32 nr, __s64 ret, int failed)
+{
+	__u32 extra = 0;
+	struct wx_repeat_key key = {};
+	int keyed = entry->repeatable && !failed;
+
+	if (keyed) {
+		__u64 id = bpf_get_current_pid_tgid();
+
+		key.mm = entry->mm;
+		key.start = entry->start;
+		key.end = entry->end;
+		key.tgid = id >> 32;
+		key.sys = entry->sys;
+		key.prot = entry->prot;
+		key.flags = entry->parts[0].flags;
+		key.rie = entry->rie;
+		struct wx_repeat_count *seen = repeats.lookup(&key);
+
+		if (seen) {
+			int zero = 0;
+			__u64 *total = repeated.lookup(&zero);
+
+			__sync_fetch_and_add(&seen->count, 1);
+			seen->last_ts = entry->ts;
+			seen->last_tid = id;
+			if (total)
+				*total += 1;
+			return 0;
+		}
+	}
+	struct wx_region_record *rec = records.ringbuf_reserve(sizeof(struct wx_region_record));
+
+	if (!rec) {
+		count_lost(WX_LOST_RINGBUF);
+		return 0;
+	}
+	/* The key exists only once its first call is on its way: a count is
+	 * never kept for a key user space has not seen. A full map just means
+	 * every call of this key is sent. */
+	if (keyed) {
+		struct wx_repeat_count fresh = {};
+
+		if (repeats.insert(&key, &fresh) == 0)
+			extra = WX_F_REPEAT_KEY;
+	}
+	fill_call(&rec->rec, entry, arch, nr, ret);
+	rec->rec.flags |= extra;
+	rec->mm = entry->mm;
+	rec->start_stack = entry->start_stack;
+	rec->start_brk = entry->start_brk;
+	rec->brk = entry->brk;
+	rec->nparts = entry->nparts;
+	rec->region_flags = entry->region_flags;
+	__builtin_memcpy(rec->parts, entry->parts, sizeof(rec->parts));
+	records.ringbuf_submit(rec, call_wakeup());
+	return 0;
+}
+
+/*
  * A syscall exits (`regs` its saved registers): when the thread's entry was
  * kept at this call's entry, send its one record. The entry is looked up
  * first: a thread that never had a call kept has no storage at all, so
@@ -429,6 +725,8 @@ static __always_inline int wx_exit(void *regs, __s64 ret)
 			ret = addr;
 	}
 
+	if (entry->flags & WX_F_REGION)
+		return send_region(entry, arch, nr, ret, failed);
 	if (!(entry->flags & WX_F_OBJECT)) {
 		struct wx_record *rec = records.ringbuf_reserve(sizeof(struct wx_record));
 
@@ -593,6 +891,28 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 
 /* --- process lifecycle ------------------------------------------------------------ */
 
+/* The new address space, its executable file and its stack's VMA, at exec. */
+static __always_inline void exec_stack(struct task_struct *task, struct wx_exec_record *rec)
+{
+	char *mm = *(char **)((char *)task + WX_OFF_TASK_MM);
+	__u32 nlink = 1;
+
+	if (!mm)
+		return;
+	rec->mm = (__u64)mm;
+	if (read_file((void *)kread_u64(mm, WX_OFF_MM_EXE_FILE), &rec->exe.ino, &rec->exe.dev, &nlink, rec->exe.name,
+		      sizeof(rec->exe.name)))
+		rec->exe.flags = WX_P_FILE | (nlink ? 0 : WX_P_UNLINKED);
+#if WX_VMA_WALK
+	__u64 start_stack = *(__u64 *)(mm + WX_OFF_MM_START_STACK);
+	__u64 vma = vma_at(*(__u64 *)(mm + WX_OFF_MM_MT_ROOT), start_stack);
+
+	if (vma && vma != WX_WALK_FAILED)
+		read_part(vma, start_stack, *(__u64 *)(mm + WX_OFF_MM_START_BRK), *(__u64 *)(mm + WX_OFF_MM_BRK),
+			  &rec->stack);
+#endif
+}
+
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -618,6 +938,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	rec->rec.args[0] = args->old_pid;
 	rec->filename[0] = 0;
 	TP_DATA_LOC_READ_STR(rec->filename, filename, sizeof(rec->filename));
+	exec_stack(bpf_get_current_task_btf(), rec);
 	records.ringbuf_submit(rec, 0);
 	return 0;
 }

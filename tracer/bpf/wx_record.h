@@ -16,7 +16,9 @@
 #define WX_COMM_LEN 16
 #define WX_PATH_LEN 256
 #define WX_NAME_LEN 48
+#define WX_PART_NAME_LEN 32
 #define WX_MAX_KILL_RULES 16
+#define WX_MAX_PARTS 2
 
 /* What a record reports. */
 enum wx_kind {
@@ -52,6 +54,8 @@ enum wx_sys {
 #define WX_F_SHARES_VM 0x8  /* fork: the child shares the parent's address space */
 #define WX_F_GROUP_DEAD 0x10 /* exit: the last task of its process */
 #define WX_F_OBJECT 0x20    /* syscall: obj_* describe the object behind mmap's descriptor */
+#define WX_F_REGION 0x40    /* syscall: a struct wx_region_record (mprotect, pkey_mprotect, mremap) */
+#define WX_F_REPEAT_KEY 0x80 /* syscall: the first call of a repeat key; later equal calls are counted in `repeats` */
 
 /*
  * One fact; every record starts with this part. Field meaning by kind:
@@ -100,12 +104,101 @@ struct wx_object_record {
 	char obj_name[WX_NAME_LEN];
 };
 
-/* WX_KIND_EXEC: the task's uid and comm, and the path execve was given (NUL-terminated). */
+/*
+ * wx_part.flags: one VMA as the kernel had it at the call's entry. The
+ * protection bits equal PROT_READ/WRITE/EXEC (the VMA's VM_READ/WRITE/EXEC).
+ * STACK and HEAP are the kernel's own tests for /proc's [stack] and [heap]
+ * (the VMA holds mm->start_stack; the VMA meets start_brk..brk).
+ */
+#define WX_P_READ 0x1
+#define WX_P_WRITE 0x2
+#define WX_P_EXEC 0x4
+#define WX_P_SHARED 0x8      /* VM_SHARED */
+#define WX_P_GROWSDOWN 0x10  /* VM_GROWSDOWN */
+#define WX_P_STACK 0x20      /* the process's stack */
+#define WX_P_HEAP 0x40       /* the brk heap */
+#define WX_P_FILE 0x80       /* maps a file: ino, dev and name describe it */
+#define WX_P_SPECIAL 0x100   /* no file, yet not anonymous memory (vdso, vvar) */
+#define WX_P_UNLINKED 0x200  /* the file has no link left (deleted, memfd, SysV segment) */
+
+/* One VMA: [start, end), WX_P_* flags, and for a file its inode, dev (major << 20 | minor) and dentry name. */
+struct wx_part {
+	__u64 start;
+	__u64 end;
+	__u64 ino;
+	__u32 dev;
+	__u32 flags;
+	char name[WX_PART_NAME_LEN];
+};
+
+/* wx_region_record.region_flags: how much of the range the parts describe. */
+#define WX_R_WALKED 0x1 /* the VMA tree was walked: parts are the VMAs of the range, in order */
+#define WX_R_MORE 0x2   /* the range holds more VMAs than WX_MAX_PARTS: the rest are not described */
+#define WX_R_HOLE 0x4   /* some of the range is not mapped */
+#define WX_R_FAILED 0x8 /* the walk gave up (tree deeper than the bound, a node freed meanwhile): nothing is known */
+
+/*
+ * WX_KIND_SYSCALL with WX_F_REGION: the VMAs of the call's range at entry
+ * (mprotect, pkey_mprotect: [args[0], args[0] + args[1]); mremap: the old
+ * range), so the call is judged on what the range was even when the process
+ * is gone before user space can read /proc. Without WX_R_WALKED (a kernel
+ * whose VMA tree the programs cannot walk) only the mm's stack and brk
+ * addresses are known.
+ */
+struct wx_region_record {
+	struct wx_record rec;
+	__u64 mm; /* the address space, as in repeat keys */
+	__u64 start_stack;
+	__u64 start_brk;
+	__u64 brk;
+	__u32 nparts;
+	__u32 region_flags;
+	struct wx_part parts[WX_MAX_PARTS];
+};
+
+/*
+ * WX_KIND_EXEC: the task's uid and comm, the path execve was given
+ * (NUL-terminated), the new stack's VMA (stack.end 0: not found) and the
+ * executable file (exe: its ino, dev, name and WX_P_UNLINKED), so an
+ * executable stack or a program run from a memfd is known even when the
+ * process is gone before /proc can be read; mm identifies the new address
+ * space in repeat keys.
+ */
 struct wx_exec_record {
 	struct wx_record rec;
 	__u32 uid;
 	char comm[WX_COMM_LEN];
 	char filename[WX_PATH_LEN];
+	__u64 mm;
+	struct wx_part stack;
+	struct wx_part exe;
+};
+
+/*
+ * A repeat key: a successful mprotect/pkey_mprotect whose whole range lies in
+ * one private anonymous VMA (stack and heap included), and whose judgement
+ * cannot depend on the region's history (the VMA was writable, or the call
+ * asks for no exec). Every call with the same key is judged alike, so the
+ * first is sent (WX_F_REPEAT_KEY) and the rest are counted in `repeats`.
+ */
+struct wx_repeat_key {
+	__u64 mm;     /* the address space (a new one at every exec) */
+	__u64 start;  /* the call's range */
+	__u64 end;
+	__u32 tgid;
+	__u32 sys;    /* WX_SYS_MPROTECT or WX_SYS_PKEY_MPROTECT */
+	__u32 prot;   /* the effective prot asked for (after READ_IMPLIES_EXEC) */
+	__u32 flags;  /* the VMA's WX_P_* flags before the call */
+	__u32 rie;    /* READ_IMPLIES_EXEC was set */
+	__u32 pad;
+};
+
+/* How many calls of a key were counted instead of sent, the last one's entry time and thread. */
+struct wx_repeat_count {
+	__u64 count;
+	__u64 last_ts;
+	__u32 last_tid;
+	__u32 pad;
 };
 
 /*

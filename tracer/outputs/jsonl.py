@@ -49,6 +49,7 @@ def judgement_record(judgement: Judgement) -> dict:
             "symbol": caller.symbol if caller else None,
         },
         "detail": dict(judgement.detail),
+        "count": judgement.count,
     }
 
 

@@ -25,10 +25,10 @@ class MetricsOutput:
 
     def emit(self, judgement: Judgement) -> None:
         """Count one judgement."""
-        self.events.inc()
+        self.events.inc(judgement.count)
         rule = judgement.rule or "default"
         for category in judgement.categories:
-            self.violations.labels(category.value, rule, judgement.outcome.value).inc()
+            self.violations.labels(category.value, rule, judgement.outcome.value).inc(judgement.count)
         if judgement.outcome is Outcome.KILLED:
             self.kills.inc()
 

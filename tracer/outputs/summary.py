@@ -26,14 +26,15 @@ class Summary:
         category are not W^X events)."""
         if not judgement.categories:
             return
-        self.events += 1
+        count = judgement.count
+        self.events += count
         for category in judgement.categories:
-            self.by_category[category.value] += 1
+            self.by_category[category.value] += count
         caller = judgement.caller.object if judgement.caller and judgement.caller.object else "?"
-        self.by_caller[os.path.basename(caller) or caller] += 1
-        self.by_verdict[judgement.outcome.value] += 1
+        self.by_caller[os.path.basename(caller) or caller] += count
+        self.by_verdict[judgement.outcome.value] += count
         if judgement.outcome is Outcome.NOT_ENFORCED:
-            self.not_enforced[judgement.reason or "?"] += 1
+            self.not_enforced[judgement.reason or "?"] += count
 
     def lost(self, event: RecordsLost) -> None:
         """Nothing now: the table ends with the total lost."""

@@ -27,7 +27,11 @@ def format_line(judgement: Judgement) -> str:
     """Return the one-line human report of a judgement."""
     cats = ",".join(c.value for c in judgement.categories)
     end = judgement.addr + judgement.length
-    prev = prot_text(judgement.prev_prot) if judgement.prev_prot is not None else "new"
+    if judgement.prev_prot is not None:
+        prev = prot_text(judgement.prev_prot)
+    else:
+        # A protection change of memory no source described (backing unknown).
+        prev = "unknown" if judgement.syscall in ("mprotect", "pkey_mprotect") else "new"
     backing = judgement.backing.kind
     if judgement.backing.path:
         backing += f":{judgement.backing.path}"
@@ -45,6 +49,7 @@ def format_line(judgement: Judgement) -> str:
         ("categories", cats), ("rule", judgement.rule or "default"),
         ("verdict", judgement.outcome), ("result", result), ("caller", format_caller(judgement)),
         *judgement.detail,
+        *((("count", judgement.count),) if judgement.count > 1 else ()),
     ]
     if judgement.reason:
         pairs.append(("reason", judgement.reason))

@@ -34,6 +34,7 @@ BACKING_KINDS: tuple[str, ...] = (
     "stack",
     "heap",
     "special",
+    "unknown",
     "none",
 )
 PROT_FLAGS: tuple[str, ...] = ("read", "write", "exec")

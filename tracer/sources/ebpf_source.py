@@ -17,9 +17,12 @@ import contextlib
 import ctypes
 import enum
 import errno
+import itertools
+import mmap
 import os
 import platform
 import re
+import select
 import struct
 import sys
 import tempfile
@@ -34,7 +37,9 @@ from tracer.categories import Category
 from tracer.elf import ElfCache, ElfError
 from tracer.errors import CapabilityMissing, NoSuchProcess, TraceError, TrampwatchError
 from tracer.events import (
+    UNKNOWN_PROCESS,
     AttachEvent,
+    CallsRepeated,
     Event,
     ExecEvent,
     ExitEvent,
@@ -50,6 +55,10 @@ from tracer.events import (
 from tracer.resources import package_path
 from tracer.sources import procfs
 
+# What an address space's special mapping (vdso, vvar) is called when the
+# kernel side saw it but /proc can no longer name it.
+SPECIAL_MAPPING = "[special]"
+
 BPF_DIR = package_path("bpf")
 RECORD_HEADER = BPF_DIR / "wx_record.h"
 MONITOR_PROGRAM = BPF_DIR / "wx_monitor.bpf.c"
@@ -59,6 +68,9 @@ TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/traci
 
 # Entries of the per-process kernel maps (a build-time knob).
 MAX_PROCS = 16384
+# Repeat keys the kernel counts at once (process x region x transition);
+# a call whose key finds the map full is sent like any other.
+MAX_REPEAT_KEYS = 16384
 
 # The thread_info status bit the x86 kernel sets during an i386 syscall
 # (arch/x86/include/asm/thread_info.h); BTF has no macros, so it is stated here.
@@ -69,7 +81,9 @@ TS_COMPAT = 0x0002
 COMM_LEN = 16
 PATH_LEN = 256
 NAME_LEN = 48
+PART_NAME_LEN = 32
 MAX_KILL_RULES = 16
+MAX_PARTS = 2
 
 
 class Kind(enum.IntEnum):
@@ -106,12 +120,63 @@ class RecordFlag(enum.IntFlag):
     SHARES_VM = 0x8
     GROUP_DEAD = 0x10
     OBJECT = 0x20
+    REGION = 0x40
+    REPEAT_KEY = 0x80
+
+
+class PartFlag(enum.IntFlag):
+    """WX_P_* bits of wx_part.flags."""
+
+    READ = 0x1
+    WRITE = 0x2
+    EXEC = 0x4
+    SHARED = 0x8
+    GROWSDOWN = 0x10
+    STACK = 0x20
+    HEAP = 0x40
+    FILE = 0x80
+    SPECIAL = 0x100
+    UNLINKED = 0x200
+
+
+class RegionFlag(enum.IntFlag):
+    """WX_R_* bits of wx_region_record.region_flags."""
+
+    WALKED = 0x1
+    MORE = 0x2
+    HOLE = 0x4
+    FAILED = 0x8
 
 
 # The flags every syscall record is tested for, as plain ints: IntFlag
 # arithmetic made up ~40% of decoding a record.
+_SYSCALL = int(Kind.SYSCALL)
 _KILLED = int(RecordFlag.KILLED)
 _OBJECT = int(RecordFlag.OBJECT)
+_REGION = int(RecordFlag.REGION)
+_REPEAT_KEY = int(RecordFlag.REPEAT_KEY)
+_GROUP_DEAD = int(RecordFlag.GROUP_DEAD)
+_WALKED = int(RegionFlag.WALKED)
+_P_FILE = int(PartFlag.FILE)
+_P_UNLINKED = int(PartFlag.UNLINKED)
+_P_SHARED = int(PartFlag.SHARED)
+_P_NAMED = int(PartFlag.SPECIAL | PartFlag.HEAP | PartFlag.STACK | PartFlag.GROWSDOWN)
+_MASK64 = (1 << 64) - 1
+
+
+def _anon_name(flags: int) -> str:
+    """What /proc calls a VMA with no file, by its WX_P_* flags."""
+    if flags & PartFlag.SPECIAL:
+        return SPECIAL_MAPPING
+    if flags & PartFlag.HEAP:
+        return "[heap]"
+    if flags & (PartFlag.STACK | PartFlag.GROWSDOWN):
+        return "[stack]"
+    return ""
+
+
+# The name of a VMA with no file, for every combination of the flags that name it.
+_ANON_NAMES = {flags: _anon_name(flags) for flags in range(_P_NAMED + 1) if flags & ~_P_NAMED == 0}
 
 
 class Filter(enum.IntFlag):
@@ -159,6 +224,34 @@ class ObjectRecord(ctypes.Structure):
     )
 
 
+class Part(ctypes.Structure):
+    """struct wx_part: one VMA at a call's entry."""
+
+    _fields_ = (
+        ("start", ctypes.c_uint64),
+        ("end", ctypes.c_uint64),
+        ("ino", ctypes.c_uint64),
+        ("dev", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * PART_NAME_LEN),
+    )
+
+
+class RegionRecord(ctypes.Structure):
+    """struct wx_region_record: a syscall record with WX_F_REGION."""
+
+    _fields_ = (
+        ("rec", Record),
+        ("mm", ctypes.c_uint64),
+        ("start_stack", ctypes.c_uint64),
+        ("start_brk", ctypes.c_uint64),
+        ("brk", ctypes.c_uint64),
+        ("nparts", ctypes.c_uint32),
+        ("region_flags", ctypes.c_uint32),
+        ("parts", Part * MAX_PARTS),
+    )
+
+
 class ExecRecord(ctypes.Structure):
     """struct wx_exec_record."""
 
@@ -167,8 +260,47 @@ class ExecRecord(ctypes.Structure):
         ("uid", ctypes.c_uint32),
         ("comm", ctypes.c_char * COMM_LEN),
         ("filename", ctypes.c_char * PATH_LEN),
+        ("mm", ctypes.c_uint64),
+        ("stack", Part),
+        ("exe", Part),
     )
 
+
+class RepeatKey(ctypes.Structure):
+    """struct wx_repeat_key."""
+
+    _fields_ = (
+        ("mm", ctypes.c_uint64),
+        ("start", ctypes.c_uint64),
+        ("end", ctypes.c_uint64),
+        ("tgid", ctypes.c_uint32),
+        ("sys", ctypes.c_uint32),
+        ("prot", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("rie", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    )
+
+
+class RepeatCount(ctypes.Structure):
+    """struct wx_repeat_count."""
+
+    _fields_ = (
+        ("count", ctypes.c_uint64),
+        ("last_ts", ctypes.c_uint64),
+        ("last_tid", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    )
+
+
+# The same layouts as struct formats, for decoding in bulk (one unpack per
+# record instead of a ctypes object; the layout test checks both views).
+RECORD_FORMAT = struct.Struct("<Q6QqIIIIiIII")
+REGION_FORMAT = struct.Struct("<QQQQII")  # after the record: mm .. region_flags
+PART_FORMAT = struct.Struct(f"<QQQII{PART_NAME_LEN}s")
+_REGION_AT = RECORD_FORMAT.size
+_PARTS_AT = _REGION_AT + REGION_FORMAT.size
+_PART_SIZE = PART_FORMAT.size
 
 # The syscall names a kill rule may use, by family (i386's mmap2 and ipc fold in).
 KILL_SYSCALLS: dict[str, Sys] = {
@@ -294,6 +426,10 @@ class EbpfConfig:
     `cgroups` are cgroup v2 directories, absolute or relative to the cgroup2
     mount. `buffer_pages` is the ring buffer's size in pages, a power of two.
     `kill_rules` are sent SIGKILL at entry when `enforce` is true.
+    `walk_vmas` lets the kernel side walk the VMA tree where this kernel's
+    BTF allows it (False: only the mm's stack and brk addresses are recorded,
+    as on a kernel where it cannot be walked). `repeats` counts equal
+    repeatable calls in the kernel instead of sending each.
     """
 
     pids: tuple[int, ...] = ()
@@ -302,6 +438,8 @@ class EbpfConfig:
     buffer_pages: int = 1024
     kill_rules: tuple[KillRule, ...] = ()
     enforce: bool = True
+    walk_vmas: bool = True
+    repeats: bool = True
 
     def __post_init__(self) -> None:
         pages = self.buffer_pages
@@ -348,6 +486,25 @@ KERNEL_OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
     "WX_OFF_INODE_SB": (("inode", "i_sb"),),
     "WX_OFF_INODE_NLINK": (("inode", "i_nlink"),),
     "WX_OFF_SB_DEV": (("super_block", "s_dev"),),
+    "WX_OFF_MM_START_STACK": (("mm_struct", "start_stack"),),
+    "WX_OFF_MM_START_BRK": (("mm_struct", "start_brk"),),
+    "WX_OFF_MM_BRK": (("mm_struct", "brk"),),
+    "WX_OFF_MM_EXE_FILE": (("mm_struct", "exe_file"),),
+}
+
+# What walking an mm's VMAs needs (a maple tree: Linux 6.1 on). Without
+# them the kernel side records only the mm's stack and brk addresses.
+VMA_WALK_OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "WX_OFF_MM_MT_ROOT": (("mm_struct", "mm_mt"), ("maple_tree", "ma_root")),
+    "WX_OFF_MR64_PIVOT": (("maple_range_64", "pivot"),),
+    "WX_OFF_MR64_SLOT": (("maple_range_64", "slot"),),
+    "WX_OFF_MA64_PIVOT": (("maple_arange_64", "pivot"),),
+    "WX_OFF_MA64_SLOT": (("maple_arange_64", "slot"),),
+    "WX_OFF_VMA_START": (("vm_area_struct", "vm_start"),),
+    "WX_OFF_VMA_END": (("vm_area_struct", "vm_end"),),
+    "WX_OFF_VMA_FLAGS": (("vm_area_struct", "vm_flags"),),
+    "WX_OFF_VMA_OPS": (("vm_area_struct", "vm_ops"),),
+    "WX_OFF_VMA_FILE": (("vm_area_struct", "vm_file"),),
 }
 
 
@@ -404,6 +561,26 @@ class _Btf:
         if found is None:
             raise KeyError(f"struct {struct_name} has no member {member}")
         return found
+
+
+def vma_walk_offsets(btf_path: Path = BTF_PATH) -> tuple[dict[str, int] | None, str]:
+    """Return the VMA_WALK_OFFSETS entries of the running kernel plus
+    WX_VMA_READ_LEN (the bytes of a vm_area_struct read at once), with a
+    note, or (None, why the VMAs cannot be walked here)."""
+    try:
+        btf = _Btf(btf_path.read_bytes())
+        found = {
+            macro: sum(btf.offset(struct_name, member) for struct_name, member in chain)
+            for macro, chain in VMA_WALK_OFFSETS.items()
+        }
+    except (OSError, KeyError, ValueError, struct.error) as err:
+        return None, f"the VMA tree cannot be walked on this kernel ({err})"
+    vma = [found[name] for name in found if name.startswith("WX_OFF_VMA_")]
+    # The walk reads a node's parent and pivots in one go, and 8-byte VMA members.
+    if found["WX_OFF_MR64_PIVOT"] != 8 or found["WX_OFF_MA64_PIVOT"] != 8 or any(off % 8 for off in vma):
+        return None, "the maple tree or vm_area_struct is laid out differently from what the walk expects"
+    found["WX_VMA_READ_LEN"] = max(vma) + 8
+    return found, "the VMA tree (a maple tree) is walked at each protection change"
 
 
 def kernel_offsets(btf_path: Path = BTF_PATH) -> dict[str, int]:
@@ -650,6 +827,67 @@ def _descendants(pids: set[int]) -> set[int]:
     return found
 
 
+# --- the ring buffer, read in bulk ---------------------------------------------------
+
+# A BPF ring buffer record's 8-byte header: its length, with these bits.
+_RINGBUF_BUSY = 1 << 31
+_RINGBUF_DISCARD = 1 << 30
+_RINGBUF_HEADER = 8
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+
+
+class RingReader:
+    """The consumer side of a BPF ring buffer map, read by mapping it.
+
+    bcc's reader calls a Python function through ctypes for every record;
+    this one copies every record that is ready in one pass. The map's first
+    page is the consumer position (ours to write), the second the producer
+    position, then the data pages, mapped twice in a row so a record that
+    wraps around the end reads as one piece (kernel/bpf/ringbuf.c).
+    """
+
+    def __init__(self, map_fd: int, size: int):
+        page = mmap.PAGESIZE
+        self._mask = size - 1
+        self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self._view = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._data = page
+        self._epoll = select.epoll()
+        # Readable while records are ready; the producers wake a sleeping
+        # reader only now and then (call_wakeup() in wx_monitor.bpf.c).
+        self._epoll.register(map_fd, select.EPOLLIN)
+
+    def wait(self, timeout_ms: int) -> None:
+        """Sleep until records are ready (and a producer woke us) or `timeout_ms` passed."""
+        with contextlib.suppress(InterruptedError):
+            self._epoll.poll(timeout_ms / 1000)
+
+    def take(self) -> list[bytes]:
+        """Return every committed record, in order, and release their space."""
+        view, data, mask = self._view, self._data, self._mask
+        consumer = _U64.unpack_from(self._consumer, 0)[0]
+        producer = _U64.unpack_from(view, 0)[0]
+        records = []
+        while consumer < producer:
+            at = data + (consumer & mask)
+            header = _U32.unpack_from(view, at)[0]
+            if header & _RINGBUF_BUSY:
+                break  # reserved, not yet submitted: later records wait for it
+            length = header & ~(_RINGBUF_BUSY | _RINGBUF_DISCARD)
+            if not header & _RINGBUF_DISCARD:
+                records.append(view[at + _RINGBUF_HEADER : at + _RINGBUF_HEADER + length])
+            consumer += (length + _RINGBUF_HEADER + 7) & ~7
+        _U64.pack_into(self._consumer, 0, consumer)
+        return records
+
+    def close(self) -> None:
+        """Unmap the buffer."""
+        self._epoll.close()
+        self._view.close()
+        self._consumer.close()
+
+
 # --- the source ------------------------------------------------------------------------
 
 
@@ -664,22 +902,32 @@ class EbpfSource:
 
     def __init__(self, config: EbpfConfig):
         _check_host()
+        walk, self.vma_note = vma_walk_offsets() if config.walk_vmas else (None, "VMA walk turned off")
+        self.walks_vmas = walk is not None
         cflags = [
             f"-DWX_RINGBUF_PAGES={config.buffer_pages}",
             f"-DWX_MAX_PROCS={MAX_PROCS}",
+            f"-DWX_MAX_REPEAT_KEYS={MAX_REPEAT_KEYS if config.repeats else 1}",
+            f"-DWX_REPEATS={int(config.repeats)}",
             f"-DWX_TS_COMPAT={TS_COMPAT}",
             f"-DWX_EXIT_HAS_GROUP_DEAD={int(_exit_has_group_dead())}",
+            f"-DWX_VMA_WALK={int(walk is not None)}",
             *(f"-D{macro}={offset}" for macro, offset in kernel_offsets().items()),
+            *(f"-D{macro}={offset}" for macro, offset in (walk or {}).items()),
         ]
         started = time.monotonic()
         self._bpf = load_program(MONITOR_PROGRAM, cflags, "eBPF monitor program")
         self.load_seconds = time.monotonic() - started
-        self._raw: list[bytes] = []
         self._reported_lost = 0
-        self._bpf[b"records"].open_ring_buffer(self._on_record)
+        self._ring = RingReader(self._bpf[b"records"].map_fd, config.buffer_pages * mmap.PAGESIZE)
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; events carry wall-clock time.
         self._clock_offset_ns = time.time_ns() - time.monotonic_ns()
         self._known: set[int] = set()
+        # Repeat keys whose first call was delivered: key bytes -> (id, tgid,
+        # mm, count delivered so far); the kernel counts the later calls.
+        self._repeat_keys: dict[bytes, list[int]] = {}
+        self._repeat_ids = itertools.count(1)
+        self._repeated_total = 0
         self._maps_cache: dict[int, tuple[MapEntry, ...]] = {}
         self._elf = ElfCache()
         self._rule_names: list[str] = []
@@ -776,13 +1024,18 @@ class EbpfSource:
         previous poll. Syscall records wake the reader only in bulk (call_wakeup() in the C
         side), so what is in the buffer is taken whether or not it woke us.
         """
-        self._bpf.ring_buffer_poll(timeout_ms)
-        self._bpf.ring_buffer_consume()
-        raw, self._raw = self._raw, []
+        self._ring.wait(timeout_ms)
         self._maps_cache.clear()
         events: list[Event] = []
-        for data in raw:
-            events.extend(self._decode(data))
+        decode = self._decode
+        for data in self._ring.take():
+            decode(data, events)
+        if self._repeat_keys:
+            table = self._bpf[b"repeated"]
+            total = int(table.sum(table.Key(0)).value)
+            if total != self._repeated_total:
+                self._repeated_total = total
+                events.extend(self._repeats(list(self._repeat_keys)))
         by_reason = self.lost_counts()
         total = sum(by_reason.values())
         if total > self._reported_lost:
@@ -790,10 +1043,6 @@ class EbpfSource:
             events.append(RecordsLost(time.time(), count, total, tuple(by_reason.items())))
             self._reported_lost = total
         return events
-
-    def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
-        self._raw.append(ctypes.string_at(data, size))
-        return 0
 
     def lost_counts(self) -> dict[str, int]:
         """Return records dropped so far, by reason: 'ringbuf' (the buffer was
@@ -807,55 +1056,122 @@ class EbpfSource:
 
     def close(self) -> None:
         """Detach every program and free the maps (idempotent)."""
+        ring, self._ring = getattr(self, "_ring", None), None
+        if ring is not None:
+            ring.close()
         bpf, self._bpf = getattr(self, "_bpf", None), None
         if bpf is not None:
             bpf.cleanup()
 
     # --- records to events ----------------------------------------------------------------
 
-    def _decode(self, data: bytes) -> list[Event]:
+    def _decode(self, data: bytes, events: list[Event]) -> None:
+        """Append the events of one record to `events`."""
+        fields = RECORD_FORMAT.unpack_from(data)
+        ts = (fields[0] + self._clock_offset_ns) / 1e9
+        kind = fields[8]
+        if kind == _SYSCALL:
+            self._syscall(fields, data, ts, events)
+            return
         rec = Record.from_buffer_copy(data)
-        ts = (rec.ts + self._clock_offset_ns) / 1e9
-        kind = rec.kind
-        if kind == Kind.SYSCALL:
-            return self._syscall(rec, data, ts)
         if kind == Kind.EXEC:
-            return [self._exec(ExecRecord.from_buffer_copy(data), ts)]
-        if kind == Kind.FORK:
+            exec_rec = ExecRecord.from_buffer_copy(data)
+            # The old image's counts are final: deliver them before its end.
+            events += self._repeats_of(rec.tgid, keep_mm=exec_rec.mm)
+            events.append(self._exec(exec_rec, ts))
+        elif kind == Kind.FORK:
             thread = bool(rec.flags & RecordFlag.THREAD)
             if rec.tgid in self._known and not thread:
                 self._known.add(rec.args[1])
             shares_vm = bool(rec.flags & RecordFlag.SHARES_VM)
-            return [ForkEvent(ts, rec.tgid, rec.tid, rec.args[0], thread, shares_vm)]
-        group_dead = bool(rec.flags & RecordFlag.GROUP_DEAD)
-        if group_dead:
+            events.append(ForkEvent(ts, rec.tgid, rec.tid, rec.args[0], thread, shares_vm))
+        elif not rec.flags & _GROUP_DEAD:
+            events.append(ExitEvent(ts, rec.tgid, rec.tid, None))
+        else:
             self._known.discard(rec.tgid)
-        return [ExitEvent(ts, rec.tgid, rec.tid, rec.ret if group_dead else None)]
+            events += self._repeats_of(rec.tgid)
+            events.append(ExitEvent(ts, rec.tgid, rec.tid, rec.ret))
 
-    def _syscall(self, rec: Record, data: bytes, ts: float) -> list[Event]:
-        arch = abi.ARCH_NAMES[rec.arch]
-        name, args = _normalise(abi.SYSCALL_NAMES[rec.arch][rec.nr], arch, tuple(rec.args))
-        result = rec.ret
+    # --- calls counted in the kernel -------------------------------------------------------
+
+    def _repeat_key(self, mm: int, tgid: int, name: str, persona: int, part_flags: int,
+                    args: tuple[int, ...]) -> int:
+        """Note the repeat key the kernel made for this first call (the
+        same fields wx_monitor.bpf.c's send_region() fills); return its id."""
+        rie = persona & abi.READ_IMPLIES_EXEC != 0
+        prot = args[2] & 7
+        if rie and prot & 1:
+            prot |= 4
+        key = RepeatKey(
+            mm,
+            args[0] & ~4095 & _MASK64,
+            (args[0] + (args[1] or 1) + 4095) & ~4095 & _MASK64,
+            tgid,
+            Sys.MPROTECT if name == "mprotect" else Sys.PKEY_MPROTECT,
+            prot,
+            part_flags,
+            int(rie),
+        )
+        key_id = next(self._repeat_ids)
+        self._repeat_keys[bytes(key)] = [key_id, tgid, mm, 0]
+        return key_id
+
+    def _repeats(self, keys: list[bytes], forget: bool = False) -> list[Event]:
+        """CallsRepeated for every key in `keys` whose kernel count grew;
+        with `forget`, the keys are dropped here and in the kernel (their
+        process or image is gone, so the counts are final)."""
+        table = self._bpf[b"repeats"]
+        events: list[Event] = []
+        for raw in keys:
+            state = self._repeat_keys[raw] if not forget else self._repeat_keys.pop(raw)
+            key = RepeatKey.from_buffer_copy(raw)
+            try:
+                value = table[key]
+            except KeyError:
+                continue
+            if value.count > state[3]:
+                ts = (value.last_ts + self._clock_offset_ns) / 1e9
+                events.append(CallsRepeated(ts, state[1], value.last_tid, state[0], value.count - state[3]))
+                state[3] = value.count
+            if forget:
+                with contextlib.suppress(KeyError):
+                    del table[key]
+        return events
+
+    def _repeats_of(self, tgid: int, keep_mm: int | None = None) -> list[Event]:
+        """Deliver and forget the repeat keys of process `tgid` (those of
+        another address space than `keep_mm`, when given)."""
+        keys = [raw for raw, (_, pid, mm, _) in self._repeat_keys.items() if pid == tgid and mm != keep_mm]
+        return self._repeats(keys, forget=True) if keys else []
+
+    def _syscall(self, fields: tuple, data: bytes, ts: float, events: list[Event]) -> None:
+        """Append a syscall record's events: MemCall, KernelKill when a kill
+        rule fired, MemReturn (after an AttachEvent for a process first seen)."""
+        tgid, tid, arch_id, nr, flags = fields[9], fields[10], fields[11], fields[12], fields[13]
+        arch = abi.ARCH_NAMES[arch_id]
+        name, args = _normalise(abi.SYSCALL_NAMES[arch_id][nr], arch, fields[1:7])
+        result = fields[7]
         if arch == "i386" and not -4096 < result < 0:
             result &= 0xFFFFFFFF
-        fd_object = None
-        if rec.flags & _OBJECT:
+        fd_object = vmas = repeat_key = None
+        if flags & _OBJECT:
             fd_object = self._fd_object(ObjectRecord.from_buffer_copy(data), args)
-        call = MemCall(
-            ts,
-            rec.tgid,
-            rec.tid,
-            name,
-            arch,
-            args,
-            fd_object=fd_object,
-            object_size=_segment_size(name, args),
-        )
-        events: list[Event] = [*self._attach_if_new(rec.tgid, ts), call]
-        if rec.flags & _KILLED:
-            events.append(KernelKill(ts, rec.tgid, rec.tid, self._rule_names[rec.kill_rule], call))
+        elif flags & _REGION:
+            mm, _stack, _brk_start, _brk, nparts, region_flags = REGION_FORMAT.unpack_from(data, _REGION_AT)
+            if region_flags == _WALKED:
+                parts = [PART_FORMAT.unpack_from(data, _PARTS_AT + i * _PART_SIZE) for i in range(nparts)]
+                vmas = tuple(self._vma(tgid, part) for part in parts)
+                if flags & _REPEAT_KEY:
+                    repeat_key = self._repeat_key(mm, tgid, name, fields[14], parts[0][4], args)
+        call = MemCall(ts, tgid, tid, name, arch, args, fd_object=fd_object,
+                       object_size=_segment_size(name, args) if name == "shmat" else None,
+                       vmas=vmas, repeat_key=repeat_key)
+        if tgid not in self._known:
+            events += self._attach_if_new(tgid, ts, fields[14])
+        events.append(call)
+        if flags & _KILLED:
+            events.append(KernelKill(ts, tgid, tid, self._rule_names[fields[15]], call))
         events.append(MemReturn(call, result))
-        return events
 
     def _fd_object(self, obj: ObjectRecord, args: tuple[int, ...]) -> FdObject:
         """The object the kernel saw behind an mmap's descriptor, with the
@@ -873,6 +1189,25 @@ class EbpfSource:
         path = next((m.path for m in self._maps_of(obj.rec.tgid) if (m.dev, m.inode) == (dev, ino)), None)
         return FdObject(fd, path or _object_name(obj), dev, ino)
 
+    def _vma(self, pid: int, part: tuple) -> MapEntry:
+        """One VMA (a PART_FORMAT tuple) as /proc/PID/maps names it: a file
+        by its path (from the live maps when the process still maps it, else
+        from its dentry name), [heap] and [stack] as the kernel tests them,
+        '' for anonymous memory. Only the protection changes that cross, and
+        no more than WX_MAX_PARTS of them a call: walked only when whole
+        (region_flags WALKED alone), else the caller falls back to /proc."""
+        start, end, ino, kdev, flags, name = part
+        dev = 0
+        if flags & _P_FILE:
+            dev = os.makedev(kdev >> 20, kdev & 0xFFFFF)
+            path = next((m.path for m in self._maps_of(pid) if (m.dev, m.inode) == (dev, ino)), None)
+            if path is None:
+                path = _dentry_path(os.fsdecode(name.split(b"\0", 1)[0]), not flags & _P_UNLINKED)
+        else:
+            ino = 0
+            path = _ANON_NAMES[flags & _P_NAMED]
+        return MapEntry(start, end, flags & 7, bool(flags & _P_SHARED), 0, dev, ino, path)
+
     def _maps_of(self, pid: int) -> tuple[MapEntry, ...]:
         """/proc/PID/maps, read at most once per poll()."""
         if pid not in self._maps_cache:
@@ -882,9 +1217,11 @@ class EbpfSource:
                 self._maps_cache[pid] = ()
         return self._maps_cache[pid]
 
-    def _attach_if_new(self, pid: int, ts: float) -> list[Event]:
+    def _attach_if_new(self, pid: int, ts: float, persona_now: int) -> list[Event]:
         """Seed a process seen for the first time (running before we started)
-        from /proc: after the call that revealed it, so the maps include it."""
+        from /proc: after the call that revealed it, so the maps include it.
+        A process already gone is seeded empty, with no name: the kernel's
+        view of each call's range is all there is to judge it by."""
         if pid in self._known:
             return []
         self._known.add(pid)
@@ -894,7 +1231,8 @@ class EbpfSource:
             persona = procfs.read_personality(pid)
             threads = tuple(procfs.list_threads(pid))
         except TraceError:
-            return []
+            # Gone already: judged on what the kernel sent of its calls alone.
+            return [AttachEvent(ts, pid, UNKNOWN_PROCESS, (), persona_now, ())]
         return [AttachEvent(ts, pid, info, maps, persona, threads)]
 
     def _exec(self, exec_rec: ExecRecord, ts: float) -> ExecEvent:
@@ -904,12 +1242,21 @@ class EbpfSource:
         try:
             info = procfs.read_process_info(pid)
         except TraceError:
-            info = ProcessInfo(os.fsdecode(exec_rec.filename), exec_rec.comm.decode(errors="replace"),
-                               exec_rec.uid)
+            # Gone already. A program with no name on disk (fexecve of a
+            # memfd) is named as /proc would name it, from the kernel's view
+            # of its file; any other by the path execve was given.
+            exe = os.fsdecode(exec_rec.filename)
+            if exec_rec.exe.flags & PartFlag.UNLINKED:
+                exe = _dentry_path(os.fsdecode(exec_rec.exe.name), linked=False)
+            info = ProcessInfo(exe, exec_rec.comm.decode(errors="replace"), exec_rec.uid)
         try:
             maps = procfs.read_maps(pid)
         except TraceError:
+            # Gone already: the kernel's view of the new stack is what remains.
+            stack = exec_rec.stack
             maps = ()
+            if stack.end:
+                maps = (MapEntry(stack.start, stack.end, stack.flags & 7, False, 0, 0, 0, "[stack]"),)
         try:
             execstack = self._elf.get(info.exe).execstack
         except ElfError:
@@ -940,11 +1287,17 @@ def _normalise(name: str, arch: str, args: tuple[int, ...]) -> tuple[str, tuple[
 
 def _object_name(obj: ObjectRecord) -> str:
     """The path /proc would show for the object of `obj`, from its dentry
-    name alone: no directory, ' (deleted)' when it has no link left."""
-    name = os.fsdecode(obj.obj_name)
-    if name.startswith("memfd:"):
+    name alone."""
+    return _dentry_path(os.fsdecode(obj.obj_name), obj.obj_nlink != 0)
+
+
+def _dentry_path(name: str, linked: bool) -> str:
+    """The path /proc would show for an object known by its dentry name
+    alone: no directory (but the '/' of memfds, SysV segments and shared
+    anonymous memory), ' (deleted)' when it has no link left."""
+    if name.startswith(("memfd:", "SYSV", "dev/zero")):
         name = "/" + name
-    return f"{name} (deleted)" if obj.obj_nlink == 0 else name
+    return name if linked else f"{name} (deleted)"
 
 
 def _segment_size(name: str, args: tuple[int, ...]) -> int | None:

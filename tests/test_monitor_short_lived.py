@@ -1,0 +1,102 @@
+"""`monitor` agrees with `run` on processes that are gone before it judges them.
+
+Each program makes its W^X calls and exits at once. The monitor is stopped
+(SIGSTOP) while they run and continued only once every one of them has been
+reaped, so no process's /proc can be read when its records are judged: the
+categories must come from what the kernel side recorded (each protection
+change's VMAs, the stack at exec), and they must equal `run`'s, call by call.
+Real BPF, the real kernel, compiled C programs.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_run_programs import ROOT, TRAMPWATCH, shape, trace
+
+# One program per category monitor can see (foreign-write and trampfd are
+# not syscalls it watches), with the call patterns each category has.
+PROGRAMS = [
+    "wx_map",              # wx-map, anon-exec
+    "wx_protect",          # wx-protect, w-to-x on anonymous memory
+    "w_to_x",              # w-to-x
+    "anon_exec",           # anon-exec, never writable
+    "rx_to_rwx",           # wx-protect alone (the region was never writable)
+    "pkey_wx",             # pkey_mprotect
+    "mremap_written",      # write history follows a move
+    "execstack",           # execstack at exec (PT_GNU_STACK)
+    "execstack_mprotect",  # execstack by mprotect of the stack
+    "dlopen_execstack",    # glibc makes the stack executable for a library
+    "execheap",            # execheap by mprotect of the brk heap
+    "execmod",             # a written private file mapping made executable
+    "dual_map_memfd",      # dual-map, exec-unlinked
+    "dual_map_tmpfile",    # through O_TMPFILE and unlinked files
+    "exec_unlinked",       # exec-unlinked, and an fexecve'd memfd
+    "shared_anon_alias",   # dual-map through shared anonymous memory
+    "shm_exec",            # shm-exec, and dual-map through System V memory
+    "read_implies_exec",   # read-implies-exec, by personality
+    "int80_mprotect",      # an i386 call from a 64-bit program
+]
+
+
+def _by_exe(events: list[dict]) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """(syscall, categories) of each event, in order, per program (exe)."""
+    grouped: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for event in events:
+        grouped.setdefault(event["exe"], []).extend(shape([event]))
+    return grouped
+
+
+def test_short_lived_programs_get_the_same_categories_as_under_run(build_program, tmp_path: Path) -> None:
+    programs = [str(build_program(name)) for name in PROGRAMS]
+    script = tmp_path / "batch.sh"
+    # Each program is run and reaped in turn; `read` waits until the monitor watches this shell.
+    script.write_text("read go\n" + "".join(f"{p} > /dev/null\n" for p in programs))
+    batch = subprocess.Popen(["sh", str(script)], stdin=subprocess.PIPE, text=True)
+    json_path = tmp_path / "monitor.jsonl"
+    monitor = subprocess.Popen(
+        [*TRAMPWATCH, "monitor", "--pid", str(batch.pid), "--json", str(json_path),
+         "-o", str(tmp_path / "m.txt")],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        line = monitor.stderr.readline()
+        if "monitoring" not in line:
+            pytest.fail(f"monitor did not start: {line}{monitor.stderr.read()}")
+        monitor.send_signal(signal.SIGSTOP)
+        # The shell waits for each program (and each program for its
+        # children): once it has exited, every process of the batch is gone.
+        batch.communicate("go\n", timeout=120)
+        assert batch.returncode == 0
+    finally:
+        monitor.send_signal(signal.SIGCONT)
+    time.sleep(1.5)  # the poll timeout, twice over
+    monitor.send_signal(signal.SIGINT)
+    assert monitor.wait(timeout=60) == 0, monitor.stderr.read()
+    records = [json.loads(line) for line in json_path.read_text().splitlines()]
+    assert records[-1]["type"] == "summary" and records[-1]["lost"] == 0
+    monitored = _by_exe([r for r in records if r["type"] == "event"])
+    assert not [r for r in records if r["type"] == "event" and r["backing"]["kind"] == "unknown"]
+
+    for name, program in zip(PROGRAMS, programs, strict=True):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        traced = trace([program], run_dir)
+        assert traced.returncode == 0, traced.stderr
+        expected = _by_exe(traced.events)
+        assert expected.get(program), f"{name}: run reports nothing (the program is no test)"
+        got = {exe: shape for exe, shape in monitored.items() if exe in expected}
+        assert got == expected, name
+
+
+def test_dlopen_of_an_execstack_library_is_execstack_on_the_stack(build_program, tmp_path: Path) -> None:
+    """The case the issue names: run's categories and backing, under run itself."""
+    traced = trace([str(build_program("dlopen_execstack"))], tmp_path)
+    assert traced.returncode == 0, traced.stderr
+    assert shape(traced.events) == [("mprotect", ("wx-protect", "w-to-x", "execstack"))]
+    assert traced.events[0]["backing"]["kind"] == "stack"
