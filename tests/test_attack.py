@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import subprocess
+from pathlib import Path
 
 import pytest
 from test_enforce import STRICT, STRICT_TRACED
@@ -85,3 +86,18 @@ def test_failed_fixed_mmap_gap_is_learnt_from_the_kernel(build_program, parse_ou
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
     assert parse_output(traced.stdout).failed()["grown_rx_mprotect"] == "EACCES"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: a file the kernel writes for the tree (a core dump) is no "
+                                       "written object: its page holding code is mapped R-X and runs")
+def test_core_dump_written_by_the_kernel_then_mapped_executable(build_program, parse_output, tmp_path):
+    """A child dumps core with code in an anonymous page; no process of the
+    tree opens the core file for writing (the kernel writes it). The parent
+    maps the page of the core holding the code R-X and runs it."""
+    native = _native(build_program, parse_output, "attack_core_dump")
+    if "core_file" in native.failed():
+        pytest.skip("core_pattern does not write a core file in the current directory "
+                    f"({Path('/proc/sys/kernel/core_pattern').read_text().strip()!r})")
+    assert native.ran == ["core_call"]
+    traced = trace([str(build_program("attack_core_dump"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)

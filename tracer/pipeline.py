@@ -197,7 +197,10 @@ class Judge:
             pending = _Pending(ret.call, self.model.plan(ret.call), None, None)
         change, judgement = pending.change, pending.judgement
         self.model.apply(ret.call, ret.result, change)
-        if ret.failed:
+        refused = pending.plan is not None and pending.plan.proof is Proof.RESULT
+        if ret.failed and self.source == "ptrace" and not refused:
+            # The kernel ran the call and the thread is stopped at its exit:
+            # the maps are current. (A call the tracer refused never ran.)
             self._learn_partial(ret.call)
         if ret.call.repeat_key is not None and change is not None:
             categories = judgement.categories if judgement is not None else ()
