@@ -101,3 +101,17 @@ def test_core_dump_written_by_the_kernel_then_mapped_executable(build_program, p
     assert native.ran == ["core_call"]
     traced = trace([str(build_program("attack_core_dump"))], tmp_path, *STRICT)
     _blocked(traced, parse_output)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: an overlayfs file has two identities: written through the "
+                                       "overlay (its device), mapped through the upper layer (the tmpfs's)")
+def test_overlay_file_written_through_the_overlay_mapped_through_the_upper_layer(build_program, parse_output,
+                                                                                tmp_path):
+    """Code written into merged/code of an overlay the program mounted in its
+    own mount namespace, then upper/code (the same data) mapped R-X."""
+    native = _native(build_program, parse_output, "attack_overlay")
+    if "ovl_mount" in native.failed():
+        pytest.skip(f"cannot mount an overlay in a new mount namespace: {native.failed()['ovl_mount']}")
+    assert native.ran == ["upper_call"]
+    traced = trace([str(build_program("attack_overlay"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
