@@ -65,5 +65,8 @@ int main(void)
 	p = tw_mmap("upper_rx_mmap", NULL, pg, TW_RX, MAP_PRIVATE, fd, 0);
 	if (p != MAP_FAILED)
 		tw_run("upper_call", p);
+	close(fd);
+	if (umount2(base, MNT_DETACH) == 0)
+		rmdir(base);
 	return tw_done();
 }
