@@ -115,3 +115,18 @@ def test_overlay_file_written_through_the_overlay_mapped_through_the_upper_layer
     assert native.ran == ["upper_call"]
     traced = trace([str(build_program("attack_overlay"))], tmp_path, *STRICT)
     _blocked(traced, parse_output)
+
+
+def test_odd_arguments_neither_crash_nor_stall_the_tracer(build_program, parse_output, tmp_path):
+    """Memory calls with absurd arguments on both ABIs: every one returns
+    what the kernel says (or EACCES where strict refuses it) and the tracer
+    keeps going."""
+    native = _native(build_program, parse_output, "attack_odd_args")
+    traced = trace([str(build_program("attack_odd_args"))], tmp_path, *STRICT)
+    assert traced.returncode == 0, traced.stderr
+    assert "internal error" not in traced.stderr and "Traceback" not in traced.stderr
+    out = parse_output(traced.stdout)
+    assert out.done == 1 and out.count == native.count and out.ran == []
+    for label, err in native.failed().items():
+        assert out.failed().get(label) in (err, "EACCES"), label
+    assert all(event["verdict"] == "denied" for event in traced.events)
