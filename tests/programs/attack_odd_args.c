@@ -78,7 +78,7 @@ int main(void)
 	i386("old_mmap_end", "mmap", 90, 0xfffffff0L, 0, 0, 0, 0, 0);
 	i386("old_mmap_half", "mmap", 90, (long)p + 4 * (long)pg - 12, 0, 0, 0, 0, 0);
 	i386("mmap2_negfd", "mmap2", 192, 0, (long)pg, TW_RX, MAP_SHARED, -5, -1);
-	i386("mprotect_top", "mprotect", 125, 0xfffff000L, 0xffffffffL, TW_RX, 0, 0, 0);
+	i386("i386_mprotect_top", "mprotect", 125, 0xfffff000L, 0xffffffffL, TW_RX, 0, 0, 0);
 	i386("ipc_shmat_junk", "ipc", 117, 21, -1, -1, 0xfffffff0L, 0xfffffff0L, 0);
 	i386("ipc_shmdt_junk", "ipc", 117, 22, 0, 0, 0, 0xfffff000L, 0);
 	i386("ipc_other", "ipc", 117, 0x7fff, 1, 2, 3, 4, 5);
