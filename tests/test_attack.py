@@ -130,3 +130,26 @@ def test_odd_arguments_neither_crash_nor_stall_the_tracer(build_program, parse_o
     for label, err in native.failed().items():
         assert out.failed().get(label) in (err, "EACCES"), label
     assert all(event["verdict"] == "denied" for event in traced.events)
+
+
+def _running(binary: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(entry, "exe").resolve() == binary.resolve():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_killing_the_tracer_kills_the_tree(build_program, parse_output, tmp_path):
+    """The program SIGKILLs trampwatch (its parent) and keeps trying the
+    JIT sequence: PTRACE_O_EXITKILL takes the whole tree down with it."""
+    binary = build_program("attack_kill_tracer")
+    assert _native(build_program, parse_output, "attack_kill_tracer").ran == ["after_kill_call"]
+    traced = trace([str(binary), "kill"], tmp_path, *STRICT, timeout=60)
+    assert traced.returncode == -9
+    assert parse_output(traced.stdout).ran == []
+    assert _running(binary) == []
