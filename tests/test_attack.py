@@ -153,3 +153,15 @@ def test_killing_the_tracer_kills_the_tree(build_program, parse_output, tmp_path
     assert traced.returncode == -9
     assert parse_output(traced.stdout).ran == []
     assert _running(binary) == []
+
+
+def test_shmdt_detaches_the_segment_by_its_base(build_program, parse_output, tmp_path):
+    """shmdt(A) after munmap of the segment's first page still detaches the
+    rest; a MAP_GROWSDOWN region grown into that gap must not be judged as
+    the clean read-only segment page the model kept there."""
+    native = _native(build_program, parse_output, "attack_shmdt_gap")
+    assert native.maps["after_shmdt"] is None and native.ran == ["grown_call"]
+    traced = trace([str(build_program("attack_shmdt_gap"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed()["grown_rx_mprotect"] == "EACCES"

@@ -744,17 +744,18 @@ class ShadowModel:
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 
     def _apply_shmdt(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        # The kernel detaches every mapping of a System V segment whose base
+        # (its start less its offset in the segment) is addr, whether or not
+        # the page at addr is still one of them (a munmapped first page).
         addr = call.args[0]
-        region = process.space.find(addr)
-        if region is None or region.backing.kind != SHM:
+        attached = [r for r in process.space.overlapping(addr, 1 << 64)
+                    if r.backing.kind == SHM and r.start - r.offset == addr]
+        if not attached:
             return
-        identity = region.backing.identity
-        end = region.end
-        for other in process.space.overlapping(region.end, region.end + (1 << 40)):
-            if other.backing.identity != identity or other.start != end:
-                break
-            end = other.end
-        process.space.remove(addr, end)
+        identity = attached[0].backing.identity
+        for region in attached:
+            if region.backing.identity == identity:
+                process.space.remove(region.start, region.end)
 
     def _apply_brk(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         space = process.space
