@@ -165,3 +165,15 @@ def test_shmdt_detaches_the_segment_by_its_base(build_program, parse_output, tmp
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
     assert parse_output(traced.stdout).failed()["grown_rx_mprotect"] == "EACCES"
+
+
+def test_forked_child_space_comes_from_its_maps(build_program, parse_output, tmp_path):
+    """File pages marked MADV_DONTFORK are not in the child; a MAP_GROWSDOWN
+    region the child grows into that gap must not be judged as the parent's
+    clean file page."""
+    native = _native(build_program, parse_output, "attack_dontfork_gap")
+    assert native.maps["child_file"] is None and native.ran == ["child_call"]
+    traced = trace([str(build_program("attack_dontfork_gap"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed()["child_rx_mprotect"] == "EACCES"

@@ -308,6 +308,16 @@ class Judge:
         for start, end in ranges:
             self.model.reconcile(call.pid, start, end, maps)
 
+    def _learn_fork(self, pid: int) -> None:
+        """A forked child's address space is not a copy of its parent's
+        (MADV_DONTFORK leaves gaps a growing region can fill unseen): take
+        it from the child's maps, read while it has run no instruction."""
+        try:
+            maps = read_maps(pid)
+        except TraceError:
+            return
+        self.model.reconcile(pid, 0, 1 << 64, maps)
+
     def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
                     peek: Peek | None, force: bool = False) -> Judgement | None:
         """Return the judgement of a call, or None when it is neither a W^X
@@ -368,6 +378,8 @@ class Judge:
             return self._exec(event)
         elif isinstance(event, ForkEvent):
             self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+            if self.source == "ptrace" and not event.shares_vm:
+                self._learn_fork(event.child_pid)
         elif isinstance(event, CallsRepeated):
             self.calls_repeated(event)
         elif isinstance(event, ExitEvent):
