@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Run as a script, so its own folder (scripts/) is on the import path.
+from bench_closures import main as bench_closures_main
 from bench_trampfd import main as bench_trampfd_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -337,7 +338,8 @@ def bench_monitor(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
         ("selected (every call sent), monitor on CPU 1", every, 1, 0),
         ("selected (every call sent), monitor on CPU 0 too", every, 0, 0),
         ("selected (every call sent), no pinning", every, None, None),
-        ("selected, repeats counted in the kernel (default), monitor on CPU 1", ["--comm", "flip_flood"], 1, 0),
+        ("selected, repeats counted in the kernel (default), monitor on CPU 1",
+         ["--comm", "flip_flood"], 1, 0),
     )
     native: list[float] = []
     added: dict[str, list[float]] = {label: [] for label, *_ in cases}
@@ -488,10 +490,10 @@ def bench_workloads(reps: int, baseline: str | None = None) -> None:
           "-e trace=mmap,mprotect,munmap,mremap,brk,pkey_mprotect,shmat)", header, rows)
 
 
-def bench_scan(reps: int, root: str) -> None:
+def bench_scan(reps: int, root: str, baseline: str | None = None) -> None:
     """scan of a directory tree against pax-utils' scanelf -qRe -t over the
     same tree (both walk it, find the ELF files, and report stack, load
-    segment and text relocation markings)."""
+    segment and text relocation markings). `baseline`: as for workloads."""
     files = [p for p in Path(root).rglob("*") if p.is_file() and not p.is_symlink()]
     elves = 0
     for path in files:
@@ -507,6 +509,9 @@ def bench_scan(reps: int, root: str) -> None:
         Case("scanelf -qRe -t (pax-utils)", [scanelf, "-qRe", "-t", root]),
         Case("trampwatch scan", [*TRAMPWATCH, "scan", root]),
     ]
+    if baseline:
+        cases.append(Case("trampwatch scan (baseline tree)", [*TRAMPWATCH, "scan", root],
+                          env={**os.environ, "PYTHONPATH": baseline}))
     med = measure(cases, reps)
     base = med["scanelf -qRe -t (pax-utils)"]
     rows = [[name, f"{sec:.2f}", f"{len(files) / sec:,.0f}", f"{sec / base:.2f}x"]
@@ -528,6 +533,7 @@ BENCHES: dict[str, Callable[..., None]] = {
     "inspect": bench_inspect,
     "scan": bench_scan,
     "trampfd": bench_trampfd_main,
+    "closures": bench_closures_main,
 }
 
 
@@ -538,7 +544,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads, 3 repetitions")
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
     parser.add_argument("--baseline", metavar="TREE",
-                        help="workloads: also time trampwatch from another checkout (its PYTHONPATH)")
+                        help="workloads, scan: also time trampwatch from another checkout (its PYTHONPATH)")
     args = parser.parse_args()
     reps = 3 if args.quick else args.reps
     scale = 10 if args.quick else 1
@@ -576,11 +582,15 @@ def main() -> None:
         if "inspect" in selected:
             bench_inspect(bins, reps, 10_000)
         if "scan" in selected:
-            bench_scan(reps, "/usr/lib")
+            bench_scan(reps, "/usr/lib", args.baseline)
         if "trampfd" in selected:
             print()
             sys.stdout.flush()
             bench_trampfd_main(["--reps", str(reps), *(["--quick"] if args.quick else [])])
+        if "closures" in selected:
+            print()
+            sys.stdout.flush()
+            bench_closures_main(["--reps", str(reps), *(["--quick"] if args.quick else [])])
 
 
 if __name__ == "__main__":

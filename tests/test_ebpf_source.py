@@ -621,6 +621,7 @@ def test_pid_filter_keeps_other_processes_out(source, programs) -> None:
     assert not [e for e in events if getattr(e, "pid", None) == other]
 
 
+@pytest.mark.slow
 def test_unselected_flood_produces_no_records(source, programs) -> None:
     flood_count = 1_000_000
     proc = _start([str(programs["x86_64"]), "rwx"])
@@ -635,6 +636,7 @@ def test_unselected_flood_produces_no_records(source, programs) -> None:
     assert [e for e in events if isinstance(e, MemCall) and e.pid == proc.pid]
 
 
+@pytest.mark.slow
 def test_selected_flood_without_exec_history_produces_no_records(source, programs) -> None:
     flood_count = 1_000_000
     lost_before = source.lost()
@@ -716,6 +718,7 @@ def test_kill_rules_are_inert_when_not_enforcing(source, programs) -> None:
 # --- drops ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_small_ring_buffer_counts_what_it_drops(programs) -> None:
     calls = 20_000
     # Every call sent (the RWX -> RX half would otherwise be counted in the kernel).

@@ -283,6 +283,7 @@ def test_setuid_program_is_refused_for_an_unprivileged_tracer():
 # --- load --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_500_threads_flipping_protections_lose_no_event(build_program, parse_output, tmp_path):
     program = str(build_program("threads_flood"))
     traced = trace([program, "500", "2000"], tmp_path, timeout=900)

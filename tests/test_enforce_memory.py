@@ -152,7 +152,11 @@ def test_threads_vanishing_at_stops_are_ordinary_events(build_program, parse_out
     assert parse_output(traced.stdout).count == rounds
     assert traced.summary["exit_status"] == 0
     assert traced.summary["calls"] >= sum(1 for e in traced.events)
-    assert all(e["verdict"] == "denied" for e in traced.events)
+    # A refused call whose thread exit_group took before it returned cannot
+    # show its refusal: the report says so instead of claiming `denied`.
+    vanished = [e for e in traced.events if e["verdict"] != "denied"]
+    assert all(e["verdict"] == "not-enforced" and "gone" in e["reason"] for e in vanished)
+    assert len(vanished) < len(traced.events)
 
 
 def test_cli_run_of_a_vanishing_tree_has_a_summary(build_program, tmp_path):

@@ -374,6 +374,7 @@ def test_python_ctypes_callbacks_under_mdwe(system_python, build_program):
 # --- node --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_node_rwx_code_space():
     node = shutil.which("node")
     if node is None:

@@ -21,8 +21,13 @@ from pathlib import Path
 import pytest
 from test_run_programs import ROOT, TRAMPWATCH, trace
 
-from tracer.actions.outcomes import AUDIT, Evidence, Plan, Proof, PtraceEnforcer, settle
+from tracer.abi import MAP_ANONYMOUS, MAP_PRIVATE
+from tracer.actions.kernel_enforce import compile_kill_rules
+from tracer.actions.outcomes import AUDIT, Evidence, KernelKillEnforcer, Plan, Proof, PtraceEnforcer, settle
+from tracer.events import AttachEvent, ExitEvent, KernelKill, MapEntry, MemCall, MemReturn, ProcessInfo
 from tracer.judgement import Judgement, Outcome
+from tracer.pipeline import Judge
+from tracer.policy.loader import load_policy_text
 from tracer.policy.model import Action, Decision
 from tracer.shadow import ANON_BACKING
 
@@ -267,3 +272,81 @@ def test_audit_never_enforces():
                             (Action.DENY, Outcome.WOULD_DENY), (Action.KILL, Outcome.WOULD_KILL)):
         judgement = judged(action)
         assert settle(AUDIT.plan(judgement), judgement, Evidence()) == (outcome, None)
+
+
+# --- the Judge, from plain event lists ----------------------------------------------------------
+
+
+class Collected:
+    """An output that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.judged: list[Judgement] = []
+
+    def emit(self, judgement: Judgement) -> None:
+        self.judged.append(judgement)
+
+    def lost(self, event) -> None:
+        pass
+
+    def close(self, stats) -> None:
+        pass
+
+
+MONITOR_POLICY = POLICY.replace("metadata: {name: outcomes}", "metadata: {name: monitor}")
+EXE = MapEntry(0x400000, 0x401000, 5, False, 0, 0, 11, "/usr/bin/prog")
+
+
+def monitor_judge(out: Collected) -> Judge:
+    policy = load_policy_text(MONITOR_POLICY, "p.yaml")
+    enforcer = KernelKillEnforcer(compile_kill_rules(policy))
+    judge = Judge(policy, "enforce", [out], source="ebpf", enforcer=enforcer)
+    judge.event(AttachEvent(0.0, 7, ProcessInfo("/usr/bin/prog", "prog", 0), (EXE,), 0))
+    return judge
+
+
+def rwx_mmap(tid: int = 7) -> MemCall:
+    return MemCall(1.0, 7, tid, "mmap", "x86_64", (0, 4096, 7, MAP_PRIVATE | MAP_ANONYMOUS, (1 << 64) - 1, 0))
+
+
+def test_judge_reports_killed_only_with_the_kernels_kill_record():
+    out = Collected()
+    judge = monitor_judge(out)
+    killed = rwx_mmap()
+    judge.call(killed, None)
+    judge.event(KernelKill(1.0, 7, 7, "kill-wx-map", killed))
+    judge.event(MemReturn(killed, 0x7F0000000000))
+    spared = rwx_mmap()
+    judge.call(spared, None)
+    judge.event(MemReturn(spared, 0x7F0000010000))
+    assert [(j.rule, j.outcome) for j in out.judged] == [
+        ("kill-wx-map", Outcome.KILLED), ("kill-wx-map", Outcome.NOT_ENFORCED)]
+    # Without the record, the reason is what the compiler said the kernel rules miss.
+    assert out.judged[0].reason is None and out.judged[1].reason.startswith("wx-map: exact for mmap")
+
+
+def test_judge_reports_a_kernel_kill_the_policy_did_not_ask_for():
+    out = Collected()
+    judge = monitor_judge(out)
+    plain = MemCall(1.0, 7, 7, "mmap", "x86_64", (0, 4096, 3, MAP_PRIVATE | MAP_ANONYMOUS, (1 << 64) - 1, 0))
+    judge.call(plain, None)
+    judge.event(KernelKill(1.0, 7, 7, "other-rule", plain))
+    judge.event(MemReturn(plain, 0x7F0000000000))
+    (judgement,) = out.judged
+    assert (judgement.categories, judgement.outcome) == ((), Outcome.KILLED)
+    assert judgement.reason == "kernel kill rule other-rule fired (it judges from the arguments alone)"
+
+
+def test_judge_holds_a_kill_until_the_process_is_seen_to_die():
+    out = Collected()
+    policy = load_policy_text(MONITOR_POLICY, "p.yaml")
+    judge = Judge(policy, "enforce", [out], source="ptrace")
+    judge.event(AttachEvent(0.0, 7, ProcessInfo("/usr/bin/prog", "prog", 0), (EXE,), 0))
+    call = rwx_mmap()
+    plan = judge.call(call, None)
+    assert plan.proof is Proof.DEATH
+    judge.call_killed(call)
+    judge.event(ExitEvent(2.0, 7, 7, None))
+    assert out.judged == []
+    judge.event(ExitEvent(2.0, 7, 7, killed_status(signal.SIGKILL)))
+    assert [(j.outcome, j.result) for j in out.judged] == [(Outcome.KILLED, None)]

@@ -20,7 +20,8 @@ import pytest
 import tracer
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+# Building and installing a wheel under load takes minutes: more than the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -54,11 +55,12 @@ def venv(wheel, tmp_path_factory) -> Path:
     return where
 
 
-def test_the_wheel_carries_presets_bpf_c_and_headers(wheel):
+def test_the_wheel_carries_presets_bpf_c_headers_and_closure_sources(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     presets = {Path(n).name for n in names if n.startswith("tracer/presets/")}
     assert presets == {p.name for p in (ROOT / "policies").glob("*.yaml")}
-    assert {"tracer/bpf/wx_monitor.bpf.c", "tracer/bpf/wx_record.h", "tracer/include/trampfd.h"} <= names
+    assert {"tracer/bpf/wx_monitor.bpf.c", "tracer/bpf/wx_record.h", "tracer/include/trampfd.h",
+            "tracer/closures/ffi_closures.c"} <= names
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert f"Version: {tracer.__version__}" in text

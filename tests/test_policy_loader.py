@@ -657,6 +657,7 @@ def test_fuzz_yaml_shaped_lines(lines: list[tuple[int, str, str, str, str]]) -> 
     assert_only_policy_or_located_error(text)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(values, values, st.lists(rule_dicts, max_size=4), st.dictionaries(st.sampled_from(WORDS), values))
 def test_fuzz_values_in_the_envelope(default: object, metadata: object, rules: list, extra: dict) -> None:
@@ -726,6 +727,7 @@ def facts_strategy(draw: st.DrawFn) -> Facts:
     )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(real_rules, min_size=1, max_size=5), st.lists(facts_strategy(), max_size=12))
 def test_fuzz_valid_rules_load_and_shadow_warnings_are_sound(rules: list, events: list[Facts]) -> None:

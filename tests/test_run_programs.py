@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TRAMPWATCH = [sys.executable, "-m", "tracer"]
 PYTHON = "/usr/bin/python3"
-NEEDS_NODE = pytest.mark.skipif(shutil.which("node") is None,
-                                reason="node is not installed (scripts/setup installs nodejs)")
-NEEDS_JAVA = pytest.mark.skipif(shutil.which("java") is None,
-                                reason="java is not installed (scripts/setup installs a JRE)")
+
+
+def _needs(program: str, package: str) -> Callable[[Callable], Callable]:
+    """Mark a test that runs a JIT: skipped when `program` is missing, and slow."""
+    skip = pytest.mark.skipif(shutil.which(program) is None,
+                              reason=f"{program} is not installed (scripts/setup installs {package})")
+    return lambda test: pytest.mark.slow(skip(test))
+
+
+NEEDS_NODE = _needs("node", "nodejs")
+NEEDS_JAVA = _needs("java", "a JRE")
 
 
 @dataclass

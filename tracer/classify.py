@@ -106,7 +106,9 @@ def classify_exec(event: ExecEvent) -> tuple[Category, ...]:
     (fexecve of a memfd)."""
     found: set[Category] = set()
     stack = next((m for m in event.maps if m.path == "[stack]"), None)
-    if event.elf_execstack or (stack is not None and stack.prot & PROT_EXEC):
+    # What the kernel did decides; PT_GNU_STACK only when no stack is listed
+    # (run --closures takes PROT_EXEC off the stack before this is judged).
+    if (stack.prot & PROT_EXEC) if stack is not None else event.elf_execstack:
         found.add(Category.EXECSTACK)
     # The program's or its interpreter's PT_LOAD segments mapped W+X by the
     # kernel's loader (an RWX segment, READ_IMPLIES_EXEC): no syscall asks.

@@ -110,11 +110,15 @@ def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | N
     return Judge(policy, mode or policy.mode or "audit", outputs, source="ptrace", report_all=all_calls)
 
 
-def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = (), refuse_wx: int | None = None
-                 ) -> Callable[[], None]:
+def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = (), refuse_wx: int | None = None,
+                 preload: str | None = None) -> Callable[[], None]:
     filters = [build_filter(extra=extra), *(build_wx_refusal(refuse_wx) if refuse_wx else ())]
 
     def prepare() -> None:
+        if preload:
+            # In the traced child only: the tree inherits it, trampwatch does not.
+            previous = os.environ.get("LD_PRELOAD")
+            os.environ["LD_PRELOAD"] = f"{preload}:{previous}" if previous else preload
         if kernel_mdwe:
             from .actions.mdwe import apply_kernel_mdwe
 
@@ -140,6 +144,18 @@ def _kernel_refusal(judge: Judge, wanted: bool) -> int | None:
                f"{errno.errorcode.get(errno_value, errno_value)}): such calls are counted by no stop and "
                "reported by no line (--no-kernel-deny reports them)", err=True)
     return errno_value
+
+
+CLOSURE_CHOICES = ("auto", "trampfd", "emulate")
+
+
+def _one_handler(handlers: list) -> object | None:
+    """The source's one SyscallHandler: none, the only one, or a chain."""
+    if len(handlers) <= 1:
+        return handlers[0] if handlers else None
+    from .actions.chain import HandlerChain
+
+    return HandlerChain(handlers)
 
 
 def judge_options(func: Callable) -> Callable:
@@ -172,28 +188,53 @@ def judge_options(func: Callable) -> Callable:
               help="Also apply the kernel's PR_SET_MDWE to COMMAND before exec (defense in depth).")
 @click.option("--kernel-deny/--no-kernel-deny", default=True, show_default=True,
               help="In enforce mode, refuse W+X mmap in the seccomp filter when the policy denies them all.")
+@click.option("--closures", type=click.Choice(CLOSURE_CHOICES), is_flag=False, flag_value="auto",
+              help="Serve libffi closures and GCC nested-function trampolines without W+X memory "
+                   "(docs/closures.md); no value means auto. Write `--closures -- COMMAND` or "
+                   "`--closures=MODE`. Default: the policy's spec.closures, else off.")
 @click.option("--trace-trampolines", is_flag=True,
-              help="Report every trampoline invocation (with --emulate-trampfd).")
+              help="Report every trampoline invocation (--emulate-trampfd) and every closure served "
+                   "(--closures).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(policy_name: str, mode: str | None, json_path: str | None, output: str | None, summary: bool,
         all_calls: bool, emulate_trampfd: bool, trampfd_nr: int, kernel_mdwe: bool, kernel_deny: bool,
-        trace_trampolines: bool, command: tuple[str, ...]) -> None:
+        closures: str | None, trace_trampolines: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND under the tracer and report every W^X event.
 
     trampwatch exits with COMMAND's status (128+N if a signal N killed it).
     """
-    if trace_trampolines and not emulate_trampfd:
-        raise click.UsageError("--trace-trampolines needs --emulate-trampfd")
     try:
         with ExitStack() as stack:
             judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
-            handler = None
-            if emulate_trampfd:
+            closures = closures or judge.policy.closures
+            if trace_trampolines and not (emulate_trampfd or closures):
+                raise click.UsageError("--trace-trampolines needs --emulate-trampfd or --closures")
+            judge.trace_trampolines = trace_trampolines
+            handlers: list = []
+            preload = None
+            if emulate_trampfd or closures in ("trampfd", "auto"):
                 from .actions.emulate import TrampfdEmulator
 
-                handler = TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event)
+                handlers.append(TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event))
+            if closures in ("trampfd", "auto"):
+                from .actions.closures import ClosureAnnouncements
+                from .closures.preload import ANNOUNCE_NR, preload_value
+
+                if trampfd_nr != 440:
+                    raise click.UsageError("--closures=trampfd and auto use trampfd's number 440 "
+                                           "(the library is built for it): drop --trampfd-nr")
+                handlers.append(ClosureAnnouncements(ANNOUNCE_NR, judge.event))
+                preload = preload_value()
+            emulator = None
+            if closures in ("emulate", "auto"):
+                from .actions.closures import ClosureEmulator
+
+                emulator = ClosureEmulator(trace_trampolines, judge.event)
+                handlers.append(emulator)
+            handler = _one_handler(handlers)
+            # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
             prepare = _child_setup(kernel_mdwe, handler.trap_rules() if handler else (),
-                                   _kernel_refusal(judge, kernel_deny))
+                                   _kernel_refusal(judge, kernel_deny and emulator is None), preload)
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:
@@ -201,6 +242,8 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             finally:
                 for sig, disposition in previous.items():
                     signal.signal(sig, disposition)
+            if emulator is not None:
+                judge.stats.closures["invoke"] = emulator.invocations
             judge.finish(status)
     except TrampwatchError as err:
         _fail(err)
@@ -296,8 +339,10 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
             enforcer = KernelKillEnforcer(enforcement) if mode == "enforce" else AUDIT
             judge = Judge(policy, mode, outputs, source="ebpf", report_all=all_calls, enforcer=enforcer)
             source = stack.enter_context(EbpfSource(config))
-            click.echo(f"trampwatch: monitoring ({mode}); BPF compiled and attached in "
-                       f"{source.load_seconds:.2f}s", err=True)
+
+            def ready() -> None:
+                click.echo(f"trampwatch: monitoring ({mode}); BPF compiled and attached in "
+                           f"{source.load_seconds:.2f}s", err=True)
 
             def reload() -> None:
                 # Everything is read and checked before anything changes.
@@ -322,7 +367,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                 click.echo(f"trampwatch: reloaded: policy {new_policy.name} ({len(new_policy.rules)} rules), "
                            f"watching {new_selection.describe()}", err=True)
 
-            monitor_host(judge, source, duration, reload)
+            monitor_host(judge, source, duration, reload, ready)
             judge.finish(None)
     except TrampwatchError as err:
         _fail(err)

@@ -199,6 +199,31 @@ class TrampfdEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosureEvent:
+    """A closure served by `run --closures` (docs/closures.md).
+
+    `op` is 'alloc' (trampfd mode: a closure given a trampoline), 'invoke'
+    (emulate mode: a trampoline run by the tracer) or 'refused' (emulate
+    mode: a jump into memory granted without exec whose bytes are no known
+    trampoline; the program got its SIGSEGV). `addr` is the trampoline,
+    `target` where it jumps, `data` the pointer it hands over (closure or
+    static chain), `pattern` the trampoline shape, `caller` who called it
+    (or allocated it)."""
+
+    ts: float
+    pid: int
+    tid: int
+    op: str
+    mode: str
+    addr: int
+    target: int = 0
+    data: int = 0
+    pattern: str = ""
+    caller: int = 0
+    arch: str = "x86_64"
+
+
+@dataclass(frozen=True, slots=True)
 class CallsRepeated:
     """`count` more calls equal, for judging, to the MemCall of process
     `pid` with `repeat_key` `key` (same range, same protection asked, same
@@ -227,5 +252,5 @@ class RecordsLost:
 
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
-    | TrampfdEvent | RecordsLost | CallsRepeated
+    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated
 )

@@ -40,6 +40,7 @@ from .events import (
     UNKNOWN_PROCESS,
     AttachEvent,
     CallsRepeated,
+    ClosureEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -50,9 +51,9 @@ from .events import (
     RecordsLost,
     TrampfdEvent,
 )
-from .judgement import UNENFORCED, Judgement
+from .judgement import UNENFORCED, Judgement, Outcome
 from .policy.engine import decide
-from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Facts, Policy
+from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
 from .shadow import ANON_BACKING, SPECIAL, UNKNOWN_BACKING, Backing, Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
@@ -67,6 +68,8 @@ from .sources.ptrace_source import (
 
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
+_NOTHING = Evidence()
+CLOSURE_BACKING = Backing(SPECIAL, "[closure]")
 
 
 class Output(Protocol):
@@ -92,6 +95,7 @@ class RunStats:
     exit_status: int | None = None
     lost: int = 0
     stops: int = 0
+    closures: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -120,12 +124,15 @@ class Judge:
         self.attributor = Attributor()
         self.stats = RunStats()
         self._pending: dict[int, _Pending] = {}
+        self._refusals: Counter[tuple] = Counter()
         # Calls a source counts instead of delivering, by (pid, repeat key):
         # the first such call and what the model made of it.
         self._repeatable: dict[tuple[int, int], tuple[MemCall, Change, tuple[Category, ...]]] = {}
         # Judgements whose plan waits for their process's death, by pid.
         self._awaiting: dict[int, list[tuple[Judgement, Plan]]] = {}
         self.finished = False
+        # Report every closure served (run --closures --trace-trampolines).
+        self.trace_trampolines = False
 
     def set_policy(self, policy: Policy) -> None:
         """Judge every call from now on by `policy` (the model is kept)."""
@@ -209,8 +216,10 @@ class Judge:
             addr = judgement.addr
             if change is not None and change.kind == "map" and not ret.failed:
                 addr = ret.result
-            self._settle(_evolve(judgement, result=ret.result, addr=addr), pending.plan,
-                         Evidence(result=ret.result, kernel_kill=pending.kernel_kill))
+            plan = pending.plan
+            # Most plans need no proof: no Evidence to make (this is every judged call's path).
+            seen = _NOTHING if plan.proof is Proof.NONE else Evidence(ret.result, pending.kernel_kill)
+            self._settle(judgement, plan, seen, result=ret.result, addr=addr)
 
     def calls_repeated(self, event: CallsRepeated) -> None:
         """Count `event.count` more calls equal to a repeat key's first one
@@ -345,6 +354,7 @@ class Judge:
             return None
         if caller is None:
             caller = self._caller(call, peek)
+        hint = closure_hint(caller.object if caller else None, decision.action)
         return Judgement(
             ts=call.ts, source=self.source, pid=call.pid, tid=call.tid,
             exe=facts.exe, comm=facts.comm, uid=facts.uid, syscall=call.syscall, arch=call.arch,
@@ -352,7 +362,32 @@ class Judge:
             prot=change.prot, prev_prot=change.prev_prot if change.parts else None,
             backing=change.backing, categories=categories, decision=decision,
             outcome=UNENFORCED[decision.action], caller=caller,
+            detail=(("hint", hint),) if hint else (),
         )
+
+    def refused_again(self, call: MemCall) -> bool:
+        """Count a refusal of closure memory (a judgement with a closure
+        hint); True when its process has had the same refusal (same syscall,
+        categories and calling library) RETRY_LIMIT times: it is retrying in
+        a loop (libffi walks temporary directories when every executable
+        mapping is refused, and a program may retry the allocation) and is
+        to be killed, which its pending judgement now plans and says."""
+        pending = self._pending.get(call.tid)
+        if pending is None or pending.judgement is None or pending.call is not call:
+            return False
+        judgement = pending.judgement
+        if not any(key == "hint" for key, _ in judgement.detail):
+            return False  # only closure libraries' refusals: a program may refuse-loop on purpose
+        caller = judgement.caller.object if judgement.caller else None
+        key = (call.pid, call.syscall, judgement.categories, caller)
+        self._refusals[key] += 1
+        if self._refusals[key] < RETRY_LIMIT:
+            return False
+        why = (f"the same call was refused {RETRY_LIMIT} times: the program retries it in a loop and would "
+               "never finish, so it was stopped")
+        pending.judgement = replace(judgement, detail=(*judgement.detail, ("why", why)))
+        pending.plan = Plan(Proof.DEATH, Outcome.KILLED, why)
+        return True
 
     def _caller(self, call: MemCall, peek: Peek | None) -> Caller | None:
         process = self.model.process(call.pid)
@@ -398,6 +433,8 @@ class Judge:
             self.model.seed(event.pid, event.process, event.maps, event.personality)
         elif isinstance(event, TrampfdEvent):
             self._trampfd(event)
+        elif isinstance(event, ClosureEvent):
+            self._closure(event)
         elif isinstance(event, RecordsLost):
             self.stats.lost = event.total
             for output in self.outputs:
@@ -435,6 +472,43 @@ class Judge:
         )
         self._settle(judgement, self.enforcer.plan(judgement), Evidence())
 
+    def _closure(self, event: ClosureEvent) -> None:
+        """Count a served closure (reported with --trace-trampolines) or
+        report a jump into granted memory that was no known trampoline."""
+        self.stats.closures[event.op] += 1
+        if event.op != "refused" and not self.trace_trampolines:
+            return
+        process = self.model.process(event.pid)
+        info = process.info if process else UNKNOWN_PROCESS
+        regions = process.space.snapshot() if process is not None else ()
+        caller = self.attributor.caller(event.caller, b"", 0, regions) if event.caller and regions else None
+        if event.op == "refused":
+            categories = (Category.W_TO_X,)
+            decision = Decision(Action.DENY, None, None, ())
+            outcome = Outcome.DENIED
+            reason = "the jump was not run: the program got the SIGSEGV the kernel delivers"
+            detail = [("why", "execution of written memory that holds no known trampoline")]
+        else:
+            categories = (Category.TRAMPFD,)
+            decision = decide(self.policy, Facts(
+                categories=categories, syscall=TRAMPFD_PSEUDO_SYSCALL, exe=info.exe, comm=info.comm,
+                uid=info.uid, backing_kind="special", object_path="[closure]", caller_object=None,
+                prot=frozenset(), gained=frozenset(), new_mapping=event.op == "alloc"))
+            outcome, reason = UNENFORCED[decision.action], None
+            if decision.action in (Action.DENY, Action.KILL):
+                outcome = Outcome.NOT_ENFORCED
+                reason = "closures are served by --closures, then judged: reported, not refused"
+            target = self.attributor.caller(event.target, b"", 0, regions) if regions else None
+            detail = [("target", _describe_address(event.target, target)), ("data", f"{event.data:#x}"),
+                      ("pattern", event.pattern)]
+        self._emit(Judgement(
+            ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=info.exe, comm=info.comm,
+            uid=info.uid, syscall=f"closure-{event.op}", arch=event.arch, args=(event.data,),
+            result=event.target or None, addr=event.addr, length=0, prot=0, prev_prot=None,
+            backing=CLOSURE_BACKING, categories=categories, decision=decision, outcome=outcome, caller=caller,
+            detail=(("mode", event.mode), *detail), reason=reason,
+        ))
+
     def _forget_repeatable(self, pid: int) -> None:
         for key in [key for key in self._repeatable if key[0] == pid]:
             del self._repeatable[key]
@@ -464,20 +538,31 @@ class Judge:
             prev_prot=None, backing=stack.backing if stack else ANON_BACKING,
             categories=categories, decision=decision, outcome=UNENFORCED[decision.action],
             caller=Caller(0, event.process.exe, None, 0),
+            detail=(("hint", "an executable stack is what GCC nested functions need for their trampolines; "
+                             "`trampwatch run --closures` serves them without one (docs/closures.md)"),)
+            if Category.EXECSTACK in categories and decision.action in (Action.DENY, Action.KILL) else (),
         )
         plan = self.enforcer.plan(judgement)
         self._settle(judgement, plan, Evidence())
         return plan
 
-    def _settle(self, judgement: Judgement, plan: Plan, seen: Evidence) -> None:
-        """Emit `judgement` with its outcome once `seen` settles `plan`; else
-        keep it until its process dies (or the run ends)."""
-        settled = settle(plan, judgement, seen)
-        if settled is None:
-            self._awaiting.setdefault(judgement.pid, []).append((judgement, plan))
-            return
-        outcome, reason = settled
-        self._emit(_evolve(judgement, outcome=outcome, reason=reason))
+    def _settle(self, judgement: Judgement, plan: Plan, seen: Evidence, **learnt: int) -> None:
+        """Emit `judgement` (with the fields `learnt` since it was made) and
+        its outcome once `seen` settles `plan`; else keep it until its process
+        dies (or the run ends)."""
+        if plan.proof is Proof.NONE:
+            outcome, reason = plan.outcome, plan.reason
+        else:
+            settled = settle(plan, judgement, seen)
+            if settled is None:
+                held = _evolve(judgement, **learnt) if learnt else judgement
+                self._awaiting.setdefault(judgement.pid, []).append((held, plan))
+                return
+            outcome, reason = settled
+        changes: dict[str, object] = learnt
+        if outcome is not judgement.outcome or reason is not None:
+            changes = {**learnt, "outcome": outcome, "reason": reason}
+        self._emit(_evolve(judgement, **changes) if changes else judgement)
 
     def _emit(self, judgement: Judgement) -> None:
         self.stats.judged += judgement.count
@@ -502,6 +587,31 @@ class Judge:
         for output in self.outputs:
             output.close(self.stats)
         return self.stats
+
+
+# Identical refusals after which a process is taken to retry forever.
+RETRY_LIMIT = 200
+# Libraries that ask for closure memory, by file name prefix (what they are).
+CLOSURE_LIBRARIES = {
+    "libffi.so": "libffi (closures)",
+    "libffi_pic": "libffi (closures)",
+    "ffi_c.so": "Ruby FFI (closures)",
+    "_cffi_backend": "cffi (closures)",
+    "_ctypes": "ctypes (closures)",
+}
+
+
+def closure_hint(caller_object: str | None, action: Action) -> str | None:
+    """The hint a refused closure page gets: which library wanted it and
+    that `run --closures` serves it; None for any other call."""
+    if action not in (Action.DENY, Action.KILL) or not caller_object:
+        return None
+    name = os.path.basename(caller_object)
+    what = next((what for prefix, what in CLOSURE_LIBRARIES.items() if name.startswith(prefix)), None)
+    if what is None:
+        return None
+    return (f"{name} ({what}) wanted this memory for closures; `trampwatch run --closures` serves them "
+            "without W+X memory (docs/closures.md)")
 
 
 # The caller of a call whose source gives no registers: what attribution says of address 0.
@@ -544,6 +654,9 @@ class PtraceSink(TraceSink):
             self.judge.call_killed(call)
             return CallReply(kill=True)
         if plan.proof is Proof.RESULT:
+            if self.judge.refused_again(call):
+                self.judge.call_killed(call)
+                return CallReply(kill=True)
             return CallReply(deny_errno=plan.errno)
         return ALLOW_WITH_RESULT
 
@@ -619,11 +732,13 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
 
 
 def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
-                 on_reload: Callable[[], None] | None = None) -> None:
+                 on_reload: Callable[[], None] | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
     """Feed the eBPF source's events through the judge until SIGINT/SIGTERM
     or `duration` seconds; lost records are reported as they are counted.
     SIGHUP calls `on_reload` (when given) once what the kernel sent before
-    it is judged."""
+    it is judged. `on_ready` is called once the signals are handled (a
+    readiness line printed earlier would let a quick SIGINT abort the run)."""
     stopping = False
     reloading = False
 
@@ -643,6 +758,8 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
     if on_reload is not None:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     deadline = None if duration is None else time.monotonic() + duration
+    if on_ready is not None:
+        on_ready()
     # Processes first seen through a call: /proc was read after that call, so
     # the model shows its range as the call left it.
     seeded_by: dict[int, AttachEvent] = {}

@@ -502,6 +502,9 @@ class ShadowModel:
         space = process.space
         for entry in vmas:
             prot = entry.prot & PROT_MASK
+            region = space.find(entry.start)
+            if region is not None and region.end >= entry.end and region.prot == prot:
+                continue  # the usual case: the model already agrees
             pos = entry.start
             for known in space.overlapping(entry.start, entry.end):
                 if known.start > pos:

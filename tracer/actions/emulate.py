@@ -179,7 +179,7 @@ class TrampfdEmulator:
         if space is not None:
             self.spaces[child_pid] = space if shares_vm else space.forked()
 
-    def on_exec(self, pid: int) -> None:
+    def on_exec(self, pid: int, ctl: Control) -> None:
         """A new program: a new, empty address space."""
         self.spaces.pop(pid, None)
 

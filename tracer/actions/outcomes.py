@@ -69,8 +69,13 @@ _FORBIDDING = (Action.DENY, Action.KILL)
 _KILLED = Outcome.KILLED
 
 
+# One plan per action for decisions nothing enforces (made once: this is every event's path).
+_UNENFORCED_PLANS = {action: Plan(Proof.NONE, outcome) for action, outcome in UNENFORCED.items()}
+_KERNEL_KILL_PLANS = {action: Plan(Proof.KERNEL_KILL, outcome) for action, outcome in UNENFORCED.items()}
+
+
 def _unenforced(decision: Decision) -> Plan:
-    return Plan(Proof.NONE, UNENFORCED[decision.action])
+    return _UNENFORCED_PLANS[decision.action]
 
 
 class _Audit:
@@ -125,7 +130,7 @@ class KernelKillEnforcer:
                             "monitor kills only at memory syscalls' entry, not at exec")
             return _unenforced(decision)
         if decision.action not in _FORBIDDING:
-            return Plan(Proof.KERNEL_KILL, UNENFORCED[decision.action])
+            return _KERNEL_KILL_PLANS[decision.action]
         return Plan(Proof.KERNEL_KILL, Outcome.NOT_ENFORCED, self.enforcement.why_not(decision.rule))
 
 

@@ -89,6 +89,7 @@ class JsonLinesOutput:
             "stops": stats.stops,
             "lost": stats.lost,
             "exit_status": stats.exit_status,
+            "closures": {op: stats.closures[op] for op in ("alloc", "invoke", "refused")},
         }
         self.stream.write(json.dumps(record) + "\n")
         self.stream.flush()

@@ -54,6 +54,10 @@ class Summary:
         if stats.calls_by_syscall:
             lines.append("  by syscall: " + ", ".join(
                 f"{name} {count}" for name, count in sorted(stats.calls_by_syscall.items())))
+        closures = getattr(stats, "closures", None)
+        if closures:
+            lines.append(f"  closures: {closures['alloc']} served by trampfd, {closures['invoke']} "
+                         f"invocations emulated, {closures['refused']} jumps refused (SIGSEGV)")
         if stats.exit_status is not None:
             lines.append(f"  program exit: {describe_status(stats.exit_status)}")
         if self.events:

@@ -24,6 +24,8 @@ EXEC_PSEUDO_SYSCALL = "exec"
 TRAMPFD_PSEUDO_SYSCALL = "trampfd"
 
 MODES: tuple[str, ...] = ("audit", "enforce")
+# spec.closures: how `run` serves closures (docs/closures.md); off by default.
+CLOSURE_MODES: tuple[str, ...] = ("off", "auto", "trampfd", "emulate")
 MATCH_SYSCALLS: frozenset[str] = KNOWN_SYSCALLS | {EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL}
 BACKING_KINDS: tuple[str, ...] = (
     "anon",
@@ -147,3 +149,4 @@ class Policy:
     default_errno: int | None
     rules: tuple[Rule, ...]
     warnings: tuple[PolicyIssue, ...]
+    closures: str | None = None

@@ -21,6 +21,7 @@ from tracer.policy.lint import shadowing
 from tracer.policy.model import (
     API_VERSION,
     BACKING_KINDS,
+    CLOSURE_MODES,
     KIND,
     MATCH_SYSCALLS,
     MODES,
@@ -400,17 +401,22 @@ def build_policy(root: Node | None, source: str, earlier: list[PolicyIssue]) -> 
         raise PolicyError([*ck.errors, PolicyIssue(source, 1, 1, "", "the policy is empty")])
     name, description, spec_pair = _envelope(ck, root)
     mode: Any = None
+    closures: Any = None
     default_action: Any = INVALID
     default_errno: Any = None
     rules: list[tuple[Rule, Node, str]] = []
     spec = (
-        ck.fields(spec_pair[0], "spec", spec_pair[1], ("defaultAction",), ("mode", "errno", "rules"))
+        ck.fields(spec_pair[0], "spec", spec_pair[1], ("defaultAction",),
+                  ("mode", "errno", "rules", "closures"))
         if spec_pair
         else None
     )
     if spec is not None:
         if "mode" in spec:
             mode = ck.choice(spec["mode"][0], "spec.mode", spec["mode"][1], "mode", MODES)
+        if "closures" in spec:
+            closures = ck.choice(spec["closures"][0], "spec.closures", spec["closures"][1], "closures mode",
+                                 CLOSURE_MODES)
         if "defaultAction" in spec:
             key_node, value = spec["defaultAction"]
             default_action = ck.choice(key_node, "spec.defaultAction", value, "action", _ACTIONS)
@@ -434,6 +440,7 @@ def build_policy(root: Node | None, source: str, earlier: list[PolicyIssue]) -> 
         description=description,
         source=source,
         mode=mode,
+        closures=None if closures in (None, INVALID, "off") else closures,
         default_action=default_action,
         default_errno=default_errno,
         rules=tuple(rule for rule, _, _ in ordered),

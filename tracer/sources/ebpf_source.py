@@ -34,7 +34,7 @@ from typing import Any
 
 from tracer import abi
 from tracer.categories import Category
-from tracer.elf import ElfCache, ElfError
+from tracer.elf import ExecStackCache
 from tracer.errors import CapabilityMissing, NoSuchProcess, TraceError, TrampwatchError
 from tracer.events import (
     UNKNOWN_PROCESS,
@@ -929,13 +929,15 @@ class EbpfSource:
         self._repeat_ids = itertools.count(1)
         self._repeated_total = 0
         self._maps_cache: dict[int, tuple[MapEntry, ...]] = {}
-        self._elf = ElfCache()
+        self._exec_stacks = ExecStackCache()
         self._rule_names: list[str] = []
         self._filters = Filter(0)
         self._enforce = config.enforce
         try:
-            self.set_kill_rules(config.kill_rules, config.enforce)
+            # Selection first: each call writes the config, and kill rules
+            # written before the filters would apply to every process.
             self.set_filters(pids=config.pids, comms=config.comms, cgroups=config.cgroups)
+            self.set_kill_rules(config.kill_rules, config.enforce)
         except BaseException:
             self.close()
             raise
@@ -1257,10 +1259,7 @@ class EbpfSource:
             maps = ()
             if stack.end:
                 maps = (MapEntry(stack.start, stack.end, stack.flags & 7, False, 0, 0, 0, "[stack]"),)
-        try:
-            execstack = self._elf.get(info.exe).execstack
-        except ElfError:
-            execstack = None
+        execstack = self._exec_stacks.execstack(info.exe)
         former = rec.args[0] if rec.args[0] != pid else None
         return ExecEvent(ts, pid, pid, info, maps, execstack, rec.personality, former_pid=former)
 

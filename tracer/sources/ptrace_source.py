@@ -142,8 +142,9 @@ class SyscallHandler(Protocol):
     def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
         """A new task appeared."""
 
-    def on_exec(self, pid: int) -> None:
-        """The process replaced its program."""
+    def on_exec(self, pid: int, ctl: Control) -> None:
+        """The process replaced its program (ctl: its thread at the exec
+        stop, which may run syscalls in the new program with run_after_exec)."""
 
     def on_exit(self, pid: int) -> None:
         """The process is gone."""
@@ -230,6 +231,8 @@ class Control:
         self._regs = regs
         self._scratch_top: int | None = None
         self._old_mask: bytes | None = None
+        # The call's arguments as a handler rewrote them (None: unchanged).
+        self.arguments: tuple[int, ...] | None = None
 
     def _user_regs(self):
         if self._regs is None:
@@ -251,6 +254,33 @@ class Control:
         for name, value in values.items():
             setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
         _setregs(self.tid, regs)
+
+    def rewrite_arguments(self, args: tuple[int, ...]) -> None:
+        """Change the arguments of the call the thread is stopped in at its
+        entry: the kernel runs it with these, and the source reports it so."""
+        self.set_registers(dict(zip(_ARG_REGISTERS[self.arch], args, strict=False)))
+        self.arguments = args
+
+    def run_after_exec(self, gadget: int, nr: int, *args: int) -> int:
+        """At an exec stop: let execve return, run syscall nr(args) from the
+        syscall instruction at `gadget` (an address in the new program), then
+        put the new program's first registers back; return the raw result
+        (negative errno on failure). Signals arriving meanwhile are delivered
+        when the program resumes."""
+        if self._saved is None:
+            self._source.step_to_syscall_exit(self.tid)  # execve returns
+            self._regs = None
+            self._saved = self.registers()
+        values = dict(zip(_ARG_REGISTERS[self.arch], args, strict=False))
+        self.set_registers({**values, "rax": nr, "rip": gadget})
+        result = self._source.step_to_syscall_exit(self.tid)
+        self._regs = None
+        restored = dict(self._saved)
+        restored.pop("orig_rax")
+        self.set_registers(restored)
+        if self.arch == "i386":
+            return result - (1 << 32) if result & 0x80000000 else result & 0xFFFFFFFF
+        return result - (1 << 64) if result >= 1 << 63 else result
 
     def read(self, addr: int, size: int) -> bytes:
         """Read the thread's memory (b'' where unmapped)."""
@@ -590,6 +620,8 @@ class PtraceSource:
                 task.pending = None
                 self._resume(task)
                 return
+            if ctl.arguments is not None:
+                args = list(ctl.arguments)
         name = abi.SYSCALL_NAMES[arch_id].get(nr)
         if name is None or name in _PASSED_ON:
             # An exec is seen at its PTRACE_EVENT_EXEC stop instead.
@@ -635,15 +667,32 @@ class PtraceSource:
         """True when a call of `task` with `footprint` must wait: another
         call in flight in its address space overlaps it (or one of the two
         needs the whole space), or a whole-space call is already waiting."""
-        if self._wide_waiting.get(task.vm):
-            return True
-        flying = self._in_flight.get(task.vm)
+        return bool(self._wide_waiting.get(task.vm)) or self._blocked(task.vm, task.tid, footprint)
+
+    def _blocked(self, vm: int, tid: int, footprint: Footprint) -> bool:
+        """True when a call in flight in `vm` (not tid's own) overlaps `footprint`."""
+        flying = self._in_flight.get(vm)
         if not flying:
             return False
-        for tid, other in flying.items():
-            if tid != task.tid and (other is None or footprint is None or _overlap(other, footprint)):
+        if footprint is None:
+            return any(other_tid != tid for other_tid in flying)
+        # Plain loops: this runs for every memory call, against every call in flight.
+        for other_tid, other in flying.items():
+            if other_tid == tid:
+                continue
+            if other is None:
                 return True
+            for start, end in other:
+                for lo, hi in footprint:
+                    if start < hi and lo < end:
+                        return True
         return False
+
+    def _task_gone(self, task: _Task) -> None:
+        """A task vanished (or left its address space by exec): release its
+        call in flight and its place in the queue."""
+        self._call_done(task)
+        self._forget_waiting(task)
 
     def _call_done(self, task: _Task) -> None:
         """The memory call of `task` returned (or the task is gone): judge
@@ -653,18 +702,45 @@ class PtraceSource:
             return
         if not flying:
             del self._in_flight[task.vm]
-        waiting = self._waiting.pop(task.vm, None)
+        self._drain(task.vm)
+
+    def _forget_waiting(self, task: _Task) -> None:
+        """Drop a waiting call of a task that is gone (or exec'd)."""
+        waiting = self._waiting.get(task.vm)
+        if not waiting or not any(queued is task for queued, _, _ in waiting):
+            return
+        kept = collections.deque(entry for entry in waiting if entry[0] is not task)
+        self._waiting[task.vm] = kept
+        self._wide_waiting[task.vm] = sum(1 for entry in kept if entry[2] is None)
+        self._drain(task.vm)
+
+    def _drain(self, vm: int) -> None:
+        """Judge, in arrival order, the waiting calls of address space `vm`
+        that no call in flight blocks any more; a waiting whole-space call
+        blocks every call behind it."""
+        waiting = self._waiting.get(vm)
         if not waiting:
             return
-        self._wide_waiting.pop(task.vm, None)
-        # Judged again in arrival order: those still blocked queue again.
-        for queued, raw, _ in waiting:
+        flying = self._in_flight.get(vm)
+        if flying and waiting[0][2] is None:
+            return  # the head needs the whole space and something is in flight
+        self._waiting[vm] = kept = collections.deque()
+        self._wide_waiting.pop(vm, None)
+        for entry in waiting:
+            queued, raw, footprint = entry
             if self.tasks.get(queued.tid) is not queued:
+                continue
+            if self._wide_waiting.get(vm) or self._blocked(vm, queued.tid, footprint):
+                kept.append(entry)
+                if footprint is None:
+                    self._wide_waiting[vm] += 1
                 continue
             try:
                 self._syscall_entry(queued, raw)
             except NoSuchProcess:
                 self._forget_stop(queued.tid)
+        if not kept:
+            self._waiting.pop(vm, None)
 
     def _mapped_object_changed(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
         """For a descriptor mmap that may matter (executable, or shared and
@@ -859,15 +935,23 @@ class PtraceSource:
     def _exec(self, task: _Task) -> None:
         former = _geteventmsg(task.tid)
         if former != task.tid and (old := self.tasks.pop(former, None)) is not None:
-            self._call_done(old)
+            self._task_gone(old)
         # Every other thread of the process is gone now; the leader holds the pid.
         for tid in [t for t, other in self.tasks.items() if other.pid == task.pid and t != task.tid]:
-            self._call_done(self.tasks.pop(tid))
+            self._task_gone(self.tasks.pop(tid))
         task.pending = None
-        self._call_done(task)
+        self._task_gone(task)
         task.vm = task.pid
+        # The cached /proc/PID/mem descriptor shows the old address space.
+        procfs.close_mem(task.tid)
         if self.handler is not None:
-            self.handler.on_exec(task.pid)
+            try:
+                regs = _getregs(task.tid)
+            except PtraceError:
+                self._resume(task)
+                return
+            arch = "i386" if regs.cs == _CS_I386 else "x86_64"
+            self.handler.on_exec(task.pid, Control(self, task.tid, arch, regs))
         try:
             info = procfs.read_process_info(task.tid)
             maps = procfs.read_maps(task.tid)
@@ -887,7 +971,7 @@ class PtraceSource:
         procfs.close_mem(tid)
         if task is None:
             return
-        self._call_done(task)
+        self._task_gone(task)
         leader = task.tid == task.pid
         if leader and tid == self.root_pid:
             self.root_status = status
@@ -953,10 +1037,6 @@ _FOREIGN_WRITE_CALLS = frozenset({"open", "openat", "openat2", "ptrace"})
 _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
 _NOT_FLYING = object()
 
-
-def _overlap(one: tuple[tuple[int, int], ...], other: tuple[tuple[int, int], ...]) -> bool:
-    """True when two footprints share an address."""
-    return any(a < d and c < b for a, b in one for c, d in other)
 
 # Calls that change an address space: judged one at a time per address space.
 _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",

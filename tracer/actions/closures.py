@@ -1,0 +1,296 @@
+"""Emulate mode of `run --closures`: a userspace PaX EMUTRAMP.
+
+`ClosureEmulator` is a SyscallHandler. A mapping or protection change that
+asks for write and execute together is granted without PROT_EXEC (the call
+runs with the rewritten protection, and the model sees it so); an
+executable main stack loses PROT_EXEC right after exec. A jump into such
+memory faults; the emulator reads the bytes at the PC and, when they are a
+trampoline it knows (tracer/closures/patterns.py), sets the registers as
+running it would and suppresses the SIGSEGV. Anything else gets its
+SIGSEGV, reported as execution of written memory. docs/closures.md
+describes every decision.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..abi import (
+    MAP_FIXED,
+    MREMAP_DONTUNMAP,
+    PROT_EXEC,
+    PROT_GROWSDOWN,
+    PROT_READ,
+    PROT_WRITE,
+    SYSCALLS_I386,
+    SYSCALLS_X86_64,
+)
+from ..closures.patterns import CODE_WINDOW, Invocation, match
+from ..closures.regions import Ranges
+from ..errors import TraceError
+from ..events import ClosureEvent, Event
+from ..sources import procfs
+from ..sources.ptrace_source import Control, RawCall
+from ..sources.seccomp_filter import TrapRule
+
+PAGE = 4096
+# How far below its top a stack stripped of PROT_EXEC is treated as stack:
+# the kernel keeps at least 128 MiB between the stack top and mmap_base.
+STACK_SPAN = 128 << 20
+_NAMES = {
+    "x86_64": {nr: name for name, nr in SYSCALLS_X86_64.items()},
+    "i386": {nr: name for name, nr in SYSCALLS_I386.items()},
+}
+_MPROTECT = {"x86_64": SYSCALLS_X86_64["mprotect"], "i386": SYSCALLS_I386["mprotect"]}
+# The syscall instruction looked for in the vDSO to run mprotect right after exec.
+_SYSCALL_INSN = {"x86_64": b"\x0f\x05", "i386": b"\xcd\x80"}
+_WORD = {"x86_64": 8, "i386": 4}
+_WX = PROT_WRITE | PROT_EXEC
+
+
+def _page_up(value: int) -> int:
+    return (value + PAGE - 1) & ~(PAGE - 1)
+
+
+def _failed(result: int, arch: str) -> bool:
+    if arch == "i386":
+        result &= 0xFFFFFFFF
+        return result >= 0xFFFFF000
+    return -4096 < result < 0
+
+
+@dataclass
+class _Space:
+    """One address space: the memory granted without exec."""
+
+    granted: Ranges = field(default_factory=Ranges)
+    # The last trampoline decoded at each PC, with its bytes: reused while
+    # the bytes read at a fault are the same (invocations that depend on
+    # nothing but the bytes and the PC).
+    decoded: dict[int, tuple[bytes, Invocation]] = field(default_factory=dict)
+
+
+class ClosureEmulator:
+    """Grants W+X requests without exec and runs known trampolines there.
+
+    `trace` asks for one event per invocation; `emit` receives ClosureEvents.
+    `invocations` and `refused` count what happened in the whole run."""
+
+    mode = "emulate"
+
+    def __init__(self, trace: bool, emit: Callable[[Event], None]):
+        self.trace = trace
+        self.emit = emit
+        self.spaces: dict[int, _Space] = {}
+        self.invocations = 0
+        self.refused = 0
+        self.granted_calls = 0
+        self.stripped_stacks = 0
+
+    # --- the SyscallHandler protocol -------------------------------------------------
+
+    def trap_rules(self) -> Sequence[TrapRule]:
+        """Nothing more: mmap, mprotect, munmap and mremap are model syscalls."""
+        return ()
+
+    def on_syscall(self, call: RawCall, ctl: Control) -> bool:
+        """Rewrite a W+X request to W, and exec asked for a page of known
+        trampolines to none (the call still runs: always False)."""
+        name = _NAMES[call.arch].get(call.nr)
+        if name in ("mmap2",) or (name == "mmap" and call.arch == "x86_64"):
+            self._map(call, ctl)
+        elif name in ("mprotect", "pkey_mprotect"):
+            self._protect(call, ctl)
+        elif name == "munmap":
+            self._forget(call.pid, call.args[0], call.args[0] + _page_up(call.args[1]))
+        elif name == "mremap":
+            self._remap(call, ctl)
+        return False
+
+    def on_fault(self, pid: int, tid: int, ctl: Control) -> bool:
+        """Run a known trampoline at a PC in granted memory; True when the
+        registers were set and the SIGSEGV must be suppressed."""
+        space = self.spaces.get(pid)
+        if space is None:
+            return False
+        pc = ctl.register("rip")
+        if not space.granted.contains(pc):
+            return False
+        # Read as the program could (process_vm_readv: cheaper than /proc/PID/mem).
+        code = ctl.copy_from_user(pc, CODE_WINDOW) or ctl.read(pc, CODE_WINDOW)
+        cached = space.decoded.get(pc)
+        if cached is not None and cached[0] == code:
+            invocation = cached[1]
+        else:
+            # The only registers a pattern reads (cheaper than all of them).
+            regs = {"eflags": ctl.register("eflags"), "rsp": ctl.register("rsp")}
+
+            def fetch(addr: int, size: int) -> bytes:
+                if pc <= addr and addr + size <= pc + len(code):
+                    return code[addr - pc:addr - pc + size]
+                return ctl.read(addr, size)
+
+            invocation = match(ctl.arch, pc, code, regs, fetch)
+            if invocation is not None and invocation.pure:
+                space.decoded[pc] = (code, invocation)
+        word = _WORD[ctl.arch]
+        if invocation is None:
+            self.refused += 1
+            self.emit(ClosureEvent(time.time(), pid, tid, "refused", self.mode, pc, arch=ctl.arch,
+                                   caller=self._word(ctl, ctl.register("rsp"), word)))
+            return False
+        if invocation.push is not None and not ctl.copy_to_user(*invocation.push):
+            return False  # the push would fault: the kernel's SIGSEGV
+        ctl.set_registers(dict(invocation.registers))
+        self.invocations += 1
+        if self.trace:
+            caller = self._word(ctl, ctl.register("rsp"), word)
+            self.emit(ClosureEvent(time.time(), pid, tid, "invoke", self.mode, pc, invocation.target,
+                                   invocation.data, invocation.pattern, caller, ctl.arch))
+        return True
+
+    def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
+        """A child sharing the address space shares its grants; a fork copy copies them."""
+        if thread:
+            return
+        space = self.spaces.get(parent_pid)
+        if space is not None:
+            self.spaces[child_pid] = space if shares_vm else _Space(space.granted.copy(), dict(space.decoded))
+
+    def on_exec(self, pid: int, ctl: Control) -> None:
+        """A new program: take PROT_EXEC off its stack if the kernel gave it."""
+        self.spaces.pop(pid, None)
+        try:
+            maps = procfs.read_maps(ctl.tid)
+        except TraceError:
+            return
+        stack = next((m for m in maps if m.path == "[stack]"), None)
+        vdso = next((m for m in maps if m.path == "[vdso]"), None)
+        if stack is None or not stack.prot & PROT_EXEC or vdso is None:
+            return
+        offset = ctl.read(vdso.start, vdso.end - vdso.start).find(_SYSCALL_INSN[ctl.arch])
+        if offset < 0:
+            return  # no way to run mprotect: the stack stays executable, and is judged so
+        prot = stack.prot & ~PROT_EXEC & (PROT_READ | PROT_WRITE)
+        if ctl.run_after_exec(vdso.start + offset, _MPROTECT[ctl.arch], stack.start, stack.end - stack.start,
+                              prot) == 0:
+            self._space(pid).granted.add(stack.end - STACK_SPAN, stack.end)
+            self.stripped_stacks += 1
+
+    def on_exit(self, pid: int) -> None:
+        """The process is gone."""
+        self.spaces.pop(pid, None)
+
+    # --- calls ------------------------------------------------------------------------------
+
+    def _space(self, pid: int) -> _Space:
+        return self.spaces.setdefault(pid, _Space())
+
+    def _map(self, call: RawCall, ctl: Control) -> None:
+        addr, length, prot, flags = call.args[0], call.args[1], call.args[2], call.args[3]
+        if flags & MAP_FIXED:
+            self._forget(call.pid, addr, addr + _page_up(length))
+        if prot & _WX != _WX:
+            return
+        ctl.rewrite_arguments((*call.args[:2], prot & ~PROT_EXEC, *call.args[3:]))
+        self.granted_calls += 1
+
+        def granted(result: int, exit_ctl: Control) -> None:
+            if not _failed(result, call.arch):
+                start = result & (0xFFFFFFFF if call.arch == "i386" else 0xFFFFFFFFFFFFFFFF)
+                self._space(call.pid).granted.add(start, start + _page_up(length))
+
+        ctl.on_exit(granted)
+
+    def _protect(self, call: RawCall, ctl: Control) -> None:
+        addr, length, prot = call.args[0], call.args[1], call.args[2]
+        end = addr + _page_up(length)
+        if prot & _WX != _WX and not (prot & PROT_EXEC and self._holds_trampolines(call, ctl, addr)):
+            self._forget(call.pid, addr, end)
+            return
+        ctl.rewrite_arguments((addr, length, prot & ~PROT_EXEC, *call.args[3:]))
+        self.granted_calls += 1
+        # PROT_GROWSDOWN extends the change down to the start of a stack.
+        start = end - STACK_SPAN if prot & PROT_GROWSDOWN else addr
+
+        def granted(result: int, exit_ctl: Control) -> None:
+            if not _failed(result, call.arch):
+                self._space(call.pid).granted.add(start, end)
+
+        ctl.on_exit(granted)
+
+    @staticmethod
+    def _holds_trampolines(call: RawCall, ctl: Control, addr: int) -> bool:
+        """True when memory about to be made executable starts with a known
+        trampoline: a page filled with closures, then flipped to exec (Ruby
+        FFI's closure pool). JIT code never starts so; it keeps its exec."""
+        code = ctl.read(addr, CODE_WINDOW)
+        regs = {"eflags": 0, "rsp": call.sp}
+        return match(call.arch, addr, code, regs, lambda at, size: ctl.read(at, size)) is not None
+
+    def _remap(self, call: RawCall, ctl: Control) -> None:
+        space = self.spaces.get(call.pid)
+        old, old_length, new_length, flags = call.args[0], call.args[1], call.args[2], call.args[3]
+        if space is None or not space.granted.overlapping(old, old + _page_up(old_length)):
+            return
+
+        def moved(result: int, exit_ctl: Control) -> None:
+            if _failed(result, call.arch):
+                return
+            if not flags & MREMAP_DONTUNMAP:
+                space.granted.remove(old, old + _page_up(old_length))
+            space.granted.add(result, result + _page_up(new_length))
+
+        ctl.on_exit(moved)
+
+    def _forget(self, pid: int, start: int, end: int) -> None:
+        space = self.spaces.get(pid)
+        if space is not None and space.granted:
+            space.granted.remove(start, end)
+
+    @staticmethod
+    def _word(ctl: Control, addr: int, size: int) -> int:
+        raw = ctl.read(addr, size)
+        return int.from_bytes(raw, "little") if len(raw) == size else 0
+
+
+class ClosureAnnouncements:
+    """Trampfd mode's tracer side: the preloaded library announces each
+    closure it served (code slot, handler, closure, caller) with a syscall
+    no kernel has; this handler turns it into a ClosureEvent and answers 0.
+    The trampolines themselves are trampfd v2 tables (TrampfdEmulator)."""
+
+    mode = "trampfd"
+
+    def __init__(self, nr: int, emit: Callable[[Event], None]):
+        self.nr = nr
+        self.emit = emit
+
+    def trap_rules(self) -> Sequence[TrapRule]:
+        """The announcement number (x86-64: the library is 64-bit only)."""
+        return (TrapRule(self.nr),)
+
+    def on_syscall(self, call: RawCall, ctl: Control) -> bool:
+        """Report an announcement; True (answered) for it, False otherwise."""
+        if call.arch != "x86_64" or call.nr != self.nr:
+            return False
+        code, target, closure, caller = call.args[:4]
+        self.emit(ClosureEvent(time.time(), call.pid, call.tid, "alloc", self.mode, code, target, closure,
+                               "trampfd v2 slot (r10 = closure; jmp to libffi's handler)", caller))
+        ctl.finish(0)
+        return True
+
+    def on_fault(self, pid: int, tid: int, ctl: Control) -> bool:
+        """No faults: trampfd v2 slots run natively."""
+        return False
+
+    def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
+        """Nothing kept per process."""
+
+    def on_exec(self, pid: int, ctl: Control) -> None:
+        """Nothing kept per process."""
+
+    def on_exit(self, pid: int) -> None:
+        """Nothing kept per process."""
