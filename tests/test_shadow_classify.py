@@ -301,3 +301,22 @@ def test_rwx_segment_at_exec_is_wx_map_and_the_stack_alone_is_execstack():
     assert classify_exec(event) == (C.WX_MAP,)
     stack = MapEntry(0x7FFF0000, 0x7FFF8000, R | W | X, False, 0, 0, 0, "[stack]")
     assert classify_exec(ExecEvent(0.0, PID, PID, INFO, (*BASE_MAPS[:3], stack), None, 0)) == (C.EXECSTACK,)
+
+
+def test_reconcile_takes_a_failed_calls_range_from_the_kernel():
+    """After a call that failed part-way, the range is what the maps show:
+    a page the kernel made writable carries that history (its later R-X is
+    w-to-x), a page the kernel unmapped is forgotten, and a page the model
+    never saw is unknown (counted as written)."""
+    shadow = model()
+    lib = FdObject(3, "/usr/lib/data", os.makedev(8, 1), 42)
+    assert step(shadow, call("mmap", 0, 3 * 4096, R, MAP_PRIVATE, 3, 0, fd_object=lib), 0x30000) == ()
+    assert step(shadow, call("mprotect", 0x30000, 3 * 4096, R | W), -12) == ()
+    kernel = (MapEntry(0x30000, 0x31000, R | W, False, 0, os.makedev(8, 1), 42, "/usr/lib/data"),
+              MapEntry(0x32000, 0x34000, R | W, False, 0, 0, 0, ""))
+    shadow.reconcile(PID, 0x30000, 0x34000, kernel)
+    space = shadow.process(PID).space
+    assert space.find(0x30000).prot == R | W and space.find(0x30000).ever_writable
+    assert space.find(0x31000) is None
+    assert space.find(0x33000).ever_writable
+    assert C.W_TO_X in step(shadow, call("mprotect", 0x30000, 4096, R | X), 0)

@@ -25,6 +25,7 @@ from .abi import (
     MAP_FIXED_NOREPLACE,
     MAP_PRIVATE,
     MAP_TYPE,
+    MREMAP_FIXED,
     PROT_EXEC,
     PROT_GROWSDOWN,
     PROT_WRITE,
@@ -204,6 +205,11 @@ class Judge:
             pending = _Pending(ret.call, self.model.plan(ret.call), None, None)
         change, judgement = pending.change, pending.judgement
         self.model.apply(ret.call, ret.result, change)
+        refused = pending.plan is not None and pending.plan.proof is Proof.RESULT
+        if ret.failed and self.source == "ptrace" and not refused:
+            # The kernel ran the call and the thread is stopped at its exit:
+            # the maps are current. (A call the tracer refused never ran.)
+            self._learn_partial(ret.call)
         if ret.call.repeat_key is not None and change is not None:
             categories = judgement.categories if judgement is not None else ()
             self._repeatable[(ret.call.pid, ret.call.repeat_key)] = (ret.call, change, categories)
@@ -292,6 +298,36 @@ class Judge:
             start = next((m.start for m in maps if m.start <= start < m.end), start)
         self.model.fill_unknown(call.pid, start, end, maps)
 
+    def _learn_partial(self, call: MemCall) -> None:
+        """A failed call may still have changed part of its range: an
+        mprotect changes the mappings before the one it fails on (a hole:
+        ENOMEM; write asked of a shared read-only file view: EACCES); a
+        MAP_FIXED mmap whose file refuses the mapping (its mmap handler
+        fails) leaves a gap where the old mapping was; a failed mremap may
+        have unmapped its target. Take those ranges from the kernel's maps,
+        read while the thread is stopped at the call's exit: pages gone are
+        forgotten, pages the model does not know are unknown (possibly
+        written), and changed protections carry the history they imply."""
+        ranges = _touched_ranges(call)
+        if not ranges:
+            return
+        try:
+            maps = read_maps(call.pid)
+        except TraceError:
+            return
+        for start, end in ranges:
+            self.model.reconcile(call.pid, start, end, maps)
+
+    def _learn_fork(self, pid: int) -> None:
+        """A forked child's address space is not a copy of its parent's
+        (MADV_DONTFORK leaves gaps a growing region can fill unseen): take
+        it from the child's maps, read while it has run no instruction."""
+        try:
+            maps = read_maps(pid)
+        except TraceError:
+            return
+        self.model.reconcile(pid, 0, 1 << 64, maps)
+
     def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
                     peek: Peek | None, force: bool = False) -> Judgement | None:
         """Return the judgement of a call, or None when it is neither a W^X
@@ -378,6 +414,8 @@ class Judge:
             return self._exec(event)
         elif isinstance(event, ForkEvent):
             self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+            if self.source == "ptrace" and not event.shares_vm:
+                self._learn_fork(event.child_pid)
         elif isinstance(event, CallsRepeated):
             self.calls_repeated(event)
         elif isinstance(event, ExitEvent):
@@ -759,6 +797,19 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
 
 
 _PROTECTS = frozenset({"mprotect", "pkey_mprotect"})
+
+
+def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
+    """The ranges a failed call may nevertheless have changed."""
+    args = call.args
+    if call.syscall in _PROTECTS or (call.syscall in ("mmap", "mmap2") and args[3] & MAP_FIXED):
+        return ((args[0], args[0] + page_up(args[1])),)
+    if call.syscall == "mremap":
+        ranges = [(args[0], args[0] + page_up(args[1]))]
+        if args[3] & MREMAP_FIXED and len(args) > 4:
+            ranges.append((args[4], args[4] + page_up(args[2])))
+        return tuple(ranges)
+    return ()
 
 
 def _feed(judge: Judge, events: list[Event], seeded_by: dict[int, AttachEvent]) -> None:

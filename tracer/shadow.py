@@ -585,6 +585,33 @@ class ShadowModel:
                     cursor = max(cursor, known.end)
         return added
 
+    def reconcile(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...]) -> None:
+        """Make [start, end) of `pid` what `maps` shows (read after a call
+        that may have changed part of the range although it failed): pages
+        no longer mapped are forgotten, known pages take the protection the
+        kernel gave them with the history it implies, and pages the model
+        never saw are added with unknown (possibly written) history."""
+        process = self.processes.get(pid)
+        if process is None:
+            return
+        space = process.space
+        cursor = start
+        for entry in [*(m for m in maps if m.end > start and m.start < end), None]:
+            gap_end = min(entry.start, end) if entry is not None else end
+            if cursor < gap_end and space.overlapping(cursor, gap_end):
+                space.remove(cursor, gap_end)
+            if entry is None:
+                break
+            cursor = max(cursor, entry.end)
+            lo, hi = max(entry.start, start), min(entry.end, end)
+            prot = entry.prot & PROT_MASK
+            pieces = space.overlapping(lo, hi)
+            if any(piece.prot != prot for piece in pieces):
+                for piece in pieces:
+                    self._note_writable(piece.backing, piece.shared, prot)
+                space.protect(lo, hi, prot)
+        self.fill_unknown(pid, start, end, maps)
+
     def covers(self, pid: int, start: int, end: int) -> bool:
         """True when the model knows every page of [start, end) of `pid`."""
         process = self.processes.get(pid)
@@ -799,17 +826,18 @@ class ShadowModel:
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 
     def _apply_shmdt(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        # The kernel detaches every mapping of a System V segment whose base
+        # (its start less its offset in the segment) is addr, whether or not
+        # the page at addr is still one of them (a munmapped first page).
         addr = call.args[0]
-        region = process.space.find(addr)
-        if region is None or region.backing.kind != SHM:
+        attached = [r for r in process.space.overlapping(addr, 1 << 64)
+                    if r.backing.kind == SHM and r.start - r.offset == addr]
+        if not attached:
             return
-        identity = region.backing.identity
-        end = region.end
-        for other in process.space.overlapping(region.end, region.end + (1 << 40)):
-            if other.backing.identity != identity or other.start != end:
-                break
-            end = other.end
-        process.space.remove(addr, end)
+        identity = attached[0].backing.identity
+        for region in attached:
+            if region.backing.identity == identity:
+                process.space.remove(region.start, region.end)
 
     def _apply_brk(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         space = process.space

@@ -853,6 +853,41 @@ class PtraceSource:
             return None
         return _replace(call, fd_object=actual)
 
+    def _old_mmap_as_mapped(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
+        """i386 old_mmap takes its arguments from a block in the program's
+        memory, which the kernel reads after the tracer did (another thread
+        may have changed it; memfd_secret memory cannot be read at all): the
+        call as the kernel's maps show the mapping it made, when that is not
+        what was judged at entry; None when it is. A length of 0 (the block
+        could not be read) is taken from the mapping; maps that cannot be
+        read stand for the worst (anonymous, private, RWX)."""
+        prot_asked, flags_asked = call.args[2] & abi.PROT_MASK, call.args[3]
+        try:
+            entry = next((m for m in procfs.read_maps(task.tid) if m.start <= start < m.end), None)
+        except NoSuchProcess:
+            raise
+        except TraceError:
+            entry = None
+        length = (call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1)
+        if entry is None:
+            prot, shared, obj = abi.PROT_MASK, False, None
+            length = length or abi.PAGE_SIZE
+        else:
+            prot, shared = entry.prot & abi.PROT_MASK, entry.shared
+            if not length or start + length > entry.end:
+                length = entry.end - start
+            obj = procfs.mapped_object(task.tid, start, start + length) if entry.inode else None
+        anonymous = obj is None
+        asked_shared = flags_asked & abi.MAP_TYPE in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE)
+        same_object = (call.fd_object is None) == anonymous and (anonymous or (
+            call.fd_object.dev, call.fd_object.inode) == (obj.dev, obj.inode))
+        if call.args[1] and (prot, shared) == (prot_asked, asked_shared) and same_object:
+            return None
+        flags = (abi.MAP_SHARED if shared else abi.MAP_PRIVATE) | (abi.MAP_ANONYMOUS if anonymous else 0)
+        fd = 0xFFFFFFFF if anonymous else call.args[4]
+        offset = call.args[5] if not anonymous else 0
+        return _replace(call, args=(start, length, prot, flags, fd, offset), fd_object=obj)
+
     def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> None:
         """Undo a mapping the kernel made before the thread runs again: unmap
         it and make the call return -err."""
@@ -877,7 +912,10 @@ class PtraceSource:
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
                 rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
             if call.syscall in ("mmap", "mmap2") and not is_error:
-                rechecked = self._mapped_object_changed(task, call, rval)
+                if call.syscall == "mmap" and call.arch == "i386":
+                    rechecked = self._old_mmap_as_mapped(task, call, rval)
+                else:
+                    rechecked = self._mapped_object_changed(task, call, rval)
                 if rechecked is not None:
                     call = rechecked
                     reply = self.sink.on_result(call, self._peek_for(task.tid))
@@ -1223,7 +1261,10 @@ def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | No
     if call.syscall == "mmap":
         block = peek(call.args[0], _OLD_MMAP.size)
         if len(block) != _OLD_MMAP.size:
-            return call
+            # Unreadable (memfd_secret, unmapped): nothing asked as far as
+            # the entry can tell; length 0 has the exit stop judge the
+            # mapping the kernel made (_old_mmap_as_mapped).
+            return _replace(call, args=(0, 0, 0, abi.MAP_PRIVATE | abi.MAP_ANONYMOUS, 0xFFFFFFFF, 0))
         return _replace(call, args=_OLD_MMAP.unpack(block))
     if call.syscall == "ipc":
         sub = call.args[0] & 0xFFFF
