@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from test_run_programs import PYTHON, ROOT, TRAMPWATCH, trace
 
+from tracer.categories import DESCRIPTOR_CATEGORIES
+
 
 def tw(*args: str, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TRAMPWATCH, *args], capture_output=True, text=True, cwd=ROOT, timeout=120, **kw)
@@ -130,9 +132,7 @@ def test_monitor_reports_the_same_categories_as_run(build_program, tmp_path):
             by_program.setdefault(event["comm"], []).append(event["categories"])
     for name, program in zip(names, programs, strict=True):
         traced = trace([str(program)], tmp_path / name if (tmp_path / name).mkdir() is None else tmp_path)
-        # exec-written needs the descriptors opens return, which only the
-        # ptrace source judges (docs/monitor.md): the monitor cannot report it.
-        seen_by_run = [[c for c in e["categories"] if c != "exec-written"] for e in traced.events]
+        seen_by_run = [[c for c in e["categories"] if c not in DESCRIPTOR_CATEGORIES] for e in traced.events]
         assert by_program.get(name) == seen_by_run, name
     assert seen[-1]["type"] == "summary" and seen[-1]["lost"] == 0
 

@@ -51,6 +51,11 @@ DESCRIPTIONS: dict[Category, str] = {
     Category.TRAMPFD: "a trampoline created, mapped or invoked through trampfd",
 }
 
+# Categories that need the descriptors calls return (opens, received
+# descriptors, facilities behind a descriptor): only the ptrace source judges
+# them; the eBPF monitor cannot report them (docs/monitor.md).
+DESCRIPTOR_CATEGORIES: frozenset[Category] = frozenset({Category.EXEC_WRITTEN, Category.OPAQUE})
+
 
 def by_severity(categories: set[Category] | frozenset[Category]) -> tuple[Category, ...]:
     """Return categories sorted most severe first."""
