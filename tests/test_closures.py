@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from test_trampfd_support import ROOT, TRAMPWATCH, build
 
-from tests.test_trampfd_support import ROOT, TRAMPWATCH, build
 from tracer.closures.patterns import match
 from tracer.closures.regions import Ranges
 
