@@ -29,13 +29,31 @@ def _native(program: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(program), *args], capture_output=True, text=True, timeout=120)
 
 
+# Routes that need what a host may lack: a mount namespace whose root is a
+# mount point (not so inside a chroot), new procfs mounts, memfd_secret.
+HOST_DEPENDENT = frozenset({"mount_ns", "fsmount", "open_tree", "secret_path"})
+
+
+def _skip_unless_native(route: str, build_program, parse_output) -> None:
+    """Skip, naming the failed step, when a host-dependent route cannot run natively here."""
+    if route not in HOST_DEPENDENT:
+        return
+    out = parse_output(_native(build_program("procmem_routes"), route).stdout)
+    if f"{route}_call" not in out.ran:
+        pytest.skip(f"route {route} cannot run natively on this host (steps failed: {out.failed()})")
+
+
 def test_procmem_routes_run_natively(build_program, parse_output):
     out = parse_output(_native(build_program("procmem_routes")).stdout)
-    assert sorted(out.ran) == sorted(f"{route}_call" for route in PROCMEM_ROUTES)
+    missing = {route for route in PROCMEM_ROUTES if f"{route}_call" not in out.ran}
+    assert missing <= HOST_DEPENDENT, f"routes that did not run natively: {sorted(missing)}"
+    if missing:
+        pytest.skip(f"routes {sorted(missing)} cannot run natively on this host (steps: {out.failed()})")
 
 
 @pytest.mark.parametrize("route", PROCMEM_ROUTES)
 def test_strict_refuses_procmem_by_every_route(route, build_program, parse_output, tmp_path):
+    _skip_unless_native(route, build_program, parse_output)
     traced = trace([str(build_program("procmem_routes")), route], tmp_path, *STRICT, timeout=300)
     out = parse_output(traced.stdout)
     assert out.ran == [], traced.stderr
