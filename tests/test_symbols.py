@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,16 @@ def _libjvm() -> str | None:
 
 
 def _node() -> str | None:
+    """Where node's code lives: the binary itself (nodesource builds) or the
+    libnode.so it links (Debian's node 18 keeps its symbols there)."""
     node = shutil.which("node")
-    return os.path.realpath(node) if node else None
+    if node is None:
+        return None
+    linked = subprocess.run(["ldd", node], capture_output=True, text=True).stdout
+    for line in linked.splitlines():
+        if "libnode.so" in line and "=>" in line:
+            return os.path.realpath(line.split("=>")[1].split()[0])
+    return os.path.realpath(node)
 
 
 def _reference_kind(sym) -> str | None:
