@@ -21,13 +21,21 @@ from tracer.abi import (
     Prot,
 )
 from tracer.categories import Category as C
-from tracer.classify import classify, classify_exec
+from tracer.classify import classify
 from tracer.events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
 from tracer.shadow import ShadowModel, descriptor_facility
+from tracer.subject import call_subject, exec_subject
 
 R, W, X = Prot.READ, Prot.WRITE, Prot.EXEC
 PID = 100
 INFO = ProcessInfo("/usr/bin/prog", "prog", 0)
+
+
+def exec_categories(event: ExecEvent, written: set[tuple] | frozenset[tuple] = frozenset()) -> tuple[C, ...]:
+    """The categories of a new program, the tree having written `written`."""
+    model = ShadowModel()
+    model.written.update(written)
+    return classify(exec_subject(event), model)
 DISK = os.makedev(8, 1)
 PROCFS = os.makedev(0, 22)
 MAPS = (MapEntry(0x400000, 0x401000, R | X, False, 0, DISK, 11, "/usr/bin/prog"),)
@@ -52,7 +60,7 @@ def call(name: str, *args: int, fd_object: FdObject | None = None) -> MemCall:
 
 def step(model: ShadowModel, c: MemCall, result: int) -> tuple[C, ...]:
     change = model.plan(c)
-    cats = classify(change, model, PID) if change else ()
+    cats = classify(call_subject(PID, c.syscall, change, INFO), model)
     model.apply(c, result, change)
     return cats
 
@@ -113,11 +121,11 @@ def test_opening_for_writing_an_object_mapped_executable_is_exec_written():
 
 def test_exec_of_a_written_program_or_interpreter():
     event = ExecEvent(0.0, PID, PID, INFO, MAPS, False, 0, exe_object=FdObject(-1, "", DISK, 11))
-    assert classify_exec(event, {("ino", DISK, 11)}) == (C.EXEC_WRITTEN,)
-    assert classify_exec(event, {("ino", DISK, 12)}) == ()
+    assert exec_categories(event, {("ino", DISK, 11)}) == (C.EXEC_WRITTEN,)
+    assert exec_categories(event, {("ino", DISK, 12)}) == ()
     interp = MapEntry(0x500000, 0x501000, R | X, False, 0, DISK, 12, "/tmp/ld.so")
-    assert classify_exec(ExecEvent(0.0, PID, PID, INFO, (*MAPS, interp), False, 0), {("ino", DISK, 12)}) == (
-        C.EXEC_WRITTEN,)
+    with_interp = ExecEvent(0.0, PID, PID, INFO, (*MAPS, interp), False, 0)
+    assert exec_categories(with_interp, {("ino", DISK, 12)}) == (C.EXEC_WRITTEN,)
 
 
 def test_opaque_calls_by_shape():
@@ -131,7 +139,7 @@ def test_opaque_calls_by_shape():
     assert step(model, call("seccomp", SECCOMP_SET_MODE_FILTER, 0, 0), 0) == ()
     for name in ("io_uring_setup", "userfaultfd", "clone3", "fanotify_init"):
         change = model.plan(call(name, 0, 0))
-        assert classify(change, model, PID) == (C.OPAQUE,) and change.facility
+        assert classify(call_subject(PID, name, change, INFO), model) == (C.OPAQUE,) and change.facility
 
 
 def test_remap_file_pages_only_of_executable_shared_memory():

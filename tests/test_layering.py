@@ -20,7 +20,7 @@ STEPS: dict[str, int] = {
     "tracer.trampfd_binding": 0,
     "tracer.sources": 1, "tracer.probe": 1,
     "tracer.shadow": 2,
-    "tracer.classify": 3, "tracer.attribution": 3, "tracer.scan": 3,
+    "tracer.subject": 3, "tracer.classify": 3, "tracer.attribution": 3, "tracer.scan": 3,
     "tracer.policy": 4,
     "tracer.judgement": 5, "tracer.inspect": 5,
     "tracer.actions": 6,

@@ -9,13 +9,21 @@ import pytest
 
 from tracer.abi import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, READ_IMPLIES_EXEC, SHM_EXEC, Prot
 from tracer.categories import Category as C
-from tracer.classify import classify, classify_exec
+from tracer.classify import classify
 from tracer.events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
 from tracer.shadow import MEMFD, SHARED_ANON, ShadowModel
+from tracer.subject import call_subject, exec_subject
 
 R, W, X = Prot.READ, Prot.WRITE, Prot.EXEC
 PID = 100
 INFO = ProcessInfo("/usr/bin/prog", "prog", 0)
+
+
+def exec_categories(event: ExecEvent, written: set[tuple] | frozenset[tuple] = frozenset()) -> tuple[C, ...]:
+    """The categories of a new program, the tree having written `written`."""
+    model = ShadowModel()
+    model.written.update(written)
+    return classify(exec_subject(event), model)
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 BASE_MAPS = (
     MapEntry(0x400000, 0x401000, R, False, 0, os.makedev(8, 1), 11, "/usr/bin/prog"),
@@ -40,7 +48,7 @@ def call(
 def step(shadow: ShadowModel, c: MemCall, result: int, pid: int = PID) -> tuple[C, ...]:
     """Plan, classify and apply one call; return its categories."""
     change = shadow.plan(c)
-    cats = classify(change, shadow, pid) if change else ()
+    cats = classify(call_subject(pid, c.syscall, change, INFO), shadow)
     shadow.apply(c, result, change)
     return cats
 
@@ -115,8 +123,8 @@ def test_execstack_by_mprotect_and_at_exec():
     )
     maps = (*BASE_MAPS[:3], MapEntry(0x7FFF0000, 0x7FFF8000, R | W | X, False, 0, 0, 0, "[stack]"))
     event = ExecEvent(0.0, PID, PID, INFO, maps, True, 0)
-    assert classify_exec(event) == (C.EXECSTACK,)
-    assert classify_exec(ExecEvent(0.0, PID, PID, INFO, BASE_MAPS, False, 0)) == ()
+    assert exec_categories(event) == (C.EXECSTACK,)
+    assert exec_categories(ExecEvent(0.0, PID, PID, INFO, BASE_MAPS, False, 0)) == ()
 
 
 def test_execheap_by_mprotect_and_by_brk_under_read_implies_exec():
@@ -209,7 +217,7 @@ def test_exec_unlinked_memfd_and_deleted_file():
         C.EXEC_UNLINKED,
     )
     fexec = ExecEvent(0.0, PID, PID, ProcessInfo("/memfd:payload (deleted)", "3", 0), BASE_MAPS, False, 0)
-    assert classify_exec(fexec) == (C.EXEC_UNLINKED,)
+    assert exec_categories(fexec) == (C.EXEC_UNLINKED,)
 
 
 def test_fixed_mapping_replaces_and_threads_share_a_space():
@@ -247,7 +255,7 @@ def test_without_any_view_the_backing_is_unknown_not_anon():
     change = shadow.plan(call("mprotect", 0x7FFF7000, 4096, R | W | X))
     assert change.backing.kind == "unknown" and change.parts == ()
     # Only what the call itself shows: it asks for write and exec together.
-    assert classify(change, shadow, PID) == (C.WX_PROTECT,)
+    assert classify(call_subject(PID, "mprotect", change, INFO), shadow) == (C.WX_PROTECT,)
 
 
 def test_the_kernels_view_corrects_a_protection_the_model_missed():
@@ -298,9 +306,9 @@ def test_a_fork_event_after_the_childs_exec_keeps_the_childs_space():
 def test_rwx_segment_at_exec_is_wx_map_and_the_stack_alone_is_execstack():
     rwx = MapEntry(0x402000, 0x403000, R | W | X, False, 0x2000, os.makedev(8, 1), 11, "/usr/bin/prog")
     event = ExecEvent(0.0, PID, PID, INFO, (*BASE_MAPS, rwx), False, 0)
-    assert classify_exec(event) == (C.WX_MAP,)
+    assert exec_categories(event) == (C.WX_MAP,)
     stack = MapEntry(0x7FFF0000, 0x7FFF8000, R | W | X, False, 0, 0, 0, "[stack]")
-    assert classify_exec(ExecEvent(0.0, PID, PID, INFO, (*BASE_MAPS[:3], stack), None, 0)) == (C.EXECSTACK,)
+    assert exec_categories(ExecEvent(0.0, PID, PID, INFO, (*BASE_MAPS[:3], stack), None, 0)) == (C.EXECSTACK,)
 
 
 def test_reconcile_takes_a_failed_calls_range_from_the_kernel():

@@ -1,13 +1,15 @@
-"""The taxonomy's categories for each change the shadow model plans: all that
-apply, most severe first. Pure: it reads the model, never changes it.
+"""The taxonomy's categories of each judged subject (tracer/subject.py): all
+that apply, most severe first. The only source of categories: the Judge,
+inspect and scan all ask here. Pure: it reads the model, never changes it.
 """
 
 from __future__ import annotations
 
 from .abi import PROT_EXEC, PROT_WRITE, READ_IMPLIES_EXEC
 from .categories import Category, by_severity
-from .events import ExecEvent
+from .events import ClosureEvent, ExecEvent
 from .shadow import ANON, FILE, HEAP, MEMFD, SHARED_ANON, STACK, Backing, Change, ShadowModel
+from .subject import HOLDS_TRAMPFD, TRAMPFD_OBJECT, Kind, Subject
 
 ANONYMOUS_KINDS = frozenset({ANON, SHARED_ANON})
 
@@ -17,7 +19,60 @@ def _unlinked(backing: Backing) -> bool:
     return backing.kind == MEMFD or (backing.kind == FILE and backing.deleted)
 
 
-def classify(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ...]:
+# The hazards scan finds in an ELF file (tracer/scan.py), by what executing
+# the file would do; indicators (imports, a missing PT_GNU_STACK on a kernel
+# that ignores it) have none.
+FILE_HAZARDS: dict[str, tuple[Category, ...]] = {
+    "execstack": (Category.EXECSTACK,),
+    "wx-segment": (Category.WX_MAP,),
+    "textrel": (Category.EXECMOD,),
+    "read-implies-exec": (Category.READ_IMPLIES_EXEC,),
+}
+_TRAMPFD = (Category.TRAMPFD,)
+_REFUSED_JUMP = (Category.W_TO_X,)
+
+
+def classify(subject: Subject, model: ShadowModel | None = None) -> tuple[Category, ...]:
+    """Return every category `subject` falls in, most severe first. `model`
+    is the shadow model a call, an exec or a region is judged against
+    (required for calls and regions; an exec reads the objects it says the
+    tree wrote)."""
+    kind = subject.kind
+    if kind is Kind.CALL:
+        change = subject.change
+        return () if change is None or model is None else _change(change, model, subject.pid)
+    if kind is Kind.EXEC:
+        event = subject.event
+        return _exec(event, model.written if model is not None else frozenset()) \
+            if isinstance(event, ExecEvent) else ()
+    if kind is Kind.TRAMPFD:
+        return _TRAMPFD
+    if kind is Kind.CLOSURE:
+        # A jump into memory granted without exec that holds no known
+        # trampoline: written memory run as code.
+        event = subject.event
+        return _REFUSED_JUMP if isinstance(event, ClosureEvent) and event.op == "refused" else _TRAMPFD
+    if kind is Kind.REGION:
+        change = subject.change
+        if change is None or model is None:
+            return ()
+        return _region(subject, _change(change, model, subject.pid))
+    return by_severity({cat for hazard in subject.traits for cat in FILE_HAZARDS.get(hazard, ())})
+
+
+def _region(subject: Subject, categories: tuple[Category, ...]) -> tuple[Category, ...]:
+    """A standing region's categories: those of the call that would create
+    it, with what its name or bytes say of trampfd."""
+    if TRAMPFD_OBJECT in subject.traits:
+        # Being anonymous or unlinked is what a trampfd object is, not a hazard.
+        found = set(categories) - {Category.ANON_EXEC, Category.EXEC_UNLINKED}
+        return by_severity(found | {Category.TRAMPFD})
+    if HOLDS_TRAMPFD in subject.traits:
+        return by_severity({*categories, Category.TRAMPFD})
+    return categories
+
+
+def _change(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ...]:
     """Return every category `change` (made by process `pid`) falls in."""
     found: set[Category] = set()
     prot = change.prot
@@ -115,8 +170,7 @@ def _dual_map(found: set[Category], change: Change, backing: Backing, model: Sha
             return
 
 
-def classify_exec(event: ExecEvent, written: set[tuple] | frozenset[tuple] = frozenset()
-                  ) -> tuple[Category, ...]:
+def _exec(event: ExecEvent, written: set[tuple] | frozenset[tuple]) -> tuple[Category, ...]:
     """Return the categories a fresh address space is in at exec time:
     an executable stack, any other writable and executable region (an RWX
     PT_LOAD segment of the program or its interpreter), READ_IMPLIES_EXEC

@@ -250,7 +250,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             if emulate_trampfd or closures in ("trampfd", "auto"):
                 from .actions.emulate import TrampfdEmulator
 
-                handlers.append(TrampfdEmulator(trampfd_nr, trace_trampolines, judge.event))
+                handlers.append(TrampfdEmulator(trampfd_nr, trace_trampolines))
             if closures in ("trampfd", "auto"):
                 from .actions.closures import ClosureAnnouncements
                 from .closures.preload import ANNOUNCE_NR, preload_value
@@ -258,13 +258,13 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 if trampfd_nr != 440:
                     raise click.UsageError("--closures=trampfd and auto use trampfd's number 440 "
                                            "(the library is built for it): drop --trampfd-nr")
-                handlers.append(ClosureAnnouncements(ANNOUNCE_NR, judge.event))
+                handlers.append(ClosureAnnouncements(ANNOUNCE_NR))
                 preload = preload_value()
             emulator = None
             if closures in ("emulate", "auto"):
                 from .actions.closures import ClosureEmulator
 
-                emulator = ClosureEmulator(trace_trampolines, judge.event)
+                emulator = ClosureEmulator(trace_trampolines)
                 handlers.append(emulator)
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.

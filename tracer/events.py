@@ -272,7 +272,21 @@ class RecordsLost:
     by_reason: tuple[tuple[str, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """Something a source saw but could not deliver whole: `what` says what
+    and why (an exec whose /proc entries could not be read), counted as
+    dropped by the source's stage of the run."""
+
+    ts: float
+    pid: int
+    what: str
+
+
+# What a source drops, as its Unresolved events say.
+EXEC_UNRESOLVED = "an exec that could not be resolved (its /proc entries could not be read)"
+
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
-    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects
+    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects | Unresolved
 )

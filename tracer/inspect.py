@@ -27,15 +27,25 @@ from tracer.abi import (
     prot_names,
     prot_text,
 )
-from tracer.categories import Category, by_severity
+from tracer.categories import Category
 from tracer.classify import classify
 from tracer.elf import ElfCache, ElfError, ElfInfo, map_to_vaddr, symbolize
 from tracer.errors import AccessDenied, NoSuchProcess, TraceError
 from tracer.events import MapEntry, ProcessInfo
-from tracer.policy import Action, Decision, Facts, Policy, decide
-from tracer.policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL
-from tracer.shadow import FILE, HEAP, SHM, SPECIAL, STACK, Backing, Change, ShadowModel, backing_from_entry
+from tracer.policy import Action, Decision, Policy, decide
+from tracer.policy.facts import facts_of
+from tracer.shadow import FILE, HEAP, SHM, STACK, Backing, Change, ShadowModel, backing_from_entry
 from tracer.sources import procfs
+from tracer.subject import (
+    EXEC_PSEUDO_SYSCALL,
+    HOLDS_TRAMPFD,
+    NO_BACKING,
+    TRAMPFD_BACKING,
+    TRAMPFD_OBJECT,
+    TRAMPFD_PSEUDO_SYSCALL,
+    Subject,
+    region_subject,
+)
 
 SCHEMA = "trampwatch.inspect/v1"
 
@@ -360,12 +370,6 @@ def _is_trampfd_page(entry: MapEntry) -> bool:
     return _TRAMPFD_OBJECT.fullmatch(entry.path) is not None and not entry.prot & PROT_WRITE
 
 
-def _as_trampfd(categories: set[Category]) -> set[Category]:
-    """The categories of a trampfd object: being anonymous or unlinked is
-    what such an object is, not a hazard."""
-    return (categories - {Category.ANON_EXEC, Category.EXEC_UNLINKED}) | {Category.TRAMPFD}
-
-
 def _displaced(entry: MapEntry, info: ElfInfo, head: int | None) -> bool:
     """True when an executable file mapping is not where the loader put the
     file's code: its load bias differs from that of `head`, the nearest
@@ -383,42 +387,33 @@ def _displaced(entry: MapEntry, info: ElfInfo, head: int | None) -> bool:
     return head_vaddr is None or head - head_vaddr != bias
 
 
-def _decide(policy: Policy | None, info: ProcessInfo, categories: tuple[Category, ...], syscall: str,
-            kind: str, path: str | None, prot: frozenset[str], gained: frozenset[str],
-            new_mapping: bool) -> Judged:
-    """Judge the facts of a standing state with `policy` (no decision without one)."""
-    decision = None
-    if policy is not None:
-        decision = decide(policy, Facts(
-            categories=categories, syscall=syscall, exe=info.exe, comm=info.comm, uid=info.uid,
-            backing_kind=kind, object_path=path, caller_object=None, prot=prot, gained=gained,
-            new_mapping=new_mapping,
-        ))
-    return Judged(syscall, prot, gained, new_mapping, decision)
+def _decide(policy: Policy | None, subject: Subject, categories: tuple[Category, ...]) -> Judged:
+    """Judge a standing state with `policy` (no decision without one)."""
+    decision = decide(policy, facts_of(subject, categories)) if policy is not None else None
+    return Judged(subject.syscall, prot_names(subject.prot), prot_names(subject.gained), subject.new_mapping,
+                  decision)
 
 
-def _judged_as(entry: MapEntry, backing: Backing, categories: tuple[Category, ...], execstack: bool,
-               personality: int | None, policy: Policy | None, info: ProcessInfo) -> Judged:
-    """Judge a standing region as the one call that would create it now: an
-    mmap of it with its protection (a new mapping, every bit gained); the
-    stack as exec when the program's PT_GNU_STACK asked for it, else as the
-    mprotect that added exec; a heap under READ_IMPLIES_EXEC as brk, else as
-    an mprotect; a trampfd page as trampfd."""
-    prot = prot_names(entry.prot)
-    syscall, gained, new_mapping, kind, path = "mmap", prot, True, backing.kind, backing.path
-    if Category.TRAMPFD in categories and len(categories) == 1:
-        syscall, kind, path = TRAMPFD_PSEUDO_SYSCALL, SPECIAL, "[trampfd]"
+def _region_subject(pid: int, info: ProcessInfo, entry: MapEntry, backing: Backing, execstack: bool,
+                    personality: int | None, traits: tuple[str, ...]) -> Subject:
+    """A standing region as the one call that would create it now: an mmap
+    of it with its protection (a new mapping, every bit gained); the stack
+    as exec when the program's PT_GNU_STACK asked for it, else as the
+    mprotect that added exec; a heap under READ_IMPLIES_EXEC as brk, else
+    as an mprotect."""
+    executable = bool(entry.prot & PROT_EXEC)
+    syscall, gained, new_mapping = "mmap", entry.prot, True
+    if (backing.kind == STACK and not execstack) or (
+            backing.kind == HEAP and not (personality is not None and personality & READ_IMPLIES_EXEC)):
+        syscall, gained, new_mapping = "mprotect", PROT_EXEC, False
     elif backing.kind == STACK:
-        if execstack:
-            syscall = EXEC_PSEUDO_SYSCALL
-        else:
-            syscall, gained, new_mapping = "mprotect", frozenset({"exec"}), False
+        syscall = EXEC_PSEUDO_SYSCALL
     elif backing.kind == HEAP:
-        if personality is not None and personality & READ_IMPLIES_EXEC:
-            syscall = "brk"
-        else:
-            syscall, gained, new_mapping = "mprotect", frozenset({"exec"}), False
-    return _decide(policy, info, categories, syscall, kind, path, prot, gained, new_mapping)
+        syscall = "brk"
+    change = Change(syscall="mmap", kind="map", start=entry.start, end=entry.end, prot=entry.prot,
+                    backing=backing, shared=entry.shared, new_mapping=new_mapping,
+                    shm_exec=backing.kind == SHM and executable)
+    return region_subject(pid, info, change, syscall, backing, gained, traits)
 
 
 class _Inspector:
@@ -465,10 +460,15 @@ class _Inspector:
             if region is not None:
                 regions.append(region)
         findings = []
-        if self.personality is not None and self.personality & READ_IMPLIES_EXEC:
-            judged = _decide(self.policy, self.info, (Category.READ_IMPLIES_EXEC,), "personality", "none",
-                             None, frozenset(), frozenset(), False)
-            findings.append((Category.READ_IMPLIES_EXEC, judged))
+        if self.personality is not None:
+            persona = Change(syscall="personality", kind="personality", start=0, end=0, prot=0,
+                             backing=NO_BACKING, shared=False, new_mapping=False,
+                             personality_set=self.personality)
+            subject = region_subject(self.pid, self.info, persona, "personality", NO_BACKING, 0)
+            categories = classify(subject, self.model)
+            if categories:
+                judged = _decide(self.policy, subject, categories)
+                findings.extend((category, judged) for category in categories)
         policy_name = self.policy.name if self.policy is not None else None
         version = f"{self.version[0]}.{self.version[1]}" if self.version else None
         return ProcessReport(self.pid, self.info.exe, self.info.comm, self.info.uid, version,
@@ -505,15 +505,12 @@ class _Inspector:
             note = self._unusual_file_code(entry)
             if not note:
                 return None
-        change = Change(syscall="mmap", kind="map", start=entry.start, end=entry.end, prot=entry.prot,
-                        backing=backing, shared=entry.shared, new_mapping=True,
-                        shm_exec=backing.kind == SHM and executable)
-        categories = set(classify(change, self.model, self.pid))
         trampolines: tuple[TrampolineReport, ...] = ()
         free = scanned = 0
         truncated = False
+        traits: tuple[str, ...] = ()
         if trampfd_page:
-            categories = _as_trampfd(categories)
+            traits = (TRAMPFD_OBJECT,)
             if not executable:
                 note = "trampfd v1 page: its register context lives in the kernel (or emulator), not here"
         if executable and entry.prot & PROT_READ:
@@ -521,15 +518,19 @@ class _Inspector:
             if table and not entry.prot & PROT_WRITE and not aliases:
                 # Nothing but trampfd v2 code: whoever wrote it, it can do
                 # no more than a trampfd table (the emulator's are such pages).
-                categories = _as_trampfd(categories)
+                traits = (TRAMPFD_OBJECT,)
                 note = note or "holds trampfd v2 trampolines and int3 padding only"
-            elif any(t.kind == tr.TRAMPFD_V2 for t in trampolines):
-                categories.add(Category.TRAMPFD)
+            elif not traits and any(t.kind == tr.TRAMPFD_V2 for t in trampolines):
+                traits = (HOLDS_TRAMPFD,)
         elif executable:
             note = note or "execute-only: not scanned"
-        cats = by_severity(categories)
         execstack = backing.kind == STACK and _exe_execstack(self.elves, self.info.exe)
-        judged = _judged_as(entry, backing, cats, execstack, self.personality, self.policy, self.info)
+        subject = _region_subject(self.pid, self.info, entry, backing, execstack, self.personality, traits)
+        cats = classify(subject, self.model)
+        if cats == (Category.TRAMPFD,):
+            # Nothing but a trampoline object: judged as the trampfd operation that made it.
+            subject = subject._replace(syscall=TRAMPFD_PSEUDO_SYSCALL, backing=TRAMPFD_BACKING)
+        judged = _decide(self.policy, subject, cats)
         return RegionReport(entry.start, entry.end, _perms(entry), entry.path, backing.kind, cats, judged,
                             aliases, note, trampolines, free, scanned, truncated)
 

@@ -11,13 +11,14 @@ process's death, the kernel's kill record) settles its outcome.
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from .abi import (
     MAP_ANONYMOUS,
@@ -29,12 +30,22 @@ from .abi import (
     PROT_EXEC,
     PROT_GROWSDOWN,
     PROT_WRITE,
-    prot_names,
 )
-from .actions.outcomes import AUDIT, Enforcer, Evidence, Plan, Proof, PtraceEnforcer, settle
+from .actions.outcomes import (
+    AUDIT,
+    EMULATOR_REFUSAL,
+    KILL_REPLY,
+    Enforcer,
+    Evidence,
+    Plan,
+    Proof,
+    PtraceEnforcer,
+    ptrace_reply,
+    settle,
+)
 from .attribution import Attributor, Caller
 from .categories import Category
-from .classify import classify, classify_exec
+from .classify import classify
 from .errors import TraceError
 from .events import (
     UNKNOWN_PROCESS,
@@ -46,16 +57,20 @@ from .events import (
     ExitEvent,
     ForkEvent,
     KernelKill,
+    MapEntry,
     MemCall,
     MemReturn,
+    ProcessInfo,
     RecordsLost,
     TrampfdEvent,
+    Unresolved,
     WritableObjects,
 )
 from .judgement import UNENFORCED, Judgement, Outcome
 from .policy.engine import decide
-from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
-from .shadow import ANON_BACKING, SPECIAL, UNKNOWN_BACKING, Backing, Change, ShadowModel, page_up
+from .policy.facts import facts_of
+from .policy.model import Action, Decision, Policy
+from .shadow import ANON_BACKING, Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
@@ -66,11 +81,17 @@ from .sources.ptrace_source import (
     SyscallHandler,
     TraceSink,
 )
+from .subject import (
+    EXEC_PSEUDO_SYSCALL,
+    Subject,
+    call_subject,
+    closure_subject,
+    exec_subject,
+    trampfd_subject,
+)
 
 Peek = Callable[[int, int], bytes]
-TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")
 _NOTHING = Evidence()
-CLOSURE_BACKING = Backing(SPECIAL, "[closure]")
 
 
 class Output(Protocol):
@@ -86,9 +107,28 @@ class Output(Protocol):
         """Write anything final and release the stream."""
 
 
+class Stage(enum.StrEnum):
+    """The named steps of the flow every event goes through, in order; what
+    each one dropped is counted in RunStats.dropped under its name."""
+
+    SOURCE = "source"        # what a source saw but could not deliver whole (Unresolved events)
+    MODEL = "model"          # the shadow model: events applied, gaps filled from /proc
+    CLASSIFY = "classify"    # a subject's categories (tracer/classify.py)
+    DECIDE = "decide"        # the policy's facts and decision, the judgement (tracer/policy)
+    ENFORCE = "enforce"      # the enforcer's plan, settled by what was seen (tracer/actions)
+    EMIT = "emit"            # the outputs
+
+
+# Why a stage dropped something.
+MAPS_UNREADABLE = "a process whose maps could not be read"
+UNKNOWN_PROCESS_CALL = "a call of a process the model never saw"
+REPEATS_UNSEEN = "repeated calls whose first call was never seen"
+
+
 @dataclass
 class RunStats:
-    """Counts over a whole run, for the summary."""
+    """Counts over a whole run, for the summary. `dropped` counts what each
+    stage could not use, by (stage, reason)."""
 
     calls: int = 0
     calls_by_syscall: Counter[str] = field(default_factory=Counter)
@@ -97,6 +137,11 @@ class RunStats:
     lost: int = 0
     stops: int = 0
     closures: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def drop(self, stage: Stage, reason: str, count: int = 1) -> None:
+        """Count `count` things `stage` dropped for `reason`."""
+        self.dropped[(stage.value, reason)] += count
 
 
 @dataclass(slots=True)
@@ -108,10 +153,77 @@ class _Pending:
     kernel_kill: str | None = None
 
 
+class ProcfsGaps:
+    """The MODEL stage's reads of a stopped process's maps, for a source
+    that stops the process (ptrace): what the model never saw, what a
+    failed call changed anyway, a fork child's real address space. A
+    process whose maps cannot be read is counted as dropped."""
+
+    def __init__(self, model: ShadowModel, stats: RunStats):
+        self.model = model
+        self.stats = stats
+
+    def _maps(self, pid: int) -> tuple[MapEntry, ...] | None:
+        try:
+            return read_maps(pid)
+        except TraceError:
+            self.stats.drop(Stage.MODEL, MAPS_UNREADABLE)
+            return None
+
+    def unseen(self, call: MemCall) -> None:
+        """Before judging an mprotect of a live process (stopped at entry),
+        add the pages of its range the model never saw, as the kernel's maps
+        show them now, with unknown (possibly written) history."""
+        start, end = call.args[0], call.args[0] + page_up(call.args[1])
+        grows = bool(call.args[2] & PROT_GROWSDOWN)
+        if not grows and self.model.covers(call.pid, start, end):
+            return
+        maps = self._maps(call.pid)
+        if maps is None:
+            return
+        if grows:
+            # The kernel extends the range down to the start of the mapping.
+            start = next((m.start for m in maps if m.start <= start < m.end), start)
+        self.model.fill_unknown(call.pid, start, end, maps)
+
+    def partial(self, call: MemCall) -> None:
+        """A failed call may still have changed part of its range: an
+        mprotect changes the mappings before the one it fails on (a hole:
+        ENOMEM; write asked of a shared read-only file view: EACCES); a
+        MAP_FIXED mmap whose file refuses the mapping (its mmap handler
+        fails) leaves a gap where the old mapping was; a failed mremap may
+        have unmapped its target. Take those ranges from the kernel's maps,
+        read while the thread is stopped at the call's exit: pages gone are
+        forgotten, pages the model does not know are unknown (possibly
+        written), and changed protections carry the history they imply."""
+        ranges = _touched_ranges(call)
+        if not ranges:
+            return
+        maps = self._maps(call.pid)
+        if maps is None:
+            return
+        for start, end in ranges:
+            self.model.reconcile(call.pid, start, end, maps)
+
+    def fork(self, pid: int) -> None:
+        """A forked child's address space is not a copy of its parent's
+        (MADV_DONTFORK leaves gaps a growing region can fill unseen): take
+        it from the child's maps, read while it has run no instruction."""
+        maps = self._maps(pid)
+        if maps is not None:
+            self.model.reconcile(pid, 0, 1 << 64, maps)
+
+
 class Judge:
     """The model, classifier and policy for one run; `enforcer` plans what is
     done with each decision (default: audit, or ptrace enforcement in enforce
-    mode)."""
+    mode).
+
+    Every event goes through the stages of `Stage` in order: `event()` is
+    the one place that routes each kind of event (the `_routes` table);
+    calls come through `call()`/`rejudge()` at entry and their MemReturn.
+    Each judged thing is a Subject (tracer/subject.py): classify gives its
+    categories, facts_of the policy's facts, `_judgement` the report."""
 
     def __init__(self, policy: Policy, mode: str, outputs: Sequence[Output], source: str,
                  report_all: bool = False, enforcer: Enforcer | None = None):
@@ -124,6 +236,8 @@ class Judge:
         self.model = ShadowModel()
         self.attributor = Attributor()
         self.stats = RunStats()
+        # The MODEL stage's reads of /proc: only a source that stops the process may make them.
+        self.gaps = ProcfsGaps(self.model, self.stats) if source == "ptrace" else None
         self._pending: dict[int, _Pending] = {}
         self._refusals: Counter[tuple] = Counter()
         # Calls a source counts instead of delivering, by (pid, repeat key):
@@ -134,6 +248,21 @@ class Judge:
         self.finished = False
         # Report every closure served (run --closures --trace-trampolines).
         self.trace_trampolines = False
+        # The wiring: each kind of event and the stage method that takes it.
+        self._routes: dict[type, Callable[[Any], Plan | None]] = {
+            MemReturn: self.call_returned,
+            ExecEvent: self._exec,
+            ForkEvent: self._fork,
+            CallsRepeated: self.calls_repeated,
+            ExitEvent: self._exit,
+            KernelKill: self._kernel_kill,
+            AttachEvent: self._attach,
+            TrampfdEvent: self._trampfd,
+            WritableObjects: self._writable,
+            ClosureEvent: self._closure,
+            RecordsLost: self._lost,
+            Unresolved: self._unresolved,
+        }
 
     def set_policy(self, policy: Policy) -> None:
         """Judge every call from now on by `policy` (the model is kept)."""
@@ -149,19 +278,23 @@ class Judge:
         judged it (a W^X event, or a call a category-free rule matched), else None."""
         self.stats.calls += 1
         self.stats.calls_by_syscall[call.syscall] += 1
-        if peek is not None and call.syscall in _PROTECTS:
-            self._learn_unseen(call)
+        if peek is not None and self.gaps is not None and call.syscall in _PROTECTS:
+            self.gaps.unseen(call)
         return self._plan_call(call, peek)
 
     def _plan_call(self, call: MemCall, peek: Peek | None) -> Plan | None:
         change = self.model.plan(call)
         judgement = plan = None
         if change is not None:
-            categories = classify(change, self.model, call.pid)
+            process = self.model.processes[call.pid]
+            subject = call_subject(call.pid, call.syscall, change, process.info)
+            categories = classify(subject, self.model)
             if categories or self.report_all or self.judges_uncategorised:
-                judgement = self._judge_call(call, change, categories, peek)
+                judgement = self._judge_call(call, subject, categories, peek)
                 if judgement is not None:
                     plan = self.enforcer.plan(judgement)
+        elif call.pid not in self.model.processes:
+            self.stats.drop(Stage.MODEL, UNKNOWN_PROCESS_CALL)
         self._pending[call.tid] = _Pending(call, change, judgement, plan)
         return plan
 
@@ -206,10 +339,10 @@ class Judge:
         change, judgement = pending.change, pending.judgement
         self.model.apply(ret.call, ret.result, change)
         refused = pending.plan is not None and pending.plan.proof is Proof.RESULT
-        if ret.failed and self.source == "ptrace" and not refused:
+        if ret.failed and self.gaps is not None and not refused:
             # The kernel ran the call and the thread is stopped at its exit:
             # the maps are current. (A call the tracer refused never ran.)
-            self._learn_partial(ret.call)
+            self.gaps.partial(ret.call)
         if ret.call.repeat_key is not None and change is not None:
             categories = judgement.categories if judgement is not None else ()
             self._repeatable[(ret.call.pid, ret.call.repeat_key)] = (ret.call, change, categories)
@@ -229,13 +362,15 @@ class Judge:
         delivered call on the range brings the kernel's view of it."""
         first = self._repeatable.get((event.pid, event.key))
         if first is None:
+            self.stats.drop(Stage.DECIDE, REPEATS_UNSEEN, event.count)
             return
         call, change, categories = first
         self.stats.calls += event.count
         self.stats.calls_by_syscall[call.syscall] += event.count
         if not (categories or self.report_all or self.judges_uncategorised):
             return
-        judgement = self._judge_call(call, change, categories, None)
+        subject = call_subject(call.pid, call.syscall, change, self._info(call.pid))
+        judgement = self._judge_call(call, subject, categories, None)
         if judgement is not None:
             judgement = _evolve(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
             # Every one succeeded and none was killed (a kill is never counted).
@@ -257,114 +392,37 @@ class Judge:
         if pending is None or pending.call is not kill.call:
             pending = self._pending[kill.tid] = _Pending(kill.call, self.model.plan(kill.call), None, None)
         if pending.judgement is None:
-            change = pending.change
-            if change is None:
-                judgement = self._unmodelled(kill.call)
-            else:
-                categories = classify(change, self.model, kill.pid)
-                judgement = self._judge_call(kill.call, change, categories, None, force=True)
+            # A call the model could not plan is judged on its syscall alone.
+            subject = call_subject(kill.pid, kill.call.syscall, pending.change, self._info(kill.pid))
+            judgement = self._judge_call(kill.call, subject, classify(subject, self.model), None, force=True)
             pending.judgement, pending.plan = judgement, self.enforcer.plan(judgement)
         pending.kernel_kill = kill.rule
 
-    def _unmodelled(self, call: MemCall) -> Judgement:
-        """A judgement of a call the model could not plan: the policy's
-        decision on its syscall alone, nothing known of its range."""
-        info = UNKNOWN_PROCESS
-        facts = Facts(categories=(), syscall=call.syscall, exe=info.exe, comm=info.comm, uid=info.uid,
-                      backing_kind=UNKNOWN_BACKING.kind, object_path=None, caller_object=None,
-                      prot=frozenset(), gained=frozenset(), new_mapping=False)
-        decision = decide(self.policy, facts)
-        return Judgement(
-            ts=call.ts, source=self.source, pid=call.pid, tid=call.tid, exe=info.exe, comm=info.comm,
-            uid=info.uid, syscall=call.syscall, arch=call.arch, args=call.args, result=None, addr=0,
-            length=0, prot=0, prev_prot=None, backing=UNKNOWN_BACKING, categories=(), decision=decision,
-            outcome=UNENFORCED[decision.action], caller=None,
-        )
+    def _info(self, pid: int) -> ProcessInfo:
+        process = self.model.process(pid)
+        return process.info if process is not None else UNKNOWN_PROCESS
 
-    def _learn_unseen(self, call: MemCall) -> None:
-        """Before judging an mprotect of a live process (stopped at entry),
-        add the pages of its range the model never saw, as the kernel's maps
-        show them now, with unknown (possibly written) history."""
-        start, end = call.args[0], call.args[0] + page_up(call.args[1])
-        grows = bool(call.args[2] & PROT_GROWSDOWN)
-        if not grows and self.model.covers(call.pid, start, end):
-            return
-        try:
-            maps = read_maps(call.pid)
-        except TraceError:
-            return
-        if grows:
-            # The kernel extends the range down to the start of the mapping.
-            start = next((m.start for m in maps if m.start <= start < m.end), start)
-        self.model.fill_unknown(call.pid, start, end, maps)
-
-    def _learn_partial(self, call: MemCall) -> None:
-        """A failed call may still have changed part of its range: an
-        mprotect changes the mappings before the one it fails on (a hole:
-        ENOMEM; write asked of a shared read-only file view: EACCES); a
-        MAP_FIXED mmap whose file refuses the mapping (its mmap handler
-        fails) leaves a gap where the old mapping was; a failed mremap may
-        have unmapped its target. Take those ranges from the kernel's maps,
-        read while the thread is stopped at the call's exit: pages gone are
-        forgotten, pages the model does not know are unknown (possibly
-        written), and changed protections carry the history they imply."""
-        ranges = _touched_ranges(call)
-        if not ranges:
-            return
-        try:
-            maps = read_maps(call.pid)
-        except TraceError:
-            return
-        for start, end in ranges:
-            self.model.reconcile(call.pid, start, end, maps)
-
-    def _learn_fork(self, pid: int) -> None:
-        """A forked child's address space is not a copy of its parent's
-        (MADV_DONTFORK leaves gaps a growing region can fill unseen): take
-        it from the child's maps, read while it has run no instruction."""
-        try:
-            maps = read_maps(pid)
-        except TraceError:
-            return
-        self.model.reconcile(pid, 0, 1 << 64, maps)
-
-    def _judge_call(self, call: MemCall, change: Change, categories: tuple[Category, ...],
+    def _judge_call(self, call: MemCall, subject: Subject, categories: tuple[Category, ...],
                     peek: Peek | None, force: bool = False) -> Judgement | None:
         """Return the judgement of a call, or None when it is neither a W^X
         event nor matched by a rule (and --all-calls is off), unless `force`."""
-        process = self.model.process(call.pid)
-        info = process.info if process else UNKNOWN_PROCESS
         # Attribution reads the tracee's stack: only pay for it when a rule
         # needs the caller or the event will be reported.
-        caller = self._caller(call, peek) if self.matches_caller else None
-        facts = Facts(
-            categories=categories,
-            syscall=call.syscall,
-            exe=info.exe,
-            comm=info.comm,
-            uid=info.uid,
-            backing_kind=change.backing.kind,
-            object_path=change.backing.path,
-            caller_object=caller.object if caller else None,
-            prot=prot_names(change.prot),
-            gained=prot_names(change.gained),
-            new_mapping=change.new_mapping,
-        )
-        decision = decide(self.policy, facts)
+        change = subject.change
+        caller = self._caller(call, peek) if self.matches_caller and change is not None else None
+        decision = decide(self.policy, facts_of(subject, categories, caller.object if caller else None))
         if not (categories or self.report_all or decision.rule is not None or force):
             return None
+        if change is None:
+            # Unmodelled: nothing known of its range, no caller to name.
+            return self._judgement(subject, categories, decision, call.ts, call.tid, call.syscall, call.arch,
+                                   call.args, None, None)
         if caller is None:
             caller = self._caller(call, peek)
         hint = closure_hint(caller.object if caller else None, decision.action)
-        return Judgement(
-            ts=call.ts, source=self.source, pid=call.pid, tid=call.tid,
-            exe=facts.exe, comm=facts.comm, uid=facts.uid, syscall=call.syscall, arch=call.arch,
-            args=call.args, result=None, addr=change.start, length=change.end - change.start,
-            prot=change.prot, prev_prot=change.prev_prot if change.parts else None,
-            backing=change.backing, categories=categories, decision=decision,
-            outcome=UNENFORCED[decision.action], caller=caller,
-            detail=(*_call_detail(call, change), *((("hint", hint),) if hint else ())),
-        )
+        return self._judgement(subject, categories, decision, call.ts, call.tid, call.syscall, call.arch,
+                               call.args, None, caller,
+                               (*_call_detail(call, change), *((("hint", hint),) if hint else ())))
 
     def refused_again(self, call: MemCall) -> bool:
         """Count a refusal of closure memory (a judgement with a closure
@@ -406,56 +464,48 @@ class Judge:
     # --- everything else ---------------------------------------------------------------
 
     def event(self, event: Event) -> Plan | None:
-        """Feed a non-call event to the model (and report exec-time findings);
-        return the enforcer's plan for a new program the policy judged, None otherwise."""
-        if isinstance(event, MemReturn):
-            self.call_returned(event)
-        elif isinstance(event, ExecEvent):
-            return self._exec(event)
-        elif isinstance(event, ForkEvent):
-            self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
-            if self.source == "ptrace" and not event.shares_vm:
-                self._learn_fork(event.child_pid)
-        elif isinstance(event, CallsRepeated):
-            self.calls_repeated(event)
-        elif isinstance(event, ExitEvent):
-            # A thread that dies inside a call never returns from it.
-            pending = self._pending.pop(event.tid, None)
-            if pending is not None and pending.judgement is not None and pending.plan is not None:
-                self._settle(pending.judgement, pending.plan, Evidence(gone=True))
-            if event.status is not None:
-                self.model.exit(event.pid)
-                self._forget_repeatable(event.pid)
-                for judgement, plan in self._awaiting.pop(event.pid, ()):
-                    self._settle(judgement, plan, Evidence(status=event.status))
-        elif isinstance(event, KernelKill):
-            self._kernel_kill(event)
-        elif isinstance(event, AttachEvent):
-            self.model.seed(event.pid, event.process, event.maps, event.personality)
-        elif isinstance(event, TrampfdEvent):
-            self._trampfd(event)
-        elif isinstance(event, WritableObjects):
-            self.model.add_written(event.objects)
-        elif isinstance(event, ClosureEvent):
-            self._closure(event)
-        elif isinstance(event, RecordsLost):
-            self.stats.lost = event.total
-            for output in self.outputs:
-                output.lost(event)
-        return None
+        """Feed a non-call event to its stage (the model, the judging of
+        exec-time findings, trampfd and closures, the outputs); return the
+        enforcer's plan for a new program the policy judged, None otherwise."""
+        route = self._routes.get(type(event))
+        return route(event) if route is not None else None
+
+    def _fork(self, event: ForkEvent) -> None:
+        self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+        if self.gaps is not None and not event.shares_vm:
+            self.gaps.fork(event.child_pid)
+
+    def _exit(self, event: ExitEvent) -> None:
+        # A thread that dies inside a call never returns from it.
+        pending = self._pending.pop(event.tid, None)
+        if pending is not None and pending.judgement is not None and pending.plan is not None:
+            self._settle(pending.judgement, pending.plan, Evidence(gone=True))
+        if event.status is not None:
+            self.model.exit(event.pid)
+            self._forget_repeatable(event.pid)
+            for judgement, plan in self._awaiting.pop(event.pid, ()):
+                self._settle(judgement, plan, Evidence(status=event.status))
+
+    def _attach(self, event: AttachEvent) -> None:
+        self.model.seed(event.pid, event.process, event.maps, event.personality)
+
+    def _writable(self, event: WritableObjects) -> None:
+        self.model.add_written(event.objects)
+
+    def _lost(self, event: RecordsLost) -> None:
+        self.stats.lost = event.total
+        for output in self.outputs:
+            output.lost(event)
+
+    def _unresolved(self, event: Unresolved) -> None:
+        self.stats.drop(Stage.SOURCE, event.what)
 
     def _trampfd(self, event: TrampfdEvent) -> None:
         """Judge a trampfd create/map/invoke like any W^X event."""
         process = self.model.process(event.pid)
-        info = process.info if process else UNKNOWN_PROCESS
-        categories = (Category.TRAMPFD,)
-        facts = Facts(
-            categories=categories, syscall=TRAMPFD_PSEUDO_SYSCALL, exe=info.exe,
-            comm=info.comm, uid=info.uid, backing_kind="special",
-            object_path="[trampfd]", caller_object=None, prot=frozenset(), gained=frozenset(),
-            new_mapping=event.op == "map",
-        )
-        decision = decide(self.policy, facts)
+        subject = trampfd_subject(event, process.info if process else UNKNOWN_PROCESS)
+        categories = classify(subject)
+        decision = decide(self.policy, facts_of(subject, categories))
         caller = target = None
         if process is not None:
             regions = process.space.snapshot()
@@ -465,14 +515,9 @@ class Judge:
         detail = [("target", _describe_address(event.target, target))] if event.target else []
         if event.registers:
             detail.append(("registers", ",".join(f"{name}={value:#x}" for name, value in event.registers)))
-        judgement = Judgement(
-            ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=facts.exe,
-            comm=facts.comm, uid=facts.uid, syscall=f"trampfd-{event.op}", arch="x86_64",
-            args=tuple(value for _, value in event.registers), result=event.target, addr=event.addr,
-            length=event.length, prot=0, prev_prot=None, backing=TRAMPFD_BACKING, categories=categories,
-            decision=decision, outcome=UNENFORCED[decision.action], caller=caller,
-            detail=tuple(detail),
-        )
+        judgement = self._judgement(subject, categories, decision, event.ts, event.tid, f"trampfd-{event.op}",
+                                    "x86_64", tuple(value for _, value in event.registers), event.target,
+                                    caller, tuple(detail))
         self._settle(judgement, self.enforcer.plan(judgement), Evidence())
 
     def _closure(self, event: ClosureEvent) -> None:
@@ -482,35 +527,23 @@ class Judge:
         if event.op != "refused" and not self.trace_trampolines:
             return
         process = self.model.process(event.pid)
-        info = process.info if process else UNKNOWN_PROCESS
+        subject = closure_subject(event, process.info if process else UNKNOWN_PROCESS)
+        categories = classify(subject)
         regions = process.space.snapshot() if process is not None else ()
         caller = self.attributor.caller(event.caller, b"", 0, regions) if event.caller and regions else None
         if event.op == "refused":
-            categories = (Category.W_TO_X,)
-            decision = Decision(Action.DENY, None, None, ())
-            outcome = Outcome.DENIED
-            reason = "the jump was not run: the program got the SIGSEGV the kernel delivers"
+            # The emulator decided and acted: the policy is not asked.
+            decision = EMULATOR_REFUSAL
             detail = [("why", "execution of written memory that holds no known trampoline")]
         else:
-            categories = (Category.TRAMPFD,)
-            decision = decide(self.policy, Facts(
-                categories=categories, syscall=TRAMPFD_PSEUDO_SYSCALL, exe=info.exe, comm=info.comm,
-                uid=info.uid, backing_kind="special", object_path="[closure]", caller_object=None,
-                prot=frozenset(), gained=frozenset(), new_mapping=event.op == "alloc"))
-            outcome, reason = UNENFORCED[decision.action], None
-            if decision.action in (Action.DENY, Action.KILL):
-                outcome = Outcome.NOT_ENFORCED
-                reason = "closures are served by --closures, then judged: reported, not refused"
+            decision = decide(self.policy, facts_of(subject, categories))
             target = self.attributor.caller(event.target, b"", 0, regions) if regions else None
             detail = [("target", _describe_address(event.target, target)), ("data", f"{event.data:#x}"),
                       ("pattern", event.pattern)]
-        self._emit(Judgement(
-            ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=info.exe, comm=info.comm,
-            uid=info.uid, syscall=f"closure-{event.op}", arch=event.arch, args=(event.data,),
-            result=event.target or None, addr=event.addr, length=0, prot=0, prev_prot=None,
-            backing=CLOSURE_BACKING, categories=categories, decision=decision, outcome=outcome, caller=caller,
-            detail=(("mode", event.mode), *detail), reason=reason,
-        ))
+        judgement = self._judgement(subject, categories, decision, event.ts, event.tid, f"closure-{event.op}",
+                                    event.arch, (event.data,), event.target or None, caller,
+                                    (("mode", event.mode), *detail))
+        self._settle(judgement, self.enforcer.plan(judgement), Evidence())
 
     def _forget_repeatable(self, pid: int) -> None:
         for key in [key for key in self._repeatable if key[0] == pid]:
@@ -519,35 +552,45 @@ class Judge:
     def _exec(self, event: ExecEvent) -> Plan | None:
         self._forget_repeatable(event.pid)
         process = self.model.exec(event)
-        categories = classify_exec(event, self.model.written)
+        subject = exec_subject(event)
+        categories = classify(subject, self.model)
         if not categories:
             return None
-        facts = Facts(
-            categories=categories, syscall=EXEC_PSEUDO_SYSCALL, exe=event.process.exe,
-            comm=event.process.comm, uid=event.process.uid, backing_kind="stack",
-            object_path=event.process.exe, caller_object=event.process.exe,
-            prot=frozenset(), gained=frozenset(), new_mapping=True,
-        )
-        decision = decide(self.policy, facts)
+        decision = decide(self.policy, facts_of(subject, categories))
         stack = next((r for r in process.space if r.backing.kind == "stack"), None)
         if Category.EXECSTACK not in categories and Category.WX_MAP in categories:
             # Name the W+X segment rather than the (harmless) stack.
             stack = next((r for r in process.space if r.prot & PROT_WRITE and r.prot & PROT_EXEC), stack)
-        judgement = Judgement(
-            ts=event.ts, source=self.source, pid=event.pid, tid=event.tid, exe=event.process.exe,
-            comm=event.process.comm, uid=event.process.uid, syscall=EXEC_PSEUDO_SYSCALL, arch="",
-            args=(), result=0, addr=stack.start if stack else 0,
-            length=(stack.end - stack.start) if stack else 0, prot=stack.prot if stack else 0,
-            prev_prot=None, backing=stack.backing if stack else ANON_BACKING,
-            categories=categories, decision=decision, outcome=UNENFORCED[decision.action],
-            caller=Caller(0, event.process.exe, None, 0),
-            detail=(("hint", "an executable stack is what GCC nested functions need for their trampolines; "
-                             "`trampwatch run --closures` serves them without one (docs/closures.md)"),)
-            if Category.EXECSTACK in categories and decision.action in (Action.DENY, Action.KILL) else (),
-        )
+        hint = (("hint", "an executable stack is what GCC nested functions need for their trampolines; "
+                         "`trampwatch run --closures` serves them without one (docs/closures.md)"),) \
+            if Category.EXECSTACK in categories and decision.action in (Action.DENY, Action.KILL) else ()
+        judgement = _evolve(
+            self._judgement(subject, categories, decision, event.ts, event.tid, EXEC_PSEUDO_SYSCALL, "",
+                            (), 0, Caller(0, event.process.exe, None, 0), hint),
+            # The report names the region at fault (the stack, or a W+X segment).
+            addr=stack.start if stack else 0, length=(stack.end - stack.start) if stack else 0,
+            prot=stack.prot if stack else 0, backing=stack.backing if stack else ANON_BACKING)
         plan = self.enforcer.plan(judgement)
         self._settle(judgement, plan, Evidence())
         return plan
+
+    def _judgement(self, subject: Subject, categories: tuple[Category, ...], decision: Decision, ts: float,
+                   tid: int, syscall: str, arch: str, args: tuple[int, ...], result: int | None,
+                   caller: Caller | None, detail: tuple[tuple[str, str], ...] = ()) -> Judgement:
+        """The one builder of a report: `subject` judged, in `categories`,
+        by `decision`; `syscall` is the name the report gives it, the rest
+        what the source saw. Its outcome is the unenforced one until the
+        enforcer's plan settles it."""
+        process = subject.process
+        change = subject.change
+        return Judgement(
+            ts=ts, source=self.source, pid=subject.pid, tid=tid, exe=process.exe, comm=process.comm,
+            uid=process.uid, syscall=syscall, arch=arch, args=args, result=result, addr=subject.start,
+            length=subject.end - subject.start, prot=subject.prot,
+            prev_prot=change.prev_prot if change is not None and change.parts else None,
+            backing=subject.backing, categories=categories, decision=decision,
+            outcome=UNENFORCED[decision.action], caller=caller, detail=detail,
+        )
 
     def _settle(self, judgement: Judgement, plan: Plan, seen: Evidence, **learnt: int) -> None:
         """Emit `judgement` (with the fields `learnt` since it was made) and
@@ -664,17 +707,16 @@ class PtraceSink(TraceSink):
         return self._reply(call, self.judge.call(call, peek))
 
     def _reply(self, call: MemCall, plan: Plan | None) -> CallReply:
-        if plan is None:
+        if plan is None or plan.proof is Proof.NONE:
             return ALLOW_WITH_RESULT
-        if plan.proof is Proof.DEATH:
+        if plan.proof is Proof.RESULT and self.judge.refused_again(call):
             self.judge.call_killed(call)
-            return CallReply(kill=True)
-        if plan.proof is Proof.RESULT:
-            if self.judge.refused_again(call):
-                self.judge.call_killed(call)
-                return CallReply(kill=True)
-            return CallReply(deny_errno=plan.errno)
-        return ALLOW_WITH_RESULT
+            return KILL_REPLY
+        reply = ptrace_reply(plan)
+        if reply.kill:
+            # It never returns: its judgement waits for the process's death.
+            self.judge.call_killed(call)
+        return reply
 
     def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
         """The ranges the judge needs stable while it judges `call`."""

@@ -17,11 +17,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from tracer.categories import Category, by_severity
+from tracer.categories import Category
+from tracer.classify import classify
 from tracer.elf import ElfError, ElfInfo, NotElfError, read_elf
+from tracer.subject import file_subject
 
-# Finding kinds: the first four are hazards with taxonomy categories, the
-# last three are facts worth knowing that no category covers.
+# Finding kinds: the first four are hazards (classify gives them taxonomy
+# categories), the last three are facts worth knowing that no category covers.
 EXECSTACK = "execstack"
 WX_SEGMENT = "wx-segment"
 TEXTREL = "textrel"
@@ -53,7 +55,7 @@ _RIE_MACHINES = frozenset({"EM_386", "EM_ARM"})
 @dataclass(frozen=True)
 class Finding:
     """One hazard or indicator in one file. `categories` are the taxonomy
-    categories it maps to, most severe first (empty for indicators)."""
+    categories classify gives it, most severe first (empty for indicators)."""
 
     kind: str
     categories: tuple[Category, ...]
@@ -74,7 +76,7 @@ class ScanResult:
     @property
     def categories(self) -> tuple[Category, ...]:
         """Every category of every finding, most severe first."""
-        return by_severity({cat for finding in self.findings for cat in finding.categories})
+        return classify(file_subject(self.path, tuple(finding.kind for finding in self.findings)))
 
 
 @dataclass
@@ -116,43 +118,32 @@ def findings_for(info: ElfInfo) -> tuple[Finding, ...]:
     found = [*_stack_findings(info)]
     for seg in info.segments:
         if seg.writable_executable:
-            found.append(
-                Finding(
-                    WX_SEGMENT,
-                    (Category.WX_MAP,),
-                    f"PT_LOAD at {seg.vaddr:#x} ({seg.memsz:#x} bytes) is writable and executable",
-                )
-            )
+            found.append((WX_SEGMENT,
+                          f"PT_LOAD at {seg.vaddr:#x} ({seg.memsz:#x} bytes) is writable and executable"))
     if info.textrel:
-        found.append(
-            Finding(
-                TEXTREL,
-                (Category.EXECMOD,),
-                "DT_TEXTREL: the loader writes into code pages, then makes them executable again",
-            )
-        )
+        found.append((TEXTREL,
+                      "DT_TEXTREL: the loader writes into code pages, then makes them executable again"))
     for kind, names in ((CLOSURE_API, CLOSURE_FUNCTIONS), (MEMORY_API, MEMORY_FUNCTIONS)):
         used = sorted(info.imports & names)
         if used:
-            found.append(Finding(kind, (), "imports " + ", ".join(used)))
-    return tuple(found)
+            found.append((kind, "imports " + ", ".join(used)))
+    return tuple(Finding(kind, classify(file_subject(info.path, (kind,))), detail) for kind, detail in found)
 
 
-def _stack_findings(info: ElfInfo) -> list[Finding]:
+def _stack_findings(info: ElfInfo) -> list[tuple[str, str]]:
+    """The stack's finding (kind, detail), if any."""
     if info.execstack:
-        return [Finding(EXECSTACK, (Category.EXECSTACK,), "PT_GNU_STACK asks for an executable stack")]
+        return [(EXECSTACK, "PT_GNU_STACK asks for an executable stack")]
     if info.execstack is False:
         return []
     if not info.is_program:
         # glibc's ld.so treats a library without the header as needing an
         # executable stack, and makes the whole process's stack executable.
-        detail = "no PT_GNU_STACK: ld.so makes the stack executable when it loads this library"
-        return [Finding(EXECSTACK, (Category.EXECSTACK,), detail)]
+        return [(EXECSTACK, "no PT_GNU_STACK: ld.so makes the stack executable when it loads this library")]
     if info.elfclass == 32 and info.machine in _RIE_MACHINES:
-        detail = "no PT_GNU_STACK on a 32-bit program: the kernel sets READ_IMPLIES_EXEC at exec"
-        return [Finding(READ_IMPLIES_EXEC, (Category.READ_IMPLIES_EXEC,), detail)]
-    detail = "no PT_GNU_STACK: READ_IMPLIES_EXEC on kernels before 5.8, none since"
-    return [Finding(NO_GNU_STACK, (), detail)]
+        return [(READ_IMPLIES_EXEC,
+                 "no PT_GNU_STACK on a 32-bit program: the kernel sets READ_IMPLIES_EXEC at exec")]
+    return [(NO_GNU_STACK, "no PT_GNU_STACK: READ_IMPLIES_EXEC on kernels before 5.8, none since")]
 
 
 def scan_paths(

@@ -14,7 +14,7 @@ describes every decision.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..abi import (
@@ -30,7 +30,7 @@ from ..abi import (
 from ..closures.patterns import CODE_WINDOW, Invocation, match
 from ..closures.regions import Ranges
 from ..errors import TraceError
-from ..events import ClosureEvent, Event
+from ..events import ClosureEvent
 from ..sources import procfs
 from ..sources.ptrace_source import Control, RawCall
 from ..sources.seccomp_filter import TrapRule
@@ -75,14 +75,14 @@ class _Space:
 class ClosureEmulator:
     """Grants W+X requests without exec and runs known trampolines there.
 
-    `trace` asks for one event per invocation; `emit` receives ClosureEvents.
+    `trace` asks for one event per invocation; ClosureEvents are reported
+    through the thread's Control (the source delivers them).
     `invocations` and `refused` count what happened in the whole run."""
 
     mode = "emulate"
 
-    def __init__(self, trace: bool, emit: Callable[[Event], None]):
+    def __init__(self, trace: bool):
         self.trace = trace
-        self.emit = emit
         self.spaces: dict[int, _Space] = {}
         self.invocations = 0
         self.refused = 0
@@ -138,7 +138,7 @@ class ClosureEmulator:
         word = _WORD[ctl.arch]
         if invocation is None:
             self.refused += 1
-            self.emit(ClosureEvent(time.time(), pid, tid, "refused", self.mode, pc, arch=ctl.arch,
+            ctl.report(ClosureEvent(time.time(), pid, tid, "refused", self.mode, pc, arch=ctl.arch,
                                    caller=self._word(ctl, ctl.register("rsp"), word)))
             return False
         if invocation.push is not None and not ctl.copy_to_user(*invocation.push):
@@ -147,7 +147,7 @@ class ClosureEmulator:
         self.invocations += 1
         if self.trace:
             caller = self._word(ctl, ctl.register("rsp"), word)
-            self.emit(ClosureEvent(time.time(), pid, tid, "invoke", self.mode, pc, invocation.target,
+            ctl.report(ClosureEvent(time.time(), pid, tid, "invoke", self.mode, pc, invocation.target,
                                    invocation.data, invocation.pattern, caller, ctl.arch))
         return True
 
@@ -259,14 +259,13 @@ class ClosureEmulator:
 class ClosureAnnouncements:
     """Trampfd mode's tracer side: the preloaded library announces each
     closure it served (code slot, handler, closure, caller) with a syscall
-    no kernel has; this handler turns it into a ClosureEvent and answers 0.
+    no kernel has; this handler reports it as a ClosureEvent and answers 0.
     The trampolines themselves are trampfd v2 tables (TrampfdEmulator)."""
 
     mode = "trampfd"
 
-    def __init__(self, nr: int, emit: Callable[[Event], None]):
+    def __init__(self, nr: int):
         self.nr = nr
-        self.emit = emit
 
     def trap_rules(self) -> Sequence[TrapRule]:
         """The announcement number (x86-64: the library is 64-bit only)."""
@@ -277,7 +276,7 @@ class ClosureAnnouncements:
         if call.arch != "x86_64" or call.nr != self.nr:
             return False
         code, target, closure, caller = call.args[:4]
-        self.emit(ClosureEvent(time.time(), call.pid, call.tid, "alloc", self.mode, code, target, closure,
+        ctl.report(ClosureEvent(time.time(), call.pid, call.tid, "alloc", self.mode, code, target, closure,
                                "trampfd v2 slot (r10 = closure; jmp to libffi's handler)", caller))
         ctl.finish(0)
         return True

@@ -34,7 +34,7 @@ from ..abi import (
     SYSCALLS_X86_64,
 )
 from ..errors import TraceError, TrampwatchError
-from ..events import Event, TrampfdEvent
+from ..events import TrampfdEvent
 from ..sources import procfs
 from ..sources.ptrace_source import Control, RawCall
 from ..sources.seccomp_filter import TrapRule, filter_program, x86_64_syscall_name
@@ -88,11 +88,11 @@ class TrampfdEmulator:
     """Serves trampfd (v1 and v2) to a traced process tree.
 
     `nr` is the trampfd syscall number, `trace_invocations` asks for one
-    event per v1 invocation, `emit` receives TrampfdEvents.
+    event per v1 invocation; TrampfdEvents are reported through the
+    thread's Control, which the source delivers like its own events.
     """
 
-    def __init__(self, nr: int, trace_invocations: bool, emit: Callable[[Event], None],
-                 fd_floor: int = FD_FLOOR):
+    def __init__(self, nr: int, trace_invocations: bool, fd_floor: int = FD_FLOOR):
         name = x86_64_syscall_name(nr)
         if name not in (None, "process_madvise"):
             raise TrampwatchError(f"--trampfd-nr {nr} is {name} on x86-64: serving trampfd there would break "
@@ -100,7 +100,6 @@ class TrampfdEmulator:
                                   "process_madvise as docs/trampfd.md explains)")
         self.nr = nr
         self.trace_invocations = trace_invocations
-        self.emit = emit
         self.floor = fd_floor
         self.files: dict[tuple[int, int], Trampfd] = {}
         self.spaces: dict[int, AddressSpace] = {}
@@ -163,8 +162,8 @@ class TrampfdEmulator:
             return False  # the kernel's failed copy: SIGSEGV, registers already loaded
         if self.trace_invocations:
             caller = ctl.read(sp, 8)
-            self._event(pid, tid, "invoke", 1, addr=page, length=PAGE_SIZE, target=patch.registers["rip"],
-                        registers=tuple(patch.registers.items()),
+            self._event(ctl, pid, tid, "invoke", 1, addr=page, length=PAGE_SIZE,
+                        target=patch.registers["rip"], registers=tuple(patch.registers.items()),
                         caller=_U64.unpack(caller)[0] if len(caller) == 8 else 0)
         return True
 
@@ -206,7 +205,7 @@ class TrampfdEmulator:
         self._filter_descriptors(call.pid, ctl)
         fd, key = self._new_descriptor(call, ctl)
         self.files[key] = trampoline
-        self._event(call.pid, call.tid, "create", trampoline.version, caller=call.ip)
+        self._event(ctl, call.pid, call.tid, "create", trampoline.version, caller=call.ip)
         ctl.finish(fd)
         return True
 
@@ -448,7 +447,7 @@ class TrampfdEmulator:
             # Through /proc/PID/mem: the program never has the page writable.
             ctl.write(page, trampoline.code_page())
             space.tables[page] = trampoline
-        self._event(call.pid, call.tid, "map", trampoline.version, addr=page, length=PAGE_SIZE,
+        self._event(ctl, call.pid, call.tid, "map", trampoline.version, addr=page, length=PAGE_SIZE,
                     caller=call.ip)
         ctl.finish(page)
         return True
@@ -475,5 +474,6 @@ class TrampfdEmulator:
         if space is not None and (space.v1_pages or space.tables):
             space.forget(start, length)
 
-    def _event(self, pid: int, tid: int, op: str, version: int, **fields: object) -> None:
-        self.emit(TrampfdEvent(time.time(), pid, tid, op, version, **fields))
+    @staticmethod
+    def _event(ctl: Control, pid: int, tid: int, op: str, version: int, **fields: object) -> None:
+        ctl.report(TrampfdEvent(time.time(), pid, tid, op, version, **fields))

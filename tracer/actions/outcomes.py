@@ -2,10 +2,15 @@
 do with the policy's decision (a Plan) and which later observation proves it
 was done; `settle` turns that observation into the outcome reports show.
 
-Three enforcers: AUDIT (nothing is enforced), PtraceEnforcer (`run`,
-`attach`: a call refused at entry or a process killed) and
-KernelKillEnforcer (`monitor`: eBPF kill rules at syscall entry). The
-pipeline holds each judgement until its plan settles, then emits it.
+The one control protocol is `Enforcer.plan`: AUDIT (nothing is enforced),
+PtraceEnforcer (`run`, `attach`: a call refused at entry or a process
+killed; `ptrace_reply` turns its plan into the ptrace source's reply) and
+KernelKillEnforcer (`monitor`: eBPF kill rules at syscall entry). What the
+emulators of `run --closures` and `--emulate-trampfd` already did (served
+a closure, refused a jump) is an outcome too, the same under every
+enforcer. Calls the seccomp filter refuses in the kernel never reach the
+tracer (tracer/actions/seccomp_deny.py says which). The pipeline holds
+each judgement until its plan settles, then emits it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..judgement import UNENFORCED, Judgement, Outcome
-from ..policy.model import EXEC_PSEUDO_SYSCALL, Action, Decision
+from ..policy.model import Action, Decision
+from ..sources.ptrace_source import ALLOW_WITH_RESULT, CallReply
+from ..subject import EXEC_PSEUDO_SYSCALL
 
 if TYPE_CHECKING:
     from .kernel_enforce import Enforcement
@@ -78,12 +85,35 @@ def _unenforced(decision: Decision) -> Plan:
     return _UNENFORCED_PLANS[decision.action]
 
 
+# The decision on a jump the closure emulator refused: it acted before anything was judged.
+EMULATOR_REFUSAL = Decision(Action.DENY, None, None, ())
+_JUMP_REFUSED = Plan(Proof.NONE, Outcome.DENIED,
+                     "the jump was not run: the program got the SIGSEGV the kernel delivers")
+_CLOSURE_SERVED = Plan(Proof.NONE, Outcome.NOT_ENFORCED,
+                       "closures are served by --closures, then judged: reported, not refused")
+
+
+def _emulated(judgement: Judgement) -> Plan | None:
+    """The outcome of what the closure emulator did, whatever the mode: a
+    refused jump was denied (the program got its SIGSEGV); a closure served
+    is reported, never refused. None for anything else."""
+    syscall = judgement.syscall
+    if not syscall.startswith("closure-"):
+        return None
+    if syscall == "closure-refused":
+        return _JUMP_REFUSED
+    return _CLOSURE_SERVED if judgement.decision.action in _FORBIDDING else None
+
+
 class _Audit:
     """audit mode: nothing is enforced, forbidding decisions are would-deny/would-kill."""
 
     def plan(self, judgement: Judgement) -> Plan:
-        """Return the unenforced outcome of the decision."""
-        return _unenforced(judgement.decision)
+        """Return the unenforced outcome of the decision (what an emulator did, for its events)."""
+        decision = judgement.decision
+        if decision.action in _FORBIDDING:
+            return _emulated(judgement) or _unenforced(decision)
+        return _unenforced(decision)
 
 
 AUDIT: Enforcer = _Audit()
@@ -101,6 +131,9 @@ class PtraceEnforcer:
         decision = judgement.decision
         if decision.action not in _FORBIDDING:
             return _unenforced(decision)
+        emulated = _emulated(judgement)
+        if emulated is not None:
+            return emulated
         if judgement.syscall.startswith("trampfd-"):
             return Plan(Proof.NONE, Outcome.NOT_ENFORCED,
                         "trampfd operations are served by the emulator, then judged: reported, not refused")
@@ -110,6 +143,22 @@ class PtraceEnforcer:
         if decision.action is Action.DENY:
             return Plan(Proof.RESULT, Outcome.DENIED, errno=decision.errno)
         return Plan(Proof.DEATH, _KILLED)
+
+
+KILL_REPLY = CallReply(kill=True)
+
+
+def ptrace_reply(plan: Plan | None) -> CallReply:
+    """How the ptrace source carries out `plan` at a call's entry (or exit):
+    kill the process, refuse the call with the plan's errno, or let it run
+    and stop at its exit for the result (no plan, or nothing to enforce)."""
+    if plan is None or plan.proof is Proof.NONE:
+        return ALLOW_WITH_RESULT
+    if plan.proof is Proof.DEATH:
+        return KILL_REPLY
+    if plan.proof is Proof.RESULT:
+        return CallReply(deny_errno=plan.errno)
+    return ALLOW_WITH_RESULT
 
 
 class KernelKillEnforcer:
@@ -124,6 +173,8 @@ class KernelKillEnforcer:
         """Return KERNEL_KILL for every call (a kill rule may fire whatever
         the user-space decision), with the outcome when none fires."""
         decision = judgement.decision
+        if decision.action in _FORBIDDING and (emulated := _emulated(judgement)) is not None:
+            return emulated
         if judgement.syscall == EXEC_PSEUDO_SYSCALL:
             if decision.action in _FORBIDDING:
                 return Plan(Proof.NONE, Outcome.NOT_ENFORCED,

@@ -7,8 +7,10 @@ import json
 from typing import TextIO
 
 from ..policy.engine import decide
-from ..policy.model import EXEC_PSEUDO_SYSCALL, Action, Facts, Policy
+from ..policy.facts import facts_of
+from ..policy.model import Action, Facts, Policy
 from ..scan import ScanResult, ScanSummary
+from ..subject import file_subject
 
 FORBIDDING = (Action.DENY, Action.KILL)
 
@@ -16,11 +18,7 @@ FORBIDDING = (Action.DENY, Action.KILL)
 def file_facts(result: ScanResult) -> Facts:
     """A file's findings as the policy judges them: what would happen when
     the file is executed (syscall `exec`), backed by the file itself."""
-    return Facts(
-        categories=result.categories, syscall=EXEC_PSEUDO_SYSCALL, exe=result.path, comm="", uid=-1,
-        backing_kind="file", object_path=result.path, caller_object=result.path,
-        prot=frozenset(), gained=frozenset(), new_mapping=True,
-    )
+    return facts_of(file_subject(result.path, tuple(f.kind for f in result.findings)), result.categories)
 
 
 class ScanPrinter:

@@ -12,16 +12,11 @@ from dataclasses import dataclass
 from tracer.abi import KNOWN_SYSCALLS
 from tracer.categories import Category
 from tracer.errors import PolicyIssue
+from tracer.subject import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL
 
 API_VERSION = "trampwatch.dev/v1"
 KIND = "WXPolicy"
 
-# The pseudo-syscall of facts found at exec time (an executable stack from the
-# ELF header, READ_IMPLIES_EXEC set by the kernel): nothing asked for them.
-EXEC_PSEUDO_SYSCALL = "exec"
-
-# The pseudo-syscall of trampfd events (create, map, invoke), real or emulated.
-TRAMPFD_PSEUDO_SYSCALL = "trampfd"
 
 MODES: tuple[str, ...] = ("audit", "enforce")
 # spec.closures: how `run` serves closures (docs/closures.md); off by default.
@@ -53,7 +48,8 @@ class Action(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Facts:
-    """Everything the engine judges about one event; the pipeline builds it.
+    """Everything the engine judges about one subject; tracer/policy/facts.py
+    builds it.
 
     `prot` is the effective protection after the call (READ_IMPLIES_EXEC
     already applied), `gained` the flags the call adds to some part of the

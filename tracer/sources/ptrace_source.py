@@ -31,6 +31,7 @@ from .. import abi
 from ..elf import ExecStackCache
 from ..errors import CommandError, NoSuchProcess, TraceError
 from ..events import (
+    EXEC_UNRESOLVED,
     AttachEvent,
     Event,
     ExecEvent,
@@ -39,6 +40,7 @@ from ..events import (
     ForkEvent,
     MemCall,
     MemReturn,
+    Unresolved,
     WritableObjects,
 )
 from . import procfs
@@ -285,6 +287,12 @@ class Control:
         if self.arch == "i386":
             return result - (1 << 32) if result & 0x80000000 else result & 0xFFFFFFFF
         return result - (1 << 64) if result >= 1 << 63 else result
+
+    def report(self, event: Event) -> None:
+        """Deliver an event the handler made (a trampoline created, a
+        closure served) to the source's sink, like every event the source
+        makes: a handler reports what it did, it never judges."""
+        self._source.sink.on_event(event)
 
     def read(self, addr: int, size: int) -> bytes:
         """Read the thread's memory (b'' where unmapped)."""
@@ -1195,6 +1203,7 @@ class PtraceSource:
             maps = procfs.read_maps(task.tid)
             persona = procfs.read_personality(task.tid)
         except TraceError:
+            self.sink.on_event(Unresolved(time.time(), task.pid, EXEC_UNRESOLVED))
             self._resume(task)
             return
         procfs.close_mem(task.tid)
