@@ -390,8 +390,8 @@ def _displaced(entry: MapEntry, info: ElfInfo, head: int | None) -> bool:
 def _decide(policy: Policy | None, subject: Subject, categories: tuple[Category, ...]) -> Judged:
     """Judge a standing state with `policy` (no decision without one)."""
     decision = decide(policy, facts_of(subject, categories)) if policy is not None else None
-    return Judged(subject.syscall, prot_names(subject.prot), prot_names(subject.gained), subject.new_mapping,
-                  decision)
+    return Judged(subject.syscall, prot_names(subject.prot), prot_names(subject.gained or 0),
+                  subject.new_mapping, decision)
 
 
 def _region_subject(pid: int, info: ProcessInfo, entry: MapEntry, backing: Backing, execstack: bool,

@@ -49,7 +49,8 @@ class Kind(enum.Enum):
 
 
 class Subject(NamedTuple):
-    """One judged thing. `syscall`, `process`, `backing`, `prot`, `gained`,
+    """One judged thing. `syscall`, `process`, `backing`, `prot`, `gained`
+    (None: what `change` gains, worked out only when the policy asks),
     `new_mapping` and `caller_object` are what the policy matches;
     `start`..`end` the memory it is about (0..0: none known); `change`,
     `event` and `traits` what the classifier reads (see Kind)."""
@@ -60,7 +61,7 @@ class Subject(NamedTuple):
     process: ProcessInfo
     backing: Backing
     prot: int
-    gained: int
+    gained: int | None
     new_mapping: bool
     start: int = 0
     end: int = 0
@@ -75,8 +76,8 @@ def call_subject(pid: int, syscall: str, change: Change | None, process: Process
     None: a call the model could not plan, nothing known of its range)."""
     if change is None:
         return Subject(Kind.CALL, pid, syscall, process, UNKNOWN_BACKING, 0, 0, False)
-    return Subject(Kind.CALL, pid, syscall, process, change.backing, change.prot, change.gained,
-                   change.new_mapping, change.start, change.end, change)
+    return Subject(Kind.CALL, pid, syscall, process, change.backing, change.prot, None, change.new_mapping,
+                   change.start, change.end, change)
 
 
 def exec_subject(event: ExecEvent) -> Subject:

@@ -7,11 +7,20 @@ The schema is documented in docs/events.md and versioned by `schema`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TextIO
 
 from ..abi import prot_text
 from ..events import RecordsLost
 from ..judgement import SCHEMA_VERSION, Judgement
+
+
+def dropped_by_stage(dropped: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """What each stage of the run dropped, by reason: {stage: {reason: count}}."""
+    stages: dict[str, dict[str, int]] = {}
+    for (stage, reason), count in sorted(dropped.items()):
+        stages.setdefault(stage, {})[reason] = count
+    return stages
 
 
 def judgement_record(judgement: Judgement) -> dict:
@@ -79,7 +88,8 @@ class JsonLinesOutput:
         self.stream.flush()
 
     def close(self, stats) -> None:
-        """Write the summary record and close the stream if we opened it."""
+        """Write the summary record (with what each stage dropped, by reason)
+        and close the stream if we opened it."""
         record = {
             "type": "summary",
             "schema": SCHEMA_VERSION,
@@ -90,6 +100,7 @@ class JsonLinesOutput:
             "lost": stats.lost,
             "exit_status": stats.exit_status,
             "closures": {op: stats.closures[op] for op in ("alloc", "invoke", "refused")},
+            "dropped": dropped_by_stage(stats.dropped),
         }
         self.stream.write(json.dumps(record) + "\n")
         self.stream.flush()

@@ -58,6 +58,10 @@ class Summary:
         if closures:
             lines.append(f"  closures: {closures['alloc']} served by trampfd, {closures['invoke']} "
                          f"invocations emulated, {closures['refused']} jumps refused (SIGSEGV)")
+        dropped = getattr(stats, "dropped", None)
+        if dropped:
+            lines.append("  dropped: " + ", ".join(
+                f"{count} by {stage} ({reason})" for (stage, reason), count in sorted(dropped.items())))
         if stats.exit_status is not None:
             lines.append(f"  program exit: {describe_status(stats.exit_status)}")
         if self.events:

@@ -16,6 +16,9 @@ def facts_of(subject: Subject, categories: tuple[Category, ...], caller_object: 
     (an exec's program, a scanned file)."""
     process = subject.process
     backing = subject.backing
+    gained = subject.gained
+    if gained is None:
+        gained = subject.change.gained if subject.change is not None else 0
     return Facts(categories, subject.syscall, process.exe, process.comm, process.uid, backing.kind,
                  backing.path, caller_object if caller_object is not None else subject.caller_object,
-                 prot_names(subject.prot), prot_names(subject.gained), subject.new_mapping)
+                 prot_names(subject.prot), prot_names(gained), subject.new_mapping)

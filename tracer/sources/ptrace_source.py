@@ -24,12 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ptrace import PtraceError
 from ptrace.binding import func as pt
 
 from .. import abi
 from ..elf import ExecStackCache
-from ..errors import CommandError, NoSuchProcess, TraceError
+from ..errors import AccessDenied, CommandError, NoSuchProcess, TraceError
 from ..events import (
     EXEC_UNRESOLVED,
     AttachEvent,
@@ -181,21 +180,23 @@ _libc.ptrace.restype = ctypes.c_long
 
 
 def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> int:
-    """The one way the source makes a ptrace request (python-ptrace's
+    """The one way trampwatch makes a ptrace request (python-ptrace's
     per-call work left out). Returns the request's result. A thread that is
     gone, or no longer stopped because it is dying (ESRCH), raises
-    NoSuchProcess: an ordinary event, its exit is reported next. Any other
-    failure raises TraceError."""
+    NoSuchProcess: an ordinary event, its exit is reported next. A process
+    we may not trace (EPERM) raises AccessDenied; any other failure
+    TraceError."""
     ctypes.set_errno(0)
     result = _libc.ptrace(request, tid, addr, data)
     if result == -1:
         err = ctypes.get_errno()
         if err:
             message = f"ptrace({request}, {tid}): {os.strerror(err)}"
-            if err == errno.ESRCH:
-                raise NoSuchProcess(message, pid=tid)
-            raise TraceError(message, pid=tid)
+            raise _PTRACE_ERRORS.get(err, TraceError)(message, pid=tid)
     return result
+
+
+_PTRACE_ERRORS: dict[int, type[TraceError]] = {errno.ESRCH: NoSuchProcess, errno.EPERM: AccessDenied}
 
 
 def _kcmp(pid1: int, pid2: int, kind: int) -> bool | None:
@@ -483,7 +484,7 @@ class PtraceSource:
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 126
             raise CommandError(argv[0], "could not prepare the traced child", code)
         options = _OPTIONS | (abi.PTRACE_O_EXITKILL if self.exit_kill else 0)
-        self._ptrace(abi.PTRACE_SEIZE, child, 0, options)
+        _fast_ptrace(abi.PTRACE_SEIZE, child, 0, options)
         self.tasks[child] = _Task(child, child)
         self.root_pid = child
         inherited = _writable_objects(child)
@@ -506,8 +507,8 @@ class PtraceSource:
                 break
             for tid in fresh:
                 try:
-                    self._ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
-                    self._ptrace(abi.PTRACE_INTERRUPT, tid)
+                    _fast_ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
+                    _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
                 except TraceError:
                     continue
                 seen.add(tid)
@@ -537,7 +538,7 @@ class PtraceSource:
         self._wide_waiting.clear()
         for tid in list(self.tasks):
             try:
-                self._ptrace(abi.PTRACE_INTERRUPT, tid)
+                _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
             except TraceError:
                 self.tasks.pop(tid, None)
 
@@ -640,7 +641,7 @@ class PtraceSource:
             self._exec(task)
         elif event == abi.PTRACE_EVENT_STOP:
             if sig in _GROUP_STOP_SIGNALS:
-                self._ptrace(abi.PTRACE_LISTEN, tid)
+                _fast_ptrace(abi.PTRACE_LISTEN, tid, 0, 0)
             else:
                 self._resume(task)
         elif sig == signal.SIGSEGV and self.handler is not None and self._fault_handled(task):
@@ -993,7 +994,7 @@ class PtraceSource:
         for tid in siblings:
             try:
                 _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
-            except PtraceError:
+            except NoSuchProcess:
                 continue  # gone: its exit is reported
             hold.waiting.add(tid)
         if not hold.waiting:
@@ -1037,7 +1038,7 @@ class PtraceSource:
         key = task.files_key
         try:
             kill = self._judge_descriptors(task, call, rval, failed)
-        except (NoSuchProcess, PtraceError):
+        except NoSuchProcess:
             kill = False  # the thread is gone; its exit is reported
         if kill:
             self._kill_process(task)
@@ -1193,7 +1194,7 @@ class PtraceSource:
         if self.handler is not None:
             try:
                 regs = _getregs(task.tid)
-            except PtraceError:
+            except TraceError:
                 self._resume(task)
                 return
             arch = "i386" if regs.cs == _CS_I386 else "x86_64"
@@ -1248,9 +1249,6 @@ class PtraceSource:
                                     procfs.read_personality(orphan.pid), (orphan.tid,))
                 self.sink.on_event(event)
             self._resume(orphan)
-
-    def _ptrace(self, request: int, tid: int, addr: int = 0, data: int = 0) -> int:
-        return _fast_ptrace(request, tid, addr, data)
 
 
 # --- argument normalisation --------------------------------------------------------
@@ -1473,9 +1471,9 @@ def ptrace_works() -> tuple[bool, str]:
         os._exit(0)
     try:
         os.waitpid(child, os.WUNTRACED)
-        pt.ptrace(abi.PTRACE_SEIZE, child, 0, abi.PTRACE_O_EXITKILL)
+        _fast_ptrace(abi.PTRACE_SEIZE, child, 0, abi.PTRACE_O_EXITKILL)
         return True, "PTRACE_SEIZE of a child works"
-    except PtraceError as err:
+    except TraceError as err:
         return False, f"PTRACE_SEIZE failed: {err}"
     finally:
         os.kill(child, signal.SIGKILL)
