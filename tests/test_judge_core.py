@@ -13,11 +13,21 @@ import json
 import os
 import signal
 import subprocess
+from dataclasses import replace
 
 import pytest
 
 from tracer.abi import PROT_EXEC, PROT_READ, PROT_WRITE, PTRACE_INTERRUPT, PTRACE_SEIZE
-from tracer.actions.outcomes import AUDIT, KILL_REPLY, Plan, Proof, PtraceEnforcer, ptrace_reply
+from tracer.actions.outcomes import (
+    AUDIT,
+    KILL_REPLY,
+    Evidence,
+    Plan,
+    Proof,
+    PtraceEnforcer,
+    Settler,
+    ptrace_reply,
+)
 from tracer.categories import Category as C
 from tracer.classify import classify
 from tracer.errors import AccessDenied, NoSuchProcess
@@ -50,6 +60,7 @@ from tracer.policy.facts import facts_of
 from tracer.policy.loader import load_policy_text
 from tracer.policy.model import Facts
 from tracer.shadow import ANON_BACKING, Change, ShadowModel, backing_from_entry
+from tracer.sources.procfs import read_maps
 from tracer.sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, _fast_ptrace
 from tracer.subject import (
     HOLDS_TRAMPFD,
@@ -232,7 +243,58 @@ def test_nothing_dropped_shows_no_drop_line():
     assert "dropped" not in text.getvalue()
 
 
+def test_the_model_stage_fills_what_it_never_saw_from_the_real_maps():
+    # A real process, stopped: the kernel's maps are the oracle.
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        os.kill(child.pid, signal.SIGSTOP)
+        maps = read_maps(child.pid)
+        stack = next(m for m in maps if m.path == "[stack]")
+        out = Collected()
+        j = Judge(load_policy_text(POLICY, "core.yaml"), "audit", [out], source="ptrace")
+        # Seeded without its stack: the model never saw it.
+        j.event(AttachEvent(0.0, child.pid, INFO, tuple(m for m in maps if m is not stack), 0))
+        page = stack.end - 0x1000
+        top = MemCall(1.0, child.pid, child.pid, "mprotect", "x86_64", (page, 0x1000, R | W | X))
+        assert not j.model.covers(child.pid, page, stack.end)
+        j.call(top, lambda addr, size: b"")
+        j.event(MemReturn(top, 0))
+        assert j.model.covers(child.pid, page, stack.end)
+        # Read at the stop, with unknown (possibly written) history: w-to-x, not just wx-protect.
+        assert [jd.categories for jd in out.judged] == [(C.WX_PROTECT, C.W_TO_X, C.EXECSTACK)]
+        assert out.judged[0].backing.kind == "stack" and not j.stats.dropped
+    finally:
+        child.kill()
+        child.wait()
+
+
 # --- emulators' outcomes and ptrace replies --------------------------------------------------
+
+
+def test_the_settler_holds_a_kill_until_the_process_is_seen_to_die():
+    out = Collected()
+    settler = Settler(PtraceEnforcer(), out.emit)
+    j = judge(out, mode="enforce")
+    feed(j, mprotect(R | X))
+    kill = evolve_action(out.judged.pop(), "kill")
+    plan = settler.plan(kill)
+    assert plan.proof is Proof.DEATH
+    settler.settle(kill, plan, Evidence())
+    settler.died(PID + 1, 0)
+    assert out.judged == []
+    settler.died(PID, signal.SIGKILL)  # the wait status of a death by SIGKILL
+    assert [(jd.outcome, jd.reason) for jd in out.judged] == [(Outcome.KILLED, None)]
+    # What never settles is reported when the run ends, with why it was not enforced.
+    settler.settle(kill, plan, Evidence())
+    settler.flush()
+    assert out.judged[-1].outcome is Outcome.NOT_ENFORCED
+    assert out.judged[-1].reason == "trampwatch stopped before the process was seen to die"
+
+
+def evolve_action(judgement: Judgement, action: str) -> Judgement:
+    """The same judgement as if the policy had decided `action`."""
+    decision = judgement.decision
+    return replace(judgement, decision=replace(decision, action=type(decision.action)(action)))
 
 
 def test_emulator_events_are_judged_with_what_the_emulator_did():

@@ -22,7 +22,7 @@ STEPS: dict[str, int] = {
     "tracer.shadow": 2,
     "tracer.subject": 3, "tracer.classify": 3, "tracer.attribution": 3, "tracer.scan": 3,
     "tracer.policy": 4,
-    "tracer.judgement": 5, "tracer.inspect": 5,
+    "tracer.judgement": 5, "tracer.judging": 5, "tracer.inspect": 5,
     "tracer.actions": 6,
     "tracer.outputs": 7,
     "tracer.pipeline": 8,

@@ -3,7 +3,7 @@ text, every W^X hazard, and the trampolines inside them, decoded.
 
 Reads /proc/PID/maps and /proc/PID/mem only: the process is never stopped.
 A snapshot is classified by the same classifier as a traced call (each
-region judged as the call that would create it now, see _judged_as) and
+region judged as the call that would create it now, see _region_subject) and
 decided by the same policy engine. docs/inspect.md describes the output.
 """
 

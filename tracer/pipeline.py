@@ -1,12 +1,17 @@
-"""Wiring: events from a source go through the shadow model, the classifier
-and the policy, and the judgements go to the outputs.
+"""Wiring: events from a source go through named stages, in order (Stage):
 
-`Judge` is source-agnostic: a source hands it calls at entry (so a decision
-can be enforced before the call runs) and everything else as events. Its
-enforcer (tracer/actions/outcomes.py) plans what is done with each decision;
-a judgement is emitted once what was seen afterwards (the call's result, the
-process's death, the kernel's kill record) settles its outcome.
-`PtraceSink` adapts it to the ptrace source's stop-and-reply protocol.
+    SOURCE -> MODEL -> CLASSIFY -> DECIDE -> ENFORCE -> EMIT
+    (events)  (ShadowModel,  (classify)  (Decider)  (Settler + the   (Emitter:
+               ProcfsGaps)                           enforcer)        outputs)
+
+`Judge` wires them, in one place, and is source-agnostic: a source hands it
+calls at entry (so a decision can be enforced before the call runs) and
+everything else as events. The enforcer (tracer/actions/outcomes.py) plans
+what is done with each decision; a judgement is emitted once what was seen
+afterwards (the call's result, the process's death, the kernel's kill
+record) settles its outcome. Each stage counts what it dropped, and why,
+in RunStats.dropped. `PtraceSink` adapts the Judge to the ptrace source's
+stop-and-reply protocol.
 """
 
 from __future__ import annotations
@@ -27,9 +32,7 @@ from .abi import (
     MAP_PRIVATE,
     MAP_TYPE,
     MREMAP_FIXED,
-    PROT_EXEC,
     PROT_GROWSDOWN,
-    PROT_WRITE,
 )
 from .actions.outcomes import (
     AUDIT,
@@ -40,10 +43,9 @@ from .actions.outcomes import (
     Plan,
     Proof,
     PtraceEnforcer,
+    Settler,
     ptrace_reply,
-    settle,
 )
-from .attribution import Attributor, Caller
 from .categories import Category
 from .classify import classify
 from .errors import TraceError
@@ -66,29 +68,20 @@ from .events import (
     Unresolved,
     WritableObjects,
 )
-from .judgement import UNENFORCED, Judgement, Outcome
-from .policy.engine import decide
-from .policy.facts import facts_of
-from .policy.model import Action, Decision, Policy
-from .shadow import ANON_BACKING, Change, ShadowModel, page_up
+from .judgement import Judgement, Outcome
+from .judging import Decider, evolve
+from .policy.model import Policy
+from .shadow import Change, ShadowModel, page_up
 from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
     ALLOW_WITH_RESULT,
-    STACK_SAMPLE,
     CallReply,
     PtraceSource,
     SyscallHandler,
     TraceSink,
 )
-from .subject import (
-    EXEC_PSEUDO_SYSCALL,
-    Subject,
-    call_subject,
-    closure_subject,
-    exec_subject,
-    trampfd_subject,
-)
+from .subject import call_subject, closure_subject, exec_subject, trampfd_subject
 
 Peek = Callable[[int, int], bytes]
 _NOTHING = Evidence()
@@ -142,15 +135,6 @@ class RunStats:
     def drop(self, stage: Stage, reason: str, count: int = 1) -> None:
         """Count `count` things `stage` dropped for `reason`."""
         self.dropped[(stage.value, reason)] += count
-
-
-@dataclass(slots=True)
-class _Pending:
-    call: MemCall
-    change: Change | None
-    judgement: Judgement | None
-    plan: Plan | None
-    kernel_kill: str | None = None
 
 
 class ProcfsGaps:
@@ -214,37 +198,67 @@ class ProcfsGaps:
             self.model.reconcile(pid, 0, 1 << 64, maps)
 
 
-class Judge:
-    """The model, classifier and policy for one run; `enforcer` plans what is
-    done with each decision (default: audit, or ptrace enforcement in enforce
-    mode).
+class Emitter:
+    """The EMIT stage: every settled judgement to every output, counted."""
 
-    Every event goes through the stages of `Stage` in order: `event()` is
-    the one place that routes each kind of event (the `_routes` table);
-    calls come through `call()`/`rejudge()` at entry and their MemReturn.
-    Each judged thing is a Subject (tracer/subject.py): classify gives its
-    categories, facts_of the policy's facts, `_judgement` the report."""
+    def __init__(self, outputs: Sequence[Output], stats: RunStats):
+        self.outputs = list(outputs)
+        self.stats = stats
+
+    def emit(self, judgement: Judgement) -> None:
+        """Write one judgement to every output."""
+        self.stats.judged += judgement.count
+        for output in self.outputs:
+            output.emit(judgement)
+
+    def lost(self, event: RecordsLost) -> None:
+        """Report records the source lost."""
+        self.stats.lost = event.total
+        for output in self.outputs:
+            output.lost(event)
+
+    def close(self) -> None:
+        """Close every output with the run's statistics."""
+        for output in self.outputs:
+            output.close(self.stats)
+
+
+@dataclass(slots=True)
+class _Pending:
+    call: MemCall
+    change: Change | None
+    judgement: Judgement | None
+    plan: Plan | None
+    kernel_kill: str | None = None
+
+
+class Judge:
+    """One run's stages, wired: MODEL (the shadow model, and ProcfsGaps for a
+    source that stops processes), CLASSIFY (classify), DECIDE (Decider),
+    ENFORCE (Settler, with the enforcer: audit, or ptrace enforcement in
+    enforce mode) and EMIT (Emitter). `event()` routes each kind of event to
+    its stage through one table; calls come through `call()`/`rejudge()` at
+    entry and their MemReturn. Each judged thing is a Subject
+    (tracer/subject.py)."""
 
     def __init__(self, policy: Policy, mode: str, outputs: Sequence[Output], source: str,
                  report_all: bool = False, enforcer: Enforcer | None = None):
-        self.set_policy(policy)
-        self.report_all = report_all
         self.mode = mode
-        self.enforcer = enforcer or (PtraceEnforcer() if mode == "enforce" else AUDIT)
-        self.outputs = list(outputs)
         self.source = source
-        self.model = ShadowModel()
-        self.attributor = Attributor()
         self.stats = RunStats()
+        self.model = ShadowModel()
         # The MODEL stage's reads of /proc: only a source that stops the process may make them.
         self.gaps = ProcfsGaps(self.model, self.stats) if source == "ptrace" else None
+        self.decider = Decider(policy, self.model, source, report_all)
+        self.emitter = Emitter(outputs, self.stats)
+        self.settler = Settler(enforcer or (PtraceEnforcer() if mode == "enforce" else AUDIT),
+                               self.emitter.emit)
+        # The calls in flight, by thread: what the entry made of each, until its MemReturn.
         self._pending: dict[int, _Pending] = {}
         self._refusals: Counter[tuple] = Counter()
         # Calls a source counts instead of delivering, by (pid, repeat key):
         # the first such call and what the model made of it.
         self._repeatable: dict[tuple[int, int], tuple[MemCall, Change, tuple[Category, ...]]] = {}
-        # Judgements whose plan waits for their process's death, by pid.
-        self._awaiting: dict[int, list[tuple[Judgement, Plan]]] = {}
         self.finished = False
         # Report every closure served (run --closures --trace-trampolines).
         self.trace_trampolines = False
@@ -260,16 +274,27 @@ class Judge:
             TrampfdEvent: self._trampfd,
             WritableObjects: self._writable,
             ClosureEvent: self._closure,
-            RecordsLost: self._lost,
+            RecordsLost: self.emitter.lost,
             Unresolved: self._unresolved,
         }
 
+    @property
+    def policy(self) -> Policy:
+        """The policy every call is judged by."""
+        return self.decider.policy
+
     def set_policy(self, policy: Policy) -> None:
         """Judge every call from now on by `policy` (the model is kept)."""
-        self.policy = policy
-        # Only rules without a category condition can judge uncategorised calls.
-        self.judges_uncategorised = any(rule.match.judges_uncategorised for rule in policy.rules)
-        self.matches_caller = any(rule.match.caller is not None for rule in policy.rules)
+        self.decider.set_policy(policy)
+
+    @property
+    def enforcer(self) -> Enforcer:
+        """What plans the enforcement of each decision."""
+        return self.settler.enforcer
+
+    @enforcer.setter
+    def enforcer(self, enforcer: Enforcer) -> None:
+        self.settler.enforcer = enforcer
 
     # --- calls ---------------------------------------------------------------------
 
@@ -286,13 +311,12 @@ class Judge:
         change = self.model.plan(call)
         judgement = plan = None
         if change is not None:
-            process = self.model.processes[call.pid]
-            subject = call_subject(call.pid, call.syscall, change, process.info)
+            subject = call_subject(call.pid, call.syscall, change, self.model.processes[call.pid].info)
             categories = classify(subject, self.model)
-            if categories or self.report_all or self.judges_uncategorised:
-                judgement = self._judge_call(call, subject, categories, peek)
+            if self.decider.wants(categories):
+                judgement = self.decider.call(call, subject, categories, peek)
                 if judgement is not None:
-                    plan = self.enforcer.plan(judgement)
+                    plan = self.settler.plan(judgement)
         elif call.pid not in self.model.processes:
             self.stats.drop(Stage.MODEL, UNKNOWN_PROCESS_CALL)
         self._pending[call.tid] = _Pending(call, change, judgement, plan)
@@ -353,7 +377,7 @@ class Judge:
             plan = pending.plan
             # Most plans need no proof: no Evidence to make (this is every judged call's path).
             seen = _NOTHING if plan.proof is Proof.NONE else Evidence(ret.result, pending.kernel_kill)
-            self._settle(judgement, plan, seen, result=ret.result, addr=addr)
+            self.settler.settle(judgement, plan, seen, result=ret.result, addr=addr)
 
     def calls_repeated(self, event: CallsRepeated) -> None:
         """Count `event.count` more calls equal to a repeat key's first one
@@ -367,14 +391,14 @@ class Judge:
         call, change, categories = first
         self.stats.calls += event.count
         self.stats.calls_by_syscall[call.syscall] += event.count
-        if not (categories or self.report_all or self.judges_uncategorised):
+        if not self.decider.wants(categories):
             return
         subject = call_subject(call.pid, call.syscall, change, self._info(call.pid))
-        judgement = self._judge_call(call, subject, categories, None)
+        judgement = self.decider.call(call, subject, categories, None)
         if judgement is not None:
-            judgement = _evolve(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
+            judgement = evolve(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
             # Every one succeeded and none was killed (a kill is never counted).
-            self._settle(judgement, self.enforcer.plan(judgement), Evidence(result=0))
+            self.settler.settle(judgement, self.settler.plan(judgement), Evidence(result=0))
 
     def call_killed(self, call: MemCall) -> None:
         """A call whose process is being killed at entry: it never returns;
@@ -382,47 +406,7 @@ class Judge:
         pending = self._pending.pop(call.tid, None)
         if pending is not None and pending.judgement is not None and pending.plan is not None \
                 and pending.call is call:
-            self._settle(pending.judgement, pending.plan, Evidence())
-
-    def _kernel_kill(self, kill: KernelKill) -> None:
-        """The kernel side killed the process at the entry of `kill.call`
-        (its record comes before the call's return): the call is reported,
-        whatever the policy said of it, and its outcome is `killed`."""
-        pending = self._pending.get(kill.tid)
-        if pending is None or pending.call is not kill.call:
-            pending = self._pending[kill.tid] = _Pending(kill.call, self.model.plan(kill.call), None, None)
-        if pending.judgement is None:
-            # A call the model could not plan is judged on its syscall alone.
-            subject = call_subject(kill.pid, kill.call.syscall, pending.change, self._info(kill.pid))
-            judgement = self._judge_call(kill.call, subject, classify(subject, self.model), None, force=True)
-            pending.judgement, pending.plan = judgement, self.enforcer.plan(judgement)
-        pending.kernel_kill = kill.rule
-
-    def _info(self, pid: int) -> ProcessInfo:
-        process = self.model.process(pid)
-        return process.info if process is not None else UNKNOWN_PROCESS
-
-    def _judge_call(self, call: MemCall, subject: Subject, categories: tuple[Category, ...],
-                    peek: Peek | None, force: bool = False) -> Judgement | None:
-        """Return the judgement of a call, or None when it is neither a W^X
-        event nor matched by a rule (and --all-calls is off), unless `force`."""
-        # Attribution reads the tracee's stack: only pay for it when a rule
-        # needs the caller or the event will be reported.
-        change = subject.change
-        caller = self._caller(call, peek) if self.matches_caller and change is not None else None
-        decision = decide(self.policy, facts_of(subject, categories, caller.object if caller else None))
-        if not (categories or self.report_all or decision.rule is not None or force):
-            return None
-        if change is None:
-            # Unmodelled: nothing known of its range, no caller to name.
-            return self._judgement(subject, categories, decision, call.ts, call.tid, call.syscall, call.arch,
-                                   call.args, None, None)
-        if caller is None:
-            caller = self._caller(call, peek)
-        hint = closure_hint(caller.object if caller else None, decision.action)
-        return self._judgement(subject, categories, decision, call.ts, call.tid, call.syscall, call.arch,
-                               call.args, None, caller,
-                               (*_call_detail(call, change), *((("hint", hint),) if hint else ())))
+            self.settler.settle(pending.judgement, pending.plan, Evidence())
 
     def refused_again(self, call: MemCall) -> bool:
         """Count a refusal of closure memory (a judgement with a closure
@@ -448,18 +432,24 @@ class Judge:
         pending.plan = Plan(Proof.DEATH, Outcome.KILLED, why)
         return True
 
-    def _caller(self, call: MemCall, peek: Peek | None) -> Caller | None:
-        process = self.model.process(call.pid)
-        if process is None:
-            return None
-        stack = call.stack
-        if not stack and peek is not None and call.sp:
-            stack = peek(call.sp, STACK_SAMPLE)
-        if not call.ip and not stack:
-            # No registers (the eBPF source): nothing to attribute, and no
-            # need to index a space that changes at every call.
-            return _NO_CALLER
-        return self.attributor.caller(call.ip, stack, call.sp, process.space.snapshot())
+    def _kernel_kill(self, kill: KernelKill) -> None:
+        """The kernel side killed the process at the entry of `kill.call`
+        (its record comes before the call's return): the call is reported,
+        whatever the policy said of it, and its outcome is `killed`."""
+        pending = self._pending.get(kill.tid)
+        if pending is None or pending.call is not kill.call:
+            pending = self._pending[kill.tid] = _Pending(kill.call, self.model.plan(kill.call), None, None)
+        if pending.judgement is None:
+            # A call the model could not plan is judged on its syscall alone.
+            subject = call_subject(kill.pid, kill.call.syscall, pending.change, self._info(kill.pid))
+            judgement = self.decider.call(kill.call, subject, classify(subject, self.model), None, force=True)
+            if judgement is not None:
+                pending.judgement, pending.plan = judgement, self.settler.plan(judgement)
+        pending.kernel_kill = kill.rule
+
+    def _info(self, pid: int) -> ProcessInfo:
+        process = self.model.process(pid)
+        return process.info if process is not None else UNKNOWN_PROCESS
 
     # --- everything else ---------------------------------------------------------------
 
@@ -479,23 +469,17 @@ class Judge:
         # A thread that dies inside a call never returns from it.
         pending = self._pending.pop(event.tid, None)
         if pending is not None and pending.judgement is not None and pending.plan is not None:
-            self._settle(pending.judgement, pending.plan, Evidence(gone=True))
+            self.settler.settle(pending.judgement, pending.plan, Evidence(gone=True))
         if event.status is not None:
             self.model.exit(event.pid)
             self._forget_repeatable(event.pid)
-            for judgement, plan in self._awaiting.pop(event.pid, ()):
-                self._settle(judgement, plan, Evidence(status=event.status))
+            self.settler.died(event.pid, event.status)
 
     def _attach(self, event: AttachEvent) -> None:
         self.model.seed(event.pid, event.process, event.maps, event.personality)
 
     def _writable(self, event: WritableObjects) -> None:
         self.model.add_written(event.objects)
-
-    def _lost(self, event: RecordsLost) -> None:
-        self.stats.lost = event.total
-        for output in self.outputs:
-            output.lost(event)
 
     def _unresolved(self, event: Unresolved) -> None:
         self.stats.drop(Stage.SOURCE, event.what)
@@ -504,21 +488,8 @@ class Judge:
         """Judge a trampfd create/map/invoke like any W^X event."""
         process = self.model.process(event.pid)
         subject = trampfd_subject(event, process.info if process else UNKNOWN_PROCESS)
-        categories = classify(subject)
-        decision = decide(self.policy, facts_of(subject, categories))
-        caller = target = None
-        if process is not None:
-            regions = process.space.snapshot()
-            # An address's object and symbol (no stack: the address itself).
-            caller = self.attributor.caller(event.caller, b"", 0, regions) if event.caller else None
-            target = self.attributor.caller(event.target, b"", 0, regions) if event.target else None
-        detail = [("target", _describe_address(event.target, target))] if event.target else []
-        if event.registers:
-            detail.append(("registers", ",".join(f"{name}={value:#x}" for name, value in event.registers)))
-        judgement = self._judgement(subject, categories, decision, event.ts, event.tid, f"trampfd-{event.op}",
-                                    "x86_64", tuple(value for _, value in event.registers), event.target,
-                                    caller, tuple(detail))
-        self._settle(judgement, self.enforcer.plan(judgement), Evidence())
+        judgement = self.decider.trampfd(event, subject, classify(subject), process)
+        self.settler.settle(judgement, self.settler.plan(judgement), _NOTHING)
 
     def _closure(self, event: ClosureEvent) -> None:
         """Count a served closure (reported with --trace-trampolines) or
@@ -528,22 +499,8 @@ class Judge:
             return
         process = self.model.process(event.pid)
         subject = closure_subject(event, process.info if process else UNKNOWN_PROCESS)
-        categories = classify(subject)
-        regions = process.space.snapshot() if process is not None else ()
-        caller = self.attributor.caller(event.caller, b"", 0, regions) if event.caller and regions else None
-        if event.op == "refused":
-            # The emulator decided and acted: the policy is not asked.
-            decision = EMULATOR_REFUSAL
-            detail = [("why", "execution of written memory that holds no known trampoline")]
-        else:
-            decision = decide(self.policy, facts_of(subject, categories))
-            target = self.attributor.caller(event.target, b"", 0, regions) if regions else None
-            detail = [("target", _describe_address(event.target, target)), ("data", f"{event.data:#x}"),
-                      ("pattern", event.pattern)]
-        judgement = self._judgement(subject, categories, decision, event.ts, event.tid, f"closure-{event.op}",
-                                    event.arch, (event.data,), event.target or None, caller,
-                                    (("mode", event.mode), *detail))
-        self._settle(judgement, self.enforcer.plan(judgement), Evidence())
+        judgement = self.decider.closure(event, subject, classify(subject), process, EMULATOR_REFUSAL)
+        self.settler.settle(judgement, self.settler.plan(judgement), _NOTHING)
 
     def _forget_repeatable(self, pid: int) -> None:
         for key in [key for key in self._repeatable if key[0] == pid]:
@@ -556,64 +513,10 @@ class Judge:
         categories = classify(subject, self.model)
         if not categories:
             return None
-        decision = decide(self.policy, facts_of(subject, categories))
-        stack = next((r for r in process.space if r.backing.kind == "stack"), None)
-        if Category.EXECSTACK not in categories and Category.WX_MAP in categories:
-            # Name the W+X segment rather than the (harmless) stack.
-            stack = next((r for r in process.space if r.prot & PROT_WRITE and r.prot & PROT_EXEC), stack)
-        hint = (("hint", "an executable stack is what GCC nested functions need for their trampolines; "
-                         "`trampwatch run --closures` serves them without one (docs/closures.md)"),) \
-            if Category.EXECSTACK in categories and decision.action in (Action.DENY, Action.KILL) else ()
-        judgement = _evolve(
-            self._judgement(subject, categories, decision, event.ts, event.tid, EXEC_PSEUDO_SYSCALL, "",
-                            (), 0, Caller(0, event.process.exe, None, 0), hint),
-            # The report names the region at fault (the stack, or a W+X segment).
-            addr=stack.start if stack else 0, length=(stack.end - stack.start) if stack else 0,
-            prot=stack.prot if stack else 0, backing=stack.backing if stack else ANON_BACKING)
-        plan = self.enforcer.plan(judgement)
-        self._settle(judgement, plan, Evidence())
+        judgement = self.decider.exec(event, subject, categories, process)
+        plan = self.settler.plan(judgement)
+        self.settler.settle(judgement, plan, _NOTHING)
         return plan
-
-    def _judgement(self, subject: Subject, categories: tuple[Category, ...], decision: Decision, ts: float,
-                   tid: int, syscall: str, arch: str, args: tuple[int, ...], result: int | None,
-                   caller: Caller | None, detail: tuple[tuple[str, str], ...] = ()) -> Judgement:
-        """The one builder of a report: `subject` judged, in `categories`,
-        by `decision`; `syscall` is the name the report gives it, the rest
-        what the source saw. Its outcome is the unenforced one until the
-        enforcer's plan settles it."""
-        process = subject.process
-        change = subject.change
-        return Judgement(
-            ts=ts, source=self.source, pid=subject.pid, tid=tid, exe=process.exe, comm=process.comm,
-            uid=process.uid, syscall=syscall, arch=arch, args=args, result=result, addr=subject.start,
-            length=subject.end - subject.start, prot=subject.prot,
-            prev_prot=change.prev_prot if change is not None and change.parts else None,
-            backing=subject.backing, categories=categories, decision=decision,
-            outcome=UNENFORCED[decision.action], caller=caller, detail=detail,
-        )
-
-    def _settle(self, judgement: Judgement, plan: Plan, seen: Evidence, **learnt: int) -> None:
-        """Emit `judgement` (with the fields `learnt` since it was made) and
-        its outcome once `seen` settles `plan`; else keep it until its process
-        dies (or the run ends)."""
-        if plan.proof is Proof.NONE:
-            outcome, reason = plan.outcome, plan.reason
-        else:
-            settled = settle(plan, judgement, seen)
-            if settled is None:
-                held = _evolve(judgement, **learnt) if learnt else judgement
-                self._awaiting.setdefault(judgement.pid, []).append((held, plan))
-                return
-            outcome, reason = settled
-        changes: dict[str, object] = learnt
-        if outcome is not judgement.outcome or reason is not None:
-            changes = {**learnt, "outcome": outcome, "reason": reason}
-        self._emit(_evolve(judgement, **changes) if changes else judgement)
-
-    def _emit(self, judgement: Judgement) -> None:
-        self.stats.judged += judgement.count
-        for output in self.outputs:
-            output.emit(judgement)
 
     def finish(self, exit_status: int | None) -> RunStats:
         """Close every output with the run's statistics (once); return them."""
@@ -624,75 +527,15 @@ class Judge:
         pending, self._pending = self._pending, {}
         for entry in pending.values():
             if entry.judgement is not None and entry.plan is not None:
-                self._settle(entry.judgement, entry.plan, Evidence(ended=True))
-        awaiting, self._awaiting = self._awaiting, {}
-        for judged in awaiting.values():
-            for judgement, plan in judged:
-                self._settle(judgement, plan, Evidence(ended=True))
+                self.settler.settle(entry.judgement, entry.plan, Evidence(ended=True))
+        self.settler.flush()
         self.stats.exit_status = exit_status
-        for output in self.outputs:
-            output.close(self.stats)
+        self.emitter.close()
         return self.stats
-
-
-def _call_detail(call: MemCall, change: Change) -> tuple[tuple[str, str], ...]:
-    """Extra report pairs: the facility an opaque call uses, the process a
-    write through /proc/PID/mem reaches, the descriptor a call produced."""
-    detail = []
-    if change.facility:
-        detail.append(("facility", change.facility))
-    if call.fd_object is not None and call.fd_object.fd >= 0:
-        detail.append(("fd", str(call.fd_object.fd)))
-    if call.target is not None and change.kind == "foreign-write":
-        detail.append(("target", str(call.target) if call.target >= 0 else "unknown (another procfs)"))
-    return tuple(detail)
 
 
 # Identical refusals after which a process is taken to retry forever.
 RETRY_LIMIT = 200
-# Libraries that ask for closure memory, by file name prefix (what they are).
-CLOSURE_LIBRARIES = {
-    "libffi.so": "libffi (closures)",
-    "libffi_pic": "libffi (closures)",
-    "ffi_c.so": "Ruby FFI (closures)",
-    "_cffi_backend": "cffi (closures)",
-    "_ctypes": "ctypes (closures)",
-}
-
-
-def closure_hint(caller_object: str | None, action: Action) -> str | None:
-    """The hint a refused closure page gets: which library wanted it and
-    that `run --closures` serves it; None for any other call."""
-    if action not in (Action.DENY, Action.KILL) or not caller_object:
-        return None
-    name = os.path.basename(caller_object)
-    what = next((what for prefix, what in CLOSURE_LIBRARIES.items() if name.startswith(prefix)), None)
-    if what is None:
-        return None
-    return (f"{name} ({what}) wanted this memory for closures; `trampwatch run --closures` serves them "
-            "without W+X memory (docs/closures.md)")
-
-
-# The caller of a call whose source gives no registers: what attribution says of address 0.
-_NO_CALLER = Caller(0, None, None, 0)
-
-
-def _evolve(judgement: Judgement, **changes: object) -> Judgement:
-    """dataclasses.replace() without its per-call introspection of the
-    fields (a judged call is evolved twice: its result, then its outcome)."""
-    evolved = object.__new__(Judgement)
-    evolved.__dict__.update(judgement.__dict__, **changes)
-    return evolved
-
-
-def _describe_address(addr: int, where: Caller | None) -> str:
-    """'0x... (object:symbol+0x..)' for reports."""
-    if where is None or not where.object:
-        return f"{addr:#x}"
-    name = where.object.rsplit("/", 1)[-1]
-    if where.symbol:
-        name += f":{where.symbol}" + (f"+{where.offset:#x}" if where.offset else "")
-    return f"{addr:#x} ({name})"
 
 
 class PtraceSink(TraceSink):

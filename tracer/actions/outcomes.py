@@ -19,10 +19,12 @@ import enum
 import errno
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..judgement import UNENFORCED, Judgement, Outcome
+from ..judging import evolve
 from ..policy.model import Action, Decision
 from ..sources.ptrace_source import ALLOW_WITH_RESULT, CallReply
 from ..subject import EXEC_PSEUDO_SYSCALL
@@ -212,6 +214,52 @@ def settle(plan: Plan, judgement: Judgement, seen: Evidence) -> tuple[Outcome, s
     if seen.ended:
         return Outcome.NOT_ENFORCED, "trampwatch stopped before the process was seen to die"
     return None
+
+
+class Settler:
+    """The ENFORCE stage: the enforcer's plan for each judgement, held until
+    what is seen afterwards settles its outcome; each settled judgement goes
+    to `emit`, with its outcome."""
+
+    def __init__(self, enforcer: Enforcer, emit: Callable[[Judgement], None]):
+        self.enforcer = enforcer
+        self.emit = emit
+        # Judgements whose plan waits for their process's death, by pid.
+        self._awaiting: dict[int, list[tuple[Judgement, Plan]]] = {}
+
+    def plan(self, judgement: Judgement) -> Plan:
+        """The enforcer's plan for `judgement`."""
+        return self.enforcer.plan(judgement)
+
+    def settle(self, judgement: Judgement, plan: Plan, seen: Evidence, **learnt: int) -> None:
+        """Emit `judgement` (with the fields `learnt` since it was made) and
+        its outcome once `seen` settles `plan`; else keep it until its
+        process dies (died) or the run ends (flush)."""
+        if plan.proof is Proof.NONE:
+            outcome, reason = plan.outcome, plan.reason
+        else:
+            settled = settle(plan, judgement, seen)
+            if settled is None:
+                held = evolve(judgement, **learnt) if learnt else judgement
+                self._awaiting.setdefault(judgement.pid, []).append((held, plan))
+                return
+            outcome, reason = settled
+        changes: dict[str, object] = learnt
+        if outcome is not judgement.outcome or reason is not None:
+            changes = {**learnt, "outcome": outcome, "reason": reason}
+        self.emit(evolve(judgement, **changes) if changes else judgement)
+
+    def died(self, pid: int, status: int) -> None:
+        """Process `pid` ended with wait status `status`: settle what waited for it."""
+        for judgement, plan in self._awaiting.pop(pid, ()):
+            self.settle(judgement, plan, Evidence(status=status))
+
+    def flush(self) -> None:
+        """The run ended: settle everything still waiting with what is known."""
+        awaiting, self._awaiting = self._awaiting, {}
+        for judged in awaiting.values():
+            for judgement, plan in judged:
+                self.settle(judgement, plan, Evidence(ended=True))
 
 
 def _kernel_kill_reason(decision: Decision, rule: str) -> str | None:
