@@ -313,8 +313,9 @@ class Judge:
         if change is not None:
             subject = call_subject(call.pid, call.syscall, change, self.model.processes[call.pid].info)
             categories = classify(subject, self.model)
-            if self.decider.wants(categories):
-                judgement = self.decider.call(call, subject, categories, peek)
+            decider = self.decider
+            if categories or decider.report_all or decider.judges_uncategorised:
+                judgement = decider.call(call, subject, categories, peek)
                 if judgement is not None:
                     plan = self.settler.plan(judgement)
         elif call.pid not in self.model.processes:

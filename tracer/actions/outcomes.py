@@ -227,9 +227,16 @@ class Settler:
         # Judgements whose plan waits for their process's death, by pid.
         self._awaiting: dict[int, list[tuple[Judgement, Plan]]] = {}
 
-    def plan(self, judgement: Judgement) -> Plan:
-        """The enforcer's plan for `judgement`."""
-        return self.enforcer.plan(judgement)
+    @property
+    def enforcer(self) -> Enforcer:
+        """What plans the enforcement of each decision (replaceable: a reload)."""
+        return self._enforcer
+
+    @enforcer.setter
+    def enforcer(self, enforcer: Enforcer) -> None:
+        self._enforcer = enforcer
+        # `plan(judgement)`: the enforcer's plan, bound once (every judged call asks).
+        self.plan = enforcer.plan
 
     def settle(self, judgement: Judgement, plan: Plan, seen: Evidence, **learnt: int) -> None:
         """Emit `judgement` (with the fields `learnt` since it was made) and
