@@ -302,17 +302,20 @@ def test_the_check_catches_an_undocumented_key():
         "a record of schema 'trampwatch.other/v1', type 'x'"]
 
 
+@pytest.mark.slow
 def test_run_records_are_documented(run_records):
     assert {r["schema"] for r in run_records} == {EVENTS_SCHEMA}
     assert undocumented(run_records) == []
 
 
 @pytest.mark.ebpf
+@pytest.mark.slow
 def test_monitor_records_are_documented(monitor_records):
     assert {r["schema"] for r in monitor_records} == {EVENTS_SCHEMA}
     assert undocumented(monitor_records) == []
 
 
+@pytest.mark.slow
 def test_inspect_records_are_documented(inspect_records):
     assert {r["schema"] for r in inspect_records} == {INSPECT_SCHEMA}
     assert undocumented(inspect_records) == []
@@ -324,10 +327,12 @@ def test_scan_records_are_documented(scan_records):
 
 
 @pytest.mark.ebpf
+@pytest.mark.slow
 def test_every_documented_event_field_is_emitted(run_records, monitor_records):
     assert never_emitted(EVENTS_SCHEMA, run_records + monitor_records) == []
 
 
+@pytest.mark.slow
 def test_every_documented_inspect_field_is_emitted(inspect_records):
     assert never_emitted(INSPECT_SCHEMA, inspect_records) == []
 
