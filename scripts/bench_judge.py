@@ -4,7 +4,7 @@ every time judged (mprotect to RWX, wx-protect), under the default
 policy in audit. With --baseline TREE the same loop runs from another
 checkout, interleaved, so before and after share the machine's noise.
 
-    .venv/bin/python scripts/bench_judge.py --baseline /work/main
+    .venv/bin/python scripts/bench_judge.py --baseline ../main-checkout
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def test_each_stage_counts_what_it_dropped_and_why():
     j.event(Unresolved(3.0, PID, EXEC_UNRESOLVED))
     # A fork child whose maps are gone before they could be read (the real /proc says so).
     j.event(ForkEvent(4.0, PID, PID, gone_pid(), False, False))
-    assert j.stats.dropped == {
+    assert +j.stats.dropped == {
         (Stage.MODEL.value, UNKNOWN_PROCESS_CALL): 1,
         (Stage.DECIDE.value, REPEATS_UNSEEN): 5,
         (Stage.SOURCE.value, EXEC_UNRESOLVED): 1,
@@ -220,7 +220,7 @@ def test_an_ebpf_fed_judge_never_reads_proc_for_gaps():
     j = judge(source="ebpf")
     assert j.gaps is None
     j.event(ForkEvent(1.0, PID, PID, gone_pid(), False, False))
-    assert not j.stats.dropped
+    assert not +j.stats.dropped
 
 
 def test_the_summary_and_the_json_stats_show_what_was_dropped():
@@ -232,7 +232,10 @@ def test_the_summary_and_the_json_stats_show_what_was_dropped():
     assert f"dropped: 1 by model ({MAPS_UNREADABLE}), 1 by source ({EXEC_UNRESOLVED})" in text.getvalue()
     summary = json.loads(lines.getvalue().splitlines()[-1])
     assert summary["type"] == "summary"
-    assert summary["dropped"] == {"model": {MAPS_UNREADABLE: 1}, "source": {EXEC_UNRESOLVED: 1}}
+    # Every reason, 0 or not: the record's shape does not depend on what happened.
+    assert summary["dropped"] == {"source": {EXEC_UNRESOLVED: 1},
+                                  "model": {MAPS_UNREADABLE: 1, UNKNOWN_PROCESS_CALL: 0},
+                                  "decide": {REPEATS_UNSEEN: 0}}
 
 
 def test_nothing_dropped_shows_no_drop_line():
@@ -262,7 +265,7 @@ def test_the_model_stage_fills_what_it_never_saw_from_the_real_maps():
         assert j.model.covers(child.pid, page, stack.end)
         # Read at the stop, with unknown (possibly written) history: w-to-x, not just wx-protect.
         assert [jd.categories for jd in out.judged] == [(C.WX_PROTECT, C.W_TO_X, C.EXECSTACK)]
-        assert out.judged[0].backing.kind == "stack" and not j.stats.dropped
+        assert out.judged[0].backing.kind == "stack" and not +j.stats.dropped
     finally:
         child.kill()
         child.wait()

@@ -274,17 +274,18 @@ class RecordsLost:
 
 @dataclass(frozen=True, slots=True)
 class Unresolved:
-    """Something a source saw but could not deliver whole: `what` says what
-    and why (an exec whose /proc entries could not be read), counted as
-    dropped by the source's stage of the run."""
+    """Something a source saw but could not deliver whole: `what` names what
+    and why (EXEC_UNRESOLVED), counted as dropped by the source's stage of
+    the run."""
 
     ts: float
     pid: int
     what: str
 
 
-# What a source drops, as its Unresolved events say.
-EXEC_UNRESOLVED = "an exec that could not be resolved (its /proc entries could not be read)"
+# What a source drops, as its Unresolved events say: an exec whose /proc
+# entries could not be read.
+EXEC_UNRESOLVED = "exec-unresolved"
 
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill

@@ -47,8 +47,6 @@ from tracer.subject import (
     region_subject,
 )
 
-SCHEMA = "trampwatch.inspect/v1"
-
 # Bytes of one region, and of one process, scanned for trampolines; the rest
 # is reported as not scanned (a JIT may reserve gigabytes).
 REGION_SCAN_LIMIT = 32 << 20

@@ -50,6 +50,7 @@ from .categories import Category
 from .classify import classify
 from .errors import TraceError
 from .events import (
+    EXEC_UNRESOLVED,
     UNKNOWN_PROCESS,
     AttachEvent,
     CallsRepeated,
@@ -112,16 +113,24 @@ class Stage(enum.StrEnum):
     EMIT = "emit"            # the outputs
 
 
-# Why a stage dropped something.
-MAPS_UNREADABLE = "a process whose maps could not be read"
-UNKNOWN_PROCESS_CALL = "a call of a process the model never saw"
-REPEATS_UNSEEN = "repeated calls whose first call was never seen"
+# Why a stage dropped something (docs/events.md says each in words).
+MAPS_UNREADABLE = "maps-unreadable"        # a process whose maps could not be read
+UNKNOWN_PROCESS_CALL = "process-unseen"    # a call of a process the model never saw
+REPEATS_UNSEEN = "first-call-unseen"       # repeated calls whose first call was never delivered
+# Every (stage, reason) a run can count: the summary record always carries
+# each, so its shape does not depend on what happened.
+DROP_REASONS: tuple[tuple[str, str], ...] = (
+    (Stage.SOURCE.value, EXEC_UNRESOLVED),
+    (Stage.MODEL.value, MAPS_UNREADABLE),
+    (Stage.MODEL.value, UNKNOWN_PROCESS_CALL),
+    (Stage.DECIDE.value, REPEATS_UNSEEN),
+)
 
 
 @dataclass
 class RunStats:
     """Counts over a whole run, for the summary. `dropped` counts what each
-    stage could not use, by (stage, reason)."""
+    stage could not use, by (stage, reason), every known reason from 0."""
 
     calls: int = 0
     calls_by_syscall: Counter[str] = field(default_factory=Counter)
@@ -130,7 +139,7 @@ class RunStats:
     lost: int = 0
     stops: int = 0
     closures: Counter[str] = field(default_factory=Counter)
-    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dropped: Counter[tuple[str, str]] = field(default_factory=lambda: Counter(dict.fromkeys(DROP_REASONS, 0)))
 
     def drop(self, stage: Stage, reason: str, count: int = 1) -> None:
         """Count `count` things `stage` dropped for `reason`."""
@@ -578,9 +587,12 @@ class PtraceSink(TraceSink):
         return plan is not None and plan.proof is Proof.DEATH
 
 
-def trace_attached(judge: Judge, pid: int) -> int | None:
+def trace_attached(judge: Judge, pid: int,
+                   on_ready: Callable[[AttachEvent], None] | None = None) -> int | None:
     """Seize the running process pid and trace it until it exits (its wait
-    status is unknown to a non-parent: None) or SIGINT/SIGTERM detaches."""
+    status is unknown to a non-parent: None) or SIGINT/SIGTERM detaches.
+    `on_ready` is called once every thread is seized: from then on, no
+    call of the process escapes the tracer."""
     source = PtraceSource(PtraceSink(judge))
 
     def detach(signum: int, frame: object) -> None:
@@ -589,7 +601,9 @@ def trace_attached(judge: Judge, pid: int) -> int | None:
     # Installed first: a Ctrl-C during the seize must detach, not kill us.
     previous = {sig: signal.signal(sig, detach) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        source.attach(pid)
+        attached = source.attach(pid)
+        if on_ready is not None:
+            on_ready(attached)
         status = source.run()
     finally:
         for sig, handler in previous.items():

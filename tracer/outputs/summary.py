@@ -58,7 +58,8 @@ class Summary:
         if closures:
             lines.append(f"  closures: {closures['alloc']} served by trampfd, {closures['invoke']} "
                          f"invocations emulated, {closures['refused']} jumps refused (SIGSEGV)")
-        dropped = getattr(stats, "dropped", None)
+        # Only what was dropped: every known reason is counted from 0.
+        dropped = +getattr(stats, "dropped", Counter())
         if dropped:
             lines.append("  dropped: " + ", ".join(
                 f"{count} by {stage} ({reason})" for (stage, reason), count in sorted(dropped.items())))
