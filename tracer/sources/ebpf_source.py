@@ -190,6 +190,9 @@ class EbpfSource:
         self._repeat_ids = itertools.count(1)
         self._repeated_total = 0
         self._maps_cache: dict[int, tuple[MapEntry, ...]] = {}
+        # A range's VMAs as decoded this poll, by process and record bytes:
+        # a JIT's flips send the same few ranges over and over.
+        self._vmas_cache: dict[tuple[int, bytes], tuple[MapEntry, ...]] = {}
         self._exec_stacks = ExecStackCache()
         self._rule_names: list[str] = []
         self._filters = Filter(0)
@@ -289,6 +292,7 @@ class EbpfSource:
         """
         self._ring.wait(timeout_ms)
         self._maps_cache.clear()
+        self._vmas_cache.clear()
         events: list[Event] = []
         decode = self._decode
         for data in self._ring.take():
@@ -422,10 +426,14 @@ class EbpfSource:
         elif flags & _REGION:
             mm, _stack, _brk_start, _brk, nparts, region_flags = REGION_FORMAT.unpack_from(data, _REGION_AT)
             if region_flags == _WALKED:
-                parts = [PART_FORMAT.unpack_from(data, _PARTS_AT + i * _PART_SIZE) for i in range(nparts)]
-                vmas = tuple(self._vma(tgid, part) for part in parts)
+                key = (tgid, data[_PARTS_AT : _PARTS_AT + nparts * _PART_SIZE])
+                vmas = self._vmas_cache.get(key)
+                if vmas is None:
+                    parts = [PART_FORMAT.unpack_from(data, _PARTS_AT + i * _PART_SIZE) for i in range(nparts)]
+                    vmas = self._vmas_cache[key] = tuple(self._vma(tgid, part) for part in parts)
                 if flags & _REPEAT_KEY:
-                    repeat_key = self._repeat_key(mm, tgid, name, fields[14], parts[0][4], args)
+                    part_flags = PART_FORMAT.unpack_from(data, _PARTS_AT)[4]
+                    repeat_key = self._repeat_key(mm, tgid, name, fields[14], part_flags, args)
         known = tgid in self._known
         if vmas is None and name in _PROTECTS and known:
             unseen = _before_call(self._maps_of(tgid), args)
