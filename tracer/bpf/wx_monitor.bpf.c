@@ -895,7 +895,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 
 #if WX_EXE_PATH
 /* Mount crossings and components a path may have before it is not known. */
-#define WX_PATH_STEPS 40
+#define WX_PATH_STEPS 24
 
 /*
  * The path of `file` as d_path() gives /proc/PID/exe, without d_path (which
