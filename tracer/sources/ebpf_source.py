@@ -110,6 +110,8 @@ def _anon_name(flags: int) -> str:
 
 # The name of a VMA with no file, for every combination of the flags that name it.
 _ANON_NAMES = {flags: _anon_name(flags) for flags in range(_P_NAMED + 1) if flags & ~_P_NAMED == 0}
+
+# Where a region record's header and VMAs start.
 _REGION_AT = RECORD_FORMAT.size
 _PARTS_AT = _REGION_AT + REGION_FORMAT.size
 _PART_SIZE = PART_FORMAT.size
