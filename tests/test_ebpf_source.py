@@ -513,6 +513,40 @@ def test_comm_filter_sees_the_exec_and_seeds_the_process(source, programs, tmp_p
     assert not [e for e in events if getattr(e, "pid", None) == other]
 
 
+def test_an_exec_is_named_as_proc_names_it_with_or_without_the_walk(source, programs, tmp_path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    shutil.copy(programs["x86_64"], real / "twrelexe")
+    (tmp_path / "link").symlink_to(real)
+    blind = load_source(EbpfConfig(pids=(os.getpid(),), walk_exe_path=False))
+    try:
+        assert blind.exe_path_note == "turned off"
+        named = {}
+        for src in (source, blind):
+            src.set_filters(pids=(), comms=("twrelexe",), cgroups=())
+            # Relative, through a symlinked directory; alive (waiting on stdin) when decoded.
+            proc = subprocess.Popen(["../link/twrelexe", "rwx"], cwd=real, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+            events = _drain_until_exit_after(src, proc)
+            src.set_filters(pids=(os.getpid(),), comms=())
+            (exec_event,) = [e for e in events if isinstance(e, ExecEvent) and e.pid == proc.pid]
+            named[src is blind] = exec_event.process.exe
+    finally:
+        blind.close()
+    assert named == {False: str(real / "twrelexe"), True: str(real / "twrelexe")}
+
+
+def _drain_until_exit_after(src: EbpfSource, proc: subprocess.Popen[str]) -> list[Event]:
+    """Poll until `proc`'s exec record was decoded, let it finish, and drain until its exit."""
+    events: list[Event] = []
+    for _ in range(MAX_POLLS):
+        events += src.poll(200)
+        if any(isinstance(e, ExecEvent) and e.pid == proc.pid for e in events):
+            break
+    _finish(proc)
+    return events + _drain_until_exit(src, proc.pid)
+
+
 def test_comm_filter_selects_the_process_not_the_thread_name(source, programs, tmp_path) -> None:
     named = tmp_path / "twcomm"
     shutil.copy(programs["x86_64"], named)

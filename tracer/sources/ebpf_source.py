@@ -131,7 +131,8 @@ class EbpfConfig:
     `kill_rules` are sent SIGKILL at entry when `enforce` is true.
     `walk_vmas` lets the kernel side walk the VMA tree where this kernel's
     BTF allows it (False: only the mm's stack and brk addresses are recorded,
-    as on a kernel where it cannot be walked). `repeats` counts equal
+    as on a kernel where it cannot be walked); `walk_exe_path` likewise walks
+    an exec's path up its file's dentries. `repeats` counts equal
     repeatable calls in the kernel instead of sending each.
     """
 
@@ -142,6 +143,7 @@ class EbpfConfig:
     kill_rules: tuple[KillRule, ...] = ()
     enforce: bool = True
     walk_vmas: bool = True
+    walk_exe_path: bool = True
     repeats: bool = True
 
     def __post_init__(self) -> None:
@@ -164,7 +166,7 @@ class EbpfSource:
         check_host()
         walk, self.vma_note = vma_walk_offsets() if config.walk_vmas else (None, "VMA walk turned off")
         self.walks_vmas = walk is not None
-        exe_path, self.exe_path_note = exe_path_offsets()
+        exe_path, self.exe_path_note = exe_path_offsets() if config.walk_exe_path else (None, "turned off")
         cflags = [
             f"-DWX_RINGBUF_PAGES={config.buffer_pages}",
             f"-DWX_MAX_PROCS={MAX_PROCS}",
@@ -544,9 +546,9 @@ def _exe_path(exec_rec: ExecRecord, pid: int) -> str:
     """The program an exec runs, as /proc/PID/exe names it: the path the
     kernel walked up from its file (with ' (deleted)' when it has no link
     left); a program with no name on disk (fexecve of a memfd) by its
-    dentry name; else, where the walk could not finish, the path execve was
-    given, resolved against the process's working directory while it can
-    still be read."""
+    dentry name; else, where the walk could not finish, /proc/PID/exe while
+    the process lives, and once it is gone the path execve was given (its
+    working directory is gone with it)."""
     linked = not exec_rec.exe.flags & _P_UNLINKED
     if exec_rec.path_flags & _WHOLE_PATH:
         # Read from the buffer: ctypes cuts a char array at its first NUL.
@@ -556,11 +558,9 @@ def _exe_path(exec_rec: ExecRecord, pid: int) -> str:
         return path if linked else f"{path} (deleted)"
     if not linked:
         return _dentry_path(os.fsdecode(exec_rec.exe.name), linked=False)
-    filename = os.fsdecode(exec_rec.filename)
-    if not filename.startswith("/"):
-        with contextlib.suppress(OSError):
-            return os.path.normpath(os.path.join(os.readlink(f"/proc/{pid}/cwd"), filename))
-    return filename
+    with contextlib.suppress(OSError):
+        return os.readlink(f"/proc/{pid}/exe")
+    return os.fsdecode(exec_rec.filename)
 
 
 def _range(args: tuple[int, ...]) -> tuple[int, int]:
