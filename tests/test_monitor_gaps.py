@@ -8,7 +8,7 @@ from test_outcomes import Collected
 
 from tracer.abi import MAP_ANONYMOUS, MAP_PRIVATE
 from tracer.events import AttachEvent, MapEntry, MemCall, MemReturn, ProcessInfo
-from tracer.pipeline import Judge, _feed
+from tracer.pipeline import Judge, feed_ebpf
 from tracer.policy.loader import load_policy_text
 from tracer.sources.ebpf_source import _before_call, _outside
 
@@ -46,7 +46,7 @@ def judge_fed(*events: object) -> list[tuple[str, tuple[str, ...]]]:
     judge = Judge(load_policy_text(LOG_ALL, "p.yaml"), "audit", [out], source="ebpf")
     exe = entry(0x400000, 0x401000, R | X, "/bin/prog")
     judge.event(AttachEvent(0.0, PID, ProcessInfo("/bin/prog", "prog", 0), (exe,), 0))
-    _feed(judge, list(events))
+    feed_ebpf(judge, list(events))
     return [(j.syscall, tuple(str(c) for c in j.categories)) for j in out.judged]
 
 

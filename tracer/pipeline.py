@@ -783,16 +783,16 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
         on_ready()
     try:
         while not stopping and (deadline is None or time.monotonic() < deadline):
-            _feed(judge, source.poll(200))
+            feed_ebpf(judge, source.poll(200))
             if reloading and on_reload is not None:
                 reloading = False
                 # Calls made before the signal are judged as they were made.
                 while batch := source.poll(0):
-                    _feed(judge, batch)
+                    feed_ebpf(judge, batch)
                 on_reload()
         # Drain what the kernel already sent before the stop.
         while batch := source.poll(0):
-            _feed(judge, batch)
+            feed_ebpf(judge, batch)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -814,7 +814,7 @@ def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
     return ()
 
 
-def _feed(judge: Judge, events: list[Event]) -> None:
+def feed_ebpf(judge: Judge, events: list[Event]) -> None:
     """Judge a batch of eBPF events in order. A call first brings the
     model what the source knows of its range before it: the kernel's own
     view (the truth), or what /proc still showed (for the parts the model

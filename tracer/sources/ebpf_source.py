@@ -194,7 +194,7 @@ class EbpfSource:
         self._repeat_ids = itertools.count(1)
         self._repeated_total = 0
         self._maps_cache: dict[int, tuple[MapEntry, ...]] = {}
-        # A range's VMAs as decoded this poll, by process and record bytes:
+        # A range's VMAs as decoded in this batch, by process and record bytes:
         # a JIT's flips send the same few ranges over and over.
         self._vmas_cache: dict[tuple[int, bytes], tuple[MapEntry, ...]] = {}
         self._exec_stacks = ExecStackCache()
@@ -294,13 +294,8 @@ class EbpfSource:
         previous poll. Syscall records wake the reader only in bulk (call_wakeup() in the C
         side), so what is in the buffer is taken whether or not it woke us.
         """
-        self._ring.wait(timeout_ms)
-        self._maps_cache.clear()
-        self._vmas_cache.clear()
-        events: list[Event] = []
-        decode = self._decode
-        for data in self._ring.take():
-            decode(data, events)
+        self.wait(timeout_ms)
+        events = self.decode(self.take())
         if self._repeat_keys:
             table = self._bpf[b"repeated"]
             total = int(table.sum(table.Key(0)).value)
@@ -313,6 +308,28 @@ class EbpfSource:
             count = total - self._reported_lost
             events.append(RecordsLost(time.time(), count, total, tuple(by_reason.items())))
             self._reported_lost = total
+        return events
+
+    def wait(self, timeout_ms: int) -> None:
+        """Sleep until records are ready (in bulk: call_wakeup() in the C side)
+        or `timeout_ms` passed."""
+        self._ring.wait(timeout_ms)
+
+    def take(self) -> list[bytes]:
+        """Return every record the kernel side has committed, undecoded (what
+        poll() decodes; apart, so decoding can be measured on its own)."""
+        return self._ring.take()
+
+    def decode(self, records: list[bytes]) -> list[Event]:
+        """Return the events of `records` (from take()), in order, as poll()
+        does, without the repeat counts and losses poll() adds. /proc is
+        read at most once per process for the batch."""
+        self._maps_cache.clear()
+        self._vmas_cache.clear()
+        events: list[Event] = []
+        decode = self._decode
+        for data in records:
+            decode(data, events)
         return events
 
     def lost_counts(self) -> dict[str, int]:
@@ -487,7 +504,7 @@ class EbpfSource:
         return MapEntry(start, end, flags & 7, bool(flags & _P_SHARED), 0, dev, ino, path)
 
     def _maps_of(self, pid: int) -> tuple[MapEntry, ...]:
-        """/proc/PID/maps, read at most once per poll()."""
+        """/proc/PID/maps, read at most once per batch of records."""
         if pid not in self._maps_cache:
             try:
                 self._maps_cache[pid] = procfs.read_maps(pid)
