@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tracer import abi
+from tracer.actions.kernel_enforce import kill_rules_for
 from tracer.categories import Category
 from tracer.errors import CapabilityMissing, NoSuchProcess, TrampwatchError
 from tracer.events import (
@@ -34,8 +35,9 @@ from tracer.events import (
     MemReturn,
     RecordsLost,
 )
-from tracer.sources import ebpf_source, procfs
-from tracer.sources.ebpf_source import EbpfConfig, EbpfSource, KillRule
+from tracer.sources import ebpf_btf, ebpf_loader, ebpf_procs, ebpf_records, procfs
+from tracer.sources.ebpf_records import KillRule
+from tracer.sources.ebpf_source import EbpfConfig, EbpfSource
 
 pytestmark = pytest.mark.ebpf
 
@@ -181,7 +183,8 @@ int main(void)
 	FIELD(wx_object_record, obj_nlink); FIELD(wx_object_record, obj_name);
 	FIELD(wx_exec_record, rec); FIELD(wx_exec_record, uid); FIELD(wx_exec_record, comm);
 	FIELD(wx_exec_record, filename); FIELD(wx_exec_record, mm); FIELD(wx_exec_record, stack);
-	FIELD(wx_exec_record, exe);
+	FIELD(wx_exec_record, exe); FIELD(wx_exec_record, path_flags); FIELD(wx_exec_record, path_len);
+	FIELD(wx_exec_record, path);
 	FIELD(wx_part, start); FIELD(wx_part, end); FIELD(wx_part, ino); FIELD(wx_part, dev);
 	FIELD(wx_part, flags); FIELD(wx_part, name);
 	FIELD(wx_region_record, rec); FIELD(wx_region_record, mm); FIELD(wx_region_record, start_stack);
@@ -200,7 +203,8 @@ int main(void)
 	printf("sizeof.wx_repeat_key %zu\n", sizeof(struct wx_repeat_key));
 	printf("sizeof.wx_repeat_count %zu\n", sizeof(struct wx_repeat_count));
 	CONST(WX_COMM_LEN); CONST(WX_PATH_LEN); CONST(WX_NAME_LEN); CONST(WX_MAX_KILL_RULES);
-	CONST(WX_PART_NAME_LEN); CONST(WX_MAX_PARTS);
+	CONST(WX_PART_NAME_LEN); CONST(WX_MAX_PARTS); CONST(WX_EXE_PATH_LEN); CONST(WX_NAME_MAX);
+	CONST(WX_X_WHOLE); CONST(WX_X_TRUNCATED);
 	CONST(WX_P_READ); CONST(WX_P_WRITE); CONST(WX_P_EXEC); CONST(WX_P_SHARED); CONST(WX_P_GROWSDOWN);
 	CONST(WX_P_STACK); CONST(WX_P_HEAP); CONST(WX_P_FILE); CONST(WX_P_SPECIAL); CONST(WX_P_UNLINKED);
 	CONST(WX_R_WALKED); CONST(WX_R_MORE); CONST(WX_R_HOLE); CONST(WX_R_FAILED);
@@ -328,7 +332,7 @@ def run_unselected(argv: list[str]) -> int:
 
 
 def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
-    binary = _compile(LAYOUT_C, tmp_path / "layout", f"-I{ebpf_source.BPF_DIR}")
+    binary = _compile(LAYOUT_C, tmp_path / "layout", f"-I{ebpf_loader.BPF_DIR}")
     assert isinstance(binary, Path), binary
     c_view = dict(
         line.split()
@@ -339,43 +343,46 @@ def test_python_record_view_matches_the_c_layout(tmp_path: Path) -> None:
     c_view = {name: int(value) for name, value in c_view.items()}
 
     py_view = {
-        f"wx_record.{name}": getattr(ebpf_source.Record, name).offset
-        for name, _ in ebpf_source.Record._fields_
+        f"wx_record.{name}": getattr(ebpf_records.Record, name).offset
+        for name, _ in ebpf_records.Record._fields_
     }
     views = (
-        ("wx_object_record", ebpf_source.ObjectRecord),
-        ("wx_exec_record", ebpf_source.ExecRecord),
-        ("wx_part", ebpf_source.Part),
-        ("wx_region_record", ebpf_source.RegionRecord),
-        ("wx_repeat_key", ebpf_source.RepeatKey),
-        ("wx_repeat_count", ebpf_source.RepeatCount),
+        ("wx_object_record", ebpf_records.ObjectRecord),
+        ("wx_exec_record", ebpf_records.ExecRecord),
+        ("wx_part", ebpf_records.Part),
+        ("wx_region_record", ebpf_records.RegionRecord),
+        ("wx_repeat_key", ebpf_records.RepeatKey),
+        ("wx_repeat_count", ebpf_records.RepeatCount),
     )
     for c_name, view in views:
         py_view |= {f"{c_name}.{name}": getattr(view, name).offset for name, _ in view._fields_}
         py_view[f"sizeof.{c_name}"] = ctypes.sizeof(view)
-    py_view["sizeof.wx_record"] = ctypes.sizeof(ebpf_source.Record)
+    py_view["sizeof.wx_record"] = ctypes.sizeof(ebpf_records.Record)
     # The struct formats used to decode in bulk agree with the ctypes views.
-    assert ebpf_source.RECORD_FORMAT.size == ctypes.sizeof(ebpf_source.Record)
-    parts_at = ebpf_source.RECORD_FORMAT.size + ebpf_source.REGION_FORMAT.size
-    assert parts_at == ebpf_source.RegionRecord.parts.offset
-    assert ebpf_source.PART_FORMAT.size == ctypes.sizeof(ebpf_source.Part)
+    assert ebpf_records.RECORD_FORMAT.size == ctypes.sizeof(ebpf_records.Record)
+    parts_at = ebpf_records.RECORD_FORMAT.size + ebpf_records.REGION_FORMAT.size
+    assert parts_at == ebpf_records.RegionRecord.parts.offset
+    assert ebpf_records.PART_FORMAT.size == ctypes.sizeof(ebpf_records.Part)
     py_view |= {
-        "WX_COMM_LEN": ebpf_source.COMM_LEN,
-        "WX_PATH_LEN": ebpf_source.PATH_LEN,
-        "WX_NAME_LEN": ebpf_source.NAME_LEN,
-        "WX_MAX_KILL_RULES": ebpf_source.MAX_KILL_RULES,
-        "WX_LOST_SLOTS": len(ebpf_source.LostSlot),
-        "WX_PART_NAME_LEN": ebpf_source.PART_NAME_LEN,
-        "WX_MAX_PARTS": ebpf_source.MAX_PARTS,
+        "WX_COMM_LEN": ebpf_records.COMM_LEN,
+        "WX_PATH_LEN": ebpf_records.PATH_LEN,
+        "WX_NAME_LEN": ebpf_records.NAME_LEN,
+        "WX_MAX_KILL_RULES": ebpf_records.MAX_KILL_RULES,
+        "WX_LOST_SLOTS": len(ebpf_records.LostSlot),
+        "WX_PART_NAME_LEN": ebpf_records.PART_NAME_LEN,
+        "WX_MAX_PARTS": ebpf_records.MAX_PARTS,
+        "WX_EXE_PATH_LEN": ebpf_records.EXE_PATH_LEN,
+        "WX_NAME_MAX": ebpf_records.NAME_MAX,
     }
     for prefix, enum_type in (
-        ("WX_KIND_", ebpf_source.Kind),
-        ("WX_SYS_", ebpf_source.Sys),
-        ("WX_F_", ebpf_source.RecordFlag),
-        ("WX_FILTER_", ebpf_source.Filter),
-        ("WX_LOST_", ebpf_source.LostSlot),
-        ("WX_P_", ebpf_source.PartFlag),
-        ("WX_R_", ebpf_source.RegionFlag),
+        ("WX_KIND_", ebpf_records.Kind),
+        ("WX_SYS_", ebpf_records.Sys),
+        ("WX_F_", ebpf_records.RecordFlag),
+        ("WX_FILTER_", ebpf_records.Filter),
+        ("WX_LOST_", ebpf_records.LostSlot),
+        ("WX_P_", ebpf_records.PartFlag),
+        ("WX_R_", ebpf_records.RegionFlag),
+        ("WX_X_", ebpf_records.ExePathFlag),
     ):
         py_view |= {prefix + member.name: int(member.value) for member in enum_type}
     assert py_view == c_view
@@ -504,6 +511,40 @@ def test_comm_filter_sees_the_exec_and_seeds_the_process(source, programs, tmp_p
     assert exec_event.elf_execstack is False and exec_event.former_pid is None
     assert [e for e in events if isinstance(e, MemCall) and e.pid == proc.pid and e.args[2] == 7]
     assert not [e for e in events if getattr(e, "pid", None) == other]
+
+
+def test_an_exec_is_named_as_proc_names_it_with_or_without_the_walk(source, programs, tmp_path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    shutil.copy(programs["x86_64"], real / "twrelexe")
+    (tmp_path / "link").symlink_to(real)
+    blind = load_source(EbpfConfig(pids=(os.getpid(),), walk_exe_path=False))
+    try:
+        assert blind.exe_path_note == "turned off"
+        named = {}
+        for src in (source, blind):
+            src.set_filters(pids=(), comms=("twrelexe",), cgroups=())
+            # Relative, through a symlinked directory; alive (waiting on stdin) when decoded.
+            proc = subprocess.Popen(["../link/twrelexe", "rwx"], cwd=real, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+            events = _drain_until_exit_after(src, proc)
+            src.set_filters(pids=(os.getpid(),), comms=())
+            (exec_event,) = [e for e in events if isinstance(e, ExecEvent) and e.pid == proc.pid]
+            named[src is blind] = exec_event.process.exe
+    finally:
+        blind.close()
+    assert named == {False: str(real / "twrelexe"), True: str(real / "twrelexe")}
+
+
+def _drain_until_exit_after(src: EbpfSource, proc: subprocess.Popen[str]) -> list[Event]:
+    """Poll until `proc`'s exec record was decoded, let it finish, and drain until its exit."""
+    events: list[Event] = []
+    for _ in range(MAX_POLLS):
+        events += src.poll(200)
+        if any(isinstance(e, ExecEvent) and e.pid == proc.pid for e in events):
+            break
+    _finish(proc)
+    return events + _drain_until_exit(src, proc.pid)
 
 
 def test_comm_filter_selects_the_process_not_the_thread_name(source, programs, tmp_path) -> None:
@@ -648,7 +689,7 @@ def test_selected_flood_without_exec_history_produces_no_records(source, program
 
 
 def test_cgroup_filter(source, programs) -> None:
-    root = ebpf_source.cgroup2_mount()
+    root = ebpf_procs.cgroup2_mount()
     if root is None:
         pytest.skip("no cgroup2 file system is mounted")
     group = root / f"trampwatch-test-{os.getpid()}"
@@ -756,22 +797,24 @@ def test_config_and_rule_validation() -> None:
 
 
 def test_kill_coverage_table() -> None:
-    exact = {c for c in Category if (cov := ebpf_source.kill_rules_for(c, "r")) and cov.exact}
+    exact = {c for c in Category if (found := kill_rules_for(c, "r")) and found[1].exact}
     assert exact == {Category.WX_PROTECT, Category.SHM_EXEC}
-    wx_map = ebpf_source.kill_rules_for(Category.WX_MAP, "deny-wx")
-    assert {(r.rule, r.syscall, r.prot_all) for r in wx_map.rules} == {
+    wx_map, _ = kill_rules_for(Category.WX_MAP, "deny-wx")
+    assert {(r.rule, r.syscall, r.prot_all) for r in wx_map} == {
         ("deny-wx", "mmap", WX),
         ("deny-wx", "shmat", WX),
     }
-    assert ebpf_source.kill_rules_for(Category.DUAL_MAP, "r") is None
+    (anon,), _ = kill_rules_for(Category.ANON_EXEC, "r")
+    assert (anon.syscall, anon.prot_all, anon.flags_all) == ("mmap", abi.PROT_EXEC, abi.MAP_ANONYMOUS)
+    assert kill_rules_for(Category.DUAL_MAP, "r") is None
 
 
 def test_kernel_offsets_come_from_btf(tmp_path: Path) -> None:
-    offsets = ebpf_source.kernel_offsets()
-    assert set(offsets) == set(ebpf_source.KERNEL_OFFSETS)
+    offsets = ebpf_btf.kernel_offsets()
+    assert set(offsets) == set(ebpf_btf.KERNEL_OFFSETS)
     assert offsets["WX_OFF_TASK_TGID"] == offsets["WX_OFF_TASK_PID"] + 4  # pid_t pid; pid_t tgid;
     with pytest.raises(CapabilityMissing, match="kernel BTF"):
-        ebpf_source.kernel_offsets(tmp_path / "missing")
+        ebpf_btf.kernel_offsets(tmp_path / "missing")
     (tmp_path / "junk").write_bytes(b"\0" * 64)
     with pytest.raises(CapabilityMissing, match="kernel BTF"):
-        ebpf_source.kernel_offsets(tmp_path / "junk")
+        ebpf_btf.kernel_offsets(tmp_path / "junk")

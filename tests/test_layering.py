@@ -31,7 +31,7 @@ STEPS: dict[str, int] = {
 
 # Third-party modules that one module alone may import.
 OWNERS = {
-    "bcc": "tracer.sources.ebpf_source",
+    "bcc": "tracer.sources.ebpf_loader",
     "ptrace": "tracer.sources.ptrace_source",
     "seccomp": "tracer.sources.seccomp_filter",
     "yaml": "tracer.policy.loader",

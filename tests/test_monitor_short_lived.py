@@ -11,8 +11,10 @@ Real BPF, the real kernel, compiled C programs.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,3 +111,63 @@ def test_dlopen_of_an_execstack_library_is_execstack_on_the_stack(build_program,
     assert traced.returncode == 0, traced.stderr
     assert shape(traced.events) == [("mprotect", ("wx-protect", "w-to-x", "execstack"))]
     assert traced.events[0]["backing"]["kind"] == "stack"
+
+
+EXE_POLICY = """\
+apiVersion: trampwatch.dev/v1
+kind: WXPolicy
+metadata: {name: by-exe}
+spec:
+  defaultAction: allow
+  rules:
+    - {name: by-exe, match: {category: wx-map, exe: '*/twexename'}, action: log}
+"""
+
+
+def test_a_program_gone_before_proc_is_read_is_named_by_its_full_path(build_program, tmp_path: Path) -> None:
+    """Issue 12: the exec names its program from the kernel's record alone,
+    as /proc/PID/exe would (symlinks resolved, mounts crossed, a relative
+    execve resolved), so an exe glob matches a process that is gone before
+    the monitor reads anything of it. Each program maps W+X memory and exits
+    at once; the monitor is stopped until all of them are reaped."""
+    real = tmp_path / "bin"
+    real.mkdir()
+    shutil.copy(build_program("wx_map"), real / "twexename")
+    (tmp_path / "link").symlink_to(real)
+    # A tmpfs mount (/dev/shm on this host): the path crosses mounts on its way up.
+    shm = Path(tempfile.mkdtemp(prefix="twexe", dir="/dev/shm"))
+    try:
+        shutil.copy(real / "twexename", shm / "twexename")
+        script = tmp_path / "batch.sh"
+        script.write_text(f"read go\ncd {real}\n./twexename > /dev/null\n"
+                          f"../link/twexename > /dev/null\n{shm}/twexename > /dev/null\n")
+        policy = tmp_path / "by-exe.yaml"
+        policy.write_text(EXE_POLICY)
+        batch = subprocess.Popen(["sh", str(script)], stdin=subprocess.PIPE, text=True)
+        json_path = tmp_path / "monitor.jsonl"
+        monitor = subprocess.Popen(
+            [*TRAMPWATCH, "monitor", "--pid", str(batch.pid), "--policy", str(policy),
+             "--json", str(json_path), "-o", str(tmp_path / "m.txt")],
+            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        try:
+            line = monitor.stderr.readline()
+            if "monitoring" not in line:
+                pytest.fail(f"monitor did not start: {line}{monitor.stderr.read()}")
+            monitor.send_signal(signal.SIGSTOP)
+            batch.communicate("go\n", timeout=120)
+            assert batch.returncode == 0
+        finally:
+            monitor.send_signal(signal.SIGCONT)
+            monitor.send_signal(signal.SIGINT)
+            status = monitor.wait(timeout=60)
+            batch.kill()
+        assert status == 0, monitor.stderr.read()
+    finally:
+        shutil.rmtree(shm)
+    records = [json.loads(line) for line in json_path.read_text().splitlines()]
+    events = [r for r in records if r["type"] == "event"]
+    named = [(e["exe"], e["rule"], e["verdict"]) for e in events if e["comm"] == "twexename"]
+    by_exe = ("by-exe", "logged")
+    assert named == [(str(real / "twexename"), *by_exe), (str(real / "twexename"), *by_exe),
+                     (str(shm / "twexename"), *by_exe)]

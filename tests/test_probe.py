@@ -9,7 +9,7 @@ import os
 import pytest
 
 from tracer.probe import Probe, format_table, probe_all
-from tracer.sources import ebpf_source
+from tracer.sources import ebpf_loader
 
 pytestmark = pytest.mark.ebpf
 
@@ -50,7 +50,7 @@ def test_monitor_prerequisites_hold(probes: dict[str, Probe]) -> None:
 
 
 def test_kernel_headers_probe_names_the_link_target(probes: dict[str, Probe]) -> None:
-    build = ebpf_source.headers_dir()
+    build = ebpf_loader.headers_dir()
     assert str(build.resolve()) in probes["kernel-headers"].detail
     assert os.uname().release in probes["kernel-headers"].detail
 

@@ -281,6 +281,20 @@ def test_pages_the_model_never_saw_count_as_written():
     assert shadow.fill_unknown(PID, 0x401000, 0x402000, BASE_MAPS) == 0
 
 
+def test_pages_a_reporting_source_never_sent_were_never_written():
+    # eBPF reports every writable mapping: a page it never sent was not writable,
+    # so its history is its protection; only the gaps are filled, precisely.
+    shadow = model()
+    step(shadow, call("mmap", 0x20000, 4096, R | W, ANON, -1, 0), 0x20000)
+    seen = (MapEntry(0x1F000, 0x22000, R, False, 0, 0, 0, ""),)
+    assert shadow.fill_unknown(PID, 0x1F000, 0x22000, seen, written=False) == 2
+    space = shadow.process(PID).space
+    assert [(r.start, r.prot, r.ever_writable) for r in space.overlapping(0x1F000, 0x22000)] == [
+        (0x1F000, R, False), (0x20000, R | W, True), (0x21000, R, False)]
+    assert step(shadow, call("mprotect", 0x21000, 4096, R | X), 0) == (C.ANON_EXEC,)
+    assert step(shadow, call("mprotect", 0x20000, 4096, R | X), 0) == (C.W_TO_X, C.ANON_EXEC)
+
+
 def test_write_history_belongs_to_the_segment_not_the_attach():
     shadow = model()
     seg = 7

@@ -343,7 +343,8 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
     from .actions.outcomes import AUDIT, KernelKillEnforcer
     from .pipeline import monitor_host
     from .probe import bpf_lsm_probe
-    from .sources.ebpf_source import EbpfConfig, EbpfSource, check_kill_rules
+    from .sources.ebpf_records import check_kill_rules
+    from .sources.ebpf_source import EbpfConfig, EbpfSource
     from .sources.selection import Selection, read_selection
 
     given = Selection(pids, comms, cgroups)

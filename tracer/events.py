@@ -73,9 +73,13 @@ class MemCall:
     `vmas` is the kernel's own view of the call's range at entry (the eBPF
     source, for protection changes and mremap): the mappings it held, as
     /proc/PID/maps would have shown them (whole, in address order);
-    None when the source could not know them. `repeat_key` names the calls
-    the source counts instead of delivering (CallsRepeated): every later
-    call with this key is equal to this one for judging.
+    None when the source could not know them. `unseen` is, when `vmas` is
+    None, what the source could still find of the range before the call
+    (the eBPF source: /proc's maps read after it, without what the call
+    asked for): good for the parts the model never saw, and only for those.
+    `repeat_key` names the calls the source counts instead of delivering
+    (CallsRepeated): every later call with this key is equal to this one
+    for judging.
     """
 
     ts: float
@@ -93,6 +97,7 @@ class MemCall:
     path: str | None = None
     vmas: tuple[MapEntry, ...] | None = None
     repeat_key: int | None = None
+    unseen: tuple[MapEntry, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

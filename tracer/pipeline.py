@@ -676,21 +676,18 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
     deadline = None if duration is None else time.monotonic() + duration
     if on_ready is not None:
         on_ready()
-    # Processes first seen through a call: /proc was read after that call, so
-    # the model shows its range as the call left it.
-    seeded_by: dict[int, AttachEvent] = {}
     try:
         while not stopping and (deadline is None or time.monotonic() < deadline):
-            _feed(judge, source.poll(200), seeded_by)
+            feed_ebpf(judge, source.poll(200))
             if reloading and on_reload is not None:
                 reloading = False
                 # Calls made before the signal are judged as they were made.
                 while batch := source.poll(0):
-                    _feed(judge, batch, seeded_by)
+                    feed_ebpf(judge, batch)
                 on_reload()
         # Drain what the kernel already sent before the stop.
         while batch := source.poll(0):
-            _feed(judge, batch, seeded_by)
+            feed_ebpf(judge, batch)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -712,57 +709,23 @@ def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
     return ()
 
 
-def _feed(judge: Judge, events: list[Event], seeded_by: dict[int, AttachEvent]) -> None:
-    """Judge a batch of eBPF events in order."""
+def feed_ebpf(judge: Judge, events: list[Event]) -> None:
+    """Judge a batch of eBPF events in order. A call first brings the
+    model what the source knows of its range before it: the kernel's own
+    view (the truth), or what /proc still showed (for the parts the model
+    never saw; every range the eBPF source does not report was never
+    writable, so no history is invented)."""
+    model = judge.model
     for event in events:
         if isinstance(event, MemCall):
-            _fill_unseen(judge, event, seeded_by.pop(event.pid, None))
+            if event.vmas is not None:
+                model.observe(event.pid, event.vmas)
+            elif event.unseen:
+                # The source clipped them to the call's range.
+                model.fill_unknown(event.pid, 0, 1 << 64, event.unseen, written=False)
             judge.call(event, None)
-        elif isinstance(event, AttachEvent):
-            seeded_by[event.pid] = event
-            judge.event(event)
-        elif isinstance(event, ExecEvent):
-            judge.event(_as_at_exec(event))
         else:
             judge.event(event)
-
-
-def _as_at_exec(event: ExecEvent) -> ExecEvent:
-    """An exec the eBPF source reports with maps read some time after it:
-    keep what exists at exec (the program, the loader, stack, heap, vDSO) and
-    drop later anonymous mappings, which the model learns from their calls."""
-    kept = tuple(m for m in event.maps if m.path and not m.path.startswith("[anon"))
-    return replace(event, maps=kept)
-
-
-def _fill_unseen(judge: Judge, call: MemCall, seed: AttachEvent | None) -> None:
-    """Before judging an mprotect (or mremap) the eBPF source delivered,
-    make the model's view of its range what it was before the call: the
-    kernel's own view when the source has it; otherwise add the regions the
-    model never saw (created by calls the kernel side did not forward) from
-    the process's maps, and when the model was seeded by this very call, its
-    range is one the model never saw before the call."""
-    if call.vmas is not None:
-        judge.model.observe(call.pid, call.vmas)
-        return
-    if call.syscall not in _PROTECTS:
-        return
-    process = judge.model.process(call.pid)
-    if process is None:
-        return
-    start, end = call.args[0], call.args[0] + page_up(call.args[1])
-    if seed is not None:
-        process.space.remove(start, end)
-        judge.model.fill_gaps(call.pid, start, end, seed.maps, call.args[2])
-        return
-    covered = sum(r.end - r.start for r in process.space.overlapping(start, end))
-    if covered == end - start:
-        return
-    try:
-        maps = read_maps(call.pid)
-    except TraceError:
-        return
-    judge.model.fill_gaps(call.pid, start, end, maps, call.args[2])
 
 
 class _PassThrough(TraceSink):

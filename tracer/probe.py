@@ -6,7 +6,7 @@ than by trusting a listing: a kernel can name `bpf` among its LSMs and still
 refuse every LSM program. A probe that fails says which command it stops and
 the command that fixes it. Nothing is cached: every call probes afresh.
 
-bcc-specific work is delegated to tracer.sources.ebpf_source, the one module
+bcc-specific work is delegated to tracer.sources.ebpf_loader, the one module
 that imports bcc (and only when a probe calls into it).
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tracer.abi import PR_GET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, PR_SET_MDWE
 from tracer.errors import CapabilityMissing
-from tracer.sources import ebpf_source
+from tracer.sources import ebpf_btf, ebpf_loader, ebpf_procs, ebpf_source
 
 # Capability numbers from linux/capability.h.
 CAPABILITIES = {"CAP_SYS_PTRACE": 19, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
@@ -122,14 +122,14 @@ def _privileges() -> Probe:
 
 def _bcc() -> Probe:
     try:
-        where = ebpf_source.bcc_location()
+        where = ebpf_loader.bcc_location()
     except CapabilityMissing as err:
         return Probe("bcc", False, err.reason, err.fix, "monitor")
     return Probe("bcc", True, f"imports from {where}", needed_by="monitor")
 
 
 def _kernel_headers() -> Probe:
-    build = ebpf_source.headers_dir()
+    build = ebpf_loader.headers_dir()
     fix = (
         "scripts/setup (links it to Debian's linux-headers-amd64), or "
         "apt-get install linux-headers-$(uname -r)"
@@ -159,7 +159,7 @@ def _headers_release(tree: Path) -> str | None:
 
 
 def _tracefs() -> Probe:
-    root = ebpf_source.tracefs_root()
+    root = ebpf_loader.tracefs_root()
     if root is None:
         return Probe(
             "tracefs",
@@ -172,8 +172,8 @@ def _tracefs() -> Probe:
 
 
 def _tracepoints() -> Probe:
-    root = ebpf_source.tracefs_root()
-    wanted = ebpf_source.required_tracepoints()
+    root = ebpf_loader.tracefs_root()
+    wanted = ebpf_loader.required_tracepoints()
     if root is None:
         return Probe("tracepoints", None, "not checked: tracefs is not mounted", needed_by="monitor")
     missing = [tp for tp in wanted if not any(root.glob(f"events/{tp}"))]
@@ -192,13 +192,13 @@ def _tracepoints() -> Probe:
 
 def _btf() -> Probe:
     try:
-        offsets = ebpf_source.kernel_offsets()
+        offsets = ebpf_btf.kernel_offsets()
     except CapabilityMissing as err:
         return Probe("btf", False, err.reason, err.fix, "monitor")
     return Probe(
         "btf",
         True,
-        f"{ebpf_source.BTF_PATH}: {len(offsets)} structure offsets resolved "
+        f"{ebpf_btf.BTF_PATH}: {len(offsets)} structure offsets resolved "
         f"(task_struct.tgid at {offsets['WX_OFF_TASK_TGID']})",
         needed_by="monitor",
     )
@@ -224,7 +224,7 @@ def _send_signal(bcc_ok: bool) -> Probe:
     needed = "monitor --mode enforce (kill rules)"
     if not bcc_ok:
         return Probe("bpf-send-signal", None, "not tried: bcc does not import", needed_by=needed)
-    ok, detail = ebpf_source.try_send_signal()
+    ok, detail = ebpf_loader.try_send_signal()
     return Probe("bpf-send-signal", ok, detail, "a kernel >= 5.3 with CONFIG_BPF_EVENTS=y", needed)
 
 
@@ -233,7 +233,7 @@ def _bpf_lsm(bcc_ok: bool) -> Probe:
     listed = _lsm_listing()
     if not bcc_ok:
         return Probe("bpf-lsm", None, f"not tried: bcc does not import; {listed}", needed_by=needed)
-    ok, detail = ebpf_source.try_program("lsm")
+    ok, detail = ebpf_loader.try_program("lsm")
     return Probe(
         "bpf-lsm",
         ok,
@@ -256,7 +256,7 @@ def _fentry(bcc_ok: bool) -> Probe:
     needed = "nothing (trampwatch uses tracepoints)"
     if not bcc_ok:
         return Probe("fentry", None, "not tried: bcc does not import", needed_by=needed)
-    ok, detail = ebpf_source.try_program("fentry")
+    ok, detail = ebpf_loader.try_program("fentry")
     return Probe(
         "fentry",
         ok,
@@ -268,7 +268,7 @@ def _fentry(bcc_ok: bool) -> Probe:
 
 def _kprobes() -> Probe:
     needed = "nothing (trampwatch uses tracepoints)"
-    root = ebpf_source.tracefs_root()
+    root = ebpf_loader.tracefs_root()
     if root is None:
         return Probe("kprobes", None, "not checked: tracefs is not mounted", needed_by=needed)
     if (root / "kprobe_events").exists():
@@ -378,7 +378,7 @@ def _mdwe() -> Probe:
 
 
 def _cgroup2() -> Probe:
-    root = ebpf_source.cgroup2_mount()
+    root = ebpf_procs.cgroup2_mount()
     if root is None:
         return Probe(
             "cgroup2",

@@ -506,30 +506,6 @@ class ShadowModel:
         if applier:
             applier(self, process, call, result, change)
 
-    def fill_gaps(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...], asked: int) -> int:
-        """Add the parts of [start, end) the model never saw, from `maps` read
-        after the call that touches them (a source that judges calls after the
-        fact, like eBPF, sees only calls that can matter, and every writable
-        mapping). A region it never saw was not mapped writable, so its
-        protection before the call is taken as the mapped one without the bits
-        the call asks for, and it has no write history. Returns how many
-        regions were added."""
-        process = self.processes.get(pid)
-        if process is None:
-            return 0
-        space = process.space
-        added = 0
-        for entry in maps:
-            if entry.end <= start or entry.start >= end:
-                continue
-            lo, hi = max(entry.start, start), min(entry.end, end)
-            if space.overlapping(lo, hi):
-                continue
-            prot = entry.prot & PROT_MASK & ~(asked & (PROT_WRITE | PROT_EXEC))
-            space.insert(_region_from_entry(entry, lo, hi, prot))
-            added += 1
-        return added
-
     def observe(self, pid: int, vmas: tuple[MapEntry, ...]) -> None:
         """Take `vmas`, the kernel's own view of some mappings at a call's
         entry (an eBPF source's), as the truth before that call: the parts
@@ -556,13 +532,18 @@ class ShadowModel:
             if pos < entry.end:
                 space.insert(_region_from_entry(entry, pos, entry.end))
 
-    def fill_unknown(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...]) -> int:
-        """Add the parts of [start, end) the model never saw, from `maps` read
-        while the call touching them is stopped at entry: pages the kernel
-        made without a call the tracer judged (stack growth, a MAP_GROWSDOWN
-        region growing, anything else it filled in). Their history is
-        unknown, so they count as possibly written (unknown is unsafe).
-        Returns how many regions were added."""
+    def fill_unknown(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...],
+                     written: bool = True) -> int:
+        """Add the parts of [start, end) the model never saw, from `maps`.
+
+        With `written` (the ptrace source: maps read while the call touching
+        them is stopped at entry, pages the kernel made without a call the
+        tracer judged, like stack growth) their history is unknown, so they
+        count as possibly written: unknown is unsafe. Without it (a source
+        that reports every writable mapping, like eBPF, whose `maps` already
+        say what the range was before the call) a region the model never saw
+        was never writable: its history is its protection. Returns how many
+        regions were added."""
         process = self.processes.get(pid)
         if process is None:
             return 0
@@ -579,7 +560,7 @@ class ShadowModel:
                     prot = entry.prot & PROT_MASK
                     space.insert(Region(cursor, gap_end, prot, entry.shared,
                                         entry.offset + (cursor - entry.start), backing_from_entry(entry),
-                                        True, bool(prot & PROT_EXEC)))
+                                        written or bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
                     added += 1
                 if known is not None:
                     cursor = max(cursor, known.end)

@@ -11,9 +11,67 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..abi import PROT_EXEC, PROT_READ, PROT_WRITE
+from ..abi import MAP_ANONYMOUS, PROT_EXEC, PROT_READ, PROT_WRITE
+from ..categories import Category
 from ..policy.model import Action, Match, Policy
-from ..sources.ebpf_source import KILL_SYSCALLS, KillRule, kill_rules_for
+from ..sources.ebpf_records import KILL_SYSCALLS, KillRule
+
+_WX = PROT_WRITE | PROT_EXEC
+_X = PROT_EXEC
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How far the kernel can enforce one category: the checks of a call's
+    entry that stop it, each (syscall, prot_all, flags_all); whether they stop
+    exactly the calls the classifier puts in the category (`exact`); and
+    what differs (`note`)."""
+
+    checks: tuple[tuple[str, int, int], ...]
+    exact: bool
+    note: str
+
+
+# Every category a stateless check of one syscall's entry can recognise.
+# The others (dual-map, execmod, exec-unlinked, execstack, foreign-write,
+# trampfd) need state or events the entry of one syscall does not have.
+COVERAGE: dict[Category, Coverage] = {
+    Category.WX_MAP: Coverage(
+        (("mmap", _WX, 0), ("shmat", _WX, 0)), False,
+        "exact for mmap and shmat asking for write+exec (after READ_IMPLIES_EXEC); "
+        "an mremap that moves an existing W+X region is not stopped"),
+    Category.WX_PROTECT: Coverage(
+        (("mprotect", _WX, 0), ("pkey_mprotect", _WX, 0)), True,
+        "exact: mprotect/pkey_mprotect asking for write+exec"),
+    Category.SHM_EXEC: Coverage((("shmat", _X, 0),), True, "exact: shmat with SHM_EXEC"),
+    Category.READ_IMPLIES_EXEC: Coverage(
+        (("personality", _X, 0),), False,
+        "exact for personality() setting READ_IMPLIES_EXEC; the persona the kernel "
+        "gives an old binary at exec involves no syscall and is not stopped"),
+    Category.ANON_EXEC: Coverage(
+        (("mmap", _X, MAP_ANONYMOUS),), False,
+        "exact for anonymous mmap asking for exec; mprotect making an anonymous "
+        "region executable is not stopped (the kernel side does not know regions)"),
+    Category.W_TO_X: Coverage(
+        (("mprotect", _X, 0), ("pkey_mprotect", _X, 0)), False,
+        "over-approximation (systemd MemoryDenyWriteExecute's): every mprotect asking "
+        "for exec is stopped, also of regions that were never writable"),
+    Category.EXECHEAP: Coverage(
+        (("brk", _X, 0),), False,
+        "brk moving the break under READ_IMPLIES_EXEC (also when it shrinks the heap); "
+        "mprotect of the heap is not stopped"),
+}
+
+
+def kill_rules_for(category: Category, rule: str) -> tuple[tuple[KillRule, ...], Coverage] | None:
+    """Return the kernel kill rules for a deny/kill policy rule named `rule`
+    that matches `category` (and nothing narrower), with how exact they are;
+    None when no stateless syscall-entry check can express the category."""
+    coverage = COVERAGE.get(category)
+    if coverage is None:
+        return None
+    rules = tuple(KillRule(rule, syscall, prot, flags_all=flags) for syscall, prot, flags in coverage.checks)
+    return rules, coverage
 
 
 @dataclass(frozen=True)
@@ -63,12 +121,13 @@ def compile_kill_rules(policy: Policy) -> Enforcement:
                 exact = False
             continue
         for category in sorted(match.category, key=str):
-            coverage = kill_rules_for(category, rule.name)
-            if coverage is None:
+            found = kill_rules_for(category, rule.name)
+            if found is None:
                 gaps.append((rule.name, f"{category} cannot be recognised at syscall entry: reported only"))
                 exact = False
                 continue
-            wanted = [r for r in coverage.rules if match.syscall is None or r.syscall in match.syscall]
+            category_rules, coverage = found
+            wanted = [r for r in category_rules if match.syscall is None or r.syscall in match.syscall]
             rules.extend(wanted)
             if not coverage.exact:
                 gaps.append((rule.name, f"{category}: {coverage.note}"))

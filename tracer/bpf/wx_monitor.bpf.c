@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * wx_monitor.bpf.c -- the kernel side of `trampwatch monitor`, loaded by
- * tracer/sources/ebpf_source.py through bcc.
+ * tracer/sources/ebpf_loader.py through bcc (ebpf_source.py sets its maps).
  *
  * It records raw facts (who, which memory syscall, its arguments, its
  * result) and judges nothing: one Python classifier serves this source and
@@ -40,6 +40,8 @@
  *                        another kernel
  *   WX_TS_COMPAT         the thread_info status bit of an i386 syscall
  *   WX_EXIT_HAS_GROUP_DEAD  1 when sched_process_exit has `group_dead`
+ *   WX_EXE_PATH          1 when BTF gives the dentry and mount members the
+ *                        executable's path is walked with (WX_OFF_* too)
  *   WX_VMA_WALK          1 when the mm's VMAs are in a maple tree laid out as
  *                        WX_OFF_MT_* say (Linux 6.1 on); 0 records only the
  *                        mm's stack and brk addresses (region_flags say so)
@@ -891,6 +893,57 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 
 /* --- process lifecycle ------------------------------------------------------------ */
 
+#if WX_EXE_PATH
+/* Mount crossings and components a path may have before it is not known. */
+#define WX_PATH_STEPS 24
+
+/*
+ * The path of `file` as d_path() gives /proc/PID/exe, without d_path (which
+ * only fentry and LSM programs may call): its dentries' names from the file
+ * up, crossing to the parent mount at each mount's root, as prepend_path()
+ * does. The walk ends at the root of the mount tree (WX_X_WHOLE), at a
+ * dentry no longer connected to it (a memfd, a file of an unmounted tree:
+ * not whole), or when the buffer or the step bound runs out.
+ */
+static __always_inline void exe_path(void *file, struct wx_exec_record *rec)
+{
+	void *dentry = (void *)kread_u64(file, WX_OFF_FILE_DENTRY);
+	char *vfsmnt = (char *)kread_u64(file, WX_OFF_FILE_MNT);
+	char *mnt = vfsmnt - WX_OFF_MOUNT_MNT;
+	__u32 off = 0;
+
+	for (int i = 0; i < WX_PATH_STEPS && dentry && vfsmnt; i++) {
+		void *root = (void *)kread_u64(vfsmnt, WX_OFF_VFSMOUNT_ROOT);
+		void *parent = (void *)kread_u64(dentry, WX_OFF_DENTRY_PARENT);
+
+		if (dentry == root || dentry == parent) {
+			char *up = (char *)kread_u64(mnt, WX_OFF_MOUNT_PARENT);
+
+			if (dentry != root || up == mnt || !up) {
+				if (dentry == root)
+					rec->path_flags = WX_X_WHOLE;
+				break;
+			}
+			dentry = (void *)kread_u64(mnt, WX_OFF_MOUNT_MOUNTPOINT);
+			mnt = up;
+			vfsmnt = mnt + WX_OFF_MOUNT_MNT;
+			continue;
+		}
+		if (off >= WX_EXE_PATH_LEN - WX_NAME_MAX) {
+			rec->path_flags = WX_X_TRUNCATED;
+			break;
+		}
+		long n = bpf_probe_read_kernel_str(&rec->path[off & (WX_EXE_PATH_LEN - WX_NAME_MAX - 1)], WX_NAME_MAX,
+						   (void *)kread_u64(dentry, WX_OFF_DENTRY_NAME));
+		if (n <= 0)
+			break;
+		off += n;
+		dentry = parent;
+	}
+	rec->path_len = off;
+}
+#endif
+
 /* The new address space, its executable file and its stack's VMA, at exec. */
 static __always_inline void exec_stack(struct task_struct *task, struct wx_exec_record *rec)
 {
@@ -900,9 +953,14 @@ static __always_inline void exec_stack(struct task_struct *task, struct wx_exec_
 	if (!mm)
 		return;
 	rec->mm = (__u64)mm;
-	if (read_file((void *)kread_u64(mm, WX_OFF_MM_EXE_FILE), &rec->exe.ino, &rec->exe.dev, &nlink, rec->exe.name,
-		      sizeof(rec->exe.name)))
+	void *file = (void *)kread_u64(mm, WX_OFF_MM_EXE_FILE);
+
+	if (read_file(file, &rec->exe.ino, &rec->exe.dev, &nlink, rec->exe.name, sizeof(rec->exe.name))) {
 		rec->exe.flags = WX_P_FILE | (nlink ? 0 : WX_P_UNLINKED);
+#if WX_EXE_PATH
+		exe_path(file, rec);
+#endif
+	}
 #if WX_VMA_WALK
 	__u64 start_stack = *(__u64 *)(mm + WX_OFF_MM_START_STACK);
 	__u64 vma = vma_at(*(__u64 *)(mm + WX_OFF_MM_MT_ROOT), start_stack);
@@ -929,7 +987,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 		count_lost(WX_LOST_RINGBUF);
 		return 0;
 	}
-	__builtin_memset(rec, 0, sizeof(*rec));
+	/* Not the path buffer: too big to clear inline, and only its first path_len bytes are read. */
+	__builtin_memset(rec, 0, __builtin_offsetof(struct wx_exec_record, path));
 	fill_common(&rec->rec, WX_KIND_EXEC);
 	rec->uid = bpf_get_current_uid_gid();
 	bpf_get_current_comm(&rec->comm, sizeof(rec->comm));

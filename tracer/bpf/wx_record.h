@@ -5,7 +5,7 @@
  *
  * Included by every tracer/bpf/*.bpf.c file and, in the layout test, by a
  * plain C program that prints offsetof/sizeof of every field, which is
- * compared with the ctypes view in tracer/sources/ebpf_source.py.
+ * compared with the ctypes view in tracer/sources/ebpf_records.py.
  * Only fixed-width types: the same bytes mean the same thing on both sides.
  */
 #ifndef WX_RECORD_H
@@ -19,6 +19,8 @@
 #define WX_PART_NAME_LEN 32
 #define WX_MAX_KILL_RULES 16
 #define WX_MAX_PARTS 2
+#define WX_EXE_PATH_LEN 512
+#define WX_NAME_MAX 256 /* a path component, with its NUL */
 
 /* What a record reports. */
 enum wx_kind {
@@ -156,13 +158,20 @@ struct wx_region_record {
 	struct wx_part parts[WX_MAX_PARTS];
 };
 
+/* wx_exec_record.path_flags: how much of the executable's path `path` holds. */
+#define WX_X_WHOLE 0x1     /* every component up to the root of the mount tree */
+#define WX_X_TRUNCATED 0x2 /* more components than fit: the path is not known */
+
 /*
  * WX_KIND_EXEC: the task's uid and comm, the path execve was given
  * (NUL-terminated), the new stack's VMA (stack.end 0: not found) and the
  * executable file (exe: its ino, dev, name and WX_P_UNLINKED), so an
  * executable stack or a program run from a memfd is known even when the
  * process is gone before /proc can be read; mm identifies the new address
- * space in repeat keys.
+ * space in repeat keys. `path` is the executable file's path as
+ * /proc/PID/exe shows it, walked up its dentries and mounts from
+ * mm->exe_file: its components from the file up, each NUL-terminated,
+ * `path_len` bytes in all; whole only with WX_X_WHOLE.
  */
 struct wx_exec_record {
 	struct wx_record rec;
@@ -172,6 +181,9 @@ struct wx_exec_record {
 	__u64 mm;
 	struct wx_part stack;
 	struct wx_part exe;
+	__u32 path_flags;
+	__u32 path_len;
+	char path[WX_EXE_PATH_LEN];
 };
 
 /*

@@ -1,41 +1,36 @@
 """The eBPF source: memory syscalls, execs, forks and exits of a whole host,
-from kernel tracepoints, through bcc. This is the one module that imports
-`bcc`.
+from kernel tracepoints.
 
 The kernel side lives in tracer/bpf/ (wx_monitor.bpf.c, the record layout in
 wx_record.h). It filters in the kernel -- only selected processes, only calls
 that can matter for W^X -- pairs each call's entry with its exit, and sends
-one record per call; this module turns records into tracer.events values.
-Deny rules the kernel can express statelessly (KillRule) are applied at
-syscall entry with bpf_send_signal(SIGKILL). docs/monitor.md says what is
-filtered, what is exact, and what is best effort.
+one record per call; this module turns records into tracer.events values and
+fills its own gaps: a process first seen through a call is seeded with its
+maps as they were before that call, an exec names its program as the
+kernel's file does, and a call whose range the kernel could not describe
+carries what /proc shows of it. Its neighbours own the rest: ebpf_records
+(the record layout), ebpf_btf (kernel structure offsets), ebpf_loader (bcc),
+ebpf_procs (cgroups and ancestry), ebpf_ring (the ring buffer). Deny rules
+the kernel can express statelessly (KillRule) are applied at syscall entry
+with bpf_send_signal(SIGKILL). docs/monitor.md says what is filtered, what
+is exact, and what is best effort.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import enum
-import errno
 import itertools
 import mmap
 import os
-import platform
-import re
-import select
-import struct
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tracer import abi
-from tracer.categories import Category
 from tracer.elf import ExecStackCache
-from tracer.errors import CapabilityMissing, NoSuchProcess, TraceError, TrampwatchError
+from tracer.errors import NoSuchProcess, TraceError, TrampwatchError
 from tracer.events import (
     UNKNOWN_PROCESS,
     AttachEvent,
@@ -52,101 +47,39 @@ from tracer.events import (
     ProcessInfo,
     RecordsLost,
 )
-from tracer.resources import package_path
 from tracer.sources import procfs
-
-# What an address space's special mapping (vdso, vvar) is called when the
-# kernel side saw it but /proc can no longer name it.
-SPECIAL_MAPPING = "[special]"
-
-BPF_DIR = package_path("bpf")
-RECORD_HEADER = BPF_DIR / "wx_record.h"
-MONITOR_PROGRAM = BPF_DIR / "wx_monitor.bpf.c"
-
-BTF_PATH = Path("/sys/kernel/btf/vmlinux")
-TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+from tracer.sources.ebpf_btf import TS_COMPAT, exe_path_offsets, kernel_offsets, vma_walk_offsets
+from tracer.sources.ebpf_loader import MONITOR_PROGRAM, check_host, exit_has_group_dead, load_program
+from tracer.sources.ebpf_procs import cgroup_id, descendants
+from tracer.sources.ebpf_records import (
+    COMM_LEN,
+    KILL_SYSCALLS,
+    PART_FORMAT,
+    RECORD_FORMAT,
+    REGION_FORMAT,
+    SPECIAL_MAPPING,
+    ExecRecord,
+    ExePathFlag,
+    Filter,
+    KillRule,
+    Kind,
+    LostSlot,
+    ObjectRecord,
+    PartFlag,
+    Record,
+    RecordFlag,
+    RegionFlag,
+    RepeatKey,
+    Sys,
+    check_kill_rules,
+)
+from tracer.sources.ebpf_ring import RingReader
 
 # Entries of the per-process kernel maps (a build-time knob).
 MAX_PROCS = 16384
 # Repeat keys the kernel counts at once (process x region x transition);
 # a call whose key finds the map full is sent like any other.
 MAX_REPEAT_KEYS = 16384
-
-# The thread_info status bit the x86 kernel sets during an i386 syscall
-# (arch/x86/include/asm/thread_info.h); BTF has no macros, so it is stated here.
-TS_COMPAT = 0x0002
-
-# --- the Python view of wx_record.h (checked against the C layout by a test) ---
-
-COMM_LEN = 16
-PATH_LEN = 256
-NAME_LEN = 48
-PART_NAME_LEN = 32
-MAX_KILL_RULES = 16
-MAX_PARTS = 2
-
-
-class Kind(enum.IntEnum):
-    """enum wx_kind: what a record reports."""
-
-    SYSCALL = 1
-    EXEC = 2
-    FORK = 3
-    EXIT = 4
-
-
-class Sys(enum.IntEnum):
-    """enum wx_sys: a syscall family, however an ABI spells it."""
-
-    NONE = 0
-    MMAP = 1
-    MPROTECT = 2
-    PKEY_MPROTECT = 3
-    MREMAP = 4
-    MUNMAP = 5
-    BRK = 6
-    SHMAT = 7
-    SHMDT = 8
-    MEMFD_CREATE = 9
-    PERSONALITY = 10
-
-
-class RecordFlag(enum.IntFlag):
-    """WX_F_* bits of wx_record.flags."""
-
-    KILLED = 0x1
-    ARGS_FAULT = 0x2
-    THREAD = 0x4
-    SHARES_VM = 0x8
-    GROUP_DEAD = 0x10
-    OBJECT = 0x20
-    REGION = 0x40
-    REPEAT_KEY = 0x80
-
-
-class PartFlag(enum.IntFlag):
-    """WX_P_* bits of wx_part.flags."""
-
-    READ = 0x1
-    WRITE = 0x2
-    EXEC = 0x4
-    SHARED = 0x8
-    GROWSDOWN = 0x10
-    STACK = 0x20
-    HEAP = 0x40
-    FILE = 0x80
-    SPECIAL = 0x100
-    UNLINKED = 0x200
-
-
-class RegionFlag(enum.IntFlag):
-    """WX_R_* bits of wx_region_record.region_flags."""
-
-    WALKED = 0x1
-    MORE = 0x2
-    HOLE = 0x4
-    FAILED = 0x8
-
 
 # The flags every syscall record is tested for, as plain ints: IntFlag
 # arithmetic made up ~40% of decoding a record.
@@ -178,243 +111,13 @@ def _anon_name(flags: int) -> str:
 # The name of a VMA with no file, for every combination of the flags that name it.
 _ANON_NAMES = {flags: _anon_name(flags) for flags in range(_P_NAMED + 1) if flags & ~_P_NAMED == 0}
 
-
-class Filter(enum.IntFlag):
-    """WX_FILTER_* bits of wx_config.filters."""
-
-    PIDS = 0x1
-    COMMS = 0x2
-    CGROUPS = 0x4
-
-
-class LostSlot(enum.IntEnum):
-    """enum wx_lost: why a record was dropped (slots of the `lost` map)."""
-
-    RINGBUF = 0
-    PENDING = 1
-
-
-class Record(ctypes.Structure):
-    """struct wx_record: the part every record starts with."""
-
-    _fields_ = (
-        ("ts", ctypes.c_uint64),
-        ("args", ctypes.c_uint64 * 6),
-        ("ret", ctypes.c_int64),
-        ("kind", ctypes.c_uint32),
-        ("tgid", ctypes.c_uint32),
-        ("tid", ctypes.c_uint32),
-        ("arch", ctypes.c_uint32),
-        ("nr", ctypes.c_int32),
-        ("flags", ctypes.c_uint32),
-        ("personality", ctypes.c_uint32),
-        ("kill_rule", ctypes.c_uint32),
-    )
-
-
-class ObjectRecord(ctypes.Structure):
-    """struct wx_object_record: a syscall record with WX_F_OBJECT."""
-
-    _fields_ = (
-        ("rec", Record),
-        ("obj_ino", ctypes.c_uint64),
-        ("obj_dev", ctypes.c_uint32),
-        ("obj_nlink", ctypes.c_uint32),
-        ("obj_name", ctypes.c_char * NAME_LEN),
-    )
-
-
-class Part(ctypes.Structure):
-    """struct wx_part: one VMA at a call's entry."""
-
-    _fields_ = (
-        ("start", ctypes.c_uint64),
-        ("end", ctypes.c_uint64),
-        ("ino", ctypes.c_uint64),
-        ("dev", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("name", ctypes.c_char * PART_NAME_LEN),
-    )
-
-
-class RegionRecord(ctypes.Structure):
-    """struct wx_region_record: a syscall record with WX_F_REGION."""
-
-    _fields_ = (
-        ("rec", Record),
-        ("mm", ctypes.c_uint64),
-        ("start_stack", ctypes.c_uint64),
-        ("start_brk", ctypes.c_uint64),
-        ("brk", ctypes.c_uint64),
-        ("nparts", ctypes.c_uint32),
-        ("region_flags", ctypes.c_uint32),
-        ("parts", Part * MAX_PARTS),
-    )
-
-
-class ExecRecord(ctypes.Structure):
-    """struct wx_exec_record."""
-
-    _fields_ = (
-        ("rec", Record),
-        ("uid", ctypes.c_uint32),
-        ("comm", ctypes.c_char * COMM_LEN),
-        ("filename", ctypes.c_char * PATH_LEN),
-        ("mm", ctypes.c_uint64),
-        ("stack", Part),
-        ("exe", Part),
-    )
-
-
-class RepeatKey(ctypes.Structure):
-    """struct wx_repeat_key."""
-
-    _fields_ = (
-        ("mm", ctypes.c_uint64),
-        ("start", ctypes.c_uint64),
-        ("end", ctypes.c_uint64),
-        ("tgid", ctypes.c_uint32),
-        ("sys", ctypes.c_uint32),
-        ("prot", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("rie", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
-    )
-
-
-class RepeatCount(ctypes.Structure):
-    """struct wx_repeat_count."""
-
-    _fields_ = (
-        ("count", ctypes.c_uint64),
-        ("last_ts", ctypes.c_uint64),
-        ("last_tid", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
-    )
-
-
-# The same layouts as struct formats, for decoding in bulk (one unpack per
-# record instead of a ctypes object; the layout test checks both views).
-RECORD_FORMAT = struct.Struct("<Q6QqIIIIiIII")
-REGION_FORMAT = struct.Struct("<QQQQII")  # after the record: mm .. region_flags
-PART_FORMAT = struct.Struct(f"<QQQII{PART_NAME_LEN}s")
+# Where a region record's header and VMAs start.
 _REGION_AT = RECORD_FORMAT.size
 _PARTS_AT = _REGION_AT + REGION_FORMAT.size
 _PART_SIZE = PART_FORMAT.size
-
-# The syscall names a kill rule may use, by family (i386's mmap2 and ipc fold in).
-KILL_SYSCALLS: dict[str, Sys] = {
-    "mmap": Sys.MMAP,
-    "mmap2": Sys.MMAP,
-    "mprotect": Sys.MPROTECT,
-    "pkey_mprotect": Sys.PKEY_MPROTECT,
-    "mremap": Sys.MREMAP,
-    "munmap": Sys.MUNMAP,
-    "brk": Sys.BRK,
-    "shmat": Sys.SHMAT,
-    "shmdt": Sys.SHMDT,
-    "memfd_create": Sys.MEMFD_CREATE,
-    "personality": Sys.PERSONALITY,
-}
-
+_WHOLE_PATH = int(ExePathFlag.WHOLE)
+_PROTECTS = frozenset({"mprotect", "pkey_mprotect"})
 _WX = int(abi.Prot.WRITE | abi.Prot.EXEC)
-_X = int(abi.Prot.EXEC)
-
-
-# --- configuration ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KillRule:
-    """A deny rule the kernel applies at syscall entry with SIGKILL.
-
-    It fires when a call of `syscall` (a name from KILL_SYSCALLS) requests
-    every PROT bit of `prot_all` and every bit of `flags_all`, and none of
-    `flags_none`. The requested prot is the call's prot after
-    READ_IMPLIES_EXEC for mmap/mprotect/pkey_mprotect; for shmat it is read,
-    write unless SHM_RDONLY, exec with SHM_EXEC; for a brk that moves the
-    break read+write, plus exec under READ_IMPLIES_EXEC; exec for a
-    personality() that sets READ_IMPLIES_EXEC. `flags` are mmap's flags,
-    mremap's flags, shmat's shmflg or memfd_create's flags. `rule` names the
-    policy rule, reported back in KernelKill. Raises TrampwatchError for a
-    syscall the kernel side does not see.
-    """
-
-    rule: str
-    syscall: str
-    prot_all: int = 0
-    flags_all: int = 0
-    flags_none: int = 0
-
-    def __post_init__(self) -> None:
-        if self.syscall not in KILL_SYSCALLS:
-            known = ", ".join(sorted(KILL_SYSCALLS))
-            raise TrampwatchError(
-                f"kill rule {self.rule!r}: the kernel cannot stop syscall {self.syscall!r} (it can: {known})"
-            )
-        if self.prot_all & ~int(abi.PROT_MASK):
-            raise TrampwatchError(f"kill rule {self.rule!r}: prot_all {self.prot_all:#x} has non-PROT bits")
-
-
-@dataclass(frozen=True)
-class KillCoverage:
-    """How far the kernel can enforce one category: the rules, whether they
-    stop exactly the calls the classifier puts in it (`exact`), and what
-    differs (`note`)."""
-
-    rules: tuple[KillRule, ...]
-    exact: bool
-    note: str
-
-
-def kill_rules_for(category: Category, rule: str) -> KillCoverage | None:
-    """Return the kernel kill rules for a deny/kill policy rule named `rule`
-    that matches `category` (and nothing narrower), or None when no
-    stateless syscall-entry check can express the category."""
-    if category is Category.WX_MAP:
-        return KillCoverage(
-            (KillRule(rule, "mmap", _WX), KillRule(rule, "shmat", _WX)),
-            False,
-            "exact for mmap and shmat asking for write+exec (after READ_IMPLIES_EXEC); "
-            "an mremap that moves an existing W+X region is not stopped",
-        )
-    if category is Category.WX_PROTECT:
-        return KillCoverage(
-            (KillRule(rule, "mprotect", _WX), KillRule(rule, "pkey_mprotect", _WX)),
-            True,
-            "exact: mprotect/pkey_mprotect asking for write+exec",
-        )
-    if category is Category.SHM_EXEC:
-        return KillCoverage((KillRule(rule, "shmat", _X),), True, "exact: shmat with SHM_EXEC")
-    if category is Category.READ_IMPLIES_EXEC:
-        return KillCoverage(
-            (KillRule(rule, "personality", _X),),
-            False,
-            "exact for personality() setting READ_IMPLIES_EXEC; the persona the kernel "
-            "gives an old binary at exec involves no syscall and is not stopped",
-        )
-    if category is Category.ANON_EXEC:
-        return KillCoverage(
-            (KillRule(rule, "mmap", _X, flags_all=abi.MAP_ANONYMOUS),),
-            False,
-            "exact for anonymous mmap asking for exec; mprotect making an anonymous "
-            "region executable is not stopped (the kernel side does not know regions)",
-        )
-    if category is Category.W_TO_X:
-        return KillCoverage(
-            (KillRule(rule, "mprotect", _X), KillRule(rule, "pkey_mprotect", _X)),
-            False,
-            "over-approximation (systemd MemoryDenyWriteExecute's): every mprotect asking "
-            "for exec is stopped, also of regions that were never writable",
-        )
-    if category is Category.EXECHEAP:
-        return KillCoverage(
-            (KillRule(rule, "brk", _X),),
-            False,
-            "brk moving the break under READ_IMPLIES_EXEC (also when it shrinks the heap); "
-            "mprotect of the heap is not stopped",
-        )
-    return None
 
 
 @dataclass(frozen=True)
@@ -428,7 +131,8 @@ class EbpfConfig:
     `kill_rules` are sent SIGKILL at entry when `enforce` is true.
     `walk_vmas` lets the kernel side walk the VMA tree where this kernel's
     BTF allows it (False: only the mm's stack and brk addresses are recorded,
-    as on a kernel where it cannot be walked). `repeats` counts equal
+    as on a kernel where it cannot be walked); `walk_exe_path` likewise walks
+    an exec's path up its file's dentries. `repeats` counts equal
     repeatable calls in the kernel instead of sending each.
     """
 
@@ -439,6 +143,7 @@ class EbpfConfig:
     kill_rules: tuple[KillRule, ...] = ()
     enforce: bool = True
     walk_vmas: bool = True
+    walk_exe_path: bool = True
     repeats: bool = True
 
     def __post_init__(self) -> None:
@@ -446,449 +151,6 @@ class EbpfConfig:
         if pages < 1 or pages & (pages - 1):
             raise TrampwatchError(f"--buffer-pages must be a power of two (1, 2, 4, ...), not {pages}")
         check_kill_rules(self.kill_rules)
-
-
-def check_kill_rules(rules: tuple[KillRule, ...]) -> None:
-    """Raise TrampwatchError when the kernel side cannot hold `rules`."""
-    if len(rules) > MAX_KILL_RULES:
-        raise TrampwatchError(f"{len(rules)} kill rules: the kernel side holds at most {MAX_KILL_RULES}")
-
-
-# --- the running kernel's task_struct, from its BTF ----------------------------------
-
-_BTF_MAGIC = 0xEB9F
-_BTF_STRUCT, _BTF_UNION = 4, 5
-_BTF_MODIFIERS = frozenset({8, 9, 10, 11, 18})  # typedef, volatile, const, restrict, type_tag
-# Bytes after the 12-byte header of a type: a fixed trailer, or one entry per member.
-_BTF_TRAILER = {1: 4, 3: 12, 14: 4, 17: 4}
-_BTF_PER_MEMBER = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}
-
-
-# The kernel structure members wx_monitor.bpf.c reads, as the -D name it
-# expects and the chain of (struct, member) whose offsets add up to it.
-KERNEL_OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
-    "WX_OFF_TASK_PID": (("task_struct", "pid"),),
-    "WX_OFF_TASK_TGID": (("task_struct", "tgid"),),
-    "WX_OFF_TASK_MM": (("task_struct", "mm"),),
-    "WX_OFF_TASK_PERSONALITY": (("task_struct", "personality"),),
-    "WX_OFF_TASK_GROUP_LEADER": (("task_struct", "group_leader"),),
-    "WX_OFF_TASK_COMM": (("task_struct", "comm"),),
-    "WX_OFF_TASK_EXIT_CODE": (("task_struct", "exit_code"),),
-    "WX_OFF_TASK_TI_STATUS": (("task_struct", "thread_info"), ("thread_info", "status")),
-    "WX_OFF_TASK_FILES": (("task_struct", "files"),),
-    "WX_OFF_FILES_FDT": (("files_struct", "fdt"),),
-    "WX_OFF_FDT_MAX_FDS": (("fdtable", "max_fds"),),
-    "WX_OFF_FDT_FD": (("fdtable", "fd"),),
-    "WX_OFF_FILE_INODE": (("file", "f_inode"),),
-    "WX_OFF_FILE_DENTRY": (("file", "f_path"), ("path", "dentry")),
-    "WX_OFF_DENTRY_NAME": (("dentry", "d_name"), ("qstr", "name")),
-    "WX_OFF_INODE_INO": (("inode", "i_ino"),),
-    "WX_OFF_INODE_SB": (("inode", "i_sb"),),
-    "WX_OFF_INODE_NLINK": (("inode", "i_nlink"),),
-    "WX_OFF_SB_DEV": (("super_block", "s_dev"),),
-    "WX_OFF_MM_START_STACK": (("mm_struct", "start_stack"),),
-    "WX_OFF_MM_START_BRK": (("mm_struct", "start_brk"),),
-    "WX_OFF_MM_BRK": (("mm_struct", "brk"),),
-    "WX_OFF_MM_EXE_FILE": (("mm_struct", "exe_file"),),
-}
-
-# What walking an mm's VMAs needs (a maple tree: Linux 6.1 on). Without
-# them the kernel side records only the mm's stack and brk addresses.
-VMA_WALK_OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
-    "WX_OFF_MM_MT_ROOT": (("mm_struct", "mm_mt"), ("maple_tree", "ma_root")),
-    "WX_OFF_MR64_PIVOT": (("maple_range_64", "pivot"),),
-    "WX_OFF_MR64_SLOT": (("maple_range_64", "slot"),),
-    "WX_OFF_MA64_PIVOT": (("maple_arange_64", "pivot"),),
-    "WX_OFF_MA64_SLOT": (("maple_arange_64", "slot"),),
-    "WX_OFF_VMA_START": (("vm_area_struct", "vm_start"),),
-    "WX_OFF_VMA_END": (("vm_area_struct", "vm_end"),),
-    "WX_OFF_VMA_FLAGS": (("vm_area_struct", "vm_flags"),),
-    "WX_OFF_VMA_OPS": (("vm_area_struct", "vm_ops"),),
-    "WX_OFF_VMA_FILE": (("vm_area_struct", "vm_file"),),
-}
-
-
-class _Btf:
-    """Just enough of a BTF blob to find struct member offsets."""
-
-    def __init__(self, data: bytes):
-        magic, _version, _flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
-            "<HBBIIIII", data, 0
-        )
-        if magic != _BTF_MAGIC:
-            raise ValueError(f"bad BTF magic {magic:#x}")
-        self._types = data[hdr_len + type_off : hdr_len + type_off + type_len]
-        self._strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
-        # id -> (kind, name_off, size_or_type, vlen, kind_flag, members_pos); id 0 is void.
-        self._index: list[tuple[int, int, int, int, int, int]] = [(0, 0, 0, 0, 0, 0)]
-        self._by_name: dict[str, int] = {}
-        pos, end = 0, len(self._types)
-        while pos < end:
-            name_off, info, size_or_type = struct.unpack_from("<III", self._types, pos)
-            kind, vlen, kind_flag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
-            self._index.append((kind, name_off, size_or_type, vlen, kind_flag, pos + 12))
-            if kind == _BTF_STRUCT and name_off:
-                self._by_name.setdefault(self._name(name_off), len(self._index) - 1)
-            pos += 12 + _BTF_TRAILER.get(kind, 0) + _BTF_PER_MEMBER.get(kind, 0) * vlen
-
-    def _name(self, offset: int) -> str:
-        return self._strings[offset : self._strings.index(b"\0", offset)].decode()
-
-    def _resolve(self, type_id: int) -> int:
-        while self._index[type_id][0] in _BTF_MODIFIERS:
-            type_id = self._index[type_id][2]
-        return type_id
-
-    def _find(self, type_id: int, member: str) -> int | None:
-        _, _, _, vlen, kind_flag, pos = self._index[type_id]
-        for i in range(vlen):
-            name_off, member_type, offset = struct.unpack_from("<III", self._types, pos + 12 * i)
-            bits = offset & 0xFFFFFF if kind_flag else offset
-            if name_off and self._name(name_off) == member:
-                return bits // 8
-            inner = self._resolve(member_type)
-            if not name_off and self._index[inner][0] in (_BTF_STRUCT, _BTF_UNION):
-                found = self._find(inner, member)
-                if found is not None:
-                    return bits // 8 + found
-        return None
-
-    def offset(self, struct_name: str, member: str) -> int:
-        """Return the byte offset of `member` in `struct struct_name`
-        (looking into anonymous members). Raises KeyError when absent."""
-        type_id = self._by_name.get(struct_name)
-        found = None if type_id is None else self._find(type_id, member)
-        if found is None:
-            raise KeyError(f"struct {struct_name} has no member {member}")
-        return found
-
-
-def vma_walk_offsets(btf_path: Path = BTF_PATH) -> tuple[dict[str, int] | None, str]:
-    """Return the VMA_WALK_OFFSETS entries of the running kernel plus
-    WX_VMA_READ_LEN (the bytes of a vm_area_struct read at once), with a
-    note, or (None, why the VMAs cannot be walked here)."""
-    try:
-        btf = _Btf(btf_path.read_bytes())
-        found = {
-            macro: sum(btf.offset(struct_name, member) for struct_name, member in chain)
-            for macro, chain in VMA_WALK_OFFSETS.items()
-        }
-    except (OSError, KeyError, ValueError, struct.error) as err:
-        return None, f"the VMA tree cannot be walked on this kernel ({err})"
-    vma = [found[name] for name in found if name.startswith("WX_OFF_VMA_")]
-    # The walk reads a node's parent and pivots in one go, and 8-byte VMA members.
-    if found["WX_OFF_MR64_PIVOT"] != 8 or found["WX_OFF_MA64_PIVOT"] != 8 or any(off % 8 for off in vma):
-        return None, "the maple tree or vm_area_struct is laid out differently from what the walk expects"
-    found["WX_VMA_READ_LEN"] = max(vma) + 8
-    return found, "the VMA tree (a maple tree) is walked at each protection change"
-
-
-def kernel_offsets(btf_path: Path = BTF_PATH) -> dict[str, int]:
-    """Return every KERNEL_OFFSETS entry's byte offset in the running kernel,
-    read from its BTF.
-
-    Raises CapabilityMissing when the BTF is absent or lacks a member.
-    """
-    try:
-        btf = _Btf(btf_path.read_bytes())
-        return {
-            macro: sum(btf.offset(struct_name, member) for struct_name, member in chain)
-            for macro, chain in KERNEL_OFFSETS.items()
-        }
-    except OSError as err:
-        raise CapabilityMissing(
-            "kernel BTF",
-            f"cannot read {btf_path}: {os.strerror(err.errno or errno.EIO)}",
-            "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (every major distribution's is)",
-        ) from err
-    except (KeyError, ValueError, struct.error) as err:
-        raise CapabilityMissing(
-            "kernel BTF", f"{btf_path} does not describe the kernel structures as expected: {err}", ""
-        ) from err
-
-
-# --- host checks and loading ------------------------------------------------------
-
-
-def _bcc() -> Any:
-    """Import bcc. Raises CapabilityMissing with the fix when it is missing."""
-    try:
-        import bcc
-    except ImportError as err:
-        raise CapabilityMissing(
-            "bcc",
-            f"the Python module bcc does not import ({err}); {sys.executable} cannot see it",
-            "apt-get install python3-bpfcc and make the venv with --system-site-packages "
-            "(scripts/setup does both)",
-        ) from err
-    return bcc
-
-
-def bcc_location() -> str:
-    """Return where the bcc module is imported from. Raises CapabilityMissing."""
-    return str(Path(_bcc().__file__).parent)
-
-
-def tracefs_root() -> Path | None:
-    """Return the mounted tracefs directory (the one with events/), or None."""
-    return next((p for p in TRACEFS_CANDIDATES if (p / "events").is_dir()), None)
-
-
-def headers_dir() -> Path:
-    """Return /lib/modules/$(uname -r)/build, where bcc looks for kernel headers."""
-    return Path("/lib/modules") / platform.release() / "build"
-
-
-def required_tracepoints() -> list[str]:
-    """Return the tracepoints the monitor program attaches to, as paths
-    under tracefs's events/ ('sched/sched_process_exec'; a raw tracepoint,
-    which names no category, as '*/sys_enter'), read from its source."""
-    names: list[str] = []
-    for line in MONITOR_PROGRAM.read_text().splitlines():
-        if found := re.match(r"TRACEPOINT_PROBE\((\w+), (\w+)\)", line):
-            names.append(f"{found[1]}/{found[2]}")
-        elif found := re.match(r"RAW_TRACEPOINT_PROBE\((\w+)\)", line):
-            names.append(f"*/{found[1]}")
-    return names
-
-
-def _check_host() -> None:
-    """Raise CapabilityMissing, with the fix, when tracefs or headers are missing."""
-    if tracefs_root() is None:
-        raise CapabilityMissing(
-            "tracefs",
-            "tracefs is not mounted: the tracepoints cannot be found",
-            "mount -t tracefs tracefs /sys/kernel/tracing",
-        )
-    if not headers_dir().is_dir():
-        raise CapabilityMissing(
-            "kernel headers",
-            f"{headers_dir()} does not exist: bcc compiles against the kernel headers",
-            "scripts/setup (links it to Debian's linux-headers-amd64), or "
-            "apt-get install linux-headers-$(uname -r)",
-        )
-
-
-@contextlib.contextmanager
-def _stderr_into(lines: list[str]) -> Iterator[None]:
-    """Collect what C code (clang, libbpf) writes to fd 2 into `lines`.
-
-    bcc reports a refused program only as 'Failed to load' on stderr; the
-    kernel's reason is there. Other threads' stderr is captured meanwhile too.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode(errors="replace").splitlines())
-
-
-def load_program(path: Path, cflags: list[str], what: str) -> Any:
-    """Compile, load and attach the BPF C file at `path` with bcc; return the
-    bcc.BPF object (call .cleanup() to detach).
-
-    Raises CapabilityMissing naming `what`, with bcc's and the kernel's
-    messages, when compiling or loading fails.
-    """
-    bcc = _bcc()
-    messages: list[str] = []
-    try:
-        with _stderr_into(messages):
-            return bcc.BPF(src_file=str(path).encode(), cflags=[f"-I{BPF_DIR}", *cflags])
-    except Exception as err:  # bcc raises bare Exception for every failure
-        raise CapabilityMissing(what, _load_failure(err, messages), _load_fix(messages)) from err
-
-
-def _load_failure(err: Exception, messages: list[str]) -> str:
-    kernel = [m for m in messages if "error" in m.lower() or "failed" in m.lower() or "bpf:" in m]
-    # The verifier's verdict is the line before its "processed N insns" summary.
-    verdict = [messages[i - 1] for i, m in enumerate(messages) if m.startswith("processed ") and i]
-    detail = "; ".join(dict.fromkeys([*verdict, *kernel[-4:]])) or str(err)
-    if any("Operation not permitted" in m for m in messages):
-        return f"the kernel refused it: Operation not permitted (EPERM) -- {detail}"
-    return detail
-
-
-def _load_fix(messages: list[str]) -> str:
-    if any("Operation not permitted" in m for m in messages):
-        return "run as root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN); see `trampwatch doctor`"
-    return "see `trampwatch doctor`"
-
-
-def try_program(name: str, cflags: tuple[str, ...] = ()) -> tuple[bool, str]:
-    """Load and attach tracer/bpf/probe_<name>.bpf.c, then detach it.
-
-    Returns (True, detail) when the kernel accepted it, (False, reason)
-    otherwise -- the reason carries the kernel's error (EPERM, ...).
-    """
-    try:
-        bpf = load_program(BPF_DIR / f"probe_{name}.bpf.c", list(cflags), f"probe {name}")
-    except CapabilityMissing as err:
-        return False, err.reason
-    bpf.cleanup()
-    return True, "loaded and attached"
-
-
-# getpgid() of this pid is the probe child's signal to the probe program.
-_PROBE_PID = 0x7EADBEEF
-
-
-def try_send_signal() -> tuple[bool, str]:
-    """Check that bpf_send_signal(SIGKILL) from a syscall tracepoint kills a
-    process before the syscall returns to user mode: a forked child calls
-    getpgid() and would exit 0 if it survived.
-
-    Returns (ok, detail).
-    """
-    try:
-        bpf = load_program(
-            BPF_DIR / "probe_send_signal.bpf.c", [f"-DWX_PROBE_PID={_PROBE_PID}"], "bpf_send_signal probe"
-        )
-    except CapabilityMissing as err:
-        return False, err.reason
-    try:
-        ready_r, ready_w = os.pipe()
-        child = os.fork()
-        if child == 0:
-            os.close(ready_w)
-            os.read(ready_r, 1)
-            with contextlib.suppress(OSError):
-                os.getpgid(_PROBE_PID)
-            os._exit(0)
-        os.close(ready_r)
-        target = bpf[b"target"]
-        target[target.Key(0)] = target.Leaf(child)
-        os.write(ready_w, b"x")
-        os.close(ready_w)
-        _, status = os.waitpid(child, 0)
-    finally:
-        bpf.cleanup()
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9:
-        return True, "SIGKILL sent from sys_enter killed the caller before the syscall returned"
-    return False, f"the child was not killed (wait status {status:#x})"
-
-
-# --- cgroups and processes ---------------------------------------------------------
-
-
-def cgroup2_mount() -> Path | None:
-    """Return where the cgroup v2 hierarchy is mounted, or None."""
-    with contextlib.suppress(OSError), open("/proc/self/mounts", encoding="utf-8") as mounts:
-        for line in mounts:
-            fields = line.split()
-            if len(fields) > 2 and fields[2] == "cgroup2":
-                return Path(fields[1])
-    return None
-
-
-def cgroup_id(spec: str) -> int:
-    """Return the id of cgroup v2 directory `spec` (absolute, or relative to
-    the cgroup2 mount) as bpf_get_current_cgroup_id() reports it: its inode.
-
-    Raises CapabilityMissing without cgroup v2, TrampwatchError for a path
-    that is not a cgroup v2 directory.
-    """
-    root = cgroup2_mount()
-    if root is None:
-        raise CapabilityMissing(
-            "cgroup v2", "no cgroup2 file system is mounted", "mount -t cgroup2 none /sys/fs/cgroup"
-        )
-    path = Path(spec) if spec.startswith("/") else root / spec
-    try:
-        st, root_st = path.stat(), root.stat()
-    except OSError as err:
-        raise TrampwatchError(f"--cgroup {spec}: {path}: {os.strerror(err.errno or errno.EIO)}") from err
-    if st.st_dev != root_st.st_dev or not path.is_dir():
-        raise TrampwatchError(f"--cgroup {spec}: {path} is not a directory of the cgroup2 mount {root}")
-    return st.st_ino
-
-
-def _descendants(pids: set[int]) -> set[int]:
-    """Return the processes now running whose ancestry leads to one of `pids`."""
-    parents: dict[int, int] = {}
-    for pid in procfs.list_pids():
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", "rb") as stat:
-            # The comm field may hold spaces and parentheses: split after the last ')'.
-            parents[pid] = int(stat.read().rsplit(b")", 1)[1].split()[1])
-    found: set[int] = set()
-    for pid in parents:
-        seen, cur = [], pid
-        while cur > 1 and cur not in pids and cur not in found and len(seen) < 4096:
-            seen.append(cur)
-            cur = parents.get(cur, 0)
-        if cur in pids or cur in found:
-            found.update(seen)
-    return found
-
-
-# --- the ring buffer, read in bulk ---------------------------------------------------
-
-# A BPF ring buffer record's 8-byte header: its length, with these bits.
-_RINGBUF_BUSY = 1 << 31
-_RINGBUF_DISCARD = 1 << 30
-_RINGBUF_HEADER = 8
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
-
-
-class RingReader:
-    """The consumer side of a BPF ring buffer map, read by mapping it.
-
-    bcc's reader calls a Python function through ctypes for every record;
-    this one copies every record that is ready in one pass. The map's first
-    page is the consumer position (ours to write), the second the producer
-    position, then the data pages, mapped twice in a row so a record that
-    wraps around the end reads as one piece (kernel/bpf/ringbuf.c).
-    """
-
-    def __init__(self, map_fd: int, size: int):
-        page = mmap.PAGESIZE
-        self._mask = size - 1
-        self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._view = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
-        self._data = page
-        self._epoll = select.epoll()
-        # Readable while records are ready; the producers wake a sleeping
-        # reader only now and then (call_wakeup() in wx_monitor.bpf.c).
-        self._epoll.register(map_fd, select.EPOLLIN)
-
-    def wait(self, timeout_ms: int) -> None:
-        """Sleep until records are ready (and a producer woke us) or `timeout_ms` passed."""
-        with contextlib.suppress(InterruptedError):
-            self._epoll.poll(timeout_ms / 1000)
-
-    def take(self) -> list[bytes]:
-        """Return every committed record, in order, and release their space."""
-        view, data, mask = self._view, self._data, self._mask
-        consumer = _U64.unpack_from(self._consumer, 0)[0]
-        producer = _U64.unpack_from(view, 0)[0]
-        records = []
-        while consumer < producer:
-            at = data + (consumer & mask)
-            header = _U32.unpack_from(view, at)[0]
-            if header & _RINGBUF_BUSY:
-                break  # reserved, not yet submitted: later records wait for it
-            length = header & ~(_RINGBUF_BUSY | _RINGBUF_DISCARD)
-            if not header & _RINGBUF_DISCARD:
-                records.append(view[at + _RINGBUF_HEADER : at + _RINGBUF_HEADER + length])
-            consumer += (length + _RINGBUF_HEADER + 7) & ~7
-        _U64.pack_into(self._consumer, 0, consumer)
-        return records
-
-    def close(self) -> None:
-        """Unmap the buffer."""
-        self._epoll.close()
-        self._view.close()
-        self._consumer.close()
-
-
-# --- the source ------------------------------------------------------------------------
 
 
 class EbpfSource:
@@ -901,19 +163,22 @@ class EbpfSource:
     """
 
     def __init__(self, config: EbpfConfig):
-        _check_host()
+        check_host()
         walk, self.vma_note = vma_walk_offsets() if config.walk_vmas else (None, "VMA walk turned off")
         self.walks_vmas = walk is not None
+        exe_path, self.exe_path_note = exe_path_offsets() if config.walk_exe_path else (None, "turned off")
         cflags = [
             f"-DWX_RINGBUF_PAGES={config.buffer_pages}",
             f"-DWX_MAX_PROCS={MAX_PROCS}",
             f"-DWX_MAX_REPEAT_KEYS={MAX_REPEAT_KEYS if config.repeats else 1}",
             f"-DWX_REPEATS={int(config.repeats)}",
             f"-DWX_TS_COMPAT={TS_COMPAT}",
-            f"-DWX_EXIT_HAS_GROUP_DEAD={int(_exit_has_group_dead())}",
+            f"-DWX_EXIT_HAS_GROUP_DEAD={int(exit_has_group_dead())}",
             f"-DWX_VMA_WALK={int(walk is not None)}",
+            f"-DWX_EXE_PATH={int(exe_path is not None)}",
             *(f"-D{macro}={offset}" for macro, offset in kernel_offsets().items()),
             *(f"-D{macro}={offset}" for macro, offset in (walk or {}).items()),
+            *(f"-D{macro}={offset}" for macro, offset in (exe_path or {}).items()),
         ]
         started = time.monotonic()
         self._bpf = load_program(MONITOR_PROGRAM, cflags, "eBPF monitor program")
@@ -929,6 +194,9 @@ class EbpfSource:
         self._repeat_ids = itertools.count(1)
         self._repeated_total = 0
         self._maps_cache: dict[int, tuple[MapEntry, ...]] = {}
+        # A range's VMAs as decoded in this batch, by process and record bytes:
+        # a JIT's flips send the same few ranges over and over.
+        self._vmas_cache: dict[tuple[int, bytes], tuple[MapEntry, ...]] = {}
         self._exec_stacks = ExecStackCache()
         self._rule_names: list[str] = []
         self._filters = Filter(0)
@@ -971,7 +239,7 @@ class EbpfSource:
             if missing:
                 raise NoSuchProcess("no such process to monitor", pid=missing[0])
             wanted = set(pids)
-            updates.append(("sel_pids", sorted(wanted | _descendants(wanted)), Filter.PIDS))
+            updates.append(("sel_pids", sorted(wanted | descendants(wanted)), Filter.PIDS))
         if comms is not None:
             updates.append(("sel_comms", [name.encode()[: COMM_LEN - 1] for name in comms], Filter.COMMS))
         if cgroups is not None:
@@ -1026,12 +294,8 @@ class EbpfSource:
         previous poll. Syscall records wake the reader only in bulk (call_wakeup() in the C
         side), so what is in the buffer is taken whether or not it woke us.
         """
-        self._ring.wait(timeout_ms)
-        self._maps_cache.clear()
-        events: list[Event] = []
-        decode = self._decode
-        for data in self._ring.take():
-            decode(data, events)
+        self.wait(timeout_ms)
+        events = self.decode(self.take())
         if self._repeat_keys:
             table = self._bpf[b"repeated"]
             total = int(table.sum(table.Key(0)).value)
@@ -1044,6 +308,28 @@ class EbpfSource:
             count = total - self._reported_lost
             events.append(RecordsLost(time.time(), count, total, tuple(by_reason.items())))
             self._reported_lost = total
+        return events
+
+    def wait(self, timeout_ms: int) -> None:
+        """Sleep until records are ready (in bulk: call_wakeup() in the C side)
+        or `timeout_ms` passed."""
+        self._ring.wait(timeout_ms)
+
+    def take(self) -> list[bytes]:
+        """Return every record the kernel side has committed, undecoded (what
+        poll() decodes; apart, so decoding can be measured on its own)."""
+        return self._ring.take()
+
+    def decode(self, records: list[bytes]) -> list[Event]:
+        """Return the events of `records` (from take()), in order, as poll()
+        does, without the repeat counts and losses poll() adds. /proc is
+        read at most once per process for the batch."""
+        self._maps_cache.clear()
+        self._vmas_cache.clear()
+        events: list[Event] = []
+        decode = self._decode
+        for data in records:
+            decode(data, events)
         return events
 
     def lost_counts(self) -> dict[str, int]:
@@ -1155,21 +441,28 @@ class EbpfSource:
         result = fields[7]
         if arch == "i386" and not -4096 < result < 0:
             result &= 0xFFFFFFFF
-        fd_object = vmas = repeat_key = None
+        fd_object = vmas = repeat_key = unseen = None
         if flags & _OBJECT:
             fd_object = self._fd_object(ObjectRecord.from_buffer_copy(data), args)
         elif flags & _REGION:
             mm, _stack, _brk_start, _brk, nparts, region_flags = REGION_FORMAT.unpack_from(data, _REGION_AT)
             if region_flags == _WALKED:
-                parts = [PART_FORMAT.unpack_from(data, _PARTS_AT + i * _PART_SIZE) for i in range(nparts)]
-                vmas = tuple(self._vma(tgid, part) for part in parts)
+                key = (tgid, data[_PARTS_AT : _PARTS_AT + nparts * _PART_SIZE])
+                vmas = self._vmas_cache.get(key)
+                if vmas is None:
+                    parts = [PART_FORMAT.unpack_from(data, _PARTS_AT + i * _PART_SIZE) for i in range(nparts)]
+                    vmas = self._vmas_cache[key] = tuple(self._vma(tgid, part) for part in parts)
                 if flags & _REPEAT_KEY:
-                    repeat_key = self._repeat_key(mm, tgid, name, fields[14], parts[0][4], args)
+                    part_flags = PART_FORMAT.unpack_from(data, _PARTS_AT)[4]
+                    repeat_key = self._repeat_key(mm, tgid, name, fields[14], part_flags, args)
+        known = tgid in self._known
+        if vmas is None and name in _PROTECTS and known:
+            unseen = _before_call(self._maps_of(tgid), args)
         call = MemCall(ts, tgid, tid, name, arch, args, fd_object=fd_object,
                        object_size=_segment_size(name, args) if name == "shmat" else None,
-                       vmas=vmas, repeat_key=repeat_key)
-        if tgid not in self._known:
-            events += self._attach_if_new(tgid, ts, fields[14])
+                       vmas=vmas, repeat_key=repeat_key, unseen=unseen)
+        if not known:
+            events.append(self._attach(call, fields[14]))
         events.append(call)
         if flags & _KILLED:
             events.append(KernelKill(ts, tgid, tid, self._rule_names[fields[15]], call))
@@ -1211,7 +504,7 @@ class EbpfSource:
         return MapEntry(start, end, flags & 7, bool(flags & _P_SHARED), 0, dev, ino, path)
 
     def _maps_of(self, pid: int) -> tuple[MapEntry, ...]:
-        """/proc/PID/maps, read at most once per poll()."""
+        """/proc/PID/maps, read at most once per batch of records."""
         if pid not in self._maps_cache:
             try:
                 self._maps_cache[pid] = procfs.read_maps(pid)
@@ -1219,13 +512,15 @@ class EbpfSource:
                 self._maps_cache[pid] = ()
         return self._maps_cache[pid]
 
-    def _attach_if_new(self, pid: int, ts: float, persona_now: int) -> list[Event]:
-        """Seed a process seen for the first time (running before we started)
-        from /proc: after the call that revealed it, so the maps include it.
-        A process already gone is seeded empty, with no name: the kernel's
-        view of each call's range is all there is to judge it by."""
-        if pid in self._known:
-            return []
+    def _attach(self, call: MemCall, persona_now: int) -> AttachEvent:
+        """Seed a process seen for the first time (running before we
+        started) through `call`, from /proc, with its maps as they were
+        before that call: /proc is read after it, so the call's range is
+        the kernel's view of it when the call carries one, else what /proc
+        shows without what the call asked for. A process already gone is
+        seeded empty, with no name: the kernel's view of each call's range
+        is all there is to judge it by."""
+        pid = call.pid
         self._known.add(pid)
         try:
             info = procfs.read_process_info(pid)
@@ -1234,25 +529,25 @@ class EbpfSource:
             threads = tuple(procfs.list_threads(pid))
         except TraceError:
             # Gone already: judged on what the kernel sent of its calls alone.
-            return [AttachEvent(ts, pid, UNKNOWN_PROCESS, (), persona_now, ())]
-        return [AttachEvent(ts, pid, info, maps, persona, threads)]
+            return AttachEvent(call.ts, pid, UNKNOWN_PROCESS, (), persona_now, ())
+        if call.syscall in _PROTECTS:
+            before = call.vmas if call.vmas is not None else _before_call(maps, call.args)
+            start, end = _range(call.args)
+            maps = tuple(sorted((*_outside(maps, start, end), *before), key=lambda m: m.start))
+        return AttachEvent(call.ts, pid, info, maps, persona, threads)
 
     def _exec(self, exec_rec: ExecRecord, ts: float) -> ExecEvent:
+        """An exec, named from the kernel's record alone (so a process gone
+        before /proc is read is named as one still running), with the maps
+        it had at exec: /proc's, read now, without the anonymous mappings
+        made since (the model learns those from their calls), or, once the
+        process is gone, the kernel's view of its new stack."""
         rec = exec_rec.rec
         pid = rec.tgid
         self._known.add(pid)
+        info = ProcessInfo(_exe_path(exec_rec, pid), exec_rec.comm.decode(errors="replace"), exec_rec.uid)
         try:
-            info = procfs.read_process_info(pid)
-        except TraceError:
-            # Gone already. A program with no name on disk (fexecve of a
-            # memfd) is named as /proc would name it, from the kernel's view
-            # of its file; any other by the path execve was given.
-            exe = os.fsdecode(exec_rec.filename)
-            if exec_rec.exe.flags & PartFlag.UNLINKED:
-                exe = _dentry_path(os.fsdecode(exec_rec.exe.name), linked=False)
-            info = ProcessInfo(exe, exec_rec.comm.decode(errors="replace"), exec_rec.uid)
-        try:
-            maps = procfs.read_maps(pid)
+            maps = tuple(m for m in procfs.read_maps(pid) if m.path and not m.path.startswith("[anon"))
         except TraceError:
             # Gone already: the kernel's view of the new stack is what remains.
             stack = exec_rec.stack
@@ -1264,14 +559,61 @@ class EbpfSource:
         return ExecEvent(ts, pid, pid, info, maps, execstack, rec.personality, former_pid=former)
 
 
-def _exit_has_group_dead() -> bool:
-    """True when this kernel's sched_process_exit tracepoint has `group_dead`."""
-    root = tracefs_root()
-    fmt = root / "events/sched/sched_process_exit/format" if root else None
-    try:
-        return fmt is not None and "group_dead" in fmt.read_text()
-    except OSError:
-        return False
+def _exe_path(exec_rec: ExecRecord, pid: int) -> str:
+    """The program an exec runs, as /proc/PID/exe names it: the path the
+    kernel walked up from its file (with ' (deleted)' when it has no link
+    left); a program with no name on disk (fexecve of a memfd) by its
+    dentry name; else, where the walk could not finish, /proc/PID/exe while
+    the process lives, and once it is gone the path execve was given (its
+    working directory is gone with it)."""
+    linked = not exec_rec.exe.flags & _P_UNLINKED
+    if exec_rec.path_flags & _WHOLE_PATH:
+        # Read from the buffer: ctypes cuts a char array at its first NUL.
+        at = ExecRecord.path.offset
+        names = bytes(exec_rec)[at : at + exec_rec.path_len].split(b"\0")
+        path = "/" + "/".join(os.fsdecode(name) for name in reversed(names) if name)
+        return path if linked else f"{path} (deleted)"
+    if not linked:
+        return _dentry_path(os.fsdecode(exec_rec.exe.name), linked=False)
+    with contextlib.suppress(OSError):
+        return os.readlink(f"/proc/{pid}/exe")
+    return os.fsdecode(exec_rec.filename)
+
+
+def _range(args: tuple[int, ...]) -> tuple[int, int]:
+    """The page range of a protection change's arguments."""
+    return args[0], args[0] + ((args[1] + 4095) & ~4095)
+
+
+def _outside(maps: tuple[MapEntry, ...], start: int, end: int) -> list[MapEntry]:
+    """The parts of `maps` outside [start, end)."""
+    kept = []
+    for entry in maps:
+        if entry.end <= start or entry.start >= end:
+            kept.append(entry)
+            continue
+        if entry.start < start:
+            kept.append(_clip(entry, entry.start, start, entry.prot))
+        if entry.end > end:
+            kept.append(_clip(entry, end, entry.end, entry.prot))
+    return kept
+
+
+def _before_call(maps: tuple[MapEntry, ...], args: tuple[int, ...]) -> tuple[MapEntry, ...]:
+    """What `maps`, read after a protection change the kernel could not
+    describe, say of its range before it: the mappings clipped to the range,
+    without the write and exec the call asked for (what the model never
+    saw was never mapped writable: every writable mapping is reported)."""
+    start, end = _range(args)
+    taken = ~(args[2] & _WX)
+    return tuple(_clip(m, max(m.start, start), min(m.end, end), m.prot & taken)
+                 for m in maps if m.end > start and m.start < end)
+
+
+def _clip(entry: MapEntry, start: int, end: int, prot: int) -> MapEntry:
+    """The part [start, end) of a maps line, with protection `prot`."""
+    return MapEntry(start, end, prot, entry.shared, entry.offset + (start - entry.start), entry.dev,
+                    entry.inode, entry.path)
 
 
 def _normalise(name: str, arch: str, args: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
