@@ -88,12 +88,11 @@ def test_failed_fixed_mmap_gap_is_learnt_from_the_kernel(build_program, parse_ou
     assert parse_output(traced.stdout).failed()["grown_rx_mprotect"] == "EACCES"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: a file the kernel writes for the tree (a core dump) is no "
-                                       "written object: its page holding code is mapped R-X and runs")
 def test_core_dump_written_by_the_kernel_then_mapped_executable(build_program, parse_output, tmp_path):
     """A child dumps core with code in an anonymous page; no process of the
     tree opens the core file for writing (the kernel writes it). The parent
-    maps the page of the core holding the code R-X and runs it."""
+    maps the page of the core holding the code R-X: the core's inode changed
+    after the run started, so it counts as written (exec-written)."""
     native = _native(build_program, parse_output, "attack_core_dump")
     if "core_file" in native.failed():
         pytest.skip("core_pattern does not write a core file in the current directory "
@@ -101,20 +100,23 @@ def test_core_dump_written_by_the_kernel_then_mapped_executable(build_program, p
     assert native.ran == ["core_call"]
     traced = trace([str(build_program("attack_core_dump"))], tmp_path, *STRICT)
     _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("exec-written",))]
+    assert parse_output(traced.stdout).failed()["core_rx_mmap"] == "EACCES"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: an overlayfs file has two identities: written through the "
-                                       "overlay (its device), mapped through the upper layer (the tmpfs's)")
 def test_overlay_file_written_through_the_overlay_mapped_through_the_upper_layer(build_program, parse_output,
                                                                                 tmp_path):
     """Code written into merged/code of an overlay the program mounted in its
-    own mount namespace, then upper/code (the same data) mapped R-X."""
+    own mount namespace, then upper/code (the same data, another device and
+    inode) mapped R-X: its inode changed during the run (exec-written)."""
     native = _native(build_program, parse_output, "attack_overlay")
     if "ovl_mount" in native.failed():
         pytest.skip(f"cannot mount an overlay in a new mount namespace: {native.failed()['ovl_mount']}")
     assert native.ran == ["upper_call"]
     traced = trace([str(build_program("attack_overlay"))], tmp_path, *STRICT)
     _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("exec-written",))]
+    assert parse_output(traced.stdout).failed()["upper_rx_mmap"] == "EACCES"
 
 
 def test_odd_arguments_neither_crash_nor_stall_the_tracer(build_program, parse_output, tmp_path):

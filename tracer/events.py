@@ -29,7 +29,9 @@ class FdObject:
     `path` is the descriptor's link text, `dev`/`inode`/`mode`/`rdev` its
     stat, `fs_type` the statfs magic of its filesystem (0: not read),
     `access` the O_ACCMODE bits it was opened with (None: not read), and
-    `misc` the name /proc/misc gives a misc character device (else None).
+    `misc` the name /proc/misc gives a misc character device (else None),
+    `ctime_ns` the inode's change time (0: not read), which the kernel sets
+    on every write and which no program can set back.
     """
 
     fd: int
@@ -41,6 +43,7 @@ class FdObject:
     fs_type: int = 0
     access: int | None = None
     misc: str | None = None
+    ctime_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +134,10 @@ class ExecEvent:
 
 @dataclass(frozen=True, slots=True)
 class WritableObjects:
-    """Objects a process can write that no traced open gave it (descriptors
-    it was started with): they count as written by the traced tree."""
+    """Objects that count as written by the traced tree though no traced open
+    gave them: descriptors a process was started with, and files whose inode
+    the kernel changed after the run started (a core dump, an overlay's upper
+    file, anything written on the tree's behalf)."""
 
     ts: float
     pid: int

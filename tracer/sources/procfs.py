@@ -244,7 +244,7 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
         raise _translate(err, pid, link) from err
     finally:
         os.close(pinned)
-    return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino)
+    return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino, ctime_ns=st.st_ctime_ns)
 
 
 class _StatFs(ctypes.Structure):
@@ -306,7 +306,7 @@ def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
     if stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == _MISC_MAJOR:
         misc = misc_devices().get(os.minor(st.st_rdev))
     return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino, mode=st.st_mode, rdev=st.st_rdev,
-                    fs_type=fs_type, access=flags & 0o3, misc=misc)
+                    fs_type=fs_type, access=flags & 0o3, misc=misc, ctime_ns=st.st_ctime_ns)
 
 
 def list_fds(pid: int) -> list[int]:
@@ -333,14 +333,26 @@ def mapped_object(pid: int, start: int, end: int) -> FdObject | None:
     link = f"/proc/{pid}/map_files/{start:x}-{end:x}"
     try:
         st = os.stat(link)
-        return FdObject(fd=-1, path=os.readlink(link), dev=st.st_dev, inode=st.st_ino)
+        return FdObject(fd=-1, path=os.readlink(link), dev=st.st_dev, inode=st.st_ino,
+                        ctime_ns=st.st_ctime_ns)
     except OSError as err:
         if err.errno not in _GONE:
             raise _translate(err, pid, link) from err
     for entry in read_maps(pid):
         if entry.start <= start < entry.end:
-            return FdObject(fd=-1, path=entry.path, dev=entry.dev, inode=entry.inode) if entry.inode else None
+            return mapped_file(pid, entry) if entry.inode else None
     return None
+
+
+def mapped_file(pid: int, entry: MapEntry) -> FdObject:
+    """The file a maps line of `pid` maps, named as the maps line names it
+    (its device and inode), with the change time of the object the kernel
+    really maps (/proc/PID/map_files; 0 when that cannot be read)."""
+    try:
+        ctime_ns = os.stat(f"/proc/{pid}/map_files/{entry.start:x}-{entry.end:x}").st_ctime_ns
+    except OSError:
+        ctime_ns = 0
+    return FdObject(fd=-1, path=entry.path, dev=entry.dev, inode=entry.inode, ctime_ns=ctime_ns)
 
 
 def fd_position(pid: int, fd: int) -> int:

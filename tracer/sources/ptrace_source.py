@@ -457,6 +457,10 @@ class PtraceSource:
         self._in_flight: dict[int, dict[int, Footprint]] = {}
         self._waiting: dict[int, collections.deque[tuple[_Task, bytes, Footprint]]] = {}
         self._wide_waiting: collections.Counter[int] = collections.Counter()
+        # Files whose inode changed after this moment were written during
+        # the run, by the tree or by the kernel on its behalf (set at start).
+        self.started_ns = 0
+        self._fresh: set[tuple[int, int]] = set()
 
     # --- starting ---------------------------------------------------------------
 
@@ -467,6 +471,7 @@ class PtraceSource:
         Raises CommandError (exit 127/126) when argv cannot be executed.
         """
         path = resolve_command(argv[0])
+        self.started_ns = run_start_ns()
         child = os.fork()
         if child == 0:
             _exec_child(path, argv, prepare_child)
@@ -491,6 +496,7 @@ class PtraceSource:
         stop at every syscall (PTRACE_SYSCALL) and the source filters.
         """
         info = procfs.read_process_info(pid)
+        self.started_ns = run_start_ns()
         seen: set[int] = set()
         while True:
             fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
@@ -725,6 +731,8 @@ class PtraceSource:
                 return
         elif name == "mmap" or name == "mmap2":
             call = _with_fd_object(call)
+            if call.fd_object is not None:
+                self._report_fresh(call.pid, (call.fd_object,))
         elif name == "shmat":
             call = _with_segment_size(call)
         footprint: Footprint = None
@@ -851,6 +859,7 @@ class PtraceSource:
         if actual is None or (entry is not None and (entry.dev, entry.inode, entry.path) == (
                 actual.dev, actual.inode, actual.path)):
             return None
+        self._report_fresh(call.pid, (actual,))
         return _replace(call, fd_object=actual)
 
     def _old_mmap_as_mapped(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
@@ -877,6 +886,8 @@ class PtraceSource:
             if not length or start + length > entry.end:
                 length = entry.end - start
             obj = procfs.mapped_object(task.tid, start, start + length) if entry.inode else None
+            if obj is not None:
+                self._report_fresh(call.pid, (obj,))
         anonymous = obj is None
         asked_shared = flags_asked & abi.MAP_TYPE in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE)
         same_object = (call.fd_object is None) == anonymous and (anonymous or (
@@ -1106,6 +1117,17 @@ class PtraceSource:
         task.pending = None
         self._resume(task)
 
+    def _report_fresh(self, pid: int, objects: Sequence[FdObject]) -> None:
+        """Report, as written by the tree, files among `objects` whose inode
+        the kernel changed after the run started: no traced open need have
+        written them (a core dump the kernel wrote, an overlay file written
+        through the merged view and mapped through its upper layer)."""
+        fresh = tuple(obj for obj in objects if obj.ctime_ns >= self.started_ns > 0
+                      and (obj.dev, obj.inode) not in self._fresh)
+        if fresh:
+            self._fresh.update((obj.dev, obj.inode) for obj in fresh)
+            self.sink.on_event(WritableObjects(time.time(), pid, fresh))
+
     def _peek_for(self, tid: int) -> Callable[[int, int], bytes]:
         return functools.partial(read_tracee, tid)
 
@@ -1200,6 +1222,10 @@ class PtraceSource:
         procfs.close_mem(task.tid)
         execstack = _elf_execstack(info.exe)
         exe = _exe_object(task.tid)
+        # The program, its interpreter and any other file the kernel mapped executable.
+        loaded = [procfs.mapped_file(task.tid, entry) for entry in maps
+                  if entry.prot & abi.PROT_EXEC and entry.inode]
+        self._report_fresh(task.pid, (exe, *loaded) if exe is not None else loaded)
         if self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona,
                                         exe_object=exe)):
             with contextlib.suppress(ProcessLookupError):
@@ -1381,7 +1407,23 @@ def _exe_object(tid: int) -> FdObject | None:
         st = os.stat(f"/proc/{tid}/exe")
     except OSError:
         return None
-    return FdObject(-1, "", st.st_dev, st.st_ino, st.st_mode)
+    return FdObject(-1, "", st.st_dev, st.st_ino, st.st_mode, ctime_ns=st.st_ctime_ns)
+
+
+_CLOCK_REALTIME_COARSE = 5  # Linux's clock id; the time module does not name it
+
+
+def run_start_ns() -> int:
+    """The wall-clock time (ns) from which an inode change time means
+    "changed during this run". The kernel stamps inodes from its coarse clock
+    (up to a tick behind) or, with multigrain stamps, finer: wait (at most
+    one tick) until the coarse clock reaches the real time read now, so every
+    change made before is stamped earlier and every change made after is
+    stamped at or after it."""
+    now = time.clock_gettime_ns(time.CLOCK_REALTIME)
+    while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) < now:
+        time.sleep(0.0005)
+    return now
 
 
 def read_tracee(tid: int, addr: int, size: int) -> bytes:
