@@ -179,3 +179,23 @@ def test_forked_child_space_comes_from_its_maps(build_program, parse_output, tmp
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
     assert parse_output(traced.stdout).failed()["child_rx_mprotect"] == "EACCES"
+
+
+def test_sealed_memfd_execveat_and_binfmt_misc_are_exec_written(build_program, parse_output, tmp_path):
+    """Three routes with no write-then-mmap of a named file: a memfd sealed
+    against writing before it is mapped R-X, a copy of the program run by
+    execveat(AT_EMPTY_PATH) on a memfd, and a copy registered as a private
+    binfmt_misc interpreter that the kernel runs for an empty x.twbin."""
+    native = _native(build_program, parse_output, "attack_exec_routes")
+    routes = ["seal", "execveat", "binfmt"]
+    if "binfmt_mount" in native.failed():
+        routes.remove("binfmt")  # binfmt_misc has no private instance before Linux 6.7
+    assert native.ran == [f"{route}_call" for route in routes]
+    traced = trace([str(build_program("attack_exec_routes"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    expected = [("mmap", ("exec-written", "exec-unlinked")), ("exec", ("exec-written", "exec-unlinked")),
+                ("exec", ("exec-written",))]
+    assert shape(traced.events) == expected[:len(routes)]
+    out = parse_output(traced.stdout)
+    assert out.failed()["seal_rx_mmap"] == "EACCES"
+    assert all(out.children[f"{route}_child"] == "signal=SIGKILL" for route in routes[1:])
