@@ -199,3 +199,17 @@ def test_sealed_memfd_execveat_and_binfmt_misc_are_exec_written(build_program, p
     out = parse_output(traced.stdout)
     assert out.failed()["seal_rx_mmap"] == "EACCES"
     assert all(out.children[f"{route}_child"] == "signal=SIGKILL" for route in routes[1:])
+
+
+def test_fuse_file_served_by_the_tree_is_written(build_program, parse_output, tmp_path):
+    """A FUSE filesystem the program serves itself hands the kernel a page of
+    code with no write(2) and attributes from 1970: a file on a filesystem
+    mounted during the run counts as written (its superblock is new)."""
+    native = _native(build_program, parse_output, "attack_fuse")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE in a new mount namespace: {native.failed()['fuse_mount']}")
+    assert native.ran == ["fuse_call"]
+    traced = trace([str(build_program("attack_fuse"))], tmp_path, *STRICT, timeout=60)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("exec-written",))]
+    assert parse_output(traced.stdout).failed()["fuse_rx_mmap"] == "EACCES"

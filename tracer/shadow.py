@@ -394,8 +394,10 @@ def _opaque(call: MemCall, facility: str) -> Change:
 def descriptor_facility(obj: FdObject) -> str | None:
     """What a descriptor the kernel handed out is, when it matters: 'mem' (a
     procfs mem file, written to write another address space), an opaque
-    facility ('userfaultfd', 'io_uring', 'unreadable'), 'written' (a
-    regular file or memfd open for writing), else None."""
+    facility ('userfaultfd', 'io_uring', 'unreadable', 'block-device': a
+    disk written under its filesystems, whose files then hold what the tree
+    wrote under identities it never opened), 'written' (a regular file or
+    memfd open for writing), else None."""
     writable = obj.access in (O_WRONLY, O_RDWR)
     if obj.access is None:
         return "unreadable"
@@ -407,6 +409,8 @@ def descriptor_facility(obj: FdObject) -> str | None:
         return "io_uring"
     if writable and stat.S_ISREG(obj.mode):
         return "written"
+    if writable and stat.S_ISBLK(obj.mode):
+        return "block-device"
     return None
 
 

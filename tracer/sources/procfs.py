@@ -309,6 +309,45 @@ def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
                     fs_type=fs_type, access=flags & 0o3, misc=misc, ctime_ns=st.st_ctime_ns)
 
 
+
+def _mountinfo_devices(pid: int) -> dict[int, int]:
+    """Mount id -> device (major:minor of its superblock), from /proc/PID/mountinfo."""
+    found = {}
+    for line in _read_text(pid, "mountinfo").splitlines():
+        fields = line.split(" ", 3)
+        if len(fields) > 3:
+            major, _, minor = fields[2].partition(":")
+            found[int(fields[0])] = os.makedev(int(major), int(minor))
+    return found
+
+
+def mount_devices(pid: int) -> frozenset[int]:
+    """The devices of the superblocks behind every mount `pid` sees. Raises
+    NoSuchProcess, AccessDenied or TraceError."""
+    return frozenset(_mountinfo_devices(pid).values())
+
+
+_STATX_MNT_ID = 0x1000
+_STATX_MNT_ID_OFFSET = 144
+_AT_FDCWD = -100
+_libc.statx.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
+
+
+def mount_device(pid: int, path: str) -> int | None:
+    """The device of the superblock mounted where `path` (a /proc link of
+    `pid`'s: fd/N, exe, map_files/...) lives, found by the file's mount id
+    (statx) in `pid`'s own mountinfo (its mount namespace). Unlike st_dev it
+    names the filesystem even where files report devices of their own (btrfs
+    subvolumes). None when it cannot be told (no such mount listed)."""
+    buf = ctypes.create_string_buffer(256)
+    if _libc.statx(_AT_FDCWD, path.encode(), 0, _STATX_MNT_ID, buf) != 0:
+        return None
+    mnt_id = int.from_bytes(buf.raw[_STATX_MNT_ID_OFFSET:_STATX_MNT_ID_OFFSET + 8], "little")
+    try:
+        return _mountinfo_devices(pid).get(mnt_id)
+    except TraceError:
+        return None
+
 def list_fds(pid: int) -> list[int]:
     """The open descriptors of `pid`. Raises NoSuchProcess or TraceError."""
     return _numeric_entries(f"/proc/{pid}/fd", pid)

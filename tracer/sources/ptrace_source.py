@@ -461,6 +461,11 @@ class PtraceSource:
         # the run, by the tree or by the kernel on its behalf (set at start).
         self.started_ns = 0
         self._fresh: set[tuple[int, int]] = set()
+        # The filesystems mounted when the run started (superblock devices);
+        # a file on any other one holds what its server or image says, which
+        # the tree may have produced with no write (FUSE, a loop image).
+        self._start_devices: frozenset[int] = frozenset()
+        self._new_devices: dict[int, bool] = {}
 
     # --- starting ---------------------------------------------------------------
 
@@ -472,6 +477,7 @@ class PtraceSource:
         """
         path = resolve_command(argv[0])
         self.started_ns = run_start_ns()
+        self._start_devices = procfs.mount_devices(os.getpid())
         child = os.fork()
         if child == 0:
             _exec_child(path, argv, prepare_child)
@@ -497,6 +503,7 @@ class PtraceSource:
         """
         info = procfs.read_process_info(pid)
         self.started_ns = run_start_ns()
+        self._start_devices = procfs.mount_devices(pid)
         seen: set[int] = set()
         while True:
             fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
@@ -732,7 +739,8 @@ class PtraceSource:
         elif name == "mmap" or name == "mmap2":
             call = _with_fd_object(call)
             if call.fd_object is not None:
-                self._report_fresh(call.pid, (call.fd_object,))
+                obj = call.fd_object
+                self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif name == "shmat":
             call = _with_segment_size(call)
         footprint: Footprint = None
@@ -859,7 +867,8 @@ class PtraceSource:
         if actual is None or (entry is not None and (entry.dev, entry.inode, entry.path) == (
                 actual.dev, actual.inode, actual.path)):
             return None
-        self._report_fresh(call.pid, (actual,))
+        visible = next((m.dev for m in procfs.read_maps(task.tid) if m.start <= start < m.end), actual.dev)
+        self._report_fresh(task.tid, call.pid, ((actual, visible, _map_files(task.tid, start, end)),))
         return _replace(call, fd_object=actual)
 
     def _old_mmap_as_mapped(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
@@ -887,7 +896,8 @@ class PtraceSource:
                 length = entry.end - start
             obj = procfs.mapped_object(task.tid, start, start + length) if entry.inode else None
             if obj is not None:
-                self._report_fresh(call.pid, (obj,))
+                self._report_fresh(task.tid, call.pid, (
+                    (obj, entry.dev, _map_files(task.tid, entry.start, entry.end)),))
         anonymous = obj is None
         asked_shared = flags_asked & abi.MAP_TYPE in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE)
         same_object = (call.fd_object is None) == anonymous and (anonymous or (
@@ -1117,16 +1127,31 @@ class PtraceSource:
         task.pending = None
         self._resume(task)
 
-    def _report_fresh(self, pid: int, objects: Sequence[FdObject]) -> None:
-        """Report, as written by the tree, files among `objects` whose inode
-        the kernel changed after the run started: no traced open need have
-        written them (a core dump the kernel wrote, an overlay file written
-        through the merged view and mapped through its upper layer)."""
-        fresh = tuple(obj for obj in objects if obj.ctime_ns >= self.started_ns > 0
-                      and (obj.dev, obj.inode) not in self._fresh)
+    def _report_fresh(self, tid: int, pid: int, found: Sequence[tuple[FdObject, int, str]]) -> None:
+        """Report, as written by the tree, the files among `found` (each: the
+        object, its device as the program sees it, a /proc link to it) that
+        the run may have produced with no traced open: their inode changed
+        after the run started (a core dump the kernel wrote, an overlay file
+        written through the merged view and mapped through its upper layer),
+        or they live on a filesystem mounted since (FUSE served by the tree,
+        an image it wrote and mounted: attributes say whatever it wants)."""
+        fresh = tuple(obj for obj, device, link in found if (obj.dev, obj.inode) not in self._fresh and (
+            obj.ctime_ns >= self.started_ns > 0 or self._new_filesystem(tid, device, link)))
         if fresh:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
             self.sink.on_event(WritableObjects(time.time(), pid, fresh))
+
+    def _new_filesystem(self, tid: int, device: int, link: str) -> bool:
+        """Whether the file at `link` (device `device`) lives on a filesystem
+        mounted after the run started; when its mount cannot be found (an
+        internal mount), it is taken as new (unknown is unsafe)."""
+        if not self._start_devices or device in self._start_devices:
+            return False
+        new = self._new_devices.get(device)
+        if new is None:
+            superblock = procfs.mount_device(tid, link)
+            new = self._new_devices[device] = superblock is None or superblock not in self._start_devices
+        return new
 
     def _peek_for(self, tid: int) -> Callable[[int, int], bytes]:
         return functools.partial(read_tracee, tid)
@@ -1223,9 +1248,11 @@ class PtraceSource:
         execstack = _elf_execstack(info.exe)
         exe = _exe_object(task.tid)
         # The program, its interpreter and any other file the kernel mapped executable.
-        loaded = [procfs.mapped_file(task.tid, entry) for entry in maps
-                  if entry.prot & abi.PROT_EXEC and entry.inode]
-        self._report_fresh(task.pid, (exe, *loaded) if exe is not None else loaded)
+        loaded = [(procfs.mapped_file(task.tid, m), m.dev, _map_files(task.tid, m.start, m.end))
+                  for m in maps if m.prot & abi.PROT_EXEC and m.inode]
+        if exe is not None:
+            loaded.append((exe, exe.dev, f"/proc/{task.tid}/exe"))
+        self._report_fresh(task.tid, task.pid, loaded)
         if self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona,
                                         exe_object=exe)):
             with contextlib.suppress(ProcessLookupError):
@@ -1399,6 +1426,11 @@ def _writable_objects(pid: int) -> tuple[FdObject, ...]:
     except TraceError:
         return tuple(found)
     return tuple(found)
+
+
+def _map_files(tid: int, start: int, end: int) -> str:
+    """The /proc link to the object mapped at [start, end) of `tid`."""
+    return f"/proc/{tid}/map_files/{start:x}-{end:x}"
 
 
 def _exe_object(tid: int) -> FdObject | None:
