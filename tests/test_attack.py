@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from test_enforce import STRICT, STRICT_TRACED
+from test_enforce_fds import mem_fd_server  # noqa: F401 (a fixture)
 from test_run_programs import shape, trace
 
 
@@ -213,3 +214,57 @@ def test_fuse_file_served_by_the_tree_is_written(build_program, parse_output, tm
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mmap", ("exec-written",))]
     assert parse_output(traced.stdout).failed()["fuse_rx_mmap"] == "EACCES"
+
+
+def test_a_received_mem_descriptor_is_judged_before_a_sibling_can_use_it(build_program, parse_output,
+                                                                          mem_fd_server, tmp_path):  # noqa: F811
+    """A sibling spins writing through the number a received /proc/PID/mem
+    descriptor gets. The receive runs with its siblings held (as opens do),
+    made non-blocking so a silent peer cannot stall them: the descriptor is
+    closed before any sibling runs again."""
+    program = str(build_program("attack_recv_race"))
+    done = subprocess.run([program, mem_fd_server], capture_output=True, text=True, timeout=120)
+    assert parse_output(done.stdout).ran == ["race_call"]
+    traced = trace([program, mem_fd_server, "300"], tmp_path, *STRICT, timeout=300)
+    _blocked(traced, parse_output)
+    out = parse_output(traced.stdout)
+    assert out.count == 300 and out.failed()["race_recv"] == "EACCES"
+    assert {shape_ for shape_ in shape(traced.events)} == {("recvmsg", ("foreign-write",))}
+
+
+def test_a_blocking_receive_with_siblings_waits_and_gets_its_descriptor(tmp_path):
+    """A thread blocks in recvmsg until the main thread, which opens files for
+    writing meanwhile (holds of its own), sends it a descriptor: the receive
+    waits unheld, then gets the data and the descriptor."""
+    script = ("import os, socket, threading, time\n"
+              "a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+              "got = []\n"
+              "def recv():\n"
+              "    msg, fds, _, _ = socket.recv_fds(b, 16, 1)\n"
+              "    got.append((msg, os.readlink(f'/proc/self/fd/{fds[0]}')))\n"
+              "t = threading.Thread(target=recv); t.start()\n"
+              "for i in range(20):\n"
+              "    open(os.devnull, 'w').close(); time.sleep(0.01)\n"
+              "socket.send_fds(a, [b'hello'], [os.open('/etc/hostname', os.O_RDONLY)])\n"
+              "t.join(); print(got[0][0].decode(), got[0][1])\n")
+    traced = trace(["/usr/bin/python3", "-c", script], tmp_path, *STRICT, timeout=60)
+    assert (traced.returncode, traced.stdout) == (0, "hello /etc/hostname\n"), traced.stderr
+    assert traced.events == []
+
+
+def test_a_signal_interrupts_a_held_receive_as_it_would_natively(tmp_path):
+    """Python's handlers have no SA_RESTART: a signal must end a blocking
+    recvmsg with EINTR (the handler's exception surfaces), also while the
+    receive waits unheld for data in the tracer's place."""
+    script = ("import signal, socket, threading, time\n"
+              "a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+              "threading.Thread(target=time.sleep, args=(3,), daemon=True).start()\n"
+              "def alarm(*_):\n"
+              "    raise TimeoutError\n"
+              "signal.signal(signal.SIGALRM, alarm); signal.setitimer(signal.ITIMER_REAL, 0.3)\n"
+              "try:\n"
+              "    socket.recv_fds(b, 16, 1)\n"
+              "except TimeoutError:\n"
+              "    print('interrupted')\n")
+    traced = trace(["/usr/bin/python3", "-c", script], tmp_path, *STRICT, timeout=60)
+    assert (traced.returncode, traced.stdout) == (0, "interrupted\n"), traced.stderr

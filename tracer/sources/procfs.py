@@ -394,6 +394,16 @@ def mapped_file(pid: int, entry: MapEntry) -> FdObject:
     return FdObject(fd=-1, path=entry.path, dev=entry.dev, inode=entry.inode, ctime_ns=ctime_ns)
 
 
+def fd_flags(pid: int, fd: int) -> int:
+    """Return the file status flags of descriptor `fd` of `pid` (the 'flags:'
+    line of /proc/PID/fdinfo/FD, octal). Raises NoSuchProcess (also when fd
+    is not open), AccessDenied or TraceError."""
+    for line in _read_text(pid, f"fdinfo/{fd}").splitlines():
+        if line.startswith("flags:"):
+            return int(line[6:].strip(), 8)
+    raise TraceError(f"/proc/{pid}/fdinfo/{fd} has no flags line", pid=pid)
+
+
 def fd_position(pid: int, fd: int) -> int:
     """Return the file position of descriptor `fd` of `pid` (the 'pos:' line
     of /proc/PID/fdinfo/FD). Raises NoSuchProcess (also when fd is not

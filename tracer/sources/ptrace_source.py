@@ -402,6 +402,10 @@ class _Task:
     # Which descriptor table the task uses (tasks with the same key share
     # one: threads, CLONE_FILES children); 0 means its own pid.
     files: int = 0
+    # A receive run with MSG_DONTWAIT added while its siblings are held: the
+    # flags it asked for; and whether it now waits (poll) to try again.
+    recv_flags: int | None = None
+    recv_wait: bool = False
 
     def __post_init__(self) -> None:
         self.vm = self.vm or self.pid
@@ -701,6 +705,9 @@ class PtraceSource:
             self._resume(task)
 
     def _syscall_entry(self, task: _Task, raw: bytes) -> None:
+        if task.recv_wait:
+            self._resume(task)  # the poll a blocking receive waits in: its exit matters
+            return
         _, arch_id, ip, sp, nr, *args = _ENTRY.unpack_from(raw)
         arch = abi.ARCH_NAMES.get(arch_id)
         if arch is None:
@@ -729,7 +736,7 @@ class PtraceSource:
             self._resume(task)
             return
         if name in _DESCRIPTOR_CALLS:
-            self._descriptor_entry(task, call)
+            self._descriptor_entry(task, call, direct=name == call.syscall)
             return
         if name in _FOREIGN_WRITE_CALLS:
             call = _foreign_write_target(call)
@@ -921,6 +928,7 @@ class PtraceSource:
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
+        receive = call if task.recv_flags is not None else None
         if call is not None:
             _, _, _, _, rval, is_error = _EXIT.unpack_from(raw)
             if not is_error and call.arch == "i386":
@@ -955,6 +963,9 @@ class PtraceSource:
             ctl = Control(self, task.tid, abi.ARCH_NAMES.get(arch_id, "x86_64"))
             ctl._at_exit = True
             hook(rval, ctl)
+        if receive is not None:
+            _, _, _, _, rval, _ = _EXIT.unpack_from(raw)
+            self._receive_again(task, receive, rval)
         self._resume(task)
 
     def step_to_syscall_exit(self, tid: int) -> int:
@@ -977,7 +988,7 @@ class PtraceSource:
 
     # --- descriptors judged at exit ----------------------------------------------------
 
-    def _descriptor_entry(self, task: _Task, call: MemCall) -> None:
+    def _descriptor_entry(self, task: _Task, call: MemCall, direct: bool = True) -> None:
         """A call that may hand the process a descriptor: learn what it is at
         the exit. An open first stops every other task that shares the
         descriptor table, so none can use the new descriptor before it is
@@ -988,7 +999,80 @@ class PtraceSource:
         task.pending = call
         if call.syscall in _HELD_CALLS and self._hold_siblings(task):
             return  # the opener goes on once every sibling has stopped
+        if direct and call.syscall in _RECEIVE_CALLS and self._may_hold_receive(call) and \
+                self._hold_siblings(task):
+            self._receive_without_waiting(task, call)
+            return
         self._resume(task)
+
+    # --- receives held like opens -------------------------------------------------------
+
+    @staticmethod
+    def _may_hold_receive(call: MemCall) -> bool:
+        """Whether a receive can run with its siblings held: made non-blocking
+        (MSG_DONTWAIT) it keeps its meaning. MSG_WAITALL would return short;
+        a blocking recvmmsg waits for all its messages, unless MSG_WAITFORONE
+        (the first only) or a timeout (ignored by the wait) says otherwise."""
+        flags = call.args[_RECV_FLAGS_ARG[call.syscall]] & 0xFFFFFFFF
+        if flags & _MSG_WAITALL:
+            return False
+        if call.syscall == "recvmsg":
+            return True
+        return bool(flags & (_MSG_DONTWAIT | _MSG_WAITFORONE)) and not call.args[4]
+
+    def _receive_without_waiting(self, task: _Task, call: MemCall) -> None:
+        """A receive about to run with its siblings held must not block
+        (the peer may be silent for ever): it runs with MSG_DONTWAIT; when
+        nothing is there, _receive_again waits without the hold and retries."""
+        arg = _RECV_FLAGS_ARG[call.syscall]
+        flags = call.args[arg] & 0xFFFFFFFF
+        if flags & _MSG_DONTWAIT:
+            return
+        register = _ARG_REGISTERS[call.arch][arg]
+        Control(self, task.tid, call.arch).set_registers({register: flags | _MSG_DONTWAIT})
+        task.recv_flags = flags
+
+    def _receive_again(self, task: _Task, call: MemCall, result: int) -> None:
+        """At the exit of a receive made non-blocking (its descriptors judged,
+        its siblings let go): give the flags register back; when the program's
+        blocking receive found nothing (EAGAIN), make the thread wait for data
+        in poll(fd, POLLIN, -1) instead, unheld, and then run the receive again
+        (judged anew). A signal that interrupts the wait interrupts the
+        receive as the kernel would (-ERESTARTSYS: EINTR, or restarted)."""
+        flags, task.recv_flags = task.recv_flags, None
+        arg_name = _ARG_REGISTERS[call.arch][_RECV_FLAGS_ARG[call.syscall]]
+        regs = _getregs(task.tid)
+        setattr(regs, arg_name, flags)
+        fd = call.args[0] & 0xFFFFFFFF
+        try:
+            blocking = result == -errno.EAGAIN and not procfs.fd_flags(task.tid, fd) & os.O_NONBLOCK
+        except TraceError:
+            blocking = False
+        ctl = Control(self, task.tid, call.arch, regs)
+        pollfd = ctl.scratch(struct.pack("<ihh", fd, _POLLIN, 0)) if blocking else None
+        if pollfd is None:
+            _setregs(task.tid, regs)
+            return
+        saved = type(regs).from_buffer_copy(regs)
+        names = _ARG_REGISTERS[call.arch]
+        for name, value in ((names[0], pollfd), (names[1], 1), (names[2], 0xFFFFFFFFFFFFFFFF)):
+            setattr(regs, name, value)
+        regs.rax = _NR_POLL[call.arch]
+        regs.rip -= _SYSCALL_INSN_LEN
+        _setregs(task.tid, regs)
+        task.recv_wait = True
+        task.exit_hook = functools.partial(self._waited_for_data, task, saved)
+
+    def _waited_for_data(self, task: _Task, saved, result: int, ctl: Control) -> None:
+        """The poll in place of a blocking receive returned: run the receive
+        again, or let a signal interrupt it as the kernel would."""
+        task.recv_wait = False
+        if result in _RESTART_CODES:
+            saved.rax = (-_ERESTARTSYS) & 0xFFFFFFFFFFFFFFFF
+        else:
+            saved.rax = saved.orig_rax
+            saved.rip -= _SYSCALL_INSN_LEN
+        _setregs(task.tid, saved)
 
     def _hold_siblings(self, task: _Task) -> bool:
         key = task.files_key
@@ -1339,6 +1423,13 @@ _FOREIGN_WRITE_CALLS = frozenset({"ptrace"})
 _HELD_CALLS = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd"})
 # Calls whose descriptors arrive in a buffer (SCM_RIGHTS): every candidate is judged.
 _RECEIVE_CALLS = frozenset({"recvmsg", "recvmmsg"})
+_RECV_FLAGS_ARG = {"recvmsg": 2, "recvmmsg": 3}
+_MSG_DONTWAIT, _MSG_WAITALL, _MSG_WAITFORONE = 0x40, 0x100, 0x10000
+_POLLIN = 1
+_NR_POLL = {"x86_64": 7, "i386": 168}
+_ERESTARTSYS = 512
+# A wait interrupted by a signal (or a ptrace stop) returns one of these.
+_RESTART_CODES = frozenset({-errno.EINTR, -_ERESTARTSYS, -513, -514, -516})
 # Every call judged at its exit from the descriptors it produced.
 _DESCRIPTOR_CALLS = _HELD_CALLS | _RECEIVE_CALLS | {"memfd_create"}
 _OPEN_FLAGS_ARG = {"open": 1, "openat": 2, "open_by_handle_at": 2}
