@@ -268,3 +268,36 @@ def test_a_signal_interrupts_a_held_receive_as_it_would_natively(tmp_path):
               "    print('interrupted')\n")
     traced = trace(["/usr/bin/python3", "-c", script], tmp_path, *STRICT, timeout=60)
     assert (traced.returncode, traced.stdout) == (0, "interrupted\n"), traced.stderr
+
+
+def test_a_memory_call_waiting_on_its_own_process_does_not_deadlock(build_program, parse_output, tmp_path):
+    """An mmap with MAP_POPULATE of a FUSE file waits in the kernel for the
+    server thread, which makes a memory call of its own before it answers:
+    that call waits for the mmap (one call per address space at a time)
+    until STALL_PATIENCE, then is judged past it, and the summary says so."""
+    native = _native(build_program, parse_output, "attack_fuse", "populate")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE in a new mount namespace: {native.failed()['fuse_mount']}")
+    assert native.count == 1 and native.done == 1
+    traced = trace([str(build_program("attack_fuse")), "populate"], tmp_path, *STRICT, timeout=60)
+    out = parse_output(traced.stdout)
+    assert (traced.returncode, out.count, out.done) == (0, 1, 1), traced.stderr
+    assert traced.events == []
+    assert "memory calls stalled in the kernel: 1" in traced.stderr
+
+
+def test_calls_judged_past_a_stalled_call_see_its_range_as_unknown(build_program, parse_output, tmp_path):
+    """While a MAP_FIXED|MAP_POPULATE mmap of served code over a clean page
+    of the program stalls (the server answers after 3 s), another thread
+    mprotects that page R-X. Judged past the stalled call, it must not see
+    the clean page the model remembers: the range is re-read from the
+    kernel with unknown history (w-to-x)."""
+    native = _native(build_program, parse_output, "attack_fuse", "overtake")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE in a new mount namespace: {native.failed()['fuse_mount']}")
+    assert native.ran == ["overtake_call"]
+    traced = trace([str(build_program("attack_fuse")), "overtake"], tmp_path, *STRICT, timeout=60)
+    _blocked(traced, parse_output)
+    assert [e["syscall"] for e in traced.events] == ["mprotect"]
+    assert "w-to-x" in traced.events[0]["categories"]
+    assert parse_output(traced.stdout).failed()["overtake_rx_mprotect"] == "EACCES"

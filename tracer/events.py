@@ -145,6 +145,23 @@ class WritableObjects:
 
 
 @dataclass(frozen=True, slots=True)
+class CallStalled:
+    """A memory call stayed in the kernel past the source's patience while
+    other memory calls of its address space waited for it (it may itself wait
+    for one of their threads: a FUSE or userfaultfd server in the same
+    process), so they are judged past it. What it may change (`ranges`; None:
+    anywhere in the address space) is no longer known from the model's own
+    history. Sent again when the call returns (`returned`)."""
+
+    ts: float
+    pid: int
+    tid: int
+    syscall: str
+    ranges: tuple[tuple[int, int], ...] | None
+    returned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AttachEvent:
     """A running process was seized: its address space seeds the model."""
 
@@ -279,5 +296,5 @@ class RecordsLost:
 
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
-    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects
+    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects | CallStalled
 )

@@ -40,6 +40,7 @@ from .events import (
     UNKNOWN_PROCESS,
     AttachEvent,
     CallsRepeated,
+    CallStalled,
     ClosureEvent,
     Event,
     ExecEvent,
@@ -97,6 +98,8 @@ class RunStats:
     lost: int = 0
     stops: int = 0
     closures: Counter[str] = field(default_factory=Counter)
+    # Memory calls other calls of their address space were judged past.
+    stalled: int = 0
 
 
 @dataclass(slots=True)
@@ -318,6 +321,19 @@ class Judge:
         for start, end in ranges:
             self.model.reconcile(call.pid, start, end, maps)
 
+    def _distrust(self, event: CallStalled) -> None:
+        """A call still in the kernel (or just back from it after others were
+        judged past it) may have changed its ranges unseen: take them from
+        the kernel's maps with unknown (possibly written) history."""
+        if not event.returned:
+            self.stats.stalled += 1
+        try:
+            maps = read_maps(event.pid)
+        except TraceError:
+            return
+        for start, end in event.ranges if event.ranges is not None else ((0, 1 << 64),):
+            self.model.distrust(event.pid, start, end, maps)
+
     def _learn_fork(self, pid: int) -> None:
         """A forked child's address space is not a copy of its parent's
         (MADV_DONTFORK leaves gaps a growing region can fill unseen): take
@@ -436,6 +452,8 @@ class Judge:
             self._trampfd(event)
         elif isinstance(event, WritableObjects):
             self.model.add_written(event.objects)
+        elif isinstance(event, CallStalled):
+            self._distrust(event)
         elif isinstance(event, ClosureEvent):
             self._closure(event)
         elif isinstance(event, RecordsLost):

@@ -616,6 +616,17 @@ class ShadowModel:
                 space.protect(lo, hi, prot)
         self.fill_unknown(pid, start, end, maps)
 
+    def distrust(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...]) -> None:
+        """Forget what the model holds for [start, end) of `pid` and take it
+        from `maps` with unknown (possibly written) history: a call that may
+        have changed it is still in the kernel, unseen."""
+        process = self.processes.get(pid)
+        if process is None:
+            return
+        if process.space.overlapping(start, end):
+            process.space.remove(start, end)
+        self.fill_unknown(pid, start, end, maps)
+
     def covers(self, pid: int, start: int, end: int) -> bool:
         """True when the model knows every page of [start, end) of `pid`."""
         process = self.processes.get(pid)

@@ -6,6 +6,19 @@
  * opened for writing but /dev/fuse: the kernel fills the page cache from the
  * server's READ replies. The main thread maps code R-X and runs it. Needs
  * root (mount namespaces, FUSE); otherwise `STEP fuse_mount mount rc=-1 ...`.
+ *
+ * With argv[1] "populate" it attacks the tracer's liveness instead: the main
+ * thread maps code read-only with MAP_POPULATE, so its mmap waits in the
+ * kernel for the READ reply, and the server thread makes a memory call of its
+ * own (an anonymous mmap and munmap) before it answers. A tracer that judges
+ * one memory call of an address space at a time must not wait for ever.
+ *
+ * With argv[1] "overtake" it attacks what a tracer does about that: the main
+ * thread replaces a clean read-only page of its own program, MAP_FIXED, with
+ * code from the FUSE file (MAP_POPULATE; the server answers READ only after
+ * 3 s), and meanwhile a second thread mprotects that page R-X. A tracer that
+ * judges the mprotect past the stalled mmap from a model that still shows the
+ * clean page lets the served code run (RAN overtake_call).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -21,6 +34,16 @@
 #define CODE_SIZE 4096
 
 static int fuse_fd = -1;
+static int populate, overtake;
+static void *overtake_page;
+
+static void *make_executable(void *unused)
+{
+	(void)unused;
+	usleep(500 * 1000); /* the mmap is in the kernel by now, waiting for READ */
+	tw_mprotect("overtake_rx_mprotect", overtake_page, tw_page(), TW_RX);
+	return NULL;
+}
 
 static void fill_attr(struct fuse_attr *attr, uint64_t node)
 {
@@ -109,6 +132,15 @@ static void *serve(void *unused)
 			struct fuse_read_in *rd = arg;
 			size_t size = rd->offset >= CODE_SIZE ? 0 : CODE_SIZE - rd->offset;
 
+			if (overtake)
+				sleep(3);
+			if (populate) {
+				void *scratch = mmap(NULL, 4096, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+				if (scratch != MAP_FAILED)
+					munmap(scratch, 4096);
+			}
+
 			if (size > rd->size)
 				size = rd->size;
 			reply(in->unique, 0, page + (rd->offset < CODE_SIZE ? rd->offset : 0), size);
@@ -129,7 +161,7 @@ static void *serve(void *unused)
 	}
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/tw_fuse_XXXXXX";
 	char path[256], opts[256];
@@ -138,6 +170,8 @@ int main(void)
 	int rc, fd;
 
 	tw_init();
+	populate = argc > 1 && strcmp(argv[1], "populate") == 0;
+	overtake = argc > 1 && strcmp(argv[1], "overtake") == 0;
 	if (!mkdtemp(dir))
 		return 1;
 	rc = unshare(CLONE_NEWNS);
@@ -158,7 +192,26 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/code", dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	tw_step("fuse_open", "open", fd, errno);
-	if (fd >= 0) {
+	if (fd >= 0 && overtake) {
+		int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+		pthread_t racer;
+
+		overtake_page = mmap(NULL, tw_page(), PROT_READ, MAP_PRIVATE, self, 0);
+		if (self >= 0 && overtake_page != MAP_FAILED) {
+			pthread_create(&racer, NULL, make_executable, NULL);
+			p = tw_mmap("overtake_mmap", overtake_page, tw_page(), PROT_READ,
+				    MAP_PRIVATE | MAP_FIXED | MAP_POPULATE, fd, 0);
+			pthread_join(racer, NULL);
+			if (p != MAP_FAILED && tw_show_map("overtake_page", overtake_page) == 1)
+				tw_run("overtake_call", overtake_page);
+		}
+		close(fd);
+	} else if (fd >= 0 && populate) {
+		p = tw_mmap("populate_mmap", NULL, tw_page(), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+		if (p != MAP_FAILED && memcmp(p, TW_CODE, sizeof(TW_CODE)) == 0)
+			tw_emit("COUNT 1");
+		close(fd);
+	} else if (fd >= 0) {
 		p = tw_mmap("fuse_rx_mmap", NULL, tw_page(), TW_RX, MAP_PRIVATE, fd, 0);
 		if (p != MAP_FAILED)
 			tw_run("fuse_call", p);

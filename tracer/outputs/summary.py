@@ -58,6 +58,9 @@ class Summary:
         if closures:
             lines.append(f"  closures: {closures['alloc']} served by trampfd, {closures['invoke']} "
                          f"invocations emulated, {closures['refused']} jumps refused (SIGSEGV)")
+        if getattr(stats, "stalled", 0):
+            lines.append(f"  memory calls stalled in the kernel: {stats.stalled} (their address space's "
+                         "later calls were judged past them, with its history re-read as unknown)")
         if stats.exit_status is not None:
             lines.append(f"  program exit: {describe_status(stats.exit_status)}")
         if self.events:

@@ -32,6 +32,7 @@ from ..elf import ExecStackCache
 from ..errors import CommandError, NoSuchProcess, TraceError
 from ..events import (
     AttachEvent,
+    CallStalled,
     Event,
     ExecEvent,
     ExitEvent,
@@ -436,6 +437,10 @@ class _Hold:
 # How long an open may block while its siblings are held (a FIFO whose reader
 # is a sibling thread would otherwise wait forever): then they go on.
 HOLD_PATIENCE = 0.5
+# How long a memory call may stay in the kernel while others of its address
+# space wait for it (it may wait for one of them: a FUSE or userfaultfd server
+# thread of the same process): then they are judged past it (CallStalled).
+STALL_PATIENCE = 2.0
 
 
 class PtraceSource:
@@ -461,6 +466,10 @@ class PtraceSource:
         self._in_flight: dict[int, dict[int, Footprint]] = {}
         self._waiting: dict[int, collections.deque[tuple[_Task, bytes, Footprint]]] = {}
         self._wide_waiting: collections.Counter[int] = collections.Counter()
+        # When each call in flight went in (monotonic), and the calls others
+        # were judged past (tid -> footprint) while they stayed in the kernel.
+        self._flying_since: dict[int, float] = {}
+        self._overtaken: dict[int, Footprint] = {}
         # Files whose inode changed after this moment were written during
         # the run, by the tree or by the kernel on its behalf (set at start).
         self.started_ns = 0
@@ -578,12 +587,13 @@ class PtraceSource:
         return self.root_status
 
     def _wait(self) -> tuple[int, int] | None:
-        """The next stop; while an open runs with its siblings held, wait at
-        most until its deadline, then let the siblings go (None)."""
-        started = [hold.deadline for hold in self._holds.values() if hold.started]
-        if not started:
+        """The next stop; while an open runs with its siblings held, or
+        memory calls wait for one in flight, wait at most until the deadline
+        (the hold's, the stall's), then let the siblings go or judge the
+        waiting calls past the stalled one (None)."""
+        deadline = self._deadline()
+        if deadline is None:
             return os.waitpid(-1, _WALL)
-        deadline = min(started)
         while True:
             tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
             if tid:
@@ -593,8 +603,38 @@ class PtraceSource:
                 for key, hold in list(self._holds.items()):
                     if hold.started and hold.deadline <= deadline:
                         self._release(key)
+                self._overtake_stalled(deadline)
                 return None
             signal.sigtimedwait([signal.SIGCHLD], remaining)
+
+    def _deadline(self) -> float | None:
+        """The earliest time something waiting must be let go: a started
+        hold's end, or a call in flight that others wait for reaching
+        STALL_PATIENCE. None when nothing waits."""
+        times = [hold.deadline for hold in self._holds.values() if hold.started]
+        for vm, waiting in self._waiting.items():
+            if waiting and vm in self._in_flight:
+                times.extend(self._flying_since.get(tid, 0.0) + STALL_PATIENCE for tid in self._in_flight[vm])
+        return min(times) if times else None
+
+    def _overtake_stalled(self, now: float) -> None:
+        """Calls in flight for STALL_PATIENCE that others wait for stop
+        blocking them: reported (the model of what they may change is then
+        taken from the kernel as of unknown history) and judged past."""
+        for vm, waiting in list(self._waiting.items()):
+            flying = self._in_flight.get(vm)
+            if not waiting or not flying:
+                continue
+            for tid in [t for t in flying if self._flying_since.get(t, 0.0) + STALL_PATIENCE <= now]:
+                footprint = self._overtaken[tid] = flying.pop(tid)
+                self._flying_since.pop(tid, None)
+                task = self.tasks.get(tid)
+                syscall = task.pending.syscall if task is not None and task.pending is not None else "?"
+                pid = task.pid if task is not None else vm
+                self.sink.on_event(CallStalled(time.time(), pid, tid, syscall, footprint))
+            if not flying:
+                del self._in_flight[vm]
+            self._drain(vm)
 
     def _forget_stop(self, tid: int) -> None:
         """A thread that died while its stop was handled has no pending call."""
@@ -768,6 +808,7 @@ class PtraceSource:
         task.pending = call if reply.want_exit else None
         if serialised and task.pending is not None:
             self._in_flight.setdefault(task.vm, {})[task.tid] = footprint
+            self._flying_since[task.tid] = time.monotonic()
         self._resume(task)
 
     def _must_wait(self, task: _Task, footprint: Footprint) -> bool:
@@ -804,6 +845,13 @@ class PtraceSource:
     def _call_done(self, task: _Task) -> None:
         """The memory call of `task` returned (or the task is gone): judge
         the next waiting call of its address space."""
+        if task.tid in self._overtaken:
+            # Back from the kernel after others were judged past it: what it
+            # changed is taken from the kernel again (after its result).
+            footprint = self._overtaken.pop(task.tid)
+            self.sink.on_event(CallStalled(time.time(), task.pid, task.tid, "?", footprint, returned=True))
+            return
+        self._flying_since.pop(task.tid, None)
         flying = self._in_flight.get(task.vm)
         if flying is None or flying.pop(task.tid, _NOT_FLYING) is _NOT_FLYING:
             return
