@@ -69,7 +69,8 @@ class MemCall:
     attribution. `fd_object` is the object behind an mmap's descriptor and
     `object_size` the size of a System V segment being attached; `target`
     and `path` name the process whose memory a foreign write (an open of
-    /proc/PID/mem for writing, a ptrace POKE) reaches. Sources
+    /proc/PID/mem for writing, a ptrace POKE) reaches, and for a clone3 at
+    its exit the child the kernel created untraced (CLONE_UNTRACED). Sources
     normalise multiplexed and legacy calls (i386 ipc(2) shmat, old_mmap's
     argument block) into the plain call's name and argument order.
 

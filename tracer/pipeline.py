@@ -731,14 +731,17 @@ def trace_attached(judge: Judge, pid: int) -> int | None:
 
 
 def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None],
-                  handler: SyscallHandler | None = None) -> int | None:
-    """Run argv under the ptrace source; return its wait status.
+                  handler: SyscallHandler | None = None, clone3_exit_only: bool = False) -> int | None:
+    """Run argv under the ptrace source; return its wait status
+    (`clone3_exit_only`: stopped clone3 calls are judged only when their exit
+    finds an untraced child).
 
     The tree is started with PTRACE_O_EXITKILL: its seccomp filter makes every
     memory syscall fail with ENOSYS once no tracer is attached, so a program
     that outlived trampwatch would run broken; it dies with the tracer instead.
     """
     source = PtraceSource(PtraceSink(judge), exit_kill=True, handler=handler)
+    source.clone3_exit_only = clone3_exit_only
 
     def on_terminate(signum: int, frame: object) -> None:
         # enforce fails closed: the tree dies with us. audit cannot detach (the

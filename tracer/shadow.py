@@ -757,6 +757,8 @@ class ShadowModel:
         name, args = call.syscall, call.args
         if name == "clone":
             return _opaque(call, "CLONE_UNTRACED") if args[0] & CLONE_UNTRACED else None
+        if name == "clone3" and call.target is not None:
+            return _opaque(call, "CLONE_UNTRACED")  # its exit found a child nobody traces
         if name == "ioctl":
             return _opaque(call, "userfaultfd") if args[1] & 0xFFFFFFFF == USERFAULTFD_IOC_NEW else None
         if name == "seccomp":

@@ -456,6 +456,9 @@ class PtraceSource:
         self._info = ctypes.create_string_buffer(_INFO_SIZE)
         self._info_addr = ctypes.addressof(self._info)
         self._detaching = False
+        # clone3 stops only so its exit can find an untraced child (the
+        # policy allows clone3 itself): nothing to judge at its entry.
+        self.clone3_exit_only = False
         self._holds: dict[int, _Hold] = {}
         self.stops = 0
         # No memory call is judged while a call it depends on is between
@@ -778,6 +781,10 @@ class PtraceSource:
         if name in _DESCRIPTOR_CALLS:
             self._descriptor_entry(task, call, direct=name == call.syscall)
             return
+        if name == "clone3" and self.clone3_exit_only:
+            task.pending = call
+            self._resume(task)
+            return
         if name in _FOREIGN_WRITE_CALLS:
             call = _foreign_write_target(call)
             if call is None:
@@ -985,6 +992,12 @@ class PtraceSource:
                 if self._descriptor_exit(task, call, rval, bool(is_error)):
                     return  # killed
                 call = None  # judged and reported there
+        if call is not None and call.syscall == "clone3" and not is_error and rval > 0:
+            call = self._untraced_child(task, call, rval)
+            if call is None:
+                return  # refused: answered there
+        if call is not None and call.syscall == "clone3" and call.target is None and self.clone3_exit_only:
+            call = None  # a followed child: nothing was judged, nothing to report
         if call is not None:
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
                 rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
@@ -1015,6 +1028,32 @@ class PtraceSource:
             _, _, _, _, rval, _ = _EXIT.unpack_from(raw)
             self._receive_again(task, receive, rval)
         self._resume(task)
+
+    def _untraced_child(self, task: _Task, call: MemCall, child: int) -> MemCall | None:
+        """At a clone3's exit: a child the kernel reported no clone event for
+        was made untraced (its flags live in memory, so only the result
+        tells). It is judged (`opaque`, CLONE_UNTRACED) and the call returned
+        as judged (with `target`, the child); a refusal kills the child and
+        makes the call return -errno, a kill rule kills both: then None (the
+        stop is answered). A caller in another pid namespace numbers its
+        children differently: not judged."""
+        if child in self.tasks or not _same_pid_namespace(task.tid):
+            return call
+        call = _replace(call, target=child)
+        reply = self.sink.on_result(call, self._peek_for(task.tid))
+        if not (reply.kill or reply.deny_errno is not None):
+            return call
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+        if reply.kill:
+            self._kill_process(task)
+            return None
+        regs = _getregs(task.tid)
+        regs.rax = (-reply.deny_errno) & 0xFFFFFFFFFFFFFFFF
+        _setregs(task.tid, regs)
+        self.sink.on_event(MemReturn(call, -reply.deny_errno))
+        self._resume(task)
+        return None
 
     def step_to_syscall_exit(self, tid: int) -> int:
         """Resume tid until its current syscall returns; return rax (used by
@@ -1565,6 +1604,14 @@ def _writable_objects(pid: int) -> tuple[FdObject, ...]:
     except TraceError:
         return tuple(found)
     return tuple(found)
+
+
+def _same_pid_namespace(tid: int) -> bool:
+    """Whether `tid` numbers processes as the tracer does."""
+    try:
+        return os.readlink(f"/proc/{tid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
 
 
 def _map_files(tid: int, start: int, end: int) -> str:
