@@ -272,9 +272,12 @@ def test_a_signal_interrupts_a_held_receive_as_it_would_natively(tmp_path):
 
 def test_a_memory_call_waiting_on_its_own_process_does_not_deadlock(build_program, parse_output, tmp_path):
     """An mmap with MAP_POPULATE of a FUSE file waits in the kernel for the
-    server thread, which makes a memory call of its own before it answers:
-    that call waits for the mmap (one call per address space at a time)
-    until STALL_PATIENCE, then is judged past it, and the summary says so."""
+    server thread, which opens a file for writing and makes a memory call of
+    its own before it answers. The open's hold cannot stop the main thread
+    (asleep in the kernel, it stops before its next instruction anyway): the
+    opener goes on after HOLD_PATIENCE. The memory call waits for the mmap
+    (one call per address space at a time) until STALL_PATIENCE, then is
+    judged past it, and the summary says so."""
     native = _native(build_program, parse_output, "attack_fuse", "populate")
     if "fuse_mount" in native.failed():
         pytest.skip(f"cannot mount FUSE in a new mount namespace: {native.failed()['fuse_mount']}")

@@ -9,9 +9,11 @@
  *
  * With argv[1] "populate" it attacks the tracer's liveness instead: the main
  * thread maps code read-only with MAP_POPULATE, so its mmap waits in the
- * kernel for the READ reply, and the server thread makes a memory call of its
- * own (an anonymous mmap and munmap) before it answers. A tracer that judges
- * one memory call of an address space at a time must not wait for ever.
+ * kernel for the READ reply, and the server thread opens a file for writing
+ * (a tracer that stops every sibling while an open is judged finds the main
+ * thread unable to stop) and makes a memory call of its own (an anonymous
+ * mmap and munmap) before it answers. A tracer that judges one memory call
+ * of an address space at a time must not wait for ever either.
  *
  * With argv[1] "overtake" it attacks what a tracer does about that: the main
  * thread replaces a clean read-only page of its own program, MAP_FIXED, with
@@ -135,10 +137,13 @@ static void *serve(void *unused)
 			if (overtake)
 				sleep(3);
 			if (populate) {
+				int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 				void *scratch = mmap(NULL, 4096, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 				if (scratch != MAP_FAILED)
 					munmap(scratch, 4096);
+				if (null >= 0)
+					close(null);
 			}
 
 			if (size > rd->size)

@@ -423,7 +423,8 @@ class _Hold:
     file: nobody can use (or dup) the new descriptor before it is judged.
     `waiting` are interrupted tasks not yet stopped, `held` the stops they
     reported (answered when the hold ends), `started` whether the opener
-    was let go into its call."""
+    was let go into its call, `deadline` when the opener goes anyway (or,
+    once started, when the siblings go on)."""
 
     owner: int
     waiting: set[int]
@@ -604,8 +605,11 @@ class PtraceSource:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 for key, hold in list(self._holds.items()):
-                    if hold.started and hold.deadline <= deadline:
-                        self._release(key)
+                    if hold.deadline <= deadline:
+                        if hold.started:
+                            self._release(key)
+                        else:
+                            self._start(hold)
                 self._overtake_stalled(deadline)
                 return None
             signal.sigtimedwait([signal.SIGCHLD], remaining)
@@ -614,7 +618,7 @@ class PtraceSource:
         """The earliest time something waiting must be let go: a started
         hold's end, or a call in flight that others wait for reaching
         STALL_PATIENCE. None when nothing waits."""
-        times = [hold.deadline for hold in self._holds.values() if hold.started]
+        times = [hold.deadline for hold in self._holds.values()]
         for vm, waiting in self._waiting.items():
             if waiting and vm in self._in_flight:
                 times.extend(self._flying_since.get(tid, 0.0) + STALL_PATIENCE for tid in self._in_flight[vm])
@@ -1173,7 +1177,10 @@ class PtraceSource:
                     if t.files_key == key and t.tid != task.tid and not t.held and id(t) not in queued]
         if not siblings:
             return False
-        hold = _Hold(task.tid, set(), [])
+        # Siblings that do not stop in time sleep in the kernel (a FUSE request
+        # the opener serves): their interrupt stops them before they run
+        # another instruction, so the opener may start without their stops.
+        hold = _Hold(task.tid, set(), [], deadline=time.monotonic() + HOLD_PATIENCE)
         for tid in siblings:
             try:
                 _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
@@ -1188,6 +1195,10 @@ class PtraceSource:
     def _start_if_quiet(self, hold: _Hold) -> None:
         if hold.waiting or hold.started:
             return
+        self._start(hold)
+
+    def _start(self, hold: _Hold) -> None:
+        """Let the opener of a hold go into its call."""
         hold.started = True
         hold.deadline = time.monotonic() + HOLD_PATIENCE
         owner = self.tasks.get(hold.owner)
