@@ -304,3 +304,15 @@ def test_calls_judged_past_a_stalled_call_see_its_range_as_unknown(build_program
     assert [e["syscall"] for e in traced.events] == ["mprotect"]
     assert "w-to-x" in traced.events[0]["categories"]
     assert parse_output(traced.stdout).failed()["overtake_rx_mprotect"] == "EACCES"
+
+
+def test_process_vm_writev_into_a_traced_process(build_program, parse_output, tmp_path):
+    """process_vm_writev respects page protections (no write into r-x text,
+    natively EFAULT), and what it writes into a writable page of another
+    traced process makes that page's later R-X w-to-x like any write."""
+    native = _native(build_program, parse_output, "attack_pvm")
+    assert native.failed() == {"pvm_rx": "EFAULT"} and native.ran == ["pvm_rw_call"]
+    traced = trace([str(build_program("attack_pvm"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed() == {"pvm_rx": "EFAULT", "pvm_rw_mprotect": "EACCES"}
