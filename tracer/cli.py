@@ -161,11 +161,11 @@ def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None, bo
     Its flags live in memory the program can change after any check, so the
     tracer cannot judge it: a policy that denies it for everyone has the
     filter refuse it with ENOSYS (libc then falls back to clone, whose flags
-    are a register); one that allows it for everyone lets it run unstopped; any
-    other decision stops every clone3 and judges it as `opaque`. Allowed
-    clone3 calls still stop (entry and exit) when a clone3 whose child the
-    tracer cannot follow (CLONE_UNTRACED, found at the exit) is not allowed
-    too: the exit stop reports it."""
+    are a register); one that allows it for everyone lets it run unstopped,
+    unless a clone3 whose child the tracer cannot follow (CLONE_UNTRACED,
+    found at the exit) is not allowed too: then every clone3 stops and only
+    its exit is judged. Any other decision stops every clone3 and judges it
+    as `opaque`."""
     from .actions.seccomp_deny import clone3_decision
     from .policy.model import Action
 
