@@ -471,9 +471,9 @@ class PtraceSource:
         self._waiting: dict[int, collections.deque[tuple[_Task, bytes, Footprint]]] = {}
         self._wide_waiting: collections.Counter[int] = collections.Counter()
         # When each call in flight went in (monotonic), and the calls others
-        # were judged past (tid -> footprint) while they stayed in the kernel.
+        # were judged past (tid -> syscall, footprint) while in the kernel.
         self._flying_since: dict[int, float] = {}
-        self._overtaken: dict[int, Footprint] = {}
+        self._overtaken: dict[int, tuple[str, Footprint]] = {}
         # Files whose inode changed after this moment were written during
         # the run, by the tree or by the kernel on its behalf (set at start).
         self.started_ns = 0
@@ -633,10 +633,11 @@ class PtraceSource:
             if not waiting or not flying:
                 continue
             for tid in [t for t in flying if self._flying_since.get(t, 0.0) + STALL_PATIENCE <= now]:
-                footprint = self._overtaken[tid] = flying.pop(tid)
+                footprint = flying.pop(tid)
                 self._flying_since.pop(tid, None)
                 task = self.tasks.get(tid)
                 syscall = task.pending.syscall if task is not None and task.pending is not None else "?"
+                self._overtaken[tid] = (syscall, footprint)
                 pid = task.pid if task is not None else vm
                 self.sink.on_event(CallStalled(time.time(), pid, tid, syscall, footprint))
             if not flying:
@@ -859,8 +860,9 @@ class PtraceSource:
         if task.tid in self._overtaken:
             # Back from the kernel after others were judged past it: what it
             # changed is taken from the kernel again (after its result).
-            footprint = self._overtaken.pop(task.tid)
-            self.sink.on_event(CallStalled(time.time(), task.pid, task.tid, "?", footprint, returned=True))
+            syscall, footprint = self._overtaken.pop(task.tid)
+            self.sink.on_event(CallStalled(time.time(), task.pid, task.tid, syscall, footprint,
+                                           returned=True))
             return
         self._flying_since.pop(task.tid, None)
         flying = self._in_flight.get(task.vm)
@@ -1141,7 +1143,9 @@ class PtraceSource:
             blocking = False
         ctl = Control(self, task.tid, call.arch, regs)
         pollfd = ctl.scratch(struct.pack("<ihh", fd, _POLLIN, 0)) if blocking else None
-        if pollfd is None:
+        if pollfd is None or (call.arch == "i386" and pollfd >> 32):
+            # No room for the poll's argument (an i386 call from a 64-bit
+            # stack cannot name it): the receive returns EAGAIN as it ran.
             _setregs(task.tid, regs)
             return
         saved = type(regs).from_buffer_copy(regs)
@@ -1158,8 +1162,11 @@ class PtraceSource:
         """The poll in place of a blocking receive returned: run the receive
         again, or let a signal interrupt it as the kernel would."""
         task.recv_wait = False
-        if result in _RESTART_CODES:
-            saved.rax = (-_ERESTARTSYS) & 0xFFFFFFFFFFFFFFFF
+        if result in _RESTART_CODES or result < 0:
+            # Interrupted (-ERESTARTSYS: the kernel's signal code makes it
+            # EINTR or restarts it), or poll's own failure (EFAULT, ENOMEM),
+            # which the receive returns instead of waiting in a loop.
+            saved.rax = (-_ERESTARTSYS if result in _RESTART_CODES else result) & 0xFFFFFFFFFFFFFFFF
         else:
             saved.rax = saved.orig_rax
             saved.rip -= _SYSCALL_INSN_LEN
@@ -1527,7 +1534,7 @@ _POLLIN = 1
 _NR_POLL = {"x86_64": 7, "i386": 168}
 _ERESTARTSYS = 512
 # A wait interrupted by a signal (or a ptrace stop) returns one of these.
-_RESTART_CODES = frozenset({-errno.EINTR, -_ERESTARTSYS, -513, -514, -516})
+_RESTART_CODES = frozenset({-_ERESTARTSYS, -513, -514, -516})
 # Every call judged at its exit from the descriptors it produced.
 _DESCRIPTOR_CALLS = _HELD_CALLS | _RECEIVE_CALLS | {"memfd_create"}
 _OPEN_FLAGS_ARG = {"open": 1, "openat": 2, "open_by_handle_at": 2}
