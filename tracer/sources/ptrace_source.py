@@ -797,8 +797,9 @@ class PtraceSource:
                 return
         elif name == "mmap" or name == "mmap2":
             call = _with_fd_object(call)
-            if call.fd_object is not None:
-                obj = call.fd_object
+            obj = call.fd_object
+            # The usual file (old, on a filesystem that was there) costs two compares.
+            if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif name == "shmat":
             call = _with_segment_size(call)
