@@ -316,3 +316,19 @@ def test_process_vm_writev_into_a_traced_process(build_program, parse_output, tm
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
     assert parse_output(traced.stdout).failed() == {"pvm_rx": "EFAULT", "pvm_rw_mprotect": "EACCES"}
+
+
+def test_a_memory_call_waiting_on_userfaultfd_does_not_deadlock(build_program, parse_output, tmp_path):
+    """An i386 old_mmap whose argument block is a userfaultfd page not yet
+    filled waits for the server thread, which maps memory before it fills
+    the page. Under a policy that allows userfaultfd (default, enforce), the
+    server's call is judged past the stalled one after STALL_PATIENCE."""
+    native = _native(build_program, parse_output, "attack_uffd_stall")
+    if "uffd_create" in native.failed():
+        pytest.skip(f"userfaultfd is not available: {native.failed()['uffd_create']}")
+    assert native.count == 1
+    traced = trace([str(build_program("attack_uffd_stall"))], tmp_path, "--mode", "enforce", timeout=60)
+    out = parse_output(traced.stdout)
+    assert (traced.returncode, out.count, out.done) == (0, 1, 1), traced.stderr
+    assert shape(traced.events) == [("userfaultfd", ("opaque",))]
+    assert "memory calls stalled in the kernel: 1" in traced.stderr
