@@ -57,6 +57,9 @@ class Build:
 
 # The one table of per-program build settings; a program not listed uses Build().
 BUILDS: dict[str, Build] = {
+    "attack_fuse": Build(flags=("-pthread",)),
+    "attack_recv_race": Build(flags=("-pthread",)),
+    "attack_uffd_stall": Build(flags=("-pthread",)),
     "attack_old_mmap": Build(flags=("-pthread",)),
     "benign_dlopen": Build(flags=("-ldl",)),
     "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),

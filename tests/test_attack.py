@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from test_enforce import STRICT, STRICT_TRACED
+from test_enforce_fds import mem_fd_server  # noqa: F401 (a fixture)
 from test_run_programs import shape, trace
 
 
@@ -88,12 +89,11 @@ def test_failed_fixed_mmap_gap_is_learnt_from_the_kernel(build_program, parse_ou
     assert parse_output(traced.stdout).failed()["grown_rx_mprotect"] == "EACCES"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: a file the kernel writes for the tree (a core dump) is no "
-                                       "written object: its page holding code is mapped R-X and runs")
 def test_core_dump_written_by_the_kernel_then_mapped_executable(build_program, parse_output, tmp_path):
     """A child dumps core with code in an anonymous page; no process of the
     tree opens the core file for writing (the kernel writes it). The parent
-    maps the page of the core holding the code R-X and runs it."""
+    maps the page of the core holding the code R-X: the core's inode changed
+    after the run started, so it counts as written (exec-written)."""
     native = _native(build_program, parse_output, "attack_core_dump")
     if "core_file" in native.failed():
         pytest.skip("core_pattern does not write a core file in the current directory "
@@ -101,20 +101,23 @@ def test_core_dump_written_by_the_kernel_then_mapped_executable(build_program, p
     assert native.ran == ["core_call"]
     traced = trace([str(build_program("attack_core_dump"))], tmp_path, *STRICT)
     _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("exec-written",))]
+    assert parse_output(traced.stdout).failed()["core_rx_mmap"] == "EACCES"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: an overlayfs file has two identities: written through the "
-                                       "overlay (its device), mapped through the upper layer (the tmpfs's)")
 def test_overlay_file_written_through_the_overlay_mapped_through_the_upper_layer(build_program, parse_output,
                                                                                 tmp_path):
     """Code written into merged/code of an overlay the program mounted in its
-    own mount namespace, then upper/code (the same data) mapped R-X."""
+    own mount namespace, then upper/code (the same data, another device and
+    inode) mapped R-X: its inode changed during the run (exec-written)."""
     native = _native(build_program, parse_output, "attack_overlay")
     if "ovl_mount" in native.failed():
         pytest.skip(f"cannot mount an overlay in a new mount namespace: {native.failed()['ovl_mount']}")
     assert native.ran == ["upper_call"]
     traced = trace([str(build_program("attack_overlay"))], tmp_path, *STRICT)
     _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("exec-written",))]
+    assert parse_output(traced.stdout).failed()["upper_rx_mmap"] == "EACCES"
 
 
 def test_odd_arguments_neither_crash_nor_stall_the_tracer(build_program, parse_output, tmp_path):
@@ -177,3 +180,155 @@ def test_forked_child_space_comes_from_its_maps(build_program, parse_output, tmp
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
     assert parse_output(traced.stdout).failed()["child_rx_mprotect"] == "EACCES"
+
+
+def test_sealed_memfd_execveat_and_binfmt_misc_are_exec_written(build_program, parse_output, tmp_path):
+    """Three routes with no write-then-mmap of a named file: a memfd sealed
+    against writing before it is mapped R-X, a copy of the program run by
+    execveat(AT_EMPTY_PATH) on a memfd, and a copy registered as a private
+    binfmt_misc interpreter that the kernel runs for an empty x.twbin."""
+    native = _native(build_program, parse_output, "attack_exec_routes")
+    routes = ["seal", "execveat", "binfmt"]
+    if "binfmt_mount" in native.failed():
+        routes.remove("binfmt")  # binfmt_misc has no private instance before Linux 6.7
+    assert native.ran == [f"{route}_call" for route in routes]
+    traced = trace([str(build_program("attack_exec_routes"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    expected = [("mmap", ("exec-written", "exec-unlinked")), ("exec", ("exec-written", "exec-unlinked")),
+                ("exec", ("exec-written",))]
+    assert shape(traced.events) == expected[:len(routes)]
+    out = parse_output(traced.stdout)
+    assert out.failed()["seal_rx_mmap"] == "EACCES"
+    assert all(out.children[f"{route}_child"] == "signal=SIGKILL" for route in routes[1:])
+
+
+def test_fuse_file_served_by_the_tree_is_written(build_program, parse_output, tmp_path):
+    """A FUSE filesystem the program serves itself hands the kernel a page of
+    code with no write(2) and attributes from 1970: a file on a filesystem
+    mounted during the run counts as written (its superblock is new)."""
+    native = _native(build_program, parse_output, "attack_fuse")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE in a new mount namespace: {native.failed()['fuse_mount']}")
+    assert native.ran == ["fuse_call"]
+    traced = trace([str(build_program("attack_fuse"))], tmp_path, *STRICT, timeout=60)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("exec-written",))]
+    assert parse_output(traced.stdout).failed()["fuse_rx_mmap"] == "EACCES"
+
+
+def test_a_received_mem_descriptor_is_judged_before_a_sibling_can_use_it(build_program, parse_output,
+                                                                          mem_fd_server, tmp_path):  # noqa: F811
+    """A sibling spins writing through the number a received /proc/PID/mem
+    descriptor gets. The receive runs with its siblings held (as opens do),
+    made non-blocking so a silent peer cannot stall them: the descriptor is
+    closed before any sibling runs again."""
+    program = str(build_program("attack_recv_race"))
+    done = subprocess.run([program, mem_fd_server], capture_output=True, text=True, timeout=120)
+    assert parse_output(done.stdout).ran == ["race_call"]
+    traced = trace([program, mem_fd_server, "300"], tmp_path, *STRICT, timeout=300)
+    _blocked(traced, parse_output)
+    out = parse_output(traced.stdout)
+    assert out.count == 300 and out.failed()["race_recv"] == "EACCES"
+    assert {shape_ for shape_ in shape(traced.events)} == {("recvmsg", ("foreign-write",))}
+
+
+def test_a_blocking_receive_with_siblings_waits_and_gets_its_descriptor(tmp_path):
+    """A thread blocks in recvmsg until the main thread, which opens files for
+    writing meanwhile (holds of its own), sends it a descriptor: the receive
+    waits unheld, then gets the data and the descriptor."""
+    script = ("import os, socket, threading, time\n"
+              "a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+              "got = []\n"
+              "def recv():\n"
+              "    msg, fds, _, _ = socket.recv_fds(b, 16, 1)\n"
+              "    got.append((msg, os.readlink(f'/proc/self/fd/{fds[0]}')))\n"
+              "t = threading.Thread(target=recv); t.start()\n"
+              "for i in range(20):\n"
+              "    open(os.devnull, 'w').close(); time.sleep(0.01)\n"
+              "socket.send_fds(a, [b'hello'], [os.open('/etc/hostname', os.O_RDONLY)])\n"
+              "t.join(); print(got[0][0].decode(), got[0][1])\n")
+    traced = trace(["/usr/bin/python3", "-c", script], tmp_path, *STRICT, timeout=60)
+    assert (traced.returncode, traced.stdout) == (0, "hello /etc/hostname\n"), traced.stderr
+    assert traced.events == []
+
+
+def test_a_signal_interrupts_a_held_receive_as_it_would_natively(tmp_path):
+    """Python's handlers have no SA_RESTART: a signal must end a blocking
+    recvmsg with EINTR (the handler's exception surfaces), also while the
+    receive waits unheld for data in the tracer's place."""
+    script = ("import signal, socket, threading, time\n"
+              "a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+              "threading.Thread(target=time.sleep, args=(3,), daemon=True).start()\n"
+              "def alarm(*_):\n"
+              "    raise TimeoutError\n"
+              "signal.signal(signal.SIGALRM, alarm); signal.setitimer(signal.ITIMER_REAL, 0.3)\n"
+              "try:\n"
+              "    socket.recv_fds(b, 16, 1)\n"
+              "except TimeoutError:\n"
+              "    print('interrupted')\n")
+    traced = trace(["/usr/bin/python3", "-c", script], tmp_path, *STRICT, timeout=60)
+    assert (traced.returncode, traced.stdout) == (0, "interrupted\n"), traced.stderr
+
+
+def test_a_memory_call_waiting_on_its_own_process_does_not_deadlock(build_program, parse_output, tmp_path):
+    """An mmap with MAP_POPULATE of a FUSE file waits in the kernel for the
+    server thread, which opens a file for writing and makes a memory call of
+    its own before it answers. The open's hold cannot stop the main thread
+    (asleep in the kernel, it stops before its next instruction anyway): the
+    opener goes on after HOLD_PATIENCE. The memory call waits for the mmap
+    (one call per address space at a time) until STALL_PATIENCE, then is
+    judged past it, and the summary says so."""
+    native = _native(build_program, parse_output, "attack_fuse", "populate")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE in a new mount namespace: {native.failed()['fuse_mount']}")
+    assert native.count == 1 and native.done == 1
+    traced = trace([str(build_program("attack_fuse")), "populate"], tmp_path, *STRICT, timeout=60)
+    out = parse_output(traced.stdout)
+    assert (traced.returncode, out.count, out.done) == (0, 1, 1), traced.stderr
+    assert traced.events == []
+    assert "memory calls stalled in the kernel: 1" in traced.stderr
+
+
+def test_calls_judged_past_a_stalled_call_see_its_range_as_unknown(build_program, parse_output, tmp_path):
+    """While a MAP_FIXED|MAP_POPULATE mmap of served code over a clean page
+    of the program stalls (the server answers after 3 s), another thread
+    mprotects that page R-X. Judged past the stalled call, it must not see
+    the clean page the model remembers: the range is re-read from the
+    kernel with unknown history (w-to-x)."""
+    native = _native(build_program, parse_output, "attack_fuse", "overtake")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE in a new mount namespace: {native.failed()['fuse_mount']}")
+    assert native.ran == ["overtake_call"]
+    traced = trace([str(build_program("attack_fuse")), "overtake"], tmp_path, *STRICT, timeout=60)
+    _blocked(traced, parse_output)
+    assert [e["syscall"] for e in traced.events] == ["mprotect"]
+    assert "w-to-x" in traced.events[0]["categories"]
+    assert parse_output(traced.stdout).failed()["overtake_rx_mprotect"] == "EACCES"
+
+
+def test_process_vm_writev_into_a_traced_process(build_program, parse_output, tmp_path):
+    """process_vm_writev respects page protections (no write into r-x text,
+    natively EFAULT), and what it writes into a writable page of another
+    traced process makes that page's later R-X w-to-x like any write."""
+    native = _native(build_program, parse_output, "attack_pvm")
+    assert native.failed() == {"pvm_rx": "EFAULT"} and native.ran == ["pvm_rw_call"]
+    traced = trace([str(build_program("attack_pvm"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed() == {"pvm_rx": "EFAULT", "pvm_rw_mprotect": "EACCES"}
+
+
+def test_a_memory_call_waiting_on_userfaultfd_does_not_deadlock(build_program, parse_output, tmp_path):
+    """An i386 old_mmap whose argument block is a userfaultfd page not yet
+    filled waits for the server thread, which maps memory before it fills
+    the page. Under a policy that allows userfaultfd (default, enforce), the
+    server's call is judged past the stalled one after STALL_PATIENCE."""
+    native = _native(build_program, parse_output, "attack_uffd_stall")
+    if "uffd_create" in native.failed():
+        pytest.skip(f"userfaultfd is not available: {native.failed()['uffd_create']}")
+    assert native.count == 1
+    traced = trace([str(build_program("attack_uffd_stall"))], tmp_path, "--mode", "enforce", timeout=60)
+    out = parse_output(traced.stdout)
+    assert (traced.returncode, out.count, out.done) == (0, 1, 1), traced.stderr
+    assert shape(traced.events) == [("userfaultfd", ("opaque",))]
+    assert "memory calls stalled in the kernel: 1" in traced.stderr

@@ -85,6 +85,9 @@ def test_opaque_descriptors_and_unreadable_ones():
     device = obj("/anywhere/uffd", mode=stat.S_IFCHR | 0o600, misc="userfaultfd")
     assert descriptor_facility(device) == "userfaultfd"
     assert descriptor_facility(FdObject(3, "", 0, 0)) == "unreadable"
+    disk = obj("/dev/loop7", mode=stat.S_IFBLK | 0o660, fs_type=0x1021994)
+    assert descriptor_facility(disk) == "block-device"
+    assert descriptor_facility(obj("/dev/loop7", mode=stat.S_IFBLK | 0o660, access=O_RDONLY)) is None
     assert step(shadow(), call("recvmsg", 4, 0, 0, fd_object=FdObject(3, "", 0, 0)), 8) == (C.OPAQUE,)
 
 

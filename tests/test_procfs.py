@@ -370,3 +370,20 @@ def test_write_mem_writes_even_read_only_pages() -> None:
         _libc.munmap(addr, page)
     with pytest.raises(NoSuchProcess):
         procfs.write_mem(_dead_pid(), 0x1000, b"x")
+
+
+def test_mount_device_names_the_filesystem_of_a_file(tmp_path) -> None:
+    """A file's superblock, found by its mount id in the process's own
+    mountinfo, is one of the mounted filesystems; a memfd lives on an
+    internal mount no mountinfo lists."""
+    pid = os.getpid()
+    mounted = procfs.mount_devices(pid)
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    with open(path, "rb") as f:
+        assert procfs.mount_device(pid, f"/proc/{pid}/fd/{f.fileno()}") in mounted
+    fd = os.memfd_create("tw-test")
+    try:
+        assert procfs.mount_device(pid, f"/proc/{pid}/fd/{fd}") is None
+    finally:
+        os.close(fd)

@@ -156,19 +156,26 @@ def _kernel_refusal(judge: Judge, wanted: bool) -> int | None:
     return errno_value
 
 
-def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None]:
-    """How clone3 is handled: (trap rules, errno of a refusal in the kernel).
+def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None, bool]:
+    """How clone3 is handled: (trap rules, errno of a refusal in the kernel,
+    whether a stopped clone3 is judged at its exit only).
     Its flags live in memory the program can change after any check, so the
     tracer cannot judge it: a policy that denies it for everyone has the
     filter refuse it with ENOSYS (libc then falls back to clone, whose flags
-    are a register); one that allows it for everyone lets it run unstopped; any
-    other decision stops every clone3 and judges it as `opaque`."""
+    are a register); one that allows it for everyone lets it run unstopped,
+    unless a clone3 whose child the tracer cannot follow (CLONE_UNTRACED,
+    found at the exit) is not allowed too: then every clone3 stops and only
+    its exit is judged. Any other decision stops every clone3 and judges it
+    as `opaque`."""
     from .actions.seccomp_deny import clone3_decision
     from .policy.model import Action
 
     decision = clone3_decision(judge.policy)
     if decision is not None and decision.action is Action.ALLOW:
-        return (), None
+        untraced = clone3_decision(judge.policy, untraced=True)
+        if untraced is not None and untraced.action is Action.ALLOW:
+            return (), None, False
+        return (CLONE3_RULE,), None, True
     if decision is not None and decision.action is Action.DENY and judge.mode == "enforce":
         # Whatever errno the rule names: only ENOSYS makes libc fall back to
         # clone; any other one would make every pthread_create fail.
@@ -178,8 +185,8 @@ def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None]:
         click.echo(f"trampwatch: clone3 is refused in the kernel by the seccomp filter (rule "
                    f"{decision.rule or 'default'}, ENOSYS{asked}): its arguments cannot be judged; "
                    "libc falls back to clone", err=True)
-        return (), errno.ENOSYS
-    return (CLONE3_RULE,), None
+        return (), errno.ENOSYS, False
+    return (CLONE3_RULE,), None, False
 
 
 CLOSURE_CHOICES = ("auto", "trampfd", "emulate")
@@ -269,14 +276,14 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 handlers.append(emulator)
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
-            clone3_traps, clone3_refusal = _clone3_handling(judge)
+            clone3_traps, clone3_refusal, clone3_exit_only = _clone3_handling(judge)
             prepare = _child_setup(kernel_mdwe, (*(handler.trap_rules() if handler else ()), *clone3_traps),
                                    _kernel_refusal(judge, kernel_deny and emulator is None), preload,
                                    clone3_refusal)
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:
-                status = trace_command(judge, list(command), prepare, handler)
+                status = trace_command(judge, list(command), prepare, handler, clone3_exit_only)
             finally:
                 for sig, disposition in previous.items():
                     signal.signal(sig, disposition)

@@ -29,7 +29,9 @@ class FdObject:
     `path` is the descriptor's link text, `dev`/`inode`/`mode`/`rdev` its
     stat, `fs_type` the statfs magic of its filesystem (0: not read),
     `access` the O_ACCMODE bits it was opened with (None: not read), and
-    `misc` the name /proc/misc gives a misc character device (else None).
+    `misc` the name /proc/misc gives a misc character device (else None),
+    `ctime_ns` the inode's change time (0: not read), which the kernel sets
+    on every write and which no program can set back.
     """
 
     fd: int
@@ -41,6 +43,7 @@ class FdObject:
     fs_type: int = 0
     access: int | None = None
     misc: str | None = None
+    ctime_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,8 @@ class MemCall:
     attribution. `fd_object` is the object behind an mmap's descriptor and
     `object_size` the size of a System V segment being attached; `target`
     and `path` name the process whose memory a foreign write (an open of
-    /proc/PID/mem for writing, a ptrace POKE) reaches. Sources
+    /proc/PID/mem for writing, a ptrace POKE) reaches, and for a clone3 at
+    its exit the child the kernel created untraced (CLONE_UNTRACED). Sources
     normalise multiplexed and legacy calls (i386 ipc(2) shmat, old_mmap's
     argument block) into the plain call's name and argument order.
 
@@ -136,12 +140,31 @@ class ExecEvent:
 
 @dataclass(frozen=True, slots=True)
 class WritableObjects:
-    """Objects a process can write that no traced open gave it (descriptors
-    it was started with): they count as written by the traced tree."""
+    """Objects that count as written by the traced tree though no traced open
+    gave them: descriptors a process was started with, and files whose inode
+    the kernel changed after the run started (a core dump, an overlay's upper
+    file, anything written on the tree's behalf)."""
 
     ts: float
     pid: int
     objects: tuple[FdObject, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CallStalled:
+    """A memory call stayed in the kernel past the source's patience while
+    other memory calls of its address space waited for it (it may itself wait
+    for one of their threads: a FUSE or userfaultfd server in the same
+    process), so they are judged past it. What it may change (`ranges`; None:
+    anywhere in the address space) is no longer known from the model's own
+    history. Sent again when the call returns (`returned`)."""
+
+    ts: float
+    pid: int
+    tid: int
+    syscall: str
+    ranges: tuple[tuple[int, int], ...] | None
+    returned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,5 +317,5 @@ EXEC_UNRESOLVED = "exec-unresolved"
 
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
-    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects | Unresolved
+    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects | Unresolved | CallStalled
 )

@@ -54,6 +54,7 @@ from .events import (
     UNKNOWN_PROCESS,
     AttachEvent,
     CallsRepeated,
+    CallStalled,
     ClosureEvent,
     Event,
     ExecEvent,
@@ -139,6 +140,8 @@ class RunStats:
     lost: int = 0
     stops: int = 0
     closures: Counter[str] = field(default_factory=Counter)
+    # Memory calls other calls of their address space were judged past.
+    stalled: int = 0
     dropped: Counter[tuple[str, str]] = field(default_factory=lambda: Counter(dict.fromkeys(DROP_REASONS, 0)))
 
     def drop(self, stage: Stage, reason: str, count: int = 1) -> None:
@@ -197,6 +200,16 @@ class ProcfsGaps:
             return
         for start, end in ranges:
             self.model.reconcile(call.pid, start, end, maps)
+
+    def stalled(self, event: CallStalled) -> None:
+        """A call still in the kernel (or just back from it after others were
+        judged past it) may have changed its ranges unseen: take them from
+        the kernel's maps with unknown (possibly written) history."""
+        maps = self._maps(event.pid)
+        if maps is None:
+            return
+        for start, end in event.ranges if event.ranges is not None else ((0, 1 << 64),):
+            self.model.distrust(event.pid, start, end, maps)
 
     def fork(self, pid: int) -> None:
         """A forked child's address space is not a copy of its parent's
@@ -285,6 +298,7 @@ class Judge:
             ClosureEvent: self._closure,
             RecordsLost: self.emitter.lost,
             Unresolved: self._unresolved,
+            CallStalled: self._stalled,
         }
 
     @property
@@ -494,6 +508,12 @@ class Judge:
     def _unresolved(self, event: Unresolved) -> None:
         self.stats.drop(Stage.SOURCE, event.what)
 
+    def _stalled(self, event: CallStalled) -> None:
+        if not event.returned:
+            self.stats.stalled += 1
+        if self.gaps is not None:
+            self.gaps.stalled(event)
+
     def _trampfd(self, event: TrampfdEvent) -> None:
         """Judge a trampfd create/map/invoke like any W^X event."""
         process = self.model.process(event.pid)
@@ -613,14 +633,17 @@ def trace_attached(judge: Judge, pid: int,
 
 
 def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None],
-                  handler: SyscallHandler | None = None) -> int | None:
-    """Run argv under the ptrace source; return its wait status.
+                  handler: SyscallHandler | None = None, clone3_exit_only: bool = False) -> int | None:
+    """Run argv under the ptrace source; return its wait status
+    (`clone3_exit_only`: stopped clone3 calls are judged only when their exit
+    finds an untraced child).
 
     The tree is started with PTRACE_O_EXITKILL: its seccomp filter makes every
     memory syscall fail with ENOSYS once no tracer is attached, so a program
     that outlived trampwatch would run broken; it dies with the tracer instead.
     """
     source = PtraceSource(PtraceSink(judge), exit_kill=True, handler=handler)
+    source.clone3_exit_only = clone3_exit_only
 
     def on_terminate(signum: int, frame: object) -> None:
         # enforce fails closed: the tree dies with us. audit cannot detach (the

@@ -394,8 +394,10 @@ def _opaque(call: MemCall, facility: str) -> Change:
 def descriptor_facility(obj: FdObject) -> str | None:
     """What a descriptor the kernel handed out is, when it matters: 'mem' (a
     procfs mem file, written to write another address space), an opaque
-    facility ('userfaultfd', 'io_uring', 'unreadable'), 'written' (a
-    regular file or memfd open for writing), else None."""
+    facility ('userfaultfd', 'io_uring', 'unreadable', 'block-device': a
+    disk written under its filesystems, whose files then hold what the tree
+    wrote under identities it never opened), 'written' (a regular file or
+    memfd open for writing), else None."""
     writable = obj.access in (O_WRONLY, O_RDWR)
     if obj.access is None:
         return "unreadable"
@@ -407,6 +409,8 @@ def descriptor_facility(obj: FdObject) -> str | None:
         return "io_uring"
     if writable and stat.S_ISREG(obj.mode):
         return "written"
+    if writable and stat.S_ISBLK(obj.mode):
+        return "block-device"
     return None
 
 
@@ -593,6 +597,17 @@ class ShadowModel:
                 space.protect(lo, hi, prot)
         self.fill_unknown(pid, start, end, maps)
 
+    def distrust(self, pid: int, start: int, end: int, maps: tuple[MapEntry, ...]) -> None:
+        """Forget what the model holds for [start, end) of `pid` and take it
+        from `maps` with unknown (possibly written) history: a call that may
+        have changed it is still in the kernel, unseen."""
+        process = self.processes.get(pid)
+        if process is None:
+            return
+        if process.space.overlapping(start, end):
+            process.space.remove(start, end)
+        self.fill_unknown(pid, start, end, maps)
+
     def covers(self, pid: int, start: int, end: int) -> bool:
         """True when the model knows every page of [start, end) of `pid`."""
         process = self.processes.get(pid)
@@ -723,6 +738,8 @@ class ShadowModel:
         name, args = call.syscall, call.args
         if name == "clone":
             return _opaque(call, "CLONE_UNTRACED") if args[0] & CLONE_UNTRACED else None
+        if name == "clone3" and call.target is not None:
+            return _opaque(call, "CLONE_UNTRACED")  # its exit found a child nobody traces
         if name == "ioctl":
             return _opaque(call, "userfaultfd") if args[1] & 0xFFFFFFFF == USERFAULTFD_IOC_NEW else None
         if name == "seccomp":

@@ -65,17 +65,22 @@ _CLONE3_FACTS = Facts(
     categories=(Category.OPAQUE,), syscall="clone3", exe="", comm="", uid=-1, backing_kind="special",
     object_path="[clone3]", caller_object=None, prot=frozenset(), gained=frozenset(), new_mapping=False,
 )
+# A clone3 whose child the kernel did not let the tracer follow
+# (CLONE_UNTRACED), as its exit stop finds it.
+_CLONE3_UNTRACED_FACTS = replace(_CLONE3_FACTS, object_path="[CLONE_UNTRACED]")
 _PROCESS_KEYS = ("exe", "comm", "uid", "caller")
 
 
-def clone3_decision(policy: Policy) -> Decision | None:
-    """Return the policy's decision on clone3 when it is the same for every
+def clone3_decision(policy: Policy, untraced: bool = False) -> Decision | None:
+    """Return the policy's decision on clone3 (`untraced`: on one whose
+    child is not followed, CLONE_UNTRACED) when it is the same for every
     process, None when it depends on who calls (then every clone3 stops)."""
+    facts = _CLONE3_UNTRACED_FACTS if untraced else _CLONE3_FACTS
     for rule in policy.rules:
         general = replace(rule.match, **dict.fromkeys(_PROCESS_KEYS))
-        if not matches(general, _CLONE3_FACTS):
+        if not matches(general, facts):
             continue
         if any(getattr(rule.match, key) is not None for key in _PROCESS_KEYS):
             return None
         return Decision(rule.action, rule.name, rule.errno, rule.tags)
-    return decide(policy, _CLONE3_FACTS)
+    return decide(policy, facts)

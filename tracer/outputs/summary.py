@@ -63,6 +63,9 @@ class Summary:
         if dropped:
             lines.append("  dropped: " + ", ".join(
                 f"{count} by {stage} ({reason})" for (stage, reason), count in sorted(dropped.items())))
+        if getattr(stats, "stalled", 0):
+            lines.append(f"  memory calls stalled in the kernel: {stats.stalled} (their address space's "
+                         "later calls were judged past them, with its history re-read as unknown)")
         if stats.exit_status is not None:
             lines.append(f"  program exit: {describe_status(stats.exit_status)}")
         if self.events:

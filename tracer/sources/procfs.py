@@ -244,7 +244,7 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
         raise _translate(err, pid, link) from err
     finally:
         os.close(pinned)
-    return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino)
+    return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino, ctime_ns=st.st_ctime_ns)
 
 
 class _StatFs(ctypes.Structure):
@@ -306,8 +306,47 @@ def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
     if stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == _MISC_MAJOR:
         misc = misc_devices().get(os.minor(st.st_rdev))
     return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino, mode=st.st_mode, rdev=st.st_rdev,
-                    fs_type=fs_type, access=flags & 0o3, misc=misc)
+                    fs_type=fs_type, access=flags & 0o3, misc=misc, ctime_ns=st.st_ctime_ns)
 
+
+
+def _mountinfo_devices(pid: int) -> dict[int, int]:
+    """Mount id -> device (major:minor of its superblock), from /proc/PID/mountinfo."""
+    found = {}
+    for line in _read_text(pid, "mountinfo").splitlines():
+        fields = line.split(" ", 3)
+        if len(fields) > 3:
+            major, _, minor = fields[2].partition(":")
+            found[int(fields[0])] = os.makedev(int(major), int(minor))
+    return found
+
+
+def mount_devices(pid: int) -> frozenset[int]:
+    """The devices of the superblocks behind every mount `pid` sees. Raises
+    NoSuchProcess, AccessDenied or TraceError."""
+    return frozenset(_mountinfo_devices(pid).values())
+
+
+_STATX_MNT_ID = 0x1000
+_STATX_MNT_ID_OFFSET = 144
+_AT_FDCWD = -100
+_libc.statx.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
+
+
+def mount_device(pid: int, path: str) -> int | None:
+    """The device of the superblock mounted where `path` (a /proc link of
+    `pid`'s: fd/N, exe, map_files/...) lives, found by the file's mount id
+    (statx) in `pid`'s own mountinfo (its mount namespace). Unlike st_dev it
+    names the filesystem even where files report devices of their own (btrfs
+    subvolumes). None when it cannot be told (no such mount listed)."""
+    buf = ctypes.create_string_buffer(256)
+    if _libc.statx(_AT_FDCWD, path.encode(), 0, _STATX_MNT_ID, buf) != 0:
+        return None
+    mnt_id = int.from_bytes(buf.raw[_STATX_MNT_ID_OFFSET:_STATX_MNT_ID_OFFSET + 8], "little")
+    try:
+        return _mountinfo_devices(pid).get(mnt_id)
+    except TraceError:
+        return None
 
 def list_fds(pid: int) -> list[int]:
     """The open descriptors of `pid`. Raises NoSuchProcess or TraceError."""
@@ -333,14 +372,36 @@ def mapped_object(pid: int, start: int, end: int) -> FdObject | None:
     link = f"/proc/{pid}/map_files/{start:x}-{end:x}"
     try:
         st = os.stat(link)
-        return FdObject(fd=-1, path=os.readlink(link), dev=st.st_dev, inode=st.st_ino)
+        return FdObject(fd=-1, path=os.readlink(link), dev=st.st_dev, inode=st.st_ino,
+                        ctime_ns=st.st_ctime_ns)
     except OSError as err:
         if err.errno not in _GONE:
             raise _translate(err, pid, link) from err
     for entry in read_maps(pid):
         if entry.start <= start < entry.end:
-            return FdObject(fd=-1, path=entry.path, dev=entry.dev, inode=entry.inode) if entry.inode else None
+            return mapped_file(pid, entry) if entry.inode else None
     return None
+
+
+def mapped_file(pid: int, entry: MapEntry) -> FdObject:
+    """The file a maps line of `pid` maps, named as the maps line names it
+    (its device and inode), with the change time of the object the kernel
+    really maps (/proc/PID/map_files; 0 when that cannot be read)."""
+    try:
+        ctime_ns = os.stat(f"/proc/{pid}/map_files/{entry.start:x}-{entry.end:x}").st_ctime_ns
+    except OSError:
+        ctime_ns = 0
+    return FdObject(fd=-1, path=entry.path, dev=entry.dev, inode=entry.inode, ctime_ns=ctime_ns)
+
+
+def fd_flags(pid: int, fd: int) -> int:
+    """Return the file status flags of descriptor `fd` of `pid` (the 'flags:'
+    line of /proc/PID/fdinfo/FD, octal). Raises NoSuchProcess (also when fd
+    is not open), AccessDenied or TraceError."""
+    for line in _read_text(pid, f"fdinfo/{fd}").splitlines():
+        if line.startswith("flags:"):
+            return int(line[6:].strip(), 8)
+    raise TraceError(f"/proc/{pid}/fdinfo/{fd} has no flags line", pid=pid)
 
 
 def fd_position(pid: int, fd: int) -> int:

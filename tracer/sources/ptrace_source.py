@@ -32,6 +32,7 @@ from ..errors import AccessDenied, CommandError, NoSuchProcess, TraceError
 from ..events import (
     EXEC_UNRESOLVED,
     AttachEvent,
+    CallStalled,
     Event,
     ExecEvent,
     ExitEvent,
@@ -411,6 +412,10 @@ class _Task:
     # Which descriptor table the task uses (tasks with the same key share
     # one: threads, CLONE_FILES children); 0 means its own pid.
     files: int = 0
+    # A receive run with MSG_DONTWAIT added while its siblings are held: the
+    # flags it asked for; and whether it now waits (poll) to try again.
+    recv_flags: int | None = None
+    recv_wait: bool = False
 
     def __post_init__(self) -> None:
         self.vm = self.vm or self.pid
@@ -427,7 +432,8 @@ class _Hold:
     file: nobody can use (or dup) the new descriptor before it is judged.
     `waiting` are interrupted tasks not yet stopped, `held` the stops they
     reported (answered when the hold ends), `started` whether the opener
-    was let go into its call."""
+    was let go into its call, `deadline` when the opener goes anyway (or,
+    once started, when the siblings go on)."""
 
     owner: int
     waiting: set[int]
@@ -441,6 +447,10 @@ class _Hold:
 # How long an open may block while its siblings are held (a FIFO whose reader
 # is a sibling thread would otherwise wait forever): then they go on.
 HOLD_PATIENCE = 0.5
+# How long a memory call may stay in the kernel while others of its address
+# space wait for it (it may wait for one of them: a FUSE or userfaultfd server
+# thread of the same process): then they are judged past it (CallStalled).
+STALL_PATIENCE = 2.0
 
 
 class PtraceSource:
@@ -456,6 +466,9 @@ class PtraceSource:
         self._info = ctypes.create_string_buffer(_INFO_SIZE)
         self._info_addr = ctypes.addressof(self._info)
         self._detaching = False
+        # clone3 stops only so its exit can find an untraced child (the
+        # policy allows clone3 itself): nothing to judge at its entry.
+        self.clone3_exit_only = False
         self._holds: dict[int, _Hold] = {}
         self.stops = 0
         # No memory call is judged while a call it depends on is between
@@ -466,6 +479,19 @@ class PtraceSource:
         self._in_flight: dict[int, dict[int, Footprint]] = {}
         self._waiting: dict[int, collections.deque[tuple[_Task, bytes, Footprint]]] = {}
         self._wide_waiting: collections.Counter[int] = collections.Counter()
+        # When each call in flight went in (monotonic), and the calls others
+        # were judged past (tid -> syscall, footprint) while in the kernel.
+        self._flying_since: dict[int, float] = {}
+        self._overtaken: dict[int, tuple[str, Footprint]] = {}
+        # Files whose inode changed after this moment were written during
+        # the run, by the tree or by the kernel on its behalf (set at start).
+        self.started_ns = 0
+        self._fresh: set[tuple[int, int]] = set()
+        # The filesystems mounted when the run started (superblock devices);
+        # a file on any other one holds what its server or image says, which
+        # the tree may have produced with no write (FUSE, a loop image).
+        self._start_devices: frozenset[int] = frozenset()
+        self._new_devices: dict[int, bool] = {}
 
     # --- starting ---------------------------------------------------------------
 
@@ -476,6 +502,8 @@ class PtraceSource:
         Raises CommandError (exit 127/126) when argv cannot be executed.
         """
         path = resolve_command(argv[0])
+        self.started_ns = run_start_ns()
+        self._start_devices = procfs.mount_devices(os.getpid())
         child = os.fork()
         if child == 0:
             _exec_child(path, argv, prepare_child)
@@ -500,6 +528,8 @@ class PtraceSource:
         stop at every syscall (PTRACE_SYSCALL) and the source filters.
         """
         info = procfs.read_process_info(pid)
+        self.started_ns = run_start_ns()
+        self._start_devices = procfs.mount_devices(pid)
         seen: set[int] = set()
         while True:
             fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
@@ -570,12 +600,13 @@ class PtraceSource:
         return self.root_status
 
     def _wait(self) -> tuple[int, int] | None:
-        """The next stop; while an open runs with its siblings held, wait at
-        most until its deadline, then let the siblings go (None)."""
-        started = [hold.deadline for hold in self._holds.values() if hold.started]
-        if not started:
+        """The next stop; while an open runs with its siblings held, or
+        memory calls wait for one in flight, wait at most until the deadline
+        (the hold's, the stall's), then let the siblings go or judge the
+        waiting calls past the stalled one (None)."""
+        deadline = self._deadline()
+        if deadline is None:
             return os.waitpid(-1, _WALL)
-        deadline = min(started)
         while True:
             tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
             if tid:
@@ -583,10 +614,44 @@ class PtraceSource:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 for key, hold in list(self._holds.items()):
-                    if hold.started and hold.deadline <= deadline:
-                        self._release(key)
+                    if hold.deadline <= deadline:
+                        if hold.started:
+                            self._release(key)
+                        else:
+                            self._start(hold)
+                self._overtake_stalled(deadline)
                 return None
             signal.sigtimedwait([signal.SIGCHLD], remaining)
+
+    def _deadline(self) -> float | None:
+        """The earliest time something waiting must be let go: a started
+        hold's end, or a call in flight that others wait for reaching
+        STALL_PATIENCE. None when nothing waits."""
+        times = [hold.deadline for hold in self._holds.values()]
+        for vm, waiting in self._waiting.items():
+            if waiting and vm in self._in_flight:
+                times.extend(self._flying_since.get(tid, 0.0) + STALL_PATIENCE for tid in self._in_flight[vm])
+        return min(times) if times else None
+
+    def _overtake_stalled(self, now: float) -> None:
+        """Calls in flight for STALL_PATIENCE that others wait for stop
+        blocking them: reported (the model of what they may change is then
+        taken from the kernel as of unknown history) and judged past."""
+        for vm, waiting in list(self._waiting.items()):
+            flying = self._in_flight.get(vm)
+            if not waiting or not flying:
+                continue
+            for tid in [t for t in flying if self._flying_since.get(t, 0.0) + STALL_PATIENCE <= now]:
+                footprint = flying.pop(tid)
+                self._flying_since.pop(tid, None)
+                task = self.tasks.get(tid)
+                syscall = task.pending.syscall if task is not None and task.pending is not None else "?"
+                self._overtaken[tid] = (syscall, footprint)
+                pid = task.pid if task is not None else vm
+                self.sink.on_event(CallStalled(time.time(), pid, tid, syscall, footprint))
+            if not flying:
+                del self._in_flight[vm]
+            self._drain(vm)
 
     def _forget_stop(self, tid: int) -> None:
         """A thread that died while its stop was handled has no pending call."""
@@ -697,6 +762,9 @@ class PtraceSource:
             self._resume(task)
 
     def _syscall_entry(self, task: _Task, raw: bytes) -> None:
+        if task.recv_wait:
+            self._resume(task)  # the poll a blocking receive waits in: its exit matters
+            return
         _, arch_id, ip, sp, nr, *args = _ENTRY.unpack_from(raw)
         arch = abi.ARCH_NAMES.get(arch_id)
         if arch is None:
@@ -725,7 +793,11 @@ class PtraceSource:
             self._resume(task)
             return
         if name in _DESCRIPTOR_CALLS:
-            self._descriptor_entry(task, call)
+            self._descriptor_entry(task, call, direct=name == call.syscall)
+            return
+        if name == "clone3" and self.clone3_exit_only:
+            task.pending = call
+            self._resume(task)
             return
         if name in _FOREIGN_WRITE_CALLS:
             call = _foreign_write_target(call)
@@ -734,6 +806,10 @@ class PtraceSource:
                 return
         elif name == "mmap" or name == "mmap2":
             call = _with_fd_object(call)
+            obj = call.fd_object
+            # The usual file (old, on a filesystem that was there) costs two compares.
+            if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices):
+                self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif name == "shmat":
             call = _with_segment_size(call)
         footprint: Footprint = None
@@ -754,6 +830,7 @@ class PtraceSource:
         task.pending = call if reply.want_exit else None
         if serialised and task.pending is not None:
             self._in_flight.setdefault(task.vm, {})[task.tid] = footprint
+            self._flying_since[task.tid] = time.monotonic()
         self._resume(task)
 
     def _must_wait(self, task: _Task, footprint: Footprint) -> bool:
@@ -790,6 +867,14 @@ class PtraceSource:
     def _call_done(self, task: _Task) -> None:
         """The memory call of `task` returned (or the task is gone): judge
         the next waiting call of its address space."""
+        if task.tid in self._overtaken:
+            # Back from the kernel after others were judged past it: what it
+            # changed is taken from the kernel again (after its result).
+            syscall, footprint = self._overtaken.pop(task.tid)
+            self.sink.on_event(CallStalled(time.time(), task.pid, task.tid, syscall, footprint,
+                                           returned=True))
+            return
+        self._flying_since.pop(task.tid, None)
         flying = self._in_flight.get(task.vm)
         if flying is None or flying.pop(task.tid, _NOT_FLYING) is _NOT_FLYING:
             return
@@ -860,6 +945,8 @@ class PtraceSource:
         if actual is None or (entry is not None and (entry.dev, entry.inode, entry.path) == (
                 actual.dev, actual.inode, actual.path)):
             return None
+        visible = next((m.dev for m in procfs.read_maps(task.tid) if m.start <= start < m.end), actual.dev)
+        self._report_fresh(task.tid, call.pid, ((actual, visible, _map_files(task.tid, start, end)),))
         return _replace(call, fd_object=actual)
 
     def _old_mmap_as_mapped(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
@@ -886,6 +973,9 @@ class PtraceSource:
             if not length or start + length > entry.end:
                 length = entry.end - start
             obj = procfs.mapped_object(task.tid, start, start + length) if entry.inode else None
+            if obj is not None:
+                self._report_fresh(task.tid, call.pid, (
+                    (obj, entry.dev, _map_files(task.tid, entry.start, entry.end)),))
         anonymous = obj is None
         asked_shared = flags_asked & abi.MAP_TYPE in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE)
         same_object = (call.fd_object is None) == anonymous and (anonymous or (
@@ -909,6 +999,7 @@ class PtraceSource:
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
+        receive = call if task.recv_flags is not None else None
         if call is not None:
             _, _, _, _, rval, is_error = _EXIT.unpack_from(raw)
             if not is_error and call.arch == "i386":
@@ -917,6 +1008,12 @@ class PtraceSource:
                 if self._descriptor_exit(task, call, rval, bool(is_error)):
                     return  # killed
                 call = None  # judged and reported there
+        if call is not None and call.syscall == "clone3" and not is_error and rval > 0:
+            call = self._untraced_child(task, call, rval)
+            if call is None:
+                return  # refused: answered there
+        if call is not None and call.syscall == "clone3" and call.target is None and self.clone3_exit_only:
+            call = None  # a followed child: nothing was judged, nothing to report
         if call is not None:
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
                 rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
@@ -943,7 +1040,36 @@ class PtraceSource:
             ctl = Control(self, task.tid, abi.ARCH_NAMES.get(arch_id, "x86_64"))
             ctl._at_exit = True
             hook(rval, ctl)
+        if receive is not None:
+            _, _, _, _, rval, _ = _EXIT.unpack_from(raw)
+            self._receive_again(task, receive, rval)
         self._resume(task)
+
+    def _untraced_child(self, task: _Task, call: MemCall, child: int) -> MemCall | None:
+        """At a clone3's exit: a child the kernel reported no clone event for
+        was made untraced (its flags live in memory, so only the result
+        tells). It is judged (`opaque`, CLONE_UNTRACED) and the call returned
+        as judged (with `target`, the child); a refusal kills the child and
+        makes the call return -errno, a kill rule kills both: then None (the
+        stop is answered). A caller in another pid namespace numbers its
+        children differently: not judged."""
+        if child in self.tasks or not _same_pid_namespace(task.tid):
+            return call
+        call = _replace(call, target=child)
+        reply = self.sink.on_result(call, self._peek_for(task.tid))
+        if not (reply.kill or reply.deny_errno is not None):
+            return call
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+        if reply.kill:
+            self._kill_process(task)
+            return None
+        regs = _getregs(task.tid)
+        regs.rax = (-reply.deny_errno) & 0xFFFFFFFFFFFFFFFF
+        _setregs(task.tid, regs)
+        self.sink.on_event(MemReturn(call, -reply.deny_errno))
+        self._resume(task)
+        return None
 
     def step_to_syscall_exit(self, tid: int) -> int:
         """Resume tid until its current syscall returns; return rax (used by
@@ -965,7 +1091,7 @@ class PtraceSource:
 
     # --- descriptors judged at exit ----------------------------------------------------
 
-    def _descriptor_entry(self, task: _Task, call: MemCall) -> None:
+    def _descriptor_entry(self, task: _Task, call: MemCall, direct: bool = True) -> None:
         """A call that may hand the process a descriptor: learn what it is at
         the exit. An open first stops every other task that shares the
         descriptor table, so none can use the new descriptor before it is
@@ -976,7 +1102,85 @@ class PtraceSource:
         task.pending = call
         if call.syscall in _HELD_CALLS and self._hold_siblings(task):
             return  # the opener goes on once every sibling has stopped
+        if direct and call.syscall in _RECEIVE_CALLS and self._may_hold_receive(call) and \
+                self._hold_siblings(task):
+            self._receive_without_waiting(task, call)
+            return
         self._resume(task)
+
+    # --- receives held like opens -------------------------------------------------------
+
+    @staticmethod
+    def _may_hold_receive(call: MemCall) -> bool:
+        """Whether a receive can run with its siblings held: made non-blocking
+        (MSG_DONTWAIT) it keeps its meaning. MSG_WAITALL would return short;
+        a blocking recvmmsg waits for all its messages, unless MSG_WAITFORONE
+        (the first only) or a timeout (ignored by the wait) says otherwise."""
+        flags = call.args[_RECV_FLAGS_ARG[call.syscall]] & 0xFFFFFFFF
+        if flags & _MSG_WAITALL:
+            return False
+        if call.syscall == "recvmsg":
+            return True
+        return bool(flags & (_MSG_DONTWAIT | _MSG_WAITFORONE)) and not call.args[4]
+
+    def _receive_without_waiting(self, task: _Task, call: MemCall) -> None:
+        """A receive about to run with its siblings held must not block
+        (the peer may be silent for ever): it runs with MSG_DONTWAIT; when
+        nothing is there, _receive_again waits without the hold and retries."""
+        arg = _RECV_FLAGS_ARG[call.syscall]
+        flags = call.args[arg] & 0xFFFFFFFF
+        if flags & _MSG_DONTWAIT:
+            return
+        register = _ARG_REGISTERS[call.arch][arg]
+        Control(self, task.tid, call.arch).set_registers({register: flags | _MSG_DONTWAIT})
+        task.recv_flags = flags
+
+    def _receive_again(self, task: _Task, call: MemCall, result: int) -> None:
+        """At the exit of a receive made non-blocking (its descriptors judged,
+        its siblings let go): give the flags register back; when the program's
+        blocking receive found nothing (EAGAIN), make the thread wait for data
+        in poll(fd, POLLIN, -1) instead, unheld, and then run the receive again
+        (judged anew). A signal that interrupts the wait interrupts the
+        receive as the kernel would (-ERESTARTSYS: EINTR, or restarted)."""
+        flags, task.recv_flags = task.recv_flags, None
+        arg_name = _ARG_REGISTERS[call.arch][_RECV_FLAGS_ARG[call.syscall]]
+        regs = _getregs(task.tid)
+        setattr(regs, arg_name, flags)
+        fd = call.args[0] & 0xFFFFFFFF
+        try:
+            blocking = result == -errno.EAGAIN and not procfs.fd_flags(task.tid, fd) & os.O_NONBLOCK
+        except TraceError:
+            blocking = False
+        ctl = Control(self, task.tid, call.arch, regs)
+        pollfd = ctl.scratch(struct.pack("<ihh", fd, _POLLIN, 0)) if blocking else None
+        if pollfd is None or (call.arch == "i386" and pollfd >> 32):
+            # No room for the poll's argument (an i386 call from a 64-bit
+            # stack cannot name it): the receive returns EAGAIN as it ran.
+            _setregs(task.tid, regs)
+            return
+        saved = type(regs).from_buffer_copy(regs)
+        names = _ARG_REGISTERS[call.arch]
+        for name, value in ((names[0], pollfd), (names[1], 1), (names[2], 0xFFFFFFFFFFFFFFFF)):
+            setattr(regs, name, value)
+        regs.rax = _NR_POLL[call.arch]
+        regs.rip -= _SYSCALL_INSN_LEN
+        _setregs(task.tid, regs)
+        task.recv_wait = True
+        task.exit_hook = functools.partial(self._waited_for_data, task, saved)
+
+    def _waited_for_data(self, task: _Task, saved, result: int, ctl: Control) -> None:
+        """The poll in place of a blocking receive returned: run the receive
+        again, or let a signal interrupt it as the kernel would."""
+        task.recv_wait = False
+        if result in _RESTART_CODES or result < 0:
+            # Interrupted (-ERESTARTSYS: the kernel's signal code makes it
+            # EINTR or restarts it), or poll's own failure (EFAULT, ENOMEM),
+            # which the receive returns instead of waiting in a loop.
+            saved.rax = (-_ERESTARTSYS if result in _RESTART_CODES else result) & 0xFFFFFFFFFFFFFFFF
+        else:
+            saved.rax = saved.orig_rax
+            saved.rip -= _SYSCALL_INSN_LEN
+        _setregs(task.tid, saved)
 
     def _hold_siblings(self, task: _Task) -> bool:
         key = task.files_key
@@ -990,7 +1194,10 @@ class PtraceSource:
                     if t.files_key == key and t.tid != task.tid and not t.held and id(t) not in queued]
         if not siblings:
             return False
-        hold = _Hold(task.tid, set(), [])
+        # Siblings that do not stop in time sleep in the kernel (a FUSE request
+        # the opener serves): their interrupt stops them before they run
+        # another instruction, so the opener may start without their stops.
+        hold = _Hold(task.tid, set(), [], deadline=time.monotonic() + HOLD_PATIENCE)
         for tid in siblings:
             try:
                 _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
@@ -1005,6 +1212,10 @@ class PtraceSource:
     def _start_if_quiet(self, hold: _Hold) -> None:
         if hold.waiting or hold.started:
             return
+        self._start(hold)
+
+    def _start(self, hold: _Hold) -> None:
+        """Let the opener of a hold go into its call."""
         hold.started = True
         hold.deadline = time.monotonic() + HOLD_PATIENCE
         owner = self.tasks.get(hold.owner)
@@ -1115,6 +1326,32 @@ class PtraceSource:
         task.pending = None
         self._resume(task)
 
+    def _report_fresh(self, tid: int, pid: int, found: Sequence[tuple[FdObject, int, str]]) -> None:
+        """Report, as written by the tree, the files among `found` (each: the
+        object, its device as the program sees it, a /proc link to it) that
+        the run may have produced with no traced open: their inode changed
+        after the run started (a core dump the kernel wrote, an overlay file
+        written through the merged view and mapped through its upper layer),
+        or they live on a filesystem mounted since (FUSE served by the tree,
+        an image it wrote and mounted: attributes say whatever it wants)."""
+        fresh = tuple(obj for obj, device, link in found if (obj.dev, obj.inode) not in self._fresh and (
+            obj.ctime_ns >= self.started_ns > 0 or self._new_filesystem(tid, device, link)))
+        if fresh:
+            self._fresh.update((obj.dev, obj.inode) for obj in fresh)
+            self.sink.on_event(WritableObjects(time.time(), pid, fresh))
+
+    def _new_filesystem(self, tid: int, device: int, link: str) -> bool:
+        """Whether the file at `link` (device `device`) lives on a filesystem
+        mounted after the run started; when its mount cannot be found (an
+        internal mount), it is taken as new (unknown is unsafe)."""
+        if not self._start_devices or device in self._start_devices:
+            return False
+        new = self._new_devices.get(device)
+        if new is None:
+            superblock = procfs.mount_device(tid, link)
+            new = self._new_devices[device] = superblock is None or superblock not in self._start_devices
+        return new
+
     def _peek_for(self, tid: int) -> Callable[[int, int], bytes]:
         return functools.partial(read_tracee, tid)
 
@@ -1210,6 +1447,12 @@ class PtraceSource:
         procfs.close_mem(task.tid)
         execstack = _elf_execstack(info.exe)
         exe = _exe_object(task.tid)
+        # The program, its interpreter and any other file the kernel mapped executable.
+        loaded = [(procfs.mapped_file(task.tid, m), m.dev, _map_files(task.tid, m.start, m.end))
+                  for m in maps if m.prot & abi.PROT_EXEC and m.inode]
+        if exe is not None:
+            loaded.append((exe, exe.dev, f"/proc/{task.tid}/exe"))
+        self._report_fresh(task.tid, task.pid, loaded)
         if self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona,
                                         exe_object=exe)):
             with contextlib.suppress(ProcessLookupError):
@@ -1293,6 +1536,13 @@ _FOREIGN_WRITE_CALLS = frozenset({"ptrace"})
 _HELD_CALLS = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd"})
 # Calls whose descriptors arrive in a buffer (SCM_RIGHTS): every candidate is judged.
 _RECEIVE_CALLS = frozenset({"recvmsg", "recvmmsg"})
+_RECV_FLAGS_ARG = {"recvmsg": 2, "recvmmsg": 3}
+_MSG_DONTWAIT, _MSG_WAITALL, _MSG_WAITFORONE = 0x40, 0x100, 0x10000
+_POLLIN = 1
+_NR_POLL = {"x86_64": 7, "i386": 168}
+_ERESTARTSYS = 512
+# A wait interrupted by a signal (or a ptrace stop) returns one of these.
+_RESTART_CODES = frozenset({-_ERESTARTSYS, -513, -514, -516})
 # Every call judged at its exit from the descriptors it produced.
 _DESCRIPTOR_CALLS = _HELD_CALLS | _RECEIVE_CALLS | {"memfd_create"}
 _OPEN_FLAGS_ARG = {"open": 1, "openat": 2, "open_by_handle_at": 2}
@@ -1382,13 +1632,42 @@ def _writable_objects(pid: int) -> tuple[FdObject, ...]:
     return tuple(found)
 
 
+def _same_pid_namespace(tid: int) -> bool:
+    """Whether `tid` numbers processes as the tracer does."""
+    try:
+        return os.readlink(f"/proc/{tid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
+
+
+def _map_files(tid: int, start: int, end: int) -> str:
+    """The /proc link to the object mapped at [start, end) of `tid`."""
+    return f"/proc/{tid}/map_files/{start:x}-{end:x}"
+
+
 def _exe_object(tid: int) -> FdObject | None:
     """The identity of the program a thread just exec'd."""
     try:
         st = os.stat(f"/proc/{tid}/exe")
     except OSError:
         return None
-    return FdObject(-1, "", st.st_dev, st.st_ino, st.st_mode)
+    return FdObject(-1, "", st.st_dev, st.st_ino, st.st_mode, ctime_ns=st.st_ctime_ns)
+
+
+_CLOCK_REALTIME_COARSE = 5  # Linux's clock id; the time module does not name it
+
+
+def run_start_ns() -> int:
+    """The wall-clock time (ns) from which an inode change time means
+    "changed during this run". The kernel stamps inodes from its coarse clock
+    (up to a tick behind) or, with multigrain stamps, finer: wait (at most
+    one tick) until the coarse clock reaches the real time read now, so every
+    change made before is stamped earlier and every change made after is
+    stamped at or after it."""
+    now = time.clock_gettime_ns(time.CLOCK_REALTIME)
+    while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) < now:
+        time.sleep(0.0005)
+    return now
 
 
 def read_tracee(tid: int, addr: int, size: int) -> bytes:

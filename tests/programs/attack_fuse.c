@@ -1,0 +1,228 @@
+/*
+ * Attack: code served, never written. In a private mount namespace the
+ * program mounts a FUSE filesystem it serves itself (a thread answering
+ * /dev/fuse): one file, "code", whose first page holds the code blob and
+ * whose attributes say it was last changed in 1970. No write(2), no file
+ * opened for writing but /dev/fuse: the kernel fills the page cache from the
+ * server's READ replies. The main thread maps code R-X and runs it. Needs
+ * root (mount namespaces, FUSE); otherwise `STEP fuse_mount mount rc=-1 ...`.
+ *
+ * With argv[1] "populate" it attacks the tracer's liveness instead: the main
+ * thread maps code read-only with MAP_POPULATE, so its mmap waits in the
+ * kernel for the READ reply, and the server thread opens a file for writing
+ * (a tracer that stops every sibling while an open is judged finds the main
+ * thread unable to stop) and makes a memory call of its own (an anonymous
+ * mmap and munmap) before it answers. A tracer that judges one memory call
+ * of an address space at a time must not wait for ever either.
+ *
+ * With argv[1] "overtake" it attacks what a tracer does about that: the main
+ * thread replaces a clean read-only page of its own program, MAP_FIXED, with
+ * code from the FUSE file (MAP_POPULATE; the server answers READ only after
+ * 3 s), and meanwhile a second thread mprotects that page R-X. A tracer that
+ * judges the mprotect past the stalled mmap from a model that still shows the
+ * clean page lets the served code run (RAN overtake_call).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "common.h"
+
+#define CODE_NODE 2
+#define CODE_SIZE 4096
+
+static int fuse_fd = -1;
+static int populate, overtake;
+static void *overtake_page;
+
+static void *make_executable(void *unused)
+{
+	(void)unused;
+	usleep(500 * 1000); /* the mmap is in the kernel by now, waiting for READ */
+	tw_mprotect("overtake_rx_mprotect", overtake_page, tw_page(), TW_RX);
+	return NULL;
+}
+
+static void fill_attr(struct fuse_attr *attr, uint64_t node)
+{
+	memset(attr, 0, sizeof(*attr));
+	attr->ino = node;
+	attr->mode = node == FUSE_ROOT_ID ? S_IFDIR | 0755 : S_IFREG | 0755;
+	attr->nlink = node == FUSE_ROOT_ID ? 2 : 1;
+	attr->size = node == FUSE_ROOT_ID ? 0 : CODE_SIZE;
+	attr->blocks = attr->size / 512;
+	attr->blksize = 4096;
+	attr->atime = attr->mtime = attr->ctime = 1;
+}
+
+static void reply(uint64_t unique, int error, const void *body, size_t size)
+{
+	char out[sizeof(struct fuse_out_header) + CODE_SIZE];
+	struct fuse_out_header *hdr = (struct fuse_out_header *)out;
+
+	hdr->len = (uint32_t)(sizeof(*hdr) + size);
+	hdr->error = error;
+	hdr->unique = unique;
+	if (size)
+		memcpy(out + sizeof(*hdr), body, size);
+	if (write(fuse_fd, out, hdr->len) < 0 && errno != ENOENT)
+		_exit(4);
+}
+
+static void *serve(void *unused)
+{
+	static char buf[1 << 18];
+	static unsigned char page[CODE_SIZE];
+
+	(void)unused;
+	memset(page, 0xcc, sizeof(page));
+	memcpy(page, TW_CODE, sizeof(TW_CODE));
+	for (;;) {
+		ssize_t n = read(fuse_fd, buf, sizeof(buf));
+		struct fuse_in_header *in = (struct fuse_in_header *)buf;
+		void *arg = buf + sizeof(*in);
+
+		if (n < 0) {
+			if (errno == EINTR || errno == ENOENT || errno == EAGAIN)
+				continue;
+			return NULL; /* ENODEV: unmounted */
+		}
+		switch (in->opcode) {
+		case FUSE_INIT: {
+			struct fuse_init_out init = {.major = FUSE_KERNEL_VERSION,
+						     .minor = FUSE_KERNEL_MINOR_VERSION,
+						     .max_readahead = 65536,
+						     .max_write = 4096,
+						     .max_pages = 1,
+						     .time_gran = 1};
+
+			reply(in->unique, 0, &init, sizeof(init));
+			break;
+		}
+		case FUSE_LOOKUP: {
+			struct fuse_entry_out entry = {0};
+
+			if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "code") != 0) {
+				reply(in->unique, -ENOENT, NULL, 0);
+				break;
+			}
+			entry.nodeid = CODE_NODE;
+			entry.entry_valid = entry.attr_valid = 3600;
+			fill_attr(&entry.attr, CODE_NODE);
+			reply(in->unique, 0, &entry, sizeof(entry));
+			break;
+		}
+		case FUSE_GETATTR: {
+			struct fuse_attr_out attr = {.attr_valid = 3600};
+
+			fill_attr(&attr.attr, in->nodeid);
+			reply(in->unique, 0, &attr, sizeof(attr));
+			break;
+		}
+		case FUSE_OPEN:
+		case FUSE_OPENDIR: {
+			struct fuse_open_out open_out = {.fh = 1, .open_flags = FOPEN_KEEP_CACHE};
+
+			reply(in->unique, 0, &open_out, sizeof(open_out));
+			break;
+		}
+		case FUSE_READ: {
+			struct fuse_read_in *rd = arg;
+			size_t size = rd->offset >= CODE_SIZE ? 0 : CODE_SIZE - rd->offset;
+
+			if (overtake)
+				sleep(3);
+			if (populate) {
+				int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+				void *scratch = mmap(NULL, 4096, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+				if (scratch != MAP_FAILED)
+					munmap(scratch, 4096);
+				if (null >= 0)
+					close(null);
+			}
+
+			if (size > rd->size)
+				size = rd->size;
+			reply(in->unique, 0, page + (rd->offset < CODE_SIZE ? rd->offset : 0), size);
+			break;
+		}
+		case FUSE_FORGET:
+		case FUSE_BATCH_FORGET:
+		case FUSE_INTERRUPT:
+			break; /* no reply */
+		case FUSE_FLUSH:
+		case FUSE_RELEASE:
+		case FUSE_RELEASEDIR:
+			reply(in->unique, 0, NULL, 0);
+			break;
+		default:
+			reply(in->unique, -ENOSYS, NULL, 0);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	char dir[] = "/tmp/tw_fuse_XXXXXX";
+	char path[256], opts[256];
+	pthread_t server;
+	void *p;
+	int rc, fd;
+
+	tw_init();
+	populate = argc > 1 && strcmp(argv[1], "populate") == 0;
+	overtake = argc > 1 && strcmp(argv[1], "overtake") == 0;
+	if (!mkdtemp(dir))
+		return 1;
+	rc = unshare(CLONE_NEWNS);
+	if (rc == 0)
+		rc = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	if (rc == 0) {
+		fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+		rc = fuse_fd < 0 ? -1 : 0;
+	}
+	if (rc == 0) {
+		snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0", fuse_fd);
+		rc = mount("tw", dir, "fuse", MS_NOSUID | MS_NODEV, opts);
+	}
+	tw_step("fuse_mount", "mount", rc, errno);
+	if (rc != 0)
+		return tw_done();
+	pthread_create(&server, NULL, serve, NULL);
+	snprintf(path, sizeof(path), "%s/code", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	tw_step("fuse_open", "open", fd, errno);
+	if (fd >= 0 && overtake) {
+		int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+		pthread_t racer;
+
+		overtake_page = mmap(NULL, tw_page(), PROT_READ, MAP_PRIVATE, self, 0);
+		if (self >= 0 && overtake_page != MAP_FAILED) {
+			pthread_create(&racer, NULL, make_executable, NULL);
+			p = tw_mmap("overtake_mmap", overtake_page, tw_page(), PROT_READ,
+				    MAP_PRIVATE | MAP_FIXED | MAP_POPULATE, fd, 0);
+			pthread_join(racer, NULL);
+			if (p != MAP_FAILED && tw_show_map("overtake_page", overtake_page) == 1)
+				tw_run("overtake_call", overtake_page);
+		}
+		close(fd);
+	} else if (fd >= 0 && populate) {
+		p = tw_mmap("populate_mmap", NULL, tw_page(), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+		if (p != MAP_FAILED && memcmp(p, TW_CODE, sizeof(TW_CODE)) == 0)
+			tw_emit("COUNT 1");
+		close(fd);
+	} else if (fd >= 0) {
+		p = tw_mmap("fuse_rx_mmap", NULL, tw_page(), TW_RX, MAP_PRIVATE, fd, 0);
+		if (p != MAP_FAILED)
+			tw_run("fuse_call", p);
+		close(fd);
+	}
+	umount2(dir, MNT_DETACH);
+	rmdir(dir);
+	return tw_done();
+}
