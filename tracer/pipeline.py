@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .abi import (
     MAP_ANONYMOUS,
@@ -56,7 +56,6 @@ from .judgement import UNENFORCED, Judgement, Outcome
 from .policy.engine import decide
 from .policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL, Action, Decision, Facts, Policy
 from .shadow import ANON_BACKING, SPECIAL, UNKNOWN_BACKING, Backing, Change, ShadowModel, page_up
-from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
     ALLOW_WITH_RESULT,
@@ -66,6 +65,10 @@ from .sources.ptrace_source import (
     SyscallHandler,
     TraceSink,
 )
+
+if TYPE_CHECKING:
+    # Only `monitor` needs it: `run` starts without the eBPF source's import.
+    from .sources.ebpf_source import EbpfSource
 
 Peek = Callable[[int, int], bytes]
 TRAMPFD_BACKING = Backing(SPECIAL, "[trampfd]")

@@ -25,7 +25,6 @@ import contextlib
 import os
 import struct
 import sys
-import tempfile
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,6 +323,8 @@ class SymbolStore:
         directory = self.directory
         try:
             directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+            import tempfile  # only a cache write needs it (it costs a start-up ~3 ms)
+
             fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
         except OSError:
             self._usable = False

@@ -1,7 +1,10 @@
 """The ptrace source: start or seize a process tree, stop it only at the memory
 syscalls the seccomp filter selects, and turn each stop into events.
 
-This is the one module that imports `ptrace` (python-ptrace). The loop waits
+This is the one module that imports `ptrace` (python-ptrace), and only for
+`ptrace_works`: the hot path makes its requests through libc directly, as
+importing python-ptrace's binding runs `ldconfig -p` (find_library), tens of
+milliseconds of every start-up. The loop waits
 with a blocking waitpid(-1, __WALL); every stop is answered before the next
 wait. Processes are seized (PTRACE_SEIZE), so group-stops are kept as the
 program expects with PTRACE_LISTEN, and signals reach the program unchanged.
@@ -23,9 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-from ptrace import PtraceError
-from ptrace.binding import func as pt
 
 from .. import abi
 from ..elf import ExecStackCache
@@ -178,21 +178,28 @@ _libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c
 _libc.ptrace.restype = ctypes.c_long
 
 
+class _UserRegs(ctypes.Structure):
+    """struct user_regs_struct of x86-64 (what PTRACE_GETREGS fills, for
+    32-bit tracees too)."""
+
+    _fields_ = tuple((name, ctypes.c_ulong) for name in (
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
+        "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs"))
+
+
 def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> int:
-    """The one way the source makes a ptrace request (python-ptrace's
-    per-call work left out). Returns the request's result. A thread that is
-    gone, or no longer stopped because it is dying (ESRCH), raises
-    NoSuchProcess: an ordinary event, its exit is reported next. Any other
-    failure raises TraceError."""
-    ctypes.set_errno(0)
+    """The one way the source makes a ptrace request. Returns the request's
+    result. A thread that is gone, or no longer stopped because it is dying
+    (ESRCH), raises NoSuchProcess: an ordinary event, its exit is reported
+    next. Any other failure raises TraceError. (No PEEK request goes
+    through here: -1 always means failure, so errno needs no reset.)"""
     result = _libc.ptrace(request, tid, addr, data)
     if result == -1:
         err = ctypes.get_errno()
-        if err:
-            message = f"ptrace({request}, {tid}): {os.strerror(err)}"
-            if err == errno.ESRCH:
-                raise NoSuchProcess(message, pid=tid)
-            raise TraceError(message, pid=tid)
+        message = f"ptrace({request}, {tid}): {os.strerror(err)}"
+        if err == errno.ESRCH:
+            raise NoSuchProcess(message, pid=tid)
+        raise TraceError(message, pid=tid)
     return result
 
 
@@ -205,13 +212,13 @@ def _kcmp(pid1: int, pid2: int, kind: int) -> bool | None:
 
 
 def _getregs(tid: int):
-    regs = pt.ptrace_registers_t()
-    _fast_ptrace(pt.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
+    regs = _UserRegs()
+    _fast_ptrace(abi.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
     return regs
 
 
 def _setregs(tid: int, regs) -> None:
-    _fast_ptrace(pt.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs))
+    _fast_ptrace(abi.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs))
 
 
 def _geteventmsg(tid: int) -> int:
@@ -587,10 +594,9 @@ class PtraceSource:
             task.exit_hook = None
 
     def _handle(self, tid: int, status: int) -> None:
-        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-            self._gone(tid, status)
-            return
         if not os.WIFSTOPPED(status):
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                self._gone(tid, status)
             return
         task = self.tasks.get(tid)
         self.stops += 1
@@ -609,7 +615,7 @@ class PtraceSource:
     def _route(self, task: _Task, status: int) -> None:
         """Answer a stop, or keep it for later while the task's descriptor
         table is held for another task's open."""
-        hold = self._holds.get(task.files_key)
+        hold = self._holds.get(task.files_key) if self._holds else None
         if hold is not None and task.tid != hold.owner and not self._detaching:
             hold.held.append((task.tid, status, None))
             hold.waiting.discard(task.tid)
@@ -650,14 +656,19 @@ class PtraceSource:
     def _resume(self, task: _Task, sig: int = 0) -> None:
         if not sig and task.deferred_signal:
             sig, task.deferred_signal = task.deferred_signal, 0
-        request = pt.PTRACE_SYSCALL if task.syscall_mode or task.pending or task.exit_hook else pt.PTRACE_CONT
-        with contextlib.suppress(NoSuchProcess):
-            _fast_ptrace(request, task.tid, 0, sig)
+        want_exit = task.syscall_mode or task.pending or task.exit_hook
+        request = abi.PTRACE_SYSCALL if want_exit else abi.PTRACE_CONT
+        # Every stop ends here: libc directly, and a thread gone meanwhile
+        # (ESRCH) is no error, its exit is reported next.
+        if _libc.ptrace(request, task.tid, 0, sig) == -1:
+            err = ctypes.get_errno()
+            if err != errno.ESRCH:
+                raise TraceError(f"ptrace({request}, {task.tid}): {os.strerror(err)}", pid=task.tid)
 
     def _detach(self, task: _Task, sig: int, event: int) -> None:
         deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
         with contextlib.suppress(TraceError):
-            _fast_ptrace(pt.PTRACE_DETACH, task.tid, 0, deliver)
+            _fast_ptrace(abi.PTRACE_DETACH, task.tid, 0, deliver)
         self.tasks.pop(task.tid, None)
 
     def _adopt(self, tid: int) -> _Task:
@@ -688,21 +699,22 @@ class PtraceSource:
             self._resume(task)
 
     def _syscall_entry(self, task: _Task, raw: bytes) -> None:
-        _, arch_id, ip, sp, nr, *args = _ENTRY.unpack_from(raw)
+        fields = _ENTRY.unpack_from(raw)
+        arch_id, ip, sp, nr, args = fields[1], fields[2], fields[3], fields[4], fields[5:]
         arch = abi.ARCH_NAMES.get(arch_id)
         if arch is None:
             self._resume(task)
             return
         if arch == "i386":
-            args = [a & 0xFFFFFFFF for a in args]
+            args = tuple(a & 0xFFFFFFFF for a in args)
         if self.handler is not None:
             ctl = Control(self, task.tid, arch)
-            if self.handler.on_syscall(RawCall(task.pid, task.tid, arch, nr, tuple(args), ip, sp), ctl):
+            if self.handler.on_syscall(RawCall(task.pid, task.tid, arch, nr, args, ip, sp), ctl):
                 task.pending = None
                 self._resume(task)
                 return
             if ctl.arguments is not None:
-                args = list(ctl.arguments)
+                args = tuple(ctl.arguments)
         name = abi.SYSCALL_NAMES[arch_id].get(nr)
         if name is None or name in _PASSED_ON:
             # An exec is seen at its PTRACE_EVENT_EXEC stop instead.
@@ -711,7 +723,9 @@ class PtraceSource:
             return
         serialised = name in _SERIALISED
         peek = self._peek_for(task.tid)
-        call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp), peek)
+        call = MemCall(time.time(), task.pid, task.tid, name, arch, args, ip, sp)
+        if arch == "i386":
+            call = _normalise(call, peek)
         if call is None:
             self._resume(task)
             return
@@ -940,7 +954,7 @@ class PtraceSource:
         """Resume tid until its current syscall returns; return rax (used by
         Control.inject). Other threads' stops wait in the kernel meanwhile."""
         while True:
-            _fast_ptrace(pt.PTRACE_SYSCALL, tid, 0, 0)
+            _fast_ptrace(abi.PTRACE_SYSCALL, tid, 0, 0)
             _, status = os.waitpid(tid, _WALL)
             if not os.WIFSTOPPED(status):
                 self._gone(tid, status)
@@ -985,7 +999,7 @@ class PtraceSource:
         for tid in siblings:
             try:
                 _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
-            except PtraceError:
+            except NoSuchProcess:
                 continue  # gone: its exit is reported
             hold.waiting.add(tid)
         if not hold.waiting:
@@ -1029,7 +1043,7 @@ class PtraceSource:
         key = task.files_key
         try:
             kill = self._judge_descriptors(task, call, rval, failed)
-        except (NoSuchProcess, PtraceError):
+        except NoSuchProcess:
             kill = False  # the thread is gone; its exit is reported
         if kill:
             self._kill_process(task)
@@ -1185,7 +1199,7 @@ class PtraceSource:
         if self.handler is not None:
             try:
                 regs = _getregs(task.tid)
-            except PtraceError:
+            except NoSuchProcess:
                 self._resume(task)
                 return
             arch = "i386" if regs.cs == _CS_I386 else "x86_64"
@@ -1253,11 +1267,9 @@ _IPC_SHMAT_ARGC = 4
 
 
 def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | None:
-    """Fold i386's legacy forms into the plain calls: old_mmap's argument
-    block and ipc(2)'s shmat/shmdt. Returns None for ipc calls that do not
-    touch memory mappings."""
-    if call.arch != "i386":
-        return call
+    """Fold an i386 call's legacy forms into the plain calls: old_mmap's
+    argument block and ipc(2)'s shmat/shmdt. Returns None for ipc calls that
+    do not touch memory mappings."""
     if call.syscall == "mmap":
         block = peek(call.args[0], _OLD_MMAP.size)
         if len(block) != _OLD_MMAP.size:
@@ -1457,7 +1469,11 @@ def resolve_command(name: str) -> str:
 
 
 def ptrace_works() -> tuple[bool, str]:
-    """Really seize a child process; return (worked, what happened)."""
+    """Really seize a child process through python-ptrace; return (worked,
+    what happened)."""
+    from ptrace import PtraceError
+    from ptrace.binding import func as pt
+
     child = os.fork()
     if child == 0:
         os.kill(os.getpid(), signal.SIGSTOP)
