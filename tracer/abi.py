@@ -119,6 +119,9 @@ O_ACCMODE = 0o3
 O_WRONLY = 0o1
 O_RDWR = 0o2
 
+# madvise(2) advice that keeps a range out of a forked child (VM_DONTCOPY).
+MADV_DONTFORK = 10
+
 IPC_SHMAT = 21
 IPC_SHMDT = 22
 SYS_RECVMSG = 17  # socketcall(2) sub-calls

@@ -322,9 +322,12 @@ class Judge:
             self.model.reconcile(call.pid, start, end, maps)
 
     def _learn_fork(self, pid: int) -> None:
-        """A forked child's address space is not a copy of its parent's
-        (MADV_DONTFORK leaves gaps a growing region can fill unseen): take
-        it from the child's maps, read while it has run no instruction."""
+        """A forked child's address space that may not be a copy of its
+        parent's model (MADV_DONTFORK, a device mapping the kernel keeps out
+        of children, a call of the parent's space running at the fork: gaps
+        a growing region can fill unseen, protections the model has yet to
+        learn): take it from the child's maps, read while it has run no
+        instruction."""
         try:
             maps = read_maps(pid)
         except TraceError:
@@ -416,8 +419,9 @@ class Judge:
         elif isinstance(event, ExecEvent):
             return self._exec(event)
         elif isinstance(event, ForkEvent):
-            self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
-            if self.source == "ptrace" and not event.shares_vm:
+            child = self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+            copied = event.copied and child is not None and not child.space.holds_uncopied
+            if self.source == "ptrace" and not event.shares_vm and not copied:
                 self._learn_fork(event.child_pid)
         elif isinstance(event, CallsRepeated):
             self.calls_repeated(event)

@@ -110,6 +110,24 @@ def backing_from_entry(entry: MapEntry) -> Backing:
     return Backing(FILE, name, entry.dev, entry.inode, deleted, ("ino", entry.dev, entry.inode))
 
 
+# Kernel-made mappings fork copies (the vDSO and its data, vsyscall).
+_FORK_COPIED_SPECIAL = frozenset({"[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"})
+
+
+def copied_by_fork(backing: Backing) -> bool:
+    """Whether fork surely copies a mapping of `backing` into the child:
+    not for special kernel mappings ([uprobes]), devices and anonymous-inode
+    facilities (perf, io_uring), which the kernel may keep out of children
+    (VM_DONTCOPY), nor for memory of unknown kind."""
+    kind = backing.kind
+    if kind == SPECIAL:
+        return backing.path in _FORK_COPIED_SPECIAL
+    if kind == FILE:
+        path = backing.path or ""
+        return path.startswith("/") and not path.startswith("/dev/")
+    return kind != UNKNOWN
+
+
 def backing_from_fd(obj: FdObject) -> Backing:
     """Return the Backing of an mmap'ed descriptor."""
     path = obj.path
@@ -219,7 +237,11 @@ class Change:
 
 
 class AddressSpace:
-    """The regions of one address space, sorted by start address."""
+    """The regions of one address space, sorted by start address.
+
+    `holds_uncopied` is True once it may have held a mapping fork does not
+    copy (copied_by_fork, or a mapped descriptor that is no regular file):
+    a forked child's model is then taken from the child's own maps."""
 
     def __init__(self, regions: list[Region] | None = None):
         self._regions: list[Region] = sorted(regions or [], key=lambda r: r.start)
@@ -228,6 +250,7 @@ class AddressSpace:
         # The last overlapping() answer, kept until the space changes: a
         # call's footprint, coverage check and plan all ask for one range.
         self._last_overlap: tuple[int, int, list[Region]] | None = None
+        self.holds_uncopied = not all(copied_by_fork(r.backing) for r in self._regions)
         self.brk_start: int | None = None
         self.brk_end: int | None = None
 
@@ -254,6 +277,7 @@ class AddressSpace:
         """Return an independent copy (what fork gives the child)."""
         twin = AddressSpace(list(self._regions))
         twin.brk_start, twin.brk_end = self.brk_start, self.brk_end
+        twin.holds_uncopied = self.holds_uncopied
         return twin
 
     def __iter__(self):
@@ -321,6 +345,8 @@ class AddressSpace:
 
     def insert(self, region: Region) -> None:
         """Map a region, replacing whatever was there, merging with neighbours."""
+        if not self.holds_uncopied and not copied_by_fork(region.backing):
+            self.holds_uncopied = True
         self.remove(region.start, region.end)
         i = bisect.bisect_left(self._starts, region.start)
         self._regions.insert(i, region)
@@ -808,6 +834,9 @@ class ShadowModel:
             offset *= PAGE_SIZE
         prot = change.prot
         self._note_writable(change.backing, change.shared, prot)
+        obj = call.fd_object
+        if (not stat.S_ISREG(obj.mode)) if obj is not None else not call.args[3] & MAP_ANONYMOUS:
+            process.space.holds_uncopied = True  # a device, a facility, or not known: maybe not copied
         process.space.insert(Region(start, end, prot, change.shared, offset, change.backing,
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 

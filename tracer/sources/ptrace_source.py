@@ -161,6 +161,8 @@ _SYSCALL_INSN_LEN = 2  # syscall (0f 05), int 0x80 (cd 80) and sysenter (0f 34)
 _RED_ZONE = 128
 _NR_RT_SIGPROCMASK = {"x86_64": 14, "i386": 175}
 _NR_CLOSE = {"x86_64": 3, "i386": 6}
+_NR_MADVISE = {"x86_64": 28, "i386": 219}
+_X32_BIT = 0x40000000
 _SIG_SETMASK = 2
 _ALL_SIGNALS = b"\xff" * 8
 
@@ -464,6 +466,10 @@ class PtraceSource:
         self._in_flight: dict[int, dict[int, Footprint]] = {}
         self._waiting: dict[int, collections.deque[tuple[_Task, bytes, Footprint]]] = {}
         self._wide_waiting: collections.Counter[int] = collections.Counter()
+        # Address spaces some thread asked MADV_DONTFORK for: a fork of them
+        # is not vouched a copy of the model (ForkEvent.copied). Kept after
+        # an exec too (another task may still share the old space's key).
+        self._dontfork: set[int] = set()
 
     # --- starting ---------------------------------------------------------------
 
@@ -715,6 +721,11 @@ class PtraceSource:
                 return
             if ctl.arguments is not None:
                 args = tuple(ctl.arguments)
+        if nr & ~_X32_BIT == _NR_MADVISE[arch] and args[2] & 0xFFFFFFFF == abi.MADV_DONTFORK:
+            # Asked, whether or not it succeeds: its forks' children are read.
+            self._dontfork.add(task.vm)
+            self._resume(task)
+            return
         name = abi.SYSCALL_NAMES[arch_id].get(nr)
         if name is None or name in _PASSED_ON:
             # An exec is seen at its PTRACE_EVENT_EXEC stop instead.
@@ -1137,7 +1148,12 @@ class PtraceSource:
         else:
             known.pid, known.syscall_mode, known.vm, known.files = child_pid, task.syscall_mode, vm, files
         if not thread:
-            self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm))
+            # A copy of what the model holds when no call of the parent's
+            # space was running and nothing was kept out of children.
+            copied = not (shares_vm or task.syscall_mode or task.vm in self._dontfork
+                          or self._in_flight.get(task.vm))
+            self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm,
+                                         copied))
         if self.handler is not None:
             self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
         if known is not None and known.held:
