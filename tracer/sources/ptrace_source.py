@@ -344,6 +344,8 @@ class Control:
         if self._saved is None:
             self._saved = self.registers()
             self._block_signals()
+        if nr & ~_X32_BIT == _NR_MADVISE[self.arch] and len(args) > 2 and args[2] == abi.MADV_DONTFORK:
+            self._source.kept_from_children(self.tid)  # the filter never sees an injected call
         return self._run(nr, *args)
 
     def _block_signals(self) -> None:
@@ -723,7 +725,7 @@ class PtraceSource:
                 args = tuple(ctl.arguments)
         if nr & ~_X32_BIT == _NR_MADVISE[arch] and args[2] & 0xFFFFFFFF == abi.MADV_DONTFORK:
             # Asked, whether or not it succeeds: its forks' children are read.
-            self._dontfork.add(task.vm)
+            self.kept_from_children(task.tid)
             self._resume(task)
             return
         name = abi.SYSCALL_NAMES[arch_id].get(nr)
@@ -771,6 +773,13 @@ class PtraceSource:
         if serialised and task.pending is not None:
             self._in_flight.setdefault(task.vm, {})[task.tid] = footprint
         self._resume(task)
+
+    def kept_from_children(self, tid: int) -> None:
+        """Some range of tid's address space may be kept out of forked
+        children (MADV_DONTFORK): its forks are no longer vouched copies."""
+        task = self.tasks.get(tid)
+        if task is not None:
+            self._dontfork.add(task.vm)
 
     def _must_wait(self, task: _Task, footprint: Footprint) -> bool:
         """True when a call of `task` with `footprint` must wait: another
