@@ -157,10 +157,11 @@ class ForkEvent:
     until it execs (`shares_vm`, vfork and CLONE_VM), or a plain fork copy.
 
     `copied` is the source's word that the copy holds every mapping of the
-    parent's address space as its judged calls left it: no memory call of
-    it was between entry and exit when fork copied it, and none of its
-    threads asked for MADV_DONTFORK (mappings the kernel itself keeps out
-    of children are the model's to know). False: nothing is vouched."""
+    parent's address space as its judged calls left it: the forking task
+    was alone in that space (no other task's call can have changed it
+    after the copy) and none of its threads asked for MADV_DONTFORK
+    (mappings the kernel itself keeps out of children are the model's to
+    know). False: nothing is vouched."""
 
     ts: float
     parent_pid: int

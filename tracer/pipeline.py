@@ -324,7 +324,7 @@ class Judge:
     def _learn_fork(self, pid: int) -> None:
         """A forked child's address space that may not be a copy of its
         parent's model (MADV_DONTFORK, a device mapping the kernel keeps out
-        of children, a call of the parent's space running at the fork: gaps
+        of children, another thread of the parent's space at the fork: gaps
         a growing region can fill unseen, protections the model has yet to
         learn): take it from the child's maps, read while it has run no
         instruction."""

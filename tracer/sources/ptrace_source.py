@@ -1157,10 +1157,12 @@ class PtraceSource:
         else:
             known.pid, known.syscall_mode, known.vm, known.files = child_pid, task.syscall_mode, vm, files
         if not thread:
-            # A copy of what the model holds when no call of the parent's
-            # space was running and nothing was kept out of children.
-            copied = not (shares_vm or task.syscall_mode or task.vm in self._dontfork
-                          or self._in_flight.get(task.vm))
+            # The model's copy is the child's space when the forking task was
+            # alone in its address space (another thread's calls may be
+            # reported before this event although they ran after the copy)
+            # and nothing was kept out of children.
+            alone = not any(other.vm == task.vm and other is not task for other in self.tasks.values())
+            copied = alone and not (shares_vm or task.syscall_mode or task.vm in self._dontfork)
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm,
                                          copied))
         if self.handler is not None:
