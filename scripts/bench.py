@@ -7,6 +7,7 @@ Run through scripts/bench. Prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import resource
@@ -148,9 +149,11 @@ def bench_cheap(bins: dict[str, Path], reps: int, n: int) -> None:
            "loop x one-rule filter"], rows)
 
 
-def bench_mprotect(bins: dict[str, Path], reps: int, n: int) -> None:
-    """Per-event cost of a traced mprotect, both CPU placements."""
+def bench_mprotect(bins: dict[str, Path], reps: int, n: int, baseline: str | None = None) -> None:
+    """Per-event cost of a traced mprotect, both CPU placements. `baseline`:
+    another checkout's tree, timed as one more configuration."""
     tw = [*TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--"]
+    tw_base = ["env", f"PYTHONPATH={baseline}", *tw] if baseline else None
     strace_seccomp = ["strace", "-f", "--seccomp-bpf", "-e", STRACE_SET, "-o", "/dev/null"]
     strace_plain = ["strace", "-f", "-e", STRACE_SET, "-o", "/dev/null"]
     configs = {"native": ["taskset", "-c", "0"]}
@@ -159,6 +162,8 @@ def bench_mprotect(bins: dict[str, Path], reps: int, n: int) -> None:
         configs[f"strace --seccomp-bpf, {label}"] = ["taskset", "-c", "0", *strace_seccomp, *tail]
         configs[f"strace, {label}"] = ["taskset", "-c", "0", *strace_plain, *tail]
         configs[f"trampwatch run, {label}"] = ["taskset", "-c", "0", *tw, *tail]
+        if tw_base:
+            configs[f"trampwatch run (baseline tree), {label}"] = ["taskset", "-c", "0", *tw_base, *tail]
     got = marginal(configs, bins["mprotect_flood"], n, reps)
     native = got["native"][1]
 
@@ -574,8 +579,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads, 3 repetitions")
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
     parser.add_argument("--baseline", metavar="TREE",
-                        help="workloads, scan: also time trampwatch from another checkout (its PYTHONPATH)")
+                        help="workloads, mprotect, scan: also time trampwatch from another checkout "
+                             "(its PYTHONPATH)")
     args = parser.parse_args()
+    # Byte-code for every tree timed: with PYTHONDONTWRITEBYTECODE set (some
+    # sandboxes do), each run would otherwise compile trampwatch's modules
+    # from source, a cost no installed copy pays.
+    for tree in (ROOT, *([Path(args.baseline)] if args.baseline else [])):
+        compileall.compile_dir(tree / "tracer", quiet=1)
     reps = 3 if args.quick else args.reps
     scale = 10 if args.quick else 1
     if os.cpu_count() and os.cpu_count() < 2:
@@ -599,7 +610,7 @@ def main() -> None:
         if "cheap" in selected:
             bench_cheap(bins, reps, 2_000_000 // scale)
         if "mprotect" in selected:
-            bench_mprotect(bins, reps, 100_000 // scale)
+            bench_mprotect(bins, reps, 100_000 // scale, args.baseline)
         if "startup" in selected:
             bench_startup(reps)
         if "enforce" in selected:

@@ -332,3 +332,21 @@ def test_a_memory_call_waiting_on_userfaultfd_does_not_deadlock(build_program, p
     assert (traced.returncode, out.count, out.done) == (0, 1, 1), traced.stderr
     assert shape(traced.events) == [("userfaultfd", ("opaque",))]
     assert "memory calls stalled in the kernel: 1" in traced.stderr
+
+
+def test_a_mapping_the_kernel_keeps_from_children_is_not_in_the_childs_model(build_program, parse_output,
+                                                                           tmp_path):
+    """A perf ring buffer is never copied into a forked child (the kernel
+    marks it so, no madvise asked): the child's model must not keep it, or a
+    MAP_GROWSDOWN region the child grows into that gap is judged as the
+    parent's clean read-only ring page."""
+    program = str(build_program("attack_perf_gap"))
+    done = subprocess.run([program], capture_output=True, text=True, timeout=120)
+    if done.returncode == 3:
+        pytest.skip(f"perf events cannot be opened here: {done.stdout.strip()}")
+    native = parse_output(done.stdout)
+    assert native.maps["child_ring"] is None and native.ran == ["child_call"]
+    traced = trace([program], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed()["child_rx_mprotect"] == "EACCES"

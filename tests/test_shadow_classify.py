@@ -342,3 +342,33 @@ def test_reconcile_takes_a_failed_calls_range_from_the_kernel():
     assert space.find(0x31000) is None
     assert space.find(0x33000).ever_writable
     assert C.W_TO_X in step(shadow, call("mprotect", 0x30000, 4096, R | X), 0)
+
+
+def test_a_space_that_may_hold_mappings_fork_does_not_copy_says_so():
+    """A forked child's model is its parent's copy only while the parent's
+    space holds nothing the kernel may keep out of children: special kernel
+    mappings ([uprobes]), devices and facilities (perf, io_uring) mapped
+    through a descriptor, or anything mapped from a descriptor not known."""
+    assert not model().process(PID).space.holds_uncopied  # program, heap, stack
+    shadow = model()
+    regular = FdObject(3, "/usr/lib/libx.so", os.makedev(8, 1), 12, 0o100644)
+    step(shadow, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 3, 0, fd_object=regular), 0x30000)
+    step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x40000)
+    assert not shadow.process(PID).space.holds_uncopied
+    shadow.fork(PID, PID + 1, shares_vm=False)
+    assert not shadow.process(PID + 1).space.holds_uncopied
+    for obj in (FdObject(4, "anon_inode:[perf_event]", 0, 13, 0), FdObject(5, "/dev/fb0", 5, 14, 0o20660),
+                None):
+        shadow = model()
+        step(shadow, call("mmap", 0, 4096, R | W, MAP_SHARED, 4, 0, fd_object=obj), 0x50000)
+        assert shadow.process(PID).space.holds_uncopied, obj
+        shadow.fork(PID, PID + 1, shares_vm=False)
+        assert shadow.process(PID + 1).space.holds_uncopied, obj  # its model came from its maps: still may
+    uprobes = (*BASE_MAPS, MapEntry(0x7FFFF000, 0x80000000, R | X, False, 0, 0, 0, "[uprobes]"))
+    shadow = ShadowModel()
+    shadow.seed(PID, INFO, uprobes, 0)
+    assert shadow.process(PID).space.holds_uncopied
+    shadow = model()
+    shadow.fill_unknown(PID, 0x90000, 0x91000, (MapEntry(0x90000, 0x91000, R, True, 0, 0, 15,
+                                                         "anon_inode:[io_uring]"),))
+    assert shadow.process(PID).space.holds_uncopied

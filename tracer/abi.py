@@ -119,6 +119,9 @@ O_ACCMODE = 0o3
 O_WRONLY = 0o1
 O_RDWR = 0o2
 
+# madvise(2) advice that keeps a range out of a forked child (VM_DONTCOPY).
+MADV_DONTFORK = 10
+
 IPC_SHMAT = 21
 IPC_SHMDT = 22
 SYS_RECVMSG = 17  # socketcall(2) sub-calls
@@ -193,6 +196,11 @@ _PROT_NAMES = tuple(
 
 # --- ptrace ---------------------------------------------------------------------
 
+PTRACE_CONT = 7
+PTRACE_GETREGS = 12
+PTRACE_SETREGS = 13
+PTRACE_DETACH = 17
+PTRACE_SYSCALL = 24
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_GETSIGINFO = 0x4202

@@ -14,13 +14,10 @@ import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from tracer.abi import PF_X, Prot
-from tracer.elf import ElfCache, ElfError, ElfInfo, map_to_vaddr, read_at_vaddr, symbolize
-
-if TYPE_CHECKING:
-    import capstone
+from tracer.elf import ElfCache, ElfError, ElfLayout, map_to_vaddr, read_at_vaddr, symbolize
 
 # Basenames of the C library (glibc, musl) and of glibc's dynamic loader.
 _LIBC = re.compile(r"libc\.so(\.\d+)?|libc-[\d.]+\.so|libc\.musl-.*|ld-musl-.*")
@@ -108,10 +105,9 @@ class Attributor:
     def __init__(self, elf_cache: ElfCache | None = None, max_words: int = 512):
         self._elves = elf_cache if elf_cache is not None else ElfCache()
         self._max_words = max_words
-        self._objects: dict[tuple[str, int | None], ElfInfo | None] = {}
+        self._objects: dict[tuple[str, int | None], ElfLayout | None] = {}
         self._call_sites: dict[tuple[object, int], bool] = {}
         self._last: tuple[Sequence[RegionLike], _ExecIndex] | None = None
-        self._disassemblers: dict[int, capstone.Cs] = {}
 
     def caller(self, ip: int, stack: bytes, sp: int, regions: Sequence[RegionLike]) -> Caller:
         """Return the caller of the syscall a thread is stopped at.
@@ -155,15 +151,17 @@ class Attributor:
             self._last = (regions, index)
         return index
 
-    def _elf_for(self, region: RegionLike) -> ElfInfo | None:
-        """The ElfInfo behind a file mapping, or None when it cannot be read
+    def _elf_for(self, region: RegionLike) -> ElfLayout | None:
+        """The ElfLayout behind a file mapping, or None when it cannot be read
         or the file on disk is no longer the one mapped."""
         inode = getattr(region, "inode", None)
         key = (region.path, inode)
         if key in self._objects:
             return self._objects[key]
         try:
-            info: ElfInfo | None = self._elves.get(region.path)
+            # The program headers are all attribution needs: no pyelftools
+            # parse of the whole file (libjvm.so: tens of milliseconds).
+            info: ElfLayout | None = self._elves.layout(region.path)
         except ElfError:
             info = None
         if info is not None and inode is not None and info.key.ino != inode:
@@ -183,7 +181,7 @@ class Attributor:
                 return info.elfclass // 8
         return 8
 
-    def _follows_call(self, info: ElfInfo, region: RegionLike, addr: int) -> bool:
+    def _follows_call(self, info: ElfLayout, region: RegionLike, addr: int) -> bool:
         """True when the file bytes just before `addr` are a call instruction."""
         vaddr = map_to_vaddr(info, addr, region.start, region.offset)
         if vaddr is None:
@@ -197,7 +195,7 @@ class Attributor:
             self._call_sites[key] = known
         return known
 
-    def _decode_call(self, info: ElfInfo, vaddr: int) -> bool:
+    def _decode_call(self, info: ElfLayout, vaddr: int) -> bool:
         seg = info.segment_for_vaddr(vaddr - 1)
         if seg is None or not seg.flags & PF_X:
             return False
@@ -206,27 +204,8 @@ class Attributor:
             code = read_at_vaddr(info, low, vaddr - low)
         except ElfError:
             return False
-        disasm = self._disassembler(info.elfclass)
-        for length in _CALL_LENGTHS:
-            if length > len(code):
-                continue
-            insn = next(disasm.disasm(code[-length:], vaddr - length, 1), None)
-            if insn is not None and insn.size == length and _is_call(insn):
-                return True
-        return False
-
-    def _disassembler(self, elfclass: int) -> capstone.Cs:
-        cs = self._disassemblers.get(elfclass)
-        if cs is None:
-            # Imported here: only a reported event's caller needs it.
-            import capstone
-
-            cs = capstone.Cs(
-                capstone.CS_ARCH_X86, capstone.CS_MODE_32 if elfclass == 32 else capstone.CS_MODE_64
-            )
-            cs.detail = True
-            self._disassemblers[elfclass] = cs
-        return cs
+        return any(call_length(code[-length:], info.elfclass) == length
+                   for length in _CALL_LENGTHS if length <= len(code))
 
     def _describe(self, addr: int, region: RegionLike, *, return_address: bool) -> Caller:
         name = _object_name(region)
@@ -249,7 +228,51 @@ class Attributor:
         return Caller(addr, name, symbol, offset + (addr - probe))
 
 
-def _is_call(insn: capstone.CsInsn) -> bool:
-    """A near call: e8 rel32, or ff with ModRM reg field 2 (not ff /3, far)."""
-    opcode = insn.opcode[0]
-    return opcode == _CALL_REL32 or (opcode == _CALL_INDIRECT and (insn.modrm >> 3) & 7 == 2)
+# Legacy prefixes an x86 instruction may carry (lock, rep, segment, operand
+# and address size); the last of F0/F2/F3 is the one that counts.
+_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67})
+_REX = range(0x40, 0x50)
+# Displacement bytes after ModRM (and SIB) by its mod field, 32/64-bit and 16-bit addressing.
+_DISP = (0, 1, 4)
+_DISP16 = (0, 1, 2)
+
+
+def call_length(code: bytes, bits: int) -> int | None:
+    """The length of the near call instruction at the start of `code` (e8
+    rel, or ff /2: `call r/m`, not ff /3, far) in `bits`-bit code, None when
+    it is no such call. Decoded here rather than with capstone, whose import
+    costs more than a short traced program (tests/test_attribution.py holds
+    the two to the same answers); a lock prefix makes the call invalid."""
+    i, count = 0, len(code)
+    addr16 = op16 = lock = False
+    while i < count and (code[i] in _PREFIXES or (bits == 64 and code[i] in _REX)):
+        byte = code[i]
+        if byte in (0xF0, 0xF2, 0xF3):
+            lock = byte == 0xF0
+        op16 = op16 or byte == 0x66
+        addr16 = addr16 or (byte == 0x67 and bits == 32)
+        i += 1
+    if lock or i >= count:
+        return None
+    opcode = code[i]
+    i += 1
+    if opcode == _CALL_REL32:
+        return i + (2 if op16 and bits == 32 else 4)
+    if opcode != _CALL_INDIRECT or i >= count or (code[i] >> 3) & 7 != 2:
+        return None
+    mod, rm = code[i] >> 6, code[i] & 7
+    i += 1
+    if mod == 3:
+        return i
+    if addr16:
+        return i + 2 if mod == 0 and rm == 6 else i + _DISP16[mod]
+    if rm == 4:
+        if i >= count:
+            return None
+        base = code[i] & 7
+        i += 1
+        if mod == 0 and base == 5:
+            return i + 4
+    elif mod == 0 and rm == 5:
+        return i + 4
+    return i + _DISP[mod]

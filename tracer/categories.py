@@ -59,4 +59,6 @@ DESCRIPTOR_CATEGORIES: frozenset[Category] = frozenset({Category.EXEC_WRITTEN, C
 
 def by_severity(categories: set[Category] | frozenset[Category]) -> tuple[Category, ...]:
     """Return categories sorted most severe first."""
+    if not categories:
+        return ()  # most calls: no category at all
     return tuple(sorted(categories, key=SEVERITY.__getitem__))

@@ -18,14 +18,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache, cached_property
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from tracer.abi import PF_W, PF_X
 from tracer.errors import EXIT_VIOLATION, TrampwatchError
 from tracer.symbols import Identity, Symbol, SymbolFormatError, SymbolTable, default_store, read_symbols
 
-__all__ = ["ElfCache", "ElfError", "ElfInfo", "FileKey", "NotElfError", "Segment", "Symbol", "SymbolTable",
-           "map_to_vaddr", "read_at_vaddr", "read_elf", "symbolize"]
+__all__ = ["ElfCache", "ElfError", "ElfInfo", "ElfLayout", "FileKey", "NotElfError", "Segment", "Symbol",
+           "SymbolTable", "map_to_vaddr", "read_at_vaddr", "read_elf", "read_layout", "symbolize"]
 
 if TYPE_CHECKING:
     from elftools.elf.dynamic import DynamicSegment
@@ -105,8 +105,46 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class ElfInfo:
-    """The W^X-relevant facts of one ELF file.
+class ElfLayout:
+    """How one ELF file is laid out in memory: its class (32 or 64) and its
+    PT_LOAD segments, read from the program headers alone (no pyelftools):
+    what mapping an address to the file, its bytes and its symbols needs."""
+
+    path: str
+    key: FileKey
+    elfclass: int
+    segments: tuple[Segment, ...]
+
+    @cached_property
+    def symbols(self) -> SymbolTable:
+        """The .symtab and .dynsym symbols, loaded on first use.
+        Raises ElfError (reason 'changed') if the file changed since it was read."""
+        return _load_symbols(self)
+
+    @property
+    def has_code(self) -> bool:
+        """False for a separate debug-info file, whose executable segments
+        have no bytes in the file (only headers copied from the real object)."""
+        return any(seg.flags & PF_X and seg.filesz for seg in self.segments)
+
+    def segment_for_offset(self, file_offset: int) -> Segment | None:
+        """Return the PT_LOAD segment whose file bytes hold `file_offset`, or None."""
+        for seg in self.segments:
+            if seg.offset <= file_offset < seg.offset + seg.filesz:
+                return seg
+        return None
+
+    def segment_for_vaddr(self, vaddr: int) -> Segment | None:
+        """Return the PT_LOAD segment whose memory image holds `vaddr`, or None."""
+        for seg in self.segments:
+            if seg.vaddr <= vaddr < seg.vaddr + seg.memsz:
+                return seg
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ElfInfo(ElfLayout):
+    """The W^X-relevant facts of one ELF file (its layout and the rest).
 
     `e_type` is 'EXEC', 'DYN', 'REL' or 'CORE'; `machine` pyelftools' name
     ('EM_X86_64', 'EM_386'); `gnu_stack_flags` the PT_GNU_STACK flags or None
@@ -114,13 +152,9 @@ class ElfInfo:
     the undefined dynamic symbols.
     """
 
-    path: str
-    key: FileKey
-    elfclass: int
     machine: str
     e_type: str
     entry: int
-    segments: tuple[Segment, ...]
     gnu_stack_flags: int | None
     textrel: bool
     interpreter: str | None
@@ -143,31 +177,6 @@ class ElfInfo:
             return True
         return self.e_type == "DYN" and self.interpreter is not None and self.soname is None
 
-    @cached_property
-    def symbols(self) -> SymbolTable:
-        """The .symtab and .dynsym symbols, loaded on first use.
-        Raises ElfError (reason 'changed') if the file changed since read_elf()."""
-        return _load_symbols(self)
-
-    @property
-    def has_code(self) -> bool:
-        """False for a separate debug-info file, whose executable segments
-        have no bytes in the file (only headers copied from the real object)."""
-        return any(seg.flags & PF_X and seg.filesz for seg in self.segments)
-
-    def segment_for_offset(self, file_offset: int) -> Segment | None:
-        """Return the PT_LOAD segment whose file bytes hold `file_offset`, or None."""
-        for seg in self.segments:
-            if seg.offset <= file_offset < seg.offset + seg.filesz:
-                return seg
-        return None
-
-    def segment_for_vaddr(self, vaddr: int) -> Segment | None:
-        """Return the PT_LOAD segment whose memory image holds `vaddr`, or None."""
-        for seg in self.segments:
-            if seg.vaddr <= vaddr < seg.vaddr + seg.memsz:
-                return seg
-        return None
 
 
 @cache
@@ -364,7 +373,7 @@ def _undefined_names(elf: ELFFile, table: SymbolTableSection) -> frozenset[str]:
     return frozenset(names)
 
 
-def _load_symbols(info: ElfInfo) -> SymbolTable:
+def _load_symbols(info: ElfLayout) -> SymbolTable:
     """The symbol table of `info`'s file, read in bulk (tracer.symbols) or
     taken from the on-disk cache for its build-id."""
     fd, st = _open_regular(info.path)
@@ -381,7 +390,7 @@ def _load_symbols(info: ElfInfo) -> SymbolTable:
         os.close(fd)
 
 
-def map_to_vaddr(info: ElfInfo, addr: int, map_start: int, map_offset: int) -> int | None:
+def map_to_vaddr(info: ElfLayout, addr: int, map_start: int, map_offset: int) -> int | None:
     """Translate `addr`, inside a mapping of `info` that starts at `map_start`
     with file offset `map_offset`, to the ELF's own virtual address.
 
@@ -396,7 +405,7 @@ def map_to_vaddr(info: ElfInfo, addr: int, map_start: int, map_offset: int) -> i
     return seg.vaddr + (file_offset - seg.offset)
 
 
-def symbolize(info: ElfInfo, addr: int, map_start: int, map_offset: int) -> tuple[str, int] | None:
+def symbolize(info: ElfLayout, addr: int, map_start: int, map_offset: int) -> tuple[str, int] | None:
     """Return (symbol name, offset of `addr` from the symbol's start) for an
     address inside a mapping of `info`, or None when no sized symbol covers it.
     Raises ElfError when the symbol tables cannot be read."""
@@ -409,7 +418,7 @@ def symbolize(info: ElfInfo, addr: int, map_start: int, map_offset: int) -> tupl
     return sym.name, vaddr - sym.addr
 
 
-def read_at_vaddr(info: ElfInfo, vaddr: int, size: int) -> bytes:
+def read_at_vaddr(info: ElfLayout, vaddr: int, size: int) -> bytes:
     """Return up to `size` file bytes at the ELF virtual address `vaddr` (fewer
     at the end of a segment's file image; b'' outside every segment).
     Raises ElfError when the file is unreadable or changed since read_elf()."""
@@ -429,15 +438,19 @@ def read_at_vaddr(info: ElfInfo, vaddr: int, size: int) -> bytes:
 
 
 _PT_GNU_STACK = 0x6474E551
-# Per ELF class: (e_phoff format, e_phoff offset, program header format, p_flags position).
-_PHDR_LAYOUTS = {1: ("I", 0x1C, "8I", 6), 2: ("Q", 0x20, "IIQQQQQQ", 1)}
+# Per ELF class: (e_phoff format, e_phoff offset, program header format, the
+# positions of p_type, p_flags, p_offset, p_vaddr, p_filesz and p_memsz in it).
+_PHDR_LAYOUTS = {1: ("I", 0x1C, "8I", (0, 6, 1, 2, 4, 5)), 2: ("Q", 0x20, "IIQQQQQQ", (0, 1, 2, 3, 5, 6))}
 
 
-def read_stack_flags(path: str) -> int | None:
-    """The PT_GNU_STACK flags of the ELF file at `path`, None when it has no
-    such header -- from the program headers alone, as the kernel's exec reads
-    them. Raises ElfError (NotElfError) when the file cannot be read or its
-    program headers are not there."""
+_PT_LOAD = 1
+
+
+def _program_headers(path: str) -> tuple[os.stat_result, int, list[tuple[int, ...]]]:
+    """Read the program headers of the ELF file at `path` with struct alone;
+    return (its stat, its class: 32 or 64, each header as (p_type, p_flags,
+    p_offset, p_vaddr, p_filesz, p_memsz)). Raises ElfError (NotElfError)
+    when the file cannot be read or its program headers are not there."""
     fd, st = _open_regular(path)
     try:
         head = os.pread(fd, 64, 0)
@@ -446,13 +459,13 @@ def read_stack_flags(path: str) -> int | None:
         if len(head) < 64 or head[4] not in _PHDR_LAYOUTS or head[5] not in (1, 2):
             raise ElfError(path, "malformed", "malformed ELF header")
         endian = "<" if head[5] == 1 else ">"
-        offword, at, phdr_format, flags_at = _PHDR_LAYOUTS[head[4]]
+        offword, at, phdr_format, order = _PHDR_LAYOUTS[head[4]]
         (phoff,) = struct.unpack_from(endian + offword, head, at)
         # e_phoff, e_shoff, e_flags, e_ehsize, then e_phentsize and e_phnum.
         phentsize, phnum = struct.unpack_from(endian + "HH", head, at + 2 * struct.calcsize(offword) + 6)
         phdr = struct.Struct(endian + phdr_format)
         if phnum == 0:
-            return None
+            return st, 32 * head[4], []
         if phentsize < phdr.size:
             raise ElfError(path, "malformed", f"program header entries of {phentsize} bytes")
         if phoff + phnum * phentsize > st.st_size:
@@ -462,11 +475,36 @@ def read_stack_flags(path: str) -> int | None:
         raise _os_error(path, err) from err
     finally:
         os.close(fd)
+    headers = []
     for index in range(len(table) // phentsize):
         fields = phdr.unpack_from(table, index * phentsize)
-        if fields[0] == _PT_GNU_STACK:
-            return fields[flags_at]
-    return None
+        headers.append(tuple(fields[i] for i in order))
+    return st, 32 * head[4], headers
+
+
+def read_stack_flags(path: str) -> int | None:
+    """The PT_GNU_STACK flags of the ELF file at `path`, None when it has no
+    such header -- from the program headers alone, as the kernel's exec reads
+    them. Raises ElfError (NotElfError) when the file cannot be read or its
+    program headers are not there."""
+    _, _, headers = _program_headers(path)
+    return next((flags for kind, flags, *_ in headers if kind == _PT_GNU_STACK), None)
+
+
+def read_layout(path: str) -> ElfLayout:
+    """The class and PT_LOAD segments of the ELF file at `path`, from its
+    program headers alone (a fraction of read_elf's cost, and no pyelftools).
+    Raises ElfError (NotElfError) as read_elf() does, also for segments that
+    lie past the end of the file."""
+    st, elfclass, headers = _program_headers(path)
+    segments = tuple(Segment(vaddr, memsz, offset, filesz, flags)
+                     for kind, flags, offset, vaddr, filesz, memsz in headers if kind == _PT_LOAD)
+    key = FileKey.of(st)
+    file_end = max((seg.offset + seg.filesz for seg in segments), default=0)
+    if file_end > key.size:
+        raise ElfError(path, "truncated",
+                       f"truncated ELF: segments end at {file_end}, file has {key.size} bytes")
+    return ElfLayout(path, key, elfclass, segments)
 
 
 class ExecStackCache:
@@ -499,13 +537,14 @@ class ExecStackCache:
 
 
 class ElfCache:
-    """Parsed ELF files by (path, device, inode, mtime), least recently used
-    evicted first. Failures are remembered too, so a non-ELF or unreadable
-    file costs one stat per lookup, not one parse."""
+    """Parsed ELF files (whole, or their layout alone) by (path, device,
+    inode, mtime), least recently used evicted first. Failures are
+    remembered too, so a non-ELF or unreadable file costs one stat per
+    lookup, not one parse."""
 
     def __init__(self, maxsize: int = 256):
         self.maxsize = maxsize
-        self._entries: OrderedDict[tuple[str, int, int, int], ElfInfo | ElfError] = OrderedDict()
+        self._entries: OrderedDict[tuple[bool, str, int, int, int], ElfLayout | ElfError] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -513,15 +552,23 @@ class ElfCache:
     def get(self, path: str) -> ElfInfo:
         """Return the ElfInfo of `path`, parsing it if it is new or changed.
         Raises ElfError (or NotElfError) as read_elf() does."""
+        return cast(ElfInfo, self._lookup(path, True))
+
+    def layout(self, path: str) -> ElfLayout:
+        """Return the ElfLayout of `path` (read_layout), read again if the
+        file is new or changed. Raises ElfError (or NotElfError)."""
+        return self._lookup(path, False)
+
+    def _lookup(self, path: str, whole: bool) -> ElfLayout:
         try:
             st = os.stat(path)
         except OSError as err:
             raise _os_error(path, err) from err
-        key = (path, st.st_dev, st.st_ino, st.st_mtime_ns)
+        key = (whole, path, st.st_dev, st.st_ino, st.st_mtime_ns)
         entry = self._entries.get(key)
         if entry is None:
             try:
-                entry = read_elf(path)
+                entry = read_elf(path) if whole else read_layout(path)
             except ElfError as err:
                 entry = err
             self._entries[key] = entry

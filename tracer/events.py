@@ -182,7 +182,14 @@ class AttachEvent:
 @dataclass(frozen=True, slots=True)
 class ForkEvent:
     """A new task: a thread (`thread`), a child sharing the address space
-    until it execs (`shares_vm`, vfork and CLONE_VM), or a plain fork copy."""
+    until it execs (`shares_vm`, vfork and CLONE_VM), or a plain fork copy.
+
+    `copied` is the source's word that the copy holds every mapping of the
+    parent's address space as its judged calls left it: the forking task
+    was alone in that space (no other task's call can have changed it
+    after the copy) and none of its threads asked for MADV_DONTFORK
+    (mappings the kernel itself keeps out of children are the model's to
+    know). False: nothing is vouched."""
 
     ts: float
     parent_pid: int
@@ -190,6 +197,7 @@ class ForkEvent:
     child_pid: int
     thread: bool
     shares_vm: bool
+    copied: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .abi import (
     MAP_ANONYMOUS,
@@ -74,7 +74,6 @@ from .judgement import Judgement, Outcome
 from .judging import Decider, evolve
 from .policy.model import Policy
 from .shadow import Change, ShadowModel, page_up
-from .sources.ebpf_source import EbpfSource
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
     ALLOW_WITH_RESULT,
@@ -84,6 +83,10 @@ from .sources.ptrace_source import (
     TraceSink,
 )
 from .subject import call_subject, closure_subject, exec_subject, trampfd_subject
+
+if TYPE_CHECKING:
+    # Only `monitor` needs it: `run` starts without the eBPF source's import.
+    from .sources.ebpf_source import EbpfSource
 
 Peek = Callable[[int, int], bytes]
 _NOTHING = Evidence()
@@ -212,9 +215,12 @@ class ProcfsGaps:
             self.model.distrust(event.pid, start, end, maps)
 
     def fork(self, pid: int) -> None:
-        """A forked child's address space is not a copy of its parent's
-        (MADV_DONTFORK leaves gaps a growing region can fill unseen): take
-        it from the child's maps, read while it has run no instruction."""
+        """A forked child's address space that may not be a copy of its
+        parent's model (MADV_DONTFORK, a device mapping the kernel keeps out
+        of children, another thread of the parent's space at the fork: gaps
+        a growing region can fill unseen, protections the model has yet to
+        learn): take it from the child's maps, read while it has run no
+        instruction."""
         maps = self._maps(pid)
         if maps is not None:
             self.model.reconcile(pid, 0, 1 << 64, maps)
@@ -485,8 +491,9 @@ class Judge:
         return route(event) if route is not None else None
 
     def _fork(self, event: ForkEvent) -> None:
-        self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
-        if self.gaps is not None and not event.shares_vm:
+        child = self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+        copied = event.copied and child is not None and not child.space.holds_uncopied
+        if self.gaps is not None and not event.shares_vm and not copied:
             self.gaps.fork(event.child_pid)
 
     def _exit(self, event: ExitEvent) -> None:

@@ -110,6 +110,24 @@ def backing_from_entry(entry: MapEntry) -> Backing:
     return Backing(FILE, name, entry.dev, entry.inode, deleted, ("ino", entry.dev, entry.inode))
 
 
+# Kernel-made mappings fork copies (the vDSO and its data, vsyscall).
+_FORK_COPIED_SPECIAL = frozenset({"[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"})
+
+
+def copied_by_fork(backing: Backing) -> bool:
+    """Whether fork surely copies a mapping of `backing` into the child:
+    not for special kernel mappings ([uprobes]), devices and anonymous-inode
+    facilities (perf, io_uring), which the kernel may keep out of children
+    (VM_DONTCOPY), nor for memory of unknown kind."""
+    kind = backing.kind
+    if kind == SPECIAL:
+        return backing.path in _FORK_COPIED_SPECIAL
+    if kind == FILE:
+        path = backing.path or ""
+        return path.startswith("/") and not path.startswith("/dev/")
+    return kind != UNKNOWN
+
+
 def backing_from_fd(obj: FdObject) -> Backing:
     """Return the Backing of an mmap'ed descriptor."""
     path = obj.path
@@ -147,7 +165,10 @@ class Region:
         return self.backing.path or ""
 
     def cut(self, start: int, end: int) -> Region:
-        """Return the part of this region between start and end."""
+        """Return the part of this region between start and end (itself when
+        that is all of it: regions are never changed in place)."""
+        if start == self.start and end == self.end:
+            return self
         offset = self.offset + (start - self.start) if self.backing.identity else self.offset
         return Region(start, end, self.prot, self.shared, offset, self.backing, self.ever_writable,
                       self.ever_exec)
@@ -159,7 +180,7 @@ class Region:
 
     def joins(self, other: Region) -> bool:
         """True when `other` starts where this ends and could be one VMA with it."""
-        if self.end != other.start or self.backing != other.backing:
+        if self.end != other.start or (self.backing is not other.backing and self.backing != other.backing):
             return False
         same = (self.prot, self.shared, self.ever_writable, self.ever_exec) == (
             other.prot, other.shared, other.ever_writable, other.ever_exec,
@@ -168,23 +189,15 @@ class Region:
         return same and contiguous
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
-    """The state of one piece of a range before a call changes it."""
-
-    start: int
-    end: int
-    prot: int
-    backing: Backing
-    shared: bool
-    ever_writable: bool
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
     """What a call does (or would do) to an address space, for the classifier.
 
-    `parts` holds the regions a protection change touches, as they were;
+    Treated as immutable, like Region (not frozen: a frozen dataclass costs
+    four times as much to build, and the model plans one per traced call).
+
+    `parts` holds the regions a protection change touches, as they were
+    (clipped to the range);
     `new_mapping` is True for calls that create a mapping (mmap, shmat,
     mremap to a new place, brk growth, exec).
     """
@@ -197,7 +210,7 @@ class Change:
     backing: Backing
     shared: bool
     new_mapping: bool
-    parts: tuple[Part, ...] = ()
+    parts: tuple[Region, ...] = ()
     shm_exec: bool = False
     personality_set: int | None = None
     read_implies_exec: bool = False
@@ -224,12 +237,20 @@ class Change:
 
 
 class AddressSpace:
-    """The regions of one address space, sorted by start address."""
+    """The regions of one address space, sorted by start address.
+
+    `holds_uncopied` is True once it may have held a mapping fork does not
+    copy (copied_by_fork, or a mapped descriptor that is no regular file):
+    a forked child's model is then taken from the child's own maps."""
 
     def __init__(self, regions: list[Region] | None = None):
         self._regions: list[Region] = sorted(regions or [], key=lambda r: r.start)
         self._starts: list[int] = [r.start for r in self._regions]
         self._snapshot: tuple[Region, ...] | None = None
+        # The last overlapping() answer, kept until the space changes: a
+        # call's footprint, coverage check and plan all ask for one range.
+        self._last_overlap: tuple[int, int, list[Region]] | None = None
+        self.holds_uncopied = not all(copied_by_fork(r.backing) for r in self._regions)
         self.brk_start: int | None = None
         self.brk_end: int | None = None
 
@@ -256,6 +277,7 @@ class AddressSpace:
         """Return an independent copy (what fork gives the child)."""
         twin = AddressSpace(list(self._regions))
         twin.brk_start, twin.brk_end = self.brk_start, self.brk_end
+        twin.holds_uncopied = self.holds_uncopied
         return twin
 
     def __iter__(self):
@@ -280,14 +302,23 @@ class AddressSpace:
 
     def overlapping(self, start: int, end: int) -> list[Region]:
         """Return the regions that intersect [start, end), clipped to it."""
+        last = self._last_overlap
+        if last is not None and last[0] == start and last[1] == end:
+            return list(last[2])
+        regions = self._regions
         i = max(bisect.bisect_right(self._starts, start) - 1, 0)
         found = []
-        while i < len(self._regions) and self._regions[i].start < end:
-            region = self._regions[i]
+        while i < len(regions) and regions[i].start < end:
+            region = regions[i]
             if region.end > start:
                 found.append(region.cut(max(region.start, start), min(region.end, end)))
             i += 1
-        return found
+        self._last_overlap = (start, end, found)
+        return list(found)
+
+    def _changed(self) -> None:
+        self._snapshot = None
+        self._last_overlap = None
 
     def remove(self, start: int, end: int) -> list[Region]:
         """Unmap [start, end); return the removed pieces."""
@@ -309,16 +340,18 @@ class AddressSpace:
             j += 1
         self._regions[i:j] = keep
         self._starts[i:j] = [r.start for r in keep]
-        self._snapshot = None
+        self._changed()
         return removed
 
     def insert(self, region: Region) -> None:
         """Map a region, replacing whatever was there, merging with neighbours."""
+        if not self.holds_uncopied and not copied_by_fork(region.backing):
+            self.holds_uncopied = True
         self.remove(region.start, region.end)
         i = bisect.bisect_left(self._starts, region.start)
         self._regions.insert(i, region)
         self._starts.insert(i, region.start)
-        self._snapshot = None
+        self._changed()
         self._merge_around(i)
 
     def _merge_around(self, i: int) -> None:
@@ -332,6 +365,7 @@ class AddressSpace:
                                               left.backing, left.ever_writable, left.ever_exec)
                 del self._regions[k]
                 del self._starts[k]
+                self._changed()
             k -= 1
 
     def protect(self, start: int, end: int, prot: int) -> None:
@@ -342,6 +376,11 @@ class AddressSpace:
             region = self._regions[i]
             if region.prot == prot:
                 return
+            if region.start == start and region.end == end:
+                self._regions[i] = region.reprotected(prot)
+                self._changed()
+                self._merge_around(i)
+                return
             pieces = []
             if region.start < start:
                 pieces.append(region.cut(region.start, start))
@@ -350,12 +389,32 @@ class AddressSpace:
                 pieces.append(region.cut(end, region.end))
             self._regions[i:i + 1] = pieces
             self._starts[i:i + 1] = [r.start for r in pieces]
-            self._snapshot = None
+            self._changed()
             middle = i + (1 if region.start < start else 0)
             self._merge_around(middle)
             return
         for piece in self.overlapping(start, end):
             self.insert(piece.reprotected(prot))
+
+    def agrees(self, maps: tuple[MapEntry, ...] | list[MapEntry]) -> bool:
+        """True when the regions cover exactly the pages `maps` lists (in
+        address order), each with the protection the kernel shows: what a
+        forked child usually is, a copy of its parent."""
+        regions = self._regions
+        count = len(regions)
+        i = 0
+        for entry in maps:
+            prot = entry.prot & PROT_MASK
+            pos = entry.start
+            while pos < entry.end:
+                if i == count:
+                    return False
+                region = regions[i]
+                if region.start != pos or region.end > entry.end or region.prot != prot:
+                    return False
+                pos = region.end
+                i += 1
+        return i == count
 
     def aliases(self, identity: tuple) -> list[Region]:
         """Return every region mapping the object with this identity."""
@@ -580,6 +639,8 @@ class ShadowModel:
         if process is None:
             return
         space = process.space
+        if start == 0 and end >= 1 << 64 and space.agrees(maps):
+            return  # nothing to forget, change or add
         cursor = start
         for entry in [*(m for m in maps if m.end > start and m.start < end), None]:
             gap_end = min(entry.start, end) if entry is not None else end
@@ -654,12 +715,11 @@ class ShadowModel:
                 below = process.space.find(start - 1)
                 region = below if below is not None and below.backing == region.backing else None
         eff, from_rie = _effective(prot, process)
-        parts = tuple(
-            Part(r.start, r.end, r.prot, r.backing, r.shared, r.ever_writable)
-            for r in process.space.overlapping(start, end)
-        )
+        parts = tuple(process.space.overlapping(start, end))
         backing = parts[0].backing if parts else UNKNOWN_BACKING
-        shared = any(p.shared for p in parts)
+        shared = False
+        for part in parts:
+            shared = shared or part.shared
         return Change(call.syscall, "protect", start, end, eff, backing, shared, False, parts,
                       read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
 
@@ -672,7 +732,7 @@ class ShadowModel:
         prot = 0
         for piece in pieces:
             prot |= piece.prot
-        parts = tuple(Part(r.start, r.end, r.prot, r.backing, r.shared, r.ever_writable) for r in pieces)
+        parts = tuple(pieces)
         new_size = call.args[2]
         return Change(call.syscall, "remap", old, old + page_up(new_size), prot, first.backing,
                       first.shared, True, parts, read_implies_exec=process.read_implies_exec)
@@ -772,6 +832,9 @@ class ShadowModel:
             offset *= PAGE_SIZE
         prot = change.prot
         self._note_writable(change.backing, change.shared, prot)
+        obj = call.fd_object
+        if (not stat.S_ISREG(obj.mode)) if obj is not None else not call.args[3] & MAP_ANONYMOUS:
+            process.space.holds_uncopied = True  # a device, a facility, or not known: maybe not copied
         process.space.insert(Region(start, end, prot, change.shared, offset, change.backing,
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 

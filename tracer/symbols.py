@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import mmap
 import os
 import struct
 import sys
-import tempfile
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,12 +73,13 @@ class Symbol:
 class SymbolTable:
     """Symbols of one ELF, one per address, sorted by address for bisect.
 
-    Held as columns: `starts` and `sizes` (arrays of unsigned 64-bit), `kinds`
-    (bytes indexing KINDS) and the names as one NUL-separated blob decoded
-    only when a lookup returns them.
+    Held as columns: `starts` and `sizes` (unsigned 64-bit: arrays, or views
+    of a cached table's mapped file), `kinds` (bytes indexing KINDS) and the
+    names as one NUL-separated blob decoded only when a lookup returns them.
     """
 
-    def __init__(self, starts: array, sizes: array, kinds: bytes, names: bytes, name_ends: array):
+    def __init__(self, starts: array | memoryview, sizes: array | memoryview, kinds: bytes,
+                 names: bytes | memoryview, name_ends: array | memoryview):
         self.starts = starts
         self.sizes = sizes
         self.kinds = kinds
@@ -91,7 +92,7 @@ class SymbolTable:
     def symbol(self, index: int) -> Symbol:
         """The symbol at position `index` (in address order)."""
         begin = self.name_ends[index - 1] if index else 0
-        name = self.names[begin : self.name_ends[index]].decode("utf-8", "replace")
+        name = str(self.names[begin : self.name_ends[index]], "utf-8", "replace")
         return Symbol(name, self.starts[index], self.sizes[index], KINDS[self.kinds[index]])
 
     @property
@@ -302,9 +303,11 @@ class SymbolStore:
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
                 self.misses += 1
                 return None
-            with os.fdopen(os.dup(fd), "rb") as stream:
-                blob = stream.read()
-        except OSError:
+            # Mapped, not read: a lookup touches a few pages of a table that
+            # can be megabytes (node's). Entries are replaced, never rewritten
+            # in place, so the mapped file never changes under us.
+            blob = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ)) if st.st_size else b""
+        except (OSError, ValueError):
             self.misses += 1
             return None
         finally:
@@ -324,6 +327,8 @@ class SymbolStore:
         directory = self.directory
         try:
             directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+            import tempfile  # only a cache write needs it (it costs a start-up ~3 ms)
+
             fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
         except OSError:
             self._usable = False
@@ -348,7 +353,7 @@ def _encode(identity: Identity, table: SymbolTable) -> bytes:
                      table.kinds, table.names))
 
 
-def _decode(blob: bytes, identity: Identity) -> SymbolTable | None:
+def _decode(blob: bytes | memoryview, identity: Identity) -> SymbolTable | None:
     if len(blob) < _HEADER.size:
         return None
     magic, dev, ino, size, mtime_ns, count, names_len = _HEADER.unpack_from(blob)
@@ -358,16 +363,11 @@ def _decode(blob: bytes, identity: Identity) -> SymbolTable | None:
     if len(blob) != _HEADER.size + 3 * words + count + names_len:
         return None
     view = memoryview(blob)
-    columns = []
     at = _HEADER.size
-    for _ in range(3):
-        column = array("Q")
-        column.frombytes(view[at : at + words])
-        columns.append(column)
-        at += words
+    starts, sizes, name_ends = (view[at + i * words : at + (i + 1) * words].cast("Q") for i in range(3))
+    at += 3 * words
     kinds = bytes(view[at : at + count])
-    names = bytes(view[at + count :])
-    starts, sizes, name_ends = columns
+    names = view[at + count :]
     if count and (name_ends[-1] != names_len or max(kinds) >= len(KINDS)):
         return None
     return SymbolTable(starts, sizes, kinds, names, name_ends)

@@ -224,7 +224,7 @@ def close_mem(pid: int) -> None:
 def fd_object(pid: int, fd: int) -> FdObject | None:
     """Return what descriptor `fd` of `pid` refers to: its link text
     ('/usr/lib/x.so', '/memfd:libffi (deleted)', 'socket:[123]') and the
-    device/inode of the object. Returns None when `fd` is negative or not
+    device/inode and mode of the object. Returns None when `fd` is negative or not
     open. Raises NoSuchProcess, AccessDenied or TraceError."""
     if fd < 0:
         return None
@@ -244,7 +244,8 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
         raise _translate(err, pid, link) from err
     finally:
         os.close(pinned)
-    return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino, ctime_ns=st.st_ctime_ns)
+    return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino, mode=st.st_mode,
+                    ctime_ns=st.st_ctime_ns)
 
 
 class _StatFs(ctypes.Structure):
@@ -373,7 +374,7 @@ def mapped_object(pid: int, start: int, end: int) -> FdObject | None:
     try:
         st = os.stat(link)
         return FdObject(fd=-1, path=os.readlink(link), dev=st.st_dev, inode=st.st_ino,
-                        ctime_ns=st.st_ctime_ns)
+                        mode=st.st_mode, ctime_ns=st.st_ctime_ns)
     except OSError as err:
         if err.errno not in _GONE:
             raise _translate(err, pid, link) from err

@@ -1,7 +1,10 @@
 """The ptrace source: start or seize a process tree, stop it only at the memory
 syscalls the seccomp filter selects, and turn each stop into events.
 
-This is the one module that imports `ptrace` (python-ptrace). The loop waits
+This is the one module that imports `ptrace` (python-ptrace), and only for
+`ptrace_works`: the hot path makes its requests through libc directly, as
+importing python-ptrace's binding runs `ldconfig -p` (find_library), tens of
+milliseconds of every start-up. The loop waits
 with a blocking waitpid(-1, __WALL); every stop is answered before the next
 wait. Processes are seized (PTRACE_SEIZE), so group-stops are kept as the
 program expects with PTRACE_LISTEN, and signals reach the program unchanged.
@@ -23,8 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-from ptrace.binding import func as pt
 
 from .. import abi
 from ..elf import ExecStackCache
@@ -163,6 +164,8 @@ _SYSCALL_INSN_LEN = 2  # syscall (0f 05), int 0x80 (cd 80) and sysenter (0f 34)
 _RED_ZONE = 128
 _NR_RT_SIGPROCMASK = {"x86_64": 14, "i386": 175}
 _NR_CLOSE = {"x86_64": 3, "i386": 6}
+_NR_MADVISE = {"x86_64": 28, "i386": 219}
+_X32_BIT = 0x40000000
 _SIG_SETMASK = 2
 _ALL_SIGNALS = b"\xff" * 8
 
@@ -180,20 +183,27 @@ _libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c
 _libc.ptrace.restype = ctypes.c_long
 
 
+class _UserRegs(ctypes.Structure):
+    """struct user_regs_struct of x86-64 (what PTRACE_GETREGS fills, for
+    32-bit tracees too)."""
+
+    _fields_ = tuple((name, ctypes.c_ulong) for name in (
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
+        "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs"))
+
+
 def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> int:
-    """The one way trampwatch makes a ptrace request (python-ptrace's
-    per-call work left out). Returns the request's result. A thread that is
-    gone, or no longer stopped because it is dying (ESRCH), raises
-    NoSuchProcess: an ordinary event, its exit is reported next. A process
-    we may not trace (EPERM) raises AccessDenied; any other failure
-    TraceError."""
-    ctypes.set_errno(0)
+    """The one way the source makes a ptrace request. Returns the request's
+    result. A thread that is gone, or no longer stopped because it is dying
+    (ESRCH), raises NoSuchProcess: an ordinary event, its exit is reported
+    next. A process we may not trace (EPERM) raises AccessDenied; any other
+    failure TraceError. (No PEEK request goes through here: -1 always means
+    failure, so errno needs no reset.)"""
     result = _libc.ptrace(request, tid, addr, data)
     if result == -1:
         err = ctypes.get_errno()
-        if err:
-            message = f"ptrace({request}, {tid}): {os.strerror(err)}"
-            raise _PTRACE_ERRORS.get(err, TraceError)(message, pid=tid)
+        message = f"ptrace({request}, {tid}): {os.strerror(err)}"
+        raise _PTRACE_ERRORS.get(err, TraceError)(message, pid=tid)
     return result
 
 
@@ -209,13 +219,13 @@ def _kcmp(pid1: int, pid2: int, kind: int) -> bool | None:
 
 
 def _getregs(tid: int):
-    regs = pt.ptrace_registers_t()
-    _fast_ptrace(pt.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
+    regs = _UserRegs()
+    _fast_ptrace(abi.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
     return regs
 
 
 def _setregs(tid: int, regs) -> None:
-    _fast_ptrace(pt.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs))
+    _fast_ptrace(abi.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs))
 
 
 def _geteventmsg(tid: int) -> int:
@@ -345,6 +355,8 @@ class Control:
         if self._saved is None:
             self._saved = self.registers()
             self._block_signals()
+        if nr & ~_X32_BIT == _NR_MADVISE[self.arch] and len(args) > 2 and args[2] == abi.MADV_DONTFORK:
+            self._source.kept_from_children(self.tid)  # the filter never sees an injected call
         return self._run(nr, *args)
 
     def _block_signals(self) -> None:
@@ -492,6 +504,10 @@ class PtraceSource:
         # the tree may have produced with no write (FUSE, a loop image).
         self._start_devices: frozenset[int] = frozenset()
         self._new_devices: dict[int, bool] = {}
+        # Address spaces some thread asked MADV_DONTFORK for: a fork of them
+        # is not vouched a copy of the model (ForkEvent.copied). Kept after
+        # an exec too (another task may still share the old space's key).
+        self._dontfork: set[int] = set()
 
     # --- starting ---------------------------------------------------------------
 
@@ -661,10 +677,9 @@ class PtraceSource:
             task.exit_hook = None
 
     def _handle(self, tid: int, status: int) -> None:
-        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-            self._gone(tid, status)
-            return
         if not os.WIFSTOPPED(status):
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                self._gone(tid, status)
             return
         task = self.tasks.get(tid)
         self.stops += 1
@@ -683,7 +698,7 @@ class PtraceSource:
     def _route(self, task: _Task, status: int) -> None:
         """Answer a stop, or keep it for later while the task's descriptor
         table is held for another task's open."""
-        hold = self._holds.get(task.files_key)
+        hold = self._holds.get(task.files_key) if self._holds else None
         if hold is not None and task.tid != hold.owner and not self._detaching:
             hold.held.append((task.tid, status, None))
             hold.waiting.discard(task.tid)
@@ -724,14 +739,19 @@ class PtraceSource:
     def _resume(self, task: _Task, sig: int = 0) -> None:
         if not sig and task.deferred_signal:
             sig, task.deferred_signal = task.deferred_signal, 0
-        request = pt.PTRACE_SYSCALL if task.syscall_mode or task.pending or task.exit_hook else pt.PTRACE_CONT
-        with contextlib.suppress(NoSuchProcess):
-            _fast_ptrace(request, task.tid, 0, sig)
+        want_exit = task.syscall_mode or task.pending or task.exit_hook
+        request = abi.PTRACE_SYSCALL if want_exit else abi.PTRACE_CONT
+        # Every stop ends here: libc directly, and a thread gone meanwhile
+        # (ESRCH) is no error, its exit is reported next.
+        if _libc.ptrace(request, task.tid, 0, sig) == -1:
+            err = ctypes.get_errno()
+            if err != errno.ESRCH:
+                raise TraceError(f"ptrace({request}, {task.tid}): {os.strerror(err)}", pid=task.tid)
 
     def _detach(self, task: _Task, sig: int, event: int) -> None:
         deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
         with contextlib.suppress(TraceError):
-            _fast_ptrace(pt.PTRACE_DETACH, task.tid, 0, deliver)
+            _fast_ptrace(abi.PTRACE_DETACH, task.tid, 0, deliver)
         self.tasks.pop(task.tid, None)
 
     def _adopt(self, tid: int) -> _Task:
@@ -765,21 +785,27 @@ class PtraceSource:
         if task.recv_wait:
             self._resume(task)  # the poll a blocking receive waits in: its exit matters
             return
-        _, arch_id, ip, sp, nr, *args = _ENTRY.unpack_from(raw)
+        fields = _ENTRY.unpack_from(raw)
+        arch_id, ip, sp, nr, args = fields[1], fields[2], fields[3], fields[4], fields[5:]
         arch = abi.ARCH_NAMES.get(arch_id)
         if arch is None:
             self._resume(task)
             return
         if arch == "i386":
-            args = [a & 0xFFFFFFFF for a in args]
+            args = tuple(a & 0xFFFFFFFF for a in args)
         if self.handler is not None:
             ctl = Control(self, task.tid, arch)
-            if self.handler.on_syscall(RawCall(task.pid, task.tid, arch, nr, tuple(args), ip, sp), ctl):
+            if self.handler.on_syscall(RawCall(task.pid, task.tid, arch, nr, args, ip, sp), ctl):
                 task.pending = None
                 self._resume(task)
                 return
             if ctl.arguments is not None:
-                args = list(ctl.arguments)
+                args = tuple(ctl.arguments)
+        if nr & ~_X32_BIT == _NR_MADVISE[arch] and args[2] & 0xFFFFFFFF == abi.MADV_DONTFORK:
+            # Asked, whether or not it succeeds: its forks' children are read.
+            self.kept_from_children(task.tid)
+            self._resume(task)
+            return
         name = abi.SYSCALL_NAMES[arch_id].get(nr)
         if name is None or name in _PASSED_ON:
             # An exec is seen at its PTRACE_EVENT_EXEC stop instead.
@@ -788,7 +814,9 @@ class PtraceSource:
             return
         serialised = name in _SERIALISED
         peek = self._peek_for(task.tid)
-        call = _normalise(MemCall(time.time(), task.pid, task.tid, name, arch, tuple(args), ip, sp), peek)
+        call = MemCall(time.time(), task.pid, task.tid, name, arch, args, ip, sp)
+        if arch == "i386":
+            call = _normalise(call, peek)
         if call is None:
             self._resume(task)
             return
@@ -832,6 +860,13 @@ class PtraceSource:
             self._in_flight.setdefault(task.vm, {})[task.tid] = footprint
             self._flying_since[task.tid] = time.monotonic()
         self._resume(task)
+
+    def kept_from_children(self, tid: int) -> None:
+        """Some range of tid's address space may be kept out of forked
+        children (MADV_DONTFORK): its forks are no longer vouched copies."""
+        task = self.tasks.get(tid)
+        if task is not None:
+            self._dontfork.add(task.vm)
 
     def _must_wait(self, task: _Task, footprint: Footprint) -> bool:
         """True when a call of `task` with `footprint` must wait: another
@@ -1075,7 +1110,7 @@ class PtraceSource:
         """Resume tid until its current syscall returns; return rax (used by
         Control.inject). Other threads' stops wait in the kernel meanwhile."""
         while True:
-            _fast_ptrace(pt.PTRACE_SYSCALL, tid, 0, 0)
+            _fast_ptrace(abi.PTRACE_SYSCALL, tid, 0, 0)
             _, status = os.waitpid(tid, _WALL)
             if not os.WIFSTOPPED(status):
                 self._gone(tid, status)
@@ -1369,7 +1404,14 @@ class PtraceSource:
         else:
             known.pid, known.syscall_mode, known.vm, known.files = child_pid, task.syscall_mode, vm, files
         if not thread:
-            self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm))
+            # The model's copy is the child's space when the forking task was
+            # alone in its address space (another thread's calls may be
+            # reported before this event although they ran after the copy)
+            # and nothing was kept out of children.
+            alone = not any(other.vm == task.vm and other is not task for other in self.tasks.values())
+            copied = alone and not (shares_vm or task.syscall_mode or task.vm in self._dontfork)
+            self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm,
+                                         copied))
         if self.handler is not None:
             self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
         if known is not None and known.held:
@@ -1503,11 +1545,9 @@ _IPC_SHMAT_ARGC = 4
 
 
 def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | None:
-    """Fold i386's legacy forms into the plain calls: old_mmap's argument
-    block and ipc(2)'s shmat/shmdt. Returns None for ipc calls that do not
-    touch memory mappings."""
-    if call.arch != "i386":
-        return call
+    """Fold an i386 call's legacy forms into the plain calls: old_mmap's
+    argument block and ipc(2)'s shmat/shmdt. Returns None for ipc calls that
+    do not touch memory mappings."""
     if call.syscall == "mmap":
         block = peek(call.args[0], _OLD_MMAP.size)
         if len(block) != _OLD_MMAP.size:
@@ -1743,16 +1783,20 @@ def resolve_command(name: str) -> str:
 
 
 def ptrace_works() -> tuple[bool, str]:
-    """Really seize a child process; return (worked, what happened)."""
+    """Really seize a child process through python-ptrace; return (worked,
+    what happened)."""
+    from ptrace import PtraceError
+    from ptrace.binding import func as pt
+
     child = os.fork()
     if child == 0:
         os.kill(os.getpid(), signal.SIGSTOP)
         os._exit(0)
     try:
         os.waitpid(child, os.WUNTRACED)
-        _fast_ptrace(abi.PTRACE_SEIZE, child, 0, abi.PTRACE_O_EXITKILL)
+        pt.ptrace(abi.PTRACE_SEIZE, child, 0, abi.PTRACE_O_EXITKILL)
         return True, "PTRACE_SEIZE of a child works"
-    except TraceError as err:
+    except PtraceError as err:
         return False, f"PTRACE_SEIZE failed: {err}"
     finally:
         os.kill(child, signal.SIGKILL)

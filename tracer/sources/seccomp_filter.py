@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..abi import (
     CLONE_UNTRACED,
+    MADV_DONTFORK,
     O_ACCMODE,
     O_RDWR,
     O_WRONLY,
@@ -103,6 +104,10 @@ OPAQUE_RULES: tuple[TrapRule, ...] = (
     TrapRule("seccomp", 1, mask=SECCOMP_FILTER_FLAG_NEW_LISTENER, equals=SECCOMP_FILTER_FLAG_NEW_LISTENER),
     *(TrapRule("fanotify_init", 1, mask=O_ACCMODE, equals=mode) for mode in (O_WRONLY, O_RDWR)),
 )
+# Ranges a forked child does not get: a fork's child model is its parent's
+# copy unless some thread asked for this (the model then reads the child's maps).
+FORK_RULES: tuple[TrapRule, ...] = (TrapRule("madvise", 2, mask=_LOW32, equals=MADV_DONTFORK),)
+
 # clone3 keeps its flags in memory: stopped (and judged `opaque`) unless the
 # policy allows it outright or the filter refuses it (build_syscall_refusal).
 CLONE3_RULE = TrapRule("clone3")
@@ -112,7 +117,8 @@ def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
                  extra: Iterable[TrapRule] = ()) -> seccomp.SyscallFilter:
     """Return a filter that traps `syscalls` to the tracer (SECCOMP_RET_TRACE)
     on every x86 ABI, plus opens for writing, calls that receive descriptors,
-    the opaque facilities and the `extra` rules, and allows everything else.
+    the opaque facilities, madvise(MADV_DONTFORK) and the `extra` rules, and
+    allows everything else.
 
     libseccomp maps each name onto every ABI that has it (i386's shmat both
     as the direct call and through ipc(2)); names an ABI lacks, like mmap2 on
@@ -122,7 +128,7 @@ def build_filter(syscalls: Iterable[str] = MODEL_SYSCALLS,
     seccomp = _seccomp()
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-        rules = (*WRITE_OPEN_RULES, *RECEIVE_RULES, *OPAQUE_RULES, *extra)
+        rules = (*WRITE_OPEN_RULES, *RECEIVE_RULES, *OPAQUE_RULES, *FORK_RULES, *extra)
         # libseccomp translates a number to every ABI of the filter and fails
         # on one it cannot name: add numbers while only x86-64 is there.
         for rule in rules:
