@@ -66,10 +66,10 @@ class _Space:
     """One address space: the memory granted without exec."""
 
     granted: Ranges = field(default_factory=Ranges)
-    # The last trampoline decoded at each PC, with its bytes: reused while
-    # the bytes read at a fault are the same (invocations that depend on
-    # nothing but the bytes and the PC).
-    decoded: dict[int, tuple[bytes, Invocation]] = field(default_factory=dict)
+    # The last trampoline decoded at each PC, with its bytes and the registers
+    # it sets: reused while the bytes read at a fault are the same
+    # (invocations that depend on nothing but the bytes and the PC).
+    decoded: dict[int, tuple[bytes, Invocation, dict[str, int]]] = field(default_factory=dict)
 
 
 class ClosureEmulator:
@@ -118,38 +118,45 @@ class ClosureEmulator:
         pc = ctl.register("rip")
         if not space.granted.contains(pc):
             return False
-        # Read as the program could (process_vm_readv: cheaper than /proc/PID/mem).
-        code = ctl.copy_from_user(pc, CODE_WINDOW) or ctl.read(pc, CODE_WINDOW)
+        # Through /proc/PID/mem (one pread on a cached descriptor: the cheapest
+        # read). Granted memory is what the program asked to be writable, so it
+        # can read it too: the bytes are those it could read.
+        code = ctl.read(pc, CODE_WINDOW)
         cached = space.decoded.get(pc)
         if cached is not None and cached[0] == code:
-            invocation = cached[1]
+            invocation, registers = cached[1], cached[2]
         else:
-            # The only registers a pattern reads (cheaper than all of them).
-            regs = {"eflags": ctl.register("eflags"), "rsp": ctl.register("rsp")}
-
-            def fetch(addr: int, size: int) -> bytes:
-                if pc <= addr and addr + size <= pc + len(code):
-                    return code[addr - pc:addr - pc + size]
-                return ctl.read(addr, size)
-
-            invocation = match(ctl.arch, pc, code, regs, fetch)
-            if invocation is not None and invocation.pure:
-                space.decoded[pc] = (code, invocation)
-        word = _WORD[ctl.arch]
-        if invocation is None:
-            self.refused += 1
-            self.emit(ClosureEvent(time.time(), pid, tid, "refused", self.mode, pc, arch=ctl.arch,
-                                   caller=self._word(ctl, ctl.register("rsp"), word)))
-            return False
+            invocation = self._decode(ctl, pc, code)
+            if invocation is None:
+                self.refused += 1
+                self.emit(ClosureEvent(time.time(), pid, tid, "refused", self.mode, pc, arch=ctl.arch,
+                                       caller=self._word(ctl, ctl.register("rsp"), _WORD[ctl.arch])))
+                return False
+            registers = dict(invocation.registers)
+            if invocation.pure:
+                space.decoded[pc] = (code, invocation, registers)
         if invocation.push is not None and not ctl.copy_to_user(*invocation.push):
             return False  # the push would fault: the kernel's SIGSEGV
-        ctl.set_registers(dict(invocation.registers))
+        ctl.set_registers(registers)
         self.invocations += 1
         if self.trace:
-            caller = self._word(ctl, ctl.register("rsp"), word)
+            caller = self._word(ctl, ctl.register("rsp"), _WORD[ctl.arch])
             self.emit(ClosureEvent(time.time(), pid, tid, "invoke", self.mode, pc, invocation.target,
                                    invocation.data, invocation.pattern, caller, ctl.arch))
         return True
+
+    @staticmethod
+    def _decode(ctl: Control, pc: int, code: bytes) -> Invocation | None:
+        """The trampoline whose bytes `code` start at pc, or None."""
+        # The only registers a pattern reads (cheaper than all of them).
+        regs = {"eflags": ctl.register("eflags"), "rsp": ctl.register("rsp")}
+
+        def fetch(addr: int, size: int) -> bytes:
+            if pc <= addr and addr + size <= pc + len(code):
+                return code[addr - pc:addr - pc + size]
+            return ctl.read(addr, size)
+
+        return match(ctl.arch, pc, code, regs, fetch)
 
     def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
         """A child sharing the address space shares its grants; a fork copy copies them."""

@@ -563,7 +563,7 @@ class PtraceSource:
     def _wait(self) -> tuple[int, int] | None:
         """The next stop; while an open runs with its siblings held, wait at
         most until its deadline, then let the siblings go (None)."""
-        started = [hold.deadline for hold in self._holds.values() if hold.started]
+        started = [hold.deadline for hold in self._holds.values() if hold.started] if self._holds else None
         if not started:
             return os.waitpid(-1, _WALL)
         deadline = min(started)
@@ -651,8 +651,12 @@ class PtraceSource:
         if not sig and task.deferred_signal:
             sig, task.deferred_signal = task.deferred_signal, 0
         request = pt.PTRACE_SYSCALL if task.syscall_mode or task.pending or task.exit_hook else pt.PTRACE_CONT
-        with contextlib.suppress(NoSuchProcess):
+        # try, not contextlib.suppress: this runs at every stop, and the
+        # context manager costs more than the ptrace call's own wrapper.
+        try:
             _fast_ptrace(request, task.tid, 0, sig)
+        except NoSuchProcess:
+            return  # gone: waitpid reports its end next
 
     def _detach(self, task: _Task, sig: int, event: int) -> None:
         deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
