@@ -13,6 +13,7 @@ describes every decision.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ _MPROTECT = {"x86_64": SYSCALLS_X86_64["mprotect"], "i386": SYSCALLS_I386["mprot
 _SYSCALL_INSN = {"x86_64": b"\x0f\x05", "i386": b"\xcd\x80"}
 _WORD = {"x86_64": 8, "i386": 4}
 _WX = PROT_WRITE | PROT_EXEC
+# i386's old mmap argument block: addr, len, prot, flags, fd, offset (bytes).
+_OLD_MMAP = struct.Struct("<6I")
 
 
 def _page_up(value: int) -> int:
@@ -99,8 +102,10 @@ class ClosureEmulator:
         """Rewrite a W+X request to W, and exec asked for a page of known
         trampolines to none (the call still runs: always False)."""
         name = _NAMES[call.arch].get(call.nr)
-        if name in ("mmap2",) or (name == "mmap" and call.arch == "x86_64"):
+        if name == "mmap2" or (name == "mmap" and call.arch == "x86_64"):
             self._map(call, ctl)
+        elif name == "mmap":
+            self._old_map(call, ctl)
         elif name in ("mprotect", "pkey_mprotect"):
             self._protect(call, ctl)
         elif name == "munmap":
@@ -195,21 +200,44 @@ class ClosureEmulator:
     def _space(self, pid: int) -> _Space:
         return self.spaces.setdefault(pid, _Space())
 
-    def _map(self, call: RawCall, ctl: Control) -> None:
+    def _map(self, call: RawCall, ctl: Control, nr: int | None = None) -> None:
+        """Grant a W+X mapping without exec (nr: run the call as that syscall)."""
         addr, length, prot, flags = call.args[0], call.args[1], call.args[2], call.args[3]
         if flags & MAP_FIXED:
             self._forget(call.pid, addr, addr + _page_up(length))
         if prot & _WX != _WX:
+            if nr is not None:
+                previous = ctl.rewrite_arguments(call.args, nr)
+                ctl.on_exit(lambda result, exit_ctl: exit_ctl.set_registers(previous))
             return
-        ctl.rewrite_arguments((*call.args[:2], prot & ~PROT_EXEC, *call.args[3:]))
+        previous = ctl.rewrite_arguments((*call.args[:2], prot & ~PROT_EXEC, *call.args[3:]), nr)
         self.granted_calls += 1
 
         def granted(result: int, exit_ctl: Control) -> None:
+            exit_ctl.set_registers(previous)
             if not _failed(result, call.arch):
                 start = result & (0xFFFFFFFF if call.arch == "i386" else 0xFFFFFFFFFFFFFFFF)
                 self._space(call.pid).granted.add(start, start + _page_up(length))
 
         ctl.on_exit(granted)
+
+    def _old_map(self, call: RawCall, ctl: Control) -> None:
+        """i386's old mmap reads its arguments from a block in memory, after
+        us: another thread could make a block read as RW ask for RWX. It
+        becomes the mmap2 call it stands for, with the arguments in
+        registers (the kernel reads them there, as read here), and then is
+        an mmap2 like any other. A block that cannot be read or whose offset
+        is not page-aligned (EINVAL) is left to the kernel, and the call is
+        judged as it ran."""
+        block = ctl.read(call.args[0], _OLD_MMAP.size)
+        if len(block) != _OLD_MMAP.size:
+            return
+        addr, length, prot, flags, fd, offset = _OLD_MMAP.unpack(block)
+        if offset % PAGE:
+            return
+        mmap2 = SYSCALLS_I386["mmap2"]
+        args = (addr, length, prot, flags, fd, offset // PAGE)
+        self._map(RawCall(call.pid, call.tid, call.arch, mmap2, args, call.ip, call.sp), ctl, mmap2)
 
     def _protect(self, call: RawCall, ctl: Control) -> None:
         addr, length, prot = call.args[0], call.args[1], call.args[2]
@@ -217,12 +245,13 @@ class ClosureEmulator:
         if prot & _WX != _WX and not (prot & PROT_EXEC and self._holds_trampolines(call, ctl, addr)):
             self._forget(call.pid, addr, end)
             return
-        ctl.rewrite_arguments((addr, length, prot & ~PROT_EXEC, *call.args[3:]))
+        previous = ctl.rewrite_arguments((addr, length, prot & ~PROT_EXEC, *call.args[3:]))
         self.granted_calls += 1
         # PROT_GROWSDOWN extends the change down to the start of a stack.
         start = end - STACK_SPAN if prot & PROT_GROWSDOWN else addr
 
         def granted(result: int, exit_ctl: Control) -> None:
+            exit_ctl.set_registers(previous)
             if not _failed(result, call.arch):
                 self._space(call.pid).granted.add(start, end)
 
