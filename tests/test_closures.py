@@ -307,6 +307,7 @@ def test_without_closures_each_closure_user_is_refused_with_the_hint(program: Ca
         argv = [program("ffi_closures")]
     cmd = [*TRAMPWATCH, "run", *STRICT, "--no-kernel-deny", "--no-summary", "--", *argv]
     proc = subprocess.Popen(cmd, cwd=PROGRAMS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            errors="replace",  # a report line may quote bytes that are not UTF-8
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         hinted = None

@@ -91,6 +91,9 @@ class ClosureEmulator:
         self.refused = 0
         self.granted_calls = 0
         self.stripped_stacks = 0
+        # Calls rewritten and not yet returned, by thread: (number, arguments)
+        # as the program made the call, then as it runs.
+        self._rewrites: dict[int, tuple[int, tuple[int, ...], tuple[int, ...], int | None]] = {}
 
     # --- the SyscallHandler protocol -------------------------------------------------
 
@@ -101,6 +104,12 @@ class ClosureEmulator:
     def on_syscall(self, call: RawCall, ctl: Control) -> bool:
         """Rewrite a W+X request to W, and exec asked for a page of known
         trampolines to none (the call still runs: always False)."""
+        replay = self._rewrites.get(call.tid)
+        if replay is not None and replay[:2] == (call.nr, call.args):
+            # A call that waited for another thread's is taken from its entry
+            # again: it was rewritten (registers and exit hook) the first time.
+            ctl.rewrite_arguments(replay[2], replay[3])
+            return False
         name = _NAMES[call.arch].get(call.nr)
         if name == "mmap2" or (name == "mmap" and call.arch == "x86_64"):
             self._map(call, ctl)
@@ -200,26 +209,25 @@ class ClosureEmulator:
     def _space(self, pid: int) -> _Space:
         return self.spaces.setdefault(pid, _Space())
 
-    def _map(self, call: RawCall, ctl: Control, nr: int | None = None) -> None:
-        """Grant a W+X mapping without exec (nr: run the call as that syscall)."""
+    def _map(self, call: RawCall, ctl: Control, made: RawCall | None = None) -> None:
+        """Grant a W+X mapping without exec. `made`: the call as the program
+        made it, when `call` is what it runs as instead."""
         addr, length, prot, flags = call.args[0], call.args[1], call.args[2], call.args[3]
         if flags & MAP_FIXED:
             self._forget(call.pid, addr, addr + _page_up(length))
+        nr = call.nr if made is not None else None
         if prot & _WX != _WX:
-            if nr is not None:
-                previous = ctl.rewrite_arguments(call.args, nr)
-                ctl.on_exit(lambda result, exit_ctl: exit_ctl.set_registers(previous))
+            if made is not None:
+                self._rewrite(made, ctl, call.args, nr)
             return
-        previous = ctl.rewrite_arguments((*call.args[:2], prot & ~PROT_EXEC, *call.args[3:]), nr)
         self.granted_calls += 1
 
-        def granted(result: int, exit_ctl: Control) -> None:
-            exit_ctl.set_registers(previous)
+        def granted(result: int) -> None:
             if not _failed(result, call.arch):
                 start = result & (0xFFFFFFFF if call.arch == "i386" else 0xFFFFFFFFFFFFFFFF)
                 self._space(call.pid).granted.add(start, start + _page_up(length))
 
-        ctl.on_exit(granted)
+        self._rewrite(made or call, ctl, (*call.args[:2], prot & ~PROT_EXEC, *call.args[3:]), nr, granted)
 
     def _old_map(self, call: RawCall, ctl: Control) -> None:
         """i386's old mmap reads its arguments from a block in memory, after
@@ -237,7 +245,7 @@ class ClosureEmulator:
             return
         mmap2 = SYSCALLS_I386["mmap2"]
         args = (addr, length, prot, flags, fd, offset // PAGE)
-        self._map(RawCall(call.pid, call.tid, call.arch, mmap2, args, call.ip, call.sp), ctl, mmap2)
+        self._map(RawCall(call.pid, call.tid, call.arch, mmap2, args, call.ip, call.sp), ctl, call)
 
     def _protect(self, call: RawCall, ctl: Control) -> None:
         addr, length, prot = call.args[0], call.args[1], call.args[2]
@@ -245,17 +253,31 @@ class ClosureEmulator:
         if prot & _WX != _WX and not (prot & PROT_EXEC and self._holds_trampolines(call, ctl, addr)):
             self._forget(call.pid, addr, end)
             return
-        previous = ctl.rewrite_arguments((addr, length, prot & ~PROT_EXEC, *call.args[3:]))
         self.granted_calls += 1
         # PROT_GROWSDOWN extends the change down to the start of a stack.
         start = end - STACK_SPAN if prot & PROT_GROWSDOWN else addr
 
-        def granted(result: int, exit_ctl: Control) -> None:
-            exit_ctl.set_registers(previous)
+        def granted(result: int) -> None:
             if not _failed(result, call.arch):
                 self._space(call.pid).granted.add(start, end)
 
-        ctl.on_exit(granted)
+        self._rewrite(call, ctl, (addr, length, prot & ~PROT_EXEC, *call.args[3:]), None, granted)
+
+    def _rewrite(self, call: RawCall, ctl: Control, args: tuple[int, ...], nr: int | None,
+                 done: Callable[[int], None] | None = None) -> None:
+        """Run the stopped call with `args` (as syscall nr, if not None); at
+        its exit give the program back its argument registers, then
+        done(result)."""
+        previous = ctl.rewrite_arguments(args, nr)
+        self._rewrites[call.tid] = (call.nr, call.args, args, nr)
+
+        def exited(result: int, exit_ctl: Control) -> None:
+            self._rewrites.pop(call.tid, None)
+            exit_ctl.set_registers(previous)
+            if done is not None:
+                done(result)
+
+        ctl.on_exit(exited)
 
     @staticmethod
     def _holds_trampolines(call: RawCall, ctl: Control, addr: int) -> bool:
