@@ -429,6 +429,25 @@ def test_emulate_mode_composes_with_emulate_trampfd(program: Callable[[str], str
     assert summary["closures"]["invoke"] == 2201 and events == []
 
 
+def test_a_jit_under_emulate_is_told_why_it_failed(tmp_path: Path) -> None:
+    """Java asks for its code cache W+X: emulate mode grants it without
+    exec, and the first jump into generated code is no trampoline. The
+    program gets its SIGSEGV (and fails), the jump is reported as refused
+    with the JIT's library as caller, and trampwatch says why, last."""
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("no java: Debian package default-jre-headless (scripts/setup)")
+    traced, events, summary = _run([java, "-Xint", "-version"], "--closures=emulate", cwd=tmp_path)
+    assert traced.returncode != 0
+    refused = [e for e in events if e["syscall"] == "closure-refused"]
+    assert refused and refused[0]["verdict"] == "denied" and refused[0]["categories"] == ["w-to-x"]
+    assert "libjvm.so" in refused[0]["caller"]["object"]
+    assert summary["closures"]["refused"] == len(refused)
+    last = traced.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"trampwatch: {len(refused)} jump(s) into memory that --closures=emulate granted")
+    assert "a JIT's" in last and "without --closures" in last
+
+
 def test_closures_value_is_checked() -> None:
     done = subprocess.run([*TRAMPWATCH, "run", "--closures", "/bin/echo", "hi"], capture_output=True,
                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
