@@ -90,6 +90,7 @@ BUILDS: dict[str, Build] = {
     "closures_prep_variants": Build(source="closures/prep_variants",
                                     flags=("-Wno-deprecated-declarations", "-lffi")),
     "closures_retry_loop": Build(source="closures/retry_loop", flags=("-lffi",)),
+    "closures_jit_retry": Build(source="closures/jit_retry"),
     # The trampolines as GCC writes them with and without CET's endbr.
     "closures_tramp_bytes": Build(source="closures/tramp_bytes", flags=("-lffi",)),
     "closures_tramp_bytes_nocet": Build(source="closures/tramp_bytes",

@@ -448,6 +448,22 @@ def test_a_jit_under_emulate_is_told_why_it_failed(tmp_path: Path) -> None:
     assert "a JIT's" in last and "without --closures" in last
 
 
+def test_a_jit_retrying_from_its_sigsegv_handler_falls_back_to_the_policy(
+        program: Callable[[str], str]) -> None:
+    """Once a jump into granted memory found no trampoline, the process's
+    W+X requests are no longer rewritten: its handler's mprotect(RWX) is
+    judged as asked. The default policy logs it and the JIT runs (without
+    the fallback it would fault forever); strict would refuse it, as it does
+    without --closures."""
+    argv = [program("jit_retry")]
+    native = _native(argv)
+    traced, events, summary = _run(argv, "--closures=emulate")
+    assert (traced.returncode, traced.stdout) == (0, native.stdout) == (0, "VAL jit 42\nDONE\n")
+    assert [(e["syscall"], e["verdict"]) for e in events] == [("closure-refused", "denied"),
+                                                              ("mprotect", "logged")]
+    assert "wx-protect" in events[1]["categories"] and summary["closures"]["refused"] == 1
+
+
 def test_closures_value_is_checked() -> None:
     done = subprocess.run([*TRAMPWATCH, "run", "--closures", "/bin/echo", "hi"], capture_output=True,
                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)

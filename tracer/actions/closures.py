@@ -73,6 +73,9 @@ class _Space:
     # it sets: reused while the bytes read at a fault are the same
     # (invocations that depend on nothing but the bytes and the PC).
     decoded: dict[int, tuple[bytes, Invocation, dict[str, int]]] = field(default_factory=dict)
+    # A jump into granted memory found code that is no trampoline (a JIT's):
+    # from then on its W+X requests go to the policy as asked.
+    jit: bool = False
 
 
 class ClosureEmulator:
@@ -143,6 +146,7 @@ class ClosureEmulator:
             invocation = self._decode(ctl, pc, code)
             if invocation is None:
                 self.refused += 1
+                space.jit = True
                 self.emit(ClosureEvent(time.time(), pid, tid, "refused", self.mode, pc, arch=ctl.arch,
                                        caller=self._word(ctl, ctl.register("rsp"), _WORD[ctl.arch])))
                 return False
@@ -178,7 +182,8 @@ class ClosureEmulator:
             return
         space = self.spaces.get(parent_pid)
         if space is not None:
-            self.spaces[child_pid] = space if shares_vm else _Space(space.granted.copy(), dict(space.decoded))
+            self.spaces[child_pid] = space if shares_vm else _Space(space.granted.copy(), dict(space.decoded),
+                                                                    space.jit)
 
     def on_exec(self, pid: int, ctl: Control) -> None:
         """A new program: take PROT_EXEC off its stack if the kernel gave it."""
@@ -216,7 +221,7 @@ class ClosureEmulator:
         if flags & MAP_FIXED:
             self._forget(call.pid, addr, addr + _page_up(length))
         nr = call.nr if made is not None else None
-        if prot & _WX != _WX:
+        if prot & _WX != _WX or self._jit(call.pid):
             if made is not None:
                 self._rewrite(made, ctl, call.args, nr)
             return
@@ -250,7 +255,8 @@ class ClosureEmulator:
     def _protect(self, call: RawCall, ctl: Control) -> None:
         addr, length, prot = call.args[0], call.args[1], call.args[2]
         end = addr + _page_up(length)
-        if prot & _WX != _WX and not (prot & PROT_EXEC and self._holds_trampolines(call, ctl, addr)):
+        if self._jit(call.pid) or (prot & _WX != _WX
+                                   and not (prot & PROT_EXEC and self._holds_trampolines(call, ctl, addr))):
             self._forget(call.pid, addr, end)
             return
         self.granted_calls += 1
@@ -262,6 +268,13 @@ class ClosureEmulator:
                 self._space(call.pid).granted.add(start, end)
 
         self._rewrite(call, ctl, (addr, length, prot & ~PROT_EXEC, *call.args[3:]), None, granted)
+
+    def _jit(self, pid: int) -> bool:
+        """True once process pid ran into code in granted memory that was no
+        trampoline: its W+X requests are no longer rewritten (the policy
+        judges them as asked, as without --closures)."""
+        space = self.spaces.get(pid)
+        return space is not None and space.jit
 
     def _rewrite(self, call: RawCall, ctl: Control, args: tuple[int, ...], nr: int | None,
                  done: Callable[[int], None] | None = None) -> None:
