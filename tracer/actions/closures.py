@@ -95,8 +95,8 @@ class ClosureEmulator:
         self.granted_calls = 0
         self.stripped_stacks = 0
         # Calls rewritten and not yet returned, by thread: (number, arguments)
-        # as the program made the call, then as it runs.
-        self._rewrites: dict[int, tuple[int, tuple[int, ...], tuple[int, ...], int | None]] = {}
+        # as the program made the call, then as it runs, and the process.
+        self._rewrites: dict[int, tuple[int, tuple[int, ...], tuple[int, ...], int | None, int]] = {}
 
     # --- the SyscallHandler protocol -------------------------------------------------
 
@@ -188,6 +188,7 @@ class ClosureEmulator:
     def on_exec(self, pid: int, ctl: Control) -> None:
         """A new program: take PROT_EXEC off its stack if the kernel gave it."""
         self.spaces.pop(pid, None)
+        self._forget_rewrites(pid)
         try:
             maps = procfs.read_maps(ctl.tid)
         except TraceError:
@@ -208,6 +209,12 @@ class ClosureEmulator:
     def on_exit(self, pid: int) -> None:
         """The process is gone."""
         self.spaces.pop(pid, None)
+        self._forget_rewrites(pid)
+
+    def _forget_rewrites(self, pid: int) -> None:
+        """Calls of process pid that will never return (its threads are gone)."""
+        for tid in [tid for tid, rewrite in self._rewrites.items() if rewrite[4] == pid]:
+            del self._rewrites[tid]
 
     # --- calls ------------------------------------------------------------------------------
 
@@ -282,7 +289,7 @@ class ClosureEmulator:
         its exit give the program back its argument registers, then
         done(result)."""
         previous = ctl.rewrite_arguments(args, nr)
-        self._rewrites[call.tid] = (call.nr, call.args, args, nr)
+        self._rewrites[call.tid] = (call.nr, call.args, args, nr, call.pid)
 
         def exited(result: int, exit_ctl: Control) -> None:
             self._rewrites.pop(call.tid, None)
