@@ -54,7 +54,7 @@ def test_old_mmap_block_in_secret_memory_is_judged_by_the_mapping_made(build_pro
     traced = trace([str(build_program("attack_old_mmap")), "secret"], tmp_path, *STRICT)
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mmap", ("wx-map", "anon-exec"))]
-    assert traced.events[0]["prot"] == "rwx" and traced.events[0]["addr"] != 0
+    assert traced.events[0]["prot"] == "rwx" and int(traced.events[0]["addr"], 16) != 0
     assert parse_output(traced.stdout).failed()["secret_old_mmap"] == "EACCES"
 
 

@@ -32,13 +32,13 @@ from tracer import trampolines as tr
 from tracer.categories import Category
 from tracer.errors import NoSuchProcess
 from tracer.inspect import (
-    SCHEMA,
     ProcessReport,
     RegionReport,
     forbidden,
     inspect_all,
     inspect_process,
 )
+from tracer.outputs.envelope import INSPECT_SCHEMA
 from tracer.outputs.inspect_report import render_text, report_json
 from tracer.policy import Action, resolve_policy
 
@@ -429,7 +429,8 @@ def test_json_report(inspect_program):
     with running([str(inspect_program("ffi_closure"))]) as run:
         report = inspect_process(run.pid, resolve_policy("strict"), disasm=True)
     doc = json.loads(json.dumps(report_json(report)))
-    assert doc["schema"] == SCHEMA and doc["pid"] == run.pid and doc["forbidden"] is True
+    assert (doc["schema"], doc["type"]) == (INSPECT_SCHEMA, "process")
+    assert doc["pid"] == run.pid and doc["forbidden"] is True
     (region,) = [r for r in doc["regions"] if r["trampolines"]]
     assert region["categories"] == ["wx-map", "anon-exec"]
     assert region["judged"]["decision"] == {"action": "deny", "rule": "deny-wx"}

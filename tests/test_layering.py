@@ -1,4 +1,4 @@
-"""The flow of ../shared/STYLE.md, held in place: sources -> events -> shadow
+"""The flow of README.md ("How it works"), held in place: sources -> events -> shadow
 model -> classify -> policy -> actions/outputs, wired by pipeline and cli.
 Every import inside tracer/ must point to the same step or one to its left,
 and bcc, ptrace, seccomp, yaml and click each belong to one module."""

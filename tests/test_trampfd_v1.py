@@ -1,5 +1,5 @@
 """trampfd v1 under the emulator, sentence by sentence of the specification
-(/work/shared/docs/trampfd-api.md, restated in docs/trampfd.md): compiled C
+(docs/trampfd-api.md; the emulator in docs/trampfd.md): compiled C
 programs run by `trampwatch run --emulate-trampfd`, printing what the kernel
 side returned and what the trampoline's target saw."""
 

@@ -1,4 +1,4 @@
-"""The W^X taxonomy (docs/wx-taxonomy): the closed set of categories trampwatch
+"""The W^X taxonomy (docs/taxonomy.md): the closed set of categories trampwatch
 reports, ordered most severe first.
 """
 

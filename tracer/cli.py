@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_USAGE, CapabilityMissing, PolicyError, TrampwatchError
+from .events import AttachEvent
 from .outputs.jsonl import JsonLinesOutput
 from .outputs.summary import Summary
 from .outputs.text import TextOutput
@@ -307,7 +308,12 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
     try:
         with ExitStack() as stack:
             judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
-            status = trace_attached(judge, pid)
+
+            def ready(attached: AttachEvent) -> None:
+                click.echo(f"trampwatch: attached to pid {attached.pid} ({len(attached.threads)} thread(s)), "
+                           f"tracing ({judge.mode})", err=True)
+
+            status = trace_attached(judge, pid, ready)
             judge.finish(status)
     except TrampwatchError as err:
         _fail(err)
@@ -443,7 +449,9 @@ ESSENTIAL_PROBES = frozenset({"ptrace", "seccomp"})
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--policy", "policy_name", default="default", show_default=True,
               help="Judge each file's findings with this policy (exit 1 when it denies or kills).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file, then a summary object.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per file, then a summary object "
+                   "(schema trampwatch.scan/v1, docs/events.md).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks met inside directories.")
 @click.option("--all", "show_all", is_flag=True, help="List clean ELF files too.")
 def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlinks: bool,
@@ -467,7 +475,8 @@ def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlink
 @commands.command("inspect")
 @click.argument("pid", type=int, required=False)
 @click.option("--all", "every", is_flag=True, help="Inspect every process the caller may read.")
-@click.option("--json", "as_json", is_flag=True, help="JSON (schema trampwatch.inspect/v1).")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON lines (schema trampwatch.inspect/v2, docs/events.md).")
 @click.option("--disasm", is_flag=True, help="Disassemble each trampoline.")
 @click.option("--policy", "policy_name", default=None,
               help="Judge the hazards with this policy: exit 1 when it forbids one.")
@@ -475,7 +484,7 @@ def inspect_command(pid: int | None, every: bool, as_json: bool, disasm: bool,
                     policy_name: str | None) -> None:
     """List trampolines, closures and W^X hazards of process PID (or --all)."""
     from .inspect import forbidden, inspect_all, inspect_process
-    from .outputs.inspect_report import render_summary, render_text, report_json
+    from .outputs.inspect_report import render_summary, render_text, report_json, summary_json
 
     if (pid is None) == (not every):
         raise click.UsageError("give a PID or --all (not both)")
@@ -488,8 +497,8 @@ def inspect_command(pid: int | None, every: bool, as_json: bool, disasm: bool,
             reports = [inspect_process(pid, policy, disasm)]
         for report in reports:
             click.echo(json.dumps(report_json(report)) if as_json else render_text(report))
-        if every and not as_json:
-            click.echo(render_summary(result))
+        if every:
+            click.echo(json.dumps(summary_json(result)) if as_json else render_summary(result))
     except TrampwatchError as err:
         _fail(err)
     sys.exit(1 if any(forbidden(report) for report in reports) else 0)

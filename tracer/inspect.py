@@ -37,8 +37,6 @@ from tracer.policy.model import EXEC_PSEUDO_SYSCALL, TRAMPFD_PSEUDO_SYSCALL
 from tracer.shadow import FILE, HEAP, SHM, SPECIAL, STACK, Backing, Change, ShadowModel, backing_from_entry
 from tracer.sources import procfs
 
-SCHEMA = "trampwatch.inspect/v1"
-
 # Bytes of one region, and of one process, scanned for trampolines; the rest
 # is reported as not scanned (a JIT may reserve gigabytes).
 REGION_SCAN_LIMIT = 32 << 20

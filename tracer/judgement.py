@@ -13,9 +13,6 @@ from .categories import Category
 from .policy.model import Action, Decision
 from .shadow import Backing
 
-# 2: `verdict` is the outcome (hyphenated spellings, `not-enforced`), `reason` added.
-SCHEMA_VERSION = 2
-
 
 class Outcome(enum.StrEnum):
     """What was done about an event: reported by the code that acted (or

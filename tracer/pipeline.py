@@ -692,9 +692,12 @@ class PtraceSink(TraceSink):
         return plan is not None and plan.proof is Proof.DEATH
 
 
-def trace_attached(judge: Judge, pid: int) -> int | None:
+def trace_attached(judge: Judge, pid: int,
+                   on_ready: Callable[[AttachEvent], None] | None = None) -> int | None:
     """Seize the running process pid and trace it until it exits (its wait
-    status is unknown to a non-parent: None) or SIGINT/SIGTERM detaches."""
+    status is unknown to a non-parent: None) or SIGINT/SIGTERM detaches.
+    `on_ready` is called once every thread is seized: from then on, no
+    call of the process escapes the tracer."""
     source = PtraceSource(PtraceSink(judge))
 
     def detach(signum: int, frame: object) -> None:
@@ -703,7 +706,9 @@ def trace_attached(judge: Judge, pid: int) -> int | None:
     # Installed first: a Ctrl-C during the seize must detach, not kill us.
     previous = {sig: signal.signal(sig, detach) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        source.attach(pid)
+        attached = source.attach(pid)
+        if on_ready is not None:
+            on_ready(attached)
         status = source.run()
     finally:
         for sig, handler in previous.items():

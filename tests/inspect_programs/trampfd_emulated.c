@@ -1,5 +1,5 @@
 /*
- * A program written against the trampfd v2 API (docs: trampfd-api.md): it
+ * A program written against the trampfd v2 API (docs/trampfd-api.md): it
  * asks for a table (syscall 440 with a struct trampfd_info), writes its code
  * and data descriptors (r11 and r10, two-slot tables), maps the table
  * read+execute and calls trampoline 1. Run it under

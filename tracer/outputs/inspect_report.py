@@ -1,10 +1,11 @@
 """Render `trampwatch inspect` reports: a table per process and JSON
-(schema trampwatch.inspect/v1, docs/inspect.md)."""
+(schema trampwatch.inspect/v2, docs/events.md)."""
 
 from __future__ import annotations
 
 from .. import trampolines as tr
-from ..inspect import SCHEMA, InspectAll, Judged, ProcessReport, SymbolRef, TrampolineReport, forbidden
+from ..inspect import InspectAll, Judged, ProcessReport, SymbolRef, TrampolineReport, forbidden
+from .envelope import INSPECT_SCHEMA, address, record
 
 
 def _verdict(judged: Judged) -> str:
@@ -74,23 +75,29 @@ def render_text(report: ProcessReport) -> str:
     return "\n".join(lines)
 
 
+def _hazards(result: InspectAll) -> int:
+    return sum(1 for r in result.reports if any(region.categories for region in r.regions))
+
+
 def render_summary(result: InspectAll) -> str:
     """Return the one-line summary of inspect_all(): inspected and skipped counts."""
     skipped = " ".join(f"{reason}={n}" for reason, n in sorted(result.skipped.items()))
-    hazards = sum(1 for r in result.reports if any(region.categories for region in r.regions))
-    return (f"inspected {len(result.reports)} process(es), {hazards} with W^X hazards, "
+    return (f"inspected {len(result.reports)} process(es), {_hazards(result)} with W^X hazards, "
             f"skipped {sum(result.skipped.values())}" + (f" | {skipped}" if skipped else ""))
 
 
-def _hex(value: int | None) -> str | None:
-    return None if value is None else f"{value:#x}"
+def summary_json(result: InspectAll) -> dict:
+    """Return the summary record of inspect_all() (what render_summary says)."""
+    return record(INSPECT_SCHEMA, "summary", processes=len(result.reports), with_hazards=_hazards(result),
+                  skipped=dict(result.skipped))
+
 
 
 def _symbol_json(ref: SymbolRef | None) -> dict | None:
     if ref is None:
         return None
-    return {"addr": _hex(ref.addr), "object": ref.object, "symbol": ref.symbol, "offset": _hex(ref.offset),
-            "source": ref.source}
+    return {"addr": address(ref.addr), "object": ref.object, "symbol": ref.symbol,
+            "offset": address(ref.offset), "source": ref.source}
 
 
 def _judged_json(judged: Judged) -> dict:
@@ -111,41 +118,41 @@ def _trampoline_json(t: TrampolineReport) -> dict:
         callback = None
         if c.callback is not None:
             cb = c.callback
-            callback = {"thunk": _hex(cb.thunk), "callable": _hex(cb.callable), "type": cb.type_name,
+            callback = {"thunk": address(cb.thunk), "callable": address(cb.callable), "type": cb.type_name,
                         "qualname": cb.qualname, "module": cb.module}
-        closure = {"closure": _hex(c.closure), "cif": _hex(c.cif), "fun": _symbol_json(c.fun),
-                   "user_data": _hex(c.user_data), "abi": c.abi, "nargs": c.nargs, "callback": callback,
+        closure = {"closure": address(c.closure), "cif": address(c.cif), "fun": _symbol_json(c.fun),
+                   "user_data": address(c.user_data), "abi": c.abi, "nargs": c.nargs, "callback": callback,
                    "callback_note": c.callback_note or None}
-    return {"kind": t.kind, "variant": t.variant, "addr": _hex(t.addr), "size": t.size,
-            "target": _symbol_json(t.target), "data": _hex(t.data), "data_kind": t.data_kind,
+    return {"kind": t.kind, "variant": t.variant, "addr": address(t.addr), "size": t.size,
+            "target": _symbol_json(t.target), "data": address(t.data), "data_kind": t.data_kind,
             "closure": closure, "live": t.live, "disasm": list(t.disasm)}
 
 
 def report_json(report: ProcessReport) -> dict:
-    """Return the report as a JSON-ready dict (schema in docs/inspect.md);
+    """Return the report as a JSON-ready `process` record (docs/events.md);
     addresses are hexadecimal strings."""
-    return {
-        "schema": SCHEMA,
-        "pid": report.pid,
-        "exe": report.exe,
-        "comm": report.comm,
-        "uid": report.uid,
-        "python": report.python,
-        "personality": _hex(report.personality),
-        "policy": report.policy,
-        "forbidden": forbidden(report) if report.policy is not None else None,
-        "findings": [{"category": c.value, "judged": _judged_json(j)} for c, j in report.findings],
-        "regions": [
+    return record(
+        INSPECT_SCHEMA, "process",
+        pid=report.pid,
+        exe=report.exe,
+        comm=report.comm,
+        uid=report.uid,
+        python=report.python,
+        personality=None if report.personality is None else f"{report.personality:#x}",
+        policy=report.policy,
+        forbidden=forbidden(report) if report.policy is not None else None,
+        findings=[{"category": c.value, "judged": _judged_json(j)} for c, j in report.findings],
+        regions=[
             {
-                "start": _hex(r.start), "end": _hex(r.end), "perms": r.perms, "path": r.path,
+                "start": address(r.start), "end": address(r.end), "perms": r.perms, "path": r.path,
                 "backing": r.backing, "categories": [c.value for c in r.categories],
                 "judged": _judged_json(r.judged),
-                "aliases": [{"start": _hex(s), "end": _hex(e), "perms": p} for s, e, p in r.aliases],
+                "aliases": [{"start": address(s), "end": address(e), "perms": p} for s, e, p in r.aliases],
                 "note": r.note or None, "scanned_bytes": r.scanned, "truncated": r.truncated,
                 "unused_slots": r.free_slots,
                 "trampolines": [_trampoline_json(t) for t in r.trampolines],
             }
             for r in report.regions
         ],
-        "notes": list(report.notes),
-    }
+        notes=list(report.notes),
+    )

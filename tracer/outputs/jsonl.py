@@ -1,7 +1,8 @@
 """JSON lines: one object per judgement (and per report of lost records),
 then one summary object.
 
-The schema is documented in docs/events.md and versioned by `schema`.
+The schema (trampwatch.events) is documented in docs/events.md; every
+record carries its versioned name in `schema`.
 """
 
 from __future__ import annotations
@@ -11,46 +12,46 @@ from typing import TextIO
 
 from ..abi import prot_text
 from ..events import RecordsLost
-from ..judgement import SCHEMA_VERSION, Judgement
+from ..judgement import Judgement
+from .envelope import EVENTS_SCHEMA, address, record
 
 
 def judgement_record(judgement: Judgement) -> dict:
     """Return the JSON-ready record of one judgement."""
     caller = judgement.caller
     backing = judgement.backing
-    return {
-        "type": "event",
-        "schema": SCHEMA_VERSION,
-        "ts": round(judgement.ts, 6),
-        "source": judgement.source,
-        "pid": judgement.pid,
-        "tid": judgement.tid,
-        "exe": judgement.exe,
-        "comm": judgement.comm,
-        "uid": judgement.uid,
-        "syscall": judgement.syscall,
-        "arch": judgement.arch,
-        "args": list(judgement.args),
-        "result": judgement.result,
-        "addr": judgement.addr,
-        "len": judgement.length,
-        "prot": prot_text(judgement.prot),
-        "prev_prot": prot_text(judgement.prev_prot) if judgement.prev_prot is not None else None,
-        "backing": {"kind": backing.kind, "path": backing.path, "inode": backing.inode or None},
-        "categories": [c.value for c in judgement.categories],
-        "rule": judgement.rule,
-        "action": judgement.action.value,
-        "errno": judgement.decision.errno,
-        "verdict": judgement.outcome.value,
-        "reason": judgement.reason,
-        "caller": {
-            "addr": caller.addr if caller else None,
+    return record(
+        EVENTS_SCHEMA, "event",
+        ts=round(judgement.ts, 6),
+        source=judgement.source,
+        pid=judgement.pid,
+        tid=judgement.tid,
+        exe=judgement.exe,
+        comm=judgement.comm,
+        uid=judgement.uid,
+        syscall=judgement.syscall,
+        arch=judgement.arch,
+        args=list(judgement.args),
+        result=judgement.result,
+        addr=address(judgement.addr),
+        len=judgement.length,
+        prot=prot_text(judgement.prot),
+        prev_prot=prot_text(judgement.prev_prot) if judgement.prev_prot is not None else None,
+        backing={"kind": backing.kind, "path": backing.path, "inode": backing.inode or None},
+        categories=[c.value for c in judgement.categories],
+        rule=judgement.rule,
+        action=judgement.action.value,
+        errno=judgement.decision.errno,
+        verdict=judgement.outcome.value,
+        reason=judgement.reason,
+        caller={
+            "addr": address(caller.addr) if caller else None,
             "object": caller.object if caller else None,
             "symbol": caller.symbol if caller else None,
         },
-        "detail": dict(judgement.detail),
-        "count": judgement.count,
-    }
+        detail=dict(judgement.detail),
+        count=judgement.count,
+    )
 
 
 class JsonLinesOutput:
@@ -67,31 +68,24 @@ class JsonLinesOutput:
 
     def lost(self, event: RecordsLost) -> None:
         """Write a record saying how many records the kernel side dropped."""
-        record = {
-            "type": "lost",
-            "schema": SCHEMA_VERSION,
-            "ts": round(event.ts, 6),
-            "count": event.count,
-            "total": event.total,
-            "by_reason": dict(event.by_reason),
-        }
-        self.stream.write(json.dumps(record) + "\n")
+        line = record(EVENTS_SCHEMA, "lost", ts=round(event.ts, 6), count=event.count, total=event.total,
+                      by_reason=dict(event.by_reason))
+        self.stream.write(json.dumps(line) + "\n")
         self.stream.flush()
 
     def close(self, stats) -> None:
         """Write the summary record and close the stream if we opened it."""
-        record = {
-            "type": "summary",
-            "schema": SCHEMA_VERSION,
-            "calls": stats.calls,
-            "calls_by_syscall": dict(stats.calls_by_syscall),
-            "events": stats.judged,
-            "stops": stats.stops,
-            "lost": stats.lost,
-            "exit_status": stats.exit_status,
-            "closures": {op: stats.closures[op] for op in ("alloc", "invoke", "refused")},
-        }
-        self.stream.write(json.dumps(record) + "\n")
+        line = record(
+            EVENTS_SCHEMA, "summary",
+            calls=stats.calls,
+            calls_by_syscall=dict(stats.calls_by_syscall),
+            events=stats.judged,
+            stops=stats.stops,
+            lost=stats.lost,
+            exit_status=stats.exit_status,
+            closures={op: stats.closures[op] for op in ("alloc", "invoke", "refused")},
+        )
+        self.stream.write(json.dumps(line) + "\n")
         self.stream.flush()
         if self.close_stream:
             self.stream.close()

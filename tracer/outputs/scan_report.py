@@ -9,6 +9,7 @@ from typing import TextIO
 from ..policy.engine import decide
 from ..policy.model import EXEC_PSEUDO_SYSCALL, Action, Facts, Policy
 from ..scan import ScanResult, ScanSummary
+from .envelope import SCAN_SCHEMA, record
 
 FORBIDDING = (Action.DENY, Action.KILL)
 
@@ -55,17 +56,17 @@ class ScanPrinter:
                 + "".join(f" | {f.kind}={f.detail}" for f in result.findings))
 
     def _record(self, result: ScanResult, decision) -> dict:
-        return {
-            "type": "file",
-            "path": result.path,
-            "error": result.error,
-            "message": result.message or None,
-            "findings": [{"kind": f.kind, "categories": [c.value for c in f.categories], "detail": f.detail}
-                         for f in result.findings],
-            "categories": [c.value for c in result.categories],
-            "action": decision.action.value if decision else None,
-            "rule": decision.rule if decision else None,
-        }
+        return record(
+            SCAN_SCHEMA, "file",
+            path=result.path,
+            error=result.error,
+            message=result.message or None,
+            findings=[{"kind": f.kind, "categories": [c.value for c in f.categories], "detail": f.detail}
+                      for f in result.findings],
+            categories=[c.value for c in result.categories],
+            action=decision.action.value if decision else None,
+            rule=decision.rule if decision else None,
+        )
 
     def summary(self, summary: ScanSummary) -> None:
         """Print the counts and the speed."""
@@ -78,7 +79,7 @@ class ScanPrinter:
             "seconds": round(summary.elapsed, 3), "files_per_second": round(summary.files_per_second, 1),
         }
         if self.as_json:
-            self.stream.write(json.dumps({"type": "summary", **counts}) + "\n")
+            self.stream.write(json.dumps(record(SCAN_SCHEMA, "summary", **counts)) + "\n")
             return
         self.stream.write(
             f"scanned {summary.files_seen} files ({summary.elf} ELF, {summary.not_elf} not ELF) in "
