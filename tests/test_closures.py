@@ -387,6 +387,21 @@ def test_without_closures_an_old_mmap_closure_is_refused(program: Callable[[str]
     assert (event["syscall"], event["arch"], event["categories"][0]) == ("mmap", "i386", "wx-map")
 
 
+def test_old_mmap_raced_by_a_thread_never_maps_wx_under_emulate(build_program: ProgramBuilder,
+                                                                 parse_output: Callable) -> None:
+    """attack_old_mmap race: a thread flips the argument block between RW
+    and RWX while the main thread calls old mmap. Under emulate each call
+    runs as the mmap2 of the block as read, its arguments in registers: no
+    mapping comes back W+X (nothing ran there) and nothing is a W^X event;
+    without the rewrite the exit stop catches the kernel's RWX mappings
+    (tests/test_attack.py)."""
+    binary = str(build_program("attack_old_mmap"))
+    traced, events, _ = _run([binary, "race", "2000"], *STRICT, "--closures=emulate", timeout=300)
+    out = parse_output(traced.stdout)
+    assert traced.returncode == 0 and out.count == 0 and out.done == 1, traced.stderr[-2000:]
+    assert events == []
+
+
 def test_the_library_leaves_a_program_alone_without_the_tracer(program: Callable[[str], str]) -> None:
     """Preloaded outside trampwatch (no trampfd served), libffi's own
     allocator runs: the program works as without it."""
