@@ -9,7 +9,11 @@ baseline measured in the same run (medians of interleaved repetitions):
             policy, the RWX page allowed) against `run --closures` (auto)
   emulate   one closure invocation under --closures=emulate against the
             minimal C ptrace emulator of scripts/bench_trampfd.py (waitpid,
-            GETREGS, SETREGS, CONT), tracer and program on one CPU and on two
+            GETREGS, SETREGS, CONT), tracer and program on one CPU and on two;
+            also as CPU time per invocation (tracer and program, from the
+            rusage of the whole run, less that of a run a tenth as long, so
+            start-up drops out): unlike wall time, other work on a loaded
+            machine does not count in it
 
 Targets (issue 11): call within 1.5x, ctypes within 1.1x, emulate within
 1.3x of its anchor in the same placement.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -106,11 +111,20 @@ print("NS %.3f" % ((time.perf_counter_ns() - start) / n))
 
 @dataclass(frozen=True)
 class Case:
-    """One measured command: its name, placement and argv."""
+    """One measured command: its name, placement and argv; `short`, for
+    the CPU time per iteration, the same with a tenth of the `iterations`."""
 
     name: str
     placement: str
     argv: tuple[str, ...]
+    iterations: int = 0
+    short: tuple[str, ...] = ()
+
+
+def _faults(name: str, placement: str, argv: tuple[str, ...], count: str) -> Case:
+    """A fault-per-iteration case, `count` iterations, timed in CPU too."""
+    tenth = str(int(count) // 10)
+    return Case(name, placement, argv, int(count), tuple(tenth if arg == count else arg for arg in argv))
 
 
 def build(directory: Path) -> tuple[Path, Path, Path]:
@@ -142,35 +156,51 @@ def cases(binary: Path, script: Path, c_ptrace: Path, quick: bool) -> list[Case]
         Case("alloc: --closures=trampfd", "-", (*closures("trampfd"), prog, "alloc", alloc)),
         Case("ctypes: run", "-", (*TRAMPWATCH, "--", "/usr/bin/python3", str(script), py)),
         Case("ctypes: run --closures", "-", (*closures("auto"), "/usr/bin/python3", str(script), py)),
-        Case("c-ptrace", "one CPU", (str(c_ptrace), "c-ptrace", slow, "0", "0")),
-        Case("emulate", "one CPU", (*same, *closures("emulate"), prog, "call", slow)),
-        Case("c-ptrace", "two CPUs", (str(c_ptrace), "c-ptrace", slow, "0", "1")),
-        Case("emulate", "two CPUs", (*same, *closures("emulate"), *apart, prog, "call", slow)),
+        _faults("c-ptrace", "one CPU", (str(c_ptrace), "c-ptrace", slow, "0", "0"), slow),
+        _faults("emulate", "one CPU", (*same, *closures("emulate"), prog, "call", slow), slow),
+        _faults("c-ptrace", "two CPUs", (str(c_ptrace), "c-ptrace", slow, "0", "1"), slow),
+        _faults("emulate", "two CPUs", (*same, *closures("emulate"), *apart, prog, "call", slow), slow),
     ]
 
 
-def run_once(case: Case) -> float:
-    """Run a case; return the nanoseconds per iteration it printed."""
-    done = subprocess.run(case.argv, capture_output=True, text=True, check=False, cwd=ROOT)
+def _run(argv: tuple[str, ...]) -> tuple[float, float]:
+    """Run argv; return the nanoseconds per iteration it printed and the
+    CPU seconds (user and system) of its whole process tree."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = [line for line in done.stdout.splitlines() if line.startswith("NS ")]
     if done.returncode != 0 or not lines:
-        sys.exit(f"bench_closures: {' '.join(case.argv)} failed ({done.returncode}): {done.stderr.strip()}")
-    return float(lines[-1].split()[1])
+        sys.exit(f"bench_closures: {' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return float(lines[-1].split()[1]), cpu
+
+
+def run_once(case: Case) -> tuple[float, float | None]:
+    """Run a case; return the nanoseconds per iteration it printed and, for
+    a fault case, the CPU nanoseconds per iteration (else None)."""
+    ns, cpu = _run(case.argv)
+    if not case.short:
+        return ns, None
+    _, cpu_short = _run(case.short)
+    return ns, (cpu - cpu_short) * 1e9 / (case.iterations - case.iterations // 10)
 
 
 def fmt(ns: float) -> str:
     return f"{ns / 1000:.2f} µs" if ns >= 1000 else f"{ns:.2f} ns"
 
 
-def report(medians: dict[Case, float]) -> str:
+ANCHORS = {"call: --closures=trampfd": "call: native (RWX page)",
+           "alloc: --closures=trampfd": "alloc: native",
+           "ctypes: run --closures": "ctypes: run", "emulate": "c-ptrace"}
+
+
+def report(medians: dict[Case, float], heading: str = "per iteration") -> str:
     """The markdown table: each measured case against its anchor."""
     by_key = {(case.name, case.placement): value for case, value in medians.items()}
-    anchors = {"call: --closures=trampfd": "call: native (RWX page)",
-               "alloc: --closures=trampfd": "alloc: native",
-               "ctypes: run --closures": "ctypes: run", "emulate": "c-ptrace"}
-    lines = ["| case | placement | per iteration | ratio |", "| --- | --- | ---: | --- |"]
+    lines = [f"| case | placement | {heading} | ratio |", "| --- | --- | ---: | --- |"]
     for case, value in medians.items():
-        anchor = anchors.get(case.name)
+        anchor = ANCHORS.get(case.name)
         ratio = f"{value / by_key[(anchor, case.placement)]:.2f}x {anchor}" if anchor else ""
         lines.append(f"| {case.name} | {case.placement} | {fmt(value)} | {ratio} |")
     return "\n".join(lines)
@@ -187,12 +217,19 @@ def main(argv: list[str] | None = None) -> int:
         binary, script, c_ptrace = build(Path(tmp))
         all_cases = cases(binary, script, c_ptrace, args.quick)
         samples: dict[Case, list[float]] = {case: [] for case in all_cases}
+        cpu: dict[Case, list[float]] = {case: [] for case in all_cases if case.short}
         for _ in range(args.reps):
             for case in all_cases:
-                samples[case].append(run_once(case))
+                ns, cpu_ns = run_once(case)
+                samples[case].append(ns)
+                if cpu_ns is not None:
+                    cpu[case].append(cpu_ns)
         medians = {case: statistics.median(values) for case, values in samples.items()}
-    print(f"## run --closures ({args.reps} interleaved repetitions, medians)\n")
+    print(f"## run --closures ({args.reps} interleaved repetitions, medians; "
+          f"load average {os.getloadavg()[0]:.1f})\n")
     print(report(medians))
+    print("\nCPU time per invocation (tracer and program):\n")
+    print(report({case: statistics.median(values) for case, values in cpu.items()}, "CPU per iteration"))
     return 0
 
 

@@ -83,6 +83,25 @@ BUILDS: dict[str, Build] = {
     "procmem_routes": Build(flags=("-pthread",)),
     "opaque_routes": Build(flags=("-pthread",)),
     "threads_flood": Build(flags=("-pthread",)),
+    # run --closures (tests/test_closures.py): closure users, 64- and 32-bit.
+    "closures_nested": Build(source="closures/nested", flags=("-pthread",)),
+    "closures_nested32": Build(source="closures/nested", m32=True, flags=("-pthread",)),
+    "closures_ffi_closures": Build(source="closures/ffi_closures", flags=("-pthread", "-lffi")),
+    "closures_ffi_closures32": Build(source="closures/ffi_closures", m32=True, flags=("-pthread", "-lffi")),
+    "closures_old_mmap_closure32": Build(source="closures/old_mmap_closure", m32=True,
+                                         flags=("-pthread", "-lffi")),
+    "closures_prep_variants": Build(source="closures/prep_variants",
+                                    flags=("-Wno-deprecated-declarations", "-lffi")),
+    "closures_retry_loop": Build(source="closures/retry_loop", flags=("-lffi",)),
+    "closures_jit_retry": Build(source="closures/jit_retry"),
+    # The trampolines as GCC writes them with and without CET's endbr.
+    "closures_tramp_bytes": Build(source="closures/tramp_bytes", flags=("-lffi",)),
+    "closures_tramp_bytes_nocet": Build(source="closures/tramp_bytes",
+                                        flags=("-fcf-protection=none", "-lffi")),
+    "closures_tramp_bytes_cet": Build(source="closures/tramp_bytes", flags=("-fcf-protection", "-lffi")),
+    "closures_tramp_bytes32": Build(source="closures/tramp_bytes", m32=True, flags=("-lffi",)),
+    "closures_tramp_bytes32_cet": Build(source="closures/tramp_bytes", m32=True,
+                                        flags=("-fcf-protection", "-lffi")),
 }
 
 PT_NULL = 0

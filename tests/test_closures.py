@@ -11,9 +11,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import ProgramBuilder
 from test_trampfd_support import ROOT, TRAMPWATCH, build
 
 from tracer.closures.patterns import match
@@ -26,9 +28,15 @@ STRICT = ("--policy", "strict", "--mode", "enforce")
 # --- patterns, from the bytes real programs write ---------------------------------------------------
 
 
-def _dump(*flags: str, name: str) -> list[list[str]]:
-    binary = build(PROGRAMS / "tramp_bytes.c", *flags, "-lffi", name=name)
-    done = subprocess.run([str(binary)], capture_output=True, text=True, check=True, timeout=30)
+@pytest.fixture
+def program(build_program: ProgramBuilder) -> Callable[[str], str]:
+    """``program(name)``: the path of tests/programs/closures' program built
+    as conftest's BUILDS entry ``closures_<name>``."""
+    return lambda name: str(build_program(f"closures_{name}"))
+
+
+def _dump(program: Callable[[str], str], name: str) -> list[list[str]]:
+    done = subprocess.run([program(name)], capture_output=True, text=True, check=True, timeout=30)
     assert "failed" not in done.stdout
     return [line.split() for line in done.stdout.splitlines()]
 
@@ -37,9 +45,9 @@ def _no_memory(addr: int, size: int) -> bytes:
     raise AssertionError("the pattern should not need more memory")
 
 
-@pytest.mark.parametrize("flags", [(), ("-fcf-protection=none",), ("-fcf-protection",)])
-def test_gcc_nested_trampoline_x86_64(flags: tuple[str, ...]) -> None:
-    lines = _dump(*flags, name="tramp_bytes" + "".join(flags))
+@pytest.mark.parametrize("build", ["tramp_bytes", "tramp_bytes_nocet", "tramp_bytes_cet"])
+def test_gcc_nested_trampoline_x86_64(program: Callable[[str], str], build: str) -> None:
+    lines = _dump(program, build)
     _, addr, raw = next(line for line in lines if line[0] == "NESTED")
     pc, code = int(addr, 16), bytes.fromhex(raw)
     found = match("x86_64", pc, code, {"eflags": 0x246, "rsp": 0}, _no_memory)
@@ -51,9 +59,9 @@ def test_gcc_nested_trampoline_x86_64(flags: tuple[str, ...]) -> None:
     assert set(found.registers) == {"r10", "r11", "rip"}
 
 
-@pytest.mark.parametrize("flags", [(), ("-fcf-protection",)])
-def test_gcc_nested_and_libffi_trampolines_i386(flags: tuple[str, ...]) -> None:
-    lines = _dump("-m32", *flags, name="tramp_bytes32" + "".join(flags))
+@pytest.mark.parametrize("build", ["tramp_bytes32", "tramp_bytes32_cet"])
+def test_gcc_nested_and_libffi_trampolines_i386(program: Callable[[str], str], build: str) -> None:
+    lines = _dump(program, build)
     _, addr, raw = next(line for line in lines if line[0] == "NESTED")
     pc = int(addr, 16)
     found = match("i386", pc, bytes.fromhex(raw), {"eflags": 0, "rsp": 0xFFFF0000}, _no_memory)
@@ -72,8 +80,8 @@ def test_gcc_nested_and_libffi_trampolines_i386(flags: tuple[str, ...]) -> None:
             assert found.registers["rax"] == found.data and found.push is None
 
 
-def test_libffi_34_trampoline_x86_64() -> None:
-    lines = _dump(name="tramp_bytes")
+def test_libffi_34_trampoline_x86_64(program: Callable[[str], str]) -> None:
+    lines = _dump(program, "tramp_bytes")
     targets = {}
     for _, abi, closure, code, raw in (line for line in lines if line[0] == "FFI"):
         pc, data = int(code, 16), bytes.fromhex(raw)
@@ -171,12 +179,6 @@ def _need(module: str, package: str) -> None:
                     "(scripts/setup)")
 
 
-def _c_program(name: str, m32: bool = False) -> str:
-    flags = ("-m32",) if m32 else ()
-    libs = ("-lffi",) if name == "ffi_closures" else ()
-    return str(build(PROGRAMS / f"{name}.c", *flags, *libs, name=f"closures_{name}{'32' if m32 else ''}"))
-
-
 @pytest.mark.parametrize("name,m32,mode,served", [
     ("nested", False, "emulate", "invoke"),
     ("nested", True, "emulate", "invoke"),
@@ -186,11 +188,21 @@ def _c_program(name: str, m32: bool = False) -> str:
     ("ffi_closures", False, "trampfd", "alloc"),
     ("ffi_closures", False, "auto", "alloc"),
     ("ffi_closures", True, "auto", "invoke"),     # 32-bit: trampfd is x86-64 only
+    # Its memory from i386's old mmap (arguments in memory), raced by a thread.
+    ("old_mmap_closure", True, "emulate", "invoke"),
+    ("old_mmap_closure", True, "auto", "invoke"),
 ])
-def test_c_programs_under_strict(name: str, m32: bool, mode: str, served: str) -> None:
-    summary = _assert_served([_c_program(name, m32)], mode)
+def test_c_programs_under_strict(program: Callable[[str], str], name: str, m32: bool, mode: str,
+                                 served: str) -> None:
+    summary = _assert_served([program(name + ("32" if m32 else ""))], mode)
     closures = summary["closures"]
-    assert closures[served] > 600 and closures["refused"] == 0
+    if served == "alloc":
+        # ffi_closures allocates 389 closures (9 signatures, 300 in a loop,
+        # 80 in threads; the loop prepares each twice): each announced once.
+        assert closures["alloc"] == 389
+    else:
+        assert closures["invoke"] > 600
+    assert closures["refused"] == 0
     assert closures["invoke" if served == "alloc" else "alloc"] == 0
 
 
@@ -225,8 +237,8 @@ def test_ruby_ffi_callbacks_under_strict(mode: str) -> None:
     _assert_served(["ruby", "ruby_ffi.rb"], mode)
 
 
-def test_trace_trampolines_reports_each_invocation() -> None:
-    traced, events, _ = _run([_c_program("nested")], *STRICT, "--closures=emulate", "--trace-trampolines")
+def test_trace_trampolines_reports_each_invocation(program: Callable[[str], str]) -> None:
+    traced, events, _ = _run([program("nested")], *STRICT, "--closures=emulate", "--trace-trampolines")
     assert traced.returncode == 0
     invokes = [e for e in events if e["syscall"] == "closure-invoke"]
     assert len(invokes) == 2201  # 1000 + 201 recursive + 1000 in the thread
@@ -283,7 +295,8 @@ def test_without_closures_strict_refuses_and_names_the_library() -> None:
     (["/usr/bin/python3", "gi_timeout.py"], "libffi.so"),
     (["ffi_closures"], "libffi.so"),
 ])
-def test_without_closures_each_closure_user_is_refused_with_the_hint(argv: list[str], library: str) -> None:
+def test_without_closures_each_closure_user_is_refused_with_the_hint(program: Callable[[str], str],
+                                                                    argv: list[str], library: str) -> None:
     """Refused under strict: the report names the library and suggests
     --closures. PyGObject then waits forever in its main loop for a callback
     that was never installed (its own behaviour, not a loop of refusals):
@@ -291,12 +304,13 @@ def test_without_closures_each_closure_user_is_refused_with_the_hint(argv: list[
     if argv[0] == "ruby" and shutil.which("ruby") is None:
         pytest.skip("ruby is missing: Debian package ruby-ffi (scripts/setup)")
     if argv == ["ffi_closures"]:
-        argv = [_c_program("ffi_closures")]
+        argv = [program("ffi_closures")]
     cmd = [*TRAMPWATCH, "run", *STRICT, "--no-kernel-deny", "--no-summary", "--", *argv]
     # errors="replace": ruby-ffi's error for a refused closure page prints
     # bytes of uninitialised memory ("in `attach': P\x9e..."), not UTF-8.
     proc = subprocess.Popen(cmd, cwd=PROGRAMS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            errors="replace", env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            errors="replace",  # a report line may quote bytes that are not UTF-8
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         hinted = None
         for line in proc.stderr:
@@ -311,17 +325,17 @@ def test_without_closures_each_closure_user_is_refused_with_the_hint(argv: list[
         proc.wait(timeout=60)
 
 
-def test_without_closures_a_nested_function_program_is_killed_at_exec_with_the_hint() -> None:
-    traced, events, _ = _run([_c_program("nested")], *STRICT)
+def test_without_closures_a_nested_function_program_is_killed_at_exec_with_the_hint(
+        program: Callable[[str], str]) -> None:
+    traced, events, _ = _run([program("nested")], *STRICT)
     assert traced.returncode == 128 + 9
     (event,) = events
     assert event["syscall"] == "exec" and event["verdict"] == "killed"
     assert "--closures" in event["detail"]["hint"]
 
 
-def test_a_program_retrying_a_refused_call_forever_is_stopped() -> None:
-    binary = build(PROGRAMS / "retry_loop.c", "-lffi", name="closures_retry_loop")
-    traced, events, _ = _run([str(binary)], *STRICT, "--no-kernel-deny", timeout=300)
+def test_a_program_retrying_a_refused_call_forever_is_stopped(program: Callable[[str], str]) -> None:
+    traced, events, _ = _run([program("retry_loop")], *STRICT, "--no-kernel-deny", timeout=300)
     assert traced.returncode == 128 + 9
     last = events[-1]
     assert last["verdict"] == "killed" and "refused 200 times" in last["detail"]["why"]
@@ -330,14 +344,14 @@ def test_a_program_retrying_a_refused_call_forever_is_stopped() -> None:
     assert len(same) == 200 and all(e["verdict"] == "denied" for e in same[:-1])
 
 
-def test_policy_key_turns_closures_on(tmp_path: Path) -> None:
+def test_policy_key_turns_closures_on(program: Callable[[str], str], tmp_path: Path) -> None:
     policy = tmp_path / "closures.yaml"
     strict = (ROOT / "policies" / "strict.yaml").read_text()
     policy.write_text(strict.replace("spec:\n  mode: enforce\n",
                                      "spec:\n  mode: enforce\n  closures: emulate\n"))
     assert "closures: emulate" in policy.read_text()
-    native = _native([_c_program("nested")])
-    traced, events, _ = _run([_c_program("nested")], "--policy", str(policy))
+    native = _native([program("nested")])
+    traced, events, _ = _run([program("nested")], "--policy", str(policy))
     assert (traced.returncode, traced.stdout, events) == (0, native.stdout, [])
 
 
@@ -353,13 +367,50 @@ def test_trace_trampolines_reports_each_closure_served_by_trampfd() -> None:
         assert event["detail"]["data"] != event["addr"]
 
 
-def test_the_library_leaves_a_program_alone_without_the_tracer(tmp_path: Path) -> None:
+def test_each_closure_is_announced_once(program: Callable[[str], str]) -> None:
+    """libffi's prep functions call each other through its PLT, into the
+    library again (ffi_prep_closure calls ffi_prep_closure_loc, the raw ones
+    call it too), and a closure may be prepared twice: each closure is still
+    announced once, by the program's own call."""
+    argv = [program("prep_variants")]
+    native = _native(argv)
+    traced, events, summary = _run(argv, *STRICT, "--closures=trampfd", "--trace-trampolines")
+    assert (traced.returncode, traced.stdout) == (0, native.stdout), traced.stderr[-3000:]
+    allocs = [e for e in events if e["syscall"] == "closure-alloc"]
+    assert len(allocs) == summary["closures"]["alloc"] == 7
+    assert all(e["caller"]["object"].endswith("closures_prep_variants") for e in allocs)
+    assert {e["caller"]["symbol"].split("+")[0] for e in allocs} == {"main"}
+
+
+def test_without_closures_an_old_mmap_closure_is_refused(program: Callable[[str], str]) -> None:
+    traced, events, _ = _run([program("old_mmap_closure32")], *STRICT, "--no-kernel-deny")
+    assert traced.returncode == 1 and traced.stdout.startswith("VAL old_mmap failed -13")
+    (event,) = [e for e in events if e["verdict"] == "denied"]
+    assert (event["syscall"], event["arch"], event["categories"][0]) == ("mmap", "i386", "wx-map")
+
+
+def test_old_mmap_raced_by_a_thread_never_maps_wx_under_emulate(build_program: ProgramBuilder,
+                                                                 parse_output: Callable) -> None:
+    """attack_old_mmap race: a thread flips the argument block between RW
+    and RWX while the main thread calls old mmap. Under emulate each call
+    runs as the mmap2 of the block as read, its arguments in registers: no
+    mapping comes back W+X (nothing ran there) and nothing is a W^X event;
+    without the rewrite the exit stop catches the kernel's RWX mappings
+    (tests/test_attack.py)."""
+    binary = str(build_program("attack_old_mmap"))
+    traced, events, _ = _run([binary, "race", "2000"], *STRICT, "--closures=emulate", timeout=300)
+    out = parse_output(traced.stdout)
+    assert traced.returncode == 0 and out.count == 0 and out.done == 1, traced.stderr[-2000:]
+    assert events == []
+
+
+def test_the_library_leaves_a_program_alone_without_the_tracer(program: Callable[[str], str]) -> None:
     """Preloaded outside trampwatch (no trampfd served), libffi's own
     allocator runs: the program works as without it."""
     from tracer.closures.preload import preload_value
 
-    native = _native([_c_program("ffi_closures")])
-    preloaded = _native([_c_program("ffi_closures")], {"LD_PRELOAD": preload_value()})
+    native = _native([program("ffi_closures")])
+    preloaded = _native([program("ffi_closures")], {"LD_PRELOAD": preload_value()})
     assert (preloaded.returncode, preloaded.stdout, preloaded.stderr) == (0, native.stdout, "")
 
 
@@ -381,7 +432,7 @@ def test_policy_closures_key_is_checked() -> None:
 
 
 @pytest.mark.parametrize("example", ["closure_v1", "stack_arg", "closure_v2"])
-def test_emulate_mode_composes_with_emulate_trampfd(example: str) -> None:
+def test_emulate_mode_composes_with_emulate_trampfd(program: Callable[[str], str], example: str) -> None:
     """Both emulators on one source: trampfd's v1 faults and tables are
     served by one, GCC nested functions by the other, in the same process
     tree (the nested-function program runs under the same flags)."""
@@ -390,9 +441,44 @@ def test_emulate_mode_composes_with_emulate_trampfd(example: str) -> None:
     both, events, _ = _run([str(binary)], *STRICT, "--emulate-trampfd", "--closures=emulate", cwd=ROOT)
     assert alone.returncode == 0 and (both.returncode, both.stdout) == (0, alone.stdout)
     assert {e["categories"][0] for e in events} <= {"trampfd"}
-    nested, events, summary = _run([_c_program("nested")], *STRICT, "--emulate-trampfd", "--closures=emulate")
-    assert (nested.returncode, nested.stdout) == (0, _native([_c_program("nested")]).stdout)
+    nested, events, summary = _run([program("nested")], *STRICT, "--emulate-trampfd", "--closures=emulate")
+    assert (nested.returncode, nested.stdout) == (0, _native([program("nested")]).stdout)
     assert summary["closures"]["invoke"] == 2201 and events == []
+
+
+def test_a_jit_under_emulate_is_told_why_it_failed(tmp_path: Path) -> None:
+    """Java asks for its code cache W+X: emulate mode grants it without
+    exec, and the first jump into generated code is no trampoline. The
+    program gets its SIGSEGV (and fails), the jump is reported as refused
+    with the JIT's library as caller, and trampwatch says why, last."""
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("no java: Debian package default-jre-headless (scripts/setup)")
+    traced, events, summary = _run([java, "-Xint", "-version"], "--closures=emulate", cwd=tmp_path)
+    assert traced.returncode != 0
+    refused = [e for e in events if e["syscall"] == "closure-refused"]
+    assert refused and refused[0]["verdict"] == "denied" and refused[0]["categories"] == ["w-to-x"]
+    assert "libjvm.so" in refused[0]["caller"]["object"]
+    assert summary["closures"]["refused"] == len(refused)
+    last = traced.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"trampwatch: {len(refused)} jump(s) into memory that --closures=emulate granted")
+    assert "a JIT's" in last and "without --closures" in last
+
+
+def test_a_jit_retrying_from_its_sigsegv_handler_falls_back_to_the_policy(
+        program: Callable[[str], str]) -> None:
+    """Once a jump into granted memory found no trampoline, the process's
+    W+X requests are no longer rewritten: its handler's mprotect(RWX) is
+    judged as asked. The default policy logs it and the JIT runs (without
+    the fallback it would fault forever); strict would refuse it, as it does
+    without --closures."""
+    argv = [program("jit_retry")]
+    native = _native(argv)
+    traced, events, summary = _run(argv, "--closures=emulate")
+    assert (traced.returncode, traced.stdout) == (0, native.stdout) == (0, "VAL jit 42\nDONE\n")
+    assert [(e["syscall"], e["verdict"]) for e in events] == [("closure-refused", "denied"),
+                                                              ("mprotect", "logged")]
+    assert "wx-protect" in events[1]["categories"] and summary["closures"]["refused"] == 1
 
 
 def test_closures_value_is_checked() -> None:

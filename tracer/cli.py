@@ -192,6 +192,14 @@ def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None, bo
 CLOSURE_CHOICES = ("auto", "trampfd", "emulate")
 
 
+def _jit_note(refused: int, closures: str) -> str:
+    """Why a program failed in memory emulate mode granted without exec."""
+    return (f"trampwatch: {refused} jump(s) into memory that --closures={closures} granted without exec "
+            "found no known trampoline there: code written at run time (a JIT's), which --closures "
+            "cannot serve, since it takes exec from every W+X request; the program got SIGSEGV. Run such "
+            "a program without --closures (docs/closures.md#limits)")
+
+
 def _one_handler(handlers: list) -> object | None:
     """The source's one SyscallHandler: none, the only one, or a chain."""
     if len(handlers) <= 1:
@@ -289,6 +297,8 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                     signal.signal(sig, disposition)
             if emulator is not None:
                 judge.stats.closures["invoke"] = emulator.invocations
+                if emulator.refused:
+                    click.echo(_jit_note(emulator.refused, closures), err=True)
             judge.finish(status)
     except TrampwatchError as err:
         _fail(err)

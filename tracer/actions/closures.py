@@ -13,8 +13,9 @@ describes every decision.
 
 from __future__ import annotations
 
+import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..abi import (
@@ -48,6 +49,8 @@ _MPROTECT = {"x86_64": SYSCALLS_X86_64["mprotect"], "i386": SYSCALLS_I386["mprot
 _SYSCALL_INSN = {"x86_64": b"\x0f\x05", "i386": b"\xcd\x80"}
 _WORD = {"x86_64": 8, "i386": 4}
 _WX = PROT_WRITE | PROT_EXEC
+# i386's old mmap argument block: addr, len, prot, flags, fd, offset (bytes).
+_OLD_MMAP = struct.Struct("<6I")
 
 
 def _page_up(value: int) -> int:
@@ -66,10 +69,13 @@ class _Space:
     """One address space: the memory granted without exec."""
 
     granted: Ranges = field(default_factory=Ranges)
-    # The last trampoline decoded at each PC, with its bytes: reused while
-    # the bytes read at a fault are the same (invocations that depend on
-    # nothing but the bytes and the PC).
-    decoded: dict[int, tuple[bytes, Invocation]] = field(default_factory=dict)
+    # The last trampoline decoded at each PC, with its bytes and the registers
+    # it sets: reused while the bytes read at a fault are the same
+    # (invocations that depend on nothing but the bytes and the PC).
+    decoded: dict[int, tuple[bytes, Invocation, dict[str, int]]] = field(default_factory=dict)
+    # A jump into granted memory found code that is no trampoline (a JIT's):
+    # from then on its W+X requests go to the policy as asked.
+    jit: bool = False
 
 
 class ClosureEmulator:
@@ -88,6 +94,9 @@ class ClosureEmulator:
         self.refused = 0
         self.granted_calls = 0
         self.stripped_stacks = 0
+        # Calls rewritten and not yet returned, by thread: (number, arguments)
+        # as the program made the call, then as it runs, and the process.
+        self._rewrites: dict[int, tuple[int, tuple[int, ...], tuple[int, ...], int | None, int]] = {}
 
     # --- the SyscallHandler protocol -------------------------------------------------
 
@@ -98,9 +107,17 @@ class ClosureEmulator:
     def on_syscall(self, call: RawCall, ctl: Control) -> bool:
         """Rewrite a W+X request to W, and exec asked for a page of known
         trampolines to none (the call still runs: always False)."""
+        replay = self._rewrites.get(call.tid)
+        if replay is not None and replay[:2] == (call.nr, call.args):
+            # A call that waited for another thread's is taken from its entry
+            # again: it was rewritten (registers and exit hook) the first time.
+            ctl.rewrite_arguments(replay[2], replay[3])
+            return False
         name = _NAMES[call.arch].get(call.nr)
-        if name in ("mmap2",) or (name == "mmap" and call.arch == "x86_64"):
+        if name == "mmap2" or (name == "mmap" and call.arch == "x86_64"):
             self._map(call, ctl)
+        elif name == "mmap":
+            self._old_map(call, ctl)
         elif name in ("mprotect", "pkey_mprotect"):
             self._protect(call, ctl)
         elif name == "munmap":
@@ -118,38 +135,46 @@ class ClosureEmulator:
         pc = ctl.register("rip")
         if not space.granted.contains(pc):
             return False
-        # Read as the program could (process_vm_readv: cheaper than /proc/PID/mem).
-        code = ctl.copy_from_user(pc, CODE_WINDOW) or ctl.read(pc, CODE_WINDOW)
+        # Through /proc/PID/mem (one pread on a cached descriptor: the cheapest
+        # read). Granted memory is what the program asked to be writable, so it
+        # can read it too: the bytes are those it could read.
+        code = ctl.read(pc, CODE_WINDOW)
         cached = space.decoded.get(pc)
         if cached is not None and cached[0] == code:
-            invocation = cached[1]
+            invocation, registers = cached[1], cached[2]
         else:
-            # The only registers a pattern reads (cheaper than all of them).
-            regs = {"eflags": ctl.register("eflags"), "rsp": ctl.register("rsp")}
-
-            def fetch(addr: int, size: int) -> bytes:
-                if pc <= addr and addr + size <= pc + len(code):
-                    return code[addr - pc:addr - pc + size]
-                return ctl.read(addr, size)
-
-            invocation = match(ctl.arch, pc, code, regs, fetch)
-            if invocation is not None and invocation.pure:
-                space.decoded[pc] = (code, invocation)
-        word = _WORD[ctl.arch]
-        if invocation is None:
-            self.refused += 1
-            ctl.report(ClosureEvent(time.time(), pid, tid, "refused", self.mode, pc, arch=ctl.arch,
-                                   caller=self._word(ctl, ctl.register("rsp"), word)))
-            return False
+            invocation = self._decode(ctl, pc, code)
+            if invocation is None:
+                self.refused += 1
+                space.jit = True
+                ctl.report(ClosureEvent(time.time(), pid, tid, "refused", self.mode, pc, arch=ctl.arch,
+                                        caller=self._word(ctl, ctl.register("rsp"), _WORD[ctl.arch])))
+                return False
+            registers = dict(invocation.registers)
+            if invocation.pure:
+                space.decoded[pc] = (code, invocation, registers)
         if invocation.push is not None and not ctl.copy_to_user(*invocation.push):
             return False  # the push would fault: the kernel's SIGSEGV
-        ctl.set_registers(dict(invocation.registers))
+        ctl.set_registers(registers)
         self.invocations += 1
         if self.trace:
-            caller = self._word(ctl, ctl.register("rsp"), word)
+            caller = self._word(ctl, ctl.register("rsp"), _WORD[ctl.arch])
             ctl.report(ClosureEvent(time.time(), pid, tid, "invoke", self.mode, pc, invocation.target,
                                    invocation.data, invocation.pattern, caller, ctl.arch))
         return True
+
+    @staticmethod
+    def _decode(ctl: Control, pc: int, code: bytes) -> Invocation | None:
+        """The trampoline whose bytes `code` start at pc, or None."""
+        # The only registers a pattern reads (cheaper than all of them).
+        regs = {"eflags": ctl.register("eflags"), "rsp": ctl.register("rsp")}
+
+        def fetch(addr: int, size: int) -> bytes:
+            if pc <= addr and addr + size <= pc + len(code):
+                return code[addr - pc:addr - pc + size]
+            return ctl.read(addr, size)
+
+        return match(ctl.arch, pc, code, regs, fetch)
 
     def on_fork(self, parent_pid: int, child_pid: int, thread: bool, shares_vm: bool) -> None:
         """A child sharing the address space shares its grants; a fork copy copies them."""
@@ -157,11 +182,13 @@ class ClosureEmulator:
             return
         space = self.spaces.get(parent_pid)
         if space is not None:
-            self.spaces[child_pid] = space if shares_vm else _Space(space.granted.copy(), dict(space.decoded))
+            self.spaces[child_pid] = space if shares_vm else _Space(space.granted.copy(), dict(space.decoded),
+                                                                    space.jit)
 
     def on_exec(self, pid: int, ctl: Control) -> None:
         """A new program: take PROT_EXEC off its stack if the kernel gave it."""
         self.spaces.pop(pid, None)
+        self._forget_rewrites(pid)
         try:
             maps = procfs.read_maps(ctl.tid)
         except TraceError:
@@ -182,44 +209,95 @@ class ClosureEmulator:
     def on_exit(self, pid: int) -> None:
         """The process is gone."""
         self.spaces.pop(pid, None)
+        self._forget_rewrites(pid)
+
+    def _forget_rewrites(self, pid: int) -> None:
+        """Calls of process pid that will never return (its threads are gone)."""
+        for tid in [tid for tid, rewrite in self._rewrites.items() if rewrite[4] == pid]:
+            del self._rewrites[tid]
 
     # --- calls ------------------------------------------------------------------------------
 
     def _space(self, pid: int) -> _Space:
         return self.spaces.setdefault(pid, _Space())
 
-    def _map(self, call: RawCall, ctl: Control) -> None:
+    def _map(self, call: RawCall, ctl: Control, made: RawCall | None = None) -> None:
+        """Grant a W+X mapping without exec. `made`: the call as the program
+        made it, when `call` is what it runs as instead."""
         addr, length, prot, flags = call.args[0], call.args[1], call.args[2], call.args[3]
         if flags & MAP_FIXED:
             self._forget(call.pid, addr, addr + _page_up(length))
-        if prot & _WX != _WX:
+        nr = call.nr if made is not None else None
+        if prot & _WX != _WX or self._jit(call.pid):
+            if made is not None:
+                self._rewrite(made, ctl, call.args, nr)
             return
-        ctl.rewrite_arguments((*call.args[:2], prot & ~PROT_EXEC, *call.args[3:]))
         self.granted_calls += 1
 
-        def granted(result: int, exit_ctl: Control) -> None:
+        def granted(result: int) -> None:
             if not _failed(result, call.arch):
                 start = result & (0xFFFFFFFF if call.arch == "i386" else 0xFFFFFFFFFFFFFFFF)
                 self._space(call.pid).granted.add(start, start + _page_up(length))
 
-        ctl.on_exit(granted)
+        self._rewrite(made or call, ctl, (*call.args[:2], prot & ~PROT_EXEC, *call.args[3:]), nr, granted)
+
+    def _old_map(self, call: RawCall, ctl: Control) -> None:
+        """i386's old mmap reads its arguments from a block in memory, after
+        us: another thread could make a block read as RW ask for RWX. It
+        becomes the mmap2 call it stands for, with the arguments in
+        registers (the kernel reads them there, as read here), and then is
+        an mmap2 like any other. A block that cannot be read or whose offset
+        is not page-aligned (EINVAL) is left to the kernel, and the call is
+        judged as it ran."""
+        block = ctl.read(call.args[0], _OLD_MMAP.size)
+        if len(block) != _OLD_MMAP.size:
+            return
+        addr, length, prot, flags, fd, offset = _OLD_MMAP.unpack(block)
+        if offset % PAGE:
+            return
+        mmap2 = SYSCALLS_I386["mmap2"]
+        args = (addr, length, prot, flags, fd, offset // PAGE)
+        self._map(RawCall(call.pid, call.tid, call.arch, mmap2, args, call.ip, call.sp), ctl, call)
 
     def _protect(self, call: RawCall, ctl: Control) -> None:
         addr, length, prot = call.args[0], call.args[1], call.args[2]
         end = addr + _page_up(length)
-        if prot & _WX != _WX and not (prot & PROT_EXEC and self._holds_trampolines(call, ctl, addr)):
+        if self._jit(call.pid) or (prot & _WX != _WX
+                                   and not (prot & PROT_EXEC and self._holds_trampolines(call, ctl, addr))):
             self._forget(call.pid, addr, end)
             return
-        ctl.rewrite_arguments((addr, length, prot & ~PROT_EXEC, *call.args[3:]))
         self.granted_calls += 1
         # PROT_GROWSDOWN extends the change down to the start of a stack.
         start = end - STACK_SPAN if prot & PROT_GROWSDOWN else addr
 
-        def granted(result: int, exit_ctl: Control) -> None:
+        def granted(result: int) -> None:
             if not _failed(result, call.arch):
                 self._space(call.pid).granted.add(start, end)
 
-        ctl.on_exit(granted)
+        self._rewrite(call, ctl, (addr, length, prot & ~PROT_EXEC, *call.args[3:]), None, granted)
+
+    def _jit(self, pid: int) -> bool:
+        """True once process pid ran into code in granted memory that was no
+        trampoline: its W+X requests are no longer rewritten (the policy
+        judges them as asked, as without --closures)."""
+        space = self.spaces.get(pid)
+        return space is not None and space.jit
+
+    def _rewrite(self, call: RawCall, ctl: Control, args: tuple[int, ...], nr: int | None,
+                 done: Callable[[int], None] | None = None) -> None:
+        """Run the stopped call with `args` (as syscall nr, if not None); at
+        its exit give the program back its argument registers, then
+        done(result)."""
+        previous = ctl.rewrite_arguments(args, nr)
+        self._rewrites[call.tid] = (call.nr, call.args, args, nr, call.pid)
+
+        def exited(result: int, exit_ctl: Control) -> None:
+            self._rewrites.pop(call.tid, None)
+            exit_ctl.set_registers(previous)
+            if done is not None:
+                done(result)
+
+        ctl.on_exit(exited)
 
     @staticmethod
     def _holds_trampolines(call: RawCall, ctl: Control, addr: int) -> bool:

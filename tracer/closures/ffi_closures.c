@@ -61,7 +61,7 @@ struct table {
 struct header {
 	struct table *table;
 	uint32_t slot;
-	uint32_t pad;
+	uint32_t announced;            /* trampwatch was told of it (once per allocation) */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -298,30 +298,53 @@ static ffi_status_t serve(struct header *header, ffi_status_t status, void *call
 	header->table->data_table[header->slot] = data;
 	header->table->code_table[header->slot] = target;
 	char *code = header->table->code + (size_t)header->table->code_size * header->slot;
+	/* A closure prepared again (another signature) keeps its slot: it was
+	 * announced already. */
+	int announce = !header->announced;
+	header->announced = 1;
 	pthread_mutex_unlock(&lock);
-	int saved = errno;
-	syscall(TW_CLOSURE_NR, code, target, closure, caller);
-	errno = saved;
+	if (announce) {
+		int saved = errno;
+		syscall(TW_CLOSURE_NR, code, target, closure, caller);
+		errno = saved;
+	}
 	return status;
 }
+
+/* libffi's own prep functions call each other through its PLT, so into
+ * this library again: ffi_prep_closure calls ffi_prep_closure_loc, the raw
+ * ones call ffi_prep_closure_loc with their own handler. Only the outermost
+ * call on a thread serves (and announces) the closure, once; the calls
+ * inside it go to libffi as they came. */
+static __thread int preparing;
+
+/* Prepare one of our closures with libffi's `real` (its codeloc is the
+ * closure itself: libffi writes its trampoline there, where serve reads
+ * it), then serve it. */
+#define PREPARE(real_call) \
+	do { \
+		preparing++; \
+		ffi_status_t status = (real_call); \
+		preparing--; \
+		return serve(header, status, __builtin_return_address(0)); \
+	} while (0)
 
 ffi_status_t ffi_prep_closure_loc(void *closure, void *cif, handler_fn *fun, void *user_data, void *codeloc)
 {
 	REAL(prep_loc_fn, ffi_prep_closure_loc);
-	struct header *header = ours(closure);
+	struct header *header = preparing ? NULL : ours(closure);
 	if (header == NULL)
 		return ffi_prep_closure_loc_real(closure, cif, fun, user_data, codeloc);
-	return serve(header, ffi_prep_closure_loc_real(closure, cif, fun, user_data, closure),
-		     __builtin_return_address(0));
+	PREPARE(ffi_prep_closure_loc_real(closure, cif, fun, user_data, closure));
 }
 
 ffi_status_t ffi_prep_closure(void *closure, void *cif, handler_fn *fun, void *user_data)
 {
 	REAL(prep_fn, ffi_prep_closure);
-	struct header *header = ours(closure);
+	struct header *header = preparing ? NULL : ours(closure);
 	if (header == NULL)
 		return ffi_prep_closure_real(closure, cif, fun, user_data);
-	return serve(header, ffi_prep_closure_real(closure, cif, fun, user_data), __builtin_return_address(0));
+	PREPARE(ffi_prep_closure_real(closure, cif, fun, user_data));
 }
 
 /* The raw and Java raw closures prepare through ffi_prep_closure_loc with
@@ -330,19 +353,18 @@ ffi_status_t ffi_prep_closure(void *closure, void *cif, handler_fn *fun, void *u
 	ffi_status_t name##_loc(void *closure, void *cif, handler_fn *fun, void *user_data, void *codeloc)   \
 	{                                                                                                     \
 		REAL(prep_loc_fn, name##_loc);                                                                \
-		struct header *header = ours(closure);                                                        \
+		struct header *header = preparing ? NULL : ours(closure);                                     \
 		if (header == NULL)                                                                           \
 			return name##_loc_real(closure, cif, fun, user_data, codeloc);                        \
-		return serve(header, name##_loc_real(closure, cif, fun, user_data, closure),                  \
-			     __builtin_return_address(0));                                                    \
+		PREPARE(name##_loc_real(closure, cif, fun, user_data, closure));                              \
 	}                                                                                                     \
 	ffi_status_t name(void *closure, void *cif, handler_fn *fun, void *user_data)                         \
 	{                                                                                                     \
 		REAL(prep_fn, name);                                                                          \
-		struct header *header = ours(closure);                                                        \
+		struct header *header = preparing ? NULL : ours(closure);                                     \
 		if (header == NULL)                                                                           \
 			return name##_real(closure, cif, fun, user_data);                                     \
-		return serve(header, name##_real(closure, cif, fun, user_data), __builtin_return_address(0)); \
+		PREPARE(name##_real(closure, cif, fun, user_data));                                           \
 	}
 
 RAW(ffi_prep_raw_closure)

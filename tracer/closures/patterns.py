@@ -139,8 +139,11 @@ def _match_x86_64(pc: int, code: bytes, regs: Mapping[str, int], fetch: Fetch) -
         if len(raw) != 8:
             return None
         target = _U64.unpack(raw)[0]
+        # Pure only when the handler's address lies in the bytes given (libffi
+        # keeps it right after the code); read from elsewhere, it may change.
+        inside = pc <= slot and slot + 8 <= pc + len(code)
         return Invocation(f"libffi 3.3+ closure ({prefix}lea r10; jmp *mem)",
-                          {"r10": data, "rip": target}, data)
+                          {"r10": data, "rip": target}, data, pure=inside)
     return None
 
 

@@ -205,12 +205,15 @@ def read_mem(pid: int, addr: int, size: int) -> bytes:
     cached = fd is not None
     if fd is None:
         fd = _open_mem(pid)
-    what = f"{size} bytes at {addr:#x} of /proc/{pid}/mem"
-    with _translated(pid, what):
+    # No context manager and no message unless it fails: a fault emulator
+    # reads here once per emulated invocation.
+    try:
         data = os.pread(fd, size, addr)
         if not data and cached:
             close_mem(pid)
             data = os.pread(_open_mem(pid), size, addr)
+    except OSError as err:
+        raise _translate(err, pid, f"{size} bytes at {addr:#x} of /proc/{pid}/mem") from err
     return data
 
 

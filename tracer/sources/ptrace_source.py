@@ -251,6 +251,8 @@ class Control:
         self._old_mask: bytes | None = None
         # The call's arguments as a handler rewrote them (None: unchanged).
         self.arguments: tuple[int, ...] | None = None
+        # The call's number as a handler rewrote it (None: unchanged).
+        self.number: int | None = None
 
     def _user_regs(self):
         if self._regs is None:
@@ -273,11 +275,22 @@ class Control:
             setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
         _setregs(self.tid, regs)
 
-    def rewrite_arguments(self, args: tuple[int, ...]) -> None:
-        """Change the arguments of the call the thread is stopped in at its
-        entry: the kernel runs it with these, and the source reports it so."""
-        self.set_registers(dict(zip(_ARG_REGISTERS[self.arch], args, strict=False)))
+    def rewrite_arguments(self, args: tuple[int, ...], nr: int | None = None) -> dict[str, int]:
+        """Change the arguments (and, given nr, the number) of the call the
+        thread is stopped in at its entry: the kernel runs it with these, and
+        the source reports it so. Returns the argument registers as they
+        were: the kernel leaves argument registers as the call found them,
+        and programs count on it, so set them back at the call's exit."""
+        regs = self._user_regs()
+        names = _ARG_REGISTERS[self.arch][:len(args)]
+        previous = {name: getattr(regs, name) for name in names}
+        values = dict(zip(names, args, strict=True))
+        if nr is not None:
+            values["orig_rax"] = nr
+            self.number = nr
+        self.set_registers(values)
         self.arguments = args
+        return previous
 
     def run_after_exec(self, gadget: int, nr: int, *args: int) -> int:
         """At an exec stop: let execve return, run syscall nr(args) from the
@@ -801,6 +814,8 @@ class PtraceSource:
                 return
             if ctl.arguments is not None:
                 args = tuple(ctl.arguments)
+            if ctl.number is not None:
+                nr = ctl.number
         if nr & ~_X32_BIT == _NR_MADVISE[arch] and args[2] & 0xFFFFFFFF == abi.MADV_DONTFORK:
             # Asked, whether or not it succeeds: its forks' children are read.
             self.kept_from_children(task.tid)
