@@ -11,7 +11,6 @@ import ctypes
 import dataclasses
 import errno
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tracer.attribution import Attributor, Caller, call_length, is_libc, is_loader
+from tracer.attribution import Attributor, Caller, is_libc, is_loader
 from tracer.events import MapEntry
 from tracer.sources import procfs
 
@@ -315,46 +314,3 @@ def test_a_file_replaced_on_disk_is_not_symbolized() -> None:
     replaced = tuple(dataclasses.replace(m, inode=m.inode + 1) if m.path == region.path else m for m in maps)
     caller = Attributor().caller(ip, b"", 0, replaced)
     assert caller == Caller(ip, region.path, None, ip - region.start + region.offset)
-
-
-# The lengths attribution tries, and the bytes most likely to make odd calls.
-_CALL_LENGTHS = (2, 3, 4, 5, 6, 7, 8)
-_TRICKY = (0xE8, 0xFF, 0x66, 0x67, 0x41, 0x48, 0x2E, 0x3E, 0xF0, 0xF2, 0xF3, 0x64, 0x15, 0x14, 0x24, 0x94,
-           0x54, 0xD0, 0x10, 0x50, 0x90, 0x25, 0x05)
-
-
-def _capstone_calls(cs, code: bytes) -> tuple[int, ...]:
-    """The lengths L for which capstone decodes code[-L:] as one near call of L bytes."""
-    found = []
-    for length in _CALL_LENGTHS:
-        insn = next(cs.disasm(code[-length:], 0x1000, 1), None)
-        if insn is not None and insn.size == length and (
-                insn.opcode[0] == 0xE8 or (insn.opcode[0] == 0xFF and (insn.modrm >> 3) & 7 == 2)):
-            found.append(length)
-    return tuple(found)
-
-
-@pytest.mark.parametrize("bits", [64, 32])
-def test_call_decoding_agrees_with_capstone(bits: int) -> None:
-    """Attribution decides "this return address follows a call" with its own
-    small decoder; capstone (the disassembler the project uses elsewhere) is
-    the oracle, on real code (libc, every offset of a stretch of its text)
-    and on random bytes heavy in prefixes and call opcodes."""
-    capstone = pytest.importorskip("capstone")
-    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32 if bits == 32 else capstone.CS_MODE_64)
-    cs.detail = True
-    samples = []
-    libc = "/usr/lib32/libc.so.6" if bits == 32 else "/usr/lib/x86_64-linux-gnu/libc.so.6"
-    if os.path.exists(libc):
-        data = Path(libc).read_bytes()
-        samples += [data[off - 8:off] for off in range(0x30008, min(len(data), 0x30008 + 20000))]
-    rng = random.Random(bits)
-    for _ in range(30000):
-        samples.append(bytes(rng.choice(_TRICKY) if rng.random() < 0.6 else rng.randrange(256)
-                             for _ in range(8)))
-    calls = 0
-    for code in samples:
-        ours = tuple(length for length in _CALL_LENGTHS if call_length(code[-length:], bits) == length)
-        assert ours == _capstone_calls(cs, code), code.hex()
-        calls += bool(ours)
-    assert calls > 1000  # the samples do hold calls of every kind worth checking

@@ -14,10 +14,13 @@ import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tracer.abi import PF_X, Prot
 from tracer.elf import ElfCache, ElfError, ElfLayout, map_to_vaddr, read_at_vaddr, symbolize
+
+if TYPE_CHECKING:
+    import capstone
 
 # Basenames of the C library (glibc, musl) and of glibc's dynamic loader.
 _LIBC = re.compile(r"libc\.so(\.\d+)?|libc-[\d.]+\.so|libc\.musl-.*|ld-musl-.*")
@@ -108,6 +111,7 @@ class Attributor:
         self._objects: dict[tuple[str, int | None], ElfLayout | None] = {}
         self._call_sites: dict[tuple[object, int], bool] = {}
         self._last: tuple[Sequence[RegionLike], _ExecIndex] | None = None
+        self._disassemblers: dict[int, capstone.Cs] = {}
 
     def caller(self, ip: int, stack: bytes, sp: int, regions: Sequence[RegionLike]) -> Caller:
         """Return the caller of the syscall a thread is stopped at.
@@ -204,8 +208,27 @@ class Attributor:
             code = read_at_vaddr(info, low, vaddr - low)
         except ElfError:
             return False
-        return any(call_length(code[-length:], info.elfclass) == length
-                   for length in _CALL_LENGTHS if length <= len(code))
+        disasm = self._disassembler(info.elfclass)
+        for length in _CALL_LENGTHS:
+            if length > len(code):
+                continue
+            insn = next(disasm.disasm(code[-length:], vaddr - length, 1), None)
+            if insn is not None and insn.size == length and _is_call(insn):
+                return True
+        return False
+
+    def _disassembler(self, elfclass: int) -> capstone.Cs:
+        cs = self._disassemblers.get(elfclass)
+        if cs is None:
+            # Imported here: only a reported event's caller needs it.
+            import capstone
+
+            cs = capstone.Cs(
+                capstone.CS_ARCH_X86, capstone.CS_MODE_32 if elfclass == 32 else capstone.CS_MODE_64
+            )
+            cs.detail = True
+            self._disassemblers[elfclass] = cs
+        return cs
 
     def _describe(self, addr: int, region: RegionLike, *, return_address: bool) -> Caller:
         name = _object_name(region)
@@ -228,51 +251,7 @@ class Attributor:
         return Caller(addr, name, symbol, offset + (addr - probe))
 
 
-# Legacy prefixes an x86 instruction may carry (lock, rep, segment, operand
-# and address size); the last of F0/F2/F3 is the one that counts.
-_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67})
-_REX = range(0x40, 0x50)
-# Displacement bytes after ModRM (and SIB) by its mod field, 32/64-bit and 16-bit addressing.
-_DISP = (0, 1, 4)
-_DISP16 = (0, 1, 2)
-
-
-def call_length(code: bytes, bits: int) -> int | None:
-    """The length of the near call instruction at the start of `code` (e8
-    rel, or ff /2: `call r/m`, not ff /3, far) in `bits`-bit code, None when
-    it is no such call. Decoded here rather than with capstone, whose import
-    costs more than a short traced program (tests/test_attribution.py holds
-    the two to the same answers); a lock prefix makes the call invalid."""
-    i, count = 0, len(code)
-    addr16 = op16 = lock = False
-    while i < count and (code[i] in _PREFIXES or (bits == 64 and code[i] in _REX)):
-        byte = code[i]
-        if byte in (0xF0, 0xF2, 0xF3):
-            lock = byte == 0xF0
-        op16 = op16 or byte == 0x66
-        addr16 = addr16 or (byte == 0x67 and bits == 32)
-        i += 1
-    if lock or i >= count:
-        return None
-    opcode = code[i]
-    i += 1
-    if opcode == _CALL_REL32:
-        return i + (2 if op16 and bits == 32 else 4)
-    if opcode != _CALL_INDIRECT or i >= count or (code[i] >> 3) & 7 != 2:
-        return None
-    mod, rm = code[i] >> 6, code[i] & 7
-    i += 1
-    if mod == 3:
-        return i
-    if addr16:
-        return i + 2 if mod == 0 and rm == 6 else i + _DISP16[mod]
-    if rm == 4:
-        if i >= count:
-            return None
-        base = code[i] & 7
-        i += 1
-        if mod == 0 and base == 5:
-            return i + 4
-    elif mod == 0 and rm == 5:
-        return i + 4
-    return i + _DISP[mod]
+def _is_call(insn: capstone.CsInsn) -> bool:
+    """A near call: e8 rel32, or ff with ModRM reg field 2 (not ff /3, far)."""
+    opcode = insn.opcode[0]
+    return opcode == _CALL_REL32 or (opcode == _CALL_INDIRECT and (insn.modrm >> 3) & 7 == 2)
