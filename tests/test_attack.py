@@ -350,3 +350,32 @@ def test_a_mapping_the_kernel_keeps_from_children_is_not_in_the_childs_model(bui
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
     assert parse_output(traced.stdout).failed()["child_rx_mprotect"] == "EACCES"
+
+
+def test_read_only_mmap_of_a_swapped_descriptor_is_judged_by_the_object_mapped(build_program, parse_output,
+                                                                               tmp_path):
+    """A thread dup2s a memfd holding code and a clean file over one
+    descriptor while main maps it R-- private (no exec, not shared-writable)
+    and mprotects it R-X whenever the kernel mapped the memfd. The model must
+    hold the object the kernel mapped, not the one named at entry."""
+    native = _native(build_program, parse_output, "attack_ro_swap", "mprotect", "20000")
+    assert native.ran == ["swapped_call"]
+    traced = trace([str(build_program("attack_ro_swap")), "mprotect", "3000"], tmp_path, *STRICT, timeout=300)
+    _blocked(traced, parse_output)
+    assert parse_output(traced.stdout).count == len(traced.events)
+    assert {shape_ for shape_ in shape(traced.events)} == {("mprotect", ("exec-written", "exec-unlinked"))}
+
+
+def test_forked_copy_is_not_vouched_by_a_swapped_descriptor(build_program, parse_output, tmp_path):
+    """A thread dup2s a perf event and a clean file over one descriptor while
+    main maps it R-- shared; when the kernel mapped the perf ring (kept out
+    of children), the thread is joined and main forks: the child's gap must
+    not be the clean file page the entry-time look saw."""
+    native = _native(build_program, parse_output, "attack_ro_swap", "fork", "20")
+    if native.done == 0:
+        pytest.skip("perf_event_open is refused here")
+    assert native.count > 0 and len(native.ran) == native.count
+    traced = trace([str(build_program("attack_ro_swap")), "fork", "30"], tmp_path, *STRICT, timeout=300)
+    _blocked(traced, parse_output)
+    assert len(traced.events) == parse_output(traced.stdout).count > 0
+    assert {shape_ for shape_ in shape(traced.events)} == {("mprotect", ("w-to-x", "anon-exec"))}

@@ -975,14 +975,18 @@ class PtraceSource:
             self._waiting.pop(vm, None)
 
     def _mapped_object_changed(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
-        """For a descriptor mmap that may matter (executable, or shared and
-        writable), the call with the object the kernel really mapped when it
-        is not the one the descriptor named at entry (another thread swapped
-        the descriptor with dup2 in between); None when it is the same."""
+        """For a descriptor mmap that may matter, the call with the object
+        the kernel really mapped when it is not the one the descriptor named
+        at entry (another thread swapped the descriptor with dup2 in
+        between); None when it is the same. Every mmap of a descriptor
+        another task could have swapped matters (a read-only view is made
+        executable later, or a ring fork keeps out of children is taken for
+        a file); otherwise only executable or shared and writable ones."""
         prot, flags = call.args[2], call.args[3]
         if flags & abi.MAP_ANONYMOUS or call.args[4] & 0xFFFFFFFF == 0xFFFFFFFF:
             return None
-        if not (prot & abi.PROT_EXEC or (flags & abi.MAP_SHARED and prot & abi.PROT_WRITE)):
+        if not (prot & abi.PROT_EXEC or (flags & abi.MAP_SHARED and prot & abi.PROT_WRITE)
+                or self._shares_descriptors(task)):
             return None
         end = start + ((call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1))
         try:
@@ -998,6 +1002,12 @@ class PtraceSource:
         visible = next((m.dev for m in procfs.read_maps(task.tid) if m.start <= start < m.end), actual.dev)
         self._report_fresh(task.tid, call.pid, ((actual, visible, _map_files(task.tid, start, end)),))
         return _replace(call, fd_object=actual)
+
+    def _shares_descriptors(self, task: _Task) -> bool:
+        """Whether another traced task (a thread, a CLONE_FILES child) uses
+        task's descriptor table and so could change it during task's call."""
+        key = task.files_key
+        return any(other.files_key == key and other is not task for other in self.tasks.values())
 
     def _old_mmap_as_mapped(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
         """i386 old_mmap takes its arguments from a block in the program's
