@@ -379,3 +379,44 @@ def test_forked_copy_is_not_vouched_by_a_swapped_descriptor(build_program, parse
     _blocked(traced, parse_output)
     assert len(traced.events) == parse_output(traced.stdout).count > 0
     assert {shape_ for shape_ in shape(traced.events)} == {("mprotect", ("w-to-x", "anon-exec"))}
+
+
+@pytest.fixture
+def loop_mounted_file(tmp_path):
+    """An ext2 image mounted through a loop device before the run, holding
+    `code` (a page of nops): (image, file). Skips where it cannot be mounted."""
+    image, mount = tmp_path / "fs.img", tmp_path / "mnt"
+    mount.mkdir()
+    with image.open("wb") as f:
+        f.truncate(4 << 20)
+    made = subprocess.run(["mkfs.ext2", "-q", str(image)], capture_output=True, text=True)
+    mounted = made
+    if made.returncode == 0:
+        mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mount)],
+                                 capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount an ext2 image through a loop device: {mounted.stderr.strip()}")
+    try:
+        (mount / "code").write_bytes(b"\x90" * 4096)
+        subprocess.run(["sync"], check=True)
+        yield image, mount / "code"
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_file_rewritten_through_its_loop_image_is_written(build_program, parse_output, loop_mounted_file,
+                                                           tmp_path):
+    """A file on a loop-mounted filesystem older than the run, whose block
+    the program rewrites with code through the image file (its own inode
+    and filesystem never change), then maps R-X: the image changed during
+    the run, so the file counts as written (exec-written)."""
+    image, file = loop_mounted_file
+    program = str(build_program("attack_loop_image"))
+    native = _native(build_program, parse_output, "attack_loop_image", str(image), str(file))
+    assert native.ran == ["image_call"]
+    file.write_bytes(b"\x90" * 4096)
+    subprocess.run(["sync"], check=True)
+    traced = trace([program, str(image), str(file)], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("exec-written",))]
+    assert parse_output(traced.stdout).failed()["file_rx_mmap"] == "EACCES"
