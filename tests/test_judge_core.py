@@ -37,6 +37,7 @@ from tracer.events import (
     CallsRepeated,
     ClosureEvent,
     ExecEvent,
+    ExitEvent,
     ForkEvent,
     MapEntry,
     MemCall,
@@ -121,8 +122,7 @@ def mprotect(prot: int, addr: int = ANON.start, pid: int = PID) -> MemCall:
 
 def feed(j: Judge, *calls: MemCall) -> None:
     for call in calls:
-        j.call(call, None)
-        j.event(MemReturn(call, 0))
+        j.event(MemReturn(call, 0, j.call(call, None)))
 
 
 def gone_pid() -> int:
@@ -260,8 +260,7 @@ def test_the_model_stage_fills_what_it_never_saw_from_the_real_maps():
         page = stack.end - 0x1000
         top = MemCall(1.0, child.pid, child.pid, "mprotect", "x86_64", (page, 0x1000, R | W | X))
         assert not j.model.covers(child.pid, page, stack.end)
-        j.call(top, lambda addr, size: b"")
-        j.event(MemReturn(top, 0))
+        j.event(MemReturn(top, 0, j.call(top, lambda addr, size: b"")))
         assert j.model.covers(child.pid, page, stack.end)
         # Read at the stop, with unknown (possibly written) history: w-to-x, not just wx-protect.
         assert [jd.categories for jd in out.judged] == [(C.WX_PROTECT, C.W_TO_X, C.EXECSTACK)]
@@ -269,6 +268,49 @@ def test_the_model_stage_fills_what_it_never_saw_from_the_real_maps():
     finally:
         child.kill()
         child.wait()
+
+
+# --- one pairing of a call's entry and return: the source's -----------------------------------
+
+
+def test_a_return_is_settled_by_the_entry_the_source_hands_back():
+    out = Collected()
+    j = judge(out)
+    # Two calls of one thread in flight at once cannot happen, so a pairing by
+    # thread would mix them up: the entry the source held says which is which.
+    first, second = mprotect(R | X), mprotect(R | W | X, addr=STACK.start)
+    held = [j.call(first, None), j.call(second, None)]
+    j.event(MemReturn(second, -errno.ENOMEM, held[1]))
+    j.event(MemReturn(first, 0, held[0]))
+    assert [(jd.addr, jd.result) for jd in out.judged] == [(STACK.start, -errno.ENOMEM), (ANON.start, 0)]
+
+
+def test_a_thread_that_dies_inside_a_call_settles_it_by_its_exit():
+    out = Collected()
+    policy = load_policy_text(POLICY.replace("defaultAction: log", "defaultAction: deny\n  errno: EACCES"),
+                              "core.yaml")
+    j = Judge(policy, "enforce", [out], source="ptrace")
+    j.event(AttachEvent(0.0, PID, INFO, (EXE, ANON, STACK), 0))
+    refused = mprotect(R | X)
+    entry = j.call(refused, None)
+    assert entry.plan.proof is Proof.RESULT
+    j.event(ExitEvent(2.0, PID, PID + 1, None))  # another thread: not this call's end
+    assert out.judged == []
+    j.event(ExitEvent(2.0, PID, PID, None, entry))
+    assert [(jd.outcome, jd.reason) for jd in out.judged] == [
+        (Outcome.NOT_ENFORCED, "the thread was gone before the refused call returned")]
+    j.finish(0)
+    assert len(out.judged) == 1
+
+
+def test_a_call_still_in_flight_when_the_run_ends_is_reported():
+    out = Collected()
+    j = judge(out)
+    j.call(mprotect(R | X), None)
+    assert out.judged == []
+    j.finish(None)
+    assert [(jd.categories, jd.outcome, jd.result) for jd in out.judged] == [
+        ((C.W_TO_X, C.ANON_EXEC), Outcome.LOGGED, None)]
 
 
 # --- emulators' outcomes and ptrace replies --------------------------------------------------
@@ -342,10 +384,12 @@ def test_the_ptrace_sink_refuses_and_kills_by_the_enforcers_plan():
     j.event(AttachEvent(0.0, PID, INFO, (EXE, ANON, STACK), 0))
     sink = PtraceSink(j)
     refused = mprotect(R | X)
-    assert sink.on_call(refused, lambda addr, size: b"") == CallReply(deny_errno=errno.EACCES)
-    j.event(MemReturn(refused, -errno.EACCES))
+    reply, entry = sink.on_call(refused, lambda addr, size: b"")
+    assert reply == CallReply(deny_errno=errno.EACCES)
+    j.event(MemReturn(refused, -errno.EACCES, entry))
     allowed = mprotect(R)
-    assert sink.on_call(allowed, lambda addr, size: b"") is ALLOW_WITH_RESULT
+    reply, entry = sink.on_call(allowed, lambda addr, size: b"")
+    assert reply is ALLOW_WITH_RESULT and entry.judgement is None
     assert [(jd.categories, jd.outcome) for jd in out.judged] == [((C.W_TO_X, C.ANON_EXEC), Outcome.DENIED)]
     assert AUDIT.plan(out.judged[0]).outcome is Outcome.WOULD_DENY
 

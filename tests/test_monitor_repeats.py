@@ -82,8 +82,7 @@ def test_the_judge_reports_counted_calls_as_one_judgement_with_their_count() -> 
                 vmas=(MapEntry(page, page + 4096, 5, False, 0, 0, 0, ""),)),
     ):
         judge.model.observe(pid, event.vmas or ())
-        judge.call(event, None)
-        judge.event(MemReturn(event, page if event.syscall == "mmap" else 0))
+        judge.call_returned(MemReturn(event, page if event.syscall == "mmap" else 0))
     judge.event(CallsRepeated(0.5, pid, pid + 1, 1, 999))
     judge.event(CallsRepeated(0.6, pid, pid + 1, 2, 999))  # RX -> RW: no event, only counted
     judge.event(ExitEvent(0.7, pid, pid, 0))
