@@ -28,6 +28,7 @@ from tracer.actions.outcomes import (
     Settler,
     ptrace_reply,
 )
+from tracer.actions.seccomp_deny import CLONE3, WX_MMAP, seccomp_enforcement
 from tracer.categories import Category as C
 from tracer.classify import classify
 from tracer.errors import AccessDenied, NoSuchProcess
@@ -58,11 +59,12 @@ from tracer.pipeline import (
     Stage,
 )
 from tracer.policy.facts import facts_of
-from tracer.policy.loader import load_policy_text
+from tracer.policy.loader import load_policy_text, resolve_policy
 from tracer.policy.model import Facts
 from tracer.shadow import ANON_BACKING, Change, ShadowModel, backing_from_entry
 from tracer.sources.procfs import read_maps
 from tracer.sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, _fast_ptrace
+from tracer.sources.seccomp_filter import CLONE3_RULE
 from tracer.subject import (
     HOLDS_TRAMPFD,
     TRAMPFD_OBJECT,
@@ -392,6 +394,26 @@ def test_the_ptrace_sink_refuses_and_kills_by_the_enforcers_plan():
     assert reply is ALLOW_WITH_RESULT and entry.judgement is None
     assert [(jd.categories, jd.outcome) for jd in out.judged] == [((C.W_TO_X, C.ANON_EXEC), Outcome.DENIED)]
     assert AUDIT.plan(out.judged[0]).outcome is Outcome.WOULD_DENY
+
+
+def test_the_seccomp_filters_refusals_are_the_ptrace_enforcers_with_their_outcome():
+    strict = resolve_policy("strict")
+    seccomp = seccomp_enforcement(strict, enforce=True, refuse_wx=True)
+    assert [(r.what, r.syscall, r.errno, r.rule, r.outcome) for r in seccomp.refusals] == [
+        (WX_MMAP, "mmap", errno.EACCES, "deny-wx", Outcome.DENIED),
+        (CLONE3, "clone3", errno.ENOSYS, "refuse-clone3", Outcome.DENIED)]
+    # Refused clone3 never stops; what the user is told is what the enforcer says.
+    assert seccomp.traps == () and seccomp.errno_of(CLONE3) == errno.ENOSYS
+    enforcer = PtraceEnforcer(seccomp)
+    assert enforcer.notes == seccomp.notes and all("denied" in note for note in enforcer.notes)
+    # audit refuses nothing in the kernel (every clone3 stops, judged `opaque`);
+    # closure emulation grants W+X requests, so the kernel must not refuse them.
+    audit = seccomp_enforcement(strict, enforce=False, refuse_wx=True)
+    assert audit.refusals == () and audit.traps == (CLONE3_RULE,) and AUDIT.notes == ()
+    assert [r.what for r in seccomp_enforcement(strict, True, refuse_wx=False).refusals] == [CLONE3]
+    # A policy that allows clone3 but not an untraced child judges it at its exit only.
+    default = seccomp_enforcement(resolve_policy("default"), enforce=True, refuse_wx=True)
+    assert (default.refusals, default.traps, default.clone3_exit_only) == ((), (CLONE3_RULE,), True)
 
 
 # --- the one ptrace wrapper ------------------------------------------------------------------
