@@ -52,6 +52,7 @@ from tracer.outputs.jsonl import JsonLinesOutput
 from tracer.outputs.summary import Summary
 from tracer.pipeline import (
     MAPS_UNREADABLE,
+    OUTPUT_FAILED,
     REPEATS_UNSEEN,
     UNKNOWN_PROCESS_CALL,
     Judge,
@@ -237,7 +238,23 @@ def test_the_summary_and_the_json_stats_show_what_was_dropped():
     # Every reason, 0 or not: the record's shape does not depend on what happened.
     assert summary["dropped"] == {"source": {EXEC_UNRESOLVED: 1},
                                   "model": {MAPS_UNREADABLE: 1, UNKNOWN_PROCESS_CALL: 0},
-                                  "decide": {REPEATS_UNSEEN: 0}}
+                                  "decide": {REPEATS_UNSEEN: 0},
+                                  "emit": {OUTPUT_FAILED: 0}}
+
+
+def test_an_output_whose_reader_is_gone_is_counted_and_the_others_go_on():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader went away (`trampwatch run --json - ... | head -1`)
+    closed = os.fdopen(write_end, "w")
+    out, text = Collected(), io.StringIO()
+    j = judge(JsonLinesOutput(closed), out, Summary(text))
+    feed(j, mprotect(R | X), mprotect(R | W | X))  # the kernel refuses the write: EPIPE
+    assert len(out.judged) == 2 and j.stats.judged == 2
+    assert j.stats.dropped[(Stage.EMIT.value, OUTPUT_FAILED)] == 2
+    j.finish(0)
+    assert f"dropped: 2 by emit ({OUTPUT_FAILED})" in text.getvalue()
+    with pytest.raises(OSError):
+        closed.close()  # what it still buffers cannot be written either
 
 
 def test_nothing_dropped_shows_no_drop_line():

@@ -108,13 +108,18 @@ class Output(Protocol):
 
 class Stage(enum.StrEnum):
     """The named steps of the flow every event goes through, in order; what
-    each one dropped is counted in RunStats.dropped under its name."""
+    each one dropped is counted in RunStats.dropped under its name.
+
+    CLASSIFY and ENFORCE drop nothing, so they count nothing: classify is a
+    pure function of its subject that always answers (no category is an
+    answer), and an enforcement that could not be applied is not dropped
+    but reported, with the outcome `not-enforced` and its reason."""
 
     SOURCE = "source"        # what a source saw but could not deliver whole (Unresolved events)
     MODEL = "model"          # the shadow model: events applied, gaps filled from /proc
-    CLASSIFY = "classify"    # a subject's categories (tracer/classify.py)
+    CLASSIFY = "classify"    # a subject's categories (tracer/classify.py): drops nothing
     DECIDE = "decide"        # the policy's facts and decision, the judgement (tracer/policy)
-    ENFORCE = "enforce"      # the enforcer's plan, settled by what was seen (tracer/actions)
+    ENFORCE = "enforce"      # the enforcer's plan, settled by what was seen (tracer/actions): drops nothing
     EMIT = "emit"            # the outputs
 
 
@@ -122,6 +127,7 @@ class Stage(enum.StrEnum):
 MAPS_UNREADABLE = "maps-unreadable"        # a process whose maps could not be read
 UNKNOWN_PROCESS_CALL = "process-unseen"    # a call of a process the model never saw
 REPEATS_UNSEEN = "first-call-unseen"       # repeated calls whose first call was never delivered
+OUTPUT_FAILED = "output-failed"            # judgements an output could not take (a closed pipe, a full disk)
 # Every (stage, reason) a run can count: the summary record always carries
 # each, so its shape does not depend on what happened.
 DROP_REASONS: tuple[tuple[str, str], ...] = (
@@ -129,6 +135,7 @@ DROP_REASONS: tuple[tuple[str, str], ...] = (
     (Stage.MODEL.value, MAPS_UNREADABLE),
     (Stage.MODEL.value, UNKNOWN_PROCESS_CALL),
     (Stage.DECIDE.value, REPEATS_UNSEEN),
+    (Stage.EMIT.value, OUTPUT_FAILED),
 )
 
 
@@ -228,28 +235,49 @@ class ProcfsGaps:
 
 
 class Emitter:
-    """The EMIT stage: every settled judgement to every output, counted."""
+    """The EMIT stage: every settled judgement to every output, counted. An
+    output that cannot be written (its reader closed the pipe, the disk is
+    full) is written no more: the run goes on (enforcement does not depend
+    on a report's reader), the other outputs still get everything, and each
+    judgement that output missed is counted as dropped (OUTPUT_FAILED)."""
 
     def __init__(self, outputs: Sequence[Output], stats: RunStats):
-        self.outputs = list(outputs)
+        self.outputs = tuple(outputs)
         self.stats = stats
+        # Outputs that failed: each misses every judgement from then on.
+        self.failed = 0
 
     def emit(self, judgement: Judgement) -> None:
-        """Write one judgement to every output."""
+        """Write one judgement to every output that still can take it."""
         self.stats.judged += judgement.count
         for output in self.outputs:
-            output.emit(judgement)
+            try:
+                output.emit(judgement)
+            except OSError:
+                self._failed(output)
+        if self.failed:
+            self.stats.drop(Stage.EMIT, OUTPUT_FAILED, self.failed)
+
+    def _failed(self, output: Output) -> None:
+        self.outputs = tuple(kept for kept in self.outputs if kept is not output)
+        self.failed += 1
 
     def lost(self, event: RecordsLost) -> None:
         """Report records the source lost."""
         self.stats.lost = event.total
         for output in self.outputs:
-            output.lost(event)
+            try:
+                output.lost(event)
+            except OSError:
+                self._failed(output)
 
     def close(self) -> None:
-        """Close every output with the run's statistics."""
+        """Close every output that still works with the run's statistics."""
         for output in self.outputs:
-            output.close(self.stats)
+            try:
+                output.close(self.stats)
+            except OSError:
+                self._failed(output)
 
 
 @dataclass(slots=True, eq=False)
