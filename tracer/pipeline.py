@@ -426,11 +426,13 @@ class Judge:
     def call_returned(self, ret: MemReturn) -> None:
         """Apply a call's real result to the model and report its judgement
         (once its outcome is known). A call no entry judged (the eBPF
-        source's, delivered whole) is judged first, from what it asked; the
-        kernel's kill record it carries makes it reported whatever the policy
-        said of it, `killed`."""
+        source's, delivered whole) is judged first, from what it asked,
+        after the model takes what the source knew of its range before it;
+        the kernel's kill record it carries makes it reported whatever the
+        policy said of it, `killed`."""
         pending = ret.entry
         if pending is None:
+            self._seen_before(ret.call)
             pending = self.call(ret.call, None)
         if pending.judgement is not None:
             self._open.discard(pending)
@@ -455,6 +457,18 @@ class Judge:
             kill = ret.kernel_kill
             seen = _NOTHING if plan.proof is Proof.NONE else Evidence(ret.result, kill.rule if kill else None)
             self.settler.settle(judgement, plan, seen, result=ret.result, addr=addr)
+
+    def _seen_before(self, call: MemCall) -> None:
+        """The MODEL stage's part of a call delivered whole: what its source
+        knew of its range before it ran, the kernel's own view (the truth),
+        or what /proc still showed (for the parts the model never saw; every
+        range the eBPF source does not report was never writable, so no
+        history is invented)."""
+        if call.vmas is not None:
+            self.model.observe(call.pid, call.vmas)
+        elif call.unseen:
+            # The source clipped them to the call's range.
+            self.model.fill_unknown(call.pid, 0, 1 << 64, call.unseen, written=False)
 
     def calls_repeated(self, event: CallsRepeated) -> None:
         """Count `event.count` more calls equal to a repeat key's first one
@@ -787,23 +801,10 @@ def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
 
 
 def feed_ebpf(judge: Judge, events: list[Event]) -> None:
-    """Judge a batch of eBPF events in order. Each call comes whole (its
-    MemReturn) and first brings the model what the source knows of its
-    range before it: the kernel's own view (the truth), or what /proc still
-    showed (for the parts the model never saw; every range the eBPF source
-    does not report was never writable, so no history is invented)."""
-    model = judge.model
+    """Judge a batch of eBPF events in order (each call comes whole, as its
+    MemReturn, with what the source knew of its range)."""
     for event in events:
-        if type(event) is MemReturn:
-            call = event.call
-            if call.vmas is not None:
-                model.observe(call.pid, call.vmas)
-            elif call.unseen:
-                # The source clipped them to the call's range.
-                model.fill_unknown(call.pid, 0, 1 << 64, call.unseen, written=False)
-            judge.call_returned(event)
-        else:
-            judge.event(event)
+        judge.event(event)
 
 
 class _PassThrough(TraceSink):

@@ -21,10 +21,14 @@ import errno as errnos
 from dataclasses import dataclass, replace
 
 from ..categories import Category
+from ..events import ProcessInfo
 from ..judgement import Outcome
 from ..policy.engine import decide, matches
-from ..policy.model import Action, Decision, Facts, Match, Policy
+from ..policy.facts import facts_of
+from ..policy.model import Action, Decision, Match, Policy
+from ..shadow import SPECIAL, Backing
 from ..sources.seccomp_filter import CLONE3_RULE, TrapRule
+from ..subject import Kind, Subject
 
 # The categories a W+X mmap can fall in (wx-map always, the others by backing).
 _WX_MMAP_CATEGORIES = frozenset({Category.WX_MAP, Category.ANON_EXEC, Category.EXEC_UNLINKED,
@@ -69,15 +73,16 @@ def wx_mmap_refusal(policy: Policy) -> tuple[int, str] | None:
     return None
 
 
-# The facts of every clone3 the tracer stops (shadow model: opaque, facility
-# clone3): its flags live in memory, so no stop can judge it safely.
-_CLONE3_FACTS = Facts(
-    categories=(Category.OPAQUE,), syscall="clone3", exe="", comm="", uid=-1, backing_kind="special",
-    object_path="[clone3]", caller_object=None, prot=frozenset(), gained=frozenset(), new_mapping=False,
-)
+# Every clone3 the tracer stops, as the shadow model judges it (opaque,
+# facility clone3), made by nobody in particular: its flags live in memory,
+# so no stop can judge it safely.
+_ANYONE = ProcessInfo("", "", -1)
+_CLONE3 = Subject(Kind.CALL, -1, "clone3", _ANYONE, Backing(SPECIAL, "[clone3]"), 0, 0, False)
+_CLONE3_FACTS = facts_of(_CLONE3, (Category.OPAQUE,))
 # A clone3 whose child the kernel did not let the tracer follow
 # (CLONE_UNTRACED), as its exit stop finds it.
-_CLONE3_UNTRACED_FACTS = replace(_CLONE3_FACTS, object_path="[CLONE_UNTRACED]")
+_CLONE3_UNTRACED_FACTS = facts_of(_CLONE3._replace(backing=Backing(SPECIAL, "[CLONE_UNTRACED]")),
+                                  (Category.OPAQUE,))
 _PROCESS_KEYS = ("exe", "comm", "uid", "caller")
 
 
@@ -133,8 +138,8 @@ class SeccompEnforcement:
 
 WX_MMAP = "W+X mmap"
 CLONE3 = "clone3"
-_UNSEEN = ("such calls are counted by no stop and reported by no line; each is denied: the kernel "
-           "returns the errno")
+_UNSEEN = ("such calls are counted by no stop and reported by no line: the kernel makes each fail with "
+           "that errno")
 
 
 def seccomp_enforcement(policy: Policy, enforce: bool, refuse_wx: bool) -> SeccompEnforcement:

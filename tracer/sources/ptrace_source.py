@@ -763,12 +763,10 @@ class PtraceSource:
             sig, task.deferred_signal = task.deferred_signal, 0
         want_exit = task.syscall_mode or task.pending or task.exit_hook
         request = abi.PTRACE_SYSCALL if want_exit else abi.PTRACE_CONT
-        # Every stop ends here: libc directly, and a thread gone meanwhile
-        # (ESRCH) is no error, its exit is reported next.
-        if _libc.ptrace(request, task.tid, 0, sig) == -1:
-            err = ctypes.get_errno()
-            if err != errno.ESRCH:
-                raise TraceError(f"ptrace({request}, {task.tid}): {os.strerror(err)}", pid=task.tid)
+        # Every stop ends here. A thread gone meanwhile is no error: its
+        # exit is reported next.
+        with contextlib.suppress(NoSuchProcess):
+            _fast_ptrace(request, task.tid, 0, sig)
 
     def _detach(self, task: _Task, sig: int, event: int) -> None:
         deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
