@@ -2,12 +2,15 @@
 syscalls the seccomp filter selects, and turn each stop into events.
 
 This is the one module that imports `ptrace` (python-ptrace), and only for
-`ptrace_works`: the hot path makes its requests through libc directly, as
-importing python-ptrace's binding runs `ldconfig -p` (find_library), tens of
-milliseconds of every start-up. The loop waits
-with a blocking waitpid(-1, __WALL); every stop is answered before the next
-wait. Processes are seized (PTRACE_SEIZE), so group-stops are kept as the
-program expects with PTRACE_LISTEN, and signals reach the program unchanged.
+`ptrace_works`: every request of the hot path goes through one wrapper on
+libc (`_fast_ptrace`, which translates errors), as importing python-ptrace's
+binding runs `ldconfig -p` (find_library), tens of milliseconds of every
+start-up. The loop waits with a blocking waitpid(-1, __WALL); every stop is
+answered before the next wait. A memory call's entry and return are paired
+here, once, per thread: what the sink made of the call at its entry is held
+with it and handed back with its return (or with the thread's end).
+Processes are seized (PTRACE_SEIZE), so group-stops are kept as the program
+expects with PTRACE_LISTEN, and signals reach the program unchanged.
 """
 
 from __future__ import annotations
