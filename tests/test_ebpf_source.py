@@ -30,7 +30,6 @@ from tracer.events import (
     ExecEvent,
     ExitEvent,
     ForkEvent,
-    KernelKill,
     MemCall,
     MemReturn,
     RecordsLost,
@@ -400,9 +399,8 @@ def test_anonymous_rwx_mmap_arrives_with_args_and_result(source, programs) -> No
     assert call.arch == "x86_64" and call.tid == run.pid
     assert call.args[1] == 4096 and call.args[3] & abi.MAP_ANONYMOUS and call.fd_object is None
     assert not rwx[0].failed and rwx[0].result > 0
-    # Each call is one MemCall followed by its MemReturn.
-    index = run.events.index(rwx[0])
-    assert run.events[index - 1] is call
+    # Each call arrives whole, as one MemReturn: nothing pairs an entry with its return again.
+    assert not [e for e in run.events if isinstance(e, MemCall)]
 
 
 def test_rw_then_rx_mprotect_arrives(source, programs) -> None:
@@ -509,7 +507,7 @@ def test_comm_filter_sees_the_exec_and_seeds_the_process(source, programs, tmp_p
     assert exec_event.process.exe == str(named) and exec_event.process.comm == "twcomm"
     assert any(m.path == str(named) for m in exec_event.maps)
     assert exec_event.elf_execstack is False and exec_event.former_pid is None
-    assert [e for e in events if isinstance(e, MemCall) and e.pid == proc.pid and e.args[2] == 7]
+    assert [e for e in events if isinstance(e, MemReturn) and e.call.pid == proc.pid and e.call.args[2] == 7]
     assert not [e for e in events if getattr(e, "pid", None) == other]
 
 
@@ -658,7 +656,7 @@ def test_pid_filter_keeps_other_processes_out(source, programs) -> None:
     other = run_unselected([str(programs["x86_64"]), "rwx"])
     _finish(proc)
     events = _drain_until_exit(source, proc.pid)
-    assert [e for e in events if isinstance(e, MemCall) and e.pid == proc.pid]
+    assert [e for e in events if isinstance(e, MemReturn) and e.call.pid == proc.pid]
     assert not [e for e in events if getattr(e, "pid", None) == other]
 
 
@@ -674,7 +672,7 @@ def test_unselected_flood_produces_no_records(source, programs) -> None:
     from_flooder = [e for e in events if getattr(e, "pid", None) == flooder]
     assert from_flooder == []
     assert source.lost() == lost_before
-    assert [e for e in events if isinstance(e, MemCall) and e.pid == proc.pid]
+    assert [e for e in events if isinstance(e, MemReturn) and e.call.pid == proc.pid]
 
 
 @pytest.mark.slow
@@ -708,7 +706,8 @@ def test_cgroup_filter(source, programs) -> None:
     finally:
         source.set_filters(pids=(os.getpid(),), cgroups=())
         group.rmdir()
-    assert [e for e in events if isinstance(e, MemCall) and e.pid == inside.pid and e.args[2] == 7]
+    assert [e for e in events
+            if isinstance(e, MemReturn) and e.call.pid == inside.pid and e.call.args[2] == 7]
     assert not [e for e in events if getattr(e, "pid", None) == outside]
 
 
@@ -734,8 +733,9 @@ def test_kill_rule_kills_before_the_code_runs(killing, programs) -> None:
     run = run_selected(killing, [str(programs["x86_64"]), "rwx"])
     assert run.returncode == -signal.SIGKILL
     assert "RAN" not in run.stdout
-    kills = [e for e in run.events if isinstance(e, KernelKill) and e.pid == run.pid]
-    assert [(k.rule, k.call.syscall, k.call.args[2]) for k in kills] == [("no-wx-map", "mmap", 7)]
+    kills = [e for e in run.events if isinstance(e, MemReturn) and e.kernel_kill and e.call.pid == run.pid]
+    assert [(r.kernel_kill.rule, r.kernel_kill.pid, r.call.syscall, r.call.args[2]) for r in kills] == [
+        ("no-wx-map", run.pid, "mmap", 7)]
     assert any(
         isinstance(e, ExitEvent) and e.pid == run.pid and e.status == signal.SIGKILL for e in run.events
     )
@@ -744,7 +744,7 @@ def test_kill_rule_kills_before_the_code_runs(killing, programs) -> None:
 def test_kill_rule_spares_calls_it_does_not_match(killing, programs) -> None:
     run = run_selected(killing, [str(programs["x86_64"]), "rw_rx"])
     assert run.returncode == 0 and "RAN 42" in run.stdout
-    assert not [e for e in run.events if isinstance(e, KernelKill)]
+    assert not [e for e in run.events if isinstance(e, MemReturn) and e.kernel_kill]
 
 
 def test_kill_rules_are_inert_when_not_enforcing(source, programs) -> None:

@@ -28,6 +28,7 @@ from tracer.actions.outcomes import (
     Settler,
     ptrace_reply,
 )
+from tracer.actions.seccomp_deny import CLONE3, WX_MMAP, seccomp_enforcement
 from tracer.categories import Category as C
 from tracer.classify import classify
 from tracer.errors import AccessDenied, NoSuchProcess
@@ -37,6 +38,7 @@ from tracer.events import (
     CallsRepeated,
     ClosureEvent,
     ExecEvent,
+    ExitEvent,
     ForkEvent,
     MapEntry,
     MemCall,
@@ -50,6 +52,7 @@ from tracer.outputs.jsonl import JsonLinesOutput
 from tracer.outputs.summary import Summary
 from tracer.pipeline import (
     MAPS_UNREADABLE,
+    OUTPUT_FAILED,
     REPEATS_UNSEEN,
     UNKNOWN_PROCESS_CALL,
     Judge,
@@ -57,11 +60,12 @@ from tracer.pipeline import (
     Stage,
 )
 from tracer.policy.facts import facts_of
-from tracer.policy.loader import load_policy_text
+from tracer.policy.loader import load_policy_text, resolve_policy
 from tracer.policy.model import Facts
 from tracer.shadow import ANON_BACKING, Change, ShadowModel, backing_from_entry
 from tracer.sources.procfs import read_maps
 from tracer.sources.ptrace_source import ALLOW_WITH_RESULT, CallReply, _fast_ptrace
+from tracer.sources.seccomp_filter import CLONE3_RULE
 from tracer.subject import (
     HOLDS_TRAMPFD,
     TRAMPFD_OBJECT,
@@ -121,8 +125,7 @@ def mprotect(prot: int, addr: int = ANON.start, pid: int = PID) -> MemCall:
 
 def feed(j: Judge, *calls: MemCall) -> None:
     for call in calls:
-        j.call(call, None)
-        j.event(MemReturn(call, 0))
+        j.event(MemReturn(call, 0, j.call(call, None)))
 
 
 def gone_pid() -> int:
@@ -235,7 +238,23 @@ def test_the_summary_and_the_json_stats_show_what_was_dropped():
     # Every reason, 0 or not: the record's shape does not depend on what happened.
     assert summary["dropped"] == {"source": {EXEC_UNRESOLVED: 1},
                                   "model": {MAPS_UNREADABLE: 1, UNKNOWN_PROCESS_CALL: 0},
-                                  "decide": {REPEATS_UNSEEN: 0}}
+                                  "decide": {REPEATS_UNSEEN: 0},
+                                  "emit": {OUTPUT_FAILED: 0}}
+
+
+def test_an_output_whose_reader_is_gone_is_counted_and_the_others_go_on():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader went away (`trampwatch run --json - ... | head -1`)
+    closed = os.fdopen(write_end, "w")
+    out, text = Collected(), io.StringIO()
+    j = judge(JsonLinesOutput(closed), out, Summary(text))
+    feed(j, mprotect(R | X), mprotect(R | W | X))  # the kernel refuses the write: EPIPE
+    assert len(out.judged) == 2 and j.stats.judged == 2
+    assert j.stats.dropped[(Stage.EMIT.value, OUTPUT_FAILED)] == 2
+    j.finish(0)
+    assert f"dropped: 2 by emit ({OUTPUT_FAILED})" in text.getvalue()
+    with pytest.raises(OSError):
+        closed.close()  # what it still buffers cannot be written either
 
 
 def test_nothing_dropped_shows_no_drop_line():
@@ -260,8 +279,7 @@ def test_the_model_stage_fills_what_it_never_saw_from_the_real_maps():
         page = stack.end - 0x1000
         top = MemCall(1.0, child.pid, child.pid, "mprotect", "x86_64", (page, 0x1000, R | W | X))
         assert not j.model.covers(child.pid, page, stack.end)
-        j.call(top, lambda addr, size: b"")
-        j.event(MemReturn(top, 0))
+        j.event(MemReturn(top, 0, j.call(top, lambda addr, size: b"")))
         assert j.model.covers(child.pid, page, stack.end)
         # Read at the stop, with unknown (possibly written) history: w-to-x, not just wx-protect.
         assert [jd.categories for jd in out.judged] == [(C.WX_PROTECT, C.W_TO_X, C.EXECSTACK)]
@@ -269,6 +287,49 @@ def test_the_model_stage_fills_what_it_never_saw_from_the_real_maps():
     finally:
         child.kill()
         child.wait()
+
+
+# --- one pairing of a call's entry and return: the source's -----------------------------------
+
+
+def test_a_return_is_settled_by_the_entry_the_source_hands_back():
+    out = Collected()
+    j = judge(out)
+    # Two calls of one thread in flight at once cannot happen, so a pairing by
+    # thread would mix them up: the entry the source held says which is which.
+    first, second = mprotect(R | X), mprotect(R | W | X, addr=STACK.start)
+    held = [j.call(first, None), j.call(second, None)]
+    j.event(MemReturn(second, -errno.ENOMEM, held[1]))
+    j.event(MemReturn(first, 0, held[0]))
+    assert [(jd.addr, jd.result) for jd in out.judged] == [(STACK.start, -errno.ENOMEM), (ANON.start, 0)]
+
+
+def test_a_thread_that_dies_inside_a_call_settles_it_by_its_exit():
+    out = Collected()
+    policy = load_policy_text(POLICY.replace("defaultAction: log", "defaultAction: deny\n  errno: EACCES"),
+                              "core.yaml")
+    j = Judge(policy, "enforce", [out], source="ptrace")
+    j.event(AttachEvent(0.0, PID, INFO, (EXE, ANON, STACK), 0))
+    refused = mprotect(R | X)
+    entry = j.call(refused, None)
+    assert entry.plan.proof is Proof.RESULT
+    j.event(ExitEvent(2.0, PID, PID + 1, None))  # another thread: not this call's end
+    assert out.judged == []
+    j.event(ExitEvent(2.0, PID, PID, None, entry))
+    assert [(jd.outcome, jd.reason) for jd in out.judged] == [
+        (Outcome.NOT_ENFORCED, "the thread was gone before the refused call returned")]
+    j.finish(0)
+    assert len(out.judged) == 1
+
+
+def test_a_call_still_in_flight_when_the_run_ends_is_reported():
+    out = Collected()
+    j = judge(out)
+    j.call(mprotect(R | X), None)
+    assert out.judged == []
+    j.finish(None)
+    assert [(jd.categories, jd.outcome, jd.result) for jd in out.judged] == [
+        ((C.W_TO_X, C.ANON_EXEC), Outcome.LOGGED, None)]
 
 
 # --- emulators' outcomes and ptrace replies --------------------------------------------------
@@ -342,12 +403,35 @@ def test_the_ptrace_sink_refuses_and_kills_by_the_enforcers_plan():
     j.event(AttachEvent(0.0, PID, INFO, (EXE, ANON, STACK), 0))
     sink = PtraceSink(j)
     refused = mprotect(R | X)
-    assert sink.on_call(refused, lambda addr, size: b"") == CallReply(deny_errno=errno.EACCES)
-    j.event(MemReturn(refused, -errno.EACCES))
+    reply, entry = sink.on_call(refused, lambda addr, size: b"")
+    assert reply == CallReply(deny_errno=errno.EACCES)
+    j.event(MemReturn(refused, -errno.EACCES, entry))
     allowed = mprotect(R)
-    assert sink.on_call(allowed, lambda addr, size: b"") is ALLOW_WITH_RESULT
+    reply, entry = sink.on_call(allowed, lambda addr, size: b"")
+    assert reply is ALLOW_WITH_RESULT and entry.judgement is None
     assert [(jd.categories, jd.outcome) for jd in out.judged] == [((C.W_TO_X, C.ANON_EXEC), Outcome.DENIED)]
     assert AUDIT.plan(out.judged[0]).outcome is Outcome.WOULD_DENY
+
+
+def test_the_seccomp_filters_refusals_are_the_ptrace_enforcers_with_their_outcome():
+    strict = resolve_policy("strict")
+    seccomp = seccomp_enforcement(strict, enforce=True, refuse_wx=True)
+    assert [(r.what, r.syscall, r.errno, r.rule, r.outcome) for r in seccomp.refusals] == [
+        (WX_MMAP, "mmap", errno.EACCES, "deny-wx", Outcome.DENIED),
+        (CLONE3, "clone3", errno.ENOSYS, "refuse-clone3", Outcome.DENIED)]
+    # Refused clone3 never stops; what the user is told is what the enforcer says.
+    assert seccomp.traps == () and seccomp.errno_of(CLONE3) == errno.ENOSYS
+    enforcer = PtraceEnforcer(seccomp)
+    assert enforcer.notes == seccomp.notes == tuple(r.note for r in seccomp.refusals)
+    assert "the kernel makes each fail with that errno" in enforcer.notes[0]
+    # audit refuses nothing in the kernel (every clone3 stops, judged `opaque`);
+    # closure emulation grants W+X requests, so the kernel must not refuse them.
+    audit = seccomp_enforcement(strict, enforce=False, refuse_wx=True)
+    assert audit.refusals == () and audit.traps == (CLONE3_RULE,) and AUDIT.notes == ()
+    assert [r.what for r in seccomp_enforcement(strict, True, refuse_wx=False).refusals] == [CLONE3]
+    # A policy that allows clone3 but not an untraced child judges it at its exit only.
+    default = seccomp_enforcement(resolve_policy("default"), enforce=True, refuse_wx=True)
+    assert (default.refusals, default.traps, default.clone3_exit_only) == ((), (CLONE3_RULE,), True)
 
 
 # --- the one ptrace wrapper ------------------------------------------------------------------

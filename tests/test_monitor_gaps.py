@@ -53,16 +53,16 @@ def judge_fed(*events: object) -> list[tuple[str, tuple[str, ...]]]:
 def test_a_call_without_the_kernels_view_is_judged_on_what_the_source_found():
     # Never sent, so never writable: made executable, it is anon-exec, not w-to-x.
     call = mprotect(0x10000, 0x1000, R | X, unseen=(entry(0x10000, 0x11000, R),))
-    assert judge_fed(call, MemReturn(call, 0)) == [("mprotect", ("anon-exec",))]
+    assert judge_fed(MemReturn(call, 0)) == [("mprotect", ("anon-exec",))]
 
 
 def test_what_the_source_found_does_not_override_what_the_model_knows():
     mapped = MemCall(1.0, PID, PID, "mmap", "x86_64", (0, 0x1000, R | W, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
     call = mprotect(0x10000, 0x1000, R | X, unseen=(entry(0x10000, 0x11000, R),))
-    assert judge_fed(mapped, MemReturn(mapped, 0x10000), call, MemReturn(call, 0)) == [
+    assert judge_fed(MemReturn(mapped, 0x10000), MemReturn(call, 0)) == [
         ("mprotect", ("w-to-x", "anon-exec"))]
 
 
 def test_the_kernels_view_of_a_range_is_the_truth_before_the_call():
     call = mprotect(0x10000, 0x1000, R | X, vmas=(entry(0x10000, 0x11000, R | W),))
-    assert judge_fed(call, MemReturn(call, 0)) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert judge_fed(MemReturn(call, 0)) == [("mprotect", ("w-to-x", "anon-exec"))]

@@ -26,7 +26,7 @@ from tracer.actions.kernel_enforce import compile_kill_rules
 from tracer.actions.outcomes import AUDIT, Evidence, KernelKillEnforcer, Plan, Proof, PtraceEnforcer, settle
 from tracer.events import AttachEvent, ExitEvent, KernelKill, MapEntry, MemCall, MemReturn, ProcessInfo
 from tracer.judgement import Judgement, Outcome
-from tracer.pipeline import Judge
+from tracer.pipeline import Judge, feed_ebpf
 from tracer.policy.loader import load_policy_text
 from tracer.policy.model import Action, Decision
 from tracer.shadow import ANON_BACKING
@@ -313,12 +313,9 @@ def test_judge_reports_killed_only_with_the_kernels_kill_record():
     out = Collected()
     judge = monitor_judge(out)
     killed = rwx_mmap()
-    judge.call(killed, None)
-    judge.event(KernelKill(1.0, 7, 7, "kill-wx-map", killed))
-    judge.event(MemReturn(killed, 0x7F0000000000))
+    feed_ebpf(judge, [MemReturn(killed, 0x7F0000000000, None, KernelKill(1.0, 7, 7, "kill-wx-map"))])
     spared = rwx_mmap()
-    judge.call(spared, None)
-    judge.event(MemReturn(spared, 0x7F0000010000))
+    feed_ebpf(judge, [MemReturn(spared, 0x7F0000010000)])
     assert [(j.rule, j.outcome) for j in out.judged] == [
         ("kill-wx-map", Outcome.KILLED), ("kill-wx-map", Outcome.NOT_ENFORCED)]
     # Without the record, the reason is what the compiler said the kernel rules miss.
@@ -329,9 +326,7 @@ def test_judge_reports_a_kernel_kill_the_policy_did_not_ask_for():
     out = Collected()
     judge = monitor_judge(out)
     plain = MemCall(1.0, 7, 7, "mmap", "x86_64", (0, 4096, 3, MAP_PRIVATE | MAP_ANONYMOUS, (1 << 64) - 1, 0))
-    judge.call(plain, None)
-    judge.event(KernelKill(1.0, 7, 7, "other-rule", plain))
-    judge.event(MemReturn(plain, 0x7F0000000000))
+    feed_ebpf(judge, [MemReturn(plain, 0x7F0000000000, None, KernelKill(1.0, 7, 7, "other-rule"))])
     (judgement,) = out.judged
     assert (judgement.categories, judgement.outcome) == ((), Outcome.KILLED)
     assert judgement.reason == "kernel kill rule other-rule fired (it judges from the arguments alone)"
@@ -343,9 +338,9 @@ def test_judge_holds_a_kill_until_the_process_is_seen_to_die():
     judge = Judge(policy, "enforce", [out], source="ptrace")
     judge.event(AttachEvent(0.0, 7, ProcessInfo("/usr/bin/prog", "prog", 0), (EXE,), 0))
     call = rwx_mmap()
-    plan = judge.call(call, None)
-    assert plan.proof is Proof.DEATH
-    judge.call_killed(call)
+    entry = judge.call(call, None)
+    assert entry.plan.proof is Proof.DEATH
+    judge.call_killed(entry)
     judge.event(ExitEvent(2.0, 7, 7, None))
     assert out.judged == []
     judge.event(ExitEvent(2.0, 7, 7, killed_status(signal.SIGKILL)))

@@ -3,7 +3,6 @@ exit codes. This is the only module that imports click."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -11,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -25,13 +24,15 @@ from .pipeline import Judge, Output, trace_attached, trace_command
 from .policy.loader import load_policy_file, preset_names, resolve_policy
 from .policy.model import Policy
 from .sources.seccomp_filter import (
-    CLONE3_RULE,
     TrapRule,
     build_filter,
     build_syscall_refusal,
     build_wx_refusal,
     load_filter,
 )
+
+if TYPE_CHECKING:
+    from .actions.seccomp_deny import SeccompEnforcement
 
 
 def _error_lines(err: TrampwatchError, outcome: str) -> str:
@@ -118,9 +119,14 @@ def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | N
     return Judge(policy, mode or policy.mode or "audit", outputs, source="ptrace", report_all=all_calls)
 
 
-def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = (), refuse_wx: int | None = None,
-                 preload: str | None = None, refuse_clone3: int | None = None) -> Callable[[], None]:
-    filters = [build_filter(extra=extra), *(build_wx_refusal(refuse_wx) if refuse_wx else ())]
+def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule], seccomp: SeccompEnforcement,
+                 preload: str | None = None) -> Callable[[], None]:
+    from .actions.seccomp_deny import CLONE3, WX_MMAP
+
+    filters = [build_filter(extra=(*extra, *seccomp.traps))]
+    refuse_wx, refuse_clone3 = seccomp.errno_of(WX_MMAP), seccomp.errno_of(CLONE3)
+    if refuse_wx is not None:
+        filters.extend(build_wx_refusal(refuse_wx))
     if refuse_clone3 is not None:
         filters.append(build_syscall_refusal("clone3", refuse_clone3))
 
@@ -139,54 +145,20 @@ def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule] = (), refuse_wx: i
     return prepare
 
 
-def _kernel_refusal(judge: Judge, wanted: bool) -> int | None:
-    """The errno with which the seccomp filter itself refuses W+X mmaps, when
-    the policy denies them all and enforce mode is on (and say so)."""
-    if not wanted or judge.mode != "enforce":
-        return None
-    from .actions.seccomp_deny import wx_mmap_refusal
+def _seccomp_enforcement(judge: Judge, refuse_wx: bool) -> SeccompEnforcement:
+    """What the traced command's seccomp filter does (`refuse_wx`: W+X mmap
+    may be refused in the kernel). In enforce mode the ptrace enforcer
+    carries it, and says now what the kernel refuses unseen."""
+    from .actions.outcomes import PtraceEnforcer
+    from .actions.seccomp_deny import seccomp_enforcement
 
-    refusal = wx_mmap_refusal(judge.policy)
-    if refusal is None:
-        return None
-    errno_value, rule = refusal
-    click.echo(f"trampwatch: W+X mmap is refused in the kernel by the seccomp filter (rule {rule}, "
-               f"{errno.errorcode.get(errno_value, errno_value)}): such calls are counted by no stop and "
-               "reported by no line (--no-kernel-deny reports them)", err=True)
-    return errno_value
-
-
-def _clone3_handling(judge: Judge) -> tuple[tuple[TrapRule, ...], int | None, bool]:
-    """How clone3 is handled: (trap rules, errno of a refusal in the kernel,
-    whether a stopped clone3 is judged at its exit only).
-    Its flags live in memory the program can change after any check, so the
-    tracer cannot judge it: a policy that denies it for everyone has the
-    filter refuse it with ENOSYS (libc then falls back to clone, whose flags
-    are a register); one that allows it for everyone lets it run unstopped,
-    unless a clone3 whose child the tracer cannot follow (CLONE_UNTRACED,
-    found at the exit) is not allowed too: then every clone3 stops and only
-    its exit is judged. Any other decision stops every clone3 and judges it
-    as `opaque`."""
-    from .actions.seccomp_deny import clone3_decision
-    from .policy.model import Action
-
-    decision = clone3_decision(judge.policy)
-    if decision is not None and decision.action is Action.ALLOW:
-        untraced = clone3_decision(judge.policy, untraced=True)
-        if untraced is not None and untraced.action is Action.ALLOW:
-            return (), None, False
-        return (CLONE3_RULE,), None, True
-    if decision is not None and decision.action is Action.DENY and judge.mode == "enforce":
-        # Whatever errno the rule names: only ENOSYS makes libc fall back to
-        # clone; any other one would make every pthread_create fail.
-        asked = "" if decision.errno == errno.ENOSYS else (
-            f"; the rule asks {errno.errorcode.get(decision.errno, decision.errno)}, but only ENOSYS lets "
-            "libc fall back")
-        click.echo(f"trampwatch: clone3 is refused in the kernel by the seccomp filter (rule "
-                   f"{decision.rule or 'default'}, ENOSYS{asked}): its arguments cannot be judged; "
-                   "libc falls back to clone", err=True)
-        return (), errno.ENOSYS, False
-    return (CLONE3_RULE,), None, False
+    enforce = judge.mode == "enforce"
+    seccomp = seccomp_enforcement(judge.policy, enforce, refuse_wx)
+    if enforce:
+        judge.enforcer = PtraceEnforcer(seccomp)
+        for note in judge.enforcer.notes:
+            click.echo(f"trampwatch: {note}", err=True)
+    return seccomp
 
 
 CLOSURE_CHOICES = ("auto", "trampfd", "emulate")
@@ -284,14 +256,12 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 handlers.append(emulator)
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
-            clone3_traps, clone3_refusal, clone3_exit_only = _clone3_handling(judge)
-            prepare = _child_setup(kernel_mdwe, (*(handler.trap_rules() if handler else ()), *clone3_traps),
-                                   _kernel_refusal(judge, kernel_deny and emulator is None), preload,
-                                   clone3_refusal)
+            seccomp = _seccomp_enforcement(judge, kernel_deny and emulator is None)
+            prepare = _child_setup(kernel_mdwe, handler.trap_rules() if handler else (), seccomp, preload)
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:
-                status = trace_command(judge, list(command), prepare, handler, clone3_exit_only)
+                status = trace_command(judge, list(command), prepare, handler, seccomp.clone3_exit_only)
             finally:
                 for sig, disposition in previous.items():
                     signal.signal(sig, disposition)
@@ -373,6 +343,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
         policy = _load_policy(policy_name)
         mode = mode or policy.mode or "audit"
         enforcement = compile_kill_rules(policy)
+        enforcer = KernelKillEnforcer(enforcement) if mode == "enforce" else AUDIT
         if mode == "enforce":
             lsm = bpf_lsm_probe()
             if not lsm.ok:
@@ -381,8 +352,8 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                                             lsm.fix or "a kernel that allows BPF LSM programs")
                 click.echo(f"trampwatch: BPF LSM unavailable ({lsm.detail}): deny rules fall back to "
                            "SIGKILL at syscall entry", err=True)
-            for note in enforcement.notes:
-                click.echo(f"trampwatch: {note}", err=True)
+        for note in enforcer.notes:
+            click.echo(f"trampwatch: {note}", err=True)
         watched = selection()
         config = EbpfConfig(pids=watched.pids, comms=watched.comms, cgroups=watched.cgroups,
                             buffer_pages=buffer_pages,
@@ -397,7 +368,6 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                 if not port.isdigit():
                     raise click.BadParameter(f"--metrics wants HOST:PORT, not {metrics!r}")
                 outputs.append(MetricsOutput(host or "0.0.0.0", int(port)))
-            enforcer = KernelKillEnforcer(enforcement) if mode == "enforce" else AUDIT
             judge = Judge(policy, mode, outputs, source="ebpf", report_all=all_calls, enforcer=enforcer)
             source = stack.enter_context(EbpfSource(config))
 
@@ -422,7 +392,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
                 if mode == "enforce":
                     source.set_kill_rules(rules.rules, enforce=True)
                     judge.enforcer = KernelKillEnforcer(rules)
-                    for note in rules.notes:
+                    for note in judge.enforcer.notes:
                         click.echo(f"trampwatch: {note}", err=True)
                 judge.set_policy(new_policy)
                 click.echo(f"trampwatch: reloaded: policy {new_policy.name} ({len(new_policy.rules)} rules), "

@@ -107,10 +107,21 @@ class MemCall:
 @dataclass(frozen=True, slots=True)
 class MemReturn:
     """The same call at exit: `result` is the kernel's return value
-    (a negative errno on failure)."""
+    (a negative errno on failure).
+
+    A call's entry and return are paired once, by its source: `entry` is
+    what the sink made of the call at its entry (the judge's InFlight),
+    which the source held with the call and hands back (ptrace); None when
+    nothing judged it at entry: the eBPF source delivers each call whole,
+    after it ran (the kernel records entry and exit in one record), and
+    it is judged then, from what it asked. `kernel_kill` is the kernel
+    side's record of the kill at the call's entry, when a kill rule fired.
+    """
 
     call: MemCall
     result: int
+    entry: object | None = None
+    kernel_kill: KernelKill | None = None
 
     @property
     def failed(self) -> bool:
@@ -203,12 +214,15 @@ class ForkEvent:
 @dataclass(frozen=True, slots=True)
 class ExitEvent:
     """A task is gone. `status` is the raw wait status of a process leader,
-    None for a thread."""
+    None for a thread. `in_call` is what the sink made of the call the
+    task died inside (it never returns from it), handed back by the source
+    that held it; None when it was in none."""
 
     ts: float
     pid: int
     tid: int
     status: int | None
+    in_call: object | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,17 +238,17 @@ class ForeignWrite:
     addr: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KernelKill:
-    """The kernel side sent SIGKILL at the entry of `call` because kill rule
-    `rule` matched: the call ran (or stopped early on the fatal signal) and
-    the process died on its way back to user mode, before its next instruction."""
+    """The kernel side sent SIGKILL at the entry of a call (the MemReturn
+    that carries this record) because kill rule `rule` matched: the call
+    ran (or stopped early on the fatal signal) and the process died on its
+    way back to user mode, before its next instruction."""
 
     ts: float
     pid: int
     tid: int
     rule: str
-    call: MemCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +338,6 @@ class Unresolved:
 EXEC_UNRESOLVED = "exec-unresolved"
 
 Event = (
-    MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite | KernelKill
+    MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite
     | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects | Unresolved | CallStalled
 )

@@ -6,12 +6,14 @@
 
 `Judge` wires them, in one place, and is source-agnostic: a source hands it
 calls at entry (so a decision can be enforced before the call runs) and
-everything else as events. The enforcer (tracer/actions/outcomes.py) plans
-what is done with each decision; a judgement is emitted once what was seen
-afterwards (the call's result, the process's death, the kernel's kill
-record) settles its outcome. Each stage counts what it dropped, and why,
-in RunStats.dropped. `PtraceSink` adapts the Judge to the ptrace source's
-stop-and-reply protocol.
+everything else as events. What the judge made of a call at entry (an
+InFlight) is held by the source with the call and handed back with its
+return: a call's entry and return are paired once, by the source. The
+enforcer (tracer/actions/outcomes.py) plans what is done with each
+decision; a judgement is emitted once what was seen afterwards (the
+call's result, the process's death, the kernel's kill record) settles its
+outcome. Each stage counts what it dropped, and why, in RunStats.dropped.
+`PtraceSink` adapts the Judge to the ptrace source's stop-and-reply protocol.
 """
 
 from __future__ import annotations
@@ -60,7 +62,6 @@ from .events import (
     ExecEvent,
     ExitEvent,
     ForkEvent,
-    KernelKill,
     MapEntry,
     MemCall,
     MemReturn,
@@ -107,13 +108,18 @@ class Output(Protocol):
 
 class Stage(enum.StrEnum):
     """The named steps of the flow every event goes through, in order; what
-    each one dropped is counted in RunStats.dropped under its name."""
+    each one dropped is counted in RunStats.dropped under its name.
+
+    CLASSIFY and ENFORCE drop nothing, so they count nothing: classify is a
+    pure function of its subject that always answers (no category is an
+    answer), and an enforcement that could not be applied is not dropped
+    but reported, with the outcome `not-enforced` and its reason."""
 
     SOURCE = "source"        # what a source saw but could not deliver whole (Unresolved events)
     MODEL = "model"          # the shadow model: events applied, gaps filled from /proc
-    CLASSIFY = "classify"    # a subject's categories (tracer/classify.py)
+    CLASSIFY = "classify"    # a subject's categories (tracer/classify.py): drops nothing
     DECIDE = "decide"        # the policy's facts and decision, the judgement (tracer/policy)
-    ENFORCE = "enforce"      # the enforcer's plan, settled by what was seen (tracer/actions)
+    ENFORCE = "enforce"      # the enforcer's plan, settled by what was seen (tracer/actions): drops nothing
     EMIT = "emit"            # the outputs
 
 
@@ -121,6 +127,7 @@ class Stage(enum.StrEnum):
 MAPS_UNREADABLE = "maps-unreadable"        # a process whose maps could not be read
 UNKNOWN_PROCESS_CALL = "process-unseen"    # a call of a process the model never saw
 REPEATS_UNSEEN = "first-call-unseen"       # repeated calls whose first call was never delivered
+OUTPUT_FAILED = "output-failed"            # judgements an output could not take (a closed pipe, a full disk)
 # Every (stage, reason) a run can count: the summary record always carries
 # each, so its shape does not depend on what happened.
 DROP_REASONS: tuple[tuple[str, str], ...] = (
@@ -128,6 +135,7 @@ DROP_REASONS: tuple[tuple[str, str], ...] = (
     (Stage.MODEL.value, MAPS_UNREADABLE),
     (Stage.MODEL.value, UNKNOWN_PROCESS_CALL),
     (Stage.DECIDE.value, REPEATS_UNSEEN),
+    (Stage.EMIT.value, OUTPUT_FAILED),
 )
 
 
@@ -227,37 +235,63 @@ class ProcfsGaps:
 
 
 class Emitter:
-    """The EMIT stage: every settled judgement to every output, counted."""
+    """The EMIT stage: every settled judgement to every output, counted. An
+    output that cannot be written (its reader closed the pipe, the disk is
+    full) is written no more: the run goes on (enforcement does not depend
+    on a report's reader), the other outputs still get everything, and each
+    judgement that output missed is counted as dropped (OUTPUT_FAILED)."""
 
     def __init__(self, outputs: Sequence[Output], stats: RunStats):
-        self.outputs = list(outputs)
+        self.outputs = tuple(outputs)
         self.stats = stats
+        # Outputs that failed: each misses every judgement from then on.
+        self.failed = 0
 
     def emit(self, judgement: Judgement) -> None:
-        """Write one judgement to every output."""
+        """Write one judgement to every output that still can take it."""
         self.stats.judged += judgement.count
         for output in self.outputs:
-            output.emit(judgement)
+            try:
+                output.emit(judgement)
+            except OSError:
+                self._failed(output)
+        if self.failed:
+            self.stats.drop(Stage.EMIT, OUTPUT_FAILED, self.failed)
+
+    def _failed(self, output: Output) -> None:
+        self.outputs = tuple(kept for kept in self.outputs if kept is not output)
+        self.failed += 1
 
     def lost(self, event: RecordsLost) -> None:
         """Report records the source lost."""
         self.stats.lost = event.total
         for output in self.outputs:
-            output.lost(event)
+            try:
+                output.lost(event)
+            except OSError:
+                self._failed(output)
 
     def close(self) -> None:
-        """Close every output with the run's statistics."""
+        """Close every output that still works with the run's statistics."""
         for output in self.outputs:
-            output.close(self.stats)
+            try:
+                output.close(self.stats)
+            except OSError:
+                self._failed(output)
 
 
-@dataclass(slots=True)
-class _Pending:
+@dataclass(slots=True, eq=False)
+class InFlight:
+    """What the judge made of one call at its entry: the model's planned
+    change, and when it was judged its judgement and the enforcer's plan.
+    The source holds it with the call and hands it back with the call's
+    return (MemReturn.entry) or with the end of a thread that died inside
+    the call (ExitEvent.in_call)."""
+
     call: MemCall
     change: Change | None
     judgement: Judgement | None
     plan: Plan | None
-    kernel_kill: str | None = None
 
 
 class Judge:
@@ -265,9 +299,9 @@ class Judge:
     source that stops processes), CLASSIFY (classify), DECIDE (Decider),
     ENFORCE (Settler, with the enforcer: audit, or ptrace enforcement in
     enforce mode) and EMIT (Emitter). `event()` routes each kind of event to
-    its stage through one table; calls come through `call()`/`rejudge()` at
-    entry and their MemReturn. Each judged thing is a Subject
-    (tracer/subject.py)."""
+    its stage through one table; calls come through `call()` (or
+    `rejudge()`) at entry, which returns the InFlight their MemReturn
+    brings back. Each judged thing is a Subject (tracer/subject.py)."""
 
     def __init__(self, policy: Policy, mode: str, outputs: Sequence[Output], source: str,
                  report_all: bool = False, enforcer: Enforcer | None = None):
@@ -281,8 +315,9 @@ class Judge:
         self.emitter = Emitter(outputs, self.stats)
         self.settler = Settler(enforcer or (PtraceEnforcer() if mode == "enforce" else AUDIT),
                                self.emitter.emit)
-        # The calls in flight, by thread: what the entry made of each, until its MemReturn.
-        self._pending: dict[int, _Pending] = {}
+        # Judged calls not yet returned: reported as they are when the run
+        # ends (their sources hold them; this only keeps them from being lost).
+        self._open: set[InFlight] = set()
         self._refusals: Counter[tuple] = Counter()
         # Calls a source counts instead of delivering, by (pid, repeat key):
         # the first such call and what the model made of it.
@@ -297,7 +332,6 @@ class Judge:
             ForkEvent: self._fork,
             CallsRepeated: self.calls_repeated,
             ExitEvent: self._exit,
-            KernelKill: self._kernel_kill,
             AttachEvent: self._attach,
             TrampfdEvent: self._trampfd,
             WritableObjects: self._writable,
@@ -327,16 +361,18 @@ class Judge:
 
     # --- calls ---------------------------------------------------------------------
 
-    def call(self, call: MemCall, peek: Peek | None) -> Plan | None:
-        """Judge a call at entry; return the enforcer's plan when the policy
-        judged it (a W^X event, or a call a category-free rule matched), else None."""
+    def call(self, call: MemCall, peek: Peek | None) -> InFlight:
+        """Judge a call at entry; return what was made of it, for the source
+        to hand back with its return (its `plan` is the enforcer's plan when
+        the policy judged it: a W^X event, or a call a category-free rule
+        matched; else None)."""
         self.stats.calls += 1
         self.stats.calls_by_syscall[call.syscall] += 1
         if peek is not None and self.gaps is not None and call.syscall in _PROTECTS:
             self.gaps.unseen(call)
         return self._plan_call(call, peek)
 
-    def _plan_call(self, call: MemCall, peek: Peek | None) -> Plan | None:
+    def _plan_call(self, call: MemCall, peek: Peek | None) -> InFlight:
         change = self.model.plan(call)
         judgement = plan = None
         if change is not None:
@@ -349,8 +385,10 @@ class Judge:
                     plan = self.settler.plan(judgement)
         elif call.pid not in self.model.processes:
             self.stats.drop(Stage.MODEL, UNKNOWN_PROCESS_CALL)
-        self._pending[call.tid] = _Pending(call, change, judgement, plan)
-        return plan
+        entry = InFlight(call, change, judgement, plan)
+        if judgement is not None:
+            self._open.add(entry)
+        return entry
 
     def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
         """The address ranges `call` may change and is judged on, for a source
@@ -377,19 +415,29 @@ class Judge:
                 return ((args[0], args[0] + page_up(args[1])),)
         return None
 
-    def rejudge(self, call: MemCall, peek: Peek | None) -> Plan | None:
+    def rejudge(self, entry: InFlight | None, call: MemCall, peek: Peek | None) -> InFlight:
         """Judge a call again at its exit, with what the kernel really did
-        (`call` carries it, e.g. the object an mmap mapped); the entry's
-        judgement is replaced. Returns the plan like call()."""
-        self._pending.pop(call.tid, None)
+        (`call` carries it, e.g. the object an mmap mapped); what its entry
+        made of it (`entry`, None if nothing) is replaced by what is returned."""
+        if entry is not None:
+            self._open.discard(entry)
         return self._plan_call(call, peek)
 
     def call_returned(self, ret: MemReturn) -> None:
         """Apply a call's real result to the model and report its judgement
-        (once its outcome is known)."""
-        pending = self._pending.pop(ret.call.tid, None)
-        if pending is None or pending.call is not ret.call:
-            pending = _Pending(ret.call, self.model.plan(ret.call), None, None)
+        (once its outcome is known). A call no entry judged (the eBPF
+        source's, delivered whole) is judged first, from what it asked,
+        after the model takes what the source knew of its range before it;
+        the kernel's kill record it carries makes it reported whatever the
+        policy said of it, `killed`."""
+        pending = ret.entry
+        if pending is None:
+            self._seen_before(ret.call)
+            pending = self.call(ret.call, None)
+        if pending.judgement is not None:
+            self._open.discard(pending)
+        if ret.kernel_kill is not None and pending.judgement is None:
+            self._judge_killed(pending)
         change, judgement = pending.change, pending.judgement
         self.model.apply(ret.call, ret.result, change)
         refused = pending.plan is not None and pending.plan.proof is Proof.RESULT
@@ -406,8 +454,21 @@ class Judge:
                 addr = ret.result
             plan = pending.plan
             # Most plans need no proof: no Evidence to make (this is every judged call's path).
-            seen = _NOTHING if plan.proof is Proof.NONE else Evidence(ret.result, pending.kernel_kill)
+            kill = ret.kernel_kill
+            seen = _NOTHING if plan.proof is Proof.NONE else Evidence(ret.result, kill.rule if kill else None)
             self.settler.settle(judgement, plan, seen, result=ret.result, addr=addr)
+
+    def _seen_before(self, call: MemCall) -> None:
+        """The MODEL stage's part of a call delivered whole: what its source
+        knew of its range before it ran, the kernel's own view (the truth),
+        or what /proc still showed (for the parts the model never saw; every
+        range the eBPF source does not report was never writable, so no
+        history is invented)."""
+        if call.vmas is not None:
+            self.model.observe(call.pid, call.vmas)
+        elif call.unseen:
+            # The source clipped them to the call's range.
+            self.model.fill_unknown(call.pid, 0, 1 << 64, call.unseen, written=False)
 
     def calls_repeated(self, event: CallsRepeated) -> None:
         """Count `event.count` more calls equal to a repeat key's first one
@@ -430,25 +491,24 @@ class Judge:
             # Every one succeeded and none was killed (a kill is never counted).
             self.settler.settle(judgement, self.settler.plan(judgement), Evidence(result=0))
 
-    def call_killed(self, call: MemCall) -> None:
-        """A call whose process is being killed at entry: it never returns;
-        its judgement waits for the process's death."""
-        pending = self._pending.pop(call.tid, None)
-        if pending is not None and pending.judgement is not None and pending.plan is not None \
-                and pending.call is call:
-            self.settler.settle(pending.judgement, pending.plan, Evidence())
+    def call_killed(self, entry: InFlight) -> None:
+        """A call whose process is being killed at entry (`entry`: what was
+        made of it): it never returns; its judgement waits for the process's death."""
+        self._open.discard(entry)
+        if entry.judgement is not None and entry.plan is not None:
+            self.settler.settle(entry.judgement, entry.plan, Evidence())
 
-    def refused_again(self, call: MemCall) -> bool:
+    def refused_again(self, entry: InFlight) -> bool:
         """Count a refusal of closure memory (a judgement with a closure
         hint); True when its process has had the same refusal (same syscall,
         categories and calling library) RETRY_LIMIT times: it is retrying in
         a loop (libffi walks temporary directories when every executable
         mapping is refused, and a program may retry the allocation) and is
         to be killed, which its pending judgement now plans and says."""
-        pending = self._pending.get(call.tid)
-        if pending is None or pending.judgement is None or pending.call is not call:
+        judgement = entry.judgement
+        if judgement is None:
             return False
-        judgement = pending.judgement
+        call = entry.call
         if not any(key == "hint" for key, _ in judgement.detail):
             return False  # only closure libraries' refusals: a program may refuse-loop on purpose
         caller = judgement.caller.object if judgement.caller else None
@@ -458,24 +518,18 @@ class Judge:
             return False
         why = (f"the same call was refused {RETRY_LIMIT} times: the program retries it in a loop and would "
                "never finish, so it was stopped")
-        pending.judgement = replace(judgement, detail=(*judgement.detail, ("why", why)))
-        pending.plan = Plan(Proof.DEATH, Outcome.KILLED, why)
+        entry.judgement = replace(judgement, detail=(*judgement.detail, ("why", why)))
+        entry.plan = Plan(Proof.DEATH, Outcome.KILLED, why)
         return True
 
-    def _kernel_kill(self, kill: KernelKill) -> None:
-        """The kernel side killed the process at the entry of `kill.call`
-        (its record comes before the call's return): the call is reported,
-        whatever the policy said of it, and its outcome is `killed`."""
-        pending = self._pending.get(kill.tid)
-        if pending is None or pending.call is not kill.call:
-            pending = self._pending[kill.tid] = _Pending(kill.call, self.model.plan(kill.call), None, None)
-        if pending.judgement is None:
-            # A call the model could not plan is judged on its syscall alone.
-            subject = call_subject(kill.pid, kill.call.syscall, pending.change, self._info(kill.pid))
-            judgement = self.decider.call(kill.call, subject, classify(subject, self.model), None, force=True)
-            if judgement is not None:
-                pending.judgement, pending.plan = judgement, self.settler.plan(judgement)
-        pending.kernel_kill = kill.rule
+    def _judge_killed(self, entry: InFlight) -> None:
+        """Judge a call the kernel side killed at its entry that the policy
+        did not judge (a call the model could not plan: on its syscall alone)."""
+        call = entry.call
+        subject = call_subject(call.pid, call.syscall, entry.change, self._info(call.pid))
+        judgement = self.decider.call(call, subject, classify(subject, self.model), None, force=True)
+        if judgement is not None:
+            entry.judgement, entry.plan = judgement, self.settler.plan(judgement)
 
     def _info(self, pid: int) -> ProcessInfo:
         process = self.model.process(pid)
@@ -498,9 +552,11 @@ class Judge:
 
     def _exit(self, event: ExitEvent) -> None:
         # A thread that dies inside a call never returns from it.
-        pending = self._pending.pop(event.tid, None)
-        if pending is not None and pending.judgement is not None and pending.plan is not None:
-            self.settler.settle(pending.judgement, pending.plan, Evidence(gone=True))
+        pending = event.in_call
+        if isinstance(pending, InFlight):
+            self._open.discard(pending)
+            if pending.judgement is not None and pending.plan is not None:
+                self.settler.settle(pending.judgement, pending.plan, Evidence(gone=True))
         if event.status is not None:
             self.model.exit(event.pid)
             self._forget_repeatable(event.pid)
@@ -561,8 +617,8 @@ class Judge:
             return self.stats
         self.finished = True
         # What never settled is reported with what is known now.
-        pending, self._pending = self._pending, {}
-        for entry in pending.values():
+        unreturned, self._open = self._open, set()
+        for entry in sorted(unreturned, key=lambda entry: entry.call.ts):
             if entry.judgement is not None and entry.plan is not None:
                 self.settler.settle(entry.judgement, entry.plan, Evidence(ended=True))
         self.settler.flush()
@@ -581,31 +637,36 @@ class PtraceSink(TraceSink):
     def __init__(self, judge: Judge):
         self.judge = judge
 
-    def on_call(self, call: MemCall, peek: Peek) -> CallReply:
+    def on_call(self, call: MemCall, peek: Peek) -> tuple[CallReply, InFlight]:
         """Judge at entry; carry out the enforcer's plan: a refusal (the exit
-        stop then shows the result) or a kill."""
-        return self._reply(call, self.judge.call(call, peek))
+        stop then shows the result) or a kill. The InFlight comes back with
+        the call's return."""
+        entry = self.judge.call(call, peek)
+        return self._reply(entry), entry
 
-    def _reply(self, call: MemCall, plan: Plan | None) -> CallReply:
+    def _reply(self, entry: InFlight) -> CallReply:
+        plan = entry.plan
         if plan is None or plan.proof is Proof.NONE:
             return ALLOW_WITH_RESULT
-        if plan.proof is Proof.RESULT and self.judge.refused_again(call):
-            self.judge.call_killed(call)
+        if plan.proof is Proof.RESULT and self.judge.refused_again(entry):
+            self.judge.call_killed(entry)
             return KILL_REPLY
         reply = ptrace_reply(plan)
         if reply.kill:
             # It never returns: its judgement waits for the process's death.
-            self.judge.call_killed(call)
+            self.judge.call_killed(entry)
         return reply
 
     def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
         """The ranges the judge needs stable while it judges `call`."""
         return self.judge.footprint(call)
 
-    def on_result(self, call: MemCall, peek: Peek) -> CallReply:
-        """Judge a call again at exit; the enforcer's plan becomes a reply the
-        source applies to the result (a refusal undoes it)."""
-        return self._reply(call, self.judge.rejudge(call, peek))
+    def on_result(self, call: MemCall, peek: Peek, entry: object | None) -> tuple[CallReply, InFlight]:
+        """Judge a call again at exit (`entry`: what its entry made of it);
+        the enforcer's plan becomes a reply the source applies to the result
+        (a refusal undoes it). The new InFlight comes back with the return."""
+        new = self.judge.rejudge(entry if isinstance(entry, InFlight) else None, call, peek)
+        return self._reply(new), new
 
     def on_event(self, event: Event) -> bool:
         """Pass every other event to the judge; True (kill now) when the
@@ -740,42 +801,31 @@ def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
 
 
 def feed_ebpf(judge: Judge, events: list[Event]) -> None:
-    """Judge a batch of eBPF events in order. A call first brings the
-    model what the source knows of its range before it: the kernel's own
-    view (the truth), or what /proc still showed (for the parts the model
-    never saw; every range the eBPF source does not report was never
-    writable, so no history is invented)."""
-    model = judge.model
+    """Judge a batch of eBPF events in order (each call comes whole, as its
+    MemReturn, with what the source knew of its range)."""
     for event in events:
-        if isinstance(event, MemCall):
-            if event.vmas is not None:
-                model.observe(event.pid, event.vmas)
-            elif event.unseen:
-                # The source clipped them to the call's range.
-                model.fill_unknown(event.pid, 0, 1 << 64, event.unseen, written=False)
-            judge.call(event, None)
-        else:
-            judge.event(event)
+        judge.event(event)
 
 
 class _PassThrough(TraceSink):
     """A sink that judges nothing: every call goes on, no exit stop asked."""
 
-    def on_call(self, call: MemCall, peek: Peek) -> CallReply:
+    def on_call(self, call: MemCall, peek: Peek) -> tuple[CallReply, None]:
         """Let the call run unobserved."""
-        return CallReply(want_exit=False)
+        return _UNOBSERVED, None
 
     def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
         """Nothing is judged: any footprint will do."""
         return None
 
-    def on_result(self, call: MemCall, peek: Peek) -> CallReply:
+    def on_result(self, call: MemCall, peek: Peek, entry: object | None) -> tuple[CallReply, None]:
         """Keep the result."""
-        return ALLOW_WITH_RESULT
+        return ALLOW_WITH_RESULT, None
 
     def on_event(self, event: Event) -> bool:
         """Ignore the event."""
         return False
 
 
+_UNOBSERVED = CallReply(want_exit=False)
 PASS_THROUGH = _PassThrough()

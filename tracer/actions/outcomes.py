@@ -2,15 +2,17 @@
 do with the policy's decision (a Plan) and which later observation proves it
 was done; `settle` turns that observation into the outcome reports show.
 
-The one control protocol is `Enforcer.plan`: AUDIT (nothing is enforced),
-PtraceEnforcer (`run`, `attach`: a call refused at entry or a process
-killed; `ptrace_reply` turns its plan into the ptrace source's reply) and
-KernelKillEnforcer (`monitor`: eBPF kill rules at syscall entry). What the
-emulators of `run --closures` and `--emulate-trampfd` already did (served
-a closure, refused a jump) is an outcome too, the same under every
-enforcer. Calls the seccomp filter refuses in the kernel never reach the
-tracer (tracer/actions/seccomp_deny.py says which). The pipeline holds
-each judgement until its plan settles, then emits it.
+The one control protocol is `Enforcer`: `plan` for each judgement, and
+`notes`, what it enforces outside any judgement, said once at setup. AUDIT
+(nothing is enforced), PtraceEnforcer (`run`, `attach`: a call refused at
+entry or a process killed, `ptrace_reply` turning its plan into the ptrace
+source's reply; and the seccomp filter's refusals in the kernel, whose calls
+never reach the tracer: tracer/actions/seccomp_deny.py) and
+KernelKillEnforcer (`monitor`: eBPF kill rules at syscall entry, and what
+they cannot enforce). What the emulators of `run --closures` and
+`--emulate-trampfd` already did (served a closure, refused a jump) is an
+outcome too, the same under every enforcer. The pipeline holds each
+judgement until its plan settles, then emits it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..subject import EXEC_PSEUDO_SYSCALL
 
 if TYPE_CHECKING:
     from .kernel_enforce import Enforcement
+    from .seccomp_deny import SeccompEnforcement
 
 
 class Proof(enum.Enum):
@@ -68,7 +71,11 @@ class Evidence:
 
 
 class Enforcer(Protocol):
-    """Turns a judgement into what will be done about it."""
+    """Turns a judgement into what will be done about it. `notes` say, once
+    at setup, what it enforces where no judgement is made (calls the kernel
+    refuses before any tracer sees them) and what it cannot enforce."""
+
+    notes: tuple[str, ...]
 
     def plan(self, judgement: Judgement) -> Plan:
         """Return the plan for `judgement` (its decision is final)."""
@@ -110,6 +117,8 @@ def _emulated(judgement: Judgement) -> Plan | None:
 class _Audit:
     """audit mode: nothing is enforced, forbidding decisions are would-deny/would-kill."""
 
+    notes: tuple[str, ...] = ()
+
     def plan(self, judgement: Judgement) -> Plan:
         """Return the unenforced outcome of the decision (what an emulator did, for its events)."""
         decision = judgement.decision
@@ -124,7 +133,12 @@ AUDIT: Enforcer = _Audit()
 class PtraceEnforcer:
     """enforce mode under ptrace: a call denied at entry (skipped, made to
     return -errno), a process killed at a call's entry or at an exec (which
-    cannot be refused)."""
+    cannot be refused); and, for a traced command, what its seccomp filter
+    refuses in the kernel (`seccomp`: those calls are never judged)."""
+
+    def __init__(self, seccomp: SeccompEnforcement | None = None):
+        self.seccomp = seccomp
+        self.notes: tuple[str, ...] = seccomp.notes if seccomp is not None else ()
 
     def plan(self, judgement: Judgement) -> Plan:
         """Return the plan: RESULT for a denied call, DEATH for a kill or a
@@ -170,6 +184,7 @@ class KernelKillEnforcer:
 
     def __init__(self, enforcement: Enforcement):
         self.enforcement = enforcement
+        self.notes = enforcement.notes
 
     def plan(self, judgement: Judgement) -> Plan:
         """Return KERNEL_KILL for every call (a kill rule may fire whatever

@@ -286,10 +286,11 @@ class EbpfSource:
     def poll(self, timeout_ms: int) -> list[Event]:
         """Wait up to `timeout_ms` for records; return them as events, in order.
 
-        A syscall gives MemCall then MemReturn (preceded by an AttachEvent the
-        first time a process already running is seen; KernelKill between the
-        two when a kill rule fired, so the call's judgement is settled by its
-        return). Also ExecEvent, ForkEvent, ExitEvent, and
+        A syscall gives one MemReturn, the whole call (its MemCall, and its
+        KernelKill record when a kill rule fired at its entry): the kernel
+        records entry and exit together, so nothing pairs them again
+        (preceded by an AttachEvent the first time a process already running
+        is seen). Also ExecEvent, ForkEvent, ExitEvent, and
         last RecordsLost when the kernel side dropped records since the
         previous poll. Syscall records wake the reader only in bulk (call_wakeup() in the C
         side), so what is in the buffer is taken whether or not it woke us.
@@ -433,8 +434,9 @@ class EbpfSource:
         return self._repeats(keys, forget=True) if keys else []
 
     def _syscall(self, fields: tuple, data: bytes, ts: float, events: list[Event]) -> None:
-        """Append a syscall record's events: MemCall, KernelKill when a kill
-        rule fired, MemReturn (after an AttachEvent for a process first seen)."""
+        """Append a syscall record's event: the MemReturn of the whole call,
+        with its KernelKill when a kill rule fired (after an AttachEvent for
+        a process first seen)."""
         tgid, tid, arch_id, nr, flags = fields[9], fields[10], fields[11], fields[12], fields[13]
         arch = abi.ARCH_NAMES[arch_id]
         name, args = _normalise(abi.SYSCALL_NAMES[arch_id][nr], arch, fields[1:7])
@@ -463,10 +465,8 @@ class EbpfSource:
                        vmas=vmas, repeat_key=repeat_key, unseen=unseen)
         if not known:
             events.append(self._attach(call, fields[14]))
-        events.append(call)
-        if flags & _KILLED:
-            events.append(KernelKill(ts, tgid, tid, self._rule_names[fields[15]], call))
-        events.append(MemReturn(call, result))
+        kill = KernelKill(ts, tgid, tid, self._rule_names[fields[15]]) if flags & _KILLED else None
+        events.append(MemReturn(call, result, None, kill))
 
     def _fd_object(self, obj: ObjectRecord, args: tuple[int, ...]) -> FdObject:
         """The object the kernel saw behind an mmap's descriptor, with the

@@ -2,12 +2,15 @@
 syscalls the seccomp filter selects, and turn each stop into events.
 
 This is the one module that imports `ptrace` (python-ptrace), and only for
-`ptrace_works`: the hot path makes its requests through libc directly, as
-importing python-ptrace's binding runs `ldconfig -p` (find_library), tens of
-milliseconds of every start-up. The loop waits
-with a blocking waitpid(-1, __WALL); every stop is answered before the next
-wait. Processes are seized (PTRACE_SEIZE), so group-stops are kept as the
-program expects with PTRACE_LISTEN, and signals reach the program unchanged.
+`ptrace_works`: every request of the hot path goes through one wrapper on
+libc (`_fast_ptrace`, which translates errors), as importing python-ptrace's
+binding runs `ldconfig -p` (find_library), tens of milliseconds of every
+start-up. The loop waits with a blocking waitpid(-1, __WALL); every stop is
+answered before the next wait. A memory call's entry and return are paired
+here, once, per thread: what the sink made of the call at its entry is held
+with it and handed back with its return (or with the thread's end).
+Processes are seized (PTRACE_SEIZE), so group-stops are kept as the program
+expects with PTRACE_LISTEN, and signals reach the program unchanged.
 """
 
 from __future__ import annotations
@@ -97,18 +100,24 @@ ALLOW_WITH_RESULT = CallReply()
 class TraceSink(Protocol):
     """What the source reports to (the pipeline implements it)."""
 
-    def on_call(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
-        """Judge a call at entry; `peek(addr, size)` reads the stopped thread's memory."""
+    def on_call(self, call: MemCall, peek: Callable[[int, int], bytes]) -> tuple[CallReply, object | None]:
+        """Judge a call at entry; `peek(addr, size)` reads the stopped
+        thread's memory. Returns how to resume the thread and what the sink
+        made of the call, which the source holds with it and hands back with
+        its return (MemReturn.entry), or with the end of a thread that dies
+        inside it (ExitEvent.in_call)."""
 
     def footprint(self, call: MemCall) -> Footprint:
         """The ranges a memory call's judgement depends on and its effect
         reaches (None: the whole address space); calls whose footprints
         overlap are judged one at a time."""
 
-    def on_result(self, call: MemCall, peek: Callable[[int, int], bytes]) -> CallReply:
+    def on_result(self, call: MemCall, peek: Callable[[int, int], bytes],
+                  entry: object | None) -> tuple[CallReply, object | None]:
         """Judge again, at exit, a call whose result is not what its entry
-        said (the object an mmap really mapped); the reply is applied to the
-        result (deny: undone and -errno; kill)."""
+        said (the object an mmap really mapped; `entry` is what on_call made
+        of it); the reply is applied to the result (deny: undone and -errno;
+        kill). What it returns besides replaces `entry`."""
 
     def on_event(self, event: Event) -> bool:
         """Record any other event (MemReturn, exec, fork, exit, attach);
@@ -425,6 +434,8 @@ class _Task:
     tid: int
     pid: int
     pending: MemCall | None = None
+    # What the sink made of `pending` at its entry: handed back with its return.
+    entry: object | None = None
     syscall_mode: bool = False
     exit_hook: Callable[[int, Control], None] | None = None
     deferred_signal: int = 0
@@ -688,7 +699,8 @@ class PtraceSource:
             self._drain(vm)
 
     def _forget_stop(self, tid: int) -> None:
-        """A thread that died while its stop was handled has no pending call."""
+        """A thread that died while its stop was handled has no pending call
+        (what the sink made of one is kept: its ExitEvent hands it back)."""
         task = self.tasks.get(tid)
         if task is not None:
             task.pending = None
@@ -759,12 +771,10 @@ class PtraceSource:
             sig, task.deferred_signal = task.deferred_signal, 0
         want_exit = task.syscall_mode or task.pending or task.exit_hook
         request = abi.PTRACE_SYSCALL if want_exit else abi.PTRACE_CONT
-        # Every stop ends here: libc directly, and a thread gone meanwhile
-        # (ESRCH) is no error, its exit is reported next.
-        if _libc.ptrace(request, task.tid, 0, sig) == -1:
-            err = ctypes.get_errno()
-            if err != errno.ESRCH:
-                raise TraceError(f"ptrace({request}, {task.tid}): {os.strerror(err)}", pid=task.tid)
+        # Every stop ends here. A thread gone meanwhile is no error: its
+        # exit is reported next.
+        with contextlib.suppress(NoSuchProcess):
+            _fast_ptrace(request, task.tid, 0, sig)
 
     def _detach(self, task: _Task, sig: int, event: int) -> None:
         deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
@@ -844,7 +854,7 @@ class PtraceSource:
             self._descriptor_entry(task, call, direct=name == call.syscall)
             return
         if name == "clone3" and self.clone3_exit_only:
-            task.pending = call
+            task.pending, task.entry = call, None
             self._resume(task)
             return
         if name in _FOREIGN_WRITE_CALLS:
@@ -870,10 +880,11 @@ class PtraceSource:
                 if footprint is None:
                     self._wide_waiting[task.vm] += 1
                 return
-        reply = self.sink.on_call(call, peek)
+        reply, entry = self.sink.on_call(call, peek)
         if reply.kill:
             self._kill_process(task)
             return
+        task.entry = entry
         if reply.deny_errno is not None:
             self._skip_syscall(task, reply.deny_errno)
         task.pending = call if reply.want_exit else None
@@ -1090,7 +1101,7 @@ class PtraceSource:
                     rechecked = self._mapped_object_changed(task, call, rval)
                 if rechecked is not None:
                     call = rechecked
-                    reply = self.sink.on_result(call, self._peek_for(task.tid))
+                    reply, task.entry = self.sink.on_result(call, self._peek_for(task.tid), task.entry)
                     if reply.kill:
                         self._kill_process(task)
                         self._call_done(task)
@@ -1098,7 +1109,8 @@ class PtraceSource:
                     if reply.deny_errno is not None:
                         self._refuse_result(task, call, rval, reply.deny_errno)
                         rval = -reply.deny_errno
-            self.sink.on_event(MemReturn(call, rval))
+            entry, task.entry = task.entry, None
+            self.sink.on_event(MemReturn(call, rval, entry))
             self._call_done(task)
         hook, task.exit_hook = task.exit_hook, None
         if hook is not None:
@@ -1122,7 +1134,7 @@ class PtraceSource:
         if child in self.tasks or not _same_pid_namespace(task.tid):
             return call
         call = _replace(call, target=child)
-        reply = self.sink.on_result(call, self._peek_for(task.tid))
+        reply, task.entry = self.sink.on_result(call, self._peek_for(task.tid), task.entry)
         if not (reply.kill or reply.deny_errno is not None):
             return call
         with contextlib.suppress(ProcessLookupError):
@@ -1133,7 +1145,8 @@ class PtraceSource:
         regs = _getregs(task.tid)
         regs.rax = (-reply.deny_errno) & 0xFFFFFFFFFFFFFFFF
         _setregs(task.tid, regs)
-        self.sink.on_event(MemReturn(call, -reply.deny_errno))
+        entry, task.entry = task.entry, None
+        self.sink.on_event(MemReturn(call, -reply.deny_errno, entry))
         self._resume(task)
         return None
 
@@ -1165,7 +1178,7 @@ class PtraceSource:
         if task.syscall_mode and not _may_write(call):
             self._resume(task)
             return
-        task.pending = call
+        task.pending, task.entry = call, None
         if call.syscall in _HELD_CALLS and self._hold_siblings(task):
             return  # the opener goes on once every sibling has stopped
         if direct and call.syscall in _RECEIVE_CALLS and self._may_hold_receive(call) and \
@@ -1341,7 +1354,7 @@ class PtraceSource:
             if view is None:
                 continue
             judged = _replace(call, fd_object=view, path=view.path, target=_mem_target(view))
-            reply = self.sink.on_call(judged, peek)
+            reply, entry = self.sink.on_call(judged, peek)
             if reply.kill or reply.deny_errno is not None:
                 if ctl is None:
                     ctl = Control(self, task.tid, call.arch)
@@ -1351,9 +1364,9 @@ class PtraceSource:
                 refused = reply.deny_errno if reply.deny_errno is not None else errno.EPERM
                 if reply.kill:
                     continue  # reported by the sink as killed
-                self.sink.on_event(MemReturn(judged, -refused))
+                self.sink.on_event(MemReturn(judged, -refused, entry))
             else:
-                self.sink.on_event(MemReturn(judged, rval))
+                self.sink.on_event(MemReturn(judged, rval, entry))
         if ctl is not None:
             ctl.finish(-refused if refused is not None else rval)
         return kill
@@ -1389,7 +1402,7 @@ class PtraceSource:
             self._skip_syscall(task, errno.EPERM)
         with contextlib.suppress(ProcessLookupError):
             os.kill(task.pid, signal.SIGKILL)
-        task.pending = None
+        task.pending = task.entry = None
         self._resume(task)
 
     def _report_fresh(self, tid: int, pid: int, found: Sequence[tuple[FdObject, int, str]]) -> None:
@@ -1565,7 +1578,7 @@ class PtraceSource:
             self.root_status = status
         if leader and self.handler is not None:
             self.handler.on_exit(task.pid)
-        self.sink.on_event(ExitEvent(time.time(), task.pid, tid, status if leader else None))
+        self.sink.on_event(ExitEvent(time.time(), task.pid, tid, status if leader else None, task.entry))
         if leader:
             self._release_orphans(task.pid)
 
