@@ -4,7 +4,7 @@
  * peer, so every receive has a sibling to hold. Mode argv[1]:
  *   mmsg_all      blocking recvmmsg of 3 datagrams sent 100 ms apart (a
  *                 descriptor with the first): returns 3
- *   mmsg_timeout  recvmmsg, timeout 100 ms, datagrams at 0, 300, 600 ms:
+ *   mmsg_timeout  recvmmsg, timeout 100 ms, datagrams at 0, 500, 1000 ms:
  *                 the kernel checks the timeout after each datagram: 2
  *   mmsg_eintr    blocking recvmmsg, nothing sent, SIGALRM (no SA_RESTART)
  *                 after 200 ms: EINTR
@@ -29,7 +29,7 @@ static void *peer(void *unused)
 {
 	(void)unused;
 	if (!strcmp(mode, "mmsg_all") || !strcmp(mode, "mmsg_timeout")) {
-		int gap = !strcmp(mode, "mmsg_all") ? 100000 : 300000;
+		int gap = !strcmp(mode, "mmsg_all") ? 100000 : 500000;
 
 		for (int i = 0; i < 3; i++) {
 			union {

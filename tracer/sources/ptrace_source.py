@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import functools
 import os
@@ -1845,10 +1846,15 @@ def _ipc_shmat_address(peek: Callable[[int, int], bytes], call: MemCall, rval: i
     return struct.unpack("<I", raw)[0] if len(raw) == 4 else rval
 
 
-def _replace(call: MemCall, **changes) -> MemCall:
-    from dataclasses import replace
+# MemCall's fields in order: _replace builds the copy through __init__ without
+# dataclasses.replace's per-call walk of fields() (a third of its cost, paid
+# at every judged open).
+_MEMCALL_FIELDS = tuple(field.name for field in dataclasses.fields(MemCall))
 
-    return replace(call, **changes)
+
+def _replace(call: MemCall, **changes) -> MemCall:
+    """A copy of `call` with `changes` (dataclasses.replace, faster)."""
+    return MemCall(*[changes[name] if name in changes else getattr(call, name) for name in _MEMCALL_FIELDS])
 
 
 def _with_fd_object(call: MemCall) -> MemCall:
