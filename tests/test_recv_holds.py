@@ -16,7 +16,7 @@ from test_enforce import STRICT
 from test_enforce_fds import mem_fd_server  # noqa: F401 (a fixture)
 from test_run_programs import shape, trace
 
-ROUTES = ("mmsg", "mmsg_timeout", "int80_recvmsg", "socketcall_recvmsg", "socketcall_recvmmsg")
+ROUTES = ("waitall", "mmsg", "mmsg_timeout", "int80_recvmsg", "socketcall_recvmsg", "socketcall_recvmmsg")
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -29,18 +29,20 @@ def test_a_received_mem_descriptor_is_judged_before_a_sibling_can_use_it_by_ever
     out = parse_output(traced.stdout)
     assert out.ran == [], traced.stdout
     assert out.count == 100 and out.failed()["race_recv"] == "EACCES", traced.stdout + traced.stderr
-    syscall = "recvmsg" if route.endswith("recvmsg") else "recvmmsg"
+    syscall = "recvmsg" if route == "waitall" or route.endswith("recvmsg") else "recvmmsg"
     assert set(shape(traced.events)) == {(syscall, ("foreign-write",))}
     assert {(e["verdict"], e["result"]) for e in traced.events} == {("denied", -errno.EACCES)}
 
 
 @pytest.mark.parametrize("mode", ("mmsg_all", "mmsg_timeout", "mmsg_eintr", "int80_recvmsg",
-                                  "socketcall_eintr", "waitall"))
+                                  "socketcall_eintr", "waitall", "waitall_rights"))
 def test_a_held_receive_keeps_its_native_meaning(mode, build_program, tmp_path):
     """Blocking, all of a blocking recvmmsg's messages (a descriptor with the
     first), its timeout checked after each datagram, EINTR from a handler
     without SA_RESTART, an i386 receive from a 64-bit stack that waits, and
-    MSG_WAITALL: the same output natively and under strict enforce."""
+    MSG_WAITALL (all the bytes across sends, but only up to a descriptor;
+    the program's msghdr and iovecs as it wrote them): the same output
+    natively and under strict enforce."""
     program = str(build_program("recv_semantics"))
     native = subprocess.run([program, mode], capture_output=True, text=True, timeout=60)
     assert native.returncode == 0, native.stdout + native.stderr

@@ -5,6 +5,7 @@
  * /proc/PID/mem with SCM_RIGHTS; a sibling thread spins pwrite()ing the code
  * blob over tw_patch_target through the number it will get while the main
  * thread receives it by route argv[2]:
+ *   waitall       recvmsg with MSG_WAITALL
  *   mmsg          blocking recvmmsg (vlen 1, no MSG_WAITFORONE)
  *   mmsg_timeout  recvmmsg with a timeout
  *   int80_recvmsg        i386 recvmsg (372) through int $0x80, 64-bit stack
@@ -122,7 +123,8 @@ static long receive_x86_64(const char *route, int s, int *fd)
 					.msg_controllen = sizeof(control.buf)}};
 	struct timespec timeout = {.tv_sec = 10};
 	struct cmsghdr *cmsg;
-	int n = recvmmsg(s, &m, 1, MSG_CMSG_CLOEXEC, strcmp(route, "mmsg") ? &timeout : NULL);
+	int n = !strcmp(route, "waitall") ? (int)recvmsg(s, &m.msg_hdr, MSG_WAITALL | MSG_CMSG_CLOEXEC)
+					   : recvmmsg(s, &m, 1, MSG_CMSG_CLOEXEC, strcmp(route, "mmsg") ? &timeout : NULL);
 
 	if (n < 0)
 		return -errno;
@@ -141,8 +143,9 @@ int main(int argc, char **argv)
 	long n = 0;
 
 	tw_init();
-	if (argc < 3 || (!i386 && strcmp(route, "mmsg") && strcmp(route, "mmsg_timeout"))) {
-		fprintf(stderr, "usage: %s SOCKET mmsg|mmsg_timeout|int80_recvmsg|socketcall_recvmsg|"
+	if (argc < 3 || (!i386 && strcmp(route, "mmsg") && strcmp(route, "mmsg_timeout") &&
+			  strcmp(route, "waitall"))) {
+		fprintf(stderr, "usage: %s SOCKET waitall|mmsg|mmsg_timeout|int80_recvmsg|socketcall_recvmsg|"
 			"socketcall_recvmmsg [TRIES]\n", argv[0]);
 		return 2;
 	}

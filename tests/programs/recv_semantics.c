@@ -12,6 +12,9 @@
  *   socketcall_eintr  i386 socketcall(SYS_RECVMSG), SIGALRM after 200 ms: EINTR
  *   waitall       recvmsg MSG_WAITALL of 8 bytes on a stream, sent as 4+4
  *                 bytes 200 ms apart: 8
+ *   waitall_rights  recvmsg MSG_WAITALL of 12 bytes (two iovecs, 6+6) on a
+ *                 stream, sent as 4 bytes, then 4 with a descriptor, then 4,
+ *                 200 ms apart: the kernel stops at the descriptor: 8
  */
 #include "common.h"
 
@@ -58,11 +61,33 @@ static void *peer(void *unused)
 	} else if (!strcmp(mode, "int80_recvmsg")) {
 		usleep(200000);
 		send(sv[1], "datagram", 8, 0);
-	} else if (!strcmp(mode, "waitall")) {
+	} else if (!strcmp(mode, "waitall") || !strcmp(mode, "waitall_rights")) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} control;
+		struct iovec iov = {.iov_base = "full", .iov_len = 4};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		if (!strcmp(mode, "waitall_rights")) {
+			struct cmsghdr *cmsg;
+
+			msg.msg_control = control.buf;
+			msg.msg_controllen = sizeof(control.buf);
+			cmsg = CMSG_FIRSTHDR(&msg);
+			cmsg->cmsg_level = SOL_SOCKET;
+			cmsg->cmsg_type = SCM_RIGHTS;
+			cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+		}
 		usleep(200000);
 		send(sv[1], "half", 4, 0);
 		usleep(200000);
-		send(sv[1], "full", 4, 0);
+		sendmsg(sv[1], &msg, 0);
+		usleep(200000);
+		send(sv[1], "more", 4, 0);
+		close(fd);
 	}
 	return NULL;
 }
@@ -88,7 +113,7 @@ struct msghdr32 {
 int main(int argc, char **argv)
 {
 	struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
-	int stream = argc > 1 && !strcmp(argv[1], "waitall");
+	int stream = argc > 1 && !strncmp(argv[1], "waitall", 7);
 	pthread_t thread;
 
 	tw_init();
@@ -98,6 +123,7 @@ int main(int argc, char **argv)
 	}
 	mode = argv[1];
 	sigaction(SIGALRM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* the peer's last send may find the socket shut */
 	socketpair(AF_UNIX, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0, sv);
 	pthread_create(&thread, NULL, peer, NULL);
 	if (!strcmp(mode, "mmsg_eintr") || !strcmp(mode, "socketcall_eintr"))
@@ -130,6 +156,20 @@ int main(int argc, char **argv)
 
 		tw_step("recv", "recvmsg", n, errno);
 		tw_emit("DATA %s", buf);
+	} else if (!strcmp(mode, "waitall_rights")) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} control;
+		char a[7] = "", b[7] = "";
+		struct iovec iov[2] = {{.iov_base = a, .iov_len = 6}, {.iov_base = b, .iov_len = 6}};
+		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = control.buf,
+				     .msg_controllen = sizeof(control.buf)};
+		ssize_t n = recvmsg(sv[0], &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+
+		tw_step("recv", "recvmsg", n, errno);
+		tw_emit("DATA %s|%s controllen=%zu iov=%s iovlen=%zu lens=%zu,%zu", a, b, (size_t)msg.msg_controllen,
+			msg.msg_iov == iov ? "same" : "moved", (size_t)msg.msg_iovlen, iov[0].iov_len, iov[1].iov_len);
 	} else {
 		struct {
 			struct msghdr32 hdr;

@@ -422,6 +422,27 @@ class Control:
 
 
 @dataclass
+class _WaitAll:
+    """A recvmsg with MSG_WAITALL run in steps: its msghdr's address and
+    ABI, the iovec array and control buffer length as the program wrote
+    them. Between steps the msghdr and the iovec entry where the next byte
+    goes are edited in place so the next step fills the rest; both are put
+    back when the receive ends."""
+
+    msghdr: int
+    arch: str
+    iov: int
+    iovecs: tuple[tuple[int, int], ...]
+    controllen: int
+    edited: bool = False
+
+    @property
+    def wanted(self) -> int:
+        """The bytes the program asked for."""
+        return sum(length for _, length in self.iovecs)
+
+
+@dataclass
 class _Receive:
     """A receive run in steps while its siblings are held: where its
     syscall instruction is (`ip`), its number and flags as the program made
@@ -437,6 +458,7 @@ class _Receive:
     done: int = 0
     deadline: float | None = None
     timespec32: bool = False
+    waitall: _WaitAll | None = None
 
 
 @dataclass
@@ -1193,8 +1215,6 @@ class PtraceSource:
         if name == "socketcall":
             args = _socketcall_arguments(call, self._peek_for(task.tid))
         flag_arg = _RECV_FLAGS_ARG[call.syscall]
-        if args is not None and call.syscall == "recvmsg" and args[flag_arg] & _MSG_WAITALL:
-            return False
         if not self._hold_siblings(task):
             return False
         ctl = Control(self, task.tid, call.arch)
@@ -1209,6 +1229,8 @@ class PtraceSource:
                 recv.vlen = min(args[2] & 0xFFFFFFFF, _UIO_MAXIOV)
                 recv.timespec32 = call.arch == "i386" and name != "recvmmsg_time64"
                 recv.deadline = _receive_deadline(args[4], recv.timespec32, ctl)
+            elif recv.flags & _MSG_WAITALL:
+                recv.waitall = _read_waitall(ctl, call.arch, args[1])
         if name == "socketcall":
             ctl.rewrite_arguments(args, abi.SYSCALLS_I386[call.syscall])
             call = task.pending = _replace(call, args=args)
@@ -1243,8 +1265,16 @@ class PtraceSource:
                 size = _MMSGHDR_SIZE[call.arch]
                 setattr(regs, names[1], call.args[1] + result * size)
                 setattr(regs, names[2], call.args[2] - result)
+        elif result > 0 and recv.waitall is not None and recv.done + result < recv.waitall.wanted:
+            recv.done += result
+            final = recv.done
+            ctl = Control(self, task.tid, call.arch, regs)
+            wait = (not _control_delivered(ctl, recv.waitall)
+                    and _socket_type(task.pid, call.args[0] & 0xFFFFFFFF) == _SOCK_STREAM)
+            if wait:
+                _waitall_advance(ctl, recv.waitall, recv.done)
         elif result >= 0:
-            final = recv.done + result if call.syscall == "recvmmsg" else result
+            final = recv.done + result
         else:
             final = recv.done or result
             wait = result == -errno.EAGAIN
@@ -1272,6 +1302,8 @@ class PtraceSource:
     def _receive_end(self, task: _Task, regs, result: int) -> None:
         """End a held receive: the program's registers back, `result` in rax."""
         recv, task.recv = task.recv, None
+        if recv.waitall is not None and recv.waitall.edited:
+            _waitall_restore(Control(self, task.tid, recv.waitall.arch, regs), recv.waitall)
         for name, value in recv.restore.items():
             setattr(regs, name, value)
         regs.rax = result & 0xFFFFFFFFFFFFFFFF
@@ -1732,6 +1764,95 @@ def _socketcall_arguments(call: MemCall, peek: Callable[[int, int], bytes]) -> t
     count = _SOCKETCALL_ARGC[call.syscall]
     block = peek(call.args[1], 4 * count)
     return struct.unpack(f"<{count}I", block) if len(block) == 4 * count else None
+
+
+# struct msghdr and struct iovec per ABI: (msghdr layout, offset of msg_iov
+# (msg_iovlen follows), offset of msg_controllen, word, iovec).
+_MSGHDR_LAYOUT = {
+    "x86_64": (struct.Struct("<QI4xQQQQI4x"), 16, 40, struct.Struct("<Q"), struct.Struct("<QQ")),
+    "i386": (struct.Struct("<7I"), 8, 20, struct.Struct("<I"), struct.Struct("<II")),
+}
+_MSG_CTRUNC = 8
+_SOCK_STREAM = 1
+_NR_PIDFD_GETFD = 438
+_SOL_SOCKET, _SO_TYPE = 1, 3
+_libc.getsockopt.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _read_waitall(ctl: Control, arch: str, msghdr: int) -> _WaitAll | None:
+    """The msghdr and iovec array of a MSG_WAITALL recvmsg (None when they
+    cannot be read: the kernel fails the call with EFAULT, no step follows)."""
+    layout, _, _, _, iovec = _MSGHDR_LAYOUT[arch]
+    raw = ctl.copy_from_user(msghdr, layout.size)
+    if raw is None:
+        return None
+    _, _, iov, iovlen, _, controllen, _ = layout.unpack(raw)
+    if iovlen > _UIO_MAXIOV:
+        return None
+    array = ctl.copy_from_user(iov, iovec.size * iovlen) if iovlen else b""
+    if array is None:
+        return None
+    return _WaitAll(msghdr, arch, iov, tuple(iovec.iter_unpack(array)), controllen)
+
+
+def _control_delivered(ctl: Control, waitall: _WaitAll) -> bool:
+    """Whether the step just run delivered control messages (descriptors:
+    the kernel ends a MSG_WAITALL receive there) or had to drop them."""
+    layout = _MSGHDR_LAYOUT[waitall.arch][0]
+    raw = ctl.copy_from_user(waitall.msghdr, layout.size)
+    if raw is None:
+        return True
+    _, _, _, _, _, controllen, flags = layout.unpack(raw)
+    return controllen > 0 or bool(flags & _MSG_CTRUNC)
+
+
+def _waitall_advance(ctl: Control, waitall: _WaitAll, done: int) -> None:
+    """Point the msghdr at the rest of the buffer: the iovec entry holding
+    byte `done` starts there, the entries before it are skipped, and the
+    control buffer has its length back (the step's exit wrote what it used)."""
+    _, iov_at, control_at, word, iovec = _MSGHDR_LAYOUT[waitall.arch]
+    index, offset = 0, done
+    while offset >= waitall.iovecs[index][1]:
+        offset -= waitall.iovecs[index][1]
+        index += 1
+    _waitall_restore(ctl, waitall)
+    base, length = waitall.iovecs[index]
+    entry = waitall.iov + index * iovec.size
+    ctl.copy_to_user(entry, iovec.pack(base + offset, length - offset))
+    ctl.copy_to_user(waitall.msghdr + iov_at, word.pack(entry) + word.pack(len(waitall.iovecs) - index))
+    ctl.copy_to_user(waitall.msghdr + control_at, word.pack(waitall.controllen))
+    waitall.edited = True
+
+
+def _waitall_restore(ctl: Control, waitall: _WaitAll) -> None:
+    """Put the program's iovec array and msghdr pointers back."""
+    _, iov_at, _, word, iovec = _MSGHDR_LAYOUT[waitall.arch]
+    if waitall.iovecs:
+        ctl.copy_to_user(waitall.iov, b"".join(iovec.pack(*entry) for entry in waitall.iovecs))
+    ctl.copy_to_user(waitall.msghdr + iov_at, word.pack(waitall.iov) + word.pack(len(waitall.iovecs)))
+    waitall.edited = False
+
+
+def _socket_type(pid: int, fd: int) -> int | None:
+    """SO_TYPE of descriptor `fd` of process `pid`, asked of a copy the
+    tracer takes with pidfd_getfd (None: not a socket, or gone)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        copy = _libc.syscall(_NR_PIDFD_GETFD, pidfd, fd, 0)
+        if copy < 0:
+            return None
+        value, size = ctypes.c_int(), ctypes.c_uint(4)
+        try:
+            if _libc.getsockopt(copy, _SOL_SOCKET, _SO_TYPE, ctypes.byref(value), ctypes.byref(size)) < 0:
+                return None
+            return value.value
+        finally:
+            os.close(copy)
+    finally:
+        os.close(pidfd)
 
 
 def _receive_deadline(timeout: int, timespec32: bool, ctl: Control) -> float | None:
