@@ -351,3 +351,73 @@ def test_a_mapping_the_kernel_keeps_from_children_is_not_in_the_childs_model(bui
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
     assert parse_output(traced.stdout).failed()["child_rx_mprotect"] == "EACCES"
+
+
+def test_read_only_mmap_of_a_swapped_descriptor_is_judged_by_the_object_mapped(build_program, parse_output,
+                                                                               tmp_path):
+    """A thread dup2s a memfd holding code and a clean file over one
+    descriptor while main maps it R-- private (no exec, not shared-writable)
+    and mprotects it R-X whenever the kernel mapped the memfd. The model must
+    hold the object the kernel mapped, not the one named at entry."""
+    native = _native(build_program, parse_output, "attack_ro_swap", "mprotect", "20000")
+    assert native.ran == ["swapped_call"]
+    traced = trace([str(build_program("attack_ro_swap")), "mprotect", "3000"], tmp_path, *STRICT, timeout=300)
+    _blocked(traced, parse_output)
+    assert parse_output(traced.stdout).count == len(traced.events)
+    assert {shape_ for shape_ in shape(traced.events)} == {("mprotect", ("exec-written", "exec-unlinked"))}
+
+
+def test_forked_copy_is_not_vouched_by_a_swapped_descriptor(build_program, parse_output, tmp_path):
+    """A thread dup2s a perf event and a clean file over one descriptor while
+    main maps it R-- shared; when the kernel mapped the perf ring (kept out
+    of children), the thread is joined and main forks: the child's gap must
+    not be the clean file page the entry-time look saw."""
+    native = _native(build_program, parse_output, "attack_ro_swap", "fork", "20")
+    if native.done == 0:
+        pytest.skip("perf_event_open is refused here")
+    assert native.count > 0 and len(native.ran) == native.count
+    traced = trace([str(build_program("attack_ro_swap")), "fork", "30"], tmp_path, *STRICT, timeout=300)
+    _blocked(traced, parse_output)
+    assert len(traced.events) == parse_output(traced.stdout).count > 0
+    assert {shape_ for shape_ in shape(traced.events)} == {("mprotect", ("w-to-x", "anon-exec"))}
+
+
+@pytest.fixture
+def loop_mounted_file(tmp_path):
+    """An ext2 image mounted through a loop device before the run, holding
+    `code` (a page of nops): (image, file). Skips where it cannot be mounted."""
+    image, mount = tmp_path / "fs.img", tmp_path / "mnt"
+    mount.mkdir()
+    with image.open("wb") as f:
+        f.truncate(4 << 20)
+    made = subprocess.run(["mkfs.ext2", "-q", str(image)], capture_output=True, text=True)
+    mounted = made
+    if made.returncode == 0:
+        mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mount)],
+                                 capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount an ext2 image through a loop device: {mounted.stderr.strip()}")
+    try:
+        (mount / "code").write_bytes(b"\x90" * 4096)
+        subprocess.run(["sync"], check=True)
+        yield image, mount / "code"
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_file_rewritten_through_its_loop_image_is_written(build_program, parse_output, loop_mounted_file,
+                                                           tmp_path):
+    """A file on a loop-mounted filesystem older than the run, whose block
+    the program rewrites with code through the image file (its own inode
+    and filesystem never change), then maps R-X: the image changed during
+    the run, so the file counts as written (exec-written)."""
+    image, file = loop_mounted_file
+    program = str(build_program("attack_loop_image"))
+    native = _native(build_program, parse_output, "attack_loop_image", str(image), str(file))
+    assert native.ran == ["image_call"]
+    file.write_bytes(b"\x90" * 4096)
+    subprocess.run(["sync"], check=True)
+    traced = trace([program, str(image), str(file)], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("exec-written",))]
+    assert parse_output(traced.stdout).failed()["file_rx_mmap"] == "EACCES"

@@ -8,6 +8,7 @@ TraceError -- always chained to the original error.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -360,6 +361,33 @@ def mount_device(pid: int, path: str) -> int | None:
         return _mountinfo_devices(pid).get(mnt_id)
     except TraceError:
         return None
+
+def loop_backing_files(device: int) -> list[str]:
+    """The backing files of the loop devices under block device `device`
+    (itself, the disk of a partition, or the devices a device-mapper or md
+    device is stacked on), as /sys names them; "" for one whose name cannot
+    be read. Empty for a device with no loop device under it."""
+    found: list[str] = []
+    pending = [os.path.realpath(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")]
+    seen: set[str] = set()
+    while pending:
+        node = pending.pop()
+        if node in seen or not os.path.isdir(node):
+            continue
+        seen.add(node)
+        if os.path.exists(os.path.join(node, "partition")):
+            pending.append(os.path.dirname(node))
+        if os.path.isdir(os.path.join(node, "loop")):
+            try:
+                with open(os.path.join(node, "loop", "backing_file")) as f:
+                    found.append(f.read().rstrip("\n"))
+            except OSError:
+                found.append("")
+        with contextlib.suppress(OSError):
+            pending.extend(os.path.realpath(os.path.join(node, "slaves", name))
+                           for name in os.listdir(os.path.join(node, "slaves")))
+    return found
+
 
 def list_fds(pid: int) -> list[int]:
     """The open descriptors of `pid`. Raises NoSuchProcess or TraceError."""

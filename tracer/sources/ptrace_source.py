@@ -557,6 +557,9 @@ class PtraceSource:
         # a file on any other one holds what its server or image says, which
         # the tree may have produced with no write (FUSE, a loop image).
         self._start_devices: frozenset[int] = frozenset()
+        # Filesystems of the run's start that live on loop devices: their
+        # image files' paths (a file there changes when its image does).
+        self._image_devices: dict[int, list[str]] = {}
         self._new_devices: dict[int, bool] = {}
         # Address spaces some thread asked MADV_DONTFORK for: a fork of them
         # is not vouched a copy of the model (ForkEvent.copied). Kept after
@@ -574,6 +577,7 @@ class PtraceSource:
         path = resolve_command(argv[0])
         self.started_ns = run_start_ns()
         self._start_devices = procfs.mount_devices(os.getpid())
+        self._image_devices = _image_devices(self._start_devices)
         child = os.fork()
         if child == 0:
             _exec_child(path, argv, prepare_child)
@@ -600,6 +604,7 @@ class PtraceSource:
         info = procfs.read_process_info(pid)
         self.started_ns = run_start_ns()
         self._start_devices = procfs.mount_devices(pid)
+        self._image_devices = _image_devices(self._start_devices)
         seen: set[int] = set()
         while True:
             fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
@@ -892,7 +897,8 @@ class PtraceSource:
             call = _with_fd_object(call)
             obj = call.fd_object
             # The usual file (old, on a filesystem that was there) costs two compares.
-            if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices):
+            if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices
+                                    or obj.dev in self._image_devices):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif name == "shmat":
             call = _with_segment_size(call)
@@ -1016,14 +1022,18 @@ class PtraceSource:
             self._waiting.pop(vm, None)
 
     def _mapped_object_changed(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
-        """For a descriptor mmap that may matter (executable, or shared and
-        writable), the call with the object the kernel really mapped when it
-        is not the one the descriptor named at entry (another thread swapped
-        the descriptor with dup2 in between); None when it is the same."""
+        """For a descriptor mmap that may matter, the call with the object
+        the kernel really mapped when it is not the one the descriptor named
+        at entry (another thread swapped the descriptor with dup2 in
+        between); None when it is the same. Every mmap of a descriptor
+        another task could have swapped matters (a read-only view is made
+        executable later, or a ring fork keeps out of children is taken for
+        a file); otherwise only executable or shared and writable ones."""
         prot, flags = call.args[2], call.args[3]
         if flags & abi.MAP_ANONYMOUS or call.args[4] & 0xFFFFFFFF == 0xFFFFFFFF:
             return None
-        if not (prot & abi.PROT_EXEC or (flags & abi.MAP_SHARED and prot & abi.PROT_WRITE)):
+        if not (prot & abi.PROT_EXEC or (flags & abi.MAP_SHARED and prot & abi.PROT_WRITE)
+                or self._shares_descriptors(task)):
             return None
         end = start + ((call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1))
         try:
@@ -1039,6 +1049,12 @@ class PtraceSource:
         visible = next((m.dev for m in procfs.read_maps(task.tid) if m.start <= start < m.end), actual.dev)
         self._report_fresh(task.tid, call.pid, ((actual, visible, _map_files(task.tid, start, end)),))
         return _replace(call, fd_object=actual)
+
+    def _shares_descriptors(self, task: _Task) -> bool:
+        """Whether another traced task (a thread, a CLONE_FILES child) uses
+        task's descriptor table and so could change it during task's call."""
+        key = task.files_key
+        return any(other.files_key == key and other is not task for other in self.tasks.values())
 
     def _old_mmap_as_mapped(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
         """i386 old_mmap takes its arguments from a block in the program's
@@ -1487,10 +1503,25 @@ class PtraceSource:
         or they live on a filesystem mounted since (FUSE served by the tree,
         an image it wrote and mounted: attributes say whatever it wants)."""
         fresh = tuple(obj for obj, device, link in found if (obj.dev, obj.inode) not in self._fresh and (
-            obj.ctime_ns >= self.started_ns > 0 or self._new_filesystem(tid, device, link)))
+            obj.ctime_ns >= self.started_ns > 0 or self._new_filesystem(tid, device, link)
+            or self._image_written(obj.dev)))
         if fresh:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
             self.sink.on_event(WritableObjects(time.time(), pid, fresh))
+
+    def _image_written(self, device: int) -> bool:
+        """Whether the filesystem on `device` (a loop device, or stacked on
+        one, set up before the run) may have been rewritten under it: the
+        image file of one of its loop devices changed after the run started
+        (the tree wrote the image, not the file), or cannot be found
+        (unknown is unsafe)."""
+        for backing in self._image_devices.get(device, ()):
+            try:
+                if os.stat(backing).st_ctime_ns >= self.started_ns:
+                    return True
+            except OSError:
+                return True
+        return False
 
     def _new_filesystem(self, tid: int, device: int, link: str) -> bool:
         """Whether the file at `link` (device `device`) lives on a filesystem
@@ -1976,6 +2007,18 @@ _MEMCALL_FIELDS = tuple(field.name for field in dataclasses.fields(MemCall))
 def _replace(call: MemCall, **changes) -> MemCall:
     """A copy of `call` with `changes` (dataclasses.replace, faster)."""
     return MemCall(*[changes[name] if name in changes else getattr(call, name) for name in _MEMCALL_FIELDS])
+
+
+def _image_devices(devices: frozenset[int]) -> dict[int, list[str]]:
+    """The devices among `devices` with loop devices under them, each with
+    the loop devices' backing files (block devices only: major 0 is none)."""
+    found = {}
+    for device in devices:
+        if os.major(device):
+            backing = procfs.loop_backing_files(device)
+            if backing:
+                found[device] = backing
+    return found
 
 
 def _with_fd_object(call: MemCall) -> MemCall:
