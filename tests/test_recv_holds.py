@@ -35,11 +35,12 @@ def test_a_received_mem_descriptor_is_judged_before_a_sibling_can_use_it_by_ever
 
 
 @pytest.mark.parametrize("mode", ("mmsg_all", "mmsg_timeout", "mmsg_eintr", "int80_recvmsg",
-                                  "socketcall_eintr", "waitall", "waitall_rights"))
+                                  "socketcall_eintr", "restart", "waitall", "waitall_rights"))
 def test_a_held_receive_keeps_its_native_meaning(mode, build_program, tmp_path):
     """Blocking, all of a blocking recvmmsg's messages (a descriptor with the
     first), its timeout checked after each datagram, EINTR from a handler
-    without SA_RESTART, an i386 receive from a 64-bit stack that waits, and
+    without SA_RESTART, a restart with SA_RESTART after a handler that
+    opens a file for writing (itself held), an i386 receive from a 64-bit stack that waits, and
     MSG_WAITALL (all the bytes across sends, but only up to a descriptor;
     the program's msghdr and iovecs as it wrote them): the same output
     natively and under strict enforce."""

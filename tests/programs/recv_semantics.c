@@ -9,6 +9,9 @@
  *   mmsg_eintr    blocking recvmmsg, nothing sent, SIGALRM (no SA_RESTART)
  *                 after 200 ms: EINTR
  *   int80_recvmsg i386 recvmsg (int $0x80, 64-bit stack), sent after 200 ms
+ *   restart       blocking recvmsg, SIGALRM after 200 ms with SA_RESTART and a
+ *                 handler that opens a file for writing, sent after 400 ms:
+ *                 the handler runs, the receive restarts and gets the data
  *   socketcall_eintr  i386 socketcall(SYS_RECVMSG), SIGALRM after 200 ms: EINTR
  *   waitall       recvmsg MSG_WAITALL of 8 bytes on a stream, sent as 4+4
  *                 bytes 200 ms apart: 8
@@ -61,6 +64,9 @@ static void *peer(void *unused)
 	} else if (!strcmp(mode, "int80_recvmsg")) {
 		usleep(200000);
 		send(sv[1], "datagram", 8, 0);
+	} else if (!strcmp(mode, "restart")) {
+		usleep(400000);
+		send(sv[1], "restarted", 9, 0);
 	} else if (!strcmp(mode, "waitall") || !strcmp(mode, "waitall_rights")) {
 		union {
 			char buf[CMSG_SPACE(sizeof(int))];
@@ -92,9 +98,16 @@ static void *peer(void *unused)
 	return NULL;
 }
 
+static volatile int handler_opened = -2;
+
 static void on_alarm(int sig)
 {
+	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
 	(void)sig;
+	handler_opened = fd >= 0;
+	if (fd >= 0)
+		close(fd);
 }
 
 static long int80(long nr, long a, long b, long c)
@@ -104,6 +117,15 @@ static long int80(long nr, long a, long b, long c)
 	__asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c)
 			 : "memory", "cc", "r8", "r9", "r10", "r11");
 	return ret;
+}
+
+/* recv(2) is recvfrom, which cannot carry descriptors: the tests use recvmsg. */
+static ssize_t receive(int fd, void *buf, size_t len, int flags)
+{
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	return recvmsg(fd, &msg, flags);
 }
 
 struct msghdr32 {
@@ -122,11 +144,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	mode = argv[1];
+	if (!strcmp(argv[1], "restart"))
+		sa.sa_flags = SA_RESTART;
 	sigaction(SIGALRM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN); /* the peer's last send may find the socket shut */
 	socketpair(AF_UNIX, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0, sv);
 	pthread_create(&thread, NULL, peer, NULL);
-	if (!strcmp(mode, "mmsg_eintr") || !strcmp(mode, "socketcall_eintr"))
+	if (!strcmp(mode, "mmsg_eintr") || !strcmp(mode, "socketcall_eintr") || !strcmp(mode, "restart"))
 		setitimer(ITIMER_REAL, &(struct itimerval){.it_value = {.tv_usec = 200000}}, NULL);
 	if (!strncmp(mode, "mmsg", 4)) {
 		union {
@@ -150,9 +174,15 @@ int main(int argc, char **argv)
 		for (int i = 0; i < (n > 0 ? n : 0); i++)
 			tw_emit("MSG %d data=%d len=%u rights=%d", i, data[i], m[i].msg_len,
 				m[i].msg_hdr.msg_controllen > 0);
+	} else if (!strcmp(mode, "restart")) {
+		char buf[10] = "";
+		ssize_t n = receive(sv[0], buf, 9, 0);
+
+		tw_step("recv", "recvmsg", n, errno);
+		tw_emit("DATA %s handler_opened=%d", buf, handler_opened);
 	} else if (!strcmp(mode, "waitall")) {
 		char buf[9] = "";
-		ssize_t n = recv(sv[0], buf, 8, MSG_WAITALL);
+		ssize_t n = receive(sv[0], buf, 8, MSG_WAITALL);
 
 		tw_step("recv", "recvmsg", n, errno);
 		tw_emit("DATA %s", buf);

@@ -841,8 +841,8 @@ class PtraceSource:
             self._resume(task)
 
     def _syscall_entry(self, task: _Task, raw: bytes) -> None:
-        if task.recv_wait:
-            self._resume(task)  # the poll a blocking receive waits in: its exit matters
+        if task.recv_wait and _is_the_wait(task.recv, raw):
+            self._resume(task)  # the wait a blocking receive makes between steps: its exit matters
             return
         fields = _ENTRY.unpack_from(raw)
         arch_id, ip, sp, nr, args = fields[1], fields[2], fields[3], fields[4], fields[5:]
@@ -1106,7 +1106,8 @@ class PtraceSource:
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
-        receive = call if call is not None and task.recv is not None else None
+        receive = call if (call is not None and task.recv is not None and not task.recv_wait
+                           and call.syscall in _RECEIVE_CALLS) else None
         if call is not None:
             _, _, _, _, rval, is_error = _EXIT.unpack_from(raw)
             if not is_error and call.arch == "i386":
@@ -1225,6 +1226,10 @@ class PtraceSource:
         waits for the hold; False when it runs as it is (no sibling, or
         MSG_WAITALL: a step would return short)."""
         recv = task.recv
+        if recv is not None and task.recv_wait:
+            # A signal handler's receive while this thread's receive waits
+            # between steps: held as it is (it may block with them held).
+            return self._hold_siblings(task)
         if recv is not None and recv.ip != call.ip:
             recv = task.recv = None  # another receive (a signal handler's): the old one is over
         args: tuple[int, ...] | None = call.args
@@ -1335,10 +1340,15 @@ class PtraceSource:
         -ERESTARTSYS, EINTR or restarted as the kernel decides; SO_RCVTIMEO
         ran out: EAGAIN; the socket's error), or with the messages a
         recvmmsg already got."""
-        task.recv_wait = False
         recv = task.recv
         if recv is None:
+            task.recv_wait = False
             return
+        if ctl.register("orig_rax") != _NR_RECVFROM[call.arch] or ctl.register("rip") != recv.ip:
+            # Another call's exit (a signal handler ran first): still waiting.
+            task.exit_hook = functools.partial(self._waited_for_data, task, step, call)
+            return
+        task.recv_wait = False
         if result < 0:
             self._receive_end(task, step, recv.done or result)
             return
@@ -1787,6 +1797,15 @@ def _signed(value: int, arch: str) -> int:
         return value - (1 << 32) if value & 0x80000000 else value
     value &= 0xFFFFFFFFFFFFFFFF
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _is_the_wait(recv: _Receive | None, raw: bytes) -> bool:
+    """Whether a syscall entry is the wait a receive makes between steps
+    (recvfrom MSG_PEEK at the receive's own instruction), not a call of a
+    signal handler that ran first (judged as usual)."""
+    fields = _ENTRY.unpack_from(raw)
+    arch = abi.ARCH_NAMES.get(fields[1])
+    return recv is not None and arch is not None and fields[4] == _NR_RECVFROM[arch] and fields[2] == recv.ip
 
 
 def _socketcall_arguments(call: MemCall, peek: Callable[[int, int], bytes]) -> tuple[int, ...] | None:
