@@ -45,7 +45,7 @@ from ..events import (
     Unresolved,
     WritableObjects,
 )
-from . import procfs
+from . import procfs, receive_steps
 from .seccomp_filter import TrapRule
 
 _WALL = 0x40000000
@@ -422,46 +422,6 @@ class Control:
 
 
 @dataclass
-class _WaitAll:
-    """A recvmsg with MSG_WAITALL run in steps: its msghdr's address and
-    ABI, the iovec array and control buffer length as the program wrote
-    them. Between steps the msghdr and the iovec entry where the next byte
-    goes are edited in place so the next step fills the rest; both are put
-    back when the receive ends."""
-
-    msghdr: int
-    arch: str
-    iov: int
-    iovecs: tuple[tuple[int, int], ...]
-    controllen: int
-    edited: bool = False
-
-    @property
-    def wanted(self) -> int:
-        """The bytes the program asked for."""
-        return sum(length for _, length in self.iovecs)
-
-
-@dataclass
-class _Receive:
-    """A receive run in steps while its siblings are held: where its
-    syscall instruction is (`ip`), its number and flags as the program made
-    it, the argument registers to give back when it ends, the messages a
-    blocking recvmmsg got in earlier steps, and its timeout's end
-    (monotonic; `timespec32`: the timeout is an i386 old_timespec32)."""
-
-    ip: int
-    nr: int
-    flags: int
-    restore: dict[str, int]
-    vlen: int = 0
-    done: int = 0
-    deadline: float | None = None
-    timespec32: bool = False
-    waitall: _WaitAll | None = None
-
-
-@dataclass
 class _Task:
     tid: int
     pid: int
@@ -478,9 +438,9 @@ class _Task:
     # Which descriptor table the task uses (tasks with the same key share
     # one: threads, CLONE_FILES children); 0 means its own pid.
     files: int = 0
-    # A receive run in held steps (_Receive); and whether it now waits for
+    # A receive run in held steps (receive_steps.Receive); and whether it now waits for
     # data (unheld) before the next step.
-    recv: _Receive | None = None
+    recv: receive_steps.Receive | None = None
     recv_wait: bool = False
 
     def __post_init__(self) -> None:
@@ -1234,7 +1194,7 @@ class PtraceSource:
             recv = task.recv = None  # another receive (a signal handler's): the old one is over
         args: tuple[int, ...] | None = call.args
         if name == "socketcall":
-            args = _socketcall_arguments(call, self._peek_for(task.tid))
+            args = receive_steps.socketcall_arguments(call, self._peek_for(task.tid))
         flag_arg = _RECV_FLAGS_ARG[call.syscall]
         if not self._hold_siblings(task):
             return False
@@ -1244,14 +1204,15 @@ class PtraceSource:
             return True
         if recv is None:
             names = _ARG_REGISTERS[call.arch]
-            recv = task.recv = _Receive(call.ip, ctl.register("orig_rax"), args[flag_arg] & 0xFFFFFFFF,
-                                        {n: ctl.register(n) for n in names[:len(args)]})
+            recv = task.recv = receive_steps.Receive(
+                call.ip, ctl.register("orig_rax"), args[flag_arg] & 0xFFFFFFFF,
+                {n: ctl.register(n) for n in names[:len(args)]})
             if call.syscall == "recvmmsg":
-                recv.vlen = min(args[2] & 0xFFFFFFFF, _UIO_MAXIOV)
+                recv.vlen = min(args[2] & 0xFFFFFFFF, receive_steps.UIO_MAXIOV)
                 recv.timespec32 = call.arch == "i386" and name != "recvmmsg_time64"
-                recv.deadline = _receive_deadline(args[4], recv.timespec32, ctl)
+                recv.deadline = receive_steps.receive_deadline(args[4], recv.timespec32, ctl)
             elif recv.flags & _MSG_WAITALL:
-                recv.waitall = _read_waitall(ctl, call.arch, args[1])
+                recv.waitall = receive_steps.read_waitall(ctl, call.arch, args[1])
         if name == "socketcall":
             ctl.rewrite_arguments(args, abi.SYSCALLS_I386[call.syscall])
             call = task.pending = _replace(call, args=args)
@@ -1283,17 +1244,18 @@ class PtraceSource:
             final = recv.done
             wait = recv.deadline is None or time.monotonic() < recv.deadline
             if wait:
-                size = _MMSGHDR_SIZE[call.arch]
+                size = receive_steps.MMSGHDR_SIZE[call.arch]
                 setattr(regs, names[1], call.args[1] + result * size)
                 setattr(regs, names[2], call.args[2] - result)
         elif result > 0 and recv.waitall is not None and recv.done + result < recv.waitall.wanted:
             recv.done += result
             final = recv.done
             ctl = Control(self, task.tid, call.arch, regs)
-            wait = (not _control_delivered(ctl, recv.waitall)
-                    and _socket_type(task.pid, call.args[0] & 0xFFFFFFFF) == _SOCK_STREAM)
+            fd = call.args[0] & 0xFFFFFFFF
+            wait = (not receive_steps.control_delivered(ctl, recv.waitall)
+                    and receive_steps.socket_type(task.pid, fd) == receive_steps.SOCK_STREAM)
             if wait:
-                _waitall_advance(ctl, recv.waitall, recv.done)
+                receive_steps.waitall_advance(ctl, recv.waitall, recv.done)
         elif result >= 0:
             final = recv.done + result
         else:
@@ -1306,9 +1268,9 @@ class PtraceSource:
             return
         setattr(regs, names[flag_arg], recv.flags)
         step = type(regs).from_buffer_copy(regs)
-        for name, value in zip(names, (call.args[0], 0, 0, _MSG_PEEK, 0, 0), strict=True):
+        for name, value in zip(names, (call.args[0], 0, 0, receive_steps.MSG_PEEK, 0, 0), strict=True):
             setattr(regs, name, value)
-        regs.rax = _NR_RECVFROM[call.arch]
+        regs.rax = receive_steps.NR_RECVFROM[call.arch]
         regs.rip -= _SYSCALL_INSN_LEN
         _setregs(task.tid, regs)
         task.recv_wait = True
@@ -1324,7 +1286,7 @@ class PtraceSource:
         """End a held receive: the program's registers back, `result` in rax."""
         recv, task.recv = task.recv, None
         if recv.waitall is not None and recv.waitall.edited:
-            _waitall_restore(Control(self, task.tid, recv.waitall.arch, regs), recv.waitall)
+            receive_steps.waitall_restore(Control(self, task.tid, recv.waitall.arch, regs), recv.waitall)
         for name, value in recv.restore.items():
             setattr(regs, name, value)
         regs.rax = result & 0xFFFFFFFFFFFFFFFF
@@ -1344,7 +1306,7 @@ class PtraceSource:
         if recv is None:
             task.recv_wait = False
             return
-        if ctl.register("orig_rax") != _NR_RECVFROM[call.arch] or ctl.register("rip") != recv.ip:
+        if ctl.register("orig_rax") != receive_steps.NR_RECVFROM[call.arch] or ctl.register("rip") != recv.ip:
             # Another call's exit (a signal handler ran first): still waiting.
             task.exit_hook = functools.partial(self._waited_for_data, task, step, call)
             return
@@ -1353,9 +1315,7 @@ class PtraceSource:
             self._receive_end(task, step, recv.done or result)
             return
         if recv.deadline is not None:
-            left = max(0, int((recv.deadline - time.monotonic()) * 1e9))
-            timespec = (_TIMESPEC32 if recv.timespec32 else _TIMESPEC64).pack(*divmod(left, 1_000_000_000))
-            ctl.copy_to_user(call.args[4], timespec)
+            receive_steps.write_time_left(ctl, recv, call.args[4])
         step.rax = step.orig_rax
         step.rip -= _SYSCALL_INSN_LEN
         _setregs(task.tid, step)
@@ -1738,14 +1698,6 @@ _HELD_CALLS = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_a
 _RECEIVE_CALLS = frozenset({"recvmsg", "recvmmsg"})
 _RECV_FLAGS_ARG = {"recvmsg": 2, "recvmmsg": 3}
 _MSG_DONTWAIT, _MSG_WAITALL, _MSG_WAITFORONE = 0x40, 0x100, 0x10000
-_MSG_PEEK = 2
-_NR_RECVFROM = {"x86_64": 45, "i386": 371}
-_MMSGHDR_SIZE = {"x86_64": 64, "i386": 32}
-_UIO_MAXIOV = 1024
-_TIMESPEC64 = struct.Struct("<qq")
-_TIMESPEC32 = struct.Struct("<ii")
-# socketcall(2)'s argument block: how many 32-bit words each receive takes.
-_SOCKETCALL_ARGC = {"recvmsg": 3, "recvmmsg": 5}
 _ERESTARTSYS = 512
 # A wait interrupted by a signal (or a ptrace stop) returns one of these.
 _RESTART_CODES = frozenset({-_ERESTARTSYS, -513, -514, -516})
@@ -1799,122 +1751,14 @@ def _signed(value: int, arch: str) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _is_the_wait(recv: _Receive | None, raw: bytes) -> bool:
+def _is_the_wait(recv: receive_steps.Receive | None, raw: bytes) -> bool:
     """Whether a syscall entry is the wait a receive makes between steps
     (recvfrom MSG_PEEK at the receive's own instruction), not a call of a
     signal handler that ran first (judged as usual)."""
     fields = _ENTRY.unpack_from(raw)
     arch = abi.ARCH_NAMES.get(fields[1])
-    return recv is not None and arch is not None and fields[4] == _NR_RECVFROM[arch] and fields[2] == recv.ip
-
-
-def _socketcall_arguments(call: MemCall, peek: Callable[[int, int], bytes]) -> tuple[int, ...] | None:
-    """The arguments of an i386 socketcall receive, read from its block in
-    the program's memory (None: unreadable)."""
-    count = _SOCKETCALL_ARGC[call.syscall]
-    block = peek(call.args[1], 4 * count)
-    return struct.unpack(f"<{count}I", block) if len(block) == 4 * count else None
-
-
-# struct msghdr and struct iovec per ABI: (msghdr layout, offset of msg_iov
-# (msg_iovlen follows), offset of msg_controllen, word, iovec).
-_MSGHDR_LAYOUT = {
-    "x86_64": (struct.Struct("<QI4xQQQQI4x"), 16, 40, struct.Struct("<Q"), struct.Struct("<QQ")),
-    "i386": (struct.Struct("<7I"), 8, 20, struct.Struct("<I"), struct.Struct("<II")),
-}
-_MSG_CTRUNC = 8
-_SOCK_STREAM = 1
-_NR_PIDFD_GETFD = 438
-_SOL_SOCKET, _SO_TYPE = 1, 3
-_libc.getsockopt.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
-
-
-def _read_waitall(ctl: Control, arch: str, msghdr: int) -> _WaitAll | None:
-    """The msghdr and iovec array of a MSG_WAITALL recvmsg (None when they
-    cannot be read: the kernel fails the call with EFAULT, no step follows)."""
-    layout, _, _, _, iovec = _MSGHDR_LAYOUT[arch]
-    raw = ctl.copy_from_user(msghdr, layout.size)
-    if raw is None:
-        return None
-    _, _, iov, iovlen, _, controllen, _ = layout.unpack(raw)
-    if iovlen > _UIO_MAXIOV:
-        return None
-    array = ctl.copy_from_user(iov, iovec.size * iovlen) if iovlen else b""
-    if array is None:
-        return None
-    return _WaitAll(msghdr, arch, iov, tuple(iovec.iter_unpack(array)), controllen)
-
-
-def _control_delivered(ctl: Control, waitall: _WaitAll) -> bool:
-    """Whether the step just run delivered control messages (descriptors:
-    the kernel ends a MSG_WAITALL receive there) or had to drop them."""
-    layout = _MSGHDR_LAYOUT[waitall.arch][0]
-    raw = ctl.copy_from_user(waitall.msghdr, layout.size)
-    if raw is None:
-        return True
-    _, _, _, _, _, controllen, flags = layout.unpack(raw)
-    return controllen > 0 or bool(flags & _MSG_CTRUNC)
-
-
-def _waitall_advance(ctl: Control, waitall: _WaitAll, done: int) -> None:
-    """Point the msghdr at the rest of the buffer: the iovec entry holding
-    byte `done` starts there, the entries before it are skipped, and the
-    control buffer has its length back (the step's exit wrote what it used)."""
-    _, iov_at, control_at, word, iovec = _MSGHDR_LAYOUT[waitall.arch]
-    index, offset = 0, done
-    while offset >= waitall.iovecs[index][1]:
-        offset -= waitall.iovecs[index][1]
-        index += 1
-    _waitall_restore(ctl, waitall)
-    base, length = waitall.iovecs[index]
-    entry = waitall.iov + index * iovec.size
-    ctl.copy_to_user(entry, iovec.pack(base + offset, length - offset))
-    ctl.copy_to_user(waitall.msghdr + iov_at, word.pack(entry) + word.pack(len(waitall.iovecs) - index))
-    ctl.copy_to_user(waitall.msghdr + control_at, word.pack(waitall.controllen))
-    waitall.edited = True
-
-
-def _waitall_restore(ctl: Control, waitall: _WaitAll) -> None:
-    """Put the program's iovec array and msghdr pointers back."""
-    _, iov_at, _, word, iovec = _MSGHDR_LAYOUT[waitall.arch]
-    if waitall.iovecs:
-        ctl.copy_to_user(waitall.iov, b"".join(iovec.pack(*entry) for entry in waitall.iovecs))
-    ctl.copy_to_user(waitall.msghdr + iov_at, word.pack(waitall.iov) + word.pack(len(waitall.iovecs)))
-    waitall.edited = False
-
-
-def _socket_type(pid: int, fd: int) -> int | None:
-    """SO_TYPE of descriptor `fd` of process `pid`, asked of a copy the
-    tracer takes with pidfd_getfd (None: not a socket, or gone)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return None
-    try:
-        copy = _libc.syscall(_NR_PIDFD_GETFD, pidfd, fd, 0)
-        if copy < 0:
-            return None
-        value, size = ctypes.c_int(), ctypes.c_uint(4)
-        try:
-            if _libc.getsockopt(copy, _SOL_SOCKET, _SO_TYPE, ctypes.byref(value), ctypes.byref(size)) < 0:
-                return None
-            return value.value
-        finally:
-            os.close(copy)
-    finally:
-        os.close(pidfd)
-
-
-def _receive_deadline(timeout: int, timespec32: bool, ctl: Control) -> float | None:
-    """When a recvmmsg's timeout (a pointer, 0: none) ends, on the monotonic
-    clock; None without one (or when it cannot be read: the kernel fails
-    the call with EFAULT anyway)."""
-    layout = _TIMESPEC32 if timespec32 else _TIMESPEC64
-    raw = ctl.copy_from_user(timeout, layout.size) if timeout else None
-    if raw is None:
-        return None
-    seconds, nanoseconds = layout.unpack(raw)
-    return time.monotonic() + seconds + nanoseconds / 1e9
+    return (recv is not None and arch is not None and fields[4] == receive_steps.NR_RECVFROM[arch]
+            and fields[2] == recv.ip)
 
 
 def _access_asked(call: MemCall) -> int | None:
