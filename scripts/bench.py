@@ -233,11 +233,13 @@ def bench_enforce(bins: dict[str, Path], reps: int, n: int, out: Path) -> None:
           ["mode", "µs per mprotect over native", "x audit"], rows)
 
 
-def bench_opens(bins: dict[str, Path], reps: int, n: int) -> None:
+def bench_opens(bins: dict[str, Path], reps: int, n: int, baseline: str | None = None) -> None:
     """Opens of an ordinary file: read-only ones never stop (the filter reads
     the flags register); opens for writing stop at entry and at exit, where
     the new descriptor is judged (fstat, statfs, fdinfo). Against native and
-    strace --seccomp-bpf, which stops at every openat, both on CPU 0."""
+    strace --seccomp-bpf, which stops at every openat, both on CPU 0.
+    `baseline`: also trampwatch from that tree (its PYTHONPATH), in the
+    same interleaved rounds."""
     tw = ["taskset", "-c", "0", *TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--"]
     configs = {
         "native": ["taskset", "-c", "0"],
@@ -245,6 +247,9 @@ def bench_opens(bins: dict[str, Path], reps: int, n: int) -> None:
                                                  "trace=openat", "-o", "/dev/null"],
         "trampwatch run": tw,
     }
+    if baseline:
+        configs["trampwatch run (baseline tree)"] = ["taskset", "-c", "0", "env", f"PYTHONPATH={baseline}",
+                                                     *tw[3:]]
     cases = []
     for mode in ("r", "w"):
         for name, wrapper in configs.items():
@@ -579,7 +584,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads, 3 repetitions")
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
     parser.add_argument("--baseline", metavar="TREE",
-                        help="workloads, mprotect, scan: also time trampwatch from another checkout "
+                        help="workloads, mprotect, opens, scan: also time trampwatch from another checkout "
                              "(its PYTHONPATH)")
     args = parser.parse_args()
     # Byte-code for every tree timed: with PYTHONDONTWRITEBYTECODE set (some
@@ -618,7 +623,7 @@ def main() -> None:
         if "threads" in selected:
             bench_threads(bins, reps, 500, 2000 // scale)
         if "opens" in selected:
-            bench_opens(bins, reps, 20_000 // scale)
+            bench_opens(bins, reps, 20_000 // scale, args.baseline)
         if "serialise" in selected:
             bench_serialise(bins, reps, 20_000 // scale, 500, 200 // scale, 500)
         if "monitor" in selected:

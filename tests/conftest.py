@@ -59,6 +59,8 @@ class Build:
 BUILDS: dict[str, Build] = {
     "attack_fuse": Build(flags=("-pthread",)),
     "attack_recv_race": Build(flags=("-pthread",)),
+    "attack_recv_routes": Build(flags=("-pthread",)),
+    "recv_semantics": Build(flags=("-pthread",)),
     "attack_uffd_stall": Build(flags=("-pthread",)),
     "attack_old_mmap": Build(flags=("-pthread",)),
     "attack_ro_swap": Build(flags=("-pthread",)),

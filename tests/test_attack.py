@@ -287,6 +287,7 @@ def test_a_memory_call_waiting_on_its_own_process_does_not_deadlock(build_progra
     assert (traced.returncode, out.count, out.done) == (0, 1, 1), traced.stderr
     assert traced.events == []
     assert "memory calls stalled in the kernel: 1" in traced.stderr
+    assert traced.summary["stalled"] == 1
 
 
 def test_calls_judged_past_a_stalled_call_see_its_range_as_unknown(build_program, parse_output, tmp_path):

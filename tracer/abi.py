@@ -80,6 +80,7 @@ SYSCALLS_I386: dict[str, int] = {
     "pidfd_getfd": 438,
     "recvmsg": 372,
     "recvmmsg": 337,
+    "recvmmsg_time64": 417,
     "socketcall": 102,  # recvmsg/recvmmsg multiplexed (older i386 libcs)
     "io_uring_setup": 425,
     "userfaultfd": 374,

@@ -91,6 +91,7 @@ class JsonLinesOutput:
             calls_by_syscall=dict(stats.calls_by_syscall),
             events=stats.judged,
             stops=stats.stops,
+            stalled=stats.stalled,
             lost=stats.lost,
             exit_status=stats.exit_status,
             closures={op: stats.closures[op] for op in ("alloc", "invoke", "refused")},

@@ -286,10 +286,17 @@ def misc_devices() -> dict[int, str]:
     return found
 
 
+def _named_mem(path: str) -> bool:
+    """Whether a descriptor's link names a file called mem (procfs's
+    dentry name for every /proc/PID/mem and task mem file, on any mount)."""
+    return path == "mem" or path.endswith(("/mem", "/mem (deleted)"))
+
+
 def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
     """Return the kernel's view of descriptor `fd` of `pid` (read at a
     syscall's exit, never from the program's arguments): its link text,
-    stat, filesystem magic, access mode and misc device name. `access`, when
+    stat, filesystem magic (read only for a file named mem: 0 otherwise),
+    access mode and misc device name. `access`, when
     the caller knows it from a register the kernel read (an open's flags),
     spares reading fdinfo. Returns None when `fd` is not open. Raises
     NoSuchProcess, AccessDenied or TraceError."""
@@ -297,7 +304,9 @@ def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
     try:
         st = os.stat(link)
         path = os.readlink(link)
-        fs_type = _fs_type(link)
+        # Only procfs's mem files matter among procfs files (no other one can
+        # hold code): the filesystem is read for a file named mem alone.
+        fs_type = _fs_type(link) if _named_mem(path) else 0
         flags = access if access is not None else next(
             int(line[6:].strip(), 8) for line in _read_text(pid, f"fdinfo/{fd}").splitlines()
             if line.startswith("flags:"))

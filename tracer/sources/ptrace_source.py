@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import functools
 import os
@@ -47,7 +48,7 @@ from ..events import (
     Unresolved,
     WritableObjects,
 )
-from . import procfs
+from . import procfs, receive_steps
 from .seccomp_filter import TrapRule
 
 _WALL = 0x40000000
@@ -448,9 +449,9 @@ class _Task:
     # Which descriptor table the task uses (tasks with the same key share
     # one: threads, CLONE_FILES children); 0 means its own pid.
     files: int = 0
-    # A receive run with MSG_DONTWAIT added while its siblings are held: the
-    # flags it asked for; and whether it now waits (poll) to try again.
-    recv_flags: int | None = None
+    # A receive run in held steps (receive_steps.Receive); and whether it now waits for
+    # data (unheld) before the next step.
+    recv: receive_steps.Receive | None = None
     recv_wait: bool = False
 
     def __post_init__(self) -> None:
@@ -810,8 +811,8 @@ class PtraceSource:
             self._resume(task)
 
     def _syscall_entry(self, task: _Task, raw: bytes) -> None:
-        if task.recv_wait:
-            self._resume(task)  # the poll a blocking receive waits in: its exit matters
+        if task.recv_wait and _is_the_wait(task.recv, raw):
+            self._resume(task)  # the wait a blocking receive makes between steps: its exit matters
             return
         fields = _ENTRY.unpack_from(raw)
         arch_id, ip, sp, nr, args = fields[1], fields[2], fields[3], fields[4], fields[5:]
@@ -850,8 +851,8 @@ class PtraceSource:
         if call is None:
             self._resume(task)
             return
-        if name in _DESCRIPTOR_CALLS:
-            self._descriptor_entry(task, call, direct=name == call.syscall)
+        if call.syscall in _DESCRIPTOR_CALLS:
+            self._descriptor_entry(task, call, name)
             return
         if name == "clone3" and self.clone3_exit_only:
             task.pending, task.entry = call, None
@@ -1076,7 +1077,8 @@ class PtraceSource:
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
-        receive = call if task.recv_flags is not None else None
+        receive = call if (call is not None and task.recv is not None and not task.recv_wait
+                           and call.syscall in _RECEIVE_CALLS) else None
         if call is not None:
             _, _, _, _, rval, is_error = _EXIT.unpack_from(raw)
             if not is_error and call.arch == "i386":
@@ -1120,7 +1122,7 @@ class PtraceSource:
             hook(rval, ctl)
         if receive is not None:
             _, _, _, _, rval, _ = _EXIT.unpack_from(raw)
-            self._receive_again(task, receive, rval)
+            self._receive_step_done(task, receive, _signed(rval, receive.arch))
         self._resume(task)
 
     def _untraced_child(self, task: _Task, call: MemCall, child: int) -> MemCall | None:
@@ -1170,96 +1172,166 @@ class PtraceSource:
 
     # --- descriptors judged at exit ----------------------------------------------------
 
-    def _descriptor_entry(self, task: _Task, call: MemCall, direct: bool = True) -> None:
+    def _descriptor_entry(self, task: _Task, call: MemCall, name: str) -> None:
         """A call that may hand the process a descriptor: learn what it is at
-        the exit. An open first stops every other task that shares the
-        descriptor table, so none can use the new descriptor before it is
-        judged (they go on when it is)."""
+        the exit. An open (or a receive) first stops every other task that
+        shares the descriptor table, so none can use the new descriptor
+        before it is judged (they go on when it is)."""
         if task.syscall_mode and not _may_write(call):
             self._resume(task)
             return
         task.pending, task.entry = call, None
         if call.syscall in _HELD_CALLS and self._hold_siblings(task):
             return  # the opener goes on once every sibling has stopped
-        if direct and call.syscall in _RECEIVE_CALLS and self._may_hold_receive(call) and \
-                self._hold_siblings(task):
-            self._receive_without_waiting(task, call)
+        if call.syscall in _RECEIVE_CALLS and self._receive_entry(task, call, name):
             return
         self._resume(task)
 
     # --- receives held like opens -------------------------------------------------------
 
-    @staticmethod
-    def _may_hold_receive(call: MemCall) -> bool:
-        """Whether a receive can run with its siblings held: made non-blocking
-        (MSG_DONTWAIT) it keeps its meaning. MSG_WAITALL would return short;
-        a blocking recvmmsg waits for all its messages, unless MSG_WAITFORONE
-        (the first only) or a timeout (ignored by the wait) says otherwise."""
-        flags = call.args[_RECV_FLAGS_ARG[call.syscall]] & 0xFFFFFFFF
-        if flags & _MSG_WAITALL:
+    def _receive_entry(self, task: _Task, call: MemCall, name: str) -> bool:
+        """A receive in a process with siblings runs with them held, in steps
+        that never block (MSG_DONTWAIT added): between steps its thread waits
+        for data unheld (_receive_step_done). An i386 socketcall receive runs
+        as the direct call with the arguments read from its block once (the
+        kernel then reads registers, which no other thread can change; an
+        unreadable block fails with EFAULT). Returns True when the thread
+        waits for the hold; False when it runs as it is (no sibling, or
+        MSG_WAITALL: a step would return short)."""
+        recv = task.recv
+        if recv is not None and task.recv_wait:
+            # A signal handler's receive while this thread's receive waits
+            # between steps: held as it is (it may block with them held).
+            return self._hold_siblings(task)
+        if recv is not None and recv.ip != call.ip:
+            recv = task.recv = None  # another receive (a signal handler's): the old one is over
+        args: tuple[int, ...] | None = call.args
+        if name == "socketcall":
+            args = receive_steps.socketcall_arguments(call, self._peek_for(task.tid))
+        flag_arg = _RECV_FLAGS_ARG[call.syscall]
+        if not self._hold_siblings(task):
             return False
-        if call.syscall == "recvmsg":
+        ctl = Control(self, task.tid, call.arch)
+        if args is None:
+            self._skip_syscall(task, errno.EFAULT)  # judged at exit as failed: the hold ends there
             return True
-        return bool(flags & (_MSG_DONTWAIT | _MSG_WAITFORONE)) and not call.args[4]
+        if recv is None:
+            names = _ARG_REGISTERS[call.arch]
+            recv = task.recv = receive_steps.Receive(
+                call.ip, ctl.register("orig_rax"), args[flag_arg] & 0xFFFFFFFF,
+                {n: ctl.register(n) for n in names[:len(args)]})
+            if call.syscall == "recvmmsg":
+                recv.vlen = min(args[2] & 0xFFFFFFFF, receive_steps.UIO_MAXIOV)
+                recv.timespec32 = call.arch == "i386" and name != "recvmmsg_time64"
+                recv.deadline = receive_steps.receive_deadline(args[4], recv.timespec32, ctl)
+            elif recv.flags & _MSG_WAITALL:
+                recv.waitall = receive_steps.read_waitall(ctl, call.arch, args[1])
+        if name == "socketcall":
+            ctl.rewrite_arguments(args, abi.SYSCALLS_I386[call.syscall])
+            call = task.pending = _replace(call, args=args)
+        if not recv.flags & _MSG_DONTWAIT:
+            register = _ARG_REGISTERS[call.arch][flag_arg]
+            ctl.set_registers({register: recv.flags | _MSG_DONTWAIT})
+        return True
 
-    def _receive_without_waiting(self, task: _Task, call: MemCall) -> None:
-        """A receive about to run with its siblings held must not block
-        (the peer may be silent for ever): it runs with MSG_DONTWAIT; when
-        nothing is there, _receive_again waits without the hold and retries."""
-        arg = _RECV_FLAGS_ARG[call.syscall]
-        flags = call.args[arg] & 0xFFFFFFFF
-        if flags & _MSG_DONTWAIT:
-            return
-        register = _ARG_REGISTERS[call.arch][arg]
-        Control(self, task.tid, call.arch).set_registers({register: flags | _MSG_DONTWAIT})
-        task.recv_flags = flags
-
-    def _receive_again(self, task: _Task, call: MemCall, result: int) -> None:
-        """At the exit of a receive made non-blocking (its descriptors judged,
-        its siblings let go): give the flags register back; when the program's
-        blocking receive found nothing (EAGAIN), make the thread wait for data
-        in poll(fd, POLLIN, -1) instead, unheld, and then run the receive again
-        (judged anew). A signal that interrupts the wait interrupts the
-        receive as the kernel would (-ERESTARTSYS: EINTR, or restarted)."""
-        flags, task.recv_flags = task.recv_flags, None
-        arg_name = _ARG_REGISTERS[call.arch][_RECV_FLAGS_ARG[call.syscall]]
+    def _receive_step_done(self, task: _Task, call: MemCall, kernel_result: int) -> None:
+        """At the exit of a held receive step (its descriptors judged, its
+        siblings let go): when the program's receive would still be blocked
+        (nothing came and the socket blocks; a blocking recvmmsg got fewer
+        messages than asked and its timeout has not passed), the thread waits
+        for data, unheld, in recvfrom(fd, NULL, 0, MSG_PEEK) (no memory, no
+        descriptor installed, SO_RCVTIMEO and signals act as on the receive),
+        then runs the next step (judged anew). Otherwise the receive ends: the
+        program's registers are given back, with its result."""
+        recv = task.recv
         regs = _getregs(task.tid)
-        setattr(regs, arg_name, flags)
-        fd = call.args[0] & 0xFFFFFFFF
-        try:
-            blocking = result == -errno.EAGAIN and not procfs.fd_flags(task.tid, fd) & os.O_NONBLOCK
-        except TraceError:
-            blocking = False
-        ctl = Control(self, task.tid, call.arch, regs)
-        pollfd = ctl.scratch(struct.pack("<ihh", fd, _POLLIN, 0)) if blocking else None
-        if pollfd is None or (call.arch == "i386" and pollfd >> 32):
-            # No room for the poll's argument (an i386 call from a 64-bit
-            # stack cannot name it): the receive returns EAGAIN as it ran.
-            _setregs(task.tid, regs)
-            return
-        saved = type(regs).from_buffer_copy(regs)
+        result = _signed(regs.rax, call.arch)
         names = _ARG_REGISTERS[call.arch]
-        for name, value in ((names[0], pollfd), (names[1], 1), (names[2], 0xFFFFFFFFFFFFFFFF)):
+        flag_arg = _RECV_FLAGS_ARG[call.syscall]
+        all_of_them = call.syscall == "recvmmsg" and not recv.flags & _MSG_WAITFORONE
+        wait = False
+        if result != kernel_result:
+            final = result  # refused at exit
+        elif result >= 0 and all_of_them and recv.done + result < recv.vlen:
+            recv.done += result
+            final = recv.done
+            wait = recv.deadline is None or time.monotonic() < recv.deadline
+            if wait:
+                size = receive_steps.MMSGHDR_SIZE[call.arch]
+                setattr(regs, names[1], call.args[1] + result * size)
+                setattr(regs, names[2], call.args[2] - result)
+        elif result > 0 and recv.waitall is not None and recv.done + result < recv.waitall.wanted:
+            recv.done += result
+            final = recv.done
+            ctl = Control(self, task.tid, call.arch, regs)
+            fd = call.args[0] & 0xFFFFFFFF
+            wait = (not receive_steps.control_delivered(ctl, recv.waitall)
+                    and receive_steps.socket_type(task.pid, fd) == receive_steps.SOCK_STREAM)
+            if wait:
+                receive_steps.waitall_advance(ctl, recv.waitall, recv.done)
+        elif result >= 0:
+            final = recv.done + result
+        else:
+            final = recv.done or result
+            wait = result == -errno.EAGAIN
+        if wait:
+            wait = not recv.flags & _MSG_DONTWAIT and self._socket_blocks(task, call.args[0] & 0xFFFFFFFF)
+        if not wait:
+            self._receive_end(task, regs, final)
+            return
+        setattr(regs, names[flag_arg], recv.flags)
+        step = type(regs).from_buffer_copy(regs)
+        for name, value in zip(names, (call.args[0], 0, 0, receive_steps.MSG_PEEK, 0, 0), strict=True):
             setattr(regs, name, value)
-        regs.rax = _NR_POLL[call.arch]
+        regs.rax = receive_steps.NR_RECVFROM[call.arch]
         regs.rip -= _SYSCALL_INSN_LEN
         _setregs(task.tid, regs)
         task.recv_wait = True
-        task.exit_hook = functools.partial(self._waited_for_data, task, saved)
+        task.exit_hook = functools.partial(self._waited_for_data, task, step, call)
 
-    def _waited_for_data(self, task: _Task, saved, result: int, ctl: Control) -> None:
-        """The poll in place of a blocking receive returned: run the receive
-        again, or let a signal interrupt it as the kernel would."""
+    def _socket_blocks(self, task: _Task, fd: int) -> bool:
+        try:
+            return not procfs.fd_flags(task.tid, fd) & os.O_NONBLOCK
+        except TraceError:
+            return False
+
+    def _receive_end(self, task: _Task, regs, result: int) -> None:
+        """End a held receive: the program's registers back, `result` in rax."""
+        recv, task.recv = task.recv, None
+        if recv.waitall is not None and recv.waitall.edited:
+            receive_steps.waitall_restore(Control(self, task.tid, recv.waitall.arch, regs), recv.waitall)
+        for name, value in recv.restore.items():
+            setattr(regs, name, value)
+        regs.rax = result & 0xFFFFFFFFFFFFFFFF
+        if result in _RESTART_CODES:
+            # The kernel's signal code restarts the program's own call (or
+            # makes it EINTR): its number, its registers.
+            regs.orig_rax = recv.nr
+        _setregs(task.tid, regs)
+
+    def _waited_for_data(self, task: _Task, step, call: MemCall, result: int, ctl: Control) -> None:
+        """The wait in place of a blocking receive returned: run the next
+        step, or end the receive with what the wait says (a signal:
+        -ERESTARTSYS, EINTR or restarted as the kernel decides; SO_RCVTIMEO
+        ran out: EAGAIN; the socket's error), or with the messages a
+        recvmmsg already got."""
+        recv = task.recv
+        if recv is None:
+            task.recv_wait = False
+            return
+        if ctl.register("orig_rax") != receive_steps.NR_RECVFROM[call.arch] or ctl.register("rip") != recv.ip:
+            # Another call's exit (a signal handler ran first): still waiting.
+            task.exit_hook = functools.partial(self._waited_for_data, task, step, call)
+            return
         task.recv_wait = False
-        if result in _RESTART_CODES or result < 0:
-            # Interrupted (-ERESTARTSYS: the kernel's signal code makes it
-            # EINTR or restarts it), or poll's own failure (EFAULT, ENOMEM),
-            # which the receive returns instead of waiting in a loop.
-            saved.rax = (-_ERESTARTSYS if result in _RESTART_CODES else result) & 0xFFFFFFFFFFFFFFFF
-        else:
-            saved.rax = saved.orig_rax
-            saved.rip -= _SYSCALL_INSN_LEN
-        _setregs(task.tid, saved)
+        if result < 0:
+            self._receive_end(task, step, recv.done or result)
+            return
+        if recv.deadline is not None:
+            receive_steps.write_time_left(ctl, recv, call.args[4])
+        step.rax = step.orig_rax
+        step.rip -= _SYSCALL_INSN_LEN
+        _setregs(task.tid, step)
 
     def _hold_siblings(self, task: _Task) -> bool:
         key = task.files_key
@@ -1627,6 +1699,8 @@ def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | No
     if call.syscall == "socketcall":
         receive = {abi.SYS_RECVMSG: "recvmsg", abi.SYS_RECVMMSG: "recvmmsg"}.get(call.args[0])
         return _replace(call, syscall=receive) if receive else None
+    if call.syscall == "recvmmsg_time64":
+        return _replace(call, syscall="recvmmsg")
     return call
 
 
@@ -1637,8 +1711,6 @@ _HELD_CALLS = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_a
 _RECEIVE_CALLS = frozenset({"recvmsg", "recvmmsg"})
 _RECV_FLAGS_ARG = {"recvmsg": 2, "recvmmsg": 3}
 _MSG_DONTWAIT, _MSG_WAITALL, _MSG_WAITFORONE = 0x40, 0x100, 0x10000
-_POLLIN = 1
-_NR_POLL = {"x86_64": 7, "i386": 168}
 _ERESTARTSYS = 512
 # A wait interrupted by a signal (or a ptrace stop) returns one of these.
 _RESTART_CODES = frozenset({-_ERESTARTSYS, -513, -514, -516})
@@ -1681,6 +1753,25 @@ def _may_write(call: MemCall) -> bool:
 
 
 _O_PATH = 0o10000000
+
+
+def _signed(value: int, arch: str) -> int:
+    """A syscall result register as the program reads it (negative: -errno)."""
+    if arch == "i386":
+        value &= 0xFFFFFFFF
+        return value - (1 << 32) if value & 0x80000000 else value
+    value &= 0xFFFFFFFFFFFFFFFF
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _is_the_wait(recv: receive_steps.Receive | None, raw: bytes) -> bool:
+    """Whether a syscall entry is the wait a receive makes between steps
+    (recvfrom MSG_PEEK at the receive's own instruction), not a call of a
+    signal handler that ran first (judged as usual)."""
+    fields = _ENTRY.unpack_from(raw)
+    arch = abi.ARCH_NAMES.get(fields[1])
+    return (recv is not None and arch is not None and fields[4] == receive_steps.NR_RECVFROM[arch]
+            and fields[2] == recv.ip)
 
 
 def _access_asked(call: MemCall) -> int | None:
@@ -1783,10 +1874,15 @@ def _ipc_shmat_address(peek: Callable[[int, int], bytes], call: MemCall, rval: i
     return struct.unpack("<I", raw)[0] if len(raw) == 4 else rval
 
 
-def _replace(call: MemCall, **changes) -> MemCall:
-    from dataclasses import replace
+# MemCall's fields in order: _replace builds the copy through __init__ without
+# dataclasses.replace's per-call walk of fields() (a third of its cost, paid
+# at every judged open).
+_MEMCALL_FIELDS = tuple(field.name for field in dataclasses.fields(MemCall))
 
-    return replace(call, **changes)
+
+def _replace(call: MemCall, **changes) -> MemCall:
+    """A copy of `call` with `changes` (dataclasses.replace, faster)."""
+    return MemCall(*[changes[name] if name in changes else getattr(call, name) for name in _MEMCALL_FIELDS])
 
 
 def _image_devices(devices: frozenset[int]) -> dict[int, list[str]]:

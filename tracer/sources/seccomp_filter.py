@@ -88,7 +88,7 @@ WRITE_OPEN_RULES: tuple[TrapRule, ...] = (
 
 # Calls that hand the process a descriptor it did not open: judged at exit.
 RECEIVE_RULES: tuple[TrapRule, ...] = (
-    TrapRule("pidfd_getfd"), TrapRule("recvmsg"), TrapRule("recvmmsg"),
+    TrapRule("pidfd_getfd"), TrapRule("recvmsg"), TrapRule("recvmmsg"), TrapRule("recvmmsg_time64"),
 )
 
 _LOW32 = 0xFFFFFFFF  # int/unsigned int arguments: the kernel ignores the upper half
