@@ -20,8 +20,8 @@ STRICT = ("--policy", "strict", "--mode", "enforce")
 
 # procmem_routes: every route's open, as strict must refuse it.
 PROCMEM_ROUTES = ("dot", "slashes", "dotdot", "dev_fd", "thread_self", "task", "symlink", "long_path",
-                  "opath_reopen", "creat", "openat", "openat2", "int80", "mount_ns", "bind_mount", "fsmount", "open_tree",
-                  "chroot", "secret_path", "rewritten_path", "sibling_race")
+                  "opath_reopen", "creat", "openat", "openat2", "int80", "mount_ns", "bind_mount", "fsmount",
+                  "open_tree", "chroot", "secret_path", "rewritten_path", "sibling_race")
 OPEN_CALLS = {"open", "openat", "openat2", "creat"}
 
 
