@@ -5,8 +5,10 @@ This is the one module that imports `ptrace` (python-ptrace), and only for
 `ptrace_works`: every request of the hot path goes through one wrapper on
 libc (`_fast_ptrace`, which translates errors), as importing python-ptrace's
 binding runs `ldconfig -p` (find_library), tens of milliseconds of every
-start-up. The loop waits with a blocking waitpid(-1, __WALL); every stop is
-answered before the next wait. A memory call's entry and return are paired
+start-up. The loop waits with a blocking waitpid(-1, __WALL) (or, given a
+FastFaults, in its C wait, which answers the faults a handler told it to
+repeat and returns every other stop); every stop is answered before the
+next wait. A memory call's entry and return are paired
 here, once, per thread: what the sink made of the call at its entry is held
 with it and handed back with its return (or with the thread's end).
 Processes are seized (PTRACE_SEIZE), so group-stops are kept as the program
