@@ -1603,9 +1603,9 @@ class PtraceSource:
         child is in the creator's thread group, and kcmp(KCMP_VM) says whether
         it has the creator's address space. The call's flags (registers of
         some ABI, clone3's struct in memory the program controls) are only a
-        fallback for a child that is already gone."""
-        if event == abi.PTRACE_EVENT_FORK:
-            return False, False
+        fallback for a child that is already gone. The event does not say:
+        the kernel reports PTRACE_EVENT_FORK for any clone whose exit signal
+        is SIGCHLD, clone(CLONE_VM | SIGCHLD) included."""
         thread = os.path.exists(f"/proc/{task.pid}/task/{child}")
         same_vm = _kcmp(task.tid, child, _KCMP_VM)
         if same_vm is not None:

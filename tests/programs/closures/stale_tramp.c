@@ -1,19 +1,23 @@
 /* A trampoline that changes under the emulator: the same address runs
  * first one target, then (rewritten) another; its page loses exec
  * (mprotect RW), gets it back, is unmapped and mapped again RW (same
- * bytes), then RWX; finally the program execs itself (built -no-pie: the
+ * bytes), then RWX; another process sharing the address space (clone with
+ * CLONE_VM) unmaps it and maps it RW with the same bytes; finally the
+ * program execs itself (built -no-pie: the
  * same function addresses, so the same bytes) and writes the trampoline
  * into an RW page at the same address. Native execution is the oracle:
  * where the page is not executable the call faults (SEGV, caught), where it
  * is, it runs whatever the bytes say now. x86-64 GCC-style trampoline:
  * movabs $fn,%r11; movabs $chain,%r10; jmp *%r11. Prints lines and DONE. */
 #define _GNU_SOURCE
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PAGE_AT ((void *)0x10000000)
@@ -62,6 +66,16 @@ static unsigned char *map_at(int prot)
     return page;
 }
 
+static char child_stack[1 << 16] __attribute__((aligned(16)));
+
+/* Run in a process sharing the caller's address space. */
+static int unmap_and_remap(void *arg)
+{
+    munmap(arg, PAGE);
+    write_tramp(map_at(PROT_READ | PROT_WRITE), one);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct sigaction sa = {.sa_handler = on_segv};
@@ -90,6 +104,12 @@ int main(int argc, char **argv)
     page = map_at(PROT_READ | PROT_WRITE | PROT_EXEC);
     write_tramp(page, one);
     calls("remapped-rwx", page, 1000);
+    pid_t sharer = clone(unmap_and_remap, child_stack + sizeof(child_stack), CLONE_VM | SIGCHLD, page);
+    if (sharer < 0 || waitpid(sharer, NULL, 0) != sharer) {
+        printf("clone failed\n");
+        return 1;
+    }
+    calls("remapped-by-vm-sharer", page, 10);
     fflush(stdout);
     execl("/proc/self/exe", argv[0], "after-exec", (char *)NULL);
     printf("exec failed\n");
