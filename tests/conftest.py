@@ -97,6 +97,8 @@ BUILDS: dict[str, Build] = {
                                     flags=("-Wno-deprecated-declarations", "-lffi")),
     "closures_retry_loop": Build(source="closures/retry_loop", flags=("-lffi",)),
     "closures_jit_retry": Build(source="closures/jit_retry"),
+    # The same address rewritten, made non-executable, remapped, across exec (-no-pie: same bytes after).
+    "closures_stale_tramp": Build(source="closures/stale_tramp", flags=("-no-pie",)),
     # The trampolines as GCC writes them with and without CET's endbr.
     "closures_tramp_bytes": Build(source="closures/tramp_bytes", flags=("-lffi",)),
     "closures_tramp_bytes_nocet": Build(source="closures/tramp_bytes",

@@ -249,6 +249,57 @@ def test_trace_trampolines_reports_each_invocation(program: Callable[[str], str]
     assert "apply" in first["caller"]["symbol"]
 
 
+def test_the_fast_path_serves_repeated_invocations(program: Callable[[str], str]) -> None:
+    """After the emulator decided a trampoline, the C fast path serves the
+    next faults there; the first at each PC, and each thread's first, go
+    through Python. --trace-trampolines sends every one through Python."""
+    argv = [program("nested")]
+    _, _, summary = _run(argv, *STRICT, "--closures=emulate")
+    closures = summary["closures"]
+    assert closures["invoke"] == 2201 and closures["refused"] == 0
+    # 1000 in main and 1000 in the thread (each PC's first in Python), and
+    # 201 recursive trampolines at 201 PCs, each run once (all in Python).
+    assert 1900 <= closures["invoke-fast"] <= 2201 - 201 - 2
+    _, _, traced = _run(argv, *STRICT, "--closures=emulate", "--trace-trampolines")
+    assert traced["closures"]["invoke"] == 2201 and traced["closures"]["invoke-fast"] == 0
+
+
+def test_the_fast_path_never_serves_stale_state(program: Callable[[str], str]) -> None:
+    """A trampoline rewritten between calls, its page made non-executable
+    (mprotect RW), unmapped and mapped again RW with the same bytes (by the
+    process, then by another sharing its address space), and the same bytes
+    at the same address after exec: the fast path's result is the native
+    one and the Python path's (--trace-trampolines)."""
+    argv = [program("stale_tramp")]
+    native = _native(argv)
+    assert native.returncode == 0 and native.stdout.endswith("DONE\n"), native.stderr
+    for label in ("not-exec", "remapped-rw", "remapped-by-vm-sharer", "after-exec"):
+        assert f"{label} SEGV" in native.stdout
+    fast, events, summary = _run(argv, *STRICT, "--closures=emulate")
+    python, _, python_summary = _run(argv, *STRICT, "--closures=emulate", "--trace-trampolines")
+    assert (fast.returncode, fast.stdout) == (0, native.stdout), fast.stderr[-3000:]
+    assert (python.returncode, python.stdout) == (0, native.stdout), python.stderr[-3000:]
+    assert events == []
+    # one, rewritten, exec-again, remapped-rwx: 1000 each; the first of each in Python.
+    assert summary["closures"]["invoke"] == python_summary["closures"]["invoke"] == 4000
+    assert 3900 <= summary["closures"]["invoke-fast"] <= 3996
+
+
+def test_without_gcc_the_python_path_serves_alone(program: Callable[[str], str], tmp_path: Path) -> None:
+    """No compiler for the fast path: one line says so, every invocation is
+    served by the Python path."""
+    argv = [program("nested")]
+    native = _native(argv)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    traced, _, summary = _run(argv, *STRICT, "--closures=emulate",
+                              env={"PATH": str(empty), "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert (traced.returncode, traced.stdout) == (0, native.stdout), traced.stderr[-3000:]
+    notes = [line for line in traced.stderr.splitlines() if "fast path" in line]
+    assert len(notes) == 1 and "gcc" in notes[0] and "slower Python path" in notes[0]
+    assert summary["closures"]["invoke"] == 2201 and summary["closures"]["invoke-fast"] == 0
+
+
 @pytest.mark.parametrize("mode", ["emulate", "auto"])
 def test_inspect_during_the_run_shows_no_wx_and_no_writable_alias(mode: str) -> None:
     cmd = [*TRAMPWATCH, "run", *STRICT, f"--closures={mode}", "--no-summary", "--",

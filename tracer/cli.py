@@ -23,6 +23,7 @@ from .outputs.text import TextOutput
 from .pipeline import Judge, Output, trace_attached, trace_command
 from .policy.loader import load_policy_file, preset_names, resolve_policy
 from .policy.model import Policy
+from .sources.fast_faults import FastFaults
 from .sources.seccomp_filter import (
     TrapRule,
     build_filter,
@@ -164,6 +165,17 @@ def _seccomp_enforcement(judge: Judge, refuse_wx: bool) -> SeccompEnforcement:
 CLOSURE_CHOICES = ("auto", "trampfd", "emulate")
 
 
+def _fast_faults() -> FastFaults | None:
+    """The fast path of emulated faults, or None (said in one line) when it
+    cannot be built: every invocation is then served by the Python path."""
+    try:
+        return FastFaults.load()
+    except TrampwatchError as err:
+        first = str(err).splitlines()[0]
+        click.echo(f"trampwatch: {first}: emulated invocations take the slower Python path", err=True)
+        return None
+
+
 def _jit_note(refused: int, closures: str) -> str:
     """Why a program failed in memory emulate mode granted without exec."""
     return (f"trampwatch: {refused} jump(s) into memory that --closures={closures} granted without exec "
@@ -248,12 +260,15 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                                            "(the library is built for it): drop --trampfd-nr")
                 handlers.append(ClosureAnnouncements(ANNOUNCE_NR))
                 preload = preload_value()
-            emulator = None
+            emulator = fast = None
             if closures in ("emulate", "auto"):
                 from .actions.closures import ClosureEmulator
 
                 emulator = ClosureEmulator(trace_trampolines)
                 handlers.append(emulator)
+                # --trace-trampolines reports every invocation: all go through Python then.
+                if not trace_trampolines:
+                    fast = _fast_faults()
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
             seccomp = _seccomp_enforcement(judge, kernel_deny and emulator is None)
@@ -261,12 +276,15 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             try:
-                status = trace_command(judge, list(command), prepare, handler, seccomp.clone3_exit_only)
+                status = trace_command(judge, list(command), prepare, handler, seccomp.clone3_exit_only,
+                                       fast)
             finally:
                 for sig, disposition in previous.items():
                     signal.signal(sig, disposition)
             if emulator is not None:
-                judge.stats.closures["invoke"] = emulator.invocations
+                # Those the fast path served count as emulated too (it repeats the emulator's decisions).
+                judge.stats.closures["invoke-fast"] = fast.served if fast else 0
+                judge.stats.closures["invoke"] = emulator.invocations + judge.stats.closures["invoke-fast"]
                 if emulator.refused:
                     click.echo(_jit_note(emulator.refused, closures), err=True)
             judge.finish(status)

@@ -75,6 +75,7 @@ from .judgement import Judgement, Outcome
 from .judging import Decider, evolve
 from .policy.model import Policy
 from .shadow import Change, ShadowModel, page_up
+from .sources.fast_faults import FastFaults
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
     ALLOW_WITH_RESULT,
@@ -701,16 +702,17 @@ def trace_attached(judge: Judge, pid: int,
 
 
 def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None],
-                  handler: SyscallHandler | None = None, clone3_exit_only: bool = False) -> int | None:
+                  handler: SyscallHandler | None = None, clone3_exit_only: bool = False,
+                  fast: FastFaults | None = None) -> int | None:
     """Run argv under the ptrace source; return its wait status
     (`clone3_exit_only`: stopped clone3 calls are judged only when their exit
-    finds an untraced child).
+    finds an untraced child; `fast`: the fast path of the handler's faults).
 
     The tree is started with PTRACE_O_EXITKILL: its seccomp filter makes every
     memory syscall fail with ENOSYS once no tracer is attached, so a program
     that outlived trampwatch would run broken; it dies with the tracer instead.
     """
-    source = PtraceSource(PtraceSink(judge), exit_kill=True, handler=handler)
+    source = PtraceSource(PtraceSink(judge), exit_kill=True, handler=handler, fast=fast)
     source.clone3_exit_only = clone3_exit_only
 
     def on_terminate(signum: int, frame: object) -> None:

@@ -76,14 +76,23 @@ class _Space:
     # A jump into granted memory found code that is no trampoline (a JIT's):
     # from then on its W+X requests go to the policy as asked.
     jit: bool = False
+    # The processes (sharing this space) whose decoded trampolines the
+    # source's fast path serves again (Control.serve_again): told when
+    # granted memory stops being granted, as that fault would then be no
+    # longer emulated.
+    served: set[int] = field(default_factory=set)
 
 
 class ClosureEmulator:
     """Grants W+X requests without exec and runs known trampolines there.
 
     `trace` asks for one event per invocation; ClosureEvents are reported
-    through the thread's Control (the source delivers them).
-    `invocations` and `refused` count what happened in the whole run."""
+    through the thread's Control (the source delivers them). Without it,
+    an invocation that depends on nothing but its bytes and PC is handed to
+    the source's fast path (Control.serve_again), which serves the next
+    ones at that PC while the bytes stay the same.
+    `invocations` (those served here; the fast path counts its own) and
+    `refused` count what happened in the whole run."""
 
     mode = "emulate"
 
@@ -121,7 +130,7 @@ class ClosureEmulator:
         elif name in ("mprotect", "pkey_mprotect"):
             self._protect(call, ctl)
         elif name == "munmap":
-            self._forget(call.pid, call.args[0], call.args[0] + _page_up(call.args[1]))
+            self._forget(call.pid, call.args[0], call.args[0] + _page_up(call.args[1]), ctl)
         elif name == "mremap":
             self._remap(call, ctl)
         return False
@@ -153,6 +162,11 @@ class ClosureEmulator:
             registers = dict(invocation.registers)
             if invocation.pure:
                 space.decoded[pc] = (code, invocation, registers)
+        # A full window: the bytes alone decided (fewer, at a mapping's end,
+        # and more could follow later).
+        if (invocation.pure and not self.trace and len(code) == CODE_WINDOW
+                and ctl.serve_again(pc, code, registers)):
+            space.served.add(pid)
         if invocation.push is not None and not ctl.copy_to_user(*invocation.push):
             return False  # the push would fault: the kernel's SIGSEGV
         ctl.set_registers(registers)
@@ -226,7 +240,7 @@ class ClosureEmulator:
         made it, when `call` is what it runs as instead."""
         addr, length, prot, flags = call.args[0], call.args[1], call.args[2], call.args[3]
         if flags & MAP_FIXED:
-            self._forget(call.pid, addr, addr + _page_up(length))
+            self._forget(call.pid, addr, addr + _page_up(length), ctl)
         nr = call.nr if made is not None else None
         if prot & _WX != _WX or self._jit(call.pid):
             if made is not None:
@@ -264,7 +278,7 @@ class ClosureEmulator:
         end = addr + _page_up(length)
         if self._jit(call.pid) or (prot & _WX != _WX
                                    and not (prot & PROT_EXEC and self._holds_trampolines(call, ctl, addr))):
-            self._forget(call.pid, addr, end)
+            self._forget(call.pid, addr, end, ctl)
             return
         self.granted_calls += 1
         # PROT_GROWSDOWN extends the change down to the start of a stack.
@@ -318,15 +332,19 @@ class ClosureEmulator:
             if _failed(result, call.arch):
                 return
             if not flags & MREMAP_DONTUNMAP:
-                space.granted.remove(old, old + _page_up(old_length))
+                self._forget(call.pid, old, old + _page_up(old_length), exit_ctl)
             space.granted.add(result, result + _page_up(new_length))
 
         ctl.on_exit(moved)
 
-    def _forget(self, pid: int, start: int, end: int) -> None:
+    def _forget(self, pid: int, start: int, end: int, ctl: Control) -> None:
+        """[start, end) of process pid is granted no more."""
         space = self.spaces.get(pid)
-        if space is not None and space.granted:
-            space.granted.remove(start, end)
+        if space is None or not space.granted:
+            return
+        if space.served and space.granted.overlapping(start, end):
+            ctl.forget_served(space.served, start, end)
+        space.granted.remove(start, end)
 
     @staticmethod
     def _word(ctl: Control, addr: int, size: int) -> int:

@@ -94,7 +94,7 @@ class JsonLinesOutput:
             stalled=stats.stalled,
             lost=stats.lost,
             exit_status=stats.exit_status,
-            closures={op: stats.closures[op] for op in ("alloc", "invoke", "refused")},
+            closures={op: stats.closures[op] for op in ("alloc", "invoke", "refused", "invoke-fast")},
             dropped=dropped_by_stage(stats.dropped),
         )
         self.stream.write(json.dumps(line) + "\n")

@@ -57,7 +57,8 @@ class Summary:
         closures = getattr(stats, "closures", None)
         if closures:
             lines.append(f"  closures: {closures['alloc']} served by trampfd, {closures['invoke']} "
-                         f"invocations emulated, {closures['refused']} jumps refused (SIGSEGV)")
+                         f"invocations emulated ({closures['invoke-fast']} by the fast path), "
+                         f"{closures['refused']} jumps refused (SIGSEGV)")
         # Only what was dropped: every known reason is counted from 0.
         dropped = +getattr(stats, "dropped", Counter())
         if dropped:

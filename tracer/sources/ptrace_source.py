@@ -5,8 +5,10 @@ This is the one module that imports `ptrace` (python-ptrace), and only for
 `ptrace_works`: every request of the hot path goes through one wrapper on
 libc (`_fast_ptrace`, which translates errors), as importing python-ptrace's
 binding runs `ldconfig -p` (find_library), tens of milliseconds of every
-start-up. The loop waits with a blocking waitpid(-1, __WALL); every stop is
-answered before the next wait. A memory call's entry and return are paired
+start-up. The loop waits with a blocking waitpid(-1, __WALL) (or, given a
+FastFaults, in its C wait, which answers the faults a handler told it to
+repeat and returns every other stop); every stop is answered before the
+next wait. A memory call's entry and return are paired
 here, once, per thread: what the sink made of the call at its entry is held
 with it and handed back with its return (or with the thread's end).
 Processes are seized (PTRACE_SEIZE), so group-stops are kept as the program
@@ -27,7 +29,7 @@ import signal
 import stat
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +51,7 @@ from ..events import (
     WritableObjects,
 )
 from . import procfs, receive_steps
+from .fast_faults import FastFaults
 from .seccomp_filter import TrapRule
 
 _WALL = 0x40000000
@@ -202,6 +205,9 @@ class _UserRegs(ctypes.Structure):
         "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs"))
 
 
+_REGISTER_OFFSETS = {name: getattr(_UserRegs, name).offset for name, _ in _UserRegs._fields_}
+
+
 def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> int:
     """The one way the source makes a ptrace request. Returns the request's
     result. A thread that is gone, or no longer stopped because it is dying
@@ -301,6 +307,33 @@ class Control:
         self.set_registers(values)
         self.arguments = args
         return previous
+
+    def serve_again(self, pc: int, code: bytes, registers: Mapping[str, int]) -> bool:
+        """The fault this thread is stopped at, at pc, was emulated by
+        setting `registers`, from the bytes `code` alone: let the source's
+        fast path (if it has one) do the same for the next faults of this
+        process at pc while the bytes there are `code`, without asking the
+        handler. Call before set_registers. False when it will not."""
+        fast = self._source.fast
+        task = self._source.tasks.get(self.tid)
+        if fast is None or task is None:
+            return False
+        writes = [(_REGISTER_OFFSETS[name], value) for name, value in registers.items()]
+        if not fast.remember(task.pid, pc, self._user_regs().cs, code, writes):
+            return False
+        # Resumed as _resume would: a thread with a call or a signal of its
+        # own to finish is not served there.
+        if not (task.pending or task.exit_hook or task.deferred_signal):
+            fast.track(self.tid, task.pid, abi.PTRACE_SYSCALL if task.syscall_mode else abi.PTRACE_CONT)
+        return True
+
+    def forget_served(self, pids: Iterable[int], start: int, end: int) -> None:
+        """Memory [start, end) of processes `pids` is no longer emulated:
+        the fast path forgets what serve_again told it there."""
+        fast = self._source.fast
+        if fast is not None:
+            for pid in pids:
+                fast.forget(pid, start, end)
 
     def run_after_exec(self, gadget: int, nr: int, *args: int) -> int:
         """At an exec stop: let execve return, run syscall nr(args) from the
@@ -493,10 +526,14 @@ STALL_PATIENCE = 2.0
 class PtraceSource:
     """Follows one process tree under ptrace and reports to a sink."""
 
-    def __init__(self, sink: TraceSink, exit_kill: bool = False, handler: SyscallHandler | None = None):
+    def __init__(self, sink: TraceSink, exit_kill: bool = False, handler: SyscallHandler | None = None,
+                 fast: FastFaults | None = None):
         self.sink = sink
         self.exit_kill = exit_kill
         self.handler = handler
+        # Where the handler's pure fault decisions are served again without
+        # the loop (Control.serve_again); None: every fault comes here.
+        self.fast = fast
         self.tasks: dict[int, _Task] = {}
         self.root_pid: int | None = None
         self.root_status: int | None = None
@@ -507,7 +544,7 @@ class PtraceSource:
         # policy allows clone3 itself): nothing to judge at its entry.
         self.clone3_exit_only = False
         self._holds: dict[int, _Hold] = {}
-        self.stops = 0
+        self._stops = 0
         # No memory call is judged while a call it depends on is between
         # entry and exit (the model does not hold its result yet). Per
         # address space: the calls in flight with their footprints, the entry
@@ -536,6 +573,11 @@ class PtraceSource:
         # is not vouched a copy of the model (ForkEvent.copied). Kept after
         # an exec too (another task may still share the old space's key).
         self._dontfork: set[int] = set()
+
+    @property
+    def stops(self) -> int:
+        """Every stop answered, here or by the fast path."""
+        return self._stops + (self.fast.served if self.fast is not None else 0)
 
     # --- starting ---------------------------------------------------------------
 
@@ -652,6 +694,8 @@ class PtraceSource:
         waiting calls past the stalled one (None)."""
         deadline = self._deadline()
         if deadline is None:
+            if self.fast is not None and not self._detaching:
+                return self.fast.wait()
             return os.waitpid(-1, _WALL)
         while True:
             tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
@@ -713,7 +757,7 @@ class PtraceSource:
                 self._gone(tid, status)
             return
         task = self.tasks.get(tid)
-        self.stops += 1
+        self._stops += 1
         event = status >> 16
         if task is None:
             task = self._adopt(tid)
@@ -931,6 +975,8 @@ class PtraceSource:
         call in flight and its place in the queue."""
         self._call_done(task)
         self._forget_waiting(task)
+        if self.fast is not None:
+            self.fast.untrack(task.tid)
 
     def _call_done(self, task: _Task) -> None:
         """The memory call of `task` returned (or the task is gone): judge
@@ -1169,6 +1215,8 @@ class PtraceSource:
                 # A signal delivered before Control blocked them (an injection
                 # from an exit stop): resend it when the thread resumes.
                 self.tasks[tid].deferred_signal = os.WSTOPSIG(status)
+                if self.fast is not None:
+                    self.fast.untrack(tid)
 
     # --- descriptors judged at exit ----------------------------------------------------
 
@@ -1555,9 +1603,9 @@ class PtraceSource:
         child is in the creator's thread group, and kcmp(KCMP_VM) says whether
         it has the creator's address space. The call's flags (registers of
         some ABI, clone3's struct in memory the program controls) are only a
-        fallback for a child that is already gone."""
-        if event == abi.PTRACE_EVENT_FORK:
-            return False, False
+        fallback for a child that is already gone. The event does not say:
+        the kernel reports PTRACE_EVENT_FORK for any clone whose exit signal
+        is SIGCHLD, clone(CLONE_VM | SIGCHLD) included."""
         thread = os.path.exists(f"/proc/{task.pid}/task/{child}")
         same_vm = _kcmp(task.tid, child, _KCMP_VM)
         if same_vm is not None:
@@ -1599,6 +1647,8 @@ class PtraceSource:
         self._task_gone(task)
         task.vm = task.pid
         task.files = 0  # exec gives the process a descriptor table of its own
+        if self.fast is not None:
+            self.fast.forget_process(task.pid)
         # The cached /proc/PID/mem descriptor shows the old address space.
         procfs.close_mem(task.tid)
         if self.handler is not None:
@@ -1650,6 +1700,8 @@ class PtraceSource:
             self.root_status = status
         if leader and self.handler is not None:
             self.handler.on_exit(task.pid)
+        if leader and self.fast is not None:
+            self.fast.forget_process(task.pid)
         self.sink.on_event(ExitEvent(time.time(), task.pid, tid, status if leader else None, task.entry))
         if leader:
             self._release_orphans(task.pid)
