@@ -666,6 +666,7 @@ class Judge:
     def _forget_repeatable(self, pid: int) -> None:
         for key in [key for key in self._repeatable if key[0] == pid]:
             del self._repeatable[key]
+        self._replays.forget(pid)
 
     def _exec(self, event: ExecEvent) -> Plan | None:
         self._forget_repeatable(event.pid)

@@ -73,11 +73,14 @@ class Replays:
     def __init__(self) -> None:
         self.memo: dict[int, list[Transition]] = {}
         self.pending: list[Transition] = []
+        # The keys of each process's transitions, to forget them with it.
+        self._keys: dict[int, set[int]] = {}
 
     def record(self, key: int, transition: Transition) -> None:
         """Remember `transition` as what the call `key` does from its `before`."""
         if len(self.memo) >= self.LIMIT and key not in self.memo:
             self.memo = {k: kept for k, kept in self.memo.items() if any(t.count for t in kept)}
+        self._keys.setdefault(transition.pid, set()).add(key)
         kept = self.memo.setdefault(key, [])
         kept.insert(0, transition)
         del kept[self.VARIANTS:]
@@ -101,6 +104,13 @@ class Replays:
             transition.count = 0
         return taken
 
+    def forget(self, pid: int) -> None:
+        """Forget the transitions of process `pid` (it exited or exec'd: its
+        space is gone); those replayed meanwhile are still taken."""
+        for key in self._keys.pop(pid, ()):
+            self.memo.pop(key, None)
+
     def clear(self) -> None:
         """Forget every transition (the policy or the enforcer changed); take() first."""
         self.memo.clear()
+        self._keys.clear()
