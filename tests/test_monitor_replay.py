@@ -119,12 +119,13 @@ def test_a_jit_that_needs_the_model_is_judged_alike_replayed(build_program) -> N
     assert any(isinstance(e, ExitEvent) and e.pid == proc.pid and e.status is not None for e in events)
     again = [e for e in events if isinstance(e, CallAgain)]
     whole = [e for e in events if isinstance(e, MemReturn) and e.call.pid == proc.pid]
-    # The program's two pages: its last private anonymous read+write mapping of two pages.
-    flips = [r.result for r in whole if r.call.syscall == "mmap" and r.call.args[1:4] == (8192, 3, 0x22)][-1]
+    # The program's pages: its last private anonymous read+write mapping of four pages.
+    mapped = [r.result for r in whole
+              if r.call.syscall == "mmap" and r.call.args[1:4] == (16384, 3, 0x22)][-1]
     calls = [r.call for r in whole] + [e.first.call for e in again]
-    # Every flip but the first (read-only, before the process had made anything executable: not sent).
-    assert sum(c.syscall == "mprotect" and flips <= c.args[0] < flips + 8192 for c in calls) == \
-        4 * ROUNDS + 2 * ((ROUNDS + 4) // 5) - 1
+    assert sum(c.syscall == "mprotect" and mapped <= c.args[0] < mapped + 16384 for c in calls) == \
+        2 + 4 * ROUNDS + 2 * ((ROUNDS + 4) // 5)
+    flips = mapped + 4096
     assert len(again) > 0.9 * len(events)
     replayed, fresh = _assert_replay_is_exact(batches, proc.pid)
     # R -> RX of the written page, every round: a W^X event only the model's history shows.

@@ -494,13 +494,9 @@ class Judge:
         version = space.version
         self._seen_before(call)
         start, end = args[0], args[0] + page_up(args[1])
-        window = space.window(start, end) if space.version == version else None
-        if window is not None:
-            lo, before = window
-            # The kernel's view was read inside the window only: observe() looked at nothing else.
-            vmas = call.vmas
-            if min(m.start for m in vmas) < before[0].start or max(m.end for m in vmas) > before[-1].end:
-                window = None
+        # What observe() read (the kernel's view) and what the change touches.
+        seen = (min(start, *(m.start for m in call.vmas)), max(end, *(m.end for m in call.vmas)))
+        window = space.window(start, end, seen) if space.version == version else None
         count = len(space)
         pending = self.call(call, None)
         emitted = self._returned(ret, pending)
@@ -510,9 +506,10 @@ class Judge:
                  and (pending.plan is None or pending.plan.proof in _PROOF_AT_RETURN)
                  and all(part.backing.identity is None and not part.shared for part in change.parts))
         if exact:
+            lo, before = window
             after = space.regions(lo, lo + len(before) + len(space) - count)
             self._replays.record(event.key, Transition(
-                call.pid, space, process.info, process.personality, call.syscall, start, before, after,
+                call.pid, space, process.info, process.personality, call.syscall, seen[0], before, after,
                 [region.start for region in after], emitted))
 
     def report_replayed(self) -> None:

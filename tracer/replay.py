@@ -11,7 +11,8 @@ read by the classifier) whose range lies inside one region the kernel's
 view agreed with (the model took nothing from it), judged by a plan that
 needs no proof or had its proof at return (never a kill), and it is replayed
 only while the process has the same address space, persona and identity
-and the regions the change can touch (that region and its neighbours) are
+and the regions the change can touch or was judged on (that region, those
+the kernel's view of the range covers, and one more on each side) are
 those it was recorded on.
 """
 
@@ -28,8 +29,8 @@ from .shadow import AddressSpace, Process, Region
 class Transition:
     """One call's effect and judgement, recorded from its first judging.
 
-    `before` are the regions of `space` a change of the range starting at
-    `start` can touch (AddressSpace.window) and `after` what the call left
+    `before` are the regions of `space` a change can touch or was judged on
+    (AddressSpace.window; `seen` is where that range starts) and `after` what the call left
     in their place; `judgement` is the judgement emitted for it, settled
     (None: the call was not judged). `count` calls replayed since the last
     report, the last at `ts`."""
@@ -39,7 +40,7 @@ class Transition:
     info: ProcessInfo
     personality: int
     syscall: str
-    start: int
+    seen: int
     before: list[Region]
     after: list[Region]
     after_starts: list[int]
@@ -53,7 +54,7 @@ class Transition:
         if (process is None or process.space is not self.space or process.personality != self.personality
                 or process.info is not self.info):
             return False
-        if not self.space.swap(self.start, self.before, self.after, self.after_starts):
+        if not self.space.swap(self.seen, self.before, self.after, self.after_starts):
             return False
         self.count += 1
         self.ts = ts

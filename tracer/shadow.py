@@ -330,30 +330,33 @@ class AddressSpace:
         self._last_overlap = None
         self.version += 1
 
-    def window(self, start: int, end: int) -> tuple[int, list[Region]] | None:
-        """The regions a protection change of [start, end) can touch when the
-        range lies inside one region (protect() splits that region and merges
-        the pieces with its neighbours, nothing further): (index of the
-        first, that region with its neighbours). None when it does not."""
-        i = bisect.bisect_right(self._starts, start) - 1
+    def window(self, start: int, end: int, seen: tuple[int, int]) -> tuple[int, list[Region]] | None:
+        """The regions a protection change of [start, end) can touch, or was
+        judged on, when the range lies inside one region (protect() splits
+        that region and merges the pieces with its neighbours, nothing
+        further): every region that meets `seen` (an address range holding
+        [start, end): what else the change was judged on) and one more on
+        each side, with the index of the first. None when the range is not
+        inside one region."""
+        starts = self._starts
+        i = bisect.bisect_right(starts, start) - 1
         if i < 0 or self._regions[i].end < end:
             return None
-        lo = i - 1 if i else 0
-        return lo, self._regions[lo:i + 2]
+        lo = max(bisect.bisect_right(starts, seen[0]) - 2, 0)
+        return lo, self._regions[lo:bisect.bisect_left(starts, seen[1]) + 1]
 
     def regions(self, lo: int, hi: int) -> list[Region]:
         """The regions from index `lo` up to `hi`, in address order."""
         return self._regions[lo:hi]
 
-    def swap(self, start: int, before: list[Region], after: list[Region], after_starts: list[int]) -> bool:
-        """Replace the window() of a change of a range starting at `start` by
-        `after` when it holds the regions `before` (the same objects, or
-        regions equal to them in every field: `before` then takes the
-        current objects, so the next check is by identity); False, and
-        nothing changed, otherwise. The regions are immutable, so `after`
-        may be shared with whatever else holds them."""
-        i = bisect.bisect_right(self._starts, start) - 1
-        lo = i - 1 if i > 0 else 0
+    def swap(self, seen: int, before: list[Region], after: list[Region], after_starts: list[int]) -> bool:
+        """Replace the window() of a change whose `seen` range starts at
+        `seen` by `after` when it holds the regions `before` (the same
+        objects, or regions equal to them in every field: `before` then
+        takes the current objects, so the next check is by identity); False,
+        and nothing changed, otherwise. The regions are immutable, so
+        `after` may be shared with whatever else holds them."""
+        lo = max(bisect.bisect_right(self._starts, seen) - 2, 0)
         hi = lo + len(before)
         current = self._regions[lo:hi]
         if current != before:

@@ -1,9 +1,10 @@
-/* Load: a JIT whose flips need the shadow model, N rounds. Page a (the
- * first page of a two-page mapping) goes RW -> R -> RX -> R -> RW: its
- * R -> RX is a W^X event only because the page was written before. Every
- * 5th round page b (the second page) flips RW -> RX -> RW, changing a's
- * neighbour; every 11th round b is unmapped and mapped again (fresh
- * history). Prints COUNT of rounds made; the first failed call as a STEP. */
+/* Load: a JIT whose flips need the shadow model, N rounds, in a four-page
+ * read+write mapping whose last page was once executable (one flip first).
+ * Page a (the second page) goes RW -> R -> RX -> R -> RW: its R -> RX is a
+ * W^X event only because the page was written before. Every 5th round page
+ * b (the third) flips RW -> RX -> RW, changing a's neighbour; every 11th
+ * round b is unmapped and mapped again (fresh history). Prints COUNT of
+ * rounds made; the first failed call as a STEP. */
 #include "common.h"
 
 static int failed;
@@ -24,9 +25,12 @@ int main(int argc, char **argv)
 	long i;
 
 	tw_init();
-	a = tw_mmap("flip_mmap", NULL, 2 * pg, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	a = tw_mmap("flip_mmap", NULL, 4 * pg, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (a == MAP_FAILED)
 		return 1;
+	protect(a + 3 * pg, pg, TW_RX);
+	protect(a + 3 * pg, pg, TW_RW);
+	a += pg;
 	b = a + pg;
 	tw_put_code(a);
 	for (i = 0; i < n; i++) {
