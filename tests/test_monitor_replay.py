@@ -13,6 +13,7 @@ the records.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections import Counter
 from dataclasses import replace
@@ -21,6 +22,7 @@ import pytest
 from test_ebpf_source import load_source
 from test_run_programs import ROOT
 
+from tracer.abi import AUDIT_ARCH_X86_64
 from tracer.events import (
     AttachEvent,
     CallAgain,
@@ -33,6 +35,7 @@ from tracer.events import (
 )
 from tracer.pipeline import Judge, feed_ebpf
 from tracer.policy.loader import load_policy_file
+from tracer.sources.ebpf_records import RECORD_FORMAT, KillRule, Kind, RecordFlag
 from tracer.sources.ebpf_source import EbpfConfig
 
 ROUNDS = 3000
@@ -204,3 +207,27 @@ def test_a_replay_is_forgotten_when_the_policy_or_persona_changes(change: str) -
     # Each flip to RX once: the replayed one reported before the change or at the end, with its count.
     assert sorted((j.ts, j.count) for j in out.judgements) == [(0.1, 1), (1.0, 1), (2.0, 1), (3.0, 1)]
     assert judge.stats.calls == 7
+
+
+def _record(pid: int, flags: int, ts: int) -> bytes:
+    """A syscall record as the kernel side writes it: an anonymous mmap of
+    process `pid` that returned 0x10000, with `flags`, entered at `ts` ms."""
+    args = (0, 4096, 7, 0x22, (1 << 64) - 1, 0)
+    return RECORD_FORMAT.pack(ts * 1_000_000, *args, 0x10000, Kind.SYSCALL, pid, pid, AUDIT_ARCH_X86_64, 9,
+                              flags, 0, 0)
+
+
+def test_a_killed_call_is_never_told_as_made_again() -> None:
+    """The same record twice comes the second time as CallAgain; a record of
+    a call a kill rule fired at never does (each carries its kill), so a
+    replayed report can never say a call was not killed."""
+    pid = os.getpid()
+    rule = KillRule("no-rwx", "mmap", prot_all=7)
+    with load_source(EbpfConfig(pids=(pid,), kill_rules=(rule,), enforce=False)) as source:
+        plain = source.decode([_record(pid, 0, 1), _record(pid, 0, 2), _record(pid, 0, 3)])
+        killed = source.decode([_record(pid, RecordFlag.KILLED, 4), _record(pid, RecordFlag.KILLED, 5)])
+    # The call that made the process known (with its attach) is not remembered; the next one is.
+    assert [type(e).__name__ for e in plain] == ["AttachEvent", "MemReturn", "MemReturn", "CallAgain"]
+    assert plain[3].first is plain[2] and plain[2].call.ts < plain[3].ts
+    assert [type(e).__name__ for e in killed] == ["MemReturn", "MemReturn"]
+    assert [e.kernel_kill.rule for e in killed] == ["no-rwx", "no-rwx"]
