@@ -2,8 +2,8 @@
 did to the shadow model and how it was judged, replayed while nothing it
 depends on changed, so a JIT's flood of flips costs a dictionary hit and a
 slice of the model per call instead of planning, classifying and deciding
-each one; and the counts of the replayed calls, reported as one judgement
-per call and flush with its count (as the kernel's repeat keys are).
+each one; and the counts of the replayed calls, each judged one reported
+once per batch with its count (as the kernel's repeat keys are).
 
 A replay is exact: it is recorded only for a protection change of private
 anonymous memory (no object, so nothing outside the process's regions is
@@ -30,10 +30,10 @@ class Transition:
     """One call's effect and judgement, recorded from its first judging.
 
     `before` are the regions of `space` a change can touch or was judged on
-    (AddressSpace.window; `seen` is where that range starts) and `after` what the call left
-    in their place; `judgement` is the judgement emitted for it, settled
-    (None: the call was not judged). `count` calls replayed since the last
-    report, the last at `ts`."""
+    (AddressSpace.window, for a range starting at `seen`) and `after` what
+    the call left in their place; `judgement` is the judgement emitted for
+    it, settled (None: the call was not judged). `count` calls replayed
+    since the last report, the last at `ts`."""
 
     pid: int
     space: AddressSpace
@@ -81,6 +81,9 @@ class Replays:
         """Remember `transition` as what the call `key` does from its `before`."""
         if len(self.memo) >= self.LIMIT and key not in self.memo:
             self.memo = {k: kept for k, kept in self.memo.items() if any(t.count for t in kept)}
+            self._keys = {}
+            for k, kept in self.memo.items():
+                self._keys.setdefault(kept[0].pid, set()).add(k)
         self._keys.setdefault(transition.pid, set()).add(key)
         kept = self.memo.setdefault(key, [])
         kept.insert(0, transition)

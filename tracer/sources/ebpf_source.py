@@ -306,7 +306,8 @@ class EbpfSource:
         KernelKill record when a kill rule fired at its entry): the kernel
         records entry and exit together, so nothing pairs them again
         (preceded by an AttachEvent the first time a process already running
-        is seen). Also ExecEvent, ForkEvent, ExitEvent, and
+        is seen), or a CallAgain when its record is, but for its time, one
+        decoded before. Also ExecEvent, ForkEvent, ExitEvent, and
         last RecordsLost when the kernel side dropped records since the
         previous poll. Syscall records wake the reader only in bulk (call_wakeup() in the C
         side), so what is in the buffer is taken whether or not it woke us.
