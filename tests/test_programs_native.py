@@ -111,6 +111,7 @@ TRUTH: dict[str, Truth] = {
     # Load and process-handling programs.
     "mprotect_flood": Truth(args=("200",)),
     "jit_flood": Truth(args=("200",), refused=("jit_mprotect",)),
+    "flip_mix": Truth(args=("200",), refused=("flip_mprotect",)),
     "threads_flood": Truth(args=("4", "50")),
     "cheap_syscalls": Truth(args=("1000",)),
     "signals": Truth(),

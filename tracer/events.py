@@ -312,6 +312,20 @@ class CallsRepeated:
     count: int
 
 
+@dataclass(slots=True, eq=False)
+class CallAgain:
+    """The call of `first` (a MemReturn its source delivered before) made
+    again at `ts`: every other fact the source has of it is the same (the
+    thread, the arguments, the kernel's view of its range before it, the
+    result). `key` names `first` for the judge's memo of what such a call
+    does to its model and how it is judged. Not frozen: a flood of flips is
+    mostly these, and a frozen dataclass costs several times as much to make."""
+
+    ts: float
+    first: MemReturn
+    key: int
+
+
 @dataclass(frozen=True, slots=True)
 class RecordsLost:
     """The eBPF source dropped records it could not deliver: `count` since
@@ -342,5 +356,6 @@ EXEC_UNRESOLVED = "exec-unresolved"
 
 Event = (
     MemCall | MemReturn | ExecEvent | AttachEvent | ForkEvent | ExitEvent | ForeignWrite
-    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | WritableObjects | Unresolved | CallStalled
+    | TrampfdEvent | ClosureEvent | RecordsLost | CallsRepeated | CallAgain | WritableObjects | Unresolved
+    | CallStalled
 )

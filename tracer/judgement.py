@@ -42,8 +42,9 @@ class Judgement:
     (`reason` says why an outcome is not what the decision asked for);
     `detail` holds extra key/value pairs some events carry (a trampoline's
     target and the registers it set). `count` > 1 stands for that many equal
-    calls a source counted instead of delivering one by one (`ts` and `tid`
-    are the last one's)."""
+    calls a source counted instead of delivering one by one, or the judge
+    replayed (tracer/replay.py) instead of reporting one by one (`ts` and
+    `tid` are the last one's)."""
 
     ts: float
     source: str

@@ -55,6 +55,7 @@ from .events import (
     EXEC_UNRESOLVED,
     UNKNOWN_PROCESS,
     AttachEvent,
+    CallAgain,
     CallsRepeated,
     CallStalled,
     ClosureEvent,
@@ -74,6 +75,7 @@ from .events import (
 from .judgement import Judgement, Outcome
 from .judging import Decider, evolve
 from .policy.model import Policy
+from .replay import Replays, Transition
 from .shadow import Change, ShadowModel, page_up
 from .sources.fast_faults import FastFaults
 from .sources.procfs import read_maps
@@ -323,6 +325,8 @@ class Judge:
         # Calls a source counts instead of delivering, by (pid, repeat key):
         # the first such call and what the model made of it.
         self._repeatable: dict[tuple[int, int], tuple[MemCall, Change, tuple[Category, ...]]] = {}
+        # Calls a source delivers as made again (CallAgain): what each did, replayed.
+        self._replays = Replays()
         self.finished = False
         # Report every closure served (run --closures --trace-trampolines).
         self.trace_trampolines = False
@@ -332,6 +336,7 @@ class Judge:
             ExecEvent: self._exec,
             ForkEvent: self._fork,
             CallsRepeated: self.calls_repeated,
+            CallAgain: self.call_again,
             ExitEvent: self._exit,
             AttachEvent: self._attach,
             TrampfdEvent: self._trampfd,
@@ -349,6 +354,8 @@ class Judge:
 
     def set_policy(self, policy: Policy) -> None:
         """Judge every call from now on by `policy` (the model is kept)."""
+        self.report_replayed()
+        self._replays.clear()
         self.decider.set_policy(policy)
 
     @property
@@ -358,6 +365,8 @@ class Judge:
 
     @enforcer.setter
     def enforcer(self, enforcer: Enforcer) -> None:
+        self.report_replayed()
+        self._replays.clear()
         self.settler.enforcer = enforcer
 
     # --- calls ---------------------------------------------------------------------
@@ -435,6 +444,12 @@ class Judge:
         if pending is None:
             self._seen_before(ret.call)
             pending = self.call(ret.call, None)
+        self._returned(ret, pending)
+
+    def _returned(self, ret: MemReturn, pending: InFlight) -> Judgement | None:
+        """call_returned's part once the call is judged (`pending`); return
+        the judgement emitted for it now, None when none was (or it waits
+        for its proof)."""
         if pending.judgement is not None:
             self._open.discard(pending)
         if ret.kernel_kill is not None and pending.judgement is None:
@@ -449,15 +464,65 @@ class Judge:
         if ret.call.repeat_key is not None and change is not None:
             categories = judgement.categories if judgement is not None else ()
             self._repeatable[(ret.call.pid, ret.call.repeat_key)] = (ret.call, change, categories)
-        if judgement is not None and pending.plan is not None:
-            addr = judgement.addr
-            if change is not None and change.kind == "map" and not ret.failed:
-                addr = ret.result
-            plan = pending.plan
-            # Most plans need no proof: no Evidence to make (this is every judged call's path).
-            kill = ret.kernel_kill
-            seen = _NOTHING if plan.proof is Proof.NONE else Evidence(ret.result, kill.rule if kill else None)
-            self.settler.settle(judgement, plan, seen, result=ret.result, addr=addr)
+        if judgement is None or pending.plan is None:
+            return None
+        addr = judgement.addr
+        if change is not None and change.kind == "map" and not ret.failed:
+            addr = ret.result
+        plan = pending.plan
+        # Most plans need no proof: no Evidence to make (this is every judged call's path).
+        kill = ret.kernel_kill
+        seen = _NOTHING if plan.proof is Proof.NONE else Evidence(ret.result, kill.rule if kill else None)
+        return self.settler.settle(judgement, plan, seen, result=ret.result, addr=addr)
+
+    def call_again(self, event: CallAgain) -> None:
+        """A call made again (its source's CallAgain): replayed on the model,
+        and counted for report_replayed(), when what it did the last time
+        still holds; else judged as a call delivered whole, and what it did
+        remembered for the next time when that is exact (tracer/replay.py)."""
+        first = event.first
+        if self._replays.replay(event.key, self.model.processes.get(first.call.pid), event.ts):
+            return
+        call = replace(first.call, ts=event.ts)
+        ret = MemReturn(call, first.result)
+        process = self.model.processes.get(call.pid)
+        args = call.args
+        if (process is None or call.syscall not in _PROTECTS or call.vmas is None
+                or args[2] & PROT_GROWSDOWN):
+            self.call_returned(ret)
+            return
+        space = process.space
+        version = space.version
+        self._seen_before(call)
+        start, end = args[0], args[0] + page_up(args[1])
+        # What observe() read (the kernel's view) and what the change touches.
+        seen = (min(start, *(m.start for m in call.vmas)), max(end, *(m.end for m in call.vmas)))
+        window = space.window(start, end, seen) if space.version == version else None
+        count = len(space)
+        pending = self.call(call, None)
+        emitted = self._returned(ret, pending)
+        change = pending.change
+        exact = (window is not None and change is not None and process is self.model.processes.get(call.pid)
+                 and process.space is space and (pending.judgement is None or emitted is not None)
+                 and (pending.plan is None or pending.plan.proof in _PROOF_AT_RETURN)
+                 and all(part.backing.identity is None and not part.shared for part in change.parts))
+        if exact:
+            lo, before = window
+            after = space.regions(lo, lo + len(before) + len(space) - count)
+            self._replays.record(event.key, Transition(
+                call.pid, space, process.info, process.personality, call.syscall, seen[0], before, after,
+                [region.start for region in after], emitted))
+
+    def report_replayed(self) -> None:
+        """Report the calls replayed since the last report: counted in the
+        run's statistics, and each judged one as its first judgement was,
+        once, with their count (`ts` the last one's)."""
+        stats = self.stats
+        for transition, count, ts in self._replays.take():
+            stats.calls += count
+            stats.calls_by_syscall[transition.syscall] += count
+            if transition.judgement is not None:
+                self.emitter.emit(evolve(transition.judgement, ts=ts, count=count))
 
     def _seen_before(self, call: MemCall) -> None:
         """The MODEL stage's part of a call delivered whole: what its source
@@ -599,6 +664,7 @@ class Judge:
     def _forget_repeatable(self, pid: int) -> None:
         for key in [key for key in self._repeatable if key[0] == pid]:
             del self._repeatable[key]
+        self._replays.forget(pid)
 
     def _exec(self, event: ExecEvent) -> Plan | None:
         self._forget_repeatable(event.pid)
@@ -617,6 +683,7 @@ class Judge:
         if self.finished:
             return self.stats
         self.finished = True
+        self.report_replayed()
         # What never settled is reported with what is known now.
         unreturned, self._open = self._open, set()
         for entry in sorted(unreturned, key=lambda entry: entry.call.ts):
@@ -787,6 +854,8 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
 
 
 _PROTECTS = frozenset({"mprotect", "pkey_mprotect"})
+# Plans whose outcome a call's return settles (a replayed call is never killed).
+_PROOF_AT_RETURN = frozenset({Proof.NONE, Proof.KERNEL_KILL})
 
 
 def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
@@ -804,9 +873,11 @@ def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
 
 def feed_ebpf(judge: Judge, events: list[Event]) -> None:
     """Judge a batch of eBPF events in order (each call comes whole, as its
-    MemReturn, with what the source knew of its range)."""
+    MemReturn, with what the source knew of its range); the calls it
+    replayed (CallAgain) are reported at the end of the batch."""
     for event in events:
         judge.event(event)
+    judge.report_replayed()
 
 
 class _PassThrough(TraceSink):

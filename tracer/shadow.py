@@ -188,6 +188,13 @@ class Region:
         contiguous = not self.backing.identity or self.offset + (self.end - self.start) == other.offset
         return same and contiguous
 
+    def same(self, other: Region) -> bool:
+        """True when `other` is this region in every field (another object, the same state)."""
+        mine = (self.start, self.end, self.prot, self.shared, self.offset, self.ever_writable, self.ever_exec)
+        theirs = (other.start, other.end, other.prot, other.shared, other.offset, other.ever_writable,
+                  other.ever_exec)
+        return mine == theirs and (self.backing is other.backing or self.backing == other.backing)
+
 
 @dataclass(slots=True)
 class Change:
@@ -251,6 +258,8 @@ class AddressSpace:
         # call's footprint, coverage check and plan all ask for one range.
         self._last_overlap: tuple[int, int, list[Region]] | None = None
         self.holds_uncopied = not all(copied_by_fork(r.backing) for r in self._regions)
+        # Grows at every change of the regions: equal before and after a step, the step changed nothing.
+        self.version = 0
         self.brk_start: int | None = None
         self.brk_end: int | None = None
 
@@ -319,6 +328,47 @@ class AddressSpace:
     def _changed(self) -> None:
         self._snapshot = None
         self._last_overlap = None
+        self.version += 1
+
+    def window(self, start: int, end: int, seen: tuple[int, int]) -> tuple[int, list[Region]] | None:
+        """The regions a protection change of [start, end) can touch, or was
+        judged on, when the range lies inside one region (protect() splits
+        that region and merges the pieces with its neighbours, nothing
+        further): every region that meets `seen` (an address range holding
+        [start, end): what else the change was judged on) and one more on
+        each side, with the index of the first. None when the range is not
+        inside one region."""
+        starts = self._starts
+        i = bisect.bisect_right(starts, start) - 1
+        if i < 0 or self._regions[i].end < end:
+            return None
+        lo = max(bisect.bisect_right(starts, seen[0]) - 2, 0)
+        return lo, self._regions[lo:bisect.bisect_left(starts, seen[1]) + 1]
+
+    def regions(self, lo: int, hi: int) -> list[Region]:
+        """The regions from index `lo` up to `hi`, in address order."""
+        return self._regions[lo:hi]
+
+    def swap(self, seen: int, before: list[Region], after: list[Region], after_starts: list[int]) -> bool:
+        """Replace the window() of a change whose `seen` range starts at
+        `seen` by `after` when it holds the regions `before` (the same
+        objects, or regions equal to them in every field: `before` then
+        takes the current objects, so the next check is by identity); False,
+        and nothing changed, otherwise. The regions are immutable, so
+        `after` may be shared with whatever else holds them."""
+        lo = max(bisect.bisect_right(self._starts, seen) - 2, 0)
+        hi = lo + len(before)
+        current = self._regions[lo:hi]
+        if current != before:
+            if len(current) != len(before):
+                return False
+            if not all(now.same(then) for now, then in zip(current, before, strict=True)):
+                return False
+            before[:] = current
+        self._regions[lo:hi] = after
+        self._starts[lo:hi] = after_starts
+        self._changed()
+        return True
 
     def remove(self, start: int, end: int) -> list[Region]:
         """Unmap [start, end); return the removed pieces."""

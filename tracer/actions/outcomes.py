@@ -253,10 +253,11 @@ class Settler:
         # `plan(judgement)`: the enforcer's plan, bound once (every judged call asks).
         self.plan = enforcer.plan
 
-    def settle(self, judgement: Judgement, plan: Plan, seen: Evidence, **learnt: int) -> None:
+    def settle(self, judgement: Judgement, plan: Plan, seen: Evidence, **learnt: int) -> Judgement | None:
         """Emit `judgement` (with the fields `learnt` since it was made) and
-        its outcome once `seen` settles `plan`; else keep it until its
-        process dies (died) or the run ends (flush)."""
+        its outcome once `seen` settles `plan`, and return what was emitted;
+        else keep it until its process dies (died) or the run ends (flush),
+        and return None."""
         if plan.proof is Proof.NONE:
             outcome, reason = plan.outcome, plan.reason
         else:
@@ -264,12 +265,14 @@ class Settler:
             if settled is None:
                 held = evolve(judgement, **learnt) if learnt else judgement
                 self._awaiting.setdefault(judgement.pid, []).append((held, plan))
-                return
+                return None
             outcome, reason = settled
         changes: dict[str, object] = learnt
         if outcome is not judgement.outcome or reason is not None:
             changes = {**learnt, "outcome": outcome, "reason": reason}
-        self.emit(evolve(judgement, **changes) if changes else judgement)
+        emitted = evolve(judgement, **changes) if changes else judgement
+        self.emit(emitted)
+        return emitted
 
     def died(self, pid: int, status: int) -> None:
         """Process `pid` ended with wait status `status`: settle what waited for it."""

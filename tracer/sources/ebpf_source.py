@@ -23,6 +23,7 @@ import ctypes
 import itertools
 import mmap
 import os
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from tracer.errors import NoSuchProcess, TraceError, TrampwatchError
 from tracer.events import (
     UNKNOWN_PROCESS,
     AttachEvent,
+    CallAgain,
     CallsRepeated,
     Event,
     ExecEvent,
@@ -80,6 +82,9 @@ MAX_PROCS = 16384
 # Repeat keys the kernel counts at once (process x region x transition);
 # a call whose key finds the map full is sent like any other.
 MAX_REPEAT_KEYS = 16384
+# Distinct calls remembered for CallAgain (a record's bytes but its time, and
+# its first MemReturn: ~1 KiB each); the memory is cleared when full.
+MAX_BODIES = 4096
 
 # The flags every syscall record is tested for, as plain ints: IntFlag
 # arithmetic made up ~40% of decoding a record.
@@ -95,6 +100,12 @@ _P_UNLINKED = int(PartFlag.UNLINKED)
 _P_SHARED = int(PartFlag.SHARED)
 _P_NAMED = int(PartFlag.SPECIAL | PartFlag.HEAP | PartFlag.STACK | PartFlag.GROWSDOWN)
 _MASK64 = (1 << 64) - 1
+# A record's entry time comes first; the rest of it is its body (CallAgain).
+_TS = struct.Struct("<Q")
+_BODY_AT = _TS.size
+# Flags whose record is never told as CallAgain: a kill, an object the
+# descriptor's live state names, the first call of a kernel repeat key.
+_NOT_AGAIN = _KILLED | _OBJECT | _REPEAT_KEY
 
 
 def _anon_name(flags: int) -> str:
@@ -197,6 +208,11 @@ class EbpfSource:
         # A range's VMAs as decoded in this batch, by process and record bytes:
         # a JIT's flips send the same few ranges over and over.
         self._vmas_cache: dict[tuple[int, bytes], tuple[MapEntry, ...]] = {}
+        # Calls whose event follows from their record's bytes but its time
+        # alone (body -> (first MemReturn, tgid, key)): the same bytes again
+        # are delivered as CallAgain, without decoding them.
+        self._bodies: dict[bytes, tuple[MemReturn, int, int]] = {}
+        self._body_keys = itertools.count(1)
         self._exec_stacks = ExecStackCache()
         self._rule_names: list[str] = []
         self._filters = Filter(0)
@@ -290,7 +306,8 @@ class EbpfSource:
         KernelKill record when a kill rule fired at its entry): the kernel
         records entry and exit together, so nothing pairs them again
         (preceded by an AttachEvent the first time a process already running
-        is seen). Also ExecEvent, ForkEvent, ExitEvent, and
+        is seen), or a CallAgain when its record is, but for its time, one
+        decoded before. Also ExecEvent, ForkEvent, ExitEvent, and
         last RecordsLost when the kernel side dropped records since the
         previous poll. Syscall records wake the reader only in bulk (call_wakeup() in the C
         side), so what is in the buffer is taken whether or not it woke us.
@@ -324,13 +341,21 @@ class EbpfSource:
     def decode(self, records: list[bytes]) -> list[Event]:
         """Return the events of `records` (from take()), in order, as poll()
         does, without the repeat counts and losses poll() adds. /proc is
-        read at most once per process for the batch."""
+        read at most once per process for the batch. A call whose record
+        equals, but for its time, one decoded before (same thread,
+        arguments, view of its range and result: a JIT's flips) comes as
+        CallAgain, and costs a dictionary look-up here."""
         self._maps_cache.clear()
         self._vmas_cache.clear()
         events: list[Event] = []
-        decode = self._decode
+        decode, bodies, known, offset = self._decode, self._bodies, self._known, self._clock_offset_ns
+        append, ts_of = events.append, _TS.unpack_from
         for data in records:
-            decode(data, events)
+            again = bodies.get(data[_BODY_AT:])
+            if again is not None and again[1] in known:
+                append(CallAgain((ts_of(data)[0] + offset) / 1e9, again[0], again[2]))
+            else:
+                decode(data, events)
         return events
 
     def lost_counts(self) -> dict[str, int]:
@@ -466,7 +491,14 @@ class EbpfSource:
         if not known:
             events.append(self._attach(call, fields[14]))
         kill = KernelKill(ts, tgid, tid, self._rule_names[fields[15]]) if flags & _KILLED else None
-        events.append(MemReturn(call, result, None, kill))
+        ret = MemReturn(call, result, None, kill)
+        events.append(ret)
+        if known and not flags & _NOT_AGAIN and name != "shmat" and unseen is None and (
+                not flags & _REGION or (vmas is not None and _anonymous(data, len(vmas)))):
+            # Its event follows from its bytes alone (no name read from /proc): remember them.
+            if len(self._bodies) >= MAX_BODIES:
+                self._bodies.clear()
+            self._bodies[data[_BODY_AT:]] = (ret, tgid, next(self._body_keys))
 
     def _fd_object(self, obj: ObjectRecord, args: tuple[int, ...]) -> FdObject:
         """The object the kernel saw behind an mmap's descriptor, with the
@@ -557,6 +589,12 @@ class EbpfSource:
         execstack = self._exec_stacks.execstack(info.exe)
         former = rec.args[0] if rec.args[0] != pid else None
         return ExecEvent(ts, pid, pid, info, maps, execstack, rec.personality, former_pid=former)
+
+
+def _anonymous(data: bytes, nparts: int) -> bool:
+    """True when no VMA of a region record maps a file (each is named by its flags alone)."""
+    return not any(PART_FORMAT.unpack_from(data, _PARTS_AT + i * _PART_SIZE)[4] & _P_FILE
+                   for i in range(nparts))
 
 
 def _exe_path(exec_rec: ExecRecord, pid: int) -> str:
