@@ -421,3 +421,29 @@ def test_file_rewritten_through_its_loop_image_is_written(build_program, parse_o
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mmap", ("exec-written",))]
     assert parse_output(traced.stdout).failed()["file_rx_mmap"] == "EACCES"
+
+
+@pytest.mark.parametrize("abi", ["x86_64", "m32"])
+def test_program_break_moved_by_prctl_is_taken_from_the_kernel(build_program, parse_output, tmp_path, abi):
+    """prctl(PR_SET_MM, PR_SET_MM_MAP) moves the kernel's program break over
+    a clean R-X page of the program's file (no memory call); brk() below it
+    then unmaps that page, a MAP_GROWSDOWN region grows into the gap, and
+    the grown page is made R-X. strict refuses PR_SET_MM (opaque, EPERM, on
+    either ABI); audit lets it run and judges the brk's result from the
+    kernel's maps, so the mprotect is w-to-x, not a clean file page."""
+    args = [str(build_program("attack_prctl_brk"))] + (["m32"] if abi == "m32" else [])
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    native = parse_output(done.stdout)
+    if "move_prctl" in native.failed():
+        pytest.skip(f"prctl(PR_SET_MM_MAP) is refused here: {native.failed()['move_prctl']}")
+    assert native.maps["after_cut"] is None and native.ran == ["grown_call"]
+    traced = trace(args, tmp_path, *STRICT)
+    out = parse_output(traced.stdout)
+    assert out.ran == [] and out.done == 1, traced.stdout
+    assert shape(traced.events) == [("prctl", ("opaque",))]
+    assert traced.events[0]["verdict"] == "denied" and traced.events[0]["result"] == -errno.EPERM
+    assert out.failed()["move_prctl"] == "EPERM"
+    audited = trace(args, tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == ["grown_call"]
+    assert shape(audited.events) == [("prctl", ("opaque",)), ("mprotect", ("w-to-x", "anon-exec"))]
+    assert {event["verdict"] for event in audited.events} == {"logged"}

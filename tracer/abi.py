@@ -53,6 +53,7 @@ SYSCALLS_X86_64: dict[str, int] = {
     "clone3": 435,
     "seccomp": 317,
     "fanotify_init": 300,
+    "prctl": 157,  # PR_SET_MM only: the kernel's record of the program break moved
 }
 
 SYSCALLS_I386: dict[str, int] = {
@@ -90,6 +91,7 @@ SYSCALLS_I386: dict[str, int] = {
     "clone3": 435,
     "seccomp": 354,
     "fanotify_init": 338,
+    "prctl": 172,
 }
 
 SYSCALL_TABLES: dict[int, dict[str, int]] = {
@@ -247,6 +249,9 @@ SECCOMP_RET_DATA = 0x0000FFFF
 PR_SET_MDWE = 65
 PR_GET_MDWE = 66
 PR_MDWE_REFUSE_EXEC_GAIN = 1
+# Checkpoint/restore's rewrite of the kernel's memory layout record (the
+# program break among it): brk() then starts from where this put it.
+PR_SET_MM = 35
 
 # --- ELF program header bits the model reads -------------------------------------
 

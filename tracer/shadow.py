@@ -28,6 +28,7 @@ from .abi import (
     O_WRONLY,
     PAGE_SIZE,
     PERSONALITY_QUERY,
+    PR_SET_MM,
     PROC_SUPER_MAGIC,
     PROT_EXEC,
     PROT_GROWSDOWN,
@@ -253,6 +254,10 @@ class AddressSpace:
         self.holds_uncopied = not all(copied_by_fork(r.backing) for r in self._regions)
         self.brk_start: int | None = None
         self.brk_end: int | None = None
+        # True once prctl(PR_SET_MM) may have moved the kernel's program
+        # break: the next brk starts, grows or cuts from a break the model
+        # does not know, and its result is taken from the kernel's maps.
+        self.break_unknown = False
 
     @classmethod
     def from_maps(cls, maps: tuple[MapEntry, ...] | list[MapEntry]) -> AddressSpace:
@@ -277,6 +282,7 @@ class AddressSpace:
         """Return an independent copy (what fork gives the child)."""
         twin = AddressSpace(list(self._regions))
         twin.brk_start, twin.brk_end = self.brk_start, self.brk_end
+        twin.break_unknown = self.break_unknown
         twin.holds_uncopied = self.holds_uncopied
         return twin
 
@@ -490,6 +496,12 @@ class ShadowModel:
         # hold written code whatever view maps them next. Write history
         # belongs to the object, not to one attach or mapping of it.
         self.written_objects: set[tuple] = set()
+
+    def break_unknown(self, pid: int) -> bool:
+        """True when the kernel's program break of `pid` may not be where the
+        model has it (prctl(PR_SET_MM) moved it since the last brk)."""
+        process = self.processes.get(pid)
+        return process is not None and process.space.break_unknown
 
     def object_written(self, identity: tuple | None) -> bool:
         """True when a shared writable view of this object ever existed."""
@@ -752,7 +764,7 @@ class ShadowModel:
     def _plan_brk(self, process: Process, call: MemCall) -> Change | None:
         space = process.space
         requested = call.args[0]
-        if space.brk_end is None or requested <= space.brk_end:
+        if space.brk_end is None or space.break_unknown or requested <= space.brk_end:
             return None
         prot = PROT_READ | PROT_WRITE
         eff, from_rie = _effective(prot, process)
@@ -805,6 +817,10 @@ class ShadowModel:
         if name == "seccomp":
             listener = args[0] == SECCOMP_SET_MODE_FILTER and args[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER
             return _opaque(call, "seccomp-listener") if listener else None
+        if name == "prctl":
+            # Only PR_SET_MM stops: the kernel's layout record (the program
+            # break among it) rewritten from a struct in the program's memory.
+            return _opaque(call, "PR_SET_MM") if args[0] & 0xFFFFFFFF == PR_SET_MM else None
         if name == "remap_file_pages":
             region = process.space.find(args[0])
             risky = region is not None and region.shared and bool(region.prot & PROT_EXEC)
@@ -902,6 +918,13 @@ class ShadowModel:
 
     def _apply_brk(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         space = process.space
+        if space.break_unknown:
+            # brk returns the kernel's break; what it mapped or cut on the way
+            # the caller takes from the kernel's maps (ShadowModel.reconcile).
+            space.break_unknown = False
+            space.brk_start = space.brk_start if space.brk_start is not None else result
+            space.brk_end = result
+            return
         new_end = page_up(result)
         if space.brk_start is None:
             space.brk_start = space.brk_end = new_end
@@ -914,6 +937,10 @@ class ShadowModel:
         elif new_end < old_end:
             space.remove(new_end, old_end)
         space.brk_end = result
+
+    def _apply_prctl(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        if change is not None:
+            process.space.break_unknown = True
 
     def _apply_personality(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None and change.personality_set is not None:
@@ -943,7 +970,7 @@ _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", 
 
 _PLANNERS = {
     **dict.fromkeys(_DESCRIPTOR_CALLS, ShadowModel._plan_descriptor),
-    **dict.fromkeys(("clone", "ioctl", "seccomp", "remap_file_pages", *_FACILITIES),
+    **dict.fromkeys(("clone", "ioctl", "seccomp", "remap_file_pages", "prctl", *_FACILITIES),
                     ShadowModel._plan_opaque),
     "ptrace": ShadowModel._plan_foreign_write,
     "mmap": ShadowModel._plan_mmap,
@@ -968,4 +995,5 @@ _APPLIERS = {
     "shmdt": ShadowModel._apply_shmdt,
     "brk": ShadowModel._apply_brk,
     "personality": ShadowModel._apply_personality,
+    "prctl": ShadowModel._apply_prctl,
 }

@@ -20,6 +20,7 @@ from ..abi import (
     O_ACCMODE,
     O_RDWR,
     O_WRONLY,
+    PR_SET_MM,
     PROT_EXEC,
     PROT_WRITE,
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
@@ -103,6 +104,7 @@ OPAQUE_RULES: tuple[TrapRule, ...] = (
     TrapRule("clone", 0, mask=CLONE_UNTRACED, equals=CLONE_UNTRACED),
     TrapRule("seccomp", 1, mask=SECCOMP_FILTER_FLAG_NEW_LISTENER, equals=SECCOMP_FILTER_FLAG_NEW_LISTENER),
     *(TrapRule("fanotify_init", 1, mask=O_ACCMODE, equals=mode) for mode in (O_WRONLY, O_RDWR)),
+    TrapRule("prctl", 0, mask=_LOW32, equals=PR_SET_MM),
 )
 # Ranges a forked child does not get: a fork's child model is its parent's
 # copy unless some thread asked for this (the model then reads the child's maps).
