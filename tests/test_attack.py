@@ -447,3 +447,49 @@ def test_program_break_moved_by_prctl_is_taken_from_the_kernel(build_program, pa
     assert parse_output(audited.stdout).ran == ["grown_call"]
     assert shape(audited.events) == [("prctl", ("opaque",)), ("mprotect", ("w-to-x", "anon-exec"))]
     assert {event["verdict"] for event in audited.events} == {"logged"}
+
+
+def _clean_dir(tmp_path: Path, name: str) -> Path:
+    """A directory holding `clean`, a file made before the run."""
+    where = tmp_path / name
+    where.mkdir()
+    (where / "clean").write_bytes(b"\x90" * 4096)
+    return where
+
+
+def test_file_routes_by_rename_link_copy_and_reopen_are_written(build_program, parse_output, tmp_path):
+    """Code written into a file reaches an R-X mapping or an exec under
+    another name or through another object: renamed over a clean file
+    (rename, RENAME_EXCHANGE), a hard link, FICLONE, sendfile, fallocate
+    INSERT/COLLAPSE_RANGE, an O_PATH execveat; memory moved by
+    MREMAP_DONTUNMAP; shared anonymous memory and a System V segment
+    reopened through /proc/self/map_files. Written history follows the
+    inode (or the region), so each is refused."""
+    program = str(build_program("attack_file_routes"))
+    done = subprocess.run([program, str(_clean_dir(tmp_path, "native"))], capture_output=True, text=True,
+                          timeout=120)
+    native = parse_output(done.stdout)
+    routes = ["rename", "exchange", "link", "ficlone", "sendfile", "insert", "dontunmap", "map_files",
+              "shm_files", "opath"]
+    unsupported = {route for route in routes
+                   for label, err in native.failed().items() if label.startswith(route + "_")}
+    assert unsupported <= {"ficlone", "insert"}, native.failed()  # filesystems without reflinks/ranges
+    routes = [route for route in routes if route not in unsupported]
+    assert native.ran == [f"{route}_call" for route in routes]
+    traced = trace([program, str(_clean_dir(tmp_path, "traced"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    written = ("mmap", ("exec-written",))
+    expected = {"rename": written, "exchange": written, "link": written, "ficlone": written,
+                "sendfile": written, "insert": written, "dontunmap": ("mprotect", ("w-to-x", "anon-exec")),
+                "map_files": ("mmap", ("anon-exec",)),
+                "shm_files": ("mmap", ("exec-written", "exec-unlinked")),
+                "opath": ("exec", ("exec-written",))}
+    assert shape(traced.events) == [expected[route] for route in routes]
+    out = parse_output(traced.stdout)
+    assert out.children["opath_child"] == "signal=SIGKILL"
+    for route in routes:
+        if route != "opath":
+            assert out.failed()[f"{route}_rx_{'mprotect' if route == 'dontunmap' else 'mmap'}"] == "EACCES"
+    audited = trace([program, str(_clean_dir(tmp_path, "audited"))], tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == [f"{route}_call" for route in routes]
+    assert shape(audited.events) == [expected[route] for route in routes]
