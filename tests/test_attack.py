@@ -493,3 +493,24 @@ def test_file_routes_by_rename_link_copy_and_reopen_are_written(build_program, p
     audited = trace([program, str(_clean_dir(tmp_path, "audited"))], tmp_path, "--mode", "audit")
     assert parse_output(audited.stdout).ran == [f"{route}_call" for route in routes]
     assert shape(audited.events) == [expected[route] for route in routes]
+
+
+@pytest.mark.parametrize("abi", ["x86_64", "m32"])
+def test_io_destroy_unmapping_what_lies_where_its_ring_was(build_program, parse_output, tmp_path, abi):
+    """io_destroy unmaps the range its context's ring was moved to, whatever
+    is mapped there by then: a clean R-X page of the program's file put in
+    the ring's place vanishes with no munmap, a MAP_GROWSDOWN region grows
+    into the gap, and the grown page is made R-X. io_destroy (either ABI) is
+    followed at its exit by a look at the kernel's maps: w-to-x."""
+    args = [str(build_program("attack_aio_gap"))] + (["m32"] if abi == "m32" else [])
+    native = parse_output(subprocess.run(args, capture_output=True, text=True, timeout=120).stdout)
+    if "ring_io_setup" in native.failed():
+        pytest.skip(f"io_setup is refused here: {native.failed()['ring_io_setup']}")
+    assert native.maps["after_cut"] is None and native.ran == ["grown_call"]
+    traced = trace(args, tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed()["grown_rx_mprotect"] == "EACCES"
+    audited = trace(args, tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == ["grown_call"]
+    assert shape(audited.events) == [("mprotect", ("w-to-x", "anon-exec"))]

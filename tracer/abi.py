@@ -54,6 +54,7 @@ SYSCALLS_X86_64: dict[str, int] = {
     "seccomp": 317,
     "fanotify_init": 300,
     "prctl": 157,  # PR_SET_MM only: the kernel's record of the program break moved
+    "io_destroy": 207,  # unmaps where the context's ring was put, whatever is there now
 }
 
 SYSCALLS_I386: dict[str, int] = {
@@ -92,6 +93,7 @@ SYSCALLS_I386: dict[str, int] = {
     "seccomp": 354,
     "fanotify_init": 338,
     "prctl": 172,
+    "io_destroy": 246,
 }
 
 SYSCALL_TABLES: dict[int, dict[str, int]] = {

@@ -444,10 +444,9 @@ class Judge:
         if ret.kernel_kill is not None and pending.judgement is None:
             self._judge_killed(pending)
         change, judgement = pending.change, pending.judgement
-        moved_break = ret.call.syscall == "brk" and self.model.break_unknown(ret.call.pid)
+        unseen = self.model.changes_unseen(ret.call)
         self.model.apply(ret.call, ret.result, change)
-        if moved_break and self.gaps is not None:
-            # It grew or cut from a break prctl(PR_SET_MM) moved: anywhere.
+        if unseen and not ret.failed and self.gaps is not None:
             self.gaps.whole(ret.call.pid)
         refused = pending.plan is not None and pending.plan.proof is Proof.RESULT
         if ret.failed and self.gaps is not None and not refused:

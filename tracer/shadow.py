@@ -497,11 +497,17 @@ class ShadowModel:
         # belongs to the object, not to one attach or mapping of it.
         self.written_objects: set[tuple] = set()
 
-    def break_unknown(self, pid: int) -> bool:
-        """True when the kernel's program break of `pid` may not be where the
-        model has it (prctl(PR_SET_MM) moved it since the last brk)."""
-        process = self.processes.get(pid)
-        return process is not None and process.space.break_unknown
+    def changes_unseen(self, call: MemCall) -> bool:
+        """True when `call`, if it succeeds, may map or unmap ranges its
+        arguments do not name, so the model must take the caller's whole
+        space from the kernel's maps at its exit: io_destroy unmaps the
+        range where its context's ring was put, whatever is mapped there
+        now; a brk after prctl(PR_SET_MM) moved the break grows or cuts
+        from a place the model does not know."""
+        if call.syscall == "io_destroy":
+            return True
+        process = self.processes.get(call.pid)
+        return call.syscall == "brk" and process is not None and process.space.break_unknown
 
     def object_written(self, identity: tuple | None) -> bool:
         """True when a shared writable view of this object ever existed."""

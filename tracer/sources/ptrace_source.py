@@ -1725,7 +1725,7 @@ _NOT_FLYING = object()
 
 # Calls that change an address space: judged one at a time per address space.
 _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
-                         "shmdt", "ipc", "prctl"})
+                         "shmdt", "ipc", "prctl", "io_destroy"})
 # A procfs mem file, as a descriptor's link names it (any mount point; the
 # kernel's d_path of a detached or foreign procfs starts elsewhere).
 _MEM_LINK = re.compile(r"(?:^|/)(\d+)(?:/task/\d+)?/mem(?: \(deleted\))?$")

@@ -47,7 +47,7 @@ def _seccomp() -> Any:
 MODEL_SYSCALLS: tuple[str, ...] = (
     "mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk",
     "shmat", "shmdt", "ipc", "memfd_create", "personality", "execve", "execveat",
-    "ptrace", "openat2",
+    "ptrace", "openat2", "io_destroy",
 )
 
 @dataclass(frozen=True)
