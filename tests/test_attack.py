@@ -514,3 +514,21 @@ def test_io_destroy_unmapping_what_lies_where_its_ring_was(build_program, parse_
     audited = trace(args, tmp_path, "--mode", "audit")
     assert parse_output(audited.stdout).ran == ["grown_call"]
     assert shape(audited.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+
+
+@pytest.mark.parametrize("abi", ["x86_64", "m32"])
+def test_mremap_of_unseen_pages_over_a_known_page(build_program, parse_output, tmp_path, abi):
+    """Pages no call made (a MAP_GROWSDOWN region's growth, holding written
+    code) are moved by mremap(MREMAP_FIXED) over a clean R-X page of the
+    program's file, then made R-X. The model must drop what it held at the
+    target and take the moved pages from the kernel (unknown history)."""
+    args = [str(build_program("attack_mremap_unseen"))] + (["m32"] if abi == "m32" else [])
+    native = parse_output(subprocess.run(args, capture_output=True, text=True, timeout=120).stdout)
+    assert native.maps["moved"].perms == "rw-p" and native.ran == ["moved_call"]
+    traced = trace(args, tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed()["moved_rx_mprotect"] == "EACCES"
+    audited = trace(args, tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == ["moved_call"]
+    assert shape(audited.events) == [("mprotect", ("w-to-x", "anon-exec"))]

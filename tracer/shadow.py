@@ -503,11 +503,18 @@ class ShadowModel:
         space from the kernel's maps at its exit: io_destroy unmaps the
         range where its context's ring was put, whatever is mapped there
         now; a brk after prctl(PR_SET_MM) moved the break grows or cuts
-        from a place the model does not know."""
+        from a place the model does not know; an mremap of pages the model
+        never saw (grown by a fault, mapped by the kernel) moves them where
+        the model cannot say what they are."""
         if call.syscall == "io_destroy":
             return True
         process = self.processes.get(call.pid)
-        return call.syscall == "brk" and process is not None and process.space.break_unknown
+        if process is None:
+            return False
+        if call.syscall == "mremap":
+            old, old_size = call.args[0], call.args[1]
+            return not self.covers(call.pid, old, old + page_up(max(old_size, 1)))
+        return call.syscall == "brk" and process.space.break_unknown
 
     def object_written(self, identity: tuple | None) -> bool:
         """True when a shared writable view of this object ever existed."""
@@ -883,10 +890,14 @@ class ShadowModel:
             pieces = space.overlapping(old, old + page_up(old_size))
             if not flags & MREMAP_DONTUNMAP:
                 space.remove(old, old + page_up(old_size))
-        if not pieces:
-            return
         shift = result - old
         new_end = result + page_up(new_size)
+        # Whatever the model held where the pages landed is gone (MREMAP_FIXED
+        # unmaps the target); parts of the source it never saw are taken
+        # from the kernel's maps at the exit (changes_unseen).
+        space.remove(result, new_end)
+        if not pieces:
+            return
         for piece in pieces:
             moved = Region(piece.start + shift, min(piece.end + shift, new_end), piece.prot, piece.shared,
                            piece.offset, piece.backing, piece.ever_writable, piece.ever_exec)
