@@ -532,3 +532,25 @@ def test_mremap_of_unseen_pages_over_a_known_page(build_program, parse_output, t
     audited = trace(args, tmp_path, "--mode", "audit")
     assert parse_output(audited.stdout).ran == ["moved_call"]
     assert shape(audited.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+
+
+@pytest.mark.parametrize("abi", ["x86_64", "m32"])
+def test_kvm_guest_running_written_code_is_opaque(build_program, parse_output, tmp_path, abi):
+    """A KVM guest runs code the program wrote into read-write memory with no
+    executable mapping at all (real mode: mov $42, %ax; hlt). KVM_CREATE_VM
+    (a register value, either ABI) is `opaque`: strict refuses it (EPERM),
+    audit reports it."""
+    args = [str(build_program("attack_kvm"))] + (["m32"] if abi == "m32" else [])
+    native = parse_output(subprocess.run(args, capture_output=True, text=True, timeout=120).stdout)
+    if native.failed():
+        pytest.skip(f"no KVM here: {native.failed()}")
+    assert native.ran == ["kvm_call"]
+    traced = trace(args, tmp_path, *STRICT)
+    out = parse_output(traced.stdout)
+    assert out.ran == [] and out.done == 1, traced.stdout
+    assert shape(traced.events) == [("ioctl", ("opaque",))]
+    assert traced.events[0]["verdict"] == "denied" and traced.events[0]["result"] == -errno.EPERM
+    assert traced.events[0]["detail"]["facility"] == "kvm" and out.failed() == {"kvm_create_vm": "EPERM"}
+    audited = trace(args, tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == ["kvm_call"]
+    assert shape(audited.events) == [("ioctl", ("opaque",))]

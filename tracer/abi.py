@@ -138,6 +138,9 @@ CLONE_FILES = 0x400
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 USERFAULTFD_IOC_NEW = 0xAA00  # _IO(0xAA, 0x00) on /dev/userfaultfd
+# _IO(KVMIO, 0x01) on /dev/kvm: a guest runs code from the caller's read-write
+# memory with no executable mapping at all.
+KVM_CREATE_VM = 0xAE01
 PROC_SUPER_MAGIC = 0x9FA0
 
 # --- memory protection and mapping flags --------------------------------------

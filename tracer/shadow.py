@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .abi import (
     CLONE_UNTRACED,
+    KVM_CREATE_VM,
     MAP_ANONYMOUS,
     MAP_GROWSDOWN,
     MAP_SHARED,
@@ -459,7 +460,7 @@ def _opaque(call: MemCall, facility: str) -> Change:
 def descriptor_facility(obj: FdObject) -> str | None:
     """What a descriptor the kernel handed out is, when it matters: 'mem' (a
     procfs mem file, written to write another address space), an opaque
-    facility ('userfaultfd', 'io_uring', 'unreadable', 'block-device': a
+    facility ('userfaultfd', 'io_uring', 'kvm', 'unreadable', 'block-device': a
     disk written under its filesystems, whose files then hold what the tree
     wrote under identities it never opened), 'written' (a regular file or
     memfd open for writing), else None."""
@@ -472,6 +473,8 @@ def descriptor_facility(obj: FdObject) -> str | None:
         return "userfaultfd"
     if obj.path == "anon_inode:[io_uring]":
         return "io_uring"
+    if obj.path.startswith("anon_inode:kvm-"):  # a VM or vCPU made elsewhere
+        return "kvm"
     if writable and stat.S_ISREG(obj.mode):
         return "written"
     if writable and stat.S_ISBLK(obj.mode):
@@ -826,7 +829,8 @@ class ShadowModel:
         if name == "clone3" and call.target is not None:
             return _opaque(call, "CLONE_UNTRACED")  # its exit found a child nobody traces
         if name == "ioctl":
-            return _opaque(call, "userfaultfd") if args[1] & 0xFFFFFFFF == USERFAULTFD_IOC_NEW else None
+            return _opaque(call, _IOCTL_FACILITIES[args[1] & 0xFFFFFFFF]) \
+                if args[1] & 0xFFFFFFFF in _IOCTL_FACILITIES else None
         if name == "seccomp":
             listener = args[0] == SECCOMP_SET_MODE_FILTER and args[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER
             return _opaque(call, "seccomp-listener") if listener else None
@@ -980,6 +984,7 @@ def _segment_bytes(call: MemCall) -> int:
     return page_up(call.object_size or PAGE_SIZE)
 
 
+_IOCTL_FACILITIES = {USERFAULTFD_IOC_NEW: "userfaultfd", KVM_CREATE_VM: "kvm"}
 _FACILITIES = {"io_uring_setup": "io_uring", "userfaultfd": "userfaultfd", "clone3": "clone3",
                "fanotify_init": "fanotify"}
 _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd", "recvmsg",

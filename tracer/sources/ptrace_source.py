@@ -1789,7 +1789,7 @@ def _access_asked(call: MemCall) -> int | None:
 def _worth_a_view(link: str) -> bool:
     """A received descriptor worth judging: a procfs mem file, an opaque
     facility, or a file (which may be writable)."""
-    return link.startswith("/") or link in _OPAQUE_LINKS
+    return link.startswith(("/", "anon_inode:kvm-")) or link in _OPAQUE_LINKS
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..abi import (
     CLONE_UNTRACED,
+    KVM_CREATE_VM,
     MADV_DONTFORK,
     O_ACCMODE,
     O_RDWR,
@@ -100,6 +101,7 @@ OPAQUE_RULES: tuple[TrapRule, ...] = (
     TrapRule("io_uring_setup"),
     TrapRule("userfaultfd"),
     TrapRule("ioctl", 1, mask=_LOW32, equals=USERFAULTFD_IOC_NEW),
+    TrapRule("ioctl", 1, mask=_LOW32, equals=KVM_CREATE_VM),
     TrapRule("remap_file_pages"),
     TrapRule("clone", 0, mask=CLONE_UNTRACED, equals=CLONE_UNTRACED),
     TrapRule("seccomp", 1, mask=SECCOMP_FILTER_FLAG_NEW_LISTENER, equals=SECCOMP_FILTER_FLAG_NEW_LISTENER),
