@@ -554,3 +554,21 @@ def test_kvm_guest_running_written_code_is_opaque(build_program, parse_output, t
     audited = trace(args, tmp_path, "--mode", "audit")
     assert parse_output(audited.stdout).ran == ["kvm_call"]
     assert shape(audited.events) == [("ioctl", ("opaque",))]
+
+
+def test_code_for_the_kernel_to_run_is_opaque(build_program, parse_output, tmp_path):
+    """A module image (init_module, finit_module of a file the program wrote)
+    or a kexec image is code the kernel would run for the tree: `opaque`,
+    refused under strict before the kernel looks at it (EPERM, where
+    natively the invalid images get ENOEXEC/EINVAL/EBADF, or ENOSYS on a
+    kernel without modules or kexec, like this host's)."""
+    program = str(build_program("attack_kernel_code"))
+    native = parse_output(subprocess.run([program], capture_output=True, text=True, timeout=60).stdout)
+    labels = ["module_init", "module_finit", "kexec_load", "kexec_file"]
+    assert set(native.failed()) == set(labels) and "EPERM" not in native.failed().values()
+    traced = trace([program], tmp_path, *STRICT)
+    out = parse_output(traced.stdout)
+    assert out.done == 1 and out.failed() == dict.fromkeys(labels, "EPERM")
+    assert shape(traced.events) == [(name, ("opaque",)) for name in
+                                    ("init_module", "finit_module", "kexec_load", "kexec_file_load")]
+    assert {(e["verdict"], e["result"]) for e in traced.events} == {("denied", -errno.EPERM)}

@@ -55,6 +55,11 @@ SYSCALLS_X86_64: dict[str, int] = {
     "fanotify_init": 300,
     "prctl": 157,  # PR_SET_MM only: the kernel's record of the program break moved
     "io_destroy": 207,  # unmaps where the context's ring was put, whatever is there now
+    # Code the tree hands the kernel to run as kernel code (root).
+    "init_module": 175,
+    "finit_module": 313,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
 }
 
 SYSCALLS_I386: dict[str, int] = {
@@ -94,6 +99,9 @@ SYSCALLS_I386: dict[str, int] = {
     "fanotify_init": 338,
     "prctl": 172,
     "io_destroy": 246,
+    "init_module": 128,
+    "finit_module": 350,
+    "kexec_load": 283,
 }
 
 SYSCALL_TABLES: dict[int, dict[str, int]] = {
