@@ -572,3 +572,17 @@ def test_code_for_the_kernel_to_run_is_opaque(build_program, parse_output, tmp_p
     assert shape(traced.events) == [(name, ("opaque",)) for name in
                                     ("init_module", "finit_module", "kexec_load", "kexec_file_load")]
     assert {(e["verdict"], e["result"]) for e in traced.events} == {("denied", -errno.EPERM)}
+
+
+def test_x32_numbers_are_judged_as_the_x86_64_calls_they_are(build_program, parse_output, tmp_path):
+    """mprotect R-X of written memory and an RWX mmap spelled with the x32
+    bit (0x40000000 | nr): the filter stops them (libseccomp's x32 arch); the
+    tracer must name and judge them, not pass them on. On a kernel without
+    x32 (this host's) they fail ENOSYS natively; with it the code would run."""
+    program = str(build_program("attack_x32"))
+    native = parse_output(subprocess.run([program], capture_output=True, text=True, timeout=60).stdout)
+    assert native.failed() in ({"x32_rx_mprotect": "ENOSYS", "x32_wx_mmap": "ENOSYS"}, {})
+    traced = trace([program], tmp_path, *STRICT_TRACED)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec")), ("mmap", ("wx-map", "anon-exec"))]
+    assert parse_output(traced.stdout).failed() == {"x32_rx_mprotect": "EACCES", "x32_wx_mmap": "EACCES"}
