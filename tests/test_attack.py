@@ -421,3 +421,168 @@ def test_file_rewritten_through_its_loop_image_is_written(build_program, parse_o
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mmap", ("exec-written",))]
     assert parse_output(traced.stdout).failed()["file_rx_mmap"] == "EACCES"
+
+
+@pytest.mark.parametrize("abi", ["x86_64", "m32"])
+def test_program_break_moved_by_prctl_is_taken_from_the_kernel(build_program, parse_output, tmp_path, abi):
+    """prctl(PR_SET_MM, PR_SET_MM_MAP) moves the kernel's program break over
+    a clean R-X page of the program's file (no memory call); brk() below it
+    then unmaps that page, a MAP_GROWSDOWN region grows into the gap, and
+    the grown page is made R-X. strict refuses PR_SET_MM (opaque, EPERM, on
+    either ABI); audit lets it run and judges the brk's result from the
+    kernel's maps, so the mprotect is w-to-x, not a clean file page."""
+    args = [str(build_program("attack_prctl_brk"))] + (["m32"] if abi == "m32" else [])
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    native = parse_output(done.stdout)
+    if "move_prctl" in native.failed():
+        pytest.skip(f"prctl(PR_SET_MM_MAP) is refused here: {native.failed()['move_prctl']}")
+    assert native.maps["after_cut"] is None and native.ran == ["grown_call"]
+    traced = trace(args, tmp_path, *STRICT)
+    out = parse_output(traced.stdout)
+    assert out.ran == [] and out.done == 1, traced.stdout
+    assert shape(traced.events) == [("prctl", ("opaque",))]
+    assert traced.events[0]["verdict"] == "denied" and traced.events[0]["result"] == -errno.EPERM
+    assert out.failed()["move_prctl"] == "EPERM"
+    audited = trace(args, tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == ["grown_call"]
+    assert shape(audited.events) == [("prctl", ("opaque",)), ("mprotect", ("w-to-x", "anon-exec"))]
+    assert {event["verdict"] for event in audited.events} == {"logged"}
+
+
+def _clean_dir(tmp_path: Path, name: str) -> Path:
+    """A directory holding `clean`, a file made before the run."""
+    where = tmp_path / name
+    where.mkdir()
+    (where / "clean").write_bytes(b"\x90" * 4096)
+    return where
+
+
+def test_file_routes_by_rename_link_copy_and_reopen_are_written(build_program, parse_output, tmp_path):
+    """Code written into a file reaches an R-X mapping or an exec under
+    another name or through another object: renamed over a clean file
+    (rename, RENAME_EXCHANGE), a hard link, FICLONE, sendfile, fallocate
+    INSERT/COLLAPSE_RANGE, an O_PATH execveat; memory moved by
+    MREMAP_DONTUNMAP; shared anonymous memory and a System V segment
+    reopened through /proc/self/map_files. Written history follows the
+    inode (or the region), so each is refused."""
+    program = str(build_program("attack_file_routes"))
+    done = subprocess.run([program, str(_clean_dir(tmp_path, "native"))], capture_output=True, text=True,
+                          timeout=120)
+    native = parse_output(done.stdout)
+    routes = ["rename", "exchange", "link", "ficlone", "sendfile", "insert", "dontunmap", "map_files",
+              "shm_files", "opath"]
+    unsupported = {route for route in routes
+                   for label, err in native.failed().items() if label.startswith(route + "_")}
+    assert unsupported <= {"ficlone", "insert"}, native.failed()  # filesystems without reflinks/ranges
+    routes = [route for route in routes if route not in unsupported]
+    assert native.ran == [f"{route}_call" for route in routes]
+    traced = trace([program, str(_clean_dir(tmp_path, "traced"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    written = ("mmap", ("exec-written",))
+    expected = {"rename": written, "exchange": written, "link": written, "ficlone": written,
+                "sendfile": written, "insert": written, "dontunmap": ("mprotect", ("w-to-x", "anon-exec")),
+                "map_files": ("mmap", ("anon-exec",)),
+                "shm_files": ("mmap", ("exec-written", "exec-unlinked")),
+                "opath": ("exec", ("exec-written",))}
+    assert shape(traced.events) == [expected[route] for route in routes]
+    out = parse_output(traced.stdout)
+    assert out.children["opath_child"] == "signal=SIGKILL"
+    for route in routes:
+        if route != "opath":
+            assert out.failed()[f"{route}_rx_{'mprotect' if route == 'dontunmap' else 'mmap'}"] == "EACCES"
+    audited = trace([program, str(_clean_dir(tmp_path, "audited"))], tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == [f"{route}_call" for route in routes]
+    assert shape(audited.events) == [expected[route] for route in routes]
+
+
+@pytest.mark.parametrize("abi", ["x86_64", "m32"])
+def test_io_destroy_unmapping_what_lies_where_its_ring_was(build_program, parse_output, tmp_path, abi):
+    """io_destroy unmaps the range its context's ring was moved to, whatever
+    is mapped there by then: a clean R-X page of the program's file put in
+    the ring's place vanishes with no munmap, a MAP_GROWSDOWN region grows
+    into the gap, and the grown page is made R-X. io_destroy (either ABI) is
+    followed at its exit by a look at the kernel's maps: w-to-x."""
+    args = [str(build_program("attack_aio_gap"))] + (["m32"] if abi == "m32" else [])
+    native = parse_output(subprocess.run(args, capture_output=True, text=True, timeout=120).stdout)
+    if "ring_io_setup" in native.failed():
+        pytest.skip(f"io_setup is refused here: {native.failed()['ring_io_setup']}")
+    assert native.maps["after_cut"] is None and native.ran == ["grown_call"]
+    traced = trace(args, tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed()["grown_rx_mprotect"] == "EACCES"
+    audited = trace(args, tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == ["grown_call"]
+    assert shape(audited.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+
+
+@pytest.mark.parametrize("abi", ["x86_64", "m32"])
+def test_mremap_of_unseen_pages_over_a_known_page(build_program, parse_output, tmp_path, abi):
+    """Pages no call made (a MAP_GROWSDOWN region's growth, holding written
+    code) are moved by mremap(MREMAP_FIXED) over a clean R-X page of the
+    program's file, then made R-X. The model must drop what it held at the
+    target and take the moved pages from the kernel (unknown history)."""
+    args = [str(build_program("attack_mremap_unseen"))] + (["m32"] if abi == "m32" else [])
+    native = parse_output(subprocess.run(args, capture_output=True, text=True, timeout=120).stdout)
+    assert native.maps["moved"].perms == "rw-p" and native.ran == ["moved_call"]
+    traced = trace(args, tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert parse_output(traced.stdout).failed()["moved_rx_mprotect"] == "EACCES"
+    audited = trace(args, tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == ["moved_call"]
+    assert shape(audited.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+
+
+@pytest.mark.parametrize("abi", ["x86_64", "m32"])
+def test_kvm_guest_running_written_code_is_opaque(build_program, parse_output, tmp_path, abi):
+    """A KVM guest runs code the program wrote into read-write memory with no
+    executable mapping at all (real mode: mov $42, %ax; hlt). KVM_CREATE_VM
+    (a register value, either ABI) is `opaque`: strict refuses it (EPERM),
+    audit reports it."""
+    args = [str(build_program("attack_kvm"))] + (["m32"] if abi == "m32" else [])
+    native = parse_output(subprocess.run(args, capture_output=True, text=True, timeout=120).stdout)
+    if native.failed():
+        pytest.skip(f"no KVM here: {native.failed()}")
+    assert native.ran == ["kvm_call"]
+    traced = trace(args, tmp_path, *STRICT)
+    out = parse_output(traced.stdout)
+    assert out.ran == [] and out.done == 1, traced.stdout
+    assert shape(traced.events) == [("ioctl", ("opaque",))]
+    assert traced.events[0]["verdict"] == "denied" and traced.events[0]["result"] == -errno.EPERM
+    assert traced.events[0]["detail"]["facility"] == "kvm" and out.failed() == {"kvm_create_vm": "EPERM"}
+    audited = trace(args, tmp_path, "--mode", "audit")
+    assert parse_output(audited.stdout).ran == ["kvm_call"]
+    assert shape(audited.events) == [("ioctl", ("opaque",))]
+
+
+def test_code_for_the_kernel_to_run_is_opaque(build_program, parse_output, tmp_path):
+    """A module image (init_module, finit_module of a file the program wrote)
+    or a kexec image is code the kernel would run for the tree: `opaque`,
+    refused under strict before the kernel looks at it (EPERM, where
+    natively the invalid images get ENOEXEC/EINVAL/EBADF, or ENOSYS on a
+    kernel without modules or kexec, like this host's)."""
+    program = str(build_program("attack_kernel_code"))
+    native = parse_output(subprocess.run([program], capture_output=True, text=True, timeout=60).stdout)
+    labels = ["module_init", "module_finit", "kexec_load", "kexec_file"]
+    assert set(native.failed()) == set(labels) and "EPERM" not in native.failed().values()
+    traced = trace([program], tmp_path, *STRICT)
+    out = parse_output(traced.stdout)
+    assert out.done == 1 and out.failed() == dict.fromkeys(labels, "EPERM")
+    assert shape(traced.events) == [(name, ("opaque",)) for name in
+                                    ("init_module", "finit_module", "kexec_load", "kexec_file_load")]
+    assert {(e["verdict"], e["result"]) for e in traced.events} == {("denied", -errno.EPERM)}
+
+
+def test_x32_numbers_are_judged_as_the_x86_64_calls_they_are(build_program, parse_output, tmp_path):
+    """mprotect R-X of written memory and an RWX mmap spelled with the x32
+    bit (0x40000000 | nr): the filter stops them (libseccomp's x32 arch); the
+    tracer must name and judge them, not pass them on. On a kernel without
+    x32 (this host's) they fail ENOSYS natively; with it the code would run."""
+    program = str(build_program("attack_x32"))
+    native = parse_output(subprocess.run([program], capture_output=True, text=True, timeout=60).stdout)
+    assert native.failed() in ({"x32_rx_mprotect": "ENOSYS", "x32_wx_mmap": "ENOSYS"}, {})
+    traced = trace([program], tmp_path, *STRICT_TRACED)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec")), ("mmap", ("wx-map", "anon-exec"))]
+    assert parse_output(traced.stdout).failed() == {"x32_rx_mprotect": "EACCES", "x32_wx_mmap": "EACCES"}

@@ -53,6 +53,13 @@ SYSCALLS_X86_64: dict[str, int] = {
     "clone3": 435,
     "seccomp": 317,
     "fanotify_init": 300,
+    "prctl": 157,  # PR_SET_MM only: the kernel's record of the program break moved
+    "io_destroy": 207,  # unmaps where the context's ring was put, whatever is there now
+    # Code the tree hands the kernel to run as kernel code (root).
+    "init_module": 175,
+    "finit_module": 313,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
 }
 
 SYSCALLS_I386: dict[str, int] = {
@@ -90,6 +97,11 @@ SYSCALLS_I386: dict[str, int] = {
     "clone3": 435,
     "seccomp": 354,
     "fanotify_init": 338,
+    "prctl": 172,
+    "io_destroy": 246,
+    "init_module": 128,
+    "finit_module": 350,
+    "kexec_load": 283,
 }
 
 SYSCALL_TABLES: dict[int, dict[str, int]] = {
@@ -134,6 +146,9 @@ CLONE_FILES = 0x400
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 USERFAULTFD_IOC_NEW = 0xAA00  # _IO(0xAA, 0x00) on /dev/userfaultfd
+# _IO(KVMIO, 0x01) on /dev/kvm: a guest runs code from the caller's read-write
+# memory with no executable mapping at all.
+KVM_CREATE_VM = 0xAE01
 PROC_SUPER_MAGIC = 0x9FA0
 
 # --- memory protection and mapping flags --------------------------------------
@@ -247,6 +262,9 @@ SECCOMP_RET_DATA = 0x0000FFFF
 PR_SET_MDWE = 65
 PR_GET_MDWE = 66
 PR_MDWE_REFUSE_EXEC_GAIN = 1
+# Checkpoint/restore's rewrite of the kernel's memory layout record (the
+# program break among it): brk() then starts from where this put it.
+PR_SET_MM = 35
 
 # --- ELF program header bits the model reads -------------------------------------
 

@@ -38,7 +38,8 @@ DESCRIPTIONS: dict[Category, str] = {
     Category.DUAL_MAP: "one object is mapped writable at one address and executable at another",
     Category.FOREIGN_WRITE: "executable memory written through /proc/PID/mem or ptrace POKE",
     Category.OPAQUE: "a kernel facility the tracer cannot see through (io_uring, userfaultfd, "
-                     "CLONE_UNTRACED, clone3, a seccomp listener, remap_file_pages)",
+                     "CLONE_UNTRACED, clone3, a seccomp listener, remap_file_pages, prctl(PR_SET_MM), "
+                     "KVM, kernel modules, kexec)",
     Category.W_TO_X: "a region that is or was writable becomes executable",
     Category.EXECMOD: "a written private file mapping is made executable (text relocation)",
     Category.EXEC_WRITTEN: "an object the traced tree opened for writing is mapped executable or exec'd",

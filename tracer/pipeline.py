@@ -232,6 +232,11 @@ class ProcfsGaps:
         a growing region can fill unseen, protections the model has yet to
         learn): take it from the child's maps, read while it has run no
         instruction."""
+        self.whole(pid)
+
+    def whole(self, pid: int) -> None:
+        """Make the model of `pid` (stopped) what its maps show: pages gone
+        are forgotten, pages never seen are unknown (possibly written)."""
         maps = self._maps(pid)
         if maps is not None:
             self.model.reconcile(pid, 0, 1 << 64, maps)
@@ -455,7 +460,10 @@ class Judge:
         if ret.kernel_kill is not None and pending.judgement is None:
             self._judge_killed(pending)
         change, judgement = pending.change, pending.judgement
+        unseen = self.model.changes_unseen(ret.call)
         self.model.apply(ret.call, ret.result, change)
+        if unseen and not ret.failed and self.gaps is not None:
+            self.gaps.whole(ret.call.pid)
         refused = pending.plan is not None and pending.plan.proof is Proof.RESULT
         if ret.failed and self.gaps is not None and not refused:
             # The kernel ran the call and the thread is stopped at its exit:

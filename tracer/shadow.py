@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .abi import (
     CLONE_UNTRACED,
+    KVM_CREATE_VM,
     MAP_ANONYMOUS,
     MAP_GROWSDOWN,
     MAP_SHARED,
@@ -28,6 +29,7 @@ from .abi import (
     O_WRONLY,
     PAGE_SIZE,
     PERSONALITY_QUERY,
+    PR_SET_MM,
     PROC_SUPER_MAGIC,
     PROT_EXEC,
     PROT_GROWSDOWN,
@@ -262,6 +264,10 @@ class AddressSpace:
         self.version = 0
         self.brk_start: int | None = None
         self.brk_end: int | None = None
+        # True once prctl(PR_SET_MM) may have moved the kernel's program
+        # break: the next brk starts, grows or cuts from a break the model
+        # does not know, and its result is taken from the kernel's maps.
+        self.break_unknown = False
 
     @classmethod
     def from_maps(cls, maps: tuple[MapEntry, ...] | list[MapEntry]) -> AddressSpace:
@@ -286,6 +292,7 @@ class AddressSpace:
         """Return an independent copy (what fork gives the child)."""
         twin = AddressSpace(list(self._regions))
         twin.brk_start, twin.brk_end = self.brk_start, self.brk_end
+        twin.break_unknown = self.break_unknown
         twin.holds_uncopied = self.holds_uncopied
         return twin
 
@@ -503,7 +510,7 @@ def _opaque(call: MemCall, facility: str) -> Change:
 def descriptor_facility(obj: FdObject) -> str | None:
     """What a descriptor the kernel handed out is, when it matters: 'mem' (a
     procfs mem file, written to write another address space), an opaque
-    facility ('userfaultfd', 'io_uring', 'unreadable', 'block-device': a
+    facility ('userfaultfd', 'io_uring', 'kvm', 'unreadable', 'block-device': a
     disk written under its filesystems, whose files then hold what the tree
     wrote under identities it never opened), 'written' (a regular file or
     memfd open for writing), else None."""
@@ -516,6 +523,8 @@ def descriptor_facility(obj: FdObject) -> str | None:
         return "userfaultfd"
     if obj.path == "anon_inode:[io_uring]":
         return "io_uring"
+    if obj.path.startswith("anon_inode:kvm-"):  # a VM or vCPU made elsewhere
+        return "kvm"
     if writable and stat.S_ISREG(obj.mode):
         return "written"
     if writable and stat.S_ISBLK(obj.mode):
@@ -540,6 +549,25 @@ class ShadowModel:
         # hold written code whatever view maps them next. Write history
         # belongs to the object, not to one attach or mapping of it.
         self.written_objects: set[tuple] = set()
+
+    def changes_unseen(self, call: MemCall) -> bool:
+        """True when `call`, if it succeeds, may map or unmap ranges its
+        arguments do not name, so the model must take the caller's whole
+        space from the kernel's maps at its exit: io_destroy unmaps the
+        range where its context's ring was put, whatever is mapped there
+        now; a brk after prctl(PR_SET_MM) moved the break grows or cuts
+        from a place the model does not know; an mremap of pages the model
+        never saw (grown by a fault, mapped by the kernel) moves them where
+        the model cannot say what they are."""
+        if call.syscall == "io_destroy":
+            return True
+        process = self.processes.get(call.pid)
+        if process is None:
+            return False
+        if call.syscall == "mremap":
+            old, old_size = call.args[0], call.args[1]
+            return not self.covers(call.pid, old, old + page_up(max(old_size, 1)))
+        return call.syscall == "brk" and process.space.break_unknown
 
     def object_written(self, identity: tuple | None) -> bool:
         """True when a shared writable view of this object ever existed."""
@@ -802,7 +830,7 @@ class ShadowModel:
     def _plan_brk(self, process: Process, call: MemCall) -> Change | None:
         space = process.space
         requested = call.args[0]
-        if space.brk_end is None or requested <= space.brk_end:
+        if space.brk_end is None or space.break_unknown or requested <= space.brk_end:
             return None
         prot = PROT_READ | PROT_WRITE
         eff, from_rie = _effective(prot, process)
@@ -851,10 +879,15 @@ class ShadowModel:
         if name == "clone3" and call.target is not None:
             return _opaque(call, "CLONE_UNTRACED")  # its exit found a child nobody traces
         if name == "ioctl":
-            return _opaque(call, "userfaultfd") if args[1] & 0xFFFFFFFF == USERFAULTFD_IOC_NEW else None
+            return _opaque(call, _IOCTL_FACILITIES[args[1] & 0xFFFFFFFF]) \
+                if args[1] & 0xFFFFFFFF in _IOCTL_FACILITIES else None
         if name == "seccomp":
             listener = args[0] == SECCOMP_SET_MODE_FILTER and args[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER
             return _opaque(call, "seccomp-listener") if listener else None
+        if name == "prctl":
+            # Only PR_SET_MM stops: the kernel's layout record (the program
+            # break among it) rewritten from a struct in the program's memory.
+            return _opaque(call, "PR_SET_MM") if args[0] & 0xFFFFFFFF == PR_SET_MM else None
         if name == "remap_file_pages":
             region = process.space.find(args[0])
             risky = region is not None and region.shared and bool(region.prot & PROT_EXEC)
@@ -911,10 +944,14 @@ class ShadowModel:
             pieces = space.overlapping(old, old + page_up(old_size))
             if not flags & MREMAP_DONTUNMAP:
                 space.remove(old, old + page_up(old_size))
-        if not pieces:
-            return
         shift = result - old
         new_end = result + page_up(new_size)
+        # Whatever the model held where the pages landed is gone (MREMAP_FIXED
+        # unmaps the target); parts of the source it never saw are taken
+        # from the kernel's maps at the exit (changes_unseen).
+        space.remove(result, new_end)
+        if not pieces:
+            return
         for piece in pieces:
             moved = Region(piece.start + shift, min(piece.end + shift, new_end), piece.prot, piece.shared,
                            piece.offset, piece.backing, piece.ever_writable, piece.ever_exec)
@@ -952,6 +989,13 @@ class ShadowModel:
 
     def _apply_brk(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         space = process.space
+        if space.break_unknown:
+            # brk returns the kernel's break; what it mapped or cut on the way
+            # the caller takes from the kernel's maps (ShadowModel.reconcile).
+            space.break_unknown = False
+            space.brk_start = space.brk_start if space.brk_start is not None else result
+            space.brk_end = result
+            return
         new_end = page_up(result)
         if space.brk_start is None:
             space.brk_start = space.brk_end = new_end
@@ -964,6 +1008,10 @@ class ShadowModel:
         elif new_end < old_end:
             space.remove(new_end, old_end)
         space.brk_end = result
+
+    def _apply_prctl(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        if change is not None:
+            process.space.break_unknown = True
 
     def _apply_personality(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None and change.personality_set is not None:
@@ -986,14 +1034,16 @@ def _segment_bytes(call: MemCall) -> int:
     return page_up(call.object_size or PAGE_SIZE)
 
 
+_IOCTL_FACILITIES = {USERFAULTFD_IOC_NEW: "userfaultfd", KVM_CREATE_VM: "kvm"}
 _FACILITIES = {"io_uring_setup": "io_uring", "userfaultfd": "userfaultfd", "clone3": "clone3",
-               "fanotify_init": "fanotify"}
+               "fanotify_init": "fanotify", "init_module": "kernel-module", "finit_module": "kernel-module",
+               "kexec_load": "kexec", "kexec_file_load": "kexec"}
 _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd", "recvmsg",
                      "recvmmsg", "memfd_create")
 
 _PLANNERS = {
     **dict.fromkeys(_DESCRIPTOR_CALLS, ShadowModel._plan_descriptor),
-    **dict.fromkeys(("clone", "ioctl", "seccomp", "remap_file_pages", *_FACILITIES),
+    **dict.fromkeys(("clone", "ioctl", "seccomp", "remap_file_pages", "prctl", *_FACILITIES),
                     ShadowModel._plan_opaque),
     "ptrace": ShadowModel._plan_foreign_write,
     "mmap": ShadowModel._plan_mmap,
@@ -1018,4 +1068,5 @@ _APPLIERS = {
     "shmdt": ShadowModel._apply_shmdt,
     "brk": ShadowModel._apply_brk,
     "personality": ShadowModel._apply_personality,
+    "prctl": ShadowModel._apply_prctl,
 }

@@ -179,6 +179,10 @@ _NR_RT_SIGPROCMASK = {"x86_64": 14, "i386": 175}
 _NR_CLOSE = {"x86_64": 3, "i386": 6}
 _NR_MADVISE = {"x86_64": 28, "i386": 219}
 _X32_BIT = 0x40000000
+# x32 (the x86-64 ABI with 32-bit pointers: number | _X32_BIT) shares the
+# x86-64 numbers and argument registers, but has its own numbers (512 and up)
+# for calls whose structs differ; these are the ones the filter stops.
+_X32_OWN = {514: "ioctl", 520: "execve", 521: "ptrace", 545: "execveat"}
 _SIG_SETMASK = 2
 _ALL_SIGNALS = b"\xff" * 8
 
@@ -881,7 +885,7 @@ class PtraceSource:
             self.kept_from_children(task.tid)
             self._resume(task)
             return
-        name = abi.SYSCALL_NAMES[arch_id].get(nr)
+        name = abi.SYSCALL_NAMES[arch_id].get(nr) if not nr & _X32_BIT else _x32_name(nr)
         if name is None or name in _PASSED_ON:
             # An exec is seen at its PTRACE_EVENT_EXEC stop instead.
             task.pending = None
@@ -1727,6 +1731,12 @@ _OLD_MMAP = struct.Struct("<6I")
 _IPC_SHMAT_ARGC = 4
 
 
+def _x32_name(nr: int) -> str | None:
+    """The model's name for an x32 syscall number (None: not one it judges)."""
+    nr &= ~_X32_BIT
+    return _X32_OWN.get(nr) if nr >= 512 else abi.SYSCALL_NAMES[abi.AUDIT_ARCH_X86_64].get(nr)
+
+
 def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | None:
     """Fold an i386 call's legacy forms into the plain calls: old_mmap's
     argument block and ipc(2)'s shmat/shmdt. Returns None for ipc calls that
@@ -1777,7 +1787,7 @@ _NOT_FLYING = object()
 
 # Calls that change an address space: judged one at a time per address space.
 _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
-                         "shmdt", "ipc"})
+                         "shmdt", "ipc", "prctl", "io_destroy"})
 # A procfs mem file, as a descriptor's link names it (any mount point; the
 # kernel's d_path of a detached or foreign procfs starts elsewhere).
 _MEM_LINK = re.compile(r"(?:^|/)(\d+)(?:/task/\d+)?/mem(?: \(deleted\))?$")
@@ -1841,7 +1851,7 @@ def _access_asked(call: MemCall) -> int | None:
 def _worth_a_view(link: str) -> bool:
     """A received descriptor worth judging: a procfs mem file, an opaque
     facility, or a file (which may be writable)."""
-    return link.startswith("/") or link in _OPAQUE_LINKS
+    return link.startswith(("/", "anon_inode:kvm-")) or link in _OPAQUE_LINKS
 
 
 @functools.cache

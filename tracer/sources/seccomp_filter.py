@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..abi import (
     CLONE_UNTRACED,
+    KVM_CREATE_VM,
     MADV_DONTFORK,
     O_ACCMODE,
     O_RDWR,
     O_WRONLY,
+    PR_SET_MM,
     PROT_EXEC,
     PROT_WRITE,
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
@@ -46,7 +48,7 @@ def _seccomp() -> Any:
 MODEL_SYSCALLS: tuple[str, ...] = (
     "mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk",
     "shmat", "shmdt", "ipc", "memfd_create", "personality", "execve", "execveat",
-    "ptrace", "openat2",
+    "ptrace", "openat2", "io_destroy",
 )
 
 @dataclass(frozen=True)
@@ -99,10 +101,13 @@ OPAQUE_RULES: tuple[TrapRule, ...] = (
     TrapRule("io_uring_setup"),
     TrapRule("userfaultfd"),
     TrapRule("ioctl", 1, mask=_LOW32, equals=USERFAULTFD_IOC_NEW),
+    TrapRule("ioctl", 1, mask=_LOW32, equals=KVM_CREATE_VM),
     TrapRule("remap_file_pages"),
     TrapRule("clone", 0, mask=CLONE_UNTRACED, equals=CLONE_UNTRACED),
     TrapRule("seccomp", 1, mask=SECCOMP_FILTER_FLAG_NEW_LISTENER, equals=SECCOMP_FILTER_FLAG_NEW_LISTENER),
     *(TrapRule("fanotify_init", 1, mask=O_ACCMODE, equals=mode) for mode in (O_WRONLY, O_RDWR)),
+    TrapRule("prctl", 0, mask=_LOW32, equals=PR_SET_MM),
+    *(TrapRule(name) for name in ("init_module", "finit_module", "kexec_load", "kexec_file_load")),
 )
 # Ranges a forked child does not get: a fork's child model is its parent's
 # copy unless some thread asked for this (the model then reads the child's maps).
