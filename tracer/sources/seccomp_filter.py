@@ -9,7 +9,6 @@ package (not on PyPI), and commands that need no filter work without it.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -207,6 +206,8 @@ def filter_program(rules: Iterable[TrapRule]) -> bytes:
     `rules` on x86-64 and allows everything else, other ABIs included: a
     filter to install later in a running process, on top of the first one.
     Raises CapabilityMissing when libseccomp cannot build it."""
+    import tempfile
+
     seccomp = _seccomp()
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
