@@ -274,8 +274,12 @@ class AddressSpace:
         return space
 
     def copy(self) -> AddressSpace:
-        """Return an independent copy (what fork gives the child)."""
-        twin = AddressSpace(list(self._regions))
+        """Return an independent copy (what fork gives the child). The lists
+        are copied as they are: already sorted, and regions are never
+        changed in place, so both spaces may hold the same Region objects."""
+        twin = AddressSpace()
+        twin._regions = list(self._regions)
+        twin._starts = list(self._starts)
         twin.brk_start, twin.brk_end = self.brk_start, self.brk_end
         twin.holds_uncopied = self.holds_uncopied
         return twin
