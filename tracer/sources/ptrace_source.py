@@ -1722,8 +1722,9 @@ _RESTART_CODES = frozenset({-_ERESTARTSYS, -513, -514, -516})
 # Every call judged at its exit from the descriptors it produced.
 _DESCRIPTOR_CALLS = _HELD_CALLS | _RECEIVE_CALLS | {"memfd_create"}
 _OPEN_FLAGS_ARG = {"open": 1, "openat": 2, "open_by_handle_at": 2}
-# Trapped calls that need nothing at entry (process_madvise: a real one the
-# emulator passed on).
+# Calls stopped at that need nothing at entry: an exec stopped in syscall
+# mode (attach traces every call; the seccomp filter does not stop execs) and
+# process_madvise (a real one the emulator passed on).
 _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
 _NOT_FLYING = object()
 

@@ -41,11 +41,12 @@ def _seccomp() -> Any:
             "--system-site-packages (scripts/setup does both)") from err
     return seccomp
 
-# Syscalls the shadow model needs to see, by name on any ABI.
+# Syscalls the shadow model needs to see, by name on any ABI. Not execve and
+# execveat: an exec is seen at its PTRACE_EVENT_EXEC stop (after the kernel
+# replaced the address space), and a stop at its entry would only be passed on.
 MODEL_SYSCALLS: tuple[str, ...] = (
     "mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk",
-    "shmat", "shmdt", "ipc", "memfd_create", "personality", "execve", "execveat",
-    "ptrace", "openat2",
+    "shmat", "shmdt", "ipc", "memfd_create", "personality", "ptrace", "openat2",
 )
 
 @dataclass(frozen=True)
