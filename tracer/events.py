@@ -31,7 +31,9 @@ class FdObject:
     `access` the O_ACCMODE bits it was opened with (None: not read), and
     `misc` the name /proc/misc gives a misc character device (else None),
     `ctime_ns` the inode's change time (0: not read), which the kernel sets
-    on every write and which no program can set back.
+    on every write and which no program can set back, and `mem_file`
+    whether it is a procfs mem file by its name or by the file bind mount it
+    was opened through (read for descriptors a call returned).
     """
 
     fd: int
@@ -44,6 +46,7 @@ class FdObject:
     access: int | None = None
     misc: str | None = None
     ctime_ns: int = 0
+    mem_file: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -465,7 +465,7 @@ def descriptor_facility(obj: FdObject) -> str | None:
     if obj.access is None:
         return "unreadable"
     if obj.fs_type == PROC_SUPER_MAGIC:  # no procfs file but mem can hold code
-        return "mem" if writable and _is_mem_link(obj.path) else None
+        return "mem" if writable and (obj.mem_file or _is_mem_link(obj.path)) else None
     if obj.path == "anon_inode:[userfaultfd]" or obj.misc == "userfaultfd":
         return "userfaultfd"
     if obj.path == "anon_inode:[io_uring]":

@@ -2,7 +2,7 @@
  * foreign-write by every route to a writable /proc/PID/mem descriptor: path
  * spellings, a symlink, a path over 256 bytes, an O_PATH descriptor reopened
  * through /proc/self/fd/N, creat, openat2, an i386 open through int $0x80, a
- * procfs mounted elsewhere (new mount namespace, fsopen/fsmount, open_tree),
+ * procfs mounted elsewhere (new mount namespace, fsopen/fsmount, open_tree), a mem file bind-mounted over a plain file,
  * chroot, a path in memfd_secret memory the tracer cannot read, a path
  * another thread rewrites between check and use, and a sibling thread that
  * uses the new descriptor before anyone can judge it.
@@ -145,6 +145,29 @@ static int route_new_mount_ns(void)
 	fd = open_plain(path);
 	umount2(dir, MNT_DETACH);
 	rmdir(dir);
+	return fd;
+}
+
+/* /proc/self/mem bind-mounted over a plain file: the descriptor's link names
+ * the plain file, not a file called mem. */
+static int route_bind_mount(void)
+{
+	char path[] = "/tmp/tw-mem-XXXXXX";
+	int fd, tmp;
+
+	if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return -1;
+	tmp = mkstemp(path);
+	if (tmp < 0)
+		return -1;
+	close(tmp);
+	if (mount("/proc/self/mem", path, NULL, MS_BIND, NULL) < 0) {
+		unlink(path);
+		return -1;
+	}
+	fd = open_plain(path);
+	umount2(path, MNT_DETACH);
+	unlink(path);
 	return fd;
 }
 
@@ -301,6 +324,7 @@ static const struct route ROUTES[] = {
 	{"openat2", route_openat2},
 	{"int80", route_int80},
 	{"mount_ns", route_new_mount_ns},
+	{"bind_mount", route_bind_mount},
 	{"fsmount", route_fsmount},
 	{"open_tree", route_open_tree},
 	{"chroot", route_chroot},

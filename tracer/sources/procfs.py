@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tracer.abi import Prot
+from tracer.abi import PROC_SUPER_MAGIC, Prot
 from tracer.errors import AccessDenied, NoSuchProcess, TraceError
 from tracer.events import FdObject, MapEntry, ProcessInfo
 
@@ -308,12 +308,19 @@ def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
     try:
         st = os.stat(link)
         path = os.readlink(link)
-        # Only procfs's mem files matter among procfs files (no other one can
-        # hold code): the filesystem is read for a file named mem alone.
-        fs_type = _fs_type(link) if _named_mem(path) else 0
         flags = access if access is not None else next(
             int(line[6:].strip(), 8) for line in _read_text(pid, f"fdinfo/{fd}").splitlines()
             if line.startswith("flags:"))
+        # Only procfs's mem files matter among procfs files (no other one can
+        # hold code). The filesystem is read for a file named mem, and for a
+        # regular file open for writing on a device-less filesystem (procfs
+        # among them): a mem file bind-mounted over another name is named by
+        # the mount it was opened through.
+        named_mem = _named_mem(path)
+        writable = flags & 0o3 in (os.O_WRONLY, os.O_RDWR)
+        fs_type = (_fs_type(link) if named_mem or (
+            writable and stat.S_ISREG(st.st_mode) and os.major(st.st_dev) == 0) else 0)
+        mem_file = named_mem or (fs_type == PROC_SUPER_MAGIC and writable and _bind_mounted_mem(pid, link))
     except StopIteration as err:
         raise TraceError(f"/proc/{pid}/fdinfo/{fd} has no flags line", pid=pid) from err
     except OSError as err:
@@ -324,7 +331,31 @@ def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
     if stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == _MISC_MAJOR:
         misc = misc_devices().get(os.minor(st.st_rdev))
     return FdObject(fd=fd, path=path, dev=st.st_dev, inode=st.st_ino, mode=st.st_mode, rdev=st.st_rdev,
-                    fs_type=fs_type, access=flags & 0o3, misc=misc, ctime_ns=st.st_ctime_ns)
+                    fs_type=fs_type, access=flags & 0o3, misc=misc, ctime_ns=st.st_ctime_ns,
+                    mem_file=mem_file)
+
+
+def _bind_mounted_mem(pid: int, link: str) -> bool:
+    """Whether procfs file `link` (a /proc link of `pid`'s) was opened through
+    a file bind mount of a mem file: the root of its mount, in `pid`'s
+    mountinfo, is a file named mem. A mount `pid` does not list (detached
+    since, or a mount id that cannot be read) counts as one: unknown is
+    unsafe."""
+    root = _mount_root(pid, link)
+    return root is None or _named_mem(root)
+
+
+def _mount_root(pid: int, link: str) -> str | None:
+    """The root (path inside its filesystem) of the mount `link` lives on,
+    from `pid`'s mountinfo; None when the mount is not listed there."""
+    mnt_id = _mount_id(link)
+    if mnt_id is None:
+        return None
+    for line in _read_text(pid, "mountinfo").splitlines():
+        fields = line.split(" ", 4)
+        if len(fields) > 4 and fields[0] == str(mnt_id):
+            return fields[3]
+    return None
 
 
 
@@ -351,16 +382,23 @@ _AT_FDCWD = -100
 _libc.statx.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
 
 
+def _mount_id(path: str) -> int | None:
+    """The id of the mount `path` lives on (statx), None when it cannot be read."""
+    buf = ctypes.create_string_buffer(256)
+    if _libc.statx(_AT_FDCWD, path.encode(), 0, _STATX_MNT_ID, buf) != 0:
+        return None
+    return int.from_bytes(buf.raw[_STATX_MNT_ID_OFFSET:_STATX_MNT_ID_OFFSET + 8], "little")
+
+
 def mount_device(pid: int, path: str) -> int | None:
     """The device of the superblock mounted where `path` (a /proc link of
     `pid`'s: fd/N, exe, map_files/...) lives, found by the file's mount id
     (statx) in `pid`'s own mountinfo (its mount namespace). Unlike st_dev it
     names the filesystem even where files report devices of their own (btrfs
     subvolumes). None when it cannot be told (no such mount listed)."""
-    buf = ctypes.create_string_buffer(256)
-    if _libc.statx(_AT_FDCWD, path.encode(), 0, _STATX_MNT_ID, buf) != 0:
+    mnt_id = _mount_id(path)
+    if mnt_id is None:
         return None
-    mnt_id = int.from_bytes(buf.raw[_STATX_MNT_ID_OFFSET:_STATX_MNT_ID_OFFSET + 8], "little")
     try:
         return _mountinfo_devices(pid).get(mnt_id)
     except TraceError:
