@@ -3,9 +3,10 @@ the parser) for a policy file it has already loaded.
 
 An entry is found by the policy's source name and used only when it holds
 the very bytes of the file read now and was written by the same policy code
-(the size and modification time of every module that builds a Policy): any
-other content, or code, is a miss, and the policy is loaded from its text.
-Only policies that loaded without error are kept. Entries are pickles, so
+(the size and modification time of every module that builds a Policy, and
+the Python that ran them): any other content, or code, is a miss, and the
+policy is loaded from its text. Only policies that loaded without error are
+kept. Entries are pickles, so
 the cache is read only from a directory and files the user running
 trampwatch owns and no one else may write; anything else is a miss.
 """
@@ -16,6 +17,7 @@ import contextlib
 import os
 import pickle
 import stat
+import sys
 import zlib
 from pathlib import Path
 
@@ -38,7 +40,8 @@ def cache_dir() -> Path:
 
 
 def _code_stamp() -> tuple[tuple[str, int, int], ...]:
-    stamp = []
+    # The interpreter too: globs compile through its fnmatch and re.
+    stamp = [(sys.version, 0, 0)]
     for path in _CODE:
         try:
             st = os.stat(path)
