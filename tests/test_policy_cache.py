@@ -122,11 +122,12 @@ def test_an_unwritable_cache_is_no_error(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_a_cached_preset_loads_without_the_yaml_parser(tmp_path: Path) -> None:
     """The point of the cache: a run with a policy it has seen imports no
-    YAML parser (nor the schema that validates the text)."""
+    YAML parser (nor the schema that validates the text, nor its nodes)."""
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     probe = ("import sys; from tracer.policy.loader import resolve_policy; p = resolve_policy('default'); "
-             "print(p.source, 'yaml' in sys.modules, 'tracer.policy.schema' in sys.modules)")
+             "names = ('yaml', 'tracer.policy.schema', 'tracer.policy.nodes'); "
+             "print(p.source, *(name in sys.modules for name in names))")
     first = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert first.stdout.split() == ["default", "True", "True"]
+    assert first.stdout.split() == ["default", "True", "True", "True"]
     again = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert again.stdout.split() == ["default", "False", "False"]
+    assert again.stdout.split() == ["default", "False", "False", "False"]

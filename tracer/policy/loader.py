@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 from tracer.errors import PolicyError, PolicyIssue
 from tracer.policy import cache
 from tracer.policy.model import Policy
-from tracer.policy.nodes import INVALID_KIND, Mapping, Node, Scalar, Seq
 from tracer.resources import package_path
 
 if TYPE_CHECKING:
     import yaml
+
+    from tracer.policy.nodes import Node
 
 PRESET_DIR = package_path("presets")
 
@@ -46,6 +47,8 @@ class _Converter:
         self._ints = yaml.constructor.SafeConstructor()
 
     def _invalid(self, node: yaml.Node, message: str) -> Node:
+        from tracer.policy.nodes import INVALID_KIND, Scalar
+
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
         self.issues.append(PolicyIssue(self.source, line, column, "", message))
         return Scalar(INVALID_KIND, line, column, "", None)
@@ -64,7 +67,10 @@ class _Converter:
         return result
 
     def _convert(self, node: yaml.Node) -> Node:
+        # Imported here, like the parser: a policy from the cache needs neither.
         import yaml
+
+        from tracer.policy.nodes import Mapping, Scalar, Seq
 
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
         if isinstance(node, yaml.SequenceNode):
