@@ -184,14 +184,19 @@ def bench_mprotect(bins: dict[str, Path], reps: int, n: int, baseline: str | Non
           rows)
 
 
-def bench_startup(reps: int) -> None:
-    """trampwatch run -- true against true."""
+def bench_startup(reps: int, baseline: str | None = None) -> None:
+    """trampwatch run -- true against true. `baseline`: also trampwatch from
+    that tree (its PYTHONPATH), interleaved with the rest."""
     true = shutil.which("true") or "/bin/true"
+    run_true = [*TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--", true]
     cases = [
         Case("true", [true]),
-        Case("trampwatch run -- true", [*TRAMPWATCH, "run", "--no-summary", "-o", "/dev/null", "--", true]),
+        Case("trampwatch run -- true", run_true),
         Case("trampwatch --help (python start-up)", [*TRAMPWATCH, "--help"]),
     ]
+    if baseline:
+        cases.append(Case("trampwatch run -- true (baseline tree)", run_true,
+                          env={**os.environ, "PYTHONPATH": baseline}))
     med = measure(cases, reps)
     rows = [[name, f"{sec * 1000:.1f}", f"{(sec - med['true']) * 1000:.1f}"] for name, sec in med.items()]
     table("start-up (target: trampwatch run -- true under 300 ms over native)",
@@ -584,8 +589,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads, 3 repetitions")
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
     parser.add_argument("--baseline", metavar="TREE",
-                        help="workloads, mprotect, opens, scan: also time trampwatch from another checkout "
-                             "(its PYTHONPATH)")
+                        help="workloads, mprotect, startup, opens, scan: also time trampwatch from another "
+                             "checkout (its PYTHONPATH)")
     args = parser.parse_args()
     # Byte-code for every tree timed: with PYTHONDONTWRITEBYTECODE set (some
     # sandboxes do), each run would otherwise compile trampwatch's modules
@@ -617,7 +622,7 @@ def main() -> None:
         if "mprotect" in selected:
             bench_mprotect(bins, reps, 100_000 // scale, args.baseline)
         if "startup" in selected:
-            bench_startup(reps)
+            bench_startup(reps, args.baseline)
         if "enforce" in selected:
             bench_enforce(bins, reps, 50_000 // scale, out)
         if "threads" in selected:

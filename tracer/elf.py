@@ -22,15 +22,17 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 from tracer.abi import PF_W, PF_X
 from tracer.errors import EXIT_VIOLATION, TrampwatchError
-from tracer.symbols import Identity, Symbol, SymbolFormatError, SymbolTable, default_store, read_symbols
 
-__all__ = ["ElfCache", "ElfError", "ElfInfo", "ElfLayout", "FileKey", "NotElfError", "Segment", "Symbol",
-           "SymbolTable", "map_to_vaddr", "read_at_vaddr", "read_elf", "read_layout", "symbolize"]
+__all__ = ["ElfCache", "ElfError", "ElfInfo", "ElfLayout", "FileKey", "NotElfError", "Segment",
+           "map_to_vaddr", "read_at_vaddr", "read_elf", "read_layout", "symbolize"]
 
 if TYPE_CHECKING:
     from elftools.elf.dynamic import DynamicSegment
     from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import SymbolTableSection
+
+    # Imported when a table is first loaded: a run that reports no event never needs it.
+    from tracer.symbols import SymbolTable
 
 # pyelftools reports malformed input through its own exceptions (added by
 # _elftools()) and, on hostile input, through plain Python ones from its
@@ -376,6 +378,8 @@ def _undefined_names(elf: ELFFile, table: SymbolTableSection) -> frozenset[str]:
 def _load_symbols(info: ElfLayout) -> SymbolTable:
     """The symbol table of `info`'s file, read in bulk (tracer.symbols) or
     taken from the on-disk cache for its build-id."""
+    from tracer.symbols import Identity, SymbolFormatError, default_store, read_symbols
+
     fd, st = _open_regular(info.path)
     try:
         if FileKey.of(st) != info.key:

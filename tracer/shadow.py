@@ -289,8 +289,12 @@ class AddressSpace:
         return space
 
     def copy(self) -> AddressSpace:
-        """Return an independent copy (what fork gives the child)."""
-        twin = AddressSpace(list(self._regions))
+        """Return an independent copy (what fork gives the child). The lists
+        are copied as they are: already sorted, and regions are never
+        changed in place, so both spaces may hold the same Region objects."""
+        twin = AddressSpace()
+        twin._regions = list(self._regions)
+        twin._starts = list(self._starts)
         twin.brk_start, twin.brk_end = self.brk_start, self.brk_end
         twin.break_unknown = self.break_unknown
         twin.holds_uncopied = self.holds_uncopied
@@ -377,28 +381,31 @@ class AddressSpace:
         self._changed()
         return True
 
-    def remove(self, start: int, end: int) -> list[Region]:
-        """Unmap [start, end); return the removed pieces."""
-        removed = self.overlapping(start, end)
-        if not removed:
-            return removed
+    def remove(self, start: int, end: int) -> None:
+        """Unmap [start, end) (every mapping and munmap passes here: no list
+        of the removed pieces is built, nobody needs one)."""
+        regions = self._regions
         i = max(bisect.bisect_right(self._starts, start) - 1, 0)
         j = i
+        count = len(regions)
         keep: list[Region] = []
-        while j < len(self._regions) and self._regions[j].start < end:
-            region = self._regions[j]
+        hit = False
+        while j < count and regions[j].start < end:
+            region = regions[j]
             if region.end <= start:
                 keep.append(region)
             else:
+                hit = True
                 if region.start < start:
                     keep.append(region.cut(region.start, start))
                 if region.end > end:
                     keep.append(region.cut(end, region.end))
             j += 1
-        self._regions[i:j] = keep
+        if not hit:
+            return
+        regions[i:j] = keep
         self._starts[i:j] = [r.start for r in keep]
         self._changed()
-        return removed
 
     def insert(self, region: Region) -> None:
         """Map a region, replacing whatever was there, merging with neighbours."""

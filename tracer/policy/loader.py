@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from tracer.errors import PolicyError, PolicyIssue
+from tracer.policy import cache
 from tracer.policy.model import Policy
-from tracer.policy.nodes import INVALID_KIND, Mapping, Node, Scalar, Seq
-from tracer.policy.schema import build_policy, closest
 from tracer.resources import package_path
+
+if TYPE_CHECKING:
+    import yaml
+
+    from tracer.policy.nodes import Node
 
 PRESET_DIR = package_path("presets")
 
@@ -39,9 +42,13 @@ class _Converter:
         self.issues: list[PolicyIssue] = []
         self._done: dict[int, Node] = {}
         self._open: set[int] = set()
+        import yaml
+
         self._ints = yaml.constructor.SafeConstructor()
 
     def _invalid(self, node: yaml.Node, message: str) -> Node:
+        from tracer.policy.nodes import INVALID_KIND, Scalar
+
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
         self.issues.append(PolicyIssue(self.source, line, column, "", message))
         return Scalar(INVALID_KIND, line, column, "", None)
@@ -60,6 +67,11 @@ class _Converter:
         return result
 
     def _convert(self, node: yaml.Node) -> Node:
+        # Imported here, like the parser: a policy from the cache needs neither.
+        import yaml
+
+        from tracer.policy.nodes import Mapping, Scalar, Seq
+
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
         if isinstance(node, yaml.SequenceNode):
             kind = "list" if node.tag == f"{_STANDARD}seq" else node.tag
@@ -87,6 +99,8 @@ class _Converter:
 
 def _syntax_issue(err: yaml.YAMLError, text: str, source: str) -> PolicyIssue:
     """Return one issue locating a YAML syntax error."""
+    import yaml
+
     if isinstance(err, yaml.reader.ReaderError):
         before = text[: err.position]
         line = before.count("\n") + 1
@@ -113,6 +127,11 @@ def load_policy_text(text: str, source: str) -> Policy:
     Raises PolicyError listing every error (syntax errors: the first only,
     since the parser cannot go on after one).
     """
+    # Imported here: a run whose policy comes from the cache never needs the parser.
+    import yaml
+
+    from tracer.policy.schema import build_policy
+
     try:
         composed = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
@@ -131,7 +150,8 @@ def load_policy_file(path: str | Path) -> Policy:
     """Return the Policy in the file at path (source: the path as given).
 
     Raises PolicyError for an unreadable or non-UTF-8 file and for every
-    error in its content.
+    error in its content. A file loaded before, unchanged, comes compiled
+    from the cache (tracer/policy/cache.py).
     """
     source = str(path)
     try:
@@ -147,7 +167,11 @@ def load_policy_file(path: str | Path) -> Policy:
         column = len(before) - (before.rfind(b"\n") + 1) + 1
         issue = PolicyIssue(source, line, column, "", "not UTF-8 text: a policy file must be UTF-8")
         raise PolicyError([issue]) from err
-    return load_policy_text(text, source)
+    policy = cache.lookup(source, data)
+    if policy is None:
+        policy = load_policy_text(text, source)
+        cache.remember(source, data, policy)
+    return policy
 
 
 def preset_names() -> list[str]:
@@ -170,6 +194,8 @@ def resolve_policy(name_or_path: str) -> Policy:
     if name_or_path in names:
         policy = load_policy_file(PRESET_DIR / f"{name_or_path}.yaml")
         return dataclasses.replace(policy, source=name_or_path)
+    from tracer.policy.schema import closest
+
     close = closest(name_or_path, names)
     hint = f" (did you mean '{close}'?)" if close else ""
     presets = ", ".join(names) or "none installed"

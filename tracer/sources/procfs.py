@@ -151,11 +151,15 @@ def read_process_info(pid: int) -> ProcessInfo:
 
 
 def _status_field(pid: int, key: str) -> int:
-    """Return the first number of the `key` line of /proc/PID/status."""
-    for line in _read_text(pid, "status").splitlines():
-        if line.startswith(key):
-            return int(line[len(key) :].split()[0])
-    raise TraceError(f"/proc/{pid}/status has no {key} line", pid=pid)
+    """Return the first number of the `key` line of /proc/PID/status (never
+    its first line, Name:, whose value the kernel escapes: no line break)."""
+    text = _read_text(pid, "status")
+    at = text.find("\n" + key)
+    if at < 0:
+        raise TraceError(f"/proc/{pid}/status has no {key} line", pid=pid)
+    at += 1 + len(key)
+    end = text.find("\n", at)
+    return int((text[at:] if end < 0 else text[at:end]).split()[0])
 
 
 def read_tgid(tid: int) -> int:

@@ -721,6 +721,8 @@ class PtraceSource:
         """The earliest time something waiting must be let go: a started
         hold's end, or a call in flight that others wait for reaching
         STALL_PATIENCE. None when nothing waits."""
+        if not self._holds and not self._waiting:
+            return None  # every stop but those of a held open or a queued call
         times = [hold.deadline for hold in self._holds.values()]
         for vm, waiting in self._waiting.items():
             if waiting and vm in self._in_flight:
@@ -821,9 +823,12 @@ class PtraceSource:
         want_exit = task.syscall_mode or task.pending or task.exit_hook
         request = abi.PTRACE_SYSCALL if want_exit else abi.PTRACE_CONT
         # Every stop ends here. A thread gone meanwhile is no error: its
-        # exit is reported next.
-        with contextlib.suppress(NoSuchProcess):
+        # exit is reported next. (try, not contextlib.suppress: this runs
+        # at every stop.)
+        try:
             _fast_ptrace(request, task.tid, 0, sig)
+        except NoSuchProcess:
+            return
 
     def _detach(self, task: _Task, sig: int, event: int) -> None:
         deliver = sig if event == 0 and sig not in (signal.SIGTRAP, signal.SIGTRAP | 0x80) else 0
@@ -1779,8 +1784,9 @@ _RESTART_CODES = frozenset({-_ERESTARTSYS, -513, -514, -516})
 # Every call judged at its exit from the descriptors it produced.
 _DESCRIPTOR_CALLS = _HELD_CALLS | _RECEIVE_CALLS | {"memfd_create"}
 _OPEN_FLAGS_ARG = {"open": 1, "openat": 2, "open_by_handle_at": 2}
-# Trapped calls that need nothing at entry (process_madvise: a real one the
-# emulator passed on).
+# Calls stopped at that need nothing at entry: an exec stopped in syscall
+# mode (attach traces every call; the seccomp filter does not stop execs) and
+# process_madvise (a real one the emulator passed on).
 _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
 _NOT_FLYING = object()
 

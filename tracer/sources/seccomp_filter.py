@@ -9,7 +9,6 @@ package (not on PyPI), and commands that need no filter work without it.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,11 +43,12 @@ def _seccomp() -> Any:
             "--system-site-packages (scripts/setup does both)") from err
     return seccomp
 
-# Syscalls the shadow model needs to see, by name on any ABI.
+# Syscalls the shadow model needs to see, by name on any ABI. Not execve and
+# execveat: an exec is seen at its PTRACE_EVENT_EXEC stop (after the kernel
+# replaced the address space), and a stop at its entry would only be passed on.
 MODEL_SYSCALLS: tuple[str, ...] = (
     "mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk",
-    "shmat", "shmdt", "ipc", "memfd_create", "personality", "execve", "execveat",
-    "ptrace", "openat2", "io_destroy",
+    "shmat", "shmdt", "ipc", "memfd_create", "personality", "ptrace", "openat2", "io_destroy",
 )
 
 @dataclass(frozen=True)
@@ -212,6 +212,8 @@ def filter_program(rules: Iterable[TrapRule]) -> bytes:
     `rules` on x86-64 and allows everything else, other ABIs included: a
     filter to install later in a running process, on top of the first one.
     Raises CapabilityMissing when libseccomp cannot build it."""
+    import tempfile
+
     seccomp = _seccomp()
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)

@@ -1,0 +1,133 @@
+"""Compiled policies on disk (tracer/policy/cache.py): a file loaded before
+comes from the cache without the YAML parser; changed text, changed code,
+an entry someone else could write, or one for other bytes is never used."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracer.errors import PolicyError
+from tracer.policy import cache
+from tracer.policy.loader import load_policy_file, resolve_policy
+
+POLICY = """\
+apiVersion: trampwatch.dev/v1
+kind: WXPolicy
+metadata: {{name: {name}}}
+spec:
+  defaultAction: allow
+  rules:
+    - {{name: no-w-to-x, match: {{category: w-to-x}}, action: {action}}}
+"""
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "trampwatch" / "policies"
+
+
+def write_policy(path: Path, name: str = "one", action: str = "deny") -> Path:
+    path.write_text(POLICY.format(name=name, action=action))
+    return path
+
+
+def entries(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix == ".pickle") if directory.is_dir() else []
+
+
+def test_a_loaded_file_is_kept_and_the_copy_equals_the_parse(tmp_path: Path, cache_home: Path) -> None:
+    path = write_policy(tmp_path / "p.yaml")
+    first = load_policy_file(path)
+    assert len(entries(cache_home)) == 1
+    assert cache.lookup(str(path), path.read_bytes()) == first
+    assert load_policy_file(path) == first
+    assert oct(cache_home.stat().st_mode & 0o777) == "0o700"
+
+
+def test_changed_text_is_parsed_again(tmp_path: Path, cache_home: Path) -> None:
+    path = write_policy(tmp_path / "p.yaml", action="deny")
+    assert load_policy_file(path).rules[0].action == "deny"
+    write_policy(path, action="log")
+    assert load_policy_file(path).rules[0].action == "log"
+    assert cache.lookup(str(path), path.read_bytes()).rules[0].action == "log"
+
+
+def test_an_entry_for_other_bytes_is_not_used(tmp_path: Path, cache_home: Path) -> None:
+    path = write_policy(tmp_path / "p.yaml")
+    load_policy_file(path)
+    assert cache.lookup(str(path), path.read_bytes() + b"\n# changed\n") is None
+    assert cache.lookup(str(tmp_path / "other.yaml"), path.read_bytes()) is None
+
+
+def test_an_entry_of_other_code_is_not_used(tmp_path: Path, cache_home: Path) -> None:
+    path = write_policy(tmp_path / "p.yaml")
+    policy = load_policy_file(path)
+    (entry,) = entries(cache_home)
+    _, source, data, kept = pickle.loads(entry.read_bytes())
+    entry.write_bytes(pickle.dumps(((("model.py", 1, 2),), source, data, kept)))
+    assert cache.lookup(str(path), path.read_bytes()) is None
+    assert load_policy_file(path) == policy  # parsed again, and kept again
+    assert cache.lookup(str(path), path.read_bytes()) == policy
+
+
+def test_an_entry_others_could_write_is_not_used(tmp_path: Path, cache_home: Path) -> None:
+    """A forged entry (a policy that allows everything, for the text of one
+    that denies) is used only if it is ours alone: group-writable, it is not."""
+    path = write_policy(tmp_path / "p.yaml", action="deny")
+    load_policy_file(path)
+    (entry,) = entries(cache_home)
+    allowing = load_policy_file(write_policy(tmp_path / "allow.yaml", action="log"))
+    stamp, source, data, _ = pickle.loads(entry.read_bytes())
+    entry.write_bytes(pickle.dumps((stamp, source, data, allowing)))
+    os.chmod(entry, 0o664)
+    assert cache.lookup(str(path), path.read_bytes()) is None
+    os.chmod(entry, 0o600)
+    os.chmod(cache_home, 0o777)
+    assert cache.lookup(str(path), path.read_bytes()) is None
+    os.chmod(cache_home, 0o700)
+    # Ours alone, the entry is trusted: this is what the checks above refused.
+    assert cache.lookup(str(path), path.read_bytes()).rules[0].action == "log"
+
+
+def test_a_damaged_entry_is_a_miss(tmp_path: Path, cache_home: Path) -> None:
+    path = write_policy(tmp_path / "p.yaml")
+    policy = load_policy_file(path)
+    (entry,) = entries(cache_home)
+    entry.write_bytes(b"not a pickle")
+    assert load_policy_file(path) == policy
+
+
+def test_a_policy_with_errors_is_never_kept(tmp_path: Path, cache_home: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(POLICY.format(name="bad", action="explode"))
+    for _ in range(2):
+        with pytest.raises(PolicyError):
+            load_policy_file(path)
+    assert entries(cache_home) == []
+
+
+def test_an_unwritable_cache_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    assert resolve_policy("strict").name
+
+
+def test_a_cached_preset_loads_without_the_yaml_parser(tmp_path: Path) -> None:
+    """The point of the cache: a run with a policy it has seen imports no
+    YAML parser (nor the schema that validates the text, nor its nodes)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    probe = ("import sys; from tracer.policy.loader import resolve_policy; p = resolve_policy('default'); "
+             "names = ('yaml', 'tracer.policy.schema', 'tracer.policy.nodes'); "
+             "print(p.source, *(name in sys.modules for name in names))")
+    first = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.split() == ["default", "True", "True", "True"]
+    again = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert again.stdout.split() == ["default", "False", "False", "False"]
