@@ -11,7 +11,6 @@ import ctypes
 import dataclasses
 import errno
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tracer.attribution import Attributor, Caller, is_libc, is_loader, near_call
+from tracer.attribution import Attributor, Caller, is_libc, is_loader
 from tracer.events import MapEntry
 from tracer.sources import procfs
 
@@ -315,46 +314,3 @@ def test_a_file_replaced_on_disk_is_not_symbolized() -> None:
     replaced = tuple(dataclasses.replace(m, inode=m.inode + 1) if m.path == region.path else m for m in maps)
     caller = Attributor().caller(ip, b"", 0, replaced)
     assert caller == Caller(ip, region.path, None, ip - region.start + region.offset)
-
-
-@pytest.mark.parametrize("elfclass", [32, 64])
-def test_near_call_decides_as_capstone_does(elfclass: int) -> None:
-    """The bytes-only decision of a call site (what spares a run capstone's
-    import) agrees with capstone on every code it decides: each first and
-    second byte at the call lengths (the rest random), and ff, with and
-    without REX, under every ModRM and the SIB bytes that change a length.
-    Prefixed code is left to capstone (None)."""
-    import capstone
-
-    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32 if elfclass == 32 else capstone.CS_MODE_64)
-    cs.detail = True
-    rng = random.Random(13)
-
-    def capstone_says(code: bytes) -> bool:
-        insn = next(cs.disasm(code, 0x1000, 1), None)
-        if insn is None or insn.size != len(code):
-            return False
-        return insn.opcode[0] == 0xE8 or (insn.opcode[0] == 0xFF and (insn.modrm >> 3) & 7 == 2)
-
-    codes = [bytes([a, b]) + rng.randbytes(length - 2) for length in (2, 5, 7)
-             for a in range(256) for b in range(256)]
-    codes += [bytes([*prefix, 0xFF, modrm, sib]) + rng.randbytes(8)
-              for prefix in ([], *([rex] for rex in range(0x40, 0x50)))
-              for modrm in range(256) for sib in (0x00, 0x05, 0x24, 0x25)]
-    decided = calls = 0
-    for code in codes:
-        for length in (2, 3, 4, 5, 6, 7, 8):
-            window = code[:length]
-            if len(window) < length:
-                continue
-            mine = near_call(window, elfclass)
-            if mine is None:
-                continue
-            decided += 1
-            calls += mine
-            assert mine == capstone_says(window), (window.hex(), mine)
-    assert decided > 500_000 and calls > 500
-    assert near_call(bytes.fromhex("3effd0"), elfclass) is None  # notrack call: capstone decides
-    assert near_call(bytes.fromhex("e800000000"), elfclass) is True
-    assert near_call(bytes.fromhex("ffd0"), elfclass) is True
-    assert near_call(bytes.fromhex("ffe0"), elfclass) is False  # jmp *%eax

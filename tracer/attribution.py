@@ -31,10 +31,6 @@ _DELETED = " (deleted)"
 _CALL_LENGTHS = (5, 2, 3, 4, 6, 7, 8)
 _CALL_REL32 = 0xE8
 _CALL_INDIRECT = 0xFF
-# First bytes near_call leaves to capstone: legacy prefixes, and VEX, EVEX
-# and XOP escapes (capstone names such an instruction by its opcode byte).
-_ASK_CAPSTONE = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3,
-                           0xC4, 0xC5, 0x62, 0x8F})
 _CACHE_LIMIT = 65536
 
 
@@ -212,23 +208,19 @@ class Attributor:
             code = read_at_vaddr(info, low, vaddr - low)
         except ElfError:
             return False
+        disasm = self._disassembler(info.elfclass)
         for length in _CALL_LENGTHS:
             if length > len(code):
                 continue
-            window = code[-length:]
-            found = near_call(window, info.elfclass)
-            if found is None:
-                insn = next(self._disassembler(info.elfclass).disasm(window, vaddr - length, 1), None)
-                found = insn is not None and insn.size == length and _is_call(insn)
-            if found:
+            insn = next(disasm.disasm(code[-length:], vaddr - length, 1), None)
+            if insn is not None and insn.size == length and _is_call(insn):
                 return True
         return False
 
     def _disassembler(self, elfclass: int) -> capstone.Cs:
         cs = self._disassemblers.get(elfclass)
         if cs is None:
-            # Imported here: only a reported event's caller needs it, and
-            # only when near_call cannot tell.
+            # Imported here: only a reported event's caller needs it.
             import capstone
 
             cs = capstone.Cs(
@@ -257,50 +249,6 @@ class Attributor:
             return Caller(addr, name, None, file_offset)
         symbol, offset = found
         return Caller(addr, name, symbol, offset + (addr - probe))
-
-
-def _modrm_length(code: bytes, at: int) -> int | None:
-    """The bytes of the ModRM operand at code[at] (ModRM, SIB, displacement;
-    32- and 64-bit addressing); None when the code ends inside it."""
-    if at >= len(code):
-        return None
-    modrm = code[at]
-    mod, rm = modrm >> 6, modrm & 7
-    if mod == 3:
-        return 1
-    length = 1
-    if rm == 4:
-        if at + 1 >= len(code):
-            return None
-        length += 1
-        if mod == 0 and code[at + 1] & 7 == 5:
-            length += 4  # SIB with no base: disp32
-    elif mod == 0 and rm == 5:
-        length += 4  # disp32 (RIP-relative in 64-bit code)
-    return length + (0, 1, 4)[mod]
-
-
-def near_call(code: bytes, elfclass: int) -> bool | None:
-    """Whether `code` is exactly one near call (e8 rel32, or ff /2 with an
-    optional REX prefix in 64-bit code), decided from the bytes: what
-    capstone answers for them (tests/test_attribution.py holds the two
-    together), without importing it. None for code that starts with a
-    prefix or an escape byte: capstone decides those."""
-    first = code[0]
-    if first in _ASK_CAPSTONE:
-        return None
-    at = 0
-    if elfclass == 64 and 0x40 <= first <= 0x4F:
-        if len(code) < 2 or code[1] != _CALL_INDIRECT:
-            return None
-        at = 1
-    opcode = code[at]
-    if opcode == _CALL_REL32:
-        return at == 0 and len(code) == 5
-    if opcode != _CALL_INDIRECT or at + 1 >= len(code) or (code[at + 1] >> 3) & 7 != 2:
-        return False
-    operand = _modrm_length(code, at + 1)
-    return operand is not None and at + 1 + operand == len(code)
 
 
 def _is_call(insn: capstone.CsInsn) -> bool:
