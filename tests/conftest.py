@@ -99,6 +99,8 @@ BUILDS: dict[str, Build] = {
     "closures_jit_retry": Build(source="closures/jit_retry"),
     # The same address rewritten, made non-executable, remapped, across exec (-no-pie: same bytes after).
     "closures_stale_tramp": Build(source="closures/stale_tramp", flags=("-no-pie",)),
+    # Read-only memory moved by mremap(MREMAP_FIXED) over a granted trampoline.
+    "closures_remap_into_grant": Build(source="closures/remap_into_grant", flags=("-no-pie",)),
     # The trampolines as GCC writes them with and without CET's endbr.
     "closures_tramp_bytes": Build(source="closures/tramp_bytes", flags=("-lffi",)),
     "closures_tramp_bytes_nocet": Build(source="closures/tramp_bytes",

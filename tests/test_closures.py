@@ -285,6 +285,24 @@ def test_the_fast_path_never_serves_stale_state(program: Callable[[str], str]) -
     assert 3900 <= summary["closures"]["invoke-fast"] <= 3996
 
 
+def test_memory_moved_over_a_grant_by_mremap_is_not_served(program: Callable[[str], str]) -> None:
+    """A page never asked executable (read-only, then read-write) moved by
+    mremap(MREMAP_FIXED) onto a granted trampoline with the same bytes, by
+    the process and by another sharing its address space: natively a call
+    there faults; the fast path and the Python path must not run it."""
+    argv = [program("remap_into_grant")]
+    native = _native(argv)
+    assert native.returncode == 0 and native.stdout.endswith("DONE\n"), native.stderr
+    for label in ("moved-read-only", "moved-read-write", "moved-by-vm-sharer"):
+        assert f"{label} SEGV" in native.stdout
+    fast, events, summary = _run(argv, *STRICT, "--closures=emulate")
+    python, _, _ = _run(argv, *STRICT, "--closures=emulate", "--trace-trampolines")
+    assert (fast.returncode, fast.stdout) == (0, native.stdout), fast.stderr[-3000:]
+    assert (python.returncode, python.stdout) == (0, native.stdout), python.stderr[-3000:]
+    assert events == []
+    assert summary["closures"]["invoke-fast"] > 0
+
+
 def test_without_gcc_the_python_path_serves_alone(program: Callable[[str], str], tmp_path: Path) -> None:
     """No compiler for the fast path: one line says so, every invocation is
     served by the Python path."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..abi import (
     MAP_FIXED,
     MREMAP_DONTUNMAP,
+    MREMAP_FIXED,
     PROT_EXEC,
     PROT_GROWSDOWN,
     PROT_READ,
@@ -323,17 +324,30 @@ class ClosureEmulator:
         return match(call.arch, addr, code, regs, lambda at, size: ctl.read(at, size)) is not None
 
     def _remap(self, call: RawCall, ctl: Control) -> None:
-        space = self.spaces.get(call.pid)
+        """Grants follow the memory mremap moves: the granted parts of the
+        old range to the same offsets in the new one (and a growth of a
+        granted end with it). With MREMAP_FIXED, whatever lay at the new
+        address is replaced: granted no more, from the call's entry on (as
+        a MAP_FIXED mmap), so no fault there is served while the call runs."""
         old, old_length, new_length, flags = call.args[0], call.args[1], call.args[2], call.args[3]
-        if space is None or not space.granted.overlapping(old, old + _page_up(old_length)):
+        if flags & MREMAP_FIXED:
+            self._forget(call.pid, call.args[4], call.args[4] + _page_up(new_length), ctl)
+        space = self.spaces.get(call.pid)
+        old_end = old + _page_up(old_length)
+        if space is None or not space.granted.overlapping(old, old_end):
             return
 
         def moved(result: int, exit_ctl: Control) -> None:
             if _failed(result, call.arch):
                 return
+            pieces = space.granted.overlapping(old, old_end)
             if not flags & MREMAP_DONTUNMAP:
-                self._forget(call.pid, old, old + _page_up(old_length), exit_ctl)
-            space.granted.add(result, result + _page_up(new_length))
+                self._forget(call.pid, old, old_end, exit_ctl)
+            new_end = result + _page_up(new_length)
+            for start, end in pieces:
+                # A piece reaching the old end grows (or shrinks) with the mapping.
+                moved_end = new_end if end == old_end else min(new_end, result + (end - old))
+                space.granted.add(result + (start - old), moved_end)
 
         ctl.on_exit(moved)
 
