@@ -25,7 +25,7 @@ STEPS: dict[str, int] = {
     "tracer.judgement": 5, "tracer.judging": 5, "tracer.inspect": 5,
     "tracer.actions": 6,
     "tracer.outputs": 7,
-    "tracer.pipeline": 8, "tracer.replay": 8,
+    "tracer.pipeline": 8, "tracer.replay": 8, "tracer.caches": 8,
     "tracer.cli": 9, "tracer.__main__": 9,
 }
 

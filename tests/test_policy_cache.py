@@ -131,3 +131,16 @@ def test_a_cached_preset_loads_without_the_yaml_parser(tmp_path: Path) -> None:
     assert first.stdout.split() == ["default", "True", "True", "True"]
     again = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert again.stdout.split() == ["default", "False", "False", "False"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a policy file to another user needs root (chown)")
+def test_a_policy_file_of_another_user_is_never_cached(tmp_path: Path, cache_home: Path) -> None:
+    """A file the user cannot write (a root-owned preset, for one) must not
+    become one the user can: its compiled form is not kept, nor read."""
+    path = write_policy(tmp_path / "p.yaml")
+    os.chown(path, 65534, 65534)
+    policy = load_policy_file(path)
+    assert entries(cache_home) == []
+    cache.remember(str(path), path.read_bytes(), policy.__class__(**{**policy.__dict__, "name": "forged"}))
+    assert len(entries(cache_home)) == 1
+    assert load_policy_file(path).name == "one"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from . import __version__
+from .caches import Snapshot
 from .errors import EXIT_USAGE, CapabilityMissing, PolicyError, TrampwatchError
 from .events import AttachEvent
 from .outputs.jsonl import JsonLinesOutput
@@ -275,12 +276,19 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             prepare = _child_setup(kernel_mdwe, handler.trap_rules() if handler else (), seccomp, preload)
             # The program owns the terminal's signals: Ctrl-C reaches it, not us.
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
+            # The program may write trampwatch's caches as the user may: what it changed goes.
+            caches = Snapshot()
             try:
                 status = trace_command(judge, list(command), prepare, handler, seccomp.clone3_exit_only,
                                        fast)
             finally:
                 for sig, disposition in previous.items():
                     signal.signal(sig, disposition)
+                dropped = caches.drop_changed()
+                if dropped:
+                    click.echo(f"trampwatch: removed {len(dropped)} file(s) of trampwatch's caches written "
+                               f"while the program ran (the next run compiles or builds them again): "
+                               f"{', '.join(dropped)}", err=True)
             if emulator is not None:
                 # Those the fast path served count as emulated too (it repeats the emulator's decisions).
                 judge.stats.closures["invoke-fast"] = fast.served if fast else 0

@@ -9,6 +9,7 @@ keeps its line and column; scalars are typed by the safe resolver's tags.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -150,12 +151,16 @@ def load_policy_file(path: str | Path) -> Policy:
     """Return the Policy in the file at path (source: the path as given).
 
     Raises PolicyError for an unreadable or non-UTF-8 file and for every
-    error in its content. A file loaded before, unchanged, comes compiled
-    from the cache (tracer/policy/cache.py).
+    error in its content. A file of the user's own loaded before,
+    unchanged, comes compiled from the cache (tracer/policy/cache.py).
     """
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
+            # A file the user cannot write would be no harder to change than
+            # a cache entry the user can: such a policy is never cached.
+            cached = os.fstat(f.fileno()).st_uid == os.geteuid()
     except OSError as err:
         reason = err.strerror or str(err)
         raise PolicyError([PolicyIssue(source, 1, 1, "", f"cannot read policy file: {reason}")]) from err
@@ -167,10 +172,11 @@ def load_policy_file(path: str | Path) -> Policy:
         column = len(before) - (before.rfind(b"\n") + 1) + 1
         issue = PolicyIssue(source, line, column, "", "not UTF-8 text: a policy file must be UTF-8")
         raise PolicyError([issue]) from err
-    policy = cache.lookup(source, data)
+    policy = cache.lookup(source, data) if cached else None
     if policy is None:
         policy = load_policy_text(text, source)
-        cache.remember(source, data, policy)
+        if cached:
+            cache.remember(source, data, policy)
     return policy
 
 

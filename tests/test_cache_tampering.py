@@ -1,0 +1,62 @@
+"""trampwatch's caches against the program it traces (tracer/caches.py):
+a traced program runs as the user and may write them, so whatever it
+changed there is gone when the run ends. A forged compiled policy (the
+default preset's, audit, under the strict preset's name and bytes) written
+by a traced program must not make the next `run --policy strict` audit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ProgramBuilder
+from test_trampfd_support import ROOT, TRAMPWATCH
+
+POISON = ROOT / "tests" / "programs" / "poison_policy_cache.py"
+
+
+def _run(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--", *argv],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+
+
+def test_a_policy_forged_by_the_traced_program_is_not_loaded(build_program: ProgramBuilder,
+                                                              tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    wx = str(build_program("wx_map"))
+    first = _run(env, wx)
+    assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in first.stdout, first.stderr
+    # The program forges the entry (natively it can: same user, same code).
+    poison = _run(env, sys.executable, str(POISON))
+    assert poison.stdout.startswith("POISONED"), poison.stderr
+    entry = poison.stdout.split()[1]
+    assert "removed 1 file(s) of trampwatch's caches" in poison.stderr and entry in poison.stderr
+    assert not Path(entry).exists()
+    again = _run(env, wx)
+    assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in again.stdout, again.stderr
+    assert "RAN wx_call" not in again.stdout
+
+
+def test_every_cache_file_the_traced_program_changes_is_removed(build_program: ProgramBuilder,
+                                                                 tmp_path: Path) -> None:
+    """The closure libraries and the fast path's (loaded into the tracer)
+    too: overwritten, replaced by a symlink, or new, each goes; what the
+    program left alone stays, and the next run builds what went."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    nested = str(build_program("closures_nested"))
+    first = subprocess.run([*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--closures=emulate",
+                            "--", nested], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert first.returncode == 0, first.stderr
+    library = next(tmp_path.rglob("libtrampwatch-fast-faults.so"))
+    policy = next(tmp_path.rglob("*.pickle"))
+    script = (f"printf junk > {library}; ln -sf /etc/passwd {policy}; "
+              f"mkdir -p {tmp_path}/trampwatch/closures/new; : > {tmp_path}/trampwatch/closures/new/f")
+    tamper = _run(env, "/bin/sh", "-c", script)
+    assert tamper.returncode == 0 and "removed 3 file(s)" in tamper.stderr, tamper.stderr
+    assert not library.exists() and not policy.is_symlink() and not policy.exists()
+    again = subprocess.run([*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--closures=emulate",
+                            "--", nested], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert (again.returncode, again.stdout) == (0, first.stdout), again.stderr
+    assert library.exists() and policy.exists() and "removed" not in again.stderr
