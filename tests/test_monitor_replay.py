@@ -231,3 +231,31 @@ def test_a_killed_call_is_never_told_as_made_again() -> None:
     assert plain[3].first is plain[2] and plain[2].call.ts < plain[3].ts
     assert [type(e).__name__ for e in killed] == ["MemReturn", "MemReturn"]
     assert [e.kernel_kill.rule for e in killed] == ["no-rwx", "no-rwx"]
+
+
+def test_flips_between_writes_moves_forks_and_personas_are_judged_alike_replayed(build_program) -> None:
+    """flip_disturb: between a JIT's repeated flips, writes through
+    /proc/self/mem and process_vm_writev, a fork whose child flips too, a
+    page moved onto a flipped page's neighbour by mremap(MREMAP_FIXED), and
+    a flip under READ_IMPLIES_EXEC: replaying remembered judgements must
+    say and model exactly what judging every call afresh does."""
+    rounds = 400
+    program = build_program("flip_disturb")
+    with load_source(EbpfConfig(comms=("flip_disturb",), repeats=False, buffer_pages=8192)) as source:
+        proc = subprocess.Popen([str(program), str(rounds)], stdout=subprocess.PIPE, text=True)
+        records: list[bytes] = []
+        while proc.poll() is None:
+            source.wait(50)
+            records += source.take()
+        records += source.take()
+        out = proc.stdout.read() if proc.stdout else ""
+        assert source.lost() == 0
+        batches = [source.decode(records[i:i + BATCH]) for i in range(0, len(records), BATCH)]
+    assert f"COUNT {rounds}" in out and "disturb_mprotect" not in out, out
+    events = [e for batch in batches for e in batch]
+    assert sum(isinstance(e, CallAgain) for e in events) > 0.5 * len(events)
+    replayed, fresh = _assert_replay_is_exact(batches, proc.pid)
+    # The disturbances were seen: the forks' children, and the persona's exec-gaining flips.
+    assert {j.pid for j in fresh.judgements} - {proc.pid}
+    assert any("read-implies-exec" in [c.value for c in j.categories] for j in fresh.judgements)
+    assert len(replayed.judgements) < len(fresh.judgements)
