@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ProgramBuilder
 from test_trampfd_support import ROOT, TRAMPWATCH
 
@@ -60,3 +61,34 @@ def test_every_cache_file_the_traced_program_changes_is_removed(build_program: P
                             "--", nested], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert (again.returncode, again.stdout) == (0, first.stdout), again.stderr
     assert library.exists() and policy.exists() and "removed" not in again.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making files of another user needs root (chown)")
+@pytest.mark.parametrize("owned", ["library", "directory"])
+def test_a_library_another_user_could_have_put_in_the_cache_is_not_loaded(
+        build_program: ProgramBuilder, tmp_path: Path, owned: str) -> None:
+    """The fast path's library is loaded into the tracer, and the closure
+    library preloaded into the program: one that another user owns, or in
+    a directory another user owns (XDG_CACHE_HOME pointing into another
+    user's home, `sudo -E`), is not loaded: the Python path serves."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    nested = str(build_program("closures_nested"))
+    argv = [*TRAMPWATCH, "run", "--no-summary", "--json", "-", "--policy", "strict", "--closures=emulate",
+            "--", nested]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert first.returncode == 0 and '"invoke-fast": 0' not in first.stdout, first.stderr
+    library = next(tmp_path.rglob("libtrampwatch-fast-faults.so"))
+    os.chown(library if owned == "library" else library.parent, 65534, 65534)
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert again.returncode == 0, again.stderr
+    assert f"not loading {library}" in again.stderr and "slower Python path" in again.stderr
+    assert '"invoke-fast": 0' in again.stdout
+    ffi = str(build_program("closures_ffi_closures"))
+    trampfd = [*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--closures=trampfd", "--", ffi]
+    built = subprocess.run(trampfd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert built.returncode == 0, built.stderr
+    preloaded = next(tmp_path.rglob("x86_64-linux-gnu/libtrampwatch-closures.so"), None)
+    assert preloaded is not None, [str(p) for p in tmp_path.rglob("*.so")]
+    os.chown(preloaded if owned == "library" else preloaded.parent, 65534, 65534)
+    refused = subprocess.run(trampfd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert refused.returncode != 0 and "not preloading" in refused.stderr, refused.stderr

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import TrampwatchError
-from ..resources import package_path
+from ..resources import package_path, writable_by_others
 from ..trampfd import include_dir
 
 SOURCE = package_path("closures", "ffi_closures.c")
@@ -43,6 +43,11 @@ def preload_value() -> str:
     root = cache_dir() / digest
     if not (root / "lib" / "x86_64-linux-gnu" / LIBRARY).exists():
         _build(root)
+    # Preloaded into the traced program: never a library someone else could have put there.
+    for lib in root.glob(f"lib/*/{LIBRARY}"):
+        unsafe = writable_by_others(lib)
+        if unsafe is not None:
+            raise TrampwatchError(f"not preloading {lib}: {unsafe}")
     return f"{root}/$LIB/{LIBRARY}"
 
 

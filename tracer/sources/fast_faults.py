@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..closures.preload import cache_dir
 from ..errors import TrampwatchError
-from ..resources import package_path
+from ..resources import package_path, writable_by_others
 
 SOURCE = package_path("sources", "fast_faults.c")
 LIBRARY = "libtrampwatch-fast-faults.so"
@@ -49,6 +49,10 @@ class FastFaults:
         path = cache_dir() / f"fast-faults-{digest}" / LIBRARY
         if not path.exists():
             _build(path)
+        # Loaded into the tracer: never a library someone else could have put there.
+        unsafe = writable_by_others(path)
+        if unsafe is not None:
+            raise TrampwatchError(f"not loading {path}: {unsafe}")
         try:
             lib = ctypes.CDLL(str(path), use_errno=True)
         except OSError as err:
