@@ -102,6 +102,8 @@ BUILDS: dict[str, Build] = {
     "closures_stale_tramp": Build(source="closures/stale_tramp", flags=("-no-pie",)),
     # Read-only memory moved by mremap(MREMAP_FIXED) over a granted trampoline.
     "closures_remap_into_grant": Build(source="closures/remap_into_grant", flags=("-no-pie",)),
+    # Granted memory replaced by shmat(SHM_REMAP), and a granted heap given back by brk.
+    "closures_replace_grant": Build(source="closures/replace_grant", flags=("-no-pie",)),
     # The trampolines as GCC writes them with and without CET's endbr.
     "closures_tramp_bytes": Build(source="closures/tramp_bytes", flags=("-lffi",)),
     "closures_tramp_bytes_nocet": Build(source="closures/tramp_bytes",

@@ -285,15 +285,24 @@ def test_the_fast_path_never_serves_stale_state(program: Callable[[str], str]) -
     assert 3900 <= summary["closures"]["invoke-fast"] <= 3996
 
 
-def test_memory_moved_over_a_grant_by_mremap_is_not_served(program: Callable[[str], str]) -> None:
-    """A page never asked executable (read-only, then read-write) moved by
-    mremap(MREMAP_FIXED) onto a granted trampoline with the same bytes, by
-    the process and by another sharing its address space: natively a call
-    there faults; the fast path and the Python path must not run it."""
-    argv = [program("remap_into_grant")]
+@pytest.mark.parametrize("name,labels", [
+    # A page never asked executable (read-only, then read-write) moved by
+    # mremap(MREMAP_FIXED) onto a granted trampoline with the same bytes, by
+    # the process and by another sharing its address space.
+    ("remap_into_grant", ("moved-read-only", "moved-read-write", "moved-by-vm-sharer")),
+    # A read-only shared memory segment with those bytes attached over it
+    # (shmat SHM_REMAP); a granted heap page given back by brk and taken again.
+    ("replace_grant", ("shm-over-grant", "heap-again")),
+])
+def test_memory_that_replaced_a_grant_is_not_served(program: Callable[[str], str], name: str,
+                                                     labels: tuple[str, ...]) -> None:
+    """Memory that replaced granted memory by a call other than munmap and
+    mmap, holding the same trampoline: natively a call there faults; the
+    fast path and the Python path must not run it."""
+    argv = [program(name)]
     native = _native(argv)
     assert native.returncode == 0 and native.stdout.endswith("DONE\n"), native.stderr
-    for label in ("moved-read-only", "moved-read-write", "moved-by-vm-sharer"):
+    for label in labels:
         assert f"{label} SEGV" in native.stdout
     fast, events, summary = _run(argv, *STRICT, "--closures=emulate")
     python, _, _ = _run(argv, *STRICT, "--closures=emulate", "--trace-trampolines")

@@ -26,6 +26,8 @@ from ..abi import (
     PROT_GROWSDOWN,
     PROT_READ,
     PROT_WRITE,
+    SHM_REMAP,
+    SHM_RND,
     SYSCALLS_I386,
     SYSCALLS_X86_64,
 )
@@ -82,6 +84,8 @@ class _Space:
     # granted memory stops being granted, as that fault would then be no
     # longer emulated.
     served: set[int] = field(default_factory=set)
+    # The program break as the last brk call that set it asked (0: not known).
+    brk: int = 0
 
 
 class ClosureEmulator:
@@ -134,6 +138,10 @@ class ClosureEmulator:
             self._forget(call.pid, call.args[0], call.args[0] + _page_up(call.args[1]), ctl)
         elif name == "mremap":
             self._remap(call, ctl)
+        elif name == "brk":
+            self._brk(call, ctl)
+        elif name == "shmat":
+            self._shmat(call, ctl)
         return False
 
     def on_fault(self, pid: int, tid: int, ctl: Control) -> bool:
@@ -198,7 +206,7 @@ class ClosureEmulator:
         space = self.spaces.get(parent_pid)
         if space is not None:
             self.spaces[child_pid] = space if shares_vm else _Space(space.granted.copy(), dict(space.decoded),
-                                                                    space.jit)
+                                                                    space.jit, brk=space.brk)
 
     def on_exec(self, pid: int, ctl: Control) -> None:
         """A new program: take PROT_EXEC off its stack if the kernel gave it."""
@@ -350,6 +358,28 @@ class ClosureEmulator:
                 space.granted.add(result + (start - old), moved_end)
 
         ctl.on_exit(moved)
+
+    def _brk(self, call: RawCall, ctl: Control) -> None:
+        """A break moved down gives back the heap above it: granted no more,
+        from the call's entry on (a failed call forgets too: safe). The
+        break is known from the calls that set it (brk(0) only asks)."""
+        space = self._space(call.pid)
+        asked = call.args[0]
+        if asked and space.brk and asked < space.brk:
+            self._forget(call.pid, _page_up(asked), _page_up(space.brk), ctl)
+        if asked:
+            space.brk = asked
+
+    def _shmat(self, call: RawCall, ctl: Control) -> None:
+        """shmat(SHM_REMAP) replaces what lay at its address: granted no
+        more, from the call's entry on; all granted memory from there up
+        when the segment's size is unknown (another IPC namespace's)."""
+        shmid, addr, flags = call.args[0], call.args[1], call.args[2]
+        if not flags & SHM_REMAP or not addr:
+            return
+        start = addr & ~(PAGE - 1) if flags & SHM_RND else addr
+        size = procfs.shm_size(shmid)
+        self._forget(call.pid, start, start + _page_up(size) if size is not None else 1 << 64, ctl)
 
     def _forget(self, pid: int, start: int, end: int, ctl: Control) -> None:
         """[start, end) of process pid is granted no more."""

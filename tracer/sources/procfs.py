@@ -190,6 +190,22 @@ def read_personality(pid: int) -> int:
 _mem_fds: dict[int, int] = {}
 
 
+def shm_size(shmid: int) -> int | None:
+    """The size of System V shared memory segment `shmid` as the tracer's
+    IPC namespace shows it (/proc/sysvipc/shm), or None when it shows none
+    such (gone, or another namespace's)."""
+    try:
+        with open("/proc/sysvipc/shm", encoding="ascii") as f:
+            next(f, None)
+            for line in f:
+                fields = line.split()
+                if len(fields) > 3 and fields[1] == str(shmid):
+                    return int(fields[3])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _open_mem(pid: int) -> int:
     path = f"/proc/{pid}/mem"
     with _translated(pid, path):
