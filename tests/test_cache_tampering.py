@@ -92,3 +92,20 @@ def test_a_library_another_user_could_have_put_in_the_cache_is_not_loaded(
     os.chown(preloaded if owned == "library" else preloaded.parent, 65534, 65534)
     refused = subprocess.run(trampfd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert refused.returncode != 0 and "not preloading" in refused.stderr, refused.stderr
+
+
+def test_a_policy_forged_by_an_attached_process_is_removed(tmp_path: Path) -> None:
+    """attach alike: what the traced process wrote while attached goes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    script = f"import sys, time; sys.stdin.readline(); time.sleep(0.5); exec(open({str(POISON)!r}).read())"
+    poisoner = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, env=env, cwd=ROOT)
+    argv = [*TRAMPWATCH, "attach", "--no-summary", "--policy", "strict", str(poisoner.pid)]
+    attach = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert attach.stderr is not None and "attached to pid" in attach.stderr.readline()
+    out, _ = poisoner.communicate("go\n", timeout=60)
+    stderr = attach.stderr.read()
+    assert attach.wait(timeout=60) == 0, stderr
+    assert out.startswith("POISONED"), out
+    entry = out.split()[1]
+    assert "removed 1 file(s) of trampwatch's caches" in stderr and not Path(entry).exists()

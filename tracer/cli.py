@@ -166,6 +166,15 @@ def _seccomp_enforcement(judge: Judge, refuse_wx: bool) -> SeccompEnforcement:
 CLOSURE_CHOICES = ("auto", "trampfd", "emulate")
 
 
+def _drop_changed(caches: Snapshot) -> None:
+    """Remove the cache files written while a traced program ran, saying so."""
+    dropped = caches.drop_changed()
+    if dropped:
+        click.echo(f"trampwatch: removed {len(dropped)} file(s) of trampwatch's caches written while the "
+                   f"program ran (the next run compiles or builds them again): {', '.join(dropped)}",
+                   err=True)
+
+
 def _fast_faults() -> FastFaults | None:
     """The fast path of emulated faults, or None (said in one line) when it
     cannot be built: every invocation is then served by the Python path."""
@@ -284,11 +293,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             finally:
                 for sig, disposition in previous.items():
                     signal.signal(sig, disposition)
-                dropped = caches.drop_changed()
-                if dropped:
-                    click.echo(f"trampwatch: removed {len(dropped)} file(s) of trampwatch's caches written "
-                               f"while the program ran (the next run compiles or builds them again): "
-                               f"{', '.join(dropped)}", err=True)
+                _drop_changed(caches)
             if emulator is not None:
                 # Those the fast path served count as emulated too (it repeats the emulator's decisions).
                 judge.stats.closures["invoke-fast"] = fast.served if fast else 0
@@ -316,7 +321,11 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
                 click.echo(f"trampwatch: attached to pid {attached.pid} ({len(attached.threads)} thread(s)), "
                            f"tracing ({judge.mode})", err=True)
 
-            status = trace_attached(judge, pid, ready)
+            caches = Snapshot()
+            try:
+                status = trace_attached(judge, pid, ready)
+            finally:
+                _drop_changed(caches)
             judge.finish(status)
     except TrampwatchError as err:
         _fail(err)
