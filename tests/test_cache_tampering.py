@@ -109,3 +109,22 @@ def test_a_policy_forged_by_an_attached_process_is_removed(tmp_path: Path) -> No
     assert out.startswith("POISONED"), out
     entry = out.split()[1]
     assert "removed 1 file(s) of trampwatch's caches" in stderr and not Path(entry).exists()
+
+
+def test_a_file_named_like_a_preset_made_by_the_traced_program_is_refused(build_program: ProgramBuilder,
+                                                                           tmp_path: Path) -> None:
+    """A traced program that leaves a file `strict` (the default policy's
+    text) in the working directory: the next `--policy strict` there fails
+    loudly instead of taking the file for the preset; ./strict is the file."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    wx = str(build_program("wx_map"))
+    argv = [*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--"]
+    made = subprocess.run([*argv, "/bin/cp", str(ROOT / "policies" / "default.yaml"), "strict"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert made.returncode == 0 and (tmp_path / "strict").exists(), made.stderr
+    again = subprocess.run([*argv, wx], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert again.returncode != 0 and "both a file here and a preset" in again.stderr, again.stderr
+    assert "RAN wx_call" not in again.stdout and "STEP" not in again.stdout
+    path = subprocess.run([*TRAMPWATCH, "run", "--no-summary", "--policy", "./strict", "--", wx],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert "RAN wx_call" in path.stdout, path.stderr

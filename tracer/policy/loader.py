@@ -192,9 +192,16 @@ def resolve_policy(name_or_path: str) -> Policy:
     (its source is then the preset name).
 
     Raises PolicyError when the path does not exist and no preset has that
-    name (listing the presets), or when the policy does not load.
+    name (listing the presets), when a bare name (no "/") is both a file
+    and a preset, or when the policy does not load.
     """
     if Path(name_or_path).exists():
+        if "/" not in name_or_path and name_or_path in preset_names():
+            # Any program run in this directory (a traced one too) could have
+            # put the file there: never taken silently for the preset.
+            message = (f"'{name_or_path}' is both a file here and a preset: write ./{name_or_path} "
+                       f"for the file, or run elsewhere for the preset")
+            raise PolicyError([PolicyIssue(name_or_path, 1, 1, "", message)])
         return load_policy_file(name_or_path)
     names = preset_names()
     if name_or_path in names:
