@@ -203,7 +203,10 @@ class ForkEvent:
     was alone in that space (no other task's call can have changed it
     after the copy) and none of its threads asked for MADV_DONTFORK
     (mappings the kernel itself keeps out of children are the model's to
-    know). False: nothing is vouched."""
+    know). False: nothing is vouched. `crowded`: another task shared the
+    parent's address space at the fork, so calls of that space may have run
+    before the copy and be reported after this event (or the other way
+    round): the child's history cannot be the model's."""
 
     ts: float
     parent_pid: int
@@ -212,6 +215,7 @@ class ForkEvent:
     thread: bool
     shares_vm: bool
     copied: bool = False
+    crowded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

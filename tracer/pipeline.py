@@ -225,14 +225,23 @@ class ProcfsGaps:
         for start, end in event.ranges if event.ranges is not None else ((0, 1 << 64),):
             self.model.distrust(event.pid, start, end, maps)
 
-    def fork(self, pid: int) -> None:
+    def fork(self, pid: int, crowded: bool) -> None:
         """A forked child's address space that may not be a copy of its
         parent's model (MADV_DONTFORK, a device mapping the kernel keeps out
-        of children, another thread of the parent's space at the fork: gaps
-        a growing region can fill unseen, protections the model has yet to
-        learn): take it from the child's maps, read while it has run no
-        instruction."""
-        self.whole(pid)
+        of children: gaps a growing region can fill unseen): take it from
+        the child's maps, read while it has run no instruction. When another
+        task shared the parent's space at the fork (`crowded`), its calls
+        may have run before the copy and be applied to the model after it,
+        or the other way round, where the maps show no difference (written
+        code moved over a clean page of the same protection: forkmid in
+        attack_late_exec): the whole space is then taken with unknown
+        (possibly written) history."""
+        if not crowded:
+            self.whole(pid)
+            return
+        maps = self._maps(pid)
+        if maps is not None:
+            self.model.distrust(pid, 0, 1 << 64, maps)
 
     def whole(self, pid: int) -> None:
         """Make the model of `pid` (stopped) what its maps show: pages gone
@@ -622,7 +631,7 @@ class Judge:
         child = self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
         copied = event.copied and child is not None and not child.space.holds_uncopied
         if self.gaps is not None and not event.shares_vm and not copied:
-            self.gaps.fork(event.child_pid)
+            self.gaps.fork(event.child_pid, event.crowded)
 
     def _exit(self, event: ExitEvent) -> None:
         # A thread that dies inside a call never returns from it.

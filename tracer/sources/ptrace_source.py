@@ -1599,7 +1599,7 @@ class PtraceSource:
             alone = not any(other.vm == task.vm and other is not task for other in self.tasks.values())
             copied = alone and not (shares_vm or task.syscall_mode or task.vm in self._dontfork)
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm,
-                                         copied))
+                                         copied, crowded=not alone))
         if self.handler is not None:
             self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
         if known is not None and known.held:
