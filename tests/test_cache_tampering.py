@@ -128,3 +128,33 @@ def test_a_file_named_like_a_preset_made_by_the_traced_program_is_refused(build_
     path = subprocess.run([*TRAMPWATCH, "run", "--no-summary", "--policy", "./strict", "--", wx],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert "RAN wx_call" in path.stdout, path.stderr
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "open: the cache sweep runs when a run's tree is gone, but another run started meanwhile "
+    "(parallel jobs of one user) reads the compiled policy the first run's tree forged: it "
+    "unpickles it (Python the tree chose, run in the untraced tracer) and, with a matching "
+    "stamp, enforces the weaker policy; an entry's owner and mode cannot tell the tree from the user"))
+def test_a_policy_forged_during_a_run_is_not_loaded_by_a_concurrent_run(build_program: ProgramBuilder,
+                                                                         tmp_path: Path) -> None:
+    """Run A's tree forges strict's entry and stays alive; run B, started
+    then with --policy strict, must still refuse wx_map's W+X mmap."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    wx = str(build_program("wx_map"))
+    first = _run(env, wx)  # the genuine entry, as a user's earlier run leaves it
+    assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in first.stdout, first.stderr
+    flag = tmp_path / "go"
+    script = f"{sys.executable} {POISON} && while [ ! -e {flag} ]; do sleep 0.1; done"
+    forger = subprocess.Popen([*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--", "/bin/sh", "-c",
+                               script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              cwd=ROOT)
+    try:
+        assert forger.stdout is not None
+        line = forger.stdout.readline()
+        assert line.startswith("POISONED"), line
+        concurrent = _run(env, wx)
+    finally:
+        flag.touch()
+        forger.communicate(timeout=120)
+    assert "RAN wx_call" not in concurrent.stdout, concurrent.stderr
+    assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in concurrent.stdout, concurrent.stderr
