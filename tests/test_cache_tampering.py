@@ -145,9 +145,8 @@ def test_a_policy_forged_during_a_run_is_not_loaded_by_a_concurrent_run(build_pr
     assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in first.stdout, first.stderr
     flag = tmp_path / "go"
     script = f"{sys.executable} {POISON} && while [ ! -e {flag} ]; do sleep 0.1; done"
-    forger = subprocess.Popen([*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--", "/bin/sh", "-c",
-                               script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                              cwd=ROOT)
+    argv = [*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--", "/bin/sh", "-c", script]
+    forger = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         assert forger.stdout is not None
         line = forger.stdout.readline()
