@@ -146,7 +146,8 @@ def test_a_policy_forged_during_a_run_is_not_loaded_by_a_concurrent_run(build_pr
     flag = tmp_path / "go"
     script = f"{sys.executable} {POISON} && while [ ! -e {flag} ]; do sleep 0.1; done"
     argv = [*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--", "/bin/sh", "-c", script]
-    forger = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    forger = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              cwd=ROOT)
     try:
         assert forger.stdout is not None
         line = forger.stdout.readline()
