@@ -112,6 +112,7 @@ TRUTH: dict[str, Truth] = {
     "mprotect_flood": Truth(args=("200",)),
     "jit_flood": Truth(args=("200",), refused=("jit_mprotect",)),
     "flip_mix": Truth(args=("200",), refused=("flip_mprotect",)),
+    "flip_disturb": Truth(args=("50",), refused=("disturb_mprotect",)),
     "threads_flood": Truth(args=("4", "50")),
     "cheap_syscalls": Truth(args=("1000",)),
     "signals": Truth(),
