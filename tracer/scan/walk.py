@@ -1,0 +1,266 @@
+"""Walking files and directories for scan: each (device, inode) examined
+once, symlinks skipped unless followed, unreadable and non-ELF files counted,
+never a crash.
+
+A directory is opened once and its files are opened relative to it (one
+path component for the kernel to look up, not the whole path), and a regular
+file is opened before it is looked at: its fstat gives both the identity and
+the key of its ElfInfo.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections import Counter
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+
+from tracer.categories import Category
+from tracer.elf import ElfError, NotElfError, read_elf_fd, read_error
+
+from .findings import ScanResult, findings_for
+
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# Non-blocking, so that a FIFO put in a file's place never waits for a writer.
+_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+# How many entries of a directory go by between two calls of Walk.tick.
+TICK_EVERY = 16
+
+Identity = tuple[int, int]
+# A directory still to walk: its path and its identity.
+Pending = tuple[str, Identity]
+
+
+@dataclass
+class ScanSummary:
+    """Counts over a scan, filled in as its results are consumed.
+
+    `files_seen` counts regular files examined (ELF, non-ELF and failed);
+    `skipped` entries not examined ('symlink', 'special', 'duplicate',
+    'other-filesystem'); `errors` failures by reason; `categories` and
+    `indicators` the number of files with at least one finding of each.
+    `helper_units` counts the subtrees a helper process walked,
+    `redone_units` those given to it and walked again here, and
+    `helper_failure` says how the helper ended when it died early.
+    """
+
+    files_seen: int = 0
+    directories: int = 0
+    elf: int = 0
+    not_elf: int = 0
+    debug_only: int = 0
+    elf_with_findings: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    categories: Counter[Category] = field(default_factory=Counter)
+    indicators: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+    helper_units: int = 0
+    redone_units: int = 0
+    helper_failure: str | None = None
+
+    @property
+    def files_per_second(self) -> float:
+        """Files examined per second of scanning (0.0 before any time passed)."""
+        return self.files_seen / self.elapsed if self.elapsed > 0 else 0.0
+
+    def add(self, other: ScanSummary) -> None:
+        """Add the walk counts of `other` (a part of the same scan) to these;
+        a count of zero or less adds no key."""
+        for name in ("files_seen", "directories", "elf", "not_elf", "debug_only", "elf_with_findings"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.skipped, other.skipped), (self.errors, other.errors),
+                             (self.categories, other.categories), (self.indicators, other.indicators)):
+            mine += theirs
+
+    def count_file(self, result: ScanResult | None, sign: int = 1) -> None:
+        """Count one examined regular file: `result` is its ScanResult, None
+        when it is not ELF. A sign of -1 takes the file back out (leaving
+        zero counts that add() drops)."""
+        self.files_seen += sign
+        if result is None:
+            self.not_elf += sign
+            return
+        if result.error is not None:
+            self.errors[result.error] += sign
+            return
+        info = result.info
+        assert info is not None
+        self.elf += sign
+        if not info.has_code:
+            self.debug_only += sign
+        if result.findings:
+            self.elf_with_findings += sign
+        for category in {cat for finding in result.findings for cat in finding.categories}:
+            self.categories[category] += sign
+        for kind in {finding.kind for finding in result.findings if not finding.categories}:
+            self.indicators[kind] += sign
+
+
+_WALK_REASONS = {
+    errno.ENOENT: "vanished",
+    errno.ENOTDIR: "vanished",
+    errno.EACCES: "unreadable",
+    errno.EPERM: "unreadable",
+    errno.ELOOP: "symlink-loop",
+}
+
+
+def failed(path: str, err: OSError, counts: ScanSummary) -> ScanResult:
+    """Count and describe a path the walk itself could not stat or list."""
+    reason = _WALK_REASONS.get(err.errno or 0, "io-error")
+    counts.errors[reason] += 1
+    return ScanResult(path, None, error=reason, message=os.strerror(err.errno) if err.errno else str(err))
+
+
+def examine(path: str, fd: int, st: os.stat_result) -> ScanResult | None:
+    """The ScanResult of the regular file open at `fd` (`st` its fstat), or
+    None when it is not ELF."""
+    try:
+        info = read_elf_fd(path, fd, st)
+    except NotElfError:
+        return None
+    except ElfError as err:
+        return ScanResult(path, None, error=err.reason, message=err.detail)
+    return ScanResult(path, info, findings_for(info))
+
+
+def examine_path(path: str) -> ScanResult | None:
+    """examine() for a file named by its path (a root given directly)."""
+    try:
+        fd = os.open(path, _FILE_FLAGS)
+    except OSError as err:
+        return _unopened(path, err)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return examine(path, fd, st)
+    finally:
+        os.close(fd)
+
+
+def _unopened(path: str, err: OSError) -> ScanResult:
+    """The result of a regular file that could not be opened."""
+    failure = read_error(path, err)
+    return ScanResult(path, None, error=failure.reason, message=failure.detail)
+
+
+class Walk:
+    """The state of one scan's walk: the identities seen, the counts, the
+    options. `report`, when set, collects (identity, kind, result) for what
+    another walk may also have seen: directories, special files, and regular
+    files with more than one link or that are mount points (kind 'dir',
+    'special' or 'file'; result the file's ScanResult, None when not ELF).
+    `tick`, when set, is called between directories and every TICK_EVERY
+    entries."""
+
+    def __init__(self, counts: ScanSummary, seen: set[Identity], follow: bool, one_filesystem: bool):
+        self.counts = counts
+        self.seen = seen
+        self.follow = follow
+        self.one_filesystem = one_filesystem
+        self.report: list[tuple[Identity, str, ScanResult | None]] | None = None
+        self.tick: Callable[[], None] | None = None
+
+    def tree(self, top: Pending, device: int) -> Iterator[ScanResult]:
+        """Walk the directory `top` (already counted as seen) depth first,
+        each directory's files in name order before its subdirectories."""
+        pending = [top]
+        while pending:
+            subdirectories = yield from self.directory(pending.pop()[0], device)
+            pending.extend(reversed(subdirectories))
+
+    def directory(self, path: str, device: int) -> Generator[ScanResult, None, list[Pending]]:
+        """Examine the entries of one directory; return its subdirectories
+        still to walk, in name order. `device` is the root's, for
+        one_filesystem."""
+        counts = self.counts
+        counts.directories += 1
+        try:
+            dir_fd = os.open(path, _DIRECTORY_FLAGS)
+        except OSError as err:
+            yield failed(path, err, counts)
+            return []
+        try:
+            try:
+                with os.scandir(dir_fd) as listing:
+                    entries = sorted(listing, key=_name)
+            except OSError as err:
+                yield failed(path, err, counts)
+                return []
+            dir_dev = os.fstat(dir_fd).st_dev if self.report is not None else 0
+            return (yield from self._entries(path, dir_fd, dir_dev, device, entries))
+        finally:
+            os.close(dir_fd)
+
+    def _entries(self, path: str, dir_fd: int, dir_dev: int, device: int,
+                 entries: list[os.DirEntry]) -> Generator[ScanResult, None, list[Pending]]:
+        counts, seen, follow, report, tick = self.counts, self.seen, self.follow, self.report, self.tick
+        prefix = path if path.endswith("/") else path + "/"
+        flags = _FILE_FLAGS if follow else _FILE_FLAGS | os.O_NOFOLLOW
+        subdirectories: list[Pending] = []
+        for index, entry in enumerate(entries):
+            if tick is not None and not index % TICK_EVERY:
+                tick()
+            name = entry.name
+            fd = -1
+            unopened: OSError | None = None
+            try:
+                if not follow and entry.is_symlink():
+                    counts.skipped["symlink"] += 1
+                    continue
+                if not follow and entry.is_file(follow_symlinks=False):
+                    # Opened first: its fstat is the identity and the ElfInfo key.
+                    try:
+                        fd = os.open(name, flags, dir_fd=dir_fd)
+                    except OSError as err:
+                        unopened = err
+                    else:
+                        st = os.fstat(fd)
+                if fd < 0:
+                    st = entry.stat(follow_symlinks=follow)
+            except OSError as err:
+                yield failed(prefix + name, err, counts)
+                continue
+            try:
+                identity = (st.st_dev, st.st_ino)
+                if identity in seen:
+                    counts.skipped["duplicate"] += 1
+                    continue
+                seen.add(identity)
+                mode = st.st_mode
+                if stat.S_ISDIR(mode):
+                    if report is not None:
+                        report.append((identity, "dir", None))
+                    if self.one_filesystem and st.st_dev != device:
+                        counts.skipped["other-filesystem"] += 1
+                    else:
+                        subdirectories.append((prefix + name, identity))
+                elif stat.S_ISREG(mode):
+                    if fd < 0 and unopened is None:
+                        try:
+                            fd = os.open(name, flags, dir_fd=dir_fd)
+                        except OSError as err:
+                            unopened = err
+                    result = _unopened(prefix + name, unopened) if fd < 0 else examine(prefix + name, fd, st)
+                    counts.count_file(result)
+                    if report is not None and (st.st_nlink > 1 or st.st_dev != dir_dev
+                                               or st.st_ino != entry.inode()):
+                        report.append((identity, "file", result))
+                    if result is not None:
+                        yield result
+                else:
+                    counts.skipped["special"] += 1
+                    if report is not None:
+                        report.append((identity, "special", None))
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+        return subdirectories
+
+
+def _name(entry: os.DirEntry) -> str:
+    return entry.name
