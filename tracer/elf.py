@@ -26,7 +26,8 @@ from tracer.elf_fast import HEAD_SIZE, read_regular, undefined_names
 from tracer.errors import EXIT_VIOLATION, TrampwatchError
 
 __all__ = ["ElfCache", "ElfError", "ElfInfo", "ElfLayout", "FileKey", "NotElfError", "Segment",
-           "map_to_vaddr", "read_at_vaddr", "read_elf", "read_elf_fd", "read_layout", "symbolize"]
+           "map_to_vaddr", "read_at_vaddr", "read_elf", "read_elf_fd", "read_error", "read_layout",
+           "symbolize"]
 
 if TYPE_CHECKING:
     from elftools.elf.dynamic import DynamicSegment
@@ -215,7 +216,7 @@ def _open_regular(path: str) -> tuple[int, os.stat_result]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as err:
-        raise _os_error(path, err) from err
+        raise read_error(path, err) from err
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -223,7 +224,8 @@ def _open_regular(path: str) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-def _os_error(path: str, err: OSError) -> ElfError:
+def read_error(path: str, err: OSError) -> ElfError:
+    """The ElfError for an OSError met opening or reading `path`."""
     reason = {
         errno.EACCES: "unreadable",
         errno.EPERM: "unreadable",
@@ -257,14 +259,14 @@ def read_elf_fd(path: str, fd: int, st: os.stat_result) -> ElfInfo:
     try:
         head = os.pread(fd, HEAD_SIZE, 0)
     except OSError as err:
-        raise _os_error(path, err) from err
+        raise read_error(path, err) from err
     if head[:4] != _ELF_MAGIC:
         raise NotElfError(path, "not-elf", "not an ELF file")
     key = FileKey.of(st)
     try:
         regular = read_regular(fd, st.st_size, head)
     except OSError as err:
-        raise _os_error(path, err) from err
+        raise read_error(path, err) from err
     if regular is not None:
         return ElfInfo(path=path, key=key, elfclass=regular.elfclass, machine=regular.machine,
                        e_type=regular.e_type, entry=regular.entry,
@@ -279,7 +281,7 @@ def read_elf_fd(path: str, fd: int, st: os.stat_result) -> ElfInfo:
         except OSError as err:
             # EINVAL is a seek to a negative offset a bogus header asked for.
             if err.errno != errno.EINVAL:
-                raise _os_error(path, err) from err
+                raise read_error(path, err) from err
             raise _malformed(path, st.st_size, stream, err) from err
         except parse_errors as err:
             raise _malformed(path, st.st_size, stream, err) from err
@@ -399,7 +401,7 @@ def _load_symbols(info: ElfLayout) -> SymbolTable:
         identity = Identity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         return read_symbols(fd, identity, default_store())
     except OSError as err:
-        raise _os_error(info.path, err) from err
+        raise read_error(info.path, err) from err
     except SymbolFormatError as err:
         raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
     finally:
@@ -448,7 +450,7 @@ def read_at_vaddr(info: ElfLayout, vaddr: int, size: int) -> bytes:
             raise ElfError(info.path, "changed", "file changed on disk since it was read")
         return os.pread(fd, count, seg.offset + (vaddr - seg.vaddr))
     except OSError as err:
-        raise _os_error(info.path, err) from err
+        raise read_error(info.path, err) from err
     finally:
         os.close(fd)
 
@@ -488,7 +490,7 @@ def _program_headers(path: str) -> tuple[os.stat_result, int, list[tuple[int, ..
             raise ElfError(path, "truncated", "program headers lie past the end of the file")
         table = os.pread(fd, phnum * phentsize, phoff)
     except OSError as err:
-        raise _os_error(path, err) from err
+        raise read_error(path, err) from err
     finally:
         os.close(fd)
     headers = []
@@ -579,7 +581,7 @@ class ElfCache:
         try:
             st = os.stat(path)
         except OSError as err:
-            raise _os_error(path, err) from err
+            raise read_error(path, err) from err
         key = (whole, path, st.st_dev, st.st_ino, st.st_mtime_ns)
         entry = self._entries.get(key)
         if entry is None:
