@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from tracer.abi import PF_W, PF_X
-from tracer.elf_fast import HEAD_SIZE, read_regular, undefined_names
+from tracer.elf_fast import ELF_MAGIC, HEAD_SIZE, RegularElf, read_regular, undefined_names
 from tracer.errors import EXIT_VIOLATION, TrampwatchError
 
 __all__ = ["ElfCache", "ElfError", "ElfInfo", "ElfLayout", "FileKey", "NotElfError", "Segment",
@@ -54,7 +54,6 @@ _PYTHON_PARSE_ERRORS = (
 
 _DF_TEXTREL = 0x4
 _DF_1_PIE = 0x08000000
-_ELF_MAGIC = b"\x7fELF"
 
 
 class ElfError(TrampwatchError):
@@ -248,19 +247,21 @@ def read_elf(path: str) -> ElfInfo:
         os.close(fd)
 
 
-def read_elf_fd(path: str, fd: int, st: os.stat_result) -> ElfInfo:
+def read_elf_fd(path: str, fd: int, st: os.stat_result, head: bytes | None = None) -> ElfInfo:
     """Parse the ELF file open at `fd` (a regular file; `st` its fstat, `path`
-    its name in the result and errors) and return its ElfInfo; `fd` stays
-    open. Raises as read_elf() does.
+    its name in the result and errors, `head` its first HEAD_SIZE bytes if
+    already read) and return its ElfInfo; `fd` stays open. Raises as
+    read_elf() does.
 
     A regular file is read with struct alone (tracer.elf_fast); pyelftools
     reads whatever that reader does not vouch for, and classifies failures.
     """
-    try:
-        head = os.pread(fd, HEAD_SIZE, 0)
-    except OSError as err:
-        raise read_error(path, err) from err
-    if head[:4] != _ELF_MAGIC:
+    if head is None:
+        try:
+            head = os.pread(fd, HEAD_SIZE, 0)
+        except OSError as err:
+            raise read_error(path, err) from err
+    if not head.startswith(ELF_MAGIC):
         raise NotElfError(path, "not-elf", "not an ELF file")
     key = FileKey.of(st)
     try:
@@ -268,13 +269,24 @@ def read_elf_fd(path: str, fd: int, st: os.stat_result) -> ElfInfo:
     except OSError as err:
         raise read_error(path, err) from err
     if regular is not None:
-        return ElfInfo(path=path, key=key, elfclass=regular.elfclass, machine=regular.machine,
-                       e_type=regular.e_type, entry=regular.entry,
-                       segments=tuple(Segment(*seg) for seg in regular.segments),
-                       gnu_stack_flags=regular.gnu_stack_flags, textrel=regular.textrel,
-                       interpreter=regular.interpreter, soname=regular.soname, pie=regular.pie,
-                       needed=regular.needed, imports=regular.imports)
+        return _regular_info(path, key, regular)
+    return _read_with_pyelftools(path, fd, st)
+
+
+def _regular_info(path: str, key: FileKey, regular: RegularElf) -> ElfInfo:
+    """The ElfInfo of what tracer.elf_fast read."""
+    return ElfInfo(path=path, key=key, elfclass=regular.elfclass, machine=regular.machine,
+                   e_type=regular.e_type, entry=regular.entry,
+                   segments=tuple(Segment(*seg) for seg in regular.segments),
+                   gnu_stack_flags=regular.gnu_stack_flags, textrel=regular.textrel,
+                   interpreter=regular.interpreter, soname=regular.soname, pie=regular.pie,
+                   needed=regular.needed, imports=regular.imports)
+
+
+def _read_with_pyelftools(path: str, fd: int, st: os.stat_result) -> ElfInfo:
+    """read_elf_fd() by pyelftools alone."""
     parse_errors = _elftools().parse_errors
+    key = FileKey.of(st)
     with os.fdopen(fd, "rb", closefd=False) as stream:
         try:
             return _parse(path, key, stream)
@@ -472,7 +484,7 @@ def _program_headers(path: str) -> tuple[os.stat_result, int, list[tuple[int, ..
     fd, st = _open_regular(path)
     try:
         head = os.pread(fd, 64, 0)
-        if head[:4] != _ELF_MAGIC:
+        if head[:4] != ELF_MAGIC:
             raise NotElfError(path, "not-elf", "not an ELF file")
         if len(head) < 64 or head[4] not in _PHDR_LAYOUTS or head[5] not in (1, 2):
             raise ElfError(path, "malformed", "malformed ELF header")

@@ -53,11 +53,12 @@ _SHT_GNU_VERDEF, _SHT_GNU_VERNEED, _SHT_GNU_VERSYM = 0x6FFFFFFD, 0x6FFFFFFE, 0x6
 _SHT_ARM_ATTRIBUTES = 0x70000003
 _SHF_COMPRESSED = 0x800
 _SYMBOL_TABLES = (_SHT_SYMTAB, _SHT_DYNSYM, _SHT_SUNW_LDYNSYM)
-_DT_NULL, _DT_NEEDED, _DT_SONAME, _DT_TEXTREL, _DT_FLAGS = 0, 1, 14, 22, 30
+_DT_NULL, _DT_NEEDED, _DT_SONAME, _DT_RPATH, _DT_TEXTREL, _DT_RUNPATH, _DT_FLAGS = 0, 1, 14, 15, 22, 29, 30
 _DT_FLAGS_1 = 0x6FFFFFFB
 _DF_TEXTREL = 0x4
 _DF_1_PIE = 0x08000000
 
+ELF_MAGIC = b"\x7fELF"
 # How much of a file the first read takes: the ELF header and, for nearly
 # every file, its program headers.
 HEAD_SIZE = 1024
@@ -155,10 +156,18 @@ def read_regular(fd: int, size: int, head: bytes) -> RegularElf | None:
                 textrel = True
             elif tag == _DT_FLAGS_1 and value & _DF_1_PIE:
                 pie = True
-            elif tag == _DT_NEEDED:
-                needed.append(_string(fd, strings + value, size))
-            elif tag == _DT_SONAME:
-                soname = _string(fd, strings + value, size)
+            elif tag in (_DT_NEEDED, _DT_SONAME):
+                # pyelftools reads '' past the end of the file, or fails
+                # seeking too far: not regular either way.
+                name = _string(fd, strings + value, size)
+                if name is None:
+                    return None
+                if tag == _DT_NEEDED:
+                    needed.append(name)
+                else:
+                    soname = name
+            elif tag in (_DT_RPATH, _DT_RUNPATH) and strings + value >= size:
+                return None  # pyelftools reads these strings too
         dynsym = next((sec for sec in sections if sec[_TYPE] == _SHT_DYNSYM), None)
         if dynsym is not None:
             names = _undefined(fd, size, elfclass, dynsym, sections[dynsym[_LINK]])
@@ -178,6 +187,8 @@ def _sections_regular(fd: int, size: int, elfclass: int, machine: int, sections:
     count = len(sections)
     name_table: bytes | None = None
     for name, kind, flags, offset, sec_size, link, entsize in sections:
+        if names[_OFFSET] + name >= size:
+            return False  # a name past the end of the file: '' or a failed seek
         if flags & _SHF_COMPRESSED and offset + _CHDR_SIZE[elfclass] > size:
             return False
         if kind in _SYMBOL_TABLES or kind in (_SHT_DYNAMIC, _SHT_GNU_VERDEF, _SHT_GNU_VERNEED):
@@ -241,10 +252,11 @@ def _cstring(fd: int, offset: int, size: int) -> bytes | None:
     return None
 
 
-def _string(fd: int, offset: int, size: int) -> str:
-    """A string-table string as pyelftools decodes it ('' when it does not end)."""
+def _string(fd: int, offset: int, size: int) -> str | None:
+    """A string-table string as pyelftools decodes it, or None when it does
+    not end inside the file."""
     raw = _cstring(fd, offset, size)
-    return raw.decode("utf-8", "replace") if raw else ""
+    return None if raw is None else raw.decode("utf-8", "replace")
 
 
 def _undefined(fd: int, size: int, elfclass: int, table: _Section,
@@ -258,6 +270,13 @@ def _undefined(fd: int, size: int, elfclass: int, table: _Section,
                            os.pread(fd, strings[_SIZE], strings[_OFFSET]))
 
 
+# Decoded symbol names by their bytes: the same few thousand names recur in
+# every library, and one str object each keeps ElfInfos small to pickle
+# (scan's helper process sends them).
+_NAMES: dict[bytes, str] = {}
+_NAMES_KEPT = 200_000
+
+
 def undefined_names(elfclass: int, little_endian: bool, data: bytes, strings: bytes) -> frozenset[str]:
     """The names of the undefined symbols in the bytes of a symbol table,
     decoded in one struct pass (pyelftools' one parse per symbol costs 30x
@@ -267,4 +286,8 @@ def undefined_names(elfclass: int, little_endian: bool, data: bytes, strings: by
                if not shndx and name}  # SHN_UNDEF, named
     find = strings.find
     raw = {strings[offset:end if (end := find(b"\0", offset)) >= 0 else None] for offset in offsets}
-    return frozenset(name.decode("utf-8", "replace") for name in raw)
+    if len(_NAMES) > _NAMES_KEPT:
+        _NAMES.clear()
+    known = _NAMES.get
+    return frozenset([known(name) or _NAMES.setdefault(name, name.decode("utf-8", "replace"))
+                      for name in raw])

@@ -18,7 +18,8 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 from tracer.categories import Category
-from tracer.elf import ElfError, NotElfError, read_elf_fd, read_error
+from tracer.elf import ElfError, read_elf_fd, read_error
+from tracer.elf_fast import ELF_MAGIC, HEAD_SIZE
 
 from .findings import ScanResult, findings_for
 
@@ -119,9 +120,13 @@ def examine(path: str, fd: int, st: os.stat_result) -> ScanResult | None:
     """The ScanResult of the regular file open at `fd` (`st` its fstat), or
     None when it is not ELF."""
     try:
-        info = read_elf_fd(path, fd, st)
-    except NotElfError:
+        head = os.pread(fd, HEAD_SIZE, 0)
+    except OSError as err:
+        return _unopened(path, err)
+    if not head.startswith(ELF_MAGIC):
         return None
+    try:
+        info = read_elf_fd(path, fd, st, head)
     except ElfError as err:
         return ScanResult(path, None, error=err.reason, message=err.detail)
     return ScanResult(path, info, findings_for(info))
@@ -143,7 +148,7 @@ def examine_path(path: str) -> ScanResult | None:
 
 
 def _unopened(path: str, err: OSError) -> ScanResult:
-    """The result of a regular file that could not be opened."""
+    """The result of a regular file that could not be opened or read."""
     failure = read_error(path, err)
     return ScanResult(path, None, error=failure.reason, message=failure.detail)
 
@@ -198,68 +203,98 @@ class Walk:
 
     def _entries(self, path: str, dir_fd: int, dir_dev: int, device: int,
                  entries: list[os.DirEntry]) -> Generator[ScanResult, None, list[Pending]]:
-        counts, seen, follow, report, tick = self.counts, self.seen, self.follow, self.report, self.tick
         prefix = path if path.endswith("/") else path + "/"
-        flags = _FILE_FLAGS if follow else _FILE_FLAGS | os.O_NOFOLLOW
         subdirectories: list[Pending] = []
+        tick, follow = self.tick, self.follow
         for index, entry in enumerate(entries):
             if tick is not None and not index % TICK_EVERY:
                 tick()
-            name = entry.name
-            fd = -1
-            unopened: OSError | None = None
-            try:
-                if not follow and entry.is_symlink():
-                    counts.skipped["symlink"] += 1
-                    continue
-                if not follow and entry.is_file(follow_symlinks=False):
-                    # Opened first: its fstat is the identity and the ElfInfo key.
-                    try:
-                        fd = os.open(name, flags, dir_fd=dir_fd)
-                    except OSError as err:
-                        unopened = err
-                    else:
-                        st = os.fstat(fd)
-                if fd < 0:
-                    st = entry.stat(follow_symlinks=follow)
-            except OSError as err:
-                yield failed(prefix + name, err, counts)
-                continue
-            try:
-                identity = (st.st_dev, st.st_ino)
-                if identity in seen:
-                    counts.skipped["duplicate"] += 1
-                    continue
-                seen.add(identity)
-                mode = st.st_mode
-                if stat.S_ISDIR(mode):
-                    if report is not None:
-                        report.append((identity, "dir", None))
-                    if self.one_filesystem and st.st_dev != device:
-                        counts.skipped["other-filesystem"] += 1
-                    else:
-                        subdirectories.append((prefix + name, identity))
-                elif stat.S_ISREG(mode):
-                    if fd < 0 and unopened is None:
-                        try:
-                            fd = os.open(name, flags, dir_fd=dir_fd)
-                        except OSError as err:
-                            unopened = err
-                    result = _unopened(prefix + name, unopened) if fd < 0 else examine(prefix + name, fd, st)
-                    counts.count_file(result)
-                    if report is not None and (st.st_nlink > 1 or st.st_dev != dir_dev
-                                               or st.st_ino != entry.inode()):
-                        report.append((identity, "file", result))
-                    if result is not None:
-                        yield result
-                else:
-                    counts.skipped["special"] += 1
-                    if report is not None:
-                        report.append((identity, "special", None))
-            finally:
-                if fd >= 0:
-                    os.close(fd)
+            if not follow and entry.is_file(follow_symlinks=False):
+                result = self._file(entry, prefix, dir_fd, dir_dev, device, subdirectories)
+            else:
+                result = self._other(entry, prefix, dir_fd, dir_dev, device, subdirectories)
+            if result is not None:
+                yield result
         return subdirectories
+
+    def _file(self, entry: os.DirEntry, prefix: str, dir_fd: int, dir_dev: int, device: int,
+              subdirectories: list[Pending]) -> ScanResult | None:
+        """An entry the listing says is a regular file: opened first, so that
+        its fstat is both its identity and the key of its ElfInfo."""
+        try:
+            fd = os.open(entry.name, _FILE_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError as err:
+            return self._other(entry, prefix, dir_fd, dir_dev, device, subdirectories, err)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):  # replaced since the listing
+                return self._other(entry, prefix, dir_fd, dir_dev, device, subdirectories)
+            identity = (st.st_dev, st.st_ino)
+            if identity in self.seen:
+                self.counts.skipped["duplicate"] += 1
+                return None
+            self.seen.add(identity)
+            result = examine(prefix + entry.name, fd, st)
+        finally:
+            os.close(fd)
+        self._count(identity, st, entry, dir_dev, result)
+        return result
+
+    def _other(self, entry: os.DirEntry, prefix: str, dir_fd: int, dir_dev: int, device: int,
+               subdirectories: list[Pending], unopened: OSError | None = None) -> ScanResult | None:
+        """Any entry, looked at before it is opened: a symlink is skipped
+        unless followed, a directory is added to `subdirectories`, a regular
+        file examined (`unopened` the error opening it, if that was tried)."""
+        counts, path = self.counts, prefix + entry.name
+        try:
+            if not self.follow and entry.is_symlink():
+                counts.skipped["symlink"] += 1
+                return None
+            st = entry.stat(follow_symlinks=self.follow)
+        except OSError as err:
+            return failed(path, err, counts)
+        identity = (st.st_dev, st.st_ino)
+        if identity in self.seen:
+            counts.skipped["duplicate"] += 1
+            return None
+        self.seen.add(identity)
+        if stat.S_ISDIR(st.st_mode):
+            if self.report is not None:
+                self.report.append((identity, "dir", None))
+            if self.one_filesystem and st.st_dev != device:
+                counts.skipped["other-filesystem"] += 1
+            else:
+                subdirectories.append((path, identity))
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            counts.skipped["special"] += 1
+            if self.report is not None:
+                self.report.append((identity, "special", None))
+            return None
+        if unopened is None:
+            flags = _FILE_FLAGS if self.follow else _FILE_FLAGS | os.O_NOFOLLOW
+            try:
+                fd = os.open(entry.name, flags, dir_fd=dir_fd)
+            except OSError as err:
+                unopened = err
+            else:
+                try:
+                    result = examine(path, fd, os.fstat(fd))
+                finally:
+                    os.close(fd)
+        if unopened is not None:
+            result = _unopened(path, unopened)
+        self._count(identity, st, entry, dir_dev, result)
+        return result
+
+    def _count(self, identity: Identity, st: os.stat_result, entry: os.DirEntry, dir_dev: int,
+               result: ScanResult | None) -> None:
+        """Count an examined file; report it when another walk may meet it
+        too: more than one link, or a mount point."""
+        self.counts.count_file(result)
+        if self.report is not None and (st.st_nlink > 1 or st.st_dev != dir_dev
+                                        or st.st_ino != entry.inode()):
+            self.report.append((identity, "file", result))
 
 
 def _name(entry: os.DirEntry) -> str:
