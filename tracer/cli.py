@@ -479,6 +479,8 @@ def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlink
         printer = ScanPrinter(policy, as_json, show_all, sys.stdout)
         for result in scan_paths(paths, follow_symlinks=follow_symlinks, summary=summary):
             printer.result(result)
+        if summary.helper_failure:
+            click.echo(f"trampwatch: {summary.helper_failure}", err=True)
         printer.summary(summary)
     except TrampwatchError as err:
         _fail(err)
