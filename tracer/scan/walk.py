@@ -234,10 +234,20 @@ class Walk:
                 self.counts.skipped["duplicate"] += 1
                 return None
             self.seen.add(identity)
-            result = examine(prefix + entry.name, fd, st)
+            # Most files are not ELF: four bytes say so.
+            try:
+                magic = os.pread(fd, len(ELF_MAGIC), 0)
+            except OSError as err:
+                result = _unopened(prefix + entry.name, err)
+            else:
+                result = examine(prefix + entry.name, fd, st) if magic == ELF_MAGIC else None
         finally:
             os.close(fd)
-        self._count(identity, st, entry, dir_dev, result)
+        if result is None and self.report is None:
+            self.counts.files_seen += 1
+            self.counts.not_elf += 1
+        else:
+            self._count(identity, st, entry, dir_dev, result)
         return result
 
     def _other(self, entry: os.DirEntry, prefix: str, dir_fd: int, dir_dev: int, device: int,
