@@ -90,6 +90,7 @@ class _Split:
         self.given: list[Pending] = []
         self.held: list[int] = []
         self.delivered: dict[int, tuple[int, int]] = {}
+        self.loaded: dict[int, tuple[list[ScanResult], ScanSummary, list]] = {}
         self.pending: list[Pending] = []
         self.unread = b""
 
@@ -152,21 +153,35 @@ class _Split:
         """The given subtrees in walk order: the helper's results, checked,
         or a walk here of those it did not deliver."""
         counts = self.walk.counts
-        for number in reversed(range(len(self.given))):
+        order = list(reversed(range(len(self.given))))
+        for place, number in enumerate(order):
             self.collect()
-            # The oldest subtree it holds is the one the helper is walking: wait for it.
+            # The oldest subtree it holds is the one the helper is walking:
+            # wait for it, reading the records that come after it meanwhile.
             while number not in self.delivered and self.alive and self.held[:1] == [number]:
-                self.collect(wait=True)
+                later = next((n for n in order[place + 1:]
+                              if n in self.delivered and n not in self.loaded), None)
+                if later is None:
+                    self.collect(wait=True)
+                else:
+                    self.load(later)
+                    self.collect()
             if number in self.delivered:
                 yield from self.merge_delivered(number)
             else:
                 counts.redone_units += 1
                 yield from self.walk.tree(self.given[number], self.device)
 
+    def load(self, number: int) -> None:
+        """Read and unpickle the record of a delivered subtree."""
+        offset, length = self.delivered[number]
+        self.loaded[number] = pickle.loads(os.pread(self.memory, length, offset))
+
     def merge_delivered(self, number: int) -> Iterator[ScanResult]:
         """One subtree the helper walked, against the identities seen before it."""
-        offset, length = self.delivered[number]
-        results, part, report = pickle.loads(os.pread(self.memory, length, offset))
+        if number not in self.loaded:
+            self.load(number)
+        results, part, report = self.loaded.pop(number)
         seen = self.walk.seen
         clashes = [(identity, kind, result) for identity, kind, result in report if identity in seen]
         if any(kind == "dir" for _, kind, _ in clashes):
