@@ -26,6 +26,7 @@ from .findings import ScanResult, findings_for
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # Non-blocking, so that a FIFO put in a file's place never waits for a writer.
 _FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+_NOFOLLOW_FILE_FLAGS = _FILE_FLAGS | os.O_NOFOLLOW
 # How many entries of a directory go by between two calls of Walk.tick.
 TICK_EVERY = 16
 
@@ -205,50 +206,52 @@ class Walk:
                  entries: list[os.DirEntry]) -> Generator[ScanResult, None, list[Pending]]:
         prefix = path if path.endswith("/") else path + "/"
         subdirectories: list[Pending] = []
-        tick, follow = self.tick, self.follow
+        tick, follow, seen, counts = self.tick, self.follow, self.seen, self.counts
         for index, entry in enumerate(entries):
             if tick is not None and not index % TICK_EVERY:
                 tick()
-            if not follow and entry.is_file(follow_symlinks=False):
-                result = self._file(entry, prefix, dir_fd, dir_dev, device, subdirectories)
-            else:
+            if follow or not entry.is_file(follow_symlinks=False):
                 result = self._other(entry, prefix, dir_fd, dir_dev, device, subdirectories)
+                if result is not None:
+                    yield result
+                continue
+            # The listing says a regular file: opened first, so that its
+            # fstat is both its identity and the key of its ElfInfo. Inline:
+            # this runs for nearly every entry.
+            try:
+                fd = os.open(entry.name, _NOFOLLOW_FILE_FLAGS, dir_fd=dir_fd)
+            except OSError as err:
+                result = self._other(entry, prefix, dir_fd, dir_dev, device, subdirectories, err)
+                if result is not None:
+                    yield result
+                continue
+            try:
+                st = os.fstat(fd)
+                identity = (st.st_dev, st.st_ino)
+                if not stat.S_ISREG(st.st_mode):  # replaced since the listing
+                    result = self._other(entry, prefix, dir_fd, dir_dev, device, subdirectories)
+                elif identity in seen:
+                    counts.skipped["duplicate"] += 1
+                    continue
+                else:
+                    seen.add(identity)
+                    # Most files are not ELF: four bytes say so.
+                    try:
+                        magic = os.pread(fd, 4, 0)
+                    except OSError as err:
+                        result = _unopened(prefix + entry.name, err)
+                    else:
+                        if magic != ELF_MAGIC and self.report is None:
+                            counts.files_seen += 1
+                            counts.not_elf += 1
+                            continue
+                        result = examine(prefix + entry.name, fd, st) if magic == ELF_MAGIC else None
+                    self._count(identity, st, entry, dir_dev, result)
+            finally:
+                os.close(fd)
             if result is not None:
                 yield result
         return subdirectories
-
-    def _file(self, entry: os.DirEntry, prefix: str, dir_fd: int, dir_dev: int, device: int,
-              subdirectories: list[Pending]) -> ScanResult | None:
-        """An entry the listing says is a regular file: opened first, so that
-        its fstat is both its identity and the key of its ElfInfo."""
-        try:
-            fd = os.open(entry.name, _FILE_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
-        except OSError as err:
-            return self._other(entry, prefix, dir_fd, dir_dev, device, subdirectories, err)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):  # replaced since the listing
-                return self._other(entry, prefix, dir_fd, dir_dev, device, subdirectories)
-            identity = (st.st_dev, st.st_ino)
-            if identity in self.seen:
-                self.counts.skipped["duplicate"] += 1
-                return None
-            self.seen.add(identity)
-            # Most files are not ELF: four bytes say so.
-            try:
-                magic = os.pread(fd, len(ELF_MAGIC), 0)
-            except OSError as err:
-                result = _unopened(prefix + entry.name, err)
-            else:
-                result = examine(prefix + entry.name, fd, st) if magic == ELF_MAGIC else None
-        finally:
-            os.close(fd)
-        if result is None and self.report is None:
-            self.counts.files_seen += 1
-            self.counts.not_elf += 1
-        else:
-            self._count(identity, st, entry, dir_dev, result)
-        return result
 
     def _other(self, entry: os.DirEntry, prefix: str, dir_fd: int, dir_dev: int, device: int,
                subdirectories: list[Pending], unopened: OSError | None = None) -> ScanResult | None:
@@ -282,7 +285,7 @@ class Walk:
                 self.report.append((identity, "special", None))
             return None
         if unopened is None:
-            flags = _FILE_FLAGS if self.follow else _FILE_FLAGS | os.O_NOFOLLOW
+            flags = _FILE_FLAGS if self.follow else _NOFOLLOW_FILE_FLAGS
             try:
                 fd = os.open(entry.name, flags, dir_fd=dir_fd)
             except OSError as err:
