@@ -3,6 +3,7 @@ or ld.so really does with the file, and the walk against awkward trees."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -487,3 +488,21 @@ def test_a_bind_mount_the_helper_met_again_is_walked_again(wide_tree: Path) -> N
     assert same == "True"
     assert int(duplicates) == 3  # the two hard links and the mount
     assert int(redone) >= 1
+
+
+def test_cli_output_is_the_same_with_and_without_the_helper(wide_tree: Path) -> None:
+    """`trampwatch scan --json --helper` and `--no-helper`: the same records
+    in the same order; only the summary's timing differs."""
+    outputs = []
+    for flag in ("--helper", "--no-helper"):
+        done = subprocess.run([sys.executable, "-m", "tracer", "scan", "--json", flag, str(wide_tree)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        records = [json.loads(line) for line in done.stdout.splitlines()]
+        for record in records:
+            record.pop("seconds", None)
+            record.pop("files_per_second", None)
+            record.pop("time", None)
+        outputs.append(records)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) > 24

@@ -467,8 +467,10 @@ ESSENTIAL_PROBES = frozenset({"ptrace", "seccomp"})
                    "(schema trampwatch.scan/v1, docs/events.md).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks met inside directories.")
 @click.option("--all", "show_all", is_flag=True, help="List clean ELF files too.")
+@click.option("--helper/--no-helper", default=None,
+              help="Split directory trees with a forked helper process (default: when a CPU is idle).")
 def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlinks: bool,
-         show_all: bool) -> None:
+         show_all: bool, helper: bool | None) -> None:
     """Scan ELF files and directories for W^X hazards and trampoline APIs."""
     from .outputs.scan_report import ScanPrinter
     from .scan import ScanSummary, scan_paths
@@ -477,7 +479,7 @@ def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlink
         policy = _load_policy(policy_name)
         summary = ScanSummary()
         printer = ScanPrinter(policy, as_json, show_all, sys.stdout)
-        for result in scan_paths(paths, follow_symlinks=follow_symlinks, summary=summary):
+        for result in scan_paths(paths, follow_symlinks=follow_symlinks, summary=summary, helper=helper):
             printer.result(result)
         if summary.helper_failure:
             click.echo(f"trampwatch: {summary.helper_failure}", err=True)
