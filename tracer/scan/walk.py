@@ -16,6 +16,7 @@ import stat
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from tracer.categories import Category
 from tracer.elf import ElfError, read_elf_fd, read_error
@@ -29,6 +30,8 @@ _FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 _NOFOLLOW_FILE_FLAGS = _FILE_FLAGS | os.O_NOFOLLOW
 # How many entries of a directory go by between two calls of Walk.tick.
 TICK_EVERY = 16
+
+_NAME = attrgetter("name")
 
 Identity = tuple[int, int]
 # A directory still to walk: its path and its identity.
@@ -193,7 +196,7 @@ class Walk:
         try:
             try:
                 with os.scandir(dir_fd) as listing:
-                    entries = sorted(listing, key=_name)
+                    entries = sorted(listing, key=_NAME)
             except OSError as err:
                 yield failed(path, err, counts)
                 return []
@@ -308,7 +311,3 @@ class Walk:
         if self.report is not None and (st.st_nlink > 1 or st.st_dev != dir_dev
                                         or st.st_ino != entry.inode()):
             self.report.append((identity, "file", result))
-
-
-def _name(entry: os.DirEntry) -> str:
-    return entry.name
