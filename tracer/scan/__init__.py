@@ -40,9 +40,20 @@ __all__ = ["CLOSURE_API", "CLOSURE_FUNCTIONS", "EXECSTACK", "MEMORY_API", "MEMOR
 
 def idle_cpu() -> bool:
     """True when a CPU this process may run on is idle besides the one it
-    uses: the 1-minute load average is below the CPU count minus one."""
+    uses: the 1-minute load average is below the CPU count (the CPUs were not
+    all busy lately) and, right now, fewer than CPUs - 1 other tasks are
+    runnable (/proc/loadavg; the load average alone still counts a program
+    that finished seconds ago, such as the previous scan)."""
     cpus = len(os.sched_getaffinity(0))
-    return cpus >= 2 and os.getloadavg()[0] < cpus - 1
+    load = os.getloadavg()[0]
+    if cpus < 2 or load >= cpus:
+        return False
+    try:
+        with open("/proc/loadavg") as f:
+            runnable = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return load < cpus - 1
+    return runnable - 1 < cpus - 1
 
 
 def scan_paths(
