@@ -439,6 +439,7 @@ class _Inspector:
                 self._heads.setdefault((entry.dev, entry.inode), []).append(entry.start)
         self.sps = _stack_pointers(pid)
         self.scan_budget = PROCESS_SCAN_LIMIT
+        self._judged: dict[tuple, tuple[tuple[Category, ...], Judged]] = {}
 
     def _personality(self) -> int | None:
         try:
@@ -522,15 +523,32 @@ class _Inspector:
                 traits = (HOLDS_TRAMPFD,)
         elif executable:
             note = note or "execute-only: not scanned"
+        cats, judged = self._judge(entry, backing, traits)
+        return RegionReport(entry.start, entry.end, _perms(entry), entry.path, backing.kind, cats, judged,
+                            aliases, note, trampolines, free, scanned, truncated)
+
+    def _judge(self, entry: MapEntry, backing: Backing,
+               traits: tuple[str, ...]) -> tuple[tuple[Category, ...], Judged]:
+        """A region's categories and judgement. Memory no other view can
+        alias (no object identity: private anonymous memory, stack, heap) is
+        judged by what it is, never by where it is: its protection, sharing,
+        backing and traits are all classify and the policy read of it, so
+        regions alike in all of them share one judgement (a JIT's thousands
+        of pages). An object's views are judged one by one: whether one is a
+        dual map depends on where the others are."""
+        key = (entry.prot, entry.shared, backing, traits) if backing.identity is None else None
+        if key is not None and key in self._judged:
+            return self._judged[key]
         execstack = backing.kind == STACK and _exe_execstack(self.elves, self.info.exe)
         subject = _region_subject(self.pid, self.info, entry, backing, execstack, self.personality, traits)
         cats = classify(subject, self.model)
         if cats == (Category.TRAMPFD,):
             # Nothing but a trampoline object: judged as the trampfd operation that made it.
             subject = subject._replace(syscall=TRAMPFD_PSEUDO_SYSCALL, backing=TRAMPFD_BACKING)
-        judged = _decide(self.policy, subject, cats)
-        return RegionReport(entry.start, entry.end, _perms(entry), entry.path, backing.kind, cats, judged,
-                            aliases, note, trampolines, free, scanned, truncated)
+        result = cats, _decide(self.policy, subject, cats)
+        if key is not None:
+            self._judged[key] = result
+        return result
 
     def _unusual_file_code(self, entry: MapEntry) -> str:
         """'' for a file's code where the loader put it (plain text, not
