@@ -10,9 +10,12 @@ decided by the same policy engine. docs/inspect.md describes the output.
 from __future__ import annotations
 
 import bisect
+import gc
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -638,6 +641,21 @@ class _Inspector:
 # --- the API -----------------------------------------------------------------------
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector (restoring its state after): an
+    inspection allocates records by the ten thousand and makes no cycles,
+    and every collection the allocations set off walks all that is alive
+    (a third of inspecting 10,000 mappings, measured)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def inspect_process(pid: int, policy: Policy | None = None, disasm: bool = False,
                     elf_cache: ElfCache | None = None) -> ProcessReport:
     """Inspect one live process without stopping it and return its report.
@@ -651,7 +669,8 @@ def inspect_process(pid: int, policy: Policy | None = None, disasm: bool = False
         raise NoSuchProcess(f"not a process id: {pid}", pid=pid)
     elves = elf_cache if elf_cache is not None else ElfCache()
     try:
-        return _Inspector(pid, policy, disasm, elves, {}).report()
+        with _collector_paused():
+            return _Inspector(pid, policy, disasm, elves, {}).report()
     finally:
         procfs.close_mem(pid)
 
