@@ -319,7 +319,7 @@ def _python_version(info: ProcessInfo, maps: tuple[MapEntry, ...]) -> tuple[tupl
     groups = found.groups() if found else None
     if groups is None:
         for entry in maps:
-            m = _PYTHON_LIB.search(entry.path)
+            m = _PYTHON_LIB.search(entry.path) if entry.path else None
             if m:
                 groups = m.groups()[:3] if m.group(1) else m.groups()[3:]
                 break
@@ -368,7 +368,7 @@ def _shared_writable(entry: MapEntry) -> bool:
 def _is_trampfd_page(entry: MapEntry) -> bool:
     """The emulator's (or a kernel's) trampfd mapping, recognised by its
     object's name and by never being writable."""
-    return _TRAMPFD_OBJECT.fullmatch(entry.path) is not None and not entry.prot & PROT_WRITE
+    return not entry.prot & PROT_WRITE and _TRAMPFD_OBJECT.fullmatch(entry.path) is not None
 
 
 def _displaced(entry: MapEntry, info: ElfInfo, head: int | None) -> bool:
@@ -497,11 +497,11 @@ class _Inspector:
         return partners
 
     def _region(self, entry: MapEntry, aliases: tuple) -> RegionReport | None:
-        backing = backing_from_entry(entry)
         executable = bool(entry.prot & PROT_EXEC)
         trampfd_page = _is_trampfd_page(entry)
         if entry.path in _KERNEL_TEXT or not (executable or aliases or trampfd_page):
             return None
+        backing = backing_from_entry(entry)
         note = ""
         if executable and backing.kind == FILE and not backing.deleted and not entry.prot & PROT_WRITE:
             note = self._unusual_file_code(entry)

@@ -81,7 +81,8 @@ _TRAMPFD_V2 = re.compile(
 )
 # Every shape above ends in an indirect jump: jmp [rip+d] (ff 25) or jmp reg
 # (ff e0..e7, after a REX prefix for r8..r15). Bytes without one hold no
-# trampoline, whatever else they hold; one search rules them out.
+# trampoline, whatever else they hold: a look for the 0xff (memchr) and then
+# one search rule most code pages out.
 _INDIRECT_JUMP = re.compile(rb"\xff[\x25\xe0-\xe7]")
 # The furthest a trampoline's own slot may sit past its code.
 _MAX_SLOT_DISTANCE = 64
@@ -131,7 +132,7 @@ def _word(buf: bytes, pos: int) -> int | None:
 def find_trampolines(base: int, code: bytes) -> list[Shape]:
     """Return every trampoline recognised in `code`, which was read at `base`,
     sorted by address. Never raises."""
-    if _INDIRECT_JUMP.search(code) is None:
+    if b"\xff" not in code or _INDIRECT_JUMP.search(code) is None:
         return []
     found: dict[int, Shape] = {}
     for shape in (*_libffi_closures(base, code), *_movabs_trampolines(base, code),
