@@ -468,6 +468,21 @@ def test_neighbours_differing_in_protection_are_judged_apart(inspect_program):
             (Action.DENY, "no-wx") if writable else (Action.LOG, "anon-code"))
 
 
+_LOADS_CAPSTONE = ("import sys; from tracer.inspect import inspect_process; "
+                   "inspect_process(int(sys.argv[1])); print('capstone' in sys.modules)")
+
+
+def test_capstone_is_imported_only_to_decode(inspect_program):
+    # capstone takes longer to import than inspecting 10,000 mappings: a
+    # process whose code holds no indirect jump needs no decoding, one
+    # with trampfd v2 tables does (they are checked by decoding).
+    with running([str(inspect_program("many_maps")), "8"]) as plain, \
+            running([str(inspect_program("trampfd_v2"))]) as v2:
+        loaded = [subprocess.run([sys.executable, "-c", _LOADS_CAPSTONE, str(run.pid)], capture_output=True,
+                                 text=True, check=True).stdout.split() for run in (plain, v2)]
+    assert loaded == [["False"], ["True"]]
+
+
 # --- errors, JSON, --all ---------------------------------------------------------------------
 
 
