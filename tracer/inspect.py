@@ -142,11 +142,14 @@ class Judged:
     decision: Decision | None
 
 
-@dataclass(frozen=True)
-class RegionReport:
+class RegionReport(NamedTuple):
     """One region of interest. `categories` are its hazards, most severe
     first; `aliases` the other views of a dual-mapped object; `note` says why
-    a region without categories is listed, or what could not be read."""
+    a region without categories is listed, or what could not be read.
+
+    A named tuple, not a frozen dataclass like the other reports: a JIT
+    has thousands of regions, and a frozen dataclass of these fields costs
+    four times as much to make (one object.__setattr__ per field)."""
 
     start: int
     end: int
