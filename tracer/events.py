@@ -183,7 +183,11 @@ class CallStalled:
 
 @dataclass(frozen=True, slots=True)
 class AttachEvent:
-    """A running process was seized: its address space seeds the model."""
+    """A running process was seized: its address space seeds the model.
+
+    `personality` is the leader's persona and `personas` each other seized
+    thread's (tid, persona), read from /proc/PID/task/TID/personality (the
+    kernel keeps one per thread)."""
 
     ts: float
     pid: int
@@ -191,6 +195,7 @@ class AttachEvent:
     maps: tuple[MapEntry, ...]
     personality: int
     threads: tuple[int, ...] = field(default_factory=tuple)
+    personas: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +211,13 @@ class ForkEvent:
     know). False: nothing is vouched. `crowded`: another task shared the
     parent's address space at the fork, so calls of that space may have run
     before the copy and be reported after this event (or the other way
-    round): the child's history cannot be the model's."""
+    round): the child's history cannot be the model's.
+
+    `child_pid` is the new task's process (for a thread, its creator's) and
+    `child_tid` the task itself (0: the same as child_pid). `personality`
+    is the new task's persona as the kernel gave it (a copy of the creating
+    thread's: the kernel keeps one per thread); None when the source could
+    not read it."""
 
     ts: float
     parent_pid: int
@@ -216,6 +227,8 @@ class ForkEvent:
     shares_vm: bool
     copied: bool = False
     crowded: bool = False
+    child_tid: int = 0
+    personality: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -398,7 +398,8 @@ class EbpfSource:
             if rec.tgid in self._known and not thread:
                 self._known.add(rec.args[1])
             shares_vm = bool(rec.flags & RecordFlag.SHARES_VM)
-            events.append(ForkEvent(ts, rec.tgid, rec.tid, rec.args[0], thread, shares_vm))
+            events.append(ForkEvent(ts, rec.tgid, rec.tid, rec.args[1] if thread else rec.args[0], thread,
+                                    shares_vm, child_tid=rec.args[0], personality=rec.personality))
         elif not rec.flags & _GROUP_DEAD:
             events.append(ExitEvent(ts, rec.tgid, rec.tid, None))
         else:

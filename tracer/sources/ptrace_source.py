@@ -638,8 +638,14 @@ class PtraceSource:
         if not seen:
             raise NoSuchProcess("could not seize any thread", pid=pid)
         self.root_pid = pid
+        # Each seized thread's own persona (stopped, none can change it; one
+        # gone already makes no more calls).
+        personas = []
+        for tid in sorted(seen - {pid}):
+            with contextlib.suppress(NoSuchProcess):
+                personas.append((tid, procfs.read_personality(pid, tid)))
         event = AttachEvent(time.time(), pid, info, procfs.read_maps(pid), procfs.read_personality(pid),
-                            tuple(sorted(seen)))
+                            tuple(sorted(seen)), tuple(personas))
         self.sink.on_event(event)
         return event
 
@@ -1591,7 +1597,16 @@ class PtraceSource:
             self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode, vm=vm, files=files)
         else:
             known.pid, known.syscall_mode, known.vm, known.files = child_pid, task.syscall_mode, vm, files
-        if not thread:
+        # The persona the kernel gave the new task (a copy of its creator's):
+        # it has run no instruction yet, so nothing has changed it.
+        try:
+            persona: int | None = procfs.read_personality(child_pid, child)
+        except TraceError:
+            persona = None
+        if thread:
+            self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, True, True,
+                                         child_tid=child, personality=persona))
+        else:
             # The model's copy is the child's space when the forking task was
             # alone in its address space (another thread's calls may be
             # reported before this event although they ran after the copy)
@@ -1599,7 +1614,7 @@ class PtraceSource:
             alone = not any(other.vm == task.vm and other is not task for other in self.tasks.values())
             copied = alone and not (shares_vm or task.syscall_mode or task.vm in self._dontfork)
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm,
-                                         copied, crowded=not alone))
+                                         copied, crowded=not alone, child_tid=child, personality=persona))
         if self.handler is not None:
             self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
         if known is not None and known.held:
