@@ -85,6 +85,7 @@ BUILDS: dict[str, Build] = {
     # x86-64 exec clears READ_IMPLIES_EXEC; an i386 image keeps an inherited one.
     "rie_reexec": Build(m32=True),
     "thread_second": Build(flags=("-pthread",)),
+    "thread_persona": Build(flags=("-pthread",)),
     "procmem_routes": Build(flags=("-pthread",)),
     "opaque_routes": Build(flags=("-pthread",)),
     "threads_flood": Build(flags=("-pthread",)),
