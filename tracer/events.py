@@ -171,7 +171,9 @@ class CallStalled:
     for one of their threads: a FUSE or userfaultfd server in the same
     process), so they are judged past it. What it may change (`ranges`; None:
     anywhere in the address space) is no longer known from the model's own
-    history. Sent again when the call returns (`returned`)."""
+    history. Sent again when the call returns (`returned`), and sent
+    returned alone for a call whose effect the source cannot place (an i386
+    ipc(SHMAT) whose attach the kernel's maps do not single out)."""
 
     ts: float
     pid: int

@@ -41,6 +41,7 @@ from .abi import (
     SECCOMP_SET_MODE_FILTER,
     SHM_EXEC,
     SHM_RDONLY,
+    SHM_RND,
     USERFAULTFD_IOC_NEW,
 )
 from .events import ExecEvent, FdObject, ForkEvent, MapEntry, MemCall, ProcessInfo
@@ -861,6 +862,8 @@ class ShadowModel:
 
     def _plan_shmat(self, process: Process, call: MemCall) -> Change:
         shmid, addr, flags = call.args[0], call.args[1], call.args[2]
+        if flags & SHM_RND:
+            addr &= ~(PAGE_SIZE - 1)  # where the kernel attaches (SHMLBA is a page on x86)
         prot = PROT_READ if flags & SHM_RDONLY else PROT_READ | PROT_WRITE
         if flags & SHM_EXEC:
             prot |= PROT_EXEC
