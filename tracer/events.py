@@ -86,7 +86,9 @@ class MemCall:
     asked for): good for the parts the model never saw, and only for those.
     `repeat_key` names the calls the source counts instead of delivering
     (CallsRepeated): every later call with this key is equal to this one
-    for judging.
+    for judging. `personality` is the calling thread's persona as the
+    kernel held it at the call's entry (the eBPF source reads it from the
+    task); None when the source leaves it to the model.
     """
 
     ts: float
@@ -105,6 +107,7 @@ class MemCall:
     vmas: tuple[MapEntry, ...] | None = None
     repeat_key: int | None = None
     unseen: tuple[MapEntry, ...] | None = None
+    personality: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -546,7 +546,9 @@ class Judge:
         knew of its range before it ran, the kernel's own view (the truth),
         or what /proc still showed (for the parts the model never saw; every
         range the eBPF source does not report was never writable, so no
-        history is invented)."""
+        history is invented), and the persona its thread had then."""
+        if call.personality is not None:
+            self.model.set_personality(call.pid, call.tid, call.personality)
         if call.vmas is not None:
             self.model.observe(call.pid, call.vmas)
         elif call.unseen:

@@ -488,7 +488,7 @@ class EbpfSource:
             unseen = _before_call(self._maps_of(tgid), args)
         call = MemCall(ts, tgid, tid, name, arch, args, fd_object=fd_object,
                        object_size=_segment_size(name, args) if name == "shmat" else None,
-                       vmas=vmas, repeat_key=repeat_key, unseen=unseen)
+                       vmas=vmas, repeat_key=repeat_key, unseen=unseen, personality=fields[14])
         if not known:
             events.append(self._attach(call, fields[14]))
         kill = KernelKill(ts, tgid, tid, self._rule_names[fields[15]]) if flags & _KILLED else None
