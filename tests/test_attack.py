@@ -622,3 +622,22 @@ def test_i386_ipc_shmat_address_comes_from_the_kernel(how, build_program, parse_
         assert [e["categories"] for e in exec_attach] == [["wx-map", "shm-exec"]]
         assert int(exec_attach[0]["addr"], 16) == attached
         assert out.failed()["picked_exec_shmat"] == "EACCES"
+
+
+def test_i386_ipc_shmat_nothing_places_leaves_unknown_history(build_program, parse_output, tmp_path):
+    """An ipc(SHMAT) over an equal attach of its own segment, its address slot
+    in memfd_secret memory: neither the maps nor the slot say which attach is
+    new, so the whole space is taken from the maps with unknown (possibly
+    written) history (fail closed): a read-only page of the program's file
+    made read+execute afterwards is refused as `w-to-x`."""
+    native = _native(build_program, parse_output, "attack_ipc_shmat", "replaced")
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.failed() == {} and native.steps["replaced_shmat"].ok
+    traced = trace([str(build_program("attack_ipc_shmat")), "replaced"], tmp_path, *STRICT)
+    assert traced.returncode == 0, traced.stderr
+    out = parse_output(traced.stdout)
+    assert out.steps["replaced_shmat"].rc == out.steps["replaced_first_shmat"].rc
+    assert out.failed() == {"replaced_clean_mprotect": "EACCES"}
+    assert [(e["syscall"], e["backing"]["kind"], "w-to-x" in e["categories"], e["verdict"])
+            for e in traced.events] == [("mprotect", "file", True, "denied")]

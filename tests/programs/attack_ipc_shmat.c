@@ -17,10 +17,16 @@
  *   attack_ipc_shmat picked        the program picks an unaligned address in
  *                                  X with SHM_RND: first with SHM_EXEC (the
  *                                  segment comes executable), then without
+ *   attack_ipc_shmat replaced      the secret slot again, the segment attached
+ *                                  over an equal attach of itself (nothing in
+ *                                  the maps tells the two apart), then a page
+ *                                  of the program's file mapped read-only is
+ *                                  made read+execute (no code is written)
  *
  * Labels: <mode>_shmat (rc: the address the segment is attached at, read
  * from the program's own view), <mode>_rx_mprotect, <mode>_call,
- * picked_exec_shmat, picked_exec_call; race prints COUNT (tries whose code ran).
+ * picked_exec_shmat, picked_exec_call, replaced_first_shmat,
+ * replaced_clean_mprotect; race prints COUNT (tries whose code ran).
  */
 #include "common.h"
 
@@ -97,6 +103,34 @@ static int secret(int shmid)
 	report_attach("secret_shmat", rc, (void *)(uintptr_t)*slot);
 	if (rc == 0)
 		write_and_run("secret", (void *)(uintptr_t)*slot, 1);
+	return tw_done();
+}
+
+static int replaced(int shmid)
+{
+	size_t pg = tw_page();
+	int fd = (int)syscall(I386_NR_MEMFD_SECRET, 0);
+	unsigned long *slot;
+	void *x, *clean;
+	long rc;
+
+	tw_step("secret_create", "memfd_secret", fd, errno);
+	if (fd < 0)
+		return tw_done();
+	if (ftruncate(fd, (off_t)pg) != 0)
+		return 1;
+	slot = tw_mmap("secret_slot", NULL, pg, TW_RW, MAP_SHARED, fd, 0);
+	clean = mmap(NULL, pg, PROT_READ, MAP_PRIVATE, exe_fd, 0);
+	if (slot == MAP_FAILED || clean == MAP_FAILED)
+		return 1;
+	rc = ipc_shmat(shmid, NULL, 0, slot);
+	x = (void *)(uintptr_t)*slot;
+	report_attach("replaced_first_shmat", rc, x);
+	if (rc != 0)
+		return tw_done();
+	rc = ipc_shmat(shmid, x, SHM_REMAP, slot);
+	report_attach("replaced_shmat", rc, (void *)(uintptr_t)*slot);
+	tw_mprotect("replaced_clean_mprotect", clean, pg, TW_RX);
 	return tw_done();
 }
 
@@ -183,8 +217,10 @@ int main(int argc, char **argv)
 		status = race(shmid, tw_count_arg(argc, argv, 2, "race ROUNDS"));
 	else if (!strcmp(mode, "picked"))
 		status = picked(shmid);
+	else if (!strcmp(mode, "replaced"))
+		status = replaced(shmid);
 	else {
-		fprintf(stderr, "usage: %s secret | race ROUNDS | picked\n", argv[0]);
+		fprintf(stderr, "usage: %s secret | race ROUNDS | picked | replaced\n", argv[0]);
 		status = 2;
 	}
 	shmctl(shmid, IPC_RMID, NULL);
