@@ -54,6 +54,7 @@ class Sys(enum.IntEnum):
     SHMDT = 8
     MEMFD_CREATE = 9
     PERSONALITY = 10
+    PRCTL_MM = 11
 
 
 class RecordFlag(enum.IntFlag):
