@@ -238,6 +238,7 @@ KILL_SYSCALLS: dict[str, Sys] = {
     "shmdt": Sys.SHMDT,
     "memfd_create": Sys.MEMFD_CREATE,
     "personality": Sys.PERSONALITY,
+    "prctl": Sys.PRCTL_MM,
 }
 
 
