@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from . import __version__
-from .caches import Snapshot
+from .caches import Snapshot, library_dir, register
 from .errors import EXIT_USAGE, CapabilityMissing, PolicyError, TrampwatchError
 from .events import AttachEvent
 from .outputs.jsonl import JsonLinesOutput
@@ -175,11 +175,19 @@ def _drop_changed(caches: Snapshot) -> None:
                    err=True)
 
 
-def _fast_faults() -> FastFaults | None:
+def _register(stack: ExitStack) -> None:
+    """Make this run known on trampwatch's caches until `stack` closes,
+    saying which it emptied of a killed run's leftovers."""
+    for directory in register(stack).emptied:
+        click.echo(f"trampwatch: emptied {directory}: a run that ended without its sweep (killed) had "
+                   "left files there", err=True)
+
+
+def _fast_faults(stack: ExitStack) -> FastFaults | None:
     """The fast path of emulated faults, or None (said in one line) when it
     cannot be built: every invocation is then served by the Python path."""
     try:
-        return FastFaults.load()
+        return FastFaults.load(library_dir(stack))
     except TrampwatchError as err:
         first = str(err).splitlines()[0]
         click.echo(f"trampwatch: {first}: emulated invocations take the slower Python path", err=True)
@@ -250,6 +258,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
     """
     try:
         with ExitStack() as stack:
+            _register(stack)
             judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
             closures = closures or judge.policy.closures
             if trace_trampolines and not (emulate_trampfd or closures):
@@ -269,7 +278,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                     raise click.UsageError("--closures=trampfd and auto use trampfd's number 440 "
                                            "(the library is built for it): drop --trampfd-nr")
                 handlers.append(ClosureAnnouncements(ANNOUNCE_NR))
-                preload = preload_value()
+                preload = preload_value(library_dir(stack))
             emulator = fast = None
             if closures in ("emulate", "auto"):
                 from .actions.closures import ClosureEmulator
@@ -278,7 +287,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 handlers.append(emulator)
                 # --trace-trampolines reports every invocation: all go through Python then.
                 if not trace_trampolines:
-                    fast = _fast_faults()
+                    fast = _fast_faults(stack)
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
             seccomp = _seccomp_enforcement(judge, kernel_deny and emulator is None)
@@ -315,6 +324,7 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
     which detaches and leaves it running as it was."""
     try:
         with ExitStack() as stack:
+            _register(stack)
             judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
 
             def ready(attached: AttachEvent) -> None:
