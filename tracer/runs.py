@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import shutil
 import socket
 import stat
@@ -78,7 +77,7 @@ class Registry:
     `register` sets it)."""
 
     def __init__(self) -> None:
-        self.token = secrets.token_hex(8)
+        self.token = os.urandom(8).hex()
         self._sockets: dict[str, socket.socket] = {}
         self._markers: list[Path] = []
         self.emptied: list[Path] = []
