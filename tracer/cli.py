@@ -183,11 +183,12 @@ def _register(stack: ExitStack) -> None:
                    "left files there", err=True)
 
 
-def _fast_faults(stack: ExitStack) -> FastFaults | None:
-    """The fast path of emulated faults, or None (said in one line) when it
-    cannot be built: every invocation is then served by the Python path."""
+def _fast_faults(libraries: Path | None) -> FastFaults | None:
+    """The fast path of emulated faults (built in `libraries` if needed), or
+    None (said in one line) when it cannot be built: every invocation is
+    then served by the Python path."""
     try:
-        return FastFaults.load(library_dir(stack))
+        return FastFaults.load(libraries)
     except TrampwatchError as err:
         first = str(err).splitlines()[0]
         click.echo(f"trampwatch: {first}: emulated invocations take the slower Python path", err=True)
@@ -266,6 +267,8 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             judge.trace_trampolines = trace_trampolines
             handlers: list = []
             preload = None
+            # The cache when no other run is live on it, else a private directory.
+            libraries = library_dir(stack) if closures else None
             if emulate_trampfd or closures in ("trampfd", "auto"):
                 from .actions.emulate import TrampfdEmulator
 
@@ -278,7 +281,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                     raise click.UsageError("--closures=trampfd and auto use trampfd's number 440 "
                                            "(the library is built for it): drop --trampfd-nr")
                 handlers.append(ClosureAnnouncements(ANNOUNCE_NR))
-                preload = preload_value(library_dir(stack))
+                preload = preload_value(libraries)
             emulator = fast = None
             if closures in ("emulate", "auto"):
                 from .actions.closures import ClosureEmulator
@@ -287,7 +290,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 handlers.append(emulator)
                 # --trace-trampolines reports every invocation: all go through Python then.
                 if not trace_trampolines:
-                    fast = _fast_faults(stack)
+                    fast = _fast_faults(libraries)
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
             seccomp = _seccomp_enforcement(judge, kernel_deny and emulator is None)

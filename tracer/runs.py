@@ -35,14 +35,15 @@ def _key(directory: Path) -> str:
     return hashlib.sha256(os.path.realpath(directory).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def _bound(key: str) -> set[str]:
-    """The tokens of the runs whose socket for `key` is bound now."""
+def _bound(key: str) -> set[str] | None:
+    """The tokens of the runs whose socket for `key` is bound now, or None
+    when that cannot be known (no /proc/net/unix)."""
     prefix = f"@{_PREFIX}{key}/"
     try:
         with open("/proc/net/unix", encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError:
-        return set()
+        return None
     names = (line.rsplit(" ", 1)[-1] for line in lines[1:])
     return {name[len(prefix):] for name in names if name.startswith(prefix)}
 
@@ -106,10 +107,6 @@ class Registry:
             return
         self._markers.append(marker)
 
-    def others(self, directory: Path) -> set[str]:
-        """The tokens of the other runs live on `directory`."""
-        return _bound(_key(directory)) - {self.token}
-
     def close(self) -> None:
         """Remove our markers and free our names (after the sweep)."""
         for marker in self._markers:
@@ -142,7 +139,8 @@ def alone(directory: Path) -> bool:
     """Whether this process may use the cache in `directory`: no other run
     is live there and no killed run's leftovers wait to be emptied. A
     process that did not register (policy check, monitor) is judged
-    likewise: any run live, any marker, and the cache is not used."""
+    likewise: any run live, any marker, and the cache is not used; so is
+    one that cannot list the live runs."""
     own = {_current.token} if _current is not None else set()
     live = _bound(_key(directory))
-    return not live - own and not _markers(directory) - own
+    return live is not None and not live - own and not _markers(directory) - own
