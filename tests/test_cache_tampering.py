@@ -220,3 +220,34 @@ def test_a_killed_tracers_leftovers_are_emptied_by_the_next_run(build_program: P
     assert f"emptied {entry.parent}" in again.stderr, again.stderr
     assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in again.stdout, again.stderr
     assert "RAN wx_call" not in again.stdout
+
+
+def test_the_fast_path_is_mapped_from_a_sealed_copy_not_the_cache(tmp_path: Path) -> None:
+    """The tracer maps the fast path's library from a memfd: rewriting the
+    cached file in place (as a traced program may) changes nothing the
+    tracer runs, and the copy itself cannot be written (sealed)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    flag = tmp_path / "go"
+    argv = [*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--closures=emulate", "--", "/bin/sh",
+            "-c", f"echo READY && while [ ! -e {flag} ]; do sleep 0.1; done"]
+    live = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
+    try:
+        assert live.stdout is not None and live.stdout.readline() == "READY\n"
+        maps = Path(f"/proc/{live.pid}/maps").read_text().splitlines()
+        library = next(tmp_path.rglob("libtrampwatch-fast-faults.so"))
+        assert not [line for line in maps if line.endswith(str(library))]
+        mapped = [line for line in maps if "/memfd:libtrampwatch-fast-faults.so" in line]
+        assert mapped, maps
+        if os.geteuid() == 0:  # map_files needs CAP_SYS_ADMIN
+            area = mapped[0].split()[0]
+            fd = os.open(f"/proc/{live.pid}/map_files/{area}", os.O_WRONLY)
+            try:
+                with pytest.raises(PermissionError):
+                    os.write(fd, b"junk")
+            finally:
+                os.close(fd)
+    finally:
+        flag.touch()
+        live.communicate(timeout=120)
+    assert live.returncode == 0

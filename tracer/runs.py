@@ -55,15 +55,16 @@ def _markers(directory: Path) -> set[str]:
         return set()
 
 
-def _empty(directory: Path, keep: set[str]) -> None:
-    """Remove everything in directory but the markers in `keep`."""
+def _empty(directory: Path, key: str) -> None:
+    """Remove everything in directory but the markers of runs live now (one
+    that registered since we looked keeps its marker)."""
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return
     for entry in entries:
         if entry.name == MARKERS and entry.is_dir(follow_symlinks=False):
-            for marker in _markers(directory) - keep:
+            for marker in _markers(directory) - (_bound(key) or set()):
                 with contextlib.suppress(OSError):
                     os.unlink(directory / MARKERS / marker)
         elif entry.is_dir(follow_symlinks=False):
@@ -94,7 +95,7 @@ class Registry:
         self._sockets[key] = sock
         live = _bound(key)
         if live == {self.token} and _markers(directory) - live:
-            _empty(directory, live)
+            _empty(directory, key)
             self.emptied.append(directory)
         marker = directory / MARKERS / self.token
         try:

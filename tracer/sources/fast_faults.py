@@ -143,12 +143,19 @@ def _sealed_copy(path: Path) -> int:
         data = b"".join(iter(lambda: os.read(src, 1 << 20), b""))
     finally:
         os.close(src)
-    fd = os.memfd_create(LIBRARY, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
-                fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    try:
+        fd = os.memfd_create(LIBRARY, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    except OSError as err:
+        raise TrampwatchError(f"cannot load {path}: memfd_create: {err.strerror}") from err
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                    fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    except OSError as err:
+        os.close(fd)
+        raise TrampwatchError(f"cannot load {path}: a sealed copy: {err.strerror}") from err
     return fd
 
 
