@@ -220,6 +220,8 @@ def test_a_killed_tracers_leftovers_are_emptied_by_the_next_run(build_program: P
     assert f"emptied {entry.parent}" in again.stderr, again.stderr
     assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in again.stdout, again.stderr
     assert "RAN wx_call" not in again.stdout
+    # A run that ends leaves no marker behind.
+    assert [p for p in tmp_path.rglob(".runs/*")] == []
 
 
 def test_the_fast_path_is_mapped_from_a_sealed_copy_not_the_cache(tmp_path: Path) -> None:
