@@ -19,11 +19,13 @@ outcome. Each stage counts what it dropped, and why, in RunStats.dropped.
 from __future__ import annotations
 
 import enum
+import gc
 import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -861,16 +863,16 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
         on_ready()
     try:
         while not stopping and (deadline is None or time.monotonic() < deadline):
-            feed_ebpf(judge, source.poll(200))
+            judge_batch(judge, source, 200)
             if reloading and on_reload is not None:
                 reloading = False
                 # Calls made before the signal are judged as they were made.
-                while batch := source.poll(0):
-                    feed_ebpf(judge, batch)
+                while judge_batch(judge, source, 0):
+                    pass
                 on_reload()
         # Drain what the kernel already sent before the stop.
-        while batch := source.poll(0):
-            feed_ebpf(judge, batch)
+        while judge_batch(judge, source, 0):
+            pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -892,6 +894,35 @@ def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
             ranges.append((args[4], args[4] + page_up(args[2])))
         return tuple(ranges)
     return ()
+
+
+@contextmanager
+def cycle_collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector for the block. A batch of eBPF records
+    is tens of thousands of short-lived objects that reference counting
+    frees when the batch is judged; collecting cycles while they are alive
+    walks them over and over (a flood of 200,000 flips: 2.5 µs of the
+    judge's CPU per record with the collector, 1.5 without). Cycles made
+    meanwhile are collected after the block."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def judge_batch(judge: Judge, source: EbpfSource, timeout_ms: int) -> bool:
+    """Judge the events of one poll of `source` (waiting up to `timeout_ms`),
+    the cycle collector paused meanwhile; return whether there were any."""
+    with cycle_collector_paused():
+        batch = source.poll(timeout_ms)
+        feed_ebpf(judge, batch)
+        judged = bool(batch)
+        del batch  # freed before the collector runs again
+    return judged
 
 
 def feed_ebpf(judge: Judge, events: list[Event]) -> None:

@@ -697,7 +697,12 @@ class ShadowModel:
         the model never saw are added from them (their history starts with
         their protection, as for a seeded process), and the parts it knows
         keep their backing and history but take the kernel's protection
-        (calls the source counted instead of delivering may have changed it)."""
+        (calls the source counted instead of delivering may have changed it).
+        A known part where the kernel maps something else (an object where
+        the model has private memory, or the other way round: the kernel
+        replaced it with no call the source sends, like io_destroy or a brk
+        after prctl(PR_SET_MM)) is taken from the kernel with unknown,
+        possibly written, history."""
         process = self.processes.get(pid)
         if process is None:
             return
@@ -705,13 +710,18 @@ class ShadowModel:
         for entry in vmas:
             prot = entry.prot & PROT_MASK
             region = space.find(entry.start)
-            if region is not None and region.end >= entry.end and region.prot == prot:
+            backing = backing_from_entry(entry)
+            if (region is not None and region.end >= entry.end and region.prot == prot
+                    and not _replaced(region.backing, backing)):
                 continue  # the usual case: the model already agrees
             pos = entry.start
             for known in space.overlapping(entry.start, entry.end):
                 if known.start > pos:
                     space.insert(_region_from_entry(entry, pos, known.start))
-                if known.prot != prot:
+                if _replaced(known.backing, backing):
+                    space.remove(known.start, known.end)
+                    space.insert(_region_from_entry(entry, known.start, known.end, written=True))
+                elif known.prot != prot:
                     space.protect(known.start, known.end, prot)
                 pos = known.end
             if pos < entry.end:
@@ -1067,13 +1077,24 @@ class ShadowModel:
             process.set_persona(call.tid, change.personality_set)
 
 
-def _region_from_entry(entry: MapEntry, start: int, end: int, prot: int | None = None) -> Region:
+def _region_from_entry(entry: MapEntry, start: int, end: int, prot: int | None = None,
+                       written: bool = False) -> Region:
     """The part [start, end) of a maps line as a region first seen now:
-    its history is its protection (`prot`, default the line's)."""
+    its history is its protection (`prot`, default the line's), and
+    possibly written as well with `written` (unknown history)."""
     prot = entry.prot & PROT_MASK if prot is None else prot
     offset = entry.offset + (start - entry.start)
-    return Region(start, end, prot, entry.shared, offset, backing_from_entry(entry), bool(prot & PROT_WRITE),
-                  bool(prot & PROT_EXEC))
+    return Region(start, end, prot, entry.shared, offset, backing_from_entry(entry),
+                  written or bool(prot & PROT_WRITE), bool(prot & PROT_EXEC))
+
+
+def _replaced(known: Backing, seen: Backing) -> bool:
+    """Whether the kernel maps another kind of thing (`seen`) where the model
+    has `known`: an object where the model holds private memory, or the
+    other way round. Two objects are not compared (a file mapped through
+    overlayfs is seen by the kernel as its layer's inode), nor is what the
+    model does not know (unknown backing)."""
+    return known.kind != UNKNOWN and (known.identity is None) != (seen.identity is None)
 
 
 def _segment_bytes(call: MemCall) -> int:

@@ -98,7 +98,7 @@ _WALKED = int(RegionFlag.WALKED)
 _P_FILE = int(PartFlag.FILE)
 _P_UNLINKED = int(PartFlag.UNLINKED)
 _P_SHARED = int(PartFlag.SHARED)
-_P_NAMED = int(PartFlag.SPECIAL | PartFlag.HEAP | PartFlag.STACK | PartFlag.GROWSDOWN)
+_P_NAMED = int(PartFlag.SPECIAL | PartFlag.HEAP | PartFlag.STACK)
 _MASK64 = (1 << 64) - 1
 # A record's entry time comes first; the rest of it is its body (CallAgain).
 _TS = struct.Struct("<Q")
@@ -109,12 +109,14 @@ _NOT_AGAIN = _KILLED | _OBJECT | _REPEAT_KEY
 
 
 def _anon_name(flags: int) -> str:
-    """What /proc calls a VMA with no file, by its WX_P_* flags."""
+    """What /proc calls a VMA with no file, by its WX_P_* flags: [heap] and
+    [stack] only for the initial heap and stack (another MAP_GROWSDOWN
+    region has no name there)."""
     if flags & PartFlag.SPECIAL:
         return SPECIAL_MAPPING
     if flags & PartFlag.HEAP:
         return "[heap]"
-    if flags & (PartFlag.STACK | PartFlag.GROWSDOWN):
+    if flags & PartFlag.STACK:
         return "[stack]"
     return ""
 
