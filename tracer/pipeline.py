@@ -529,8 +529,8 @@ class Judge:
             lo, before = window
             after = space.regions(lo, lo + len(before) + len(space) - count)
             self._replays.record(event.key, Transition(
-                call.pid, space, process.info, process.personality, call.syscall, seen[0], before, after,
-                [region.start for region in after], emitted))
+                call.pid, call.tid, space, process.info, process.persona(call.tid), call.syscall, seen[0],
+                before, after, [region.start for region in after], emitted))
 
     def report_replayed(self) -> None:
         """Report the calls replayed since the last report: counted in the
@@ -548,7 +548,9 @@ class Judge:
         knew of its range before it ran, the kernel's own view (the truth),
         or what /proc still showed (for the parts the model never saw; every
         range the eBPF source does not report was never writable, so no
-        history is invented)."""
+        history is invented), and the persona its thread had then."""
+        if call.personality is not None:
+            self.model.set_personality(call.pid, call.tid, call.personality)
         if call.vmas is not None:
             self.model.observe(call.pid, call.vmas)
         elif call.unseen:
@@ -630,7 +632,9 @@ class Judge:
         return route(event) if route is not None else None
 
     def _fork(self, event: ForkEvent) -> None:
-        child = self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+        child = self.model.fork(event)
+        if event.thread:
+            return
         copied = event.copied and child is not None and not child.space.holds_uncopied
         if self.gaps is not None and not event.shares_vm and not copied:
             self.gaps.fork(event.child_pid, event.crowded)
@@ -642,13 +646,15 @@ class Judge:
             self._open.discard(pending)
             if pending.judgement is not None and pending.plan is not None:
                 self.settler.settle(pending.judgement, pending.plan, Evidence(gone=True))
-        if event.status is not None:
+        if event.status is None:
+            self.model.thread_exit(event.pid, event.tid)
+        else:
             self.model.exit(event.pid)
             self._forget_repeatable(event.pid)
             self.settler.died(event.pid, event.status)
 
     def _attach(self, event: AttachEvent) -> None:
-        self.model.seed(event.pid, event.process, event.maps, event.personality)
+        self.model.seed(event.pid, event.process, event.maps, event.personality, event.personas)
 
     def _writable(self, event: WritableObjects) -> None:
         self.model.add_written(event.objects)

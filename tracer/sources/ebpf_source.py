@@ -400,7 +400,8 @@ class EbpfSource:
             if rec.tgid in self._known and not thread:
                 self._known.add(rec.args[1])
             shares_vm = bool(rec.flags & RecordFlag.SHARES_VM)
-            events.append(ForkEvent(ts, rec.tgid, rec.tid, rec.args[0], thread, shares_vm))
+            events.append(ForkEvent(ts, rec.tgid, rec.tid, rec.args[1] if thread else rec.args[0], thread,
+                                    shares_vm, child_tid=rec.args[0], personality=rec.personality))
         elif not rec.flags & _GROUP_DEAD:
             events.append(ExitEvent(ts, rec.tgid, rec.tid, None))
         else:
@@ -489,7 +490,7 @@ class EbpfSource:
             unseen = _before_call(self._maps_of(tgid), args)
         call = MemCall(ts, tgid, tid, name, arch, args, fd_object=fd_object,
                        object_size=_segment_size(name, args) if name == "shmat" else None,
-                       vmas=vmas, repeat_key=repeat_key, unseen=unseen)
+                       vmas=vmas, repeat_key=repeat_key, unseen=unseen, personality=fields[14])
         if not known:
             events.append(self._attach(call, fields[14]))
         kill = KernelKill(ts, tgid, tid, self._rule_names[fields[15]]) if flags & _KILLED else None
