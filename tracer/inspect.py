@@ -538,10 +538,11 @@ class _Inspector:
         """A region's categories and judgement. Memory no other view can
         alias (no object identity: private anonymous memory, stack, heap) is
         judged by what it is, never by where it is: its protection, sharing,
-        backing and traits are all classify and the policy read of it, so
-        regions alike in all of them share one judgement (a JIT's thousands
-        of pages). An object's views are judged one by one: whether one is a
-        dual map depends on where the others are."""
+        backing and traits are all classify and the policy read of it
+        besides the process's own facts, so regions alike in all of them
+        share one judgement (a JIT's thousands of pages). An object's views
+        are judged one by one: whether one is a dual map depends on where
+        the others are."""
         key = (entry.prot, entry.shared, backing, traits) if backing.identity is None else None
         if key is not None and key in self._judged:
             return self._judged[key]
