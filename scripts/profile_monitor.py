@@ -27,10 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tracer.collector import cycle_collector_paused  # noqa: E402
 from tracer.outputs.jsonl import JsonLinesOutput  # noqa: E402
 from tracer.outputs.summary import Summary  # noqa: E402
 from tracer.outputs.text import TextOutput  # noqa: E402
-from tracer.pipeline import Judge, cycle_collector_paused, feed_ebpf  # noqa: E402
+from tracer.pipeline import Judge, feed_ebpf  # noqa: E402
 from tracer.policy.loader import resolve_policy  # noqa: E402
 from tracer.sources.ebpf_source import EbpfConfig, EbpfSource  # noqa: E402
 

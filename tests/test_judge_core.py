@@ -33,6 +33,7 @@ from tracer.actions.outcomes import (
 from tracer.actions.seccomp_deny import CLONE3, WX_MMAP, seccomp_enforcement
 from tracer.categories import Category as C
 from tracer.classify import classify
+from tracer.collector import cycle_collector_paused
 from tracer.errors import AccessDenied, NoSuchProcess
 from tracer.events import (
     EXEC_UNRESOLVED,
@@ -60,7 +61,6 @@ from tracer.pipeline import (
     Judge,
     PtraceSink,
     Stage,
-    cycle_collector_paused,
 )
 from tracer.policy.facts import facts_of
 from tracer.policy.loader import load_policy_text, resolve_policy

@@ -19,13 +19,11 @@ outcome. Each stage counts what it dropped, and why, in RunStats.dropped.
 from __future__ import annotations
 
 import enum
-import gc
 import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,6 +50,7 @@ from .actions.outcomes import (
 )
 from .categories import Category
 from .classify import classify
+from .collector import cycle_collector_paused
 from .errors import TraceError
 from .events import (
     EXEC_UNRESOLVED,
@@ -894,24 +893,6 @@ def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
             ranges.append((args[4], args[4] + page_up(args[2])))
         return tuple(ranges)
     return ()
-
-
-@contextmanager
-def cycle_collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector for the block. A batch of eBPF records
-    is tens of thousands of short-lived objects that reference counting
-    frees when the batch is judged; collecting cycles while they are alive
-    walks them over and over (a flood of 200,000 flips: 2.5 µs of the
-    judge's CPU per record with the collector, 1.5 without). Cycles made
-    meanwhile are collected after the block."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def judge_batch(judge: Judge, source: EbpfSource, timeout_ms: int) -> bool:
