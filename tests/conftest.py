@@ -64,6 +64,7 @@ BUILDS: dict[str, Build] = {
     "recv_semantics": Build(flags=("-pthread",)),
     "attack_uffd_stall": Build(flags=("-pthread",)),
     "attack_old_mmap": Build(flags=("-pthread",)),
+    "attack_ipc_shmat": Build(m32=True, flags=("-pthread",)),
     "attack_ro_swap": Build(flags=("-pthread",)),
     "benign_dlopen": Build(flags=("-ldl",)),
     "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),
@@ -85,6 +86,7 @@ BUILDS: dict[str, Build] = {
     # x86-64 exec clears READ_IMPLIES_EXEC; an i386 image keeps an inherited one.
     "rie_reexec": Build(m32=True),
     "thread_second": Build(flags=("-pthread",)),
+    "thread_persona": Build(flags=("-pthread",)),
     "procmem_routes": Build(flags=("-pthread",)),
     "opaque_routes": Build(flags=("-pthread",)),
     "threads_flood": Build(flags=("-pthread",)),

@@ -586,3 +586,58 @@ def test_x32_numbers_are_judged_as_the_x86_64_calls_they_are(build_program, pars
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec")), ("mmap", ("wx-map", "anon-exec"))]
     assert parse_output(traced.stdout).failed() == {"x32_rx_mprotect": "EACCES", "x32_wx_mmap": "EACCES"}
+
+
+@pytest.mark.parametrize("how", ["secret", "race", "picked"])
+def test_i386_ipc_shmat_address_comes_from_the_kernel(how, build_program, parse_output, tmp_path):
+    """i386 ipc(SHMAT) (gcc -m32) has the kernel store the attach address in
+    the program's memory: memfd_secret memory the tracer cannot read, a slot
+    a second thread keeps rewriting, or an address the program picked
+    (SHM_RND, SHM_EXEC). The segment is attached read+write over a clean
+    read+execute file page, written, then made read+execute: the attach is
+    placed where the kernel's maps show it, so that is w-to-x of the segment
+    and the report names the segment at the kernel's address."""
+    args = [how, *(["300"] if how == "race" else [])]
+    native = _native(build_program, parse_output, "attack_ipc_shmat", *args)
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.ran == {"secret": ["secret_call"], "race": ["race_call"],
+                          "picked": ["picked_exec_call", "picked_call"]}[how]
+    traced = trace([str(build_program("attack_ipc_shmat")), *args], tmp_path, *STRICT, timeout=300)
+    assert traced.returncode == 0, traced.stderr
+    _blocked(traced, parse_output)
+    out = parse_output(traced.stdout)
+    assert out.done == 1
+    refused = [e for e in traced.events if e["syscall"] == "mprotect"]
+    assert refused and all("w-to-x" in e["categories"] and e["backing"]["kind"] == "shm" for e in refused)
+    if how == "race":
+        assert out.count == 0 and len(refused) == 300
+        return
+    attached = out.steps[f"{how}_shmat"].rc
+    assert [int(e["addr"], 16) for e in refused] == [attached]
+    assert out.failed()[f"{how}_rx_mprotect"] == "EACCES"
+    if how == "picked":
+        # SHM_EXEC: refused at entry, reported at the page the kernel would attach (SHM_RND rounds down).
+        exec_attach = [e for e in traced.events if e["syscall"] == "shmat"]
+        assert [e["categories"] for e in exec_attach] == [["wx-map", "shm-exec"]]
+        assert int(exec_attach[0]["addr"], 16) == attached
+        assert out.failed()["picked_exec_shmat"] == "EACCES"
+
+
+def test_i386_ipc_shmat_nothing_places_leaves_unknown_history(build_program, parse_output, tmp_path):
+    """An ipc(SHMAT) over an equal attach of its own segment, its address slot
+    in memfd_secret memory: neither the maps nor the slot say which attach is
+    new, so the whole space is taken from the maps with unknown (possibly
+    written) history (fail closed): a read-only page of the program's file
+    made read+execute afterwards is refused as `w-to-x`."""
+    native = _native(build_program, parse_output, "attack_ipc_shmat", "replaced")
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.failed() == {} and native.steps["replaced_shmat"].ok
+    traced = trace([str(build_program("attack_ipc_shmat")), "replaced"], tmp_path, *STRICT)
+    assert traced.returncode == 0, traced.stderr
+    out = parse_output(traced.stdout)
+    assert out.steps["replaced_shmat"].rc == out.steps["replaced_first_shmat"].rc
+    assert out.failed() == {"replaced_clean_mprotect": "EACCES"}
+    assert [(e["syscall"], e["backing"]["kind"], "w-to-x" in e["categories"], e["verdict"])
+            for e in traced.events] == [("mprotect", "file", True, "denied")]

@@ -8,7 +8,6 @@ entry of one recognisable mmap, and asks the Attributor who made the call.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
 import os
 import shutil
@@ -311,6 +310,6 @@ def test_a_file_replaced_on_disk_is_not_symbolized() -> None:
     if is_libc(region.path) or not region.path.startswith("/"):
         pytest.skip(f"Py_IsInitialized is not in a plain file mapping here ({region.path!r})")
     assert Attributor().caller(ip, b"", 0, maps) == Caller(ip, region.path, "Py_IsInitialized", 0)
-    replaced = tuple(dataclasses.replace(m, inode=m.inode + 1) if m.path == region.path else m for m in maps)
+    replaced = tuple(m._replace(inode=m.inode + 1) if m.path == region.path else m for m in maps)
     caller = Attributor().caller(ip, b"", 0, replaced)
     assert caller == Caller(ip, region.path, None, ip - region.start + region.offset)

@@ -19,6 +19,7 @@ POISON = ROOT / "tests" / "programs" / "poison_policy_cache.py"
 
 
 def _run(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess:
+    """`run --policy strict -- argv`, finished."""
     return subprocess.run([*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--", *argv],
                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
 
@@ -51,7 +52,7 @@ def test_every_cache_file_the_traced_program_changes_is_removed(build_program: P
                             "--", nested], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert first.returncode == 0, first.stderr
     library = next(tmp_path.rglob("libtrampwatch-fast-faults.so"))
-    policy = next(tmp_path.rglob("*.pickle"))
+    policy = next(tmp_path.rglob("*.json"))
     script = (f"printf junk > {library}; ln -sf /etc/passwd {policy}; "
               f"mkdir -p {tmp_path}/trampwatch/closures/new; : > {tmp_path}/trampwatch/closures/new/f")
     tamper = _run(env, "/bin/sh", "-c", script)
@@ -130,15 +131,11 @@ def test_a_file_named_like_a_preset_made_by_the_traced_program_is_refused(build_
     assert "RAN wx_call" in path.stdout, path.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: the cache sweep runs when a run's tree is gone, but another run started meanwhile "
-    "(parallel jobs of one user) reads the compiled policy the first run's tree forged: it "
-    "unpickles it (Python the tree chose, run in the untraced tracer) and, with a matching "
-    "stamp, enforces the weaker policy; an entry's owner and mode cannot tell the tree from the user"))
 def test_a_policy_forged_during_a_run_is_not_loaded_by_a_concurrent_run(build_program: ProgramBuilder,
                                                                          tmp_path: Path) -> None:
     """Run A's tree forges strict's entry and stays alive; run B, started
-    then with --policy strict, must still refuse wx_map's W+X mmap."""
+    then with --policy strict, must still refuse wx_map's W+X mmap: no run
+    reads the cache while another is live on it (tracer/runs.py)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
     wx = str(build_program("wx_map"))
     first = _run(env, wx)  # the genuine entry, as a user's earlier run leaves it
@@ -158,3 +155,101 @@ def test_a_policy_forged_during_a_run_is_not_loaded_by_a_concurrent_run(build_pr
         forger.communicate(timeout=120)
     assert "RAN wx_call" not in concurrent.stdout, concurrent.stderr
     assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in concurrent.stdout, concurrent.stderr
+
+
+def _concurrent(env: dict[str, str], script: str, flag: Path) -> subprocess.Popen:
+    """A run whose tree runs `script`, prints READY, and waits for `flag`."""
+    argv = [*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--", "/bin/sh", "-c",
+            f"{script} && echo READY && while [ ! -e {flag} ]; do sleep 0.1; done"]
+    live = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
+    assert live.stdout is not None
+    line = live.stdout.readline()
+    assert line == "READY\n", (line, live.stderr.read() if live.poll() is not None and live.stderr else "")
+    return live
+
+
+def test_libraries_written_during_a_run_are_not_loaded_by_a_concurrent_run(build_program: ProgramBuilder,
+                                                                            tmp_path: Path) -> None:
+    """Run A's tree replaces the cached fast path (loaded into the tracer)
+    and the closure library (preloaded into the program) and stays alive:
+    run B, started then, builds its own in a private directory and loads
+    neither; A's sweep then removes both."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    nested = str(build_program("closures_nested"))
+    ffi = str(build_program("closures_ffi_closures"))
+    emulate = [*TRAMPWATCH, "run", "--no-summary", "--json", "-", "--policy", "strict", "--closures=emulate",
+               "--", nested]
+    trampfd = [*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--closures=trampfd", "--", ffi]
+    first = subprocess.run(emulate, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert first.returncode == 0 and '"invoke-fast": 0' not in first.stdout, first.stderr
+    built = subprocess.run(trampfd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert built.returncode == 0, built.stderr
+    fast = next(tmp_path.rglob("libtrampwatch-fast-faults.so"))
+    preload = next(tmp_path.rglob("x86_64-linux-gnu/libtrampwatch-closures.so"))
+    flag = tmp_path / "go"
+    live = _concurrent(env, f"printf junk > {fast} && printf junk > {preload}", flag)
+    try:
+        during = subprocess.run(emulate, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+        during_trampfd = subprocess.run(trampfd, capture_output=True, text=True, timeout=300, env=env,
+                                        cwd=ROOT)
+    finally:
+        flag.touch()
+        _, stderr = live.communicate(timeout=120)
+    assert during.returncode == 0 and "cannot load" not in during.stderr, during.stderr
+    assert '"invoke-fast": 0' not in during.stdout, during.stderr
+    assert (during_trampfd.returncode, during_trampfd.stdout) == (0, built.stdout), during_trampfd.stderr
+    assert "cannot be preloaded" not in during_trampfd.stderr, during_trampfd.stderr
+    assert "removed 2 file(s)" in stderr and not fast.exists() and not preload.exists(), stderr
+
+
+def test_a_killed_tracers_leftovers_are_emptied_by_the_next_run(build_program: ProgramBuilder,
+                                                                 tmp_path: Path) -> None:
+    """A tree that forges strict's entry and then kills its tracer (no sweep:
+    the tree dies with it, PTRACE_O_EXITKILL) leaves the run's marker: the
+    next run empties the cache and refuses wx_map's W+X mmap."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    wx = str(build_program("wx_map"))
+    first = _run(env, wx)
+    assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in first.stdout, first.stderr
+    killed = _run(env, "/bin/sh", "-c", f"{sys.executable} {POISON} && kill -9 $PPID && sleep 60")
+    assert killed.returncode == -9 and killed.stdout.startswith("POISONED"), killed.stderr
+    entry = Path(killed.stdout.split()[1])
+    assert entry.exists() and "removed" not in killed.stderr
+    again = _run(env, wx)
+    assert f"emptied {entry.parent}" in again.stderr, again.stderr
+    assert "STEP wx_mmap mmap rc=-1 errno=EACCES" in again.stdout, again.stderr
+    assert "RAN wx_call" not in again.stdout
+    # A run that ends leaves no marker behind.
+    assert [p for p in tmp_path.rglob(".runs/*")] == []
+
+
+def test_the_fast_path_is_mapped_from_a_sealed_copy_not_the_cache(tmp_path: Path) -> None:
+    """The tracer maps the fast path's library from a memfd: rewriting the
+    cached file in place (as a traced program may) changes nothing the
+    tracer runs, and the copy itself cannot be written (sealed)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    flag = tmp_path / "go"
+    argv = [*TRAMPWATCH, "run", "--no-summary", "--policy", "strict", "--closures=emulate", "--", "/bin/sh",
+            "-c", f"echo READY && while [ ! -e {flag} ]; do sleep 0.1; done"]
+    live = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
+    try:
+        assert live.stdout is not None and live.stdout.readline() == "READY\n"
+        maps = Path(f"/proc/{live.pid}/maps").read_text().splitlines()
+        library = next(tmp_path.rglob("libtrampwatch-fast-faults.so"))
+        assert not [line for line in maps if line.endswith(str(library))]
+        mapped = [line for line in maps if "/memfd:libtrampwatch-fast-faults.so" in line]
+        assert mapped, maps
+        if os.geteuid() == 0:  # map_files needs CAP_SYS_ADMIN
+            area = mapped[0].split()[0]
+            fd = os.open(f"/proc/{live.pid}/map_files/{area}", os.O_WRONLY)
+            try:
+                with pytest.raises(PermissionError):
+                    os.write(fd, b"junk")
+            finally:
+                os.close(fd)
+    finally:
+        flag.touch()
+        live.communicate(timeout=120)
+    assert live.returncode == 0

@@ -35,9 +35,13 @@ from tracer.events import (
     MemReturn,
     RecordsLost,
 )
+from tracer.pipeline import Judge, feed_ebpf
+from tracer.policy.loader import load_policy_file
 from tracer.sources import ebpf_btf, ebpf_loader, ebpf_procs, ebpf_records, procfs
 from tracer.sources.ebpf_records import KillRule
 from tracer.sources.ebpf_source import EbpfConfig, EbpfSource
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.ebpf
 
@@ -212,6 +216,7 @@ int main(void)
 	CONST(WX_SYS_NONE); CONST(WX_SYS_MMAP); CONST(WX_SYS_MPROTECT); CONST(WX_SYS_PKEY_MPROTECT);
 	CONST(WX_SYS_MREMAP); CONST(WX_SYS_MUNMAP); CONST(WX_SYS_BRK); CONST(WX_SYS_SHMAT);
 	CONST(WX_SYS_SHMDT); CONST(WX_SYS_MEMFD_CREATE); CONST(WX_SYS_PERSONALITY);
+	CONST(WX_SYS_PRCTL_MM);
 	CONST(WX_F_KILLED); CONST(WX_F_ARGS_FAULT); CONST(WX_F_THREAD); CONST(WX_F_SHARES_VM);
 	CONST(WX_F_GROUP_DEAD); CONST(WX_F_OBJECT); CONST(WX_F_REGION); CONST(WX_F_REPEAT_KEY);
 	CONST(WX_FILTER_PIDS); CONST(WX_FILTER_COMMS); CONST(WX_FILTER_CGROUPS);
@@ -478,6 +483,44 @@ def test_read_implies_exec_makes_brk_and_personality_cross(source, programs) -> 
     assert [r.call.args[0] for r in persona] == [abi.READ_IMPLIES_EXEC]
     grows = [r for r in run.calls("brk") if r.call.args[0]]
     assert grows, "brk under READ_IMPLIES_EXEC makes heap memory executable"
+
+
+def test_each_call_carries_its_threads_persona(source, build_program) -> None:
+    """READ_IMPLIES_EXEC set by one thread before the process was selected:
+    each call carries the persona of the thread that made it (the kernel's
+    task->personality), and the judge takes it, so only that thread's
+    read+write mmap is W+X."""
+    proc = _start([str(build_program("thread_persona")), "attach-second"])
+    while not proc.stdout.readline().startswith("READY"):
+        assert proc.poll() is None, "the program ended before it was ready"
+    source.set_filters(pids=(proc.pid,), comms=(), cgroups=())
+    _finish(proc)
+    run = Run(proc.pid, proc.returncode, "", _drain_until_exit(source, proc.pid))
+    mmaps = [r for r in run.calls("mmap") if r.call.args[1] == 4096 and r.call.args[2] == 3]
+    by_thread = {r.call.tid == proc.pid: r.call.personality for r in mmaps}
+    assert by_thread == {True: 0, False: abi.READ_IMPLIES_EXEC}
+    out = _Judgements()
+    judge = Judge(load_policy_file(ROOT / "policies" / "default.yaml"), "audit", [out], source="ebpf")
+    feed_ebpf(judge, run.events)
+    judged = [j for j in out.judgements if j.syscall == "mmap" and j.tid != proc.pid]
+    assert judged and all(Category.READ_IMPLIES_EXEC in j.categories for j in judged)
+    assert not [j for j in out.judgements if j.syscall == "mmap" and j.tid == proc.pid]
+
+
+class _Judgements:
+    """An output that keeps every judgement."""
+
+    def __init__(self) -> None:
+        self.judgements: list = []
+
+    def emit(self, judgement) -> None:
+        self.judgements.append(judgement)
+
+    def lost(self, event) -> None:
+        pass
+
+    def close(self, stats) -> None:
+        pass
 
 
 def test_shmat_with_shm_exec(source, programs) -> None:

@@ -8,12 +8,13 @@ under strict enforce that code never runs and the report says so."""
 from __future__ import annotations
 
 import errno
+import json
 import signal
 import subprocess
 
 import pytest
 from test_enforce import STRICT, STRICT_TRACED
-from test_run_programs import ROOT, TRAMPWATCH, shape, trace
+from test_run_programs import ROOT, TRAMPWATCH, Traced, shape, trace
 
 
 def _native(build_program, parse_output, name: str, *args: str):
@@ -163,3 +164,138 @@ def test_cli_run_of_a_vanishing_tree_has_a_summary(build_program, tmp_path):
     done = subprocess.run([*TRAMPWATCH, "run", *STRICT, "--", str(build_program("exit_race")), "50"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0 and "trampwatch summary" in done.stderr
+
+
+# --- one persona per thread ---------------------------------------------------------------
+#
+# The kernel keeps READ_IMPLIES_EXEC in each thread's task->personality:
+# personality(2) changes the caller's, a thread starts with its creator's.
+# thread_persona gives it to one of two threads; each maps read+write memory.
+
+READ_IMPLIES_EXEC = 0x0400000
+# Allows the persona itself, refuses what it makes of read+write memory.
+PERSONA_ALLOWED = (
+    "apiVersion: trampwatch.dev/v1\nkind: WXPolicy\nmetadata: {name: t}\nspec:\n"
+    "  mode: enforce\n  defaultAction: deny\n  rules:\n"
+    "  - {name: persona, match: {category: read-implies-exec, syscall: personality}, action: allow}\n")
+
+
+def _rw_mmaps(events: list[dict], pid: int, who: str) -> list[dict]:
+    """The judged read+write mmaps of one page that thread `who` made."""
+    return [e for e in events if e["syscall"] == "mmap" and e["args"][1] == 4096 and e["args"][2] == 3
+            and (e["tid"] == pid) == (who == "main")]
+
+
+def _judged_as_the_kernel_did(traced, out, pid: int) -> None:
+    """Each thread's read+write mmap is judged W+X by READ_IMPLIES_EXEC
+    exactly when the kernel's maps show it executable."""
+    for who in ("main", "second"):
+        executable = out.maps[f"{who}_region"].executable
+        assert executable == bool(out.steps[f"{who}_persona"].rc & READ_IMPLIES_EXEC)
+        judged = _rw_mmaps(traced.events, pid, who)
+        assert bool(judged) == executable, (who, judged)
+        for event in judged:
+            assert event["prot"] == "rwx" and {"wx-map", "read-implies-exec"} <= set(event["categories"])
+            assert int(event["addr"], 16) == out.steps[f"{who}_rw_mmap"].rc
+
+
+@pytest.mark.parametrize("setter", ["main", "second"])
+def test_each_threads_own_persona_is_judged(setter, build_program, parse_output, tmp_path):
+    program = str(build_program("thread_persona"))
+    native = _native(build_program, parse_output, "thread_persona", f"set-{setter}")
+    assert native.ran == [f"{setter}_call"]
+    traced = trace([program, f"set-{setter}"], tmp_path)
+    assert traced.returncode == 0, traced.stderr
+    out = parse_output(traced.stdout)
+    assert out.ran == [f"{setter}_call"] and out.done == 1
+    persona_set = [e for e in traced.events if e["syscall"] == "personality"]
+    assert [e["categories"] for e in persona_set] == [["read-implies-exec"]]
+    pid = persona_set[0]["pid"]
+    assert (persona_set[0]["tid"] == pid) == (setter == "main")
+    _judged_as_the_kernel_did(traced, out, pid)
+
+
+def test_another_threads_persona_does_not_leak(build_program, parse_output, tmp_path):
+    """The main thread keeps READ_IMPLIES_EXEC when the second clears its
+    own: the main thread's read+write mmap is W+X (refused in enforce mode,
+    its code never runs), the second's is not (left alone)."""
+    program = str(build_program("thread_persona"))
+    assert _native(build_program, parse_output, "thread_persona", "clear-second").ran == ["main_call"]
+    audited = trace([program, "clear-second"], tmp_path)
+    assert audited.returncode == 0, audited.stderr
+    out = parse_output(audited.stdout)
+    assert out.ran == ["main_call"]
+    _judged_as_the_kernel_did(audited, out, audited.events[0]["pid"])
+    policy = tmp_path / "persona.yaml"
+    policy.write_text(PERSONA_ALLOWED)
+    enforced = trace([program, "clear-second"], tmp_path, "--policy", str(policy))
+    assert enforced.returncode == 0, enforced.stderr
+    out = parse_output(enforced.stdout)
+    assert out.ran == [] and out.done == 1
+    assert out.failed() == {"main_rw_mmap": "EACCES"}
+    assert not out.maps["second_region"].executable
+    pid = enforced.events[0]["pid"]
+    refused = _rw_mmaps(enforced.events, pid, "main")
+    assert [(e["verdict"], e["result"]) for e in refused] == [("denied", -errno.EACCES)]
+    assert _rw_mmaps(enforced.events, pid, "second") == []
+
+
+@pytest.mark.parametrize("how", ["syscall", "int80"])
+@pytest.mark.parametrize("setter", ["main", "second"])
+@pytest.mark.parametrize("filtered", [True, False], ids=["kernel-deny", "traced"])
+def test_strict_refuses_read_implies_exec_whichever_thread_asks(setter, how, filtered, build_program,
+                                                                 parse_output, tmp_path):
+    program = str(build_program("thread_persona"))
+    args = [f"set-{setter}", *(["int80"] if how == "int80" else [])]
+    assert _native(build_program, parse_output, "thread_persona", *args).ran == [f"{setter}_call"]
+    traced = trace([program, *args], tmp_path, *(STRICT if filtered else STRICT_TRACED))
+    assert traced.returncode == 0, traced.stderr
+    out = parse_output(traced.stdout)
+    assert out.ran == [] and out.done == 1
+    assert out.failed() == {f"{setter}_persona_set": "EACCES"}
+    for who in ("main", "second"):
+        assert out.steps[f"{who}_persona"].rc & READ_IMPLIES_EXEC == 0
+        assert not out.maps[f"{who}_region"].executable
+    assert all(e["verdict"] == "denied" for e in traced.events)
+    if not filtered:
+        assert [(e["syscall"], e["result"]) for e in traced.events] == [("personality", -errno.EACCES)]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
+@pytest.mark.parametrize("holder", ["main", "second"])
+def test_attach_reads_each_threads_persona(holder, options, build_program, parse_output, tmp_path):
+    """A process seized with READ_IMPLIES_EXEC in one thread only (set before
+    the tracer came, so nothing refused it): each thread is judged by its
+    own persona, read from /proc/PID/task/TID/personality; under strict
+    enforce the holder's read+write mmap is refused and no code runs."""
+    program = subprocess.Popen([str(build_program("thread_persona")), f"attach-{holder}"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    before = ""
+    while not (line := program.stdout.readline()).startswith("READY"):
+        assert line, "the program ended before it was ready"
+        before += line
+    json_path = tmp_path / "attach.jsonl"
+    tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(program.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    ready = tracer.stderr.readline()
+    attached = f"trampwatch: attached to pid {program.pid} (2 thread(s))"
+    assert ready.startswith(attached), ready + tracer.stderr.read()
+    out_text, _ = program.communicate("go\n", timeout=120)
+    assert tracer.wait(timeout=120) == 0, tracer.stderr.read()
+    assert program.returncode == 0
+    out = parse_output(before + line + out_text)
+    records = [json.loads(r) for r in json_path.read_text().splitlines()]
+    events = [r for r in records if r["type"] == "event"]
+    assert out.steps[f"{holder}_persona"].rc & READ_IMPLIES_EXEC
+    if not options:
+        assert out.ran == [f"{holder}_call"]
+        _judged_as_the_kernel_did(Traced(0, out_text, "", events, {}), out, program.pid)
+        return
+    assert out.ran == [] and out.done == 1
+    assert out.failed() == {f"{holder}_rw_mmap": "EACCES"}
+    other = "second" if holder == "main" else "main"
+    assert not out.maps[f"{other}_region"].executable
+    refused = _rw_mmaps(events, program.pid, holder)
+    assert [(e["verdict"], e["result"]) for e in refused] == [("denied", -errno.EACCES)]
+    assert _rw_mmaps(events, program.pid, other) == []

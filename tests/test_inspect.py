@@ -41,6 +41,7 @@ from tracer.inspect import (
 from tracer.outputs.envelope import INSPECT_SCHEMA
 from tracer.outputs.inspect_report import render_text, report_json
 from tracer.policy import Action, resolve_policy
+from tracer.policy.loader import load_policy_text
 
 SOURCES = Path(__file__).resolve().parent / "inspect_programs"
 SHARED_HEADER_DIR = Path(__file__).resolve().parent / "programs"
@@ -411,6 +412,75 @@ def test_read_implies_exec_persona(inspect_program):
     first = region_at(report, run.addrs["base"])
     assert (first.perms, first.categories) == ("rwxp", (Category.WX_MAP, Category.ANON_EXEC))
     assert "the whole process: read-implies-exec" in render_text(report)
+
+
+# --- regions judged by kind ------------------------------------------------------------------
+
+# Write+exec memory denied, other anonymous code only logged: neighbours
+# differing in protection get different verdicts.
+DENY_WX_LOG_ANON = """apiVersion: trampwatch.dev/v1
+kind: WXPolicy
+metadata: {name: deny-wx-log-anon}
+spec:
+  defaultAction: allow
+  rules:
+    - {name: no-wx, match: {category: wx-map}, action: deny}
+    - {name: anon-code, match: {category: anon-exec}, action: log}
+"""
+
+
+def _maps_lines(pid: int, start: int, end: int) -> list[tuple[int, int, str]]:
+    """(start, end, perms) of the kernel's regions of `pid` overlapping start..end."""
+    lines = []
+    with open(f"/proc/{pid}/maps", encoding="ascii") as f:
+        for line in f:
+            span, perms = line.split()[:2]
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            if lo < end and start < hi:
+                lines.append((lo, hi, perms))
+    return lines
+
+
+def test_neighbours_differing_in_protection_are_judged_apart(inspect_program):
+    # inspect judges alike anonymous regions once; the kernel's own list
+    # says what each region is, and each must be reported as just that.
+    policy = load_policy_text(DENY_WX_LOG_ANON, "deny-wx-log-anon.yaml")
+    with running([str(inspect_program("mixed_maps")), "36"]) as run:
+        refused = [line for line in run.lines if line.startswith("REFUSED")]
+        if refused:
+            pytest.skip(f"the kernel refuses the protections mixed_maps needs: {refused[0]}")
+        base, size = run.addrs["base"], 36 * os.sysconf("SC_PAGE_SIZE")
+        report = inspect_process(run.pid, policy)
+        kernel = _maps_lines(run.pid, base, base + size)
+    listed = {(r.start, r.end): r for r in report.regions if r.start < base + size and base < r.end}
+    assert sorted(listed) == [(lo, hi) for lo, hi, perms in kernel if "x" in perms]
+    assert {perms for _, _, perms in kernel} == {"rw-p", "r-xp", "rwxp"}
+    for lo, hi, perms in kernel:
+        if "x" not in perms:
+            continue
+        region = listed[(lo, hi)]
+        writable = "w" in perms
+        assert region.perms == perms
+        assert region.judged.prot == frozenset({"read", "exec", *(["write"] if writable else [])})
+        assert region.categories == ((Category.WX_MAP, Category.ANON_EXEC) if writable
+                                     else (Category.ANON_EXEC,))
+        assert (region.judged.decision.action, region.judged.decision.rule) == (
+            (Action.DENY, "no-wx") if writable else (Action.LOG, "anon-code"))
+
+
+_LOADS_CAPSTONE = ("import sys; from tracer.inspect import inspect_process; "
+                   "inspect_process(int(sys.argv[1])); print('capstone' in sys.modules)")
+
+
+def test_capstone_is_imported_only_to_decode(inspect_program):
+    # capstone takes longer to import than inspecting 10,000 mappings: a
+    # process whose code holds no indirect jump needs no decoding, one
+    # with trampfd v2 tables does (they are checked by decoding).
+    with running([str(inspect_program("many_maps")), "8"]) as plain, \
+            running([str(inspect_program("trampfd_v2"))]) as v2:
+        loaded = [subprocess.run([sys.executable, "-c", _LOADS_CAPSTONE, str(run.pid)], capture_output=True,
+                                 text=True, check=True).stdout.split() for run in (plain, v2)]
+    assert loaded == [["False"], ["True"]]
 
 
 # --- errors, JSON, --all ---------------------------------------------------------------------

@@ -8,11 +8,13 @@ kernel answers)."""
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import json
 import os
 import signal
 import subprocess
+import weakref
 from dataclasses import replace
 
 import pytest
@@ -31,6 +33,7 @@ from tracer.actions.outcomes import (
 from tracer.actions.seccomp_deny import CLONE3, WX_MMAP, seccomp_enforcement
 from tracer.categories import Category as C
 from tracer.classify import classify
+from tracer.collector import cycle_collector_paused
 from tracer.errors import AccessDenied, NoSuchProcess
 from tracer.events import (
     EXEC_UNRESOLVED,
@@ -463,3 +466,33 @@ def test_anon_backing_is_what_an_unmodelled_call_is_not():
     # A call the model could not plan is about unknown memory, never guessed anonymous.
     subject = call_subject(PID, "mprotect", None, INFO)
     assert subject.backing.kind == "unknown" and subject.backing != ANON_BACKING
+
+
+def test_a_batch_is_judged_with_the_cycle_collector_paused_and_its_cycles_collected_after():
+    """monitor judges each batch with the collector paused (tracer/pipeline.py
+    judge_batch): it is off inside, back on after, a cycle made inside is
+    still collected, and a caller that had it off keeps it off."""
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    with cycle_collector_paused():
+        assert not gc.isenabled()
+        node = Node()
+        node.self = node
+        cycle = weakref.ref(node)
+        del node
+        # Far past the collector's thresholds: nothing collects the cycle meanwhile.
+        batch = [Node() for _ in range(50_000)]
+        assert cycle() is not None
+        del batch
+    assert gc.isenabled()
+    gc.collect()
+    assert cycle() is None
+    gc.disable()
+    try:
+        with cycle_collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

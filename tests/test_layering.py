@@ -15,7 +15,7 @@ TRACER = Path(__file__).resolve().parent.parent / "tracer"
 # Each module's step, left (0) to right. A package prefix covers its modules.
 STEPS: dict[str, int] = {
     "tracer": 0, "tracer.resources": 0, "tracer.abi": 0, "tracer.categories": 0, "tracer.errors": 0,
-    "tracer.events": 0,
+    "tracer.events": 0, "tracer.runs": 0, "tracer.collector": 0,
     "tracer.elf": 0, "tracer.elf_fast": 0, "tracer.symbols": 0, "tracer.trampolines": 0, "tracer.trampfd": 0,
     "tracer.trampfd_binding": 0,
     "tracer.sources": 1, "tracer.probe": 1,

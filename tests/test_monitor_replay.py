@@ -201,7 +201,7 @@ def test_a_replay_is_forgotten_when_the_policy_or_persona_changes(change: str) -
     if change == "policy":
         judge.set_policy(load_policy_file(ROOT / "policies" / "strict.yaml"))
     else:
-        judge.model.set_personality(pid, 0x0400000)  # READ_IMPLIES_EXEC
+        judge.model.set_personality(pid, to_rx.call.tid, 0x0400000)  # READ_IMPLIES_EXEC
     judge.event(CallAgain(3.0, to_rx, 1))
     judge.finish(0)
     # Each flip to RX once: the replayed one reported before the change or at the end, with its count.

@@ -345,3 +345,31 @@ def test_judge_holds_a_kill_until_the_process_is_seen_to_die():
     assert out.judged == []
     judge.event(ExitEvent(2.0, 7, 7, killed_status(signal.SIGKILL)))
     assert [(j.outcome, j.result) for j in out.judged] == [(Outcome.KILLED, None)]
+
+
+@pytest.mark.ebpf
+def test_monitor_enforce_kills_prctl_set_mm_in_the_kernel(build_program, parse_output, tmp_path):
+    """strict refuses what the tracer cannot see through (opaque); of those,
+    the kernel side sends prctl(PR_SET_MM) (it moves the program break the
+    model follows: tests/test_attack.py), so under monitor --mode enforce a
+    kill rule stops it at entry, on either ABI, and the report says killed."""
+    program = str(build_program("attack_prctl_brk"))
+    native = parse_output(subprocess.run([program], capture_output=True, text=True, timeout=120).stdout)
+    if "move_prctl" in native.failed():
+        pytest.skip(f"prctl(PR_SET_MM_MAP) is refused here: {native.failed()['move_prctl']}")
+    proc, json_path = _monitor(tmp_path, "--policy", "strict", "--mode", "enforce",
+                               "--comm", Path(program).name[:15])
+    try:
+        done = [subprocess.run([program, *abi], capture_output=True, text=True, timeout=120)
+                for abi in ([], ["m32"])]
+    finally:
+        seen, stderr = _stop(proc, json_path)
+    for run in done:
+        out = parse_output(run.stdout)
+        assert run.returncode == -signal.SIGKILL, run.stdout
+        assert out.ran == [] and "move_prctl" not in out.steps, run.stdout
+    events = [e for e in seen if e["type"] == "event"]
+    assert [(e["syscall"], e["categories"], e["verdict"], e["rule"]) for e in events] == [
+        ("prctl", ["opaque"], "killed", "refuse-opaque")] * 2
+    assert all("eBPF cannot refuse" in e["reason"] for e in events)
+    assert "rule refuse-opaque: opaque: prctl(PR_SET_MM) only" in stderr

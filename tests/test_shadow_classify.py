@@ -10,7 +10,7 @@ import pytest
 from tracer.abi import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, READ_IMPLIES_EXEC, SHM_EXEC, Prot
 from tracer.categories import Category as C
 from tracer.classify import classify
-from tracer.events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
+from tracer.events import ExecEvent, FdObject, ForkEvent, MapEntry, MemCall, ProcessInfo
 from tracer.shadow import MEMFD, SHARED_ANON, ShadowModel
 from tracer.subject import call_subject, exec_subject
 
@@ -40,9 +40,19 @@ def model(personality: int = 0) -> ShadowModel:
 
 
 def call(
-    name: str, *args: int, fd_object: FdObject | None = None, pid: int = PID, object_size: int | None = None
+    name: str, *args: int, fd_object: FdObject | None = None, pid: int = PID, object_size: int | None = None,
+    tid: int | None = None,
 ) -> MemCall:
-    return MemCall(0.0, pid, pid, name, "x86_64", tuple(args), fd_object=fd_object, object_size=object_size)
+    return MemCall(0.0, pid, pid if tid is None else tid, name, "x86_64", tuple(args), fd_object=fd_object,
+                   object_size=object_size)
+
+
+def fork_event(child: int, shares_vm: bool = False, thread: bool = False, parent_tid: int = PID,
+               personality: int | None = None) -> ForkEvent:
+    """A new task made by thread `parent_tid` of PID: a thread of PID (`child`
+    its tid), else process `child`."""
+    return ForkEvent(0.0, PID, parent_tid, PID if thread else child, thread, shares_vm or thread,
+                     child_tid=child, personality=personality)
 
 
 def step(shadow: ShadowModel, c: MemCall, result: int, pid: int = PID) -> tuple[C, ...]:
@@ -174,7 +184,7 @@ def test_shared_anonymous_alias_by_mremap_and_by_fork():
     # The same object shared with a forked child, made writable there.
     forked = model()
     step(forked, call("mmap", 0, 4096, R | X, MAP_SHARED | MAP_ANONYMOUS, -1, 0), 0x70000)
-    forked.fork(PID, PID + 1, shares_vm=False)
+    forked.fork(fork_event(PID + 1, shares_vm=False))
     assert step(forked, call("mprotect", 0x70000, 4096, R | W, pid=PID + 1), 0, pid=PID + 1) == (C.DUAL_MAP,)
 
 
@@ -206,6 +216,56 @@ def test_personality_read_implies_exec_then_readable_maps_are_executable():
     assert cats == (C.WX_MAP, C.READ_IMPLIES_EXEC, C.ANON_EXEC)
 
 
+RW_MAP = ("mmap", 0, 4096, R | W, ANON, -1, 0)
+RIE_MAP = (C.WX_MAP, C.READ_IMPLIES_EXEC, C.ANON_EXEC)
+
+
+def test_each_thread_keeps_its_own_persona():
+    """personality(2) changes the caller's persona only; a thread starts
+    with its creator's (the kernel's task->personality, per thread)."""
+    shadow = model()
+    shadow.fork(fork_event(PID + 1, thread=True))
+    assert step(shadow, call("personality", READ_IMPLIES_EXEC, tid=PID + 1), 0) == (C.READ_IMPLIES_EXEC,)
+    assert step(shadow, call(*RW_MAP, tid=PID + 1), 0x10000) == RIE_MAP
+    assert step(shadow, call(*RW_MAP), 0x20000) == ()
+    assert shadow.process(PID).space.find(0x20000).prot == R | W
+    # Made by the thread with the persona, and by the one without.
+    shadow.fork(fork_event(PID + 2, thread=True, parent_tid=PID + 1))
+    shadow.fork(fork_event(PID + 3, thread=True))
+    assert step(shadow, call(*RW_MAP, tid=PID + 2), 0x30000) == RIE_MAP
+    assert step(shadow, call(*RW_MAP, tid=PID + 3), 0x40000) == ()
+    # A child process copies its forking thread's persona.
+    child = shadow.fork(fork_event(PID + 10, parent_tid=PID + 1))
+    assert child.persona(PID + 10) == READ_IMPLIES_EXEC
+
+
+def test_clearing_a_threads_persona_leaves_its_siblings():
+    shadow = model(READ_IMPLIES_EXEC)
+    shadow.fork(fork_event(PID + 1, thread=True))
+    assert step(shadow, call("personality", 0, tid=PID + 1), READ_IMPLIES_EXEC) == ()
+    assert step(shadow, call(*RW_MAP, tid=PID + 1), 0x10000) == ()
+    assert step(shadow, call(*RW_MAP), 0x20000) == RIE_MAP
+
+
+def test_the_persona_a_source_read_is_the_new_tasks():
+    """What the kernel gave the new task (read by the source) wins over the model's guess."""
+    shadow = model()
+    shadow.fork(fork_event(PID + 1, thread=True, personality=READ_IMPLIES_EXEC))
+    assert step(shadow, call(*RW_MAP, tid=PID + 1), 0x10000) == RIE_MAP
+    assert step(shadow, call(*RW_MAP), 0x20000) == ()
+
+
+def test_seeded_threads_keep_the_personas_read_for_them():
+    shadow = ShadowModel()
+    shadow.seed(PID, INFO, BASE_MAPS, 0, ((PID + 1, READ_IMPLIES_EXEC), (PID + 2, 0)))
+    assert step(shadow, call(*RW_MAP, tid=PID + 1), 0x10000) == RIE_MAP
+    assert step(shadow, call(*RW_MAP, tid=PID + 2), 0x20000) == ()
+    assert step(shadow, call(*RW_MAP), 0x30000) == ()
+    # A gone thread's persona is forgotten: a later thread with its id is a new one.
+    shadow.thread_exit(PID, PID + 1)
+    assert step(shadow, call(*RW_MAP, tid=PID + 1), 0x40000) == ()
+
+
 def test_exec_unlinked_memfd_and_deleted_file():
     shadow = model()
     memfd = FdObject(5, "/memfd:jit (deleted)", os.makedev(0, 1), 99)
@@ -226,7 +286,7 @@ def test_fixed_mapping_replaces_and_threads_share_a_space():
     step(shadow, call("mmap", 0x10000, 4096, R, ANON | MAP_FIXED, -1, 0), 0x10000)
     region = shadow.process(PID).space.find(0x10000)
     assert region.prot == R and not region.ever_writable
-    vfork_child = shadow.fork(PID, PID + 5, shares_vm=True)
+    vfork_child = shadow.fork(fork_event(PID + 5, shares_vm=True))
     assert vfork_child.space is shadow.process(PID).space
 
 
@@ -312,7 +372,7 @@ def test_a_fork_event_after_the_childs_exec_keeps_the_childs_space():
     child = PID + 1
     exec_maps = (MapEntry(0x500000, 0x501000, R | X, False, 0, os.makedev(8, 1), 12, "/usr/bin/other"),)
     shadow.exec(ExecEvent(0.0, child, child, ProcessInfo("/usr/bin/other", "other", 0), exec_maps, False, 0))
-    shadow.fork(PID, child, shares_vm=False)
+    shadow.fork(fork_event(child, shares_vm=False))
     assert shadow.process(child).info.exe == "/usr/bin/other"
     assert shadow.process(child).space.find(0x400000) is None
 
@@ -355,14 +415,14 @@ def test_a_space_that_may_hold_mappings_fork_does_not_copy_says_so():
     step(shadow, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 3, 0, fd_object=regular), 0x30000)
     step(shadow, call("mmap", 0, 4096, R | W, ANON, -1, 0), 0x40000)
     assert not shadow.process(PID).space.holds_uncopied
-    shadow.fork(PID, PID + 1, shares_vm=False)
+    shadow.fork(fork_event(PID + 1, shares_vm=False))
     assert not shadow.process(PID + 1).space.holds_uncopied
     for obj in (FdObject(4, "anon_inode:[perf_event]", 0, 13, 0), FdObject(5, "/dev/fb0", 5, 14, 0o20660),
                 None):
         shadow = model()
         step(shadow, call("mmap", 0, 4096, R | W, MAP_SHARED, 4, 0, fd_object=obj), 0x50000)
         assert shadow.process(PID).space.holds_uncopied, obj
-        shadow.fork(PID, PID + 1, shares_vm=False)
+        shadow.fork(fork_event(PID + 1, shares_vm=False))
         assert shadow.process(PID + 1).space.holds_uncopied, obj  # its model came from its maps: still may
     uprobes = (*BASE_MAPS, MapEntry(0x7FFFF000, 0x80000000, R | X, False, 0, 0, 0, "[uprobes]"))
     shadow = ShadowModel()

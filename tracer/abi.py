@@ -195,7 +195,7 @@ PAGE_SIZE = 4096
 
 def prot_text(prot: int) -> str:
     """Return prot as the familiar 'rwx' triple, '-' for missing bits."""
-    return "".join(ch if prot & bit else "-" for ch, bit in (("r", 1), ("w", 2), ("x", 4)))
+    return _PROT_TEXT[prot & 7]
 
 
 def prot_names(prot: int) -> frozenset[str]:
@@ -203,6 +203,9 @@ def prot_names(prot: int) -> frozenset[str]:
     return _PROT_NAMES[prot & 7]
 
 
+# Every answer of prot_text, made once: inspect asks it for each region.
+_PROT_TEXT = tuple("".join(ch if prot & bit else "-" for ch, bit in (("r", 1), ("w", 2), ("x", 4)))
+                   for prot in range(8))
 # Every answer of prot_names, made once: it is asked for each judged call.
 _PROT_NAMES = tuple(
     frozenset(flag.name.lower() for flag in (Prot.READ, Prot.WRITE, Prot.EXEC) if prot & flag)

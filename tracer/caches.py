@@ -11,16 +11,48 @@ the traced programs are gone, removes every file that is new or changed
 since. The next run then compiles, or builds, again: a miss, never a
 weaker policy or a foreign library. (What another trampwatch wrote in the
 meantime goes too: a miss again.) docs/policy.md, "The policy cache".
+
+The sweep comes when a run ends; until then, and for a run killed before
+it, tracer/runs.py holds the rest: `register` makes this run known on the
+cache directories, so that no other run reads or writes them while it is
+live, and empties what a killed run left there; `library_dir` is where a
+run builds the libraries it loads: the cache when it is alone on it, else
+a private directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
+from . import runs
 from .closures.preload import cache_dir as closures_dir
 from .policy.cache import cache_dir as policies_dir
+
+
+def register(stack: ExitStack) -> runs.Registry:
+    """Register this run on the policy and closure caches until `stack`
+    closes (after the sweep, which must come first in it); the registry
+    says which directories it emptied of a killed run's leftovers."""
+    registry = runs.register((policies_dir(), closures_dir()))
+    stack.callback(registry.close)
+    return registry
+
+
+def library_dir(stack: ExitStack) -> Path:
+    """Where this run builds the libraries it loads: the closures cache when
+    no other run is live on it, else a private directory removed when
+    `stack` closes (built again: slower, never another run's)."""
+    directory = closures_dir()
+    if runs.alone(directory):
+        return directory
+    private = Path(tempfile.mkdtemp(prefix="trampwatch-libraries-"))
+    stack.callback(shutil.rmtree, private, ignore_errors=True)
+    return private
 
 
 def _files(root: Path) -> dict[str, tuple[int, int, int]]:
@@ -28,6 +60,9 @@ def _files(root: Path) -> dict[str, tuple[int, int, int]]:
     followed): its (device, inode, ctime in ns)."""
     found = {}
     for top, dirs, names in os.walk(root):
+        if top == str(root) and runs.MARKERS in dirs:
+            # The live runs' markers: other runs add and remove theirs meanwhile.
+            dirs.remove(runs.MARKERS)
         for name in (*names, *(d for d in dirs if os.path.islink(os.path.join(top, d)))):
             path = os.path.join(top, name)
             with contextlib.suppress(OSError):

@@ -176,13 +176,24 @@ def _drop_changed(caches: Snapshot) -> None:
                    err=True)
 
 
-def _fast_faults() -> FastFaults | None:
-    """The fast path of emulated faults, or None (said in one line) when it
-    cannot be built: every invocation is then served by the Python path."""
+def _register(stack: ExitStack) -> None:
+    """Make this run known on trampwatch's caches until `stack` closes,
+    saying which it emptied of a killed run's leftovers."""
+    from .caches import register
+
+    for directory in register(stack).emptied:
+        click.echo(f"trampwatch: emptied {directory}: a run that ended without its sweep (killed) had "
+                   "left files there", err=True)
+
+
+def _fast_faults(libraries: Path | None) -> FastFaults | None:
+    """The fast path of emulated faults (built in `libraries` if needed), or
+    None (said in one line) when it cannot be built: every invocation is
+    then served by the Python path."""
     from .sources.fast_faults import FastFaults
 
     try:
-        return FastFaults.load()
+        return FastFaults.load(libraries)
     except TrampwatchError as err:
         first = str(err).splitlines()[0]
         click.echo(f"trampwatch: {first}: emulated invocations take the slower Python path", err=True)
@@ -251,11 +262,12 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
 
     trampwatch exits with COMMAND's status (128+N if a signal N killed it).
     """
-    from .caches import Snapshot
+    from .caches import Snapshot, library_dir
     from .pipeline import trace_command
 
     try:
         with ExitStack() as stack:
+            _register(stack)
             judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
             closures = closures or judge.policy.closures
             if trace_trampolines and not (emulate_trampfd or closures):
@@ -263,6 +275,8 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             judge.trace_trampolines = trace_trampolines
             handlers: list = []
             preload = None
+            # The cache when no other run is live on it, else a private directory.
+            libraries = library_dir(stack) if closures else None
             if emulate_trampfd or closures in ("trampfd", "auto"):
                 from .actions.emulate import TrampfdEmulator
 
@@ -275,7 +289,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                     raise click.UsageError("--closures=trampfd and auto use trampfd's number 440 "
                                            "(the library is built for it): drop --trampfd-nr")
                 handlers.append(ClosureAnnouncements(ANNOUNCE_NR))
-                preload = preload_value()
+                preload = preload_value(libraries)
             emulator = fast = None
             if closures in ("emulate", "auto"):
                 from .actions.closures import ClosureEmulator
@@ -284,7 +298,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
                 handlers.append(emulator)
                 # --trace-trampolines reports every invocation: all go through Python then.
                 if not trace_trampolines:
-                    fast = _fast_faults()
+                    fast = _fast_faults(libraries)
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
             seccomp = _seccomp_enforcement(judge, kernel_deny and emulator is None)
@@ -324,6 +338,7 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
 
     try:
         with ExitStack() as stack:
+            _register(stack)
             judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
 
             def ready(attached: AttachEvent) -> None:

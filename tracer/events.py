@@ -6,11 +6,15 @@ Sources (ptrace, eBPF, procfs) produce these; the shadow model consumes them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class MapEntry:
-    """One line of /proc/PID/maps, parsed, with nothing inferred."""
+class MapEntry(NamedTuple):
+    """One line of /proc/PID/maps, parsed, with nothing inferred.
+
+    A named tuple, not a frozen dataclass: a maps read makes one per line
+    (10,000 for a busy JIT), and a frozen dataclass costs three times as
+    much to make (one object.__setattr__ per field)."""
 
     start: int
     end: int
@@ -86,7 +90,9 @@ class MemCall:
     asked for): good for the parts the model never saw, and only for those.
     `repeat_key` names the calls the source counts instead of delivering
     (CallsRepeated): every later call with this key is equal to this one
-    for judging.
+    for judging. `personality` is the calling thread's persona as the
+    kernel held it at the call's entry (the eBPF source reads it from the
+    task); None when the source leaves it to the model.
     """
 
     ts: float
@@ -105,6 +111,7 @@ class MemCall:
     vmas: tuple[MapEntry, ...] | None = None
     repeat_key: int | None = None
     unseen: tuple[MapEntry, ...] | None = None
+    personality: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +178,9 @@ class CallStalled:
     for one of their threads: a FUSE or userfaultfd server in the same
     process), so they are judged past it. What it may change (`ranges`; None:
     anywhere in the address space) is no longer known from the model's own
-    history. Sent again when the call returns (`returned`)."""
+    history. Sent again when the call returns (`returned`), and sent
+    returned alone for a call whose effect the source cannot place (an i386
+    ipc(SHMAT) whose attach the kernel's maps do not single out)."""
 
     ts: float
     pid: int
@@ -183,7 +192,11 @@ class CallStalled:
 
 @dataclass(frozen=True, slots=True)
 class AttachEvent:
-    """A running process was seized: its address space seeds the model."""
+    """A running process was seized: its address space seeds the model.
+
+    `personality` is the leader's persona and `personas` each other seized
+    thread's (tid, persona), read from /proc/PID/task/TID/personality (the
+    kernel keeps one per thread)."""
 
     ts: float
     pid: int
@@ -191,6 +204,7 @@ class AttachEvent:
     maps: tuple[MapEntry, ...]
     personality: int
     threads: tuple[int, ...] = field(default_factory=tuple)
+    personas: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +220,13 @@ class ForkEvent:
     know). False: nothing is vouched. `crowded`: another task shared the
     parent's address space at the fork, so calls of that space may have run
     before the copy and be reported after this event (or the other way
-    round): the child's history cannot be the model's."""
+    round): the child's history cannot be the model's.
+
+    `child_pid` is the new task's process (for a thread, its creator's) and
+    `child_tid` the task itself (0: the same as child_pid). `personality`
+    is the new task's persona as the kernel gave it (a copy of the creating
+    thread's: the kernel keeps one per thread); None when the source could
+    not read it."""
 
     ts: float
     parent_pid: int
@@ -216,6 +236,8 @@ class ForkEvent:
     shares_vm: bool
     copied: bool = False
     crowded: bool = False
+    child_tid: int = 0
+    personality: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

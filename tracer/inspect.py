@@ -29,6 +29,7 @@ from tracer.abi import (
 )
 from tracer.categories import Category
 from tracer.classify import classify
+from tracer.collector import cycle_collector_paused
 from tracer.elf import ElfCache, ElfError, ElfInfo, map_to_vaddr, symbolize
 from tracer.errors import AccessDenied, NoSuchProcess, TraceError
 from tracer.events import MapEntry, ProcessInfo
@@ -139,11 +140,14 @@ class Judged:
     decision: Decision | None
 
 
-@dataclass(frozen=True)
-class RegionReport:
+class RegionReport(NamedTuple):
     """One region of interest. `categories` are its hazards, most severe
     first; `aliases` the other views of a dual-mapped object; `note` says why
-    a region without categories is listed, or what could not be read."""
+    a region without categories is listed, or what could not be read.
+
+    A named tuple, not a frozen dataclass like the other reports: a JIT
+    has thousands of regions, and a frozen dataclass of these fields costs
+    four times as much to make (one object.__setattr__ per field)."""
 
     start: int
     end: int
@@ -316,7 +320,7 @@ def _python_version(info: ProcessInfo, maps: tuple[MapEntry, ...]) -> tuple[tupl
     groups = found.groups() if found else None
     if groups is None:
         for entry in maps:
-            m = _PYTHON_LIB.search(entry.path)
+            m = _PYTHON_LIB.search(entry.path) if entry.path else None
             if m:
                 groups = m.groups()[:3] if m.group(1) else m.groups()[3:]
                 break
@@ -365,7 +369,7 @@ def _shared_writable(entry: MapEntry) -> bool:
 def _is_trampfd_page(entry: MapEntry) -> bool:
     """The emulator's (or a kernel's) trampfd mapping, recognised by its
     object's name and by never being writable."""
-    return _TRAMPFD_OBJECT.fullmatch(entry.path) is not None and not entry.prot & PROT_WRITE
+    return not entry.prot & PROT_WRITE and _TRAMPFD_OBJECT.fullmatch(entry.path) is not None
 
 
 def _displaced(entry: MapEntry, info: ElfInfo, head: int | None) -> bool:
@@ -439,6 +443,7 @@ class _Inspector:
                 self._heads.setdefault((entry.dev, entry.inode), []).append(entry.start)
         self.sps = _stack_pointers(pid)
         self.scan_budget = PROCESS_SCAN_LIMIT
+        self._judged: dict[tuple, tuple[tuple[Category, ...], Judged]] = {}
 
     def _personality(self) -> int | None:
         try:
@@ -493,11 +498,11 @@ class _Inspector:
         return partners
 
     def _region(self, entry: MapEntry, aliases: tuple) -> RegionReport | None:
-        backing = backing_from_entry(entry)
         executable = bool(entry.prot & PROT_EXEC)
         trampfd_page = _is_trampfd_page(entry)
         if entry.path in _KERNEL_TEXT or not (executable or aliases or trampfd_page):
             return None
+        backing = backing_from_entry(entry)
         note = ""
         if executable and backing.kind == FILE and not backing.deleted and not entry.prot & PROT_WRITE:
             note = self._unusual_file_code(entry)
@@ -522,15 +527,33 @@ class _Inspector:
                 traits = (HOLDS_TRAMPFD,)
         elif executable:
             note = note or "execute-only: not scanned"
+        cats, judged = self._judge(entry, backing, traits)
+        return RegionReport(entry.start, entry.end, _perms(entry), entry.path, backing.kind, cats, judged,
+                            aliases, note, trampolines, free, scanned, truncated)
+
+    def _judge(self, entry: MapEntry, backing: Backing,
+               traits: tuple[str, ...]) -> tuple[tuple[Category, ...], Judged]:
+        """A region's categories and judgement. Memory no other view can
+        alias (no object identity: private anonymous memory, stack, heap) is
+        judged by what it is, never by where it is: its protection, sharing,
+        backing and traits are all classify and the policy read of it
+        besides the process's own facts, so regions alike in all of them
+        share one judgement (a JIT's thousands of pages). An object's views
+        are judged one by one: whether one is a dual map depends on where
+        the others are."""
+        key = (entry.prot, entry.shared, backing, traits) if backing.identity is None else None
+        if key is not None and key in self._judged:
+            return self._judged[key]
         execstack = backing.kind == STACK and _exe_execstack(self.elves, self.info.exe)
         subject = _region_subject(self.pid, self.info, entry, backing, execstack, self.personality, traits)
         cats = classify(subject, self.model)
         if cats == (Category.TRAMPFD,):
             # Nothing but a trampoline object: judged as the trampfd operation that made it.
             subject = subject._replace(syscall=TRAMPFD_PSEUDO_SYSCALL, backing=TRAMPFD_BACKING)
-        judged = _decide(self.policy, subject, cats)
-        return RegionReport(entry.start, entry.end, _perms(entry), entry.path, backing.kind, cats, judged,
-                            aliases, note, trampolines, free, scanned, truncated)
+        result = cats, _decide(self.policy, subject, cats)
+        if key is not None:
+            self._judged[key] = result
+        return result
 
     def _unusual_file_code(self, entry: MapEntry) -> str:
         """'' for a file's code where the loader put it (plain text, not
@@ -633,7 +656,8 @@ def inspect_process(pid: int, policy: Policy | None = None, disasm: bool = False
         raise NoSuchProcess(f"not a process id: {pid}", pid=pid)
     elves = elf_cache if elf_cache is not None else ElfCache()
     try:
-        return _Inspector(pid, policy, disasm, elves, {}).report()
+        with cycle_collector_paused():
+            return _Inspector(pid, policy, disasm, elves, {}).report()
     finally:
         procfs.close_mem(pid)
 

@@ -50,6 +50,7 @@ from .actions.outcomes import (
 )
 from .categories import Category
 from .classify import classify
+from .collector import cycle_collector_paused
 from .errors import TraceError
 from .events import (
     EXEC_UNRESOLVED,
@@ -527,8 +528,8 @@ class Judge:
             lo, before = window
             after = space.regions(lo, lo + len(before) + len(space) - count)
             self._replays.record(event.key, Transition(
-                call.pid, space, process.info, process.personality, call.syscall, seen[0], before, after,
-                [region.start for region in after], emitted))
+                call.pid, call.tid, space, process.info, process.persona(call.tid), call.syscall, seen[0],
+                before, after, [region.start for region in after], emitted))
 
     def report_replayed(self) -> None:
         """Report the calls replayed since the last report: counted in the
@@ -546,7 +547,9 @@ class Judge:
         knew of its range before it ran, the kernel's own view (the truth),
         or what /proc still showed (for the parts the model never saw; every
         range the eBPF source does not report was never writable, so no
-        history is invented)."""
+        history is invented), and the persona its thread had then."""
+        if call.personality is not None:
+            self.model.set_personality(call.pid, call.tid, call.personality)
         if call.vmas is not None:
             self.model.observe(call.pid, call.vmas)
         elif call.unseen:
@@ -628,7 +631,9 @@ class Judge:
         return route(event) if route is not None else None
 
     def _fork(self, event: ForkEvent) -> None:
-        child = self.model.fork(event.parent_pid, event.child_pid, event.shares_vm)
+        child = self.model.fork(event)
+        if event.thread:
+            return
         copied = event.copied and child is not None and not child.space.holds_uncopied
         if self.gaps is not None and not event.shares_vm and not copied:
             self.gaps.fork(event.child_pid, event.crowded)
@@ -640,13 +645,15 @@ class Judge:
             self._open.discard(pending)
             if pending.judgement is not None and pending.plan is not None:
                 self.settler.settle(pending.judgement, pending.plan, Evidence(gone=True))
-        if event.status is not None:
+        if event.status is None:
+            self.model.thread_exit(event.pid, event.tid)
+        else:
             self.model.exit(event.pid)
             self._forget_repeatable(event.pid)
             self.settler.died(event.pid, event.status)
 
     def _attach(self, event: AttachEvent) -> None:
-        self.model.seed(event.pid, event.process, event.maps, event.personality)
+        self.model.seed(event.pid, event.process, event.maps, event.personality, event.personas)
 
     def _writable(self, event: WritableObjects) -> None:
         self.model.add_written(event.objects)
@@ -855,16 +862,16 @@ def monitor_host(judge: Judge, source: EbpfSource, duration: float | None,
         on_ready()
     try:
         while not stopping and (deadline is None or time.monotonic() < deadline):
-            feed_ebpf(judge, source.poll(200))
+            judge_batch(judge, source, 200)
             if reloading and on_reload is not None:
                 reloading = False
                 # Calls made before the signal are judged as they were made.
-                while batch := source.poll(0):
-                    feed_ebpf(judge, batch)
+                while judge_batch(judge, source, 0):
+                    pass
                 on_reload()
         # Drain what the kernel already sent before the stop.
-        while batch := source.poll(0):
-            feed_ebpf(judge, batch)
+        while judge_batch(judge, source, 0):
+            pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -886,6 +893,17 @@ def _touched_ranges(call: MemCall) -> tuple[tuple[int, int], ...]:
             ranges.append((args[4], args[4] + page_up(args[2])))
         return tuple(ranges)
     return ()
+
+
+def judge_batch(judge: Judge, source: EbpfSource, timeout_ms: int) -> bool:
+    """Judge the events of one poll of `source` (waiting up to `timeout_ms`),
+    the cycle collector paused meanwhile; return whether there were any."""
+    with cycle_collector_paused():
+        batch = source.poll(timeout_ms)
+        feed_ebpf(judge, batch)
+        judged = bool(batch)
+        del batch  # freed before the collector runs again
+    return judged
 
 
 def feed_ebpf(judge: Judge, events: list[Event]) -> None:

@@ -10,10 +10,10 @@ anonymous memory (no object, so nothing outside the process's regions is
 read by the classifier) whose range lies inside one region the kernel's
 view agreed with (the model took nothing from it), judged by a plan that
 needs no proof or had its proof at return (never a kill), and it is replayed
-only while the process has the same address space, persona and identity
-and the regions the change can touch or was judged on (that region, those
-the kernel's view of the range covers, and one more on each side) are
-those it was recorded on.
+only while the process has the same address space and identity, the calling
+thread (`tid`) the same persona, and the regions the change can touch or was
+judged on (that region, those the kernel's view of the range covers, and one
+more on each side) are those it was recorded on.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class Transition:
     since the last report, the last at `ts`."""
 
     pid: int
+    tid: int
     space: AddressSpace
     info: ProcessInfo
     personality: int
@@ -51,8 +52,8 @@ class Transition:
     def replay(self, process: Process | None, ts: float) -> bool:
         """Apply the call again to `process` (made at `ts`) when everything it
         depends on is as recorded; False, and nothing changed, otherwise."""
-        if (process is None or process.space is not self.space or process.personality != self.personality
-                or process.info is not self.info):
+        if (process is None or process.space is not self.space or process.info is not self.info
+                or process.persona(self.tid) != self.personality):
             return False
         if not self.space.swap(self.seen, self.before, self.after, self.after_starts):
             return False

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .abi import (
     CLONE_UNTRACED,
@@ -41,9 +41,10 @@ from .abi import (
     SECCOMP_SET_MODE_FILTER,
     SHM_EXEC,
     SHM_RDONLY,
+    SHM_RND,
     USERFAULTFD_IOC_NEW,
 )
-from .events import ExecEvent, FdObject, MapEntry, MemCall, ProcessInfo
+from .events import ExecEvent, FdObject, ForkEvent, MapEntry, MemCall, ProcessInfo
 
 DELETED = " (deleted)"
 
@@ -487,23 +488,39 @@ class AddressSpace:
 
 @dataclass
 class Process:
-    """A traced process: who it is, its address space and its persona."""
+    """A traced process: who it is, its address space and its threads' personas.
+
+    The kernel keeps the persona per thread (task->personality: personality(2)
+    sets the caller's, clone copies the creator's, exec gives the one thread
+    left a new one). `personas` holds each known thread's; `personality` is
+    the leader's, and stands for a thread the model never saw made."""
 
     pid: int
     info: ProcessInfo
     space: AddressSpace
     personality: int = 0
+    personas: dict[int, int] = field(default_factory=dict)
 
-    @property
-    def read_implies_exec(self) -> bool:
-        """True when the kernel adds PROT_EXEC to every readable mapping."""
-        return bool(self.personality & READ_IMPLIES_EXEC)
+    def persona(self, tid: int) -> int:
+        """The persona thread `tid` of this process has (the leader's when unknown)."""
+        return self.personas.get(tid, self.personality)
+
+    def set_persona(self, tid: int, persona: int) -> None:
+        """Record that thread `tid` now has `persona`."""
+        self.personas[tid] = persona
+        if tid == self.pid:
+            self.personality = persona
+
+    def read_implies_exec(self, tid: int) -> bool:
+        """True when the kernel adds PROT_EXEC to every readable mapping thread `tid` makes."""
+        return bool(self.persona(tid) & READ_IMPLIES_EXEC)
 
 
-def _effective(prot: int, process: Process) -> tuple[int, bool]:
-    """Return (prot as the kernel will apply it, whether X came only from RIE)."""
+def _effective(prot: int, rie: bool) -> tuple[int, bool]:
+    """Return (prot as the kernel will apply it for a thread whose persona has
+    READ_IMPLIES_EXEC or not (`rie`), whether X came only from RIE)."""
     prot &= PROT_MASK
-    if process.read_implies_exec and prot & PROT_READ and not prot & PROT_EXEC:
+    if rie and prot & PROT_READ and not prot & PROT_EXEC:
         return prot | PROT_EXEC, True
     return prot, False
 
@@ -590,9 +607,12 @@ class ShadowModel:
 
     # --- process lifecycle --------------------------------------------------------
 
-    def seed(self, pid: int, info: ProcessInfo, maps: tuple[MapEntry, ...], personality: int) -> Process:
-        """Start (or restart, after exec) a process from its maps."""
-        process = Process(pid, info, AddressSpace.from_maps(maps), personality)
+    def seed(self, pid: int, info: ProcessInfo, maps: tuple[MapEntry, ...], personality: int,
+             personas: tuple[tuple[int, int], ...] = ()) -> Process:
+        """Start (or restart, after exec) a process from its maps, with the
+        leader's persona and those of other threads known (tid, persona)."""
+        process = Process(pid, info, AddressSpace.from_maps(maps), personality, dict(personas))
+        process.personas[pid] = personality
         self.processes[pid] = process
         for region in process.space:
             self._note_writable(region.backing, region.shared, region.prot)
@@ -604,24 +624,41 @@ class ShadowModel:
             self.processes.pop(event.former_pid, None)
         return self.seed(event.pid, event.process, event.maps, event.personality)
 
-    def fork(self, parent_pid: int, child_pid: int, shares_vm: bool) -> Process | None:
-        """Add a child: sharing the parent's space (CLONE_VM) or with a copy."""
-        known = self.processes.get(child_pid)
+    def fork(self, event: ForkEvent) -> Process | None:
+        """Add a task: a thread of its creator's process (with its own
+        persona), or a child sharing the parent's space (CLONE_VM) or with a
+        copy. The new task's persona is the one the source read (the kernel
+        copies the creating thread's), else the creating thread's in the model."""
+        parent = self.processes.get(event.parent_pid)
+        persona = event.personality
+        if persona is None and parent is not None:
+            persona = parent.persona(event.parent_tid)
+        if event.thread:
+            if parent is not None and persona is not None:
+                parent.set_persona(event.child_tid or event.child_pid, persona)
+            return parent
+        known = self.processes.get(event.child_pid)
         if known is not None:
             # The child already exec'd (its exec was seen first): its own
             # address space is newer than any copy of the parent's.
             return known
-        parent = self.processes.get(parent_pid)
         if parent is None:
             return None
-        space = parent.space if shares_vm else parent.space.copy()
-        child = Process(child_pid, parent.info, space, parent.personality)
-        self.processes[child_pid] = child
+        space = parent.space if event.shares_vm else parent.space.copy()
+        child = Process(event.child_pid, parent.info, space, persona or 0)
+        child.personas[event.child_pid] = child.personality
+        self.processes[event.child_pid] = child
         return child
 
     def exit(self, pid: int) -> None:
         """Forget a process that is gone."""
         self.processes.pop(pid, None)
+
+    def thread_exit(self, pid: int, tid: int) -> None:
+        """Forget the persona of a thread that is gone (not its process's)."""
+        process = self.processes.get(pid)
+        if process is not None and tid != pid:
+            process.personas.pop(tid, None)
 
     def aliases(self, identity: tuple) -> list[tuple[Process, Region]]:
         """Every region in any traced process that maps this object."""
@@ -660,7 +697,12 @@ class ShadowModel:
         the model never saw are added from them (their history starts with
         their protection, as for a seeded process), and the parts it knows
         keep their backing and history but take the kernel's protection
-        (calls the source counted instead of delivering may have changed it)."""
+        (calls the source counted instead of delivering may have changed it).
+        A known part where the kernel maps something else (an object where
+        the model has private memory, or the other way round: the kernel
+        replaced it with no call the source sends, like io_destroy or a brk
+        after prctl(PR_SET_MM)) is taken from the kernel with unknown,
+        possibly written, history."""
         process = self.processes.get(pid)
         if process is None:
             return
@@ -668,13 +710,18 @@ class ShadowModel:
         for entry in vmas:
             prot = entry.prot & PROT_MASK
             region = space.find(entry.start)
-            if region is not None and region.end >= entry.end and region.prot == prot:
+            backing = backing_from_entry(entry)
+            if (region is not None and region.end >= entry.end and region.prot == prot
+                    and not _replaced(region.backing, backing)):
                 continue  # the usual case: the model already agrees
             pos = entry.start
             for known in space.overlapping(entry.start, entry.end):
                 if known.start > pos:
                     space.insert(_region_from_entry(entry, pos, known.start))
-                if known.prot != prot:
+                if _replaced(known.backing, backing):
+                    space.remove(known.start, known.end)
+                    space.insert(_region_from_entry(entry, known.start, known.end, written=True))
+                elif known.prot != prot:
                     space.protect(known.start, known.end, prot)
                 pos = known.end
             if pos < entry.end:
@@ -764,17 +811,18 @@ class ShadowModel:
             return True
         return sum(r.end - r.start for r in process.space.overlapping(start, end)) == end - start
 
-    def set_personality(self, pid: int, persona: int) -> None:
-        """Record a successful personality(2) change."""
+    def set_personality(self, pid: int, tid: int, persona: int) -> None:
+        """Record a successful personality(2) change of thread `tid`."""
         process = self.processes.get(pid)
         if process is not None:
-            process.personality = persona
+            process.set_persona(tid, persona)
 
     # --- planners ------------------------------------------------------------------
 
     def _plan_mmap(self, process: Process, call: MemCall) -> Change:
         addr, length, prot, flags = call.args[0], call.args[1], call.args[2], call.args[3]
-        eff, from_rie = _effective(prot, process)
+        rie = process.read_implies_exec(call.tid)
+        eff, from_rie = _effective(prot, rie)
         shared = flags & MAP_TYPE != 0x02 and bool(flags & MAP_SHARED)
         if flags & MAP_ANONYMOUS or call.fd_object is None:
             if shared:
@@ -786,7 +834,7 @@ class ShadowModel:
         else:
             backing = backing_from_fd(call.fd_object)
         return Change(call.syscall, "map", addr, addr + page_up(length), eff, backing, shared, True,
-                      read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
+                      read_implies_exec=rie, exec_from_rie=from_rie)
 
     def _plan_mprotect(self, process: Process, call: MemCall) -> Change:
         start, length, prot = call.args[0], call.args[1], call.args[2]
@@ -799,14 +847,14 @@ class ShadowModel:
                 start = region.start
                 below = process.space.find(start - 1)
                 region = below if below is not None and below.backing == region.backing else None
-        eff, from_rie = _effective(prot, process)
+        eff, from_rie = _effective(prot, process.read_implies_exec(call.tid))
         parts = tuple(process.space.overlapping(start, end))
         backing = parts[0].backing if parts else UNKNOWN_BACKING
         shared = False
         for part in parts:
             shared = shared or part.shared
         return Change(call.syscall, "protect", start, end, eff, backing, shared, False, parts,
-                      read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
+                      read_implies_exec=process.read_implies_exec(call.tid), exec_from_rie=from_rie)
 
     def _plan_mremap(self, process: Process, call: MemCall) -> Change | None:
         old, old_size = call.args[0], call.args[1]
@@ -820,18 +868,20 @@ class ShadowModel:
         parts = tuple(pieces)
         new_size = call.args[2]
         return Change(call.syscall, "remap", old, old + page_up(new_size), prot, first.backing,
-                      first.shared, True, parts, read_implies_exec=process.read_implies_exec)
+                      first.shared, True, parts, read_implies_exec=process.read_implies_exec(call.tid))
 
     def _plan_shmat(self, process: Process, call: MemCall) -> Change:
         shmid, addr, flags = call.args[0], call.args[1], call.args[2]
+        if flags & SHM_RND:
+            addr &= ~(PAGE_SIZE - 1)  # where the kernel attaches (SHMLBA is a page on x86)
         prot = PROT_READ if flags & SHM_RDONLY else PROT_READ | PROT_WRITE
         if flags & SHM_EXEC:
             prot |= PROT_EXEC
-        eff, from_rie = _effective(prot, process)
+        eff, from_rie = _effective(prot, process.read_implies_exec(call.tid))
         backing = Backing(SHM, f"/SYSV shmid={shmid}", 0, shmid, True, ("shm", shmid))
         size = _segment_bytes(call)
         return Change(call.syscall, "map", addr, addr + size, eff, backing, True, True,
-                      shm_exec=bool(flags & SHM_EXEC), read_implies_exec=process.read_implies_exec,
+                      shm_exec=bool(flags & SHM_EXEC), read_implies_exec=process.read_implies_exec(call.tid),
                       exec_from_rie=from_rie)
 
     def _plan_brk(self, process: Process, call: MemCall) -> Change | None:
@@ -840,9 +890,10 @@ class ShadowModel:
         if space.brk_end is None or space.break_unknown or requested <= space.brk_end:
             return None
         prot = PROT_READ | PROT_WRITE
-        eff, from_rie = _effective(prot, process)
+        rie = process.read_implies_exec(call.tid)
+        eff, from_rie = _effective(prot, rie)
         return Change(call.syscall, "brk", space.brk_end, page_up(requested), eff, Backing(HEAP, "[heap]"),
-                      False, True, read_implies_exec=process.read_implies_exec, exec_from_rie=from_rie)
+                      False, True, read_implies_exec=rie, exec_from_rie=from_rie)
 
     def _plan_personality(self, process: Process, call: MemCall) -> Change | None:
         persona = call.args[0] & 0xFFFFFFFF
@@ -1022,16 +1073,28 @@ class ShadowModel:
 
     def _apply_personality(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None and change.personality_set is not None:
-            process.personality = change.personality_set
+            # personality(2) changes the calling thread's persona only.
+            process.set_persona(call.tid, change.personality_set)
 
 
-def _region_from_entry(entry: MapEntry, start: int, end: int, prot: int | None = None) -> Region:
+def _region_from_entry(entry: MapEntry, start: int, end: int, prot: int | None = None,
+                       written: bool = False) -> Region:
     """The part [start, end) of a maps line as a region first seen now:
-    its history is its protection (`prot`, default the line's)."""
+    its history is its protection (`prot`, default the line's), and
+    possibly written as well with `written` (unknown history)."""
     prot = entry.prot & PROT_MASK if prot is None else prot
     offset = entry.offset + (start - entry.start)
-    return Region(start, end, prot, entry.shared, offset, backing_from_entry(entry), bool(prot & PROT_WRITE),
-                  bool(prot & PROT_EXEC))
+    return Region(start, end, prot, entry.shared, offset, backing_from_entry(entry),
+                  written or bool(prot & PROT_WRITE), bool(prot & PROT_EXEC))
+
+
+def _replaced(known: Backing, seen: Backing) -> bool:
+    """Whether the kernel maps another kind of thing (`seen`) where the model
+    has `known`: an object where the model holds private memory, or the
+    other way round. Two objects are not compared (a file mapped through
+    overlayfs is seen by the kernel as its layer's inode), nor is what the
+    model does not know (unknown backing)."""
+    return known.kind != UNKNOWN and (known.identity is None) != (seen.identity is None)
 
 
 def _segment_bytes(call: MemCall) -> int:

@@ -25,12 +25,14 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import capstone
-from capstone import x86_const
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from tracer.abi import PF_X
 from tracer.elf import ElfError, ElfInfo, read_at_vaddr
+
+if TYPE_CHECKING:
+    import capstone
 
 Reader = Callable[[int, int], bytes]
 
@@ -77,6 +79,11 @@ _TRAMPFD_V2 = re.compile(
     rb"[\x48\x49][\xb8-\xbf].{8}[\x48\x49\x4c\x4d]\x8b.{1,2}\x41?\xff[\xe0-\xe7]",
     re.DOTALL,
 )
+# Every shape above ends in an indirect jump: jmp [rip+d] (ff 25) or jmp reg
+# (ff e0..e7, after a REX prefix for r8..r15). Bytes without one hold no
+# trampoline, whatever else they hold: a look for the 0xff (memchr) and then
+# one search rule most code pages out.
+_INDIRECT_JUMP = re.compile(rb"\xff[\x25\xe0-\xe7]")
 # The furthest a trampoline's own slot may sit past its code.
 _MAX_SLOT_DISTANCE = 64
 
@@ -125,6 +132,8 @@ def _word(buf: bytes, pos: int) -> int | None:
 def find_trampolines(base: int, code: bytes) -> list[Shape]:
     """Return every trampoline recognised in `code`, which was read at `base`,
     sorted by address. Never raises."""
+    if b"\xff" not in code or _INDIRECT_JUMP.search(code) is None:
+        return []
     found: dict[int, Shape] = {}
     for shape in (*_libffi_closures(base, code), *_movabs_trampolines(base, code),
                   *_static_trampolines(base, code), *_trampfd_v2(base, code)):
@@ -198,11 +207,23 @@ _CS: capstone.Cs | None = None
 
 
 def _disassembler() -> capstone.Cs:
+    """The one x86-64 disassembler, with operand details. capstone is
+    imported here, on first use: it takes longer to import than inspecting
+    most processes, and a region no shape matched needs no decoding."""
     global _CS
     if _CS is None:
+        import capstone
+
         _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
         _CS.detail = True
     return _CS
+
+
+def _x86() -> ModuleType:
+    """capstone's x86 constants, imported on first use like the disassembler."""
+    from capstone import x86_const
+
+    return x86_const
 
 
 def _trampfd_v2(base: int, code: bytes) -> list[Shape]:
@@ -224,6 +245,7 @@ def _evaluate_v2(addr: int, code: bytes) -> Shape | None:
     """Follow register values through a candidate v2 sequence: movabs gives an
     address, a load through it gives the slot's value, and the jump register's
     slot is the target; the other loaded register carries the data."""
+    x86_const = _x86()
     loaded: dict[int, int] = {}
     addresses: dict[int, int] = {}
     for insn in _disassembler().disasm(code, addr):
@@ -280,6 +302,7 @@ def _entry_name(info: ElfInfo, vaddr: int) -> str | None:
         code = read_at_vaddr(info, vaddr, 48)
     except ElfError:
         return None
+    x86_const = _x86()
     insns = [i for i in _disassembler().disasm(code, vaddr) if i.id != x86_const.X86_INS_ENDBR64][:3]
     if not insns:
         return None
@@ -315,6 +338,7 @@ def libffi_entry_points(info: ElfInfo) -> dict[int, str]:
         code = read_at_vaddr(info, prep.addr, prep.size)
     except ElfError:
         return {}
+    x86_const = _x86()
     names = {}
     for insn in _disassembler().disasm(code, prep.addr):
         if insn.id != x86_const.X86_INS_LEA or insn.operands[1].mem.base != x86_const.X86_REG_RIP:

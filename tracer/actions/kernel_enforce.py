@@ -60,6 +60,10 @@ COVERAGE: dict[Category, Coverage] = {
         (("brk", _X, 0),), False,
         "brk moving the break under READ_IMPLIES_EXEC (also when it shrinks the heap); "
         "mprotect of the heap is not stopped"),
+    Category.OPAQUE: Coverage(
+        (("prctl", 0, 0),), False,
+        "prctl(PR_SET_MM) only (the kernel side sends no other call of this category: io_uring, "
+        "userfaultfd, clone3 and the rest are not stopped)"),
 }
 
 
@@ -128,6 +132,11 @@ def compile_kill_rules(policy: Policy) -> Enforcement:
                 continue
             category_rules, coverage = found
             wanted = [r for r in category_rules if match.syscall is None or r.syscall in match.syscall]
+            if not wanted:
+                gaps.append((rule.name, f"{category} of these syscalls cannot be recognised at syscall "
+                                        "entry: reported only"))
+                exact = False
+                continue
             rules.extend(wanted)
             if not coverage.exact:
                 gaps.append((rule.name, f"{category}: {coverage.note}"))
@@ -155,5 +164,7 @@ def _protection_rule(name: str, match: Match) -> tuple[list[KillRule], bool]:
     if prot == 0:
         return [], False  # a rule on syscalls alone would kill every such call
     syscalls = match.syscall if match.syscall is not None else KILL_SYSCALLS
-    found = [KillRule(name, syscall, prot) for syscall in sorted(syscalls) if syscall in KILL_SYSCALLS]
+    # prctl asks for no protection: no protection rule can match it.
+    found = [KillRule(name, syscall, prot) for syscall in sorted(syscalls)
+             if syscall in KILL_SYSCALLS and syscall != "prctl"]
     return found, match.gains is None

@@ -65,6 +65,8 @@
 
 #define WX_SIGKILL 9
 #define WX_PERSONALITY_QUERY 0xffffffffUL
+/* prctl's option that rewrites the kernel's record of the layout (uapi/linux/prctl.h). */
+#define WX_PR_SET_MM 35
 
 /* Fields of a call kept from entry to exit. */
 struct wx_pending {
@@ -256,9 +258,10 @@ static __always_inline __u64 read_part(__u64 vma, __u64 start_stack, __u64 start
 		flags |= WX_P_SHARED;
 	if (vm_flags & WX_VM_GROWSDOWN)
 		flags |= WX_P_GROWSDOWN;
+	/* As /proc names them (vma_is_initial_stack, vma_is_initial_heap). */
 	if (start <= start_stack && start_stack <= end)
 		flags |= WX_P_STACK;
-	if (start <= brk && end >= start_brk)
+	if (start < brk && end > start_brk)
 		flags |= WX_P_HEAP;
 	if (file) {
 		flags |= WX_P_FILE;
@@ -523,6 +526,12 @@ static __always_inline int wx_enter(struct wx_config *cfg, __u32 sys, __u32 arch
 			gives_history = prot != 0;
 		}
 		break;
+	case WX_SYS_PRCTL_MM:
+		/* Every other prctl option is none of ours. */
+		if ((__u32)argv[0] != WX_PR_SET_MM)
+			return 0;
+		wanted = 1;
+		break;
 	default:
 		return 0;
 	}
@@ -782,6 +791,8 @@ static __always_inline __u32 compat_family(long nr, __u64 ipc_call)
 		return WX_SYS_MEMFD_CREATE;
 	case __NR_ia32_personality:
 		return WX_SYS_PERSONALITY;
+	case __NR_ia32_prctl:
+		return WX_SYS_PRCTL_MM;
 	case __NR_ia32_ipc:
 		if ((ipc_call & 0xffff) == SHMAT)
 			return WX_SYS_SHMAT;
@@ -816,6 +827,8 @@ static __always_inline __u32 native_family(long nr)
 		return WX_SYS_MEMFD_CREATE;
 	case __NR_personality:
 		return WX_SYS_PERSONALITY;
+	case __NR_prctl:
+		return WX_SYS_PRCTL_MM;
 	}
 	return WX_SYS_NONE;
 }

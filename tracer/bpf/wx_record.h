@@ -47,6 +47,8 @@ enum wx_sys {
 	WX_SYS_SHMDT = 8,
 	WX_SYS_MEMFD_CREATE = 9,
 	WX_SYS_PERSONALITY = 10,
+	/* prctl(PR_SET_MM, ...) only: the kernel's record of the layout rewritten. */
+	WX_SYS_PRCTL_MM = 11,
 };
 
 /* wx_record.flags */

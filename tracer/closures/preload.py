@@ -36,11 +36,13 @@ def cache_dir() -> Path:
     return Path(base) / "trampwatch" / "closures"
 
 
-def preload_value() -> str:
-    """Return the LD_PRELOAD entry of the closure library (building it if
-    needed). Raises TrampwatchError when it cannot be built."""
+def preload_value(directory: Path | None = None) -> str:
+    """Return the LD_PRELOAD entry of the closure library, built if needed
+    in `directory` (default: cache_dir(); a run that is not alone on the
+    cache passes a private one, tracer/runs.py). Raises TrampwatchError
+    when it cannot be built."""
     digest = hashlib.sha256(SOURCE.read_bytes() + (include_dir() / "trampfd.h").read_bytes()).hexdigest()[:16]
-    root = cache_dir() / digest
+    root = (directory or cache_dir()) / digest
     if not (root / "lib" / "x86_64-linux-gnu" / LIBRARY).exists():
         _build(root)
     # Preloaded into the traced program: never a library someone else could have put there.

@@ -57,10 +57,15 @@ def render_text(report: ProcessReport) -> str:
     lines = [head + (" | " + " ".join(pairs) if pairs else "")]
     for category, judged in report.findings:
         lines.append(f"  the whole process: {category.value}{_verdict(judged)}")
+    # Regions alike share their judgement (tracer/inspect.py): say each once.
+    said: dict[tuple, str] = {}
     for r in report.regions:
-        cats = ", ".join(c.value for c in r.categories) or "no W^X category"
-        line = f"  {r.start:#x}-{r.end:#x} {r.perms} {r.path or '[anon]'} ({r.backing}): {cats}"
-        line += _verdict(r.judged)
+        key = (r.perms, r.path, r.backing, r.categories, id(r.judged))
+        what = said.get(key)
+        if what is None:
+            cats = ", ".join(c.value for c in r.categories) or "no W^X category"
+            what = said[key] = f" {r.perms} {r.path or '[anon]'} ({r.backing}): {cats}{_verdict(r.judged)}"
+        line = f"  {r.start:#x}-{r.end:#x}{what}"
         if r.aliases:
             line += " aliases=" + ",".join(f"{s:#x}-{e:#x}:{p}" for s, e, p in r.aliases)
         if r.free_slots:

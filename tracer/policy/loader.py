@@ -128,6 +128,11 @@ def load_policy_text(text: str, source: str) -> Policy:
     Raises PolicyError listing every error (syntax errors: the first only,
     since the parser cannot go on after one).
     """
+    return _load(text, source)[0]
+
+
+def _load(text: str, source: str) -> tuple[Policy, Node | None]:
+    """The Policy of YAML text and the document tree it was validated from."""
     # Imported here: a run whose policy comes from the cache never needs the parser.
     import yaml
 
@@ -144,7 +149,7 @@ def load_policy_text(text: str, source: str) -> Policy:
         root = None if composed is None else converter.convert(composed)
     except RecursionError as err:
         raise PolicyError([PolicyIssue(source, 1, 1, "", "invalid YAML: nested too deeply")]) from err
-    return build_policy(root, source, converter.issues)
+    return build_policy(root, source, converter.issues), root
 
 
 def load_policy_file(path: str | Path) -> Policy:
@@ -174,9 +179,9 @@ def load_policy_file(path: str | Path) -> Policy:
         raise PolicyError([issue]) from err
     policy = cache.lookup(source, data) if cached else None
     if policy is None:
-        policy = load_policy_text(text, source)
-        if cached:
-            cache.remember(source, data, policy)
+        policy, tree = _load(text, source)
+        if cached and tree is not None:
+            cache.remember(source, data, tree)
     return policy
 
 

@@ -8,7 +8,6 @@ Warnings are collected apart and returned with the policy.
 
 from __future__ import annotations
 
-import difflib
 import errno as errno_module
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +59,9 @@ def _join(path: str, key: str) -> str:
 def closest(word: str, choices: list[str] | tuple[str, ...] | frozenset[str]) -> str | None:
     """Return the choice closest to word (ignoring case), or None if none is close."""
     lowered = {c.lower(): c for c in choices}
+    # Imported here: only an error needs it, and a policy from the cache is validated too.
+    import difflib
+
     close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[close[0]] if close else None
 

@@ -54,6 +54,7 @@ class Sys(enum.IntEnum):
     SHMDT = 8
     MEMFD_CREATE = 9
     PERSONALITY = 10
+    PRCTL_MM = 11
 
 
 class RecordFlag(enum.IntFlag):
@@ -237,6 +238,7 @@ KILL_SYSCALLS: dict[str, Sys] = {
     "shmdt": Sys.SHMDT,
     "memfd_create": Sys.MEMFD_CREATE,
     "personality": Sys.PERSONALITY,
+    "prctl": Sys.PRCTL_MM,
 }
 
 

@@ -98,7 +98,7 @@ _WALKED = int(RegionFlag.WALKED)
 _P_FILE = int(PartFlag.FILE)
 _P_UNLINKED = int(PartFlag.UNLINKED)
 _P_SHARED = int(PartFlag.SHARED)
-_P_NAMED = int(PartFlag.SPECIAL | PartFlag.HEAP | PartFlag.STACK | PartFlag.GROWSDOWN)
+_P_NAMED = int(PartFlag.SPECIAL | PartFlag.HEAP | PartFlag.STACK)
 _MASK64 = (1 << 64) - 1
 # A record's entry time comes first; the rest of it is its body (CallAgain).
 _TS = struct.Struct("<Q")
@@ -109,12 +109,14 @@ _NOT_AGAIN = _KILLED | _OBJECT | _REPEAT_KEY
 
 
 def _anon_name(flags: int) -> str:
-    """What /proc calls a VMA with no file, by its WX_P_* flags."""
+    """What /proc calls a VMA with no file, by its WX_P_* flags: [heap] and
+    [stack] only for the initial heap and stack (another MAP_GROWSDOWN
+    region has no name there)."""
     if flags & PartFlag.SPECIAL:
         return SPECIAL_MAPPING
     if flags & PartFlag.HEAP:
         return "[heap]"
-    if flags & (PartFlag.STACK | PartFlag.GROWSDOWN):
+    if flags & PartFlag.STACK:
         return "[stack]"
     return ""
 
@@ -398,7 +400,8 @@ class EbpfSource:
             if rec.tgid in self._known and not thread:
                 self._known.add(rec.args[1])
             shares_vm = bool(rec.flags & RecordFlag.SHARES_VM)
-            events.append(ForkEvent(ts, rec.tgid, rec.tid, rec.args[0], thread, shares_vm))
+            events.append(ForkEvent(ts, rec.tgid, rec.tid, rec.args[1] if thread else rec.args[0], thread,
+                                    shares_vm, child_tid=rec.args[0], personality=rec.personality))
         elif not rec.flags & _GROUP_DEAD:
             events.append(ExitEvent(ts, rec.tgid, rec.tid, None))
         else:
@@ -487,7 +490,7 @@ class EbpfSource:
             unseen = _before_call(self._maps_of(tgid), args)
         call = MemCall(ts, tgid, tid, name, arch, args, fd_object=fd_object,
                        object_size=_segment_size(name, args) if name == "shmat" else None,
-                       vmas=vmas, repeat_key=repeat_key, unseen=unseen)
+                       vmas=vmas, repeat_key=repeat_key, unseen=unseen, personality=fields[14])
         if not known:
             events.append(self._attach(call, fields[14]))
         kill = KernelKill(ts, tgid, tid, self._rule_names[fields[15]]) if flags & _KILLED else None

@@ -15,9 +15,11 @@ and exit and a thread when it is gone.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -42,21 +44,22 @@ class FastFaults:
         lib.tw_reset()
 
     @classmethod
-    def load(cls) -> FastFaults:
-        """Build the library if needed and load it. Raises TrampwatchError
-        when it cannot be built (no gcc) or loaded."""
+    def load(cls, directory: Path | None = None) -> FastFaults:
+        """Build the library if needed in `directory` (default: the closures
+        cache; a run not alone on it passes a private one) and load it from
+        a sealed copy in memory. Raises TrampwatchError when it cannot be
+        built (no gcc) or loaded."""
         digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
-        path = cache_dir() / f"fast-faults-{digest}" / LIBRARY
+        path = (directory or cache_dir()) / f"fast-faults-{digest}" / LIBRARY
         if not path.exists():
             _build(path)
-        # Loaded into the tracer: never a library someone else could have put there.
-        unsafe = writable_by_others(path)
-        if unsafe is not None:
-            raise TrampwatchError(f"not loading {path}: {unsafe}")
+        fd = _sealed_copy(path)
         try:
-            lib = ctypes.CDLL(str(path), use_errno=True)
+            lib = ctypes.CDLL(f"/proc/self/fd/{fd}", use_errno=True)
         except OSError as err:
             raise TrampwatchError(f"cannot load {path}: {err}") from err
+        finally:
+            os.close(fd)
         lib.tw_wait.argtypes = (ctypes.POINTER(ctypes.c_int),)
         lib.tw_wait.restype = ctypes.c_int
         lib.tw_remember.argtypes = (ctypes.c_int, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_char_p,
@@ -117,6 +120,43 @@ class FastFaults:
     def served(self) -> int:
         """How many faults the C side served in this run."""
         return self._lib.tw_served()
+
+
+def _sealed_copy(path: Path) -> int:
+    """A memfd holding the library at `path`, checked as it is read: loaded
+    into the tracer, it must be no library someone else could have put
+    there, and a file the traced program may rewrite later (the user's
+    cache) is not what the tracer maps. Sealed, so that no one writes it
+    through /proc/PID/fd either. Raises TrampwatchError."""
+    unsafe = writable_by_others(path)
+    if unsafe is not None:
+        raise TrampwatchError(f"not loading {path}: {unsafe}")
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        raise TrampwatchError(f"cannot load {path}: {err.strerror}") from err
+    try:
+        st = os.fstat(src)
+        others_write = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or others_write:
+            raise TrampwatchError(f"not loading {path}: it changed while it was checked")
+        data = b"".join(iter(lambda: os.read(src, 1 << 20), b""))
+    finally:
+        os.close(src)
+    try:
+        fd = os.memfd_create(LIBRARY, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    except OSError as err:
+        raise TrampwatchError(f"cannot load {path}: memfd_create: {err.strerror}") from err
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                    fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    except OSError as err:
+        os.close(fd)
+        raise TrampwatchError(f"cannot load {path}: a sealed copy: {err.strerror}") from err
+    return fd
 
 
 def _build(target: Path) -> None:

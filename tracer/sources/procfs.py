@@ -174,14 +174,17 @@ def read_ppid(pid: int) -> int:
     return _status_field(pid, "PPid:")
 
 
-def read_personality(pid: int) -> int:
-    """Return the personality(2) flags of `pid` (READ_IMPLIES_EXEC, ...).
+def read_personality(pid: int, tid: int | None = None) -> int:
+    """Return the personality(2) flags (READ_IMPLIES_EXEC, ...) of `pid`'s
+    thread `tid` (/proc/PID/task/TID/personality: the kernel keeps one per
+    thread), or of its leader when `tid` is None.
     Raises NoSuchProcess, AccessDenied (needs ptrace access) or TraceError."""
-    text = _read_text(pid, "personality")
+    name = "personality" if tid is None else f"task/{tid}/personality"
+    text = _read_text(pid, name)
     try:
         return int(text, 16)
     except ValueError as err:
-        raise TraceError(f"unexpected /proc/{pid}/personality: {text!r}", pid=pid) from err
+        raise TraceError(f"unexpected /proc/{pid}/{name}: {text!r}", pid=pid) from err
 
 
 # Open /proc/PID/mem descriptors by pid. The kernel binds a mem descriptor to

@@ -490,6 +490,9 @@ class _Task:
     # data (unheld) before the next step.
     recv: receive_steps.Receive | None = None
     recv_wait: bool = False
+    # The attaches of the segment an ipc(SHMAT) names, as the maps showed
+    # them at its entry ((start, end, prot) of each; None: unreadable).
+    attaches: frozenset[tuple[int, int, int]] | None = None
 
     def __post_init__(self) -> None:
         self.vm = self.vm or self.pid
@@ -638,8 +641,14 @@ class PtraceSource:
         if not seen:
             raise NoSuchProcess("could not seize any thread", pid=pid)
         self.root_pid = pid
+        # Each seized thread's own persona (stopped, none can change it; one
+        # gone already makes no more calls).
+        personas = []
+        for tid in sorted(seen - {pid}):
+            with contextlib.suppress(NoSuchProcess):
+                personas.append((tid, procfs.read_personality(pid, tid)))
         event = AttachEvent(time.time(), pid, info, procfs.read_maps(pid), procfs.read_personality(pid),
-                            tuple(sorted(seen)))
+                            tuple(sorted(seen)), tuple(personas))
         self.sink.on_event(event)
         return event
 
@@ -923,8 +932,10 @@ class PtraceSource:
             if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices
                                     or obj.dev in self._image_devices):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
-        elif name == "shmat":
+        elif call.syscall == "shmat":
             call = _with_segment_size(call)
+            if len(call.args) == _IPC_SHMAT_ARGC:
+                task.attaches = _segment_attaches(task.tid, call.args[0], call.object_size)
         footprint: Footprint = None
         if serialised:
             footprint = self.sink.footprint(call)
@@ -1148,9 +1159,12 @@ class PtraceSource:
                 return  # refused: answered there
         if call is not None and call.syscall == "clone3" and call.target is None and self.clone3_exit_only:
             call = None  # a followed child: nothing was judged, nothing to report
+        placed = True
         if call is not None:
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
-                rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
+                address = self._attached_at(task, call)
+                placed = address is not None
+                rval = address if address is not None else rval
             if call.syscall in ("mmap", "mmap2") and not is_error:
                 if call.syscall == "mmap" and call.arch == "i386":
                     rechecked = self._old_mmap_as_mapped(task, call, rval)
@@ -1168,6 +1182,11 @@ class PtraceSource:
                         rval = -reply.deny_errno
             entry, task.entry = task.entry, None
             self.sink.on_event(MemReturn(call, rval, entry))
+            if not placed:
+                # Where it landed is not known: the whole space is taken from
+                # the maps with unknown (possibly written) history.
+                self.sink.on_event(CallStalled(time.time(), task.pid, task.tid, call.syscall, None,
+                                               returned=True))
             self._call_done(task)
         hook, task.exit_hook = task.exit_hook, None
         if hook is not None:
@@ -1179,6 +1198,26 @@ class PtraceSource:
             _, _, _, _, rval, _ = _EXIT.unpack_from(raw)
             self._receive_step_done(task, receive, _signed(rval, receive.arch))
         self._resume(task)
+
+    def _attached_at(self, task: _Task, call: MemCall) -> int | None:
+        """Where an ipc(SHMAT) attached its segment, from the kernel's maps:
+        the one full attach of the segment (offset 0, its size) that was not
+        in the maps at the call's entry (no other call of the address space
+        ran meanwhile: shmat waits for the whole space). The address the
+        kernel stored in the program's memory is believed only when it names
+        such an attach and the maps cannot tell which one is new (one equal
+        to it was replaced); None when nothing says where it is."""
+        before, task.attaches = task.attaches, None
+        after = _segment_attaches(task.tid, call.args[0], call.object_size)
+        if before is None or after is None:
+            return None
+        new = [start for start, _, _ in after - before]
+        if len(new) == 1:
+            return new[0]
+        if new:
+            return None
+        stored = _ipc_shmat_address(self._peek_for(task.tid), call)
+        return stored if stored is not None and any(start == stored for start, _, _ in after) else None
 
     def _untraced_child(self, task: _Task, call: MemCall, child: int) -> MemCall | None:
         """At a clone3's exit: a child the kernel reported no clone event for
@@ -1591,7 +1630,16 @@ class PtraceSource:
             self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode, vm=vm, files=files)
         else:
             known.pid, known.syscall_mode, known.vm, known.files = child_pid, task.syscall_mode, vm, files
-        if not thread:
+        # The persona the kernel gave the new task (a copy of its creator's):
+        # it has run no instruction yet, so nothing has changed it.
+        try:
+            persona: int | None = procfs.read_personality(child_pid, child)
+        except TraceError:
+            persona = None
+        if thread:
+            self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, True, True,
+                                         child_tid=child, personality=persona))
+        else:
             # The model's copy is the child's space when the forking task was
             # alone in its address space (another thread's calls may be
             # reported before this event although they ran after the copy)
@@ -1599,7 +1647,7 @@ class PtraceSource:
             alone = not any(other.vm == task.vm and other is not task for other in self.tasks.values())
             copied = alone and not (shares_vm or task.syscall_mode or task.vm in self._dontfork)
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm,
-                                         copied, crowded=not alone))
+                                         copied, crowded=not alone, child_tid=child, personality=persona))
         if self.handler is not None:
             self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
         if known is not None and known.held:
@@ -1936,10 +1984,25 @@ def read_tracee(tid: int, addr: int, size: int) -> bytes:
         return b""
 
 
-def _ipc_shmat_address(peek: Callable[[int, int], bytes], call: MemCall, rval: int) -> int:
-    """ipc(SHMAT) returns 0 and stores the address at a pointer: read it."""
+def _ipc_shmat_address(peek: Callable[[int, int], bytes], call: MemCall) -> int | None:
+    """The address ipc(SHMAT) stored at its pointer, as the program's memory
+    holds it now (any thread may have rewritten it); None when unreadable."""
     raw = peek(call.args[3], 4)
-    return struct.unpack("<I", raw)[0] if len(raw) == 4 else rval
+    return struct.unpack("<I", raw)[0] if len(raw) == 4 else None
+
+
+def _segment_attaches(tid: int, shmid: int, size: int | None) -> frozenset[tuple[int, int, int]] | None:
+    """(start, end, prot) of every whole attach of System V segment `shmid`
+    in tid's address space (a mapping of it from offset 0 of its size, when
+    known); None when the maps cannot be read."""
+    try:
+        maps = procfs.read_maps(tid)
+    except TraceError:
+        return None
+    length = (size + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1) if size else None
+    return frozenset((m.start, m.end, m.prot) for m in maps
+                     if m.path.startswith("/SYSV") and m.inode == shmid and m.offset == 0
+                     and (length is None or m.end - m.start == length))
 
 
 # MemCall's fields in order: _replace builds the copy through __init__ without
