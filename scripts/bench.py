@@ -561,16 +561,21 @@ def bench_scan(reps: int, root: str, baseline: str | None = None) -> None:
     cases = [
         Case("scanelf -qRe -t (pax-utils)", [scanelf, "-qRe", "-t", root]),
         Case("trampwatch scan", [*TRAMPWATCH, "scan", root]),
+        # Whatever the load: the split with a helper process, and one process alone.
+        Case("trampwatch scan --helper", [*TRAMPWATCH, "scan", "--helper", root]),
+        Case("trampwatch scan --no-helper", [*TRAMPWATCH, "scan", "--no-helper", root]),
     ]
     if baseline:
         cases.append(Case("trampwatch scan (baseline tree)", [*TRAMPWATCH, "scan", root],
                           env={**os.environ, "PYTHONPATH": baseline}))
+    load = os.getloadavg()[0]
     med = measure(cases, reps)
     base = med["scanelf -qRe -t (pax-utils)"]
     rows = [[name, f"{sec:.2f}", f"{len(files) / sec:,.0f}", f"{sec / base:.2f}x"]
             for name, sec in med.items()]
-    table(f"scan of {root}: {len(files):,} files, {elves:,} ELF "
-          "(target: trampwatch scan faster than scanelf)",
+    table(f"scan of {root}: {len(files):,} files, {elves:,} ELF, load average {load:.2f} on "
+          f"{len(os.sched_getaffinity(0))} CPUs (target: trampwatch scan faster than scanelf; "
+          "it splits the tree with a helper process when a CPU is idle)",
           ["command", "s (median)", "files/s", "x scanelf"], rows)
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracer import elf
+from tracer import elf, elf_fast
 from tracer.abi import PF_R, PF_W, PF_X
 from tracer.events import MapEntry
 from tracer.sources import procfs
@@ -369,3 +369,126 @@ def test_corrupted_headers_raise_elf_error_or_parse(
             elf.read_at_vaddr(info, seg.vaddr, 8)
     except elf.ElfError:
         pass
+
+
+# Where the struct reader meets every kind of ELF file this system has:
+# programs, shared libraries (64-bit, i386, x32), objects and archives'
+# neighbours under gcc, and separate debug-info files.
+SYSTEM_DIRS = ("/usr/bin", "/usr/lib/x86_64-linux-gnu", "/usr/lib32", "/usr/libx32", "/usr/lib/gcc",
+               "/usr/lib/debug")
+
+
+def _both_readers(path: str) -> tuple[elf.ElfInfo | None, elf.ElfInfo | tuple[str, str]]:
+    """What the struct reader says about `path` (None: it defers) and what
+    pyelftools says (an ElfInfo, or the ElfError's reason and detail)."""
+    fd, st = elf._open_regular(path)
+    try:
+        head = os.pread(fd, elf_fast.HEAD_SIZE, 0)
+        regular = elf_fast.read_regular(fd, st.st_size, head)
+        fast = None if regular is None else elf._regular_info(path, elf.FileKey.of(st), regular)
+        try:
+            slow: elf.ElfInfo | tuple[str, str] = elf._read_with_pyelftools(path, fd, st)
+        except elf.ElfError as err:
+            slow = (err.reason, err.detail)
+        return fast, slow
+    finally:
+        os.close(fd)
+
+
+def _elf_files(roots: tuple[str, ...]) -> list[str]:
+    found = []
+    for root in roots:
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(directory, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    with open(path, "rb") as f:
+                        if f.read(4) == elf_fast.ELF_MAGIC:
+                            found.append(path)
+    return found
+
+
+def test_struct_reader_agrees_with_pyelftools_on_system_files(built: Fixtures, tmp_path: Path) -> None:
+    """Every ELF file of a few system directories, and the fixtures (a
+    relocatable object, a stripped copy, a debug-info file): the struct
+    reader gives pyelftools' ElfInfo, and defers for almost none."""
+    obj = tmp_path / "lib.o"
+    _gcc("-c", "-o", str(obj), str(Path(built.lib).parent / "lib.c"))
+    stripped = tmp_path / "stripped"
+    subprocess.run(["strip", "-o", str(stripped), built.pie], check=True)
+    debug = tmp_path / "pie.debug"
+    subprocess.run(["objcopy", "--only-keep-debug", built.pie, str(debug)], check=True)
+    paths = [*_elf_files(SYSTEM_DIRS), built.pie, built.nopie, built.lib, built.execstack, str(obj),
+             str(stripped), str(debug)]
+    deferred = []
+    for path in paths:
+        fast, slow = _both_readers(path)
+        if fast is None:
+            deferred.append(path)
+        else:
+            assert fast == slow, path
+    assert len(paths) > 100
+    assert len(deferred) <= len(paths) // 100, deferred
+
+
+class Corpus(list):
+    """(bytes, ranges) of real ELF files, shown by their count alone."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} ELF files>"
+
+
+@pytest.fixture(scope="module")
+def corruptible(built: Fixtures) -> Corpus:
+    """Real ELF files (a program, a library, an i386 library when there is
+    one) and, for each, the byte ranges both readers look at: ELF and program
+    headers, section headers, the dynamic segment, .interp, .dynsym, .dynstr
+    and .shstrtab."""
+    paths = [built.nopie, built.lib]
+    if os.path.exists("/usr/lib/i386-linux-gnu/libc.so.6"):
+        paths.append("/usr/lib/i386-linux-gnu/libc.so.6")
+    found = Corpus()
+    for path in paths:
+        data = Path(path).read_bytes()
+        ranges = [range(0, 64)]
+        out = subprocess.run(["readelf", "-lSW", path], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            fields = line.split()
+            if fields[:1] == ["DYNAMIC"] or fields[:1] == ["INTERP"]:
+                offset, size = int(fields[1], 16), int(fields[4], 16)
+                ranges.append(range(offset, offset + size))
+            elif len(fields) > 6 and fields[2] in (".dynsym", ".dynstr", ".shstrtab"):
+                offset, size = int(fields[5], 16), int(fields[6], 16)
+                ranges.append(range(offset, offset + min(size, 4096)))
+        phoff, shoff = (int.from_bytes(data[at:at + width], "little")
+                        for at, width in (((0x1C, 4), (0x20, 4)) if data[4] == 1 else ((0x20, 8), (0x28, 8))))
+        ranges.append(range(phoff, phoff + 1024))
+        ranges.append(range(shoff, len(data)))
+        found.append((data, ranges))
+    return found
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 2), picks=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6),
+                                                           st.integers(0, 255)), min_size=1, max_size=6),
+       cut=st.one_of(st.none(), st.integers(0, 10**6)))
+def test_struct_reader_agrees_with_pyelftools_or_defers_on_corrupted_files(
+    corruptible: Corpus, tmp_path_factory: pytest.TempPathFactory,
+    which: int, picks: list[tuple[int, int, int]], cut: int | None,
+) -> None:
+    """Bytes changed where the readers look, and files cut short: the struct
+    reader says what pyelftools says (an ElfInfo equal to its, or nothing
+    where pyelftools fails) or defers."""
+    original, ranges = corruptible[which % len(corruptible)]
+    data = bytearray(original)
+    for which_range, at, value in picks:
+        span = ranges[which_range % len(ranges)]
+        data[span[at % len(span)]] = value
+    if cut is not None:
+        data = data[:cut % len(data)]
+    path = tmp_path_factory.getbasetemp() / "corrupted"
+    path.write_bytes(bytes(data))
+    if data[:4] != elf_fast.ELF_MAGIC:
+        return
+    fast, slow = _both_readers(str(path))
+    assert fast is None or fast == slow

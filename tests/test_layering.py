@@ -16,7 +16,7 @@ TRACER = Path(__file__).resolve().parent.parent / "tracer"
 STEPS: dict[str, int] = {
     "tracer": 0, "tracer.resources": 0, "tracer.abi": 0, "tracer.categories": 0, "tracer.errors": 0,
     "tracer.events": 0, "tracer.runs": 0, "tracer.collector": 0,
-    "tracer.elf": 0, "tracer.symbols": 0, "tracer.trampolines": 0, "tracer.trampfd": 0,
+    "tracer.elf": 0, "tracer.elf_fast": 0, "tracer.symbols": 0, "tracer.trampolines": 0, "tracer.trampfd": 0,
     "tracer.trampfd_binding": 0,
     "tracer.sources": 1, "tracer.probe": 1,
     "tracer.shadow": 2,

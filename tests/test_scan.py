@@ -3,8 +3,10 @@ or ld.so really does with the file, and the walk against awkward trees."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -360,3 +362,147 @@ def test_summary_elapsed_is_kept_when_the_scan_stops_early(tree: Path) -> None:
     next(walk)
     walk.close()
     assert summary.elapsed > 0
+
+
+def _counts(summary: ScanSummary) -> dict[str, object]:
+    """What a summary says about the files, whoever walked them."""
+    names = ("files_seen", "directories", "elf", "not_elf", "debug_only", "elf_with_findings",
+             "skipped", "errors", "categories", "indicators")
+    return {name: getattr(summary, name) for name in names}
+
+
+def _scan(root: Path, helper: bool) -> tuple[list[ScanResult], ScanSummary]:
+    summary = ScanSummary()
+    return list(scan_paths([str(root)], summary=summary, helper=helper)), summary
+
+
+@pytest.fixture
+def wide_tree(fixtures: dict[str, str], tmp_path: Path) -> Path:
+    """A file at the top, then 24 subtrees of ELF and other files, a hard
+    link from the last subtree to the first and one inside a subtree, a
+    symlink, a FIFO and a truncated ELF file."""
+    root = tmp_path / "wide"
+    root.mkdir()
+    shutil.copy(fixtures["clean"], root / "a-top")
+    for i in range(24):
+        inner = root / f"d{i:02}" / "inner"
+        inner.mkdir(parents=True)
+        shutil.copy(fixtures["execstack" if i % 3 == 0 else "clean"], inner.parent / "prog")
+        shutil.copy(fixtures["wx"], inner / "wx")
+        (inner / "notes.txt").write_text("not an ELF\n")
+    os.link(root / "d00" / "prog", root / "d23" / "inner" / "link-to-d00")
+    os.link(root / "d22" / "prog", root / "d22" / "inner" / "link-to-d22")
+    (root / "d05" / "to-d06").symlink_to("../d06")
+    os.mkfifo(root / "d07" / "fifo")
+    (root / "d08" / "truncated").write_bytes(Path(fixtures["clean"]).read_bytes()[:200])
+    return root
+
+
+def test_helper_process_gives_the_same_results_counts_and_order(wide_tree: Path) -> None:
+    """Split with a helper process or not: the same results in the same
+    order, the same counts (the hard link into the first subtree found in a
+    subtree the helper walked is a duplicate either way)."""
+    alone, alone_summary = _scan(wide_tree, helper=False)
+    split, split_summary = _scan(wide_tree, helper=True)
+    assert [r.path for r in split] == [r.path for r in alone]
+    assert split == alone
+    assert _counts(split_summary) == _counts(alone_summary)
+    assert alone_summary.skipped["duplicate"] == 2 and alone_summary.helper_units == 0
+    assert split_summary.helper_units > 0 and split_summary.helper_failure is None
+
+
+def test_helper_process_on_a_system_tree() -> None:
+    root = Path("/usr/lib/x86_64-linux-gnu")
+    if not root.is_dir():
+        pytest.skip(f"{root} is not here: no large tree of libraries to split")
+    alone, alone_summary = _scan(root, helper=False)
+    split, split_summary = _scan(root, helper=True)
+    assert split == alone
+    assert _counts(split_summary) == _counts(alone_summary)
+    assert split_summary.helper_units > 0
+
+
+def _only_child() -> int:
+    """The one child process of this process."""
+    me = str(os.getpid())
+    children = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            children.append(int(stat_file.parent.name))
+    assert len(children) == 1, children
+    return children[0]
+
+
+def test_a_killed_helper_leaves_no_gap(wide_tree: Path) -> None:
+    """The helper is stopped before it is given work, then killed holding
+    two subtrees: they are walked again here, and the report is whole."""
+    alone, alone_summary = _scan(wide_tree, helper=False)
+    summary = ScanSummary()
+    walk = scan_paths([str(wide_tree)], summary=summary, helper=True)
+    results = [next(walk)]
+    assert results[0].path == str(wide_tree / "a-top")  # the top's listing: nothing given yet
+    helper = _only_child()
+    os.kill(helper, signal.SIGSTOP)
+    results.append(next(walk))  # from d00: the last two subtrees have been given
+    os.kill(helper, signal.SIGKILL)
+    results += walk
+    assert results == alone
+    assert _counts(summary) == _counts(alone_summary)
+    assert (summary.helper_units, summary.redone_units) == (0, 2)
+    assert summary.helper_failure is not None and "killed by signal 9" in summary.helper_failure
+
+
+BIND_MOUNT_SCAN = """
+import sys
+from tracer.scan import ScanSummary, scan_paths
+out = []
+for helper in (False, True):
+    summary = ScanSummary()
+    results = list(scan_paths([sys.argv[1]], summary=summary, helper=helper))
+    out.append((results, {k: v for k, v in vars(summary).items() if k not in ("elapsed", "helper_units",
+                                                                          "redone_units")}))
+print(out[0] == out[1], out[1][1]["skipped"]["duplicate"], summary.redone_units)
+"""
+
+
+def test_a_bind_mount_the_helper_met_again_is_walked_again(wide_tree: Path) -> None:
+    """The last subtree (the helper's first) holds a bind mount of the
+    first: a directory seen before, so its subtree is walked again here and
+    the mount counted as a duplicate, as a walk alone does."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    (wide_tree / "d23" / "mnt").mkdir()
+    command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+               'mount --bind "$1" "$2" && exec "$3" -c "$4" "$5"', "sh", str(wide_tree / "d00"),
+               str(wide_tree / "d23" / "mnt"), sys.executable, BIND_MOUNT_SCAN, str(wide_tree)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0 and "mount" in done.stderr and "ermission" in done.stderr:
+        pytest.skip(f"no bind mount here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    same, duplicates, redone = done.stdout.split()
+    assert same == "True"
+    assert int(duplicates) == 3  # the two hard links and the mount
+    assert int(redone) >= 1
+
+
+def test_cli_output_is_the_same_with_and_without_the_helper(wide_tree: Path) -> None:
+    """`trampwatch scan --json --helper` and `--no-helper`: the same records
+    in the same order; only the summary's timing differs."""
+    outputs = []
+    for flag in ("--helper", "--no-helper"):
+        done = subprocess.run([sys.executable, "-m", "tracer", "scan", "--json", flag, str(wide_tree)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        records = [json.loads(line) for line in done.stdout.splitlines()]
+        for record in records:
+            record.pop("seconds", None)
+            record.pop("files_per_second", None)
+            record.pop("time", None)
+        outputs.append(records)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) > 24

@@ -19,7 +19,7 @@ def _unlinked(backing: Backing) -> bool:
     return backing.kind == MEMFD or (backing.kind == FILE and backing.deleted)
 
 
-# The hazards scan finds in an ELF file (tracer/scan.py), by what executing
+# The hazards scan finds in an ELF file (tracer/scan/findings.py), by what executing
 # the file would do; indicators (imports, a missing PT_GNU_STACK on a kernel
 # that ignores it) have none.
 FILE_HAZARDS: dict[str, tuple[Category, ...]] = {

@@ -15,26 +15,20 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from . import __version__
-from .caches import Snapshot, library_dir, register
 from .errors import EXIT_USAGE, CapabilityMissing, PolicyError, TrampwatchError
-from .events import AttachEvent
-from .outputs.jsonl import JsonLinesOutput
-from .outputs.summary import Summary
-from .outputs.text import TextOutput
-from .pipeline import Judge, Output, trace_attached, trace_command
 from .policy.loader import load_policy_file, preset_names, resolve_policy
 from .policy.model import Policy
-from .sources.fast_faults import FastFaults
-from .sources.seccomp_filter import (
-    TrapRule,
-    build_filter,
-    build_syscall_refusal,
-    build_wx_refusal,
-    load_filter,
-)
 
+# What tracing needs is imported by the commands that trace: `scan`,
+# `inspect` and `policy` start without the pipeline, the caches, the fast
+# path's ctypes or the seccomp builder (half of a scan's start-up).
 if TYPE_CHECKING:
     from .actions.seccomp_deny import SeccompEnforcement
+    from .caches import Snapshot
+    from .events import AttachEvent
+    from .pipeline import Judge, Output
+    from .sources.fast_faults import FastFaults
+    from .sources.seccomp_filter import TrapRule
 
 
 def _error_lines(err: TrampwatchError, outcome: str) -> str:
@@ -86,6 +80,10 @@ def commands() -> None:
 
 def _open_outputs(stack: ExitStack, output: str | None, json_path: str | None,
                   summary: bool) -> list[Output]:
+    from .outputs.jsonl import JsonLinesOutput
+    from .outputs.summary import Summary
+    from .outputs.text import TextOutput
+
     text_stream: TextIO = sys.stderr
     if output:
         text_stream = stack.enter_context(_open_for_write(output))
@@ -116,6 +114,8 @@ def _load_policy(name: str) -> Policy:
 def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | None, json_path: str | None,
            summary: bool, all_calls: bool) -> Judge:
     """The policy, mode and outputs of a ptrace run, as one Judge."""
+    from .pipeline import Judge
+
     policy = _load_policy(policy_name)
     outputs = _open_outputs(stack, output, json_path, summary)
     return Judge(policy, mode or policy.mode or "audit", outputs, source="ptrace", report_all=all_calls)
@@ -124,6 +124,7 @@ def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | N
 def _child_setup(kernel_mdwe: bool, extra: Sequence[TrapRule], seccomp: SeccompEnforcement,
                  preload: str | None = None) -> Callable[[], None]:
     from .actions.seccomp_deny import CLONE3, WX_MMAP
+    from .sources.seccomp_filter import build_filter, build_syscall_refusal, build_wx_refusal, load_filter
 
     filters = [build_filter(extra=(*extra, *seccomp.traps))]
     refuse_wx, refuse_clone3 = seccomp.errno_of(WX_MMAP), seccomp.errno_of(CLONE3)
@@ -178,6 +179,8 @@ def _drop_changed(caches: Snapshot) -> None:
 def _register(stack: ExitStack) -> None:
     """Make this run known on trampwatch's caches until `stack` closes,
     saying which it emptied of a killed run's leftovers."""
+    from .caches import register
+
     for directory in register(stack).emptied:
         click.echo(f"trampwatch: emptied {directory}: a run that ended without its sweep (killed) had "
                    "left files there", err=True)
@@ -187,6 +190,8 @@ def _fast_faults(libraries: Path | None) -> FastFaults | None:
     """The fast path of emulated faults (built in `libraries` if needed), or
     None (said in one line) when it cannot be built: every invocation is
     then served by the Python path."""
+    from .sources.fast_faults import FastFaults
+
     try:
         return FastFaults.load(libraries)
     except TrampwatchError as err:
@@ -257,6 +262,9 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
 
     trampwatch exits with COMMAND's status (128+N if a signal N killed it).
     """
+    from .caches import Snapshot, library_dir
+    from .pipeline import trace_command
+
     try:
         with ExitStack() as stack:
             _register(stack)
@@ -325,6 +333,9 @@ def attach(policy_name: str, mode: str | None, json_path: str | None, output: st
            all_calls: bool, pid: int) -> None:
     """Trace the running process PID (every thread) until it exits or Ctrl-C,
     which detaches and leaves it running as it was."""
+    from .caches import Snapshot
+    from .pipeline import trace_attached
+
     try:
         with ExitStack() as stack:
             _register(stack)
@@ -376,7 +387,7 @@ def monitor(policy_name: str, mode: str | None, json_path: str | None, output: s
     SIGHUP reloads the policy and the --select-file."""
     from .actions.kernel_enforce import compile_kill_rules
     from .actions.outcomes import AUDIT, KernelKillEnforcer
-    from .pipeline import monitor_host
+    from .pipeline import Judge, monitor_host
     from .probe import bpf_lsm_probe
     from .sources.ebpf_records import check_kill_rules
     from .sources.ebpf_source import EbpfConfig, EbpfSource
@@ -480,8 +491,10 @@ ESSENTIAL_PROBES = frozenset({"ptrace", "seccomp"})
                    "(schema trampwatch.scan/v1, docs/events.md).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks met inside directories.")
 @click.option("--all", "show_all", is_flag=True, help="List clean ELF files too.")
+@click.option("--helper/--no-helper", default=None,
+              help="Split directory trees with a forked helper process (default: when a CPU is idle).")
 def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlinks: bool,
-         show_all: bool) -> None:
+         show_all: bool, helper: bool | None) -> None:
     """Scan ELF files and directories for W^X hazards and trampoline APIs."""
     from .outputs.scan_report import ScanPrinter
     from .scan import ScanSummary, scan_paths
@@ -490,8 +503,10 @@ def scan(paths: tuple[str, ...], policy_name: str, as_json: bool, follow_symlink
         policy = _load_policy(policy_name)
         summary = ScanSummary()
         printer = ScanPrinter(policy, as_json, show_all, sys.stdout)
-        for result in scan_paths(paths, follow_symlinks=follow_symlinks, summary=summary):
+        for result in scan_paths(paths, follow_symlinks=follow_symlinks, summary=summary, helper=helper):
             printer.result(result)
+        if summary.helper_failure:
+            click.echo(f"trampwatch: {summary.helper_failure}", err=True)
         printer.summary(summary)
     except TrampwatchError as err:
         _fail(err)

@@ -1,8 +1,9 @@
 """What an ELF file says about W^X: load segments and their flags, the stack
-header, text relocations, imports -- read with pyelftools -- and symbols,
-read in bulk by tracer.symbols (pyelftools is too slow for them).
+header, text relocations, imports -- read with struct (tracer.elf_fast) for
+regular files, with pyelftools for the rest -- and symbols, read in bulk by
+tracer.symbols (pyelftools is too slow for them).
 
-read_elf() parses one file; ElfCache keeps parsed files by identity (path,
+read_elf() parses one file (read_elf_fd() one already open); ElfCache keeps parsed files by identity (path,
 device, inode, mtime) so a file replaced on disk is read again. Any failure
 to read or parse raises ElfError (NotElfError for a file that is not ELF at
 all), never a pyelftools exception.
@@ -21,10 +22,12 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from tracer.abi import PF_W, PF_X
+from tracer.elf_fast import ELF_MAGIC, HEAD_SIZE, RegularElf, read_regular, undefined_names
 from tracer.errors import EXIT_VIOLATION, TrampwatchError
 
 __all__ = ["ElfCache", "ElfError", "ElfInfo", "ElfLayout", "FileKey", "NotElfError", "Segment",
-           "map_to_vaddr", "read_at_vaddr", "read_elf", "read_layout", "symbolize"]
+           "map_to_vaddr", "read_at_vaddr", "read_elf", "read_elf_fd", "read_error", "read_layout",
+           "symbolize"]
 
 if TYPE_CHECKING:
     from elftools.elf.dynamic import DynamicSegment
@@ -51,7 +54,6 @@ _PYTHON_PARSE_ERRORS = (
 
 _DF_TEXTREL = 0x4
 _DF_1_PIE = 0x08000000
-_ELF_MAGIC = b"\x7fELF"
 
 
 class ElfError(TrampwatchError):
@@ -213,7 +215,7 @@ def _open_regular(path: str) -> tuple[int, os.stat_result]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as err:
-        raise _os_error(path, err) from err
+        raise read_error(path, err) from err
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -221,7 +223,8 @@ def _open_regular(path: str) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-def _os_error(path: str, err: OSError) -> ElfError:
+def read_error(path: str, err: OSError) -> ElfError:
+    """The ElfError for an OSError met opening or reading `path`."""
     reason = {
         errno.EACCES: "unreadable",
         errno.EPERM: "unreadable",
@@ -237,21 +240,60 @@ def read_elf(path: str) -> ElfInfo:
     Raises NotElfError when the file is not a regular file or lacks the ELF
     magic, and ElfError for unreadable, truncated or malformed files.
     """
-    parse_errors = _elftools().parse_errors
     fd, st = _open_regular(path)
-    with os.fdopen(fd, "rb") as stream:
+    try:
+        return read_elf_fd(path, fd, st)
+    finally:
+        os.close(fd)
+
+
+def read_elf_fd(path: str, fd: int, st: os.stat_result, head: bytes | None = None) -> ElfInfo:
+    """Parse the ELF file open at `fd` (a regular file; `st` its fstat, `path`
+    its name in the result and errors, `head` its first HEAD_SIZE bytes if
+    already read) and return its ElfInfo; `fd` stays open. Raises as
+    read_elf() does.
+
+    A regular file is read with struct alone (tracer.elf_fast); pyelftools
+    reads whatever that reader does not vouch for, and classifies failures.
+    """
+    if head is None:
         try:
-            magic = stream.read(4)
+            head = os.pread(fd, HEAD_SIZE, 0)
         except OSError as err:
-            raise _os_error(path, err) from err
-        if magic != _ELF_MAGIC:
-            raise NotElfError(path, "not-elf", "not an ELF file")
+            raise read_error(path, err) from err
+    if not head.startswith(ELF_MAGIC):
+        raise NotElfError(path, "not-elf", "not an ELF file")
+    key = FileKey.of(st)
+    try:
+        regular = read_regular(fd, st.st_size, head)
+    except OSError as err:
+        raise read_error(path, err) from err
+    if regular is not None:
+        return _regular_info(path, key, regular)
+    return _read_with_pyelftools(path, fd, st)
+
+
+def _regular_info(path: str, key: FileKey, regular: RegularElf) -> ElfInfo:
+    """The ElfInfo of what tracer.elf_fast read."""
+    return ElfInfo(path=path, key=key, elfclass=regular.elfclass, machine=regular.machine,
+                   e_type=regular.e_type, entry=regular.entry,
+                   segments=tuple(Segment(*seg) for seg in regular.segments),
+                   gnu_stack_flags=regular.gnu_stack_flags, textrel=regular.textrel,
+                   interpreter=regular.interpreter, soname=regular.soname, pie=regular.pie,
+                   needed=regular.needed, imports=regular.imports)
+
+
+def _read_with_pyelftools(path: str, fd: int, st: os.stat_result) -> ElfInfo:
+    """read_elf_fd() by pyelftools alone."""
+    parse_errors = _elftools().parse_errors
+    key = FileKey.of(st)
+    with os.fdopen(fd, "rb", closefd=False) as stream:
         try:
-            return _parse(path, FileKey.of(st), stream)
+            return _parse(path, key, stream)
         except OSError as err:
             # EINVAL is a seek to a negative offset a bogus header asked for.
             if err.errno != errno.EINVAL:
-                raise _os_error(path, err) from err
+                raise read_error(path, err) from err
             raise _malformed(path, st.st_size, stream, err) from err
         except parse_errors as err:
             raise _malformed(path, st.st_size, stream, err) from err
@@ -353,26 +395,10 @@ def _imports(elf: ELFFile, dynamic: DynamicSegment) -> frozenset[str]:
     return frozenset(sym.name for sym in table.iter_symbols() if sym.name and sym["st_shndx"] == "SHN_UNDEF")
 
 
-# Elf32_Sym / Elf64_Sym field orders: the offsets of st_name and st_shndx.
-_SYM_LAYOUTS = {32: ("IIIBBH", 0, 5), 64: ("IBBHQQ", 0, 3)}
-
-
 def _undefined_names(elf: ELFFile, table: SymbolTableSection) -> frozenset[str]:
-    """The undefined symbols of a symbol table section, decoded in bulk: the
-    section's bytes in one struct pass instead of one pyelftools parse per
-    symbol (which costs 30x more and dominates a scan of /usr/lib)."""
-    layout, name_at, shndx_at = _SYM_LAYOUTS[elf.elfclass]
-    entry = struct.Struct(("<" if elf.little_endian else ">") + layout)
-    data = table.data()
+    """The undefined symbols of a symbol table section, decoded in bulk."""
     strings = elf.get_section(table["sh_link"]).data()
-    names = set()
-    usable = len(data) - len(data) % entry.size
-    for fields in entry.iter_unpack(data[:usable]):
-        offset = fields[name_at]
-        if fields[shndx_at] == 0 and offset:  # SHN_UNDEF, named
-            end = strings.find(b"\0", offset)
-            names.add(strings[offset:end if end >= 0 else None].decode("utf-8", "replace"))
-    return frozenset(names)
+    return undefined_names(elf.elfclass, elf.little_endian, table.data(), strings)
 
 
 def _load_symbols(info: ElfLayout) -> SymbolTable:
@@ -387,7 +413,7 @@ def _load_symbols(info: ElfLayout) -> SymbolTable:
         identity = Identity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         return read_symbols(fd, identity, default_store())
     except OSError as err:
-        raise _os_error(info.path, err) from err
+        raise read_error(info.path, err) from err
     except SymbolFormatError as err:
         raise ElfError(info.path, "malformed", f"malformed symbol table: {err}") from err
     finally:
@@ -436,7 +462,7 @@ def read_at_vaddr(info: ElfLayout, vaddr: int, size: int) -> bytes:
             raise ElfError(info.path, "changed", "file changed on disk since it was read")
         return os.pread(fd, count, seg.offset + (vaddr - seg.vaddr))
     except OSError as err:
-        raise _os_error(info.path, err) from err
+        raise read_error(info.path, err) from err
     finally:
         os.close(fd)
 
@@ -458,7 +484,7 @@ def _program_headers(path: str) -> tuple[os.stat_result, int, list[tuple[int, ..
     fd, st = _open_regular(path)
     try:
         head = os.pread(fd, 64, 0)
-        if head[:4] != _ELF_MAGIC:
+        if head[:4] != ELF_MAGIC:
             raise NotElfError(path, "not-elf", "not an ELF file")
         if len(head) < 64 or head[4] not in _PHDR_LAYOUTS or head[5] not in (1, 2):
             raise ElfError(path, "malformed", "malformed ELF header")
@@ -476,7 +502,7 @@ def _program_headers(path: str) -> tuple[os.stat_result, int, list[tuple[int, ..
             raise ElfError(path, "truncated", "program headers lie past the end of the file")
         table = os.pread(fd, phnum * phentsize, phoff)
     except OSError as err:
-        raise _os_error(path, err) from err
+        raise read_error(path, err) from err
     finally:
         os.close(fd)
     headers = []
@@ -567,7 +593,7 @@ class ElfCache:
         try:
             st = os.stat(path)
         except OSError as err:
-            raise _os_error(path, err) from err
+            raise read_error(path, err) from err
         key = (whole, path, st.st_dev, st.st_ino, st.st_mtime_ns)
         entry = self._entries.get(key)
         if entry is None:
