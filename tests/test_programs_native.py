@@ -160,6 +160,9 @@ def test_every_program_has_a_truth() -> None:
     # The receive semantics program compares its native output with the traced
     # one in tests/test_recv_holds.py.
     own_tests.add("recv_semantics")
+    # The per-thread persona program takes which thread sets it as an argument;
+    # tests/test_enforce_memory.py checks each native run first.
+    own_tests.add("thread_persona")
     # The attacks on enforce mode check their native run first in test_attack.py.
     own_tests |= {name for name in sources if name.startswith("attack_")}
     assert sources - own_tests == set(TRUTH)
