@@ -64,6 +64,7 @@ BUILDS: dict[str, Build] = {
     "recv_semantics": Build(flags=("-pthread",)),
     "attack_uffd_stall": Build(flags=("-pthread",)),
     "attack_old_mmap": Build(flags=("-pthread",)),
+    "attack_exit_window": Build(flags=("-pthread",)),
     "attack_ro_swap": Build(flags=("-pthread",)),
     "benign_dlopen": Build(flags=("-ldl",)),
     "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),

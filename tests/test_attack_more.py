@@ -1,0 +1,46 @@
+"""More attacks on enforce mode, each a C program that natively runs code
+it produced and, under strict enforce, must not (helpers of test_attack:
+the native run first, then no RAN line and every event denied or killed).
+Attacks still open are xfail(strict=True) with the hole named."""
+
+from __future__ import annotations
+
+import pytest
+from test_attack import _blocked, _native
+from test_enforce import STRICT
+from test_run_programs import shape, trace
+
+
+@pytest.mark.parametrize("mode", ["secret", "seal"])
+def test_a_mapping_undone_at_exit_is_out_of_reach_of_other_threads(mode, build_program, parse_output,
+                                                                   tmp_path):
+    """An i386 old_mmap whose block the tracer cannot read (memfd_secret)
+    makes an anonymous RWX page at a fixed address; the tracer judges it at
+    the call's exit and unmaps it. Meanwhile another thread either writes
+    code there and calls it, or mseals the page so the injected munmap
+    fails and the caller runs code in it after its "denied" mmap. The other
+    threads of the address space are held from the call's entry until it
+    is judged."""
+    native = _native(build_program, parse_output, "attack_exit_window", mode, "2000")
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.ran == [f"{mode}_call"]
+    traced = trace([str(build_program("attack_exit_window")), mode, "200"], tmp_path, *STRICT, timeout=300)
+    _blocked(traced, parse_output)
+    out = parse_output(traced.stdout)
+    assert out.count == 200 and out.failed()["old_mmap"] == "EACCES"
+    assert set(shape(traced.events)) == {("mmap", ("wx-map", "anon-exec"))}
+    assert len(traced.events) == 200
+
+
+def test_a_swapped_descriptor_mapping_is_out_of_reach_of_other_threads(build_program, parse_output, tmp_path):
+    """A thread dup2s a memfd holding code and a clean file over one
+    descriptor while main maps it R-X at a fixed address; a third thread
+    calls the page whenever it holds the code. The exit stop undoes a
+    mapping of the memfd; the other threads are held until then."""
+    native = _native(build_program, parse_output, "attack_exit_window", "swap", "20000")
+    assert native.ran == ["swap_call"]
+    traced = trace([str(build_program("attack_exit_window")), "swap", "2000"], tmp_path, *STRICT, timeout=300)
+    _blocked(traced, parse_output)
+    assert parse_output(traced.stdout).count == 2000
+    assert {shape_ for shape_ in shape(traced.events)} == {("mmap", ("exec-written", "exec-unlinked"))}
