@@ -5,6 +5,8 @@ Attacks still open are xfail(strict=True) with the hole named."""
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 from test_attack import _blocked, _native
 from test_enforce import STRICT
@@ -44,3 +46,38 @@ def test_a_swapped_descriptor_mapping_is_out_of_reach_of_other_threads(build_pro
     _blocked(traced, parse_output)
     assert parse_output(traced.stdout).count == 2000
     assert {shape_ for shape_ in shape(traced.events)} == {("mmap", ("exec-written", "exec-unlinked"))}
+
+
+def test_a_sealed_mapping_that_cannot_be_undone_kills_the_process(build_program, parse_output, tmp_path):
+    """The slow old_mmap (1 GiB, MAP_POPULATE) stays in the kernel past
+    HOLD_PATIENCE, so the held sealer goes on and mseals the new page: the
+    injected munmap fails (EPERM). The call is reported as what it returned
+    (not-enforced: the mapping stayed) and the process dies before it runs
+    again, instead of a "denied" over a live RWX page."""
+    native = _native(build_program, parse_output, "attack_exit_window", "slowseal", "20")
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.ran == ["slowseal_call"]
+    program = str(build_program("attack_exit_window"))
+    traced = trace([program, "slowseal", "3"], tmp_path, *STRICT, timeout=300)
+    assert parse_output(traced.stdout).ran == [], traced.stdout
+    assert traced.returncode == 137, traced.stderr
+    assert shape(traced.events) == [("mmap", ("wx-map", "anon-exec"))]
+    event = traced.events[0]
+    assert event["verdict"] == "not-enforced" and event["result"] != -errno.EACCES, event
+    assert event["reason"].startswith("the call returned 0x90000000"), event
+
+
+@pytest.mark.xfail(strict=True, reason="open: an mmap that stays in the kernel past HOLD_PATIENCE (1 GiB of "
+                   "MAP_POPULATE) lets its held siblings go while the mapping it made (RWX, judged at exit) "
+                   "exists: a runner thread writes code into it and calls it")
+def test_a_slow_mapping_undone_at_exit_is_out_of_reach_of_other_threads(build_program, parse_output,
+                                                                        tmp_path):
+    """As the fast old_mmap above, but the call populates 1 GiB (over a
+    second in the kernel) after the mapping exists."""
+    native = _native(build_program, parse_output, "attack_exit_window", "slow", "20")
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.ran == ["slow_call"]
+    traced = trace([str(build_program("attack_exit_window")), "slow", "3"], tmp_path, *STRICT, timeout=300)
+    _blocked(traced, parse_output)

@@ -1150,15 +1150,18 @@ class PtraceSource:
         offset = call.args[5] if not anonymous else 0
         return _replace(call, args=(start, length, prot, flags, fd, offset), fd_object=obj)
 
-    def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> None:
+    def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> bool:
         """Undo a mapping the kernel made before the thread runs again: unmap
-        it and make the call return -err."""
+        it and make the call return -err. False when the kernel refused the
+        munmap (another task mseal()ed the mapping while the call ran past
+        its hold): the call keeps its result."""
         ctl = Control(self, task.tid, call.arch)
         ctl._at_exit = True
         length = (call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1)
-        ctl.inject(abi.SYSCALLS_I386["munmap"] if call.arch == "i386" else abi.SYSCALLS_X86_64["munmap"],
-                   start, length)
-        ctl.finish(-err)
+        munmap = abi.SYSCALLS_I386["munmap"] if call.arch == "i386" else abi.SYSCALLS_X86_64["munmap"]
+        undone = ctl.inject(munmap, start, length)
+        ctl.finish(-err if undone == 0 else start)
+        return undone == 0
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
@@ -1195,8 +1198,17 @@ class PtraceSource:
                         self._call_done(task)
                         return
                     if reply.deny_errno is not None:
-                        self._refuse_result(task, call, rval, reply.deny_errno)
-                        rval = -reply.deny_errno
+                        if self._refuse_result(task, call, rval, reply.deny_errno):
+                            rval = -reply.deny_errno
+                        else:
+                            # The mapping stays (sealed): reported as the call's result
+                            # (not enforced), and the process dies before it runs again.
+                            entry, task.entry = task.entry, None
+                            self.sink.on_event(MemReturn(call, rval, entry))
+                            self._kill_process(task)
+                            self._end_hold(task)
+                            self._call_done(task)
+                            return
             entry, task.entry = task.entry, None
             self.sink.on_event(MemReturn(call, rval, entry))
             if self._holds:
