@@ -6,6 +6,7 @@ Attacks still open are xfail(strict=True) with the hole named."""
 from __future__ import annotations
 
 import errno
+import subprocess
 
 import pytest
 from test_attack import _blocked, _native
@@ -81,3 +82,31 @@ def test_a_slow_mapping_undone_at_exit_is_out_of_reach_of_other_threads(build_pr
     assert native.ran == ["slow_call"]
     traced = trace([str(build_program("attack_exit_window")), "slow", "3"], tmp_path, *STRICT, timeout=300)
     _blocked(traced, parse_output)
+
+
+@pytest.fixture
+def bystander():
+    """A process outside the traced tree (run by the same user), blocked in
+    a sleep: its pid."""
+    process = subprocess.Popen(["sleep", "300"])
+    try:
+        yield str(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_process_outside_the_tree_cannot_be_made_a_puppet(build_program, parse_output, bystander, tmp_path):
+    """The program seizes a process nobody traces and drives its registers
+    (no POKE: its stack is written with process_vm_writev) to open
+    /proc/<program>/mem and write code over the program's own text. Under a
+    tracer only processes outside the tree can be attached: strict refuses
+    PTRACE_SEIZE/ATTACH as opaque (ptrace-attach)."""
+    native = _native(build_program, parse_output, "attack_puppet", bystander)
+    assert native.ran == ["puppet_call"]
+    traced = trace([str(build_program("attack_puppet")), bystander], tmp_path, *STRICT)
+    assert parse_output(traced.stdout).ran == [], traced.stdout
+    assert shape(traced.events) == [("ptrace", ("opaque",))]
+    assert traced.events[0]["verdict"] == "denied" and traced.events[0]["result"] == -errno.EPERM
+    assert traced.events[0]["detail"]["facility"] == "ptrace-attach"
+    assert parse_output(traced.stdout).failed() == {"seize": "EPERM"}

@@ -1862,10 +1862,11 @@ _UNREADABLE = FdObject(-1, "", 0, 0)
 
 def _foreign_write_target(call: MemCall) -> MemCall | None:
     """For a ptrace POKE, return the call with `target` set to the process
-    whose memory it writes; None for every other ptrace request (they go on
-    untouched). Opens of /proc/PID/mem are judged at exit (_descriptor_exit)."""
+    whose memory it writes (an ATTACH or SEIZE: the process it would
+    control); None for every other ptrace request (they go on untouched).
+    Opens of /proc/PID/mem are judged at exit (_descriptor_exit)."""
     request = call.args[0] & 0xFFFFFFFF
-    if request not in (abi.PTRACE_POKETEXT, abi.PTRACE_POKEDATA):
+    if request not in (abi.PTRACE_POKETEXT, abi.PTRACE_POKEDATA, abi.PTRACE_ATTACH, abi.PTRACE_SEIZE):
         return None
     return _replace(call, target=call.args[1] & 0xFFFFFFFF)
 
