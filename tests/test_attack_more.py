@@ -110,3 +110,19 @@ def test_a_process_outside_the_tree_cannot_be_made_a_puppet(build_program, parse
     assert traced.events[0]["verdict"] == "denied" and traced.events[0]["result"] == -errno.EPERM
     assert traced.events[0]["detail"]["facility"] == "ptrace-attach"
     assert parse_output(traced.stdout).failed() == {"seize": "EPERM"}
+
+
+def test_protection_keys_never_grant_a_write(build_program, parse_output, tmp_path):
+    """The program's text page with a fresh key, then execute-only (the
+    kernel's own key), every key opened in PKRU each time: the writes fault
+    natively (PKRU only takes data access away), and strict lets the same
+    calls run (no exec is gained) with the same outcome."""
+    native = _native(build_program, parse_output, "attack_pkey")
+    if "pkey_alloc" in native.failed():
+        pytest.skip(f"no protection keys here: pkey_alloc fails with {native.failed()['pkey_alloc']}")
+    expected = {"keyed_text": "EFAULT", "exec_only_text": "EFAULT"}
+    assert native.failed() == expected and native.ran == []
+    traced = trace([str(build_program("attack_pkey"))], tmp_path, *STRICT)
+    out = parse_output(traced.stdout)
+    assert (traced.returncode, out.done, out.failed(), out.ran) == (0, 1, expected, []), traced.stderr
+    assert traced.events == []
