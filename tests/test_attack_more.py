@@ -126,3 +126,17 @@ def test_protection_keys_never_grant_a_write(build_program, parse_output, tmp_pa
     out = parse_output(traced.stdout)
     assert (traced.returncode, out.done, out.failed(), out.ran) == (0, 1, expected, []), traced.stderr
     assert traced.events == []
+
+
+def test_system_v_views_made_by_mremap_keep_the_segments_history(build_program, parse_output, tmp_path):
+    """A segment written through a read-write attach, then seen through a
+    read-only attach aliased by mremap(old_size=0) and another moved by
+    mremap over clean memory: neither view came from a shmat, and gaining
+    exec on either is the segment's w-to-x (dual-map: the writable attach
+    is still there)."""
+    native = _native(build_program, parse_output, "attack_shm_mremap")
+    assert native.ran == ["alias_call", "moved_call"]
+    traced = trace([str(build_program("attack_shm_mremap"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("dual-map", "w-to-x"))] * 2
+    assert parse_output(traced.stdout).failed() == {"alias_rx": "EACCES", "moved_rx": "EACCES"}
