@@ -140,3 +140,18 @@ def test_system_v_views_made_by_mremap_keep_the_segments_history(build_program, 
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("dual-map", "w-to-x"))] * 2
     assert parse_output(traced.stdout).failed() == {"alias_rx": "EACCES", "moved_rx": "EACCES"}
+
+
+@pytest.mark.parametrize("how", ["mremap", "memfd"])
+def test_a_clone_vm_process_races_like_a_thread(how, build_program, parse_output, tmp_path):
+    """mem_race with its attacker made by clone(CLONE_VM) without
+    CLONE_THREAD: another process (pid, descriptor table) in the same
+    address space replaces the clean page while main mprotects it R-X.
+    Its calls are judged one at a time with main's (the address space
+    comes from kcmp, not from the clone flags)."""
+    program = str(build_program("mem_race"))
+    assert _native(build_program, parse_output, "mem_race", how, "300", "vm").ran == ["race_call"]
+    traced = trace([program, how, "300", "vm"], tmp_path, *STRICT, timeout=300)
+    out = parse_output(traced.stdout)
+    assert (traced.returncode, out.done, out.ran, out.count) == (0, 1, [], 0), traced.stderr
+    assert all(event["verdict"] == "denied" for event in traced.events)
