@@ -155,3 +155,27 @@ def test_a_clone_vm_process_races_like_a_thread(how, build_program, parse_output
     out = parse_output(traced.stdout)
     assert (traced.returncode, out.done, out.ran, out.count) == (0, 1, [], 0), traced.stderr
     assert all(event["verdict"] == "denied" for event in traced.events)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("secret", ("dual-map", "w-to-x")),
+                                                ("race", ("dual-map", "w-to-x")),
+                                                ("launder", ("w-to-x", "anon-exec"))])
+def test_ipc_shmat_address_comes_from_the_kernel(mode, expected, build_program, parse_output, tmp_path):
+    """i386 ipc(SHMAT) stores the attach address at a pointer in memory. A
+    written segment attached with SHM_REMAP over a clean page while the
+    pointer is unreadable (secret) or rewritten by a thread (race) must not
+    leave the page modelled as clean; a clean segment attached where the
+    kernel chooses while a thread writes the address of a page holding code
+    there (launder) must not make that page look like the clean segment.
+    The address is the call's own (the kernel maps there) or the one new
+    view of the segment in the maps."""
+    native = _native(build_program, parse_output, "attack_ipc_shmat", mode)
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    call = "launder_call" if mode == "launder" else "ipc_call"
+    assert native.ran == [call]
+    traced = trace([str(build_program("attack_ipc_shmat")), mode], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", expected)]
+    rx = "decoy_rx" if mode == "launder" else "clean_rx"
+    assert parse_output(traced.stdout).failed() == {rx: "EACCES"}

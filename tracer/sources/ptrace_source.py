@@ -477,6 +477,9 @@ class _Task:
     syscall_mode: bool = False
     exit_hook: Callable[[int, Control], None] | None = None
     deferred_signal: int = 0
+    # Bases of the views of the segment an i386 ipc(SHMAT) without an
+    # address attaches, before the call (the new view is the one after it).
+    shm_before: frozenset[int] = frozenset()
     # Seen before its creator's fork/clone event; kept stopped until it comes.
     held: bool = False
     parent: int = 0
@@ -929,6 +932,8 @@ class PtraceSource:
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif name == "shmat":
             call = _with_segment_size(call)
+        elif call.syscall == "shmat" and not call.args[1]:
+            task.shm_before = _segment_bases(task.tid, call.args[0])  # ipc(SHMAT): the kernel places it
         footprint: Footprint = None
         if serialised:
             footprint = self.sink.footprint(call)
@@ -1150,6 +1155,29 @@ class PtraceSource:
         offset = call.args[5] if not anonymous else 0
         return _replace(call, args=(start, length, prot, flags, fd, offset), fd_object=obj)
 
+    def _ipc_shmat_address(self, task: _Task, call: MemCall) -> int:
+        """Where a successful i386 ipc(SHMAT) attached its segment, from the
+        kernel: it returns 0 and stores the address at a pointer in the
+        program's memory, which another task may rewrite before the tracer
+        reads it (or the tracer cannot read: memfd_secret). Given an address,
+        the kernel maps there (SHM_RND rounds it down to SHMLBA, a page);
+        else the new view is the one base the maps show that they did not
+        before the call. When that is not exactly one, the views that are new
+        are detached in the thread and the call returns -EFAULT (returned)."""
+        shmid, addr, flags = call.args[0], call.args[1], call.args[2]
+        if addr:
+            return addr & ~(abi.PAGE_SIZE - 1) if flags & abi.SHM_RND else addr
+        new = _segment_bases(task.tid, shmid) - task.shm_before
+        task.shm_before = frozenset()
+        if len(new) == 1:
+            return next(iter(new))
+        ctl = Control(self, task.tid, call.arch)
+        ctl._at_exit = True
+        for base in sorted(new):
+            ctl.inject(abi.SYSCALLS_I386["shmdt"], base)
+        ctl.finish(-errno.EFAULT)
+        return -errno.EFAULT
+
     def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> bool:
         """Undo a mapping the kernel made before the thread runs again: unmap
         it and make the call return -err. False when the kernel refused the
@@ -1183,7 +1211,7 @@ class PtraceSource:
             call = None  # a followed child: nothing was judged, nothing to report
         if call is not None:
             if call.syscall == "shmat" and len(call.args) == _IPC_SHMAT_ARGC and not is_error:
-                rval = _ipc_shmat_address(self._peek_for(task.tid), call, rval)
+                rval = self._ipc_shmat_address(task, call)
             if call.syscall in ("mmap", "mmap2") and not is_error:
                 if call.syscall == "mmap" and call.arch == "i386":
                     rechecked = self._old_mmap_as_mapped(task, call, rval)
@@ -1995,10 +2023,11 @@ def read_tracee(tid: int, addr: int, size: int) -> bytes:
         return b""
 
 
-def _ipc_shmat_address(peek: Callable[[int, int], bytes], call: MemCall, rval: int) -> int:
-    """ipc(SHMAT) returns 0 and stores the address at a pointer: read it."""
-    raw = peek(call.args[3], 4)
-    return struct.unpack("<I", raw)[0] if len(raw) == 4 else rval
+def _segment_bases(tid: int, shmid: int) -> frozenset[int]:
+    """The bases (start less offset) of tid's views of System V segment
+    shmid, from its maps."""
+    return frozenset(m.start - m.offset for m in procfs.read_maps(tid)
+                     if m.inode == shmid and m.path.startswith("/SYSV"))
 
 
 # MemCall's fields in order: _replace builds the copy through __init__ without
