@@ -153,7 +153,9 @@ def test_a_clone_vm_process_races_like_a_thread(how, build_program, parse_output
     assert _native(build_program, parse_output, "mem_race", how, "300", "vm").ran == ["race_call"]
     traced = trace([program, how, "300", "vm"], tmp_path, *STRICT, timeout=300)
     out = parse_output(traced.stdout)
-    assert (traced.returncode, out.done, out.ran, out.count) == (0, 1, [], 0), traced.stderr
+    # COUNT is a racy look (maps, then the bytes): it may count a round whose
+    # page held code only after its clean R-X; RAN looks with the attacker parked.
+    assert (traced.returncode, out.done, out.ran) == (0, 1, []), traced.stderr
     assert all(event["verdict"] == "denied" for event in traced.events)
 
 
