@@ -181,3 +181,22 @@ def test_ipc_shmat_address_comes_from_the_kernel(mode, expected, build_program, 
     assert shape(traced.events) == [("mprotect", expected)]
     rx = "decoy_rx" if mode == "launder" else "clean_rx"
     assert parse_output(traced.stdout).failed() == {rx: "EACCES"}
+
+
+@pytest.mark.parametrize("mode", ["mmap", "mprotect"])
+def test_a_file_mapped_through_its_loop_device_is_exec_written(mode, build_program, parse_output, tmp_path):
+    """Code written into a file, the file bound read-only to a loop device,
+    the device opened read-only and mapped R-X (or R-- then mprotect R-X):
+    the block device's pages are the file's bytes under another object. A
+    block device counts as written (its blocks hold files the tree may have
+    written): exec-written."""
+    args = [str(tmp_path / "code")] + ([] if mode == "mmap" else ["mprotect"])
+    native = _native(build_program, parse_output, "attack_loop_map", *args)
+    for label in ("loop_control", "loop_free", "loop_open", "loop_configure"):
+        if label in native.failed():
+            pytest.skip(f"cannot bind a file to a loop device: {label} {native.failed()[label]}")
+    assert native.ran == ["loop_call"]
+    traced = trace([str(build_program("attack_loop_map")), *args], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [(mode, ("exec-written",))]
+    assert parse_output(traced.stdout).failed() == {"loop_rx": "EACCES"}

@@ -926,9 +926,9 @@ class PtraceSource:
         elif name == "mmap" or name == "mmap2":
             call = _with_fd_object(call)
             obj = call.fd_object
-            # The usual file (old, on a filesystem that was there) costs two compares.
+            # The usual file (old, on a filesystem that was there) costs three compares.
             if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices
-                                    or obj.dev in self._image_devices):
+                                    or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif name == "shmat":
             call = _with_segment_size(call)
@@ -1627,10 +1627,13 @@ class PtraceSource:
         after the run started (a core dump the kernel wrote, an overlay file
         written through the merged view and mapped through its upper layer),
         or they live on a filesystem mounted since (FUSE served by the tree,
-        an image it wrote and mounted: attributes say whatever it wants)."""
+        an image it wrote and mounted: attributes say whatever it wants).
+        A block device counts always: its blocks hold the files on it, and a
+        loop device the file bound to it, which the tree may have written
+        (attack_loop_map)."""
         fresh = tuple(obj for obj, device, link in found if (obj.dev, obj.inode) not in self._fresh and (
-            obj.ctime_ns >= self.started_ns > 0 or self._new_filesystem(tid, device, link)
-            or self._image_written(obj.dev)))
+            obj.ctime_ns >= self.started_ns > 0 or stat.S_ISBLK(obj.mode)
+            or self._new_filesystem(tid, device, link) or self._image_written(obj.dev)))
         if fresh:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
             self.sink.on_event(WritableObjects(time.time(), pid, fresh))
