@@ -49,38 +49,41 @@ def test_a_swapped_descriptor_mapping_is_out_of_reach_of_other_threads(build_pro
     assert {shape_ for shape_ in shape(traced.events)} == {("mmap", ("exec-written", "exec-unlinked"))}
 
 
+def _fuse_window(build_program, parse_output, mode: str):
+    native = _native(build_program, parse_output, "attack_fuse", mode)
+    for label in ("fuse_mount", "secret_create"):
+        if label in native.failed():
+            pytest.skip(f"cannot run the FUSE window attack here: {label} {native.failed()[label]}")
+    assert native.ran == [f"{mode}_call"]
+
+
 def test_a_sealed_mapping_that_cannot_be_undone_kills_the_process(build_program, parse_output, tmp_path):
-    """The slow old_mmap (1 GiB, MAP_POPULATE) stays in the kernel past
-    HOLD_PATIENCE, so the held sealer goes on and mseals the new page: the
-    injected munmap fails (EPERM). The call is reported as what it returned
-    (not-enforced: the mapping stayed) and the process dies before it runs
-    again, instead of a "denied" over a live RWX page."""
-    native = _native(build_program, parse_output, "attack_exit_window", "slowseal", "20")
-    if "secret_create" in native.failed():
-        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
-    assert native.ran == ["slowseal_call"]
-    program = str(build_program("attack_exit_window"))
-    traced = trace([program, "slowseal", "3"], tmp_path, *STRICT, timeout=300)
+    """An i386 old_mmap (block in memfd_secret) of a FUSE file the program
+    serves, RWX with MAP_POPULATE: the populate waits for the held server
+    thread until HOLD_PATIENCE lets the held threads go; a sealer thread
+    then mseals the new page, so the injected munmap fails (EPERM). The
+    call is reported as what it returned (not-enforced: the mapping stayed)
+    and the process dies before it runs again, instead of a "denied" over a
+    live RWX page."""
+    _fuse_window(build_program, parse_output, "windowseal")
+    traced = trace([str(build_program("attack_fuse")), "windowseal"], tmp_path, *STRICT, timeout=60)
     assert parse_output(traced.stdout).ran == [], traced.stdout
     assert traced.returncode == 137, traced.stderr
-    assert shape(traced.events) == [("mmap", ("wx-map", "anon-exec"))]
+    assert shape(traced.events) == [("mmap", ("wx-map", "exec-written"))]
     event = traced.events[0]
     assert event["verdict"] == "not-enforced" and event["result"] != -errno.EACCES, event
     assert event["reason"].startswith("the call returned 0x90000000"), event
 
 
-@pytest.mark.xfail(strict=True, reason="open: an mmap that stays in the kernel past HOLD_PATIENCE (1 GiB of "
-                   "MAP_POPULATE) lets its held siblings go while the mapping it made (RWX, judged at exit) "
-                   "exists: a runner thread writes code into it and calls it")
+@pytest.mark.xfail(strict=True, reason="open: an mmap that stays in the kernel past HOLD_PATIENCE "
+                   "(MAP_POPULATE of a FUSE file its own server thread fills) lets its held siblings go "
+                   "while the mapping it made (RWX, judged at exit) exists: a runner thread calls it")
 def test_a_slow_mapping_undone_at_exit_is_out_of_reach_of_other_threads(build_program, parse_output,
                                                                         tmp_path):
-    """As the fast old_mmap above, but the call populates 1 GiB (over a
-    second in the kernel) after the mapping exists."""
-    native = _native(build_program, parse_output, "attack_exit_window", "slow", "20")
-    if "secret_create" in native.failed():
-        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
-    assert native.ran == ["slow_call"]
-    traced = trace([str(build_program("attack_exit_window")), "slow", "3"], tmp_path, *STRICT, timeout=300)
+    """As the fast old_mmap above, but the call waits in the kernel for
+    the held FUSE server after the mapping exists."""
+    _fuse_window(build_program, parse_output, "window")
+    traced = trace([str(build_program("attack_fuse")), "window"], tmp_path, *STRICT, timeout=60)
     _blocked(traced, parse_output)
 
 

@@ -14,10 +14,8 @@
  *                                     so an injected munmap fails (EPERM); the
  *                                     main thread then finds the page RWX and
  *                                     runs code in it.
- *   attack_exit_window slow ROUNDS    as secret, but 1 GiB with MAP_POPULATE:
- *                                     the call stays in the kernel for a while
- *                                     after the mapping exists.
- *   attack_exit_window slowseal ROUNDS as seal, with the slow call.
+ * (attack_fuse window|windowseal: the same with a call that stays in the
+ * kernel, waiting for a FUSE server thread, after the mapping exists.)
  *   attack_exit_window swap ROUNDS    a swapper thread dup2s a memfd holding
  *                                     code and a clean file over one
  *                                     descriptor while main maps it R-X at a
@@ -37,7 +35,6 @@
 
 #define I386_NR_OLD_MMAP 90
 #define FIXED_ADDR 0x90000000UL /* above MAP_32BIT's range, where the block is */
-#define SLOW_LEN (1UL << 30)     /* populating 1 GiB takes the kernel over a second */
 #define SLOT 100
 #ifndef SYS_mseal
 #define SYS_mseal 462
@@ -133,7 +130,7 @@ static void let_helper_win(void)
 		usleep(100);
 }
 
-static struct old_mmap_args *secret_block(int slow)
+static struct old_mmap_args *secret_block(void)
 {
 	size_t pg = tw_page();
 	int fd = (int)syscall(SYS_memfd_secret, 0);
@@ -145,16 +142,15 @@ static struct old_mmap_args *secret_block(int slow)
 	block = mmap(NULL, pg, TW_RW, MAP_SHARED | MAP_32BIT, fd, 0);
 	if (block == MAP_FAILED)
 		return NULL;
-	*block = (struct old_mmap_args){(uint32_t)FIXED_ADDR, (uint32_t)(slow ? SLOW_LEN : pg), TW_RWX,
-					MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | (slow ? MAP_POPULATE : 0),
-					(uint32_t)-1, 0};
+	*block = (struct old_mmap_args){(uint32_t)FIXED_ADDR, (uint32_t)pg, TW_RWX,
+					MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, (uint32_t)-1, 0};
 	return block;
 }
 
-static int old_mmap_mode(int seal, int slow, long rounds)
+static int old_mmap_mode(int seal, long rounds)
 {
-	struct old_mmap_args *block = secret_block(slow);
-	struct run_args run = {1, slow ? "slow_call" : "secret_call"};
+	struct old_mmap_args *block = secret_block();
+	struct run_args run = {1, "secret_call"};
 	pthread_t thread;
 	long i, rc, refused = 0;
 
@@ -175,11 +171,11 @@ static int old_mmap_mode(int seal, int slow, long rounds)
 			tw_show_map("sealed", (void *)FIXED_ADDR);
 			if (mapped()) {
 				tw_put_code((void *)FIXED_ADDR);
-				tw_run(slow ? "slowseal_call" : "seal_call", (void *)FIXED_ADDR);
+				tw_run("seal_call", (void *)FIXED_ADDR);
 			}
 			break;
 		}
-		munmap((void *)FIXED_ADDR, slow ? SLOW_LEN : tw_page());
+		munmap((void *)FIXED_ADDR, tw_page());
 	}
 	atomic_store(&stop, 1);
 	pthread_join(thread, NULL);
@@ -219,20 +215,16 @@ static int swap_mode(long rounds)
 
 int main(int argc, char **argv)
 {
-	long rounds = tw_count_arg(argc, argv, 2, "secret|seal|slow|slowseal|swap ROUNDS");
+	long rounds = tw_count_arg(argc, argv, 2, "secret|seal|swap ROUNDS");
 
 	tw_init();
 	signal(SIGSEGV, on_segv);
 	if (strcmp(argv[1], "secret") == 0)
-		return old_mmap_mode(0, 0, rounds);
+		return old_mmap_mode(0, rounds);
 	if (strcmp(argv[1], "seal") == 0)
-		return old_mmap_mode(1, 0, rounds);
-	if (strcmp(argv[1], "slow") == 0)
-		return old_mmap_mode(0, 1, rounds);
-	if (strcmp(argv[1], "slowseal") == 0)
-		return old_mmap_mode(1, 1, rounds);
+		return old_mmap_mode(1, rounds);
 	if (strcmp(argv[1], "swap") == 0)
 		return swap_mode(rounds);
-	fprintf(stderr, "usage: attack_exit_window secret|seal|slow|slowseal|swap ROUNDS\n");
+	fprintf(stderr, "usage: attack_exit_window secret|seal|swap ROUNDS\n");
 	return 2;
 }
