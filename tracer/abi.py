@@ -128,6 +128,9 @@ EMULATOR_SYSCALLS_X86_64: dict[str, int] = {
 # opens of /proc/PID/mem for writing.
 PTRACE_POKETEXT = 4
 PTRACE_POKEDATA = 5
+# Attaching makes a process the tree's puppet: a traced process can attach
+# only processes outside the tree, which no tracer judges (opaque).
+PTRACE_ATTACH = 16
 O_ACCMODE = 0o3
 O_WRONLY = 0o1
 O_RDWR = 0o2

@@ -36,6 +36,8 @@ from .abi import (
     PROT_MASK,
     PROT_READ,
     PROT_WRITE,
+    PTRACE_ATTACH,
+    PTRACE_SEIZE,
     READ_IMPLIES_EXEC,
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_SET_MODE_FILTER,
@@ -905,6 +907,10 @@ class ShadowModel:
     def _plan_foreign_write(self, process: Process, call: MemCall) -> Change | None:
         if call.target is None:
             return None
+        if call.syscall == "ptrace" and call.args[0] & 0xFFFFFFFF in (PTRACE_ATTACH, PTRACE_SEIZE):
+            # Under a tracer only a process outside the tree can be attached:
+            # its registers and memory would do the tree's work unjudged.
+            return _opaque(call, "ptrace-attach")
         target = self.processes.get(call.target)
         if call.syscall == "ptrace":
             addr = call.args[2]

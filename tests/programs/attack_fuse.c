@@ -21,23 +21,43 @@
  * 3 s), and meanwhile a second thread mprotects that page R-X. A tracer that
  * judges the mprotect past the stalled mmap from a model that still shows the
  * clean page lets the served code run (RAN overtake_call).
+ *
+ * With argv[1] "window" or "windowseal" it attacks the window between the
+ * kernel making a mapping and the tracer undoing it at the call's exit: an
+ * i386 old_mmap whose block the tracer cannot read maps code RWX with
+ * MAP_POPULATE, which waits for the server thread. A tracer that holds the
+ * other threads lets them go after a while (the server must answer); then a
+ * runner thread calls the page (RAN window_call), or a sealer thread mseals
+ * it so the undo fails, and main calls it (RAN windowseal_call).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/fuse.h>
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
+#include <stdatomic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "common.h"
 
 #define CODE_NODE 2
 #define CODE_SIZE 4096
 
+#define I386_NR_OLD_MMAP 90
+#define WINDOW_ADDR 0x90000000UL /* above MAP_32BIT's range, where the block is */
+#ifndef SYS_mseal
+#define SYS_mseal 462
+#endif
+
 static int fuse_fd = -1;
 static int populate, overtake;
 static void *overtake_page;
+static atomic_int window_stop, window_won;
+static int window_fd = -1;
+static sigjmp_buf window_guard;
 
 static void *make_executable(void *unused)
 {
@@ -166,6 +186,97 @@ static void *serve(void *unused)
 	}
 }
 
+static void window_segv(int sig)
+{
+	(void)sig;
+	siglongjmp(window_guard, 1);
+}
+
+static int window_mapped(void)
+{
+	unsigned char vec;
+
+	return mincore((void *)WINDOW_ADDR, tw_page(), &vec) == 0;
+}
+
+/* Call the served code at WINDOW_ADDR as soon as a mapping is there. */
+static void *window_runner(void *unused)
+{
+	(void)unused;
+	signal(SIGSEGV, window_segv);
+	while (!atomic_load(&window_stop) && !atomic_load(&window_won)) {
+		if (window_mapped() && sigsetjmp(window_guard, 1) == 0) {
+			tw_run("window_call", (void *)WINDOW_ADDR);
+			atomic_store(&window_won, 1);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * mseal the page at WINDOW_ADDR as soon as a mapping is there; then close
+ * the FUSE file (its FLUSH is answered now: a process killed with it open
+ * would wait in exit for a server that died with it).
+ */
+static void *window_sealer(void *unused)
+{
+	(void)unused;
+	while (!atomic_load(&window_stop) && !atomic_load(&window_won)) {
+		if (syscall(SYS_mseal, WINDOW_ADDR, tw_page(), 0) == 0) {
+			close(window_fd);
+			atomic_store(&window_won, 1);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * i386 old_mmap (int $0x80) with its block in memfd_secret memory: the FUSE
+ * file (code) RWX, MAP_PRIVATE|MAP_FIXED|MAP_POPULATE at WINDOW_ADDR. The
+ * populate waits for the server thread's READ reply while the mapping
+ * exists; meanwhile a runner thread calls the page (or a sealer mseals it,
+ * and main runs it after the call).
+ */
+static void window(int fd, int seal)
+{
+	size_t pg = tw_page();
+	int secret = (int)syscall(SYS_memfd_secret, 0);
+	uint32_t *block;
+	pthread_t helper;
+	long rc;
+
+	tw_step("secret_create", "memfd_secret", secret, errno);
+	if (secret < 0 || ftruncate(secret, (off_t)pg) != 0)
+		return;
+	block = mmap(NULL, pg, TW_RW, MAP_SHARED | MAP_32BIT, secret, 0);
+	if (block == MAP_FAILED)
+		return;
+	block[0] = (uint32_t)WINDOW_ADDR;
+	block[1] = (uint32_t)pg;
+	block[2] = TW_RWX;
+	block[3] = MAP_PRIVATE | MAP_FIXED | MAP_POPULATE;
+	block[4] = (uint32_t)fd;
+	window_fd = fd;
+	block[5] = 0;
+	pthread_create(&helper, NULL, seal ? window_sealer : window_runner, NULL);
+	__asm__ volatile("int $0x80"
+			 : "=a"(rc)
+			 : "a"((long)I386_NR_OLD_MMAP), "b"((long)(uintptr_t)block)
+			 : "memory", "cc", "r8", "r9", "r10", "r11");
+	if (rc < 0 && rc > -4096)
+		tw_step_raw("window_old_mmap", "mmap", rc);
+	else
+		tw_emit("STEP window_old_mmap mmap rc=0x%lx errno=0", (unsigned long)(uint32_t)rc);
+	for (int i = 0; i < 1000 && !atomic_load(&window_won) && !(rc < 0 && rc > -4096); i++)
+		usleep(1000); /* natively the mapping stays: let the helper use it */
+	if (seal && atomic_load(&window_won) && window_mapped()) {
+		tw_show_map("window_sealed", (void *)WINDOW_ADDR);
+		tw_run("windowseal_call", (void *)WINDOW_ADDR);
+	}
+	atomic_store(&window_stop, 1);
+	pthread_join(helper, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/tw_fuse_XXXXXX";
@@ -197,7 +308,13 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/code", dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	tw_step("fuse_open", "open", fd, errno);
-	if (fd >= 0 && overtake) {
+	if (fd >= 0 && argc > 1 && strncmp(argv[1], "window", 6) == 0) {
+		int seal = strcmp(argv[1], "windowseal") == 0;
+
+		window(fd, seal);
+		if (!seal)
+			close(fd); /* the sealer closed it */
+	} else if (fd >= 0 && overtake) {
 		int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 		pthread_t racer;
 

@@ -6,7 +6,9 @@
  * a MAP_FIXED mmap of a memfd holding code ("memfd"). A tracer that judges A's
  * mprotect from a model B's call has not updated yet lets the code run.
  *
- * usage: mem_race mremap|memfd ROUNDS. Each round: B attacks, A waits a
+ * usage: mem_race mremap|memfd ROUNDS [vm]. With "vm", B is no thread but a
+ * process made by clone(CLONE_VM): same address space, its own pid and
+ * descriptor table. Each round: B attacks, A waits a
  * varying moment then mprotects T read+execute; then, with B parked, A runs T
  * if it is executable and holds the code (RAN once, then the program stops).
  * COUNT is the number of rounds in which A, right after a successful mprotect,
@@ -16,6 +18,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 
 static pthread_barrier_t barrier;
@@ -55,6 +58,12 @@ static void *attacker(void *arg)
 	return NULL;
 }
 
+static int attacker_process(void *arg)
+{
+	attacker(arg);
+	return 0;
+}
+
 static int holds_code_rx(const unsigned char *p)
 {
 	struct tw_map m;
@@ -66,6 +75,7 @@ int main(int argc, char **argv)
 {
 	size_t pg = tw_page();
 	pthread_t thread;
+	pid_t child = -1;
 	long won = 0;
 	int ran = 0;
 
@@ -85,7 +95,16 @@ int main(int argc, char **argv)
 	if (target == MAP_FAILED)
 		return 1;
 	pthread_barrier_init(&barrier, NULL, 2);
-	pthread_create(&thread, NULL, attacker, NULL);
+	if (argc > 3 && strcmp(argv[3], "vm") == 0) {
+		size_t stack_size = 1 << 20;
+		char *stack = malloc(stack_size);
+
+		child = stack ? clone(attacker_process, stack + stack_size, CLONE_VM | SIGCHLD, NULL) : -1;
+		if (child < 0)
+			return 1;
+	} else {
+		pthread_create(&thread, NULL, attacker, NULL);
+	}
 	for (long i = 0; i < rounds; i++) {
 		pthread_barrier_wait(&barrier);
 		/* A varying moment: sometimes before B's call, sometimes during, sometimes after. */
@@ -100,7 +119,10 @@ int main(int argc, char **argv)
 		}
 		pthread_barrier_wait(&barrier);
 	}
-	pthread_join(thread, NULL);
+	if (child > 0)
+		waitpid(child, NULL, 0);
+	else
+		pthread_join(thread, NULL);
 	tw_emit("COUNT %ld", won);
 	return tw_done();
 }

@@ -507,6 +507,9 @@ class _Task:
 class _Hold:
     """Tasks sharing a descriptor table, stopped while one of them opens a
     file: nobody can use (or dup) the new descriptor before it is judged.
+    A hold for an mmap the tracer may have to undo at its exit also stops
+    every task of the owner's address space (`vm`, else 0): nobody runs,
+    writes or seals the new mapping before it is judged.
     `waiting` are interrupted tasks not yet stopped, `held` the stops they
     reported (answered when the hold ends), `started` whether the opener
     was let go into its call, `deadline` when the opener goes anyway (or,
@@ -519,6 +522,7 @@ class _Hold:
     held: list[tuple]
     started: bool = False
     deadline: float = 0.0
+    vm: int = 0
 
 
 # How long an open may block while its siblings are held (a FIFO whose reader
@@ -788,7 +792,7 @@ class PtraceSource:
     def _route(self, task: _Task, status: int) -> None:
         """Answer a stop, or keep it for later while the task's descriptor
         table is held for another task's open."""
-        hold = self._holds.get(task.files_key) if self._holds else None
+        hold = self._hold_over(task) if self._holds else None
         if hold is not None and task.tid != hold.owner and not self._detaching:
             hold.held.append((task.tid, status, None))
             hold.waiting.discard(task.tid)
@@ -928,9 +932,9 @@ class PtraceSource:
         elif name == "mmap" or name == "mmap2":
             call = _with_fd_object(call)
             obj = call.fd_object
-            # The usual file (old, on a filesystem that was there) costs two compares.
+            # The usual file (old, on a filesystem that was there) costs three compares.
             if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices
-                                    or obj.dev in self._image_devices):
+                                    or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif call.syscall == "shmat":
             call = _with_segment_size(call)
@@ -956,6 +960,9 @@ class PtraceSource:
         if serialised and task.pending is not None:
             self._in_flight.setdefault(task.vm, {})[task.tid] = footprint
             self._flying_since[task.tid] = time.monotonic()
+        if (task.pending is not None and reply.deny_errno is None and self._may_undo_at_exit(task, call)
+                and self._hold_siblings(task, whole_vm=True)):
+            return  # the mapping is made once every task that could use it has stopped
         self._resume(task)
 
     def kept_from_children(self, tid: int) -> None:
@@ -1042,7 +1049,7 @@ class PtraceSource:
             queued, raw, footprint = entry
             if self.tasks.get(queued.tid) is not queued:
                 continue
-            hold = self._holds.get(queued.files_key)
+            hold = self._hold_over(queued)
             if hold is not None and queued.tid != hold.owner:
                 hold.held.append((queued.tid, None, raw))  # its descriptor table is held: later
                 continue
@@ -1057,6 +1064,29 @@ class PtraceSource:
                 self._forget_stop(queued.tid)
         if not kept:
             self._waiting.pop(vm, None)
+
+    def _may_undo_at_exit(self, task: _Task, call: MemCall) -> bool:
+        """Whether the mapping `call` makes may be judged anew and undone at
+        its exit (_old_mmap_as_mapped, _mapped_object_changed) in a way that
+        matters: an i386 old_mmap (its block is read by the kernel after the
+        tracer), or an executable or shared writable descriptor mmap whose
+        descriptor another task can swap. Until the undo, another task of
+        the address space could run, write or mseal what the kernel mapped."""
+        if call.syscall not in ("mmap", "mmap2"):
+            return False
+        if call.syscall == "mmap" and call.arch == "i386":
+            return True
+        prot, flags = call.args[2], call.args[3]
+        if flags & abi.MAP_ANONYMOUS or call.args[4] & 0xFFFFFFFF == 0xFFFFFFFF:
+            return False
+        return bool(prot & abi.PROT_EXEC or (flags & abi.MAP_SHARED and prot & abi.PROT_WRITE)) and \
+            self._shares_descriptors(task)
+
+    def _end_hold(self, task: _Task) -> None:
+        """Let go the tasks held for task's call (it returned and is judged)."""
+        hold = self._holds.get(task.files_key)
+        if hold is not None and hold.owner == task.tid:
+            self._release(task.files_key)
 
     def _mapped_object_changed(self, task: _Task, call: MemCall, start: int) -> MemCall | None:
         """For a descriptor mmap that may matter, the call with the object
@@ -1131,15 +1161,18 @@ class PtraceSource:
         offset = call.args[5] if not anonymous else 0
         return _replace(call, args=(start, length, prot, flags, fd, offset), fd_object=obj)
 
-    def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> None:
+    def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> bool:
         """Undo a mapping the kernel made before the thread runs again: unmap
-        it and make the call return -err."""
+        it and make the call return -err. False when the kernel refused the
+        munmap (another task mseal()ed the mapping while the call ran past
+        its hold): the call keeps its result."""
         ctl = Control(self, task.tid, call.arch)
         ctl._at_exit = True
         length = (call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1)
-        ctl.inject(abi.SYSCALLS_I386["munmap"] if call.arch == "i386" else abi.SYSCALLS_X86_64["munmap"],
-                   start, length)
-        ctl.finish(-err)
+        munmap = abi.SYSCALLS_I386["munmap"] if call.arch == "i386" else abi.SYSCALLS_X86_64["munmap"]
+        undone = ctl.inject(munmap, start, length)
+        ctl.finish(-err if undone == 0 else start)
+        return undone == 0
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
@@ -1175,11 +1208,21 @@ class PtraceSource:
                     reply, task.entry = self.sink.on_result(call, self._peek_for(task.tid), task.entry)
                     if reply.kill:
                         self._kill_process(task)
+                        self._end_hold(task)
                         self._call_done(task)
                         return
                     if reply.deny_errno is not None:
-                        self._refuse_result(task, call, rval, reply.deny_errno)
-                        rval = -reply.deny_errno
+                        if self._refuse_result(task, call, rval, reply.deny_errno):
+                            rval = -reply.deny_errno
+                        else:
+                            # The mapping stays (sealed): reported as the call's result
+                            # (not enforced), and the process dies before it runs again.
+                            entry, task.entry = task.entry, None
+                            self.sink.on_event(MemReturn(call, rval, entry))
+                            self._kill_process(task)
+                            self._end_hold(task)
+                            self._call_done(task)
+                            return
             entry, task.entry = task.entry, None
             self.sink.on_event(MemReturn(call, rval, entry))
             if not placed:
@@ -1187,6 +1230,8 @@ class PtraceSource:
                 # the maps with unknown (possibly written) history.
                 self.sink.on_event(CallStalled(time.time(), task.pid, task.tid, call.syscall, None,
                                                returned=True))
+            if self._holds:
+                self._end_hold(task)
             self._call_done(task)
         hook, task.exit_hook = task.exit_hook, None
         if hook is not None:
@@ -1429,7 +1474,10 @@ class PtraceSource:
         step.rip -= _SYSCALL_INSN_LEN
         _setregs(task.tid, step)
 
-    def _hold_siblings(self, task: _Task) -> bool:
+    def _hold_siblings(self, task: _Task, whole_vm: bool = False) -> bool:
+        """Stop every other task sharing task's descriptor table (and, with
+        whole_vm, its address space) until task's call is judged; True when
+        task waits for them to stop (the hold starts it)."""
         key = task.files_key
         if key in self._holds:
             return False
@@ -1438,13 +1486,15 @@ class PtraceSource:
         # interrupt for them, it would never be answered.
         queued = {id(t) for waiting in self._waiting.values() for t, _, _ in waiting}
         siblings = [t.tid for t in self.tasks.values()
-                    if t.files_key == key and t.tid != task.tid and not t.held and id(t) not in queued]
+                    if (t.files_key == key or (whole_vm and t.vm == task.vm))
+                    and t.tid != task.tid and not t.held and id(t) not in queued]
         if not siblings:
             return False
         # Siblings that do not stop in time sleep in the kernel (a FUSE request
         # the opener serves): their interrupt stops them before they run
         # another instruction, so the opener may start without their stops.
-        hold = _Hold(task.tid, set(), [], deadline=time.monotonic() + HOLD_PATIENCE)
+        hold = _Hold(task.tid, set(), [], deadline=time.monotonic() + HOLD_PATIENCE,
+                     vm=task.vm if whole_vm else 0)
         for tid in siblings:
             try:
                 _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
@@ -1455,6 +1505,14 @@ class PtraceSource:
             return False
         self._holds[key] = hold
         return True
+
+    def _hold_over(self, task: _Task) -> _Hold | None:
+        """The hold that keeps task's stops: its descriptor table's, or one
+        over its address space."""
+        hold = self._holds.get(task.files_key)
+        if hold is None:
+            hold = next((h for h in self._holds.values() if h.vm and h.vm == task.vm), None)
+        return hold
 
     def _start_if_quiet(self, hold: _Hold) -> None:
         if hold.waiting or hold.started:
@@ -1580,10 +1638,13 @@ class PtraceSource:
         after the run started (a core dump the kernel wrote, an overlay file
         written through the merged view and mapped through its upper layer),
         or they live on a filesystem mounted since (FUSE served by the tree,
-        an image it wrote and mounted: attributes say whatever it wants)."""
+        an image it wrote and mounted: attributes say whatever it wants).
+        A block device counts always: its blocks hold the files on it, and a
+        loop device the file bound to it, which the tree may have written
+        (attack_loop_map)."""
         fresh = tuple(obj for obj, device, link in found if (obj.dev, obj.inode) not in self._fresh and (
-            obj.ctime_ns >= self.started_ns > 0 or self._new_filesystem(tid, device, link)
-            or self._image_written(obj.dev)))
+            obj.ctime_ns >= self.started_ns > 0 or stat.S_ISBLK(obj.mode)
+            or self._new_filesystem(tid, device, link) or self._image_written(obj.dev)))
         if fresh:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
             self.sink.on_event(WritableObjects(time.time(), pid, fresh))
@@ -1745,7 +1806,7 @@ class PtraceSource:
         if task is None:
             return
         self._task_gone(task)
-        hold = self._holds.get(task.files_key)
+        hold = self._hold_over(task)
         if hold is not None:
             if hold.owner == tid:
                 self._release(task.files_key)
@@ -1852,10 +1913,11 @@ _UNREADABLE = FdObject(-1, "", 0, 0)
 
 def _foreign_write_target(call: MemCall) -> MemCall | None:
     """For a ptrace POKE, return the call with `target` set to the process
-    whose memory it writes; None for every other ptrace request (they go on
-    untouched). Opens of /proc/PID/mem are judged at exit (_descriptor_exit)."""
+    whose memory it writes (an ATTACH or SEIZE: the process it would
+    control); None for every other ptrace request (they go on untouched).
+    Opens of /proc/PID/mem are judged at exit (_descriptor_exit)."""
     request = call.args[0] & 0xFFFFFFFF
-    if request not in (abi.PTRACE_POKETEXT, abi.PTRACE_POKEDATA):
+    if request not in (abi.PTRACE_POKETEXT, abi.PTRACE_POKEDATA, abi.PTRACE_ATTACH, abi.PTRACE_SEIZE):
         return None
     return _replace(call, target=call.args[1] & 0xFFFFFFFF)
 
