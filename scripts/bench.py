@@ -484,6 +484,8 @@ def bench_inspect(bins: dict[str, Path], reps: int, n: int, baseline: str | None
             # strict forbids the process's anonymous code: exit code 1.
             Case("trampwatch inspect PID --policy strict", strict, ok_codes=(1,)),
             Case(startup, [*TRAMPWATCH, "--help"]),
+            # The bare interpreter, for the stricter reading of "python start-up".
+            Case("python3 -c pass (the bare interpreter)", [sys.executable, "-c", "pass"]),
         ]
         if baseline:
             env = {**os.environ, "PYTHONPATH": baseline}
