@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -372,15 +373,17 @@ def test_write_mem_writes_even_read_only_pages() -> None:
         procfs.write_mem(_dead_pid(), 0x1000, b"x")
 
 
-def test_mount_device_names_the_filesystem_of_a_file(tmp_path) -> None:
+def test_mount_device_names_the_filesystem_of_a_file() -> None:
     """A file's superblock, found by its mount id in the process's own
-    mountinfo, is one of the mounted filesystems; a memfd lives on an
-    internal mount no mountinfo lists."""
+    mountinfo, is one of the mounted filesystems (a file on /dev/shm: a
+    mount in any root this suite runs in, a chroot's included, where the
+    root directory itself may be no mount point); a memfd lives on an
+    internal mount no mountinfo lists. The root directory's filesystem is
+    among the mounted ones even when no mountinfo line names it."""
     pid = os.getpid()
     mounted = procfs.mount_devices(pid)
-    path = tmp_path / "f"
-    path.write_bytes(b"x")
-    with open(path, "rb") as f:
+    assert os.stat("/").st_dev in mounted
+    with tempfile.NamedTemporaryFile(dir="/dev/shm") as f:
         assert procfs.mount_device(pid, f"/proc/{pid}/fd/{f.fileno()}") in mounted
     fd = os.memfd_create("tw-test")
     try:

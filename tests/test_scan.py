@@ -483,6 +483,9 @@ def test_a_bind_mount_the_helper_met_again_is_walked_again(wide_tree: Path) -> N
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0 and "mount" in done.stderr and "ermission" in done.stderr:
         pytest.skip(f"no bind mount here: {done.stderr.strip()}")
+    if done.returncode != 0 and "cannot change root filesystem propagation" in done.stderr:
+        # A chroot whose root directory is no mount point: no private mount namespace.
+        pytest.skip(f"no private mount namespace here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
     same, duplicates, redone = done.stdout.split()
     assert same == "True"

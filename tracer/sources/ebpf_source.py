@@ -67,6 +67,7 @@ from tracer.sources.ebpf_records import (
     Kind,
     LostSlot,
     ObjectRecord,
+    Part,
     PartFlag,
     Record,
     RecordFlag,
@@ -612,13 +613,32 @@ def _exe_path(exec_rec: ExecRecord, pid: int) -> str:
         # Read from the buffer: ctypes cuts a char array at its first NUL.
         at = ExecRecord.path.offset
         names = bytes(exec_rec)[at : at + exec_rec.path_len].split(b"\0")
-        path = "/" + "/".join(os.fsdecode(name) for name in reversed(names) if name)
-        return path if linked else f"{path} (deleted)"
+        parts = [os.fsdecode(name) for name in reversed(names) if name]
+        if not linked:
+            return "/" + "/".join(parts) + " (deleted)"
+        return _from_our_root(parts, exec_rec.exe)
     if not linked:
         return _dentry_path(os.fsdecode(exec_rec.exe.name), linked=False)
     with contextlib.suppress(OSError):
         return os.readlink(f"/proc/{pid}/exe")
     return os.fsdecode(exec_rec.filename)
+
+
+def _from_our_root(parts: list[str], exe: Part) -> str:
+    """The path of the walked names `parts` as /proc names it for this
+    process: the kernel walks up to the machine's root, /proc from the
+    reader's own root. Where the whole path is not that file from here (a
+    monitor in a chroot), the longest tail of it that is names it."""
+    identity = (os.makedev(exe.dev >> 20, exe.dev & 0xFFFFF), exe.ino)
+    for first in range(len(parts)):
+        path = "/" + "/".join(parts[first:])
+        try:
+            found = os.stat(path)
+        except OSError:
+            continue
+        if (found.st_dev, found.st_ino) == identity:
+            return path
+    return "/" + "/".join(parts)
 
 
 def _range(args: tuple[int, ...]) -> tuple[int, int]:

@@ -390,9 +390,14 @@ def _mountinfo_devices(pid: int) -> dict[int, int]:
 
 
 def mount_devices(pid: int) -> frozenset[int]:
-    """The devices of the superblocks behind every mount `pid` sees. Raises
-    NoSuchProcess, AccessDenied or TraceError."""
-    return frozenset(_mountinfo_devices(pid).values())
+    """The devices of the superblocks behind every mount `pid` sees, and of
+    the filesystem of its root directory (in a chroot whose root is no mount
+    point, no mountinfo line names that one). Raises NoSuchProcess,
+    AccessDenied or TraceError."""
+    devices = set(_mountinfo_devices(pid).values())
+    with _translated(pid, f"/proc/{pid}/root", "stat"):
+        devices.add(os.stat(f"/proc/{pid}/root").st_dev)
+    return frozenset(devices)
 
 
 _STATX_MNT_ID = 0x1000
