@@ -499,7 +499,7 @@ def test_each_call_carries_its_threads_persona(source, build_program) -> None:
     mmaps = [r for r in run.calls("mmap") if r.call.args[1] == 4096 and r.call.args[2] == 3]
     by_thread = {r.call.tid == proc.pid: r.call.personality for r in mmaps}
     assert by_thread == {True: 0, False: abi.READ_IMPLIES_EXEC}
-    out = _Judgements()
+    out = KeptJudgements()
     judge = Judge(load_policy_file(ROOT / "policies" / "default.yaml"), "audit", [out], source="ebpf")
     feed_ebpf(judge, run.events)
     judged = [j for j in out.judgements if j.syscall == "mmap" and j.tid != proc.pid]
@@ -507,8 +507,9 @@ def test_each_call_carries_its_threads_persona(source, build_program) -> None:
     assert not [j for j in out.judgements if j.syscall == "mmap" and j.tid == proc.pid]
 
 
-class _Judgements:
-    """An output that keeps every judgement."""
+class KeptJudgements:
+    """An output that keeps every judgement (the judge's tests here and in
+    test_monitor_repeats.py and test_monitor_replay.py)."""
 
     def __init__(self) -> None:
         self.judgements: list = []

@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 
+from test_ebpf_source import KeptJudgements
 from test_run_programs import ROOT, TRAMPWATCH
 
 FLIPS = 500_000
@@ -50,27 +51,13 @@ def test_a_million_jit_flips_lose_no_verdict(build_program, tmp_path) -> None:
 # --- the judge, from plain events -------------------------------------------------------
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.judgements: list = []
-
-    def emit(self, judgement) -> None:
-        self.judgements.append(judgement)
-
-    def lost(self, event) -> None:
-        pass
-
-    def close(self, stats) -> None:
-        pass
-
-
 def test_the_judge_reports_counted_calls_as_one_judgement_with_their_count() -> None:
     from tracer.abi import MAP_ANONYMOUS, MAP_PRIVATE
     from tracer.events import AttachEvent, CallsRepeated, ExitEvent, MapEntry, MemCall, MemReturn, ProcessInfo
     from tracer.pipeline import Judge
     from tracer.policy.loader import load_policy_file
 
-    out = _Collect()
+    out = KeptJudgements()
     judge = Judge(load_policy_file(ROOT / "policies" / "default.yaml"), "audit", [out], source="ebpf")
     pid, page = 42, 0x10000
     judge.event(AttachEvent(0.0, pid, ProcessInfo("/bin/jit", "jit", 0), (), 0))

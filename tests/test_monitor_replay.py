@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from test_ebpf_source import load_source
+from test_ebpf_source import KeptJudgements, load_source
 from test_run_programs import ROOT
 
 from tracer.abi import AUDIT_ARCH_X86_64
@@ -42,24 +42,10 @@ ROUNDS = 3000
 BATCH = 2500  # records decoded (and judged) at a time, as poll() hands them over
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.judgements: list = []
-
-    def emit(self, judgement) -> None:
-        self.judgements.append(judgement)
-
-    def lost(self, event) -> None:
-        pass
-
-    def close(self, stats) -> None:
-        pass
-
-
-def _judge(batches: list[list[Event]], pid: int) -> tuple[Judge, _Collect, list[tuple]]:
+def _judge(batches: list[list[Event]], pid: int) -> tuple[Judge, KeptJudgements, list[tuple]]:
     """Judge `batches` with the default policy; return the judge, what it
     emitted and the model's regions of `pid` just before its exit."""
-    out = _Collect()
+    out = KeptJudgements()
     judge = Judge(load_policy_file(ROOT / "policies" / "default.yaml"), "audit", [out], source="ebpf")
     regions: list[tuple] = []
     for batch in batches:
@@ -92,7 +78,7 @@ def _verdicts(judgements: list) -> Counter:
     return counted
 
 
-def _assert_replay_is_exact(batches: list[list[Event]], pid: int) -> tuple[_Collect, _Collect]:
+def _assert_replay_is_exact(batches: list[list[Event]], pid: int) -> tuple[KeptJudgements, KeptJudgements]:
     replayed, replayed_out, replayed_regions = _judge(batches, pid)
     fresh, fresh_out, fresh_regions = _judge([[_whole(e) for e in batch] for batch in batches], pid)
     assert replayed_regions == fresh_regions
@@ -192,7 +178,7 @@ def test_a_replay_is_forgotten_when_the_policy_or_persona_changes(change: str) -
     rx = MapEntry(page, page + 4096, 5, False, 0, 0, 0, "")
     to_rx = MemReturn(MemCall(0.1, pid, pid, "mprotect", "x86_64", (page, 4096, 5), vmas=(rw,)), 0)
     to_rw = MemReturn(MemCall(0.2, pid, pid, "mprotect", "x86_64", (page, 4096, 3), vmas=(rx,)), 0)
-    out = _Collect()
+    out = KeptJudgements()
     judge = Judge(load_policy_file(ROOT / "policies" / "default.yaml"), "audit", [out], source="ebpf")
     judge.event(AttachEvent(0.0, pid, ProcessInfo("/bin/jit", "jit", 0), (rw,), 0))
     feed_ebpf(judge, [to_rx, to_rw, CallAgain(1.0, to_rx, 1), CallAgain(1.1, to_rw, 2)])
