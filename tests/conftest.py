@@ -58,6 +58,7 @@ class Build:
 # The one table of per-program build settings; a program not listed uses Build().
 BUILDS: dict[str, Build] = {
     "attack_fuse": Build(flags=("-pthread",)),
+    "attack_slow_open": Build(flags=("-pthread",)),
     "attack_late_exec": Build(flags=("-pthread",)),
     "attack_recv_race": Build(flags=("-pthread",)),
     "attack_recv_routes": Build(flags=("-pthread",)),

@@ -327,7 +327,8 @@ def test_a_memory_call_waiting_on_userfaultfd_does_not_deadlock(build_program, p
     """An i386 old_mmap whose argument block is a userfaultfd page not yet
     filled waits for the server thread, which maps memory before it fills
     the page. Under a policy that allows userfaultfd (default, enforce), the
-    server's call is judged past the stalled one after STALL_PATIENCE."""
+    held server goes once the call is reported `blocked` (BLOCKED_PATIENCE,
+    logged), and its call is judged past the stalled one after STALL_PATIENCE."""
     native = _native(build_program, parse_output, "attack_uffd_stall")
     if "uffd_create" in native.failed():
         pytest.skip(f"userfaultfd is not available: {native.failed()['uffd_create']}")
@@ -335,7 +336,8 @@ def test_a_memory_call_waiting_on_userfaultfd_does_not_deadlock(build_program, p
     traced = trace([str(build_program("attack_uffd_stall"))], tmp_path, "--mode", "enforce", timeout=60)
     out = parse_output(traced.stdout)
     assert (traced.returncode, out.count, out.done) == (0, 1, 1), traced.stderr
-    assert shape(traced.events) == [("userfaultfd", ("opaque",))]
+    assert shape(traced.events) == [("userfaultfd", ("opaque",)), ("blocked", ("opaque",))]
+    assert traced.events[1]["verdict"] == "logged" and traced.events[1]["detail"]["facility"] == "blocked-mmap"
     assert "memory calls stalled in the kernel: 1" in traced.stderr
 
 

@@ -57,34 +57,91 @@ def _fuse_window(build_program, parse_output, mode: str):
     assert native.ran == [f"{mode}_call"]
 
 
+# Refuses the W+X mapping, only logs what cannot be judged: the blocked
+# call's siblings then go on (as a policy that lets opaque calls run chooses).
+DENY_WX_LOG_OPAQUE = """apiVersion: trampwatch.dev/v1
+kind: WXPolicy
+metadata: {name: deny-wx-log-opaque}
+spec:
+  defaultAction: allow
+  rules:
+    - name: allow-clone3
+      priority: 10
+      match: {category: opaque, syscall: clone3}
+      action: allow
+    - name: deny-wx
+      match: {category: [wx-map, exec-written]}
+      action: deny
+    - name: log-opaque
+      match: {category: opaque}
+      action: log
+"""
+
+
 def test_a_sealed_mapping_that_cannot_be_undone_kills_the_process(build_program, parse_output, tmp_path):
     """An i386 old_mmap (block in memfd_secret) of a FUSE file the program
     serves, RWX with MAP_POPULATE: the populate waits for the held server
-    thread until HOLD_PATIENCE lets the held threads go; a sealer thread
-    then mseals the new page, so the injected munmap fails (EPERM). The
-    call is reported as what it returned (not-enforced: the mapping stayed)
-    and the process dies before it runs again, instead of a "denied" over a
-    live RWX page."""
+    thread; the blocked call is logged (the policy lets opaque calls run) and
+    the held threads go; a sealer thread then mseals the new page, so the
+    injected munmap fails (EPERM). The call is reported as what it returned
+    (not-enforced: the mapping stayed) and the process dies before it runs
+    again, instead of a "denied" over a live RWX page."""
     _fuse_window(build_program, parse_output, "windowseal")
-    traced = trace([str(build_program("attack_fuse")), "windowseal"], tmp_path, *STRICT, timeout=60)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(DENY_WX_LOG_OPAQUE)
+    traced = trace([str(build_program("attack_fuse")), "windowseal"], tmp_path,
+                   "--policy", str(policy), "--mode", "enforce", timeout=60)
     assert parse_output(traced.stdout).ran == [], traced.stdout
     assert traced.returncode == 137, traced.stderr
-    assert shape(traced.events) == [("mmap", ("wx-map", "exec-written"))]
-    event = traced.events[0]
+    assert shape(traced.events) == [("blocked", ("opaque",)), ("mmap", ("wx-map", "exec-written"))]
+    blocked, event = traced.events
+    assert blocked["verdict"] == "logged" and blocked["detail"]["facility"] == "blocked-mmap", blocked
     assert event["verdict"] == "not-enforced" and event["result"] != -errno.EACCES, event
     assert event["reason"].startswith("the call returned 0x90000000"), event
 
 
-@pytest.mark.xfail(strict=True, reason="open: an mmap that stays in the kernel past HOLD_PATIENCE "
-                   "(MAP_POPULATE of a FUSE file its own server thread fills) lets its held siblings go "
-                   "while the mapping it made (RWX, judged at exit) exists: a runner thread calls it")
+def test_a_sealed_mapping_under_strict_is_killed_while_blocked(build_program, parse_output, tmp_path):
+    """The same attack under strict: the sealer never runs, the blocked call
+    is refused (opaque) and the process killed."""
+    _fuse_window(build_program, parse_output, "windowseal")
+    traced = trace([str(build_program("attack_fuse")), "windowseal"], tmp_path, *STRICT, timeout=60)
+    _blocked(traced, parse_output)
+    assert traced.returncode == 137, traced.stderr
+    assert shape(traced.events) == [("blocked", ("opaque",))]
+
+
 def test_a_slow_mapping_undone_at_exit_is_out_of_reach_of_other_threads(build_program, parse_output,
                                                                         tmp_path):
     """As the fast old_mmap above, but the call waits in the kernel for
-    the held FUSE server after the mapping exists."""
+    the held FUSE server after the mapping exists: the other threads stay
+    held (the call is no FIFO open) until BLOCKED_PATIENCE, then the
+    blocked call is judged `opaque` (strict: the process is killed, and its
+    own FUSE connection aborted so its death does not hang in a flush)."""
     _fuse_window(build_program, parse_output, "window")
     traced = trace([str(build_program("attack_fuse")), "window"], tmp_path, *STRICT, timeout=60)
     _blocked(traced, parse_output)
+    assert traced.returncode == 137, traced.stderr
+    assert shape(traced.events) == [("blocked", ("opaque",))]
+    event = traced.events[0]
+    assert event["detail"]["facility"] == "blocked-mmap" and event["verdict"] == "killed", event
+
+
+def test_an_open_that_blocks_long_keeps_its_siblings_held(build_program, parse_output, tmp_path):
+    """An open of a FUSE symlink to the program's own /proc mem file, whose
+    lookup another process answers after 1 s, longer than HOLD_PATIENCE; a
+    spinner thread pwrites code through the descriptor number the open will
+    get. The open is no FIFO's: its siblings stay held until its result is
+    judged (foreign-write, refused and closed), so the spinner never gets
+    the descriptor."""
+    native = _native(build_program, parse_output, "attack_slow_open")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    assert native.ran == ["slow_open_call"]
+    for _ in range(3):
+        traced = trace([str(build_program("attack_slow_open"))], tmp_path, *STRICT, timeout=60)
+        _blocked(traced, parse_output)
+        assert parse_output(traced.stdout).failed() == {"slow_open": "EACCES"}
+        assert shape(traced.events) == [("openat", ("foreign-write",))]
 
 
 @pytest.fixture

@@ -376,6 +376,13 @@ class Unresolved:
     what: str
 
 
+# The pseudo call a source reports when a call it must judge at its exit
+# (an open for writing, an mmap it may undo) stays blocked in the kernel
+# while the other tasks that could use its result are held: nothing can be
+# judged of it, and it may be waiting for one of them. MemCall.path names
+# the blocked call.
+BLOCKED_PSEUDO_SYSCALL = "blocked"
+
 # What a source drops, as its Unresolved events say: an exec whose /proc
 # entries could not be read.
 EXEC_UNRESOLVED = "exec-unresolved"

@@ -46,7 +46,7 @@ from .abi import (
     SHM_RND,
     USERFAULTFD_IOC_NEW,
 )
-from .events import ExecEvent, FdObject, ForkEvent, MapEntry, MemCall, ProcessInfo
+from .events import BLOCKED_PSEUDO_SYSCALL, ExecEvent, FdObject, ForkEvent, MapEntry, MemCall, ProcessInfo
 
 DELETED = " (deleted)"
 
@@ -935,8 +935,9 @@ class ShadowModel:
         return _opaque(call, facility) if facility else None
 
     def _plan_opaque(self, process: Process, call: MemCall) -> Change | None:
-        """io_uring, userfaultfd, clone3 and the shapes of clone, ioctl and
-        seccomp the filter stops only when they ask for what cannot be seen."""
+        """io_uring, userfaultfd, clone3, the shapes of clone, ioctl and
+        seccomp the filter stops only when they ask for what cannot be seen,
+        and a call blocked while its siblings were held (BLOCKED_PSEUDO_SYSCALL)."""
         name, args = call.syscall, call.args
         if name == "clone":
             return _opaque(call, "CLONE_UNTRACED") if args[0] & CLONE_UNTRACED else None
@@ -952,6 +953,8 @@ class ShadowModel:
             # Only PR_SET_MM stops: the kernel's layout record (the program
             # break among it) rewritten from a struct in the program's memory.
             return _opaque(call, "PR_SET_MM") if args[0] & 0xFFFFFFFF == PR_SET_MM else None
+        if name == BLOCKED_PSEUDO_SYSCALL:
+            return _opaque(call, f"blocked-{call.path}")
         if name == "remap_file_pages":
             region = process.space.find(args[0])
             risky = region is not None and region.shared and bool(region.prot & PROT_EXEC)
@@ -1119,7 +1122,8 @@ _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", 
 
 _PLANNERS = {
     **dict.fromkeys(_DESCRIPTOR_CALLS, ShadowModel._plan_descriptor),
-    **dict.fromkeys(("clone", "ioctl", "seccomp", "remap_file_pages", "prctl", *_FACILITIES),
+    **dict.fromkeys(("clone", "ioctl", "seccomp", "remap_file_pages", "prctl", BLOCKED_PSEUDO_SYSCALL,
+                     *_FACILITIES),
                     ShadowModel._plan_opaque),
     "ptrace": ShadowModel._plan_foreign_write,
     "mmap": ShadowModel._plan_mmap,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from ..events import BLOCKED_PSEUDO_SYSCALL
 from ..judgement import UNENFORCED, Judgement, Outcome
 from ..judging import evolve
 from ..policy.model import Action, Decision
@@ -155,6 +156,10 @@ class PtraceEnforcer:
                         "trampfd operations are served by the emulator, then judged: reported, not refused")
         if judgement.syscall == EXEC_PSEUDO_SYSCALL:
             reason = "an exec cannot be refused: killed instead" if decision.action is Action.DENY else None
+            return Plan(Proof.DEATH, _KILLED, reason)
+        if judgement.syscall == BLOCKED_PSEUDO_SYSCALL:
+            reason = "a call blocked in the kernel cannot be refused: killed instead" \
+                if decision.action is Action.DENY else None
             return Plan(Proof.DEATH, _KILLED, reason)
         if decision.action is Action.DENY:
             return Plan(Proof.RESULT, Outcome.DENIED, errno=decision.errno)

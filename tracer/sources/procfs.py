@@ -187,6 +187,18 @@ def read_personality(pid: int, tid: int | None = None) -> int:
         raise TraceError(f"unexpected /proc/{pid}/{name}: {text!r}", pid=pid) from err
 
 
+def wait_channel(tid: int) -> str | None:
+    """Return the kernel function thread `tid` sleeps in (/proc/TID/wchan:
+    e.g. `wait_for_partner`, a FIFO's open waiting for its other end), or
+    None when it runs, is gone or cannot be read."""
+    try:
+        with open(f"/proc/{tid}/wchan", encoding="ascii", errors="replace") as file:
+            name = file.read().strip()
+    except OSError:
+        return None
+    return name if name and name != "0" else None
+
+
 # Open /proc/PID/mem descriptors by pid. The kernel binds a mem descriptor to
 # the address space it was opened on, so after an exec it reads nothing: the
 # reader reopens once when a cached descriptor returns no bytes.

