@@ -24,7 +24,6 @@ import pytest
 
 PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
 BIN_DIR = PROGRAMS_DIR / "bin"
-COMMON_HEADER = PROGRAMS_DIR / "common.h"
 
 BASE_CFLAGS = ("-O1", "-g", "-Wall", "-Wextra")
 
@@ -223,8 +222,9 @@ class ProgramBuilder:
     def _stale(source: Path, binary: Path) -> bool:
         if not binary.exists():
             return True
-        # conftest.py holds the flags table, so a flag change rebuilds too.
-        inputs = (source, COMMON_HEADER, Path(__file__))
+        # conftest.py holds the flags table, so a flag change rebuilds too;
+        # any shared header (common.h, tw_fuse.h) may be included.
+        inputs = (source, *PROGRAMS_DIR.glob("*.h"), Path(__file__))
         return binary.stat().st_mtime < max(p.stat().st_mtime for p in inputs)
 
     def _compile(self, name: str, source: Path, build: Build, binary: Path) -> None:

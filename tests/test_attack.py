@@ -337,7 +337,8 @@ def test_a_memory_call_waiting_on_userfaultfd_does_not_deadlock(build_program, p
     out = parse_output(traced.stdout)
     assert (traced.returncode, out.count, out.done) == (0, 1, 1), traced.stderr
     assert shape(traced.events) == [("userfaultfd", ("opaque",)), ("blocked", ("opaque",))]
-    assert traced.events[1]["verdict"] == "logged" and traced.events[1]["detail"]["facility"] == "blocked-mmap"
+    blocked = traced.events[1]
+    assert blocked["verdict"] == "logged" and blocked["detail"]["facility"] == "blocked-mmap", blocked
     assert "memory calls stalled in the kernel: 1" in traced.stderr
 
 

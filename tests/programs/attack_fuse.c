@@ -31,17 +31,13 @@
  * it so the undo fails, and main calls it (RAN windowseal_call).
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
-#include <linux/fuse.h>
 #include <pthread.h>
-#include <sched.h>
 #include <setjmp.h>
 #include <stdatomic.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
-#include "common.h"
+#include "tw_fuse.h"
 
 #define CODE_NODE 2
 #define CODE_SIZE 4096
@@ -52,7 +48,6 @@
 #define SYS_mseal 462
 #endif
 
-static int fuse_fd = -1;
 static int populate, overtake;
 static void *overtake_page;
 static atomic_int window_stop, window_won;
@@ -79,20 +74,6 @@ static void fill_attr(struct fuse_attr *attr, uint64_t node)
 	attr->atime = attr->mtime = attr->ctime = 1;
 }
 
-static void reply(uint64_t unique, int error, const void *body, size_t size)
-{
-	char out[sizeof(struct fuse_out_header) + CODE_SIZE];
-	struct fuse_out_header *hdr = (struct fuse_out_header *)out;
-
-	hdr->len = (uint32_t)(sizeof(*hdr) + size);
-	hdr->error = error;
-	hdr->unique = unique;
-	if (size)
-		memcpy(out + sizeof(*hdr), body, size);
-	if (write(fuse_fd, out, hdr->len) < 0 && errno != ENOENT)
-		_exit(4);
-}
-
 static void *serve(void *unused)
 {
 	static char buf[1 << 18];
@@ -102,7 +83,7 @@ static void *serve(void *unused)
 	memset(page, 0xcc, sizeof(page));
 	memcpy(page, TW_CODE, sizeof(TW_CODE));
 	for (;;) {
-		ssize_t n = read(fuse_fd, buf, sizeof(buf));
+		ssize_t n = read(tw_fuse_fd, buf, sizeof(buf));
 		struct fuse_in_header *in = (struct fuse_in_header *)buf;
 		void *arg = buf + sizeof(*in);
 
@@ -120,34 +101,34 @@ static void *serve(void *unused)
 						     .max_pages = 1,
 						     .time_gran = 1};
 
-			reply(in->unique, 0, &init, sizeof(init));
+			tw_fuse_reply(in->unique, 0, &init, sizeof(init));
 			break;
 		}
 		case FUSE_LOOKUP: {
 			struct fuse_entry_out entry = {0};
 
 			if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "code") != 0) {
-				reply(in->unique, -ENOENT, NULL, 0);
+				tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
 				break;
 			}
 			entry.nodeid = CODE_NODE;
 			entry.entry_valid = entry.attr_valid = 3600;
 			fill_attr(&entry.attr, CODE_NODE);
-			reply(in->unique, 0, &entry, sizeof(entry));
+			tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
 			break;
 		}
 		case FUSE_GETATTR: {
 			struct fuse_attr_out attr = {.attr_valid = 3600};
 
 			fill_attr(&attr.attr, in->nodeid);
-			reply(in->unique, 0, &attr, sizeof(attr));
+			tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
 			break;
 		}
 		case FUSE_OPEN:
 		case FUSE_OPENDIR: {
 			struct fuse_open_out open_out = {.fh = 1, .open_flags = FOPEN_KEEP_CACHE};
 
-			reply(in->unique, 0, &open_out, sizeof(open_out));
+			tw_fuse_reply(in->unique, 0, &open_out, sizeof(open_out));
 			break;
 		}
 		case FUSE_READ: {
@@ -168,7 +149,7 @@ static void *serve(void *unused)
 
 			if (size > rd->size)
 				size = rd->size;
-			reply(in->unique, 0, page + (rd->offset < CODE_SIZE ? rd->offset : 0), size);
+			tw_fuse_reply(in->unique, 0, page + (rd->offset < CODE_SIZE ? rd->offset : 0), size);
 			break;
 		}
 		case FUSE_FORGET:
@@ -178,10 +159,10 @@ static void *serve(void *unused)
 		case FUSE_FLUSH:
 		case FUSE_RELEASE:
 		case FUSE_RELEASEDIR:
-			reply(in->unique, 0, NULL, 0);
+			tw_fuse_reply(in->unique, 0, NULL, 0);
 			break;
 		default:
-			reply(in->unique, -ENOSYS, NULL, 0);
+			tw_fuse_reply(in->unique, -ENOSYS, NULL, 0);
 		}
 	}
 }
@@ -280,7 +261,7 @@ static void window(int fd, int seal)
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/tw_fuse_XXXXXX";
-	char path[256], opts[256];
+	char path[256];
 	pthread_t server;
 	void *p;
 	int rc, fd;
@@ -290,18 +271,7 @@ int main(int argc, char **argv)
 	overtake = argc > 1 && strcmp(argv[1], "overtake") == 0;
 	if (!mkdtemp(dir))
 		return 1;
-	rc = unshare(CLONE_NEWNS);
-	if (rc == 0)
-		rc = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-	if (rc == 0) {
-		fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-		rc = fuse_fd < 0 ? -1 : 0;
-	}
-	if (rc == 0) {
-		snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0", fuse_fd);
-		rc = mount("tw", dir, "fuse", MS_NOSUID | MS_NODEV, opts);
-	}
-	tw_step("fuse_mount", "mount", rc, errno);
+	rc = tw_fuse_mount(dir);
 	if (rc != 0)
 		return tw_done();
 	pthread_create(&server, NULL, serve, NULL);

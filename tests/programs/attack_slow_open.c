@@ -13,22 +13,17 @@
  * Needs root (mount namespaces, FUSE); otherwise `STEP fuse_mount ...`.
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
-#include <linux/fuse.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "common.h"
+#include "tw_fuse.h"
 
 #define LINK_NODE 2
 
 TW_DEFINE_PATCH_TARGET;
 
-static int fuse_fd = -1;
 static char target[64];
 static atomic_int spin_fd = -1, spin_stop, spin_won;
 
@@ -42,27 +37,13 @@ static void fill_attr(struct fuse_attr *attr, uint64_t node)
 	attr->blksize = 4096;
 }
 
-static void reply(uint64_t unique, int error, const void *body, size_t size)
-{
-	char out[sizeof(struct fuse_out_header) + 4096];
-	struct fuse_out_header *hdr = (struct fuse_out_header *)out;
-
-	hdr->len = (uint32_t)(sizeof(*hdr) + size);
-	hdr->error = error;
-	hdr->unique = unique;
-	if (size)
-		memcpy(out + sizeof(*hdr), body, size);
-	if (write(fuse_fd, out, hdr->len) < 0 && errno != ENOENT)
-		_exit(4);
-}
-
 /* The server (a child process): every request answered, LOOKUP after 1 s. */
 static void serve(void)
 {
 	static char buf[1 << 18];
 
 	for (;;) {
-		ssize_t n = read(fuse_fd, buf, sizeof(buf));
+		ssize_t n = read(tw_fuse_fd, buf, sizeof(buf));
 		struct fuse_in_header *in = (struct fuse_in_header *)buf;
 		void *arg = buf + sizeof(*in);
 
@@ -77,38 +58,38 @@ static void serve(void)
 						     .minor = FUSE_KERNEL_MINOR_VERSION,
 						     .max_write = 4096};
 
-			reply(in->unique, 0, &init, sizeof(init));
+			tw_fuse_reply(in->unique, 0, &init, sizeof(init));
 			break;
 		}
 		case FUSE_LOOKUP: {
 			struct fuse_entry_out entry = {0};
 
 			if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "mem") != 0) {
-				reply(in->unique, -ENOENT, NULL, 0);
+				tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
 				break;
 			}
 			sleep(1);
 			entry.nodeid = LINK_NODE;
 			fill_attr(&entry.attr, LINK_NODE);
-			reply(in->unique, 0, &entry, sizeof(entry));
+			tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
 			break;
 		}
 		case FUSE_GETATTR: {
 			struct fuse_attr_out attr = {0};
 
 			fill_attr(&attr.attr, in->nodeid);
-			reply(in->unique, 0, &attr, sizeof(attr));
+			tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
 			break;
 		}
 		case FUSE_READLINK:
-			reply(in->unique, 0, target, strlen(target));
+			tw_fuse_reply(in->unique, 0, target, strlen(target));
 			break;
 		case FUSE_FORGET:
 		case FUSE_BATCH_FORGET:
 		case FUSE_INTERRUPT:
 			break; /* no reply */
 		default:
-			reply(in->unique, -ENOSYS, NULL, 0);
+			tw_fuse_reply(in->unique, -ENOSYS, NULL, 0);
 		}
 	}
 }
@@ -130,7 +111,7 @@ static void *spinner(void *unused)
 int main(void)
 {
 	char dir[] = "/tmp/tw_slow_open_XXXXXX";
-	char path[256], opts[256];
+	char path[256];
 	pthread_t thread;
 	pid_t server;
 	int rc, fd;
@@ -139,18 +120,7 @@ int main(void)
 	snprintf(target, sizeof(target), "/proc/%d/mem", (int)getpid());
 	if (!mkdtemp(dir))
 		return 1;
-	rc = unshare(CLONE_NEWNS);
-	if (rc == 0)
-		rc = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-	if (rc == 0) {
-		fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-		rc = fuse_fd < 0 ? -1 : 0;
-	}
-	if (rc == 0) {
-		snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0", fuse_fd);
-		rc = mount("tw", dir, "fuse", MS_NOSUID | MS_NODEV, opts);
-	}
-	tw_step("fuse_mount", "mount", rc, errno);
+	rc = tw_fuse_mount(dir);
 	if (rc != 0)
 		return tw_done();
 	server = fork();
@@ -158,7 +128,7 @@ int main(void)
 		serve();
 		_exit(0);
 	}
-	close(fuse_fd);
+	close(tw_fuse_fd);
 	fd = dup(0);
 	close(fd);
 	atomic_store(&spin_fd, fd); /* the lowest free descriptor: the open's */

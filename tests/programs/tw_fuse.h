@@ -1,0 +1,54 @@
+/*
+ * A FUSE filesystem a test program serves itself (attack_fuse,
+ * attack_slow_open): mounted in a private mount namespace through
+ * /dev/fuse, answered by the program's own thread or child process.
+ */
+#ifndef TW_FUSE_H
+#define TW_FUSE_H
+
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <sched.h>
+#include <sys/mount.h>
+
+#include "common.h"
+
+static int tw_fuse_fd = -1;
+
+/* Mount a FUSE filesystem served through tw_fuse_fd at dir, in a mount
+ * namespace of the program's own; reported as STEP fuse_mount. */
+static inline int tw_fuse_mount(const char *dir)
+{
+	char opts[128];
+	int rc = unshare(CLONE_NEWNS);
+
+	if (rc == 0)
+		rc = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	if (rc == 0) {
+		tw_fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+		rc = tw_fuse_fd < 0 ? -1 : 0;
+	}
+	if (rc == 0) {
+		snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0", tw_fuse_fd);
+		rc = mount("tw", dir, "fuse", MS_NOSUID | MS_NODEV, opts);
+	}
+	tw_step("fuse_mount", "mount", rc, errno);
+	return rc;
+}
+
+/* Answer request `unique` with error (0 or -errno) and up to a page of body. */
+static inline void tw_fuse_reply(uint64_t unique, int error, const void *body, size_t size)
+{
+	char out[sizeof(struct fuse_out_header) + 4096];
+	struct fuse_out_header *hdr = (struct fuse_out_header *)out;
+
+	hdr->len = (uint32_t)(sizeof(*hdr) + size);
+	hdr->error = error;
+	hdr->unique = unique;
+	if (size)
+		memcpy(out + sizeof(*hdr), body, size);
+	if (write(tw_fuse_fd, out, hdr->len) < 0 && errno != ENOENT)
+		_exit(4);
+}
+
+#endif
