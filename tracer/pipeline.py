@@ -34,7 +34,10 @@ from .abi import (
     MAP_PRIVATE,
     MAP_TYPE,
     MREMAP_FIXED,
+    PAGE_SIZE,
     PROT_GROWSDOWN,
+    PROT_READ,
+    PROT_WRITE,
 )
 from .actions.outcomes import (
     AUDIT,
@@ -440,6 +443,33 @@ class Judge:
                 return ((args[0], args[0] + page_up(args[1])),)
         return None
 
+    def settles_at_entry(self, call: MemCall) -> bool:
+        """Whether `call`, judged with nothing to report, may be taken as
+        done at its entry (CallReply.settled): an munmap, or an mprotect to
+        read/write/none, of a page-aligned range the model holds whole and
+        private. Such a call fails only where the model cannot see it
+        (mseal, a security module): the model then thinks the range
+        writable or unmapped when it is not, and a later call there finds
+        write history or unknown history, never less than the truth."""
+        syscall, args = call.syscall, call.args
+        if syscall == "mprotect":
+            if args[2] & ~(PROT_READ | PROT_WRITE):
+                return False
+        elif syscall != "munmap":
+            return False
+        start, length = args[0], args[1]
+        if start & (PAGE_SIZE - 1) or not length:
+            return False
+        process = self.model.process(call.pid)
+        if process is None:
+            return False
+        end, at = start + page_up(length), start
+        for region in process.space.overlapping(start, end):
+            if region.shared or region.start != at:
+                return False
+            at = region.end
+        return at == end
+
     def rejudge(self, entry: InFlight | None, call: MemCall, peek: Peek | None) -> InFlight:
         """Judge a call again at its exit, with what the kernel really did
         (`call` carries it, e.g. the object an mmap mapped); what its entry
@@ -723,6 +753,9 @@ class Judge:
 RETRY_LIMIT = 200
 
 
+_SETTLED = CallReply(settled=True)
+
+
 class PtraceSink(TraceSink):
     """Adapts the Judge to the ptrace source: decisions become replies."""
 
@@ -738,6 +771,8 @@ class PtraceSink(TraceSink):
 
     def _reply(self, entry: InFlight) -> CallReply:
         plan = entry.plan
+        if plan is None and self.judge.settles_at_entry(entry.call):
+            return _SETTLED
         if plan is None or plan.proof is Proof.NONE:
             return ALLOW_WITH_RESULT
         if plan.proof is Proof.RESULT and self.judge.refused_again(entry):

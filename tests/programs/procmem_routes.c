@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <time.h>
 
 TW_DEFINE_PATCH_TARGET;
 
@@ -212,11 +213,12 @@ static int route_secret_path(void)
 
 static char flip_path[64];
 static char harmless[64];
-static volatile int flipping = 1;
+static volatile int flipping = 1, flipper_runs;
 
 static void *flipper(void *arg)
 {
 	(void)arg;
+	flipper_runs = 1;
 	while (flipping) {
 		strcpy(flip_path, harmless);
 		strcpy(flip_path, "/proc/self/mem");
@@ -231,9 +233,18 @@ static int is_procfs(int fd)
 	return fstatfs(fd, &fs) == 0 && fs.f_type == PROC_MAGIC;
 }
 
+static int deadline_passed(const struct timespec *until)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > until->tv_sec || (now.tv_sec == until->tv_sec && now.tv_nsec >= until->tv_nsec);
+}
+
 static int route_rewritten_path(void)
 {
 	int tmp, i, fd = -1, err = 0;
+	struct timespec until;
 	pthread_t t;
 
 	strcpy(harmless, "/tmp/tw-harmless-XXXXXX");
@@ -243,7 +254,13 @@ static int route_rewritten_path(void)
 	close(tmp);
 	strcpy(flip_path, harmless);
 	pthread_create(&t, NULL, flipper, NULL);
-	for (i = 0; i < 3000; i++) {
+	while (!flipper_runs)
+		sched_yield();
+	/* 3000 tries, and at least 1 s of them: on a busy machine the flipper
+	 * may get no CPU during the first ones. */
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += 1;
+	for (i = 0; i < 3000 || !deadline_passed(&until); i++) {
 		fd = open(flip_path, O_RDWR | O_CLOEXEC);
 		if (fd >= 0 && is_procfs(fd))
 			break;

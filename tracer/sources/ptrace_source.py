@@ -92,11 +92,16 @@ class CallReply:
 
     `deny_errno` skips the call and makes it return -errno; `kill` kills the
     whole process before the call runs; `want_exit` asks for the exit stop
-    (needed to learn the result)."""
+    (needed to learn the result). `settled`: judged with nothing to report,
+    and the sink's model takes the call as done if it is told it succeeded
+    (a failure would leave the model more permissive than the kernel, never
+    less): when no other task shares the address space, the source returns
+    it at once as succeeded and skips the exit stop."""
 
     want_exit: bool = True
     deny_errno: int | None = None
     kill: bool = False
+    settled: bool = False
 
 
 ALLOW_WITH_RESULT = CallReply()
@@ -947,7 +952,9 @@ class PtraceSource:
             if len(call.args) == _IPC_SHMAT_ARGC:
                 task.attaches = _segment_attaches(task.tid, call.args[0], call.object_size)
         footprint: Footprint = None
-        if serialised:
+        # A task alone in its address space has nothing in flight to wait for.
+        alone = serialised and self._alone(task)
+        if serialised and not alone:
             footprint = self.sink.footprint(call)
             if self._must_wait(task, footprint):
                 # A call in flight may change what this one is judged on.
@@ -958,6 +965,13 @@ class PtraceSource:
         reply, entry = self.sink.on_call(call, peek)
         if reply.kill:
             self._kill_process(task)
+            return
+        if reply.settled and alone:
+            # Nothing else can run in this address space before its exit (and no
+            # call of it waits): returned now, one stop instead of two.
+            task.pending = task.entry = None
+            self.sink.on_event(MemReturn(call, 0, entry))
+            self._resume(task)
             return
         task.entry = entry
         if reply.deny_errno is not None:
@@ -970,6 +984,12 @@ class PtraceSource:
                 and self._hold_siblings(task, whole_vm=True)):
             return  # the mapping is made once every task that could use it has stopped
         self._resume(task)
+
+    def _alone(self, task: _Task) -> bool:
+        """Whether task is the only task of its address space the tracer
+        knows (a task it creates is reported before it returns from clone)."""
+        vm = task.vm
+        return not any(other.vm == vm and other is not task for other in self.tasks.values())
 
     def kept_from_children(self, tid: int) -> None:
         """Some range of tid's address space may be kept out of forked
