@@ -78,7 +78,6 @@ from .judging import Decider, evolve
 from .policy.model import Policy
 from .replay import Replays, Transition
 from .shadow import Change, ShadowModel, page_up
-from .sources.fast_faults import FastFaults
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
     ALLOW_WITH_RESULT,
@@ -90,8 +89,10 @@ from .sources.ptrace_source import (
 from .subject import call_subject, closure_subject, exec_subject, trampfd_subject
 
 if TYPE_CHECKING:
-    # Only `monitor` needs it: `run` starts without the eBPF source's import.
+    # Only `monitor` needs the eBPF source, only `run --closures` loads the
+    # fast path (cli.py): `run` starts without either's imports.
     from .sources.ebpf_source import EbpfSource
+    from .sources.fast_faults import FastFaults
 
 Peek = Callable[[int, int], bytes]
 _NOTHING = Evidence()

@@ -31,7 +31,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import abi
 from ..elf import ExecStackCache
@@ -52,8 +52,11 @@ from ..events import (
     WritableObjects,
 )
 from . import fuse_abort, procfs, receive_steps
-from .fast_faults import FastFaults
 from .seccomp_filter import TrapRule
+
+if TYPE_CHECKING:
+    # Only `run --closures` loads it (cli.py): its build tools stay unimported.
+    from .fast_faults import FastFaults
 
 _WALL = 0x40000000
 _GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
