@@ -502,7 +502,7 @@ class Judge:
         first = event.first
         if self._replays.replay(event.key, self.model.processes.get(first.call.pid), event.ts):
             return
-        call = replace(first.call, ts=event.ts)
+        call = first.call._replace(ts=event.ts)
         ret = MemReturn(call, first.result)
         process = self.model.processes.get(call.pid)
         args = call.args

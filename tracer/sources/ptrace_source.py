@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
-import dataclasses
 import errno
 import functools
 import os
@@ -1124,7 +1123,7 @@ class PtraceSource:
             return None
         visible = next((m.dev for m in procfs.read_maps(task.tid) if m.start <= start < m.end), actual.dev)
         self._report_fresh(task.tid, call.pid, ((actual, visible, _map_files(task.tid, start, end)),))
-        return _replace(call, fd_object=actual)
+        return call._replace(fd_object=actual)
 
     def _shares_descriptors(self, task: _Task) -> bool:
         """Whether another traced task (a thread, a CLONE_FILES child) uses
@@ -1168,7 +1167,7 @@ class PtraceSource:
         flags = (abi.MAP_SHARED if shared else abi.MAP_PRIVATE) | (abi.MAP_ANONYMOUS if anonymous else 0)
         fd = 0xFFFFFFFF if anonymous else call.args[4]
         offset = call.args[5] if not anonymous else 0
-        return _replace(call, args=(start, length, prot, flags, fd, offset), fd_object=obj)
+        return call._replace(args=(start, length, prot, flags, fd, offset), fd_object=obj)
 
     def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> bool:
         """Undo a mapping the kernel made before the thread runs again: unmap
@@ -1283,7 +1282,7 @@ class PtraceSource:
         children differently: not judged."""
         if child in self.tasks or not _same_pid_namespace(task.tid):
             return call
-        call = _replace(call, target=child)
+        call = call._replace(target=child)
         reply, task.entry = self.sink.on_result(call, self._peek_for(task.tid), task.entry)
         if not (reply.kill or reply.deny_errno is not None):
             return call
@@ -1378,7 +1377,7 @@ class PtraceSource:
                 recv.waitall = receive_steps.read_waitall(ctl, call.arch, args[1])
         if name == "socketcall":
             ctl.rewrite_arguments(args, abi.SYSCALLS_I386[call.syscall])
-            call = task.pending = _replace(call, args=args)
+            call = task.pending = call._replace(args=args)
         if not recv.flags & _MSG_DONTWAIT:
             register = _ARG_REGISTERS[call.arch][flag_arg]
             ctl.set_registers({register: recv.flags | _MSG_DONTWAIT})
@@ -1624,7 +1623,7 @@ class PtraceSource:
                 view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
             if view is None:
                 continue
-            judged = _replace(call, fd_object=view, path=view.path, target=_mem_target(view))
+            judged = call._replace(fd_object=view, path=view.path, target=_mem_target(view))
             reply, entry = self.sink.on_call(judged, peek)
             if reply.kill or reply.deny_errno is not None:
                 if ctl is None:
@@ -1906,22 +1905,22 @@ def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | No
             # Unreadable (memfd_secret, unmapped): nothing asked as far as
             # the entry can tell; length 0 has the exit stop judge the
             # mapping the kernel made (_old_mmap_as_mapped).
-            return _replace(call, args=(0, 0, 0, abi.MAP_PRIVATE | abi.MAP_ANONYMOUS, 0xFFFFFFFF, 0))
-        return _replace(call, args=_OLD_MMAP.unpack(block))
+            return call._replace(args=(0, 0, 0, abi.MAP_PRIVATE | abi.MAP_ANONYMOUS, 0xFFFFFFFF, 0))
+        return call._replace(args=_OLD_MMAP.unpack(block))
     if call.syscall == "ipc":
         sub = call.args[0] & 0xFFFF
         if sub == abi.IPC_SHMAT:
             # shmat(shmid, shmaddr, shmflg) with the result stored at *third.
             args = (call.args[1], call.args[4], call.args[2], call.args[3])
-            return _replace(call, syscall="shmat", args=args)
+            return call._replace(syscall="shmat", args=args)
         if sub == abi.IPC_SHMDT:
-            return _replace(call, syscall="shmdt", args=(call.args[4],))
+            return call._replace(syscall="shmdt", args=(call.args[4],))
         return None
     if call.syscall == "socketcall":
         receive = {abi.SYS_RECVMSG: "recvmsg", abi.SYS_RECVMMSG: "recvmmsg"}.get(call.args[0])
-        return _replace(call, syscall=receive) if receive else None
+        return call._replace(syscall=receive) if receive else None
     if call.syscall == "recvmmsg_time64":
-        return _replace(call, syscall="recvmmsg")
+        return call._replace(syscall="recvmmsg")
     return call
 
 
@@ -1964,7 +1963,7 @@ def _foreign_write_target(call: MemCall) -> MemCall | None:
     request = call.args[0] & 0xFFFFFFFF
     if request not in (abi.PTRACE_POKETEXT, abi.PTRACE_POKEDATA, abi.PTRACE_ATTACH, abi.PTRACE_SEIZE):
         return None
-    return _replace(call, target=call.args[1] & 0xFFFFFFFF)
+    return call._replace(target=call.args[1] & 0xFFFFFFFF)
 
 
 def _may_write(call: MemCall) -> bool:
@@ -2112,17 +2111,6 @@ def _segment_attaches(tid: int, shmid: int, size: int | None) -> frozenset[tuple
                      and (length is None or m.end - m.start == length))
 
 
-# MemCall's fields in order: _replace builds the copy through __init__ without
-# dataclasses.replace's per-call walk of fields() (a third of its cost, paid
-# at every judged open).
-_MEMCALL_FIELDS = tuple(field.name for field in dataclasses.fields(MemCall))
-
-
-def _replace(call: MemCall, **changes) -> MemCall:
-    """A copy of `call` with `changes` (dataclasses.replace, faster)."""
-    return MemCall(*[changes[name] if name in changes else getattr(call, name) for name in _MEMCALL_FIELDS])
-
-
 def _image_devices(devices: frozenset[int]) -> dict[int, list[str]]:
     """The devices among `devices` with loop devices under them, each with
     the loop devices' backing files (block devices only: major 0 is none)."""
@@ -2141,12 +2129,12 @@ def _with_fd_object(call: MemCall) -> MemCall:
     if flags & abi.MAP_ANONYMOUS or fd < 0 or fd >= (1 << 31):
         return call
     obj = procfs.fd_object(call.tid, fd)
-    return _replace(call, fd_object=obj) if obj else call
+    return call._replace(fd_object=obj) if obj else call
 
 
 def _with_segment_size(call: MemCall) -> MemCall:
     size = procfs.shm_segment_size(call.args[0])
-    return _replace(call, object_size=size) if size else call
+    return call._replace(object_size=size) if size else call
 
 
 # Programs exec'd again and again (a shell loop) are read once: keyed by
