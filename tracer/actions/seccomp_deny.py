@@ -18,7 +18,7 @@ ptrace enforcer says it as the kernel kill rules' enforcer says its gaps.
 from __future__ import annotations
 
 import errno as errnos
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..categories import Category
 from ..events import ProcessInfo
@@ -92,7 +92,7 @@ def clone3_decision(policy: Policy, untraced: bool = False) -> Decision | None:
     process, None when it depends on who calls (then every clone3 stops)."""
     facts = _CLONE3_UNTRACED_FACTS if untraced else _CLONE3_FACTS
     for rule in policy.rules:
-        general = replace(rule.match, **dict.fromkeys(_PROCESS_KEYS))
+        general = rule.match._replace(**dict.fromkeys(_PROCESS_KEYS))
         if not matches(general, facts):
             continue
         if any(getattr(rule.match, key) is not None for key in _PROCESS_KEYS):
