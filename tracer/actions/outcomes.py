@@ -22,8 +22,7 @@ import errno
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..events import BLOCKED_PSEUDO_SYSCALL
 from ..judgement import UNENFORCED, Judgement, Outcome
@@ -46,8 +45,7 @@ class Proof(enum.Enum):
     KERNEL_KILL = "kernel-kill"   # the kernel side may kill at entry: its kill record arrives
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     """What an enforcer does with one judgement. `outcome`/`reason` are the
     outcome when there is nothing to prove, or when the proof never comes
     (KERNEL_KILL); `errno` is what a refused call must return."""
@@ -58,8 +56,7 @@ class Plan:
     errno: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     """What was seen after a decision: the call's return value, the kernel's
     kill record (its rule), the process's wait status, or that the thread
     (`gone`) or the whole trace (`ended`) finished without the rest."""

@@ -30,7 +30,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from .. import abi
 from ..elf import ExecStackCache
@@ -88,8 +88,7 @@ _I386_CLONE_FLAGS = {120: lambda regs: regs.rbx & 0xFFFFFFFF, 190: lambda regs: 
 Footprint = tuple[tuple[int, int], ...] | None
 
 
-@dataclass(frozen=True)
-class CallReply:
+class CallReply(NamedTuple):
     """How to resume a thread stopped at a memory syscall's entry.
 
     `deny_errno` skips the call and makes it return -errno; `kill` kills the
@@ -132,8 +131,7 @@ class TraceSink(Protocol):
         new program never runs an instruction)."""
 
 
-@dataclass(frozen=True)
-class RawCall:
+class RawCall(NamedTuple):
     """Any trapped syscall at entry, as a syscall handler (an emulator) sees it."""
 
     pid: int
