@@ -795,10 +795,11 @@ def trace_attached(judge: Judge, pid: int,
 
 def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None],
                   handler: SyscallHandler | None = None, clone3_exit_only: bool = False,
-                  fast: FastFaults | None = None) -> int | None:
+                  fast: FastFaults | None = None, started_ns: int | None = None) -> int | None:
     """Run argv under the ptrace source; return its wait status
     (`clone3_exit_only`: stopped clone3 calls are judged only when their exit
-    finds an untraced child; `fast`: the fast path of the handler's faults).
+    finds an untraced child; `fast`: the fast path of the handler's faults;
+    `started_ns`: when the run started, as PtraceSource.spawn takes it).
 
     The tree is started with PTRACE_O_EXITKILL: its seccomp filter makes every
     memory syscall fail with ENOSYS once no tracer is attached, so a program
@@ -822,7 +823,7 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
     previous = signal.signal(signal.SIGTERM, on_terminate)
     try:
-        source.spawn(argv, prepare_child)
+        source.spawn(argv, prepare_child, started_ns)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
         status = source.run()
     finally:

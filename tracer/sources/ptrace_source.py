@@ -598,14 +598,16 @@ class PtraceSource:
 
     # --- starting ---------------------------------------------------------------
 
-    def spawn(self, argv: list[str], prepare_child: Callable[[], None]) -> int:
+    def spawn(self, argv: list[str], prepare_child: Callable[[], None], started_ns: int | None = None) -> int:
         """Start argv with `prepare_child` run in the child before exec (it
         installs the seccomp filter); return the child's pid, already seized.
+        `started_ns` is when the run started (a CLOCK_REALTIME reading taken
+        after the tracer's last file write before the program; default: now).
 
         Raises CommandError (exit 127/126) when argv cannot be executed.
         """
         path = resolve_command(argv[0])
-        self.started_ns = run_start_ns()
+        self.started_ns = run_start_ns(started_ns)
         self._start_devices = procfs.mount_devices(os.getpid())
         self._image_devices = _image_devices(self._start_devices)
         child = os.fork()
@@ -2067,14 +2069,17 @@ def _exe_object(tid: int) -> FdObject | None:
 _CLOCK_REALTIME_COARSE = 5  # Linux's clock id; the time module does not name it
 
 
-def run_start_ns() -> int:
+def run_start_ns(now: int | None = None) -> int:
     """The wall-clock time (ns) from which an inode change time means
-    "changed during this run". The kernel stamps inodes from its coarse clock
-    (up to a tick behind) or, with multigrain stamps, finer: wait (at most
-    one tick) until the coarse clock reaches the real time read now, so every
-    change made before is stamped earlier and every change made after is
-    stamped at or after it."""
-    now = time.clock_gettime_ns(time.CLOCK_REALTIME)
+    "changed during this run": `now`, a CLOCK_REALTIME reading taken when the
+    run started, default the real time read now. The kernel stamps inodes
+    from its coarse clock (up to a tick behind) or, with multigrain stamps,
+    finer: wait (at most one tick) until the coarse clock reaches `now`, so
+    every change made before is stamped earlier and every change made after
+    is stamped at or after it (a reading taken earlier in the start-up has
+    usually been reached already: no wait)."""
+    if now is None:
+        now = time.clock_gettime_ns(time.CLOCK_REALTIME)
     while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) < now:
         time.sleep(0.0005)
     return now
