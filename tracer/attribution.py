@@ -13,8 +13,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from tracer.abi import PF_X, Prot
 from tracer.elf import ElfCache, ElfError, ElfLayout, map_to_vaddr, read_at_vaddr, symbolize
@@ -49,8 +48,7 @@ class RegionLike(Protocol):
     def path(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """Who made a call. `object` is the mapped file's path as the maps show
     it, '[anon]' for anonymous memory or the kernel's name ('[stack]',
     '[vdso]'); None when `addr` is in no executable mapping. `offset` is from
