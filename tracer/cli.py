@@ -296,6 +296,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             # wait (a tick or so) with the rest of the start-up (the pipeline's
             # import is most of it), which writes no file.
             started_ns = time.clock_gettime_ns(time.CLOCK_REALTIME)
+            from .collector import freeze_alive
             from .pipeline import trace_command
 
             judge = _ptrace_judge(policy, mode, outputs, all_calls)
@@ -324,6 +325,7 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             # The program may write trampwatch's caches as the user may: what it changed goes.
             caches = Snapshot()
+            freeze_alive()
             try:
                 status = trace_command(judge, list(command), prepare, handler, seccomp.clone3_exit_only,
                                        fast, started_ns)
