@@ -9,10 +9,11 @@ MapEntry per line: 10,000 for a busy JIT); and the class itself costs
 several times as much to create, which every run paid at import (18
 dataclasses here were a tenth of `run -- true`). A copy with changes is
 `_replace`. Nothing compares a record with another type's (a tuple equals
-any tuple of equal items), iterates one or takes its len.
+any tuple of equal items), iterates one or takes its len. Annotations are
+evaluated, not postponed (no `from __future__ import annotations`): a named
+tuple compiles each string annotation into a ForwardRef, which doubled the
+cost of creating these classes.
 """
-
-from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -114,6 +115,18 @@ class MemCall(NamedTuple):
     repeat_key: int | None = None
     unseen: tuple[MapEntry, ...] | None = None
     personality: int | None = None
+
+
+class KernelKill(NamedTuple):
+    """The kernel side sent SIGKILL at the entry of a call (the MemReturn
+    that carries this record) because kill rule `rule` matched: the call
+    ran (or stopped early on the fatal signal) and the process died on its
+    way back to user mode, before its next instruction."""
+
+    ts: float
+    pid: int
+    tid: int
+    rule: str
 
 
 class MemReturn(NamedTuple):
@@ -259,18 +272,6 @@ class ForeignWrite(NamedTuple):
     target_pid: int
     how: str
     addr: int | None = None
-
-
-class KernelKill(NamedTuple):
-    """The kernel side sent SIGKILL at the entry of a call (the MemReturn
-    that carries this record) because kill rule `rule` matched: the call
-    ran (or stopped early on the fatal signal) and the process died on its
-    way back to user mode, before its next instruction."""
-
-    ts: float
-    pid: int
-    tid: int
-    rule: str
 
 
 class TrampfdEvent(NamedTuple):

@@ -5,10 +5,9 @@ judging in engine.py.
 Named tuples, not frozen dataclasses: every run loads a policy, and six
 dataclasses cost a few ms of its start-up to create (a named tuple a tenth
 of that); a judged call's Facts and Decision are cheaper to make too. A
-copy with changes is `_replace`.
+copy with changes is `_replace`. Annotations are evaluated, not postponed:
+a named tuple compiles each string annotation into a ForwardRef.
 """
-
-from __future__ import annotations
 
 import enum
 import re
