@@ -50,11 +50,13 @@ from ..events import (
     Unresolved,
     WritableObjects,
 )
-from . import fuse_abort, procfs, receive_steps
+from . import fuse_abort, procfs
 from .seccomp_filter import TrapRule
 
 if TYPE_CHECKING:
-    # Only `run --closures` loads it (cli.py): its build tools stay unimported.
+    # Only `run --closures` loads the fast path (cli.py), and only a receive
+    # run in steps needs receive_steps (imported there): a run starts without.
+    from . import receive_steps
     from .fast_faults import FastFaults
 
 _WALL = 0x40000000
@@ -1347,6 +1349,8 @@ class PtraceSource:
         unreadable block fails with EFAULT). Returns True when the thread
         waits for the hold; False when it runs as it is (no sibling, or
         MSG_WAITALL: a step would return short)."""
+        from . import receive_steps
+
         recv = task.recv
         if recv is not None and task.recv_wait:
             # A signal handler's receive while this thread's receive waits
@@ -1392,6 +1396,8 @@ class PtraceSource:
         descriptor installed, SO_RCVTIMEO and signals act as on the receive),
         then runs the next step (judged anew). Otherwise the receive ends: the
         program's registers are given back, with its result."""
+        from . import receive_steps
+
         recv = task.recv
         regs = _getregs(task.tid)
         result = _signed(regs.rax, call.arch)
@@ -1446,6 +1452,8 @@ class PtraceSource:
 
     def _receive_end(self, task: _Task, regs, result: int) -> None:
         """End a held receive: the program's registers back, `result` in rax."""
+        from . import receive_steps
+
         recv, task.recv = task.recv, None
         if recv.waitall is not None and recv.waitall.edited:
             receive_steps.waitall_restore(Control(self, task.tid, recv.waitall.arch, regs), recv.waitall)
@@ -1464,6 +1472,8 @@ class PtraceSource:
         -ERESTARTSYS, EINTR or restarted as the kernel decides; SO_RCVTIMEO
         ran out: EAGAIN; the socket's error), or with the messages a
         recvmmsg already got."""
+        from . import receive_steps
+
         recv = task.recv
         if recv is None:
             task.recv_wait = False
@@ -1990,6 +2000,8 @@ def _is_the_wait(recv: receive_steps.Receive | None, raw: bytes) -> bool:
     """Whether a syscall entry is the wait a receive makes between steps
     (recvfrom MSG_PEEK at the receive's own instruction), not a call of a
     signal handler that ran first (judged as usual)."""
+    from . import receive_steps
+
     fields = _ENTRY.unpack_from(raw)
     arch = abi.ARCH_NAMES.get(fields[1])
     return (recv is not None and arch is not None and fields[4] == receive_steps.NR_RECVFROM[arch]
