@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     import capstone
 
 # Basenames of the C library (glibc, musl) and of glibc's dynamic loader.
-_LIBC = re.compile(r"libc\.so(\.\d+)?|libc-[\d.]+\.so|libc\.musl-.*|ld-musl-.*")
-_LOADER = re.compile(r"ld-linux.*\.so.*|ld-[\d.]+\.so|ld\.so(\.\d+)?")
+# Patterns, compiled (and cached by re) at the first attribution: a run that
+# reports nothing never needs them.
+_LIBC = r"libc\.so(\.\d+)?|libc-[\d.]+\.so|libc\.musl-.*|ld-musl-.*"
+_LOADER = r"ld-linux.*\.so.*|ld-[\d.]+\.so|ld\.so(\.\d+)?"
 _DELETED = " (deleted)"
 # Lengths of `call rel32` first, then the `call r/m` (ff /2) forms: register,
 # memory with SIB/displacement, REX- or segment-prefixed.
@@ -81,12 +83,12 @@ def _basename(path: str) -> str:
 
 def is_libc(path: str) -> bool:
     """True when `path` names a C library (glibc's libc.so.6, libc-2.x.so, musl)."""
-    return _LIBC.fullmatch(_basename(path.removesuffix(_DELETED))) is not None
+    return re.fullmatch(_LIBC, _basename(path.removesuffix(_DELETED))) is not None
 
 
 def is_loader(path: str) -> bool:
     """True when `path` names glibc's dynamic loader (ld-linux-x86-64.so.2, ...)."""
-    return _LOADER.fullmatch(_basename(path.removesuffix(_DELETED))) is not None
+    return re.fullmatch(_LOADER, _basename(path.removesuffix(_DELETED))) is not None
 
 
 def _is_file(path: str) -> bool:
