@@ -24,7 +24,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .abi import (
@@ -74,7 +74,7 @@ from .events import (
     WritableObjects,
 )
 from .judgement import Judgement, Outcome
-from .judging import Decider, evolve
+from .judging import Decider
 from .policy.model import Policy
 from .replay import Replays, Transition
 from .shadow import Change, ShadowModel, page_up
@@ -541,7 +541,7 @@ class Judge:
             stats.calls += count
             stats.calls_by_syscall[transition.syscall] += count
             if transition.judgement is not None:
-                self.emitter.emit(evolve(transition.judgement, ts=ts, count=count))
+                self.emitter.emit(transition.judgement._replace(ts=ts, count=count))
 
     def _seen_before(self, call: MemCall) -> None:
         """The MODEL stage's part of a call delivered whole: what its source
@@ -574,7 +574,7 @@ class Judge:
         subject = call_subject(call.pid, call.syscall, change, self._info(call.pid))
         judgement = self.decider.call(call, subject, categories, None)
         if judgement is not None:
-            judgement = evolve(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
+            judgement = judgement._replace(ts=event.ts, tid=event.tid, result=0, count=event.count)
             # Every one succeeded and none was killed (a kill is never counted).
             self.settler.settle(judgement, self.settler.plan(judgement), Evidence(result=0))
 
@@ -605,7 +605,7 @@ class Judge:
             return False
         why = (f"the same call was refused {RETRY_LIMIT} times: the program retries it in a loop and would "
                "never finish, so it was stopped")
-        entry.judgement = replace(judgement, detail=(*judgement.detail, ("why", why)))
+        entry.judgement = judgement._replace(detail=(*judgement.detail, ("why", why)))
         entry.plan = Plan(Proof.DEATH, Outcome.KILLED, why)
         return True
 

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..events import BLOCKED_PSEUDO_SYSCALL
 from ..judgement import UNENFORCED, Judgement, Outcome
-from ..judging import evolve
 from ..policy.model import Action, Decision
 from ..sources.ptrace_source import ALLOW_WITH_RESULT, CallReply
 from ..subject import EXEC_PSEUDO_SYSCALL
@@ -265,14 +264,14 @@ class Settler:
         else:
             settled = settle(plan, judgement, seen)
             if settled is None:
-                held = evolve(judgement, **learnt) if learnt else judgement
+                held = judgement._replace(**learnt) if learnt else judgement
                 self._awaiting.setdefault(judgement.pid, []).append((held, plan))
                 return None
             outcome, reason = settled
         changes: dict[str, object] = learnt
         if outcome is not judgement.outcome or reason is not None:
             changes = {**learnt, "outcome": outcome, "reason": reason}
-        emitted = evolve(judgement, **changes) if changes else judgement
+        emitted = judgement._replace(**changes) if changes else judgement
         self.emit(emitted)
         return emitted
 
