@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import weakref
-from dataclasses import replace
 
 import pytest
 
@@ -361,7 +360,7 @@ def test_the_settler_holds_a_kill_until_the_process_is_seen_to_die():
 def evolve_action(judgement: Judgement, action: str) -> Judgement:
     """The same judgement as if the policy had decided `action`."""
     decision = judgement.decision
-    return replace(judgement, decision=replace(decision, action=type(decision.action)(action)))
+    return judgement._replace(decision=decision._replace(action=type(decision.action)(action)))
 
 
 def test_emulator_events_are_judged_with_what_the_emulator_did():

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import subprocess
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 from test_ebpf_source import KeptJudgements, load_source
@@ -65,7 +64,7 @@ def _judge(batches: list[list[Event]], pid: int) -> tuple[Judge, KeptJudgements,
 def _whole(event: Event) -> Event:
     """The whole call a CallAgain stands for (every other event as it is)."""
     if isinstance(event, CallAgain):
-        return MemReturn(replace(event.first.call, ts=event.ts), event.first.result)
+        return MemReturn(event.first.call._replace(ts=event.ts), event.first.result)
     return event
 
 

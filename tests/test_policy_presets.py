@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,7 +41,7 @@ def facts(*categories: Category, **changes: object) -> Facts:
         gained=RWX,
         new_mapping=True,
     )
-    return replace(base, **changes)
+    return base._replace(**changes)
 
 
 def verdict(preset: str, event: Facts) -> tuple[Action, str | None, int | None]:
@@ -412,7 +411,7 @@ def test_strict_refuses_what_it_cannot_see_with_each_routes_errno(syscall: str, 
 def test_default_logs_opaque_but_lets_clone3_go() -> None:
     opaque = facts(Category.OPAQUE, syscall="io_uring_setup", prot=NONE, gained=NONE)
     assert verdict("default", opaque) == (Action.LOG, "log-wx", None)
-    assert verdict("default", replace(opaque, syscall="clone3")) == (Action.ALLOW, "allow-clone3", None)
+    assert verdict("default", opaque._replace(syscall="clone3")) == (Action.ALLOW, "allow-clone3", None)
 
 
 @pytest.mark.parametrize(
@@ -428,7 +427,7 @@ def test_strict_kills_what_is_found_at_exec(category: Category) -> None:
 def test_strict_kills_an_executable_brk_but_denies_an_executable_heap_mprotect() -> None:
     heap = facts(Category.EXECHEAP, syscall="brk", backing_kind="heap")
     assert verdict("strict", heap) == (Action.KILL, "kill-execheap-brk", None)
-    protect = replace(heap, syscall="mprotect", new_mapping=False)
+    protect = heap._replace(syscall="mprotect", new_mapping=False)
     assert verdict("strict", protect) == (Action.DENY, "deny-wx", errno.EACCES)
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from tracer.abi import PF_X, Prot
 from tracer.elf import ElfCache, ElfError, ElfLayout, map_to_vaddr, read_at_vaddr, symbolize
@@ -23,8 +22,10 @@ if TYPE_CHECKING:
     import capstone
 
 # Basenames of the C library (glibc, musl) and of glibc's dynamic loader.
-_LIBC = re.compile(r"libc\.so(\.\d+)?|libc-[\d.]+\.so|libc\.musl-.*|ld-musl-.*")
-_LOADER = re.compile(r"ld-linux.*\.so.*|ld-[\d.]+\.so|ld\.so(\.\d+)?")
+# Patterns, compiled (and cached by re) at the first attribution: a run that
+# reports nothing never needs them.
+_LIBC = r"libc\.so(\.\d+)?|libc-[\d.]+\.so|libc\.musl-.*|ld-musl-.*"
+_LOADER = r"ld-linux.*\.so.*|ld-[\d.]+\.so|ld\.so(\.\d+)?"
 _DELETED = " (deleted)"
 # Lengths of `call rel32` first, then the `call r/m` (ff /2) forms: register,
 # memory with SIB/displacement, REX- or segment-prefixed.
@@ -49,8 +50,7 @@ class RegionLike(Protocol):
     def path(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """Who made a call. `object` is the mapped file's path as the maps show
     it, '[anon]' for anonymous memory or the kernel's name ('[stack]',
     '[vdso]'); None when `addr` is in no executable mapping. `offset` is from
@@ -83,12 +83,12 @@ def _basename(path: str) -> str:
 
 def is_libc(path: str) -> bool:
     """True when `path` names a C library (glibc's libc.so.6, libc-2.x.so, musl)."""
-    return _LIBC.fullmatch(_basename(path.removesuffix(_DELETED))) is not None
+    return re.fullmatch(_LIBC, _basename(path.removesuffix(_DELETED))) is not None
 
 
 def is_loader(path: str) -> bool:
     """True when `path` names glibc's dynamic loader (ld-linux-x86-64.so.2, ...)."""
-    return _LOADER.fullmatch(_basename(path.removesuffix(_DELETED))) is not None
+    return re.fullmatch(_LOADER, _basename(path.removesuffix(_DELETED))) is not None
 
 
 def _is_file(path: str) -> bool:

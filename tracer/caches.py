@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -50,6 +48,10 @@ def library_dir(stack: ExitStack) -> Path:
     directory = closures_dir()
     if runs.alone(directory):
         return directory
+    # Here, not at the top: only `run --closures` asks, and a run starts faster without them.
+    import shutil
+    import tempfile
+
     private = Path(tempfile.mkdtemp(prefix="trampwatch-libraries-"))
     stack.callback(shutil.rmtree, private, ignore_errors=True)
     return private

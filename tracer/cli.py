@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -114,10 +115,14 @@ def _load_policy(name: str) -> Policy:
 def _judge(stack: ExitStack, policy_name: str, mode: str | None, output: str | None, json_path: str | None,
            summary: bool, all_calls: bool) -> Judge:
     """The policy, mode and outputs of a ptrace run, as one Judge."""
+    policy = _load_policy(policy_name)
+    return _ptrace_judge(policy, mode, _open_outputs(stack, output, json_path, summary), all_calls)
+
+
+def _ptrace_judge(policy: Policy, mode: str | None, outputs: list[Output], all_calls: bool) -> Judge:
+    """The Judge of a ptrace run with this policy, mode and outputs."""
     from .pipeline import Judge
 
-    policy = _load_policy(policy_name)
-    outputs = _open_outputs(stack, output, json_path, summary)
     return Judge(policy, mode or policy.mode or "audit", outputs, source="ptrace", report_all=all_calls)
 
 
@@ -263,42 +268,55 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
     trampwatch exits with COMMAND's status (128+N if a signal N killed it).
     """
     from .caches import Snapshot, library_dir
-    from .pipeline import trace_command
 
     try:
         with ExitStack() as stack:
             _register(stack)
-            judge = _judge(stack, policy_name, mode, output, json_path, summary, all_calls)
-            closures = closures or judge.policy.closures
+            policy = _load_policy(policy_name)
+            outputs = _open_outputs(stack, output, json_path, summary)
+            closures = closures or policy.closures
             if trace_trampolines and not (emulate_trampfd or closures):
                 raise click.UsageError("--trace-trampolines needs --emulate-trampfd or --closures")
-            judge.trace_trampolines = trace_trampolines
-            handlers: list = []
-            preload = None
+            if closures in ("trampfd", "auto") and trampfd_nr != 440:
+                raise click.UsageError("--closures=trampfd and auto use trampfd's number 440 "
+                                       "(the library is built for it): drop --trampfd-nr")
+            preload = fast = None
             # The cache when no other run is live on it, else a private directory.
             libraries = library_dir(stack) if closures else None
+            if closures in ("trampfd", "auto"):
+                from .closures.preload import preload_value
+
+                preload = preload_value(libraries)
+            # --trace-trampolines reports every invocation: all go through Python then.
+            if closures in ("emulate", "auto") and not trace_trampolines:
+                fast = _fast_faults(libraries)
+            # The run starts here, after the last file trampwatch writes before
+            # the program runs (the libraries above): the ptrace source waits for
+            # the kernel's inode clock to pass this moment, and so overlaps that
+            # wait (a tick or so) with the rest of the start-up (the pipeline's
+            # import is most of it), which writes no file.
+            started_ns = time.clock_gettime_ns(time.CLOCK_REALTIME)
+            from .collector import freeze_alive
+            from .pipeline import trace_command
+
+            judge = _ptrace_judge(policy, mode, outputs, all_calls)
+            judge.trace_trampolines = trace_trampolines
+            handlers: list = []
             if emulate_trampfd or closures in ("trampfd", "auto"):
                 from .actions.emulate import TrampfdEmulator
 
                 handlers.append(TrampfdEmulator(trampfd_nr, trace_trampolines))
             if closures in ("trampfd", "auto"):
                 from .actions.closures import ClosureAnnouncements
-                from .closures.preload import ANNOUNCE_NR, preload_value
+                from .closures.preload import ANNOUNCE_NR
 
-                if trampfd_nr != 440:
-                    raise click.UsageError("--closures=trampfd and auto use trampfd's number 440 "
-                                           "(the library is built for it): drop --trampfd-nr")
                 handlers.append(ClosureAnnouncements(ANNOUNCE_NR))
-                preload = preload_value(libraries)
-            emulator = fast = None
+            emulator = None
             if closures in ("emulate", "auto"):
                 from .actions.closures import ClosureEmulator
 
                 emulator = ClosureEmulator(trace_trampolines)
                 handlers.append(emulator)
-                # --trace-trampolines reports every invocation: all go through Python then.
-                if not trace_trampolines:
-                    fast = _fast_faults(libraries)
             handler = _one_handler(handlers)
             # Emulate mode grants W+X requests as W: the kernel must not refuse them first.
             seccomp = _seccomp_enforcement(judge, kernel_deny and emulator is None)
@@ -307,9 +325,10 @@ def run(policy_name: str, mode: str | None, json_path: str | None, output: str |
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
             # The program may write trampwatch's caches as the user may: what it changed goes.
             caches = Snapshot()
+            freeze_alive()
             try:
                 status = trace_command(judge, list(command), prepare, handler, seccomp.clone3_exit_only,
-                                       fast)
+                                       fast, started_ns)
             finally:
                 for sig, disposition in previous.items():
                     signal.signal(sig, disposition)

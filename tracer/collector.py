@@ -25,3 +25,14 @@ def cycle_collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def freeze_alive() -> None:
+    """Take everything alive now out of the cycle collector's reach for good
+    (gc.freeze, for a start-up's imports). A command's modules, classes and
+    constants are never garbage, yet every collection of the oldest
+    generation walks them all, and so does the interpreter's exit: the
+    collections it runs while tearing the modules down were a tenth of
+    `run -- true` (~9 ms). Call it once the start-up's work is done: what
+    is frozen is never collected, so cycles it holds then are kept until exit."""
+    gc.freeze()

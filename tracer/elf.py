@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache, cached_property
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, cast
 
 from tracer.abi import PF_W, PF_X
 from tracer.elf_fast import ELF_MAGIC, HEAD_SIZE, RegularElf, read_regular, undefined_names
@@ -77,8 +77,7 @@ class NotElfError(ElfError):
     """The file is readable but is not an ELF object (or not a regular file)."""
 
 
-@dataclass(frozen=True)
-class FileKey:
+class FileKey(NamedTuple):
     """The identity of a file's contents: where it lives and when it last changed."""
 
     dev: int
@@ -92,8 +91,7 @@ class FileKey:
         return cls(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     """One PT_LOAD program header. `flags` holds PF_R/PF_W/PF_X."""
 
     vaddr: int

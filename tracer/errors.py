@@ -4,7 +4,7 @@ the command line maps them to. Only cli.py turns these into messages and codes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 EXIT_OK = 0
 EXIT_VIOLATION = 1
@@ -19,8 +19,7 @@ class TrampwatchError(Exception):
     exit_code = EXIT_USAGE
 
 
-@dataclass(frozen=True)
-class PolicyIssue:
+class PolicyIssue(NamedTuple):
     """One problem found in a policy file, with its location."""
 
     path: str

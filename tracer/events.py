@@ -1,20 +1,26 @@
 """Frozen records of everything a source emits: raw facts, no judgement.
 
 Sources (ptrace, eBPF, procfs) produce these; the shadow model consumes them.
+
+The records are named tuples, not frozen dataclasses: a frozen dataclass
+costs three times as much to make (one object.__setattr__ per field), and
+a source makes a MemCall and a MemReturn at every stop (a maps read one
+MapEntry per line: 10,000 for a busy JIT); and the class itself costs
+several times as much to create, which every run paid at import (18
+dataclasses here were a tenth of `run -- true`). A copy with changes is
+`_replace`. Nothing compares a record with another type's (a tuple equals
+any tuple of equal items), iterates one or takes its len. Annotations are
+evaluated, not postponed (no `from __future__ import annotations`): a named
+tuple compiles each string annotation into a ForwardRef, which doubled the
+cost of creating these classes.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 
 class MapEntry(NamedTuple):
-    """One line of /proc/PID/maps, parsed, with nothing inferred.
-
-    A named tuple, not a frozen dataclass: a maps read makes one per line
-    (10,000 for a busy JIT), and a frozen dataclass costs three times as
-    much to make (one object.__setattr__ per field)."""
+    """One line of /proc/PID/maps, parsed, with nothing inferred."""
 
     start: int
     end: int
@@ -26,8 +32,7 @@ class MapEntry(NamedTuple):
     path: str
 
 
-@dataclass(frozen=True, slots=True)
-class FdObject:
+class FdObject(NamedTuple):
     """What a file descriptor referred to when a syscall used or returned it.
 
     `path` is the descriptor's link text, `dev`/`inode`/`mode`/`rdev` its
@@ -53,8 +58,7 @@ class FdObject:
     mem_file: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessInfo:
+class ProcessInfo(NamedTuple):
     """Who a process is, as policies match it."""
 
     exe: str
@@ -67,8 +71,7 @@ class ProcessInfo:
 UNKNOWN_PROCESS = ProcessInfo("", "", -1)
 
 
-@dataclass(frozen=True, slots=True)
-class MemCall:
+class MemCall(NamedTuple):
     """A memory syscall at entry, as the thread asked for it.
 
     `args` are the raw register values (i386 calls already widened), `ip`/`sp`
@@ -114,8 +117,19 @@ class MemCall:
     personality: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MemReturn:
+class KernelKill(NamedTuple):
+    """The kernel side sent SIGKILL at the entry of a call (the MemReturn
+    that carries this record) because kill rule `rule` matched: the call
+    ran (or stopped early on the fatal signal) and the process died on its
+    way back to user mode, before its next instruction."""
+
+    ts: float
+    pid: int
+    tid: int
+    rule: str
+
+
+class MemReturn(NamedTuple):
     """The same call at exit: `result` is the kernel's return value
     (a negative errno on failure).
 
@@ -139,8 +153,7 @@ class MemReturn:
         return -4096 < self.result < 0
 
 
-@dataclass(frozen=True, slots=True)
-class ExecEvent:
+class ExecEvent(NamedTuple):
     """A successful execve: the address space was replaced.
 
     `maps` is the new address space as /proc/PID/maps shows it right after the
@@ -159,8 +172,7 @@ class ExecEvent:
     exe_object: FdObject | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WritableObjects:
+class WritableObjects(NamedTuple):
     """Objects that count as written by the traced tree though no traced open
     gave them: descriptors a process was started with, and files whose inode
     the kernel changed after the run started (a core dump, an overlay's upper
@@ -171,8 +183,7 @@ class WritableObjects:
     objects: tuple[FdObject, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class CallStalled:
+class CallStalled(NamedTuple):
     """A memory call stayed in the kernel past the source's patience while
     other memory calls of its address space waited for it (it may itself wait
     for one of their threads: a FUSE or userfaultfd server in the same
@@ -190,8 +201,7 @@ class CallStalled:
     returned: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class AttachEvent:
+class AttachEvent(NamedTuple):
     """A running process was seized: its address space seeds the model.
 
     `personality` is the leader's persona and `personas` each other seized
@@ -203,12 +213,11 @@ class AttachEvent:
     process: ProcessInfo
     maps: tuple[MapEntry, ...]
     personality: int
-    threads: tuple[int, ...] = field(default_factory=tuple)
+    threads: tuple[int, ...] = ()
     personas: tuple[tuple[int, int], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ForkEvent:
+class ForkEvent(NamedTuple):
     """A new task: a thread (`thread`), a child sharing the address space
     until it execs (`shares_vm`, vfork and CLONE_VM), or a plain fork copy.
 
@@ -240,8 +249,7 @@ class ForkEvent:
     personality: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ExitEvent:
+class ExitEvent(NamedTuple):
     """A task is gone. `status` is the raw wait status of a process leader,
     None for a thread. `in_call` is what the sink made of the call the
     task died inside (it never returns from it), handed back by the source
@@ -254,8 +262,7 @@ class ExitEvent:
     in_call: object | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ForeignWrite:
+class ForeignWrite(NamedTuple):
     """A write into another (or the same) address space that bypasses page
     protections: an open of /proc/PID/mem for writing or a ptrace POKE."""
 
@@ -267,21 +274,7 @@ class ForeignWrite:
     addr: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class KernelKill:
-    """The kernel side sent SIGKILL at the entry of a call (the MemReturn
-    that carries this record) because kill rule `rule` matched: the call
-    ran (or stopped early on the fatal signal) and the process died on its
-    way back to user mode, before its next instruction."""
-
-    ts: float
-    pid: int
-    tid: int
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class TrampfdEvent:
+class TrampfdEvent(NamedTuple):
     """A trampoline created, mapped or invoked through (emulated) trampfd.
 
     `op` is 'create', 'map' or 'invoke'; `addr` the trampoline (or table)
@@ -299,8 +292,7 @@ class TrampfdEvent:
     caller: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ClosureEvent:
+class ClosureEvent(NamedTuple):
     """A closure served by `run --closures` (docs/closures.md).
 
     `op` is 'alloc' (trampfd mode: a closure given a trampoline), 'invoke'
@@ -324,8 +316,7 @@ class ClosureEvent:
     arch: str = "x86_64"
 
 
-@dataclass(frozen=True, slots=True)
-class CallsRepeated:
+class CallsRepeated(NamedTuple):
     """`count` more calls equal, for judging, to the MemCall of process
     `pid` with `repeat_key` `key` (same range, same protection asked, same
     mapping before, all successful) were counted by the source instead of
@@ -352,8 +343,7 @@ class CallAgain:
     key: int
 
 
-@dataclass(frozen=True, slots=True)
-class RecordsLost:
+class RecordsLost(NamedTuple):
     """The eBPF source dropped records it could not deliver: `count` since
     its previous report, `total` since it started, `by_reason` the totals
     per reason ('ringbuf': the buffer was full, 'pending': no per-thread
@@ -365,8 +355,7 @@ class RecordsLost:
     by_reason: tuple[tuple[str, int], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Unresolved:
+class Unresolved(NamedTuple):
     """Something a source saw but could not deliver whole: `what` names what
     and why (EXEC_UNRESOLVED), counted as dropped by the source's stage of
     the run."""

@@ -6,7 +6,7 @@ happen). Outputs render these; nothing changes them.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .attribution import Caller
 from .categories import Category
@@ -36,15 +36,16 @@ UNENFORCED = {
 }
 
 
-@dataclass(frozen=True)
-class Judgement:
+class Judgement(NamedTuple):
     """One W^X event with its categories, the policy's decision and the outcome
     (`reason` says why an outcome is not what the decision asked for);
     `detail` holds extra key/value pairs some events carry (a trampoline's
     target and the registers it set). `count` > 1 stands for that many equal
     calls a source counted instead of delivering one by one, or the judge
     replayed (tracer/replay.py) instead of reporting one by one (`ts` and
-    `tid` are the last one's)."""
+    `tid` are the last one's). A named tuple (a copy with changes is
+    `_replace`): a judged call makes one and evolves it twice, and the class
+    is created at every run's start."""
 
     ts: float
     source: str

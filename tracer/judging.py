@@ -135,9 +135,10 @@ class Decider:
         hint = _EXECSTACK_HINT if Category.EXECSTACK in categories and decision.action in _FORBIDDING else ()
         judgement = self.judgement(subject, categories, decision, event.ts, event.tid, EXEC_PSEUDO_SYSCALL,
                                    "", (), 0, Caller(0, event.process.exe, None, 0), hint)
-        return evolve(judgement, addr=region.start if region else 0,
-                      length=(region.end - region.start) if region else 0, prot=region.prot if region else 0,
-                      backing=region.backing if region else ANON_BACKING)
+        return judgement._replace(addr=region.start if region else 0,
+                                  length=(region.end - region.start) if region else 0,
+                                  prot=region.prot if region else 0,
+                                  backing=region.backing if region else ANON_BACKING)
 
     def judgement(self, subject: Subject, categories: tuple[Category, ...], decision: Decision, ts: float,
                   tid: int, syscall: str, arch: str, args: tuple[int, ...], result: int | None,
@@ -182,14 +183,6 @@ def closure_hint(caller_object: str | None, action: Action) -> str | None:
         return None
     return (f"{name} ({what}) wanted this memory for closures; `trampwatch run --closures` serves them "
             "without W+X memory (docs/closures.md)")
-
-
-def evolve(judgement: Judgement, **changes: object) -> Judgement:
-    """dataclasses.replace() without its per-call introspection of the
-    fields (a judged call is evolved twice: its result, then its outcome)."""
-    evolved = object.__new__(Judgement)
-    evolved.__dict__.update(judgement.__dict__, **changes)
-    return evolved
 
 
 def _call_detail(call: MemCall, change: Change) -> tuple[tuple[str, str], ...]:

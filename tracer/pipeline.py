@@ -24,7 +24,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .abi import (
@@ -77,11 +77,10 @@ from .events import (
     WritableObjects,
 )
 from .judgement import Judgement, Outcome
-from .judging import Decider, evolve
+from .judging import Decider
 from .policy.model import Policy
 from .replay import Replays, Transition
 from .shadow import Change, ShadowModel, page_up
-from .sources.fast_faults import FastFaults
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
     ALLOW_WITH_RESULT,
@@ -93,8 +92,10 @@ from .sources.ptrace_source import (
 from .subject import call_subject, closure_subject, exec_subject, trampfd_subject
 
 if TYPE_CHECKING:
-    # Only `monitor` needs it: `run` starts without the eBPF source's import.
+    # Only `monitor` needs the eBPF source, only `run --closures` loads the
+    # fast path (cli.py): `run` starts without either's imports.
     from .sources.ebpf_source import EbpfSource
+    from .sources.fast_faults import FastFaults
 
 Peek = Callable[[int, int], bytes]
 _NOTHING = Evidence()
@@ -531,7 +532,7 @@ class Judge:
         first = event.first
         if self._replays.replay(event.key, self.model.processes.get(first.call.pid), event.ts):
             return
-        call = replace(first.call, ts=event.ts)
+        call = first.call._replace(ts=event.ts)
         ret = MemReturn(call, first.result)
         process = self.model.processes.get(call.pid)
         args = call.args
@@ -570,7 +571,7 @@ class Judge:
             stats.calls += count
             stats.calls_by_syscall[transition.syscall] += count
             if transition.judgement is not None:
-                self.emitter.emit(evolve(transition.judgement, ts=ts, count=count))
+                self.emitter.emit(transition.judgement._replace(ts=ts, count=count))
 
     def _seen_before(self, call: MemCall) -> None:
         """The MODEL stage's part of a call delivered whole: what its source
@@ -603,7 +604,7 @@ class Judge:
         subject = call_subject(call.pid, call.syscall, change, self._info(call.pid))
         judgement = self.decider.call(call, subject, categories, None)
         if judgement is not None:
-            judgement = evolve(judgement, ts=event.ts, tid=event.tid, result=0, count=event.count)
+            judgement = judgement._replace(ts=event.ts, tid=event.tid, result=0, count=event.count)
             # Every one succeeded and none was killed (a kill is never counted).
             self.settler.settle(judgement, self.settler.plan(judgement), Evidence(result=0))
 
@@ -634,7 +635,7 @@ class Judge:
             return False
         why = (f"the same call was refused {RETRY_LIMIT} times: the program retries it in a loop and would "
                "never finish, so it was stopped")
-        entry.judgement = replace(judgement, detail=(*judgement.detail, ("why", why)))
+        entry.judgement = judgement._replace(detail=(*judgement.detail, ("why", why)))
         entry.plan = Plan(Proof.DEATH, Outcome.KILLED, why)
         return True
 
@@ -829,10 +830,11 @@ def trace_attached(judge: Judge, pid: int,
 
 def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], None],
                   handler: SyscallHandler | None = None, clone3_exit_only: bool = False,
-                  fast: FastFaults | None = None) -> int | None:
+                  fast: FastFaults | None = None, started_ns: int | None = None) -> int | None:
     """Run argv under the ptrace source; return its wait status
     (`clone3_exit_only`: stopped clone3 calls are judged only when their exit
-    finds an untraced child; `fast`: the fast path of the handler's faults).
+    finds an untraced child; `fast`: the fast path of the handler's faults;
+    `started_ns`: when the run started, as PtraceSource.spawn takes it).
 
     The tree is started with PTRACE_O_EXITKILL: its seccomp filter makes every
     memory syscall fail with ENOSYS once no tracer is attached, so a program
@@ -856,7 +858,7 @@ def trace_command(judge: Judge, argv: list[str], prepare_child: Callable[[], Non
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
     previous = signal.signal(signal.SIGTERM, on_terminate)
     try:
-        source.spawn(argv, prepare_child)
+        source.spawn(argv, prepare_child, started_ns)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
         status = source.run()
     finally:

@@ -16,6 +16,7 @@ import bisect
 import itertools
 import stat
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .abi import (
     CLONE_UNTRACED,
@@ -65,8 +66,7 @@ def page_up(value: int) -> int:
     return (value + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
 
-@dataclass(frozen=True)
-class Backing:
+class Backing(NamedTuple):
     """What a region maps: its kind, and for objects their identity.
 
     `identity` is equal for every view of one object (file dev+inode, memfd,

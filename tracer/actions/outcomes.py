@@ -22,12 +22,10 @@ import errno
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..events import BLOCKED_PSEUDO_SYSCALL
 from ..judgement import UNENFORCED, Judgement, Outcome
-from ..judging import evolve
 from ..policy.model import Action, Decision
 from ..sources.ptrace_source import ALLOW_WITH_RESULT, CallReply
 from ..subject import EXEC_PSEUDO_SYSCALL
@@ -46,8 +44,7 @@ class Proof(enum.Enum):
     KERNEL_KILL = "kernel-kill"   # the kernel side may kill at entry: its kill record arrives
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     """What an enforcer does with one judgement. `outcome`/`reason` are the
     outcome when there is nothing to prove, or when the proof never comes
     (KERNEL_KILL); `errno` is what a refused call must return."""
@@ -58,8 +55,7 @@ class Plan:
     errno: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     """What was seen after a decision: the call's return value, the kernel's
     kill record (its rule), the process's wait status, or that the thread
     (`gone`) or the whole trace (`ended`) finished without the rest."""
@@ -268,14 +264,14 @@ class Settler:
         else:
             settled = settle(plan, judgement, seen)
             if settled is None:
-                held = evolve(judgement, **learnt) if learnt else judgement
+                held = judgement._replace(**learnt) if learnt else judgement
                 self._awaiting.setdefault(judgement.pid, []).append((held, plan))
                 return None
             outcome, reason = settled
         changes: dict[str, object] = learnt
         if outcome is not judgement.outcome or reason is not None:
             changes = {**learnt, "outcome": outcome, "reason": reason}
-        emitted = evolve(judgement, **changes) if changes else judgement
+        emitted = judgement._replace(**changes) if changes else judgement
         self.emit(emitted)
         return emitted
 

@@ -18,7 +18,7 @@ ptrace enforcer says it as the kernel kill rules' enforcer says its gaps.
 from __future__ import annotations
 
 import errno as errnos
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from ..categories import Category
 from ..events import ProcessInfo
@@ -92,7 +92,7 @@ def clone3_decision(policy: Policy, untraced: bool = False) -> Decision | None:
     process, None when it depends on who calls (then every clone3 stops)."""
     facts = _CLONE3_UNTRACED_FACTS if untraced else _CLONE3_FACTS
     for rule in policy.rules:
-        general = replace(rule.match, **dict.fromkeys(_PROCESS_KEYS))
+        general = rule.match._replace(**dict.fromkeys(_PROCESS_KEYS))
         if not matches(general, facts):
             continue
         if any(getattr(rule.match, key) is not None for key in _PROCESS_KEYS):
@@ -101,8 +101,7 @@ def clone3_decision(policy: Policy, untraced: bool = False) -> Decision | None:
     return decide(policy, facts)
 
 
-@dataclass(frozen=True)
-class KernelRefusal:
+class KernelRefusal(NamedTuple):
     """Calls the seccomp filter refuses in the kernel for policy rule `rule`
     (`what` says which: every `syscall`, or only its W+X requests): they
     fail with `errno` and never reach the tracer. `outcome` is what happens
@@ -116,8 +115,7 @@ class KernelRefusal:
     outcome: Outcome = Outcome.DENIED
 
 
-@dataclass(frozen=True)
-class SeccompEnforcement:
+class SeccompEnforcement(NamedTuple):
     """What the seccomp filter of a `run` does beyond stopping memory calls
     for the tracer: `refusals` made in the kernel, the clone3 stops it asks
     (`traps`) and whether a stopped clone3 is judged at its exit only."""

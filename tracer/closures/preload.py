@@ -11,16 +11,15 @@ to load a 64-bit one (and printing an error that is not the program's).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 from ..errors import TrampwatchError
 from ..resources import package_path, writable_by_others
-from ..trampfd import include_dir
+
+# hashlib, the build tools and tracer.trampfd are imported where a library
+# is looked up or built: every run imports this module for cache_dir()
+# (tracer/caches.py), and only `run --closures` needs the rest.
 
 SOURCE = package_path("closures", "ffi_closures.c")
 LIBRARY = "libtrampwatch-closures.so"
@@ -41,6 +40,10 @@ def preload_value(directory: Path | None = None) -> str:
     in `directory` (default: cache_dir(); a run that is not alone on the
     cache passes a private one, tracer/runs.py). Raises TrampwatchError
     when it cannot be built."""
+    import hashlib
+
+    from ..trampfd import include_dir
+
     digest = hashlib.sha256(SOURCE.read_bytes() + (include_dir() / "trampfd.h").read_bytes()).hexdigest()[:16]
     root = (directory or cache_dir()) / digest
     if not (root / "lib" / "x86_64-linux-gnu" / LIBRARY).exists():
@@ -54,6 +57,12 @@ def preload_value(directory: Path | None = None) -> str:
 
 
 def _build(root: Path) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
+    from ..trampfd import include_dir
+
     gcc = shutil.which("gcc")
     if gcc is None:
         raise TrampwatchError("--closures=trampfd builds its LD_PRELOAD library with gcc, which is not on "

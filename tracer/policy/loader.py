@@ -8,7 +8,6 @@ keeps its line and column; scalars are typed by the safe resolver's tags.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -211,7 +210,7 @@ def resolve_policy(name_or_path: str) -> Policy:
     names = preset_names()
     if name_or_path in names:
         policy = load_policy_file(PRESET_DIR / f"{name_or_path}.yaml")
-        return dataclasses.replace(policy, source=name_or_path)
+        return policy._replace(source=name_or_path)
     from tracer.policy.schema import closest
 
     close = closest(name_or_path, names)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
-import dataclasses
 import errno
 import functools
 import os
@@ -31,7 +30,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from .. import abi
 from ..elf import ExecStackCache
@@ -51,9 +50,14 @@ from ..events import (
     Unresolved,
     WritableObjects,
 )
-from . import fuse_abort, procfs, receive_steps
-from .fast_faults import FastFaults
+from . import fuse_abort, procfs
 from .seccomp_filter import TrapRule
+
+if TYPE_CHECKING:
+    # Only `run --closures` loads the fast path (cli.py), and only a receive
+    # run in steps needs receive_steps (imported there): a run starts without.
+    from . import receive_steps
+    from .fast_faults import FastFaults
 
 _WALL = 0x40000000
 _GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
@@ -86,8 +90,7 @@ _I386_CLONE_FLAGS = {120: lambda regs: regs.rbx & 0xFFFFFFFF, 190: lambda regs: 
 Footprint = tuple[tuple[int, int], ...] | None
 
 
-@dataclass(frozen=True)
-class CallReply:
+class CallReply(NamedTuple):
     """How to resume a thread stopped at a memory syscall's entry.
 
     `deny_errno` skips the call and makes it return -errno; `kill` kills the
@@ -135,8 +138,7 @@ class TraceSink(Protocol):
         new program never runs an instruction)."""
 
 
-@dataclass(frozen=True)
-class RawCall:
+class RawCall(NamedTuple):
     """Any trapped syscall at entry, as a syscall handler (an emulator) sees it."""
 
     pid: int
@@ -603,14 +605,16 @@ class PtraceSource:
 
     # --- starting ---------------------------------------------------------------
 
-    def spawn(self, argv: list[str], prepare_child: Callable[[], None]) -> int:
+    def spawn(self, argv: list[str], prepare_child: Callable[[], None], started_ns: int | None = None) -> int:
         """Start argv with `prepare_child` run in the child before exec (it
         installs the seccomp filter); return the child's pid, already seized.
+        `started_ns` is when the run started (a CLOCK_REALTIME reading taken
+        after the tracer's last file write before the program; default: now).
 
         Raises CommandError (exit 127/126) when argv cannot be executed.
         """
         path = resolve_command(argv[0])
-        self.started_ns = run_start_ns()
+        self.started_ns = run_start_ns(started_ns)
         self._start_devices = procfs.mount_devices(os.getpid())
         self._image_devices = _image_devices(self._start_devices)
         child = os.fork()
@@ -1141,7 +1145,7 @@ class PtraceSource:
             return None
         visible = next((m.dev for m in procfs.read_maps(task.tid) if m.start <= start < m.end), actual.dev)
         self._report_fresh(task.tid, call.pid, ((actual, visible, _map_files(task.tid, start, end)),))
-        return _replace(call, fd_object=actual)
+        return call._replace(fd_object=actual)
 
     def _shares_descriptors(self, task: _Task) -> bool:
         """Whether another traced task (a thread, a CLONE_FILES child) uses
@@ -1185,7 +1189,7 @@ class PtraceSource:
         flags = (abi.MAP_SHARED if shared else abi.MAP_PRIVATE) | (abi.MAP_ANONYMOUS if anonymous else 0)
         fd = 0xFFFFFFFF if anonymous else call.args[4]
         offset = call.args[5] if not anonymous else 0
-        return _replace(call, args=(start, length, prot, flags, fd, offset), fd_object=obj)
+        return call._replace(args=(start, length, prot, flags, fd, offset), fd_object=obj)
 
     def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> bool:
         """Undo a mapping the kernel made before the thread runs again: unmap
@@ -1300,7 +1304,7 @@ class PtraceSource:
         children differently: not judged."""
         if child in self.tasks or not _same_pid_namespace(task.tid):
             return call
-        call = _replace(call, target=child)
+        call = call._replace(target=child)
         reply, task.entry = self.sink.on_result(call, self._peek_for(task.tid), task.entry)
         if not (reply.kill or reply.deny_errno is not None):
             return call
@@ -1365,6 +1369,8 @@ class PtraceSource:
         unreadable block fails with EFAULT). Returns True when the thread
         waits for the hold; False when it runs as it is (no sibling, or
         MSG_WAITALL: a step would return short)."""
+        from . import receive_steps
+
         recv = task.recv
         if recv is not None and task.recv_wait:
             # A signal handler's receive while this thread's receive waits
@@ -1395,7 +1401,7 @@ class PtraceSource:
                 recv.waitall = receive_steps.read_waitall(ctl, call.arch, args[1])
         if name == "socketcall":
             ctl.rewrite_arguments(args, abi.SYSCALLS_I386[call.syscall])
-            call = task.pending = _replace(call, args=args)
+            call = task.pending = call._replace(args=args)
         if not recv.flags & _MSG_DONTWAIT:
             register = _ARG_REGISTERS[call.arch][flag_arg]
             ctl.set_registers({register: recv.flags | _MSG_DONTWAIT})
@@ -1410,6 +1416,8 @@ class PtraceSource:
         descriptor installed, SO_RCVTIMEO and signals act as on the receive),
         then runs the next step (judged anew). Otherwise the receive ends: the
         program's registers are given back, with its result."""
+        from . import receive_steps
+
         recv = task.recv
         regs = _getregs(task.tid)
         result = _signed(regs.rax, call.arch)
@@ -1464,6 +1472,8 @@ class PtraceSource:
 
     def _receive_end(self, task: _Task, regs, result: int) -> None:
         """End a held receive: the program's registers back, `result` in rax."""
+        from . import receive_steps
+
         recv, task.recv = task.recv, None
         if recv.waitall is not None and recv.waitall.edited:
             receive_steps.waitall_restore(Control(self, task.tid, recv.waitall.arch, regs), recv.waitall)
@@ -1482,6 +1492,8 @@ class PtraceSource:
         -ERESTARTSYS, EINTR or restarted as the kernel decides; SO_RCVTIMEO
         ran out: EAGAIN; the socket's error), or with the messages a
         recvmmsg already got."""
+        from . import receive_steps
+
         recv = task.recv
         if recv is None:
             task.recv_wait = False
@@ -1641,7 +1653,7 @@ class PtraceSource:
                 view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
             if view is None:
                 continue
-            judged = _replace(call, fd_object=view, path=view.path, target=_mem_target(view))
+            judged = call._replace(fd_object=view, path=view.path, target=_mem_target(view))
             reply, entry = self.sink.on_call(judged, peek)
             if reply.kill or reply.deny_errno is not None:
                 if ctl is None:
@@ -1923,22 +1935,22 @@ def _normalise(call: MemCall, peek: Callable[[int, int], bytes]) -> MemCall | No
             # Unreadable (memfd_secret, unmapped): nothing asked as far as
             # the entry can tell; length 0 has the exit stop judge the
             # mapping the kernel made (_old_mmap_as_mapped).
-            return _replace(call, args=(0, 0, 0, abi.MAP_PRIVATE | abi.MAP_ANONYMOUS, 0xFFFFFFFF, 0))
-        return _replace(call, args=_OLD_MMAP.unpack(block))
+            return call._replace(args=(0, 0, 0, abi.MAP_PRIVATE | abi.MAP_ANONYMOUS, 0xFFFFFFFF, 0))
+        return call._replace(args=_OLD_MMAP.unpack(block))
     if call.syscall == "ipc":
         sub = call.args[0] & 0xFFFF
         if sub == abi.IPC_SHMAT:
             # shmat(shmid, shmaddr, shmflg) with the result stored at *third.
             args = (call.args[1], call.args[4], call.args[2], call.args[3])
-            return _replace(call, syscall="shmat", args=args)
+            return call._replace(syscall="shmat", args=args)
         if sub == abi.IPC_SHMDT:
-            return _replace(call, syscall="shmdt", args=(call.args[4],))
+            return call._replace(syscall="shmdt", args=(call.args[4],))
         return None
     if call.syscall == "socketcall":
         receive = {abi.SYS_RECVMSG: "recvmsg", abi.SYS_RECVMMSG: "recvmmsg"}.get(call.args[0])
-        return _replace(call, syscall=receive) if receive else None
+        return call._replace(syscall=receive) if receive else None
     if call.syscall == "recvmmsg_time64":
-        return _replace(call, syscall="recvmmsg")
+        return call._replace(syscall="recvmmsg")
     return call
 
 
@@ -1981,7 +1993,7 @@ def _foreign_write_target(call: MemCall) -> MemCall | None:
     request = call.args[0] & 0xFFFFFFFF
     if request not in (abi.PTRACE_POKETEXT, abi.PTRACE_POKEDATA, abi.PTRACE_ATTACH, abi.PTRACE_SEIZE):
         return None
-    return _replace(call, target=call.args[1] & 0xFFFFFFFF)
+    return call._replace(target=call.args[1] & 0xFFFFFFFF)
 
 
 def _may_write(call: MemCall) -> bool:
@@ -2008,6 +2020,8 @@ def _is_the_wait(recv: receive_steps.Receive | None, raw: bytes) -> bool:
     """Whether a syscall entry is the wait a receive makes between steps
     (recvfrom MSG_PEEK at the receive's own instruction), not a call of a
     signal handler that ran first (judged as usual)."""
+    from . import receive_steps
+
     fields = _ENTRY.unpack_from(raw)
     arch = abi.ARCH_NAMES.get(fields[1])
     return (recv is not None and arch is not None and fields[4] == receive_steps.NR_RECVFROM[arch]
@@ -2087,14 +2101,17 @@ def _exe_object(tid: int) -> FdObject | None:
 _CLOCK_REALTIME_COARSE = 5  # Linux's clock id; the time module does not name it
 
 
-def run_start_ns() -> int:
+def run_start_ns(now: int | None = None) -> int:
     """The wall-clock time (ns) from which an inode change time means
-    "changed during this run". The kernel stamps inodes from its coarse clock
-    (up to a tick behind) or, with multigrain stamps, finer: wait (at most
-    one tick) until the coarse clock reaches the real time read now, so every
-    change made before is stamped earlier and every change made after is
-    stamped at or after it."""
-    now = time.clock_gettime_ns(time.CLOCK_REALTIME)
+    "changed during this run": `now`, a CLOCK_REALTIME reading taken when the
+    run started, default the real time read now. The kernel stamps inodes
+    from its coarse clock (up to a tick behind) or, with multigrain stamps,
+    finer: wait (at most one tick) until the coarse clock reaches `now`, so
+    every change made before is stamped earlier and every change made after
+    is stamped at or after it (a reading taken earlier in the start-up has
+    usually been reached already: no wait)."""
+    if now is None:
+        now = time.clock_gettime_ns(time.CLOCK_REALTIME)
     while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) < now:
         time.sleep(0.0005)
     return now
@@ -2129,17 +2146,6 @@ def _segment_attaches(tid: int, shmid: int, size: int | None) -> frozenset[tuple
                      and (length is None or m.end - m.start == length))
 
 
-# MemCall's fields in order: _replace builds the copy through __init__ without
-# dataclasses.replace's per-call walk of fields() (a third of its cost, paid
-# at every judged open).
-_MEMCALL_FIELDS = tuple(field.name for field in dataclasses.fields(MemCall))
-
-
-def _replace(call: MemCall, **changes) -> MemCall:
-    """A copy of `call` with `changes` (dataclasses.replace, faster)."""
-    return MemCall(*[changes[name] if name in changes else getattr(call, name) for name in _MEMCALL_FIELDS])
-
-
 def _image_devices(devices: frozenset[int]) -> dict[int, list[str]]:
     """The devices among `devices` with loop devices under them, each with
     the loop devices' backing files (block devices only: major 0 is none)."""
@@ -2158,12 +2164,12 @@ def _with_fd_object(call: MemCall) -> MemCall:
     if flags & abi.MAP_ANONYMOUS or fd < 0 or fd >= (1 << 31):
         return call
     obj = procfs.fd_object(call.tid, fd)
-    return _replace(call, fd_object=obj) if obj else call
+    return call._replace(fd_object=obj) if obj else call
 
 
 def _with_segment_size(call: MemCall) -> MemCall:
     size = procfs.shm_segment_size(call.args[0])
-    return _replace(call, object_size=size) if size else call
+    return call._replace(object_size=size) if size else call
 
 
 # Programs exec'd again and again (a shell loop) are read once: keyed by

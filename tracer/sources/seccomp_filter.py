@@ -10,8 +10,7 @@ package (not on PyPI), and commands that need no filter work without it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..abi import (
     CLONE_UNTRACED,
@@ -51,8 +50,7 @@ MODEL_SYSCALLS: tuple[str, ...] = (
     "shmat", "shmdt", "ipc", "memfd_create", "personality", "ptrace", "openat2", "io_destroy",
 )
 
-@dataclass(frozen=True)
-class TrapRule:
+class TrapRule(NamedTuple):
     """One more syscall to stop at, optionally only when argument `arg` is at
     least `at_least` (how an emulator keeps ordinary descriptors out: its own
     live above a fixed floor) or has `mask` bits equal to `equals`. A number
