@@ -410,6 +410,10 @@ def test_the_ptrace_sink_refuses_and_kills_by_the_enforcers_plan():
     j.event(MemReturn(refused, -errno.EACCES, entry))
     allowed = mprotect(R)
     reply, entry = sink.on_call(allowed, lambda addr, size: b"")
+    # Nothing to report, a private range held whole: may be taken as done at entry.
+    assert reply == CallReply(settled=True) and entry.judgement is None
+    allowed_exec = mprotect(R | X, addr=EXE.start)
+    reply, entry = sink.on_call(allowed_exec, lambda addr, size: b"")
     assert reply is ALLOW_WITH_RESULT and entry.judgement is None
     assert [(jd.categories, jd.outcome) for jd in out.judged] == [((C.W_TO_X, C.ANON_EXEC), Outcome.DENIED)]
     assert AUDIT.plan(out.judged[0]).outcome is Outcome.WOULD_DENY
