@@ -88,7 +88,7 @@ class _Converter:
         elif kind == "int":
             try:
                 value = self._ints.construct_yaml_int(node)
-            except (ValueError, yaml.YAMLError):
+            except (ValueError, IndexError, yaml.YAMLError):  # IndexError: an empty `!!int`
                 return self._invalid(node, f"{text!r} is tagged as an integer but is not one")
         elif kind == "bool":
             if text.lower() not in _TRUE | _FALSE:
