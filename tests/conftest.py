@@ -71,6 +71,7 @@ BUILDS: dict[str, Build] = {
     "benign_dlopen": Build(flags=("-ldl",)),
     "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),
     "benign_threads": Build(flags=("-pthread",)),
+    "short_threads": Build(flags=("-pthread",)),
     "flip_disturb": Build(flags=("-pthread",)),
     "dlopen_execstack": Build(flags=("-ldl",), needs=("execstack_lib",)),
     "execstack": Build(flags=("-Wl,-z,execstack", "-Wl,--no-warn-execstack")),

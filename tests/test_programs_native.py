@@ -60,6 +60,7 @@ TRUTH: dict[str, Truth] = {
     "benign_dlopen": Truth(),
     "benign_relro": Truth(),
     "benign_threads": Truth(),
+    "short_threads": Truth(),
     # MDWE refuses a new W+X mapping, and any mprotect that gains X.
     "wx_map": Truth(ran=("wx_call",), refused=("wx_mmap",)),
     "wx_protect": Truth(ran=("wx_call",), refused=("rwx_mprotect",)),

@@ -70,6 +70,7 @@ EXPECTED: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "benign_dlopen": [],
     "benign_relro": [],
     "benign_threads": [],
+    "short_threads": [],
     "wx_map": [("mmap", WXMAP)],
     "wx_protect": [("mprotect", ("wx-protect", "w-to-x", "anon-exec"))],
     "w_to_x": [("mprotect", ("w-to-x", "anon-exec"))],

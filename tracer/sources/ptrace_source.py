@@ -501,6 +501,9 @@ class _Task:
     # The attaches of the segment an ipc(SHMAT) names, as the maps showed
     # them at its entry ((start, end, prot) of each; None: unreadable).
     attaches: frozenset[tuple[int, int, int]] | None = None
+    # The task its last clone event reported it made (it may be gone, and
+    # out of `tasks`, before the clone returns).
+    made: int = 0
 
     def __post_init__(self) -> None:
         self.vm = self.vm or self.pid
@@ -1301,8 +1304,9 @@ class PtraceSource:
         as judged (with `target`, the child); a refusal kills the child and
         makes the call return -errno, a kill rule kills both: then None (the
         stop is answered). A caller in another pid namespace numbers its
-        children differently: not judged."""
-        if child in self.tasks or not _same_pid_namespace(task.tid):
+        children differently: not judged. A child reported and already gone
+        (a short thread) is no untraced one."""
+        if child in self.tasks or child == task.made or not _same_pid_namespace(task.tid):
             return call
         call = call._replace(target=child)
         reply, task.entry = self.sink.on_result(call, self._peek_for(task.tid), task.entry)
@@ -1756,6 +1760,7 @@ class PtraceSource:
 
     def _new_task(self, task: _Task, event: int) -> None:
         child = _geteventmsg(task.tid)
+        task.made = child
         thread, shares_vm = self._relation(task, child, event)
         child_pid = task.pid if thread else child
         known = self.tasks.get(child)
