@@ -274,7 +274,8 @@ def test_tagged_collections_are_refused() -> None:
 
 def test_an_empty_integer_tag_is_a_located_error() -> None:
     # PyYAML's own int constructor fails on an empty `!!int` (IndexError).
-    assert errors_of("!!int : apiVersion\n")[0] == "policy.yaml:1:1: '' is tagged as an integer but is not one"
+    first = errors_of("!!int : apiVersion\n")[0]
+    assert first == "policy.yaml:1:1: '' is tagged as an integer but is not one"
 
 
 def test_aliases_to_valid_values_are_followed() -> None:
