@@ -260,3 +260,25 @@ def test_a_file_mapped_through_its_loop_device_is_exec_written(mode, build_progr
     _blocked(traced, parse_output)
     assert shape(traced.events) == [(mode, ("exec-written",))]
     assert parse_output(traced.stdout).failed() == {"loop_rx": "EACCES"}
+
+
+@pytest.mark.xfail(strict=True, reason="open: a sibling asleep in the kernel when the opener starts (not "
+                                       "stopped by HOLD_PATIENCE) copies the descriptor table (exec's "
+                                       "unshare_files) between the install and the exit stop's close")
+def test_a_sibling_asleep_in_the_kernel_cannot_keep_a_refused_descriptor(build_program, parse_output,
+                                                                         tmp_path):
+    """Processes sharing the program's descriptor table (CLONE_FILES) sleep
+    in an exec whose argument page a FUSE server (another process) holds
+    back, so a ptrace interrupt does not stop them; main opens a FUSE
+    symlink to its own /proc mem file O_RDWR. The opener goes into its call
+    after HOLD_PATIENCE without their stops; the server answers their READs
+    just after the open's READLINK, and each exec unshares the table with
+    the new descriptor in it: the new image writes code over main's text
+    through its copy, although the open was refused and closed."""
+    native = _native(build_program, parse_output, "attack_asleep_sibling")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    assert native.ran == ["asleep_sibling_call"]
+    traced = trace([str(build_program("attack_asleep_sibling"))], tmp_path, *STRICT, timeout=60)
+    _blocked(traced, parse_output)
+    assert parse_output(traced.stdout).count == 0
