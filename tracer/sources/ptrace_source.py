@@ -515,7 +515,10 @@ class _Hold:
     reported (answered when the hold ends), `started` whether the opener
     was let go into its call (`started_at`: when), `deadline` when the
     opener goes anyway (or, once started, when its call is looked at
-    again: _hold_overdue)."""
+    again: _hold_overdue). `unstopped` are the processes of the tasks that
+    had not stopped when the opener went into its call: asleep in the
+    kernel, their call goes on meanwhile and may take the new descriptor
+    (an exec copies the descriptor table it shares) before it is judged."""
 
     owner: int
     waiting: set[int]
@@ -526,6 +529,7 @@ class _Hold:
     started_at: float = 0.0
     deadline: float = 0.0
     vm: int = 0
+    unstopped: frozenset[int] = frozenset()
 
 
 # How long the siblings of a held call wait before its call is looked at
@@ -1530,6 +1534,7 @@ class PtraceSource:
         hold.started = True
         hold.started_at = time.monotonic()
         hold.deadline = hold.started_at + HOLD_PATIENCE
+        hold.unstopped = frozenset(self.tasks[tid].pid for tid in hold.waiting if tid in self.tasks)
         owner = self.tasks.get(hold.owner)
         if owner is not None:
             self._resume(owner)
@@ -1558,16 +1563,21 @@ class PtraceSource:
         reply, entry = self.sink.on_call(blocked, self._peek_for(owner.tid))
         if reply.kill or reply.deny_errno is not None:
             held = {owner.tid, *hold.waiting, *(tid for tid, _, _ in hold.held)}
-            pids = {self.tasks[tid].pid for tid in held if tid in self.tasks}
-            # It may wait for a FUSE server among them: its death would hang in a flush.
-            connections = frozenset().union(*(fuse_abort.private_connections(pid) for pid in pids))
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            fuse_abort.abort(connections)
+            self._kill_processes({self.tasks[tid].pid for tid in held if tid in self.tasks} | hold.unstopped)
         else:
             self.sink.on_event(MemReturn(blocked, 0, entry))
         self._release(key)
+
+    @staticmethod
+    def _kill_processes(pids: set[int] | frozenset[int]) -> None:
+        """SIGKILL each process of `pids`, then abort the FUSE connections
+        they mounted privately: one of them may wait for a FUSE server
+        among them, and its death would hang in a flush."""
+        connections = frozenset().union(*(fuse_abort.private_connections(pid) for pid in pids))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        fuse_abort.abort(connections)
 
     def _release(self, key: int) -> None:
         """End the hold of a descriptor table: answer the stops kept meanwhile
@@ -1592,21 +1602,27 @@ class PtraceSource:
         it; undo a refused one (close it in the thread, return -errno, or
         kill) before the thread runs another instruction, then let the
         siblings go (the caller resumes the thread, after any exit hook).
+        A refused descriptor kills the processes of the hold's tasks that
+        had not stopped when the call started (`_Hold.unstopped`): their
+        calls ran in the kernel meanwhile and may hold a copy of it.
         Returns True when the process was killed."""
         key = task.files_key
         try:
-            kill = self._judge_descriptors(task, call, rval, failed)
+            kill, refused = self._judge_descriptors(task, call, rval, failed)
         except NoSuchProcess:
-            kill = False  # the thread is gone; its exit is reported
+            kill = refused = False  # the thread is gone; its exit is reported
         if kill:
             self._kill_process(task)
         hold = self._holds.get(key)
         if hold is not None and hold.owner == task.tid:
+            if refused and hold.unstopped:
+                self._kill_processes(hold.unstopped)
             self._release(key)
         return kill
 
-    def _judge_descriptors(self, task: _Task, call: MemCall, rval: int, failed: bool) -> bool:
-        """Judge the call's descriptors; return True when the process must die."""
+    def _judge_descriptors(self, task: _Task, call: MemCall, rval: int, failed: bool) -> tuple[bool, bool]:
+        """Judge the call's descriptors; return whether the process must
+        die and whether any descriptor was refused (closed)."""
         fds = () if failed else self._new_descriptors(task, call, rval)
         peek = self._peek_for(task.tid)
         ctl: Control | None = None
@@ -1637,7 +1653,7 @@ class PtraceSource:
                 self.sink.on_event(MemReturn(judged, rval, entry))
         if ctl is not None:
             ctl.finish(-refused if refused is not None else rval)
-        return kill
+        return kill, ctl is not None
 
     def _new_descriptors(self, task: _Task, call: MemCall, rval: int) -> list[int]:
         """The descriptors a successful call produced: its result, or for a
