@@ -187,6 +187,26 @@ def read_personality(pid: int, tid: int | None = None) -> int:
         raise TraceError(f"unexpected /proc/{pid}/{name}: {text!r}", pid=pid) from err
 
 
+def traced_processes(tracer: int) -> list[int]:
+    """The pids of the processes whose leader `tracer` traces (TracerPid in
+    /proc/PID/status), those it has not yet had a stop of included: a
+    process a clone is still making is listed as soon as it has a pid."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", encoding="ascii", errors="replace") as file:
+                for line in file:
+                    if line.startswith("TracerPid:"):
+                        if int(line.split()[1]) == tracer:
+                            found.append(int(name))
+                        break
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
 def wait_channel(tid: int) -> str | None:
     """Return the kernel function thread `tid` sleeps in (/proc/TID/wchan:
     e.g. `wait_for_partner`, a FIFO's open waiting for its other end), or

@@ -239,6 +239,13 @@ def _kcmp(pid1: int, pid2: int, kind: int) -> bool | None:
     return None if result < 0 else result == 0
 
 
+def _sharers(tid: int, vm: bool) -> set[int]:
+    """The traced processes (with a stop seen or not yet) that share tid's
+    descriptor table (with vm: or its address space), as kcmp says."""
+    return {pid for pid in procfs.traced_processes(os.getpid())
+            if _kcmp(tid, pid, _KCMP_FILES) or (vm and _kcmp(tid, pid, _KCMP_VM))}
+
+
 def _getregs(tid: int):
     regs = _UserRegs()
     _fast_ptrace(abi.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
@@ -1563,7 +1570,10 @@ class PtraceSource:
         reply, entry = self.sink.on_call(blocked, self._peek_for(owner.tid))
         if reply.kill or reply.deny_errno is not None:
             held = {owner.tid, *hold.waiting, *(tid for tid, _, _ in hold.held)}
-            self._kill_processes({self.tasks[tid].pid for tid in held if tid in self.tasks} | hold.unstopped)
+            pids = {self.tasks[tid].pid for tid in held if tid in self.tasks} | hold.unstopped
+            # The call may still complete after the kill (its FUSE server lives on): every
+            # process that could use its result dies too, one a sibling is still making among them.
+            self._kill_processes(pids | _sharers(owner.tid, bool(hold.vm)))
         else:
             self.sink.on_event(MemReturn(blocked, 0, entry))
         self._release(key)
