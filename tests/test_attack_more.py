@@ -312,3 +312,20 @@ def test_a_blocked_open_leaves_no_process_that_shares_its_descriptor_table(build
     assert traced.returncode == 137, traced.stderr
     assert shape(traced.events) == [("blocked", ("opaque",))]
     assert "CHILD" not in traced.stdout, traced.stdout
+
+
+def test_a_process_made_while_its_creator_dies_is_not_waited_for_for_ever(build_program, parse_output,
+                                                                           tmp_path):
+    """The same clone, but the program exits instead of opening and a
+    helper process has the server answer the held page 4 s later: the new
+    process is woken after its creator's process is gone and reaped (it is
+    reparented), so the clone event it is held for never comes. It is let
+    go as an orphan at its first stop (before this, the tracer waited for
+    it for ever)."""
+    native = _native(build_program, parse_output, "attack_blocked_orphan", "exit")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    traced = trace([str(build_program("attack_blocked_orphan")), "exit"], tmp_path, *STRICT, timeout=30)
+    out = parse_output(traced.stdout)
+    assert "orphan_runs" in out.steps and out.failed() == {}, traced.stdout
+    assert traced.events == []

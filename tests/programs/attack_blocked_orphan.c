@@ -18,6 +18,10 @@
  * descriptor number the open gets to be a mem file and pwrites TW_CODE over
  * S's tw_patch_target through it; a thread of S calls tw_patch_target when
  * its first byte changes (RAN orphan_call).
+ * With "exit": main exits instead of opening, and a helper process looks
+ * "slow" up after 1 s, so N wakes after the program is gone and reaped
+ * (its creator's clone event never comes); N prints
+ * `STEP orphan_runs getpid` and exits.
  * Needs root (mount namespaces, FUSE); otherwise `STEP fuse_mount ...`.
  */
 #define _GNU_SOURCE
@@ -38,6 +42,7 @@ TW_DEFINE_PATCH_TARGET;
 static int predicted_fd;
 static const char *parent_tid_page;
 static pid_t orphan = -1;
+static int exit_mode;
 
 static void fill_attr(struct fuse_attr *attr, uint64_t node)
 {
@@ -154,6 +159,10 @@ static void use_descriptor(void)
 {
 	char path[64], link[64];
 
+	if (exit_mode) {
+		tw_emit("STEP orphan_runs getpid rc=%d errno=0", (int)getpid());
+		_exit(0);
+	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", predicted_fd);
 	for (int i = 0; i < 1000; i++) {
 		ssize_t n = readlink(path, link, sizeof(link) - 1);
@@ -180,7 +189,7 @@ static void *cloner(void *unused)
 	return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/tw_orphan_XXXXXX";
 	char path[512], byte;
@@ -189,6 +198,7 @@ int main(void)
 	pid_t server;
 
 	tw_init();
+	exit_mode = argc > 1 && strcmp(argv[1], "exit") == 0;
 	if (!mkdtemp(dir) || pipe2(seen, O_CLOEXEC) != 0 || pipe2(ready, O_CLOEXEC) != 0)
 		return 1;
 	server = fork();
@@ -223,6 +233,20 @@ int main(void)
 	if (read(seen[0], &byte, 1) != 1) /* the cloner sleeps in its fault */
 		return 1;
 	usleep(20000);
+	if (exit_mode) {
+		/* A helper looks "slow" up in 1 s; the new process wakes once the
+		 * program is gone (its creator's clone event never comes). */
+		if (fork() == 0) {
+			struct stat st;
+
+			sleep(1);
+			snprintf(path, sizeof(path), "/proc/%d/root%s/slow", (int)server, dir);
+			tw_step("helper_stat", "stat", stat(path, &st), errno);
+			_exit(0);
+		}
+		tw_done();
+		syscall(SYS_exit_group, 0);
+	}
 	snprintf(path, sizeof(path), "/proc/%d/root%s/slow/../../../proc/%d/mem", (int)server, dir, (int)server);
 	fd = open(path, O_RDWR);
 	tw_step("blocked_open", "open", fd, errno);

@@ -803,6 +803,10 @@ class PtraceSource:
                 # event says whose address space it has, so none of its calls
                 # (or an exec) can be judged against a model it is not in.
                 task.held = True
+                if not any(other.pid == task.parent for other in self.tasks.values() if other is not task):
+                    # Its creator is gone (it was made while its creator's process
+                    # died, and was reparented): that event never comes.
+                    self._release_orphans(task.parent)
                 return
         self._route(task, status)
 
