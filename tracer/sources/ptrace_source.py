@@ -28,6 +28,7 @@ import re
 import signal
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -242,7 +243,8 @@ def _kcmp(pid1: int, pid2: int, kind: int) -> bool | None:
 def _sharers(tid: int, vm: bool) -> set[int]:
     """The traced processes (with a stop seen or not yet) that share tid's
     descriptor table (with vm: or its address space), as kcmp says."""
-    return {pid for pid in procfs.traced_processes(os.getpid())
+    # TracerPid names the tracing thread (this one: ptrace calls come from it).
+    return {pid for pid in procfs.traced_processes(threading.get_native_id())
             if _kcmp(tid, pid, _KCMP_FILES) or (vm and _kcmp(tid, pid, _KCMP_VM))}
 
 
