@@ -329,3 +329,22 @@ def test_a_process_made_while_its_creator_dies_is_not_waited_for_for_ever(build_
     out = parse_output(traced.stdout)
     assert "orphan_runs" in out.steps and out.failed() == {}, traced.stdout
     assert traced.events == []
+
+
+def test_an_opener_killed_before_its_descriptor_is_closed_takes_its_table_sharers(build_program, parse_output,
+                                                                                   tmp_path):
+    """Main opens the mem file of a process sharing its descriptor table
+    (CLONE_FILES) while a plain child spins on /proc/<main>/fd/<the number
+    the open gets> and SIGKILLs main the moment it names a mem file: the
+    tracer, still judging at the exit stop (or never given it), cannot close
+    the refused descriptor in a thread that is gone, and the sharer, let go
+    with the hold, wrote code over its own text through it (before this,
+    two runs in three ran it under strict). The opener gone inside its held
+    call (or before its descriptors were closed) kills every process of the
+    hold."""
+    native = _native(build_program, parse_output, "attack_opener_killed")
+    assert native.ran == ["opener_killed_call"]
+    for _ in range(5):
+        traced = trace([str(build_program("attack_opener_killed"))], tmp_path, *STRICT, timeout=60)
+        assert parse_output(traced.stdout).ran == [], traced.stdout
+        assert set(shape(traced.events)) <= {("openat", ("foreign-write",))}, traced.events

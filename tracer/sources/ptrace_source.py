@@ -240,12 +240,14 @@ def _kcmp(pid1: int, pid2: int, kind: int) -> bool | None:
     return None if result < 0 else result == 0
 
 
-def _sharers(tid: int, vm: bool) -> set[int]:
-    """The traced processes (with a stop seen or not yet) that share tid's
-    descriptor table (with vm: or its address space), as kcmp says."""
+def _sharers(tids: Iterable[int], vm: bool) -> set[int]:
+    """The traced processes (with a stop seen or not yet) that share the
+    descriptor table of one of `tids` (with vm: or its address space), as
+    kcmp says (a task gone compares with nothing)."""
+    tids = tuple(tids)
     # TracerPid names the tracing thread (this one: ptrace calls come from it).
     return {pid for pid in procfs.traced_processes(threading.get_native_id())
-            if _kcmp(tid, pid, _KCMP_FILES) or (vm and _kcmp(tid, pid, _KCMP_VM))}
+            if any(_kcmp(tid, pid, _KCMP_FILES) or (vm and _kcmp(tid, pid, _KCMP_VM)) for tid in tids)}
 
 
 def _getregs(tid: int):
@@ -1579,7 +1581,7 @@ class PtraceSource:
             pids = {self.tasks[tid].pid for tid in held if tid in self.tasks} | hold.unstopped
             # The call may still complete after the kill (its FUSE server lives on): every
             # process that could use its result dies too, one a sibling is still making among them.
-            self._kill_processes(pids | _sharers(owner.tid, bool(hold.vm)))
+            self._kill_processes(pids | _sharers((owner.tid,), bool(hold.vm)))
         else:
             self.sink.on_event(MemReturn(blocked, 0, entry))
         self._release(key)
@@ -1620,21 +1622,36 @@ class PtraceSource:
         siblings go (the caller resumes the thread, after any exit hook).
         A refused descriptor kills the processes of the hold's tasks that
         had not stopped when the call started (`_Hold.unstopped`): their
-        calls ran in the kernel meanwhile and may hold a copy of it.
+        calls ran in the kernel meanwhile and may hold a copy of it. A
+        thread gone before its descriptors were judged (or a refused one
+        closed: killed from outside the hold) leaves them in the table its
+        siblings share: every process of the hold dies.
         Returns True when the process was killed."""
         key = task.files_key
+        vanished = False
         try:
             kill, refused = self._judge_descriptors(task, call, rval, failed)
         except NoSuchProcess:
             kill = refused = False  # the thread is gone; its exit is reported
+            vanished = True
         if kill:
             self._kill_process(task)
         hold = self._holds.get(key)
         if hold is not None and hold.owner == task.tid:
-            if refused and hold.unstopped:
+            if vanished:
+                self._kill_processes(self._hold_processes(hold))
+            elif refused and hold.unstopped:
                 self._kill_processes(hold.unstopped)
             self._release(key)
         return kill
+
+    def _hold_processes(self, hold: _Hold) -> set[int]:
+        """The processes of a hold's tasks other than its owner, and every
+        traced process kcmp says shares their descriptor table (or, for an
+        mmap's hold, their address space)."""
+        tids = {*hold.waiting, *(tid for tid, _, _ in hold.held)} - {hold.owner}
+        return {self.tasks[tid].pid for tid in tids if tid in self.tasks} | hold.unstopped | _sharers(
+            tids, bool(hold.vm))
 
     def _judge_descriptors(self, task: _Task, call: MemCall, rval: int, failed: bool) -> tuple[bool, bool]:
         """Judge the call's descriptors; return whether the process must
@@ -1883,6 +1900,11 @@ class PtraceSource:
         hold = self._hold_over(task)
         if hold is not None:
             if hold.owner == tid:
+                if hold.started and task.pending is not None:
+                    # Gone inside its held call (killed from outside the hold), which
+                    # may have completed unjudged: what it made stays in the table (or
+                    # address space) the hold's other processes share.
+                    self._kill_processes(self._hold_processes(hold))
                 self._release(task.files_key)
             else:
                 hold.waiting.discard(tid)
