@@ -348,3 +348,22 @@ def test_an_opener_killed_before_its_descriptor_is_closed_takes_its_table_sharer
         traced = trace([str(build_program("attack_opener_killed"))], tmp_path, *STRICT, timeout=60)
         assert parse_output(traced.stdout).ran == [], traced.stdout
         assert set(shape(traced.events)) <= {("openat", ("foreign-write",))}, traced.events
+
+
+def test_a_caller_killed_before_its_mapping_is_undone_takes_its_space_sharers(build_program,
+                                                                              parse_output, tmp_path):
+    """An i386 old_mmap with its block in memfd_secret asks for an RWX page
+    at a fixed address (judged and undone at its exit); a plain child spins
+    on the program's maps and SIGKILLs it the moment the page is there, so
+    the tracer's injected munmap finds no thread; a process sharing the
+    address space (CLONE_VM), held meanwhile, then wrote code into the page
+    and ran it (before this, three runs in four under strict). The caller
+    gone while its result was judged kills every process of the hold."""
+    native = _native(build_program, parse_output, "attack_undo_killed")
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.ran == ["undo_killed_call"]
+    for _ in range(4):
+        traced = trace([str(build_program("attack_undo_killed"))], tmp_path, *STRICT, timeout=60)
+        assert parse_output(traced.stdout).ran == [], traced.stdout
+        assert set(shape(traced.events)) <= {("mmap", ("wx-map", "anon-exec"))}, traced.events

@@ -1900,10 +1900,11 @@ class PtraceSource:
         hold = self._hold_over(task)
         if hold is not None:
             if hold.owner == tid:
-                if hold.started and task.pending is not None:
-                    # Gone inside its held call (killed from outside the hold), which
-                    # may have completed unjudged: what it made stays in the table (or
-                    # address space) the hold's other processes share.
+                if hold.started:
+                    # Gone inside its held call (killed from outside the hold) or
+                    # while its result was judged (a normal end releases the hold
+                    # first): what it made may stay, unjudged or not undone, in the
+                    # table (or address space) the hold's other processes share.
                     self._kill_processes(self._hold_processes(hold))
                 self._release(task.files_key)
             else:
