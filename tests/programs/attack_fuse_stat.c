@@ -11,13 +11,20 @@
  * the filesystem anything S would have to answer (statfs, a getattr of
  * expired attributes: with ATTR=0 attributes expire at once) while S is
  * stopped. Natively the open succeeds and main writes through it
- * (STEP rw_open, STEP rw_write). Needs root (mount namespaces, FUSE).
+ * (STEP rw_open, STEP rw_write).
+ * With "mmap": attributes expire at once; a forked child opens f, main
+ * opens a FIFO for writing (held: S stopped until a reader comes), and
+ * the child, 300 ms later, maps f R-X (STEP child_rx_mmap) and then opens
+ * the FIFO for reading. A tracer must not ask the filesystem anything at
+ * the mmap's entry (an fstat of expired attributes) while S is held.
+ * Needs root (mount namespaces, FUSE).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 
 #include "tw_fuse.h"
 
@@ -108,6 +115,44 @@ static void *serve(void *unused)
 	}
 }
 
+/* A child maps the file R-X while main waits, held, in a FIFO's open. */
+static void map_while_held(const char *path)
+{
+	char fifo[] = "/tmp/tw_fuse_stat_fifo_XXXXXX";
+	int go[2], fd;
+	pid_t child;
+	char byte;
+
+	if (!mkdtemp(fifo) || pipe(go) != 0)
+		return;
+	strcat(fifo, "/f");
+	if (mkfifo(fifo, 0600) != 0)
+		return;
+	child = fork();
+	if (child == 0) {
+		void *p;
+
+		fd = open(path, O_RDONLY);
+		if (read(go[0], &byte, 1) != 1)
+			_exit(1);
+		usleep(300000); /* main waits in the FIFO's open, S held */
+		p = mmap(NULL, 4096, TW_RX, MAP_PRIVATE, fd, 0);
+		tw_step_addr("child_rx_mmap", "mmap", p, MAP_FAILED, errno);
+		close(open(fifo, O_RDONLY | O_NONBLOCK));
+		_exit(0);
+	}
+	if (write(go[1], "g", 1) != 1)
+		return;
+	fd = open(fifo, O_WRONLY);
+	tw_step("fifo_open", "open", fd, errno);
+	if (fd >= 0)
+		close(fd);
+	tw_wait_child("mapper", child);
+	unlink(fifo);
+	*strrchr(fifo, '/') = 0;
+	rmdir(fifo);
+}
+
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/tw_fuse_stat_XXXXXX";
@@ -116,7 +161,7 @@ int main(int argc, char **argv)
 	int fd;
 
 	tw_init();
-	if (argc > 1 && strcmp(argv[1], "ATTR=0") == 0)
+	if (argc > 1 && (strcmp(argv[1], "ATTR=0") == 0 || strcmp(argv[1], "mmap") == 0))
 		attr_valid = 0;
 	if (!mkdtemp(dir))
 		return 1;
@@ -128,6 +173,8 @@ int main(int argc, char **argv)
 	tw_step("ro_open", "open", fd, errno);
 	if (fd >= 0)
 		close(fd);
+	if (argc > 1 && strcmp(argv[1], "mmap") == 0)
+		map_while_held(path);
 	fd = open(path, O_RDWR);
 	tw_step("rw_open", "open", fd, errno);
 	if (fd >= 0) {

@@ -300,7 +300,7 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
             return None
         raise _translate(err, pid, link) from err
     try:
-        st = os.fstat(pinned)
+        st = _stat_cached("", pinned)  # no request to a FUSE server the tracer may hold
         path = os.readlink(f"/proc/self/fd/{pinned}")
     except OSError as err:
         raise _translate(err, pid, link) from err
@@ -352,6 +352,7 @@ def _fs_type(pid: int, fd: int, link: str, device: int) -> int:
 # tracer keeps stopped).
 _AT_STATX_DONT_SYNC = 0x4000
 _AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
 _libc.statx.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
 _STATX_BASIC_STATS = 0x7FF
 _STATX = struct.Struct("<I4xQ3I H2x Q16x8x 32x qI4x 16x 4I")
@@ -366,10 +367,12 @@ class _CachedStat:
     st_ctime_ns: int
 
 
-def _stat_cached(path: str) -> _CachedStat:
-    """stat(path) (the link followed) from the attributes the kernel holds."""
+def _stat_cached(path: str, dirfd: int = _AT_FDCWD) -> _CachedStat:
+    """stat(path) (the link followed; with dirfd and path "", fstat(dirfd))
+    from the attributes the kernel holds."""
     buf = ctypes.create_string_buffer(256)
-    if _libc.statx(_AT_FDCWD, path.encode(), _AT_STATX_DONT_SYNC, _STATX_BASIC_STATS, buf) != 0:
+    flags = _AT_STATX_DONT_SYNC | (_AT_EMPTY_PATH if not path else 0)
+    if _libc.statx(dirfd, path.encode(), flags, _STATX_BASIC_STATS, buf) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
     (_, _, _, _, _, mode, ino, ctime_s, ctime_ns,
