@@ -260,3 +260,138 @@ def test_a_file_mapped_through_its_loop_device_is_exec_written(mode, build_progr
     _blocked(traced, parse_output)
     assert shape(traced.events) == [(mode, ("exec-written",))]
     assert parse_output(traced.stdout).failed() == {"loop_rx": "EACCES"}
+
+
+def test_a_sibling_asleep_in_the_kernel_cannot_keep_a_refused_descriptor(build_program, parse_output,
+                                                                         tmp_path):
+    """Processes sharing the program's descriptor table (CLONE_FILES) sleep
+    in an exec whose argument page a FUSE server (another process) holds
+    back, so a ptrace interrupt does not stop them; main opens a FUSE
+    symlink to its own /proc mem file O_RDWR. The opener goes into its call
+    after HOLD_PATIENCE without their stops; the server answers their READs
+    just after the open's READLINK, and each exec unshares the table with
+    the new descriptor in it (natively the new image writes code over main's
+    text through its copy). The open is refused and closed at its exit, and
+    the processes that had not stopped when it started are killed: their
+    exec may hold a copy (before this, every one wrote the code although
+    the open said EACCES)."""
+    native = _native(build_program, parse_output, "attack_asleep_sibling")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    assert native.ran == ["asleep_sibling_call"]
+    for _ in range(3):
+        traced = trace([str(build_program("attack_asleep_sibling"))], tmp_path, *STRICT, timeout=60)
+        _blocked(traced, parse_output)
+        out = parse_output(traced.stdout)
+        assert out.count == 0 and out.failed() == {"asleep_open": "EACCES"}, traced.stdout
+        assert shape(traced.events) == [("openat", ("foreign-write",))]
+
+
+def test_a_blocked_open_leaves_no_process_that_shares_its_descriptor_table(build_program, parse_output,
+                                                                           tmp_path):
+    """A server process mounts FUSE in a mount namespace of its own; the
+    program reaches it through /proc/SERVER/root. A thread's
+    clone(CLONE_FILES | CLONE_PARENT_SETTID) stores the parent tid in a page
+    of that filesystem the server holds back: the new process exists but
+    is not woken. Main opens a path whose "slow" component the server
+    looks up in 3 s and which then leads (..) to the server's mem file.
+    The open is judged `blocked` at 2 s and the program killed, but the
+    open completes afterwards (the FUSE mount is not in the program's mount
+    namespace: not aborted), so the new process, which shares the table,
+    could write code into the server through it (natively it does). The
+    kill takes every traced process kcmp says shares the opener's table,
+    those whose first stop the tracer has not seen among them (before this,
+    that one stayed stopped awaiting its creator's clone event and the
+    tracer waited for it for ever)."""
+    native = _native(build_program, parse_output, "attack_blocked_orphan")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    assert native.ran == ["orphan_call"]
+    traced = trace([str(build_program("attack_blocked_orphan"))], tmp_path, *STRICT, timeout=30)
+    _blocked(traced, parse_output)
+    assert traced.returncode == 137, traced.stderr
+    assert shape(traced.events) == [("blocked", ("opaque",))]
+    assert "CHILD" not in traced.stdout, traced.stdout
+
+
+def test_a_process_made_while_its_creator_dies_is_not_waited_for_for_ever(build_program, parse_output,
+                                                                           tmp_path):
+    """The same clone, but the program exits instead of opening and a
+    helper process has the server answer the held page 4 s later: the new
+    process is woken after its creator's process is gone and reaped (it is
+    reparented), so the clone event it is held for never comes. It is let
+    go as an orphan at its first stop (before this, the tracer waited for
+    it for ever)."""
+    native = _native(build_program, parse_output, "attack_blocked_orphan", "exit")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    traced = trace([str(build_program("attack_blocked_orphan")), "exit"], tmp_path, *STRICT, timeout=30)
+    out = parse_output(traced.stdout)
+    assert "orphan_runs" in out.steps and out.failed() == {}, traced.stdout
+    assert traced.events == []
+
+
+def test_an_opener_killed_before_its_descriptor_is_closed_takes_its_table_sharers(build_program, parse_output,
+                                                                                   tmp_path):
+    """Main opens the mem file of a process sharing its descriptor table
+    (CLONE_FILES) while a plain child spins on /proc/<main>/fd/<the number
+    the open gets> and SIGKILLs main the moment it names a mem file: the
+    tracer, still judging at the exit stop (or never given it), cannot close
+    the refused descriptor in a thread that is gone, and the sharer, let go
+    with the hold, wrote code over its own text through it (before this,
+    two runs in three ran it under strict). The opener gone inside its held
+    call (or before its descriptors were closed) kills every process of the
+    hold."""
+    native = _native(build_program, parse_output, "attack_opener_killed")
+    assert native.ran == ["opener_killed_call"]
+    for _ in range(5):
+        traced = trace([str(build_program("attack_opener_killed"))], tmp_path, *STRICT, timeout=60)
+        assert parse_output(traced.stdout).ran == [], traced.stdout
+        assert set(shape(traced.events)) <= {("openat", ("foreign-write",))}, traced.events
+
+
+def test_a_caller_killed_before_its_mapping_is_undone_takes_its_space_sharers(build_program,
+                                                                              parse_output, tmp_path):
+    """An i386 old_mmap with its block in memfd_secret asks for an RWX page
+    at a fixed address (judged and undone at its exit); a plain child spins
+    on the program's maps and SIGKILLs it the moment the page is there, so
+    the tracer's injected munmap finds no thread; a process sharing the
+    address space (CLONE_VM), held meanwhile, then wrote code into the page
+    and ran it (before this, three runs in four under strict). The caller
+    gone while its result was judged kills every process of the hold."""
+    native = _native(build_program, parse_output, "attack_undo_killed")
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.ran == ["undo_killed_call"]
+    for _ in range(4):
+        traced = trace([str(build_program("attack_undo_killed"))], tmp_path, *STRICT, timeout=60)
+        assert parse_output(traced.stdout).ran == [], traced.stdout
+        assert set(shape(traced.events)) <= {("mmap", ("wx-map", "anon-exec"))}, traced.events
+
+
+@pytest.mark.parametrize("mode", ["", "ATTR=0", "mmap"])
+def test_judging_asks_nothing_of_a_fuse_server_the_tracer_holds(mode, build_program, parse_output, tmp_path):
+    """A FUSE file served by a thread of the program (OPEN answered ENOSYS,
+    LOOKUP valid for long: an open asks the server nothing) opened O_RDWR:
+    the server thread is held until the open is judged, so the tracer's own
+    look at the descriptor must send the filesystem no request (statfs
+    always did; a stat does once attributes expire: ATTR=0). With "mmap", a
+    child maps the file R-X while main waits, held, in a FIFO's open: the
+    fstat at the mmap's entry must not ask either. Before this the tracer
+    hung for ever in fuse_statfs / fuse_do_getattr, SIGTERM included. The
+    fs type comes from the descriptor's mount id in the program's
+    mountinfo, stats from the kernel's cached attributes."""
+    args = [mode] if mode else []
+    native = _native(build_program, parse_output, "attack_fuse_stat", *args)
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    assert native.failed() == {} and native.done
+    traced = trace([str(build_program("attack_fuse_stat")), *args], tmp_path, *STRICT, timeout=30)
+    out = parse_output(traced.stdout)
+    assert out.done and "rw_write" in out.steps, traced.stdout
+    if mode == "mmap":
+        assert out.failed() == {"child_rx_mmap": "EACCES"}, traced.stdout
+        assert shape(traced.events) == [("mmap", ("exec-written",))]
+    else:
+        assert out.failed() == {} and traced.events == [], traced.stdout
+    assert traced.returncode == 0

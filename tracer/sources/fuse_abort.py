@@ -56,6 +56,12 @@ def _mount_fusectl() -> bool:
     return done or os.path.ismount(_CONNECTIONS)
 
 
+def is_connection(device: int) -> bool:
+    """Whether `device` (a superblock's st_dev) is a FUSE connection's, as
+    fusectl lists them (mounted at its usual place when nothing is there)."""
+    return os.major(device) == 0 and _mount_fusectl() and os.path.isdir(f"{_CONNECTIONS}/{os.minor(device)}")
+
+
 def abort(connections: frozenset[int]) -> list[int]:
     """Abort each FUSE connection of `connections` (mounting fusectl at its
     usual place when nothing is mounted there); return the ids aborted."""

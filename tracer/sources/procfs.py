@@ -14,12 +14,15 @@ import errno
 import functools
 import os
 import stat
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from tracer.abi import PROC_SUPER_MAGIC, Prot
 from tracer.errors import AccessDenied, NoSuchProcess, TraceError
 from tracer.events import FdObject, MapEntry, ProcessInfo
+from tracer.sources import fuse_abort
 
 _GONE = frozenset({errno.ENOENT, errno.ESRCH})
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
@@ -187,6 +190,26 @@ def read_personality(pid: int, tid: int | None = None) -> int:
         raise TraceError(f"unexpected /proc/{pid}/{name}: {text!r}", pid=pid) from err
 
 
+def traced_processes(tracer: int) -> list[int]:
+    """The pids of the processes whose leader `tracer` traces (TracerPid in
+    /proc/PID/status), those it has not yet had a stop of included: a
+    process a clone is still making is listed as soon as it has a pid."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", encoding="ascii", errors="replace") as file:
+                for line in file:
+                    if line.startswith("TracerPid:"):
+                        if int(line.split()[1]) == tracer:
+                            found.append(int(name))
+                        break
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
 def wait_channel(tid: int) -> str | None:
     """Return the kernel function thread `tid` sleeps in (/proc/TID/wchan:
     e.g. `wait_for_partner`, a FIFO's open waiting for its other end), or
@@ -277,7 +300,7 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
             return None
         raise _translate(err, pid, link) from err
     try:
-        st = os.fstat(pinned)
+        st = _stat_cached("", pinned)  # no request to a FUSE server the tracer may hold
         path = os.readlink(f"/proc/self/fd/{pinned}")
     except OSError as err:
         raise _translate(err, pid, link) from err
@@ -287,23 +310,75 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
                     ctime_ns=st.st_ctime_ns)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_MISC_MAJOR = 10
+_PROC_FSTYPE = "proc"
+
+
 class _StatFs(ctypes.Structure):
     # struct statfs on x86-64: f_type first, 120 bytes in all.
     _fields_ = (("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112))
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _libc.statfs.argtypes = (ctypes.c_char_p, ctypes.POINTER(_StatFs))
-_MISC_MAJOR = 10
 
 
-def _fs_type(path: str) -> int:
-    """statfs(path).f_type (the link is followed, as os.stat does)."""
+def _fs_type(pid: int, fd: int, link: str, device: int) -> int:
+    """The filesystem magic of descriptor `fd` of `pid` (`link`, on
+    `device`) as far as it matters (PROC_SUPER_MAGIC, or 0 for any other
+    mount `pid` lists), with no request to a FUSE filesystem: its server
+    may be a task the tracer keeps stopped, and statfs would wait for it
+    for ever. A mount `pid` lists is told by its type there (the mount id
+    from fdinfo); another (internal: a memfd's; another namespace's reached
+    through /proc/PID/root; detached) by statfs, unless it is a FUSE
+    connection (0)."""
+    mnt_id = next((line[7:].strip() for line in _read_text(pid, f"fdinfo/{fd}").splitlines()
+                   if line.startswith("mnt_id:")), None)
+    for line in _read_text(pid, "mountinfo").splitlines():
+        if line.split(" ", 1)[0] == mnt_id:
+            _, _, after = line.partition(" - ")
+            return PROC_SUPER_MAGIC if after.split(" ", 1)[0] == _PROC_FSTYPE else 0
+    if fuse_abort.is_connection(device):
+        return 0
     buf = _StatFs()
-    if _libc.statfs(path.encode(), ctypes.byref(buf)) != 0:
+    if _libc.statfs(link.encode(), ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), link)
+    return buf.f_type & 0xFFFFFFFF
+
+
+# statx(2): the attributes the kernel has cached (AT_STATX_DONT_SYNC), so no
+# request reaches a network or FUSE filesystem (its server may be a task the
+# tracer keeps stopped).
+_AT_STATX_DONT_SYNC = 0x4000
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
+_libc.statx.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
+_STATX_BASIC_STATS = 0x7FF
+_STATX = struct.Struct("<I4xQ3I H2x Q16x8x 32x qI4x 16x 4I")
+
+
+@dataclass(frozen=True)
+class _CachedStat:
+    st_dev: int
+    st_ino: int
+    st_mode: int
+    st_rdev: int
+    st_ctime_ns: int
+
+
+def _stat_cached(path: str, dirfd: int = _AT_FDCWD) -> _CachedStat:
+    """stat(path) (the link followed; with dirfd and path "", fstat(dirfd))
+    from the attributes the kernel holds."""
+    buf = ctypes.create_string_buffer(256)
+    flags = _AT_STATX_DONT_SYNC | (_AT_EMPTY_PATH if not path else 0)
+    if _libc.statx(dirfd, path.encode(), flags, _STATX_BASIC_STATS, buf) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
-    return buf.f_type & 0xFFFFFFFF
+    (_, _, _, _, _, mode, ino, ctime_s, ctime_ns,
+     rdev_major, rdev_minor, dev_major, dev_minor) = _STATX.unpack_from(buf.raw)
+    return _CachedStat(os.makedev(dev_major, dev_minor), ino, mode, os.makedev(rdev_major, rdev_minor),
+                       ctime_s * 1_000_000_000 + ctime_ns)
 
 
 @functools.cache
@@ -337,7 +412,7 @@ def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
     NoSuchProcess, AccessDenied or TraceError."""
     link = f"/proc/{pid}/fd/{fd}"
     try:
-        st = os.stat(link)
+        st = _stat_cached(link)
         path = os.readlink(link)
         flags = access if access is not None else next(
             int(line[6:].strip(), 8) for line in _read_text(pid, f"fdinfo/{fd}").splitlines()
@@ -349,7 +424,7 @@ def fd_view(pid: int, fd: int, access: int | None = None) -> FdObject | None:
         # the mount it was opened through.
         named_mem = _named_mem(path)
         writable = flags & 0o3 in (os.O_WRONLY, os.O_RDWR)
-        fs_type = (_fs_type(link) if named_mem or (
+        fs_type = (_fs_type(pid, fd, link, st.st_dev) if named_mem or (
             writable and stat.S_ISREG(st.st_mode) and os.major(st.st_dev) == 0) else 0)
         mem_file = named_mem or (fs_type == PROC_SUPER_MAGIC and writable and _bind_mounted_mem(pid, link))
     except StopIteration as err:
@@ -414,14 +489,12 @@ def mount_devices(pid: int) -> frozenset[int]:
 
 _STATX_MNT_ID = 0x1000
 _STATX_MNT_ID_OFFSET = 144
-_AT_FDCWD = -100
-_libc.statx.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
 
 
 def _mount_id(path: str) -> int | None:
     """The id of the mount `path` lives on (statx), None when it cannot be read."""
     buf = ctypes.create_string_buffer(256)
-    if _libc.statx(_AT_FDCWD, path.encode(), 0, _STATX_MNT_ID, buf) != 0:
+    if _libc.statx(_AT_FDCWD, path.encode(), _AT_STATX_DONT_SYNC, _STATX_MNT_ID, buf) != 0:
         return None
     return int.from_bytes(buf.raw[_STATX_MNT_ID_OFFSET:_STATX_MNT_ID_OFFSET + 8], "little")
 

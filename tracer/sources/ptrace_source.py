@@ -27,6 +27,7 @@ import re
 import signal
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -244,6 +245,16 @@ def _kcmp(pid1: int, pid2: int, kind: int) -> bool | None:
     result = _libc.syscall(_NR_KCMP, ctypes.c_long(pid1), ctypes.c_long(pid2), ctypes.c_long(kind),
                            ctypes.c_long(0), ctypes.c_long(0))
     return None if result < 0 else result == 0
+
+
+def _sharers(tids: Iterable[int], vm: bool) -> set[int]:
+    """The traced processes (with a stop seen or not yet) that share the
+    descriptor table of one of `tids` (with vm: or its address space), as
+    kcmp says (a task gone compares with nothing)."""
+    tids = tuple(tids)
+    # TracerPid names the tracing thread (this one: ptrace calls come from it).
+    return {pid for pid in procfs.traced_processes(threading.get_native_id())
+            if any(_kcmp(tid, pid, _KCMP_FILES) or (vm and _kcmp(tid, pid, _KCMP_VM)) for tid in tids)}
 
 
 def _getregs(tid: int):
@@ -525,7 +536,10 @@ class _Hold:
     reported (answered when the hold ends), `started` whether the opener
     was let go into its call (`started_at`: when), `deadline` when the
     opener goes anyway (or, once started, when its call is looked at
-    again: _hold_overdue)."""
+    again: _hold_overdue). `unstopped` are the processes of the tasks that
+    had not stopped when the opener went into its call: asleep in the
+    kernel, their call goes on meanwhile and may take the new descriptor
+    (an exec copies the descriptor table it shares) before it is judged."""
 
     owner: int
     waiting: set[int]
@@ -536,6 +550,7 @@ class _Hold:
     started_at: float = 0.0
     deadline: float = 0.0
     vm: int = 0
+    unstopped: frozenset[int] = frozenset()
 
 
 # How long the siblings of a held call wait before its call is looked at
@@ -804,6 +819,10 @@ class PtraceSource:
                 # event says whose address space it has, so none of its calls
                 # (or an exec) can be judged against a model it is not in.
                 task.held = True
+                if not any(other.pid == task.parent for other in self.tasks.values() if other is not task):
+                    # Its creator is gone (it was made while its creator's process
+                    # died, and was reparented): that event never comes.
+                    self._release_orphans(task.parent)
                 return
         self._route(task, status)
 
@@ -1566,6 +1585,7 @@ class PtraceSource:
         hold.started = True
         hold.started_at = time.monotonic()
         hold.deadline = hold.started_at + HOLD_PATIENCE
+        hold.unstopped = frozenset(self.tasks[tid].pid for tid in hold.waiting if tid in self.tasks)
         owner = self.tasks.get(hold.owner)
         if owner is not None:
             self._resume(owner)
@@ -1594,16 +1614,24 @@ class PtraceSource:
         reply, entry = self.sink.on_call(blocked, self._peek_for(owner.tid))
         if reply.kill or reply.deny_errno is not None:
             held = {owner.tid, *hold.waiting, *(tid for tid, _, _ in hold.held)}
-            pids = {self.tasks[tid].pid for tid in held if tid in self.tasks}
-            # It may wait for a FUSE server among them: its death would hang in a flush.
-            connections = frozenset().union(*(fuse_abort.private_connections(pid) for pid in pids))
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            fuse_abort.abort(connections)
+            pids = {self.tasks[tid].pid for tid in held if tid in self.tasks} | hold.unstopped
+            # The call may still complete after the kill (its FUSE server lives on): every
+            # process that could use its result dies too, one a sibling is still making among them.
+            self._kill_processes(pids | _sharers((owner.tid,), bool(hold.vm)))
         else:
             self.sink.on_event(MemReturn(blocked, 0, entry))
         self._release(key)
+
+    @staticmethod
+    def _kill_processes(pids: set[int] | frozenset[int]) -> None:
+        """SIGKILL each process of `pids`, then abort the FUSE connections
+        they mounted privately: one of them may wait for a FUSE server
+        among them, and its death would hang in a flush."""
+        connections = frozenset().union(*(fuse_abort.private_connections(pid) for pid in pids))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        fuse_abort.abort(connections)
 
     def _release(self, key: int) -> None:
         """End the hold of a descriptor table: answer the stops kept meanwhile
@@ -1628,21 +1656,42 @@ class PtraceSource:
         it; undo a refused one (close it in the thread, return -errno, or
         kill) before the thread runs another instruction, then let the
         siblings go (the caller resumes the thread, after any exit hook).
+        A refused descriptor kills the processes of the hold's tasks that
+        had not stopped when the call started (`_Hold.unstopped`): their
+        calls ran in the kernel meanwhile and may hold a copy of it. A
+        thread gone before its descriptors were judged (or a refused one
+        closed: killed from outside the hold) leaves them in the table its
+        siblings share: every process of the hold dies.
         Returns True when the process was killed."""
         key = task.files_key
+        vanished = False
         try:
-            kill = self._judge_descriptors(task, call, rval, failed)
+            kill, refused = self._judge_descriptors(task, call, rval, failed)
         except NoSuchProcess:
-            kill = False  # the thread is gone; its exit is reported
+            kill = refused = False  # the thread is gone; its exit is reported
+            vanished = True
         if kill:
             self._kill_process(task)
         hold = self._holds.get(key)
         if hold is not None and hold.owner == task.tid:
+            if vanished:
+                self._kill_processes(self._hold_processes(hold))
+            elif refused and hold.unstopped:
+                self._kill_processes(hold.unstopped)
             self._release(key)
         return kill
 
-    def _judge_descriptors(self, task: _Task, call: MemCall, rval: int, failed: bool) -> bool:
-        """Judge the call's descriptors; return True when the process must die."""
+    def _hold_processes(self, hold: _Hold) -> set[int]:
+        """The processes of a hold's tasks other than its owner, and every
+        traced process kcmp says shares their descriptor table (or, for an
+        mmap's hold, their address space)."""
+        tids = {*hold.waiting, *(tid for tid, _, _ in hold.held)} - {hold.owner}
+        return {self.tasks[tid].pid for tid in tids if tid in self.tasks} | hold.unstopped | _sharers(
+            tids, bool(hold.vm))
+
+    def _judge_descriptors(self, task: _Task, call: MemCall, rval: int, failed: bool) -> tuple[bool, bool]:
+        """Judge the call's descriptors; return whether the process must
+        die and whether any descriptor was refused (closed)."""
         fds = () if failed else self._new_descriptors(task, call, rval)
         peek = self._peek_for(task.tid)
         ctl: Control | None = None
@@ -1673,7 +1722,7 @@ class PtraceSource:
                 self.sink.on_event(MemReturn(judged, rval, entry))
         if ctl is not None:
             ctl.finish(-refused if refused is not None else rval)
-        return kill
+        return kill, ctl is not None
 
     def _new_descriptors(self, task: _Task, call: MemCall, rval: int) -> list[int]:
         """The descriptors a successful call produced: its result, or for a
@@ -1888,6 +1937,12 @@ class PtraceSource:
         hold = self._hold_over(task)
         if hold is not None:
             if hold.owner == tid:
+                if hold.started:
+                    # Gone inside its held call (killed from outside the hold) or
+                    # while its result was judged (a normal end releases the hold
+                    # first): what it made may stay, unjudged or not undone, in the
+                    # table (or address space) the hold's other processes share.
+                    self._kill_processes(self._hold_processes(hold))
                 self._release(task.files_key)
             else:
                 hold.waiting.discard(tid)
