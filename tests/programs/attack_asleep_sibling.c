@@ -91,19 +91,12 @@ static int handle(struct fuse_in_header *in, void *arg)
 		tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
 		break;
 	}
-	case FUSE_GETATTR: {
-		struct fuse_attr_out attr = {0};
-
-		fill_attr(&attr.attr, in->nodeid);
-		tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
+	case FUSE_GETATTR:
+		tw_fuse_reply_attr(in, fill_attr, 0);
 		break;
-	}
-	case FUSE_OPEN: {
-		struct fuse_open_out open_out = {0};
-
-		tw_fuse_reply(in->unique, 0, &open_out, sizeof(open_out));
+	case FUSE_OPEN:
+		tw_fuse_reply_open(in->unique, 0, 0);
 		break;
-	}
 	case FUSE_READ:
 		if (nkept < CHILDREN) {
 			kept[nkept++] = in->unique;

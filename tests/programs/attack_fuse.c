@@ -105,20 +105,13 @@ static int handle(struct fuse_in_header *in, void *arg)
 		tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
 		break;
 	}
-	case FUSE_GETATTR: {
-		struct fuse_attr_out attr = {.attr_valid = 3600};
-
-		fill_attr(&attr.attr, in->nodeid);
-		tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
+	case FUSE_GETATTR:
+		tw_fuse_reply_attr(in, fill_attr, 3600);
 		break;
-	}
 	case FUSE_OPEN:
-	case FUSE_OPENDIR: {
-		struct fuse_open_out open_out = {.fh = 1, .open_flags = FOPEN_KEEP_CACHE};
-
-		tw_fuse_reply(in->unique, 0, &open_out, sizeof(open_out));
+	case FUSE_OPENDIR:
+		tw_fuse_reply_open(in->unique, 1, FOPEN_KEEP_CACHE);
 		break;
-	}
 	case FUSE_READ: {
 		struct fuse_read_in *rd = arg;
 		size_t size = rd->offset >= CODE_SIZE ? 0 : CODE_SIZE - rd->offset;

@@ -61,14 +61,9 @@ static int handle(struct fuse_in_header *in, void *arg)
 		tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
 		break;
 	}
-	case FUSE_GETATTR: {
-		struct fuse_attr_out attr = {0};
-
-		attr.attr_valid = attr_valid;
-		fill_attr(&attr.attr, in->nodeid);
-		tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
+	case FUSE_GETATTR:
+		tw_fuse_reply_attr(in, fill_attr, attr_valid);
 		break;
-	}
 	case FUSE_STATFS: {
 		struct fuse_statfs_out out = {0};
 

@@ -54,13 +54,9 @@ static int handle(struct fuse_in_header *in, void *arg)
 		tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
 		break;
 	}
-	case FUSE_GETATTR: {
-		struct fuse_attr_out attr = {0};
-
-		fill_attr(&attr.attr, in->nodeid);
-		tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
+	case FUSE_GETATTR:
+		tw_fuse_reply_attr(in, fill_attr, 0);
 		break;
-	}
 	case FUSE_READLINK:
 		tw_fuse_reply(in->unique, 0, target, strlen(target));
 		break;

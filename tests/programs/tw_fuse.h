@@ -52,6 +52,26 @@ static inline void tw_fuse_reply(uint64_t unique, int error, const void *body, s
 		_exit(4);
 }
 
+/* How a program describes its node (each has one: fill_attr). */
+typedef void (*tw_fuse_filler)(struct fuse_attr *attr, uint64_t node);
+
+/* Answer the GETATTR `in` with fill's attributes of its node, valid `valid` s. */
+static inline void tw_fuse_reply_attr(const struct fuse_in_header *in, tw_fuse_filler fill, uint64_t valid)
+{
+	struct fuse_attr_out out = {.attr_valid = valid};
+
+	fill(&out.attr, in->nodeid);
+	tw_fuse_reply(in->unique, 0, &out, sizeof(out));
+}
+
+/* Answer an OPEN or OPENDIR with file handle fh and open_flags flags. */
+static inline void tw_fuse_reply_open(uint64_t unique, uint64_t fh, uint32_t flags)
+{
+	struct fuse_open_out out = {.fh = fh, .open_flags = flags};
+
+	tw_fuse_reply(unique, 0, &out, sizeof(out));
+}
+
 /* A program's part of the server: answer (or keep) the request `in`, whose
  * body is `arg`, and return 1; or return 0 to leave it to tw_fuse_serve. */
 typedef int (*tw_fuse_handler)(struct fuse_in_header *in, void *arg);
