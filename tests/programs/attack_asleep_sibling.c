@@ -39,6 +39,7 @@
 TW_DEFINE_PATCH_TARGET;
 
 static char target[64];
+static int seen_fd; /* the server's end of the pipe `seen` */
 /* How long after the READLINK answer child i's READ is answered (µs). */
 static const int delays[CHILDREN] = {0, 100, 300, 700, 1500, 3000, 6000, 12000};
 
@@ -61,101 +62,71 @@ static void fill_attr(struct fuse_attr *attr, uint64_t node)
 	}
 }
 
-/* The server (a child process). READs of the files are kept until the
- * READLINK of "mem"; each READ kept is reported as one byte on `seen`. */
-static void serve(int seen)
+/* The server's part (a child process). READs of the files are kept until
+ * the READLINK of "mem"; each READ kept is reported as one byte on seen_fd. */
+static int handle(struct fuse_in_header *in, void *arg)
 {
-	static char buf[1 << 18];
-	uint64_t kept[CHILDREN];
-	int nkept = 0;
+	static uint64_t kept[CHILDREN];
+	static int nkept;
 
-	for (;;) {
-		ssize_t n = read(tw_fuse_fd, buf, sizeof(buf));
-		struct fuse_in_header *in = (struct fuse_in_header *)buf;
-		void *arg = buf + sizeof(*in);
+	switch (in->opcode) {
+	case FUSE_LOOKUP: {
+		struct fuse_entry_out entry = {0};
+		const char *name = arg;
 
-		if (n < 0) {
-			if (errno == EINTR || errno == ENOENT || errno == EAGAIN)
-				continue;
-			_exit(0); /* ENODEV: unmounted */
+		if (in->nodeid != FUSE_ROOT_ID) {
+			tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
+		} else if (strcmp(name, "mem") == 0) {
+			entry.nodeid = LINK_NODE;
+		} else if (name[0] == 'a' && name[1] >= '0' && name[1] < '0' + CHILDREN && !name[2]) {
+			entry.nodeid = FILE_NODE + (uint64_t)(name[1] - '0');
 		}
-		switch (in->opcode) {
-		case FUSE_INIT: {
-			struct fuse_init_out init = {.major = FUSE_KERNEL_VERSION,
-						     .minor = FUSE_KERNEL_MINOR_VERSION,
-						     .max_write = 4096};
-
-			tw_fuse_reply(in->unique, 0, &init, sizeof(init));
+		if (in->nodeid != FUSE_ROOT_ID)
+			break;
+		if (!entry.nodeid) {
+			tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
 			break;
 		}
-		case FUSE_LOOKUP: {
-			struct fuse_entry_out entry = {0};
-			const char *name = arg;
-
-			if (in->nodeid != FUSE_ROOT_ID) {
-				tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
-			} else if (strcmp(name, "mem") == 0) {
-				entry.nodeid = LINK_NODE;
-			} else if (name[0] == 'a' && name[1] >= '0' && name[1] < '0' + CHILDREN && !name[2]) {
-				entry.nodeid = FILE_NODE + (uint64_t)(name[1] - '0');
-			}
-			if (in->nodeid != FUSE_ROOT_ID)
-				break;
-			if (!entry.nodeid) {
-				tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
-				break;
-			}
-			fill_attr(&entry.attr, entry.nodeid);
-			tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
-			break;
-		}
-		case FUSE_GETATTR: {
-			struct fuse_attr_out attr = {0};
-
-			fill_attr(&attr.attr, in->nodeid);
-			tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
-			break;
-		}
-		case FUSE_OPEN: {
-			struct fuse_open_out open_out = {0};
-
-			tw_fuse_reply(in->unique, 0, &open_out, sizeof(open_out));
-			break;
-		}
-		case FUSE_READ:
-			if (nkept < CHILDREN) {
-				kept[nkept++] = in->unique;
-				if (write(seen, "r", 1) != 1)
-					_exit(5);
-			}
-			break;
-		case FUSE_READLINK: {
-			static char page[4096];
-			struct timespec ts;
-
-			tw_fuse_reply(in->unique, 0, target, strlen(target));
-			memcpy(page, WORD, sizeof(WORD));
-			for (int i = 0; i < nkept; i++) {
-				ts.tv_sec = 0;
-				ts.tv_nsec = (long)(delays[i] - (i ? delays[i - 1] : 0)) * 1000L;
-				nanosleep(&ts, NULL);
-				tw_fuse_reply(kept[i], 0, page, sizeof(page));
-			}
-			nkept = 0;
-			break;
-		}
-		case FUSE_FORGET:
-		case FUSE_BATCH_FORGET:
-		case FUSE_INTERRUPT:
-			break; /* no reply */
-		case FUSE_FLUSH:
-		case FUSE_RELEASE:
-			tw_fuse_reply(in->unique, 0, NULL, 0);
-			break;
-		default:
-			tw_fuse_reply(in->unique, -ENOSYS, NULL, 0);
-		}
+		fill_attr(&entry.attr, entry.nodeid);
+		tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
+		break;
 	}
+	case FUSE_GETATTR:
+		tw_fuse_reply_attr(in, fill_attr, 0);
+		break;
+	case FUSE_OPEN:
+		tw_fuse_reply_open(in->unique, 0, 0);
+		break;
+	case FUSE_READ:
+		if (nkept < CHILDREN) {
+			kept[nkept++] = in->unique;
+			if (write(seen_fd, "r", 1) != 1)
+				_exit(5);
+		}
+		break;
+	case FUSE_READLINK: {
+		static char page[4096];
+		struct timespec ts;
+
+		tw_fuse_reply(in->unique, 0, target, strlen(target));
+		memcpy(page, WORD, sizeof(WORD));
+		for (int i = 0; i < nkept; i++) {
+			ts.tv_sec = 0;
+			ts.tv_nsec = (long)(delays[i] - (i ? delays[i - 1] : 0)) * 1000L;
+			nanosleep(&ts, NULL);
+			tw_fuse_reply(kept[i], 0, page, sizeof(page));
+		}
+		nkept = 0;
+		break;
+	}
+	case FUSE_FLUSH:
+	case FUSE_RELEASE:
+		tw_fuse_reply(in->unique, 0, NULL, 0);
+		break;
+	default:
+		return 0;
+	}
+	return 1;
 }
 
 /* The exec'd image of a child: write the code through the copied descriptor. */
@@ -195,7 +166,8 @@ int main(int argc, char **argv)
 		return tw_done();
 	server = fork();
 	if (server == 0) {
-		serve(seen[1]);
+		seen_fd = seen[1];
+		tw_fuse_serve(handle);
 		_exit(0);
 	}
 	close(tw_fuse_fd);

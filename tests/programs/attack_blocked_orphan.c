@@ -43,6 +43,7 @@ static int predicted_fd;
 static const char *parent_tid_page;
 static pid_t orphan = -1;
 static int exit_mode;
+static int seen_fd; /* S's end of the pipe `seen` */
 
 static void fill_attr(struct fuse_attr *attr, uint64_t node)
 {
@@ -78,80 +79,52 @@ static void *watch(void *unused)
 	_exit(0); /* the server too: nobody may be left to end it */
 }
 
-/* S: LOOKUP of "slow" answered after 3 s, then the kept READ of "page". */
-static void serve(int seen)
+/* S's part of the server: LOOKUP of "slow" answered after 3 s, then the
+ * kept READ of "page" (reported as one byte on seen_fd when kept). */
+static int handle(struct fuse_in_header *in, void *arg)
 {
-	static char buf[1 << 18], page[4096];
-	uint64_t kept = 0;
+	static char page[4096];
+	static uint64_t kept;
+	const char *name = arg;
 
-	for (;;) {
-		ssize_t n = read(tw_fuse_fd, buf, sizeof(buf));
-		struct fuse_in_header *in = (struct fuse_in_header *)buf;
-		const char *name = buf + sizeof(*in);
-
-		if (n < 0) {
-			if (errno == EINTR || errno == ENOENT || errno == EAGAIN)
-				continue;
-			return; /* ENODEV: unmounted or aborted */
+	switch (in->opcode) {
+	case FUSE_LOOKUP:
+		if (in->nodeid == FUSE_ROOT_ID && strcmp(name, "page") == 0) {
+			reply_entry(in->unique, FILE_NODE);
+		} else if (in->nodeid == FUSE_ROOT_ID && strcmp(name, "slow") == 0) {
+			sleep(3);
+			reply_entry(in->unique, DIR_NODE);
+			usleep(500000);
+			if (kept)
+				tw_fuse_reply(kept, 0, page, sizeof(page));
+			kept = 0;
+		} else {
+			tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
 		}
-		switch (in->opcode) {
-		case FUSE_INIT: {
-			struct fuse_init_out init = {.major = FUSE_KERNEL_VERSION,
-						     .minor = FUSE_KERNEL_MINOR_VERSION,
-						     .max_write = 4096};
-
-			tw_fuse_reply(in->unique, 0, &init, sizeof(init));
-			break;
+		break;
+	case FUSE_GETATTR:
+		tw_fuse_reply_attr(in, fill_attr, 3600);
+		break;
+	case FUSE_OPEN:
+		tw_fuse_reply_open(in->unique, 0, 0);
+		break;
+	case FUSE_READ:
+		if (!kept) {
+			kept = in->unique;
+			if (write(seen_fd, "r", 1) != 1)
+				_exit(5);
+		} else {
+			tw_fuse_reply(in->unique, 0, page, sizeof(page));
 		}
-		case FUSE_LOOKUP:
-			if (in->nodeid == FUSE_ROOT_ID && strcmp(name, "page") == 0) {
-				reply_entry(in->unique, FILE_NODE);
-			} else if (in->nodeid == FUSE_ROOT_ID && strcmp(name, "slow") == 0) {
-				sleep(3);
-				reply_entry(in->unique, DIR_NODE);
-				usleep(500000);
-				if (kept)
-					tw_fuse_reply(kept, 0, page, sizeof(page));
-				kept = 0;
-			} else {
-				tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
-			}
-			break;
-		case FUSE_GETATTR: {
-			struct fuse_attr_out attr = {0};
-
-			attr.attr_valid = 3600;
-			fill_attr(&attr.attr, in->nodeid);
-			tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
-			break;
-		}
-		case FUSE_OPEN: {
-			struct fuse_open_out open_out = {0};
-
-			tw_fuse_reply(in->unique, 0, &open_out, sizeof(open_out));
-			break;
-		}
-		case FUSE_READ:
-			if (!kept) {
-				kept = in->unique;
-				if (write(seen, "r", 1) != 1)
-					_exit(5);
-			} else {
-				tw_fuse_reply(in->unique, 0, page, sizeof(page));
-			}
-			break;
-		case FUSE_FORGET:
-		case FUSE_BATCH_FORGET:
-		case FUSE_INTERRUPT:
-			break; /* no reply */
-		case FUSE_FLUSH:
-		case FUSE_RELEASE:
-			tw_fuse_reply(in->unique, 0, NULL, 0);
-			break;
-		default:
-			tw_fuse_reply(in->unique, -ENOSYS, NULL, 0);
-		}
+		break;
+	case FUSE_FLUSH:
+	case FUSE_RELEASE:
+		tw_fuse_reply(in->unique, 0, NULL, 0);
+		break;
+	default:
+		return 0;
 	}
+	return 1;
 }
 
 /* N: wait for the open's descriptor to be a mem file, write through it. */
@@ -211,7 +184,8 @@ int main(int argc, char **argv)
 		pthread_create(&watcher, NULL, watch, NULL);
 		if (write(ready[1], "m", 1) != 1)
 			_exit(5);
-		serve(seen[1]);
+		seen_fd = seen[1];
+		tw_fuse_serve(handle);
 		pthread_join(watcher, NULL);
 	}
 	close(ready[1]);

@@ -53,6 +53,7 @@ static void *overtake_page;
 static atomic_int window_stop, window_won;
 static int window_fd = -1;
 static sigjmp_buf window_guard;
+static unsigned char page[CODE_SIZE]; /* the file's content */
 
 static void *make_executable(void *unused)
 {
@@ -74,97 +75,82 @@ static void fill_attr(struct fuse_attr *attr, uint64_t node)
 	attr->atime = attr->mtime = attr->ctime = 1;
 }
 
+/* The server's part: INIT with readahead and one page a request, a file
+ * "code" of one page, READ after 3 s (overtake) or after a write open and
+ * a memory call (populate). */
+static int handle(struct fuse_in_header *in, void *arg)
+{
+	switch (in->opcode) {
+	case FUSE_INIT: {
+		struct fuse_init_out init = {.major = FUSE_KERNEL_VERSION,
+					     .minor = FUSE_KERNEL_MINOR_VERSION,
+					     .max_readahead = 65536,
+					     .max_write = 4096,
+					     .max_pages = 1,
+					     .time_gran = 1};
+
+		tw_fuse_reply(in->unique, 0, &init, sizeof(init));
+		break;
+	}
+	case FUSE_LOOKUP: {
+		struct fuse_entry_out entry = {0};
+
+		if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "code") != 0) {
+			tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
+			break;
+		}
+		entry.nodeid = CODE_NODE;
+		entry.entry_valid = entry.attr_valid = 3600;
+		fill_attr(&entry.attr, CODE_NODE);
+		tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
+		break;
+	}
+	case FUSE_GETATTR:
+		tw_fuse_reply_attr(in, fill_attr, 3600);
+		break;
+	case FUSE_OPEN:
+	case FUSE_OPENDIR:
+		tw_fuse_reply_open(in->unique, 1, FOPEN_KEEP_CACHE);
+		break;
+	case FUSE_READ: {
+		struct fuse_read_in *rd = arg;
+		size_t size = rd->offset >= CODE_SIZE ? 0 : CODE_SIZE - rd->offset;
+
+		if (overtake)
+			sleep(3);
+		if (populate) {
+			int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+			void *scratch = mmap(NULL, 4096, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			if (scratch != MAP_FAILED)
+				munmap(scratch, 4096);
+			if (null >= 0)
+				close(null);
+		}
+
+		if (size > rd->size)
+			size = rd->size;
+		tw_fuse_reply(in->unique, 0, page + (rd->offset < CODE_SIZE ? rd->offset : 0), size);
+		break;
+	}
+	case FUSE_FLUSH:
+	case FUSE_RELEASE:
+	case FUSE_RELEASEDIR:
+		tw_fuse_reply(in->unique, 0, NULL, 0);
+		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
+
 static void *serve(void *unused)
 {
-	static char buf[1 << 18];
-	static unsigned char page[CODE_SIZE];
-
 	(void)unused;
 	memset(page, 0xcc, sizeof(page));
 	memcpy(page, TW_CODE, sizeof(TW_CODE));
-	for (;;) {
-		ssize_t n = read(tw_fuse_fd, buf, sizeof(buf));
-		struct fuse_in_header *in = (struct fuse_in_header *)buf;
-		void *arg = buf + sizeof(*in);
-
-		if (n < 0) {
-			if (errno == EINTR || errno == ENOENT || errno == EAGAIN)
-				continue;
-			return NULL; /* ENODEV: unmounted */
-		}
-		switch (in->opcode) {
-		case FUSE_INIT: {
-			struct fuse_init_out init = {.major = FUSE_KERNEL_VERSION,
-						     .minor = FUSE_KERNEL_MINOR_VERSION,
-						     .max_readahead = 65536,
-						     .max_write = 4096,
-						     .max_pages = 1,
-						     .time_gran = 1};
-
-			tw_fuse_reply(in->unique, 0, &init, sizeof(init));
-			break;
-		}
-		case FUSE_LOOKUP: {
-			struct fuse_entry_out entry = {0};
-
-			if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "code") != 0) {
-				tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
-				break;
-			}
-			entry.nodeid = CODE_NODE;
-			entry.entry_valid = entry.attr_valid = 3600;
-			fill_attr(&entry.attr, CODE_NODE);
-			tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
-			break;
-		}
-		case FUSE_GETATTR: {
-			struct fuse_attr_out attr = {.attr_valid = 3600};
-
-			fill_attr(&attr.attr, in->nodeid);
-			tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
-			break;
-		}
-		case FUSE_OPEN:
-		case FUSE_OPENDIR: {
-			struct fuse_open_out open_out = {.fh = 1, .open_flags = FOPEN_KEEP_CACHE};
-
-			tw_fuse_reply(in->unique, 0, &open_out, sizeof(open_out));
-			break;
-		}
-		case FUSE_READ: {
-			struct fuse_read_in *rd = arg;
-			size_t size = rd->offset >= CODE_SIZE ? 0 : CODE_SIZE - rd->offset;
-
-			if (overtake)
-				sleep(3);
-			if (populate) {
-				int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-				void *scratch = mmap(NULL, 4096, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-				if (scratch != MAP_FAILED)
-					munmap(scratch, 4096);
-				if (null >= 0)
-					close(null);
-			}
-
-			if (size > rd->size)
-				size = rd->size;
-			tw_fuse_reply(in->unique, 0, page + (rd->offset < CODE_SIZE ? rd->offset : 0), size);
-			break;
-		}
-		case FUSE_FORGET:
-		case FUSE_BATCH_FORGET:
-		case FUSE_INTERRUPT:
-			break; /* no reply */
-		case FUSE_FLUSH:
-		case FUSE_RELEASE:
-		case FUSE_RELEASEDIR:
-			tw_fuse_reply(in->unique, 0, NULL, 0);
-			break;
-		default:
-			tw_fuse_reply(in->unique, -ENOSYS, NULL, 0);
-		}
-	}
+	tw_fuse_serve(handle);
+	return NULL;
 }
 
 static void window_segv(int sig)

@@ -42,77 +42,57 @@ static void fill_attr(struct fuse_attr *attr, uint64_t node)
 	attr->size = node == FILE_NODE ? 4096 : 0;
 }
 
+/* The server's part (thread S): a file "f", attributes valid attr_valid s,
+ * STATFS and WRITE answered; OPEN, FLUSH, ...: ENOSYS, never asked again. */
+static int handle(struct fuse_in_header *in, void *arg)
+{
+	switch (in->opcode) {
+	case FUSE_LOOKUP: {
+		struct fuse_entry_out entry = {0};
+
+		if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "f") != 0) {
+			tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
+			break;
+		}
+		entry.nodeid = FILE_NODE;
+		entry.entry_valid = 3600;
+		entry.attr_valid = attr_valid;
+		fill_attr(&entry.attr, FILE_NODE);
+		tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
+		break;
+	}
+	case FUSE_GETATTR:
+		tw_fuse_reply_attr(in, fill_attr, attr_valid);
+		break;
+	case FUSE_STATFS: {
+		struct fuse_statfs_out out = {0};
+
+		out.st.bsize = out.st.frsize = 4096;
+		out.st.namelen = 255;
+		tw_fuse_reply(in->unique, 0, &out, sizeof(out));
+		break;
+	}
+	case FUSE_WRITE: {
+		struct fuse_write_in *write_in = arg;
+		struct fuse_write_out out = {.size = write_in->size};
+
+		tw_fuse_reply(in->unique, 0, &out, sizeof(out));
+		break;
+	}
+	case FUSE_RELEASE:
+		tw_fuse_reply(in->unique, 0, NULL, 0);
+		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
+
 static void *serve(void *unused)
 {
-	static char buf[1 << 18];
-
 	(void)unused;
-	for (;;) {
-		ssize_t n = read(tw_fuse_fd, buf, sizeof(buf));
-		struct fuse_in_header *in = (struct fuse_in_header *)buf;
-
-		if (n < 0) {
-			if (errno == EINTR || errno == ENOENT || errno == EAGAIN)
-				continue;
-			return NULL; /* ENODEV: unmounted */
-		}
-		switch (in->opcode) {
-		case FUSE_INIT: {
-			struct fuse_init_out init = {.major = FUSE_KERNEL_VERSION,
-						     .minor = FUSE_KERNEL_MINOR_VERSION,
-						     .max_write = 4096};
-
-			tw_fuse_reply(in->unique, 0, &init, sizeof(init));
-			break;
-		}
-		case FUSE_LOOKUP: {
-			struct fuse_entry_out entry = {0};
-
-			if (in->nodeid != FUSE_ROOT_ID || strcmp(buf + sizeof(*in), "f") != 0) {
-				tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
-				break;
-			}
-			entry.nodeid = FILE_NODE;
-			entry.entry_valid = 3600;
-			entry.attr_valid = attr_valid;
-			fill_attr(&entry.attr, FILE_NODE);
-			tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
-			break;
-		}
-		case FUSE_GETATTR: {
-			struct fuse_attr_out attr = {0};
-
-			attr.attr_valid = attr_valid;
-			fill_attr(&attr.attr, in->nodeid);
-			tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
-			break;
-		}
-		case FUSE_STATFS: {
-			struct fuse_statfs_out out = {0};
-
-			out.st.bsize = out.st.frsize = 4096;
-			out.st.namelen = 255;
-			tw_fuse_reply(in->unique, 0, &out, sizeof(out));
-			break;
-		}
-		case FUSE_WRITE: {
-			struct fuse_write_in *write_in = (struct fuse_write_in *)(buf + sizeof(*in));
-			struct fuse_write_out out = {.size = write_in->size};
-
-			tw_fuse_reply(in->unique, 0, &out, sizeof(out));
-			break;
-		}
-		case FUSE_FORGET:
-		case FUSE_BATCH_FORGET:
-		case FUSE_INTERRUPT:
-			break; /* no reply */
-		case FUSE_RELEASE:
-			tw_fuse_reply(in->unique, 0, NULL, 0);
-			break;
-		default: /* OPEN, FLUSH, ...: ENOSYS, never asked again */
-			tw_fuse_reply(in->unique, -ENOSYS, NULL, 0);
-		}
-	}
+	tw_fuse_serve(handle);
+	return NULL;
 }
 
 /* A child maps the file R-X while main waits, held, in a FIFO's open. */

@@ -37,61 +37,33 @@ static void fill_attr(struct fuse_attr *attr, uint64_t node)
 	attr->blksize = 4096;
 }
 
-/* The server (a child process): every request answered, LOOKUP after 1 s. */
-static void serve(void)
+/* The server's part (a child process): LOOKUP of "mem" answered after 1 s. */
+static int handle(struct fuse_in_header *in, void *arg)
 {
-	static char buf[1 << 18];
+	switch (in->opcode) {
+	case FUSE_LOOKUP: {
+		struct fuse_entry_out entry = {0};
 
-	for (;;) {
-		ssize_t n = read(tw_fuse_fd, buf, sizeof(buf));
-		struct fuse_in_header *in = (struct fuse_in_header *)buf;
-		void *arg = buf + sizeof(*in);
-
-		if (n < 0) {
-			if (errno == EINTR || errno == ENOENT || errno == EAGAIN)
-				continue;
-			_exit(0); /* ENODEV: unmounted */
-		}
-		switch (in->opcode) {
-		case FUSE_INIT: {
-			struct fuse_init_out init = {.major = FUSE_KERNEL_VERSION,
-						     .minor = FUSE_KERNEL_MINOR_VERSION,
-						     .max_write = 4096};
-
-			tw_fuse_reply(in->unique, 0, &init, sizeof(init));
+		if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "mem") != 0) {
+			tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
 			break;
 		}
-		case FUSE_LOOKUP: {
-			struct fuse_entry_out entry = {0};
-
-			if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "mem") != 0) {
-				tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
-				break;
-			}
-			sleep(1);
-			entry.nodeid = LINK_NODE;
-			fill_attr(&entry.attr, LINK_NODE);
-			tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
-			break;
-		}
-		case FUSE_GETATTR: {
-			struct fuse_attr_out attr = {0};
-
-			fill_attr(&attr.attr, in->nodeid);
-			tw_fuse_reply(in->unique, 0, &attr, sizeof(attr));
-			break;
-		}
-		case FUSE_READLINK:
-			tw_fuse_reply(in->unique, 0, target, strlen(target));
-			break;
-		case FUSE_FORGET:
-		case FUSE_BATCH_FORGET:
-		case FUSE_INTERRUPT:
-			break; /* no reply */
-		default:
-			tw_fuse_reply(in->unique, -ENOSYS, NULL, 0);
-		}
+		sleep(1);
+		entry.nodeid = LINK_NODE;
+		fill_attr(&entry.attr, LINK_NODE);
+		tw_fuse_reply(in->unique, 0, &entry, sizeof(entry));
+		break;
 	}
+	case FUSE_GETATTR:
+		tw_fuse_reply_attr(in, fill_attr, 0);
+		break;
+	case FUSE_READLINK:
+		tw_fuse_reply(in->unique, 0, target, strlen(target));
+		break;
+	default:
+		return 0;
+	}
+	return 1;
 }
 
 /* pwrite the code through the descriptor number the open will get. */
@@ -125,7 +97,7 @@ int main(void)
 		return tw_done();
 	server = fork();
 	if (server == 0) {
-		serve();
+		tw_fuse_serve(handle);
 		_exit(0);
 	}
 	close(tw_fuse_fd);
