@@ -101,8 +101,12 @@ def test_attach_sees_a_running_process_and_detaches_on_ctrl_c(build_program, par
     tracer.send_signal(signal.SIGINT)
     assert tracer.wait(timeout=30) == 0
     assert "TracerPid:\t0\n" in Path(f"/proc/{program.pid}/status").read_text()
-    out, _ = program.communicate("bye\n", timeout=30)
-    assert program.returncode == 0
+    # Read the rest through the same buffered reader: communicate() reads the
+    # pipe itself and would drop lines readline() already buffered.
+    program.stdin.write("bye\n")
+    program.stdin.close()
+    out = program.stdout.read()
+    assert program.wait(timeout=30) == 0
     assert parse_output(ready + stepped + out).ran == ["wx_call"]
     events = [json.loads(line) for line in json_path.read_text().splitlines()]
     assert [e["categories"] for e in events if e["type"] == "event"] == [["wx-map", "anon-exec"]]
