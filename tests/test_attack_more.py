@@ -395,3 +395,21 @@ def test_judging_asks_nothing_of_a_fuse_server_the_tracer_holds(mode, build_prog
     else:
         assert out.failed() == {} and traced.events == [], traced.stdout
     assert traced.returncode == 0
+
+
+def test_the_exit_look_at_a_mapping_asks_nothing_of_a_held_fuse_server(build_program, parse_output, tmp_path):
+    """main maps the FUSE file R-X itself (attributes expire at once); its
+    server thread shares the descriptor table, so it is held until the
+    mmap's exit is judged, and the look at what the kernel mapped
+    (/proc/PID/map_files) must not ask the server anything. Before this the
+    tracer hung for ever in fuse_do_getattr under default enforce (the
+    mmap is allowed at entry, logged exec-written)."""
+    native = _native(build_program, parse_output, "attack_fuse_stat", "exitmap")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    assert native.failed() == {} and native.done
+    traced = trace([str(build_program("attack_fuse_stat")), "exitmap"], tmp_path, "--mode", "enforce",
+                   timeout=30)
+    out = parse_output(traced.stdout)
+    assert out.done and out.failed() == {} and traced.returncode == 0, traced.stdout + traced.stderr
+    assert shape(traced.events) == [("mmap", ("exec-written",))]

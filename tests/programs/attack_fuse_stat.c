@@ -17,6 +17,9 @@
  * the child, 300 ms later, maps f R-X (STEP child_rx_mmap) and then opens
  * the FIFO for reading. A tracer must not ask the filesystem anything at
  * the mmap's entry (an fstat of expired attributes) while S is held.
+ * With "exitmap": attributes expire at once and main maps f R-X itself; a
+ * tracer that may undo the mapping at the call's exit holds S meanwhile and
+ * must not ask the filesystem anything then (a stat of the mapped object).
  * Needs root (mount namespaces, FUSE).
  */
 #define _GNU_SOURCE
@@ -141,7 +144,8 @@ int main(int argc, char **argv)
 	int fd;
 
 	tw_init();
-	if (argc > 1 && (strcmp(argv[1], "ATTR=0") == 0 || strcmp(argv[1], "mmap") == 0))
+	if (argc > 1 && (strcmp(argv[1], "ATTR=0") == 0 || strcmp(argv[1], "mmap") == 0 ||
+			 strcmp(argv[1], "exitmap") == 0))
 		attr_valid = 0;
 	if (!mkdtemp(dir))
 		return 1;
@@ -155,6 +159,19 @@ int main(int argc, char **argv)
 		close(fd);
 	if (argc > 1 && strcmp(argv[1], "mmap") == 0)
 		map_while_held(path);
+	if (argc > 1 && strcmp(argv[1], "exitmap") == 0) {
+		/* Main maps f R-X itself: S shares the descriptor table, so a tracer
+		 * that may undo the mapping at the call's exit holds S meanwhile. */
+		void *p;
+
+		fd = open(path, O_RDONLY);
+		p = mmap(NULL, 4096, TW_RX, MAP_PRIVATE, fd, 0);
+		tw_step_addr("rx_mmap", "mmap", p, MAP_FAILED, errno);
+		if (p != MAP_FAILED)
+			munmap(p, 4096); /* else the mount stays busy and S never ends */
+		if (fd >= 0)
+			close(fd);
+	}
 	fd = open(path, O_RDWR);
 	tw_step("rw_open", "open", fd, errno);
 	if (fd >= 0) {

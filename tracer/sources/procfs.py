@@ -563,7 +563,7 @@ def mapped_object(pid: int, start: int, end: int) -> FdObject | None:
     object is mapped there. Raises NoSuchProcess, AccessDenied or TraceError."""
     link = f"/proc/{pid}/map_files/{start:x}-{end:x}"
     try:
-        st = os.stat(link)
+        st = _stat_cached(link)  # no request to a FUSE server the tracer may hold
         return FdObject(fd=-1, path=os.readlink(link), dev=st.st_dev, inode=st.st_ino,
                         mode=st.st_mode, ctime_ns=st.st_ctime_ns)
     except OSError as err:
