@@ -1833,7 +1833,7 @@ class PtraceSource:
             # alone in its address space (another thread's calls may be
             # reported before this event although they ran after the copy)
             # and nothing was kept out of children.
-            alone = not any(other.vm == task.vm and other is not task for other in self.tasks.values())
+            alone = self._alone(task)
             copied = alone and not (shares_vm or task.syscall_mode or task.vm in self._dontfork)
             self.sink.on_event(ForkEvent(time.time(), task.pid, task.tid, child_pid, thread, shares_vm,
                                          copied, crowded=not alone, child_tid=child, personality=persona))
