@@ -313,3 +313,58 @@ def test_a_file_replaced_on_disk_is_not_symbolized() -> None:
     replaced = tuple(m._replace(inode=m.inode + 1) if m.path == region.path else m for m in maps)
     caller = Attributor().caller(ip, b"", 0, replaced)
     assert caller == Caller(ip, region.path, None, ip - region.start + region.offset)
+
+
+def _capstone_says_call(code: bytes, bits: int) -> bool:
+    """What the Attributor decided from capstone alone: some instruction of
+    one of the call lengths ends exactly at the end of `code` and is a near call."""
+    import capstone
+
+    from tracer.attribution import _CALL_LENGTHS, _is_call
+
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32 if bits == 32 else capstone.CS_MODE_64)
+    cs.detail = True
+    for length in _CALL_LENGTHS:
+        if length <= len(code):
+            insn = next(cs.disasm(code[-length:], 0x1000, 1), None)
+            if insn is not None and insn.size == length and _is_call(insn):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_plain_call_encodings_agree_with_capstone(bits: int) -> None:
+    """The shortcut that spares capstone's import says `call` only where
+    capstone says it too, and it finds the three encodings it claims."""
+    import random
+
+    from tracer.attribution import _plain_call_ends
+
+    rng = random.Random(13)
+    tails = [b"\xe8\x10\x20\x30\x40", b"\xff\x15\x00\x10\x00\x00",
+             *(bytes([0xFF, 0xD0 + r]) for r in range(8))]
+    samples = [bytes(rng.randrange(256) for _ in range(8)) for _ in range(20000)]
+    samples += [bytes(rng.randrange(256) for _ in range(8 - len(t))) + t for t in tails for _ in range(200)]
+    # Near misses: the same opcodes with another ModRM (ff /3 is a far call, ff /4 a jump).
+    samples += [b"\x90\x90" + bytes([0xFF, modrm]) + b"\x00\x00\x00\x00" for modrm in range(256)]
+    samples += [b"\x90" * 6 + bytes([0xFF, modrm]) for modrm in range(256)]
+    shortcut = [code for code in samples if _plain_call_ends(code)]
+    assert len(shortcut) > 2000
+    for code in shortcut:
+        assert _capstone_says_call(code, bits), (code.hex(), bits)
+    for tail in tails:
+        assert _plain_call_ends(b"\x90" * 8 + tail)
+    assert not _plain_call_ends(b"\x90" * 6 + b"\xff\xd8")  # ff /3: a far call through memory
+    assert not _plain_call_ends(b"\x90" * 8 + b"\xff\xe0")  # ff /4: jmp rax
+
+
+def test_a_direct_call_site_is_found_without_capstone(tmp_path: Path) -> None:
+    """A caller reached by e8 rel32 (what gcc emits for a call through the
+    PLT) is named with no disassembler loaded: the tracer skips capstone's
+    import for it."""
+    prog, _ = build(tmp_path, 64)
+    with stopped_at_syscall([prog], lambda r: r.orig_rax == MMAP_X86_64 and r.rsi == LIB_LEN) as stop:
+        attributor = Attributor()
+        caller = attribute(stop, attributor)
+    assert caller.symbol == "tw_map_region"
+    assert not attributor._disassemblers

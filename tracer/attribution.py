@@ -32,6 +32,8 @@ _DELETED = " (deleted)"
 _CALL_LENGTHS = (5, 2, 3, 4, 6, 7, 8)
 _CALL_REL32 = 0xE8
 _CALL_INDIRECT = 0xFF
+_MODRM_DISP32_CALL = 0x15  # mod 00, reg 2 (call), r/m 101: [rip+disp32] (64-bit), [disp32] (32-bit)
+_MODRM_REG_CALL = 0xD0  # mod 11, reg 2 (call), r/m a register
 _CACHE_LIMIT = 65536
 
 
@@ -208,6 +210,8 @@ class Attributor:
             code = read_at_vaddr(info, low, vaddr - low)
         except ElfError:
             return False
+        if _plain_call_ends(code):
+            return True
         disasm = self._disassembler(info.elfclass)
         for length in _CALL_LENGTHS:
             if length > len(code):
@@ -249,6 +253,18 @@ class Attributor:
             return Caller(addr, name, None, file_offset)
         symbol, offset = found
         return Caller(addr, name, symbol, offset + (addr - probe))
+
+
+def _plain_call_ends(code: bytes) -> bool:
+    """True when `code` ends with one of the three call encodings compilers
+    emit most, whose length and meaning one or two bytes decide in both
+    32- and 64-bit mode: e8 rel32 (5 bytes), ff 15 disp32 (call through a
+    GOT slot, 6 bytes) and ff d0+r (call a register, 2 bytes). capstone says
+    the same of them (tests/test_attribution.py compares); checking them
+    first spares most reported events its import (~25 ms)."""
+    return ((len(code) >= 5 and code[-5] == _CALL_REL32)
+            or (len(code) >= 6 and code[-6] == _CALL_INDIRECT and code[-5] == _MODRM_DISP32_CALL)
+            or (len(code) >= 2 and code[-2] == _CALL_INDIRECT and code[-1] & 0xF8 == _MODRM_REG_CALL))
 
 
 def _is_call(insn: capstone.CsInsn) -> bool:
