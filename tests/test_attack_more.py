@@ -6,12 +6,13 @@ Attacks still open are xfail(strict=True) with the hole named."""
 from __future__ import annotations
 
 import errno
+import json
 import subprocess
 
 import pytest
 from test_attack import _blocked, _native
 from test_enforce import STRICT
-from test_run_programs import shape, trace
+from test_run_programs import ROOT, TRAMPWATCH, shape, trace
 
 
 @pytest.mark.parametrize("mode", ["secret", "seal"])
@@ -413,3 +414,35 @@ def test_the_exit_look_at_a_mapping_asks_nothing_of_a_held_fuse_server(build_pro
     out = parse_output(traced.stdout)
     assert out.done and out.failed() == {} and traced.returncode == 0, traced.stdout + traced.stderr
     assert shape(traced.events) == [("mmap", ("exec-written",))]
+
+
+def test_the_tracer_reads_no_file_of_a_filesystem_the_tree_mounted(build_program, parse_output, tmp_path):
+    """A FUSE filesystem the program mounts in the tracer's own mount
+    namespace (the run gets one of its own: `unshare -m`), served by the
+    program's thread, holds the executable a child runs; that program makes
+    a W^X event whose caller is in it. Any file read of the tracer's there
+    (the exec's ELF headers, the caller's symbols) is a request the program's
+    server must answer, and that server may be a task the tracer keeps
+    stopped at that moment: the tracer would wait for ever. The server counts
+    the requests of processes outside the program's tree (COUNT): none, as
+    natively (before: 19, the ELF read at the exec and to name the caller).
+    The event is still reported; its caller is not named from prog (its
+    return address cannot be checked without prog's bytes): libc, no symbol."""
+    prog, payload = str(build_program("attack_fuse_exec")), str(build_program("wx_map"))
+    in_namespace = ["unshare", "-m", "--propagation", "private"]
+    native = subprocess.run([*in_namespace, prog, payload], capture_output=True, text=True, timeout=60)
+    out = parse_output(native.stdout)
+    if "fuse_mount" in out.failed() or (native.returncode != 0 and "unshare" in native.stderr):
+        why = out.failed() or native.stderr.strip()
+        pytest.skip(f"cannot mount FUSE in a new mount namespace here: {why}")
+    assert out.failed() == {} and out.count == 0 and out.ran == ["wx_call"], native.stdout + native.stderr
+    json_path = tmp_path / "events.jsonl"
+    run = [*TRAMPWATCH, "run", "--json", str(json_path), "--", prog, payload]
+    traced = subprocess.run([*in_namespace, *run], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = parse_output(traced.stdout)
+    assert traced.returncode == 0 and out.failed() == {} and out.ran == ["wx_call"], traced.stdout
+    assert out.count == 0, traced.stderr
+    events = [json.loads(line) for line in json_path.read_text().splitlines()]
+    wx = [e for e in events if e["type"] == "event" and "wx-map" in e["categories"]]
+    assert [(e["syscall"], e["verdict"]) for e in wx] == [("mmap", "logged")], events
+    assert wx[0]["caller"]["symbol"] is None and not wx[0]["caller"]["object"].endswith("/prog"), wx[0]

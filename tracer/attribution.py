@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from tracer.abi import PF_X, Prot
@@ -50,6 +50,10 @@ class RegionLike(Protocol):
     def offset(self) -> int: ...
     @property
     def path(self) -> str: ...
+    @property
+    def dev(self) -> int: ...
+    @property
+    def inode(self) -> int: ...
 
 
 class Caller(NamedTuple):
@@ -107,8 +111,13 @@ class Attributor:
     """Attributes syscalls to callers; holds the ELF and call-site caches, so
     keep one for the life of a trace."""
 
-    def __init__(self, elf_cache: ElfCache | None = None, max_words: int = 512):
+    def __init__(self, elf_cache: ElfCache | None = None, max_words: int = 512,
+                 unreadable_devices: Collection[int] = ()):
+        """`unreadable_devices`: devices whose files are never read (a live
+        collection: filesystems mounted after a run started, which the
+        traced tree may serve from a task the tracer keeps stopped)."""
         self._elves = elf_cache if elf_cache is not None else ElfCache()
+        self._unreadable = unreadable_devices
         self._max_words = max_words
         self._objects: dict[tuple[str, int | None], ElfLayout | None] = {}
         self._call_sites: dict[tuple[object, int], bool] = {}
@@ -120,8 +129,8 @@ class Attributor:
 
         `ip` is the thread's instruction pointer, `stack` the bytes read at
         stack pointer `sp`, `regions` the process's mappings (anything with
-        start, end, prot, offset, path; an `inode` attribute, when present,
-        guards against a file replaced on disk). When `ip` is outside libc
+        start, end, prot, offset, path, dev, inode: a nonzero inode guards
+        against a file replaced on disk). When `ip` is outside libc
         (a raw `syscall` in the program, ld.so, JIT code) the caller is `ip`
         itself; when no stack word qualifies, the caller is `ip`'s object with
         symbol None. Never raises for unreadable or odd files.
@@ -160,7 +169,9 @@ class Attributor:
     def _elf_for(self, region: RegionLike) -> ElfLayout | None:
         """The ElfLayout behind a file mapping, or None when it cannot be read
         or the file on disk is no longer the one mapped."""
-        inode = getattr(region, "inode", None)
+        if region.dev in self._unreadable:
+            return None
+        inode = region.inode
         key = (region.path, inode)
         if key in self._objects:
             return self._objects[key]
@@ -170,7 +181,7 @@ class Attributor:
             info: ElfLayout | None = self._elves.layout(region.path)
         except ElfError:
             info = None
-        if info is not None and inode is not None and info.key.ino != inode:
+        if info is not None and inode and info.key.ino != inode:
             info = None
         if len(self._objects) >= _CACHE_LIMIT:
             self._objects.clear()

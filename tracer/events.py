@@ -181,6 +181,9 @@ class WritableObjects(NamedTuple):
     ts: float
     pid: int
     objects: tuple[FdObject, ...]
+    # Devices of filesystems among them mounted after the run started (a FUSE
+    # mount the tree may serve itself): nothing downstream reads their files.
+    new_filesystems: frozenset[int] = frozenset()
 
 
 class CallStalled(NamedTuple):

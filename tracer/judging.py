@@ -51,7 +51,7 @@ class Decider:
         self.model = model
         self.source = source
         self.report_all = report_all
-        self.attributor = Attributor()
+        self.attributor = Attributor(unreadable_devices=model.unreadable_devices)
         self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:

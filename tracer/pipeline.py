@@ -688,6 +688,7 @@ class Judge:
 
     def _writable(self, event: WritableObjects) -> None:
         self.model.add_written(event.objects)
+        self.model.unreadable_devices.update(event.new_filesystems)
 
     def _unresolved(self, event: Unresolved) -> None:
         self.stats.drop(Stage.SOURCE, event.what)

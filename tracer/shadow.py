@@ -169,6 +169,17 @@ class Region:
         """The backing path ('' for anonymous memory), as attribution expects."""
         return self.backing.path or ""
 
+    @property
+    def dev(self) -> int:
+        """The backing object's device (0 for anonymous memory), as attribution expects."""
+        return self.backing.dev
+
+    @property
+    def inode(self) -> int:
+        """The backing object's inode (0 for anonymous memory): attribution
+        reads no file that is no longer the one mapped."""
+        return self.backing.inode
+
     def cut(self, start: int, end: int) -> Region:
         """Return the part of this region between start and end (itself when
         that is all of it: regions are never changed in place)."""
@@ -575,6 +586,11 @@ class ShadowModel:
         # hold written code whatever view maps them next. Write history
         # belongs to the object, not to one attach or mapping of it.
         self.written_objects: set[tuple] = set()
+        # Devices of filesystems mounted after the run started: their files
+        # answer through whoever serves them, maybe a task the tracer keeps
+        # stopped, so the tracer reads none of them (attribution names no
+        # symbol there).
+        self.unreadable_devices: set[int] = set()
 
     def changes_unseen(self, call: MemCall) -> bool:
         """True when `call`, if it succeeds, may map or unmap ranges its

@@ -1,8 +1,9 @@
 /*
  * A FUSE filesystem a test program serves itself (attack_fuse,
  * attack_slow_open, attack_asleep_sibling, attack_blocked_orphan,
- * attack_fuse_stat): mounted in a private mount namespace through
- * /dev/fuse, answered by the program's own thread or child process.
+ * attack_fuse_stat, attack_fuse_exec): mounted through /dev/fuse (in a
+ * private mount namespace unless asked otherwise), answered by the
+ * program's own thread or child process.
  */
 #ifndef TW_FUSE_H
 #define TW_FUSE_H
@@ -17,24 +18,31 @@
 static int tw_fuse_fd = -1;
 
 /* Mount a FUSE filesystem served through tw_fuse_fd at dir, in a mount
- * namespace of the program's own; reported as STEP fuse_mount. */
-static inline int tw_fuse_mount(const char *dir)
+ * namespace of the program's own when own_namespace, with the mount options
+ * extra (empty, or starting with a comma) added; reported as STEP fuse_mount. */
+static inline int tw_fuse_mount_with(const char *dir, int own_namespace, const char *extra)
 {
-	char opts[128];
-	int rc = unshare(CLONE_NEWNS);
+	char opts[192];
+	int rc = own_namespace ? unshare(CLONE_NEWNS) : 0;
 
-	if (rc == 0)
+	if (rc == 0 && own_namespace)
 		rc = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	if (rc == 0) {
 		tw_fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 		rc = tw_fuse_fd < 0 ? -1 : 0;
 	}
 	if (rc == 0) {
-		snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0", tw_fuse_fd);
+		snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0%s", tw_fuse_fd, extra);
 		rc = mount("tw", dir, "fuse", MS_NOSUID | MS_NODEV, opts);
 	}
 	tw_step("fuse_mount", "mount", rc, errno);
 	return rc;
+}
+
+/* tw_fuse_mount_with in a mount namespace of the program's own. */
+static inline int tw_fuse_mount(const char *dir)
+{
+	return tw_fuse_mount_with(dir, 1, "");
 }
 
 /* Answer request `unique` with error (0 or -errno) and up to a page of body. */

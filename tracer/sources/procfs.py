@@ -580,10 +580,20 @@ def mapped_file(pid: int, entry: MapEntry) -> FdObject:
     (its device and inode), with the change time of the object the kernel
     really maps (/proc/PID/map_files; 0 when that cannot be read)."""
     try:
-        ctime_ns = os.stat(f"/proc/{pid}/map_files/{entry.start:x}-{entry.end:x}").st_ctime_ns
+        ctime_ns = _stat_cached(f"/proc/{pid}/map_files/{entry.start:x}-{entry.end:x}").st_ctime_ns
     except OSError:
         ctime_ns = 0
     return FdObject(fd=-1, path=entry.path, dev=entry.dev, inode=entry.inode, ctime_ns=ctime_ns)
+
+
+def exe_object(tid: int) -> FdObject | None:
+    """The identity of the program `tid` runs (/proc/TID/exe, from the
+    attributes the kernel holds), None when it cannot be read."""
+    try:
+        st = _stat_cached(f"/proc/{tid}/exe")
+    except OSError:
+        return None
+    return FdObject(-1, "", st.st_dev, st.st_ino, st.st_mode, ctime_ns=st.st_ctime_ns)
 
 
 def fd_flags(pid: int, fd: int) -> int:

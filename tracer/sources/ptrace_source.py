@@ -1769,12 +1769,20 @@ class PtraceSource:
         A block device counts always: its blocks hold the files on it, and a
         loop device the file bound to it, which the tree may have written
         (attack_loop_map)."""
-        fresh = tuple(obj for obj, device, link in found if (obj.dev, obj.inode) not in self._fresh and (
-            obj.ctime_ns >= self.started_ns > 0 or stat.S_ISBLK(obj.mode)
-            or self._new_filesystem(tid, device, link) or self._image_written(obj.dev)))
+        fresh: list[FdObject] = []
+        served: set[int] = set()
+        for obj, device, link in found:
+            if (obj.dev, obj.inode) in self._fresh:
+                continue
+            if self._new_filesystem(tid, device, link):
+                served.update((device, obj.dev))
+            elif not (obj.ctime_ns >= self.started_ns > 0 or stat.S_ISBLK(obj.mode)
+                      or self._image_written(obj.dev)):
+                continue
+            fresh.append(obj)
         if fresh:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
-            self.sink.on_event(WritableObjects(time.time(), pid, fresh))
+            self.sink.on_event(WritableObjects(time.time(), pid, tuple(fresh), frozenset(served)))
 
     def _image_written(self, device: int) -> bool:
         """Whether the filesystem on `device` (a loop device, or stacked on
@@ -1914,13 +1922,18 @@ class PtraceSource:
             self._resume(task)
             return
         procfs.close_mem(task.tid)
-        execstack = _elf_execstack(info.exe)
-        exe = _exe_object(task.tid)
+        exe = procfs.exe_object(task.tid)
+        exe_link = f"/proc/{task.tid}/exe"
+        # The file is read only on a filesystem that was there before the run:
+        # one mounted since may be served by a task of the tree the tracer
+        # keeps stopped (the read would wait for ever). Unknown: None.
+        execstack = None if exe is None or self._new_filesystem(task.tid, exe.dev, exe_link) \
+            else _elf_execstack(info.exe)
         # The program, its interpreter and any other file the kernel mapped executable.
         loaded = [(procfs.mapped_file(task.tid, m), m.dev, _map_files(task.tid, m.start, m.end))
                   for m in maps if m.prot & abi.PROT_EXEC and m.inode]
         if exe is not None:
-            loaded.append((exe, exe.dev, f"/proc/{task.tid}/exe"))
+            loaded.append((exe, exe.dev, exe_link))
         self._report_fresh(task.tid, task.pid, loaded)
         if self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona,
                                         exe_object=exe)):
@@ -2147,15 +2160,6 @@ def _same_pid_namespace(tid: int) -> bool:
 def _map_files(tid: int, start: int, end: int) -> str:
     """The /proc link to the object mapped at [start, end) of `tid`."""
     return f"/proc/{tid}/map_files/{start:x}-{end:x}"
-
-
-def _exe_object(tid: int) -> FdObject | None:
-    """The identity of the program a thread just exec'd."""
-    try:
-        st = os.stat(f"/proc/{tid}/exe")
-    except OSError:
-        return None
-    return FdObject(-1, "", st.st_dev, st.st_ino, st.st_mode, ctime_ns=st.st_ctime_ns)
 
 
 _CLOCK_REALTIME_COARSE = 5  # Linux's clock id; the time module does not name it
