@@ -121,6 +121,12 @@ class TraceSink(Protocol):
         its return (MemReturn.entry), or with the end of a thread that dies
         inside it (ExitEvent.in_call)."""
 
+    def settle_alone(self, call: MemCall) -> bool:
+        """Take a call of a task alone in its address space as judged and
+        returned at once, when that is exactly what on_call (a `settled`
+        reply) followed by on_event(MemReturn(call, 0, entry)) would do;
+        False, and nothing done, otherwise (the call then goes that way)."""
+
     def footprint(self, call: MemCall) -> Footprint:
         """The ranges a memory call's judgement depends on and its effect
         reaches (None: the whole address space); calls whose footprints
@@ -947,8 +953,14 @@ class PtraceSource:
             self._resume(task)
             return
         serialised = name in _SERIALISED
-        peek = self._peek_for(task.tid)
         call = MemCall(time.time(), task.pid, task.tid, name, arch, args, ip, sp)
+        if name in _SETTLED_ALONE and self._alone(task) and self.sink.settle_alone(call):
+            # Nothing else can run in this address space before its exit, and
+            # it has nothing to report: one stop, as a settled reply below.
+            task.pending = task.entry = None
+            self._resume(task)
+            return
+        peek = self._peek_for(task.tid)
         if arch == "i386":
             call = _normalise(call, peek)
         if call is None:
@@ -2034,6 +2046,9 @@ _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
 _NOT_FLYING = object()
 
 
+# Calls a sink may take as judged and returned at their entry (settle_alone);
+# the same name in either ABI, with arguments no normalisation changes.
+_SETTLED_ALONE = frozenset({"mprotect", "munmap"})
 # Calls that change an address space: judged one at a time per address space.
 _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
                          "shmdt", "ipc", "prctl", "io_destroy"})
