@@ -22,6 +22,7 @@ from tracer.abi import (
 from tracer.events import AttachEvent, ForkEvent, MapEntry, MemCall, MemReturn, ProcessInfo
 from tracer.pipeline import Judge, PtraceSink
 from tracer.policy.loader import load_policy_text, resolve_policy
+from tracer.sources.ptrace_source import _Task, _Tasks
 
 R, W, X = PROT_READ, PROT_WRITE, PROT_EXEC
 PID, RIE_TID = 7, 8
@@ -163,3 +164,25 @@ def test_a_read_write_flip_of_private_memory_takes_one_stop_and_nothing_else_doe
     assert not logged.settle_alone(flip)  # a category-free rule judges it
     reported, _ = twins("default", True)
     assert not reported.settle_alone(flip)  # --all-calls reports it
+
+
+def test_the_tasks_count_of_each_address_space_is_what_a_look_at_every_task_finds():
+    tasks = _Tasks()
+    rng = random.Random("tasks")
+    made: list[_Task] = []
+    for _ in range(5000):
+        step = rng.randrange(4)
+        if step == 0 or not made:
+            tid = rng.randrange(1, 40)
+            task = _Task(tid, tid, vm=rng.choice((0, 0, 1, 2)))
+            made.append(task)
+            tasks[tid] = task
+        elif step == 1:
+            tasks.pop(rng.randrange(1, 40), None)
+        elif step == 2:
+            tasks.move(rng.choice(made), rng.randrange(1, 4))
+        else:
+            del made[rng.randrange(len(made))]
+        for task in made:
+            alone = not any(other.vm == task.vm and other is not task for other in tasks.values())
+            assert tasks.alone(task) == alone
