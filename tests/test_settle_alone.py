@@ -2,8 +2,9 @@
 (Judge.settle_alone) against the usual two (Judge.call, the sink's reply,
 then the call's return): for every call it takes, the model, the run's
 counts and the reports must come out the same, and the usual path must
-have settled it at entry with nothing to report. Pure: twin judges fed the
-same calls, no tracee."""
+have settled it at entry with nothing to report. And the source's count of
+the tasks in each address space, which says when a task is alone, against
+a look at every task. Pure: twin judges fed the same calls, no tracee."""
 
 from __future__ import annotations
 
