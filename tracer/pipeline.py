@@ -38,6 +38,7 @@ from .abi import (
     PROT_GROWSDOWN,
     PROT_READ,
     PROT_WRITE,
+    READ_IMPLIES_EXEC,
 )
 from .actions.outcomes import (
     AUDIT,
@@ -80,7 +81,7 @@ from .judgement import Judgement, Outcome
 from .judging import Decider
 from .policy.model import Policy
 from .replay import Replays, Transition
-from .shadow import Change, ShadowModel, page_up
+from .shadow import Change, Process, ShadowModel, page_up
 from .sources.procfs import read_maps
 from .sources.ptrace_source import (
     ALLOW_WITH_RESULT,
@@ -458,18 +459,65 @@ class Judge:
                 return False
         elif syscall != "munmap":
             return False
-        start, length = args[0], args[1]
+        return self._held_private(call.pid, args[0], args[1]) is not None
+
+    def _held_private(self, pid: int, start: int, length: int) -> Process | None:
+        """The process `pid` when the model holds the page-aligned range at
+        `start` of `length` bytes whole, in regions none of which is shared
+        (None otherwise)."""
         if start & (PAGE_SIZE - 1) or not length:
+            return None
+        process = self.model.processes.get(pid)
+        if process is None:
+            return None
+        end = start + page_up(length)
+        space = process.space
+        region = space.find(start)
+        if region is not None and region.end >= end:
+            return None if region.shared else process  # the usual case: inside one region
+        at = start
+        for region in space.overlapping(start, end):
+            if region.shared or region.start != at:
+                return None
+            at = region.end
+        return process if at == end else None
+
+    def settle_alone(self, call: MemCall) -> bool:
+        """Judge and apply at once a call no other call can interleave with
+        (its task is alone in its address space) when judging it reports
+        nothing and it settles at its entry (settles_at_entry): an munmap
+        (never judged: the model plans no change for it), or an mprotect to
+        read/write/none by a thread without READ_IMPLIES_EXEC while no rule
+        judges calls in no category and --all-calls is off. Such an
+        mprotect is in no category: nothing becomes executable, and no part
+        of the range is shared (no dual-map). So this does what call()
+        followed by call_returned() of its success does (counted, applied to
+        the model), without the change, subject and judgement they build
+        only to find nothing to report. False, and nothing done, for any
+        other call: it goes the usual way."""
+        syscall, args = call.syscall, call.args
+        if syscall == "mprotect":
+            prot = args[2]
+            decider = self.decider
+            if prot & ~(PROT_READ | PROT_WRITE) or decider.report_all or decider.judges_uncategorised:
+                return False
+        elif syscall != "munmap":
             return False
-        process = self.model.process(call.pid)
+        process = self._held_private(call.pid, args[0], args[1])
         if process is None:
             return False
-        end, at = start + page_up(length), start
-        for region in process.space.overlapping(start, end):
-            if region.shared or region.start != at:
-                return False
-            at = region.end
-        return at == end
+        start = args[0]
+        end = start + page_up(args[1])
+        if syscall == "munmap":
+            process.space.remove(start, end)
+        elif process.persona(call.tid) & READ_IMPLIES_EXEC:
+            return False  # the kernel adds PROT_EXEC: judged the usual way
+        else:
+            process.space.protect(start, end, prot)
+        stats = self.stats
+        stats.calls += 1
+        stats.calls_by_syscall[syscall] += 1
+        return True
 
     def rejudge(self, entry: InFlight | None, call: MemCall, peek: Peek | None) -> InFlight:
         """Judge a call again at its exit, with what the kernel really did
@@ -786,6 +834,11 @@ class PtraceSink(TraceSink):
             self.judge.call_killed(entry)
         return reply
 
+    def settle_alone(self, call: MemCall) -> bool:
+        """Judge and apply at once a call of a task alone in its address
+        space, when it settles at entry with nothing to report."""
+        return self.judge.settle_alone(call)
+
     def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
         """The ranges the judge needs stable while it judges `call`."""
         return self.judge.footprint(call)
@@ -959,6 +1012,10 @@ class _PassThrough(TraceSink):
     def on_call(self, call: MemCall, peek: Peek) -> tuple[CallReply, None]:
         """Let the call run unobserved."""
         return _UNOBSERVED, None
+
+    def settle_alone(self, call: MemCall) -> bool:
+        """Nothing is judged: every call goes on unobserved through on_call."""
+        return False
 
     def footprint(self, call: MemCall) -> tuple[tuple[int, int], ...] | None:
         """Nothing is judged: any footprint will do."""

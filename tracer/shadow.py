@@ -433,42 +433,55 @@ class AddressSpace:
         self._merge_around(i)
 
     def _merge_around(self, i: int) -> None:
-        lo = max(i - 1, 0)
-        hi = min(i + 1, len(self._regions) - 1)
-        k = hi
+        regions = self._regions
+        lo = i - 1 if i > 0 else 0
+        k = min(i + 1, len(regions) - 1)
         while k > lo:
-            left, right = self._regions[k - 1], self._regions[k]
-            if left.joins(right):
-                self._regions[k - 1] = Region(left.start, right.end, left.prot, left.shared, left.offset,
-                                              left.backing, left.ever_writable, left.ever_exec)
-                del self._regions[k]
+            left, right = regions[k - 1], regions[k]
+            # Protections first: after a change a neighbour mostly differs there.
+            if left.prot == right.prot and left.joins(right):
+                regions[k - 1] = Region(left.start, right.end, left.prot, left.shared, left.offset,
+                                        left.backing, left.ever_writable, left.ever_exec)
+                del regions[k]
                 del self._starts[k]
                 self._changed()
             k -= 1
 
     def protect(self, start: int, end: int, prot: int) -> None:
         """Apply a successful mprotect to [start, end)."""
+        regions = self._regions
         i = bisect.bisect_right(self._starts, start) - 1
-        if i >= 0 and self._regions[i].end >= end:
+        if i >= 0 and regions[i].end >= end:
             # The common case: the range lies inside one region; split it in place.
-            region = self._regions[i]
+            region = regions[i]
             if region.prot == prot:
                 return
             if region.start == start and region.end == end:
-                self._regions[i] = region.reprotected(prot)
+                regions[i] = region.reprotected(prot)
                 self._changed()
                 self._merge_around(i)
                 return
-            pieces = []
+            backing = region.backing
+            # region.cut(start, end).reprotected(prot), built once.
+            offset = region.offset + (start - region.start) if backing.identity else region.offset
+            changed = Region(start, end, prot, region.shared, offset, backing,
+                             region.ever_writable or bool(prot & PROT_WRITE),
+                             region.ever_exec or bool(prot & PROT_EXEC))
             if region.start < start:
-                pieces.append(region.cut(region.start, start))
-            pieces.append(region.cut(start, end).reprotected(prot))
-            if end < region.end:
-                pieces.append(region.cut(end, region.end))
-            self._regions[i:i + 1] = pieces
-            self._starts[i:i + 1] = [r.start for r in pieces]
+                middle = i + 1
+                if end < region.end:
+                    pieces = [region.cut(region.start, start), changed, region.cut(end, region.end)]
+                    starts = [region.start, start, end]
+                else:
+                    pieces = [region.cut(region.start, start), changed]
+                    starts = [region.start, start]
+            else:
+                middle = i
+                pieces = [changed, region.cut(end, region.end)]
+                starts = [start, end]
+            regions[i:i + 1] = pieces
+            self._starts[i:i + 1] = starts
             self._changed()
-            middle = i + (1 if region.start < start else 0)
             self._merge_around(middle)
             return
         for piece in self.overlapping(start, end):

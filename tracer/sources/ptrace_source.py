@@ -61,6 +61,10 @@ if TYPE_CHECKING:
     from .fast_faults import FastFaults
 
 _WALL = 0x40000000
+# The wait statuses of a syscall stop (PTRACE_O_TRACESYSGOOD) and of a
+# seccomp stop (PTRACE_EVENT_SECCOMP): the stops of every traced call.
+_SYSCALL_STOPS = frozenset({0x7F | (signal.SIGTRAP | 0x80) << 8,
+                            0x7F | (signal.SIGTRAP | abi.PTRACE_EVENT_SECCOMP << 8) << 8})
 _GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 _INFO_SIZE = 88
 _ENTRY = struct.Struct("<B3xIQQQ6Q")
@@ -120,6 +124,12 @@ class TraceSink(Protocol):
         made of the call, which the source holds with it and hands back with
         its return (MemReturn.entry), or with the end of a thread that dies
         inside it (ExitEvent.in_call)."""
+
+    def settle_alone(self, call: MemCall) -> bool:
+        """Take a call of a task alone in its address space as judged and
+        returned at once, when that is exactly what on_call (a `settled`
+        reply) followed by on_event(MemReturn(call, 0, entry)) would do;
+        False, and nothing done, otherwise (the call then goes that way)."""
 
     def footprint(self, call: MemCall) -> Footprint:
         """The ranges a memory call's judgement depends on and its effect
@@ -500,7 +510,8 @@ class _Task:
     held: bool = False
     parent: int = 0
     # The address space (its first owner's pid); threads and CLONE_VM
-    # children share their creator's, exec starts a new one.
+    # children share their creator's, exec starts a new one. Changed only
+    # through _Tasks.move once the task is known (_Tasks counts them).
     vm: int = 0
     # Which descriptor table the task uses (tasks with the same key share
     # one: threads, CLONE_FILES children); 0 means its own pid.
@@ -523,6 +534,47 @@ class _Task:
     def files_key(self) -> int:
         """The key of the descriptor table this task may share."""
         return self.files or self.pid
+
+
+class _Tasks(dict[int, _Task]):
+    """The traced tasks by tid, with how many of them each address space
+    holds (_Task.vm): kept as tasks come (tasks[tid] = task), go (pop)
+    and change address space (move), so that a memory call need not look
+    at every task to learn whether its own is alone in its space."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._per_vm: collections.Counter[int] = collections.Counter()
+
+    def __setitem__(self, tid: int, task: _Task) -> None:
+        old = self.get(tid)
+        if old is not None:
+            self._per_vm[old.vm] -= 1
+        super().__setitem__(tid, task)
+        self._per_vm[task.vm] += 1
+
+    def __delitem__(self, tid: int) -> None:
+        self.pop(tid)
+
+    def pop(self, tid: int, *default: None) -> _Task | None:  # type: ignore[override]
+        """Remove and return the task `tid` (`default` when unknown)."""
+        if tid not in self:
+            return super().pop(tid, *default)
+        task = super().pop(tid)
+        self._per_vm[task.vm] -= 1
+        return task
+
+    def move(self, task: _Task, vm: int) -> None:
+        """Put `task` (known or not yet) in address space `vm`."""
+        if self.get(task.tid) is task:
+            self._per_vm[task.vm] -= 1
+            self._per_vm[vm] += 1
+        task.vm = vm
+
+    def alone(self, task: _Task) -> bool:
+        """Whether no task but `task` is in its address space."""
+        count = self._per_vm[task.vm]
+        return count == 0 or (count == 1 and self.get(task.tid) is task)
 
 
 @dataclass
@@ -576,7 +628,7 @@ class PtraceSource:
         # Where the handler's pure fault decisions are served again without
         # the loop (Control.serve_again); None: every fault comes here.
         self.fast = fast
-        self.tasks: dict[int, _Task] = {}
+        self.tasks = _Tasks()
         self.root_pid: int | None = None
         self.root_status: int | None = None
         self._info = ctypes.create_string_buffer(_INFO_SIZE)
@@ -719,7 +771,11 @@ class PtraceSource:
         try:
             while self.tasks:
                 try:
-                    waited = self._wait()
+                    # Most waits: nothing held or queued, no fast path (_wait's plain case).
+                    if self._holds or self._waiting or self.fast is not None:
+                        waited = self._wait()
+                    else:
+                        waited = os.waitpid(-1, _WALL)
                 except ChildProcessError:
                     break
                 except InterruptedError:
@@ -804,6 +860,14 @@ class PtraceSource:
             task.exit_hook = None
 
     def _handle(self, tid: int, status: int) -> None:
+        if status in _SYSCALL_STOPS and not self._holds and not self._detaching:
+            # Most stops: what _route and _dispatch would do for them, with
+            # no descriptor table held and no detach under way.
+            task = self.tasks.get(tid)
+            if task is not None:
+                self._stops += 1
+                self._syscall_stop(task)
+                return
         if not os.WIFSTOPPED(status):
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 self._gone(tid, status)
@@ -904,7 +968,8 @@ class PtraceSource:
         return self._info.raw
 
     def _syscall_stop(self, task: _Task) -> None:
-        raw = self._syscall_info(task.tid)
+        _fast_ptrace(abi.PTRACE_GET_SYSCALL_INFO, task.tid, _INFO_SIZE, self._info_addr)
+        raw = self._info.raw
         op = raw[0]
         if op == abi.PTRACE_SYSCALL_INFO_EXIT:
             self._syscall_exit(task, raw)
@@ -947,8 +1012,14 @@ class PtraceSource:
             self._resume(task)
             return
         serialised = name in _SERIALISED
-        peek = self._peek_for(task.tid)
         call = MemCall(time.time(), task.pid, task.tid, name, arch, args, ip, sp)
+        if name in _SETTLED_ALONE and self._alone(task) and self.sink.settle_alone(call):
+            # Nothing else can run in this address space before its exit, and
+            # it has nothing to report: one stop, as a settled reply below.
+            task.pending = task.entry = None
+            self._resume(task)
+            return
+        peek = self._peek_for(task.tid)
         if arch == "i386":
             call = _normalise(call, peek)
         if call is None:
@@ -1014,8 +1085,7 @@ class PtraceSource:
     def _alone(self, task: _Task) -> bool:
         """Whether task is the only task of its address space the tracer
         knows (a task it creates is reported before it returns from clone)."""
-        vm = task.vm
-        return not any(other.vm == vm and other is not task for other in self.tasks.values())
+        return self.tasks.alone(task)
 
     def kept_from_children(self, tid: int) -> None:
         """Some range of tid's address space may be kept out of forked
@@ -1826,7 +1896,8 @@ class PtraceSource:
         if known is None:
             self.tasks[child] = _Task(child, child_pid, syscall_mode=task.syscall_mode, vm=vm, files=files)
         else:
-            known.pid, known.syscall_mode, known.vm, known.files = child_pid, task.syscall_mode, vm, files
+            known.pid, known.syscall_mode, known.files = child_pid, task.syscall_mode, files
+            self.tasks.move(known, vm)
         # The persona the kernel gave the new task (a copy of its creator's):
         # it has run no instruction yet, so nothing has changed it.
         try:
@@ -1899,7 +1970,7 @@ class PtraceSource:
             self._task_gone(self.tasks.pop(tid))
         task.pending = None
         self._task_gone(task)
-        task.vm = task.pid
+        self.tasks.move(task, task.pid)
         task.files = 0  # exec gives the process a descriptor table of its own
         if self.fast is not None:
             self.fast.forget_process(task.pid)
@@ -2047,6 +2118,9 @@ _PASSED_ON = frozenset({"execve", "execveat", "process_madvise"})
 _NOT_FLYING = object()
 
 
+# Calls a sink may take as judged and returned at their entry (settle_alone);
+# the same name in either ABI, with arguments no normalisation changes.
+_SETTLED_ALONE = frozenset({"mprotect", "munmap"})
 # Calls that change an address space: judged one at a time per address space.
 _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap", "mremap", "brk", "shmat",
                          "shmdt", "ipc", "prctl", "io_destroy"})
