@@ -60,6 +60,8 @@ SYSCALLS_X86_64: dict[str, int] = {
     "finit_module": 313,
     "kexec_load": 246,
     "kexec_file_load": 320,
+    # The kernel writes swapped-out pages into a swap file with no time stamp.
+    "swapon": 167,
 }
 
 SYSCALLS_I386: dict[str, int] = {
@@ -102,6 +104,7 @@ SYSCALLS_I386: dict[str, int] = {
     "init_module": 128,
     "finit_module": 350,
     "kexec_load": 283,
+    "swapon": 87,
 }
 
 SYSCALL_TABLES: dict[int, dict[str, int]] = {

@@ -1116,7 +1116,7 @@ def _segment_bytes(call: MemCall) -> int:
 _IOCTL_FACILITIES = {USERFAULTFD_IOC_NEW: "userfaultfd", KVM_CREATE_VM: "kvm"}
 _FACILITIES = {"io_uring_setup": "io_uring", "userfaultfd": "userfaultfd", "clone3": "clone3",
                "fanotify_init": "fanotify", "init_module": "kernel-module", "finit_module": "kernel-module",
-               "kexec_load": "kexec", "kexec_file_load": "kexec"}
+               "kexec_load": "kexec", "kexec_file_load": "kexec", "swapon": "swapon"}
 _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd", "recvmsg",
                      "recvmmsg", "memfd_create")
 

@@ -611,6 +611,12 @@ class PtraceSource:
         # image files' paths (a file there changes when its image does).
         self._image_devices: dict[int, list[str]] = {}
         self._new_devices: dict[int, bool] = {}
+        # Swap files (device, inode): the kernel writes the tree's pages into
+        # them unstamped. Read at start, and again at every judged file mmap
+        # once the tree made a swapon (it may add one: swapoff leaves the pages).
+        self._swap_files: frozenset[tuple[int, int]] = frozenset()
+        self._swap_devices: frozenset[int] = frozenset()
+        self._swapon_seen = False
         # Address spaces some thread asked MADV_DONTFORK for: a fork of them
         # is not vouched a copy of the model (ForkEvent.copied). Kept after
         # an exec too (another task may still share the old space's key).
@@ -635,6 +641,7 @@ class PtraceSource:
         self.started_ns = run_start_ns(started_ns)
         self._start_devices = procfs.mount_devices(os.getpid())
         self._image_devices = _image_devices(self._start_devices)
+        self._read_swap_files()
         child = os.fork()
         if child == 0:
             _exec_child(path, argv, prepare_child)
@@ -662,6 +669,7 @@ class PtraceSource:
         self.started_ns = run_start_ns()
         self._start_devices = procfs.mount_devices(pid)
         self._image_devices = _image_devices(self._start_devices)
+        self._read_swap_files()
         seen: set[int] = set()
         while True:
             fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
@@ -957,6 +965,8 @@ class PtraceSource:
         if call.syscall in _DESCRIPTOR_CALLS:
             self._descriptor_entry(task, call, name)
             return
+        if name == "swapon":
+            self._swapon_seen = True
         if name == "clone3" and self.clone3_exit_only:
             task.pending, task.entry = call, None
             self._resume(task)
@@ -971,7 +981,8 @@ class PtraceSource:
             obj = call.fd_object
             # The usual file (old, on a filesystem that was there) costs three compares.
             if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices
-                                    or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)):
+                                    or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)
+                                    or obj.dev in self._swap_devices or self._swapon_seen):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif call.syscall == "shmat":
             call = _with_segment_size(call)
@@ -1768,13 +1779,23 @@ class PtraceSource:
         an image it wrote and mounted: attributes say whatever it wants).
         A block device counts always: its blocks hold the files on it, and a
         loop device the file bound to it, which the tree may have written
-        (attack_loop_map)."""
+        (attack_loop_map). So does a swap file: the kernel writes the tree's
+        pages into its blocks, stamping nothing (attack_swap_file)."""
+        if self._swapon_seen:
+            self._read_swap_files()
         fresh = tuple(obj for obj, device, link in found if (obj.dev, obj.inode) not in self._fresh and (
             obj.ctime_ns >= self.started_ns > 0 or stat.S_ISBLK(obj.mode)
+            or (obj.dev, obj.inode) in self._swap_files
             or self._new_filesystem(tid, device, link) or self._image_written(obj.dev)))
         if fresh:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
             self.sink.on_event(WritableObjects(time.time(), pid, fresh))
+
+    def _read_swap_files(self) -> None:
+        """Add the swap files /proc/swaps lists now to those already seen
+        (one turned off keeps what the kernel wrote into it)."""
+        self._swap_files |= procfs.swap_files()
+        self._swap_devices = frozenset(device for device, _ in self._swap_files)
 
     def _image_written(self, device: int) -> bool:
         """Whether the filesystem on `device` (a loop device, or stacked on

@@ -1,0 +1,102 @@
+"""Attacks on enforce mode found by red team 6, each a C program that natively
+runs code it produced and, under strict enforce, must not (helpers of
+test_attack: the native run first, then no RAN line and a truthful report).
+Attacks still open are xfail(strict=True) with the hole named."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_attack import _blocked, _native
+from test_attack_more import DENY_WX_LOG_OPAQUE
+from test_enforce import STRICT
+from test_run_programs import shape, trace
+
+SWAP_BYTES = 16 << 20
+
+
+@pytest.fixture
+def swap_area(tmp_path: Path) -> Path:
+    """A swap area made before the run (mkswap of a file on the disk's
+    filesystem, its page cache written back so nothing cached hides what
+    the kernel's swap I/O puts in its blocks); turned off again if a test
+    left it on."""
+    if os.geteuid() != 0:
+        pytest.skip("swapon needs CAP_SYS_ADMIN: run as root")
+    mkswap = shutil.which("mkswap") or shutil.which("mkswap", path="/sbin:/usr/sbin")
+    if mkswap is None:
+        pytest.skip("mkswap (util-linux) is not installed")
+    area = tmp_path / "swap.area"
+    with area.open("wb") as f:
+        f.write(bytes(SWAP_BYTES))
+        os.fsync(f.fileno())
+    area.chmod(0o600)
+    subprocess.run([mkswap, str(area)], check=True, capture_output=True)
+    fd = os.open(area, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    yield area
+    subprocess.run(["swapoff", str(area)], capture_output=True, check=False)
+
+
+def _swap_native(build_program, parse_output, area: Path, *mode: str):
+    native = _native(build_program, parse_output, "attack_swap_file", str(area), *mode)
+    if "swapon" in native.failed():
+        pytest.skip(f"cannot turn a swap file on here: swapon {native.failed()['swapon']}")
+    if "paged_out" in native.failed():
+        pytest.skip("MADV_PAGEOUT did not push the page out to the swap area")
+    assert native.ran == ["swap_call"], native
+    return native
+
+
+def test_a_swap_file_the_tree_turns_on_is_refused(build_program, parse_output, swap_area, tmp_path):
+    """The program turns a swap file made before the run on, pushes a page
+    holding code out (MADV_PAGEOUT) and maps the slot of the file that the
+    kernel wrote it to R-X: no open for writing, no time stamp (swap I/O
+    goes to the blocks). Before: the mapping was allowed and the code ran.
+    swapon is `opaque` (facility `swapon`): strict refuses it."""
+    _swap_native(build_program, parse_output, swap_area)
+    traced = trace([str(build_program("attack_swap_file")), str(swap_area)], tmp_path, *STRICT)
+    assert parse_output(traced.stdout).ran == [], traced.stdout
+    assert shape(traced.events) == [("swapon", ("opaque",))]
+    event = traced.events[0]
+    assert event["verdict"] == "denied" and event["result"] == -errno.EPERM, event
+    assert event["detail"]["facility"] == "swapon", event
+    assert parse_output(traced.stdout).failed() == {"swapon": "EPERM"}
+
+
+def test_a_swap_file_turned_on_under_a_lenient_policy_counts_as_written(build_program, parse_output,
+                                                                        swap_area, tmp_path):
+    """Where a policy lets swapon run (logged), the swap areas are read
+    again from /proc/swaps: the file holding the paged-out code counts as
+    written, and its R-X mapping is exec-written."""
+    _swap_native(build_program, parse_output, swap_area)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(DENY_WX_LOG_OPAQUE)
+    traced = trace([str(build_program("attack_swap_file")), str(swap_area)], tmp_path,
+                   "--policy", str(policy), "--mode", "enforce")
+    out = parse_output(traced.stdout)
+    assert out.ran == [], traced.stdout
+    assert shape(traced.events) == [("swapon", ("opaque",)), ("mmap", ("exec-written",))]
+    assert [e["verdict"] for e in traced.events] == ["logged", "denied"], traced.events
+    assert out.failed() == {"slot_rx_mmap": "EACCES"}
+
+
+def test_a_swap_file_active_before_the_run_counts_as_written(build_program, parse_output, swap_area,
+                                                             tmp_path):
+    """A swap area already on when the run starts (a host's swap file): the
+    program only pushes its page out and maps the file's slot R-X. The swap
+    files of the run's start count as written (exec-written)."""
+    subprocess.run(["swapon", str(swap_area)], check=True, capture_output=True)
+    _swap_native(build_program, parse_output, swap_area, "active")
+    traced = trace([str(build_program("attack_swap_file")), str(swap_area), "active"], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mmap", ("exec-written",))]
+    assert parse_output(traced.stdout).failed() == {"slot_rx_mmap": "EACCES"}
