@@ -100,3 +100,24 @@ def test_a_swap_file_active_before_the_run_counts_as_written(build_program, pars
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mmap", ("exec-written",))]
     assert parse_output(traced.stdout).failed() == {"slot_rx_mmap": "EACCES"}
+
+
+@pytest.mark.parametrize("how", ["write", "mmap"])
+def test_a_segment_written_through_its_reopened_file_keeps_its_history(how, build_program, parse_output,
+                                                                       tmp_path):
+    """A fresh System V segment attached read-only; its map_files link
+    opened read-write (root) and the code written through that descriptor
+    (pwrite, or a shared read-write mmap of it); the read-only attach made
+    R-X. The descriptor's object was recorded as a file (device, inode)
+    while attaches name the segment by id: the write never reached the
+    segment's history and the code ran under strict. A segment's own file
+    now has the segment's identity (its inode number is the id)."""
+    native = _native(build_program, parse_output, "attack_shm_reopen", how)
+    if "reopen_rw" in native.failed():
+        pytest.skip(f"cannot open /proc/self/map_files read-write: {native.failed()['reopen_rw']}")
+    assert native.ran == ["shm_reopen_call"], native
+    traced = trace([str(build_program("attack_shm_reopen")), how], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    expected = ("exec-written",) if how == "write" else ("dual-map", "w-to-x", "exec-written")
+    assert shape(traced.events) == [("mprotect", expected)]
+    assert parse_output(traced.stdout).failed() == {"ro_view_rx_mprotect": "EACCES"}

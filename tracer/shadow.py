@@ -138,7 +138,9 @@ def backing_from_fd(obj: FdObject) -> Backing:
     path = obj.path
     deleted = path.endswith(DELETED)
     name = path[: -len(DELETED)] if deleted else path
-    identity = ("ino", obj.dev, obj.inode)
+    # A System V segment's own file (reopened through /proc/PID/map_files)
+    # is the segment its attaches name by id (the inode number is the id).
+    identity = ("shm", obj.inode) if name.startswith("/SYSV") else ("ino", obj.dev, obj.inode)
     if name.startswith("/memfd:"):
         return Backing(MEMFD, name, obj.dev, obj.inode, True, identity)
     if name == "/dev/zero":
