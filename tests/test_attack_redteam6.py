@@ -121,3 +121,43 @@ def test_a_segment_written_through_its_reopened_file_keeps_its_history(how, buil
     expected = ("exec-written",) if how == "write" else ("dual-map", "w-to-x", "exec-written")
     assert shape(traced.events) == [("mprotect", expected)]
     assert parse_output(traced.stdout).failed() == {"ro_view_rx_mprotect": "EACCES"}
+
+
+@pytest.fixture
+def overlay_dirs(tmp_path: Path) -> Path:
+    """lower/, upper/code (a page of int3, written before the run), work/ and
+    merged/ under a fresh directory of the disk's filesystem."""
+    base = tmp_path / "ovl"
+    for name in ("lower", "upper", "work", "merged"):
+        (base / name).mkdir(parents=True)
+    (base / "upper" / "code").write_bytes(b"\xcc" * 4096)
+    return base
+
+
+@pytest.mark.parametrize("order", ["mapped-first", "early"])
+def test_a_layer_file_mapped_executable_is_written_through_its_overlay(order, build_program, parse_output,
+                                                                       overlay_dirs, tmp_path):
+    """upper/code (a clean file of an old filesystem) mapped private R-X;
+    an overlay with that upper layer mounted in a mount namespace of the
+    program's own; merged/code opened for writing (before the mapping with
+    `early`) and the code pwritten: the private mapping shows it. The
+    overlay descriptor's stat names the overlay's device (the layer file's
+    inode number), the mapping the layer's: the open was no open of a
+    mapped file and, with `early`, the mapping no mapping of a written file,
+    and the code ran under strict. A file written through an overlay now
+    counts for every file mapping with its inode number."""
+    args = [str(overlay_dirs)] + ([] if order == "mapped-first" else ["early"])
+    native_dir = tmp_path / "native"
+    shutil.copytree(overlay_dirs, native_dir)
+    native = _native(build_program, parse_output, "attack_overlay_mapped", str(native_dir), *args[1:])
+    if "ovl_mount" in native.failed():
+        pytest.skip(f"cannot mount an overlay in a new mount namespace: {native.failed()['ovl_mount']}")
+    assert native.ran == ["overlay_mapped_call"], native
+    traced = trace([str(build_program("attack_overlay_mapped")), *args], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    if order == "early":
+        assert shape(traced.events) == [("mmap", ("exec-written",))]
+        assert parse_output(traced.stdout).failed() == {"upper_rx_mmap": "EACCES"}
+    else:
+        assert shape(traced.events) == [("openat", ("exec-written",))]
+        assert parse_output(traced.stdout).failed() == {"merged_write_open": "EACCES"}

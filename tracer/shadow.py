@@ -28,6 +28,7 @@ from .abi import (
     MREMAP_DONTUNMAP,
     O_RDWR,
     O_WRONLY,
+    OVERLAYFS_SUPER_MAGIC,
     PAGE_SIZE,
     PERSONALITY_QUERY,
     PR_SET_MM,
@@ -131,6 +132,14 @@ def copied_by_fork(backing: Backing) -> bool:
         path = backing.path or ""
         return path.startswith("/") and not path.startswith("/dev/")
     return kind != UNKNOWN
+
+
+def layer_key(identity: tuple | None) -> tuple | None:
+    """The key under which a file written through an overlay descriptor is
+    recorded for every device: ("layer", the low 32 bits of its inode
+    number), the part overlayfs's stat keeps of the layer file's (xino adds
+    high bits); None for an identity that is no file's."""
+    return ("layer", identity[2] & 0xFFFFFFFF) if identity is not None and identity[0] == "ino" else None
 
 
 def backing_from_fd(obj: FdObject) -> Backing:
@@ -933,8 +942,33 @@ class ShadowModel:
         if facility == "mem":
             return Change(call.syscall, "foreign-write", 0, 0, 0, Backing(SPECIAL, obj.path), False, False)
         if facility == "written":
-            return Change(call.syscall, "write-object", 0, 0, PROT_WRITE, backing_from_fd(obj), False, False)
+            backing = backing_from_fd(obj)
+            if obj.fs_type == OVERLAYFS_SUPER_MAGIC:
+                backing = self._layer_file(backing)
+            return Change(call.syscall, "write-object", 0, 0, PROT_WRITE, backing, False, False)
         return _opaque(call, facility) if facility else None
+
+    def _layer_file(self, backing: Backing) -> Backing:
+        """What an overlay descriptor opened for writing writes: the file of
+        a layer, which the tree may have mapped executable through its own
+        path. The overlay's stat gives the overlay's device and the layer
+        file's inode number (its low 32 bits with xino) and the kernel shows
+        no more (maps and map_files of an overlay mapping name the overlay
+        too): a file mapping with that inode number that is executable
+        somewhere in the tree is taken for it (attack_overlay_mapped);
+        else `backing`."""
+        low = backing.inode & 0xFFFFFFFF
+        seen: set[int] = set()
+        for process in self.processes.values():
+            if id(process.space) in seen:
+                continue
+            seen.add(id(process.space))
+            for region in process.space:
+                other = region.backing
+                if region.prot & PROT_EXEC and other.kind == FILE and other.inode & 0xFFFFFFFF == low \
+                        and other.identity != backing.identity:
+                    return other
+        return backing
 
     def _plan_opaque(self, process: Process, call: MemCall) -> Change | None:
         """io_uring, userfaultfd, clone3, the shapes of clone, ioctl and
@@ -968,6 +1002,10 @@ class ShadowModel:
     def _apply_descriptor(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None and change.kind == "write-object" and change.backing.identity:
             self.written.add(change.backing.identity)
+            obj, key = call.fd_object, layer_key(change.backing.identity)
+            if key is not None and obj is not None and obj.fs_type == OVERLAYFS_SUPER_MAGIC:
+                # The layer file it writes is mapped under its own device.
+                self.written.add(key)
 
     def add_written(self, objects) -> None:
         """Record objects the tree can write without a traced open."""

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tracer.abi import PROC_SUPER_MAGIC, Prot
+from tracer.abi import OVERLAYFS_SUPER_MAGIC, PROC_SUPER_MAGIC, Prot
 from tracer.errors import AccessDenied, NoSuchProcess, TraceError
 from tracer.events import FdObject, MapEntry, ProcessInfo
 from tracer.sources import fuse_abort
@@ -313,7 +313,7 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _MISC_MAJOR = 10
-_PROC_FSTYPE = "proc"
+_FS_TYPES = {"proc": PROC_SUPER_MAGIC, "overlay": OVERLAYFS_SUPER_MAGIC}
 
 
 class _StatFs(ctypes.Structure):
@@ -326,8 +326,8 @@ _libc.statfs.argtypes = (ctypes.c_char_p, ctypes.POINTER(_StatFs))
 
 def _fs_type(pid: int, fd: int, link: str, device: int) -> int:
     """The filesystem magic of descriptor `fd` of `pid` (`link`, on
-    `device`) as far as it matters (PROC_SUPER_MAGIC, or 0 for any other
-    mount `pid` lists), with no request to a FUSE filesystem: its server
+    `device`) as far as it matters (PROC_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC,
+    or 0 for any other mount `pid` lists), with no request to a FUSE filesystem: its server
     may be a task the tracer keeps stopped, and statfs would wait for it
     for ever. A mount `pid` lists is told by its type there (the mount id
     from fdinfo); another (internal: a memfd's; another namespace's reached
@@ -338,7 +338,7 @@ def _fs_type(pid: int, fd: int, link: str, device: int) -> int:
     for line in _read_text(pid, "mountinfo").splitlines():
         if line.split(" ", 1)[0] == mnt_id:
             _, _, after = line.partition(" - ")
-            return PROC_SUPER_MAGIC if after.split(" ", 1)[0] == _PROC_FSTYPE else 0
+            return _FS_TYPES.get(after.split(" ", 1)[0], 0)
     if fuse_abort.is_connection(device):
         return 0
     buf = _StatFs()
