@@ -9,6 +9,20 @@ from ..abi import prot_text
 from ..events import RecordsLost
 from ..judgement import Judgement
 
+# Names in a line come from the program (a memfd's, a file's, its own): a
+# newline in one would start a line no event made. Control characters, and
+# bytes that were no UTF-8 (surrogate escapes), are written as \xNN.
+_UNPRINTABLE = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)},
+    **{0xDC80 + low: f"\\x{0x80 + low:02x}" for low in range(0x80)},
+}
+
+
+def printable(text: str) -> str:
+    """Return `text` with control characters and undecodable bytes escaped
+    (\\xNN), so that it fits on one line of a report."""
+    return text.translate(_UNPRINTABLE)
+
 
 def format_caller(judgement: Judgement) -> str:
     """Return 'object:symbol+0xoff' (basename of the object) or '?'."""
@@ -53,7 +67,7 @@ def format_line(judgement: Judgement) -> str:
     ]
     if judgement.reason:
         pairs.append(("reason", judgement.reason))
-    return sentence + "".join(f" | {key}={value}" for key, value in pairs)
+    return printable(sentence + "".join(f" | {key}={value}" for key, value in pairs))
 
 
 def format_lost(event: RecordsLost) -> str:
