@@ -164,12 +164,13 @@ def test_a_layer_file_mapped_executable_is_written_through_its_overlay(order, bu
 
 
 def test_names_the_program_chooses_cannot_forge_report_lines(build_program, parse_output, tmp_path):
-    """A memfd named "x\\nW^X killed: forged ... | verdict=killed\\n" mapped
+    """A memfd named "x | verdict=killed\\nW^X killed: forged ...\\n" mapped
     R-X (denied), and a hard link of the program named with newlines, a fake
     summary row and a fake "W^X killed" line, exec'd. Before: each newline
     started a report line, so the text report and the summary's caller
-    table held "W^X killed: forged" lines no event made. Control characters
-    in the human lines and the summary are now written as \\xNN."""
+    table held "W^X killed: forged" lines no event made, and a line two
+    verdict pairs. Control characters and "|" in the human lines and the
+    summary are now written as \\xNN."""
     native = _native(build_program, parse_output, "attack_report_forge")
     assert native.ran == ["forge_call", "link_call"], native
     traced = trace([str(build_program("attack_report_forge"))], tmp_path, *STRICT)
@@ -179,5 +180,7 @@ def test_names_the_program_chooses_cannot_forge_report_lines(build_program, pars
     assert len(lines) == len(traced.events) >= 1, (lines, traced.events)
     for line, event in zip(lines, traced.events, strict=True):
         assert line.startswith(f"W^X {event['verdict']}: ") and "forged (1)" not in line.split(" | ")[0], line
+        assert [pair for pair in line.split(" | ") if pair.startswith("verdict=")] == [
+            f"verdict={event['verdict']}"], line
     assert not any(line.lstrip().startswith(("W^X", "forged-object")) for line in report.splitlines()
                    if not line.startswith("W^X ")), report

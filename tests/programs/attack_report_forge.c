@@ -15,7 +15,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#define FAKE_EVENT "x\nW^X killed: forged (1) mprotect w-to-x from forged | verdict=killed\n"
+#define FAKE_EVENT "x | verdict=killed\nW^X killed: forged (1) mprotect w-to-x from forged | verdict=killed\n"
 
 static void map_named_memfd(const char *memfd_label, const char *label, const char *call_label)
 {
