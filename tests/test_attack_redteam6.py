@@ -5,6 +5,7 @@ Attacks still open are xfail(strict=True) with the hole named."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -123,20 +124,33 @@ def test_a_segment_written_through_its_reopened_file_keeps_its_history(how, buil
     assert parse_output(traced.stdout).failed() == {"ro_view_rx_mprotect": "EACCES"}
 
 
-@pytest.fixture
-def overlay_dirs(tmp_path: Path) -> Path:
-    """lower/, upper/code (a page of int3, written before the run), work/ and
-    merged/ under a fresh directory of the disk's filesystem."""
-    base = tmp_path / "ovl"
+def _overlay_dirs(base: Path) -> Path:
+    """lower/, upper/code (a page of int3, written before the run), work/
+    and merged/ under `base`, on the disk's filesystem."""
     for name in ("lower", "upper", "work", "merged"):
         (base / name).mkdir(parents=True)
     (base / "upper" / "code").write_bytes(b"\xcc" * 4096)
     return base
 
 
-@pytest.mark.parametrize("order", ["mapped-first", "early"])
+@contextlib.contextmanager
+def _mounted_overlay(base: Path):
+    """An overlay of base/lower and base/upper on base/merged, mounted in
+    the tests' own mount namespace before the run."""
+    options = f"lowerdir={base}/lower,upperdir={base}/upper,workdir={base}/work"
+    done = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(base / "merged")],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount an overlay here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(base / "merged")], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("order", ["mapped-first", "early", "layer"])
 def test_a_layer_file_mapped_executable_is_written_through_its_overlay(order, build_program, parse_output,
-                                                                       overlay_dirs, tmp_path):
+                                                                       tmp_path):
     """upper/code (a clean file of an old filesystem) mapped private R-X;
     an overlay with that upper layer mounted in a mount namespace of the
     program's own; merged/code opened for writing (before the mapping with
@@ -144,23 +158,31 @@ def test_a_layer_file_mapped_executable_is_written_through_its_overlay(order, bu
     overlay descriptor's stat names the overlay's device (the layer file's
     inode number), the mapping the layer's: the open was no open of a
     mapped file and, with `early`, the mapping no mapping of a written file,
-    and the code ran under strict. A file written through an overlay now
-    counts for every file mapping with its inode number."""
-    args = [str(overlay_dirs)] + ([] if order == "mapped-first" else ["early"])
-    native_dir = tmp_path / "native"
-    shutil.copytree(overlay_dirs, native_dir)
-    native = _native(build_program, parse_output, "attack_overlay_mapped", str(native_dir), *args[1:])
-    if "ovl_mount" in native.failed():
-        pytest.skip(f"cannot mount an overlay in a new mount namespace: {native.failed()['ovl_mount']}")
-    assert native.ran == ["overlay_mapped_call"], native
-    traced = trace([str(build_program("attack_overlay_mapped")), *args], tmp_path, *STRICT)
+    and the code ran under strict. `layer` is the other way round: an
+    overlay mounted before the run, its file mapped R-X through it (the
+    overlay's device), the layer's own file opened for writing. A file
+    written through an overlay now counts for every file mapping with its
+    inode number, and a file of another filesystem for every mapping made
+    through an overlay of the run's start with its inode number."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting an overlay needs root")
+    mode = [] if order == "mapped-first" else [order]
+    native_dir, traced_dir = _overlay_dirs(tmp_path / "native"), _overlay_dirs(tmp_path / "traced")
+    with contextlib.ExitStack() as stack:
+        if order == "layer":
+            stack.enter_context(_mounted_overlay(native_dir))
+            stack.enter_context(_mounted_overlay(traced_dir))
+        native = _native(build_program, parse_output, "attack_overlay_mapped", str(native_dir), *mode)
+        if "ovl_mount" in native.failed():
+            pytest.skip(f"cannot mount an overlay in a new mount namespace: {native.failed()['ovl_mount']}")
+        assert native.ran == ["overlay_mapped_call"], native
+        traced = trace([str(build_program("attack_overlay_mapped")), str(traced_dir), *mode], tmp_path,
+                       *STRICT)
     _blocked(traced, parse_output)
-    if order == "early":
-        assert shape(traced.events) == [("mmap", ("exec-written",))]
-        assert parse_output(traced.stdout).failed() == {"upper_rx_mmap": "EACCES"}
-    else:
-        assert shape(traced.events) == [("openat", ("exec-written",))]
-        assert parse_output(traced.stdout).failed() == {"merged_write_open": "EACCES"}
+    refused = {"mapped-first": ("openat", "merged_write_open"), "early": ("mmap", "upper_rx_mmap"),
+               "layer": ("openat", "upper_write_open")}[order]
+    assert shape(traced.events) == [(refused[0], ("exec-written",))]
+    assert parse_output(traced.stdout).failed() == {refused[1]: "EACCES"}
 
 
 def test_names_the_program_chooses_cannot_forge_report_lines(build_program, parse_output, tmp_path):

@@ -943,20 +943,22 @@ class ShadowModel:
             return Change(call.syscall, "foreign-write", 0, 0, 0, Backing(SPECIAL, obj.path), False, False)
         if facility == "written":
             backing = backing_from_fd(obj)
-            if obj.fs_type == OVERLAYFS_SUPER_MAGIC:
-                backing = self._layer_file(backing)
+            if obj.fs_type == OVERLAYFS_SUPER_MAGIC or obj.layers:
+                backing = self._layer_file(backing, obj.layers or None)
             return Change(call.syscall, "write-object", 0, 0, PROT_WRITE, backing, False, False)
         return _opaque(call, facility) if facility else None
 
-    def _layer_file(self, backing: Backing) -> Backing:
-        """What an overlay descriptor opened for writing writes: the file of
-        a layer, which the tree may have mapped executable through its own
-        path. The overlay's stat gives the overlay's device and the layer
-        file's inode number (its low 32 bits with xino) and the kernel shows
-        no more (maps and map_files of an overlay mapping name the overlay
-        too): a file mapping with that inode number that is executable
-        somewhere in the tree is taken for it (attack_overlay_mapped);
-        else `backing`."""
+    def _layer_file(self, backing: Backing, overlays: frozenset[int] | None) -> Backing:
+        """The file mapped executable in the tree that a descriptor opened
+        for writing may write under another identity: overlayfs's stat (of
+        the descriptor, or of a mapping made through the overlay) gives the
+        overlay's device and the layer file's inode number (its low 32 bits
+        with xino), and the kernel shows no more (maps and map_files of an
+        overlay mapping name the overlay too). For an overlay descriptor
+        (`overlays` None) any executable file mapping with that inode number
+        is taken for it; for a file of another filesystem (a layer, maybe),
+        one made through an overlay among `overlays` (attack_overlay_mapped).
+        Else `backing`."""
         low = backing.inode & 0xFFFFFFFF
         seen: set[int] = set()
         for process in self.processes.values():
@@ -966,7 +968,7 @@ class ShadowModel:
             for region in process.space:
                 other = region.backing
                 if region.prot & PROT_EXEC and other.kind == FILE and other.inode & 0xFFFFFFFF == low \
-                        and other.identity != backing.identity:
+                        and other.identity != backing.identity and (not overlays or other.dev in overlays):
                     return other
         return backing
 

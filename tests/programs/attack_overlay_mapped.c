@@ -1,6 +1,6 @@
 /*
- * attack_overlay_mapped DIR [early]: a file mapped executable, then written
- * through an overlay whose upper layer holds it.
+ * attack_overlay_mapped DIR [early|layer]: a file mapped executable, then
+ * written through an overlay whose upper layer holds it, or the other way.
  *
  * DIR holds lower/, upper/code (a page of 0xcc written before the run),
  * work/ and merged/. The program maps upper/code private R-X (a clean
@@ -12,7 +12,10 @@
  * copied). The code is pwritten at offset 0 and the mapped page called.
  * `early`: merged/code is opened for writing first, upper/code mapped
  * R-X next (nothing written yet: its time stamps are still old), and the
- * code written through the earlier descriptor last.
+ * code written through the earlier descriptor last. `layer`: DIR/merged is
+ * an overlay of DIR/lower and DIR/upper mounted before the run;
+ * merged/code (upper/code seen through the overlay: the overlay's device)
+ * is mapped R-X and upper/code itself opened for writing and written.
  * Needs root (mount namespaces, overlayfs).
  */
 #include "common.h"
@@ -37,29 +40,32 @@ static int mount_overlay(const char *dir)
 	return rc;
 }
 
-static int open_merged(const char *dir)
+static int open_for_writing(const char *dir, const char *sub)
 {
-	char path[512];
+	char path[512], label[64];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/merged/code", dir);
+	snprintf(path, sizeof(path), "%s/%s/code", dir, sub);
+	snprintf(label, sizeof(label), "%s_write_open", sub);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
-	tw_step("merged_write_open", "openat", fd, errno);
+	tw_step(label, "openat", fd, errno);
 	return fd;
 }
 
-static void *map_upper(const char *dir)
+static void *map_file(const char *dir, const char *sub)
 {
-	char path[512];
+	char path[512], label[64];
 	void *p;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/upper/code", dir);
+	snprintf(path, sizeof(path), "%s/%s/code", dir, sub);
+	snprintf(label, sizeof(label), "%s_open", sub);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	tw_step("upper_open", "openat", fd, errno);
+	tw_step(label, "openat", fd, errno);
 	if (fd < 0)
 		return MAP_FAILED;
-	p = tw_mmap("upper_rx_mmap", NULL, tw_page(), TW_RX, MAP_PRIVATE, fd, 0);
+	snprintf(label, sizeof(label), "%s_rx_mmap", sub);
+	p = tw_mmap(label, NULL, tw_page(), TW_RX, MAP_PRIVATE, fd, 0);
 	close(fd);
 	return p;
 }
@@ -67,32 +73,37 @@ static void *map_upper(const char *dir)
 int main(int argc, char **argv)
 {
 	int early = argc == 3 && strcmp(argv[2], "early") == 0;
+	int layer = argc == 3 && strcmp(argv[2], "layer") == 0;
 	void *p = MAP_FAILED;
 	int fd = -1, rc;
 
 	tw_init();
-	if (argc != 2 && !early) {
-		fprintf(stderr, "usage: %s DIR [early]\n", argv[0]);
+	if (argc != 2 && !early && !layer) {
+		fprintf(stderr, "usage: %s DIR [early|layer]\n", argv[0]);
 		return 2;
 	}
-	if (early) {
+	if (layer) {
+		p = map_file(argv[1], "merged");
+		if (p != MAP_FAILED)
+			fd = open_for_writing(argv[1], "upper");
+	} else if (early) {
 		if (mount_overlay(argv[1]) != 0)
 			return 3;
-		fd = open_merged(argv[1]);
+		fd = open_for_writing(argv[1], "merged");
 		if (fd >= 0)
-			p = map_upper(argv[1]);
+			p = map_file(argv[1], "upper");
 	} else {
-		p = map_upper(argv[1]);
+		p = map_file(argv[1], "upper");
 		if (p != MAP_FAILED) {
 			if (mount_overlay(argv[1]) != 0)
 				return 3;
-			fd = open_merged(argv[1]);
+			fd = open_for_writing(argv[1], "merged");
 		}
 	}
 	if (fd < 0 || p == MAP_FAILED)
 		return tw_done();
 	rc = (int)pwrite(fd, TW_CODE, sizeof(TW_CODE), 0);
-	tw_step("merged_pwrite", "pwrite64", rc, errno);
+	tw_step("code_pwrite", "pwrite64", rc, errno);
 	close(fd);
 	if (memcmp(p, TW_CODE, sizeof(TW_CODE)) == 0)
 		tw_run("overlay_mapped_call", p);

@@ -477,6 +477,19 @@ def _mountinfo_devices(pid: int) -> dict[int, int]:
     return found
 
 
+def overlay_devices(pid: int) -> frozenset[int]:
+    """The devices of the overlay filesystems mounted where `pid` sees them.
+    Raises NoSuchProcess, AccessDenied or TraceError."""
+    found = set()
+    for line in _read_text(pid, "mountinfo").splitlines():
+        fields = line.split(" ", 3)
+        _, _, after = line.partition(" - ")
+        if len(fields) > 3 and after.split(" ", 1)[0] == "overlay":
+            major, _, minor = fields[2].partition(":")
+            found.add(os.makedev(int(major), int(minor)))
+    return frozenset(found)
+
+
 def mount_devices(pid: int) -> frozenset[int]:
     """The devices of the superblocks behind every mount `pid` sees, and of
     the filesystem of its root directory (in a chroot whose root is no mount

@@ -617,6 +617,9 @@ class PtraceSource:
         self._swap_files: frozenset[tuple[int, int]] = frozenset()
         self._swap_devices: frozenset[int] = frozenset()
         self._swapon_seen = False
+        # Overlays of the run's start: a file of another filesystem opened for
+        # writing may be one of their layers, mapped through them.
+        self._overlay_devices: frozenset[int] = frozenset()
         # Address spaces some thread asked MADV_DONTFORK for: a fork of them
         # is not vouched a copy of the model (ForkEvent.copied). Kept after
         # an exec too (another task may still share the old space's key).
@@ -642,6 +645,7 @@ class PtraceSource:
         self._start_devices = procfs.mount_devices(os.getpid())
         self._image_devices = _image_devices(self._start_devices)
         self._read_swap_files()
+        self._overlay_devices = procfs.overlay_devices(os.getpid())
         child = os.fork()
         if child == 0:
             _exec_child(path, argv, prepare_child)
@@ -670,6 +674,7 @@ class PtraceSource:
         self._start_devices = procfs.mount_devices(pid)
         self._image_devices = _image_devices(self._start_devices)
         self._read_swap_files()
+        self._overlay_devices = procfs.overlay_devices(pid)
         seen: set[int] = set()
         while True:
             fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
@@ -1717,6 +1722,8 @@ class PtraceSource:
                 view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
             if view is None:
                 continue
+            if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
+                view = view._replace(layers=self._overlay_devices)
             judged = call._replace(fd_object=view, path=view.path, target=_mem_target(view))
             reply, entry = self.sink.on_call(judged, peek)
             if reply.kill or reply.deny_errno is not None:
