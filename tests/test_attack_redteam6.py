@@ -206,3 +206,29 @@ def test_names_the_program_chooses_cannot_forge_report_lines(build_program, pars
             f"verdict={event['verdict']}"], line
     assert not any(line.lstrip().startswith(("W^X", "forged-object")) for line in report.splitlines()
                    if not line.startswith("W^X ")), report
+
+
+@pytest.mark.parametrize("mode", ["close", "munmap"])
+def test_an_undo_the_programs_own_filter_fakes_is_not_taken_for_done(mode, build_program, parse_output,
+                                                                     tmp_path):
+    """A refusal at a call's exit is undone by a call the tracer has the
+    thread make (close of a refused /proc/self/mem descriptor, munmap of a
+    refused RWX old_mmap page): it passes the program's own seccomp filter,
+    which answers SECCOMP_RET_ERRNO with errno 0 for exactly that call
+    (close(N), i386 munmap(0x90000000)): it returns 0 unrun. Before: the
+    call was reported `denied` while the descriptor (the mapping) stayed,
+    and the code written through it (into it) ran. The undo is now checked
+    in the kernel's tables (the descriptor gone, nothing mapped there);
+    when it did not happen the call is reported as what it returned
+    (not-enforced) and the process is killed before it runs again."""
+    native = _native(build_program, parse_output, "attack_seccomp_undo", mode)
+    if "secret_create" in native.failed():
+        pytest.skip(f"memfd_secret is not available: {native.failed()['secret_create']}")
+    assert native.ran == [f"{mode}_undo_call"], native
+    traced = trace([str(build_program("attack_seccomp_undo")), mode], tmp_path, *STRICT)
+    assert parse_output(traced.stdout).ran == [], traced.stdout
+    assert traced.returncode == 137, traced.stderr
+    expected = ("openat", ("foreign-write",)) if mode == "close" else ("mmap", ("wx-map", "anon-exec"))
+    assert shape(traced.events) == [expected]
+    event = traced.events[0]
+    assert event["verdict"] == "not-enforced" and event["result"] >= 0, event

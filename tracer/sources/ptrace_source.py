@@ -1231,16 +1231,17 @@ class PtraceSource:
 
     def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> bool:
         """Undo a mapping the kernel made before the thread runs again: unmap
-        it and make the call return -err. False when the kernel refused the
-        munmap (another task mseal()ed the mapping while the call ran past
-        its hold): the call keeps its result."""
+        it and make the call return -err. False when the munmap did not
+        unmap it (another task mseal()ed the mapping while the call ran past
+        its hold; the program's own seccomp filter made the injected call
+        return 0 unrun: the maps say): the call keeps its result."""
         ctl = Control(self, task.tid, call.arch)
         ctl._at_exit = True
         length = (call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1)
         munmap = abi.SYSCALLS_I386["munmap"] if call.arch == "i386" else abi.SYSCALLS_X86_64["munmap"]
-        undone = ctl.inject(munmap, start, length)
-        ctl.finish(-err if undone == 0 else start)
-        return undone == 0
+        undone = ctl.inject(munmap, start, length) == 0 and _unmapped(task.tid, start, start + length)
+        ctl.finish(-err if undone else start)
+        return undone
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
@@ -1730,11 +1731,18 @@ class PtraceSource:
                 if ctl is None:
                     ctl = Control(self, task.tid, call.arch)
                     ctl._at_exit = True
-                ctl.inject(_NR_CLOSE[call.arch], fd)
-                kill = kill or reply.kill
+                # The injected close passes the program's own seccomp filters,
+                # which can make it return 0 unrun: the table says if it ran.
+                closed = ctl.inject(_NR_CLOSE[call.arch], fd) == 0 and _closed(task.tid, fd)
+                kill = kill or reply.kill or not closed
                 refused = reply.deny_errno if reply.deny_errno is not None else errno.EPERM
                 if reply.kill:
                     continue  # reported by the sink as killed
+                if not closed:
+                    # The descriptor stays: reported as the call's result (not
+                    # enforced), and the process dies before it runs again.
+                    self.sink.on_event(MemReturn(judged, rval, entry))
+                    continue
                 self.sink.on_event(MemReturn(judged, -refused, entry))
             else:
                 self.sink.on_event(MemReturn(judged, rval, entry))
@@ -2203,6 +2211,22 @@ def run_start_ns(now: int | None = None) -> int:
     while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) < now:
         time.sleep(0.0005)
     return now
+
+
+def _closed(tid: int, fd: int) -> bool:
+    """Whether descriptor `fd` of `tid` is closed (False when unknown)."""
+    try:
+        return procfs.fd_link(tid, fd) is None
+    except TraceError:
+        return False
+
+
+def _unmapped(tid: int, start: int, end: int) -> bool:
+    """Whether nothing is mapped in [start, end) of `tid` (False when unknown)."""
+    try:
+        return not any(m.start < end and start < m.end for m in procfs.read_maps(tid))
+    except TraceError:
+        return False
 
 
 def read_tracee(tid: int, addr: int, size: int) -> bytes:
