@@ -1,5 +1,5 @@
 /*
- * attack_seccomp_undo close|munmap: the program's own seccomp filter
+ * attack_seccomp_undo close|munmap|killthread: the program's own seccomp filter
  * answers for the calls a tracer injects to undo what it refused.
  *
  * A tracer that refuses a call at its exit undoes its result with a call
@@ -17,10 +17,15 @@
  *           memory (judged at its exit) maps anonymous RWX at 0x90000000;
  *           whatever it returned, if the page is there and RWX, the code is
  *           written into it and called.
+ *   killthread  a second thread installs (for itself alone) a filter
+ *           answering SECCOMP_RET_KILL_THREAD for close(N) and opens
+ *           /proc/self/mem read-write: the undo kills that thread and leaves
+ *           N open; the main thread pwrites the code through N.
  */
 #include "common.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -38,8 +43,8 @@ struct old_mmap_args {
 	uint32_t addr, len, prot, flags, fd, offset;
 };
 
-/* Install: (arch, nr, low 32 bits of the first argument) -> SECCOMP_RET_ERRNO | 0. */
-static int no_op_filter(uint32_t arch, uint32_t nr, uint32_t arg0)
+/* Install: (arch, nr, low 32 bits of the first argument) -> `action`. */
+static int filter_one(uint32_t arch, uint32_t nr, uint32_t arg0, uint32_t action)
 {
 	struct sock_filter code[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -48,7 +53,7 @@ static int no_op_filter(uint32_t arch, uint32_t nr, uint32_t arg0)
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 3),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arg0, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 0),
+		BPF_STMT(BPF_RET | BPF_K, action),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
@@ -58,6 +63,48 @@ static int no_op_filter(uint32_t arch, uint32_t nr, uint32_t arg0)
 		rc = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 	tw_step("own_filter", "seccomp", rc, errno);
 	return rc;
+}
+
+static int no_op_filter(uint32_t arch, uint32_t nr, uint32_t arg0)
+{
+	return filter_one(arch, nr, arg0, SECCOMP_RET_ERRNO | 0);
+}
+
+static int next_fd;
+
+static void *open_and_die(void *arg)
+{
+	(void)arg;
+	if (filter_one(AUDIT_ARCH_X86_64, SYS_close, (uint32_t)next_fd, SECCOMP_RET_KILL_THREAD) == 0)
+		tw_step("thread_mem_open", "openat", open("/proc/self/mem", O_RDWR | O_CLOEXEC), errno);
+	return NULL;
+}
+
+static int undo_killthread(void)
+{
+	pthread_t thread;
+	ssize_t n;
+
+	next_fd = dup(0);
+	close(next_fd);
+	if (pthread_create(&thread, NULL, open_and_die, NULL) != 0)
+		return 1;
+	for (int tries = 0; tries < 200; tries++) {
+		char link[64], target[64];
+		ssize_t len;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", next_fd);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len > 0) {
+			n = pwrite(next_fd, TW_CODE, sizeof(TW_CODE), (off_t)(uintptr_t)tw_patch_target);
+			tw_step("kept_pwrite", "pwrite64", n, errno);
+			if (n == (ssize_t)sizeof(TW_CODE))
+				tw_run("killthread_undo_call", (const void *)tw_patch_target);
+			return tw_done();
+		}
+		usleep(10000);
+	}
+	return tw_done();
 }
 
 static int undo_close(void)
@@ -119,6 +166,8 @@ int main(int argc, char **argv)
 		return undo_close();
 	if (argc == 2 && strcmp(argv[1], "munmap") == 0)
 		return undo_munmap();
-	fprintf(stderr, "usage: %s close|munmap\n", argv[0]);
+	if (argc == 2 && strcmp(argv[1], "killthread") == 0)
+		return undo_killthread();
+	fprintf(stderr, "usage: %s close|munmap|killthread\n", argv[0]);
 	return 2;
 }
