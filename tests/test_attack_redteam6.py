@@ -237,3 +237,28 @@ def test_an_undo_the_programs_own_filter_fakes_is_not_taken_for_done(mode, build
     assert event["verdict"] == "not-enforced", event
     if mode != "killthread":  # else the thread is gone: no result was seen
         assert event["result"] >= 0, event
+
+
+@pytest.mark.parametrize("where", ["instance", "global"])
+def test_a_tracing_ring_buffer_made_executable_holds_what_the_kernel_copied(where, build_program,
+                                                                            parse_output, tmp_path):
+    """A tracing ring buffer (trace_pipe_raw of CPU 0, the user-space
+    mapping of ring buffers) mapped read-only: mmap refuses PROT_EXEC there,
+    mprotect does not. Made R-X, it receives the code the program writes to
+    trace_marker (the kernel copies it into a print event), and the code
+    runs. In a new instance its files are new (exec-written before too);
+    the top-level buffer's files date from boot: before, nothing was
+    reported and the code ran. A file of a pseudo filesystem of the run's
+    start (tracefs, debugfs, sysfs, procfs, ...) now counts as written."""
+    if not Path("/sys/kernel/tracing/trace_marker").exists():
+        pytest.skip("tracefs is not mounted at /sys/kernel/tracing")
+    mode = ["global"] if where == "global" else []
+    native = _native(build_program, parse_output, "attack_trace_ring", *mode)
+    for label in ("instance_mkdir", "ring_open", "ring_r_mmap", "meta_mmap"):
+        if label in native.failed():
+            pytest.skip(f"cannot map a tracing ring buffer here: {label} {native.failed()[label]}")
+    assert native.ran == ["trace_ring_call"], native
+    traced = trace([str(build_program("attack_trace_ring")), *mode], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("exec-written",))]
+    assert parse_output(traced.stdout).failed() == {"ring_rx_mprotect": "EACCES"}

@@ -477,17 +477,24 @@ def _mountinfo_devices(pid: int) -> dict[int, int]:
     return found
 
 
-def overlay_devices(pid: int) -> frozenset[int]:
-    """The devices of the overlay filesystems mounted where `pid` sees them.
-    Raises NoSuchProcess, AccessDenied or TraceError."""
+def devices_of_type(pid: int, types: frozenset[str]) -> frozenset[int]:
+    """The devices of the filesystems of `types` mounted where `pid` sees
+    them. Raises NoSuchProcess, AccessDenied or TraceError."""
     found = set()
     for line in _read_text(pid, "mountinfo").splitlines():
         fields = line.split(" ", 3)
         _, _, after = line.partition(" - ")
-        if len(fields) > 3 and after.split(" ", 1)[0] == "overlay":
+        if len(fields) > 3 and after.split(" ", 1)[0] in types:
             major, _, minor = fields[2].partition(":")
             found.add(os.makedev(int(major), int(minor)))
     return frozenset(found)
+
+
+# Filesystems whose files hold what the kernel puts there, some of it what
+# the tree tells it (a trace_marker write lands in a tracing ring buffer,
+# which mprotect makes executable though mmap refuses PROT_EXEC).
+KERNEL_FILLED_TYPES = frozenset({"tracefs", "debugfs", "sysfs", "proc", "securityfs", "configfs", "bpf",
+                                 "pstore", "efivarfs", "cgroup", "cgroup2"})
 
 
 def mount_devices(pid: int) -> frozenset[int]:

@@ -620,6 +620,9 @@ class PtraceSource:
         # Overlays of the run's start: a file of another filesystem opened for
         # writing may be one of their layers, mapped through them.
         self._overlay_devices: frozenset[int] = frozenset()
+        # Pseudo filesystems of the run's start (tracefs, sysfs, ...): a file
+        # there holds what the kernel writes, some of it the tree's bytes.
+        self._kernel_filled: frozenset[int] = frozenset()
         # Address spaces some thread asked MADV_DONTFORK for: a fork of them
         # is not vouched a copy of the model (ForkEvent.copied). Kept after
         # an exec too (another task may still share the old space's key).
@@ -645,7 +648,8 @@ class PtraceSource:
         self._start_devices = procfs.mount_devices(os.getpid())
         self._image_devices = _image_devices(self._start_devices)
         self._read_swap_files()
-        self._overlay_devices = procfs.overlay_devices(os.getpid())
+        self._overlay_devices = procfs.devices_of_type(os.getpid(), frozenset({"overlay"}))
+        self._kernel_filled = procfs.devices_of_type(os.getpid(), procfs.KERNEL_FILLED_TYPES)
         child = os.fork()
         if child == 0:
             _exec_child(path, argv, prepare_child)
@@ -674,7 +678,8 @@ class PtraceSource:
         self._start_devices = procfs.mount_devices(pid)
         self._image_devices = _image_devices(self._start_devices)
         self._read_swap_files()
-        self._overlay_devices = procfs.overlay_devices(pid)
+        self._overlay_devices = procfs.devices_of_type(pid, frozenset({"overlay"}))
+        self._kernel_filled = procfs.devices_of_type(pid, procfs.KERNEL_FILLED_TYPES)
         seen: set[int] = set()
         while True:
             fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
@@ -987,7 +992,8 @@ class PtraceSource:
             # The usual file (old, on a filesystem that was there) costs three compares.
             if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices
                                     or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)
-                                    or obj.dev in self._swap_devices or self._swapon_seen):
+                                    or obj.dev in self._swap_devices or self._swapon_seen
+                                    or obj.dev in self._kernel_filled):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif call.syscall == "shmat":
             call = _with_segment_size(call)
@@ -1795,12 +1801,14 @@ class PtraceSource:
         A block device counts always: its blocks hold the files on it, and a
         loop device the file bound to it, which the tree may have written
         (attack_loop_map). So does a swap file: the kernel writes the tree's
-        pages into its blocks, stamping nothing (attack_swap_file)."""
+        pages into its blocks, stamping nothing (attack_swap_file), and a
+        file of a pseudo filesystem (a tracing ring buffer holds what the
+        tree wrote to trace_marker: attack_trace_ring)."""
         if self._swapon_seen:
             self._read_swap_files()
         fresh = tuple(obj for obj, device, link in found if (obj.dev, obj.inode) not in self._fresh and (
             obj.ctime_ns >= self.started_ns > 0 or stat.S_ISBLK(obj.mode)
-            or (obj.dev, obj.inode) in self._swap_files
+            or (obj.dev, obj.inode) in self._swap_files or obj.dev in self._kernel_filled
             or self._new_filesystem(tid, device, link) or self._image_written(obj.dev)))
         if fresh:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
