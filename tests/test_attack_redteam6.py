@@ -262,3 +262,34 @@ def test_a_tracing_ring_buffer_made_executable_holds_what_the_kernel_copied(wher
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("exec-written",))]
     assert parse_output(traced.stdout).failed() == {"ring_rx_mprotect": "EACCES"}
+
+
+@pytest.mark.parametrize("mode", ["stack", "block"])
+def test_the_tracer_reads_no_memory_a_fuse_server_of_the_tree_must_fill(mode, build_program, parse_output,
+                                                                         tmp_path):
+    """The program serves a FUSE file from a thread that never answers a
+    READ from another process, and maps a page of it (unread). `stack`:
+    the stack pointer moved into that page for a raw mprotect making
+    written code R-X; `block`: the page holds an i386 old_mmap argument
+    block, which the server fills only for the program's own READ. Before:
+    the tracer's sample of the caller's stack (or its peek at the block)
+    faulted the page in and waited for the server in a page cache read no
+    signal interrupts: trampwatch hung for ever, SIGKILL included. The
+    tracer now reads tree memory only where private anonymous mappings
+    cover it; the rest is judged from what the kernel did."""
+    args = [] if mode == "stack" else ["block"]
+    native = _native(build_program, parse_output, "attack_stack_peek", *args)
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    assert native.ran == [f"{mode}_call" if mode == "block" else "stack_peek_call"], native
+    traced = trace([str(build_program("attack_stack_peek")), *args], tmp_path, *STRICT, timeout=60)
+    _blocked(traced, parse_output)
+    if mode == "stack":
+        assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+        assert traced.returncode == 0, traced.stderr
+        assert parse_output(traced.stdout).failed() == {"peek_rx_mprotect": "EACCES"}
+    else:
+        # The kernel's read of the block waits for the server thread, held
+        # while an i386 old_mmap runs: the blocked call is refused (killed).
+        assert shape(traced.events) == [("blocked", ("opaque",))]
+        assert traced.returncode == 137, traced.stderr
