@@ -67,6 +67,8 @@ BUILDS: dict[str, Build] = {
     "attack_ipc_shmat": Build(m32=True, flags=("-pthread",)),
     "attack_ipc_shmat_remap": Build(flags=("-pthread",)),
     "attack_exit_window": Build(flags=("-pthread",)),
+    "attack_seccomp_undo": Build(flags=("-pthread",)),
+    "attack_stack_peek": Build(flags=("-pthread",)),
     "attack_ro_swap": Build(flags=("-pthread",)),
     "benign_dlopen": Build(flags=("-ldl",)),
     "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),

@@ -60,6 +60,8 @@ SYSCALLS_X86_64: dict[str, int] = {
     "finit_module": 313,
     "kexec_load": 246,
     "kexec_file_load": 320,
+    # The kernel writes swapped-out pages into a swap file with no time stamp.
+    "swapon": 167,
 }
 
 SYSCALLS_I386: dict[str, int] = {
@@ -102,6 +104,7 @@ SYSCALLS_I386: dict[str, int] = {
     "init_module": 128,
     "finit_module": 350,
     "kexec_load": 283,
+    "swapon": 87,
 }
 
 SYSCALL_TABLES: dict[int, dict[str, int]] = {
@@ -153,6 +156,9 @@ USERFAULTFD_IOC_NEW = 0xAA00  # _IO(0xAA, 0x00) on /dev/userfaultfd
 # memory with no executable mapping at all.
 KVM_CREATE_VM = 0xAE01
 PROC_SUPER_MAGIC = 0x9FA0
+# overlayfs: a descriptor's stat names the overlay inode, its writes and
+# mappings reach the layer's own file.
+OVERLAYFS_SUPER_MAGIC = 0x794C7630
 
 # --- memory protection and mapping flags --------------------------------------
 

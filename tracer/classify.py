@@ -8,7 +8,7 @@ from __future__ import annotations
 from .abi import PROT_EXEC, PROT_WRITE, READ_IMPLIES_EXEC
 from .categories import Category, by_severity
 from .events import ClosureEvent, ExecEvent
-from .shadow import ANON, FILE, HEAP, MEMFD, SHARED_ANON, STACK, Backing, Change, ShadowModel
+from .shadow import ANON, FILE, HEAP, MEMFD, SHARED_ANON, STACK, Backing, Change, ShadowModel, layer_key
 from .subject import HOLDS_TRAMPFD, TRAMPFD_OBJECT, Kind, Subject
 
 ANONYMOUS_KINDS = frozenset({ANON, SHARED_ANON})
@@ -145,7 +145,8 @@ def _exec_gain(found: set[Category], backing: Backing, change: Change) -> None:
 
 def _exec_written(found: set[Category], backing: Backing, model: ShadowModel) -> None:
     """exec-written when the object made executable is one the tree could write."""
-    if backing.identity is not None and backing.identity in model.written:
+    if backing.identity is not None and (backing.identity in model.written
+                                         or layer_key(backing.identity) in model.written):
         found.add(Category.EXEC_WRITTEN)
 
 
@@ -181,7 +182,10 @@ def _exec(event: ExecEvent, written: set[tuple] | frozenset[tuple]) -> tuple[Cat
     if written:
         exe = event.exe_object
         mapped = {("ino", m.dev, m.inode) for m in event.maps if m.prot & PROT_EXEC and m.inode}
-        if (exe is not None and ("ino", exe.dev, exe.inode) in written) or not mapped.isdisjoint(written):
+        if exe is not None:
+            mapped.add(("ino", exe.dev, exe.inode))
+        mapped |= {layer_key(identity) for identity in mapped}
+        if not mapped.isdisjoint(written):
             found.add(Category.EXEC_WRITTEN)
     stack = next((m for m in event.maps if m.path == "[stack]"), None)
     # What the kernel did decides; PT_GNU_STACK only when no stack is listed

@@ -42,7 +42,10 @@ class FdObject(NamedTuple):
     `ctime_ns` the inode's change time (0: not read), which the kernel sets
     on every write and which no program can set back, and `mem_file`
     whether it is a procfs mem file by its name or by the file bind mount it
-    was opened through (read for descriptors a call returned).
+    was opened through (read for descriptors a call returned), `layers` the
+    devices of overlay filesystems (mounted when the run started) that may
+    show this file, as a layer of theirs, under its inode number (set for a
+    regular file opened for writing on another filesystem).
     """
 
     fd: int
@@ -56,6 +59,7 @@ class FdObject(NamedTuple):
     misc: str | None = None
     ctime_ns: int = 0
     mem_file: bool = False
+    layers: frozenset[int] = frozenset()
 
 
 class ProcessInfo(NamedTuple):

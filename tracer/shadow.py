@@ -28,6 +28,7 @@ from .abi import (
     MREMAP_DONTUNMAP,
     O_RDWR,
     O_WRONLY,
+    OVERLAYFS_SUPER_MAGIC,
     PAGE_SIZE,
     PERSONALITY_QUERY,
     PR_SET_MM,
@@ -133,12 +134,22 @@ def copied_by_fork(backing: Backing) -> bool:
     return kind != UNKNOWN
 
 
+def layer_key(identity: tuple | None) -> tuple | None:
+    """The key under which a file written through an overlay descriptor is
+    recorded for every device: ("layer", the low 32 bits of its inode
+    number), the part overlayfs's stat keeps of the layer file's (xino adds
+    high bits); None for an identity that is no file's."""
+    return ("layer", identity[2] & 0xFFFFFFFF) if identity is not None and identity[0] == "ino" else None
+
+
 def backing_from_fd(obj: FdObject) -> Backing:
     """Return the Backing of an mmap'ed descriptor."""
     path = obj.path
     deleted = path.endswith(DELETED)
     name = path[: -len(DELETED)] if deleted else path
-    identity = ("ino", obj.dev, obj.inode)
+    # A System V segment's own file (reopened through /proc/PID/map_files)
+    # is the segment its attaches name by id (the inode number is the id).
+    identity = ("shm", obj.inode) if name.startswith("/SYSV") else ("ino", obj.dev, obj.inode)
     if name.startswith("/memfd:"):
         return Backing(MEMFD, name, obj.dev, obj.inode, True, identity)
     if name == "/dev/zero":
@@ -960,8 +971,35 @@ class ShadowModel:
         if facility == "mem":
             return Change(call.syscall, "foreign-write", 0, 0, 0, Backing(SPECIAL, obj.path), False, False)
         if facility == "written":
-            return Change(call.syscall, "write-object", 0, 0, PROT_WRITE, backing_from_fd(obj), False, False)
+            backing = backing_from_fd(obj)
+            if obj.fs_type == OVERLAYFS_SUPER_MAGIC or obj.layers:
+                backing = self._layer_file(backing, obj.layers or None)
+            return Change(call.syscall, "write-object", 0, 0, PROT_WRITE, backing, False, False)
         return _opaque(call, facility) if facility else None
+
+    def _layer_file(self, backing: Backing, overlays: frozenset[int] | None) -> Backing:
+        """The file mapped executable in the tree that a descriptor opened
+        for writing may write under another identity: overlayfs's stat (of
+        the descriptor, or of a mapping made through the overlay) gives the
+        overlay's device and the layer file's inode number (its low 32 bits
+        with xino), and the kernel shows no more (maps and map_files of an
+        overlay mapping name the overlay too). For an overlay descriptor
+        (`overlays` None) any executable file mapping with that inode number
+        is taken for it; for a file of another filesystem (a layer, maybe),
+        one made through an overlay among `overlays` (attack_overlay_mapped).
+        Else `backing`."""
+        low = backing.inode & 0xFFFFFFFF
+        seen: set[int] = set()
+        for process in self.processes.values():
+            if id(process.space) in seen:
+                continue
+            seen.add(id(process.space))
+            for region in process.space:
+                other = region.backing
+                if region.prot & PROT_EXEC and other.kind == FILE and other.inode & 0xFFFFFFFF == low \
+                        and other.identity != backing.identity and (not overlays or other.dev in overlays):
+                    return other
+        return backing
 
     def _plan_opaque(self, process: Process, call: MemCall) -> Change | None:
         """io_uring, userfaultfd, clone3, the shapes of clone, ioctl and
@@ -995,6 +1033,10 @@ class ShadowModel:
     def _apply_descriptor(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is not None and change.kind == "write-object" and change.backing.identity:
             self.written.add(change.backing.identity)
+            obj, key = call.fd_object, layer_key(change.backing.identity)
+            if key is not None and obj is not None and obj.fs_type == OVERLAYFS_SUPER_MAGIC:
+                # The layer file it writes is mapped under its own device.
+                self.written.add(key)
 
     def add_written(self, objects) -> None:
         """Record objects the tree can write without a traced open."""
@@ -1145,7 +1187,7 @@ def _segment_bytes(call: MemCall) -> int:
 _IOCTL_FACILITIES = {USERFAULTFD_IOC_NEW: "userfaultfd", KVM_CREATE_VM: "kvm"}
 _FACILITIES = {"io_uring_setup": "io_uring", "userfaultfd": "userfaultfd", "clone3": "clone3",
                "fanotify_init": "fanotify", "init_module": "kernel-module", "finit_module": "kernel-module",
-               "kexec_load": "kexec", "kexec_file_load": "kexec"}
+               "kexec_load": "kexec", "kexec_file_load": "kexec", "swapon": "swapon"}
 _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd", "recvmsg",
                      "recvmmsg", "memfd_create")
 

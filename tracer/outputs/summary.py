@@ -8,6 +8,7 @@ from typing import TextIO
 
 from ..events import RecordsLost
 from ..judgement import Judgement, Outcome
+from .text import printable
 
 
 class Summary:
@@ -81,9 +82,10 @@ class Summary:
 
 
 def _table(title: str, counts: Counter[str]) -> list[str]:
-    width = max(len(title), *(len(key) for key in counts))
+    shown = [(printable(key), count) for key, count in counts.most_common()]
+    width = max(len(title), *(len(key) for key, _ in shown))
     rows = [f"  {title:<{width}}  count", f"  {'-' * width}  -----"]
-    rows += [f"  {key:<{width}}  {count:>5}" for key, count in counts.most_common()]
+    rows += [f"  {key:<{width}}  {count:>5}" for key, count in shown]
     return rows
 
 

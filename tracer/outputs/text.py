@@ -9,6 +9,21 @@ from ..abi import prot_text
 from ..events import RecordsLost
 from ..judgement import Judgement
 
+# Names in a line come from the program (a memfd's, a file's, its own): a
+# newline in one would start a line no event made, a "|" a pair no event
+# had. Those, other control characters and bytes that were no UTF-8
+# (surrogate escapes) are written as \xNN.
+_UNPRINTABLE = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, ord("|"))},
+    **{0xDC80 + low: f"\\x{0x80 + low:02x}" for low in range(0x80)},
+}
+
+
+def printable(text: object) -> str:
+    """Return `text` (as str) with control characters, "|" and undecodable
+    bytes escaped (\\xNN), so that it is one field of one report line."""
+    return str(text).translate(_UNPRINTABLE)
+
 
 def format_caller(judgement: Judgement) -> str:
     """Return 'object:symbol+0xoff' (basename of the object) or '?'."""
@@ -39,8 +54,8 @@ def format_line(judgement: Judgement) -> str:
         f"{judgement.result:#x}" if judgement.result >= 0 else str(judgement.result)
     )
     sentence = (
-        f"W^X {judgement.outcome}: {judgement.comm} ({judgement.pid}) {judgement.syscall} "
-        f"{cats} from {format_caller(judgement)}"
+        f"W^X {judgement.outcome}: {printable(judgement.comm)} ({judgement.pid}) {judgement.syscall} "
+        f"{cats} from {printable(format_caller(judgement))}"
     )
     pairs = [
         ("pid", judgement.pid), ("tid", judgement.tid), ("exe", judgement.exe),
@@ -53,7 +68,7 @@ def format_line(judgement: Judgement) -> str:
     ]
     if judgement.reason:
         pairs.append(("reason", judgement.reason))
-    return sentence + "".join(f" | {key}={value}" for key, value in pairs)
+    return sentence + "".join(f" | {key}={printable(value)}" for key, value in pairs)
 
 
 def format_lost(event: RecordsLost) -> str:

@@ -13,13 +13,14 @@ import ctypes
 import errno
 import functools
 import os
+import re
 import stat
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tracer.abi import PROC_SUPER_MAGIC, Prot
+from tracer.abi import OVERLAYFS_SUPER_MAGIC, PROC_SUPER_MAGIC, Prot
 from tracer.errors import AccessDenied, NoSuchProcess, TraceError
 from tracer.events import FdObject, MapEntry, ProcessInfo
 from tracer.sources import fuse_abort
@@ -312,7 +313,7 @@ def fd_object(pid: int, fd: int) -> FdObject | None:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _MISC_MAJOR = 10
-_PROC_FSTYPE = "proc"
+_FS_TYPES = {"proc": PROC_SUPER_MAGIC, "overlay": OVERLAYFS_SUPER_MAGIC}
 
 
 class _StatFs(ctypes.Structure):
@@ -325,8 +326,8 @@ _libc.statfs.argtypes = (ctypes.c_char_p, ctypes.POINTER(_StatFs))
 
 def _fs_type(pid: int, fd: int, link: str, device: int) -> int:
     """The filesystem magic of descriptor `fd` of `pid` (`link`, on
-    `device`) as far as it matters (PROC_SUPER_MAGIC, or 0 for any other
-    mount `pid` lists), with no request to a FUSE filesystem: its server
+    `device`) as far as it matters (PROC_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC,
+    or 0 for any other mount `pid` lists), with no request to a FUSE filesystem: its server
     may be a task the tracer keeps stopped, and statfs would wait for it
     for ever. A mount `pid` lists is told by its type there (the mount id
     from fdinfo); another (internal: a memfd's; another namespace's reached
@@ -337,7 +338,7 @@ def _fs_type(pid: int, fd: int, link: str, device: int) -> int:
     for line in _read_text(pid, "mountinfo").splitlines():
         if line.split(" ", 1)[0] == mnt_id:
             _, _, after = line.partition(" - ")
-            return PROC_SUPER_MAGIC if after.split(" ", 1)[0] == _PROC_FSTYPE else 0
+            return _FS_TYPES.get(after.split(" ", 1)[0], 0)
     if fuse_abort.is_connection(device):
         return 0
     buf = _StatFs()
@@ -476,6 +477,26 @@ def _mountinfo_devices(pid: int) -> dict[int, int]:
     return found
 
 
+def devices_of_type(pid: int, types: frozenset[str]) -> frozenset[int]:
+    """The devices of the filesystems of `types` mounted where `pid` sees
+    them. Raises NoSuchProcess, AccessDenied or TraceError."""
+    found = set()
+    for line in _read_text(pid, "mountinfo").splitlines():
+        fields = line.split(" ", 3)
+        _, _, after = line.partition(" - ")
+        if len(fields) > 3 and after.split(" ", 1)[0] in types:
+            major, _, minor = fields[2].partition(":")
+            found.add(os.makedev(int(major), int(minor)))
+    return frozenset(found)
+
+
+# Filesystems whose files hold what the kernel puts there, some of it what
+# the tree tells it (a trace_marker write lands in a tracing ring buffer,
+# which mprotect makes executable though mmap refuses PROT_EXEC).
+KERNEL_FILLED_TYPES = frozenset({"tracefs", "debugfs", "sysfs", "proc", "securityfs", "configfs", "bpf",
+                                 "pstore", "efivarfs", "cgroup", "cgroup2"})
+
+
 def mount_devices(pid: int) -> frozenset[int]:
     """The devices of the superblocks behind every mount `pid` sees, and of
     the filesystem of its root directory (in a chroot whose root is no mount
@@ -538,6 +559,29 @@ def loop_backing_files(device: int) -> list[str]:
             pending.extend(os.path.realpath(os.path.join(node, "slaves", name))
                            for name in os.listdir(os.path.join(node, "slaves")))
     return found
+
+
+def swap_files() -> frozenset[tuple[int, int]]:
+    """(device, inode) of every regular file /proc/swaps lists as a swap
+    area: the kernel writes swapped-out pages of any process into its blocks
+    by block I/O, which stamps no time on the file. A path that no longer
+    stats from here (another mount namespace, renamed) is left out."""
+    found = set()
+    try:
+        with open("/proc/swaps", "rb") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return frozenset()
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 2 or fields[1] != b"file":
+            continue
+        # seq_file escapes space, tab, newline and backslash as \ooo.
+        path = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[0])
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            found.add((info.st_dev, info.st_ino))
+    return frozenset(found)
 
 
 def list_fds(pid: int) -> list[int]:

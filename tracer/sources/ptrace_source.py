@@ -46,6 +46,7 @@ from ..events import (
     ExitEvent,
     FdObject,
     ForkEvent,
+    MapEntry,
     MemCall,
     MemReturn,
     Unresolved,
@@ -663,6 +664,18 @@ class PtraceSource:
         # image files' paths (a file there changes when its image does).
         self._image_devices: dict[int, list[str]] = {}
         self._new_devices: dict[int, bool] = {}
+        # Swap files (device, inode): the kernel writes the tree's pages into
+        # them unstamped. Read at start, and again at every judged file mmap
+        # once the tree made a swapon (it may add one: swapoff leaves the pages).
+        self._swap_files: frozenset[tuple[int, int]] = frozenset()
+        self._swap_devices: frozenset[int] = frozenset()
+        self._swapon_seen = False
+        # Overlays of the run's start: a file of another filesystem opened for
+        # writing may be one of their layers, mapped through them.
+        self._overlay_devices: frozenset[int] = frozenset()
+        # Pseudo filesystems of the run's start (tracefs, sysfs, ...): a file
+        # there holds what the kernel writes, some of it the tree's bytes.
+        self._kernel_filled: frozenset[int] = frozenset()
         # Address spaces some thread asked MADV_DONTFORK for: a fork of them
         # is not vouched a copy of the model (ForkEvent.copied). Kept after
         # an exec too (another task may still share the old space's key).
@@ -687,6 +700,9 @@ class PtraceSource:
         self.started_ns = run_start_ns(started_ns)
         self._start_devices = procfs.mount_devices(os.getpid())
         self._image_devices = _image_devices(self._start_devices)
+        self._read_swap_files()
+        self._overlay_devices = procfs.devices_of_type(os.getpid(), frozenset({"overlay"}))
+        self._kernel_filled = procfs.devices_of_type(os.getpid(), procfs.KERNEL_FILLED_TYPES)
         child = os.fork()
         if child == 0:
             _exec_child(path, argv, prepare_child)
@@ -714,6 +730,9 @@ class PtraceSource:
         self.started_ns = run_start_ns()
         self._start_devices = procfs.mount_devices(pid)
         self._image_devices = _image_devices(self._start_devices)
+        self._read_swap_files()
+        self._overlay_devices = procfs.devices_of_type(pid, frozenset({"overlay"}))
+        self._kernel_filled = procfs.devices_of_type(pid, procfs.KERNEL_FILLED_TYPES)
         seen: set[int] = set()
         while True:
             fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
@@ -1028,6 +1047,8 @@ class PtraceSource:
         if call.syscall in _DESCRIPTOR_CALLS:
             self._descriptor_entry(task, call, name)
             return
+        if name == "swapon":
+            self._swapon_seen = True
         if name == "clone3" and self.clone3_exit_only:
             task.pending, task.entry = call, None
             self._resume(task)
@@ -1042,7 +1063,9 @@ class PtraceSource:
             obj = call.fd_object
             # The usual file (old, on a filesystem that was there) costs three compares.
             if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices
-                                    or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)):
+                                    or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)
+                                    or obj.dev in self._swap_devices or self._swapon_seen
+                                    or obj.dev in self._kernel_filled):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif call.syscall == "shmat":
             call = _with_segment_size(call)
@@ -1285,16 +1308,17 @@ class PtraceSource:
 
     def _refuse_result(self, task: _Task, call: MemCall, start: int, err: int) -> bool:
         """Undo a mapping the kernel made before the thread runs again: unmap
-        it and make the call return -err. False when the kernel refused the
-        munmap (another task mseal()ed the mapping while the call ran past
-        its hold): the call keeps its result."""
+        it and make the call return -err. False when the munmap did not
+        unmap it (another task mseal()ed the mapping while the call ran past
+        its hold; the program's own seccomp filter made the injected call
+        return 0 unrun: the maps say): the call keeps its result."""
         ctl = Control(self, task.tid, call.arch)
         ctl._at_exit = True
         length = (call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1)
         munmap = abi.SYSCALLS_I386["munmap"] if call.arch == "i386" else abi.SYSCALLS_X86_64["munmap"]
-        undone = ctl.inject(munmap, start, length)
-        ctl.finish(-err if undone == 0 else start)
-        return undone == 0
+        undone = ctl.inject(munmap, start, length) == 0 and _unmapped(task.tid, start, start + length)
+        ctl.finish(-err if undone else start)
+        return undone
 
     def _syscall_exit(self, task: _Task, raw: bytes) -> None:
         call, task.pending = task.pending, None
@@ -1776,17 +1800,26 @@ class PtraceSource:
                 view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
             if view is None:
                 continue
+            if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
+                view = view._replace(layers=self._overlay_devices)
             judged = call._replace(fd_object=view, path=view.path, target=_mem_target(view))
             reply, entry = self.sink.on_call(judged, peek)
             if reply.kill or reply.deny_errno is not None:
                 if ctl is None:
                     ctl = Control(self, task.tid, call.arch)
                     ctl._at_exit = True
-                ctl.inject(_NR_CLOSE[call.arch], fd)
-                kill = kill or reply.kill
+                # The injected close passes the program's own seccomp filters,
+                # which can make it return 0 unrun: the table says if it ran.
+                closed = ctl.inject(_NR_CLOSE[call.arch], fd) == 0 and _closed(task.tid, fd)
+                kill = kill or reply.kill or not closed
                 refused = reply.deny_errno if reply.deny_errno is not None else errno.EPERM
                 if reply.kill:
                     continue  # reported by the sink as killed
+                if not closed:
+                    # The descriptor stays: reported as the call's result (not
+                    # enforced), and the process dies before it runs again.
+                    self.sink.on_event(MemReturn(judged, rval, entry))
+                    continue
                 self.sink.on_event(MemReturn(judged, -refused, entry))
             else:
                 self.sink.on_event(MemReturn(judged, rval, entry))
@@ -1838,7 +1871,14 @@ class PtraceSource:
         an image it wrote and mounted: attributes say whatever it wants).
         A block device counts always: its blocks hold the files on it, and a
         loop device the file bound to it, which the tree may have written
-        (attack_loop_map)."""
+        (attack_loop_map). So does a swap file: the kernel writes the tree's
+        pages into its blocks, stamping nothing (attack_swap_file), and a
+        file of a pseudo filesystem (a tracing ring buffer holds what the
+        tree wrote to trace_marker: attack_trace_ring). The devices of
+        filesystems mounted since go with them: nothing downstream reads
+        their files (the tree may serve them from a task the tracer holds)."""
+        if self._swapon_seen:
+            self._read_swap_files()
         fresh: list[FdObject] = []
         served: set[int] = set()
         for obj, device, link in found:
@@ -1847,12 +1887,19 @@ class PtraceSource:
             if self._new_filesystem(tid, device, link):
                 served.update((device, obj.dev))
             elif not (obj.ctime_ns >= self.started_ns > 0 or stat.S_ISBLK(obj.mode)
+                      or (obj.dev, obj.inode) in self._swap_files or obj.dev in self._kernel_filled
                       or self._image_written(obj.dev)):
                 continue
             fresh.append(obj)
         if fresh:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
             self.sink.on_event(WritableObjects(time.time(), pid, tuple(fresh), frozenset(served)))
+
+    def _read_swap_files(self) -> None:
+        """Add the swap files /proc/swaps lists now to those already seen
+        (one turned off keeps what the kernel wrote into it)."""
+        self._swap_files |= procfs.swap_files()
+        self._swap_devices = frozenset(device for device, _ in self._swap_files)
 
     def _image_written(self, device: int) -> bool:
         """Whether the filesystem on `device` (a loop device, or stacked on
@@ -2255,12 +2302,49 @@ def run_start_ns(now: int | None = None) -> int:
     return now
 
 
-def read_tracee(tid: int, addr: int, size: int) -> bytes:
-    """Read tracee memory, b'' when it is not there."""
+def _closed(tid: int, fd: int) -> bool:
+    """Whether descriptor `fd` of `tid` is closed (False when unknown)."""
     try:
+        return procfs.fd_link(tid, fd) is None
+    except TraceError:
+        return False
+
+
+def _unmapped(tid: int, start: int, end: int) -> bool:
+    """Whether nothing is mapped in [start, end) of `tid` (False when unknown)."""
+    try:
+        return not any(m.start < end and start < m.end for m in procfs.read_maps(tid))
+    except TraceError:
+        return False
+
+
+def read_tracee(tid: int, addr: int, size: int) -> bytes:
+    """Read tracee memory, b'' when it is not there, or not private
+    anonymous memory: a page of any other mapping (a FUSE file the program
+    serves) may make the read wait for a server that never answers, in a
+    page cache fault no signal interrupts (attack_stack_peek). What cannot
+    be read is judged from what the kernel did (fails closed)."""
+    try:
+        maps = procfs.read_maps(tid)
+        if not _private_anonymous(maps, addr, addr + size):
+            return b""
         return procfs.read_mem(tid, addr, size)
     except TraceError:
         return b""
+
+
+def _private_anonymous(maps: Sequence[MapEntry], start: int, end: int) -> bool:
+    """Whether [start, end) is covered by private mappings of no file."""
+    covered = start
+    for entry in maps:
+        if entry.end <= covered or entry.start >= end:
+            continue
+        if entry.start > covered or entry.shared or entry.inode:
+            return False
+        covered = entry.end
+        if covered >= end:
+            return True
+    return covered >= end
 
 
 def _ipc_shmat_address(peek: Callable[[int, int], bytes], call: MemCall) -> int | None:

@@ -105,7 +105,7 @@ OPAQUE_RULES: tuple[TrapRule, ...] = (
     TrapRule("seccomp", 1, mask=SECCOMP_FILTER_FLAG_NEW_LISTENER, equals=SECCOMP_FILTER_FLAG_NEW_LISTENER),
     *(TrapRule("fanotify_init", 1, mask=O_ACCMODE, equals=mode) for mode in (O_WRONLY, O_RDWR)),
     TrapRule("prctl", 0, mask=_LOW32, equals=PR_SET_MM),
-    *(TrapRule(name) for name in ("init_module", "finit_module", "kexec_load", "kexec_file_load")),
+    *(TrapRule(name) for name in ("init_module", "finit_module", "kexec_load", "kexec_file_load", "swapon")),
 )
 # Ranges a forked child does not get: a fork's child model is its parent's
 # copy unless some thread asked for this (the model then reads the child's maps).
