@@ -93,6 +93,12 @@ def test_a_sealed_mapping_that_cannot_be_undone_kills_the_process(build_program,
     traced = trace([str(build_program("attack_fuse")), "windowseal"], tmp_path,
                    "--policy", str(policy), "--mode", "enforce", timeout=60)
     assert parse_output(traced.stdout).ran == [], traced.stdout
+    if shape(traced.events) == [("mmap", ("wx-map", "exec-written"))]:
+        # The populate ended within the patience (a loaded host answers in
+        # another order): no blocked call, the threads stayed held, the
+        # mapping was undone at the exit stop before the sealer ran.
+        assert traced.events[0]["verdict"] == "denied" and traced.returncode == 0, traced.stderr
+        return
     assert traced.returncode == 137, traced.stderr
     assert shape(traced.events) == [("blocked", ("opaque",)), ("mmap", ("wx-map", "exec-written"))]
     blocked, event = traced.events

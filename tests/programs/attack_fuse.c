@@ -268,8 +268,10 @@ int main(int argc, char **argv)
 		int seal = strcmp(argv[1], "windowseal") == 0;
 
 		window(fd, seal);
-		if (!seal)
-			close(fd); /* the sealer closed it */
+		if (!seal || !atomic_load(&window_won))
+			close(fd); /* else the sealer closed it; left open, the exit
+				    * would wait in its flush for the server thread
+				    * exit_group has already killed */
 	} else if (fd >= 0 && overtake) {
 		int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 		pthread_t racer;
