@@ -639,6 +639,12 @@ class PtraceSource:
         # policy allows clone3 itself): nothing to judge at its entry.
         self.clone3_exit_only = False
         self._holds: dict[int, _Hold] = {}
+        # Stops the kernel reported, not yet handled: each round of waits
+        # takes every task stopped by then, so a task that stops again at
+        # once (a thread looping on refused calls) cannot keep another's
+        # stop unserved (waitpid(-1) reports the first stopped task it
+        # finds, the same one each time).
+        self._reported: collections.deque[tuple[int, int]] = collections.deque()
         self._stops = 0
         # No memory call is judged while a call it depends on is between
         # entry and exit (the model does not hold its result yet). Per
@@ -791,10 +797,12 @@ class PtraceSource:
             while self.tasks:
                 try:
                     # Most waits: nothing held or queued, no fast path (_wait's plain case).
-                    if self._holds or self._waiting or self.fast is not None:
+                    if self._reported:
+                        waited = self._reported.popleft()
+                    elif self._holds or self._waiting or self.fast is not None:
                         waited = self._wait()
                     else:
-                        waited = os.waitpid(-1, _WALL)
+                        waited = self._wait_round()
                 except ChildProcessError:
                     break
                 except InterruptedError:
@@ -811,6 +819,24 @@ class PtraceSource:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return self.root_status
+
+    def _wait_round(self) -> tuple[int, int]:
+        """The next stop (blocking); when other tasks are traced, every stop
+        already reported with it is queued in `_reported`, served in turn
+        before the kernel is asked again."""
+        waited = os.waitpid(-1, _WALL)
+        if len(self.tasks) > 1:
+            while True:
+                try:
+                    more = os.waitpid(-1, _WALL | os.WNOHANG)
+                except ChildProcessError:
+                    # The last child was just reaped (a process's end takes its
+                    # threads with it): what was waited is still served.
+                    break
+                if not more[0]:
+                    break
+                self._reported.append(more)
+        return waited
 
     def _wait(self) -> tuple[int, int] | None:
         """The next stop; while an open runs with its siblings held, or
