@@ -242,6 +242,68 @@ def test_read_mem_reads_across_exec() -> None:
         os.close(go_w)
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.mmap.restype = ctypes.c_void_p
+_LIBC.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_long)
+_RW = mmap.PROT_READ | mmap.PROT_WRITE
+_MAP_FIXED = 0x10
+
+
+def _map(addr: int | None, size: int, flags: int, prot: int = _RW, fd: int = -1) -> int:
+    """mmap(2) through libc (Python's mmap module cannot place a mapping)."""
+    mapped = _LIBC.mmap(addr, size, prot, flags | (_MAP_FIXED if addr else 0), fd, 0)
+    assert mapped not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+    return mapped
+
+
+def test_private_anonymous_asks_the_kernel_vma_by_vma(tmp_path) -> None:
+    """PROCMAP_QUERY's answer for each range equals the one read from the
+    whole maps file and the layout this test made: private anonymous
+    pieces of differing protections in a row count; a hole, a shared
+    anonymous page, a private file page or a private memfd page does not."""
+    release = os.uname().release.split(".")
+    if (int(release[0]), int(release[1])) < (6, 11):
+        pytest.skip(f"PROCMAP_QUERY needs Linux 6.11; this kernel is {os.uname().release}")
+    page = mmap.PAGESIZE
+    base = _map(None, 8 * page, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    # Pages [0,3) rw-, [3] r--, [4] a hole, [5] shared anonymous, [6] a file, [7] a memfd.
+    assert _LIBC.mprotect(ctypes.c_void_p(base + 3 * page), page, mmap.PROT_READ) == 0
+    assert _LIBC.munmap(ctypes.c_void_p(base + 4 * page), page) == 0
+    _map(base + 5 * page, page, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * page)
+    with open(data, "rb") as f:
+        _map(base + 6 * page, page, mmap.MAP_PRIVATE, mmap.PROT_READ, f.fileno())
+    memfd = os.memfd_create("tw-query")
+    os.ftruncate(memfd, page)
+    _map(base + 7 * page, page, mmap.MAP_PRIVATE, fd=memfd)
+    os.close(memfd)
+    expected = {(0, 1): True, (0, 3): True, (0, 4): True, (2, 4): True, (3, 4): True, (0, 5): False,
+                (4, 5): False, (3, 5): False, (5, 6): False, (6, 7): False, (7, 8): False, (2, 6): False}
+    pid = os.getpid()
+    try:
+        for (first, last), covered in expected.items():
+            start, end = base + first * page, base + last * page
+            assert procfs.private_anonymous(pid, start, end) is covered, (first, last)
+            assert procfs.private_anonymous_in(procfs.read_maps(pid), start, end) is covered, (first, last)
+        assert procfs._procmap_query[0], "the kernel refused PROCMAP_QUERY: the whole maps file was read"
+        assert procfs.private_anonymous(pid, 0x1000, 0x2000) is False
+    finally:
+        procfs.close_mem(pid)
+        _LIBC.munmap(ctypes.c_void_p(base), 8 * page)
+
+
+def test_private_anonymous_of_a_gone_process_is_false() -> None:
+    with child(SLEEPER) as proc:
+        stack = next(e for e in procfs.read_maps(proc.pid) if e.path == "[stack]")
+        assert procfs.private_anonymous(proc.pid, stack.start, stack.end)
+        proc.kill()
+        proc.wait()
+        assert procfs.private_anonymous(proc.pid, stack.start, stack.end) is False
+    procfs.close_mem(proc.pid)
+
+
 def _mem_fds_open() -> int:
     count = 0
     for name in os.listdir("/proc/self/fd"):
@@ -390,3 +452,27 @@ def test_mount_device_names_the_filesystem_of_a_file() -> None:
         assert procfs.mount_device(pid, f"/proc/{pid}/fd/{fd}") is None
     finally:
         os.close(fd)
+
+
+
+def test_private_anonymous_follows_an_exec() -> None:
+    """A maps descriptor kept from before an exec shows the old, gone
+    address space (ESRCH): the answer is the new space's all the same."""
+    proc = subprocess.Popen(["sh", "-c", 'echo up; read x; exec "$0" -c "$1"', *SLEEPER[::2]],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == b"up\n"
+        before = next(e for e in procfs.read_maps(proc.pid) if e.path == "[stack]")
+        assert procfs.private_anonymous(proc.pid, before.start, before.end)
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"up\n"
+        after = next(e for e in procfs.read_maps(proc.pid) if e.path == "[stack]")
+        assert procfs.private_anonymous(proc.pid, after.start, after.end)
+        exe = next(e for e in procfs.read_maps(proc.pid) if e.path == os.path.realpath(sys.executable))
+        assert not procfs.private_anonymous(proc.pid, exe.start, exe.end)
+    finally:
+        proc.kill()
+        proc.wait()
+        procfs.close_mem(proc.pid)

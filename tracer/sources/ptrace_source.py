@@ -46,7 +46,6 @@ from ..events import (
     ExitEvent,
     FdObject,
     ForkEvent,
-    MapEntry,
     MemCall,
     MemReturn,
     Unresolved,
@@ -2350,27 +2349,12 @@ def read_tracee(tid: int, addr: int, size: int) -> bytes:
     serves) may make the read wait for a server that never answers, in a
     page cache fault no signal interrupts (attack_stack_peek). What cannot
     be read is judged from what the kernel did (fails closed)."""
+    if not procfs.private_anonymous(tid, addr, addr + size):
+        return b""
     try:
-        maps = procfs.read_maps(tid)
-        if not _private_anonymous(maps, addr, addr + size):
-            return b""
         return procfs.read_mem(tid, addr, size)
     except TraceError:
         return b""
-
-
-def _private_anonymous(maps: Sequence[MapEntry], start: int, end: int) -> bool:
-    """Whether [start, end) is covered by private mappings of no file."""
-    covered = start
-    for entry in maps:
-        if entry.end <= covered or entry.start >= end:
-            continue
-        if entry.start > covered or entry.shared or entry.inode:
-            return False
-        covered = entry.end
-        if covered >= end:
-            return True
-    return covered >= end
 
 
 def _ipc_shmat_address(peek: Callable[[int, int], bytes], call: MemCall) -> int | None:
