@@ -264,7 +264,7 @@ def test_a_tracing_ring_buffer_made_executable_holds_what_the_kernel_copied(wher
     assert parse_output(traced.stdout).failed() == {"ring_rx_mprotect": "EACCES"}
 
 
-@pytest.mark.parametrize("mode", ["stack", "block"])
+@pytest.mark.parametrize("mode", ["stack", "block", "scratch"])
 def test_the_tracer_reads_no_memory_a_fuse_server_of_the_tree_must_fill(mode, build_program, parse_output,
                                                                          tmp_path):
     """The program serves a FUSE file from a thread that never answers a
@@ -276,18 +276,28 @@ def test_the_tracer_reads_no_memory_a_fuse_server_of_the_tree_must_fill(mode, bu
     faulted the page in and waited for the server in a page cache read no
     signal interrupts: trampwatch hung for ever, SIGKILL included. The
     tracer now reads tree memory only where private anonymous mappings
-    cover it; the rest is judged from what the kernel did."""
-    args = [] if mode == "stack" else ["block"]
+    cover it; the rest is judged from what the kernel did. `scratch`: the
+    stack pointer in that page for a raw open of /proc/self/mem for
+    writing, refused at its exit by an injected close, before which the
+    tracer wrote scratch data below the stack pointer (a write into a
+    private file page reads the page first: the tracer hung the same way).
+    The tracer now reads or writes no page of a filesystem mounted after
+    the run started."""
+    args = [] if mode == "stack" else [mode]
     native = _native(build_program, parse_output, "attack_stack_peek", *args)
     if "fuse_mount" in native.failed():
         pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
-    assert native.ran == [f"{mode}_call" if mode == "block" else "stack_peek_call"], native
+    assert native.ran == [f"{mode}_call" if mode != "stack" else "stack_peek_call"], native
     traced = trace([str(build_program("attack_stack_peek")), *args], tmp_path, *STRICT, timeout=60)
     _blocked(traced, parse_output)
     if mode == "stack":
         assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
         assert traced.returncode == 0, traced.stderr
         assert parse_output(traced.stdout).failed() == {"peek_rx_mprotect": "EACCES"}
+    elif mode == "scratch":
+        assert shape(traced.events) == [("openat", ("foreign-write",))]
+        assert traced.returncode == 0, traced.stderr
+        assert parse_output(traced.stdout).failed() == {"scratch_mem_open": "EACCES"}
     else:
         # The kernel's read of the block waits for the server thread, held
         # while an i386 old_mmap runs: the blocked call is refused (killed).

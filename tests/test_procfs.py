@@ -287,6 +287,11 @@ def test_private_anonymous_asks_the_kernel_vma_by_vma(tmp_path) -> None:
             start, end = base + first * page, base + last * page
             assert procfs.private_anonymous(pid, start, end) is covered, (first, last)
             assert procfs.private_anonymous_in(procfs.read_maps(pid), start, end) is covered, (first, last)
+            queried = procfs.vmas_covering(pid, start, end)
+            assert queried == procfs.vmas_in(procfs.read_maps(pid), start, end), (first, last)
+            assert (queried is None) == (first <= 4 < last), (first, last)
+        file_vma, = procfs.vmas_covering(pid, base + 6 * page, base + 7 * page)
+        assert (file_vma.inode, file_vma.dev) == (data.stat().st_ino, data.stat().st_dev)
         assert procfs._procmap_query[0], "the kernel refused PROCMAP_QUERY: the whole maps file was read"
         assert procfs.private_anonymous(pid, 0x1000, 0x2000) is False
     finally:

@@ -1,5 +1,5 @@
 /*
- * attack_stack_peek [block]: memory the tracer cannot read without asking
+ * attack_stack_peek [block|scratch]: memory the tracer cannot read without asking
  * the program.
  *
  * In a mount namespace of its own the program serves a FUSE file "f" from
@@ -16,6 +16,12 @@
  * READ only when the program's own thread asks (the kernel reading the
  * block), never another process (a tracer peeking at it). The code is
  * written into the mapping and called when it is RWX.
+ * `scratch`: the stack pointer is moved into the unread page for a raw
+ * openat of /proc/self/mem for writing (refused at its exit under strict:
+ * the tracer injects a close, and first writes scratch data below the
+ * stack pointer: a write into a private file page reads the page first).
+ * Natively the open succeeds and code is written through it over the
+ * program's own text and run.
  */
 #define _GNU_SOURCE
 #include "tw_fuse.h"
@@ -34,6 +40,8 @@ static void fill_attr(struct fuse_attr *attr, uint64_t node)
 	attr->nlink = node == FILE_NODE ? 1 : 2;
 	attr->size = node == FILE_NODE ? 4096 : 0;
 }
+
+TW_DEFINE_PATCH_TARGET;
 
 static pid_t program;
 static int answer_own;
@@ -101,6 +109,34 @@ static long mprotect_on_stack(void *stack, void *addr, size_t len, long prot)
 	return ret;
 }
 
+/* openat(AT_FDCWD, path, O_RDWR) with the stack pointer at `stack`. */
+static long open_rw_on_stack(void *stack, const char *path)
+{
+	long ret;
+
+	__asm__ volatile("mov %%rsp, %%r12\n\t"
+			 "mov %[stack], %%rsp\n\t"
+			 "syscall\n\t"
+			 "mov %%r12, %%rsp"
+			 : "=a"(ret)
+			 : "a"(257L), "D"(-100L), "S"(path), "d"((long)O_RDWR), [stack] "r"(stack)
+			 : "rcx", "r11", "r12", "memory");
+	return ret;
+}
+
+/* Write code over the program's own text through /proc/self/mem opened
+ * with the stack in the unread page; run it. */
+static void scratch_open(unsigned char *unread)
+{
+	long fd = open_rw_on_stack(unread + 2048, "/proc/self/mem");
+
+	if (tw_step_raw("scratch_mem_open", "openat", fd) < 0)
+		return;
+	if (pwrite((int)fd, TW_CODE, sizeof(TW_CODE), (off_t)(uintptr_t)tw_patch_target) == (ssize_t)sizeof(TW_CODE))
+		tw_run("scratch_call", (const void *)tw_patch_target);
+	close((int)fd);
+}
+
 static long int80_1(long nr, long a)
 {
 	long ret;
@@ -133,7 +169,13 @@ int main(int argc, char **argv)
 
 	tw_init();
 	program = getpid();
-	answer_own = argc == 2 && strcmp(argv[1], "block") == 0;
+	const char *mode = argc == 2 ? argv[1] : "stack";
+
+	if (strcmp(mode, "stack") && strcmp(mode, "block") && strcmp(mode, "scratch")) {
+		fprintf(stderr, "usage: %s [block|scratch]\n", argv[0]);
+		return 2;
+	}
+	answer_own = !strcmp(mode, "block");
 	if (!mkdtemp(dir))
 		return 1;
 	if (tw_fuse_mount(dir) != 0)
@@ -149,6 +191,11 @@ int main(int argc, char **argv)
 	/* Its FLUSH is answered now (ENOSYS: never asked again), not at exit,
 	 * when the server thread is gone. */
 	close(fd);
+	if (unread != MAP_FAILED && !strcmp(mode, "scratch")) {
+		scratch_open(unread);
+		umount2(dir, MNT_DETACH);
+		return tw_done();
+	}
 	if (unread != MAP_FAILED && answer_own) {
 		old_mmap_block(unread);
 		umount2(dir, MNT_DETACH);

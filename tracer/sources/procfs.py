@@ -20,6 +20,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracer.abi import OVERLAYFS_SUPER_MAGIC, PROC_SUPER_MAGIC, Prot
 from tracer.errors import AccessDenied, NoSuchProcess, TraceError
@@ -301,9 +302,20 @@ _maps_fds: dict[int, int] = {}
 _procmap_query = [True]  # False once the kernel answers ENOTTY (before 6.11)
 
 
-def private_anonymous(pid: int, start: int, end: int) -> bool:
-    """Whether [start, end) of `pid`'s address space is covered by private
-    mappings of no file (False when the process is gone or unreadable).
+class Vma(NamedTuple):
+    """One VMA: its range, whether it is shared, and the inode and device of
+    its file (0 and 0: none)."""
+
+    start: int
+    end: int
+    shared: bool
+    inode: int
+    dev: int
+
+
+def vmas_covering(pid: int, start: int, end: int) -> tuple[Vma, ...] | None:
+    """The VMAs that cover [start, end) of `pid`'s address space, in order;
+    None when a gap is left or the process is gone or unreadable.
 
     Asks the kernel VMA by VMA (PROCMAP_QUERY) through a /proc/PID/maps
     descriptor kept until close_mem(pid); reads the whole maps file where
@@ -311,30 +323,31 @@ def private_anonymous(pid: int, start: int, end: int) -> bool:
     if _procmap_query[0]:
         for _ in range(2):
             try:
-                return _private_anonymous_queried(pid, start, end)
+                return _vmas_queried(pid, start, end)
             except OSError as err:
                 if err.errno == errno.ENOTTY:
                     _procmap_query[0] = False
                     break
                 cached = _maps_fds.pop(pid, None)
                 if cached is None:
-                    return False
+                    return None
                 # ESRCH: the descriptor shows an address space that is gone
                 # (an exec, or a task number reused): once through a fresh one.
                 os.close(cached)
         else:
-            return False
+            return None
     try:
         maps = read_maps(pid)
     except TraceError:
-        return False
-    return private_anonymous_in(maps, start, end)
+        return None
+    return vmas_in(maps, start, end)
 
 
-def _private_anonymous_queried(pid: int, start: int, end: int) -> bool:
+def _vmas_queried(pid: int, start: int, end: int) -> tuple[Vma, ...] | None:
     fd = _maps_fds.get(pid)
     if fd is None:
         fd = _maps_fds[pid] = os.open(f"/proc/{pid}/maps", os.O_RDONLY | os.O_CLOEXEC)
+    found = []
     covered = start
     while covered < end:
         # Only size and query_addr are set: no filter flags, no name, no build id.
@@ -344,27 +357,42 @@ def _private_anonymous_queried(pid: int, start: int, end: int) -> bool:
             fcntl.ioctl(fd, _PROCMAP_QUERY_IOCTL, query)
         except OSError as err:
             if err.errno == errno.ENOENT:
-                return False  # no VMA covers `covered`
+                return None  # no VMA covers `covered`
             raise
-        _, _, _, _, vma_end, flags, _, _, inode, *_ = _PROCMAP_QUERY.unpack(query)
-        if flags & _PROCMAP_VMA_SHARED or inode:
-            return False
+        _, _, _, vma_start, vma_end, flags, _, _, inode, major, minor, *_ = _PROCMAP_QUERY.unpack(query)
+        shared = bool(flags & _PROCMAP_VMA_SHARED)
+        found.append(Vma(vma_start, vma_end, shared, inode, os.makedev(major, minor)))
         covered = vma_end
-    return True
+    return tuple(found)
 
 
-def private_anonymous_in(maps: Sequence[MapEntry], start: int, end: int) -> bool:
-    """Whether [start, end) is covered by private mappings of no file in `maps`."""
+def vmas_in(maps: Sequence[MapEntry], start: int, end: int) -> tuple[Vma, ...] | None:
+    """The entries of `maps` that cover [start, end), as vmas_covering gives them."""
+    found = []
     covered = start
     for entry in maps:
         if entry.end <= covered or entry.start >= end:
             continue
-        if entry.start > covered or entry.shared or entry.inode:
-            return False
+        if entry.start > covered:
+            return None
+        found.append(Vma(entry.start, entry.end, entry.shared, entry.inode, entry.dev))
         covered = entry.end
         if covered >= end:
-            return True
-    return covered >= end
+            break
+    return tuple(found) if covered >= end else None
+
+
+def private_anonymous(pid: int, start: int, end: int) -> bool:
+    """Whether [start, end) of `pid`'s address space is covered by private
+    mappings of no file (False when the process is gone or unreadable)."""
+    vmas = vmas_covering(pid, start, end)
+    return vmas is not None and not any(vma.shared or vma.inode for vma in vmas)
+
+
+def private_anonymous_in(maps: Sequence[MapEntry], start: int, end: int) -> bool:
+    """Whether [start, end) is covered by private mappings of no file in `maps`."""
+    vmas = vmas_in(maps, start, end)
+    return vmas is not None and not any(vma.shared or vma.inode for vma in vmas)
 
 
 def fd_object(pid: int, fd: int) -> FdObject | None:

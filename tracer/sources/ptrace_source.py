@@ -396,7 +396,10 @@ class Control:
         self._source.sink.on_event(event)
 
     def read(self, addr: int, size: int) -> bytes:
-        """Read the thread's memory (b'' where unmapped)."""
+        """Read the thread's memory (b'' where unmapped, or where the tree
+        may have to fill it: PtraceSource.may_touch)."""
+        if not self._source.may_touch(self.tid, addr, size):
+            return b""
         try:
             return procfs.read_mem(self.tid, addr, size)
         except TraceError:
@@ -404,7 +407,10 @@ class Control:
 
     def copy_from_user(self, addr: int, size: int) -> bytes | None:
         """Read memory as the program itself may (page protections apply,
-        like the kernel's copy_from_user); None if any byte is not readable."""
+        like the kernel's copy_from_user); None if any byte is not readable
+        (or the tree may have to fill it: PtraceSource.may_touch)."""
+        if not self._source.may_touch(self.tid, addr, size):
+            return None
         buf = ctypes.create_string_buffer(size)
         local, remote = _IoVec(ctypes.addressof(buf), size), _IoVec(addr, size)
         done = _libc.process_vm_readv(self.tid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
@@ -412,7 +418,11 @@ class Control:
 
     def copy_to_user(self, addr: int, data: bytes) -> bool:
         """Write memory as the program itself may (page protections apply,
-        like the kernel's copy_to_user); False if any byte is not writable."""
+        like the kernel's copy_to_user); False if any byte is not writable
+        (or the tree may have to fill it first: PtraceSource.may_touch; a
+        write into a private file page reads the page)."""
+        if not self._source.may_touch(self.tid, addr, len(data)):
+            return False
         buf = ctypes.create_string_buffer(data, len(data))
         local, remote = _IoVec(ctypes.addressof(buf), len(data)), _IoVec(addr, len(data))
         done = _libc.process_vm_writev(self.tid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
@@ -665,6 +675,7 @@ class PtraceSource:
         # a file on any other one holds what its server or image says, which
         # the tree may have produced with no write (FUSE, a loop image).
         self._start_devices: frozenset[int] = frozenset()
+        self._shmem_device = _shmem_device()
         # Filesystems of the run's start that live on loop devices: their
         # image files' paths (a file there changes when its image does).
         self._image_devices: dict[int, list[str]] = {}
@@ -1952,6 +1963,22 @@ class PtraceSource:
             new = self._new_devices[device] = superblock is None or superblock not in self._start_devices
         return new
 
+    def may_touch(self, tid: int, addr: int, size: int) -> bool:
+        """Whether the tracer may read or write [addr, addr + size) of tid's
+        memory without waiting for the tree: every page of it is anonymous,
+        the kernel's own shared memory (memfds, shared anonymous and System V
+        memory) or a file of a filesystem that was mounted when the run
+        started. A page of a filesystem mounted since (a FUSE file a task of
+        the tree serves, maybe one the tracer keeps stopped) is faulted in by
+        a request the tree may never answer, in a wait no signal ends
+        (attack_stack_peek scratch)."""
+        vmas = procfs.vmas_covering(tid, addr, addr + max(size, 1))
+        if vmas is None:
+            return False
+        start_devices = self._start_devices
+        return all(not vma.inode or vma.dev == self._shmem_device or not start_devices
+                   or vma.dev in start_devices for vma in vmas)
+
     def _peek_for(self, tid: int) -> Callable[[int, int], bytes]:
         return functools.partial(read_tracee, tid)
 
@@ -2376,6 +2403,16 @@ def _segment_attaches(tid: int, shmid: int, size: int | None) -> frozenset[tuple
     return frozenset((m.start, m.end, m.prot) for m in maps
                      if m.path.startswith("/SYSV") and m.inode == shmid and m.offset == 0
                      and (length is None or m.end - m.start == length))
+
+
+def _shmem_device() -> int:
+    """The device of the kernel's internal shared memory mount (memfds,
+    shared anonymous and System V memory), as a memfd of the tracer's shows it."""
+    fd = os.memfd_create("trampwatch-shmem", os.MFD_CLOEXEC)
+    try:
+        return os.fstat(fd).st_dev
+    finally:
+        os.close(fd)
 
 
 def _image_devices(devices: frozenset[int]) -> dict[int, list[str]]:
