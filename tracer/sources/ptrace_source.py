@@ -2054,7 +2054,8 @@ class PtraceSource:
         if arch == "i386":
             return _I386_CLONE_FLAGS.get(nr, lambda r: CLONE_VM)(regs)
         if nr == _NR_CLONE3:
-            raw = procfs.read_mem(tid, regs.rdi, 8) if regs.rdi else b""
+            # Through read_tracee: a struct in a page the tree serves is not read (CLONE_VM assumed).
+            raw = read_tracee(tid, regs.rdi, 8) if regs.rdi else b""
             return struct.unpack("<Q", raw)[0] if len(raw) == 8 else CLONE_VM
         if nr == _NR_VFORK:
             return CLONE_VM
