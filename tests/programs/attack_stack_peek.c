@@ -28,6 +28,7 @@
 
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #define FILE_NODE 2
 
@@ -94,8 +95,9 @@ static void *serve(void *unused)
 	return NULL;
 }
 
-/* mprotect with the stack pointer at `stack` for the syscall. */
-static long mprotect_on_stack(void *stack, void *addr, size_t len, long prot)
+/* Raw syscall nr(a, b, c) with the stack pointer at `stack` (the syscall
+ * instruction itself touches no stack). */
+static long syscall3_on_stack(void *stack, long nr, long a, long b, long c)
 {
 	long ret;
 
@@ -104,22 +106,7 @@ static long mprotect_on_stack(void *stack, void *addr, size_t len, long prot)
 			 "syscall\n\t"
 			 "mov %%r12, %%rsp"
 			 : "=a"(ret)
-			 : "a"(10L), "D"(addr), "S"(len), "d"(prot), [stack] "r"(stack)
-			 : "rcx", "r11", "r12", "memory");
-	return ret;
-}
-
-/* openat(AT_FDCWD, path, O_RDWR) with the stack pointer at `stack`. */
-static long open_rw_on_stack(void *stack, const char *path)
-{
-	long ret;
-
-	__asm__ volatile("mov %%rsp, %%r12\n\t"
-			 "mov %[stack], %%rsp\n\t"
-			 "syscall\n\t"
-			 "mov %%r12, %%rsp"
-			 : "=a"(ret)
-			 : "a"(257L), "D"(-100L), "S"(path), "d"((long)O_RDWR), [stack] "r"(stack)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c), [stack] "r"(stack)
 			 : "rcx", "r11", "r12", "memory");
 	return ret;
 }
@@ -128,7 +115,7 @@ static long open_rw_on_stack(void *stack, const char *path)
  * with the stack in the unread page; run it. */
 static void scratch_open(unsigned char *unread)
 {
-	long fd = open_rw_on_stack(unread + 2048, "/proc/self/mem");
+	long fd = syscall3_on_stack(unread + 2048, SYS_openat, AT_FDCWD, (long)(uintptr_t)"/proc/self/mem", O_RDWR);
 
 	if (tw_step_raw("scratch_mem_open", "openat", fd) < 0)
 		return;
@@ -206,7 +193,8 @@ int main(int argc, char **argv)
 		return tw_done();
 	tw_put_code(code);
 	if (tw_step_raw("peek_rx_mprotect", "mprotect",
-			mprotect_on_stack(unread + 2048, code, tw_page(), TW_RX)) == 0)
+			syscall3_on_stack(unread + 2048, SYS_mprotect, (long)(uintptr_t)code, (long)tw_page(),
+					  TW_RX)) == 0)
 		tw_run("stack_peek_call", code);
 	umount2(dir, MNT_DETACH);
 	return tw_done();
