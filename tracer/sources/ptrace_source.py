@@ -1789,9 +1789,10 @@ class PtraceSource:
         A refused descriptor kills the processes of the hold's tasks that
         had not stopped when the call started (`_Hold.unstopped`): their
         calls ran in the kernel meanwhile and may hold a copy of it. A
-        thread gone before its descriptors were judged (or a refused one
-        closed: killed from outside the hold) leaves them in the table its
-        siblings share: every process of the hold dies.
+        thread gone (or dying, its table already let go) before its
+        descriptors were judged (or a refused one closed: killed from
+        outside the hold) leaves them in the table its siblings share: every
+        process of the hold dies.
         Returns True when the process was killed."""
         key = task.files_key
         vanished = False
@@ -1827,6 +1828,7 @@ class PtraceSource:
         ctl: Control | None = None
         refused: int | None = None
         kill = False
+        lost = None
         for fd in fds:
             try:
                 view = procfs.fd_view(task.tid, fd, _access_asked(call)) if fd >= 0 else _UNREADABLE
@@ -1835,6 +1837,11 @@ class PtraceSource:
             except TraceError:
                 view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
             if view is None:
+                # The kernel made it, yet the thread's table does not show it:
+                # the thread is dying (SIGKILLed at this stop: its table is
+                # already let go) while the table lives on in the tasks that
+                # share it, descriptor included (attack_opener_killed).
+                lost = fd
                 continue
             if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
                 view = view._replace(layers=self._overlay_devices)
@@ -1861,6 +1868,10 @@ class PtraceSource:
                 self.sink.on_event(MemReturn(judged, rval, entry))
         if ctl is not None:
             ctl.finish(-refused if refused is not None else rval)
+        if lost is not None:
+            raise NoSuchProcess(f"descriptor {lost} the call made is not in the thread's table at its exit "
+                                "(the thread is dying; its table lives on in the tasks that share it)",
+                                pid=task.tid)
         return kill, ctl is not None
 
     def _new_descriptors(self, task: _Task, call: MemCall, rval: int) -> list[int]:
