@@ -99,10 +99,15 @@ def test_a_sealed_mapping_that_cannot_be_undone_kills_the_process(build_program,
         # mapping was undone at the exit stop before the sealer ran.
         assert traced.events[0]["verdict"] == "denied" and traced.returncode == 0, traced.stderr
         return
-    assert traced.returncode == 137, traced.stderr
     assert shape(traced.events) == [("blocked", ("opaque",)), ("mmap", ("wx-map", "exec-written"))]
     blocked, event = traced.events
     assert blocked["verdict"] == "logged" and blocked["detail"]["facility"] == "blocked-mmap", blocked
+    if event["verdict"] == "denied":
+        # The held threads went, but the undo ran before the sealer did
+        # (checked in /proc): the mapping is gone, the process lives.
+        assert event["result"] == -errno.EACCES and traced.returncode == 0, traced.stderr
+        return
+    assert traced.returncode == 137, traced.stderr
     assert event["verdict"] == "not-enforced" and event["result"] != -errno.EACCES, event
     assert event["reason"].startswith("the call returned 0x90000000"), event
 

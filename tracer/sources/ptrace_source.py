@@ -1812,6 +1812,15 @@ class PtraceSource:
             self._release(key)
         return kill
 
+    def _table_sharers_held(self, task: _Task) -> list[int]:
+        """The tasks held for task's call that share its descriptor table."""
+        hold = self._holds.get(task.files_key)
+        if hold is None:
+            return []
+        key = task.files_key
+        return [tid for tid, _, _ in hold.held
+                if tid != task.tid and (other := self.tasks.get(tid)) is not None and other.files_key == key]
+
     def _hold_processes(self, hold: _Hold) -> set[int]:
         """The processes of a hold's tasks other than its owner, and every
         traced process kcmp says shares their descriptor table (or, for an
@@ -1852,8 +1861,11 @@ class PtraceSource:
                     ctl = Control(self, task.tid, call.arch)
                     ctl._at_exit = True
                 # The injected close passes the program's own seccomp filters,
-                # which can make it return 0 unrun: the table says if it ran.
-                closed = ctl.inject(_NR_CLOSE[call.arch], fd) == 0 and _closed(task.tid, fd)
+                # which can make it return 0 unrun: the table says if it ran,
+                # as every held task sharing it shows it (the opener's own view
+                # is empty once it is dying, the table alive in the others).
+                closed = ctl.inject(_NR_CLOSE[call.arch], fd) == 0 and all(
+                    _closed(tid, fd) for tid in (task.tid, *self._table_sharers_held(task)))
                 kill = kill or reply.kill or not closed
                 refused = reply.deny_errno if reply.deny_errno is not None else errno.EPERM
                 if reply.kill:
