@@ -1352,7 +1352,11 @@ class PtraceSource:
         ctl._at_exit = True
         length = (call.args[1] + abi.PAGE_SIZE - 1) & ~(abi.PAGE_SIZE - 1)
         munmap = abi.SYSCALLS_I386["munmap"] if call.arch == "i386" else abi.SYSCALLS_X86_64["munmap"]
-        undone = ctl.inject(munmap, start, length) == 0 and _unmapped(task.tid, start, start + length)
+        # As every held task sharing the space shows it (a dying caller's own
+        # maps are empty, the space alive in the others).
+        witnesses = (task.tid, *self._held_sharers(task, space=True))
+        undone = ctl.inject(munmap, start, length) == 0 and all(
+            _unmapped(tid, start, start + length) for tid in witnesses)
         ctl.finish(-err if undone else start)
         return undone
 
@@ -1812,14 +1816,17 @@ class PtraceSource:
             self._release(key)
         return kill
 
-    def _table_sharers_held(self, task: _Task) -> list[int]:
-        """The tasks held for task's call that share its descriptor table."""
+    def _held_sharers(self, task: _Task, space: bool = False) -> list[int]:
+        """The tasks held for task's call that share its descriptor table
+        (its address space, given `space`): the witnesses of what the call
+        left there once the task itself is dying and shows none of it."""
         hold = self._holds.get(task.files_key)
         if hold is None:
             return []
-        key = task.files_key
+        key = task.vm if space else task.files_key
         return [tid for tid, _, _ in hold.held
-                if tid != task.tid and (other := self.tasks.get(tid)) is not None and other.files_key == key]
+                if tid != task.tid and (other := self.tasks.get(tid)) is not None
+                and (other.vm if space else other.files_key) == key]
 
     def _hold_processes(self, hold: _Hold) -> set[int]:
         """The processes of a hold's tasks other than its owner, and every
@@ -1865,7 +1872,7 @@ class PtraceSource:
                 # as every held task sharing it shows it (the opener's own view
                 # is empty once it is dying, the table alive in the others).
                 closed = ctl.inject(_NR_CLOSE[call.arch], fd) == 0 and all(
-                    _closed(tid, fd) for tid in (task.tid, *self._table_sharers_held(task)))
+                    _closed(tid, fd) for tid in (task.tid, *self._held_sharers(task)))
                 kill = kill or reply.kill or not closed
                 refused = reply.deny_errno if reply.deny_errno is not None else errno.EPERM
                 if reply.kill:
