@@ -12,6 +12,7 @@ import subprocess
 import pytest
 from test_attack import _blocked, _native
 from test_enforce import STRICT
+from test_enforce_fds import mem_fd_server  # noqa: F401 (a fixture)
 from test_run_programs import ROOT, TRAMPWATCH, shape, trace
 
 
@@ -366,6 +367,27 @@ def test_an_opener_killed_before_its_descriptor_is_closed_takes_its_table_sharer
         # A table already let go by the dying opener reads as unreadable
         # (opaque) or not at all; nothing the open made is ever allowed.
         assert set(shape(traced.events)) <= {("openat", ("foreign-write",)), ("openat", ("opaque",))}, \
+            traced.events
+        assert all(e["verdict"] in ("denied", "not-enforced", "killed") for e in traced.events), traced.events
+
+
+def test_a_receiver_killed_before_its_descriptor_is_judged_takes_its_table_sharers(
+        build_program, parse_output, mem_fd_server, tmp_path):  # noqa: F811
+    """The same route through SCM_RIGHTS: main receives, on a connection of
+    a CLONE_FILES sharer, the sharer's /proc/PID/mem for writing (from an
+    untraced helper); a plain child SIGKILLs main the moment the descriptor
+    is in its table. At the receive's exit stop the dying receiver's table
+    lists nothing: that was taken as nothing received, the hold let go, and
+    the sharer wrote code through the descriptor and ran it under strict
+    (1 run in 40). An empty table at a receive's exit is the receiver gone:
+    every process of the hold dies (0 in 40)."""
+    program = str(build_program("attack_recv_killed"))
+    native = _native(build_program, parse_output, "attack_recv_killed", mem_fd_server)
+    assert native.ran == ["recv_killed_call"]
+    for _ in range(8):
+        traced = trace([program, mem_fd_server], tmp_path, *STRICT, timeout=60)
+        assert parse_output(traced.stdout).ran == [], traced.stdout
+        assert set(shape(traced.events)) <= {("recvmsg", ("foreign-write",)), ("recvmsg", ("opaque",))}, \
             traced.events
         assert all(e["verdict"] in ("denied", "not-enforced", "killed") for e in traced.events), traced.events
 

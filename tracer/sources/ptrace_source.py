@@ -1901,7 +1901,13 @@ class PtraceSource:
             return [rval] if rval >= 0 else []
         found = []
         try:
-            for fd in procfs.list_fds(task.tid):
+            listed = procfs.list_fds(task.tid)
+            if not listed:
+                # Not even the socket it received from: the thread is dying,
+                # its table let go while it lives on in the tasks sharing it.
+                raise NoSuchProcess("no descriptor table at a receive's exit (the thread is dying)",
+                                    pid=task.tid)
+            for fd in listed:
                 link = procfs.fd_link(task.tid, fd)
                 if link is not None and _worth_a_view(link):
                     found.append(fd)
