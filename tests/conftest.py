@@ -69,6 +69,7 @@ BUILDS: dict[str, Build] = {
     "attack_exit_window": Build(flags=("-pthread",)),
     "attack_seccomp_undo": Build(flags=("-pthread",)),
     "attack_stack_peek": Build(flags=("-pthread",)),
+    "attack_peek_ino0": Build(flags=("-pthread",)),
     "attack_ro_swap": Build(flags=("-pthread",)),
     "benign_dlopen": Build(flags=("-ldl",)),
     "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),

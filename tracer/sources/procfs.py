@@ -346,20 +346,24 @@ def _private_anonymous_queried(pid: int, start: int, end: int) -> bool:
             if err.errno == errno.ENOENT:
                 return False  # no VMA covers `covered`
             raise
-        _, _, _, _, vma_end, flags, _, _, inode, *_ = _PROCMAP_QUERY.unpack(query)
-        if flags & _PROCMAP_VMA_SHARED or inode:
+        _, _, _, _, vma_end, flags, _, _, inode, dev_major, dev_minor, *_ = _PROCMAP_QUERY.unpack(query)
+        # A file's device, never 0:0, tells a file mapping: its inode number
+        # may be 0 (a FUSE server chooses the number its files report).
+        if flags & _PROCMAP_VMA_SHARED or inode or dev_major or dev_minor:
             return False
         covered = vma_end
     return True
 
 
 def private_anonymous_in(maps: Sequence[MapEntry], start: int, end: int) -> bool:
-    """Whether [start, end) is covered by private mappings of no file in `maps`."""
+    """Whether [start, end) is covered by private mappings of no file in
+    `maps` (no device: a file's inode number may be 0, as a FUSE server
+    tells it)."""
     covered = start
     for entry in maps:
         if entry.end <= covered or entry.start >= end:
             continue
-        if entry.start > covered or entry.shared or entry.inode:
+        if entry.start > covered or entry.shared or entry.inode or entry.dev:
             return False
         covered = entry.end
         if covered >= end:

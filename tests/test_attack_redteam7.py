@@ -1,0 +1,82 @@
+"""Attacks on enforce mode found by red team 7 (the waits that queue every
+reported stop; the check that tree memory the tracer reads is private
+anonymous), each a C program that natively runs code it produced and,
+under strict enforce, must not (helpers of test_attack: the native run
+first, then no RAN line and a truthful report). Attacks still open are
+xfail(strict=True) with the hole named."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_attack import _blocked, _native
+from test_enforce import STRICT
+from test_run_programs import ROOT, TRAMPWATCH, Traced, shape
+
+from tracer.sources import fuse_abort
+
+
+def _tree(root: int) -> set[int]:
+    """root and every process below it (by /proc's parent links)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as file:
+                    parents[int(entry)] = int(file.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, grew = {root}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return tree
+
+
+def trace_watched(argv: list[str], tmp_path: Path, *options: str, timeout: int = 60) -> Traced:
+    """trace(), for a run that may hang the tracer in a FUSE request no
+    signal ends (SIGKILL included): past the timeout the FUSE connections
+    of the traced tree's own mounts are aborted (the tracer's wait ends),
+    the run is killed and the test fails."""
+    json_path = tmp_path / "events.jsonl"
+    report = tmp_path / "report.txt"
+    command = [*TRAMPWATCH, "run", "--json", str(json_path), "-o", str(report), *options, "--", *argv]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        stdout, stderr = run.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        aborted = fuse_abort.abort(frozenset().union(*(fuse_abort.private_connections(pid)
+                                                       for pid in _tree(run.pid))))
+        run.kill()
+        run.communicate()
+        pytest.fail(f"trampwatch hung for {timeout} s (FUSE connections aborted: {aborted})")
+    records = [json.loads(line) for line in json_path.read_text().splitlines()] if json_path.exists() else []
+    events = [r for r in records if r["type"] == "event"]
+    summary = next((r for r in records if r["type"] == "summary"), {})
+    return Traced(run.returncode, stdout, stderr + report.read_text(), events, summary)
+
+
+def test_a_fuse_file_with_inode_number_0_is_not_read_as_anonymous_memory(build_program, parse_output,
+                                                                         tmp_path):
+    """A FUSE server chooses the inode number its files report: a private
+    mapping of a file whose number is 0 looked like anonymous memory to the
+    check made before the tracer reads tree memory (PROCMAP_QUERY's inode,
+    and the maps file's, is the server's number). The stack pointer in a
+    page of it for a raw mprotect that makes written code R-X: the tracer
+    sampled the stack to name the caller, faulted the page and waited for
+    a server that never answers, for ever. A mapping with a device (every
+    file has one, anonymous memory none) is no longer read."""
+    native = _native(build_program, parse_output, "attack_peek_ino0")
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    assert native.ran == ["peek_ino0_call"], native
+    traced = trace_watched([str(build_program("attack_peek_ino0"))], tmp_path, *STRICT)
+    _blocked(traced, parse_output)
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
+    assert traced.returncode == 0, traced.stderr
+    assert parse_output(traced.stdout).failed() == {"peek_rx_mprotect": "EACCES"}
