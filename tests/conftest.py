@@ -70,6 +70,11 @@ BUILDS: dict[str, Build] = {
     "attack_seccomp_undo": Build(flags=("-pthread",)),
     "attack_stack_peek": Build(flags=("-pthread",)),
     "attack_peek_ino0": Build(flags=("-pthread",)),
+    "attack_interp_ino0": Build(flags=("-pthread",)),
+    # The interpreter attack_interp_ino0 serves (no libc), and the clean
+    # program whose PT_INTERP names where it serves it.
+    "interp0_payload": Build(flags=("-static", "-nostdlib", "-fno-stack-protector")),
+    "interp0_victim": Build(flags=("-Wl,--dynamic-linker=/tmp/tw_interp0/ld",)),
     "attack_ro_swap": Build(flags=("-pthread",)),
     "benign_dlopen": Build(flags=("-ldl",)),
     "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),

@@ -80,3 +80,25 @@ def test_a_fuse_file_with_inode_number_0_is_not_read_as_anonymous_memory(build_p
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
     assert traced.returncode == 0, traced.stderr
     assert parse_output(traced.stdout).failed() == {"peek_rx_mprotect": "EACCES"}
+
+
+def test_an_interpreter_served_from_fuse_with_inode_number_0_is_exec_written(build_program, parse_output,
+                                                                             tmp_path):
+    """A clean program (built before the run) whose PT_INTERP names a file
+    of a FUSE filesystem the tree mounts and serves, its inode number 0 as
+    the server tells it: the kernel maps it as the interpreter and starts
+    there. The exec stop judges every executable file mapping, and took
+    those with inode number 0 for no file: the interpreter was not judged
+    and the code the tree served ran, with no event. A file mapping is told
+    by its device now: the exec is exec-written and killed."""
+    payload, victim = build_program("interp0_payload"), build_program("interp0_victim")
+    argv = [str(build_program("attack_interp_ino0")), str(payload), str(victim)]
+    native = _native(build_program, parse_output, "attack_interp_ino0", str(payload), str(victim))
+    if "fuse_mount" in native.failed():
+        pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
+    assert native.ran == ["interp0_call"], native
+    traced = trace_watched(argv, tmp_path, *STRICT)
+    assert parse_output(traced.stdout).ran == [], traced.stdout
+    assert shape(traced.events) == [("exec", ("exec-written",))], traced.events
+    assert traced.events[0]["verdict"] == "killed", traced.events[0]
+    assert "CHILD victim signal=SIGKILL" in traced.stdout, traced.stdout

@@ -702,7 +702,7 @@ def mapped_object(pid: int, start: int, end: int) -> FdObject | None:
             raise _translate(err, pid, link) from err
     for entry in read_maps(pid):
         if entry.start <= start < entry.end:
-            return mapped_file(pid, entry) if entry.inode else None
+            return mapped_file(pid, entry) if entry.dev else None
     return None
 
 

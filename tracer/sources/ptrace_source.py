@@ -1316,7 +1316,7 @@ class PtraceSource:
             prot, shared = entry.prot & abi.PROT_MASK, entry.shared
             if not length or start + length > entry.end:
                 length = entry.end - start
-            obj = procfs.mapped_object(task.tid, start, start + length) if entry.inode else None
+            obj = procfs.mapped_object(task.tid, start, start + length) if entry.dev else None
             if obj is not None:
                 self._report_fresh(task.tid, call.pid, (
                     (obj, entry.dev, _map_files(task.tid, entry.start, entry.end)),))
@@ -2072,9 +2072,11 @@ class PtraceSource:
         # keeps stopped (the read would wait for ever). Unknown: None.
         execstack = None if exe is None or self._new_filesystem(task.tid, exe.dev, exe_link) \
             else _elf_execstack(info.exe)
-        # The program, its interpreter and any other file the kernel mapped executable.
+        # The program, its interpreter and any other file the kernel mapped
+        # executable: a file mapping has a device (its inode number may be
+        # 0: a FUSE server tells it, attack_interp_ino0).
         loaded = [(procfs.mapped_file(task.tid, m), m.dev, _map_files(task.tid, m.start, m.end))
-                  for m in maps if m.prot & abi.PROT_EXEC and m.inode]
+                  for m in maps if m.prot & abi.PROT_EXEC and m.dev]
         if exe is not None:
             loaded.append((exe, exe.dev, exe_link))
         self._report_fresh(task.tid, task.pid, loaded)
