@@ -102,3 +102,19 @@ def test_an_interpreter_served_from_fuse_with_inode_number_0_is_exec_written(bui
     assert shape(traced.events) == [("exec", ("exec-written",))], traced.events
     assert traced.events[0]["verdict"] == "killed", traced.events[0]
     assert "CHILD victim signal=SIGKILL" in traced.stdout, traced.stdout
+
+
+def test_a_child_whose_creator_an_exec_killed_is_not_held_for_ever(build_program, parse_output, tmp_path):
+    """A thread forks in a loop while the main thread execs a program that
+    waits for every child. A child seen before its creator's fork event is
+    kept stopped until that event comes; the exec kills the creator before
+    it reports it, so the event never comes: the child stayed stopped, the
+    new program waited for it, and trampwatch for both, for ever. A child
+    made before its process's exec (numbered no higher than the last task
+    number at the exec) is now learnt from its maps, as if attached."""
+    native = _native(build_program, parse_output, "attack_fork_exec_orphan", "20")
+    assert native.count == 20, native
+    traced = trace_watched([str(build_program("attack_fork_exec_orphan")), "20"], tmp_path, *STRICT)
+    assert traced.returncode == 0, traced.stderr
+    assert parse_output(traced.stdout).count == 20, traced.stdout
+    assert traced.events == []

@@ -173,6 +173,17 @@ def read_tgid(tid: int) -> int:
     return _status_field(tid, "Tgid:")
 
 
+def last_pid() -> int:
+    """The task number the kernel handed out last (in this pid namespace):
+    every task made until now has one no greater, until the numbers wrap.
+    Raises TraceError when it cannot be read."""
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", encoding="ascii") as file:
+            return int(file.read())
+    except (OSError, ValueError) as err:
+        raise TraceError(f"cannot read /proc/sys/kernel/ns_last_pid: {err}") from err
+
+
 def read_ppid(pid: int) -> int:
     """Return the parent process id of `pid`.
     Raises NoSuchProcess, AccessDenied or TraceError."""

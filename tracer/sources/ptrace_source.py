@@ -638,6 +638,10 @@ class PtraceSource:
         # policy allows clone3 itself): nothing to judge at its entry.
         self.clone3_exit_only = False
         self._holds: dict[int, _Hold] = {}
+        # Per process, the last task number handed out when its last exec was
+        # seen: a task it made with a number no greater was made by a thread
+        # the exec killed (or by the one that exec'd, whose event came).
+        self._exec_marks: dict[int, int] = {}
         # Stops the kernel reported, not yet handled: each round of waits
         # takes every task stopped by then, so a task that stops again at
         # once (a thread looping on refused calls) cannot keep another's
@@ -931,6 +935,10 @@ class PtraceSource:
                     # Its creator is gone (it was made while its creator's process
                     # died, and was reparented): that event never comes.
                     self._release_orphans(task.parent)
+                elif task.tid <= self._exec_marks.get(task.parent, 0):
+                    # Made before its creator's process exec'd, by a thread the
+                    # exec killed before its event (attack_fork_exec_orphan).
+                    self._release_orphans(task.parent, made_until=self._exec_marks[task.parent])
                 return
         self._route(task, status)
 
@@ -2040,6 +2048,12 @@ class PtraceSource:
         # Every other thread of the process is gone now; the leader holds the pid.
         for tid in [t for t, other in self.tasks.items() if other.pid == task.pid and t != task.tid]:
             self._task_gone(self.tasks.pop(tid))
+        # A child one of them made just before the exec killed it, seen before
+        # its creator's fork event (now or later), waits for an event that
+        # never comes: learnt from its maps, as if attached.
+        with contextlib.suppress(TraceError):
+            self._exec_marks[task.pid] = procfs.last_pid()
+        self._release_orphans(task.pid)
         task.pending = None
         self._task_gone(task)
         self.tasks.move(task, task.pid)
@@ -2114,12 +2128,15 @@ class PtraceSource:
             self.fast.forget_process(task.pid)
         self.sink.on_event(ExitEvent(time.time(), task.pid, tid, status if leader else None, task.entry))
         if leader:
+            self._exec_marks.pop(task.pid, None)
             self._release_orphans(task.pid)
 
-    def _release_orphans(self, pid: int) -> None:
-        """Children held for the fork event of `pid`, which died before
-        reporting it: the model learns them from their maps, as if attached."""
-        for orphan in [t for t in self.tasks.values() if t.held and t.parent == pid and t.tid == t.pid]:
+    def _release_orphans(self, pid: int, made_until: int | None = None) -> None:
+        """Children held for the fork event of `pid` (those numbered up to
+        `made_until` when given), whose creator died before reporting it:
+        the model learns them from their maps, as if attached."""
+        for orphan in [t for t in self.tasks.values() if t.held and t.parent == pid and t.tid == t.pid
+                       and (made_until is None or t.tid <= made_until)]:
             orphan.held = False
             with contextlib.suppress(TraceError):
                 info = procfs.read_process_info(orphan.pid)
