@@ -72,6 +72,7 @@ BUILDS: dict[str, Build] = {
     "attack_peek_ino0": Build(flags=("-pthread",)),
     "attack_interp_ino0": Build(flags=("-pthread",)),
     "attack_fork_exec_orphan": Build(flags=("-pthread",)),
+    "attack_exec_fd_leak": Build(flags=("-pthread",)),
     # The interpreter attack_interp_ino0 serves (no libc), and the clean
     # program whose PT_INTERP names where it serves it.
     "interp0_payload": Build(flags=("-static", "-nostdlib", "-fno-stack-protector")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 from pathlib import Path
 
@@ -38,15 +39,23 @@ def _tree(root: int) -> set[int]:
     return tree
 
 
-def trace_watched(argv: list[str], tmp_path: Path, *options: str, timeout: int = 60) -> Traced:
+def trace_watched(argv: list[str], tmp_path: Path, *options: str, timeout: int = 60,
+                  open_files: int | None = None) -> Traced:
     """trace(), for a run that may hang the tracer in a FUSE request no
     signal ends (SIGKILL included): past the timeout the FUSE connections
     of the traced tree's own mounts are aborted (the tracer's wait ends),
-    the run is killed and the test fails."""
+    the run is killed and the test fails. `open_files`: trampwatch's limit
+    of open descriptors (RLIMIT_NOFILE), when given."""
+
+    def limit() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     json_path = tmp_path / "events.jsonl"
     report = tmp_path / "report.txt"
     command = [*TRAMPWATCH, "run", "--json", str(json_path), "-o", str(report), *options, "--", *argv]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                           preexec_fn=limit)
     try:
         stdout, stderr = run.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -118,3 +127,21 @@ def test_a_child_whose_creator_an_exec_killed_is_not_held_for_ever(build_program
     assert traced.returncode == 0, traced.stderr
     assert parse_output(traced.stdout).count == 20, traced.stdout
     assert traced.events == []
+
+
+def test_an_exec_by_a_thread_leaves_no_tracer_descriptor_behind(build_program, parse_output, tmp_path):
+    """A chain of execs, each by a second thread after a refused W^X event
+    of its own (the tracer samples its stack, keeping descriptors of its
+    /proc files by task number until the task's exit or exec). An exec by a
+    thread that is not the leader gives it the leader's number: its own is
+    gone with no exit to report, and its descriptors stayed open, two per
+    exec; with 256 descriptors trampwatch stopped after 125 execs (`cannot
+    read /proc/PID/fd/3: Too many open files`), the program's end lost."""
+    native = _native(build_program, parse_output, "attack_exec_fd_leak", "300")
+    assert native.done, native
+    traced = trace_watched([str(build_program("attack_exec_fd_leak")), "300"], tmp_path, *STRICT,
+                           timeout=120, open_files=256)
+    assert traced.returncode == 0, traced.stderr[-2000:]
+    assert parse_output(traced.stdout).done, traced.stdout
+    assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))] * 300
+    assert {event["verdict"] for event in traced.events} == {"denied"}
