@@ -145,3 +145,28 @@ def test_an_exec_by_a_thread_leaves_no_tracer_descriptor_behind(build_program, p
     assert parse_output(traced.stdout).done, traced.stdout
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))] * 300
     assert {event["verdict"] for event in traced.events} == {"denied"}
+
+
+def test_an_exec_ended_while_the_tracer_takes_reported_stops_is_judged_first(build_program, parse_output,
+                                                                            tmp_path):
+    """300 threads of the main process stop at every call (madvise
+    MADV_DONTFORK); made first, the kernel lists them last. Each try forks
+    a process whose leader stops likewise while its other thread execs a
+    static program the run wrote (it prints RAN with no trapped call).
+    When the tracer had taken the leader's stop and was still taking the old
+    threads' as the exec ended, the exec stop (under the leader's number)
+    was queued behind it; taken, it lets the tracer act on that number, and
+    the stale stop, served as a syscall stop with no syscall, resumed the
+    new program before its exec was judged: the written code ran, with no
+    event (3-5 of 40 tries). Stops taken before an exec stop under the same
+    number in one round are dropped."""
+    tries = 80
+    payload = str(build_program("interp0_payload"))
+    native = _native(build_program, parse_output, "attack_exec_drain", payload, str(tries))
+    assert native.ran == [f"drain{i}_call" for i in range(tries)], native
+    traced = trace_watched([str(build_program("attack_exec_drain")), payload, str(tries)], tmp_path, *STRICT,
+                           timeout=120)
+    assert traced.returncode == 0, traced.stderr[-2000:]
+    assert parse_output(traced.stdout).ran == [], traced.stdout
+    assert shape(traced.events) == [("exec", ("exec-written",))] * tries
+    assert {event["verdict"] for event in traced.events} == {"killed"}

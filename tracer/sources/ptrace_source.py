@@ -829,6 +829,7 @@ class PtraceSource:
         before the kernel is asked again."""
         waited = os.waitpid(-1, _WALL)
         if len(self.tasks) > 1:
+            exec_stops = []
             while True:
                 try:
                     more = os.waitpid(-1, _WALL | os.WNOHANG)
@@ -839,7 +840,27 @@ class PtraceSource:
                 if not more[0]:
                     break
                 self._reported.append(more)
+                if more[1] >> 16 == abi.PTRACE_EVENT_EXEC:
+                    exec_stops.append(more[0])
+            if exec_stops:
+                waited = self._drop_superseded(waited, exec_stops)
         return waited
+
+    def _drop_superseded(self, waited: tuple[int, int], exec_stops: list[int]) -> tuple[int, int]:
+        """Drop from a round the stops taken before an exec stop under the
+        same number: they were the old leader's, killed by an exec another
+        thread ended meanwhile. Once its exec stop is taken the kernel lets
+        the tracer act on the number (before, it answers ESRCH): served as a
+        syscall stop, one would resume the new program before its exec is
+        judged (attack_exec_drain). Returns the round's first stop."""
+        stops = [waited, *self._reported]
+        for tid in exec_stops:
+            last = max(i for i, (other, status) in enumerate(stops)
+                       if other == tid and status >> 16 == abi.PTRACE_EVENT_EXEC)
+            stops = [entry for i, entry in enumerate(stops)
+                     if i >= last or entry[0] != tid or not os.WIFSTOPPED(entry[1])]
+        self._reported = collections.deque(stops[1:])
+        return stops[0]
 
     def _wait(self) -> tuple[int, int] | None:
         """The next stop; while an open runs with its siblings held, or
