@@ -69,6 +69,16 @@ BUILDS: dict[str, Build] = {
     "attack_exit_window": Build(flags=("-pthread",)),
     "attack_seccomp_undo": Build(flags=("-pthread",)),
     "attack_stack_peek": Build(flags=("-pthread",)),
+    "attack_peek_ino0": Build(flags=("-pthread",)),
+    "attack_interp_ino0": Build(flags=("-pthread",)),
+    "attack_fork_exec_orphan": Build(flags=("-pthread",)),
+    "attack_exec_fd_leak": Build(flags=("-pthread",)),
+    "attack_exec_drain": Build(flags=("-pthread",)),
+    # The interpreter attack_interp_ino0 serves (no libc), and the clean
+    # program whose PT_INTERP names where it serves it.
+    "interp0_payload": Build(flags=("-static", "-nostdlib", "-fno-stack-protector", "-fno-builtin",
+                                    "-fno-tree-loop-distribute-patterns")),
+    "interp0_victim": Build(flags=("-Wl,--dynamic-linker=/tmp/tw_interp0/ld",)),
     "attack_ro_swap": Build(flags=("-pthread",)),
     "benign_dlopen": Build(flags=("-ldl",)),
     "benign_relro": Build(flags=("-Wl,-z,relro,-z,now",)),

@@ -181,7 +181,8 @@ def _exec(event: ExecEvent, written: set[tuple] | frozenset[tuple]) -> tuple[Cat
     found: set[Category] = set()
     if written:
         exe = event.exe_object
-        mapped = {("ino", m.dev, m.inode) for m in event.maps if m.prot & PROT_EXEC and m.inode}
+        # Every executable file mapping (a device: its inode number may be 0).
+        mapped = {("ino", m.dev, m.inode) for m in event.maps if m.prot & PROT_EXEC and m.dev}
         if exe is not None:
             mapped.add(("ino", exe.dev, exe.inode))
         mapped |= {layer_key(identity) for identity in mapped}

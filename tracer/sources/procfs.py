@@ -174,6 +174,17 @@ def read_tgid(tid: int) -> int:
     return _status_field(tid, "Tgid:")
 
 
+def last_pid() -> int:
+    """The task number the kernel handed out last (in this pid namespace):
+    every task made until now has one no greater, until the numbers wrap.
+    Raises TraceError when it cannot be read."""
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", encoding="ascii") as file:
+            return int(file.read())
+    except (OSError, ValueError) as err:
+        raise TraceError(f"cannot read /proc/sys/kernel/ns_last_pid: {err}") from err
+
+
 def read_ppid(pid: int) -> int:
     """Return the parent process id of `pid`.
     Raises NoSuchProcess, AccessDenied or TraceError."""
@@ -312,6 +323,12 @@ class Vma(NamedTuple):
     inode: int
     dev: int
 
+    @property
+    def anonymous(self) -> bool:
+        """Whether no file backs it: no device (a file's inode number may be
+        0, as a FUSE server tells it; its device never is 0:0)."""
+        return not self.inode and not self.dev
+
 
 def vmas_covering(pid: int, start: int, end: int) -> tuple[Vma, ...] | None:
     """The VMAs that cover [start, end) of `pid`'s address space, in order;
@@ -386,13 +403,13 @@ def private_anonymous(pid: int, start: int, end: int) -> bool:
     """Whether [start, end) of `pid`'s address space is covered by private
     mappings of no file (False when the process is gone or unreadable)."""
     vmas = vmas_covering(pid, start, end)
-    return vmas is not None and not any(vma.shared or vma.inode for vma in vmas)
+    return vmas is not None and all(vma.anonymous and not vma.shared for vma in vmas)
 
 
 def private_anonymous_in(maps: Sequence[MapEntry], start: int, end: int) -> bool:
     """Whether [start, end) is covered by private mappings of no file in `maps`."""
     vmas = vmas_in(maps, start, end)
-    return vmas is not None and not any(vma.shared or vma.inode for vma in vmas)
+    return vmas is not None and all(vma.anonymous and not vma.shared for vma in vmas)
 
 
 def fd_object(pid: int, fd: int) -> FdObject | None:
@@ -726,7 +743,7 @@ def mapped_object(pid: int, start: int, end: int) -> FdObject | None:
             raise _translate(err, pid, link) from err
     for entry in read_maps(pid):
         if entry.start <= start < entry.end:
-            return mapped_file(pid, entry) if entry.inode else None
+            return mapped_file(pid, entry) if entry.dev else None
     return None
 
 

@@ -648,6 +648,10 @@ class PtraceSource:
         # policy allows clone3 itself): nothing to judge at its entry.
         self.clone3_exit_only = False
         self._holds: dict[int, _Hold] = {}
+        # Per process, the last task number handed out when its last exec was
+        # seen: a task it made with a number no greater was made by a thread
+        # the exec killed (or by the one that exec'd, whose event came).
+        self._exec_marks: dict[int, int] = {}
         # Stops the kernel reported, not yet handled: each round of waits
         # takes every task stopped by then, so a task that stops again at
         # once (a thread looping on refused calls) cannot keep another's
@@ -836,6 +840,7 @@ class PtraceSource:
         before the kernel is asked again."""
         waited = os.waitpid(-1, _WALL)
         if len(self.tasks) > 1:
+            exec_stops = []
             while True:
                 try:
                     more = os.waitpid(-1, _WALL | os.WNOHANG)
@@ -846,7 +851,27 @@ class PtraceSource:
                 if not more[0]:
                     break
                 self._reported.append(more)
+                if more[1] >> 16 == abi.PTRACE_EVENT_EXEC:
+                    exec_stops.append(more[0])
+            if exec_stops:
+                waited = self._drop_superseded(waited, exec_stops)
         return waited
+
+    def _drop_superseded(self, waited: tuple[int, int], exec_stops: list[int]) -> tuple[int, int]:
+        """Drop from a round the stops taken before an exec stop under the
+        same number: they were the old leader's, killed by an exec another
+        thread ended meanwhile. Once its exec stop is taken the kernel lets
+        the tracer act on the number (before, it answers ESRCH): served as a
+        syscall stop, one would resume the new program before its exec is
+        judged (attack_exec_drain). Returns the round's first stop."""
+        stops = [waited, *self._reported]
+        for tid in exec_stops:
+            last = max(i for i, (other, status) in enumerate(stops)
+                       if other == tid and status >> 16 == abi.PTRACE_EVENT_EXEC)
+            stops = [entry for i, entry in enumerate(stops)
+                     if i >= last or entry[0] != tid or not os.WIFSTOPPED(entry[1])]
+        self._reported = collections.deque(stops[1:])
+        return stops[0]
 
     def _wait(self) -> tuple[int, int] | None:
         """The next stop; while an open runs with its siblings held, or
@@ -942,6 +967,10 @@ class PtraceSource:
                     # Its creator is gone (it was made while its creator's process
                     # died, and was reparented): that event never comes.
                     self._release_orphans(task.parent)
+                elif task.tid <= self._exec_marks.get(task.parent, 0):
+                    # Made before its creator's process exec'd, by a thread the
+                    # exec killed before its event (attack_fork_exec_orphan).
+                    self._release_orphans(task.parent, made_until=self._exec_marks[task.parent])
                 return
         self._route(task, status)
 
@@ -1327,7 +1356,7 @@ class PtraceSource:
             prot, shared = entry.prot & abi.PROT_MASK, entry.shared
             if not length or start + length > entry.end:
                 length = entry.end - start
-            obj = procfs.mapped_object(task.tid, start, start + length) if entry.inode else None
+            obj = procfs.mapped_object(task.tid, start, start + length) if entry.dev else None
             if obj is not None:
                 self._report_fresh(task.tid, call.pid, (
                     (obj, entry.dev, _map_files(task.tid, entry.start, entry.end)),))
@@ -2012,7 +2041,7 @@ class PtraceSource:
         if vmas is None:
             return False
         start_devices = self._start_devices
-        return all(not vma.inode or vma.dev == self._shmem_device or not start_devices
+        return all(vma.anonymous or vma.dev == self._shmem_device or not start_devices
                    or vma.dev in start_devices for vma in vmas)
 
     def _peek_for(self, tid: int) -> Callable[[int, int], bytes]:
@@ -2099,11 +2128,22 @@ class PtraceSource:
 
     def _exec(self, task: _Task) -> None:
         former = _geteventmsg(task.tid)
-        if former != task.tid and (old := self.tasks.pop(former, None)) is not None:
-            self._task_gone(old)
+        if former != task.tid:
+            # The exec'ing thread's own number is gone with no exit to report:
+            # its cached /proc descriptors are closed here (kept, two leaked
+            # per such exec: attack_exec_fd_leak).
+            procfs.close_mem(former)
+            if (old := self.tasks.pop(former, None)) is not None:
+                self._task_gone(old)
         # Every other thread of the process is gone now; the leader holds the pid.
         for tid in [t for t, other in self.tasks.items() if other.pid == task.pid and t != task.tid]:
             self._task_gone(self.tasks.pop(tid))
+        # A child one of them made just before the exec killed it, seen before
+        # its creator's fork event (now or later), waits for an event that
+        # never comes: learnt from its maps, as if attached.
+        with contextlib.suppress(TraceError):
+            self._exec_marks[task.pid] = procfs.last_pid()
+        self._release_orphans(task.pid)
         task.pending = None
         self._task_gone(task)
         self.tasks.move(task, task.pid)
@@ -2136,9 +2176,11 @@ class PtraceSource:
         # keeps stopped (the read would wait for ever). Unknown: None.
         execstack = None if exe is None or self._new_filesystem(task.tid, exe.dev, exe_link) \
             else _elf_execstack(info.exe)
-        # The program, its interpreter and any other file the kernel mapped executable.
+        # The program, its interpreter and any other file the kernel mapped
+        # executable: a file mapping has a device (its inode number may be
+        # 0: a FUSE server tells it, attack_interp_ino0).
         loaded = [(procfs.mapped_file(task.tid, m), m.dev, _map_files(task.tid, m.start, m.end))
-                  for m in maps if m.prot & abi.PROT_EXEC and m.inode]
+                  for m in maps if m.prot & abi.PROT_EXEC and m.dev]
         if exe is not None:
             loaded.append((exe, exe.dev, exe_link))
         self._report_fresh(task.tid, task.pid, loaded)
@@ -2176,12 +2218,15 @@ class PtraceSource:
             self.fast.forget_process(task.pid)
         self.sink.on_event(ExitEvent(time.time(), task.pid, tid, status if leader else None, task.entry))
         if leader:
+            self._exec_marks.pop(task.pid, None)
             self._release_orphans(task.pid)
 
-    def _release_orphans(self, pid: int) -> None:
-        """Children held for the fork event of `pid`, which died before
-        reporting it: the model learns them from their maps, as if attached."""
-        for orphan in [t for t in self.tasks.values() if t.held and t.parent == pid and t.tid == t.pid]:
+    def _release_orphans(self, pid: int, made_until: int | None = None) -> None:
+        """Children held for the fork event of `pid` (those numbered up to
+        `made_until` when given), whose creator died before reporting it:
+        the model learns them from their maps, as if attached."""
+        for orphan in [t for t in self.tasks.values() if t.held and t.parent == pid and t.tid == t.pid
+                       and (made_until is None or t.tid <= made_until)]:
             orphan.held = False
             with contextlib.suppress(TraceError):
                 info = procfs.read_process_info(orphan.pid)
