@@ -1059,8 +1059,11 @@ class PtraceSource:
             self._syscall_exit(task, raw)
         elif op in (abi.PTRACE_SYSCALL_INFO_ENTRY, abi.PTRACE_SYSCALL_INFO_SECCOMP):
             self._syscall_entry(task, raw)
-        else:
-            self._resume(task)
+        # Else the number is in no syscall stop now: the stop is stale, the
+        # old leader's, and the number is the exec'ing thread's, stopped at
+        # its exec (a stop kept for a hold, or a round's, from before that
+        # exec stop was taken). Left alone: its exec stop resumes it once
+        # the exec is judged (resuming here would run the new program first).
 
     def _syscall_entry(self, task: _Task, raw: bytes) -> None:
         if task.recv_wait and _is_the_wait(task.recv, raw):
