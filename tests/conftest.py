@@ -69,7 +69,6 @@ BUILDS: dict[str, Build] = {
     "attack_exit_window": Build(flags=("-pthread",)),
     "attack_seccomp_undo": Build(flags=("-pthread",)),
     "attack_stack_peek": Build(flags=("-pthread",)),
-    "attack_peek_ino0": Build(flags=("-pthread",)),
     "attack_interp_ino0": Build(flags=("-pthread",)),
     "attack_fork_exec_orphan": Build(flags=("-pthread",)),
     "attack_exec_fd_leak": Build(flags=("-pthread",)),

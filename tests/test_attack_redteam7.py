@@ -80,11 +80,11 @@ def test_a_fuse_file_with_inode_number_0_is_not_read_as_anonymous_memory(build_p
     sampled the stack to name the caller, faulted the page and waited for
     a server that never answers, for ever. A mapping with a device (every
     file has one, anonymous memory none) is no longer read."""
-    native = _native(build_program, parse_output, "attack_peek_ino0")
+    native = _native(build_program, parse_output, "attack_stack_peek", "ino0")
     if "fuse_mount" in native.failed():
         pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
-    assert native.ran == ["peek_ino0_call"], native
-    traced = trace_watched([str(build_program("attack_peek_ino0"))], tmp_path, *STRICT)
+    assert native.ran == ["stack_peek_call"], native
+    traced = trace_watched([str(build_program("attack_stack_peek")), "ino0"], tmp_path, *STRICT)
     _blocked(traced, parse_output)
     assert shape(traced.events) == [("mprotect", ("w-to-x", "anon-exec"))]
     assert traced.returncode == 0, traced.stderr

@@ -1,5 +1,5 @@
 /*
- * attack_stack_peek [block|scratch]: memory the tracer cannot read without asking
+ * attack_stack_peek [block|scratch|ino0]: memory the tracer cannot read without asking
  * the program.
  *
  * In a mount namespace of its own the program serves a FUSE file "f" from
@@ -22,6 +22,10 @@
  * stack pointer: a write into a private file page reads the page first).
  * Natively the open succeeds and code is written through it over the
  * program's own text and run.
+ * `ino0`: as the default, but the server tells f's inode number as 0 (red
+ * team 7): a tracer that takes a private mapping with no inode number for
+ * anonymous memory (PROCMAP_QUERY and the maps file both show the number
+ * the server gave) samples the stack there and waits for ever.
  */
 #define _GNU_SOURCE
 #include "tw_fuse.h"
@@ -32,10 +36,14 @@
 
 #define FILE_NODE 2
 
+static pid_t program;
+static int answer_own, ino0;
+
 static void fill_attr(struct fuse_attr *attr, uint64_t node)
 {
 	memset(attr, 0, sizeof(*attr));
-	attr->ino = node;
+	/* The file's inode number, as the server tells it (0 for f with ino0). */
+	attr->ino = node == FILE_NODE && ino0 ? 0 : node;
 	attr->blksize = 4096;
 	attr->mode = node == FILE_NODE ? S_IFREG | 0644 : S_IFDIR | 0755;
 	attr->nlink = node == FILE_NODE ? 1 : 2;
@@ -43,9 +51,6 @@ static void fill_attr(struct fuse_attr *attr, uint64_t node)
 }
 
 TW_DEFINE_PATCH_TARGET;
-
-static pid_t program;
-static int answer_own;
 
 struct old_mmap_args {
 	uint32_t addr, len, prot, flags, fd, offset;
@@ -158,11 +163,12 @@ int main(int argc, char **argv)
 	program = getpid();
 	const char *mode = argc == 2 ? argv[1] : "stack";
 
-	if (strcmp(mode, "stack") && strcmp(mode, "block") && strcmp(mode, "scratch")) {
-		fprintf(stderr, "usage: %s [block|scratch]\n", argv[0]);
+	if (strcmp(mode, "stack") && strcmp(mode, "block") && strcmp(mode, "scratch") && strcmp(mode, "ino0")) {
+		fprintf(stderr, "usage: %s [block|scratch|ino0]\n", argv[0]);
 		return 2;
 	}
 	answer_own = !strcmp(mode, "block");
+	ino0 = !strcmp(mode, "ino0");
 	if (!mkdtemp(dir))
 		return 1;
 	if (tw_fuse_mount(dir) != 0)
