@@ -69,11 +69,10 @@ BUILDS: dict[str, Build] = {
     "attack_exit_window": Build(flags=("-pthread",)),
     "attack_seccomp_undo": Build(flags=("-pthread",)),
     "attack_stack_peek": Build(flags=("-pthread",)),
-    "attack_interp_ino0": Build(flags=("-pthread",)),
     "attack_fork_exec_orphan": Build(flags=("-pthread",)),
     "attack_exec_fd_leak": Build(flags=("-pthread",)),
     "attack_exec_drain": Build(flags=("-pthread",)),
-    # The interpreter attack_interp_ino0 serves (no libc), and the clean
+    # The interpreter attack_fuse_exec serves with a VICTIM (no libc), and the clean
     # program whose PT_INTERP names where it serves it.
     "interp0_payload": Build(flags=("-static", "-nostdlib", "-fno-stack-protector", "-fno-builtin",
                                     "-fno-tree-loop-distribute-patterns")),

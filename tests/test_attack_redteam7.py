@@ -101,8 +101,8 @@ def test_an_interpreter_served_from_fuse_with_inode_number_0_is_exec_written(bui
     and the code the tree served ran, with no event. A file mapping is told
     by its device now: the exec is exec-written and killed."""
     payload, victim = build_program("interp0_payload"), build_program("interp0_victim")
-    argv = [str(build_program("attack_interp_ino0")), str(payload), str(victim)]
-    native = _native(build_program, parse_output, "attack_interp_ino0", str(payload), str(victim))
+    argv = [str(build_program("attack_fuse_exec")), str(payload), str(victim)]
+    native = _native(build_program, parse_output, "attack_fuse_exec", str(payload), str(victim))
     if "fuse_mount" in native.failed():
         pytest.skip(f"cannot mount FUSE here: {native.failed()['fuse_mount']}")
     assert native.ran == ["interp0_call"], native

@@ -164,7 +164,7 @@ def test_every_program_has_a_truth() -> None:
     # The per-thread persona program takes which thread sets it as an argument;
     # tests/test_enforce_memory.py checks each native run first.
     own_tests.add("thread_persona")
-    # attack_interp_ino0's interpreter and program, built and run by it
+    # attack_fuse_exec's interpreter and victim program, built and run by it
     # (tests/test_attack_redteam7.py checks its native run first).
     own_tests |= {"interp0_payload", "interp0_victim"}
     # The attacks on enforce mode check their native run first in test_attack.py.

@@ -33,23 +33,6 @@ static atomic_int stop;
 static int delay_us;
 static char label[32];
 
-static int copy(const char *from, const char *path)
-{
-	char buf[65536];
-	int in = open(from, O_RDONLY | O_CLOEXEC);
-	int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-	ssize_t n = -1;
-
-	if (in < 0 || out < 0)
-		return -1;
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			return -1;
-	close(in);
-	close(out);
-	return n == 0 ? 0 : -1;
-}
-
 /* Natively the old threads rest between calls (300 spinning ones would
  * starve the tries); traced, each is stopped again long before the
  * tracer next takes the reported stops. */
@@ -92,7 +75,7 @@ int main(int argc, char **argv)
 	if (argc < 2 || !mkdtemp(dir))
 		return 2;
 	snprintf(written, sizeof(written), "%s/w", dir);
-	if (copy(argv[1], written) != 0)
+	if (tw_copy_file(argv[1], written) != 0)
 		return 2;
 	for (int i = 0; i < OLD; i++)
 		pthread_create(&old[i], NULL, old_thread, NULL);

@@ -16,8 +16,18 @@
  * that nothing outlives the test, a mount namespace made for the run
  * (`unshare -m --propagation private`).
  *
- * Usage: attack_fuse_exec PAYLOAD
+ * Usage: attack_fuse_exec PAYLOAD [VICTIM]
+ *
+ * With VICTIM (red team 7): the file is "ld" at /tmp/tw_interp0, its inode
+ * number 0 as the server tells it, mounted in a mount namespace of the
+ * program's own; the child execs VICTIM, a clean program (built before the
+ * run) whose PT_INTERP is /tmp/tw_interp0/ld: the kernel maps ld as its
+ * interpreter and starts there. A filesystem mounted during the run counts
+ * as written by the tree, so the exec is exec-written; a tracer that takes
+ * a mapping with inode number 0 for no file misses the interpreter, and
+ * PAYLOAD's code runs.
  */
+#define INTERP_DIR "/tmp/tw_interp0"
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sys/stat.h>
@@ -31,11 +41,14 @@
 static char *payload;
 static size_t payload_size;
 static int foreign;
+/* The exec'd program when the payload is its interpreter (NULL: the payload). */
+static const char *victim;
 
 static void fill_attr(struct fuse_attr *attr, uint64_t node)
 {
 	memset(attr, 0, sizeof(*attr));
-	attr->ino = node;
+	/* The file's inode number, as the server tells it: 0 for an interpreter. */
+	attr->ino = node == FILE_NODE && victim ? 0 : node;
 	attr->blksize = 4096;
 	attr->mode = node == FILE_NODE ? S_IFREG | 0755 : S_IFDIR | 0755;
 	attr->nlink = node == FILE_NODE ? 1 : 2;
@@ -90,7 +103,7 @@ static int handle(struct fuse_in_header *in, void *arg)
 	case FUSE_LOOKUP: {
 		struct fuse_entry_out entry = {0};
 
-		if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, "prog") != 0) {
+		if (in->nodeid != FUSE_ROOT_ID || strcmp((char *)arg, victim ? "ld" : "prog") != 0) {
 			tw_fuse_reply(in->unique, -ENOENT, NULL, 0);
 			break;
 		}
@@ -151,31 +164,37 @@ static int load(const char *path)
 
 int main(int argc, char **argv)
 {
-	char dir[] = "/tmp/tw_fuse_exec_XXXXXX";
+	char made[] = "/tmp/tw_fuse_exec_XXXXXX";
 	char path[256];
+	const char *dir;
 	pthread_t server;
 	pid_t child;
 
 	tw_init();
 	if (argc < 2 || load(argv[1]) != 0) {
-		fprintf(stderr, "usage: attack_fuse_exec PAYLOAD (a readable program under 4 MiB)\n");
+		fprintf(stderr, "usage: attack_fuse_exec PAYLOAD [VICTIM] (PAYLOAD: a readable program under 4 MiB)\n");
 		return 2;
 	}
-	if (!mkdtemp(dir))
+	victim = argc > 2 ? argv[2] : NULL;
+	if (victim)
+		dir = mkdir(INTERP_DIR, 0755) == 0 || errno == EEXIST ? INTERP_DIR : NULL;
+	else
+		dir = mkdtemp(made);
+	if (!dir)
 		return 1;
-	if (tw_fuse_mount_with(dir, 0, ",max_read=4096") != 0)
+	if (tw_fuse_mount_with(dir, victim != NULL, ",max_read=4096") != 0)
 		return tw_done();
 	pthread_create(&server, NULL, serve, NULL);
 	snprintf(path, sizeof(path), "%s/prog", dir);
 	child = fork();
 	if (child == 0) {
-		char *args[] = {"prog", NULL};
+		char *args[] = {victim ? (char *)victim : "prog", NULL};
 
-		execv(path, args);
-		tw_step("exec_prog", "execve", -1, errno);
+		execv(victim ? victim : path, args);
+		tw_step(victim ? "exec_victim" : "exec_prog", "execve", -1, errno);
 		_exit(127);
 	}
-	tw_wait_child("prog", child);
+	tw_wait_child(victim ? "victim" : "prog", child);
 	umount2(dir, MNT_DETACH);
 	close(tw_fuse_fd);
 	pthread_join(server, NULL);

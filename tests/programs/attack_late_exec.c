@@ -39,23 +39,6 @@ static char dir[] = "/tmp/tw_late_XXXXXX";
 static char written[256];
 static const char *route_name;
 
-static int copy_self(const char *path)
-{
-	char buf[65536];
-	int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-	int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-	ssize_t n = -1;
-
-	if (in < 0 || out < 0)
-		return -1;
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			return -1;
-	close(in);
-	close(out);
-	return n == 0 ? 0 : -1;
-}
-
 static int write_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
@@ -312,7 +295,7 @@ int main(int argc, char **argv)
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(written, sizeof(written), "%s/w", dir);
-	if (copy_self(written) != 0)
+	if (tw_copy_file("/proc/self/exe", written) != 0)
 		return 1;
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		char label[64];

@@ -24,27 +24,6 @@
 
 TW_DEFINE_PATCH_TARGET;
 
-static int names_mem(pid_t pid, int fd)
-{
-	char path[64], link[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-	n = readlink(path, link, sizeof(link) - 1);
-	return n > 4 && memcmp(link + n - 4, "/mem", 4) == 0;
-}
-
-/* Spin on `fd` of `pid` for at most `seconds`; 1 once it names a mem file. */
-static int wait_mem(pid_t pid, int fd, int seconds)
-{
-	time_t end = time(NULL) + seconds;
-
-	while (time(NULL) < end)
-		if (names_mem(pid, fd))
-			return 1;
-	return 0;
-}
-
 int main(void)
 {
 	char path[64];
@@ -56,7 +35,7 @@ int main(void)
 	close(fd); /* the lowest free descriptor: the open's */
 	sharer = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
 	if (sharer == 0) {
-		if (wait_mem(getpid(), fd, 5) &&
+		if (tw_wait_mem(getpid(), fd, 5) &&
 		    pwrite(fd, TW_CODE, sizeof(TW_CODE), (off_t)(uintptr_t)tw_patch_target) ==
 			    (ssize_t)sizeof(TW_CODE))
 			tw_run("opener_killed_call", (const void *)tw_patch_target);
@@ -64,7 +43,7 @@ int main(void)
 	}
 	killer = fork();
 	if (killer == 0) {
-		if (wait_mem(program, fd, 5))
+		if (tw_wait_mem(program, fd, 5))
 			kill(program, SIGKILL);
 		_exit(0);
 	}

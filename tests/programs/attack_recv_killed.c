@@ -25,27 +25,6 @@
 
 TW_DEFINE_PATCH_TARGET;
 
-static int names_mem(pid_t pid, int fd)
-{
-	char path[64], link[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-	n = readlink(path, link, sizeof(link) - 1);
-	return n > 4 && memcmp(link + n - 4, "/mem", 4) == 0;
-}
-
-/* Spin on `fd` of `pid` for at most `seconds`; 1 once it names a mem file. */
-static int wait_mem(pid_t pid, int fd, int seconds)
-{
-	time_t end = time(NULL) + seconds;
-
-	while (time(NULL) < end)
-		if (names_mem(pid, fd))
-			return 1;
-	return 0;
-}
-
 /* What C publishes for main: its connection and where the descriptor lands. */
 struct shared {
 	volatile int sock, next;
@@ -86,7 +65,7 @@ int main(int argc, char **argv)
 		close(next);
 		shared->next = next;
 		shared->sock = s;
-		if (wait_mem(getpid(), next, 5) &&
+		if (tw_wait_mem(getpid(), next, 5) &&
 		    pwrite(next, TW_CODE, sizeof(TW_CODE), (off_t)(uintptr_t)tw_patch_target) ==
 			    (ssize_t)sizeof(TW_CODE))
 			tw_run("recv_killed_call", (const void *)tw_patch_target);
@@ -96,7 +75,7 @@ int main(int argc, char **argv)
 		usleep(1000);
 	killer = fork();
 	if (killer == 0) {
-		if (wait_mem(program, shared->next, 5))
+		if (tw_wait_mem(program, shared->next, 5))
 			kill(program, SIGKILL);
 		_exit(0);
 	}

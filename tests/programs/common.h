@@ -19,6 +19,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* mov eax, 42 ; ret -- the one code blob every program writes and runs. */
@@ -290,5 +292,48 @@ static inline int tw_done(void)
 		"  .fill 10, 1, 0xcc\n"                                     \
 		".size tw_patch_target, 16\n");                             \
 	int tw_patch_target(void)
+
+/*
+ * Copy the file `from` to `path` (created mode 0755, or truncated): a
+ * program the run writes. 0 on success, -1 on any failure.
+ */
+static inline int tw_copy_file(const char *from, const char *path)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	ssize_t n = -1;
+
+	if (in < 0 || out < 0)
+		return -1;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			return -1;
+	close(in);
+	close(out);
+	return n == 0 ? 0 : -1;
+}
+
+/* Whether descriptor `fd` of process `pid` names a /proc mem file. */
+static inline int tw_names_mem(pid_t pid, int fd)
+{
+	char path[64], link[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	return n > 4 && memcmp(link + n - 4, "/mem", 4) == 0;
+}
+
+/* Spin on `fd` of `pid` for at most `seconds`; 1 once it names a mem file. */
+static inline int tw_wait_mem(pid_t pid, int fd, int seconds)
+{
+	time_t end = time(NULL) + seconds;
+
+	while (time(NULL) < end)
+		if (tw_names_mem(pid, fd))
+			return 1;
+	return 0;
+}
 
 #endif

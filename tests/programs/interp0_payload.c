@@ -1,5 +1,5 @@
 /*
- * interp0_payload [LABEL]: a static program with no libc (attack_interp_ino0
+ * interp0_payload [LABEL]: a static program with no libc (attack_fuse_exec with a VICTIM
  * serves its bytes from a FUSE file as an interpreter; attack_exec_drain
  * writes a copy and execs it): at its entry it prints "RAN LABEL" (with no
  * LABEL, as an interpreter: "RAN interp0_call") with no call a tracer

@@ -2181,7 +2181,7 @@ class PtraceSource:
             else _elf_execstack(info.exe)
         # The program, its interpreter and any other file the kernel mapped
         # executable: a file mapping has a device (its inode number may be
-        # 0: a FUSE server tells it, attack_interp_ino0).
+        # 0: a FUSE server tells it, attack_fuse_exec PAYLOAD VICTIM).
         loaded = [(procfs.mapped_file(task.tid, m), m.dev, _map_files(task.tid, m.start, m.end))
                   for m in maps if m.prot & abi.PROT_EXEC and m.dev]
         if exe is not None:
