@@ -392,6 +392,26 @@ def test_a_receiver_killed_before_its_descriptor_is_judged_takes_its_table_share
         assert all(e["verdict"] in ("denied", "not-enforced", "killed") for e in traced.events), traced.events
 
 
+def test_a_child_whose_creator_died_before_its_fork_event_keeps_the_written_history(
+        build_program, parse_output, tmp_path):
+    """A process writes code into a private copy of its own program's first
+    page and makes it read-only; a second thread forks in a loop while the
+    main thread execs, which kills that thread, sometimes with a child made
+    and its fork event not yet taken. Such a child was learnt from its maps
+    (as if attached), where the page shows read-only and no history: made
+    read+execute, its code ran under strict with no event (2-6 children in
+    each of 3 runs of 10 tries). Learnt from its maps, a child whose creator
+    is unknown now has unknown (possibly written) history everywhere."""
+    native = _native(build_program, parse_output, "attack_orphan_history", "10")
+    assert native.ran == ["orphan_call"] and native.count > 0, native
+    traced = trace([str(build_program("attack_orphan_history")), "10"], tmp_path, *STRICT, timeout=120)
+    assert traced.returncode == 0, traced.stderr
+    out = parse_output(traced.stdout)
+    assert (out.ran, out.count, out.done) == ([], 0, 1), traced.stdout
+    assert traced.events and set(shape(traced.events)) == {("mprotect", ("w-to-x", "execmod"))}
+    assert {e["verdict"] for e in traced.events} == {"denied"}
+
+
 def test_a_caller_killed_before_its_mapping_is_undone_takes_its_space_sharers(build_program,
                                                                               parse_output, tmp_path):
     """An i386 old_mmap with its block in memfd_secret asks for an RWX page

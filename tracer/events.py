@@ -213,7 +213,10 @@ class AttachEvent(NamedTuple):
 
     `personality` is the leader's persona and `personas` each other seized
     thread's (tid, persona), read from /proc/PID/task/TID/personality (the
-    kernel keeps one per thread)."""
+    kernel keeps one per thread). `history_unknown`: the process is a copy
+    of a traced one the model cannot name (a child whose creator died
+    before its fork event): every page has unknown (possibly written)
+    history, not the one its protections suggest."""
 
     ts: float
     pid: int
@@ -222,6 +225,7 @@ class AttachEvent(NamedTuple):
     personality: int
     threads: tuple[int, ...] = ()
     personas: tuple[tuple[int, int], ...] = ()
+    history_unknown: bool = False
 
 
 class ForkEvent(NamedTuple):

@@ -733,6 +733,8 @@ class Judge:
 
     def _attach(self, event: AttachEvent) -> None:
         self.model.seed(event.pid, event.process, event.maps, event.personality, event.personas)
+        if event.history_unknown:
+            self.model.distrust(event.pid, 0, 1 << 64, event.maps)
 
     def _writable(self, event: WritableObjects) -> None:
         self.model.add_written(event.objects)

@@ -2227,14 +2227,16 @@ class PtraceSource:
     def _release_orphans(self, pid: int, made_until: int | None = None) -> None:
         """Children held for the fork event of `pid` (those numbered up to
         `made_until` when given), whose creator died before reporting it:
-        the model learns them from their maps, as if attached."""
+        the model learns them from their maps, as if attached, with unknown
+        (possibly written) history: each is a copy of a space the tree
+        wrote (attack_orphan_history)."""
         for orphan in [t for t in self.tasks.values() if t.held and t.parent == pid and t.tid == t.pid
                        and (made_until is None or t.tid <= made_until)]:
             orphan.held = False
             with contextlib.suppress(TraceError):
                 info = procfs.read_process_info(orphan.pid)
                 event = AttachEvent(time.time(), orphan.pid, info, procfs.read_maps(orphan.pid),
-                                    procfs.read_personality(orphan.pid), (orphan.tid,))
+                                    procfs.read_personality(orphan.pid), (orphan.tid,), history_unknown=True)
                 self.sink.on_event(event)
             self._resume(orphan)
 
