@@ -412,6 +412,30 @@ def test_a_child_whose_creator_died_before_its_fork_event_keeps_the_written_hist
     assert {e["verdict"] for e in traced.events} == {"denied"}
 
 
+def test_a_clone_parent_child_let_go_unknown_is_held_with_the_table_it_shares(build_program, parse_output,
+                                                                              tmp_path):
+    """A process whose parent is gone makes children with
+    clone(CLONE_PARENT | CLONE_FILES): each shares main's descriptor table
+    and names the reaper, a process the tracer does not know, as parent, so
+    the tracer lets it go the moment its first stop is seen (its creator
+    "gone"), before its creator's event says what it shares. Let go while
+    main's open of another process's mem file was held, or learnt as
+    sharing no table (so the next hold left it running), such a child
+    wrote code through the descriptor before it was closed, and the target
+    ran it under strict (5 runs in 5). A task learnt with no creator's event
+    now takes its table and address space from kcmp, and one let go while a
+    hold is over them is kept with the hold's stops (0 in 6)."""
+    native = _native(build_program, parse_output, "attack_parent_clone_hold")
+    assert native.ran == ["parent_clone_call"] and native.count == 1, native
+    for _ in range(2):
+        traced = trace([str(build_program("attack_parent_clone_hold"))], tmp_path, *STRICT, timeout=60)
+        assert traced.returncode == 0, traced.stderr
+        out = parse_output(traced.stdout)
+        assert (out.ran, out.count, out.done) == ([], 0, 1), traced.stdout
+        assert traced.events and set(shape(traced.events)) == {("openat", ("foreign-write",))}, traced.events
+        assert {e["verdict"] for e in traced.events} == {"denied"}
+
+
 def test_a_caller_killed_before_its_mapping_is_undone_takes_its_space_sharers(build_program,
                                                                               parse_output, tmp_path):
     """An i386 old_mmap with its block in memfd_secret asks for an RWX page

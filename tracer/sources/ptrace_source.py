@@ -605,8 +605,9 @@ class _Hold:
 
     owner: int
     waiting: set[int]
-    # (tid, wait status) of a stop, or (tid, None, raw) of an entry stop that
-    # was already taken and waited for an address space's call in flight.
+    # (tid, wait status) of a stop, (tid, None, raw) of an entry stop that
+    # was already taken and waited for an address space's call in flight, or
+    # (tid, None, None) of a new task released meanwhile (resumed after).
     held: list[tuple]
     started: bool = False
     started_at: float = 0.0
@@ -1810,7 +1811,9 @@ class PtraceSource:
             if task is None:
                 continue
             try:
-                if status is None:
+                if status is None and raw is None:
+                    self._let_go(task)  # a new task released meanwhile
+                elif status is None:
                     self._syscall_entry(task, raw)
                 else:
                     self._route(task, status)
@@ -2087,7 +2090,7 @@ class PtraceSource:
             self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
         if known is not None and known.held:
             known.held = False
-            self._resume(known)
+            self._let_go(known)
         self._resume(task)
 
     def _relation(self, task: _Task, child: int, event: int) -> tuple[bool, bool]:
@@ -2233,12 +2236,36 @@ class PtraceSource:
         for orphan in [t for t in self.tasks.values() if t.held and t.parent == pid and t.tid == t.pid
                        and (made_until is None or t.tid <= made_until)]:
             orphan.held = False
+            self._learn_sharing(orphan)
             with contextlib.suppress(TraceError):
                 info = procfs.read_process_info(orphan.pid)
                 event = AttachEvent(time.time(), orphan.pid, info, procfs.read_maps(orphan.pid),
                                     procfs.read_personality(orphan.pid), (orphan.tid,), history_unknown=True)
                 self.sink.on_event(event)
-            self._resume(orphan)
+            self._let_go(orphan)
+
+    def _learn_sharing(self, task: _Task) -> None:
+        """The descriptor table and address space of a task learnt with no
+        creator's event, as kcmp says against the traced tasks: it may share
+        a table another task opens in (clone CLONE_FILES), whose holds must
+        stop it too (attack_parent_clone_hold)."""
+        for other in list(self.tasks.values()):
+            if other is task or other.held:
+                continue
+            if not task.files and _kcmp(other.tid, task.tid, _KCMP_FILES):
+                task.files = other.files_key
+            if task.vm == task.pid and other.vm != task.vm and _kcmp(other.tid, task.tid, _KCMP_VM):
+                self.tasks.move(task, other.vm)
+
+    def _let_go(self, task: _Task) -> None:
+        """Resume a new task that has run no instruction yet, or, while a
+        hold is over its table (or address space), keep it with the hold's
+        stops: it must not run before the held call's result is judged."""
+        hold = self._hold_over(task) if self._holds else None
+        if hold is not None and task.tid != hold.owner and not self._detaching:
+            hold.held.append((task.tid, None, None))
+            return
+        self._resume(task)
 
 
 # --- argument normalisation --------------------------------------------------------
