@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 from test_attack import _blocked, _native
+from test_attack_redteam7 import trace_watched
 from test_enforce import STRICT
 from test_enforce_fds import mem_fd_server  # noqa: F401 (a fixture)
 from test_run_programs import ROOT, TRAMPWATCH, shape, trace
@@ -434,6 +435,26 @@ def test_a_clone_parent_child_let_go_unknown_is_held_with_the_table_it_shares(bu
         assert (out.ran, out.count, out.done) == ([], 0, 1), traced.stdout
         assert traced.events and set(shape(traced.events)) == {("openat", ("foreign-write",))}, traced.events
         assert {e["verdict"] for e in traced.events} == {"denied"}
+
+
+def test_a_clone_parent_child_whose_creator_execs_before_its_event_is_not_held_for_ever(
+        build_program, parse_output, tmp_path):
+    """As attack_fork_exec_orphan, but the forking thread makes its children
+    with clone(CLONE_PARENT): each names main, its creator's parent, as its
+    parent. A child seen before its creator's event, the creator killed by
+    its process's exec before reporting it, was kept stopped for an event
+    that never comes: the tracer releases such children by the number of
+    the process that exec'd or died, and main's was never that; main waited
+    for the child for ever, and so did trampwatch (2 runs in 3 of 10 tries
+    hung). A new process now waits for its creator's event at most
+    ORPHAN_PATIENCE, then is learnt from its maps as an orphan."""
+    native = _native(build_program, parse_output, "attack_parent_clone_orphan", "20")
+    assert native.count == 20, native
+    traced = trace_watched([str(build_program("attack_parent_clone_orphan")), "20"], tmp_path, *STRICT,
+                           timeout=90)
+    assert traced.returncode == 0, traced.stderr
+    assert parse_output(traced.stdout).count == 20, traced.stdout
+    assert traced.events == []
 
 
 def test_a_caller_killed_before_its_mapping_is_undone_takes_its_space_sharers(build_program,
