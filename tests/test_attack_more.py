@@ -457,6 +457,29 @@ def test_a_clone_parent_child_whose_creator_execs_before_its_event_is_not_held_f
     assert traced.events == []
 
 
+def test_a_clone_parent_child_sharing_its_creators_space_joins_its_model(build_program, parse_output,
+                                                                        tmp_path):
+    """C, whose parent is gone, maps a clean private copy of its program's
+    first page read-only, then makes N with clone(CLONE_PARENT | CLONE_VM):
+    N names the reaper as parent and was let go at its first stop, learnt
+    from its maps as a process with an address space of its own in the
+    model. N made the page read-write, wrote code and made it read-only:
+    those calls went to N's model only, and C's, where the page was still
+    clean and never written, let C make it read+execute and run it under
+    strict with no event (4 runs in 4). A task let go with no creator's
+    event that shares a traced task's address space (kcmp) now joins that
+    task's model."""
+    native = _native(build_program, parse_output, "attack_parent_clone_vm")
+    assert native.ran == ["parent_vm_call"], native
+    for _ in range(3):
+        traced = trace([str(build_program("attack_parent_clone_vm"))], tmp_path, *STRICT, timeout=60)
+        assert traced.returncode == 0, traced.stderr
+        out = parse_output(traced.stdout)
+        assert (out.ran, out.done, out.failed()) == ([], 1, {"page_rx": "EACCES"}), traced.stdout
+        assert set(shape(traced.events)) == {("mprotect", ("w-to-x", "execmod"))}, traced.events
+        assert {e["verdict"] for e in traced.events} == {"denied"}
+
+
 def test_a_caller_killed_before_its_mapping_is_undone_takes_its_space_sharers(build_program,
                                                                               parse_output, tmp_path):
     """An i386 old_mmap with its block in memfd_secret asks for an RWX page

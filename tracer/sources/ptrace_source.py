@@ -2267,7 +2267,19 @@ class PtraceSource:
         come from its maps, with unknown history, and let it go."""
         self._unclaimed.pop(orphan.tid, None)
         orphan.held = False
-        self._learn_sharing(orphan)
+        mate = self._learn_sharing(orphan)
+        if mate is not None:
+            # It shares a traced task's address space (CLONE_VM), whose
+            # model every call made there keeps: it joins that model, as its
+            # creator's event would have had it (learnt apart from its maps,
+            # the calls of either went to one model only: attack_parent_clone_vm).
+            persona: int | None = None
+            with contextlib.suppress(TraceError):
+                persona = procfs.read_personality(orphan.pid)
+            self.sink.on_event(ForkEvent(time.time(), mate.pid, mate.tid, orphan.pid, False, True, False,
+                                         child_tid=orphan.tid, personality=persona))
+            self._let_go(orphan)
+            return
         with contextlib.suppress(TraceError):
             info = procfs.read_process_info(orphan.pid)
             event = AttachEvent(time.time(), orphan.pid, info, procfs.read_maps(orphan.pid),
@@ -2275,18 +2287,22 @@ class PtraceSource:
             self.sink.on_event(event)
         self._let_go(orphan)
 
-    def _learn_sharing(self, task: _Task) -> None:
+    def _learn_sharing(self, task: _Task) -> _Task | None:
         """The descriptor table and address space of a task learnt with no
         creator's event, as kcmp says against the traced tasks: it may share
         a table another task opens in (clone CLONE_FILES), whose holds must
-        stop it too (attack_parent_clone_hold)."""
+        stop it too (attack_parent_clone_hold). Returns a task whose address
+        space it shares (None: its own)."""
+        mate = None
         for other in list(self.tasks.values()):
             if other is task or other.held:
                 continue
             if not task.files and _kcmp(other.tid, task.tid, _KCMP_FILES):
                 task.files = other.files_key
-            if task.vm == task.pid and other.vm != task.vm and _kcmp(other.tid, task.tid, _KCMP_VM):
+            if mate is None and other.pid != task.pid and _kcmp(other.tid, task.tid, _KCMP_VM):
+                mate = other
                 self.tasks.move(task, other.vm)
+        return mate
 
     def _let_go(self, task: _Task) -> None:
         """Resume a new task that has run no instruction yet, or, while a
