@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 from test_attack import _blocked, _native
+from test_attack_redteam7 import trace_watched
 from test_enforce import STRICT
 from test_enforce_fds import mem_fd_server  # noqa: F401 (a fixture)
 from test_run_programs import ROOT, TRAMPWATCH, shape, trace
@@ -410,6 +411,73 @@ def test_a_child_whose_creator_died_before_its_fork_event_keeps_the_written_hist
     assert (out.ran, out.count, out.done) == ([], 0, 1), traced.stdout
     assert traced.events and set(shape(traced.events)) == {("mprotect", ("w-to-x", "execmod"))}
     assert {e["verdict"] for e in traced.events} == {"denied"}
+
+
+def test_a_clone_parent_child_let_go_unknown_is_held_with_the_table_it_shares(build_program, parse_output,
+                                                                              tmp_path):
+    """A process whose parent is gone makes children with
+    clone(CLONE_PARENT | CLONE_FILES): each shares main's descriptor table
+    and names the reaper, a process the tracer does not know, as parent, so
+    the tracer lets it go the moment its first stop is seen (its creator
+    "gone"), before its creator's event says what it shares. Let go while
+    main's open of another process's mem file was held, or learnt as
+    sharing no table (so the next hold left it running), such a child
+    wrote code through the descriptor before it was closed, and the target
+    ran it under strict (5 runs in 5). A task learnt with no creator's event
+    now takes its table and address space from kcmp, and one let go while a
+    hold is over them is kept with the hold's stops (0 in 6)."""
+    native = _native(build_program, parse_output, "attack_parent_clone_hold")
+    assert native.ran == ["parent_clone_call"] and native.count == 1, native
+    for _ in range(2):
+        traced = trace([str(build_program("attack_parent_clone_hold"))], tmp_path, *STRICT, timeout=60)
+        assert traced.returncode == 0, traced.stderr
+        out = parse_output(traced.stdout)
+        assert (out.ran, out.count, out.done) == ([], 0, 1), traced.stdout
+        assert traced.events and set(shape(traced.events)) == {("openat", ("foreign-write",))}, traced.events
+        assert {e["verdict"] for e in traced.events} == {"denied"}
+
+
+def test_a_clone_parent_child_whose_creator_execs_before_its_event_is_not_held_for_ever(
+        build_program, parse_output, tmp_path):
+    """As attack_fork_exec_orphan, but the forking thread makes its children
+    with clone(CLONE_PARENT): each names main, its creator's parent, as its
+    parent. A child seen before its creator's event, the creator killed by
+    its process's exec before reporting it, was kept stopped for an event
+    that never comes: the tracer releases such children by the number of
+    the process that exec'd or died, and main's was never that; main waited
+    for the child for ever, and so did trampwatch (2 runs in 3 of 10 tries
+    hung). A new process now waits for its creator's event at most
+    ORPHAN_PATIENCE, then is learnt from its maps as an orphan."""
+    native = _native(build_program, parse_output, "attack_parent_clone_orphan", "20")
+    assert native.count == 20, native
+    traced = trace_watched([str(build_program("attack_parent_clone_orphan")), "20"], tmp_path, *STRICT,
+                           timeout=90)
+    assert traced.returncode == 0, traced.stderr
+    assert parse_output(traced.stdout).count == 20, traced.stdout
+    assert traced.events == []
+
+
+def test_a_clone_parent_child_sharing_its_creators_space_joins_its_model(build_program, parse_output,
+                                                                        tmp_path):
+    """C, whose parent is gone, maps a clean private copy of its program's
+    first page read-only, then makes N with clone(CLONE_PARENT | CLONE_VM):
+    N names the reaper as parent and was let go at its first stop, learnt
+    from its maps as a process with an address space of its own in the
+    model. N made the page read-write, wrote code and made it read-only:
+    those calls went to N's model only, and C's, where the page was still
+    clean and never written, let C make it read+execute and run it under
+    strict with no event (4 runs in 4). A task let go with no creator's
+    event that shares a traced task's address space (kcmp) now joins that
+    task's model."""
+    native = _native(build_program, parse_output, "attack_parent_clone_vm")
+    assert native.ran == ["parent_vm_call"], native
+    for _ in range(3):
+        traced = trace([str(build_program("attack_parent_clone_vm"))], tmp_path, *STRICT, timeout=60)
+        assert traced.returncode == 0, traced.stderr
+        out = parse_output(traced.stdout)
+        assert (out.ran, out.done, out.failed()) == ([], 1, {"page_rx": "EACCES"}), traced.stdout
+        assert set(shape(traced.events)) == {("mprotect", ("w-to-x", "execmod"))}, traced.events
+        assert {e["verdict"] for e in traced.events} == {"denied"}
 
 
 def test_a_caller_killed_before_its_mapping_is_undone_takes_its_space_sharers(build_program,

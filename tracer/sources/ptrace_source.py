@@ -605,8 +605,9 @@ class _Hold:
 
     owner: int
     waiting: set[int]
-    # (tid, wait status) of a stop, or (tid, None, raw) of an entry stop that
-    # was already taken and waited for an address space's call in flight.
+    # (tid, wait status) of a stop, (tid, None, raw) of an entry stop that
+    # was already taken and waited for an address space's call in flight, or
+    # (tid, None, None) of a new task released meanwhile (resumed after).
     held: list[tuple]
     started: bool = False
     started_at: float = 0.0
@@ -625,6 +626,11 @@ BLOCKED_PATIENCE = 2.0
 # space wait for it (it may wait for one of them: a FUSE or userfaultfd server
 # thread of the same process): then they are judged past it (CallStalled).
 STALL_PATIENCE = 2.0
+# How long a new process may wait for its creator's fork event before it is
+# learnt from its maps, as if attached: the creator may be gone without the
+# tracer knowing which process it was (a child made with CLONE_PARENT names
+# its creator's parent: attack_parent_clone_orphan).
+ORPHAN_PATIENCE = 1.0
 
 
 class PtraceSource:
@@ -652,6 +658,9 @@ class PtraceSource:
         # seen: a task it made with a number no greater was made by a thread
         # the exec killed (or by the one that exec'd, whose event came).
         self._exec_marks: dict[int, int] = {}
+        # New processes kept stopped for their creator's fork event, by tid:
+        # when they were first seen (released after ORPHAN_PATIENCE).
+        self._unclaimed: dict[int, float] = {}
         # Stops the kernel reported, not yet handled: each round of waits
         # takes every task stopped by then, so a task that stops again at
         # once (a thread looping on refused calls) cannot keep another's
@@ -813,7 +822,7 @@ class PtraceSource:
                     # Most waits: nothing held or queued, no fast path (_wait's plain case).
                     if self._reported:
                         waited = self._reported.popleft()
-                    elif self._holds or self._waiting or self.fast is not None:
+                    elif self._holds or self._waiting or self._unclaimed or self.fast is not None:
                         waited = self._wait()
                     else:
                         waited = self._wait_round()
@@ -896,6 +905,7 @@ class PtraceSource:
                         else:
                             self._start(hold)
                 self._overtake_stalled(deadline)
+                self._release_unclaimed(deadline)
                 return None
             signal.sigtimedwait([signal.SIGCHLD], remaining)
 
@@ -903,9 +913,10 @@ class PtraceSource:
         """The earliest time something waiting must be let go: a started
         hold's end, or a call in flight that others wait for reaching
         STALL_PATIENCE. None when nothing waits."""
-        if not self._holds and not self._waiting:
-            return None  # every stop but those of a held open or a queued call
+        if not self._holds and not self._waiting and not self._unclaimed:
+            return None  # every stop but those of a held open, a queued call or a new process
         times = [hold.deadline for hold in self._holds.values()]
+        times.extend(since + ORPHAN_PATIENCE for since in self._unclaimed.values())
         for vm, waiting in self._waiting.items():
             if waiting and vm in self._in_flight:
                 times.extend(self._flying_since.get(tid, 0.0) + STALL_PATIENCE for tid in self._in_flight[vm])
@@ -963,6 +974,8 @@ class PtraceSource:
                 # event says whose address space it has, so none of its calls
                 # (or an exec) can be judged against a model it is not in.
                 task.held = True
+                if task.tid == task.pid:
+                    self._unclaimed[task.tid] = time.monotonic()
                 if not any(other.pid == task.parent for other in self.tasks.values() if other is not task):
                     # Its creator is gone (it was made while its creator's process
                     # died, and was reparented): that event never comes.
@@ -1810,7 +1823,9 @@ class PtraceSource:
             if task is None:
                 continue
             try:
-                if status is None:
+                if status is None and raw is None:
+                    self._let_go(task)  # a new task released meanwhile
+                elif status is None:
                     self._syscall_entry(task, raw)
                 else:
                     self._route(task, status)
@@ -2087,7 +2102,8 @@ class PtraceSource:
             self.handler.on_fork(task.pid, child_pid, thread, shares_vm)
         if known is not None and known.held:
             known.held = False
-            self._resume(known)
+            self._unclaimed.pop(child, None)
+            self._let_go(known)
         self._resume(task)
 
     def _relation(self, task: _Task, child: int, event: int) -> tuple[bool, bool]:
@@ -2232,13 +2248,71 @@ class PtraceSource:
         wrote (attack_orphan_history)."""
         for orphan in [t for t in self.tasks.values() if t.held and t.parent == pid and t.tid == t.pid
                        and (made_until is None or t.tid <= made_until)]:
-            orphan.held = False
+            self._release_orphan(orphan)
+
+    def _release_unclaimed(self, now: float) -> None:
+        """New processes that waited ORPHAN_PATIENCE for their creator's
+        fork event: their creator may be gone unseen (a child made with
+        CLONE_PARENT names its creator's parent, alive, as its parent), and
+        the event never comes: learnt from their maps, as orphans."""
+        for tid, since in list(self._unclaimed.items()):
+            task = self.tasks.get(tid)
+            if task is None or not task.held:
+                del self._unclaimed[tid]
+            elif since + ORPHAN_PATIENCE <= now:
+                self._release_orphan(task)
+
+    def _release_orphan(self, orphan: _Task) -> None:
+        """Learn a new process held for a creator's event that may never
+        come from its maps, with unknown history, and let it go."""
+        self._unclaimed.pop(orphan.tid, None)
+        orphan.held = False
+        mate = self._learn_sharing(orphan)
+        if mate is not None:
+            # It shares a traced task's address space (CLONE_VM), whose
+            # model every call made there keeps: it joins that model, as its
+            # creator's event would have had it (learnt apart from its maps,
+            # the calls of either went to one model only: attack_parent_clone_vm).
+            persona: int | None = None
             with contextlib.suppress(TraceError):
-                info = procfs.read_process_info(orphan.pid)
-                event = AttachEvent(time.time(), orphan.pid, info, procfs.read_maps(orphan.pid),
-                                    procfs.read_personality(orphan.pid), (orphan.tid,), history_unknown=True)
-                self.sink.on_event(event)
-            self._resume(orphan)
+                persona = procfs.read_personality(orphan.pid)
+            self.sink.on_event(ForkEvent(time.time(), mate.pid, mate.tid, orphan.pid, False, True, False,
+                                         child_tid=orphan.tid, personality=persona))
+            self._let_go(orphan)
+            return
+        with contextlib.suppress(TraceError):
+            info = procfs.read_process_info(orphan.pid)
+            event = AttachEvent(time.time(), orphan.pid, info, procfs.read_maps(orphan.pid),
+                                procfs.read_personality(orphan.pid), (orphan.tid,), history_unknown=True)
+            self.sink.on_event(event)
+        self._let_go(orphan)
+
+    def _learn_sharing(self, task: _Task) -> _Task | None:
+        """The descriptor table and address space of a task learnt with no
+        creator's event, as kcmp says against the traced tasks: it may share
+        a table another task opens in (clone CLONE_FILES), whose holds must
+        stop it too (attack_parent_clone_hold). Returns a task whose address
+        space it shares (None: its own)."""
+        mate = None
+        for other in list(self.tasks.values()):
+            if other is task or other.held:
+                continue
+            if not task.files and _kcmp(other.tid, task.tid, _KCMP_FILES):
+                task.files = other.files_key
+            if mate is None and other.pid != task.pid and _kcmp(other.tid, task.tid, _KCMP_VM):
+                mate = other
+                self.tasks.move(task, other.vm)
+        return mate
+
+    def _let_go(self, task: _Task) -> None:
+        """Resume a new task that has run no instruction yet, or, while a
+        hold is over its table (or address space), keep it with the hold's
+        stops: it must not run before the held call's result is judged."""
+        hold = self._hold_over(task) if self._holds else None
+        if hold is not None and task.tid != hold.owner and not self._detaching:
+            hold.held.append((task.tid, None, None))
+            return
+        self._resume(task)
 
 
 # --- argument normalisation --------------------------------------------------------
