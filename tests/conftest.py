@@ -70,7 +70,6 @@ BUILDS: dict[str, Build] = {
     "attack_seccomp_undo": Build(flags=("-pthread",)),
     "attack_stack_peek": Build(flags=("-pthread",)),
     "attack_fork_exec_orphan": Build(flags=("-pthread",)),
-    "attack_parent_clone_orphan": Build(flags=("-pthread",)),
     "attack_exec_fd_leak": Build(flags=("-pthread",)),
     "attack_exec_drain": Build(flags=("-pthread",)),
     # The interpreter attack_fuse_exec serves with a VICTIM (no libc), and the clean

@@ -448,9 +448,9 @@ def test_a_clone_parent_child_whose_creator_execs_before_its_event_is_not_held_f
     for the child for ever, and so did trampwatch (2 runs in 3 of 10 tries
     hung). A new process now waits for its creator's event at most
     ORPHAN_PATIENCE, then is learnt from its maps as an orphan."""
-    native = _native(build_program, parse_output, "attack_parent_clone_orphan", "20")
+    native = _native(build_program, parse_output, "attack_fork_exec_orphan", "20", "parent")
     assert native.count == 20, native
-    traced = trace_watched([str(build_program("attack_parent_clone_orphan")), "20"], tmp_path, *STRICT,
+    traced = trace_watched([str(build_program("attack_fork_exec_orphan")), "20", "parent"], tmp_path, *STRICT,
                            timeout=90)
     assert traced.returncode == 0, traced.stderr
     assert parse_output(traced.stdout).count == 20, traced.stdout

@@ -629,7 +629,7 @@ STALL_PATIENCE = 2.0
 # How long a new process may wait for its creator's fork event before it is
 # learnt from its maps, as if attached: the creator may be gone without the
 # tracer knowing which process it was (a child made with CLONE_PARENT names
-# its creator's parent: attack_parent_clone_orphan).
+# its creator's parent: attack_fork_exec_orphan parent).
 ORPHAN_PATIENCE = 1.0
 
 
