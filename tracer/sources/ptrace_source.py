@@ -1956,7 +1956,12 @@ class PtraceSource:
                                     pid=task.tid)
             for fd in listed:
                 link = procfs.fd_link(task.tid, fd)
-                if link is not None and _worth_a_view(link):
+                if link is None:
+                    # Listed, then gone: the thread died meanwhile (its siblings
+                    # are held), its table let go while the sharers keep it.
+                    raise NoSuchProcess(f"descriptor {fd} left the table during a receive's exit (the thread "
+                                        "is dying)", pid=task.tid)
+                if _worth_a_view(link):
                     found.append(fd)
         except NoSuchProcess:
             raise
