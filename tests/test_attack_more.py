@@ -381,7 +381,10 @@ def test_a_receiver_killed_before_its_descriptor_is_judged_takes_its_table_share
     lists nothing: that was taken as nothing received, the hold let go, and
     the sharer wrote code through the descriptor and ran it under strict
     (1 run in 40). An empty table at a receive's exit is the receiver gone:
-    every process of the hold dies (0 in 40)."""
+    every process of the hold dies (0 in 40). Later (11 runs in 200): the
+    receiver died between the listing of its table and the look at each
+    descriptor, and the one gone meanwhile was skipped; a listed descriptor
+    gone at its look is the receiver gone too (0 in 400)."""
     program = str(build_program("attack_recv_killed"))
     native = _native(build_program, parse_output, "attack_recv_killed", mem_fd_server)
     assert native.ran == ["recv_killed_call"]
