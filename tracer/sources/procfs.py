@@ -179,8 +179,12 @@ def last_pid() -> int:
     every task made until now has one no greater, until the numbers wrap.
     Raises TraceError when it cannot be read."""
     try:
-        with open("/proc/sys/kernel/ns_last_pid", encoding="ascii") as file:
-            return int(file.read())
+        # A raw read, as _read_text's: an exec reads it (a shell loop, each time).
+        fd = os.open("/proc/sys/kernel/ns_last_pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return int(os.read(fd, 32))
+        finally:
+            os.close(fd)
     except (OSError, ValueError) as err:
         raise TraceError(f"cannot read /proc/sys/kernel/ns_last_pid: {err}") from err
 
@@ -403,12 +407,6 @@ def private_anonymous(pid: int, start: int, end: int) -> bool:
     """Whether [start, end) of `pid`'s address space is covered by private
     mappings of no file (False when the process is gone or unreadable)."""
     vmas = vmas_covering(pid, start, end)
-    return vmas is not None and all(vma.anonymous and not vma.shared for vma in vmas)
-
-
-def private_anonymous_in(maps: Sequence[MapEntry], start: int, end: int) -> bool:
-    """Whether [start, end) is covered by private mappings of no file in `maps`."""
-    vmas = vmas_in(maps, start, end)
     return vmas is not None and all(vma.anonymous and not vma.shared for vma in vmas)
 
 
