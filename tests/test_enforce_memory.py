@@ -299,3 +299,44 @@ def test_attach_reads_each_threads_persona(holder, options, build_program, parse
     refused = _rw_mmaps(events, program.pid, holder)
     assert [(e["verdict"], e["result"]) for e in refused] == [("denied", -errno.EACCES)]
     assert _rw_mmaps(events, program.pid, other) == []
+
+
+# --- attach: pages written before the tracer came -------------------------------------------
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
+def test_attach_takes_written_history_from_the_kernels_pages(options, build_program, parse_output, tmp_path):
+    """A private file page written and made read-only before the tracer
+    attached looks, by its protection, like the clean page beside it; the
+    kernel's pages (a private copy) say it was written. Made read+execute
+    after the attach it is w-to-x (and execmod), refused under strict; the
+    clean page, only read, is not an event."""
+    program = subprocess.Popen([str(build_program("attach_copied"))],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    before = ""
+    while not (line := program.stdout.readline()).startswith("READY"):
+        assert line, "the program ended before it was ready"
+        before += line
+    json_path = tmp_path / "attach.jsonl"
+    tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(program.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    ready = tracer.stderr.readline()
+    assert ready.startswith(f"trampwatch: attached to pid {program.pid} (1 thread(s))"), \
+        ready + tracer.stderr.read()
+    out_text, _ = program.communicate("go\n", timeout=120)
+    assert tracer.wait(timeout=120) == 0, tracer.stderr.read()
+    assert program.returncode == 0
+    out = parse_output(before + line + out_text)
+    events = [json.loads(r) for r in json_path.read_text().splitlines()]
+    events = [e for e in events if e["type"] == "event"]
+    base = out.steps["file_map"].rc
+    assert [(e["syscall"], int(e["addr"], 16)) for e in events] == [("mprotect", base)]
+    assert {"w-to-x", "execmod"} <= set(events[0]["categories"])
+    assert out.steps["clean_rx"].rc == 0 and out.done == 1
+    if options:
+        assert out.failed() == {"copy_rx": "EACCES"} and out.ran == []
+        assert events[0]["verdict"] == "denied" and events[0]["result"] == -errno.EACCES
+    else:
+        assert out.failed() == {} and out.ran == ["copy_call"]
+        assert events[0]["verdict"] != "denied"

@@ -485,3 +485,49 @@ def test_private_anonymous_follows_an_exec() -> None:
         proc.kill()
         proc.wait()
         procfs.close_mem(proc.pid)
+
+
+def test_private_copies_are_the_written_pages_of_private_file_mappings(tmp_path) -> None:
+    """The kernel's pages tell which private file pages were written: of a
+    file mapped private read+write, the pages written and then made
+    read-only (or no-access) are copies; a page only read, one never
+    touched, one still writable, a shared file page written, and a private
+    anonymous page written and made read-only are not reported."""
+    page = mmap.PAGESIZE
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 8 * page)
+    with open(data, "r+b") as f:
+        base = _map(None, 6 * page, mmap.MAP_PRIVATE, fd=f.fileno())
+        shared = _map(None, page, mmap.MAP_SHARED, fd=f.fileno())
+    anon = _map(None, page, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        # [0] written, r--; [1] written, ---; [2] read only; [3] untouched;
+        # [4] written, still rw-; [5] written, r--.
+        for index in (0, 1, 4, 5):
+            ctypes.memset(base + index * page, 0xC3, 1)
+        assert ctypes.string_at(base + 2 * page, 1) == b"x"
+        ctypes.memset(shared, 0x78, 1)
+        ctypes.memset(anon, 0xC3, 1)
+        assert _LIBC.mprotect(ctypes.c_void_p(base), 2 * page, mmap.PROT_READ) == 0
+        assert _LIBC.mprotect(ctypes.c_void_p(base + page), page, 0) == 0
+        assert _LIBC.mprotect(ctypes.c_void_p(base + 2 * page), 2 * page, mmap.PROT_READ) == 0
+        assert _LIBC.mprotect(ctypes.c_void_p(base + 5 * page), page, mmap.PROT_READ) == 0
+        assert _LIBC.mprotect(ctypes.c_void_p(shared), page, mmap.PROT_READ) == 0
+        assert _LIBC.mprotect(ctypes.c_void_p(anon), page, mmap.PROT_READ) == 0
+        copies = procfs.private_copies(os.getpid(), procfs.read_maps(os.getpid()))
+        mine = [(lo, hi) for lo, hi in copies
+                if any(lo < start + size and hi > start
+                       for start, size in ((base, 6 * page), (shared, page), (anon, page)))]
+        assert mine == [(base, base + 2 * page), (base + 5 * page, base + 6 * page)]
+    finally:
+        for start, size in ((base, 6 * page), (shared, page), (anon, page)):
+            _LIBC.munmap(ctypes.c_void_p(start), size)
+
+
+def test_private_copies_of_a_gone_process_raise_no_such_process() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    maps = procfs.read_maps(child.pid)
+    child.kill()
+    child.wait()
+    with pytest.raises(NoSuchProcess):
+        procfs.private_copies(child.pid, maps)

@@ -109,6 +109,8 @@ TRUTH: dict[str, Truth] = {
     # The parent is not the child's tracer: the kernel refuses the POKE (ESRCH).
     "poke_attempt": Truth(errors=(("child_poketext", "ESRCH"),)),
     "wait_then_wx": Truth(ran=("wx_call",), refused=("wx_mmap",)),
+    # MDWE refuses any exec gain: the clean page as much as the written copy.
+    "attach_copied": Truth(ran=("copy_call",), refused=("clean_rx", "copy_rx")),
     # Load and process-handling programs.
     "mprotect_flood": Truth(args=("200",)),
     "jit_flood": Truth(args=("200",), refused=("jit_mprotect",)),

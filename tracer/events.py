@@ -216,7 +216,10 @@ class AttachEvent(NamedTuple):
     kernel keeps one per thread). `history_unknown`: the process is a copy
     of a traced one the model cannot name (a child whose creator died
     before its fork event): every page has unknown (possibly written)
-    history, not the one its protections suggest."""
+    history, not the one its protections suggest. `copied`: address ranges
+    of private file mappings, not writable now, whose pages are the
+    process's own copies (written before the seize: their history is
+    written, not what their protection suggests)."""
 
     ts: float
     pid: int
@@ -226,6 +229,7 @@ class AttachEvent(NamedTuple):
     threads: tuple[int, ...] = ()
     personas: tuple[tuple[int, int], ...] = ()
     history_unknown: bool = False
+    copied: tuple[tuple[int, int], ...] = ()
 
 
 class ForkEvent(NamedTuple):

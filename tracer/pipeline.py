@@ -732,7 +732,8 @@ class Judge:
             self.settler.died(event.pid, event.status)
 
     def _attach(self, event: AttachEvent) -> None:
-        self.model.seed(event.pid, event.process, event.maps, event.personality, event.personas)
+        self.model.seed(event.pid, event.process, event.maps, event.personality, event.personas,
+                        event.copied)
         if event.history_unknown:
             self.model.distrust(event.pid, 0, 1 << 64, event.maps)
 

@@ -406,6 +406,13 @@ class AddressSpace:
         self._changed()
         return True
 
+    def mark_written(self, start: int, end: int) -> None:
+        """Give the mapped pages of [start, end) written history."""
+        for piece in self.overlapping(start, end):
+            if not piece.ever_writable:
+                self.insert(Region(piece.start, piece.end, piece.prot, piece.shared, piece.offset,
+                                   piece.backing, True, piece.ever_exec))
+
     def remove(self, start: int, end: int) -> None:
         """Unmap [start, end) (every mapping and munmap passes here: no list
         of the removed pieces is built, nobody needs one)."""
@@ -650,10 +657,15 @@ class ShadowModel:
     # --- process lifecycle --------------------------------------------------------
 
     def seed(self, pid: int, info: ProcessInfo, maps: tuple[MapEntry, ...], personality: int,
-             personas: tuple[tuple[int, int], ...] = ()) -> Process:
+             personas: tuple[tuple[int, int], ...] = (), copied: tuple[tuple[int, int], ...] = ()) -> Process:
         """Start (or restart, after exec) a process from its maps, with the
-        leader's persona and those of other threads known (tid, persona)."""
-        process = Process(pid, info, AddressSpace.from_maps(maps), personality, dict(personas))
+        leader's persona and those of other threads known (tid, persona);
+        the `copied` address ranges (private copies of file pages) were
+        written, whatever their protection is now."""
+        space = AddressSpace.from_maps(maps)
+        for start, end in copied:
+            space.mark_written(start, end)
+        process = Process(pid, info, space, personality, dict(personas))
         process.personas[pid] = personality
         self.processes[pid] = process
         for region in process.space:

@@ -31,6 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__GLIBC__) && !defined(__USE_GNU)
+#error "define _GNU_SOURCE before any header, or include common.h first: tw_errname needs strerrorname_np"
+#endif
+
 /* mov eax, 42 ; ret -- the one code blob every program writes and runs. */
 static const unsigned char TW_CODE[] = {0xb8, 0x2a, 0x00, 0x00, 0x00, 0xc3};
 #define TW_CODE_RESULT 42

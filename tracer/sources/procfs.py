@@ -410,6 +410,51 @@ def private_anonymous(pid: int, start: int, end: int) -> bool:
     return vmas is not None and all(vma.anonymous and not vma.shared for vma in vmas)
 
 
+# /proc/PID/pagemap: one 64-bit word per page (Documentation/admin-guide/mm/pagemap.rst).
+_PAGE_PRESENT = 1 << 63
+_PAGE_SWAPPED = 1 << 62
+_PAGE_FILE = 1 << 61  # a page of the page cache (or shared anonymous memory)
+_PAGEMAP_CHUNK = 1 << 16  # words read at a time
+
+
+def private_copies(pid: int, maps: Sequence[MapEntry]) -> tuple[tuple[int, int], ...]:
+    """The pages of `pid`'s private file mappings, read-only or no-access
+    now, that hold the process's own copy of the file's page, as address
+    ranges in order: pagemap shows them present or swapped and not a page
+    of the file. The kernel makes such a copy only when the page was
+    written (while it was writable, or through /proc/PID/mem), so their
+    history is written whatever the protection says now. Mappings writable
+    now are left out (their history is written anyway), as are anonymous
+    ones and the kernel's own ([vdso], [vvar]). Raises NoSuchProcess,
+    AccessDenied or TraceError."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    wanted = [entry for entry in maps
+              if not entry.shared and not entry.prot & Prot.WRITE and (entry.inode or entry.dev)
+              and not entry.path.startswith("[")]
+    if not wanted:
+        return ()
+    path = f"/proc/{pid}/pagemap"
+    with _translated(pid, path):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    runs: list[tuple[int, int]] = []
+    try:
+        for entry in wanted:
+            for first in range(entry.start // page, entry.end // page, _PAGEMAP_CHUNK):
+                count = min(_PAGEMAP_CHUNK, entry.end // page - first)
+                with _translated(pid, path):
+                    data = os.pread(fd, count * 8, first * 8)
+                for i, word in enumerate(memoryview(data).cast("Q")):
+                    if word & (_PAGE_PRESENT | _PAGE_SWAPPED) and not word & _PAGE_FILE:
+                        addr = (first + i) * page
+                        if runs and runs[-1][1] == addr:
+                            runs[-1] = (runs[-1][0], addr + page)
+                        else:
+                            runs.append((addr, addr + page))
+    finally:
+        os.close(fd)
+    return tuple(runs)
+
+
 def fd_object(pid: int, fd: int) -> FdObject | None:
     """Return what descriptor `fd` of `pid` refers to: its link text
     ('/usr/lib/x.so', '/memfd:libffi (deleted)', 'socket:[123]') and the

@@ -784,8 +784,21 @@ class PtraceSource:
         for tid in sorted(seen - {pid}):
             with contextlib.suppress(NoSuchProcess):
                 personas.append((tid, procfs.read_personality(pid, tid)))
-        event = AttachEvent(time.time(), pid, info, procfs.read_maps(pid), procfs.read_personality(pid),
-                            tuple(sorted(seen)), tuple(personas))
+        maps = procfs.read_maps(pid)
+        # Pages written before the seize and made read-only since are told by
+        # the kernel's pages, not by their protection; unreadable, every
+        # page's history is unknown.
+        copied: tuple[tuple[int, int], ...] = ()
+        try:
+            copied = procfs.private_copies(pid, maps)
+        except NoSuchProcess:
+            raise
+        except TraceError:
+            unknown = True
+        else:
+            unknown = False
+        event = AttachEvent(time.time(), pid, info, maps, procfs.read_personality(pid),
+                            tuple(sorted(seen)), tuple(personas), history_unknown=unknown, copied=copied)
         self.sink.on_event(event)
         return event
 

@@ -1,0 +1,41 @@
+/*
+ * attach_copied: code written into a private file page before a tracer
+ * attached, made read-only, then executable once the tracer is there.
+ *
+ * Maps the first two pages of its own program file private read+write,
+ * writes code into the first (the kernel makes the process its own copy of
+ * the page) and only reads the second, makes both read-only, says READY
+ * with its pid and waits for a line on stdin (a tracer attaches). Then it
+ * makes the read page read+execute (clean_rx: a clean file page) and the
+ * written one (copy_rx: the written copy), and calls the code. The
+ * protections at attach say both pages are alike; only the kernel's pages
+ * (pagemap: a copy, not the file's page) tell the written one apart.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+
+#include "common.h"
+
+int main(void)
+{
+	size_t pg = tw_page();
+	char line[64];
+	unsigned char *p;
+	int fd;
+
+	tw_init();
+	fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	p = tw_mmap("file_map", NULL, 2 * pg, TW_RW, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED)
+		return tw_done();
+	tw_put_code(p);
+	(void)*(volatile unsigned char *)(p + pg);
+	tw_mprotect("make_ro", p, 2 * pg, PROT_READ);
+	tw_emit("READY %d", (int)getpid());
+	if (!fgets(line, sizeof(line), stdin))
+		line[0] = 0;
+	tw_mprotect("clean_rx", p + pg, pg, TW_RX);
+	if (tw_mprotect("copy_rx", p, pg, TW_RX) == 0)
+		tw_run("copy_call", p);
+	return tw_done();
+}
