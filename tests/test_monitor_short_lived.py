@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,50 @@ def test_mappings_replaced_with_no_call_monitor_sees_are_taken_from_the_kernel(
         run_dir.mkdir()
         traced = trace([program, *suffix.split()], run_dir)
         assert _by_exe(traced.events) == {program: monitored[program]}
+
+
+@pytest.mark.parametrize("name", ["execheap", "execstack_mprotect"])
+def test_an_exec_judged_late_is_judged_on_its_maps_at_the_exec(name, build_program, tmp_path: Path) -> None:
+    """The monitor judges an exec after the program has gone on (here: it is
+    stopped meanwhile): /proc then shows the heap grown by brk and a stack
+    page made read+write+execute by mprotect, which the exec did not make.
+    The exec is judged on the maps it made (the stack as the kernel recorded
+    it at the exec; the heap, like anonymous memory, from its calls): the
+    one event is the mprotect's, as under run, with no wx-map or execstack
+    at the exec. The process is alive when its exec is judged."""
+    program = str(build_program(name))
+    json_path = tmp_path / "monitor.jsonl"
+    monitor = subprocess.Popen([*TRAMPWATCH, "monitor", "--comm", name[:15], "--json", str(json_path),
+                                "-o", str(tmp_path / "m.txt")], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    child = None
+    try:
+        line = monitor.stderr.readline()
+        if "monitoring" not in line:
+            pytest.fail(f"monitor did not start: {line}{monitor.stderr.read()}")
+        monitor.send_signal(signal.SIGSTOP)
+        child = subprocess.Popen([program, "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ran = ""
+        while not (out := child.stdout.readline()).startswith("RAN"):
+            assert out, f"{name} ended before its code ran: {ran}"
+            ran += out
+        monitor.send_signal(signal.SIGCONT)
+        # Until the monitor has judged the mprotect (so the exec before it),
+        # the process still alive: a guard, not a timing.
+        for _ in range(600):
+            if json_path.exists() and '"mprotect"' in json_path.read_text():
+                break
+            time.sleep(0.1)
+        assert child.poll() is None
+    finally:
+        monitor.send_signal(signal.SIGCONT)
+        if child is not None:
+            child.communicate("bye\n", timeout=60)
+        monitor.send_signal(signal.SIGINT)
+        status = monitor.wait(timeout=60)
+    assert status == 0, monitor.stderr.read()
+    records = [json.loads(r) for r in json_path.read_text().splitlines()]
+    events = [r for r in records if r["type"] == "event" and r["exe"] == program]
+    traced = trace([program], tmp_path)
+    assert traced.returncode == 0, traced.stderr
+    assert shape(events) == shape(traced.events)
+    assert [e["syscall"] for e in events] == ["mprotect"]

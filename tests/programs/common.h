@@ -274,6 +274,18 @@ static inline long tw_count_arg(int argc, char **argv, int index, const char *us
 	return n;
 }
 
+/*
+ * With `wait` as the program's one argument, wait for a line on stdin (EOF
+ * counts): the process stays alive, say for a monitor to read its /proc.
+ */
+static inline void tw_wait_if_asked(int argc, char **argv)
+{
+	char line[64];
+
+	if (argc == 2 && strcmp(argv[1], "wait") == 0 && !fgets(line, sizeof(line), stdin))
+		line[0] = 0;
+}
+
 static inline int tw_done(void)
 {
 	tw_emit("DONE");

@@ -1,7 +1,11 @@
-/* execheap: grow the brk heap, then make one page of it read+write+execute. */
+/*
+ * execheap [wait]: grow the brk heap, then make one page of it
+ * read+write+execute. With `wait`, wait for a line on stdin before the end
+ * (a monitor then reads the process's maps while it lives).
+ */
 #include "common.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
 	size_t pg = tw_page();
 	char *old, *page;
@@ -19,5 +23,6 @@ int main(void)
 		tw_put_code(page);
 		tw_run("heap_call", page);
 	}
+	tw_wait_if_asked(argc, argv);
 	return tw_done();
 }

@@ -1,7 +1,11 @@
-/* execstack: a normal (non-executable) stack, one page of it made read+write+execute by mprotect. */
+/*
+ * execstack_mprotect [wait]: a normal (non-executable) stack, one page of it
+ * made read+write+execute by mprotect; with `wait`, the process then waits
+ * for a line on stdin before its end.
+ */
 #include "common.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
 	unsigned char buf[32] __attribute__((aligned(16)));
 	size_t pg = tw_page();
@@ -13,5 +17,6 @@ int main(void)
 		tw_put_code(buf);
 		tw_run("stack_call", buf);
 	}
+	tw_wait_if_asked(argc, argv);
 	return tw_done();
 }

@@ -579,20 +579,23 @@ class EbpfSource:
         """An exec, named from the kernel's record alone (so a process gone
         before /proc is read is named as one still running), with the maps
         it had at exec: /proc's, read now, without the anonymous mappings
-        made since (the model learns those from their calls), or, once the
-        process is gone, the kernel's view of its new stack."""
+        and the heap made since (the model learns those from their calls:
+        every mmap and brk is sent) and with the kernel's view of its new
+        stack at the exec (a later mprotect may have changed /proc's)."""
         rec = exec_rec.rec
         pid = rec.tgid
         self._known.add(pid)
         info = ProcessInfo(_exe_path(exec_rec, pid), exec_rec.comm.decode(errors="replace"), exec_rec.uid)
+        stack = exec_rec.stack
+        at_exec = (MapEntry(stack.start, stack.end, stack.flags & 7, False, 0, 0, 0, "[stack]"),) \
+            if stack.end else ()
         try:
-            maps = tuple(m for m in procfs.read_maps(pid) if m.path and not m.path.startswith("[anon"))
+            maps = procfs.read_maps(pid)
         except TraceError:
-            # Gone already: the kernel's view of the new stack is what remains.
-            stack = exec_rec.stack
-            maps = ()
-            if stack.end:
-                maps = (MapEntry(stack.start, stack.end, stack.flags & 7, False, 0, 0, 0, "[stack]"),)
+            maps = ()  # gone already: the kernel's view of the new stack is what remains
+        kept = (m for m in maps if m.path and m.path != "[heap]" and not m.path.startswith("[anon")
+                and not (at_exec and m.path == "[stack]"))
+        maps = tuple(sorted((*kept, *at_exec), key=lambda m: m.start))
         execstack = self._exec_stacks.execstack(info.exe)
         former = rec.args[0] if rec.args[0] != pid else None
         return ExecEvent(ts, pid, pid, info, maps, execstack, rec.personality, former_pid=former)
