@@ -5,9 +5,12 @@ Attacks still open are xfail(strict=True) with the hole named."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from test_attack import _blocked, _native
@@ -161,9 +164,18 @@ def test_an_open_that_blocks_long_keeps_its_siblings_held(build_program, parse_o
 @pytest.fixture
 def bystander():
     """A process outside the traced tree (run by the same user), blocked in
-    a sleep: its pid."""
+    a sleep: its pid. Handed out once the kernel shows it in the sleep's
+    call (clock_nanosleep or nanosleep), not while it still starts (the
+    attack looks for the `syscall` instruction it is stopped after)."""
     process = subprocess.Popen(["sleep", "300"])
     try:
+        for _ in range(1000):  # a guard, not a timing: sleep reaches its call in milliseconds
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{process.pid}/syscall").read_text().split()[0] in ("230", "35"):
+                    break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the bystander sleep never reached its sleeping call")
         yield str(process.pid)
     finally:
         process.kill()
