@@ -301,7 +301,28 @@ def test_attach_reads_each_threads_persona(holder, options, build_program, parse
     assert _rw_mmaps(events, program.pid, other) == []
 
 
-# --- attach: pages written before the tracer came -------------------------------------------
+# --- attach: what the process wrote before the tracer came ----------------------------------
+
+
+def _attached(program: list[str], options: tuple[str, ...], parse_output, tmp_path):
+    """Run `program` until it says READY, attach with `options`, let it go
+    on; return its parsed output and the event records."""
+    process = subprocess.Popen(program, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    before = ""
+    while not (line := process.stdout.readline()).startswith("READY"):
+        assert line, "the program ended before it was ready"
+        before += line
+    json_path = tmp_path / "attach.jsonl"
+    tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(process.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    ready = tracer.stderr.readline()
+    assert ready.startswith(f"trampwatch: attached to pid {process.pid} (1 thread(s))"), \
+        ready + tracer.stderr.read()
+    out_text, _ = process.communicate("go\n", timeout=120)
+    assert tracer.wait(timeout=120) == 0, tracer.stderr.read()
+    assert process.returncode == 0
+    records = [json.loads(r) for r in json_path.read_text().splitlines()]
+    return parse_output(before + line + out_text), [r for r in records if r["type"] == "event"]
 
 
 @pytest.mark.root
@@ -312,24 +333,7 @@ def test_attach_takes_written_history_from_the_kernels_pages(options, build_prog
     kernel's pages (a private copy) say it was written. Made read+execute
     after the attach it is w-to-x (and execmod), refused under strict; the
     clean page, only read, is not an event."""
-    program = subprocess.Popen([str(build_program("attach_copied"))],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    before = ""
-    while not (line := program.stdout.readline()).startswith("READY"):
-        assert line, "the program ended before it was ready"
-        before += line
-    json_path = tmp_path / "attach.jsonl"
-    tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(program.pid)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    ready = tracer.stderr.readline()
-    assert ready.startswith(f"trampwatch: attached to pid {program.pid} (1 thread(s))"), \
-        ready + tracer.stderr.read()
-    out_text, _ = program.communicate("go\n", timeout=120)
-    assert tracer.wait(timeout=120) == 0, tracer.stderr.read()
-    assert program.returncode == 0
-    out = parse_output(before + line + out_text)
-    events = [json.loads(r) for r in json_path.read_text().splitlines()]
-    events = [e for e in events if e["type"] == "event"]
+    out, events = _attached([str(build_program("attach_copied"))], options, parse_output, tmp_path)
     base = out.steps["file_map"].rc
     assert [(e["syscall"], int(e["addr"], 16)) for e in events] == [("mprotect", base)]
     assert {"w-to-x", "execmod"} <= set(events[0]["categories"])
@@ -340,3 +344,26 @@ def test_attach_takes_written_history_from_the_kernels_pages(options, build_prog
     else:
         assert out.failed() == {} and out.ran == ["copy_call"]
         assert events[0]["verdict"] != "denied"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
+def test_attach_takes_a_file_changed_since_the_process_started_as_written(options, build_program,
+                                                                          parse_output, tmp_path):
+    """Code written into a file (write, then closed) before the tracer came,
+    the file mapped read-only: made read+execute after the attach, or mapped
+    read+execute anew, it is exec-written, refused under strict (the file
+    changed after the process started: the process may have written it).
+    A page of /bin/sh, mapped the same way, is no event."""
+    code = tmp_path / "code.bin"
+    out, events = _attached([str(build_program("attach_file_written")), str(code)], options, parse_output,
+                            tmp_path)
+    assert [e["syscall"] for e in events] == ["mprotect", "mmap"]
+    assert all("exec-written" in e["categories"] and e["backing"]["path"] == str(code) for e in events)
+    assert out.steps["clean_rx"].rc == 0 and out.done == 1
+    if options:
+        assert out.failed() == {"written_rx": "EACCES", "written_map_rx": "EACCES"} and out.ran == []
+        assert all(e["verdict"] == "denied" and e["result"] == -errno.EACCES for e in events)
+    else:
+        assert out.failed() == {} and out.ran == ["written_call", "fresh_call"]
+        assert not [e for e in events if e["verdict"] == "denied"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -531,3 +532,25 @@ def test_private_copies_of_a_gone_process_raise_no_such_process() -> None:
     child.wait()
     with pytest.raises(NoSuchProcess):
         procfs.private_copies(child.pid, maps)
+
+
+def test_start_time_is_no_later_than_any_change_the_process_makes(tmp_path) -> None:
+    """A file a process writes as its first act has a change time (the
+    kernel's coarse clock) no earlier than the start time read for it, and
+    that start time lies between a clock reading before it was made (less
+    two ticks: whole ticks, one more for the coarse clock) and one after."""
+    tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    for attempt in range(20):
+        mark = tmp_path / f"mark{attempt}"
+        before = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        child = subprocess.Popen(["sh", "-c", f": > {mark}; exec sleep 30"])
+        after = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        try:
+            started = procfs.start_time_ns(child.pid)
+            while not mark.exists():  # a guard: sh writes it at once
+                time.sleep(0.001)
+            assert before - 2 * tick <= started <= after
+            assert mark.stat().st_ctime_ns >= started
+        finally:
+            child.kill()
+            child.wait()

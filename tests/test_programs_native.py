@@ -111,6 +111,10 @@ TRUTH: dict[str, Truth] = {
     "wait_then_wx": Truth(ran=("wx_call",), refused=("wx_mmap",)),
     # MDWE refuses any exec gain: the clean page as much as the written copy.
     "attach_copied": Truth(ran=("copy_call",), refused=("clean_rx", "copy_rx")),
+    # MDWE lets a file be mapped read+execute at once (no gain): fresh_call runs.
+    "attach_file_written": Truth(args=("/tmp/tw_attach_file_written.code",),
+                                 ran=("written_call", "fresh_call"), refused=("clean_rx", "written_rx"),
+                                 mdwe_ran=("fresh_call",)),
     # Load and process-handling programs.
     "mprotect_flood": Truth(args=("200",)),
     "jit_flood": Truth(args=("200",), refused=("jit_mprotect",)),

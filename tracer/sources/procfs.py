@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -172,6 +173,23 @@ def read_tgid(tid: int) -> int:
     """Return the thread group id (process id) of thread `tid`.
     Raises NoSuchProcess, AccessDenied or TraceError."""
     return _status_field(tid, "Tgid:")
+
+
+def start_time_ns(pid: int) -> int:
+    """When `pid` started, as a CLOCK_REALTIME time in ns, early enough
+    that a file the process changed has a change time no earlier: one
+    clock tick before the whole tick /proc/PID/stat counts (the kernel
+    stamps change times from its coarse clock, up to a tick behind).
+    Raises NoSuchProcess, AccessDenied or TraceError."""
+    text = _read_text(pid, "stat")
+    try:
+        # Field 22, counted after the name, which may hold ')' and spaces.
+        ticks = int(text.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError) as err:
+        raise TraceError(f"unexpected /proc/{pid}/stat format: {text[:80]!r}", pid=pid) from err
+    tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    booted = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return booted + (ticks - 1) * tick_ns
 
 
 def last_pid() -> int:

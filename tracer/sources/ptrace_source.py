@@ -764,7 +764,10 @@ class PtraceSource:
         stop at every syscall (PTRACE_SYSCALL) and the source filters.
         """
         info = procfs.read_process_info(pid)
-        self.started_ns = run_start_ns()
+        # What the process did before the attach is unknown: a file changed
+        # since it started may be one it wrote (made read-only, then mapped
+        # or made executable once attached).
+        self.started_ns = procfs.start_time_ns(pid)
         self._start_devices = procfs.mount_devices(pid)
         self._image_devices = _image_devices(self._start_devices)
         self._read_swap_files()
@@ -808,6 +811,14 @@ class PtraceSource:
         event = AttachEvent(time.time(), pid, info, maps, procfs.read_personality(pid),
                             tuple(sorted(seen)), tuple(personas), history_unknown=unknown, copied=copied)
         self.sink.on_event(event)
+        # As at a spawn, the files it can write through descriptors it holds;
+        # and the files it maps already, changed since it started.
+        writable = _writable_objects(pid)
+        if writable:
+            self.sink.on_event(WritableObjects(time.time(), pid, writable))
+        mapped = {(m.dev, m.inode): m for m in maps if m.dev and not m.path.startswith("[")}
+        self._report_fresh(pid, pid, [(procfs.mapped_file(pid, m), m.dev, _map_files(pid, m.start, m.end))
+                                      for m in mapped.values()])
         return event
 
     def kill_all(self) -> None:
