@@ -527,11 +527,13 @@ def test_private_copies_are_the_written_pages_of_private_file_mappings(tmp_path)
 
 def test_private_copies_of_a_gone_process_raise_no_such_process() -> None:
     child = subprocess.Popen(["sleep", "30"])
-    maps = procfs.read_maps(child.pid)
     child.kill()
     child.wait()
+    # A private read-only file mapping, so pagemap is read (Popen may return
+    # while the kernel still loads the program: its maps then hold no file).
+    program = MapEntry(0x400000, 0x401000, Prot.READ, False, 0, os.makedev(8, 1), 2, "/usr/bin/sleep")
     with pytest.raises(NoSuchProcess):
-        procfs.private_copies(child.pid, maps)
+        procfs.private_copies(child.pid, (program,))
 
 
 def test_start_time_is_no_later_than_any_change_the_process_makes(tmp_path) -> None:
