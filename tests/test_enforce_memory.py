@@ -261,52 +261,10 @@ def test_strict_refuses_read_implies_exec_whichever_thread_asks(setter, how, fil
         assert [(e["syscall"], e["result"]) for e in traced.events] == [("personality", -errno.EACCES)]
 
 
-@pytest.mark.root
-@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
-@pytest.mark.parametrize("holder", ["main", "second"])
-def test_attach_reads_each_threads_persona(holder, options, build_program, parse_output, tmp_path):
-    """A process seized with READ_IMPLIES_EXEC in one thread only (set before
-    the tracer came, so nothing refused it): each thread is judged by its
-    own persona, read from /proc/PID/task/TID/personality; under strict
-    enforce the holder's read+write mmap is refused and no code runs."""
-    program = subprocess.Popen([str(build_program("thread_persona")), f"attach-{holder}"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    before = ""
-    while not (line := program.stdout.readline()).startswith("READY"):
-        assert line, "the program ended before it was ready"
-        before += line
-    json_path = tmp_path / "attach.jsonl"
-    tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(program.pid)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    ready = tracer.stderr.readline()
-    attached = f"trampwatch: attached to pid {program.pid} (2 thread(s))"
-    assert ready.startswith(attached), ready + tracer.stderr.read()
-    out_text, _ = program.communicate("go\n", timeout=120)
-    assert tracer.wait(timeout=120) == 0, tracer.stderr.read()
-    assert program.returncode == 0
-    out = parse_output(before + line + out_text)
-    records = [json.loads(r) for r in json_path.read_text().splitlines()]
-    events = [r for r in records if r["type"] == "event"]
-    assert out.steps[f"{holder}_persona"].rc & READ_IMPLIES_EXEC
-    if not options:
-        assert out.ran == [f"{holder}_call"]
-        _judged_as_the_kernel_did(Traced(0, out_text, "", events, {}), out, program.pid)
-        return
-    assert out.ran == [] and out.done == 1
-    assert out.failed() == {f"{holder}_rw_mmap": "EACCES"}
-    other = "second" if holder == "main" else "main"
-    assert not out.maps[f"{other}_region"].executable
-    refused = _rw_mmaps(events, program.pid, holder)
-    assert [(e["verdict"], e["result"]) for e in refused] == [("denied", -errno.EACCES)]
-    assert _rw_mmaps(events, program.pid, other) == []
-
-
-# --- attach: what the process wrote before the tracer came ----------------------------------
-
-
-def _attached(program: list[str], options: tuple[str, ...], parse_output, tmp_path):
-    """Run `program` until it says READY, attach with `options`, let it go
-    on; return its parsed output and the event records."""
+def _attached(program: list[str], options: tuple[str, ...], parse_output, tmp_path, threads: int = 1):
+    """Run `program` until it says READY, attach with `options` (to its
+    `threads` threads), let it go on; return its parsed output, the event
+    records and its pid."""
     process = subprocess.Popen(program, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     before = ""
     while not (line := process.stdout.readline()).startswith("READY"):
@@ -316,13 +274,40 @@ def _attached(program: list[str], options: tuple[str, ...], parse_output, tmp_pa
     tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(process.pid)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     ready = tracer.stderr.readline()
-    assert ready.startswith(f"trampwatch: attached to pid {process.pid} (1 thread(s))"), \
+    assert ready.startswith(f"trampwatch: attached to pid {process.pid} ({threads} thread(s))"), \
         ready + tracer.stderr.read()
     out_text, _ = process.communicate("go\n", timeout=120)
     assert tracer.wait(timeout=120) == 0, tracer.stderr.read()
     assert process.returncode == 0
     records = [json.loads(r) for r in json_path.read_text().splitlines()]
-    return parse_output(before + line + out_text), [r for r in records if r["type"] == "event"]
+    return parse_output(before + line + out_text), [r for r in records if r["type"] == "event"], process.pid
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
+@pytest.mark.parametrize("holder", ["main", "second"])
+def test_attach_reads_each_threads_persona(holder, options, build_program, parse_output, tmp_path):
+    """A process seized with READ_IMPLIES_EXEC in one thread only (set before
+    the tracer came, so nothing refused it): each thread is judged by its
+    own persona, read from /proc/PID/task/TID/personality; under strict
+    enforce the holder's read+write mmap is refused and no code runs."""
+    out, events, pid = _attached([str(build_program("thread_persona")), f"attach-{holder}"], options,
+                                 parse_output, tmp_path, threads=2)
+    assert out.steps[f"{holder}_persona"].rc & READ_IMPLIES_EXEC
+    if not options:
+        assert out.ran == [f"{holder}_call"]
+        _judged_as_the_kernel_did(Traced(0, "", "", events, {}), out, pid)
+        return
+    assert out.ran == [] and out.done == 1
+    assert out.failed() == {f"{holder}_rw_mmap": "EACCES"}
+    other = "second" if holder == "main" else "main"
+    assert not out.maps[f"{other}_region"].executable
+    refused = _rw_mmaps(events, pid, holder)
+    assert [(e["verdict"], e["result"]) for e in refused] == [("denied", -errno.EACCES)]
+    assert _rw_mmaps(events, pid, other) == []
+
+
+# --- attach: what the process wrote before the tracer came ----------------------------------
 
 
 @pytest.mark.root
@@ -333,7 +318,7 @@ def test_attach_takes_written_history_from_the_kernels_pages(options, build_prog
     kernel's pages (a private copy) say it was written. Made read+execute
     after the attach it is w-to-x (and execmod), refused under strict; the
     clean page, only read, is not an event."""
-    out, events = _attached([str(build_program("attach_copied"))], options, parse_output, tmp_path)
+    out, events, _ = _attached([str(build_program("attach_copied"))], options, parse_output, tmp_path)
     base = out.steps["file_map"].rc
     assert [(e["syscall"], int(e["addr"], 16)) for e in events] == [("mprotect", base)]
     assert {"w-to-x", "execmod"} <= set(events[0]["categories"])
@@ -356,8 +341,8 @@ def test_attach_takes_a_file_changed_since_the_process_started_as_written(option
     changed after the process started: the process may have written it).
     A page of /bin/sh, mapped the same way, is no event."""
     code = tmp_path / "code.bin"
-    out, events = _attached([str(build_program("attach_file_written")), str(code)], options, parse_output,
-                            tmp_path)
+    out, events, _ = _attached([str(build_program("attach_file_written")), str(code)], options, parse_output,
+                               tmp_path)
     assert [e["syscall"] for e in events] == ["mprotect", "mmap"]
     assert all("exec-written" in e["categories"] and e["backing"]["path"] == str(code) for e in events)
     assert out.steps["clean_rx"].rc == 0 and out.done == 1
