@@ -340,3 +340,64 @@ def test_attach_takes_written_history_from_the_kernels_pages(options, build_prog
     else:
         assert out.failed() == {} and out.ran == ["copy_call"]
         assert events[0]["verdict"] != "denied"
+
+
+def _attach_after_ready(build_program, name: str, args: list[str], options, tmp_path):
+    """Start `name`, attach to it once it says READY, let it go on; return
+    its output (before and after the attach), its return code and the
+    tracer's event records."""
+    program = subprocess.Popen([str(build_program(name)), *args],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    before = ""
+    while not (line := program.stdout.readline()).startswith("READY"):
+        assert line, "the program ended before it was ready"
+        before += line
+    json_path = tmp_path / "attach.jsonl"
+    tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(program.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    # Held descriptors are judged at the seize: their report lines come
+    # before the tracer says it is attached.
+    attached = f"trampwatch: attached to pid {program.pid} (1 thread(s))"
+    while not (ready := tracer.stderr.readline()).startswith(attached):
+        assert ready, "the tracer ended before it was attached"
+    out_text, _ = program.communicate("go\n", timeout=120)
+    tracer.communicate(timeout=120)
+    records = [json.loads(r) for r in json_path.read_text().splitlines()]
+    return before + line + out_text, program.returncode, [r for r in records if r["type"] == "event"]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
+@pytest.mark.parametrize("mode", ["file", "mem"])
+def test_attach_judges_the_descriptors_the_process_holds(mode, options, build_program, parse_output,
+                                                          tmp_path):
+    """Descriptors opened before the tracer attached are judged at the
+    seize as an open's are at its exit. `file`: a file held open for
+    writing, its clean page mapped private read-only; after the attach the
+    code is pwritten into the file and the page made R-X: the file is
+    written (exec-written, refused under strict; before, no event and the
+    code ran). `mem`: its own mem file held open for writing; after the
+    attach the code is pwritten over a private R-X page of its program and
+    called, no memory call at all (foreign-write: no call made the
+    descriptor, so strict kills the process at the seize; before, no event
+    and the code ran)."""
+    out_text, returncode, events = _attach_after_ready(
+        build_program, "attack_attach_held_fd", [mode, str(tmp_path / "held")], options, tmp_path)
+    out = parse_output(out_text)
+    if mode == "file":
+        assert returncode == 0
+        assert [(e["syscall"], e["categories"]) for e in events] == [("mprotect", ["exec-written"])]
+        if options:
+            assert out.failed() == {"make_rx": "EACCES"} and out.ran == []
+            assert events[0]["verdict"] == "denied" and events[0]["result"] == -errno.EACCES
+        else:
+            assert out.ran == ["rx_call"] and events[0]["verdict"] != "denied"
+        return
+    assert [(e["syscall"], e["categories"], e["detail"]["fd"]) for e in events] == \
+        [("held", ["foreign-write"], str(out.steps["open_mem"].rc))]
+    if options:
+        assert returncode == -signal.SIGKILL and out.ran == []
+        assert events[0]["verdict"] == "killed"
+    else:
+        assert returncode == 0 and out.ran == ["mem_call"]
+        assert events[0]["verdict"] != "killed"

@@ -387,6 +387,12 @@ class Unresolved(NamedTuple):
 # the blocked call.
 BLOCKED_PSEUDO_SYSCALL = "blocked"
 
+# The pseudo call a source reports for each descriptor a process held when
+# it was attached (args: the descriptor number), judged from the kernel's
+# view of it as an open's is at its exit: no call made it, so none can be
+# refused.
+HELD_PSEUDO_SYSCALL = "held"
+
 # What a source drops, as its Unresolved events say: an exec whose /proc
 # entries could not be read.
 EXEC_UNRESOLVED = "exec-unresolved"

@@ -48,7 +48,16 @@ from .abi import (
     SHM_RND,
     USERFAULTFD_IOC_NEW,
 )
-from .events import BLOCKED_PSEUDO_SYSCALL, ExecEvent, FdObject, ForkEvent, MapEntry, MemCall, ProcessInfo
+from .events import (
+    BLOCKED_PSEUDO_SYSCALL,
+    HELD_PSEUDO_SYSCALL,
+    ExecEvent,
+    FdObject,
+    ForkEvent,
+    MapEntry,
+    MemCall,
+    ProcessInfo,
+)
 
 DELETED = " (deleted)"
 
@@ -1201,7 +1210,7 @@ _FACILITIES = {"io_uring_setup": "io_uring", "userfaultfd": "userfaultfd", "clon
                "fanotify_init": "fanotify", "init_module": "kernel-module", "finit_module": "kernel-module",
                "kexec_load": "kexec", "kexec_file_load": "kexec", "swapon": "swapon"}
 _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd", "recvmsg",
-                     "recvmmsg", "memfd_create")
+                     "recvmmsg", "memfd_create", HELD_PSEUDO_SYSCALL)
 
 _PLANNERS = {
     **dict.fromkeys(_DESCRIPTOR_CALLS, ShadowModel._plan_descriptor),
