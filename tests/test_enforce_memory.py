@@ -401,3 +401,21 @@ def test_attach_judges_the_descriptors_the_process_holds(mode, options, build_pr
     else:
         assert returncode == 0 and out.ran == ["mem_call"]
         assert events[0]["verdict"] != "killed"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", ["file_ro", "shm_ro"])
+def test_attach_takes_a_read_only_shared_view_that_may_write_for_written(mode, build_program, parse_output,
+                                                                         tmp_path):
+    """Code written through a shared read-write view (a file's, a System V
+    segment's) before the tracer attached, the view made read-only: its
+    protection says never written, but the kernel keeps it one that may be
+    writable again (smaps VmFlags `mw`): its history is written, and made
+    R-X after the attach it is w-to-x, refused under strict (before, no
+    event and the code ran)."""
+    out_text, returncode, events = _attach_after_ready(
+        build_program, "attack_attach_shared", [mode, str(tmp_path / "shared")], STRICT, tmp_path)
+    out = parse_output(out_text)
+    assert returncode == 0 and out.ran == [] and out.failed() == {"make_rx": "EACCES"}
+    assert [(e["syscall"], e["categories"], e["verdict"]) for e in events] == \
+        [("mprotect", ["w-to-x"], "denied")]

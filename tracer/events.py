@@ -218,8 +218,9 @@ class AttachEvent(NamedTuple):
     before its fork event): every page has unknown (possibly written)
     history, not the one its protections suggest. `copied`: address ranges
     of private file mappings, not writable now, whose pages are the
-    process's own copies (written before the seize: their history is
-    written, not what their protection suggests)."""
+    process's own copies, and of shared mappings not writable now that may
+    be made writable again (written before the seize, or maybe: their
+    history is written, not what their protection suggests)."""
 
     ts: float
     pid: int

@@ -669,8 +669,9 @@ class ShadowModel:
              personas: tuple[tuple[int, int], ...] = (), copied: tuple[tuple[int, int], ...] = ()) -> Process:
         """Start (or restart, after exec) a process from its maps, with the
         leader's persona and those of other threads known (tid, persona);
-        the `copied` address ranges (private copies of file pages) were
-        written, whatever their protection is now."""
+        the `copied` address ranges (private copies of file pages, shared
+        views that may be writable again) were written, whatever their
+        protection is now."""
         space = AddressSpace.from_maps(maps)
         for start, end in copied:
             space.mark_written(start, end)
@@ -678,7 +679,9 @@ class ShadowModel:
         process.personas[pid] = personality
         self.processes[pid] = process
         for region in process.space:
-            self._note_writable(region.backing, region.shared, region.prot)
+            # A shared view written before (`copied`) wrote its object.
+            self._note_writable(region.backing, region.shared,
+                                region.prot | (PROT_WRITE if region.ever_writable else 0))
         return process
 
     def exec(self, event: ExecEvent) -> Process:

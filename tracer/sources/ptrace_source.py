@@ -799,7 +799,7 @@ class PtraceSource:
         # page's history is unknown.
         copied: tuple[tuple[int, int], ...] = ()
         try:
-            copied = procfs.private_copies(pid, maps)
+            copied = procfs.private_copies(pid, maps) + procfs.shared_may_write(pid, maps)
         except NoSuchProcess:
             raise
         except TraceError:
