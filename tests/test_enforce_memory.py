@@ -261,10 +261,10 @@ def test_strict_refuses_read_implies_exec_whichever_thread_asks(setter, how, fil
         assert [(e["syscall"], e["result"]) for e in traced.events] == [("personality", -errno.EACCES)]
 
 
-def _attached(program: list[str], options: tuple[str, ...], parse_output, tmp_path, threads: int = 1):
+def _attached(program: list[str], options: tuple[str, ...], tmp_path, threads: int = 1):
     """Run `program` until it says READY, attach with `options` (to its
-    `threads` threads), let it go on; return its parsed output, the event
-    records and its pid."""
+    `threads` threads), let it go on; return its output (before and after
+    the attach), its return code, the tracer's event records and its pid."""
     process = subprocess.Popen(program, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     before = ""
     while not (line := process.stdout.readline()).startswith("READY"):
@@ -273,14 +273,17 @@ def _attached(program: list[str], options: tuple[str, ...], parse_output, tmp_pa
     json_path = tmp_path / "attach.jsonl"
     tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(process.pid)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    ready = tracer.stderr.readline()
-    assert ready.startswith(f"trampwatch: attached to pid {process.pid} ({threads} thread(s))"), \
-        ready + tracer.stderr.read()
+    # Held descriptors are judged at the seize: their report lines come
+    # before the tracer says it is attached.
+    attached = f"trampwatch: attached to pid {process.pid} ({threads} thread(s))"
+    while not (ready := tracer.stderr.readline()).startswith(attached):
+        assert ready, "the tracer ended before it was attached"
     out_text, _ = process.communicate("go\n", timeout=120)
-    assert tracer.wait(timeout=120) == 0, tracer.stderr.read()
-    assert process.returncode == 0
+    _, errors = tracer.communicate(timeout=120)
+    assert process.returncode != 0 or tracer.returncode == 0, errors
     records = [json.loads(r) for r in json_path.read_text().splitlines()]
-    return parse_output(before + line + out_text), [r for r in records if r["type"] == "event"], process.pid
+    events = [r for r in records if r["type"] == "event"]
+    return before + line + out_text, process.returncode, events, process.pid
 
 
 @pytest.mark.root
@@ -291,8 +294,10 @@ def test_attach_reads_each_threads_persona(holder, options, build_program, parse
     the tracer came, so nothing refused it): each thread is judged by its
     own persona, read from /proc/PID/task/TID/personality; under strict
     enforce the holder's read+write mmap is refused and no code runs."""
-    out, events, pid = _attached([str(build_program("thread_persona")), f"attach-{holder}"], options,
-                                 parse_output, tmp_path, threads=2)
+    out_text, returncode, events, pid = _attached([str(build_program("thread_persona")), f"attach-{holder}"],
+                                                  options, tmp_path, threads=2)
+    assert returncode == 0
+    out = parse_output(out_text)
     assert out.steps[f"{holder}_persona"].rc & READ_IMPLIES_EXEC
     if not options:
         assert out.ran == [f"{holder}_call"]
@@ -318,7 +323,9 @@ def test_attach_takes_written_history_from_the_kernels_pages(options, build_prog
     kernel's pages (a private copy) say it was written. Made read+execute
     after the attach it is w-to-x (and execmod), refused under strict; the
     clean page, only read, is not an event."""
-    out, events, _ = _attached([str(build_program("attach_copied"))], options, parse_output, tmp_path)
+    out_text, returncode, events, _ = _attached([str(build_program("attach_copied"))], options, tmp_path)
+    assert returncode == 0
+    out = parse_output(out_text)
     base = out.steps["file_map"].rc
     assert [(e["syscall"], int(e["addr"], 16)) for e in events] == [("mprotect", base)]
     assert {"w-to-x", "execmod"} <= set(events[0]["categories"])
@@ -341,8 +348,10 @@ def test_attach_takes_a_file_changed_since_the_process_started_as_written(option
     changed after the process started: the process may have written it).
     A page of /bin/sh, mapped the same way, is no event."""
     code = tmp_path / "code.bin"
-    out, events, _ = _attached([str(build_program("attach_file_written")), str(code)], options, parse_output,
-                               tmp_path)
+    program = [str(build_program("attach_file_written")), str(code)]
+    out_text, returncode, events, _ = _attached(program, options, tmp_path)
+    assert returncode == 0
+    out = parse_output(out_text)
     assert [e["syscall"] for e in events] == ["mprotect", "mmap"]
     assert all("exec-written" in e["categories"] and e["backing"]["path"] == str(code) for e in events)
     assert out.steps["clean_rx"].rc == 0 and out.done == 1
@@ -352,3 +361,59 @@ def test_attach_takes_a_file_changed_since_the_process_started_as_written(option
     else:
         assert out.failed() == {} and out.ran == ["written_call", "fresh_call"]
         assert not [e for e in events if e["verdict"] == "denied"]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
+@pytest.mark.parametrize("mode", ["file", "mem"])
+def test_attach_judges_the_descriptors_the_process_holds(mode, options, build_program, parse_output,
+                                                          tmp_path):
+    """Descriptors opened before the tracer attached are judged at the
+    seize as an open's are at its exit. `file`: a file held open for
+    writing, its clean page mapped private read-only; after the attach the
+    code is pwritten into the file and the page made R-X: the file is
+    written (exec-written, refused under strict; before, no event and the
+    code ran). `mem`: its own mem file held open for writing; after the
+    attach the code is pwritten over a private R-X page of its program and
+    called, no memory call at all (foreign-write: no call made the
+    descriptor, so strict kills the process at the seize; before, no event
+    and the code ran)."""
+    out_text, returncode, events, _ = _attached(
+        [str(build_program("attack_attach_held_fd")), mode, str(tmp_path / "held")], options, tmp_path)
+    out = parse_output(out_text)
+    if mode == "file":
+        assert returncode == 0
+        assert [(e["syscall"], e["categories"]) for e in events] == [("mprotect", ["exec-written"])]
+        if options:
+            assert out.failed() == {"make_rx": "EACCES"} and out.ran == []
+            assert events[0]["verdict"] == "denied" and events[0]["result"] == -errno.EACCES
+        else:
+            assert out.ran == ["rx_call"] and events[0]["verdict"] != "denied"
+        return
+    assert [(e["syscall"], e["categories"], e["detail"]["fd"]) for e in events] == \
+        [("held", ["foreign-write"], str(out.steps["open_mem"].rc))]
+    if options:
+        assert returncode == -signal.SIGKILL and out.ran == []
+        assert events[0]["verdict"] == "killed"
+    else:
+        assert returncode == 0 and out.ran == ["mem_call"]
+        assert events[0]["verdict"] != "killed"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", ["file_ro", "shm_ro"])
+def test_attach_takes_a_read_only_shared_view_that_may_write_for_written(mode, build_program, parse_output,
+                                                                         tmp_path):
+    """Code written through a shared read-write view (a file's, a System V
+    segment's) before the tracer attached, the view made read-only: its
+    protection says never written, but the kernel keeps it one that may be
+    writable again (smaps VmFlags `mw`): its history is written, and made
+    R-X after the attach it is w-to-x, refused under strict (before, no
+    event and the code ran); the object, made after the process started,
+    is exec-written too."""
+    out_text, returncode, events, _ = _attached(
+        [str(build_program("attack_attach_shared")), mode, str(tmp_path / "shared")], STRICT, tmp_path)
+    out = parse_output(out_text)
+    assert returncode == 0 and out.ran == [] and out.failed() == {"make_rx": "EACCES"}
+    assert [(e["syscall"], e["categories"], e["verdict"]) for e in events] == \
+        [("mprotect", ["w-to-x", "exec-written"], "denied")]

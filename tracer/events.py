@@ -218,8 +218,9 @@ class AttachEvent(NamedTuple):
     before its fork event): every page has unknown (possibly written)
     history, not the one its protections suggest. `copied`: address ranges
     of private file mappings, not writable now, whose pages are the
-    process's own copies (written before the seize: their history is
-    written, not what their protection suggests)."""
+    process's own copies, and of shared mappings not writable now that may
+    be made writable again (written before the seize, or maybe: their
+    history is written, not what their protection suggests)."""
 
     ts: float
     pid: int
@@ -386,6 +387,12 @@ class Unresolved(NamedTuple):
 # judged of it, and it may be waiting for one of them. MemCall.path names
 # the blocked call.
 BLOCKED_PSEUDO_SYSCALL = "blocked"
+
+# The pseudo call a source reports for each descriptor a process held when
+# it was attached (args: the descriptor number), judged from the kernel's
+# view of it as an open's is at its exit: no call made it, so none can be
+# refused.
+HELD_PSEUDO_SYSCALL = "held"
 
 # What a source drops, as its Unresolved events say: an exec whose /proc
 # entries could not be read.

@@ -48,7 +48,16 @@ from .abi import (
     SHM_RND,
     USERFAULTFD_IOC_NEW,
 )
-from .events import BLOCKED_PSEUDO_SYSCALL, ExecEvent, FdObject, ForkEvent, MapEntry, MemCall, ProcessInfo
+from .events import (
+    BLOCKED_PSEUDO_SYSCALL,
+    HELD_PSEUDO_SYSCALL,
+    ExecEvent,
+    FdObject,
+    ForkEvent,
+    MapEntry,
+    MemCall,
+    ProcessInfo,
+)
 
 DELETED = " (deleted)"
 
@@ -660,8 +669,9 @@ class ShadowModel:
              personas: tuple[tuple[int, int], ...] = (), copied: tuple[tuple[int, int], ...] = ()) -> Process:
         """Start (or restart, after exec) a process from its maps, with the
         leader's persona and those of other threads known (tid, persona);
-        the `copied` address ranges (private copies of file pages) were
-        written, whatever their protection is now."""
+        the `copied` address ranges (private copies of file pages, shared
+        views that may be writable again) were written, whatever their
+        protection is now."""
         space = AddressSpace.from_maps(maps)
         for start, end in copied:
             space.mark_written(start, end)
@@ -669,7 +679,9 @@ class ShadowModel:
         process.personas[pid] = personality
         self.processes[pid] = process
         for region in process.space:
-            self._note_writable(region.backing, region.shared, region.prot)
+            # A shared view written before (`copied`) wrote its object.
+            self._note_writable(region.backing, region.shared,
+                                region.prot | (PROT_WRITE if region.ever_writable else 0))
         return process
 
     def exec(self, event: ExecEvent) -> Process:
@@ -1201,7 +1213,7 @@ _FACILITIES = {"io_uring_setup": "io_uring", "userfaultfd": "userfaultfd", "clon
                "fanotify_init": "fanotify", "init_module": "kernel-module", "finit_module": "kernel-module",
                "kexec_load": "kexec", "kexec_file_load": "kexec", "swapon": "swapon"}
 _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd", "recvmsg",
-                     "recvmmsg", "memfd_create")
+                     "recvmmsg", "memfd_create", HELD_PSEUDO_SYSCALL)
 
 _PLANNERS = {
     **dict.fromkeys(_DESCRIPTOR_CALLS, ShadowModel._plan_descriptor),

@@ -24,7 +24,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from ..events import BLOCKED_PSEUDO_SYSCALL
+from ..events import BLOCKED_PSEUDO_SYSCALL, HELD_PSEUDO_SYSCALL
 from ..judgement import UNENFORCED, Judgement, Outcome
 from ..policy.model import Action, Decision
 from ..sources.ptrace_source import ALLOW_WITH_RESULT, CallReply
@@ -155,6 +155,10 @@ class PtraceEnforcer:
             return Plan(Proof.DEATH, _KILLED, reason)
         if judgement.syscall == BLOCKED_PSEUDO_SYSCALL:
             reason = "a call blocked in the kernel cannot be refused: killed instead" \
+                if decision.action is Action.DENY else None
+            return Plan(Proof.DEATH, _KILLED, reason)
+        if judgement.syscall == HELD_PSEUDO_SYSCALL:
+            reason = "a descriptor held before the attach cannot be refused: killed instead" \
                 if decision.action is Action.DENY else None
             return Plan(Proof.DEATH, _KILLED, reason)
         if decision.action is Action.DENY:

@@ -473,6 +473,30 @@ def private_copies(pid: int, maps: Sequence[MapEntry]) -> tuple[tuple[int, int],
     return tuple(runs)
 
 
+def shared_may_write(pid: int, maps: Sequence[MapEntry]) -> tuple[tuple[int, int], ...]:
+    """The shared mappings of `pid` not writable now that may be made
+    writable again (VM_MAYWRITE: `mw` in /proc/PID/smaps' VmFlags: its
+    descriptor was open for writing, or a System V attach read-write), as
+    address ranges in order: what was written through them before the
+    seize is not known, so their history is written. Raises NoSuchProcess,
+    AccessDenied or TraceError."""
+    if not any(entry.shared and not entry.prot & Prot.WRITE for entry in maps):
+        return ()
+    found = []
+    span: tuple[int, int] | None = None
+    for line in _read_text(pid, "smaps").split("\n"):
+        head = line.split(None, 2)
+        if len(head) > 1 and "-" in head[0] and head[1] in _PERMS:
+            prot, shared = _PERMS[head[1]]
+            start, _, end = head[0].partition("-")
+            span = (int(start, 16), int(end, 16)) if shared and not prot & Prot.WRITE else None
+        elif span is not None and line.startswith("VmFlags:"):
+            if "mw" in line.split()[1:]:
+                found.append(span)
+            span = None
+    return tuple(found)
+
+
 def fd_object(pid: int, fd: int) -> FdObject | None:
     """Return what descriptor `fd` of `pid` refers to: its link text
     ('/usr/lib/x.so', '/memfd:libffi (deleted)', 'socket:[123]') and the

@@ -39,6 +39,7 @@ from ..errors import AccessDenied, CommandError, NoSuchProcess, TraceError
 from ..events import (
     BLOCKED_PSEUDO_SYSCALL,
     EXEC_UNRESOLVED,
+    HELD_PSEUDO_SYSCALL,
     AttachEvent,
     CallStalled,
     Event,
@@ -801,7 +802,7 @@ class PtraceSource:
         # page's history is unknown.
         copied: tuple[tuple[int, int], ...] = ()
         try:
-            copied = procfs.private_copies(pid, maps)
+            copied = procfs.private_copies(pid, maps) + procfs.shared_may_write(pid, maps)
         except NoSuchProcess:
             raise
         except TraceError:
@@ -811,15 +812,51 @@ class PtraceSource:
         event = AttachEvent(time.time(), pid, info, maps, procfs.read_personality(pid),
                             tuple(sorted(seen)), tuple(personas), history_unknown=unknown, copied=copied)
         self.sink.on_event(event)
-        # As at a spawn, the files it can write through descriptors it holds;
-        # and the files it maps already, changed since it started.
-        writable = _writable_objects(pid)
-        if writable:
-            self.sink.on_event(WritableObjects(time.time(), pid, writable))
+        # The files it maps already, changed since it started (it may have
+        # written them), and the descriptors it holds.
         mapped = {(m.dev, m.inode): m for m in maps if m.dev and not m.path.startswith("[")}
         self._report_fresh(pid, pid, [(procfs.mapped_file(pid, m), m.dev, _map_files(pid, m.start, m.end))
                                       for m in mapped.values()])
+        self._judge_held(pid)
         return event
+
+    def _judge_held(self, pid: int) -> None:
+        """Judge each descriptor `pid` holds at the seize (every thread
+        stopped) as an open's is judged at its exit, from the kernel's view
+        of it: a mem file open for writing writes code with no memory call
+        (foreign-write), an opaque facility does what cannot be seen, a file
+        open for writing is recorded as written (what is written through it
+        after the attach is the tree's: a clean page mapped before, made R-X
+        after, holds it). No call made them, so none can be refused: a
+        refusal kills the process. An unreadable table is judged as such."""
+        try:
+            fds = procfs.list_fds(pid)
+        except NoSuchProcess:
+            raise
+        except TraceError:
+            fds = [-1]
+        peek = self._peek_for(pid)
+        for fd in fds:
+            try:
+                link = procfs.fd_link(pid, fd) if fd >= 0 else None
+                if fd >= 0 and (link is None or not _worth_a_view(link)):
+                    continue
+                view = procfs.fd_view(pid, fd) if fd >= 0 else _UNREADABLE
+            except NoSuchProcess:
+                raise
+            except TraceError:
+                view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
+            if view is None:
+                continue  # closed meanwhile (by a thread that was not stopped yet)
+            if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
+                view = view._replace(layers=self._overlay_devices)
+            held = MemCall(time.time(), pid, pid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
+                           path=view.path, target=_mem_target(view))
+            reply, entry = self.sink.on_call(held, peek)
+            if reply.kill or reply.deny_errno is not None:
+                self._kill_processes({pid})
+                return
+            self.sink.on_event(MemReturn(held, fd, entry))
 
     def kill_all(self) -> None:
         """SIGKILL every traced process (fail closed); the loop then reaps them."""
