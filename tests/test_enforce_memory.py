@@ -378,6 +378,8 @@ def test_attach_judges_the_descriptors_the_process_holds(mode, options, build_pr
     called, no memory call at all (foreign-write: no call made the
     descriptor, so strict kills the process at the seize; before, no event
     and the code ran)."""
+    native = _native(build_program, parse_output, "attack_attach_held_fd", mode, str(tmp_path / "native"))
+    assert native.ran == {"file": ["rx_call"], "mem": ["mem_call"]}[mode]
     out_text, returncode, events, _ = _attached(
         [str(build_program("attack_attach_held_fd")), mode, str(tmp_path / "held")], options, tmp_path)
     out = parse_output(out_text)
@@ -411,9 +413,37 @@ def test_attach_takes_a_read_only_shared_view_that_may_write_for_written(mode, b
     R-X after the attach it is w-to-x, refused under strict (before, no
     event and the code ran); the object, made after the process started,
     is exec-written too."""
+    native = _native(build_program, parse_output, "attack_attach_shared", mode, str(tmp_path / "native"))
+    assert native.ran == ["rx_call"]
     out_text, returncode, events, _ = _attached(
         [str(build_program("attack_attach_shared")), mode, str(tmp_path / "shared")], STRICT, tmp_path)
     out = parse_output(out_text)
     assert returncode == 0 and out.ran == [] and out.failed() == {"make_rx": "EACCES"}
     assert [(e["syscall"], e["categories"], e["verdict"]) for e in events] == \
         [("mprotect", ["w-to-x", "exec-written"], "denied")]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
+def test_attach_judges_a_thread_that_does_not_stop_as_blocked(options, build_program, parse_output, tmp_path):
+    """The tracer reads the process once its threads have stopped. A thread
+    inside vfork does not stop while its child (made before the attach,
+    sharing its address space, traced by nobody) lives: the child waits
+    for the line the test sends once the tracer is attached, then makes a
+    written page R-X, and the parent calls it with no call of its own.
+    After BLOCKED_PATIENCE the thread is judged as the `blocked` pseudo call
+    (opaque: strict kills the process, before the child's change; before,
+    the maps were read at once and the code ran with no event); audit
+    reports it and takes every page's history as unknown."""
+    assert _native(build_program, parse_output, "attack_attach_vfork").ran == ["vfork_call"]
+    program = [str(build_program("attack_attach_vfork"))]
+    out_text, returncode, events, _ = _attached(program, options, tmp_path)
+    out = parse_output(out_text)
+    assert [(e["syscall"], e["categories"], e["detail"]["facility"]) for e in events] == \
+        [("blocked", ["opaque"], "blocked-unstopped")]
+    if options:
+        assert returncode == -signal.SIGKILL and out.ran == []
+        assert events[0]["verdict"] == "killed"
+    else:
+        assert returncode == 0 and out.ran == ["vfork_call"]
+        assert events[0]["verdict"] != "killed"

@@ -258,6 +258,18 @@ def wait_channel(tid: int) -> str | None:
     return name if name and name != "0" else None
 
 
+def syscall_in_flight(tid: int) -> int | None:
+    """The number of the system call thread `tid` is blocked in
+    (/proc/TID/syscall), or None when it is in none, runs, is gone or
+    cannot be read."""
+    try:
+        with open(f"/proc/{tid}/syscall", encoding="ascii") as file:
+            first = file.read().split(" ", 1)[0]
+    except (OSError, ValueError):
+        return None
+    return int(first) if first.isdigit() else None
+
+
 # Open /proc/PID/mem descriptors by pid. The kernel binds a mem descriptor to
 # the address space it was opened on, so after an exec it reads nothing: the
 # reader reopens once when a cached descriptor returns no bytes.

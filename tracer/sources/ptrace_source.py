@@ -790,6 +790,9 @@ class PtraceSource:
         if not seen:
             raise NoSuchProcess("could not seize any thread", pid=pid)
         self.root_pid = pid
+        # Nothing is read before every seized thread has stopped: one still
+        # running (a stop is asked for, not waited) could change what is read.
+        unstopped = self._await_stops(seen)
         # Each seized thread's own persona (stopped, none can change it; one
         # gone already makes no more calls).
         personas = []
@@ -808,7 +811,7 @@ class PtraceSource:
         except TraceError:
             unknown = True
         else:
-            unknown = False
+            unknown = bool(unstopped)  # what a call still running does comes after these reads
         event = AttachEvent(time.time(), pid, info, maps, procfs.read_personality(pid),
                             tuple(sorted(seen)), tuple(personas), history_unknown=unknown, copied=copied)
         self.sink.on_event(event)
@@ -818,7 +821,47 @@ class PtraceSource:
         self._report_fresh(pid, pid, [(procfs.mapped_file(pid, m), m.dev, _map_files(pid, m.start, m.end))
                                       for m in mapped.values()])
         self._judge_held(pid)
+        self._judge_unstopped(pid, unstopped)
         return event
+
+    def _await_stops(self, tids: set[int]) -> set[int]:
+        """Wait up to BLOCKED_PATIENCE for the stop each seized thread was
+        asked for (kept for the loop, as waitpid gave it); return the
+        threads that have not stopped: blocked in a call no stop interrupts
+        (a vfork's wait for its child, a page a FUSE server holds back), which
+        may still change the address space or the descriptors."""
+        waiting = set(tids)
+        deadline = time.monotonic() + BLOCKED_PATIENCE
+        while waiting:
+            for tid in list(waiting):
+                try:
+                    stopped = os.waitpid(tid, _WALL | os.WNOHANG)
+                except ChildProcessError:
+                    waiting.discard(tid)  # gone and reaped meanwhile
+                    continue
+                if stopped[0]:
+                    self._reported.append(stopped)
+                    waiting.discard(tid)
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+        return waiting
+
+    def _judge_unstopped(self, pid: int, unstopped: set[int]) -> None:
+        """Judge each thread that did not stop at the seize as the `blocked`
+        pseudo call (opaque: what its call does is unseen, and it comes
+        after the maps and descriptors were read); a refusal kills the
+        process (its call cannot be refused while it runs)."""
+        for tid in sorted(unstopped):
+            # The number the kernel shows for its call (in the thread's own ABI), if any.
+            nr = procfs.syscall_in_flight(tid)
+            args = () if nr is None else (nr,)
+            blocked = MemCall(time.time(), pid, tid, BLOCKED_PSEUDO_SYSCALL, "x86_64", args, path="unstopped")
+            reply, entry = self.sink.on_call(blocked, self._peek_for(pid))
+            if reply.kill or reply.deny_errno is not None:
+                self._kill_processes({pid})
+                return
+            self.sink.on_event(MemReturn(blocked, 0, entry))
 
     def _judge_held(self, pid: int) -> None:
         """Judge each descriptor `pid` holds at the seize (every thread
