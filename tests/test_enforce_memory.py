@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import signal
 import subprocess
 
@@ -447,3 +448,27 @@ def test_attach_judges_a_thread_that_does_not_stop_as_blocked(options, build_pro
     else:
         assert returncode == 0 and out.ran == ["vfork_call"]
         assert events[0]["verdict"] != "killed"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", ["sqpoll", "registered", "nommap"])
+def test_attach_finds_an_io_uring_with_no_descriptor_left(mode, build_program, parse_output, tmp_path):
+    """An io_uring made before the attach, its descriptor closed, with the
+    program's own mem file registered as its fixed file: after the attach
+    one submission writes code over the program's text, with no call at all
+    when a kernel thread polls the ring (`sqpoll`, `nommap`), or through an
+    io_uring_enter by the ring's registered index (`registered`). What shows
+    it at the seize: the ring's mapping (`sqpoll`, `registered`), or only its
+    polling thread, iou-sqp (`nommap`: the rings are the program's own
+    anonymous pages). io_uring is opaque: strict kills the process at the
+    seize (before, the code ran with no event)."""
+    if mode == "nommap" and tuple(int(part) for part in os.uname().release.split(".")[:2]) < (6, 5):
+        pytest.skip(f"IORING_SETUP_NO_MMAP needs Linux 6.5; this kernel is {os.uname().release}")
+    assert _native(build_program, parse_output, "attack_attach_uring", mode).ran == ["uring_call"]
+    program = [str(build_program("attack_attach_uring")), mode]
+    threads = 1 if mode == "registered" else 2  # a polled ring's thread is one of the process's
+    out_text, returncode, events, _ = _attached(program, STRICT, tmp_path, threads=threads)
+    out = parse_output(out_text)
+    assert returncode == -signal.SIGKILL and out.ran == []
+    assert [(e["syscall"], e["categories"], e["detail"]["facility"], e["verdict"]) for e in events] == \
+        [("held", ["opaque"], "io_uring", "killed")]

@@ -258,6 +258,15 @@ def wait_channel(tid: int) -> str | None:
     return name if name and name != "0" else None
 
 
+def thread_name(pid: int, tid: int) -> str:
+    """The name (comm) of thread `tid` of `pid`; '' when it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm", encoding="utf-8", errors="replace") as file:
+            return file.read().rstrip("\n")
+    except OSError:
+        return ""
+
+
 def syscall_in_flight(tid: int) -> int | None:
     """The number of the system call thread `tid` is blocked in
     (/proc/TID/syscall), or None when it is in none, runs, is gone or

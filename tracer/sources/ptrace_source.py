@@ -29,7 +29,7 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -47,6 +47,7 @@ from ..events import (
     ExitEvent,
     FdObject,
     ForkEvent,
+    MapEntry,
     MemCall,
     MemReturn,
     Unresolved,
@@ -820,7 +821,7 @@ class PtraceSource:
         mapped = {(m.dev, m.inode): m for m in maps if m.dev and not m.path.startswith("[")}
         self._report_fresh(pid, pid, [(procfs.mapped_file(pid, m), m.dev, _map_files(pid, m.start, m.end))
                                       for m in mapped.values()])
-        self._judge_held(pid)
+        self._judge_held(pid, maps)
         self._judge_unstopped(pid, unstopped)
         return event
 
@@ -863,22 +864,39 @@ class PtraceSource:
                 return
             self.sink.on_event(MemReturn(blocked, 0, entry))
 
-    def _judge_held(self, pid: int) -> None:
-        """Judge each descriptor `pid` holds at the seize (every thread
-        stopped) as an open's is judged at its exit, from the kernel's view
-        of it: a mem file open for writing writes code with no memory call
-        (foreign-write), an opaque facility does what cannot be seen, a file
-        open for writing is recorded as written (what is written through it
-        after the attach is the tree's: a clean page mapped before, made R-X
-        after, holds it). No call made them, so none can be refused: a
-        refusal kills the process. An unreadable table is judged as such."""
+    def _judge_held(self, pid: int, maps: tuple[MapEntry, ...]) -> None:
+        """Judge what `pid` holds at the seize (every thread stopped) as an
+        open's descriptor is judged at its exit, from the kernel's view of
+        it: each descriptor (a mem file open for writing writes code with no
+        memory call: foreign-write; an opaque facility does what cannot be
+        seen; a file open for writing is recorded as written: what is
+        written through it after the attach is the tree's), and what keeps
+        an opaque facility with no descriptor left: a mapping of one (an
+        io_uring's rings, a KVM vCPU) and io_uring's own threads (a ring
+        polled by the kernel takes submissions with no call at all). No call
+        made them, so none can be refused: a refusal kills the process. An
+        unreadable table is judged as such."""
+        peek = self._peek_for(pid)
+        for fd, view in self._held_views(pid, maps):
+            if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
+                view = view._replace(layers=self._overlay_devices)
+            held = MemCall(time.time(), pid, pid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
+                           path=view.path, target=_mem_target(view))
+            reply, entry = self.sink.on_call(held, peek)
+            if reply.kill or reply.deny_errno is not None:
+                self._kill_processes({pid})
+                return
+            self.sink.on_event(MemReturn(held, fd, entry))
+
+    @staticmethod
+    def _held_views(pid: int, maps: tuple[MapEntry, ...]) -> Iterator[tuple[int, FdObject]]:
+        """(descriptor number or -1, the kernel's view) of what _judge_held judges."""
         try:
             fds = procfs.list_fds(pid)
         except NoSuchProcess:
             raise
         except TraceError:
             fds = [-1]
-        peek = self._peek_for(pid)
         for fd in fds:
             try:
                 link = procfs.fd_link(pid, fd) if fd >= 0 else None
@@ -889,17 +907,14 @@ class PtraceSource:
                 raise
             except TraceError:
                 view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
-            if view is None:
-                continue  # closed meanwhile (by a thread that was not stopped yet)
-            if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
-                view = view._replace(layers=self._overlay_devices)
-            held = MemCall(time.time(), pid, pid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
-                           path=view.path, target=_mem_target(view))
-            reply, entry = self.sink.on_call(held, peek)
-            if reply.kill or reply.deny_errno is not None:
-                self._kill_processes({pid})
-                return
-            self.sink.on_event(MemReturn(held, fd, entry))
+            if view is not None:  # else closed meanwhile
+                yield fd, view
+        for entry in {(m.dev, m.inode): m for m in maps if m.path in _OPAQUE_MAPPINGS
+                      or m.path.startswith("anon_inode:kvm-")}.values():
+            yield -1, FdObject(-1, entry.path, entry.dev, entry.inode, access=abi.O_RDWR)
+        names = (procfs.thread_name(pid, tid) for tid in procfs.list_threads(pid))
+        if any(name.startswith(_IO_URING_THREADS) for name in names):
+            yield -1, FdObject(-1, "anon_inode:[io_uring]", 0, 0, access=abi.O_RDWR)
 
     def kill_all(self) -> None:
         """SIGKILL every traced process (fail closed); the loop then reaps them."""
@@ -2522,6 +2537,11 @@ _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap",
 # kernel's d_path of a detached or foreign procfs starts elsewhere).
 _MEM_LINK = re.compile(r"(?:^|/)(\d+)(?:/task/\d+)?/mem(?: \(deleted\))?$")
 _OPAQUE_LINKS = frozenset({"anon_inode:[userfaultfd]", "anon_inode:[io_uring]"})
+# What maps lines and thread names show of an opaque facility whose
+# descriptor is gone: an io_uring's rings, its kernel threads (polling the
+# rings: iou-sqp-PID; working for them: iou-wrk-TID).
+_OPAQUE_MAPPINGS = frozenset({"anon_inode:[io_uring]"})
+_IO_URING_THREADS = ("iou-sqp-", "iou-wrk-")
 # What a receive stands for when the descriptor table cannot be read.
 _UNREADABLE = FdObject(-1, "", 0, 0)
 
