@@ -453,7 +453,7 @@ def test_attach_judges_a_thread_that_does_not_stop_as_blocked(options, build_pro
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("mode", ["sqpoll", "registered", "nommap"])
+@pytest.mark.parametrize("mode", ["sqpoll", "registered", "nommap", "enter"])
 def test_attach_finds_an_io_uring_with_no_descriptor_left(mode, build_program, parse_output, tmp_path):
     """An io_uring made before the attach, its descriptor closed, with the
     program's own mem file registered as its fixed file: after the attach
@@ -463,14 +463,22 @@ def test_attach_finds_an_io_uring_with_no_descriptor_left(mode, build_program, p
     it at the seize: the ring's mapping (`sqpoll`, `registered`), or only its
     polling thread, iou-sqp (`nommap`: the rings are the program's own
     anonymous pages). io_uring is opaque: strict kills the process at the
-    seize (before, the code ran with no event)."""
-    if mode == "nommap" and tuple(int(part) for part in os.uname().release.split(".")[:2]) < (6, 5):
+    seize (before, the code ran with no event). `enter`: the same rings, not
+    polled, entered by the ring's registered index: nothing shows the ring at
+    the seize, and that io_uring_enter is refused (EPERM, opaque)."""
+    release = tuple(int(part) for part in os.uname().release.split(".")[:2])
+    if mode in ("nommap", "enter") and release < (6, 5):
         pytest.skip(f"IORING_SETUP_NO_MMAP needs Linux 6.5; this kernel is {os.uname().release}")
     assert _native(build_program, parse_output, "attack_attach_uring", mode).ran == ["uring_call"]
     program = [str(build_program("attack_attach_uring")), mode]
-    threads = 1 if mode == "registered" else 2  # a polled ring's thread is one of the process's
+    threads = 2 if mode in ("sqpoll", "nommap") else 1  # a polled ring's thread is one of the process's
     out_text, returncode, events, _ = _attached(program, STRICT, tmp_path, threads=threads)
     out = parse_output(out_text)
+    if mode == "enter":
+        assert returncode == 0 and out.ran == [] and out.failed() == {"enter": "EPERM"}
+        assert [(e["syscall"], e["categories"], e["detail"]["facility"], e["verdict"]) for e in events] == \
+            [("io_uring_enter", ["opaque"], "io_uring", "denied")]
+        return
     assert returncode == -signal.SIGKILL and out.ran == []
     assert [(e["syscall"], e["categories"], e["detail"]["facility"], e["verdict"]) for e in events] == \
         [("held", ["opaque"], "io_uring", "killed")]

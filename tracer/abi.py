@@ -46,6 +46,7 @@ SYSCALLS_X86_64: dict[str, int] = {
     "recvmmsg": 299,
     # Facilities the tracer cannot see through (refused as `opaque` by policy).
     "io_uring_setup": 425,
+    "io_uring_enter": 426,  # judged where a ring may predate the tracer (attach)
     "userfaultfd": 323,
     "ioctl": 16,
     "remap_file_pages": 216,
@@ -92,6 +93,7 @@ SYSCALLS_I386: dict[str, int] = {
     "recvmmsg_time64": 417,
     "socketcall": 102,  # recvmsg/recvmmsg multiplexed (older i386 libcs)
     "io_uring_setup": 425,
+    "io_uring_enter": 426,
     "userfaultfd": 374,
     "ioctl": 54,
     "remap_file_pages": 257,
@@ -148,6 +150,7 @@ SYS_RECVMMSG = 19
 
 # Facilities refused as `opaque` (what the tracer cannot judge).
 CLONE_UNTRACED = 0x00800000
+IORING_ENTER_REGISTERED_RING = 1 << 4
 CLONE_FILES = 0x400
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3

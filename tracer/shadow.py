@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from .abi import (
     CLONE_UNTRACED,
+    IORING_ENTER_REGISTERED_RING,
     KVM_CREATE_VM,
     MAP_ANONYMOUS,
     MAP_GROWSDOWN,
@@ -1046,6 +1047,10 @@ class ShadowModel:
             return _opaque(call, "PR_SET_MM") if args[0] & 0xFFFFFFFF == PR_SET_MM else None
         if name == BLOCKED_PSEUDO_SYSCALL:
             return _opaque(call, f"blocked-{call.path}")
+        if name == "io_uring_enter":
+            # A ring entered by its registered index may have no descriptor,
+            # mapping or thread that showed it when the process was attached.
+            return _opaque(call, "io_uring") if args[3] & IORING_ENTER_REGISTERED_RING else None
         if name == "remap_file_pages":
             region = process.space.find(args[0])
             risky = region is not None and region.shared and bool(region.prot & PROT_EXEC)
@@ -1217,8 +1222,8 @@ _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", 
 
 _PLANNERS = {
     **dict.fromkeys(_DESCRIPTOR_CALLS, ShadowModel._plan_descriptor),
-    **dict.fromkeys(("clone", "ioctl", "seccomp", "remap_file_pages", "prctl", BLOCKED_PSEUDO_SYSCALL,
-                     *_FACILITIES),
+    **dict.fromkeys(("clone", "ioctl", "seccomp", "remap_file_pages", "prctl", "io_uring_enter",
+                     BLOCKED_PSEUDO_SYSCALL, *_FACILITIES),
                     ShadowModel._plan_opaque),
     "ptrace": ShadowModel._plan_foreign_write,
     "mmap": ShadowModel._plan_mmap,

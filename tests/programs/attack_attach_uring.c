@@ -1,6 +1,6 @@
 /*
- * attack_attach_uring sqpoll|registered|nommap: an io_uring made before a
- * tracer attached writes code after it, with no descriptor left to see.
+ * attack_attach_uring sqpoll|registered|nommap|enter: an io_uring made
+ * before a tracer attached writes code after it, with no descriptor left.
  *
  * Before READY: /proc/self/mem opened for writing and registered as the
  * ring's fixed file 0, then closed; the ring registered by index
@@ -10,9 +10,10 @@
  * `registered`: the ring is entered by its index; `nommap`: polled, its
  * rings in two anonymous pages of the program (IORING_SETUP_NO_MMAP, Linux
  * 6.5), so no mapping names the ring either: only its polling thread shows
- * it. After a line on stdin (a tracer attaches): one write of the code
- * through fixed file 0 at tw_patch_target, in the program's read+execute
- * text, then a call of it.
+ * it; `enter`: the same rings, not polled, entered by the ring's index:
+ * nothing shows the ring but that call. After a line on stdin (a tracer
+ * attaches): one write of the code through fixed file 0 at
+ * tw_patch_target, in the program's read+execute text, then a call of it.
  */
 #include <linux/io_uring.h>
 #include <sys/syscall.h>
@@ -44,12 +45,12 @@ int main(int argc, char **argv)
 
 	tw_init();
 	if (argc != 2 || (strcmp(argv[1], "sqpoll") != 0 && strcmp(argv[1], "registered") != 0 &&
-			  strcmp(argv[1], "nommap") != 0)) {
-		fprintf(stderr, "usage: attack_attach_uring sqpoll|registered|nommap\n");
+			  strcmp(argv[1], "nommap") != 0 && strcmp(argv[1], "enter") != 0)) {
+		fprintf(stderr, "usage: attack_attach_uring sqpoll|registered|nommap|enter\n");
 		return 2;
 	}
-	nommap = strcmp(argv[1], "nommap") == 0;
-	sqpoll = nommap || strcmp(argv[1], "sqpoll") == 0;
+	nommap = strcmp(argv[1], "nommap") == 0 || strcmp(argv[1], "enter") == 0;
+	sqpoll = strcmp(argv[1], "nommap") == 0 || strcmp(argv[1], "sqpoll") == 0;
 	if (sqpoll) {
 		p.flags = IORING_SETUP_SQPOLL;
 		p.sq_thread_idle = 30000; /* ms: it stays awake across the attach */
