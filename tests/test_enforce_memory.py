@@ -262,10 +262,11 @@ def test_strict_refuses_read_implies_exec_whichever_thread_asks(setter, how, fil
         assert [(e["syscall"], e["result"]) for e in traced.events] == [("personality", -errno.EACCES)]
 
 
-def _attached(program: list[str], options: tuple[str, ...], tmp_path, threads: int = 1):
+def _attached(program: list[str], options: tuple[str, ...], tmp_path, threads: int | None = 1):
     """Run `program` until it says READY, attach with `options` (to its
-    `threads` threads), let it go on; return its output (before and after
-    the attach), its return code, the tracer's event records and its pid."""
+    `threads` threads; None: any number), let it go on; return its output
+    (before and after the attach), its return code, the tracer's event
+    records and its pid."""
     process = subprocess.Popen(program, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     before = ""
     while not (line := process.stdout.readline()).startswith("READY"):
@@ -276,7 +277,7 @@ def _attached(program: list[str], options: tuple[str, ...], tmp_path, threads: i
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     # Held descriptors are judged at the seize: their report lines come
     # before the tracer says it is attached.
-    attached = f"trampwatch: attached to pid {process.pid} ({threads} thread(s))"
+    attached = f"trampwatch: attached to pid {process.pid} ({'' if threads is None else threads}"
     while not (ready := tracer.stderr.readline()).startswith(attached):
         assert ready, "the tracer ended before it was attached"
     out_text, _ = process.communicate("go\n", timeout=120)
@@ -408,6 +409,47 @@ def test_attach_judges_the_descriptors_the_process_holds(mode, options, build_pr
     assert [(e["syscall"], e["categories"], e["detail"]["fd"]) for e in events] == \
         [("held", ["foreign-write"], str(out.steps["open_mem"].rc))]
     _killed_at_the_seize(options, returncode, out, events[0], "mem_call")
+
+
+@pytest.mark.root
+def test_attach_judges_the_descriptors_a_thread_holds_in_its_own_table(build_program, parse_output, tmp_path):
+    """A second thread that unshared its descriptor table (CLONE_FILES)
+    holds its own mem file open for writing there, not in the leader's
+    /proc/PID/fd; after the attach it pwrites code over a private R-X page
+    of its program and calls it, no memory call at all. Every seized
+    thread's table (kcmp: another than the leader's) is judged at the seize:
+    foreign-write, in that thread, kills the process under strict (before,
+    only the leader's table was read: no event and the code ran)."""
+    assert _native(build_program, parse_output, "attack_attach_thread_table").ran == ["mem_call"]
+    out_text, returncode, events, _ = _attached([str(build_program("attack_attach_thread_table"))], STRICT,
+                                                tmp_path, threads=2)
+    out = parse_output(out_text)
+    assert returncode == -signal.SIGKILL and out.ran == []
+    assert [(e["syscall"], e["categories"], e["verdict"], e["detail"]["fd"]) for e in events] == \
+        [("held", ["foreign-write"], "killed", str(out.steps["open_mem"].rc))]
+    assert events[0]["tid"] != events[0]["pid"]
+
+
+@pytest.mark.root
+def test_attach_seizes_a_thread_made_by_a_clone_the_seize_interrupted(build_program, parse_output, tmp_path):
+    """A thread seized in the middle of a clone makes the new thread
+    untraced (the kernel decided when the clone began) and lists it only
+    when the clone ends: here 0.3 s later (its pidfd is stored into a page
+    a userfaultfd served by a helper process holds back). The new thread,
+    untraced, waits for the line sent after the attach and makes a written
+    anonymous page R-X. The threads are listed again once every seized one
+    has stopped: the new one is seized before anything is read, and its
+    mprotect is refused (before, the listing ended before the clone did:
+    the thread ran untraced, no event, and the code ran)."""
+    assert _native(build_program, parse_output, "attack_attach_clone_race").done == 1
+    out_text, returncode, events, _ = _attached([str(build_program("attack_attach_clone_race"))], STRICT,
+                                                tmp_path, threads=None)
+    out = parse_output(out_text)
+    assert returncode == 0 and out.done == 1 and out.ran == []
+    untraced = out.steps["untraced"].rc
+    assert out.failed() == {"untraced_rx": "EACCES"}
+    assert [(e["syscall"], e["tid"], e["verdict"]) for e in events] == [("mprotect", untraced, "denied")]
+    assert "anon-exec" in events[0]["categories"]
 
 
 @pytest.mark.root

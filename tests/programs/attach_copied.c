@@ -2,8 +2,9 @@
  * attach_copied: code written into a private file page before a tracer
  * attached, made read-only, then executable once the tracer is there.
  *
- * Maps the first two pages of its own program file private read+write,
- * writes code into the first (the kernel makes the process its own copy of
+ * Maps the first two pages of /bin/sh private read+write (a file older than
+ * the process: its own program may have just been built), writes code into
+ * the first (the kernel makes the process its own copy of
  * the page) and only reads the second, makes both read-only, says READY
  * with its pid and waits for a line on stdin (a tracer attaches). Then it
  * makes the read page read+execute (clean_rx: a clean file page) and the
@@ -24,7 +25,7 @@ int main(void)
 	int fd;
 
 	tw_init();
-	fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	fd = open("/bin/sh", O_RDONLY | O_CLOEXEC);
 	p = tw_mmap("file_map", NULL, 2 * pg, TW_RW, MAP_PRIVATE, fd, 0);
 	if (p == MAP_FAILED)
 		return tw_done();

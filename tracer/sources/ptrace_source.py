@@ -640,6 +640,11 @@ ORPHAN_PATIENCE = 1.0
 # for 100 µs). The polls yield, so a tree that shares the tracer's one CPU
 # runs meanwhile; with one CPU to run on there is nothing to gain.
 SPIN_SECONDS = 100e-6
+# How many times attach lists the threads again once every seized one has
+# stopped (a thread seized in a clone made an untraced one): each round
+# needs a thread made untraced in the last, which a process can chain; past
+# this many the attach fails.
+SEIZE_ROUNDS = 64
 
 
 class PtraceSource:
@@ -776,24 +781,25 @@ class PtraceSource:
         self._overlay_devices = procfs.devices_of_type(pid, frozenset({"overlay"}))
         self._kernel_filled = procfs.devices_of_type(pid, procfs.KERNEL_FILLED_TYPES)
         seen: set[int] = set()
-        while True:
-            fresh = [tid for tid in procfs.list_threads(pid) if tid not in seen]
+        unstopped: set[int] = set()
+        # Nothing is read before every seized thread has stopped: one still
+        # running (a stop is asked for, not waited) could change what is read.
+        # A thread seized in the middle of a clone makes its new thread
+        # untraced (the kernel decided before the seize) and lists it only
+        # when the clone ends, which may be after the last listing: the
+        # threads are listed again once every seized one has stopped (every
+        # clone they were in has ended), until no new one is found.
+        tried: set[int] = set()
+        for _ in range(SEIZE_ROUNDS):
+            fresh = self._seize_threads(pid, seen, tried)
             if not fresh:
                 break
-            for tid in fresh:
-                try:
-                    _fast_ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
-                    _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
-                except TraceError:
-                    continue
-                seen.add(tid)
-                self.tasks[tid] = _Task(tid, pid, syscall_mode=True)
+            unstopped |= self._await_stops(fresh)
+        else:
+            raise TraceError(f"new threads kept coming after {SEIZE_ROUNDS} rounds of seizing", pid=pid)
         if not seen:
             raise NoSuchProcess("could not seize any thread", pid=pid)
         self.root_pid = pid
-        # Nothing is read before every seized thread has stopped: one still
-        # running (a stop is asked for, not waited) could change what is read.
-        unstopped = self._await_stops(seen)
         # Each seized thread's own persona (stopped, none can change it; one
         # gone already makes no more calls).
         personas = []
@@ -821,9 +827,29 @@ class PtraceSource:
         mapped = {(m.dev, m.inode): m for m in maps if m.dev and not m.path.startswith("[")}
         self._report_fresh(pid, pid, [(procfs.mapped_file(pid, m), m.dev, _map_files(pid, m.start, m.end))
                                       for m in mapped.values()])
-        self._judge_held(pid, maps)
+        self._judge_held(pid, maps, seen)
         self._judge_unstopped(pid, unstopped)
         return event
+
+    def _seize_threads(self, pid: int, seen: set[int], tried: set[int]) -> set[int]:
+        """Seize (and ask to stop) every thread of `pid` not tried yet,
+        listing them again until a listing shows no new one; add them to
+        `tried`, those seized to `seen` as well, and return those."""
+        seized: set[int] = set()
+        while True:
+            fresh = [tid for tid in procfs.list_threads(pid) if tid not in tried]
+            if not fresh:
+                return seized
+            tried.update(fresh)
+            for tid in fresh:
+                try:
+                    _fast_ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
+                    _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
+                except TraceError:
+                    continue  # gone (or a zombie leader: listed, never seizable)
+                seen.add(tid)
+                seized.add(tid)
+                self.tasks[tid] = _Task(tid, pid, syscall_mode=True)
 
     def _await_stops(self, tids: set[int]) -> set[int]:
         """Wait up to BLOCKED_PATIENCE for the stop each seized thread was
@@ -864,7 +890,7 @@ class PtraceSource:
                 return
             self.sink.on_event(MemReturn(blocked, 0, entry))
 
-    def _judge_held(self, pid: int, maps: tuple[MapEntry, ...]) -> None:
+    def _judge_held(self, pid: int, maps: tuple[MapEntry, ...], tids: set[int]) -> None:
         """Judge what `pid` holds at the seize (every thread stopped) as an
         open's descriptor is judged at its exit, from the kernel's view of
         it: each descriptor (a mem file open for writing writes code with no
@@ -875,12 +901,14 @@ class PtraceSource:
         io_uring's rings, a KVM vCPU) and io_uring's own threads (a ring
         polled by the kernel takes submissions with no call at all). No call
         made them, so none can be refused: a refusal kills the process. An
-        unreadable table is judged as such."""
+        unreadable table is judged as such. Every descriptor table of the
+        seized threads (`tids`) counts: a thread that unshared its table
+        (CLONE_FILES) holds what the leader's does not show."""
         peek = self._peek_for(pid)
-        for fd, view in self._held_views(pid, maps):
+        for tid, fd, view in self._held_views(pid, maps, tids):
             if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
                 view = view._replace(layers=self._overlay_devices)
-            held = MemCall(time.time(), pid, pid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
+            held = MemCall(time.time(), pid, tid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
                            path=view.path, target=_mem_target(view))
             reply, entry = self.sink.on_call(held, peek)
             if reply.kill or reply.deny_errno is not None:
@@ -889,32 +917,45 @@ class PtraceSource:
             self.sink.on_event(MemReturn(held, fd, entry))
 
     @staticmethod
-    def _held_views(pid: int, maps: tuple[MapEntry, ...]) -> Iterator[tuple[int, FdObject]]:
-        """(descriptor number or -1, the kernel's view) of what _judge_held judges."""
-        try:
-            fds = procfs.list_fds(pid)
-        except NoSuchProcess:
-            raise
-        except TraceError:
-            fds = [-1]
-        for fd in fds:
+    def _held_views(pid: int, maps: tuple[MapEntry, ...],
+                    tids: set[int]) -> Iterator[tuple[int, int, FdObject]]:
+        """(the thread holding it, descriptor number or -1, the kernel's
+        view) of what _judge_held judges: the leader's descriptor table, and
+        that of each thread of `tids` whose table kcmp says is another."""
+        tables = [pid]
+        for tid in sorted(tids - {pid}):
+            # Unknown (None) is read as its own table: a thread gone has none to list.
+            if not any(_kcmp(tid, other, _KCMP_FILES) for other in tables):
+                tables.append(tid)
+        for holder in tables:
             try:
-                link = procfs.fd_link(pid, fd) if fd >= 0 else None
-                if fd >= 0 and (link is None or not _worth_a_view(link)):
-                    continue
-                view = procfs.fd_view(pid, fd) if fd >= 0 else _UNREADABLE
+                fds = procfs.list_fds(holder)
             except NoSuchProcess:
-                raise
+                if holder == pid:
+                    raise
+                continue  # a thread gone makes no more calls
             except TraceError:
-                view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
-            if view is not None:  # else closed meanwhile
-                yield fd, view
+                fds = [-1]
+            for fd in fds:
+                try:
+                    link = procfs.fd_link(holder, fd) if fd >= 0 else None
+                    if fd >= 0 and (link is None or not _worth_a_view(link)):
+                        continue
+                    view = procfs.fd_view(holder, fd) if fd >= 0 else _UNREADABLE
+                except NoSuchProcess:
+                    if holder == pid:
+                        raise
+                    break
+                except TraceError:
+                    view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
+                if view is not None:  # else closed meanwhile
+                    yield holder, fd, view
         for entry in {(m.dev, m.inode): m for m in maps if m.path in _OPAQUE_MAPPINGS
                       or m.path.startswith("anon_inode:kvm-")}.values():
-            yield -1, FdObject(-1, entry.path, entry.dev, entry.inode, access=abi.O_RDWR)
+            yield pid, -1, FdObject(-1, entry.path, entry.dev, entry.inode, access=abi.O_RDWR)
         names = (procfs.thread_name(pid, tid) for tid in procfs.list_threads(pid))
         if any(name.startswith(_IO_URING_THREADS) for name in names):
-            yield -1, FdObject(-1, "anon_inode:[io_uring]", 0, 0, access=abi.O_RDWR)
+            yield pid, -1, FdObject(-1, "anon_inode:[io_uring]", 0, 0, access=abi.O_RDWR)
 
     def kill_all(self) -> None:
         """SIGKILL every traced process (fail closed); the loop then reaps them."""
