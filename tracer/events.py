@@ -216,7 +216,7 @@ class AttachEvent(NamedTuple):
     kernel keeps one per thread). `history_unknown`: the process is a copy
     of a traced one the model cannot name (a child whose creator died
     before its fork event): every page has unknown (possibly written)
-    history, not the one its protections suggest. `copied`: address ranges
+    history, not the one its protections suggest. `written_before`: address ranges
     of private file mappings, not writable now, whose pages are the
     process's own copies, and of shared mappings not writable now that may
     be made writable again (written before the seize, or maybe: their
@@ -230,7 +230,7 @@ class AttachEvent(NamedTuple):
     threads: tuple[int, ...] = ()
     personas: tuple[tuple[int, int], ...] = ()
     history_unknown: bool = False
-    copied: tuple[tuple[int, int], ...] = ()
+    written_before: tuple[tuple[int, int], ...] = ()
 
 
 class ForkEvent(NamedTuple):

@@ -733,7 +733,7 @@ class Judge:
 
     def _attach(self, event: AttachEvent) -> None:
         self.model.seed(event.pid, event.process, event.maps, event.personality, event.personas,
-                        event.copied)
+                        event.written_before)
         if event.history_unknown:
             self.model.distrust(event.pid, 0, 1 << 64, event.maps)
 

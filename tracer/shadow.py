@@ -667,20 +667,21 @@ class ShadowModel:
     # --- process lifecycle --------------------------------------------------------
 
     def seed(self, pid: int, info: ProcessInfo, maps: tuple[MapEntry, ...], personality: int,
-             personas: tuple[tuple[int, int], ...] = (), copied: tuple[tuple[int, int], ...] = ()) -> Process:
+             personas: tuple[tuple[int, int], ...] = (),
+             written_before: tuple[tuple[int, int], ...] = ()) -> Process:
         """Start (or restart, after exec) a process from its maps, with the
         leader's persona and those of other threads known (tid, persona);
-        the `copied` address ranges (private copies of file pages, shared
+        the `written_before` address ranges (private copies of file pages, shared
         views that may be writable again) were written, whatever their
         protection is now."""
         space = AddressSpace.from_maps(maps)
-        for start, end in copied:
+        for start, end in written_before:
             space.mark_written(start, end)
         process = Process(pid, info, space, personality, dict(personas))
         process.personas[pid] = personality
         self.processes[pid] = process
         for region in process.space:
-            # A shared view written before (`copied`) wrote its object.
+            # A shared view written before (`written_before`) wrote its object.
             self._note_writable(region.backing, region.shared,
                                 region.prot | (PROT_WRITE if region.ever_writable else 0))
         return process

@@ -570,10 +570,10 @@ class EbpfSource:
             before = call.vmas if call.vmas is not None else _before_call(maps, call.args)
             start, end = _range(call.args)
             maps = tuple(sorted((*_outside(maps, start, end), *before), key=lambda m: m.start))
-        copied: tuple[tuple[int, int], ...] = ()
+        written_before: tuple[tuple[int, int], ...] = ()
         with contextlib.suppress(TraceError):
-            copied = procfs.private_copies(pid, maps)
-        return AttachEvent(call.ts, pid, info, maps, persona, threads, copied=copied)
+            written_before = procfs.private_copies(pid, maps)
+        return AttachEvent(call.ts, pid, info, maps, persona, threads, written_before=written_before)
 
     def _exec(self, exec_rec: ExecRecord, ts: float) -> ExecEvent:
         """An exec, named from the kernel's record alone (so a process gone

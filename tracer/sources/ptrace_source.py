@@ -810,9 +810,9 @@ class PtraceSource:
         # Pages written before the seize and made read-only since are told by
         # the kernel's pages, not by their protection; unreadable, every
         # page's history is unknown.
-        copied: tuple[tuple[int, int], ...] = ()
+        written_before: tuple[tuple[int, int], ...] = ()
         try:
-            copied = procfs.private_copies(pid, maps) + procfs.shared_may_write(pid, maps)
+            written_before = procfs.private_copies(pid, maps) + procfs.shared_may_write(pid, maps)
         except NoSuchProcess:
             raise
         except TraceError:
@@ -820,7 +820,8 @@ class PtraceSource:
         else:
             unknown = bool(unstopped)  # what a call still running does comes after these reads
         event = AttachEvent(time.time(), pid, info, maps, procfs.read_personality(pid),
-                            tuple(sorted(seen)), tuple(personas), history_unknown=unknown, copied=copied)
+                            tuple(sorted(seen)), tuple(personas), history_unknown=unknown,
+                            written_before=written_before)
         self.sink.on_event(event)
         # The files it maps already, changed since it started (it may have
         # written them), and the descriptors it holds.
