@@ -233,3 +233,48 @@ def test_an_exec_judged_late_is_judged_on_its_maps_at_the_exec(name, build_progr
     assert traced.returncode == 0, traced.stderr
     assert shape(events) == shape(traced.events)
     assert [e["syscall"] for e in events] == ["mprotect"]
+
+
+@pytest.mark.parametrize("program_args", [["attach_copied"], ["attack_attach_shared", "file_ro"]],
+                         ids=["private-copy", "shared-view"])
+def test_a_process_first_seen_mid_life_keeps_what_it_wrote_before(program_args, build_program,
+                                                                  tmp_path: Path) -> None:
+    """A process that wrote code before the monitor started (a private copy
+    of a file page, made read-only; a shared file view written and made
+    read-only) is seeded at its first sent call with what the kernel shows
+    while it lives: the copy (pagemap) and the view that may write again
+    (smaps `mw`) have written history, so made R-X it is w-to-x, as under
+    attach. The clean page beside the copy is no event."""
+    name, *args = program_args
+    if args:
+        args.append(str(tmp_path / "shared"))
+    process = subprocess.Popen([str(build_program(name)), *args, "wait"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    json_path = tmp_path / "monitor.jsonl"
+    monitor = None
+    try:
+        while not (line := process.stdout.readline()).startswith("READY"):
+            assert line, f"{name} ended before it was ready"
+        argv = [*TRAMPWATCH, "monitor", "--pid", str(process.pid), "--json", str(json_path), "-o",
+                str(tmp_path / "m.txt")]
+        monitor = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        started = monitor.stderr.readline()
+        assert "monitoring" in started, started + monitor.stderr.read()
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        # Alive until the monitor has judged its calls: a guard, not a timing.
+        for _ in range(600):
+            if json_path.exists() and '"type": "event"' in json_path.read_text():
+                break
+            time.sleep(0.1)
+        process.communicate("bye\n", timeout=60)
+        assert process.returncode == 0
+    finally:
+        process.kill()
+        if monitor is not None:
+            monitor.send_signal(signal.SIGINT)
+            assert monitor.wait(timeout=60) == 0
+    events = [json.loads(r) for r in json_path.read_text().splitlines()]
+    events = [e for e in events if e["type"] == "event"]
+    assert [e["syscall"] for e in events] == ["mprotect"], events
+    assert "w-to-x" in events[0]["categories"]

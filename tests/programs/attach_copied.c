@@ -10,14 +10,15 @@
  * makes the read page read+execute (clean_rx: a clean file page) and the
  * written one (copy_rx: the written copy), and calls the code. The
  * protections at attach say both pages are alike; only the kernel's pages
- * (pagemap: a copy, not the file's page) tell the written one apart.
+ * (pagemap: a copy, not the file's page) tell the written one apart. With
+ * `wait`, another line is waited for before the end.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 
 #include "common.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
 	size_t pg = tw_page();
 	char line[64];
@@ -38,5 +39,6 @@ int main(void)
 	tw_mprotect("clean_rx", p + pg, pg, TW_RX);
 	if (tw_mprotect("copy_rx", p, pg, TW_RX) == 0)
 		tw_run("copy_call", p);
+	tw_wait_if_asked(argc, argv);
 	return tw_done();
 }

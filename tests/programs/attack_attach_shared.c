@@ -64,5 +64,6 @@ int main(int argc, char **argv)
 		tw_run("rx_call", p);
 	if (id < 0)
 		unlink(path);
+	tw_wait_if_asked(argc, argv);
 	return tw_done();
 }

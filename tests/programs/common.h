@@ -275,14 +275,14 @@ static inline long tw_count_arg(int argc, char **argv, int index, const char *us
 }
 
 /*
- * With `wait` as the program's one argument, wait for a line on stdin (EOF
+ * With `wait` as the program's last argument, wait for a line on stdin (EOF
  * counts): the process stays alive, say for a monitor to read its /proc.
  */
 static inline void tw_wait_if_asked(int argc, char **argv)
 {
 	char line[64];
 
-	if (argc == 2 && strcmp(argv[1], "wait") == 0 && !fgets(line, sizeof(line), stdin))
+	if (argc >= 2 && strcmp(argv[argc - 1], "wait") == 0 && !fgets(line, sizeof(line), stdin))
 		line[0] = 0;
 }
 

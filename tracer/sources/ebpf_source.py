@@ -572,7 +572,7 @@ class EbpfSource:
             maps = tuple(sorted((*_outside(maps, start, end), *before), key=lambda m: m.start))
         written_before: tuple[tuple[int, int], ...] = ()
         with contextlib.suppress(TraceError):
-            written_before = procfs.private_copies(pid, maps)
+            written_before = procfs.private_copies(pid, maps) + procfs.shared_may_write(pid, maps)
         return AttachEvent(call.ts, pid, info, maps, persona, threads, written_before=written_before)
 
     def _exec(self, exec_rec: ExecRecord, ts: float) -> ExecEvent:
