@@ -102,6 +102,7 @@ BUILDS: dict[str, Build] = {
     "rie_reexec": Build(m32=True),
     "thread_second": Build(flags=("-pthread",)),
     "thread_persona": Build(flags=("-pthread",)),
+    "zombie_leader": Build(flags=("-pthread",)),
     "procmem_routes": Build(flags=("-pthread",)),
     "opaque_routes": Build(flags=("-pthread",)),
     "threads_flood": Build(flags=("-pthread",)),

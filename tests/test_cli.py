@@ -305,3 +305,37 @@ def test_monitor_reports_lost_records_as_they_happen(tmp_path):
     assert summary["calls_by_syscall"]["mprotect"] + summary["lost"] >= 40_000
     text = (tmp_path / "m.txt").read_text()
     assert f"total={summary['lost']} " in text and "raise --buffer-pages" in text
+
+
+@pytest.mark.root
+def test_attach_to_a_process_it_cannot_seize_says_why(build_program):
+    """A process whose main thread exited while another lives on (most of
+    /proc/PID answers EINVAL), and a zombie nobody reaped: attach exits 1
+    with a line that says which, and the process goes on untouched."""
+    program = subprocess.Popen([str(build_program("zombie_leader"))], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        ready = program.stdout.readline()
+        assert ready == f"READY {program.pid}\n"
+        while "State:\tZ" not in Path(f"/proc/{program.pid}/status").read_text():
+            time.sleep(0.01)  # a guard: the main thread exits right after READY
+        done = subprocess.run([*TRAMPWATCH, "attach", str(program.pid)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=60)
+        assert done.returncode == 1
+        assert done.stderr == (f"trampwatch: pid {program.pid}: its main thread has exited while other "
+                               "threads live on: such a process cannot be attached; run its program under "
+                               "`trampwatch run`\n")
+        for tid in os.listdir(f"/proc/{program.pid}/task"):  # nothing was seized
+            assert "TracerPid:\t0\n" in Path(f"/proc/{program.pid}/task/{tid}/status").read_text()
+        out, _ = program.communicate("go\n", timeout=60)
+        assert program.returncode == 0 and out == "DONE\n"
+    finally:
+        program.kill()
+    zombie = subprocess.Popen(["true"])
+    while "State:\tZ" not in Path(f"/proc/{zombie.pid}/status").read_text():
+        time.sleep(0.01)
+    done = subprocess.run([*TRAMPWATCH, "attach", str(zombie.pid)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+    zombie.wait()
+    assert (done.returncode, done.stderr) == (1, f"trampwatch: pid {zombie.pid}: it has exited (a zombie its "
+                                                 "parent has not reaped)\n")

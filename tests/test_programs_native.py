@@ -109,6 +109,7 @@ TRUTH: dict[str, Truth] = {
     # The parent is not the child's tracer: the kernel refuses the POKE (ESRCH).
     "poke_attempt": Truth(errors=(("child_poketext", "ESRCH"),)),
     "wait_then_wx": Truth(ran=("wx_call",), refused=("wx_mmap",)),
+    "zombie_leader": Truth(),
     # MDWE refuses any exec gain: the clean page as much as the written copy.
     "attach_copied": Truth(ran=("copy_call",), refused=("clean_rx", "copy_rx")),
     # MDWE lets a file be mapped read+execute at once (no gain): fresh_call runs.

@@ -169,6 +169,18 @@ def _status_field(pid: int, key: str) -> int:
     return int((text[at:] if end < 0 else text[at:end]).split()[0])
 
 
+def leader_exited(pid: int) -> bool:
+    """Whether the main thread of `pid` has exited (a zombie: the whole
+    process not yet reaped, or its leader alone while other threads live
+    on, when most of /proc/PID answers EINVAL). Raises NoSuchProcess,
+    AccessDenied or TraceError."""
+    text = _read_text(pid, "stat")
+    try:
+        return text.rsplit(")", 1)[1].split()[0] == "Z"
+    except IndexError as err:
+        raise TraceError(f"unexpected /proc/{pid}/stat format: {text[:80]!r}", pid=pid) from err
+
+
 def read_tgid(tid: int) -> int:
     """Return the thread group id (process id) of thread `tid`.
     Raises NoSuchProcess, AccessDenied or TraceError."""

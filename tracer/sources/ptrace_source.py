@@ -770,6 +770,11 @@ class PtraceSource:
         Seized processes carry no seccomp filter of ours, so their threads
         stop at every syscall (PTRACE_SYSCALL) and the source filters.
         """
+        if procfs.leader_exited(pid):
+            if len(procfs.list_threads(pid)) > 1:
+                raise TraceError("its main thread has exited while other threads live on: such a process "
+                                 "cannot be attached; run its program under `trampwatch run`", pid=pid)
+            raise NoSuchProcess("it has exited (a zombie its parent has not reaped)", pid=pid)
         info = procfs.read_process_info(pid)
         # What the process did before the attach is unknown: a file changed
         # since it started may be one it wrote (made read-only, then mapped
