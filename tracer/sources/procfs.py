@@ -169,16 +169,23 @@ def _status_field(pid: int, key: str) -> int:
     return int((text[at:] if end < 0 else text[at:end]).split()[0])
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the name (which may hold ')' and
+    spaces): [0] is field 3, the state. Raises NoSuchProcess, AccessDenied
+    or TraceError (also when the text has fewer than 20 of them)."""
+    text = _read_text(pid, "stat")
+    fields = text.rsplit(")", 1)[-1].split()
+    if len(fields) < 20:
+        raise TraceError(f"unexpected /proc/{pid}/stat format: {text[:80]!r}", pid=pid)
+    return fields
+
+
 def leader_exited(pid: int) -> bool:
     """Whether the main thread of `pid` has exited (a zombie: the whole
     process not yet reaped, or its leader alone while other threads live
     on, when most of /proc/PID answers EINVAL). Raises NoSuchProcess,
     AccessDenied or TraceError."""
-    text = _read_text(pid, "stat")
-    try:
-        return text.rsplit(")", 1)[1].split()[0] == "Z"
-    except IndexError as err:
-        raise TraceError(f"unexpected /proc/{pid}/stat format: {text[:80]!r}", pid=pid) from err
+    return _stat_fields(pid)[0] == "Z"
 
 
 def read_tgid(tid: int) -> int:
@@ -193,12 +200,10 @@ def start_time_ns(pid: int) -> int:
     clock tick before the whole tick /proc/PID/stat counts (the kernel
     stamps change times from its coarse clock, up to a tick behind).
     Raises NoSuchProcess, AccessDenied or TraceError."""
-    text = _read_text(pid, "stat")
     try:
-        # Field 22, counted after the name, which may hold ')' and spaces.
-        ticks = int(text.rsplit(")", 1)[1].split()[19])
-    except (IndexError, ValueError) as err:
-        raise TraceError(f"unexpected /proc/{pid}/stat format: {text[:80]!r}", pid=pid) from err
+        ticks = int(_stat_fields(pid)[19])  # field 22, starttime
+    except ValueError as err:
+        raise TraceError(f"unexpected starttime in /proc/{pid}/stat: {err}", pid=pid) from err
     tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
     booted = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     return booted + (ticks - 1) * tick_ns

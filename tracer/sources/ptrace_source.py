@@ -890,11 +890,8 @@ class PtraceSource:
             nr = procfs.syscall_in_flight(tid)
             args = () if nr is None else (nr,)
             blocked = MemCall(time.time(), pid, tid, BLOCKED_PSEUDO_SYSCALL, "x86_64", args, path="unstopped")
-            reply, entry = self.sink.on_call(blocked, self._peek_for(pid))
-            if reply.kill or reply.deny_errno is not None:
-                self._kill_processes({pid})
+            if not self._judge_unrefusable(blocked, 0):
                 return
-            self.sink.on_event(MemReturn(blocked, 0, entry))
 
     def _judge_held(self, pid: int, maps: tuple[MapEntry, ...], tids: set[int]) -> None:
         """Judge what `pid` holds at the seize (every thread stopped) as an
@@ -910,17 +907,24 @@ class PtraceSource:
         unreadable table is judged as such. Every descriptor table of the
         seized threads (`tids`) counts: a thread that unshared its table
         (CLONE_FILES) holds what the leader's does not show."""
-        peek = self._peek_for(pid)
         for tid, fd, view in self._held_views(pid, maps, tids):
             if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
                 view = view._replace(layers=self._overlay_devices)
             held = MemCall(time.time(), pid, tid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
                            path=view.path, target=_mem_target(view))
-            reply, entry = self.sink.on_call(held, peek)
-            if reply.kill or reply.deny_errno is not None:
-                self._kill_processes({pid})
+            if not self._judge_unrefusable(held, fd):
                 return
-            self.sink.on_event(MemReturn(held, fd, entry))
+
+    def _judge_unrefusable(self, call: MemCall, result: int) -> bool:
+        """Judge a pseudo call no syscall made (what a seized process holds
+        or does): it cannot be refused, so a refusal kills its process.
+        Returns False when it did."""
+        reply, entry = self.sink.on_call(call, self._peek_for(call.pid))
+        if reply.kill or reply.deny_errno is not None:
+            self._kill_processes({call.pid})
+            return False
+        self.sink.on_event(MemReturn(call, result, entry))
+        return True
 
     @staticmethod
     def _held_views(pid: int, maps: tuple[MapEntry, ...],
@@ -956,8 +960,7 @@ class PtraceSource:
                     view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
                 if view is not None:  # else closed meanwhile
                     yield holder, fd, view
-        for entry in {(m.dev, m.inode): m for m in maps if m.path in _OPAQUE_MAPPINGS
-                      or m.path.startswith("anon_inode:kvm-")}.values():
+        for entry in {(m.dev, m.inode): m for m in maps if _opaque_link(m.path)}.values():
             yield pid, -1, FdObject(-1, entry.path, entry.dev, entry.inode, access=abi.O_RDWR)
         names = (procfs.thread_name(pid, tid) for tid in procfs.list_threads(pid))
         if any(name.startswith(_IO_URING_THREADS) for name in names):
@@ -1046,14 +1049,14 @@ class PtraceSource:
         """A stop reported within SPIN_SECONDS of asking, polled for (None:
         none came; block then). Each poll gives the CPU to whatever else may
         run on it, a traced task first."""
+        waited = os.waitpid(-1, _WALL | os.WNOHANG)
         end = time.perf_counter() + self._spin
-        while True:
-            waited = os.waitpid(-1, _WALL | os.WNOHANG)
-            if waited[0]:
-                return waited
+        while not waited[0]:
             if time.perf_counter() > end:
                 return None
             os.sched_yield()
+            waited = os.waitpid(-1, _WALL | os.WNOHANG)
+        return waited
 
     def _drop_superseded(self, waited: tuple[int, int], exec_stops: list[int]) -> tuple[int, int]:
         """Drop from a round the stops taken before an exec stop under the
@@ -2584,10 +2587,9 @@ _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap",
 # kernel's d_path of a detached or foreign procfs starts elsewhere).
 _MEM_LINK = re.compile(r"(?:^|/)(\d+)(?:/task/\d+)?/mem(?: \(deleted\))?$")
 _OPAQUE_LINKS = frozenset({"anon_inode:[userfaultfd]", "anon_inode:[io_uring]"})
-# What maps lines and thread names show of an opaque facility whose
-# descriptor is gone: an io_uring's rings, its kernel threads (polling the
-# rings: iou-sqp-PID; working for them: iou-wrk-TID).
-_OPAQUE_MAPPINGS = frozenset({"anon_inode:[io_uring]"})
+# The names of an io_uring's kernel threads, which show the ring when no
+# descriptor or mapping is left (polling it: iou-sqp-PID; working for it:
+# iou-wrk-TID).
 _IO_URING_THREADS = ("iou-sqp-", "iou-wrk-")
 # What a receive stands for when the descriptor table cannot be read.
 _UNREADABLE = FdObject(-1, "", 0, 0)
@@ -2651,7 +2653,13 @@ def _access_asked(call: MemCall) -> int | None:
 def _worth_a_view(link: str) -> bool:
     """A received descriptor worth judging: a procfs mem file, an opaque
     facility, or a file (which may be writable)."""
-    return link.startswith(("/", "anon_inode:kvm-")) or link in _OPAQUE_LINKS
+    return link.startswith("/") or _opaque_link(link)
+
+
+def _opaque_link(link: str) -> bool:
+    """A descriptor's link text (or a mapping's name) of an opaque facility:
+    userfaultfd, io_uring (its rings are mapped under that name too), KVM."""
+    return link in _OPAQUE_LINKS or link.startswith("anon_inode:kvm-")
 
 
 @functools.cache
