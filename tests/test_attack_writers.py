@@ -1,11 +1,14 @@
 """Attacks where the kernel writes code into a file for the tree with no
 open of the file: the block device under a mounted filesystem, written
-raw (attack_rawdev). Each C program natively runs the code it produced;
+raw (attack_rawdev); process accounting appending records shaped by the
+tree to a file it mapped executable before (attack_acct). Each C program natively runs the code it produced;
 under strict enforce it must not, and under default the report must say
 what happened (helpers of test_attack: the native run first)."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import subprocess
@@ -100,3 +103,49 @@ def test_file_rewritten_through_the_block_device_under_it_is_written(build_progr
     early = trace([program, str(file), device, "early"], tmp_path)
     assert parse_output(early.stdout).ran == ["early_call"]
     assert shape(early.events) == [("openat", ("opaque", "exec-written"))]
+
+
+@pytest.fixture
+def accounting_off() -> Iterator[None]:
+    """Turn process accounting off after the test, whatever it left (the
+    programs turn it off themselves). Skips without root."""
+    if os.geteuid() != 0:
+        pytest.skip("acct(2) needs root (CAP_SYS_PACCT)")
+    try:
+        yield
+    finally:
+        ctypes.CDLL(None, use_errno=True).acct(None)
+
+
+def test_process_accounting_into_a_file_mapped_executable_is_opaque(build_program, parse_output, tmp_path,
+                                                                  accounting_off):
+    """A file made before the run, mapped R-X (shared or private) while
+    empty; acct(2) turned on into it; children whose comm is code exit, so
+    the kernel appends records holding it through the page cache the
+    mapping shows; the program calls one. acct with a path is `opaque`
+    (the kernel writes for every exit on the host, as the tree shapes it):
+    strict refuses it (EPERM), default logs it; acct(NULL) is no event."""
+    program = str(build_program("attack_acct"))
+    native_file = tmp_path / "native.pacct"
+    native_file.touch()
+    native = _native(build_program, parse_output, "attack_acct", str(native_file), "private")
+    if "acct_on" in native.failed():
+        pytest.skip(f"process accounting cannot be turned on here: {native.failed()['acct_on']}")
+    assert native.ran == ["acct_call"]
+    for mode in ("shared", "private"):
+        file = tmp_path / f"{mode}.pacct"
+        file.touch()
+        traced = trace([program, str(file), mode], tmp_path, *STRICT)
+        out = parse_output(traced.stdout)
+        assert out.ran == [] and out.done == 1, traced.stdout + traced.stderr
+        assert out.failed() == {"acct_on": "EPERM"}
+        assert shape(traced.events) == [("acct", ("opaque",))]
+        event = traced.events[0]
+        assert event["verdict"] == "denied" and event["result"] == -errno.EPERM, event
+        assert event["detail"]["facility"] == "acct", event
+    file = tmp_path / "logged.pacct"
+    file.touch()
+    logged = trace([program, str(file)], tmp_path)
+    assert parse_output(logged.stdout).ran == ["acct_call"]
+    assert shape(logged.events) == [("acct", ("opaque",))]
+    assert logged.events[0]["verdict"] == "logged"

@@ -188,6 +188,8 @@ def test_opaque_calls_by_shape():
     listener = call("seccomp", SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, 0)
     assert step(model, listener, 3) == (C.OPAQUE,)
     assert step(model, call("seccomp", SECCOMP_SET_MODE_FILTER, 0, 0), 0) == ()
+    assert step(model, call("acct", 0x7000), 0) == (C.OPAQUE,)
+    assert step(model, call("acct", 0), 0) == ()
     for name in ("io_uring_setup", "userfaultfd", "clone3", "fanotify_init"):
         change = model.plan(call(name, 0, 0))
         assert classify(call_subject(PID, name, change, INFO), model) == (C.OPAQUE,) and change.facility

@@ -1050,8 +1050,8 @@ class ShadowModel:
         return backing
 
     def _plan_opaque(self, process: Process, call: MemCall) -> Change | None:
-        """io_uring, userfaultfd, clone3, the shapes of clone, ioctl and
-        seccomp the filter stops only when they ask for what cannot be seen,
+        """io_uring, userfaultfd, clone3, the shapes of clone, ioctl,
+        seccomp and acct the filter stops only when they ask for what cannot be seen,
         and a call blocked while its siblings were held (BLOCKED_PSEUDO_SYSCALL)."""
         name, args = call.syscall, call.args
         if name == "clone":
@@ -1074,6 +1074,10 @@ class ShadowModel:
             # A ring entered by its registered index may have no descriptor,
             # mapping or thread that showed it when the process was attached.
             return _opaque(call, "io_uring") if args[3] & IORING_ENTER_REGISTERED_RING else None
+        if name == "acct":
+            # A path turns accounting on: the kernel appends to that file at
+            # every exit on the host, records shaped by the exiting process.
+            return _opaque(call, "acct") if args[0] else None
         if name == "remap_file_pages":
             region = process.space.find(args[0])
             risky = region is not None and region.shared and bool(region.prot & PROT_EXEC)
@@ -1242,7 +1246,8 @@ def _segment_bytes(call: MemCall) -> int:
 _IOCTL_FACILITIES = {USERFAULTFD_IOC_NEW: "userfaultfd", KVM_CREATE_VM: "kvm"}
 _FACILITIES = {"io_uring_setup": "io_uring", "userfaultfd": "userfaultfd", "clone3": "clone3",
                "fanotify_init": "fanotify", "init_module": "kernel-module", "finit_module": "kernel-module",
-               "kexec_load": "kexec", "kexec_file_load": "kexec", "swapon": "swapon"}
+               "kexec_load": "kexec", "kexec_file_load": "kexec", "swapon": "swapon",
+               "acct": "acct"}
 _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd", "recvmsg",
                      "recvmmsg", "memfd_create", HELD_PSEUDO_SYSCALL)
 
