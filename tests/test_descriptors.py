@@ -131,6 +131,54 @@ def test_exec_of_a_written_program_or_interpreter():
     assert exec_categories(with_interp, {("ino", DISK, 12)}) == (C.EXEC_WRITTEN,)
 
 
+ZRAM = os.makedev(253, 1)
+BLOCK = stat.S_IFBLK | 0o660
+
+
+def disk_writer(access: int = O_RDWR) -> FdObject:
+    """A block device holding a filesystem (its files' device is ZRAM), open
+    for writing, as the source sees it."""
+    return FdObject(4, "/dev/zram1", os.makedev(0, 5), 9, mode=BLOCK, rdev=ZRAM, access=access,
+                    filesystems=frozenset({ZRAM}))
+
+
+def test_a_block_device_written_under_a_filesystem_makes_its_files_written():
+    """Opened for writing (and let run), the device rewrites every file of
+    the filesystems on it: mapping one executable, gaining exec on one
+    mapped before, and exec'ing one are exec-written; another filesystem's
+    files are not."""
+    model = shadow()
+    old = obj("/mnt/old", inode=60, dev=ZRAM)
+    step(model, call("mmap", 0, 4096, R, MAP_PRIVATE, 3, 0, fd_object=old), 0x40000)
+    assert step(model, call("openat", 0, 0, O_RDWR, fd_object=disk_writer()), 4) == (C.OPAQUE,)
+    assert model.rewritten_devices == {ZRAM}
+    clean = obj("/mnt/code", inode=61, access=O_RDONLY, dev=ZRAM)
+    assert step(model, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 3, 0, fd_object=clean), 0x50000) == (
+        C.EXEC_WRITTEN,)
+    assert C.EXEC_WRITTEN in step(model, call("mprotect", 0x40000, 4096, R | X), 0)
+    other = obj("/other/code", inode=61, access=O_RDONLY)
+    assert step(model, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 3, 0, fd_object=other), 0x60000) == ()
+    assert classify(exec_subject(ExecEvent(0.0, PID, PID, INFO, MAPS, False, 0)), model) == ()
+    event = ExecEvent(0.0, PID, PID, INFO, MAPS, False, 0, exe_object=FdObject(-1, "", ZRAM, 63))
+    assert classify(exec_subject(event), model) == (C.EXEC_WRITTEN,)
+
+
+def test_a_block_device_refused_or_held_before_the_run():
+    """A refused open rewrites nothing; a descriptor the tree started with
+    rewrites from the start; opening the device while a file on it is mapped
+    executable is exec-written as well as opaque."""
+    model = shadow()
+    step(model, call("openat", 0, 0, O_RDWR, fd_object=disk_writer()), -1)
+    assert not model.rewritten_devices
+    model.add_written([disk_writer()])
+    assert model.rewritten_devices == {ZRAM}
+    mapped = shadow()
+    lib = obj("/mnt/lib.so", inode=62, access=O_RDONLY, dev=ZRAM)
+    assert step(mapped, call("mmap", 0, 4096, R | X, MAP_PRIVATE, 3, 0, fd_object=lib), 0x30000) == ()
+    assert set(step(mapped, call("openat", 0, 0, O_RDWR, fd_object=disk_writer()), 4)) == {
+        C.OPAQUE, C.EXEC_WRITTEN}
+
+
 def test_opaque_calls_by_shape():
     model = shadow()
     assert step(model, call("clone", CLONE_UNTRACED | 17, 0, 0, 0, 0), 0) == (C.OPAQUE,)
@@ -140,6 +188,8 @@ def test_opaque_calls_by_shape():
     listener = call("seccomp", SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, 0)
     assert step(model, listener, 3) == (C.OPAQUE,)
     assert step(model, call("seccomp", SECCOMP_SET_MODE_FILTER, 0, 0), 0) == ()
+    assert step(model, call("acct", 0x7000), 0) == (C.OPAQUE,)
+    assert step(model, call("acct", 0), 0) == ()
     for name in ("io_uring_setup", "userfaultfd", "clone3", "fanotify_init"):
         change = model.plan(call(name, 0, 0))
         assert classify(call_subject(PID, name, change, INFO), model) == (C.OPAQUE,) and change.facility

@@ -63,6 +63,9 @@ SYSCALLS_X86_64: dict[str, int] = {
     "kexec_file_load": 320,
     # The kernel writes swapped-out pages into a swap file with no time stamp.
     "swapon": 167,
+    # Process accounting: the kernel appends a record to a file at every exit
+    # on the host, shaped by the exiting process (comm, exit status).
+    "acct": 163,
 }
 
 SYSCALLS_I386: dict[str, int] = {
@@ -107,6 +110,7 @@ SYSCALLS_I386: dict[str, int] = {
     "finit_module": 350,
     "kexec_load": 283,
     "swapon": 87,
+    "acct": 51,
 }
 
 SYSCALL_TABLES: dict[int, dict[str, int]] = {

@@ -43,8 +43,10 @@ def classify(subject: Subject, model: ShadowModel | None = None) -> tuple[Catego
         return () if change is None or model is None else _change(change, model, subject.pid)
     if kind is Kind.EXEC:
         event = subject.event
-        return _exec(event, model.written if model is not None else frozenset()) \
-            if isinstance(event, ExecEvent) else ()
+        if not isinstance(event, ExecEvent):
+            return ()
+        return _exec(event, model.written, model.rewritten_devices) if model is not None \
+            else _exec(event, frozenset(), frozenset())
     if kind is Kind.TRAMPFD:
         return _TRAMPFD
     if kind is Kind.CLOSURE:
@@ -83,6 +85,10 @@ def _change(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ...
         return (Category.FOREIGN_WRITE,)
 
     if change.kind == "opaque":
+        # A block device opened for writing under a file mapped executable in
+        # the tree: what it writes there becomes code once the page is read.
+        if change.rewrites and model.exec_mapped_on(change.rewrites):
+            return by_severity({Category.OPAQUE, Category.EXEC_WRITTEN})
         return (Category.OPAQUE,)
 
     if change.kind == "write-object":
@@ -144,9 +150,12 @@ def _exec_gain(found: set[Category], backing: Backing, change: Change) -> None:
 
 
 def _exec_written(found: set[Category], backing: Backing, model: ShadowModel) -> None:
-    """exec-written when the object made executable is one the tree could write."""
-    if backing.identity is not None and (backing.identity in model.written
-                                         or layer_key(backing.identity) in model.written):
+    """exec-written when the object made executable is one the tree could
+    write: by a descriptor of its own (or its overlay layer's), or by the
+    blocks of its filesystem."""
+    identity = backing.identity
+    if identity is not None and (identity in model.written or layer_key(identity) in model.written
+                                 or (backing.kind == FILE and backing.dev in model.rewritten_devices)):
         found.add(Category.EXEC_WRITTEN)
 
 
@@ -171,22 +180,25 @@ def _dual_map(found: set[Category], change: Change, backing: Backing, model: Sha
             return
 
 
-def _exec(event: ExecEvent, written: set[tuple] | frozenset[tuple]) -> tuple[Category, ...]:
+def _exec(event: ExecEvent, written: set[tuple] | frozenset[tuple],
+          rewritten: set[int] | frozenset[int]) -> tuple[Category, ...]:
     """Return the categories a fresh address space is in at exec time:
     an executable stack, any other writable and executable region (an RWX
     PT_LOAD segment of the program or its interpreter), READ_IMPLIES_EXEC
     given by the kernel, code run from an object with no name on disk
     (fexecve of a memfd), or a program (or its interpreter) the traced tree
-    wrote (`written`: object identities)."""
+    wrote (`written`: object identities; `rewritten`: devices of filesystems
+    whose blocks it wrote)."""
     found: set[Category] = set()
-    if written:
+    if written or rewritten:
         exe = event.exe_object
         # Every executable file mapping (a device: its inode number may be 0).
         mapped = {("ino", m.dev, m.inode) for m in event.maps if m.prot & PROT_EXEC and m.dev}
         if exe is not None:
             mapped.add(("ino", exe.dev, exe.inode))
+        devices = {identity[1] for identity in mapped}
         mapped |= {layer_key(identity) for identity in mapped}
-        if not mapped.isdisjoint(written):
+        if not mapped.isdisjoint(written) or not devices.isdisjoint(rewritten):
             found.add(Category.EXEC_WRITTEN)
     stack = next((m for m in event.maps if m.path == "[stack]"), None)
     # What the kernel did decides; PT_GNU_STACK only when no stack is listed

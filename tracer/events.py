@@ -45,7 +45,10 @@ class FdObject(NamedTuple):
     was opened through (read for descriptors a call returned), `layers` the
     devices of overlay filesystems (mounted when the run started) that may
     show this file, as a layer of theirs, under its inode number (set for a
-    regular file opened for writing on another filesystem).
+    regular file opened for writing on another filesystem), `filesystems`
+    the devices of filesystems the run knows whose blocks it may write (set
+    for a block device open for writing: a disk under its partitions, a
+    device stacked under a device-mapper or loop device).
     """
 
     fd: int
@@ -60,6 +63,7 @@ class FdObject(NamedTuple):
     ctime_ns: int = 0
     mem_file: bool = False
     layers: frozenset[int] = frozenset()
+    filesystems: frozenset[int] = frozenset()
 
 
 class ProcessInfo(NamedTuple):

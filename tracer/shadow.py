@@ -260,6 +260,9 @@ class Change:
     read_implies_exec: bool = False
     exec_from_rie: bool = False
     facility: str | None = None
+    # A block device opened for writing: the filesystems whose blocks it
+    # may write (their files mapped executable would run what it writes).
+    rewrites: frozenset[int] = frozenset()
 
     @property
     def prev_prot(self) -> int:
@@ -579,10 +582,11 @@ def _effective(prot: int, rie: bool) -> tuple[int, bool]:
     return prot, False
 
 
-def _opaque(call: MemCall, facility: str) -> Change:
-    """A call the tracer cannot see through, named by its facility."""
+def _opaque(call: MemCall, facility: str, rewrites: frozenset[int] = frozenset()) -> Change:
+    """A call the tracer cannot see through, named by its facility (a block
+    device opened for writing: with the filesystems it `rewrites`)."""
     return Change(call.syscall, "opaque", 0, 0, 0, Backing(SPECIAL, f"[{facility}]"), False, False,
-                  facility=facility)
+                  facility=facility, rewrites=rewrites)
 
 
 def descriptor_facility(obj: FdObject) -> str | None:
@@ -632,6 +636,11 @@ class ShadowModel:
         # stopped, so the tracer reads none of them (attribution names no
         # symbol there).
         self.unreadable_devices: set[int] = set()
+        # Devices of filesystems whose blocks the tree may have written
+        # through a block device it held or opened for writing: each of
+        # their files holds what the tree wrote, under an identity it never
+        # opened.
+        self.rewritten_devices: set[int] = set()
 
     def changes_unseen(self, call: MemCall) -> bool:
         """True when `call`, if it succeeds, may map or unmap ranges its
@@ -1001,7 +1010,20 @@ class ShadowModel:
             if obj.fs_type == OVERLAYFS_SUPER_MAGIC or obj.layers:
                 backing = self._layer_file(backing, obj.layers or None)
             return Change(call.syscall, "write-object", 0, 0, PROT_WRITE, backing, False, False)
-        return _opaque(call, facility) if facility else None
+        return _opaque(call, facility, obj.filesystems) if facility else None
+
+    def exec_mapped_on(self, devices: frozenset[int]) -> bool:
+        """Whether a file of a filesystem among `devices` is mapped
+        executable in any traced process."""
+        seen: set[int] = set()
+        for process in self.processes.values():
+            if id(process.space) in seen:
+                continue
+            seen.add(id(process.space))
+            if any(region.prot & PROT_EXEC and region.backing.kind == FILE and region.backing.dev in devices
+                   for region in process.space):
+                return True
+        return False
 
     def _layer_file(self, backing: Backing, overlays: frozenset[int] | None) -> Backing:
         """The file mapped executable in the tree that a descriptor opened
@@ -1028,8 +1050,8 @@ class ShadowModel:
         return backing
 
     def _plan_opaque(self, process: Process, call: MemCall) -> Change | None:
-        """io_uring, userfaultfd, clone3, the shapes of clone, ioctl and
-        seccomp the filter stops only when they ask for what cannot be seen,
+        """io_uring, userfaultfd, clone3, the shapes of clone, ioctl,
+        seccomp and acct the filter stops only when they ask for what cannot be seen,
         and a call blocked while its siblings were held (BLOCKED_PSEUDO_SYSCALL)."""
         name, args = call.syscall, call.args
         if name == "clone":
@@ -1052,6 +1074,10 @@ class ShadowModel:
             # A ring entered by its registered index may have no descriptor,
             # mapping or thread that showed it when the process was attached.
             return _opaque(call, "io_uring") if args[3] & IORING_ENTER_REGISTERED_RING else None
+        if name == "acct":
+            # A path turns accounting on: the kernel appends to that file at
+            # every exit on the host, records shaped by the exiting process.
+            return _opaque(call, "acct") if args[0] else None
         if name == "remap_file_pages":
             region = process.space.find(args[0])
             risky = region is not None and region.shared and bool(region.prot & PROT_EXEC)
@@ -1061,6 +1087,8 @@ class ShadowModel:
     # --- appliers ------------------------------------------------------------------
 
     def _apply_descriptor(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
+        if call.fd_object is not None:
+            self.rewritten_devices.update(call.fd_object.filesystems)
         if change is not None and change.kind == "write-object" and change.backing.identity:
             self.written.add(change.backing.identity)
             obj, key = call.fd_object, layer_key(change.backing.identity)
@@ -1072,6 +1100,7 @@ class ShadowModel:
         """Record objects the tree can write without a traced open."""
         for obj in objects:
             self.written.add(backing_from_fd(obj).identity)
+            self.rewritten_devices.update(obj.filesystems)
 
     def _apply_mmap(self, process: Process, call: MemCall, result: int, change: Change | None) -> None:
         if change is None:
@@ -1217,7 +1246,8 @@ def _segment_bytes(call: MemCall) -> int:
 _IOCTL_FACILITIES = {USERFAULTFD_IOC_NEW: "userfaultfd", KVM_CREATE_VM: "kvm"}
 _FACILITIES = {"io_uring_setup": "io_uring", "userfaultfd": "userfaultfd", "clone3": "clone3",
                "fanotify_init": "fanotify", "init_module": "kernel-module", "finit_module": "kernel-module",
-               "kexec_load": "kexec", "kexec_file_load": "kexec", "swapon": "swapon"}
+               "kexec_load": "kexec", "kexec_file_load": "kexec", "swapon": "swapon",
+               "acct": "acct"}
 _DESCRIPTOR_CALLS = ("open", "openat", "openat2", "creat", "open_by_handle_at", "pidfd_getfd", "recvmsg",
                      "recvmmsg", "memfd_create", HELD_PSEUDO_SYSCALL)
 

@@ -785,12 +785,11 @@ def mount_device(pid: int, path: str) -> int | None:
     except TraceError:
         return None
 
-def loop_backing_files(device: int) -> list[str]:
-    """The backing files of the loop devices under block device `device`
-    (itself, the disk of a partition, or the devices a device-mapper or md
-    device is stacked on), as /sys names them; "" for one whose name cannot
-    be read. Empty for a device with no loop device under it."""
-    found: list[str] = []
+def _block_nodes(device: int) -> Iterator[str]:
+    """The /sys nodes of the block devices whose blocks hold block device
+    `device`'s: itself, the disk of a partition, the devices a device-mapper
+    or md device is stacked on, and the block device a loop device is bound
+    to (its backing file is one), each followed in turn."""
     pending = [os.path.realpath(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")]
     seen: set[str] = set()
     while pending:
@@ -798,18 +797,49 @@ def loop_backing_files(device: int) -> list[str]:
         if node in seen or not os.path.isdir(node):
             continue
         seen.add(node)
+        yield node
         if os.path.exists(os.path.join(node, "partition")):
             pending.append(os.path.dirname(node))
-        if os.path.isdir(os.path.join(node, "loop")):
-            try:
-                with open(os.path.join(node, "loop", "backing_file")) as f:
-                    found.append(f.read().rstrip("\n"))
-            except OSError:
-                found.append("")
+        backing = _loop_backing_file(node)
+        with contextlib.suppress(OSError):
+            if backing and stat.S_ISBLK((st := os.stat(backing)).st_mode):
+                pending.append(os.path.realpath(f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"))
         with contextlib.suppress(OSError):
             pending.extend(os.path.realpath(os.path.join(node, "slaves", name))
                            for name in os.listdir(os.path.join(node, "slaves")))
-    return found
+
+
+def _loop_backing_file(node: str) -> str | None:
+    """The backing file of the loop device at /sys node `node` ("" when it
+    cannot be read); None for a device that is no loop device."""
+    if not os.path.isdir(os.path.join(node, "loop")):
+        return None
+    try:
+        with open(os.path.join(node, "loop", "backing_file")) as f:
+            return f.read().rstrip("\n")
+    except OSError:
+        return ""
+
+
+def loop_backing_files(device: int) -> list[str]:
+    """The backing files of the loop devices under block device `device`
+    (itself, the disk of a partition, the devices a device-mapper or md
+    device is stacked on, the block device a loop device is bound to), as
+    /sys names them; "" for one whose name cannot be read. Empty for a
+    device with no loop device under it."""
+    return [backing for node in _block_nodes(device) if (backing := _loop_backing_file(node)) is not None]
+
+
+def block_stack(device: int) -> frozenset[int]:
+    """Block device `device` and every block device under it (as
+    loop_backing_files follows them): writing any of them may write blocks
+    of a filesystem on `device`. Just `device` when /sys shows no more."""
+    found = {device}
+    for node in _block_nodes(device):
+        with contextlib.suppress(OSError, ValueError), open(os.path.join(node, "dev")) as f:
+            major, _, minor = f.read().strip().partition(":")
+            found.add(os.makedev(int(major), int(minor)))
+    return frozenset(found)
 
 
 def swap_files() -> frozenset[tuple[int, int]]:

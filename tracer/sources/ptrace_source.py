@@ -758,7 +758,7 @@ class PtraceSource:
         _fast_ptrace(abi.PTRACE_SEIZE, child, 0, options)
         self.tasks[child] = _Task(child, child)
         self.root_pid = child
-        inherited = _writable_objects(child)
+        inherited = tuple(self._descriptor_view(view) for view in _writable_objects(child))
         if inherited:
             self.sink.on_event(WritableObjects(time.time(), child, inherited))
         os.kill(child, signal.SIGCONT)
@@ -908,8 +908,7 @@ class PtraceSource:
         seized threads (`tids`) counts: a thread that unshared its table
         (CLONE_FILES) holds what the leader's does not show."""
         for tid, fd, view in self._held_views(pid, maps, tids):
-            if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
-                view = view._replace(layers=self._overlay_devices)
+            view = self._descriptor_view(view)
             held = MemCall(time.time(), pid, tid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
                            path=view.path, target=_mem_target(view))
             if not self._judge_unrefusable(held, fd):
@@ -2100,8 +2099,7 @@ class PtraceSource:
                 # share it, descriptor included (attack_opener_killed).
                 lost = fd
                 continue
-            if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
-                view = view._replace(layers=self._overlay_devices)
+            view = self._descriptor_view(view)
             judged = call._replace(fd_object=view, path=view.path, target=_mem_target(view))
             reply, entry = self.sink.on_call(judged, peek)
             if reply.kill or reply.deny_errno is not None:
@@ -2133,6 +2131,27 @@ class PtraceSource:
                                 "(the thread is dying; its table lives on in the tasks that share it)",
                                 pid=task.tid)
         return kill, ctl is not None
+
+    def _descriptor_view(self, view: FdObject) -> FdObject:
+        """`view` with what it may write under other identities: a regular
+        file of another filesystem, the layer files of the run's overlays
+        (`layers`); a block device open for writing, the filesystems of the
+        run's start whose blocks it may write (`filesystems`)."""
+        if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
+            return view._replace(layers=self._overlay_devices)
+        if stat.S_ISBLK(view.mode) and view.access in (abi.O_WRONLY, abi.O_RDWR):
+            return view._replace(filesystems=self._filesystems_under(view.rdev))
+        return view
+
+    def _filesystems_under(self, device: int) -> frozenset[int]:
+        """The filesystems of the run's start (block devices) whose blocks
+        block device `device` may write: those whose stack of block devices
+        (a partition's disk, the devices under a device-mapper, md or loop
+        device) shares one with `device`'s. Read when asked (a stack may
+        change during the run); a partition counts as its whole disk."""
+        below = procfs.block_stack(device)
+        return frozenset(filesystem for filesystem in self._start_devices
+                         if os.major(filesystem) and not below.isdisjoint(procfs.block_stack(filesystem)))
 
     def _new_descriptors(self, task: _Task, call: MemCall, rval: int) -> list[int]:
         """The descriptors a successful call produced: its result, or for a
@@ -2680,12 +2699,14 @@ def _mem_target(view: FdObject) -> int | None:
 
 
 def _writable_objects(pid: int) -> tuple[FdObject, ...]:
-    """The files `pid` can write through descriptors it already holds."""
+    """The files and block devices `pid` can write through descriptors it
+    already holds."""
     found = []
     try:
         for fd in procfs.list_fds(pid):
             view = procfs.fd_view(pid, fd)
-            if view is not None and view.access in (abi.O_WRONLY, abi.O_RDWR) and stat.S_ISREG(view.mode):
+            if view is not None and view.access in (abi.O_WRONLY, abi.O_RDWR) and (
+                    stat.S_ISREG(view.mode) or stat.S_ISBLK(view.mode)):
                 found.append(view)
     except TraceError:
         return tuple(found)

@@ -106,6 +106,7 @@ OPAQUE_RULES: tuple[TrapRule, ...] = (
     *(TrapRule("fanotify_init", 1, mask=O_ACCMODE, equals=mode) for mode in (O_WRONLY, O_RDWR)),
     TrapRule("prctl", 0, mask=_LOW32, equals=PR_SET_MM),
     *(TrapRule(name) for name in ("init_module", "finit_module", "kexec_load", "kexec_file_load", "swapon")),
+    TrapRule("acct", 0, at_least=1),  # a path: accounting on (NULL turns it off)
 )
 # Ranges a forked child does not get: a fork's child model is its parent's
 # copy unless some thread asked for this (the model then reads the child's maps).
