@@ -445,6 +445,17 @@ class Judge:
                 return ((args[0], args[0] + page_up(args[1])),)
         return None
 
+    def returns_unread(self, call: MemCall, failed: bool, entry: object | None) -> bool:
+        """Whether applying the return of `call` (as on_event(MemReturn)
+        would, `entry` what its entry made of it) reads nothing of the
+        stopped thread and reports nothing: a call its entry judged nothing
+        of, that succeeded (a failure is taken from the kernel's maps at the
+        stop) and maps or unmaps only what its arguments name. The source
+        may then resume the thread first: the thread's next trapped call
+        still waits for the tracer, which applies this one before it."""
+        return (not failed and isinstance(entry, InFlight) and entry.judgement is None
+                and entry.call is call and not self.model.changes_unseen(call))
+
     def settles_at_entry(self, call: MemCall) -> bool:
         """Whether `call`, judged with nothing to report, may be taken as
         done at its entry (CallReply.settled): an munmap, or an mprotect to
@@ -852,6 +863,17 @@ class PtraceSink(TraceSink):
         (a refusal undoes it). The new InFlight comes back with the return."""
         new = self.judge.rejudge(entry if isinstance(entry, InFlight) else None, call, peek)
         return self._reply(new), new
+
+    def returns_unread(self, call: MemCall, failed: bool, entry: object | None) -> bool:
+        """Whether the return of `call` can be applied once its thread runs
+        again (Judge.returns_unread)."""
+        return self.judge.returns_unread(call, failed, entry)
+
+    def exec_acts(self) -> bool:
+        """Whether judging an exec may kill its process (an enforcer that
+        acts); when not, the source may let the new program run before the
+        exec is judged from what it read at the exec stop."""
+        return self.judge.enforcer.acts
 
     def on_event(self, event: Event) -> bool:
         """Pass every other event to the judge; True (kill now) when the

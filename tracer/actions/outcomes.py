@@ -73,6 +73,9 @@ class Enforcer(Protocol):
     refuses before any tracer sees them) and what it cannot enforce."""
 
     notes: tuple[str, ...]
+    # Whether a plan may act on a process (refuse a call, kill): False for
+    # audit, whose plans only say what would have been done.
+    acts: bool
 
     def plan(self, judgement: Judgement) -> Plan:
         """Return the plan for `judgement` (its decision is final)."""
@@ -115,6 +118,7 @@ class _Audit:
     """audit mode: nothing is enforced, forbidding decisions are would-deny/would-kill."""
 
     notes: tuple[str, ...] = ()
+    acts = False
 
     def plan(self, judgement: Judgement) -> Plan:
         """Return the unenforced outcome of the decision (what an emulator did, for its events)."""
@@ -132,6 +136,8 @@ class PtraceEnforcer:
     return -errno), a process killed at a call's entry or at an exec (which
     cannot be refused); and, for a traced command, what its seccomp filter
     refuses in the kernel (`seccomp`: those calls are never judged)."""
+
+    acts = True
 
     def __init__(self, seccomp: SeccompEnforcement | None = None):
         self.seccomp = seccomp
@@ -186,6 +192,8 @@ class KernelKillEnforcer:
     """enforce mode under eBPF: the kernel side sends SIGKILL at the entry of
     calls its kill rules match (eBPF cannot refuse a call on this kernel);
     what it does not match is not enforced, with the compiler's reason."""
+
+    acts = True
 
     def __init__(self, enforcement: Enforcement):
         self.enforcement = enforcement

@@ -145,6 +145,16 @@ class TraceSink(Protocol):
         of it); the reply is applied to the result (deny: undone and -errno;
         kill). What it returns besides replaces `entry`."""
 
+    def returns_unread(self, call: MemCall, failed: bool, entry: object | None) -> bool:
+        """True when on_event(MemReturn(call, result, entry)) would read
+        nothing of the stopped thread (its maps, its memory) and report
+        nothing: the source may resume the thread before it."""
+
+    def exec_acts(self) -> bool:
+        """Whether on_event(ExecEvent) may ask for the process's death; when
+        not, the source may resume the new program before it (the event
+        holds all that is read of the process)."""
+
     def on_event(self, event: Event) -> bool:
         """Record any other event (MemReturn, exec, fork, exit, attach);
         True asks the source to kill the process now (at an exec stop: the
@@ -1648,6 +1658,15 @@ class PtraceSource:
                             self._call_done(task)
                             return
             entry, task.entry = task.entry, None
+            if (placed and not self._holds and task.exit_hook is None and receive is None
+                    and self.sink.returns_unread(call, bool(is_error), entry)):
+                # Nothing to read at this stop and nothing to report: the
+                # thread runs while the model takes the result (its next
+                # trapped call waits for the tracer, which is busy with this).
+                self._resume(task)
+                self.sink.on_event(MemReturn(call, rval, entry))
+                self._call_done(task)
+                return
             self.sink.on_event(MemReturn(call, rval, entry))
             if not placed:
                 # Where it landed is not known: the whole space is taken from
@@ -2421,8 +2440,14 @@ class PtraceSource:
         if exe is not None:
             loaded.append((exe, exe.dev, exe_link))
         self._report_fresh(task.tid, task.pid, loaded)
-        if self.sink.on_event(ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona,
-                                        exe_object=exe)):
+        event = ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona, exe_object=exe)
+        if not self.sink.exec_acts():
+            # Nothing to enforce: the new program runs while its exec is judged
+            # (its next trapped call waits for the tracer, busy with this).
+            self._resume(task)
+            self.sink.on_event(event)
+            return
+        if self.sink.on_event(event):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(task.pid, signal.SIGKILL)
         self._resume(task)
