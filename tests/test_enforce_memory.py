@@ -263,21 +263,22 @@ def test_strict_refuses_read_implies_exec_whichever_thread_asks(setter, how, fil
 
 
 def _attached(program: list[str], options: tuple[str, ...], tmp_path, threads: int | None = 1):
-    """Run `program` until it says READY, attach with `options` (to its
-    `threads` threads; None: any number), let it go on; return its output
-    (before and after the attach), its return code, the tracer's event
-    records and its pid."""
+    """Run `program` until it says READY, attach with `options` to the
+    process READY names (its `threads` threads; None: any number), let it
+    go on; return its output (before and after the attach), its return
+    code, the tracer's event records and the attached pid."""
     process = subprocess.Popen(program, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     before = ""
     while not (line := process.stdout.readline()).startswith("READY"):
         assert line, "the program ended before it was ready"
         before += line
+    pid = int(line.split()[1])
     json_path = tmp_path / "attach.jsonl"
-    tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(process.pid)],
+    tracer = subprocess.Popen([*TRAMPWATCH, "attach", "--json", str(json_path), *options, str(pid)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     # Held descriptors are judged at the seize: their report lines come
     # before the tracer says it is attached.
-    attached = f"trampwatch: attached to pid {process.pid} ({'' if threads is None else threads}"
+    attached = f"trampwatch: attached to pid {pid} ({'' if threads is None else threads}"
     while not (ready := tracer.stderr.readline()).startswith(attached):
         assert ready, "the tracer ended before it was attached"
     out_text, _ = process.communicate("go\n", timeout=120)
@@ -285,7 +286,7 @@ def _attached(program: list[str], options: tuple[str, ...], tmp_path, threads: i
     assert process.returncode != 0 or tracer.returncode == 0, errors
     records = [json.loads(r) for r in json_path.read_text().splitlines()]
     events = [r for r in records if r["type"] == "event"]
-    return before + line + out_text, process.returncode, events, process.pid
+    return before + line + out_text, process.returncode, events, pid
 
 
 def _killed_at_the_seize(options: tuple[str, ...], returncode: int, out, event: dict, call: str) -> None:
@@ -471,6 +472,33 @@ def test_attach_takes_a_read_only_shared_view_that_may_write_for_written(mode, b
     assert returncode == 0 and out.ran == [] and out.failed() == {"make_rx": "EACCES"}
     assert [(e["syscall"], e["categories"], e["verdict"]) for e in events] == \
         [("mprotect", ["w-to-x", "exec-written"], "denied")]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("mode", "categories"), [("shm_reattach", ["w-to-x", "exec-written"]),
+                                                  ("shm_older", ["w-to-x", "exec-written"]),
+                                                  ("shm_detached", ["w-to-x"])])
+def test_attach_takes_a_segment_attached_since_the_process_started_for_written(mode, categories,
+                                                                               build_program, parse_output,
+                                                                               tmp_path):
+    """Code written into a System V segment through a read-write attach
+    gone before the tracer attached (detached; then attached SHM_RDONLY
+    before the attach, or after it): no view says it was written, but the
+    kernel's records say the segment was attached since the process
+    started (shm_atime, shm_dtime): its history is written, and made R-X
+    after the attach it is w-to-x, refused under strict. `shm_older`'s
+    segment is older than the process (no change time of its own is
+    fresh); `shm_detached` maps it only after the attach (before, no event
+    and the code ran). Mapped at the seize, the segment is exec-written too
+    (the internal mount it lives on is none the process started with)."""
+    native = _native(build_program, parse_output, "attack_attach_shared", mode)
+    assert native.ran == ["rx_call"]
+    out_text, returncode, events, _ = _attached([str(build_program("attack_attach_shared")), mode], STRICT,
+                                                tmp_path)
+    out = parse_output(out_text)
+    assert returncode == 0 and out.ran == [] and out.failed() == {"make_rx": "EACCES"}
+    assert [(e["syscall"], e["categories"], e["verdict"]) for e in events] == \
+        [("mprotect", categories, "denied")]
 
 
 @pytest.mark.root

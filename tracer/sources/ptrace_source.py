@@ -813,11 +813,12 @@ class PtraceSource:
                 personas.append((tid, procfs.read_personality(pid, tid)))
         maps = procfs.read_maps(pid)
         # Pages written before the seize and made read-only since are told by
-        # the kernel's pages, not by their protection; unreadable, every
-        # page's history is unknown.
+        # the kernel's pages, not by their protection (System V segments by
+        # their attach times); unreadable, every page's history is unknown.
         written_before: tuple[tuple[int, int], ...] = ()
         try:
-            written_before = procfs.private_copies(pid, maps) + procfs.shared_may_write(pid, maps)
+            written_before = (procfs.private_copies(pid, maps) + procfs.shared_may_write(pid, maps)
+                              + self._segments_written(pid, maps))
         except NoSuchProcess:
             raise
         except TraceError:
@@ -1343,7 +1344,7 @@ class PtraceSource:
                                     or obj.dev in self._kernel_filled):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif call.syscall == "shmat":
-            call = _with_segment_size(call)
+            call = self._with_segment(call)
             if len(call.args) == _IPC_SHMAT_ARGC:
                 task.attaches = _segment_attaches(task.tid, call.args[0], call.object_size)
         footprint: Footprint = None
@@ -1698,7 +1699,7 @@ class PtraceSource:
         stop is answered). A caller in another pid namespace numbers its
         children differently: not judged. A child reported and already gone
         (a short thread) is no untraced one."""
-        if child in self.tasks or child == task.made or not _same_pid_namespace(task.tid):
+        if child in self.tasks or child == task.made or not procfs.same_namespace(task.tid, "pid"):
             return call
         call = call._replace(target=child)
         reply, task.entry = self.sink.on_result(call, self._peek_for(task.tid), task.entry)
@@ -2213,6 +2214,30 @@ class PtraceSource:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
             self.sink.on_event(WritableObjects(time.time(), pid, tuple(fresh), frozenset(served)))
 
+    def _segment(self, tid: int, shmid: int) -> tuple[procfs.ShmSegment | None, bool]:
+        """System V segment `shmid` as `tid` sees it (None when the tracer
+        cannot read it: `tid` is in another IPC namespace, the tracer's
+        /proc/sysvipc shows its own) and whether it may hold what a view the
+        model never saw wrote: it was attached, detached or made since the
+        run started (for `attach`, since the process did: a read-write view
+        gone before the seize), by the kernel's records, whose stamps are
+        whole seconds (any in the second the run started counts), or its
+        records cannot be read."""
+        segment = procfs.shm_segment(shmid) if procfs.same_namespace(tid, "ipc") else None
+        return segment, segment is None or segment.touched_s >= self.started_ns // 1_000_000_000
+
+    def _with_segment(self, call: MemCall) -> MemCall:
+        """A shmat at its entry with its segment's size and whether the
+        segment's history is written (`_segment`)."""
+        segment, written = self._segment(call.tid, call.args[0])
+        return call._replace(object_size=segment.size if segment else None, object_written=written)
+
+    def _segments_written(self, pid: int, maps: Sequence[MapEntry]) -> tuple[tuple[int, int], ...]:
+        """The ranges of `pid`'s System V attaches whose segment's history is
+        written (`_segment`), as address ranges in order."""
+        return tuple((m.start, m.end) for m in maps
+                     if m.path.startswith("/SYSV") and m.shared and self._segment(pid, m.inode)[1])
+
     def _read_swap_files(self) -> None:
         """Add the swap files /proc/swaps lists now to those already seen
         (one turned off keeps what the kernel wrote into it)."""
@@ -2692,14 +2717,6 @@ def _writable_objects(pid: int) -> tuple[FdObject, ...]:
     return tuple(found)
 
 
-def _same_pid_namespace(tid: int) -> bool:
-    """Whether `tid` numbers processes as the tracer does."""
-    try:
-        return os.readlink(f"/proc/{tid}/ns/pid") == os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return False
-
-
 def _map_files(tid: int, start: int, end: int) -> str:
     """The /proc link to the object mapped at [start, end) of `tid`."""
     return f"/proc/{tid}/map_files/{start:x}-{end:x}"
@@ -2804,11 +2821,6 @@ def _with_fd_object(call: MemCall) -> MemCall:
         return call
     obj = procfs.fd_object(call.tid, fd)
     return call._replace(fd_object=obj) if obj else call
-
-
-def _with_segment_size(call: MemCall) -> MemCall:
-    size = procfs.shm_segment_size(call.args[0])
-    return call._replace(object_size=size) if size else call
 
 
 # Programs exec'd again and again (a shell loop) are read once: keyed by
