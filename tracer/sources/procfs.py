@@ -535,6 +535,19 @@ def shared_may_write(pid: int, maps: Sequence[MapEntry]) -> tuple[tuple[int, int
     return tuple(found)
 
 
+# VmFlags of a range registered with a userfaultfd: missing, write-protect, minor faults.
+_USERFAULTFD_FLAGS = frozenset({"um", "uw", "ui"})
+
+
+def userfaultfd_registered(pid: int) -> bool:
+    """Whether a range of `pid`'s address space is registered with a
+    userfaultfd (`um`, `uw` or `ui` in /proc/PID/smaps' VmFlags): whoever
+    holds that descriptor, in the process or not, fills its pages with no
+    call of the process's. Raises NoSuchProcess, AccessDenied or TraceError."""
+    return any(line.startswith("VmFlags:") and not _USERFAULTFD_FLAGS.isdisjoint(line.split()[1:])
+               for line in _read_text(pid, "smaps").split("\n"))
+
+
 def fd_object(pid: int, fd: int) -> FdObject | None:
     """Return what descriptor `fd` of `pid` refers to: its link text
     ('/usr/lib/x.so', '/memfd:libffi (deleted)', 'socket:[123]') and the

@@ -904,10 +904,14 @@ class PtraceSource:
         an opaque facility with no descriptor left: a mapping of one (an
         io_uring's rings, a KVM vCPU) and io_uring's own threads (a ring
         polled by the kernel takes submissions with no call at all). No call
-        made them, so none can be refused: a refusal kills the process. An
-        unreadable table is judged as such. Every descriptor table of the
-        seized threads (`tids`) counts: a thread that unshared its table
-        (CLONE_FILES) holds what the leader's does not show."""
+        made them, so none can be refused: a refusal kills the process. A
+        range registered with a userfaultfd is judged as a held one (when
+        the process holds none): its descriptor may be another process's
+        (passed on, or kept by a child forked before the attach), which
+        fills the range's pages with code the process runs with no call at
+        all. An unreadable table is judged as such. Every descriptor table
+        of the seized threads (`tids`) counts: a thread that unshared its
+        table (CLONE_FILES) holds what the leader's does not show."""
         for tid, fd, view in self._held_views(pid, maps, tids):
             if self._overlay_devices and view.dev not in self._overlay_devices and stat.S_ISREG(view.mode):
                 view = view._replace(layers=self._overlay_devices)
@@ -931,9 +935,12 @@ class PtraceSource:
     def _held_views(pid: int, maps: tuple[MapEntry, ...],
                     tids: set[int]) -> Iterator[tuple[int, int, FdObject]]:
         """(the thread holding it, descriptor number or -1, the kernel's
-        view) of what _judge_held judges: the leader's descriptor table, and
-        that of each thread of `tids` whose table kcmp says is another."""
+        view) of what _judge_held judges: the leader's descriptor table,
+        that of each thread of `tids` whose table kcmp says is another, the
+        mappings and threads of opaque facilities, and a range registered
+        with a userfaultfd when none of those tables holds one."""
         tables = [pid]
+        held_userfaultfd = False
         for tid in sorted(tids - {pid}):
             # Unknown (None) is read as its own table: a thread gone has none to list.
             if not any(_kcmp(tid, other, _KCMP_FILES) for other in tables):
@@ -960,12 +967,15 @@ class PtraceSource:
                 except TraceError:
                     view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
                 if view is not None:  # else closed meanwhile
+                    held_userfaultfd = held_userfaultfd or view.path == _USERFAULTFD_LINK
                     yield holder, fd, view
         for entry in {(m.dev, m.inode): m for m in maps if _opaque_link(m.path)}.values():
             yield pid, -1, FdObject(-1, entry.path, entry.dev, entry.inode, access=abi.O_RDWR)
         names = (procfs.thread_name(pid, tid) for tid in procfs.list_threads(pid))
         if any(name.startswith(_IO_URING_THREADS) for name in names):
             yield pid, -1, FdObject(-1, "anon_inode:[io_uring]", 0, 0, access=abi.O_RDWR)
+        if not held_userfaultfd and _userfaultfd_registered(pid):
+            yield pid, -1, FdObject(-1, _USERFAULTFD_LINK, 0, 0, access=abi.O_RDWR)
 
     def kill_all(self) -> None:
         """SIGKILL every traced process (fail closed); the loop then reaps them."""
@@ -2611,7 +2621,8 @@ _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap",
 # A procfs mem file, as a descriptor's link names it (any mount point; the
 # kernel's d_path of a detached or foreign procfs starts elsewhere).
 _MEM_LINK = re.compile(r"(?:^|/)(\d+)(?:/task/\d+)?/mem(?: \(deleted\))?$")
-_OPAQUE_LINKS = frozenset({"anon_inode:[userfaultfd]", "anon_inode:[io_uring]"})
+_USERFAULTFD_LINK = "anon_inode:[userfaultfd]"
+_OPAQUE_LINKS = frozenset({_USERFAULTFD_LINK, "anon_inode:[io_uring]"})
 # The names of an io_uring's kernel threads, which show the ring when no
 # descriptor or mapping is left (polling it: iou-sqp-PID; working for it:
 # iou-wrk-TID).
@@ -2715,6 +2726,17 @@ def _writable_objects(pid: int) -> tuple[FdObject, ...]:
     except TraceError:
         return tuple(found)
     return tuple(found)
+
+
+def _userfaultfd_registered(pid: int) -> bool:
+    """Whether a range of `pid` is registered with a userfaultfd; True when
+    its smaps cannot be read (unknown is unsafe)."""
+    try:
+        return procfs.userfaultfd_registered(pid)
+    except NoSuchProcess:
+        raise
+    except TraceError:
+        return True
 
 
 def _map_files(tid: int, start: int, end: int) -> str:
