@@ -415,17 +415,44 @@ _libc.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
 IPC_PRIVATE = 0
 IPC_CREAT = 0o1000
 IPC_RMID = 0
+CLONE_NEWIPC = 0x08000000
 
 
-def test_shm_segment_size_reads_sysvipc() -> None:
+def test_shm_segment_reads_sysvipc() -> None:
+    """Size and latest stamp (here its creation: never attached) from
+    /proc/sysvipc/shm; None once the segment is gone."""
+    before = int(time.time())
     shmid = _libc.shmget(IPC_PRIVATE, 12345, IPC_CREAT | 0o600)
     if shmid < 0:
         pytest.skip(f"System V shared memory unavailable: {os.strerror(ctypes.get_errno())}")
     try:
-        assert procfs.shm_segment_size(shmid) == 12345
+        segment = procfs.shm_segment(shmid)
+        assert segment is not None and segment.size == 12345
+        assert before <= segment.touched_s <= time.time()
     finally:
         _libc.shmctl(shmid, IPC_RMID, None)
-    assert procfs.shm_segment_size(shmid) is None
+    assert procfs.shm_segment(shmid) is None
+
+
+@pytest.mark.root
+def test_same_namespace_is_false_for_another_ipc_namespace() -> None:
+    """A child that unshared its IPC namespace is in another one."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(reader)
+        os.write(writer, b"x" if _libc.unshare(CLONE_NEWIPC) == 0 else b"!")
+        time.sleep(30)
+        os._exit(0)
+    os.close(writer)
+    try:
+        assert os.read(reader, 1) == b"x"
+        assert procfs.same_namespace(os.getpid(), "ipc")
+        assert not procfs.same_namespace(pid, "ipc")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(reader)
 
 
 def test_write_mem_writes_even_read_only_pages() -> None:

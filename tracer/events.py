@@ -85,7 +85,9 @@ class MemCall(NamedTuple):
     `args` are the raw register values (i386 calls already widened), `ip`/`sp`
     the thread's registers at the stop and `stack` the bytes at `sp`, kept for
     attribution. `fd_object` is the object behind an mmap's descriptor and
-    `object_size` the size of a System V segment being attached; `target`
+    `object_size` the size of a System V segment being attached, and
+    `object_written` the source's word that the segment may hold what a
+    view the model never saw wrote (its history is written); `target`
     and `path` name the process whose memory a foreign write (an open of
     /proc/PID/mem for writing, a ptrace POKE) reaches, and for a clone3 at
     its exit the child the kernel created untraced (CLONE_UNTRACED). Sources
@@ -117,6 +119,7 @@ class MemCall(NamedTuple):
     stack: bytes = b""
     fd_object: FdObject | None = None
     object_size: int | None = None
+    object_written: bool = False
     target: int | None = None
     path: str | None = None
     vmas: tuple[MapEntry, ...] | None = None
@@ -222,9 +225,10 @@ class AttachEvent(NamedTuple):
     before its fork event): every page has unknown (possibly written)
     history, not the one its protections suggest. `written_before`: address ranges
     of private file mappings, not writable now, whose pages are the
-    process's own copies, and of shared mappings not writable now that may
-    be made writable again (written before the seize, or maybe: their
-    history is written, not what their protection suggests)."""
+    process's own copies, of shared mappings not writable now that may be
+    made writable again, and of System V segments attached since the
+    process started (written before the seize, or maybe: their history is
+    written, not what their protection suggests)."""
 
     ts: float
     pid: int

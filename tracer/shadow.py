@@ -681,8 +681,8 @@ class ShadowModel:
         """Start (or restart, after exec) a process from its maps, with the
         leader's persona and those of other threads known (tid, persona);
         the `written_before` address ranges (private copies of file pages, shared
-        views that may be writable again) were written, whatever their
-        protection is now."""
+        views that may be writable again, System V segments attached since
+        the process started) were written, whatever their protection is now."""
         space = AddressSpace.from_maps(maps)
         for start, end in written_before:
             space.mark_written(start, end)
@@ -1166,7 +1166,7 @@ class ShadowModel:
             return
         size = _segment_bytes(call)
         prot = change.prot
-        self._note_writable(change.backing, True, prot)
+        self._note_writable(change.backing, True, prot | (PROT_WRITE if call.object_written else 0))
         process.space.insert(Region(result, result + size, prot, True, 0, change.backing,
                                     bool(prot & PROT_WRITE), bool(prot & PROT_EXEC)))
 

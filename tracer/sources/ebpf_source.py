@@ -710,4 +710,5 @@ def _dentry_path(name: str, linked: bool) -> str:
 
 def _segment_size(name: str, args: tuple[int, ...]) -> int | None:
     """The size of the System V segment a shmat attaches, when it still exists."""
-    return procfs.shm_segment_size(args[0]) if name == "shmat" else None
+    segment = procfs.shm_segment(args[0]) if name == "shmat" else None
+    return segment.size if segment is not None else None

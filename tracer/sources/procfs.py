@@ -535,6 +535,19 @@ def shared_may_write(pid: int, maps: Sequence[MapEntry]) -> tuple[tuple[int, int
     return tuple(found)
 
 
+# VmFlags of a range registered with a userfaultfd: missing, write-protect, minor faults.
+_USERFAULTFD_FLAGS = frozenset({"um", "uw", "ui"})
+
+
+def userfaultfd_registered(pid: int) -> bool:
+    """Whether a range of `pid`'s address space is registered with a
+    userfaultfd (`um`, `uw` or `ui` in /proc/PID/smaps' VmFlags): whoever
+    holds that descriptor, in the process or not, fills its pages with no
+    call of the process's. Raises NoSuchProcess, AccessDenied or TraceError."""
+    return any(line.startswith("VmFlags:") and not _USERFAULTFD_FLAGS.isdisjoint(line.split()[1:])
+               for line in _read_text(pid, "smaps").split("\n"))
+
+
 def fd_object(pid: int, fd: int) -> FdObject | None:
     """Return what descriptor `fd` of `pid` refers to: its link text
     ('/usr/lib/x.so', '/memfd:libffi (deleted)', 'socket:[123]') and the
@@ -957,19 +970,38 @@ def list_pids() -> list[int]:
     return _numeric_entries("/proc", None)
 
 
-def shm_segment_size(shmid: int) -> int | None:
-    """Return the size in bytes of System V segment `shmid` (from
-    /proc/sysvipc/shm), or None when there is no such segment."""
+class ShmSegment(NamedTuple):
+    """A System V segment as /proc/sysvipc/shm shows it: its size in bytes,
+    and the latest of its last attach, last detach and creation or last
+    change (shm_atime, shm_dtime, shm_ctime), in whole seconds of
+    CLOCK_REALTIME (the kernel stamps no write)."""
+
+    size: int
+    touched_s: int
+
+
+def shm_segment(shmid: int) -> ShmSegment | None:
+    """Return System V segment `shmid` as the tracer's IPC namespace shows
+    it (/proc/sysvipc/shm), or None when it shows no such segment."""
     try:
         with open("/proc/sysvipc/shm", encoding="ascii") as table:
             next(table, None)
             for line in table:
                 fields = line.split()
-                if len(fields) > 3 and int(fields[1]) == shmid:
-                    return int(fields[3])
-    except OSError:
+                if len(fields) > 13 and int(fields[1]) == shmid:
+                    return ShmSegment(int(fields[3]), max(int(t) for t in fields[11:14]))
+    except (OSError, ValueError):
         return None
     return None
+
+
+def same_namespace(pid: int, kind: str) -> bool:
+    """Whether `pid` is in the tracer's namespace of `kind` ('ipc', 'pid'):
+    False when it cannot be told (gone, unreadable)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}")
+    except OSError:
+        return False
 
 
 def write_mem(pid: int, addr: int, data: bytes) -> None:

@@ -823,11 +823,12 @@ class PtraceSource:
                 personas.append((tid, procfs.read_personality(pid, tid)))
         maps = procfs.read_maps(pid)
         # Pages written before the seize and made read-only since are told by
-        # the kernel's pages, not by their protection; unreadable, every
-        # page's history is unknown.
+        # the kernel's pages, not by their protection (System V segments by
+        # their attach times); unreadable, every page's history is unknown.
         written_before: tuple[tuple[int, int], ...] = ()
         try:
-            written_before = procfs.private_copies(pid, maps) + procfs.shared_may_write(pid, maps)
+            written_before = (procfs.private_copies(pid, maps) + procfs.shared_may_write(pid, maps)
+                              + self._segments_written(pid, maps))
         except NoSuchProcess:
             raise
         except TraceError:
@@ -913,10 +914,14 @@ class PtraceSource:
         an opaque facility with no descriptor left: a mapping of one (an
         io_uring's rings, a KVM vCPU) and io_uring's own threads (a ring
         polled by the kernel takes submissions with no call at all). No call
-        made them, so none can be refused: a refusal kills the process. An
-        unreadable table is judged as such. Every descriptor table of the
-        seized threads (`tids`) counts: a thread that unshared its table
-        (CLONE_FILES) holds what the leader's does not show."""
+        made them, so none can be refused: a refusal kills the process. A
+        range registered with a userfaultfd is judged as a held one (when
+        the process holds none): its descriptor may be another process's
+        (passed on, or kept by a child forked before the attach), which
+        fills the range's pages with code the process runs with no call at
+        all. An unreadable table is judged as such. Every descriptor table
+        of the seized threads (`tids`) counts: a thread that unshared its
+        table (CLONE_FILES) holds what the leader's does not show."""
         for tid, fd, view in self._held_views(pid, maps, tids):
             view = self._descriptor_view(view)
             held = MemCall(time.time(), pid, tid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
@@ -939,9 +944,12 @@ class PtraceSource:
     def _held_views(pid: int, maps: tuple[MapEntry, ...],
                     tids: set[int]) -> Iterator[tuple[int, int, FdObject]]:
         """(the thread holding it, descriptor number or -1, the kernel's
-        view) of what _judge_held judges: the leader's descriptor table, and
-        that of each thread of `tids` whose table kcmp says is another."""
+        view) of what _judge_held judges: the leader's descriptor table,
+        that of each thread of `tids` whose table kcmp says is another, the
+        mappings and threads of opaque facilities, and a range registered
+        with a userfaultfd when none of those tables holds one."""
         tables = [pid]
+        held_userfaultfd = False
         for tid in sorted(tids - {pid}):
             # Unknown (None) is read as its own table: a thread gone has none to list.
             if not any(_kcmp(tid, other, _KCMP_FILES) for other in tables):
@@ -968,12 +976,15 @@ class PtraceSource:
                 except TraceError:
                     view = FdObject(fd, "", 0, 0)  # unreadable: judged as such (fails closed)
                 if view is not None:  # else closed meanwhile
+                    held_userfaultfd = held_userfaultfd or view.path == _USERFAULTFD_LINK
                     yield holder, fd, view
         for entry in {(m.dev, m.inode): m for m in maps if _opaque_link(m.path)}.values():
             yield pid, -1, FdObject(-1, entry.path, entry.dev, entry.inode, access=abi.O_RDWR)
         names = (procfs.thread_name(pid, tid) for tid in procfs.list_threads(pid))
         if any(name.startswith(_IO_URING_THREADS) for name in names):
             yield pid, -1, FdObject(-1, "anon_inode:[io_uring]", 0, 0, access=abi.O_RDWR)
+        if not held_userfaultfd and _userfaultfd_registered(pid):
+            yield pid, -1, FdObject(-1, _USERFAULTFD_LINK, 0, 0, access=abi.O_RDWR)
 
     def kill_all(self) -> None:
         """SIGKILL every traced process (fail closed); the loop then reaps them."""
@@ -1352,7 +1363,7 @@ class PtraceSource:
                                     or obj.dev in self._kernel_filled):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif call.syscall == "shmat":
-            call = _with_segment_size(call)
+            call = self._with_segment(call)
             if len(call.args) == _IPC_SHMAT_ARGC:
                 task.attaches = _segment_attaches(task.tid, call.args[0], call.object_size)
         footprint: Footprint = None
@@ -1716,7 +1727,7 @@ class PtraceSource:
         stop is answered). A caller in another pid namespace numbers its
         children differently: not judged. A child reported and already gone
         (a short thread) is no untraced one."""
-        if child in self.tasks or child == task.made or not _same_pid_namespace(task.tid):
+        if child in self.tasks or child == task.made or not procfs.same_namespace(task.tid, "pid"):
             return call
         call = call._replace(target=child)
         reply, task.entry = self.sink.on_result(call, self._peek_for(task.tid), task.entry)
@@ -2251,6 +2262,30 @@ class PtraceSource:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
             self.sink.on_event(WritableObjects(time.time(), pid, tuple(fresh), frozenset(served)))
 
+    def _segment(self, tid: int, shmid: int) -> tuple[procfs.ShmSegment | None, bool]:
+        """System V segment `shmid` as `tid` sees it (None when the tracer
+        cannot read it: `tid` is in another IPC namespace, the tracer's
+        /proc/sysvipc shows its own) and whether it may hold what a view the
+        model never saw wrote: it was attached, detached or made since the
+        run started (for `attach`, since the process did: a read-write view
+        gone before the seize), by the kernel's records, whose stamps are
+        whole seconds (any in the second the run started counts), or its
+        records cannot be read."""
+        segment = procfs.shm_segment(shmid) if procfs.same_namespace(tid, "ipc") else None
+        return segment, segment is None or segment.touched_s >= self.started_ns // 1_000_000_000
+
+    def _with_segment(self, call: MemCall) -> MemCall:
+        """A shmat at its entry with its segment's size and whether the
+        segment's history is written (`_segment`)."""
+        segment, written = self._segment(call.tid, call.args[0])
+        return call._replace(object_size=segment.size if segment else None, object_written=written)
+
+    def _segments_written(self, pid: int, maps: Sequence[MapEntry]) -> tuple[tuple[int, int], ...]:
+        """The ranges of `pid`'s System V attaches whose segment's history is
+        written (`_segment`), as address ranges in order."""
+        return tuple((m.start, m.end) for m in maps
+                     if m.path.startswith("/SYSV") and m.shared and self._segment(pid, m.inode)[1])
+
     def _read_swap_files(self) -> None:
         """Add the swap files /proc/swaps lists now to those already seen
         (one turned off keeps what the kernel wrote into it)."""
@@ -2630,7 +2665,8 @@ _SERIALISED = frozenset({"mmap", "mmap2", "mprotect", "pkey_mprotect", "munmap",
 # A procfs mem file, as a descriptor's link names it (any mount point; the
 # kernel's d_path of a detached or foreign procfs starts elsewhere).
 _MEM_LINK = re.compile(r"(?:^|/)(\d+)(?:/task/\d+)?/mem(?: \(deleted\))?$")
-_OPAQUE_LINKS = frozenset({"anon_inode:[userfaultfd]", "anon_inode:[io_uring]"})
+_USERFAULTFD_LINK = "anon_inode:[userfaultfd]"
+_OPAQUE_LINKS = frozenset({_USERFAULTFD_LINK, "anon_inode:[io_uring]"})
 # The names of an io_uring's kernel threads, which show the ring when no
 # descriptor or mapping is left (polling it: iou-sqp-PID; working for it:
 # iou-wrk-TID).
@@ -2738,12 +2774,15 @@ def _writable_objects(pid: int) -> tuple[FdObject, ...]:
     return tuple(found)
 
 
-def _same_pid_namespace(tid: int) -> bool:
-    """Whether `tid` numbers processes as the tracer does."""
+def _userfaultfd_registered(pid: int) -> bool:
+    """Whether a range of `pid` is registered with a userfaultfd; True when
+    its smaps cannot be read (unknown is unsafe)."""
     try:
-        return os.readlink(f"/proc/{tid}/ns/pid") == os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return False
+        return procfs.userfaultfd_registered(pid)
+    except NoSuchProcess:
+        raise
+    except TraceError:
+        return True
 
 
 def _map_files(tid: int, start: int, end: int) -> str:
@@ -2850,11 +2889,6 @@ def _with_fd_object(call: MemCall) -> MemCall:
         return call
     obj = procfs.fd_object(call.tid, fd)
     return call._replace(fd_object=obj) if obj else call
-
-
-def _with_segment_size(call: MemCall) -> MemCall:
-    size = procfs.shm_segment_size(call.args[0])
-    return call._replace(object_size=size) if size else call
 
 
 # Programs exec'd again and again (a shell loop) are read once: keyed by
