@@ -583,3 +583,30 @@ def test_start_time_is_no_later_than_any_change_the_process_makes(tmp_path) -> N
         finally:
             child.kill()
             child.wait()
+
+
+def test_thread_hold_and_is_running_follow_the_kernel() -> None:
+    """thread_hold: who traces a thread and its state letter; is_running:
+    alive and no zombie. A child sleeping, stopped by SIGSTOP, then a
+    zombie (killed, not yet reaped)."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        deadline = time.monotonic() + 5
+        while procfs.thread_hold(child.pid, child.pid)[1] != "S" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert procfs.thread_hold(child.pid, child.pid) == (0, "S")
+        assert procfs.is_running(child.pid)
+        os.kill(child.pid, signal.SIGSTOP)
+        while procfs.thread_hold(child.pid, child.pid)[1] != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert procfs.thread_hold(child.pid, child.pid) == (0, "T")
+        os.kill(child.pid, signal.SIGKILL)
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # a zombie, not reaped
+        assert procfs.thread_hold(child.pid, child.pid)[1] == "Z"
+        assert not procfs.is_running(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not procfs.is_running(child.pid)
+    with pytest.raises(NoSuchProcess):
+        procfs.thread_hold(child.pid, child.pid)

@@ -869,10 +869,8 @@ class PtraceSink(TraceSink):
         again (Judge.returns_unread)."""
         return self.judge.returns_unread(call, failed, entry)
 
-    def exec_acts(self) -> bool:
-        """Whether judging an exec may kill its process (an enforcer that
-        acts); when not, the source may let the new program run before the
-        exec is judged from what it read at the exec stop."""
+    def acts(self) -> bool:
+        """Whether a judgement may act on a process (the enforcer acts)."""
         return self.judge.enforcer.acts
 
     def on_event(self, event: Event) -> bool:

@@ -188,6 +188,15 @@ def leader_exited(pid: int) -> bool:
     return _stat_fields(pid)[0] == "Z"
 
 
+def is_running(pid: int) -> bool:
+    """Whether process `pid` exists and is no zombie (its main thread
+    alive); False when it cannot be read."""
+    try:
+        return _stat_fields(pid)[0] not in ("Z", "X")
+    except TraceError:
+        return False
+
+
 def read_tgid(tid: int) -> int:
     """Return the thread group id (process id) of thread `tid`.
     Raises NoSuchProcess, AccessDenied or TraceError."""
@@ -282,6 +291,23 @@ def thread_name(pid: int, tid: int) -> str:
             return file.read().rstrip("\n")
     except OSError:
         return ""
+
+
+def thread_hold(pid: int, tid: int) -> tuple[int, str]:
+    """(TracerPid, state letter) of thread `tid` of `pid`, from
+    /proc/PID/task/TID/status: who traces it (0: nobody) and whether it
+    runs, sleeps, is stopped for its tracer ('t') or is a zombie ('Z').
+    Raises NoSuchProcess, AccessDenied or TraceError."""
+    text = _read_text(pid, f"task/{tid}/status")
+    fields = {}
+    for line in text.split("\n")[1:]:  # never Name:, whose value the kernel escapes
+        key, _, value = line.partition(":")
+        if key in ("State", "TracerPid"):
+            fields[key] = value.split()
+    try:
+        return int(fields["TracerPid"][0]), fields["State"][0]
+    except (KeyError, IndexError, ValueError) as err:
+        raise TraceError(f"unexpected /proc/{pid}/task/{tid}/status format", pid=pid) from err
 
 
 def syscall_in_flight(tid: int) -> int | None:

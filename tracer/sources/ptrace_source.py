@@ -150,10 +150,11 @@ class TraceSink(Protocol):
         nothing of the stopped thread (its maps, its memory) and report
         nothing: the source may resume the thread before it."""
 
-    def exec_acts(self) -> bool:
-        """Whether on_event(ExecEvent) may ask for the process's death; when
-        not, the source may resume the new program before it (the event
-        holds all that is read of the process)."""
+    def acts(self) -> bool:
+        """Whether a judgement may act on a process (refuse, kill: enforce
+        mode). When not, the source may resume a new program before its
+        ExecEvent is judged (the event holds all that is read of the
+        process), and a process it loses track of is reported, not killed."""
 
     def on_event(self, event: Event) -> bool:
         """Record any other event (MemReturn, exec, fork, exit, attach);
@@ -293,6 +294,65 @@ def _geteventmsg(tid: int) -> int:
     msg = ctypes.c_ulong()
     _fast_ptrace(abi.PTRACE_GETEVENTMSG, tid, 0, ctypes.addressof(msg))
     return msg.value
+
+
+class _Reaper:
+    """While the block is run, a thread of the tracer's own reaps whatever
+    its tracees report (waitpid serves any thread of the tracer): the
+    threads an exec kills, traced, are reaped so the exec can end while the
+    tracer's thread waits in a seize of the same process (which waits for
+    that exec). The reports are dropped: the seize reads each held thread's
+    stop from the kernel afterwards (_current_stop)."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._reap, name="trampwatch-reaper", daemon=True)
+
+    def __enter__(self) -> _Reaper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _reap(self) -> None:
+        while not self._done.is_set():
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, _WALL | os.WNOHANG)[0]:
+                    pass
+            self._done.wait(0.001)
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """A pidfd of process `pid` (close-on-exec), None when it cannot be
+    opened."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+_SIGINFO_SIZE = 128
+_WAIT_STOPPED = 0x7F
+
+
+def _current_stop(tid: int) -> int:
+    """The wait status of the stop thread `tid` is in (stopped for this
+    tracer, never resumed since the seize), from its signal information:
+    an event stop (an exec, a clone, the seize's interrupt), a signal's
+    delivery stop, or (no signal information: EINVAL) a group stop."""
+    info = ctypes.create_string_buffer(_SIGINFO_SIZE)
+    try:
+        _fast_ptrace(abi.PTRACE_GETSIGINFO, tid, 0, ctypes.addressof(info))
+    except NoSuchProcess:
+        raise
+    except TraceError:
+        return (abi.PTRACE_EVENT_STOP << 16) | (signal.SIGSTOP << 8) | _WAIT_STOPPED
+    signo, _, code = struct.unpack_from("<iii", info.raw)
+    if signo == signal.SIGTRAP and code >> 8:
+        return ((code >> 8) << 16) | (signal.SIGTRAP << 8) | _WAIT_STOPPED
+    return (signo << 8) | _WAIT_STOPPED
 
 
 class Control:
@@ -651,10 +711,13 @@ ORPHAN_PATIENCE = 1.0
 # runs meanwhile; with one CPU to run on there is nothing to gain.
 SPIN_SECONDS = 100e-6
 # How many times attach lists the threads again once every seized one has
-# stopped (a thread seized in a clone made an untraced one): each round
-# needs a thread made untraced in the last, which a process can chain; past
-# this many the attach fails.
+# stopped (a thread seized in a clone made an untraced one, an exec gave a
+# thread the main thread's number): each round needs a thread made untraced
+# in the last, which a process can chain; past this many the attach fails.
 SEIZE_ROUNDS = 64
+# How long attach waits for an exec by a thread other than the main one to
+# end (the main thread is a zombie meanwhile, most of /proc/PID unreadable).
+EXEC_PATIENCE = 1.0
 
 
 class PtraceSource:
@@ -674,6 +737,8 @@ class PtraceSource:
         self._info = ctypes.create_string_buffer(_INFO_SIZE)
         self._info_addr = ctypes.addressof(self._info)
         self._detaching = False
+        # A pidfd of the process spawned or attached to (None: not opened).
+        self._process_fd: int | None = None
         # clone3 stops only so its exit can find an untraced child (the
         # policy allows clone3 itself): nothing to judge at its entry.
         self.clone3_exit_only = False
@@ -768,6 +833,7 @@ class PtraceSource:
         _fast_ptrace(abi.PTRACE_SEIZE, child, 0, options)
         self.tasks[child] = _Task(child, child)
         self.root_pid = child
+        self._process_fd = _pidfd_open(child)
         inherited = tuple(self._descriptor_view(view) for view in _writable_objects(child))
         if inherited:
             self.sink.on_event(WritableObjects(time.time(), child, inherited))
@@ -780,11 +846,22 @@ class PtraceSource:
         Seized processes carry no seccomp filter of ours, so their threads
         stop at every syscall (PTRACE_SYSCALL) and the source filters.
         """
-        if procfs.leader_exited(pid):
+        if not self._wait_out_exec(pid):
             if len(procfs.list_threads(pid)) > 1:
                 raise TraceError("its main thread has exited while other threads live on: such a process "
                                  "cannot be attached; run its program under `trampwatch run`", pid=pid)
             raise NoSuchProcess("it has exited (a zombie its parent has not reaped)", pid=pid)
+        # The process, whatever numbers its threads take (an exec by another
+        # thread gives the exec'ing thread the main thread's): what a loss
+        # of it kills.
+        self._process_fd = _pidfd_open(pid)
+        # Nothing is read before every thread has stopped: one still running
+        # could change what is read, and an exec by a thread other than the
+        # main one makes the main thread a zombie (most of /proc/PID answers
+        # EINVAL) until it has killed every other thread.
+        seen, unstopped = self._hold_threads(pid)
+        if not seen:
+            raise NoSuchProcess("could not seize any thread", pid=pid)
         info = procfs.read_process_info(pid)
         # What the process did before the attach is unknown: a file changed
         # since it started may be one it wrote (made read-only, then mapped
@@ -795,25 +872,6 @@ class PtraceSource:
         self._read_swap_files()
         self._overlay_devices = procfs.devices_of_type(pid, frozenset({"overlay"}))
         self._kernel_filled = procfs.devices_of_type(pid, procfs.KERNEL_FILLED_TYPES)
-        seen: set[int] = set()
-        unstopped: set[int] = set()
-        # Nothing is read before every seized thread has stopped: one still
-        # running (a stop is asked for, not waited) could change what is read.
-        # A thread seized in the middle of a clone makes its new thread
-        # untraced (the kernel decided before the seize) and lists it only
-        # when the clone ends, which may be after the last listing: the
-        # threads are listed again once every seized one has stopped (every
-        # clone they were in has ended), until no new one is found.
-        tried: set[int] = set()
-        for _ in range(SEIZE_ROUNDS):
-            fresh = self._seize_threads(pid, seen, tried)
-            if not fresh:
-                break
-            unstopped |= self._await_stops(fresh)
-        else:
-            raise TraceError(f"new threads kept coming after {SEIZE_ROUNDS} rounds of seizing", pid=pid)
-        if not seen:
-            raise NoSuchProcess("could not seize any thread", pid=pid)
         self.root_pid = pid
         # Each seized thread's own persona (stopped, none can change it; one
         # gone already makes no more calls).
@@ -848,43 +906,142 @@ class PtraceSource:
         self._judge_unstopped(pid, unstopped)
         return event
 
-    def _seize_threads(self, pid: int, seen: set[int], tried: set[int]) -> set[int]:
-        """Seize (and ask to stop) every thread of `pid` not tried yet,
-        listing them again until a listing shows no new one; add them to
-        `tried`, those seized to `seen` as well, and return those."""
-        seized: set[int] = set()
+    @staticmethod
+    def _wait_out_exec(pid: int) -> bool:
+        """Wait up to EXEC_PATIENCE while the main thread of `pid` is a
+        zombie: an exec by another thread kills the others, then takes the
+        main thread's number (for a moment /proc may list the main thread
+        alone). Returns False when it stays one: it ended for good."""
+        deadline = time.monotonic() + EXEC_PATIENCE
         while True:
-            fresh = [tid for tid in procfs.list_threads(pid) if tid not in tried]
-            if not fresh:
-                return seized
-            tried.update(fresh)
-            for tid in fresh:
-                try:
-                    _fast_ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
-                    _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
-                except TraceError:
-                    continue  # gone (or a zombie leader: listed, never seizable)
-                seen.add(tid)
-                seized.add(tid)
-                self.tasks[tid] = _Task(tid, pid, syscall_mode=True)
+            try:
+                if not procfs.leader_exited(pid):
+                    return True
+            except NoSuchProcess:
+                # The stat of a main thread an exec is replacing may read as gone.
+                if not os.path.exists(f"/proc/{pid}"):
+                    raise
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
 
-    def _await_stops(self, tids: set[int]) -> set[int]:
-        """Wait up to BLOCKED_PATIENCE for the stop each seized thread was
-        asked for (kept for the loop, as waitpid gave it); return the
-        threads that have not stopped: blocked in a call no stop interrupts
-        (a vfork's wait for its child, a page a FUSE server holds back), which
-        may still change the address space or the descriptors."""
+    def _hold_threads(self, pid: int) -> tuple[set[int], set[int]]:
+        """Seize and stop every thread of `pid`, as the kernel shows them:
+        the threads /proc lists are seized (if no tracer has them) and asked
+        to stop (if not stopped), until a listing shows each one traced by
+        this tracer and stopped, or known not to stop within
+        BLOCKED_PATIENCE (a vfork's wait, a page a FUSE server holds back).
+        Returns (the threads held, those that did not stop).
+
+        Judged by the kernel's view, not by what was asked: a thread seized
+        in the middle of a clone makes its new thread untraced (the kernel
+        decided before the seize) and lists it when the clone ends; an exec
+        by a thread other than the main one kills the others and gives it
+        the main thread's number, so a seize of the number it had may take
+        the new program (it no longer answers to that number) and the main
+        thread seized before is gone (its number now names the new program,
+        never seized or stopped)."""
+        unstopped: set[int] = set()
+        # A seize waits while an exec of the process is under way, and that
+        # exec waits until the threads it kills are reaped: those seized
+        # already are reaped by the tracer, from another thread meanwhile.
+        with _Reaper():
+            for _ in range(SEIZE_ROUNDS):
+                alive = self._wait_out_exec(pid)
+                loose, held = self._loose_threads(pid, unstopped)
+                if (held and not loose) or not alive:
+                    break  # every thread held; or a zombie, none to hold
+                if not loose:
+                    time.sleep(0.001)  # each one listed gone or ending: an exec under way
+                    continue
+                asked: set[int] = set()
+                for tid, traced in loose:
+                    try:
+                        if not traced:
+                            _fast_ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
+                        _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
+                    except TraceError:
+                        continue  # gone, renumbered by an exec: the next listing tells
+                    asked.add(tid)
+                    self.tasks[tid] = _Task(tid, pid, syscall_mode=True)
+                unstopped |= self._await_stops(pid, asked)
+            else:
+                raise TraceError(f"threads kept changing after {SEIZE_ROUNDS} rounds of seizing", pid=pid)
+        return held, self._take_stops(pid, held)
+
+    @staticmethod
+    def _loose_threads(pid: int, unstopped: set[int]) -> tuple[list[tuple[int, bool]], set[int]]:
+        """The threads of `pid` /proc lists that this tracer does not hold
+        ((thread, whether this tracer traces it) for each one traced by
+        another tracer or by none, or traced but not stopped, unless known
+        not to stop: `unstopped`) and those it holds. A zombie runs nothing
+        and is in neither."""
+        me = threading.get_native_id()  # TracerPid names the tracing thread
+        loose = []
+        held = set()
+        for tid in procfs.list_threads(pid):
+            try:
+                tracer, state = procfs.thread_hold(pid, tid)
+            except NoSuchProcess:
+                continue  # gone since the listing
+            if state in ("Z", "X"):
+                continue
+            if tracer == me and (state == "t" or tid in unstopped):
+                held.add(tid)
+            else:
+                loose.append((tid, tracer == me))
+        return loose, held
+
+    def _take_stops(self, pid: int, held: set[int]) -> set[int]:
+        """Make the tasks of `pid` those of the threads `held`, and the
+        stops the loop serves first theirs, as the kernel shows them now
+        (the reaper gone: what stops from now on is reported to the loop);
+        return the held threads not stopped. A task seized under a number
+        an exec since gave another thread is gone (its exit is never
+        reported). Each stopped thread's stop is read from its signal
+        report, or when the reaper took that from its signal information
+        (an exec, a clone or the seize's interrupt that came since it was
+        asked to stop, a signal)."""
+        for tid in [tid for tid, task in self.tasks.items() if task.pid == pid and tid not in held]:
+            del self.tasks[tid]
+        self._reported.clear()
+        unstopped = set()
+        for tid in sorted(held):
+            if tid not in self.tasks:
+                self.tasks[tid] = _Task(tid, pid, syscall_mode=True)  # made by a clone during the seize
+            try:
+                stopped = procfs.thread_hold(pid, tid)[1] == "t"
+            except NoSuchProcess:
+                continue  # gone: its end is reported to the loop
+            if stopped:
+                # Its stop's report when not taken yet (an exec stop must be: until
+                # then the kernel answers ESRCH under the thread's new number).
+                try:
+                    waited = os.waitpid(tid, _WALL | os.WNOHANG)
+                    self._reported.append(waited if waited[0] else (tid, _current_stop(tid)))
+                except (ChildProcessError, NoSuchProcess):
+                    continue  # gone: its end is reported to the loop
+            else:
+                unstopped.add(tid)
+        return unstopped
+
+    @staticmethod
+    def _await_stops(pid: int, tids: set[int]) -> set[int]:
+        """Wait up to BLOCKED_PATIENCE for the stop each seized thread of
+        `pid` was asked for, as /proc shows it (stopped for its tracer);
+        return the threads that have not stopped: blocked in a call no stop
+        interrupts (a vfork's wait for its child, a page a FUSE server holds
+        back), which may still change the address space or the descriptors.
+        A thread gone meanwhile waits for nothing."""
         waiting = set(tids)
         deadline = time.monotonic() + BLOCKED_PATIENCE
         while waiting:
             for tid in list(waiting):
                 try:
-                    stopped = os.waitpid(tid, _WALL | os.WNOHANG)
-                except ChildProcessError:
-                    waiting.discard(tid)  # gone and reaped meanwhile
-                    continue
-                if stopped[0]:
-                    self._reported.append(stopped)
+                    _, state = procfs.thread_hold(pid, tid)
+                except NoSuchProcess:
+                    state = "X"
+                if state in ("t", "Z", "X"):
                     waiting.discard(tid)
             if not waiting or time.monotonic() > deadline:
                 break
@@ -1024,6 +1181,7 @@ class PtraceSource:
                     else:
                         waited = self._wait_round()
                 except ChildProcessError:
+                    self._lost()
                     break
                 except InterruptedError:
                     continue
@@ -1038,7 +1196,29 @@ class PtraceSource:
                     self._forget_stop(tid)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            if self._process_fd is not None:
+                os.close(self._process_fd)
+                self._process_fd = None
         return self.root_status
+
+    def _lost(self) -> None:
+        """The kernel says no task is traced while the tracer still follows
+        some: those alive run untraced (a thread the seize took under a
+        number an exec then gave another, say). Unknown is unsafe: with an
+        enforcer that acts, the process attached to (or spawned) is killed
+        (by its pidfd: never another process that reuses its number); the
+        loss is raised either way."""
+        lost = sorted({task.pid for task in self.tasks.values() if procfs.is_running(task.pid)})
+        self.tasks.clear()
+        if not lost or self._detaching:
+            return
+        killed = False
+        if self.sink.acts() and self._process_fd is not None and self.root_pid in lost:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._process_fd, signal.SIGKILL)
+                killed = True
+        outcome = f"pid {self.root_pid} killed" if killed else "nothing killed"
+        raise TraceError(f"lost track of pid(s) {', '.join(map(str, lost))}: they run untraced ({outcome})")
 
     def _wait_round(self) -> tuple[int, int]:
         """The next stop (blocking); when other tasks are traced, every stop
@@ -2476,7 +2656,7 @@ class PtraceSource:
             loaded.append((exe, exe.dev, exe_link))
         self._report_fresh(task.tid, task.pid, loaded)
         event = ExecEvent(time.time(), task.pid, task.tid, info, maps, execstack, persona, exe_object=exe)
-        if not self.sink.exec_acts():
+        if not self.sink.acts():
             # Nothing to enforce: the new program runs while its exec is judged
             # (its next trapped call waits for the tracer, busy with this).
             self._resume(task)
