@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -339,3 +342,34 @@ def test_attach_to_a_process_it_cannot_seize_says_why(build_program):
     zombie.wait()
     assert (done.returncode, done.stderr) == (1, f"trampwatch: pid {zombie.pid}: it has exited (a zombie its "
                                                  "parent has not reaped)\n")
+
+
+_PTRACE_SEIZE = 0x4206
+
+
+@pytest.mark.root
+def test_attach_to_a_process_another_tracer_holds_a_thread_of_says_why():
+    """A thread another tracer holds (here: this test seized the second
+    thread of a python3 process) cannot be seized: attach exits 1 and says
+    which thread and who traces it, and seizes nothing. (Before, the seize
+    skipped such a thread as gone: the attach went on with the thread
+    running untraced.)"""
+    program = subprocess.Popen([sys.executable, "-c", "import threading, time\n"
+                                "threading.Thread(target=time.sleep, args=(60,)).start()\n"
+                                "print('READY', flush=True)\n"
+                                "time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert program.stdout.readline() == "READY\n"
+        second = max(int(tid) for tid in os.listdir(f"/proc/{program.pid}/task"))
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.ptrace(_PTRACE_SEIZE, second, None, None) == 0, os.strerror(ctypes.get_errno())
+        done = subprocess.run([*TRAMPWATCH, "attach", str(program.pid)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=60)
+        me = threading.get_native_id()
+        said = (f"trampwatch: pid {program.pid}: thread {second} is traced by {me}: only a process no one "
+                "traces can be attached\n")
+        assert (done.returncode, done.stderr) == (1, said)
+        assert "TracerPid:\t0\n" in Path(f"/proc/{program.pid}/task/{program.pid}/status").read_text()
+    finally:
+        program.kill()
+        program.wait()

@@ -955,9 +955,12 @@ class PtraceSource:
                     time.sleep(0.001)  # each one listed gone or ending: an exec under way
                     continue
                 asked: set[int] = set()
-                for tid, traced in loose:
+                for tid, tracer in loose:
+                    if tracer not in (0, threading.get_native_id()):
+                        raise AccessDenied(f"thread {tid} is traced by {tracer}: only a process no one "
+                                           "traces can be attached", pid=pid)
                     try:
-                        if not traced:
+                        if not tracer:
                             _fast_ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
                         _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
                     except TraceError:
@@ -970,9 +973,9 @@ class PtraceSource:
         return held, self._take_stops(pid, held)
 
     @staticmethod
-    def _loose_threads(pid: int, unstopped: set[int]) -> tuple[list[tuple[int, bool]], set[int]]:
+    def _loose_threads(pid: int, unstopped: set[int]) -> tuple[list[tuple[int, int]], set[int]]:
         """The threads of `pid` /proc lists that this tracer does not hold
-        ((thread, whether this tracer traces it) for each one traced by
+        ((thread, the thread tracing it, 0 for none) for each one traced by
         another tracer or by none, or traced but not stopped, unless known
         not to stop: `unstopped`) and those it holds. A zombie runs nothing
         and is in neither."""
@@ -989,7 +992,7 @@ class PtraceSource:
             if tracer == me and (state == "t" or tid in unstopped):
                 held.add(tid)
             else:
-                loose.append((tid, tracer == me))
+                loose.append((tid, tracer))
         return loose, held
 
     def _take_stops(self, pid: int, held: set[int]) -> set[int]:
