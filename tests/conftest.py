@@ -99,6 +99,7 @@ BUILDS: dict[str, Build] = {
     "wx_segment_static": Build(source="wx_segment", flags=("-static",), rwx_load=True),
     "wx_segment_dynamic": Build(source="wx_segment", rwx_load=True),
     "wx_segment_interp": Build(source="wx_segment", rwx_interp=True),
+    "attack_attach_wx": Build(flags=("-static",), rwx_load=True),
     "i386_noheader": Build(m32=True, drop_gnu_stack=True),
     # x86-64 exec clears READ_IMPLIES_EXEC; an i386 image keeps an inherited one.
     "rie_reexec": Build(m32=True),

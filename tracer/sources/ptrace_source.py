@@ -1089,6 +1089,15 @@ class PtraceSource:
                            path=view.path, target=_mem_target(view))
             if not self._judge_unrefusable(held, fd):
                 return
+        # Memory writable and executable at the seize (an RWX segment mapped by
+        # an exec no tracer saw, an RWX mapping made before the attach): what is
+        # written there after the attach runs with no call at all (attack_attach_wx).
+        for entry in maps:
+            if entry.prot & abi.PROT_WRITE and entry.prot & abi.PROT_EXEC:
+                held = MemCall(time.time(), pid, pid, HELD_PSEUDO_SYSCALL, "x86_64",
+                               (entry.start, entry.end - entry.start, entry.prot), path=entry.path)
+                if not self._judge_unrefusable(held, 0):
+                    return
 
     def _judge_unrefusable(self, call: MemCall, result: int) -> bool:
         """Judge a pseudo call no syscall made (what a seized process holds
