@@ -66,6 +66,7 @@ BUILDS: dict[str, Build] = {
     "attack_attach_thread_table": Build(flags=("-pthread",)),
     "attack_attach_clone_race": Build(flags=("-pthread",)),
     "attack_attach_exec": Build(flags=("-pthread",)),
+    "attack_attach_siginfo": Build(flags=("-pthread",)),
     "attack_old_mmap": Build(flags=("-pthread",)),
     "attack_ipc_shmat": Build(m32=True, flags=("-pthread",)),
     "attack_ipc_shmat_remap": Build(flags=("-pthread",)),
@@ -98,6 +99,7 @@ BUILDS: dict[str, Build] = {
     "wx_segment_static": Build(source="wx_segment", flags=("-static",), rwx_load=True),
     "wx_segment_dynamic": Build(source="wx_segment", rwx_load=True),
     "wx_segment_interp": Build(source="wx_segment", rwx_interp=True),
+    "attack_attach_wx": Build(flags=("-static",), rwx_load=True),
     "i386_noheader": Build(m32=True, drop_gnu_stack=True),
     # x86-64 exec clears READ_IMPLIES_EXEC; an i386 image keeps an inherited one.
     "rie_reexec": Build(m32=True),

@@ -496,6 +496,32 @@ def test_attach_holds_a_process_whose_threads_exec_during_the_seize(build_progra
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("threads", [(), ("threads",)], ids=["alone", "threads"])
+def test_attach_serves_a_seized_threads_stop_by_its_wait_status(threads, build_program, parse_output,
+                                                                 tmp_path):
+    """attack_attach_siginfo: a page written before the attach (its own copy
+    of a /bin/sh page, made read-only), while the process queues SIGTRAP to
+    itself in a loop with si_code PTRACE_EVENT_EXEC's (a process may forge
+    any si_code for itself), attached under strict at 6 moments. The seize
+    mostly finds it in that signal's delivery stop; each attach must serve
+    it as a signal: the page made R-X after the attach is w-to-x, refused.
+    Before, the stop was read from the signal information: served as an
+    exec, the model took the process for a new program (every page clean,
+    the other threads' tasks dropped), and the code ran with no event in 4
+    attaches of 6."""
+    program = [str(build_program("attack_attach_siginfo")), *threads]
+    assert _native(build_program, parse_output, "attack_attach_siginfo").ran == ["copy_call"]
+    for delay in (0.0, 0.05, 0.1, 0.15, 0.2, 0.25):
+        out_text, returncode, events, _ = _attached(program, STRICT, tmp_path, threads=None, delay=delay)
+        out = parse_output(out_text)
+        assert returncode == 0 and out.done == 1 and out.ran == [], (delay, out_text)
+        assert out.steps["forged"].rc == 0  # the forged signals reached its handler
+        refused = [e for e in events if e["syscall"] == "mprotect"]
+        assert [(e["verdict"], e["categories"]) for e in refused] == [("denied", ["w-to-x", "execmod"])], \
+            (delay, refused)
+
+
+@pytest.mark.root
 @pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
 @pytest.mark.parametrize("mode", ["missing", "minor"])
 def test_attach_judges_a_range_registered_with_a_userfaultfd_as_held(mode, options, build_program,
@@ -656,3 +682,24 @@ def test_a_process_the_tracer_loses_is_reported_and_killed_under_enforce(mode):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
+@pytest.mark.parametrize("mode", ["segment", "map"])
+def test_attach_judges_writable_executable_memory_held_at_the_seize(mode, options, build_program,
+                                                                    parse_output, tmp_path):
+    """attack_attach_wx: memory writable and executable at the seize (an
+    RWX PT_LOAD segment the loader mapped at an exec no tracer saw; an RWX
+    anonymous page mapped before the attach) lets the process write code
+    and run it after the attach with no call at all. Judged at the seize
+    as held (wx-map): strict kills the process there, audit reports it
+    (before, no event and the code ran under strict)."""
+    call = {"segment": "wx_segment_call", "map": "wx_map_call"}[mode]
+    assert _native(build_program, parse_output, "attack_attach_wx", mode).ran == [call]
+    program = [str(build_program("attack_attach_wx")), mode]
+    out_text, returncode, events, _ = _attached(program, options, tmp_path)
+    out = parse_output(out_text)
+    held = [e for e in events if e["syscall"] == "held"]
+    assert held and all("wx-map" in e["categories"] for e in held), events
+    _killed_at_the_seize(options, returncode, out, held[0], call)

@@ -8,7 +8,19 @@ from __future__ import annotations
 from .abi import PROT_EXEC, PROT_WRITE, READ_IMPLIES_EXEC
 from .categories import Category, by_severity
 from .events import ClosureEvent, ExecEvent
-from .shadow import ANON, FILE, HEAP, MEMFD, SHARED_ANON, STACK, Backing, Change, ShadowModel, layer_key
+from .shadow import (
+    ANON,
+    FILE,
+    HEAP,
+    HELD_MEMORY,
+    MEMFD,
+    SHARED_ANON,
+    STACK,
+    Backing,
+    Change,
+    ShadowModel,
+    layer_key,
+)
 from .subject import HOLDS_TRAMPFD, TRAMPFD_OBJECT, Kind, Subject
 
 ANONYMOUS_KINDS = frozenset({ANON, SHARED_ANON})
@@ -83,6 +95,10 @@ def _change(change: Change, model: ShadowModel, pid: int) -> tuple[Category, ...
 
     if change.kind == "foreign-write":
         return (Category.FOREIGN_WRITE,)
+
+    if change.kind == HELD_MEMORY:
+        return by_severity({Category.WX_MAP, Category.EXECSTACK} if change.backing.kind == STACK
+                           else {Category.WX_MAP})
 
     if change.kind == "opaque":
         # A block device opened for writing under a file mapped executable in

@@ -101,6 +101,10 @@ class Backing(NamedTuple):
 ANON_BACKING = Backing(ANON)
 UNKNOWN_BACKING = Backing(UNKNOWN)
 
+# The change of a `held` pseudo call for memory writable and executable at
+# the seize: what is written there runs with no call at all.
+HELD_MEMORY = "held-memory"
+
 
 def backing_from_entry(entry: MapEntry) -> Backing:
     """Return the Backing a /proc/PID/maps line describes."""
@@ -998,10 +1002,17 @@ class ShadowModel:
         return Change(call.syscall, "foreign-write", 0, 0, 0, Backing(SPECIAL, call.path), False, False)
 
     def _plan_descriptor(self, process: Process, call: MemCall) -> Change | None:
-        """A descriptor the call produced, judged from the kernel's view."""
+        """A descriptor the call produced, judged from the kernel's view; for
+        the `held` pseudo call with no descriptor, a range of memory writable
+        and executable at an attach's seize (start, length, protection)."""
         obj = call.fd_object
         if obj is None:
-            return None
+            if call.syscall != HELD_PSEUDO_SYSCALL or len(call.args) != 3:
+                return None
+            start, length, prot = call.args
+            region = process.space.find(start)
+            backing = region.backing if region is not None else UNKNOWN_BACKING
+            return Change(call.syscall, HELD_MEMORY, start, start + length, prot, backing, False, False)
         facility = descriptor_facility(obj)
         if facility == "mem":
             return Change(call.syscall, "foreign-write", 0, 0, 0, Backing(SPECIAL, obj.path), False, False)

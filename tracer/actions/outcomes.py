@@ -164,7 +164,7 @@ class PtraceEnforcer:
                 if decision.action is Action.DENY else None
             return Plan(Proof.DEATH, _KILLED, reason)
         if judgement.syscall == HELD_PSEUDO_SYSCALL:
-            reason = "a descriptor held before the attach cannot be refused: killed instead" \
+            reason = "a descriptor or memory held before the attach cannot be refused: killed instead" \
                 if decision.action is Action.DENY else None
             return Plan(Proof.DEATH, _KILLED, reason)
         if decision.action is Action.DENY:

@@ -301,12 +301,15 @@ class _Reaper:
     its tracees report (waitpid serves any thread of the tracer): the
     threads an exec kills, traced, are reaped so the exec can end while the
     tracer's thread waits in a seize of the same process (which waits for
-    that exec). The reports are dropped: the seize reads each held thread's
-    stop from the kernel afterwards (_current_stop)."""
+    that exec). The reports are kept, in the order taken (`reports`): the
+    seize serves each held thread's stop from its wait status, the one
+    account of a stop the program cannot forge (its signal information
+    can be: a signal a process queues to itself carries any si_code)."""
 
     def __init__(self) -> None:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._reap, name="trampwatch-reaper", daemon=True)
+        self.reports: list[tuple[int, int]] = []
 
     def __enter__(self) -> _Reaper:
         self._thread.start()
@@ -319,8 +322,8 @@ class _Reaper:
     def _reap(self) -> None:
         while not self._done.is_set():
             with contextlib.suppress(ChildProcessError):
-                while os.waitpid(-1, _WALL | os.WNOHANG)[0]:
-                    pass
+                while (waited := os.waitpid(-1, _WALL | os.WNOHANG))[0]:
+                    self.reports.append(waited)
             self._done.wait(0.001)
 
 
@@ -331,28 +334,6 @@ def _pidfd_open(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except OSError:
         return None
-
-
-_SIGINFO_SIZE = 128
-_WAIT_STOPPED = 0x7F
-
-
-def _current_stop(tid: int) -> int:
-    """The wait status of the stop thread `tid` is in (stopped for this
-    tracer, never resumed since the seize), from its signal information:
-    an event stop (an exec, a clone, the seize's interrupt), a signal's
-    delivery stop, or (no signal information: EINVAL) a group stop."""
-    info = ctypes.create_string_buffer(_SIGINFO_SIZE)
-    try:
-        _fast_ptrace(abi.PTRACE_GETSIGINFO, tid, 0, ctypes.addressof(info))
-    except NoSuchProcess:
-        raise
-    except TraceError:
-        return (abi.PTRACE_EVENT_STOP << 16) | (signal.SIGSTOP << 8) | _WAIT_STOPPED
-    signo, _, code = struct.unpack_from("<iii", info.raw)
-    if signo == signal.SIGTRAP and code >> 8:
-        return ((code >> 8) << 16) | (signal.SIGTRAP << 8) | _WAIT_STOPPED
-    return (signo << 8) | _WAIT_STOPPED
 
 
 class Control:
@@ -945,7 +926,7 @@ class PtraceSource:
         # A seize waits while an exec of the process is under way, and that
         # exec waits until the threads it kills are reaped: those seized
         # already are reaped by the tracer, from another thread meanwhile.
-        with _Reaper():
+        with _Reaper() as reaper:
             for _ in range(SEIZE_ROUNDS):
                 alive = self._wait_out_exec(pid)
                 loose, held = self._loose_threads(pid, unstopped)
@@ -970,7 +951,7 @@ class PtraceSource:
                 unstopped |= self._await_stops(pid, asked)
             else:
                 raise TraceError(f"threads kept changing after {SEIZE_ROUNDS} rounds of seizing", pid=pid)
-        return held, self._take_stops(pid, held)
+        return held, self._take_stops(pid, held, reaper.reports)
 
     @staticmethod
     def _loose_threads(pid: int, unstopped: set[int]) -> tuple[list[tuple[int, int]], set[int]]:
@@ -995,19 +976,25 @@ class PtraceSource:
                 loose.append((tid, tracer))
         return loose, held
 
-    def _take_stops(self, pid: int, held: set[int]) -> set[int]:
+    def _take_stops(self, pid: int, held: set[int], reaped: list[tuple[int, int]]) -> set[int]:
         """Make the tasks of `pid` those of the threads `held`, and the
-        stops the loop serves first theirs, as the kernel shows them now
+        stops the loop serves first theirs, as the kernel reported them
         (the reaper gone: what stops from now on is reported to the loop);
         return the held threads not stopped. A task seized under a number
         an exec since gave another thread is gone (its exit is never
-        reported). Each stopped thread's stop is read from its signal
-        report, or when the reaper took that from its signal information
-        (an exec, a clone or the seize's interrupt that came since it was
-        asked to stop, a signal)."""
+        reported). No thread is resumed during the seize, so each stopped
+        thread's stop is the last report the reaper took under its number
+        (`reaped`, in order: an exec stop comes after the old leader's stop
+        under the same number, an exit after the stop of the thread that
+        had the number before), or the one still pending (an exec stop must
+        be taken: until then the kernel answers ESRCH under the thread's
+        new number). Never its signal information: a signal the process
+        queued to itself with a forged si_code reads as an exec, clone or
+        seccomp event there (attack_attach_siginfo)."""
         for tid in [tid for tid, task in self.tasks.items() if task.pid == pid and tid not in held]:
             del self.tasks[tid]
         self._reported.clear()
+        last = dict(reaped)
         unstopped = set()
         for tid in sorted(held):
             if tid not in self.tasks:
@@ -1016,17 +1003,34 @@ class PtraceSource:
                 stopped = procfs.thread_hold(pid, tid)[1] == "t"
             except NoSuchProcess:
                 continue  # gone: its end is reported to the loop
-            if stopped:
-                # Its stop's report when not taken yet (an exec stop must be: until
-                # then the kernel answers ESRCH under the thread's new number).
-                try:
-                    waited = os.waitpid(tid, _WALL | os.WNOHANG)
-                    self._reported.append(waited if waited[0] else (tid, _current_stop(tid)))
-                except (ChildProcessError, NoSuchProcess):
-                    continue  # gone: its end is reported to the loop
-            else:
+            if not stopped:
                 unstopped.add(tid)
+                continue
+            status = last.get(tid)
+            if status is None or not os.WIFSTOPPED(status):
+                status = self._pending_stop(pid, tid)
+            if status is not None:
+                self._reported.append((tid, status))
         return unstopped
+
+    @staticmethod
+    def _pending_stop(pid: int, tid: int) -> int | None:
+        """The wait status of the stop held thread `tid` of `pid` is in, not
+        reported yet (its state shows before its report is made): waited
+        for up to BLOCKED_PATIENCE. None: it is gone (its end is reported
+        to the loop). Raises TraceError when no report comes (its stop
+        cannot be told: the attach fails rather than guess)."""
+        deadline = time.monotonic() + BLOCKED_PATIENCE
+        while True:
+            try:
+                waited, status = os.waitpid(tid, _WALL | os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if waited:
+                return status
+            if time.monotonic() > deadline:
+                raise TraceError(f"thread {tid} is stopped but its stop was never reported", pid=pid)
+            time.sleep(0.001)
 
     @staticmethod
     def _await_stops(pid: int, tids: set[int]) -> set[int]:
@@ -1088,6 +1092,15 @@ class PtraceSource:
                            path=view.path, target=_mem_target(view))
             if not self._judge_unrefusable(held, fd):
                 return
+        # Memory writable and executable at the seize (an RWX segment mapped by
+        # an exec no tracer saw, an RWX mapping made before the attach): what is
+        # written there after the attach runs with no call at all (attack_attach_wx).
+        for entry in maps:
+            if entry.prot & abi.PROT_WRITE and entry.prot & abi.PROT_EXEC:
+                held = MemCall(time.time(), pid, pid, HELD_PSEUDO_SYSCALL, "x86_64",
+                               (entry.start, entry.end - entry.start, entry.prot), path=entry.path)
+                if not self._judge_unrefusable(held, 0):
+                    return
 
     def _judge_unrefusable(self, call: MemCall, result: int) -> bool:
         """Judge a pseudo call no syscall made (what a seized process holds
