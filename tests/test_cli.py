@@ -345,6 +345,7 @@ def test_attach_to_a_process_it_cannot_seize_says_why(build_program):
 
 
 _PTRACE_SEIZE = 0x4206
+_WALL = 0x40000000
 
 
 @pytest.mark.root
@@ -358,11 +359,13 @@ def test_attach_to_a_process_another_tracer_holds_a_thread_of_says_why():
                                 "threading.Thread(target=time.sleep, args=(60,)).start()\n"
                                 "print('READY', flush=True)\n"
                                 "time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    traced = None
     try:
         assert program.stdout.readline() == "READY\n"
         second = max(int(tid) for tid in os.listdir(f"/proc/{program.pid}/task"))
         libc = ctypes.CDLL(None, use_errno=True)
         assert libc.ptrace(_PTRACE_SEIZE, second, None, None) == 0, os.strerror(ctypes.get_errno())
+        traced = second
         done = subprocess.run([*TRAMPWATCH, "attach", str(program.pid)], capture_output=True, text=True,
                               cwd=ROOT, timeout=60)
         me = threading.get_native_id()
@@ -372,4 +375,7 @@ def test_attach_to_a_process_another_tracer_holds_a_thread_of_says_why():
         assert "TracerPid:\t0\n" in Path(f"/proc/{program.pid}/task/{program.pid}/status").read_text()
     finally:
         program.kill()
+        # The thread this test traces must be reaped by it before the process can be.
+        if traced is not None:
+            os.waitpid(traced, _WALL)
         program.wait()
