@@ -47,7 +47,7 @@ int main(int argc, char **argv)
 	siginfo_t info;
 	char line[64];
 	unsigned char *p;
-	int fd, i;
+	int i;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "threads") == 0)
@@ -57,13 +57,9 @@ int main(int argc, char **argv)
 	}
 	tw_init();
 	signal(SIGTRAP, on_trap);
-	fd = open("/bin/sh", O_RDONLY | O_CLOEXEC);
-	p = tw_mmap("file_map", NULL, 2 * pg, TW_RW, MAP_PRIVATE, fd, 0);
+	p = tw_written_copy("/bin/sh");
 	if (p == MAP_FAILED)
 		return tw_done();
-	tw_put_code(p);
-	(void)*(volatile unsigned char *)(p + pg);
-	tw_mprotect("make_ro", p, 2 * pg, PROT_READ);
 	for (i = 0; threads && i < 2; i++)
 		pthread_create(&thread, NULL, sleeper, NULL);
 	memset(&info, 0, sizeof(info));

@@ -165,6 +165,27 @@ static inline void tw_put_code(void *dst)
 }
 
 /*
+ * Two pages of `path` mapped private read+write ("file_map"), the code
+ * written into the first (the kernel makes it the process's own copy),
+ * the second only read, both made read-only ("make_ro"): a page whose
+ * history is written though nothing about it shows that now. Returns the
+ * mapping (MAP_FAILED when it fails); the descriptor stays open.
+ */
+static inline unsigned char *tw_written_copy(const char *path)
+{
+	size_t pg = tw_page();
+	unsigned char *p;
+
+	p = tw_mmap("file_map", NULL, 2 * pg, TW_RW, MAP_PRIVATE, open(path, O_RDONLY | O_CLOEXEC), 0);
+	if (p == MAP_FAILED)
+		return p;
+	tw_put_code(p);
+	(void)*(volatile unsigned char *)(p + pg);
+	tw_mprotect("make_ro", p, 2 * pg, PROT_READ);
+	return p;
+}
+
+/*
  * Call the code at `entry`; print RAN when it returns 42. Any other result
  * means the program is broken, not the kernel: say so and stop with 3.
  */
