@@ -149,3 +149,31 @@ def test_process_accounting_into_a_file_mapped_executable_is_opaque(build_progra
     assert parse_output(logged.stdout).ran == ["acct_call"]
     assert shape(logged.events) == [("acct", ("opaque",))]
     assert logged.events[0]["verdict"] == "logged"
+
+
+def test_accounting_on_before_the_run_makes_its_file_written(build_program, parse_output, tmp_path,
+                                                             accounting_off):
+    """Accounting turned on before the run (the host's) into a file made
+    empty before it: the tree makes no acct call, maps the file R-X (shared)
+    past its end and names exiting children with code; the kernel appends
+    their records under the mapping and the program calls one. The file is
+    `exec-written` at the mmap (a child's exit appends to it): strict
+    refuses it. Before, the code ran with no event."""
+    program = str(build_program("attack_acct"))
+    libc = ctypes.CDLL(None, use_errno=True)
+    for run in ("native", "traced"):
+        file = tmp_path / f"{run}.pacct"
+        file.touch()
+        if libc.acct(str(file).encode()) != 0:
+            pytest.skip(f"process accounting cannot be turned on here: {os.strerror(ctypes.get_errno())}")
+        if run == "native":
+            native = _native(build_program, parse_output, "attack_acct", str(file), "already")
+            libc.acct(None)
+            assert native.ran == ["acct_call"]
+            continue
+        traced = trace([program, str(file), "already"], tmp_path, *STRICT)
+        libc.acct(None)
+        out = parse_output(traced.stdout)
+        assert out.ran == [] and out.done == 1, traced.stdout + traced.stderr
+        assert out.failed() == {"file_rx_mmap": "EACCES"}
+        assert shape(traced.events) == [("mmap", ("exec-written",))]

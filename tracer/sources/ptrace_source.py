@@ -1558,6 +1558,9 @@ class PtraceSource:
                                     or obj.dev in self._swap_devices or self._swapon_seen
                                     or obj.dev in self._kernel_filled):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
+            elif obj is not None and (obj.dev, obj.inode) not in self._fresh and _appended_under(call, obj):
+                self._fresh.add((obj.dev, obj.inode))
+                self.sink.on_event(WritableObjects(time.time(), call.pid, (obj,), frozenset()))
         elif call.syscall == "shmat":
             call = self._with_segment(call)
             if len(call.args) == _IPC_SHMAT_ARGC:
@@ -3076,6 +3079,28 @@ def _image_devices(devices: frozenset[int]) -> dict[int, list[str]]:
             if backing:
                 found[device] = backing
     return found
+
+
+def _appended_under(call: MemCall, obj: FdObject) -> bool:
+    """Whether mmap `call` maps regular file `obj` executable past its end
+    (where what is appended later shows through the mapping) while a
+    process's exit appends to it: process accounting on into that file
+    (acct(2), the host's: on before the run, with no call of the tree's)
+    writes a record holding the exiting process's name (code the tree
+    chooses) at every exit (attack_acct already). Asked of the kernel: the
+    file's size before and after a child of the tracer's exits."""
+    if not (stat.S_ISREG(obj.mode) and call.args[2] & abi.PROT_EXEC):
+        return False
+    offset = call.args[5] * (abi.PAGE_SIZE if call.syscall == "mmap2" else 1)
+    link = f"/proc/{call.tid}/fd/{obj.fd}"
+    try:
+        size = os.stat(link).st_size
+        if offset + call.args[1] <= size:
+            return False
+        os.waitpid(os.posix_spawn("/bin/true", ["true"], {}), 0)
+        return os.stat(link).st_size != size
+    except OSError:
+        return False
 
 
 def _with_fd_object(call: MemCall) -> MemCall:
