@@ -3,7 +3,9 @@
  *
  * Writes code into an anonymous read+write page, says READY with its pid;
  * `stop`: a child forked before READY sends the program SIGSTOP, then
- * SIGCONT, every 0-2 ms until killed; `churn`: a thread makes and joins
+ * SIGCONT, every 0-2 ms until main asks it to end (always after a
+ * SIGCONT: a child killed between the two would leave the program stopped
+ * for good, natively too); `churn`: a thread makes and joins
  * short-lived threads in a loop (thread numbers reused fast). Each
  * short-lived thread, once stdin had a line, makes the page read+execute
  * and calls it; so does main, 0.3 s after the line. COUNT = attempts that
@@ -16,6 +18,7 @@
 #include <sys/wait.h>
 
 static unsigned char *page;
+static volatile int *quit;
 static atomic_int go, refused, ran;
 
 static void *shortlived(void *arg)
@@ -60,18 +63,22 @@ int main(int argc, char **argv)
 	if (page == MAP_FAILED)
 		return 1;
 	tw_put_code(page);
+	quit = mmap(NULL, tw_page(), TW_RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (quit == MAP_FAILED)
+		return 1;
 	if (stop) {
 		pid_t parent = getpid();
 
 		child = fork();
 		if (child == 0) {
 			srand(getpid());
-			for (;;) {
+			while (!*quit) {
 				kill(parent, SIGSTOP);
 				usleep(rand() % 2000);
 				kill(parent, SIGCONT);
 				usleep(rand() % 2000);
 			}
+			_exit(0);
 		}
 	}
 	if (churn)
@@ -83,9 +90,8 @@ int main(int argc, char **argv)
 	atomic_store(&go, 1);
 	usleep(300000);
 	if (child > 0) {
-		kill(child, SIGKILL);
+		*quit = 1;
 		waitpid(child, NULL, 0);
-		kill(getpid(), SIGCONT);
 	}
 	if (!atomic_load(&ran)) {
 		if (tw_mprotect("make_rx", page, tw_page(), TW_RX) == 0 && !atomic_exchange(&ran, 1))
