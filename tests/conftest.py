@@ -67,6 +67,7 @@ BUILDS: dict[str, Build] = {
     "attack_attach_clone_race": Build(flags=("-pthread",)),
     "attack_attach_exec": Build(flags=("-pthread",)),
     "attack_attach_siginfo": Build(flags=("-pthread",)),
+    "attack_attach_stop": Build(flags=("-pthread",)),
     "attack_old_mmap": Build(flags=("-pthread",)),
     "attack_ipc_shmat": Build(m32=True, flags=("-pthread",)),
     "attack_ipc_shmat_remap": Build(flags=("-pthread",)),

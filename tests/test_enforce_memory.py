@@ -522,6 +522,23 @@ def test_attach_serves_a_seized_threads_stop_by_its_wait_status(threads, build_p
 
 
 @pytest.mark.root
+def test_attach_through_group_stops(build_program, parse_output, tmp_path):
+    """attack_attach_stop stop: a child stops and continues the process
+    (SIGSTOP, SIGCONT) every 0-2 ms while the tracer seizes it (a group
+    stop before the seize, or begun during it), attached under strict at 4
+    moments: each attach ends, the process goes on, and the page written
+    before the attach made R-X after it is refused."""
+    program = [str(build_program("attack_attach_stop")), "stop"]
+    assert _native(build_program, parse_output, "attack_attach_stop", "stop").ran == ["main_call"]
+    for delay in (0.0, 0.05, 0.1, 0.2):
+        out_text, returncode, events, _ = _attached(program, STRICT, tmp_path, delay=delay)
+        out = parse_output(out_text)
+        assert returncode == 0 and out.done == 1 and out.ran == [], (delay, out_text)
+        assert out.failed() == {"make_rx": "EACCES"}
+        assert [e["verdict"] for e in events if e["syscall"] == "mprotect"] == ["denied"]
+
+
+@pytest.mark.root
 @pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
 @pytest.mark.parametrize("mode", ["missing", "minor"])
 def test_attach_judges_a_range_registered_with_a_userfaultfd_as_held(mode, options, build_program,

@@ -15,7 +15,10 @@
  * `creat` makes the program create FILE itself
  * (open O_CREAT read-only: no open for writing) before mapping it.
  *
- * usage: attack_acct FILE [shared|private|creat]
+ * `already`: accounting is on into FILE before the run (the host's): the
+ * program makes no acct call, it maps FILE (shared) and names children.
+ *
+ * usage: attack_acct FILE [shared|private|creat|already]
  */
 #include "common.h"
 
@@ -53,7 +56,7 @@ int main(int argc, char **argv)
 
 	tw_init();
 	if (argc < 2 || argc > 3) {
-		fprintf(stderr, "usage: %s FILE [shared|private|creat]\n", argv[0]);
+		fprintf(stderr, "usage: %s FILE [shared|private|creat|already]\n", argv[0]);
 		return 2;
 	}
 	fd = open(argv[1], O_RDONLY | O_CLOEXEC | (strcmp(mode, "creat") == 0 ? O_CREAT : 0), 0600);
@@ -64,11 +67,15 @@ int main(int argc, char **argv)
 		    fd, 0);
 	if (p == MAP_FAILED)
 		return tw_done();
-	rc = acct(argv[1]);
-	tw_step("acct_on", "acct", rc, errno);
+	if (strcmp(mode, "already") != 0) {
+		rc = acct(argv[1]);
+		tw_step("acct_on", "acct", rc, errno);
+	}
 	named_children();
-	rc = acct(NULL);
-	tw_step("acct_off", "acct", rc, errno);
+	if (strcmp(mode, "already") != 0) {
+		rc = acct(NULL);
+		tw_step("acct_off", "acct", rc, errno);
+	}
 	if (fstat(fd, &st) != 0)
 		return 1;
 	code = memmem(p, (size_t)st.st_size < len ? (size_t)st.st_size : len, COMM, sizeof(COMM) - 1);
