@@ -983,12 +983,15 @@ class PtraceSource:
         return the held threads not stopped. A task seized under a number
         an exec since gave another thread is gone (its exit is never
         reported). No thread is resumed during the seize, so each stopped
-        thread's stop is the last report the reaper took under its number
-        (`reaped`, in order: an exec stop comes after the old leader's stop
-        under the same number, an exit after the stop of the thread that
-        had the number before), or the one still pending (an exec stop must
-        be taken: until then the kernel answers ESRCH under the thread's
-        new number). Never its signal information: a signal the process
+        thread's stop is its report still pending (the current one: the
+        reaper may hold a stale one under the same number, the main
+        thread's before an exec gave the number to another), else the last
+        report the reaper took under its number (`reaped`, in order: an
+        exec stop comes after the old leader's stop under the same number,
+        an exit after the stop of the thread that had the number before),
+        else the one still to come (an exec stop must be taken: until then
+        the kernel answers ESRCH under the thread's new number). Never its
+        signal information: a signal the process
         queued to itself with a forged si_code reads as an exec, clone or
         seccomp event there (attack_attach_siginfo)."""
         for tid in [tid for tid, task in self.tasks.items() if task.pid == pid and tid not in held]:
@@ -1006,9 +1009,14 @@ class PtraceSource:
             if not stopped:
                 unstopped.add(tid)
                 continue
-            status = last.get(tid)
-            if status is None or not os.WIFSTOPPED(status):
-                status = self._pending_stop(pid, tid)
+            try:
+                waited, status = os.waitpid(tid, _WALL | os.WNOHANG)
+            except ChildProcessError:
+                continue  # gone: its end is reported to the loop
+            if not waited:
+                status = last.get(tid)
+                if status is None or not os.WIFSTOPPED(status):
+                    status = self._pending_stop(pid, tid)
             if status is not None:
                 self._reported.append((tid, status))
         return unstopped
