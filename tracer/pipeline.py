@@ -454,7 +454,7 @@ class Judge:
         may then resume the thread first: the thread's next trapped call
         still waits for the tracer, which applies this one before it."""
         return (not failed and isinstance(entry, InFlight) and entry.judgement is None
-                and entry.call is call and not self.model.changes_unseen(call))
+                and not self.model.changes_unseen(call))
 
     def settles_at_entry(self, call: MemCall) -> bool:
         """Whether `call`, judged with nothing to report, may be taken as

@@ -1009,25 +1009,20 @@ class PtraceSource:
             if not stopped:
                 unstopped.add(tid)
                 continue
-            try:
-                waited, status = os.waitpid(tid, _WALL | os.WNOHANG)
-            except ChildProcessError:
-                continue  # gone: its end is reported to the loop
-            if not waited:
-                status = last.get(tid)
-                if status is None or not os.WIFSTOPPED(status):
-                    status = self._pending_stop(pid, tid)
+            status = self._stop_of(pid, tid, last.get(tid))
             if status is not None:
                 self._reported.append((tid, status))
         return unstopped
 
     @staticmethod
-    def _pending_stop(pid: int, tid: int) -> int | None:
-        """The wait status of the stop held thread `tid` of `pid` is in, not
-        reported yet (its state shows before its report is made): waited
-        for up to BLOCKED_PATIENCE. None: it is gone (its end is reported
-        to the loop). Raises TraceError when no report comes (its stop
-        cannot be told: the attach fails rather than guess)."""
+    def _stop_of(pid: int, tid: int, reaped: int | None) -> int | None:
+        """The wait status of the stop held thread `tid` of `pid` is in: its
+        report still pending, else `reaped` (the last the reaper took under
+        its number) when that is a stop, else the report still to come (its
+        state shows before its report is made), waited for up to
+        BLOCKED_PATIENCE. None: it is gone (its end is reported to the
+        loop). Raises TraceError when no report comes (its stop cannot be
+        told: the attach fails rather than guess)."""
         deadline = time.monotonic() + BLOCKED_PATIENCE
         while True:
             try:
@@ -1036,6 +1031,8 @@ class PtraceSource:
                 return None
             if waited:
                 return status
+            if reaped is not None and os.WIFSTOPPED(reaped):
+                return reaped
             if time.monotonic() > deadline:
                 raise TraceError(f"thread {tid} is stopped but its stop was never reported", pid=pid)
             time.sleep(0.001)
