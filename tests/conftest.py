@@ -16,6 +16,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +204,21 @@ def drop_gnu_stack(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+# How long after a build its program may start: `attach` counts a file
+# changed since the process it attaches to started as one the process may
+# have written (exec-written), and can tell that start to a coarse clock
+# tick (4 ms at HZ=250; two USER_HZ ticks, 20 ms, where taskstats is off).
+_BUILD_SETTLE_NS = 25_000_000
+
+
+def _settle(binary: Path) -> None:
+    """Wait until `binary`'s change time is _BUILD_SETTLE_NS in the past, so
+    a process started from it now is not taken for its writer."""
+    settled = binary.stat().st_ctime_ns + _BUILD_SETTLE_NS
+    while (now := time.clock_gettime_ns(time.CLOCK_REALTIME)) < settled:
+        time.sleep((settled - now) / 1e9)
+
+
 class ProgramBuilder:
     """Compiles test programs on demand, at most once per session each."""
 
@@ -267,6 +283,7 @@ class ProgramBuilder:
             tmp.replace(binary)
         finally:
             tmp.unlink(missing_ok=True)
+        _settle(binary)
 
     @staticmethod
     def _rwx_interp() -> Path:

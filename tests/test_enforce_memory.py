@@ -294,6 +294,7 @@ def _attached(program: list[str], options: tuple[str, ...], tmp_path, threads: i
         assert ready, "the tracer ended before it was attached"
     out_text, _ = process.communicate("go\n", timeout=120)
     _, errors = tracer.communicate(timeout=120)
+    (tmp_path / "attach.stderr").write_text(ready + errors)  # for a failure's message
     assert process.returncode != 0 or tracer.returncode == 0, errors
     records = [json.loads(r) for r in json_path.read_text().splitlines()]
     events = [r for r in records if r["type"] == "event"]
@@ -490,7 +491,8 @@ def test_attach_holds_a_process_whose_threads_exec_during_the_seize(build_progra
     for delay in _EXEC_STORM_DELAYS:
         out_text, returncode, events, _ = _attached(program, STRICT, tmp_path, threads=None, delay=delay)
         out = parse_output(out_text)
-        assert returncode == 0 and out.done == 1 and out.ran == [], (delay, out_text)
+        said = (tmp_path / "attach.stderr").read_text()
+        assert returncode == 0 and out.done == 1 and out.ran == [], (delay, out_text, said)
         refused = [e for e in events if e["syscall"] == "mprotect"]
         assert [(e["verdict"], e["result"]) for e in refused] == [("denied", -errno.EACCES)], (delay, refused)
 
