@@ -290,11 +290,13 @@ def _attached(program: list[str], options: tuple[str, ...], tmp_path, threads: i
     # Held descriptors are judged at the seize: their report lines come
     # before the tracer says it is attached.
     attached = f"trampwatch: attached to pid {pid} ({'' if threads is None else threads}"
+    said = ""
     while not (ready := tracer.stderr.readline()).startswith(attached):
-        assert ready, "the tracer ended before it was attached"
+        assert ready, f"the tracer ended before it was attached (exit {tracer.wait()}): {said}"
+        said += ready
     out_text, _ = process.communicate("go\n", timeout=120)
     _, errors = tracer.communicate(timeout=120)
-    (tmp_path / "attach.stderr").write_text(ready + errors)  # for a failure's message
+    (tmp_path / "attach.stderr").write_text(said + ready + errors)  # for a failure's message
     assert process.returncode != 0 or tracer.returncode == 0, errors
     records = [json.loads(r) for r in json_path.read_text().splitlines()]
     events = [r for r in records if r["type"] == "event"]

@@ -163,7 +163,6 @@ USERFAULTFD_IOC_NEW = 0xAA00  # _IO(0xAA, 0x00) on /dev/userfaultfd
 # memory with no executable mapping at all.
 KVM_CREATE_VM = 0xAE01
 PROC_SUPER_MAGIC = 0x9FA0
-CLOCK_REALTIME_COARSE = 5  # Linux's clock id; the time module does not name it
 # overlayfs: a descriptor's stat names the overlay inode, its writes and
 # mappings reach the layer's own file.
 OVERLAYFS_SUPER_MAGIC = 0x794C7630

@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tracer.abi import CLOCK_REALTIME_COARSE, OVERLAYFS_SUPER_MAGIC, PROC_SUPER_MAGIC, Prot
+from tracer.abi import OVERLAYFS_SUPER_MAGIC, PROC_SUPER_MAGIC, Prot
 from tracer.errors import AccessDenied, NoSuchProcess, TraceError
 from tracer.events import FdObject, MapEntry, ProcessInfo
-from tracer.sources import fuse_abort, taskstats
+from tracer.sources import fuse_abort
 
 _GONE = frozenset({errno.ENOENT, errno.ESRCH})
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
@@ -205,31 +205,17 @@ def read_tgid(tid: int) -> int:
 
 def start_time_ns(pid: int) -> int:
     """When `pid` started, as a CLOCK_REALTIME time in ns, early enough
-    that a file the process changed has a change time no earlier (the
-    kernel stamps change times from its coarse clock, up to one of its
-    ticks behind): from taskstats' elapsed time (to the microsecond; the
-    real time read before it is asked), else from the whole clock tick
-    (USER_HZ) /proc/PID/stat counts, one tick earlier. The finer one keeps
-    a file changed a few milliseconds before the process started from
-    reading as changed by it. Raises NoSuchProcess, AccessDenied or
-    TraceError."""
-    coarse_tick_ns = int(time.clock_getres(CLOCK_REALTIME_COARSE) * 1_000_000_000)
-    before = time.clock_gettime_ns(time.CLOCK_REALTIME)
-    try:
-        elapsed = taskstats.elapsed_us(pid)
-    except ProcessLookupError as err:
-        raise NoSuchProcess(f"/proc/{pid} is gone", pid=pid) from err
-    except TraceError:
-        pass  # no taskstats here (or refused): /proc's ticks
-    else:
-        return before - (elapsed + 1) * 1000 - coarse_tick_ns
+    that a file the process changed has a change time no earlier: one
+    clock tick before the whole tick /proc/PID/stat counts (the kernel
+    stamps change times from its coarse clock, up to a tick behind).
+    Raises NoSuchProcess, AccessDenied or TraceError."""
     try:
         ticks = int(_stat_fields(pid)[19])  # field 22, starttime
     except ValueError as err:
         raise TraceError(f"unexpected starttime in /proc/{pid}/stat: {err}", pid=pid) from err
     tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
     booted = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-    return booted + (ticks - 1) * tick_ns - max(0, coarse_tick_ns - tick_ns)
+    return booted + (ticks - 1) * tick_ns
 
 
 def last_pid() -> int:

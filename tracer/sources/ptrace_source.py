@@ -963,7 +963,14 @@ class PtraceSource:
         me = threading.get_native_id()  # TracerPid names the tracing thread
         loose = []
         held = set()
-        for tid in procfs.list_threads(pid):
+        try:
+            tids = procfs.list_threads(pid)
+        except NoSuchProcess:
+            # While an exec by another thread gives it the main thread's
+            # number, /proc/PID/task may read as gone: the next round tells
+            # (_wait_out_exec raises once /proc/PID is gone for good).
+            return loose, held
+        for tid in tids:
             try:
                 tracer, state = procfs.thread_hold(pid, tid)
             except NoSuchProcess:
@@ -2991,6 +2998,9 @@ def _map_files(tid: int, start: int, end: int) -> str:
     return f"/proc/{tid}/map_files/{start:x}-{end:x}"
 
 
+_CLOCK_REALTIME_COARSE = 5  # Linux's clock id; the time module does not name it
+
+
 def run_start_ns(now: int | None = None) -> int:
     """The wall-clock time (ns) from which an inode change time means
     "changed during this run": `now`, a CLOCK_REALTIME reading taken when the
@@ -3002,7 +3012,7 @@ def run_start_ns(now: int | None = None) -> int:
     usually been reached already: no wait)."""
     if now is None:
         now = time.clock_gettime_ns(time.CLOCK_REALTIME)
-    while time.clock_gettime_ns(abi.CLOCK_REALTIME_COARSE) < now:
+    while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) < now:
         time.sleep(0.0005)
     return now
 
