@@ -336,6 +336,62 @@ def _pidfd_open(pid: int) -> int | None:
         return None
 
 
+# timerfd flags (Python 3.11's os module has no timerfd).
+_TFD_CLOEXEC, _TFD_NONBLOCK = os.O_CLOEXEC, os.O_NONBLOCK
+_TFD_TIMER_ABSTIME, _TFD_TIMER_CANCEL_ON_SET = 1, 2
+
+
+class _ClockWatch:
+    """Whether CLOCK_REALTIME was set since the watch was made, by anyone.
+
+    Inode change times (and System V segments' attach times) come from the
+    wall clock, which a process with CAP_SYS_TIME may set back while a file
+    gets its bytes and forward again: the file then looks older than the
+    run (attack_clock_set). The calls that set it are many (clock_settime,
+    settimeofday, adjtimex and clock_adjtime with ADJ_SETOFFSET, i386 stime,
+    each in two ABIs) and so are the processes that may make them (ntpd, one
+    the tree signals): the kernel itself tells, through a timerfd armed with
+    TFD_TIMER_CANCEL_ON_SET, whose reads fail with ECANCELED once the clock
+    was set (a leap second or a resume from suspend counts too). Once set,
+    it stays set for this run. A watch that cannot be made counts as set
+    (unknown is unsafe)."""
+
+    def __init__(self) -> None:
+        self.was_set = False
+        self._fd = _libc.timerfd_create(time.CLOCK_REALTIME, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        # Armed for an expiry that never comes: only a clock set ends it.
+        spec = (ctypes.c_long * 4)(0, 0, 2**62, 0)
+        if self._fd < 0 or _libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME | _TFD_TIMER_CANCEL_ON_SET,
+                                                 spec, None) != 0:
+            self._set()
+
+    def set_since(self) -> bool:
+        """Whether the clock was set since the watch was made (a read of the
+        timerfd: EAGAIN while it was not)."""
+        if not self.was_set:
+            try:
+                os.read(self._fd, 8)
+            except BlockingIOError:
+                return False
+            except OSError as err:
+                if err.errno != errno.ECANCELED:
+                    raise TraceError(f"cannot read the clock watch: {err.strerror}") from err
+            self._set()
+        return True
+
+    def _set(self) -> None:
+        self.was_set = True
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def close(self) -> None:
+        """Release the timerfd."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 class Control:
     """A thread stopped at a syscall entry (or a fault), for a handler: its
     registers, its memory, and syscalls run on its behalf."""
@@ -754,6 +810,9 @@ class PtraceSource:
         # Files whose inode changed after this moment were written during
         # the run, by the tree or by the kernel on its behalf (set at start).
         self.started_ns = 0
+        # Whether the wall clock was set since (then no change time tells
+        # an old file: every file counts as possibly written).
+        self._clock: _ClockWatch | None = None
         self._fresh: set[tuple[int, int]] = set()
         # The filesystems mounted when the run started (superblock devices);
         # a file on any other one holds what its server or image says, which
@@ -797,6 +856,9 @@ class PtraceSource:
         Raises CommandError (exit 127/126) when argv cannot be executed.
         """
         path = resolve_command(argv[0])
+        # Armed before the tree exists; a clock set back before it is armed
+        # only makes run_start_ns wait for the clock to reach the start.
+        self._clock = _ClockWatch()
         self.started_ns = run_start_ns(started_ns)
         self._start_devices = procfs.mount_devices(os.getpid())
         self._image_devices = _image_devices(self._start_devices)
@@ -836,6 +898,8 @@ class PtraceSource:
         # thread gives the exec'ing thread the main thread's): what a loss
         # of it kills.
         self._process_fd = _pidfd_open(pid)
+        # A clock set from now on is seen; one before cannot be (docs/enforce.md).
+        self._clock = _ClockWatch()
         # Nothing is read before every thread has stopped: one still running
         # could change what is read, and an exec by a thread other than the
         # main one makes the main thread a zombie (most of /proc/PID answers
@@ -1227,6 +1291,8 @@ class PtraceSource:
             if self._process_fd is not None:
                 os.close(self._process_fd)
                 self._process_fd = None
+            if self._clock is not None:
+                self._clock.close()
         return self.root_status
 
     def _lost(self) -> None:
@@ -1565,7 +1631,8 @@ class PtraceSource:
             call = _with_fd_object(call)
             obj = call.fd_object
             # The usual file (old, on a filesystem that was there) costs three compares.
-            if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices
+            if obj is not None and (obj.ctime_ns >= self.started_ns or self._clock_set()
+                                    or obj.dev not in self._start_devices
                                     or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)
                                     or obj.dev in self._swap_devices or self._swapon_seen
                                     or obj.dev in self._kernel_filled):
@@ -2436,6 +2503,12 @@ class PtraceSource:
         task.pending = task.entry = None
         self._resume(task)
 
+    def _clock_set(self) -> bool:
+        """Whether the wall clock was set since the run started (for
+        `attach`: since the seize began): change times then no longer tell
+        a file older than the run (attack_clock_set)."""
+        return self._clock is not None and self._clock.set_since()
+
     def _report_fresh(self, tid: int, pid: int, found: Sequence[tuple[FdObject, int, str]]) -> None:
         """Report, as written by the tree, the files among `found` (each: the
         object, its device as the program sees it, a /proc link to it) that
@@ -2461,7 +2534,7 @@ class PtraceSource:
                 continue
             if self._new_filesystem(tid, device, link):
                 served.update((device, obj.dev))
-            elif not (obj.ctime_ns >= self.started_ns > 0 or stat.S_ISBLK(obj.mode)
+            elif not (obj.ctime_ns >= self.started_ns > 0 or self._clock_set() or stat.S_ISBLK(obj.mode)
                       or (obj.dev, obj.inode) in self._swap_files or obj.dev in self._kernel_filled
                       or self._image_written(obj.dev)):
                 continue
@@ -2480,7 +2553,8 @@ class PtraceSource:
         whole seconds (any in the second the run started counts), or its
         records cannot be read."""
         segment = procfs.shm_segment(shmid) if procfs.same_namespace(tid, "ipc") else None
-        return segment, segment is None or segment.touched_s >= self.started_ns // 1_000_000_000
+        return segment, (segment is None or segment.touched_s >= self.started_ns // 1_000_000_000
+                         or self._clock_set())
 
     def _with_segment(self, call: MemCall) -> MemCall:
         """A shmat at its entry with its segment's size and whether the
@@ -2508,7 +2582,7 @@ class PtraceSource:
         (unknown is unsafe)."""
         for backing in self._image_devices.get(device, ()):
             try:
-                if os.stat(backing).st_ctime_ns >= self.started_ns:
+                if os.stat(backing).st_ctime_ns >= self.started_ns or self._clock_set():
                     return True
             except OSError:
                 return True
