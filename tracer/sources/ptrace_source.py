@@ -987,6 +987,8 @@ class PtraceSource:
         thread seized before is gone (its number now names the new program,
         never seized or stopped)."""
         unstopped: set[int] = set()
+        # Numbers seized that named another process by then (let go).
+        strays: set[int] = set()
         # A seize waits while an exec of the process is under way, and that
         # exec waits until the threads it kills are reaped: those seized
         # already are reaped by the tracer, from another thread meanwhile.
@@ -1007,15 +1009,55 @@ class PtraceSource:
                     try:
                         if not tracer:
                             _fast_ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
-                        _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
                     except TraceError:
                         continue  # gone, renumbered by an exec: the next listing tells
+                    if not tracer and not self._seized_ours(pid, tid):
+                        strays.add(tid)
+                        continue
+                    try:
+                        _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
+                    except TraceError:
+                        continue
                     asked.add(tid)
                     self.tasks[tid] = _Task(tid, pid, syscall_mode=True)
                 unstopped |= self._await_stops(pid, asked)
             else:
                 raise TraceError(f"threads kept changing after {SEIZE_ROUNDS} rounds of seizing", pid=pid)
-        return held, self._take_stops(pid, held, reaper.reports)
+        # A stray's stop the reaper took before it was let go is not a
+        # held thread's (a thread given its number later stops anew).
+        reports = [(tid, status) for tid, status in reaper.reports
+                   if tid not in strays or status >> 16 != abi.PTRACE_EVENT_STOP]
+        return held, self._take_stops(pid, held, reports)
+
+    @staticmethod
+    def _seized_ours(pid: int, tid: int) -> bool:
+        """Whether the task just seized under number `tid` is a thread of
+        `pid`. The number came from a listing: the thread listed may have
+        ended since and its number gone to another process (a root process
+        sets ns_last_pid: attack_attach_pid_reuse), which the seize took.
+        Seized, the task keeps its number until the tracer reaps it, so its
+        thread group read now is its own. Another process's task is
+        interrupted and, once stopped, detached (it goes on as it was); one
+        gone counts as ours (the next listing tells)."""
+        try:
+            if procfs.read_tgid(tid) == pid:
+                return True
+        except NoSuchProcess:
+            return True
+        deadline = time.monotonic() + BLOCKED_PATIENCE
+        try:
+            _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
+            while (state := procfs.thread_hold(tid, tid)[1]) != "t":
+                if state in ("Z", "X"):
+                    return False  # it ended: nothing to let go
+                if time.monotonic() > deadline:
+                    raise TraceError(f"task {tid} of another process, seized in a thread's place, did not "
+                                     "stop to be let go", pid=pid)
+                time.sleep(0.001)
+            _fast_ptrace(abi.PTRACE_DETACH, tid, 0, 0)
+        except NoSuchProcess:
+            pass  # it ended
+        return False
 
     @staticmethod
     def _loose_threads(pid: int, unstopped: set[int]) -> tuple[list[tuple[int, int]], set[int]]:
