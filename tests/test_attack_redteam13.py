@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_attack import _blocked, _native
 from test_enforce import STRICT
-from test_enforce_memory import _attached
+from test_enforce_memory import _attached, _killed_at_the_seize
 from test_run_programs import shape, trace
 
 
@@ -116,3 +116,28 @@ def test_attach_lets_go_of_another_process_given_a_listed_number(build_program, 
         out = parse_output(out_text)
         assert returncode == 0 and out.done == 1
         assert out.count == 0, out_text  # strays some tracer held when the helper looked
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("options", [(), STRICT], ids=["audit", "strict"])
+def test_attach_judges_a_process_sharing_the_address_space(options, build_program, parse_output, tmp_path):
+    """A clone(CLONE_VM | SIGCHLD) child made before the attach (a process
+    of its own: not seized) waits for the line, then makes a written page
+    R-X; the attached process calls it with no call of its own. Before, the
+    code ran under strict with no event; now the sharer found at the seize
+    (kcmp) is the `blocked` pseudo call (opaque, blocked-shared-vm): strict
+    kills the process before the child's change, audit reports it. After
+    the seize, clone with CLONE_UNTRACED is refused (opaque)."""
+    assert _native(build_program, parse_output, "attack_attach_clone_vm", "before").ran == ["code_call"]
+    out_text, returncode, events, _ = _attached([str(build_program("attack_attach_clone_vm")), "before"],
+                                                options, tmp_path)
+    out = parse_output(out_text)
+    assert [(e["syscall"], e["categories"], e["detail"]["facility"]) for e in events] == \
+        [("blocked", ["opaque"], "blocked-shared-vm")]
+    _killed_at_the_seize(options, returncode, out, events[0], "code_call")
+    out_text, returncode, events, _ = _attached([str(build_program("attack_attach_clone_vm")), "untraced"],
+                                                options, tmp_path)
+    out = parse_output(out_text)
+    assert [(e["syscall"], e["detail"]["facility"]) for e in events] == [("clone", "CLONE_UNTRACED")]
+    if options:
+        assert out.failed() == {"untraced_clone": "EPERM"} and out.ran == []

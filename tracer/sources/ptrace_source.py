@@ -947,8 +947,11 @@ class PtraceSource:
         mapped = {(m.dev, m.inode): m for m in maps if m.dev and not m.path.startswith("[")}
         self._report_fresh(pid, pid, [(procfs.mapped_file(pid, m), m.dev, _map_files(pid, m.start, m.end))
                                       for m in mapped.values()])
-        self._judge_held(pid, maps, seen)
-        self._judge_unstopped(pid, unstopped)
+        alive = self._judge_held(pid, maps, seen)
+        if unstopped:
+            self._judge_unstopped(pid, unstopped)
+        elif alive:
+            self._judge_vm_sharers(pid)
         return event
 
     @staticmethod
@@ -1186,7 +1189,28 @@ class PtraceSource:
             if not self._judge_unrefusable(blocked, 0):
                 return
 
-    def _judge_held(self, pid: int, maps: tuple[MapEntry, ...], tids: set[int]) -> None:
+    def _judge_vm_sharers(self, pid: int) -> None:
+        """Judge each other process that shares `pid`'s address space at the
+        seize (made with CLONE_VM and no CLONE_THREAD before the attach, by
+        `pid` or by a process `pid` is such a child of), as kcmp(KCMP_VM)
+        says of every process /proc lists, as the `blocked` pseudo call
+        (opaque, facility `blocked-shared-vm`, the sharer's pid its one
+        argument): it is not seized, and writes the memory and changes its
+        protections with no call the tracer sees (attack_attach_clone_vm);
+        a refusal kills `pid`. Every thread of `pid` is stopped: a sharer
+        made later is made by one of these or by a traced call. A vfork
+        child is one, but its parent's thread is unstopped and judged so
+        (attack_attach_vfork): this is asked only when none is."""
+        for other in procfs.list_pids():
+            # Tasks with no address space (kernel threads, zombies) compare
+            # equal with each other: a sharer has mappings.
+            if other != pid and _kcmp(pid, other, _KCMP_VM) and _has_maps(other):
+                shared = MemCall(time.time(), pid, pid, BLOCKED_PSEUDO_SYSCALL, "x86_64", (other,),
+                                 path="shared-vm")
+                if not self._judge_unrefusable(shared, 0):
+                    return
+
+    def _judge_held(self, pid: int, maps: tuple[MapEntry, ...], tids: set[int]) -> bool:
         """Judge what `pid` holds at the seize (every thread stopped) as an
         open's descriptor is judged at its exit, from the kernel's view of
         it: each descriptor (a mem file open for writing writes code with no
@@ -1203,13 +1227,14 @@ class PtraceSource:
         fills the range's pages with code the process runs with no call at
         all. An unreadable table is judged as such. Every descriptor table
         of the seized threads (`tids`) counts: a thread that unshared its
-        table (CLONE_FILES) holds what the leader's does not show."""
+        table (CLONE_FILES) holds what the leader's does not show. Returns
+        False when a refusal killed the process."""
         for tid, fd, view in self._held_views(pid, maps, tids):
             view = self._descriptor_view(view)
             held = MemCall(time.time(), pid, tid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
                            path=view.path, target=_mem_target(view))
             if not self._judge_unrefusable(held, fd):
-                return
+                return False
         # Memory writable and executable at the seize (an RWX segment mapped by
         # an exec no tracer saw, an RWX mapping made before the attach): what is
         # written there after the attach runs with no call at all (attack_attach_wx).
@@ -1218,7 +1243,8 @@ class PtraceSource:
                 held = MemCall(time.time(), pid, pid, HELD_PSEUDO_SYSCALL, "x86_64",
                                (entry.start, entry.end - entry.start, entry.prot), path=entry.path)
                 if not self._judge_unrefusable(held, 0):
-                    return
+                    return False
+        return True
 
     def _judge_unrefusable(self, call: MemCall, result: int) -> bool:
         """Judge a pseudo call no syscall made (what a seized process holds
@@ -3131,6 +3157,15 @@ def run_start_ns(now: int | None = None) -> int:
     while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) < now:
         time.sleep(0.0005)
     return now
+
+
+def _has_maps(pid: int) -> bool:
+    """Whether `pid` has an address space with something mapped (False
+    when it is gone, a kernel thread or a zombie)."""
+    try:
+        return bool(procfs.read_maps(pid))
+    except TraceError:
+        return False
 
 
 def _closed(tid: int, fd: int) -> bool:
