@@ -12,6 +12,7 @@ between its two sets."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -141,3 +142,29 @@ def test_attach_judges_a_process_sharing_the_address_space(options, build_progra
     assert [(e["syscall"], e["detail"]["facility"]) for e in events] == [("clone", "CLONE_UNTRACED")]
     if options:
         assert out.failed() == {"untraced_clone": "EPERM"} and out.ran == []
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", ["dual", "fdwrite", "guest", "guest_closed"])
+def test_attach_judges_a_writer_of_an_executable_view(mode, build_program, parse_output, tmp_path):
+    """A memfd page mapped shared read+write and shared read+execute before
+    the attach. `dual`: after it, the code stored through the RW view ran
+    through the R-X view with no call at all, no event under strict; now a
+    shared writable view held at the seize is judged as the descriptor open
+    for writing it stands for: the object is mapped executable, so
+    exec-written, and the process is killed at the seize. `fdwrite` (the
+    memfd's descriptor kept, the code pwritten) was already so. `guest`,
+    `guest_closed`: a KVM guest, made before the attach with the RW view
+    as its memory, stores the code (no host call): its vCPU descriptor is
+    a held `kvm` (opaque), killed at the seize."""
+    native = _native(build_program, parse_output, "attack_attach_kvm", mode)
+    if "kvm_open" in native.failed():
+        pytest.skip(f"/dev/kvm cannot be opened: {native.failed()['kvm_open']}")
+    assert native.ran == ["rx_call"]
+    program = [str(build_program("attack_attach_kvm")), mode]
+    out_text, returncode, events, _ = _attached(program, STRICT, tmp_path)
+    out = parse_output(out_text)
+    assert returncode == -signal.SIGKILL and out.ran == []
+    category = ["exec-written"] if mode in ("dual", "fdwrite") else ["opaque"]
+    judged = [(e["syscall"], e["categories"], e["verdict"]) for e in events]
+    assert judged[-1:] == [("held", category, "killed")]

@@ -1297,6 +1297,13 @@ class PtraceSource:
                     yield holder, fd, view
         for entry in {(m.dev, m.inode): m for m in maps if _opaque_link(m.path)}.values():
             yield pid, -1, FdObject(-1, entry.path, entry.dev, entry.inode, access=abi.O_RDWR)
+        # A shared writable view writes its object with plain stores, as a
+        # descriptor open for writing does with calls: another view of the
+        # object mapped executable runs them (attack_attach_kvm dual).
+        writers = {(m.dev, m.inode): m for m in maps
+                   if m.shared and m.prot & abi.PROT_WRITE and m.dev and not m.path.startswith("[")}
+        for entry in writers.values():
+            yield pid, -1, _shared_writer(pid, entry)
         names = (procfs.thread_name(pid, tid) for tid in procfs.list_threads(pid))
         if any(name.startswith(_IO_URING_THREADS) for name in names):
             yield pid, -1, FdObject(-1, "anon_inode:[io_uring]", 0, 0, access=abi.O_RDWR)
@@ -3157,6 +3164,18 @@ def run_start_ns(now: int | None = None) -> int:
     while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) < now:
         time.sleep(0.0005)
     return now
+
+
+def _shared_writer(pid: int, entry: MapEntry) -> FdObject:
+    """A shared writable mapping of `pid` as the descriptor open for writing
+    it stands for: the object the maps line names, its mode from the object
+    the kernel maps (/proc/PID/map_files; unreadable: no access known, judged
+    as unreadable)."""
+    try:
+        mode = os.stat(_map_files(pid, entry.start, entry.end)).st_mode
+    except OSError:
+        return FdObject(-1, entry.path, entry.dev, entry.inode)
+    return FdObject(-1, entry.path, entry.dev, entry.inode, mode, access=abi.O_RDWR)
 
 
 def _has_maps(pid: int) -> bool:
