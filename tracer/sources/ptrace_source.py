@@ -753,8 +753,16 @@ SPIN_SECONDS = 100e-6
 # in the last, which a process can chain; past this many the attach fails.
 SEIZE_ROUNDS = 64
 # How long attach waits for an exec by a thread other than the main one to
-# end (the main thread is a zombie meanwhile, most of /proc/PID unreadable).
+# end (the main thread is a zombie meanwhile, most of /proc/PID unreadable):
+# EXEC_PATIENCE when no thread shows an exec in its call, up to
+# EXEC_UNDER_WAY_PATIENCE while one does (on a loaded host the threads the
+# exec kills may take that long to be scheduled and end).
 EXEC_PATIENCE = 1.0
+EXEC_UNDER_WAY_PATIENCE = 10.0
+# The exec calls' numbers in either ABI (/proc/TID/syscall shows a thread's
+# own): execve and execveat; i386's 11 is also x86-64's munmap, which at
+# worst makes attach wait longer.
+_EXEC_CALLS = frozenset({59, 322, 11, 358})
 
 
 class PtraceSource:
@@ -959,8 +967,10 @@ class PtraceSource:
         """Wait up to EXEC_PATIENCE while the main thread of `pid` is a
         zombie: an exec by another thread kills the others, then takes the
         main thread's number (for a moment /proc may list the main thread
-        alone). Returns False when it stays one: it ended for good."""
-        deadline = time.monotonic() + EXEC_PATIENCE
+        alone). Waits up to EXEC_UNDER_WAY_PATIENCE while another thread
+        shows an exec in its call. Returns False when it stays one: it ended
+        for good."""
+        started = time.monotonic()
         while True:
             try:
                 if not procfs.leader_exited(pid):
@@ -969,7 +979,8 @@ class PtraceSource:
                 # The stat of a main thread an exec is replacing may read as gone.
                 if not os.path.exists(f"/proc/{pid}"):
                     raise
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if waited > EXEC_PATIENCE and (waited > EXEC_UNDER_WAY_PATIENCE or not _exec_under_way(pid)):
                 return False
             time.sleep(0.001)
 
@@ -3148,6 +3159,17 @@ def _map_files(tid: int, start: int, end: int) -> str:
 
 
 _CLOCK_REALTIME_COARSE = 5  # Linux's clock id; the time module does not name it
+
+
+def _exec_under_way(pid: int) -> bool:
+    """Whether a thread of `pid` other than its main one is blocked in an
+    exec call (/proc/TID/syscall), as while it waits for the threads it
+    kills to end."""
+    try:
+        tids = procfs.list_threads(pid)
+    except TraceError:
+        return True  # read as gone while the exec takes the main thread's number
+    return any(procfs.syscall_in_flight(tid) in _EXEC_CALLS for tid in tids if tid != pid)
 
 
 def run_start_ns(now: int | None = None) -> int:
