@@ -336,6 +336,62 @@ def _pidfd_open(pid: int) -> int | None:
         return None
 
 
+# timerfd flags (Python 3.11's os module has no timerfd).
+_TFD_CLOEXEC, _TFD_NONBLOCK = os.O_CLOEXEC, os.O_NONBLOCK
+_TFD_TIMER_ABSTIME, _TFD_TIMER_CANCEL_ON_SET = 1, 2
+
+
+class _ClockWatch:
+    """Whether CLOCK_REALTIME was set since the watch was made, by anyone.
+
+    Inode change times (and System V segments' attach times) come from the
+    wall clock, which a process with CAP_SYS_TIME may set back while a file
+    gets its bytes and forward again: the file then looks older than the
+    run (attack_clock_set). The calls that set it are many (clock_settime,
+    settimeofday, adjtimex and clock_adjtime with ADJ_SETOFFSET, i386 stime,
+    each in two ABIs) and so are the processes that may make them (ntpd, one
+    the tree signals): the kernel itself tells, through a timerfd armed with
+    TFD_TIMER_CANCEL_ON_SET, whose reads fail with ECANCELED once the clock
+    was set (a leap second or a resume from suspend counts too). Once set,
+    it stays set for this run. A watch that cannot be made counts as set
+    (unknown is unsafe)."""
+
+    def __init__(self) -> None:
+        self.was_set = False
+        self._fd = _libc.timerfd_create(time.CLOCK_REALTIME, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        # Armed for an expiry that never comes: only a clock set ends it.
+        spec = (ctypes.c_long * 4)(0, 0, 2**62, 0)
+        if self._fd < 0 or _libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME | _TFD_TIMER_CANCEL_ON_SET,
+                                                 spec, None) != 0:
+            self._set()
+
+    def set_since(self) -> bool:
+        """Whether the clock was set since the watch was made (a read of the
+        timerfd: EAGAIN while it was not)."""
+        if not self.was_set:
+            try:
+                os.read(self._fd, 8)
+            except BlockingIOError:
+                return False
+            except OSError as err:
+                if err.errno != errno.ECANCELED:
+                    raise TraceError(f"cannot read the clock watch: {err.strerror}") from err
+            self._set()
+        return True
+
+    def _set(self) -> None:
+        self.was_set = True
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def close(self) -> None:
+        """Release the timerfd."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 class Control:
     """A thread stopped at a syscall entry (or a fault), for a handler: its
     registers, its memory, and syscalls run on its behalf."""
@@ -762,6 +818,9 @@ class PtraceSource:
         # Files whose inode changed after this moment were written during
         # the run, by the tree or by the kernel on its behalf (set at start).
         self.started_ns = 0
+        # Whether the wall clock was set since (then no change time tells
+        # an old file: every file counts as possibly written).
+        self._clock: _ClockWatch | None = None
         self._fresh: set[tuple[int, int]] = set()
         # The filesystems mounted when the run started (superblock devices);
         # a file on any other one holds what its server or image says, which
@@ -805,6 +864,9 @@ class PtraceSource:
         Raises CommandError (exit 127/126) when argv cannot be executed.
         """
         path = resolve_command(argv[0])
+        # Armed before the tree exists; a clock set back before it is armed
+        # only makes run_start_ns wait for the clock to reach the start.
+        self._clock = _ClockWatch()
         self.started_ns = run_start_ns(started_ns)
         self._start_devices = procfs.mount_devices(os.getpid())
         self._image_devices = _image_devices(self._start_devices)
@@ -844,6 +906,8 @@ class PtraceSource:
         # thread gives the exec'ing thread the main thread's): what a loss
         # of it kills.
         self._process_fd = _pidfd_open(pid)
+        # A clock set from now on is seen; one before cannot be (docs/enforce.md).
+        self._clock = _ClockWatch()
         # Nothing is read before every thread has stopped: one still running
         # could change what is read, and an exec by a thread other than the
         # main one makes the main thread a zombie (most of /proc/PID answers
@@ -891,8 +955,11 @@ class PtraceSource:
         mapped = {(m.dev, m.inode): m for m in maps if m.dev and not m.path.startswith("[")}
         self._report_fresh(pid, pid, [(procfs.mapped_file(pid, m), m.dev, _map_files(pid, m.start, m.end))
                                       for m in mapped.values()])
-        self._judge_held(pid, maps, seen)
-        self._judge_unstopped(pid, unstopped)
+        alive = self._judge_held(pid, maps, seen)
+        if unstopped:
+            self._judge_unstopped(pid, unstopped)
+        elif alive:
+            self._judge_vm_sharers(pid)
         return event
 
     @staticmethod
@@ -934,6 +1001,8 @@ class PtraceSource:
         thread seized before is gone (its number now names the new program,
         never seized or stopped)."""
         unstopped: set[int] = set()
+        # Numbers seized that named another process by then (let go).
+        strays: set[int] = set()
         # A seize waits while an exec of the process is under way, and that
         # exec waits until the threads it kills are reaped: those seized
         # already are reaped by the tracer, from another thread meanwhile.
@@ -954,15 +1023,55 @@ class PtraceSource:
                     try:
                         if not tracer:
                             _fast_ptrace(abi.PTRACE_SEIZE, tid, 0, _OPTIONS)
-                        _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
                     except TraceError:
                         continue  # gone, renumbered by an exec: the next listing tells
+                    if not tracer and not self._seized_ours(pid, tid):
+                        strays.add(tid)
+                        continue
+                    try:
+                        _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
+                    except TraceError:
+                        continue
                     asked.add(tid)
                     self.tasks[tid] = _Task(tid, pid, syscall_mode=True)
                 unstopped |= self._await_stops(pid, asked)
             else:
                 raise TraceError(f"threads kept changing after {SEIZE_ROUNDS} rounds of seizing", pid=pid)
-        return held, self._take_stops(pid, held, reaper.reports)
+        # A stray's stop the reaper took before it was let go is not a
+        # held thread's (a thread given its number later stops anew).
+        reports = [(tid, status) for tid, status in reaper.reports
+                   if tid not in strays or status >> 16 != abi.PTRACE_EVENT_STOP]
+        return held, self._take_stops(pid, held, reports)
+
+    @staticmethod
+    def _seized_ours(pid: int, tid: int) -> bool:
+        """Whether the task just seized under number `tid` is a thread of
+        `pid`. The number came from a listing: the thread listed may have
+        ended since and its number gone to another process (a root process
+        sets ns_last_pid: attack_attach_pid_reuse), which the seize took.
+        Seized, the task keeps its number until the tracer reaps it, so its
+        thread group read now is its own. Another process's task is
+        interrupted and, once stopped, detached (it goes on as it was); one
+        gone counts as ours (the next listing tells)."""
+        try:
+            if procfs.read_tgid(tid) == pid:
+                return True
+        except NoSuchProcess:
+            return True
+        deadline = time.monotonic() + BLOCKED_PATIENCE
+        try:
+            _fast_ptrace(abi.PTRACE_INTERRUPT, tid, 0, 0)
+            while (state := procfs.thread_hold(tid, tid)[1]) != "t":
+                if state in ("Z", "X"):
+                    return False  # it ended: nothing to let go
+                if time.monotonic() > deadline:
+                    raise TraceError(f"task {tid} of another process, seized in a thread's place, did not "
+                                     "stop to be let go", pid=pid)
+                time.sleep(0.001)
+            _fast_ptrace(abi.PTRACE_DETACH, tid, 0, 0)
+        except NoSuchProcess:
+            pass  # it ended
+        return False
 
     @staticmethod
     def _loose_threads(pid: int, unstopped: set[int]) -> tuple[list[tuple[int, int]], set[int]]:
@@ -1091,7 +1200,28 @@ class PtraceSource:
             if not self._judge_unrefusable(blocked, 0):
                 return
 
-    def _judge_held(self, pid: int, maps: tuple[MapEntry, ...], tids: set[int]) -> None:
+    def _judge_vm_sharers(self, pid: int) -> None:
+        """Judge each other process that shares `pid`'s address space at the
+        seize (made with CLONE_VM and no CLONE_THREAD before the attach, by
+        `pid` or by a process `pid` is such a child of), as kcmp(KCMP_VM)
+        says of every process /proc lists, as the `blocked` pseudo call
+        (opaque, facility `blocked-shared-vm`, the sharer's pid its one
+        argument): it is not seized, and writes the memory and changes its
+        protections with no call the tracer sees (attack_attach_clone_vm);
+        a refusal kills `pid`. Every thread of `pid` is stopped: a sharer
+        made later is made by one of these or by a traced call. A vfork
+        child is one, but its parent's thread is unstopped and judged so
+        (attack_attach_vfork): this is asked only when none is."""
+        for other in procfs.list_pids():
+            # Tasks with no address space (kernel threads, zombies) compare
+            # equal with each other: a sharer has mappings.
+            if other != pid and _kcmp(pid, other, _KCMP_VM) and _has_maps(other):
+                shared = MemCall(time.time(), pid, pid, BLOCKED_PSEUDO_SYSCALL, "x86_64", (other,),
+                                 path="shared-vm")
+                if not self._judge_unrefusable(shared, 0):
+                    return
+
+    def _judge_held(self, pid: int, maps: tuple[MapEntry, ...], tids: set[int]) -> bool:
         """Judge what `pid` holds at the seize (every thread stopped) as an
         open's descriptor is judged at its exit, from the kernel's view of
         it: each descriptor (a mem file open for writing writes code with no
@@ -1108,13 +1238,14 @@ class PtraceSource:
         fills the range's pages with code the process runs with no call at
         all. An unreadable table is judged as such. Every descriptor table
         of the seized threads (`tids`) counts: a thread that unshared its
-        table (CLONE_FILES) holds what the leader's does not show."""
+        table (CLONE_FILES) holds what the leader's does not show. Returns
+        False when a refusal killed the process."""
         for tid, fd, view in self._held_views(pid, maps, tids):
             view = self._descriptor_view(view)
             held = MemCall(time.time(), pid, tid, HELD_PSEUDO_SYSCALL, "x86_64", (fd,), fd_object=view,
                            path=view.path, target=_mem_target(view))
             if not self._judge_unrefusable(held, fd):
-                return
+                return False
         # Memory writable and executable at the seize (an RWX segment mapped by
         # an exec no tracer saw, an RWX mapping made before the attach): what is
         # written there after the attach runs with no call at all (attack_attach_wx).
@@ -1123,7 +1254,8 @@ class PtraceSource:
                 held = MemCall(time.time(), pid, pid, HELD_PSEUDO_SYSCALL, "x86_64",
                                (entry.start, entry.end - entry.start, entry.prot), path=entry.path)
                 if not self._judge_unrefusable(held, 0):
-                    return
+                    return False
+        return True
 
     def _judge_unrefusable(self, call: MemCall, result: int) -> bool:
         """Judge a pseudo call no syscall made (what a seized process holds
@@ -1176,6 +1308,13 @@ class PtraceSource:
                     yield holder, fd, view
         for entry in {(m.dev, m.inode): m for m in maps if _opaque_link(m.path)}.values():
             yield pid, -1, FdObject(-1, entry.path, entry.dev, entry.inode, access=abi.O_RDWR)
+        # A shared writable view writes its object with plain stores, as a
+        # descriptor open for writing does with calls: another view of the
+        # object mapped executable runs them (attack_attach_kvm dual).
+        writers = {(m.dev, m.inode): m for m in maps
+                   if m.shared and m.prot & abi.PROT_WRITE and m.dev and not m.path.startswith("[")}
+        for entry in writers.values():
+            yield pid, -1, _shared_writer(pid, entry)
         names = (procfs.thread_name(pid, tid) for tid in procfs.list_threads(pid))
         if any(name.startswith(_IO_URING_THREADS) for name in names):
             yield pid, -1, FdObject(-1, "anon_inode:[io_uring]", 0, 0, access=abi.O_RDWR)
@@ -1238,6 +1377,8 @@ class PtraceSource:
             if self._process_fd is not None:
                 os.close(self._process_fd)
                 self._process_fd = None
+            if self._clock is not None:
+                self._clock.close()
         return self.root_status
 
     def _lost(self) -> None:
@@ -1576,7 +1717,8 @@ class PtraceSource:
             call = _with_fd_object(call)
             obj = call.fd_object
             # The usual file (old, on a filesystem that was there) costs three compares.
-            if obj is not None and (obj.ctime_ns >= self.started_ns or obj.dev not in self._start_devices
+            if obj is not None and (obj.ctime_ns >= self.started_ns or self._clock_set()
+                                    or obj.dev not in self._start_devices
                                     or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)
                                     or obj.dev in self._swap_devices or self._swapon_seen
                                     or obj.dev in self._kernel_filled):
@@ -2447,6 +2589,12 @@ class PtraceSource:
         task.pending = task.entry = None
         self._resume(task)
 
+    def _clock_set(self) -> bool:
+        """Whether the wall clock was set since the run started (for
+        `attach`: since the seize began): change times then no longer tell
+        a file older than the run (attack_clock_set)."""
+        return self._clock is not None and self._clock.set_since()
+
     def _report_fresh(self, tid: int, pid: int, found: Sequence[tuple[FdObject, int, str]]) -> None:
         """Report, as written by the tree, the files among `found` (each: the
         object, its device as the program sees it, a /proc link to it) that
@@ -2472,7 +2620,7 @@ class PtraceSource:
                 continue
             if self._new_filesystem(tid, device, link):
                 served.update((device, obj.dev))
-            elif not (obj.ctime_ns >= self.started_ns > 0 or stat.S_ISBLK(obj.mode)
+            elif not (obj.ctime_ns >= self.started_ns > 0 or self._clock_set() or stat.S_ISBLK(obj.mode)
                       or (obj.dev, obj.inode) in self._swap_files or obj.dev in self._kernel_filled
                       or self._image_written(obj.dev)):
                 continue
@@ -2491,7 +2639,8 @@ class PtraceSource:
         whole seconds (any in the second the run started counts), or its
         records cannot be read."""
         segment = procfs.shm_segment(shmid) if procfs.same_namespace(tid, "ipc") else None
-        return segment, segment is None or segment.touched_s >= self.started_ns // 1_000_000_000
+        return segment, (segment is None or segment.touched_s >= self.started_ns // 1_000_000_000
+                         or self._clock_set())
 
     def _with_segment(self, call: MemCall) -> MemCall:
         """A shmat at its entry with its segment's size and whether the
@@ -2519,7 +2668,7 @@ class PtraceSource:
         (unknown is unsafe)."""
         for backing in self._image_devices.get(device, ()):
             try:
-                if os.stat(backing).st_ctime_ns >= self.started_ns:
+                if os.stat(backing).st_ctime_ns >= self.started_ns or self._clock_set():
                     return True
             except OSError:
                 return True
@@ -3037,6 +3186,27 @@ def run_start_ns(now: int | None = None) -> int:
     while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) < now:
         time.sleep(0.0005)
     return now
+
+
+def _shared_writer(pid: int, entry: MapEntry) -> FdObject:
+    """A shared writable mapping of `pid` as the descriptor open for writing
+    it stands for: the object the maps line names, its mode from the object
+    the kernel maps (/proc/PID/map_files; unreadable: no access known, judged
+    as unreadable)."""
+    try:
+        mode = os.stat(_map_files(pid, entry.start, entry.end)).st_mode
+    except OSError:
+        return FdObject(-1, entry.path, entry.dev, entry.inode)
+    return FdObject(-1, entry.path, entry.dev, entry.inode, mode, access=abi.O_RDWR)
+
+
+def _has_maps(pid: int) -> bool:
+    """Whether `pid` has an address space with something mapped (False
+    when it is gone, a kernel thread or a zombie)."""
+    try:
+        return bool(procfs.read_maps(pid))
+    except TraceError:
+        return False
 
 
 def _closed(tid: int, fd: int) -> bool:
