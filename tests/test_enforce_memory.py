@@ -450,9 +450,12 @@ def test_attach_seizes_a_thread_made_by_a_clone_the_seize_interrupted(build_prog
     """A thread seized in the middle of a clone makes the new thread
     untraced (the kernel decided when the clone began) and lists it only
     when the clone ends: here 0.3 s later (its pidfd is stored into a page
-    a userfaultfd served by a helper process holds back). The new thread,
-    untraced, waits for the line sent after the attach and makes a written
-    anonymous page R-X. The threads are listed again once every seized one
+    a userfaultfd served by a helper process holds back). The new thread
+    (its clone began while the spawner was untraced) waits for the line sent
+    after the attach and makes a written anonymous page R-X; it reports
+    itself whether or not the tracer seized it before it ran (before, it
+    asked /proc whether it was traced, and a tracer quicker than that made
+    the test fail: 1 run in 4 under load). The threads are listed again once every seized one
     has stopped: the new one is seized before anything is read, and its
     mprotect is seen (before, the listing ended before the clone did: the
     thread ran untraced, no event, and the code ran). Audit: strict kills

@@ -12,10 +12,13 @@
  *   netns  CLONE_NEWNET: each clone makes a network namespace (~1 ms; a
  *          race, won now and then)
  * A tracer that seizes the spawner there and lists the threads before the
- * clone ends misses the new thread: it runs untraced. Each new thread
- * checks whether the leader is traced and itself is not; the first such
- * one prints STEP untraced (rc: its tid), waits for the go (a line on stdin, after the attach), makes a
- * written anonymous page R-X and calls it. The others exit at once.
+ * clone ends misses the new thread: it runs untraced. The spawner notes,
+ * before each clone, whether it is traced; the first new thread whose
+ * clone began untraced and that finds the leader traced (the attach came
+ * during its clone) prints STEP untraced (rc: its tid), waits for the go
+ * (a line on stdin, after the attach), makes a written anonymous page R-X
+ * and calls it; whether a tracer seized it since is the tracer's to show.
+ * The others exit at once.
  * READY <pid> comes once the spawner is cloning.
  */
 #include "common.h"
@@ -60,8 +63,7 @@ static int child(void *arg)
 {
 	pid_t self = (pid_t)syscall(SYS_gettid);
 
-	(void)arg;
-	if (tracer_of(leader) <= 0 || tracer_of(self) != 0 || __sync_lock_test_and_set(&untraced, 1))
+	if (!arg || tracer_of(leader) <= 0 || __sync_lock_test_and_set(&untraced, 1))
 		return 0;
 	tw_step("untraced", "gettid", self, 0);
 	while (!go) {
@@ -80,14 +82,17 @@ static void *spawner(void *arg)
 	size_t stack_size = 256 * 1024;
 	char *stack = mmap(NULL, stack_size, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	volatile pid_t ctid;
+	pid_t self = (pid_t)syscall(SYS_gettid);
 
 	while (!stop) {
 		void *pidfd = extra == CLONE_PIDFD ? (char *)slots + (spawned % SLOTS) * tw_page() : NULL;
+		/* Untraced now: the clone about to begin makes an untraced thread (unless a seize comes first). */
+		void *began_untraced = tracer_of(self) == 0 ? (void *)1 : NULL;
 
 		ctid = 1;
 		spawned++;
 		if (clone(child, stack + stack_size, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
-			  CLONE_THREAD | CLONE_SYSVSEM | CLONE_CHILD_CLEARTID | extra, NULL, pidfd, NULL,
+			  CLONE_THREAD | CLONE_SYSVSEM | CLONE_CHILD_CLEARTID | extra, began_untraced, pidfd, NULL,
 			  &ctid) < 0) {
 			tw_step("clone", "clone", -1, errno);
 			break;
