@@ -786,6 +786,11 @@ def devices_of_type(pid: int, types: frozenset[str]) -> frozenset[int]:
 KERNEL_FILLED_TYPES = frozenset({"tracefs", "debugfs", "sysfs", "proc", "securityfs", "configfs", "bpf",
                                  "pstore", "efivarfs", "cgroup", "cgroup2"})
 
+# Filesystems whose shared mappings ask for no write notice (shmem has no
+# page_mkwrite, hugetlbfs no writable fault stamps): a page read first is
+# mapped writable, and stores through it change no time stamp.
+UNSTAMPED_STORE_TYPES = frozenset({"tmpfs", "devtmpfs", "hugetlbfs"})
+
 
 def mount_devices(pid: int) -> frozenset[int]:
     """The devices of the superblocks behind every mount `pid` sees, and of
