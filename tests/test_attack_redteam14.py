@@ -51,3 +51,25 @@ def test_attach_counts_unstamped_stores_as_written(target, build_program, parse_
     assert len(written) == 1 and "exec-written" in written[0]["categories"]
     assert written[0]["verdict"] == "denied" and written[0]["result"] == -errno.EACCES
     assert written[0]["pid"] == pid
+
+
+@pytest.mark.root
+def test_attach_counts_a_fuse_file_as_written(build_program, parse_output, tmp_path):
+    """A FUSE filesystem a thread of the process serves (private mount
+    namespace), mounted before the attach: after it, main maps the file R-X
+    and the thread serves code with 1970 times. The mount is no new one
+    (`attach` knows only the mounts at the seize), so the file read as old:
+    the code ran under strict with no event; now a FUSE file counts as
+    written under `attach` (exec-written)."""
+    native = _native(build_program, parse_output, "attack_fuse", "attach")
+    if native.steps["fuse_mount"].rc != 0:
+        pytest.skip(f"cannot mount FUSE here: {native.steps['fuse_mount'].errno}")
+    assert native.ran == ["fuse_call"]
+    out_text, returncode, events, pid = _attached([str(build_program("attack_fuse")), "attach"], STRICT,
+                                                  tmp_path, threads=2)
+    out = parse_output(out_text)
+    assert returncode == 0 and out.ran == [] and out.failed() == {"fuse_rx_mmap": "EACCES"}, out_text
+    written = [e for e in events if e["syscall"] == "mmap"]
+    assert len(written) == 1 and "exec-written" in written[0]["categories"]
+    assert written[0]["verdict"] == "denied" and written[0]["result"] == -errno.EACCES
+    assert written[0]["pid"] == pid

@@ -843,7 +843,7 @@ class PtraceSource:
         # Pseudo filesystems of the run's start (tracefs, sysfs, ...): a file
         # there holds what the kernel writes, some of it the tree's bytes.
         self._kernel_filled: frozenset[int] = frozenset()
-        # attach: filesystems whose stores before the seize left no change time.
+        # attach: filesystems whose change times do not tell what was written.
         self._unstamped: frozenset[int] = frozenset()
         # Address spaces some thread asked MADV_DONTFORK for: a fork of them
         # is not vouched a copy of the model (ForkEvent.copied). Kept after
@@ -927,7 +927,7 @@ class PtraceSource:
         self._read_swap_files()
         self._overlay_devices = procfs.devices_of_type(pid, frozenset({"overlay"}))
         self._kernel_filled = procfs.devices_of_type(pid, procfs.KERNEL_FILLED_TYPES)
-        self._unstamped = procfs.devices_of_type(pid, procfs.UNSTAMPED_STORE_TYPES)
+        self._unstamped = procfs.devices_of_type(pid, procfs.UNSTAMPED_TYPES)
         self.root_pid = pid
         # Each seized thread's own persona (stopped, none can change it; one
         # gone already makes no more calls).
@@ -2634,12 +2634,15 @@ class PtraceSource:
             self.sink.on_event(WritableObjects(time.time(), pid, tuple(fresh), frozenset(served)))
 
     def _unstamped_store(self, obj: FdObject) -> bool:
-        """Whether, under `attach`, `obj` may have been written before the
-        seize with no change time to show it: a file of a tmpfs-like
-        filesystem (procfs.UNSTAMPED_STORE_TYPES). A shared
-        writable view of one, its page read before it was written, took the
-        stores with no write fault, and only a write fault stamps the inode;
-        the view may be gone by the seize (attack_attach_store)."""
+        """Whether, under `attach`, `obj` may hold what the process wrote
+        with no change time to show it: a file of a filesystem mounted at
+        the seize whose times do not tell (procfs.UNSTAMPED_TYPES). A shared
+        writable view of a tmpfs file, its page read before it was written,
+        took the stores with no write fault, and only a write fault stamps
+        the inode; the view may be gone by the seize (attack_attach_store).
+        A FUSE file's times are its server's, which may be a thread of the
+        process serving code (attack_fuse attach); under `run` such a
+        filesystem mounted since the start is new."""
         return obj.dev in self._unstamped
 
     def _segment(self, tid: int, shmid: int) -> tuple[procfs.ShmSegment | None, bool]:
