@@ -22,6 +22,10 @@
  * judges the mprotect past the stalled mmap from a model that still shows the
  * clean page lets the served code run (RAN overtake_call).
  *
+ * With argv[1] "attach" it says READY and waits for a line on stdin (a
+ * tracer attaches) after opening code, before mapping it R-X: the mount
+ * is older than the seize.
+ *
  * With argv[1] "window" or "windowseal" it attacks the window between the
  * kernel making a mapping and the tracer undoing it at the call's exit: an
  * i386 old_mmap whose block the tracer cannot read maps code RWX with
@@ -292,6 +296,13 @@ int main(int argc, char **argv)
 			tw_emit("COUNT 1");
 		close(fd);
 	} else if (fd >= 0) {
+		if (argc > 1 && strcmp(argv[1], "attach") == 0) {
+			char line[64];
+
+			tw_emit("READY %d", (int)getpid());
+			if (!fgets(line, sizeof(line), stdin))
+				line[0] = 0;
+		}
 		p = tw_mmap("fuse_rx_mmap", NULL, tw_page(), TW_RX, MAP_PRIVATE, fd, 0);
 		if (p != MAP_FAILED)
 			tw_run("fuse_call", p);

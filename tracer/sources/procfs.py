@@ -769,12 +769,14 @@ def _mountinfo_devices(pid: int) -> dict[int, int]:
 
 def devices_of_type(pid: int, types: frozenset[str]) -> frozenset[int]:
     """The devices of the filesystems of `types` mounted where `pid` sees
-    them. Raises NoSuchProcess, AccessDenied or TraceError."""
+    them (a type with a subtype, `fuse.sshfs`, counts as its type too).
+    Raises NoSuchProcess, AccessDenied or TraceError."""
     found = set()
     for line in _read_text(pid, "mountinfo").splitlines():
         fields = line.split(" ", 3)
         _, _, after = line.partition(" - ")
-        if len(fields) > 3 and after.split(" ", 1)[0] in types:
+        fs_type = after.split(" ", 1)[0]
+        if len(fields) > 3 and (fs_type in types or fs_type.partition(".")[0] in types):
             major, _, minor = fields[2].partition(":")
             found.add(os.makedev(int(major), int(minor)))
     return frozenset(found)
@@ -785,6 +787,12 @@ def devices_of_type(pid: int, types: frozenset[str]) -> frozenset[int]:
 # which mprotect makes executable though mmap refuses PROT_EXEC).
 KERNEL_FILLED_TYPES = frozenset({"tracefs", "debugfs", "sysfs", "proc", "securityfs", "configfs", "bpf",
                                  "pstore", "efivarfs", "cgroup", "cgroup2"})
+
+# Filesystems whose change times do not tell what was written: shared
+# mappings of tmpfs and hugetlbfs ask for no write notice (a page read first
+# is mapped writable, and stores through it change no time stamp), and a
+# FUSE server (any subtype) says whatever times it wants.
+UNSTAMPED_TYPES = frozenset({"tmpfs", "devtmpfs", "hugetlbfs", "fuse", "fuseblk"})
 
 
 def mount_devices(pid: int) -> frozenset[int]:

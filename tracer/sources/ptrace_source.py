@@ -843,6 +843,8 @@ class PtraceSource:
         # Pseudo filesystems of the run's start (tracefs, sysfs, ...): a file
         # there holds what the kernel writes, some of it the tree's bytes.
         self._kernel_filled: frozenset[int] = frozenset()
+        # attach: filesystems whose change times do not tell what was written.
+        self._unstamped: frozenset[int] = frozenset()
         # Address spaces some thread asked MADV_DONTFORK for: a fork of them
         # is not vouched a copy of the model (ForkEvent.copied). Kept after
         # an exec too (another task may still share the old space's key).
@@ -925,6 +927,7 @@ class PtraceSource:
         self._read_swap_files()
         self._overlay_devices = procfs.devices_of_type(pid, frozenset({"overlay"}))
         self._kernel_filled = procfs.devices_of_type(pid, procfs.KERNEL_FILLED_TYPES)
+        self._unstamped = procfs.devices_of_type(pid, procfs.UNSTAMPED_TYPES)
         self.root_pid = pid
         # Each seized thread's own persona (stopped, none can change it; one
         # gone already makes no more calls).
@@ -1721,7 +1724,7 @@ class PtraceSource:
                                     or obj.dev not in self._start_devices
                                     or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)
                                     or obj.dev in self._swap_devices or self._swapon_seen
-                                    or obj.dev in self._kernel_filled):
+                                    or obj.dev in self._kernel_filled or self._unstamped_store(obj)):
                 self._report_fresh(call.tid, call.pid, ((obj, obj.dev, f"/proc/{call.tid}/fd/{obj.fd}"),))
         elif call.syscall == "shmat":
             call = self._with_segment(call)
@@ -2622,12 +2625,25 @@ class PtraceSource:
                 served.update((device, obj.dev))
             elif not (obj.ctime_ns >= self.started_ns > 0 or self._clock_set() or stat.S_ISBLK(obj.mode)
                       or (obj.dev, obj.inode) in self._swap_files or obj.dev in self._kernel_filled
+                      or self._unstamped_store(obj)
                       or self._image_written(obj.dev)):
                 continue
             fresh.append(obj)
         if fresh:
             self._fresh.update((obj.dev, obj.inode) for obj in fresh)
             self.sink.on_event(WritableObjects(time.time(), pid, tuple(fresh), frozenset(served)))
+
+    def _unstamped_store(self, obj: FdObject) -> bool:
+        """Whether, under `attach`, `obj` may hold what the process wrote
+        with no change time to show it: a file of a filesystem mounted at
+        the seize whose times do not tell (procfs.UNSTAMPED_TYPES). A shared
+        writable view of a tmpfs file, its page read before it was written,
+        took the stores with no write fault, and only a write fault stamps
+        the inode; the view may be gone by the seize (attack_attach_store).
+        A FUSE file's times are its server's, which may be a thread of the
+        process serving code (attack_fuse attach); under `run` such a
+        filesystem mounted since the start is new."""
+        return obj.dev in self._unstamped
 
     def _segment(self, tid: int, shmid: int) -> tuple[procfs.ShmSegment | None, bool]:
         """System V segment `shmid` as `tid` sees it (None when the tracer
