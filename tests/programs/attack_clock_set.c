@@ -33,7 +33,6 @@
 #include "common.h"
 
 #include <dirent.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -130,21 +129,6 @@ static void clock_forward(const char *method)
 	tw_step("clock_forward", method, rc < 0 ? -1 : 0, rc < 0 ? (int)-rc : 0);
 }
 
-static void dumper(void)
-{
-	size_t pg = tw_page();
-	struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
-	char *page = mmap(NULL, pg, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (page == MAP_FAILED || setrlimit(RLIMIT_CORE, &unlimited) != 0)
-		_exit(1);
-	tw_put_code(page);
-	memcpy(page + 16, MARKER, sizeof(MARKER));
-	signal(SIGABRT, SIG_DFL);
-	raise(SIGABRT);
-	_exit(2);
-}
-
 /* The offset of the core's page holding the code and marker, or -1. */
 static off_t find_code(int fd)
 {
@@ -183,7 +167,7 @@ static int core_route(const char *method, int wait)
 	if (clock_back(method) == 0) {
 		pid = fork();
 		if (pid == 0)
-			dumper();
+			tw_dump_code_core(MARKER, sizeof(MARKER));
 		tw_wait_child("dumper", pid);
 		clock_forward(method);
 	}

@@ -10,27 +10,11 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "common.h"
 
 static const char MARKER[] = "TRAMPWATCH-CORE!";
-
-static void child(void)
-{
-	size_t pg = tw_page();
-	struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
-	char *page = mmap(NULL, pg, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (page == MAP_FAILED || setrlimit(RLIMIT_CORE, &unlimited) != 0)
-		_exit(1);
-	tw_put_code(page);
-	memcpy(page + 16, MARKER, sizeof(MARKER));
-	signal(SIGABRT, SIG_DFL);
-	raise(SIGABRT);
-	_exit(2);
-}
 
 /* The first file in dir whose name starts with "core". */
 static int open_core(const char *dir, char *path, size_t size)
@@ -68,7 +52,7 @@ int main(void)
 		return 1;
 	pid = fork();
 	if (pid == 0)
-		child();
+		tw_dump_code_core(MARKER, sizeof(MARKER));
 	tw_wait_child("dumper", pid);
 	fd = open_core(dir, path, sizeof(path));
 	tw_step("core_file", "find", fd < 0 ? -1 : 0, fd < 0 ? ENOENT : 0);

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,6 +163,27 @@ static inline int tw_munmap(const char *label, void *addr, size_t len)
 static inline void tw_put_code(void *dst)
 {
 	memcpy(dst, TW_CODE, sizeof(TW_CODE));
+}
+
+/*
+ * For a child made to dump core: the code, and `marker` (`len` bytes) 16
+ * bytes after it, written into an anonymous page; no core size limit;
+ * then SIGABRT. Never returns (exits 1 when it cannot prepare, 2 when the
+ * signal did not end it).
+ */
+static inline void __attribute__((noreturn)) tw_dump_code_core(const char *marker, size_t len)
+{
+	size_t pg = tw_page();
+	struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
+	char *page = mmap(NULL, pg, TW_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (page == MAP_FAILED || setrlimit(RLIMIT_CORE, &unlimited) != 0)
+		_exit(1);
+	tw_put_code(page);
+	memcpy(page + 16, marker, len);
+	signal(SIGABRT, SIG_DFL);
+	raise(SIGABRT);
+	_exit(2);
 }
 
 /*
