@@ -22,6 +22,14 @@ def _tmpfs(path: Path) -> bool:
                    for line in mounts)
 
 
+def _one_exec_written_mmap_denied(events: list[dict], pid: int) -> None:
+    """The run's one mmap event: `exec-written`, refused with EACCES, in `pid`."""
+    written = [e for e in events if e["syscall"] == "mmap"]
+    assert len(written) == 1 and "exec-written" in written[0]["categories"]
+    assert written[0]["verdict"] == "denied" and written[0]["result"] == -errno.EACCES
+    assert written[0]["pid"] == pid
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("target", ["tmpfs", "memfd"])
 def test_attach_counts_unstamped_stores_as_written(target, build_program, parse_output, tmp_path):
@@ -47,10 +55,7 @@ def test_attach_counts_unstamped_stores_as_written(target, build_program, parse_
             path.unlink(missing_ok=True)
     out = parse_output(out_text)
     assert returncode == 0 and out.ran == [] and out.failed() == {"store_map_rx": "EACCES"}, out_text
-    written = [e for e in events if e["syscall"] == "mmap"]
-    assert len(written) == 1 and "exec-written" in written[0]["categories"]
-    assert written[0]["verdict"] == "denied" and written[0]["result"] == -errno.EACCES
-    assert written[0]["pid"] == pid
+    _one_exec_written_mmap_denied(events, pid)
 
 
 @pytest.mark.root
@@ -69,7 +74,4 @@ def test_attach_counts_a_fuse_file_as_written(build_program, parse_output, tmp_p
                                                   tmp_path, threads=2)
     out = parse_output(out_text)
     assert returncode == 0 and out.ran == [] and out.failed() == {"fuse_rx_mmap": "EACCES"}, out_text
-    written = [e for e in events if e["syscall"] == "mmap"]
-    assert len(written) == 1 and "exec-written" in written[0]["categories"]
-    assert written[0]["verdict"] == "denied" and written[0]["result"] == -errno.EACCES
-    assert written[0]["pid"] == pid
+    _one_exec_written_mmap_denied(events, pid)

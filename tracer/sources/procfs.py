@@ -776,7 +776,7 @@ def devices_of_type(pid: int, types: frozenset[str]) -> frozenset[int]:
         fields = line.split(" ", 3)
         _, _, after = line.partition(" - ")
         fs_type = after.split(" ", 1)[0]
-        if len(fields) > 3 and (fs_type in types or fs_type.partition(".")[0] in types):
+        if len(fields) > 3 and fs_type.partition(".")[0] in types:
             major, _, minor = fields[2].partition(":")
             found.add(os.makedev(int(major), int(minor)))
     return frozenset(found)

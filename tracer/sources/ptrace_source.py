@@ -381,9 +381,7 @@ class _ClockWatch:
 
     def _set(self) -> None:
         self.was_set = True
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self.close()
 
     def close(self) -> None:
         """Release the timerfd."""
@@ -1720,7 +1718,7 @@ class PtraceSource:
             call = _with_fd_object(call)
             obj = call.fd_object
             # The usual file (old, on a filesystem that was there) costs three compares.
-            if obj is not None and (obj.ctime_ns >= self.started_ns or self._clock_set()
+            if obj is not None and (self._changed_since_start(obj.ctime_ns)
                                     or obj.dev not in self._start_devices
                                     or obj.dev in self._image_devices or stat.S_ISBLK(obj.mode)
                                     or obj.dev in self._swap_devices or self._swapon_seen
@@ -2598,6 +2596,12 @@ class PtraceSource:
         a file older than the run (attack_clock_set)."""
         return self._clock is not None and self._clock.set_since()
 
+    def _changed_since_start(self, ctime_ns: int) -> bool:
+        """Whether an inode change time `ctime_ns` may be a change made
+        since the start: at or after it, or any time once the wall clock
+        was set since (_clock_set)."""
+        return ctime_ns >= self.started_ns or self._clock_set()
+
     def _report_fresh(self, tid: int, pid: int, found: Sequence[tuple[FdObject, int, str]]) -> None:
         """Report, as written by the tree, the files among `found` (each: the
         object, its device as the program sees it, a /proc link to it) that
@@ -2623,9 +2627,9 @@ class PtraceSource:
                 continue
             if self._new_filesystem(tid, device, link):
                 served.update((device, obj.dev))
-            elif not (obj.ctime_ns >= self.started_ns > 0 or self._clock_set() or stat.S_ISBLK(obj.mode)
-                      or (obj.dev, obj.inode) in self._swap_files or obj.dev in self._kernel_filled
-                      or self._unstamped_store(obj)
+            elif not ((self.started_ns > 0 and self._changed_since_start(obj.ctime_ns))
+                      or stat.S_ISBLK(obj.mode) or (obj.dev, obj.inode) in self._swap_files
+                      or obj.dev in self._kernel_filled or self._unstamped_store(obj)
                       or self._image_written(obj.dev)):
                 continue
             fresh.append(obj)
@@ -2684,7 +2688,7 @@ class PtraceSource:
         (unknown is unsafe)."""
         for backing in self._image_devices.get(device, ()):
             try:
-                if os.stat(backing).st_ctime_ns >= self.started_ns or self._clock_set():
+                if self._changed_since_start(os.stat(backing).st_ctime_ns):
                     return True
             except OSError:
                 return True
